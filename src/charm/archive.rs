@@ -1,0 +1,236 @@
+//! Reading and writing `.charm` zips.
+//!
+//! Writing is reproducible: entries sorted by path, every timestamp 1980-01-01 00:00 (the
+//! zip epoch), modes 0644 or 0755, deflate at a fixed level, no directory entries and no
+//! extra fields, so the same files give the same bytes on any machine.
+//!
+//! Reading treats the archive as hostile: see [`read_zip`] for what is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
+
+use super::{CharmError, CharmFile};
+use crate::diag::{Problem, Problems};
+
+/// Bounds on what a charm may hold, against zip bombs and runaway folders.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Total uncompressed size of all files.
+    pub max_total_bytes: u64,
+    /// Number of entries.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    /// 256 MiB and 50,000 entries: well above real charms (Canonical's, with a bundled
+    /// Python virtualenv, are tens of MiB), far below what would hurt the machine.
+    fn default() -> Self {
+        Limits { max_total_bytes: 256 << 20, max_entries: 50_000 }
+    }
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+
+/// Packs files into a reproducible zip (see the module docs).
+pub fn pack(files: &BTreeMap<String, CharmFile>) -> Vec<u8> {
+    let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
+    for (path, file) in files {
+        let options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .compression_level(Some(6))
+            .last_modified_time(DateTime::default())
+            .unix_permissions(if file.executable { 0o755 } else { 0o644 });
+        // Writing to memory cannot fail: names were validated when the files were read and
+        // the options are fixed.
+        writer.start_file(path.as_str(), options).expect("zip entry into memory");
+        writer.write_all(&file.data).expect("zip data into memory");
+    }
+    writer.finish().expect("zip directory into memory").into_inner()
+}
+
+/// Checks one member name: relative, `/`-separated, no `..`, no backslash, no empty or `.`
+/// component, no control characters.
+pub fn check_member_name(archive: &str, name: &str) -> Result<(), Problem> {
+    let bad = |why: &str| Err(Problem::new(archive, name, why.to_string()).hint("the archive is unsafe; rebuild it with charmer pack"));
+    if name.is_empty() {
+        return bad("empty entry name");
+    }
+    if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
+        return bad("absolute path");
+    }
+    if name.contains('\\') {
+        return bad("backslash in entry name");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("control character in entry name");
+    }
+    let trimmed = name.strip_suffix('/').unwrap_or(name);
+    for part in trimmed.split('/') {
+        match part {
+            ".." => return bad("path traversal (..)"),
+            "" | "." => return bad("empty or '.' path component"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads an untrusted zip into files, refusing (with every problem named): a damaged or
+/// truncated zip, unsafe names ([`check_member_name`]), non-UTF-8 names, symlinks,
+/// duplicate names, encrypted entries, more entries or bytes than `limits` (counted on the
+/// bytes actually inflated, not on sizes the archive claims), and CRC mismatches.
+pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
+    let mut zip = ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| Problem::new(archive, "", format!("not a readable zip archive: {e}")).hint("the file is damaged or truncated; copy it again"))?;
+    if zip.len() > limits.max_entries {
+        return Err(Problem::new(archive, "", format!("{} entries, more than the limit of {}", zip.len(), limits.max_entries)).into());
+    }
+    let mut problems = Problems::default();
+    let mut seen = BTreeSet::new();
+    let mut files = BTreeMap::new();
+    let mut total: u64 = 0;
+    for index in 0..zip.len() {
+        let (name, is_dir, executable) = {
+            let entry = match zip.by_index_raw(index) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    problems.push(Problem::new(archive, format!("entry {index}"), format!("unreadable: {e}")));
+                    continue;
+                }
+            };
+            let Ok(name) = std::str::from_utf8(entry.name_raw()).map(str::to_string) else {
+                problems.push(Problem::new(archive, format!("entry {index}"), "entry name is not UTF-8"));
+                continue;
+            };
+            if let Err(p) = check_member_name(archive, &name) {
+                problems.push(p);
+                continue;
+            }
+            if !seen.insert(name.trim_end_matches('/').to_string()) {
+                problems.push(Problem::new(archive, &name, "duplicate entry"));
+                continue;
+            }
+            if entry.encrypted() {
+                problems.push(Problem::new(archive, &name, "encrypted entry").hint("charms are never encrypted"));
+                continue;
+            }
+            let mode = entry.unix_mode().unwrap_or(0);
+            if mode & S_IFMT == S_IFLNK {
+                problems.push(Problem::new(archive, &name, "symlink entry").hint("charms hold plain files only"));
+                continue;
+            }
+            (name, entry.is_dir(), mode & 0o111 != 0)
+        };
+        if is_dir {
+            continue;
+        }
+        let budget = limits.max_total_bytes.saturating_sub(total);
+        let mut data = Vec::new();
+        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(budget + 1).read_to_end(&mut data)?));
+        if let Err(e) = read {
+            problems.push(Problem::new(archive, &name, format!("cannot be inflated: {e}")).hint("the archive is damaged"));
+            continue;
+        }
+        total += data.len() as u64;
+        if total > limits.max_total_bytes {
+            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
+            break;
+        }
+        files.insert(name, CharmFile { data, executable });
+    }
+    problems.into_result(files).map_err(CharmError::from)
+}
+
+/// Reads a charm source folder (see [`super::Charm::from_dir`]) within `limits`.
+pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
+    let io = |path: &Path, source: std::io::Error| CharmError::Io { path: path.to_path_buf(), source };
+    let root = dir.canonicalize().map_err(|e| io(dir, e))?;
+    let label = dir.display().to_string();
+    let mut problems = Problems::default();
+    let mut files = BTreeMap::new();
+    let mut total: u64 = 0;
+    let walker = walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+            io(&path, e.into())
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+        let Some(name) = relative.to_str().map(str::to_string) else {
+            problems.push(Problem::new(&label, relative.display().to_string(), "file name is not UTF-8"));
+            continue;
+        };
+        // Symlinks (to files or folders) are followed only while they stay inside the charm.
+        let real = entry.path().canonicalize().map_err(|e| io(entry.path(), e))?;
+        if !real.starts_with(&root) {
+            problems.push(Problem::new(&label, &name, format!("symlink points outside the charm, to {}", real.display())).hint("copy the file into the charm instead"));
+            continue;
+        }
+        if let Err(p) = check_member_name(&label, &name) {
+            problems.push(p);
+            continue;
+        }
+        let data = std::fs::read(entry.path()).map_err(|e| io(entry.path(), e))?;
+        total += data.len() as u64;
+        if total > limits.max_total_bytes {
+            return Err(Problem::new(&label, &name, format!("the charm's files exceed the limit of {} bytes", limits.max_total_bytes)).into());
+        }
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            entry.metadata().map_err(|e| io(entry.path(), e.into()))?.permissions().mode() & 0o111 != 0
+        };
+        files.insert(name, CharmFile { data, executable });
+    }
+    if files.len() > limits.max_entries {
+        problems.push(Problem::new(&label, "", format!("{} files, more than the limit of {}", files.len(), limits.max_entries)));
+    }
+    problems.into_result(files).map_err(CharmError::from)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed into
+/// place, so a failure never leaves a half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CharmError> {
+    let io = |source| CharmError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Unpacks files into `dest`, which must not exist yet. The files are written to a temporary
+/// sibling folder first and renamed into place, so nothing half-done is left behind.
+pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBuf, CharmError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |path: &Path, source| CharmError::Io { path: path.to_path_buf(), source };
+    if dest.exists() {
+        return Err(Problem::new(dest.display().to_string(), "", "already exists").hint("unpack into a new folder").into());
+    }
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let staging = tempfile::Builder::new().prefix(".charmer-unpack").tempdir_in(parent).map_err(|e| io(parent, e))?;
+    for (name, file) in files {
+        let path = staging.path().join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
+        }
+        std::fs::write(&path, &file.data).map_err(|e| io(&path, e))?;
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| io(&path, e))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, dest).map_err(|e| io(dest, e))?;
+    Ok(dest.to_path_buf())
+}

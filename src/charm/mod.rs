@@ -1,0 +1,356 @@
+//! The `.charm` format: a charm's files, its metadata, typed config and version, loaded from
+//! a source folder or an (untrusted) archive, and packed reproducibly.
+//!
+//! A charm is held in memory as its files plus the parsed views of them; charms are small
+//! (templates and YAML), and holding the bytes lets packing, hashing and rendering work on
+//! exactly what was validated.
+
+pub mod archive;
+pub mod config;
+pub mod metadata;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::Serialize;
+
+pub use archive::Limits;
+pub use config::{ConfigSchema, ConfigValue, OptionSpec, OptionType};
+pub use metadata::{Endpoint, Metadata, Role};
+
+use crate::diag::{Problem, Problems};
+
+/// Errors of loading, reading or packing a charm.
+#[derive(Debug, thiserror::Error)]
+pub enum CharmError {
+    /// The charm's content is invalid; every problem found is listed.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl From<Problems> for CharmError {
+    fn from(p: Problems) -> Self {
+        CharmError::Invalid(p)
+    }
+}
+
+impl From<Problem> for CharmError {
+    fn from(p: Problem) -> Self {
+        CharmError::Invalid(p.into())
+    }
+}
+
+/// One file of a charm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharmFile {
+    /// The content.
+    pub data: Vec<u8>,
+    /// Stored with mode 0755 instead of 0644.
+    pub executable: bool,
+}
+
+/// Where a charm was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A source folder.
+    Dir(PathBuf),
+    /// A `.charm` archive, with the SHA-256 of its bytes.
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// Hex SHA-256 of the archive.
+        sha256: String,
+    },
+}
+
+impl Origin {
+    /// The path of the folder or archive.
+    pub fn path(&self) -> &Path {
+        match self {
+            Origin::Dir(p) | Origin::Archive { path: p, .. } => p,
+        }
+    }
+}
+
+/// A validated charm.
+#[derive(Debug, Clone)]
+pub struct Charm {
+    /// `metadata.yaml`.
+    pub metadata: Metadata,
+    /// `config.yaml` (empty when the charm has none).
+    pub config: ConfigSchema,
+    /// The semver from the `version` file.
+    pub version: Version,
+    /// Every file by its path inside the charm (`/`-separated, sorted).
+    pub files: BTreeMap<String, CharmFile>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Charm {
+    /// The charm's name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// Loads a charm from a source folder or a `.charm` archive, whichever `path` is.
+    pub fn load(path: &Path) -> Result<Charm, CharmError> {
+        if path.is_dir() {
+            Charm::from_dir(path)
+        } else {
+            Charm::from_archive(path, &Limits::default())
+        }
+    }
+
+    /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) are
+    /// left out; symlinks are followed when they stay inside the folder, as charmcraft does.
+    pub fn from_dir(dir: &Path) -> Result<Charm, CharmError> {
+        let files = archive::read_dir(dir, &Limits::default())?;
+        Charm::from_files(files, Origin::Dir(dir.to_path_buf()))
+    }
+
+    /// Reads an untrusted `.charm` archive: every safety check of [`archive::read_zip`], then
+    /// the name in `metadata.yaml` (and the version, when the file name carries one) must
+    /// match the file name.
+    pub fn from_archive(path: &Path, limits: &Limits) -> Result<Charm, CharmError> {
+        let bytes = std::fs::read(path).map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
+        let label = path.display().to_string();
+        let files = archive::read_zip(&label, &bytes, limits)?;
+        let sha256 = crate::digest::sha256_hex(&bytes);
+        let charm = Charm::from_files(files, Origin::Archive { path: path.to_path_buf(), sha256 })?;
+        charm.check_file_name(path)?;
+        Ok(charm)
+    }
+
+    /// Validates a charm's files: `metadata.yaml` (required), `config.yaml`, `manifest.yaml`
+    /// (required when containers are declared) and `version` (semver).
+    pub fn from_files(files: BTreeMap<String, CharmFile>, origin: Origin) -> Result<Charm, CharmError> {
+        let root = origin.path().display().to_string();
+        let at = |member: &str| format!("{root}/{member}");
+        let mut problems = Problems::default();
+        let text = |name: &str, problems: &mut Problems| -> Option<String> {
+            let file = files.get(name)?;
+            match String::from_utf8(file.data.clone()) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    problems.push(Problem::new(at(name), "", "is not UTF-8 text"));
+                    None
+                }
+            }
+        };
+        let metadata = match text("metadata.yaml", &mut problems) {
+            Some(t) => Metadata::parse(&at("metadata.yaml"), &t).map_err(|p| problems.extend(p)).ok(),
+            None => {
+                if !files.contains_key("metadata.yaml") {
+                    problems.push(Problem::new(&root, "metadata.yaml", "missing").hint("every charm needs a metadata.yaml at its root"));
+                }
+                None
+            }
+        };
+        let config = match text("config.yaml", &mut problems) {
+            Some(t) => ConfigSchema::parse(&at("config.yaml"), &t).map_err(|p| problems.extend(p)).ok(),
+            None => Some(ConfigSchema::default()),
+        };
+        if let Some(t) = text("manifest.yaml", &mut problems) {
+            check_manifest(&at("manifest.yaml"), &t, &mut problems);
+        } else if metadata.as_ref().is_some_and(|m| !m.containers.is_empty()) && !files.contains_key("manifest.yaml") {
+            problems.push(
+                Problem::new(&root, "manifest.yaml", "missing; Juju requires it when metadata.yaml declares containers")
+                    .hint("add manifest.yaml with bases: [{name: ubuntu, channel: '22.04', architectures: [amd64]}]"),
+            );
+        }
+        let version = match text("version", &mut problems) {
+            Some(t) => parse_version(&at("version"), &t).map_err(|p| problems.push(p)).ok(),
+            None => {
+                if !files.contains_key("version") {
+                    problems.push(Problem::new(&root, "version", "missing").hint("add a file named version holding a semver such as 1.0.0"));
+                }
+                None
+            }
+        };
+        match (metadata, config, version) {
+            (Some(metadata), Some(config), Some(version)) if problems.is_empty() => {
+                Ok(Charm { metadata, config, version, files, origin })
+            }
+            _ => Err(CharmError::Invalid(problems)),
+        }
+    }
+
+    /// The file name `charmer pack` gives this charm: `<name>_<version>.charm`.
+    pub fn archive_name(&self) -> String {
+        format!("{}_{}.charm", self.name(), self.version)
+    }
+
+    /// Packs the charm reproducibly (see [`archive::pack`]).
+    pub fn pack(&self) -> Vec<u8> {
+        archive::pack(&self.files)
+    }
+
+    /// The SHA-256 of the archive: the archive's own for a loaded archive, else that of
+    /// the archive `pack` makes.
+    pub fn sha256(&self) -> String {
+        match &self.origin {
+            Origin::Archive { sha256, .. } => sha256.clone(),
+            Origin::Dir(_) => crate::digest::sha256_hex(&self.pack()),
+        }
+    }
+
+    /// Template files (`templates/**`), by path inside the charm.
+    pub fn templates(&self) -> impl Iterator<Item = (&String, &CharmFile)> {
+        self.files.iter().filter(|(path, _)| path.starts_with("templates/"))
+    }
+
+    /// Accepts `<name>.charm`, `<name>_<anything>.charm` (charmcraft's platform names,
+    /// `juju download`'s `_r<N>`), and when the part after `_` is a semver it must equal
+    /// the version file.
+    fn check_file_name(&self, path: &Path) -> Result<(), Problem> {
+        let file = path.display().to_string();
+        let stem = path.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = stem.strip_suffix(".charm").unwrap_or(stem);
+        let (name, rest) = match stem.split_once('_') {
+            Some((name, rest)) => (name, Some(rest)),
+            None => (stem, None),
+        };
+        if name != self.name() {
+            return Err(Problem::new(file, "metadata.yaml: name", format!("the charm is named {:?} but the file name says {name:?}", self.name()))
+                .hint(format!("rename the file to {}", self.archive_name())));
+        }
+        if let Some(file_version) = rest.and_then(|r| Version::parse(r).ok()) {
+            if file_version != self.version {
+                return Err(Problem::new(file, "version", format!("the version file says {} but the file name says {file_version}", self.version))
+                    .hint(format!("rename the file to {}", self.archive_name())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the `version` file: first line, trimmed, at most 100 characters (Juju's limit),
+/// a semantic version.
+fn parse_version(file: &str, text: &str) -> Result<Version, Problem> {
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.len() > 100 {
+        return Err(Problem::new(file, "", "longer than 100 characters"));
+    }
+    Version::parse(line).map_err(|e| {
+        Problem::new(file, "", format!("{line:?} is not a semantic version: {e}")).hint("write a version such as 1.2.0")
+    })
+}
+
+/// Checks `manifest.yaml`'s `bases` shape: a list of `{name, channel, architectures}`.
+fn check_manifest(file: &str, text: &str, problems: &mut Problems) {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)] // fields are read by serde to check the shape
+    struct Manifest {
+        #[serde(default)]
+        bases: Vec<Base>,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)] // fields are read by serde to check the shape
+    struct Base {
+        name: String,
+        channel: String,
+        #[serde(default)]
+        architectures: Vec<String>,
+    }
+    if let Err(e) = serde_yaml::from_str::<Manifest>(text) {
+        problems.push(config::yaml_problem(file, &e));
+    }
+}
+
+/// What `charmer inspect` shows of a charm.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// Charm name.
+    pub name: String,
+    /// Charm version.
+    pub version: String,
+    /// Summary line.
+    pub summary: String,
+    /// SHA-256 of the archive (or of the archive the folder packs to).
+    pub sha256: String,
+    /// Config options.
+    pub options: Vec<OptionView>,
+    /// Resources with their images.
+    pub resources: BTreeMap<String, metadata::Resource>,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointView>,
+    /// Storage.
+    pub storage: BTreeMap<String, metadata::Storage>,
+    /// Containers.
+    pub containers: BTreeMap<String, metadata::Container>,
+    /// Template files.
+    pub templates: Vec<String>,
+}
+
+/// One option as `inspect` shows it (secrets redacted).
+#[derive(Debug, Serialize)]
+pub struct OptionView {
+    /// Option name.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: OptionType,
+    /// Its default, if any.
+    pub default: Option<serde_yaml::Value>,
+    /// Its description.
+    pub description: String,
+    /// The allowed values, if restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<serde_yaml::Value>>,
+}
+
+/// One endpoint as `inspect` shows it.
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    /// Endpoint name.
+    pub name: String,
+    /// provides, requires or peers.
+    pub role: Role,
+    /// Interface name.
+    pub interface: String,
+    /// Whether a requires endpoint may be left unrelated.
+    pub optional: bool,
+}
+
+impl Charm {
+    /// The view `charmer inspect` prints.
+    pub fn inspect(&self) -> Inspection {
+        Inspection {
+            name: self.name().to_string(),
+            version: self.version.to_string(),
+            summary: self.metadata.summary.trim().to_string(),
+            sha256: self.sha256(),
+            options: self
+                .config
+                .options
+                .iter()
+                .map(|(name, o)| OptionView {
+                    name: name.clone(),
+                    kind: o.kind,
+                    default: o.default.as_ref().map(ConfigValue::to_display_yaml),
+                    description: o.description.trim().to_string(),
+                    allowed: o.allowed.as_ref().map(|a| a.iter().map(ConfigValue::to_display_yaml).collect()),
+                })
+                .collect(),
+            resources: self.metadata.resources.clone(),
+            endpoints: self
+                .metadata
+                .endpoints()
+                .map(|(role, name, e)| EndpointView { name: name.clone(), role, interface: e.interface.clone(), optional: e.optional })
+                .collect(),
+            storage: self.metadata.storage.clone(),
+            containers: self.metadata.containers.clone(),
+            templates: self.templates().map(|(p, _)| p.clone()).collect(),
+        }
+    }
+}

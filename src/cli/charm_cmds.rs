@@ -1,0 +1,95 @@
+//! `pack`, `inspect`, `verify`, `unpack`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::{line, stdout_error, Output};
+use crate::charm::metadata::role_key;
+use crate::charm::{archive, Charm, Limits};
+use crate::Error;
+
+pub(super) fn pack(out: &mut impl Write, dir: &Path, out_dir: &Path) -> Result<ExitCode, Error> {
+    let charm = Charm::from_dir(dir)?;
+    let bytes = charm.pack();
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
+    let path = out_dir.join(charm.archive_name());
+    archive::write_atomically(&path, &bytes)?;
+    line(out, format_args!("{}  {}", crate::digest::sha256_hex(&bytes), path.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Result<ExitCode, Error> {
+    let view = Charm::load(path)?.inspect();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &view).map_err(|e| stdout_error(e.into()))?;
+            line(out, "")?;
+        }
+        Output::Text => {
+            line(out, format_args!("name:     {}", view.name))?;
+            line(out, format_args!("version:  {}", view.version))?;
+            line(out, format_args!("summary:  {}", view.summary))?;
+            line(out, format_args!("sha256:   {}", view.sha256))?;
+            line(out, "options:")?;
+            for o in &view.options {
+                let default = o.default.as_ref().map(yaml_inline).unwrap_or_else(|| "(unset)".into());
+                line(out, format_args!("  {} ({}) default {}", o.name, o.kind, default))?;
+                if let Some(allowed) = &o.allowed {
+                    let allowed: Vec<String> = allowed.iter().map(yaml_inline).collect();
+                    line(out, format_args!("      allowed: {}", allowed.join(" | ")))?;
+                }
+                if let Some(first) = o.description.lines().next() {
+                    line(out, format_args!("      {first}"))?;
+                }
+            }
+            line(out, "resources:")?;
+            for (name, r) in &view.resources {
+                let source = r.upstream_source.as_deref().or(r.filename.as_deref()).unwrap_or("");
+                line(out, format_args!("  {name} ({}) {source}", r.kind))?;
+            }
+            line(out, "endpoints:")?;
+            for e in &view.endpoints {
+                let optional = if e.optional { " (optional)" } else { "" };
+                line(out, format_args!("  {} {} interface {}{optional}", role_key(e.role), e.name, e.interface))?;
+            }
+            line(out, "storage:")?;
+            for (name, s) in &view.storage {
+                line(out, format_args!("  {name} ({}) {}", s.kind, s.location.as_deref().unwrap_or("")))?;
+            }
+            line(out, "containers:")?;
+            for (name, c) in &view.containers {
+                line(out, format_args!("  {name} runs {}", c.resource.as_deref().unwrap_or("(no resource)")))?;
+            }
+            line(out, "templates:")?;
+            for t in &view.templates {
+                line(out, format_args!("  {t}"))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf]) -> Result<ExitCode, Error> {
+    let mut problems = crate::diag::Problems::default();
+    for path in paths {
+        match Charm::from_archive(path, &Limits::default()) {
+            Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}", path.display(), charm.name(), charm.version, charm.sha256()))?,
+            Err(crate::charm::CharmError::Invalid(p)) => problems.extend(p),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    problems.into_result(ExitCode::SUCCESS).map_err(Error::from)
+}
+
+pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<ExitCode, Error> {
+    let charm = Charm::from_archive(path, &Limits::default())?;
+    archive::unpack(&charm.files, dest)?;
+    line(out, format_args!("unpacked {} {} into {}", charm.name(), charm.version, dest.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A YAML scalar on one line, as it would be written in a values file.
+fn yaml_inline(value: &serde_yaml::Value) -> String {
+    serde_yaml::to_string(value).unwrap_or_default().trim_end().to_string()
+}

@@ -1,0 +1,96 @@
+//! Diagnostics shared by every stage: a [`Problem`] names the file, the key and what is
+//! wrong (plus a hint where one helps); [`Problems`] collects them so a command can report
+//! every problem of its input at once instead of stopping at the first.
+
+use std::fmt;
+
+/// One thing wrong with the user's input, printed on one line as `file: key: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or archive member) the problem is in.
+    pub file: String,
+    /// The key path inside that file, e.g. `options.replicas.default`; empty for the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, when that is not obvious from the message.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem at `key` of `file`.
+    pub fn new(file: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { file: file.into(), key: key.into(), message: message.into(), hint: None }
+    }
+
+    /// Adds a hint telling the user how to fix the problem.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one pass over some input; never empty when returned as an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records a problem.
+    pub fn push(&mut self, problem: Problem) {
+        self.0.push(problem);
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else every recorded problem as the error.
+    pub fn into_result<T>(self, value: T) -> Result<T, Problems> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Moves every problem of `other` into `self`.
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+}
+
+impl From<Problem> for Problems {
+    fn from(problem: Problem) -> Self {
+        Problems(vec![problem])
+    }
+}
+
+impl fmt::Display for Problems {
+    /// One problem per line; the binary prefixes each with `error: `.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
