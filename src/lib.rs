@@ -11,6 +11,8 @@ pub mod cli;
 pub mod diag;
 pub mod digest;
 pub mod images;
+pub mod render;
+pub mod resolve;
 
 use std::process::ExitCode;
 
