@@ -10,7 +10,9 @@ pub mod charm;
 pub mod cli;
 pub mod diag;
 pub mod digest;
+pub mod graph;
 pub mod images;
+pub mod publish;
 pub mod render;
 pub mod resolve;
 
@@ -22,6 +24,9 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// Publishing, signing or reading published charms failed.
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),

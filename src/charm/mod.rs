@@ -123,9 +123,15 @@ impl Charm {
     /// match the file name.
     pub fn from_archive(path: &Path, limits: &Limits) -> Result<Charm, CharmError> {
         let bytes = std::fs::read(path).map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
+        Charm::from_archive_bytes(path, &bytes, limits)
+    }
+
+    /// Reads an untrusted `.charm` archive already in memory, with every check of
+    /// [`Charm::from_archive`]; `path` is where the bytes came from (a file or a URL).
+    pub fn from_archive_bytes(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Charm, CharmError> {
         let label = path.display().to_string();
-        let files = archive::read_zip(&label, &bytes, limits)?;
-        let sha256 = crate::digest::sha256_hex(&bytes);
+        let files = archive::read_zip(&label, bytes, limits)?;
+        let sha256 = crate::digest::sha256_hex(bytes);
         let charm = Charm::from_files(files, Origin::Archive { path: path.to_path_buf(), sha256 })?;
         charm.check_file_name(path)?;
         Ok(charm)

@@ -70,13 +70,31 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf]) -> Result<ExitCode, Error> {
+pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Option<&Path>) -> Result<ExitCode, Error> {
+    let key = key.map(crate::publish::load_public_key).transpose()?;
+    let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
     let mut problems = crate::diag::Problems::default();
     for path in paths {
-        match Charm::from_archive(path, &Limits::default()) {
-            Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}", path.display(), charm.name(), charm.version, charm.sha256()))?,
-            Err(crate::charm::CharmError::Invalid(p)) => problems.extend(p),
-            Err(e) => return Err(e.into()),
+        if path.is_dir() || path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let checked = crate::publish::PublishedIndex::open(&path.display().to_string(), key.clone()).and_then(|p| p.verify_all().map(|e| (p, e)));
+            match checked {
+                Ok((published, entries)) => {
+                    line(out, format_args!("ok  {}  {} charm versions{signed}", published.index_location(), entries.len()))?;
+                    for e in entries {
+                        line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", e.location, e.name, e.version, e.sha256))?;
+                    }
+                }
+                Err(e) => problems.extend(e.into_problems()?),
+            }
+            continue;
+        }
+        let checked = Charm::from_archive(path, &Limits::default()).map_err(crate::publish::PublishError::from).and_then(|charm| {
+            key.as_ref().map(|k| crate::publish::verify_signature(path, k)).transpose()?;
+            Ok(charm)
+        });
+        match checked {
+            Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", path.display(), charm.name(), charm.version, charm.sha256()))?,
+            Err(e) => problems.extend(e.into_problems()?),
         }
     }
     problems.into_result(ExitCode::SUCCESS).map_err(Error::from)

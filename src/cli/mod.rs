@@ -2,6 +2,7 @@
 //! library and prints what it returns; nothing below this module prints or exits.
 
 mod charm_cmds;
+mod publish_cmds;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,11 +54,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Check .charm archives for structure and safety; exit 0 only when all are clean.
+    /// Check .charm archives for structure and safety, and published folders (or their
+    /// index.yaml) for checksums; with --key, signatures too. Exit 0 only when all are clean.
     Verify {
-        /// The archives to check.
+        /// The archives, published folders or index.yaml files to check.
         #[arg(required = true)]
         charms: Vec<PathBuf>,
+        /// Public key (PREFIX.pub from keygen, or a minisign public key): every archive and
+        /// index must carry a valid <file>.sig made with its secret key.
+        #[arg(long, value_name = "PUB")]
+        key: Option<PathBuf>,
     },
     /// Unpack a .charm archive into a new folder (after every safety check).
     Unpack {
@@ -65,6 +71,26 @@ pub enum Command {
         charm: PathBuf,
         /// The folder to create.
         #[arg(long)]
+        out: PathBuf,
+    },
+    /// Publish charms as release assets: <name>_<version>.charm archives, SHA256SUMS and
+    /// index.yaml (and .sig signatures with --sign-key). Published versions are immutable.
+    Publish {
+        /// Charm source folders and .charm archives.
+        #[arg(required = true)]
+        charms: Vec<PathBuf>,
+        /// The release folder to write (or add to).
+        #[arg(long)]
+        out: PathBuf,
+        /// Secret key to sign with (PREFIX.key from keygen, or an unencrypted minisign key).
+        #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
+        sign_key: Option<PathBuf>,
+    },
+    /// Make an Ed25519 signing key pair in minisign's format: PREFIX.key (secret, mode 0600)
+    /// and PREFIX.pub.
+    Keygen {
+        /// The path prefix of the two key files.
+        #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
     /// Print a shell completion script.
@@ -80,8 +106,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Pack { charm, out: dir } => charm_cmds::pack(&mut out, &charm, &dir),
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
-        Command::Verify { charms } => charm_cmds::verify(&mut out, &charms),
+        Command::Verify { charms, key } => charm_cmds::verify(&mut out, &charms, key.as_deref()),
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
+        Command::Publish { charms, out: dir, sign_key } => publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref()),
+        Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "charmer", &mut out);

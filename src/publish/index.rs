@@ -1,0 +1,379 @@
+//! The charm repository index (`index.yaml`) and the reader the resolver uses to take charms
+//! from a published directory, an `index.yaml` path, or an `http(s)://` URL of one.
+//!
+//! Nothing read from a published source is trusted: the index is checked against
+//! `SHA256SUMS` (when present) and, given a verify key, against its signature; every archive
+//! read is checked against the index's SHA-256 (and its own signature) on every read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use super::http::Http;
+use super::sign::PublicKey;
+use super::{sums, PublishError, INDEX_FILE, SIG_SUFFIX, SUMS_FILE};
+use crate::charm::metadata::is_valid_name;
+use crate::charm::{Charm, Limits};
+use crate::diag::{Problem, Problems};
+
+/// `apiVersion` of the index format.
+pub const API_VERSION: &str = "charmer.io/v1";
+/// `kind` of the index document.
+pub const KIND: &str = "CharmIndex";
+const HEADER: &str = "# charm repository index, written by charmer publish; do not edit\n";
+
+/// `index.yaml`: every published charm version, by charm name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Always [`API_VERSION`].
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// Always [`KIND`].
+    pub kind: String,
+    /// Versions of each charm, oldest first.
+    #[serde(default)]
+    pub charms: BTreeMap<String, Vec<IndexEntry>>,
+}
+
+/// One published version of a charm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The charm version.
+    pub version: Version,
+    /// The archive's file name, next to the index: `<name>_<version>.charm`.
+    pub file: String,
+    /// Lowercase hex SHA-256 of the archive.
+    pub sha256: String,
+    /// Size of the archive in bytes.
+    pub size: u64,
+    /// The charm's one-line summary.
+    #[serde(default)]
+    pub summary: String,
+    /// Images the charm runs: `oci-image` resource → `upstream-source`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+    /// The interfaces of its relation endpoints.
+    #[serde(default)]
+    pub interfaces: Interfaces,
+}
+
+/// Endpoint → interface name, for both sides of relations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interfaces {
+    /// `provides` endpoints.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provides: BTreeMap<String, String>,
+    /// `requires` endpoints.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requires: BTreeMap<String, String>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index { api_version: API_VERSION.to_string(), kind: KIND.to_string(), charms: BTreeMap::new() }
+    }
+}
+
+impl IndexEntry {
+    /// The entry describing `charm` published as `archive` (its packed bytes).
+    pub fn new(charm: &Charm, archive: &[u8]) -> IndexEntry {
+        let interfaces = |map: &BTreeMap<String, crate::charm::Endpoint>| map.iter().map(|(n, e)| (n.clone(), e.interface.clone())).collect();
+        IndexEntry {
+            version: charm.version.clone(),
+            file: charm.archive_name(),
+            sha256: crate::digest::sha256_hex(archive),
+            size: archive.len() as u64,
+            summary: charm.metadata.summary.lines().next().unwrap_or("").trim().to_string(),
+            images: charm.metadata.images().map(|(n, s)| (n.clone(), s.to_string())).collect(),
+            interfaces: Interfaces { provides: interfaces(&charm.metadata.provides), requires: interfaces(&charm.metadata.requires) },
+        }
+    }
+}
+
+impl Index {
+    /// Parses and checks an index read from `label`, reporting every problem at once.
+    pub fn parse(label: &str, text: &str) -> Result<Index, Problems> {
+        let index: Index = serde_yaml::from_str(text).map_err(|e| crate::charm::config::yaml_problem(label, &e))?;
+        let mut problems = Problems::default();
+        if index.api_version != API_VERSION || index.kind != KIND {
+            problems.push(Problem::new(label, "apiVersion", format!("not a charm index (apiVersion {:?}, kind {:?})", index.api_version, index.kind))
+                .hint(format!("a charm index has apiVersion: {API_VERSION} and kind: {KIND}")));
+        }
+        for (name, entries) in &index.charms {
+            if !is_valid_name(name) {
+                problems.push(Problem::new(label, format!("charms.{name}"), "not a valid charm name"));
+            }
+            for (i, entry) in entries.iter().enumerate() {
+                let key = format!("charms.{name}[{i}]");
+                let expected = format!("{name}_{}.charm", entry.version);
+                if entry.file != expected {
+                    problems.push(Problem::new(label, format!("{key}.file"), format!("{:?} should be {expected:?}", entry.file)));
+                }
+                if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    problems.push(Problem::new(label, format!("{key}.sha256"), "not a lowercase hex SHA-256"));
+                }
+                if entries[..i].iter().any(|e| e.version == entry.version) {
+                    problems.push(Problem::new(label, format!("{key}.version"), format!("version {} is listed twice", entry.version)));
+                }
+            }
+        }
+        problems.into_result(index)
+    }
+
+    /// The index as written to `index.yaml`: a header comment, then sorted YAML.
+    pub fn to_yaml(&self) -> String {
+        let mut sorted = self.clone();
+        for entries in sorted.charms.values_mut() {
+            entries.sort_by(|a, b| a.version.cmp(&b.version));
+        }
+        // Serialising plain structs, maps and strings cannot fail.
+        format!("{HEADER}{}", serde_yaml::to_string(&sorted).unwrap_or_default())
+    }
+
+    /// The entry of `name` at `version`.
+    pub fn get(&self, name: &str, version: &Version) -> Option<&IndexEntry> {
+        self.charms.get(name)?.iter().find(|e| &e.version == version)
+    }
+}
+
+/// One archive a published index offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Charm name.
+    pub name: String,
+    /// Charm version.
+    pub version: Version,
+    /// Where the archive is: a file path or a URL.
+    pub location: String,
+    /// The SHA-256 the index gives for it.
+    pub sha256: String,
+}
+
+/// Where a published index and its archives live.
+#[derive(Debug)]
+enum Base {
+    /// A local folder.
+    Dir(PathBuf),
+    /// A URL prefix ending in `/`, with the client that fetches from it.
+    Url(String, Http),
+}
+
+/// A published index, opened and checked, from which archives are fetched and verified.
+#[derive(Debug)]
+pub struct PublishedIndex {
+    base: Base,
+    index_location: String,
+    index: Index,
+    key: Option<PublicKey>,
+    limits: Limits,
+}
+
+impl PublishedIndex {
+    /// Opens `source`: a published folder, an `index.yaml` path, or an `http(s)://` URL of an
+    /// index or of the folder holding one. The index must match `SHA256SUMS` when that file
+    /// is there and, with `key`, its `index.yaml.sig`; without one, unsigned is fine.
+    ///
+    /// URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
+    /// synchronous code, not from inside an async task.
+    pub fn open(source: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+        if source.starts_with("http://") || source.starts_with("https://") {
+            let (prefix, name) = if source.ends_with(".yaml") || source.ends_with(".yml") {
+                let cut = source.rfind('/').map_or(source.len(), |i| i + 1);
+                (&source[..cut], &source[cut..])
+            } else {
+                (source.trim_end_matches('/'), INDEX_FILE)
+            };
+            let prefix = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            return Self::open_at(Base::Url(prefix, Http::new()?), name, key);
+        }
+        let path = Path::new(source);
+        if path.is_dir() {
+            return Self::open_dir(path, key);
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self::open_at(Base::Dir(dir.to_path_buf()), &name, key)
+    }
+
+    /// Opens the index of a published folder (see [`Self::open`]).
+    pub fn open_dir(dir: &Path, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+        Self::open_at(Base::Dir(dir.to_path_buf()), INDEX_FILE, key)
+    }
+
+    fn open_at(base: Base, index_name: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+        let mut opened = PublishedIndex { index_location: String::new(), base, index: Index::default(), key, limits: Limits::default() };
+        opened.index_location = opened.location(index_name);
+        let bytes = opened.read(index_name)?.ok_or_else(|| {
+            Problem::new(&opened.index_location, "", "not found").hint("give a folder written by charmer publish, its index.yaml, or a URL of either")
+        })?;
+        opened.check_sums(index_name, &bytes)?;
+        opened.check_signature(index_name, &bytes)?;
+        let text = String::from_utf8(bytes).map_err(|_| Problem::new(&opened.index_location, "", "is not UTF-8 text"))?;
+        opened.index = Index::parse(&opened.index_location, &text)?;
+        Ok(opened)
+    }
+
+    /// The index itself.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Where the index was read from.
+    pub fn index_location(&self) -> &str {
+        &self.index_location
+    }
+
+    /// Every archive the index lists, by name then version.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.index
+            .charms
+            .iter()
+            .flat_map(|(name, entries)| {
+                entries.iter().map(move |e| Entry { name: name.clone(), version: e.version.clone(), location: self.location(&e.file), sha256: e.sha256.clone() })
+            })
+            .collect()
+    }
+
+    /// Fetches and loads `name` at `version`, verifying the archive's SHA-256 against the
+    /// index and, with a verify key, its signature.
+    pub fn fetch(&self, name: &str, version: &Version) -> Result<Charm, PublishError> {
+        let entry = self
+            .index
+            .get(name, version)
+            .ok_or_else(|| Problem::new(&self.index_location, format!("charms.{name}"), format!("has no version {version}")))?;
+        let bytes = self.fetch_bytes(entry)?;
+        let location = self.location(&entry.file);
+        let charm = Charm::from_archive_bytes(Path::new(&location), &bytes, &self.limits)?;
+        if charm.name() != name || charm.version != *version {
+            return Err(Problem::new(&location, "", format!("holds {} {}, but the index lists it as {name} {version}", charm.name(), charm.version)).into());
+        }
+        Ok(charm)
+    }
+
+    /// The verified bytes of one listed archive.
+    pub fn fetch_bytes(&self, entry: &IndexEntry) -> Result<Vec<u8>, PublishError> {
+        let location = self.location(&entry.file);
+        let bytes = self.read(&entry.file)?.ok_or_else(|| Problem::new(&location, "", "listed in the index but missing"))?;
+        let actual = crate::digest::sha256_hex(&bytes);
+        if actual != entry.sha256 {
+            return Err(Problem::new(&location, "sha256", format!("is {actual} but {} says {}", self.index_location, entry.sha256))
+                .hint("the archive was changed or damaged after publishing; fetch it again from the publisher")
+                .into());
+        }
+        self.check_signature(&entry.file, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Fetches and checks every listed archive, reporting every problem at once.
+    pub fn verify_all(&self) -> Result<Vec<Entry>, PublishError> {
+        let mut problems = Problems::default();
+        for (name, entries) in &self.index.charms {
+            for entry in entries {
+                match self.fetch(name, &entry.version) {
+                    Ok(_) => {}
+                    Err(PublishError::Invalid(p)) | Err(PublishError::Charm(crate::charm::CharmError::Invalid(p))) => problems.extend(p),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        problems.into_result(self.entries()).map_err(PublishError::from)
+    }
+
+    /// The path or URL of a file next to the index.
+    fn location(&self, name: &str) -> String {
+        match &self.base {
+            Base::Dir(dir) => dir.join(name).display().to_string(),
+            Base::Url(prefix, _) => format!("{prefix}{name}"),
+        }
+    }
+
+    /// Reads a file next to the index; `None` when it does not exist.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, PublishError> {
+        match &self.base {
+            Base::Dir(dir) => {
+                let path = dir.join(name);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(PublishError::Io { path, source }),
+                }
+            }
+            Base::Url(prefix, http) => http.get(&format!("{prefix}{name}"), self.limits.max_total_bytes),
+        }
+    }
+
+    /// With a verify key, `<name>.sig` must exist and match `bytes`.
+    fn check_signature(&self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        let Some(key) = &self.key else { return Ok(()) };
+        let location = self.location(name);
+        let sig_name = format!("{name}{SIG_SUFFIX}");
+        let Some(sig) = self.read(&sig_name)? else {
+            return Err(Problem::new(&location, "signature", format!("not signed ({} is missing) but a verify key was given", self.location(&sig_name)))
+                .hint("publish with --sign-key, or drop the verify key to accept unsigned charms")
+                .into());
+        };
+        let sig = String::from_utf8_lossy(&sig);
+        key.verify(&location, name, bytes, &sig).map_err(PublishError::from)
+    }
+
+    /// When `SHA256SUMS` is next to the index and lists it, the digests must agree.
+    fn check_sums(&self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        let Some(sums_bytes) = self.read(SUMS_FILE)? else { return Ok(()) };
+        let sums_location = self.location(SUMS_FILE);
+        let listed = sums::parse(&sums_location, &String::from_utf8_lossy(&sums_bytes))?;
+        match listed.get(name) {
+            Some(expected) if *expected != crate::digest::sha256_hex(bytes) => Err(Problem::new(
+                &self.index_location,
+                "sha256",
+                format!("is {} but {sums_location} says {expected}", crate::digest::sha256_hex(bytes)),
+            )
+            .hint("the index was changed or damaged after publishing; fetch it again from the publisher")
+            .into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: &str, file: &str) -> IndexEntry {
+        IndexEntry {
+            version: Version::parse(version).unwrap(),
+            file: file.to_string(),
+            sha256: "a".repeat(64),
+            size: 1,
+            summary: String::new(),
+            images: BTreeMap::new(),
+            interfaces: Interfaces::default(),
+        }
+    }
+
+    #[test]
+    fn the_index_is_written_sorted_and_reads_back() {
+        let mut index = Index::default();
+        index.charms.insert("web".into(), vec![entry("1.10.0", "web_1.10.0.charm"), entry("1.2.0", "web_1.2.0.charm")]);
+        let text = index.to_yaml();
+        assert!(text.starts_with("# charm repository index"));
+        assert!(text.find("1.2.0").unwrap() < text.find("1.10.0").unwrap(), "{text}");
+        let back = Index::parse("index.yaml", &text).unwrap();
+        assert_eq!(back.charms["web"][0].version, Version::new(1, 2, 0));
+    }
+
+    #[test]
+    fn unsafe_or_inconsistent_entries_are_each_reported() {
+        let mut index = Index::default();
+        let mut bad = entry("1.0.0", "../../etc/passwd");
+        bad.sha256 = "XYZ".into();
+        index.charms.insert("web".into(), vec![bad, entry("1.0.0", "web_1.0.0.charm")]);
+        let text = Index::parse("i.yaml", &serde_yaml::to_string(&index).unwrap()).unwrap_err().to_string();
+        assert!(text.contains("i.yaml: charms.web[0].file: \"../../etc/passwd\" should be \"web_1.0.0.charm\""), "{text}");
+        assert!(text.contains("i.yaml: charms.web[0].sha256: not a lowercase hex SHA-256"), "{text}");
+        assert!(text.contains("i.yaml: charms.web[1].version: version 1.0.0 is listed twice"), "{text}");
+        let foreign = Index::parse("i.yaml", "apiVersion: v1\nkind: List\n").unwrap_err().to_string();
+        assert!(foreign.contains("not a charm index"), "{foreign}");
+    }
+}
