@@ -6,15 +6,19 @@
 //! The binary (`src/main.rs`) only parses the command line with [`cli`] and maps
 //! [`Error`] to an exit code.
 
+pub mod bundle;
 pub mod charm;
 pub mod cli;
 pub mod diag;
 pub mod digest;
 pub mod graph;
 pub mod images;
+pub mod output;
 pub mod publish;
 pub mod render;
+pub mod repo;
 pub mod resolve;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -24,6 +28,15 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// Resolving a bundle failed.
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    /// An output file could not be written.
+    #[error(transparent)]
+    Write(#[from] output::WriteError),
     /// Publishing, signing or reading published charms failed.
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
@@ -45,5 +58,11 @@ impl Error {
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(1)
+    }
+}
+
+impl From<diag::Problem> for Error {
+    fn from(problem: diag::Problem) -> Self {
+        Error::Invalid(problem.into())
     }
 }

@@ -199,25 +199,6 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
     problems.into_result(files).map_err(CharmError::from)
 }
 
-/// Writes `bytes` to `path` atomically with mode 0644 (see [`write_atomically_with_mode`]).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CharmError> {
-    write_atomically_with_mode(path, bytes, 0o644)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, given `mode`
-/// (temporary files start private, 0600), then renamed into place, so a failure never leaves
-/// a half-written file.
-pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CharmError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |source| CharmError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
-
 /// Unpacks files into `dest`, which must not exist yet. The files are written to a temporary
 /// sibling folder first and renamed into place, so nothing half-done is left behind.
 pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBuf, CharmError> {

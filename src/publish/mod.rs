@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use semver::Version;
 
-use crate::charm::archive::{write_atomically, write_atomically_with_mode};
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
+use crate::output::{write_atomically, write_private, WriteError};
 pub use index::{Entry, Index, IndexEntry, PublishedIndex};
 pub use sign::{PublicKey, SecretKey};
 
@@ -47,6 +47,9 @@ pub enum PublishError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An output file could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// A URL could not be fetched.
     #[error("{url}: {message}")]
     Http {
@@ -304,7 +307,7 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
     }
     let secret = SecretKey::generate().map_err(PublishError::Random)?;
     let key = secret.public();
-    write_atomically_with_mode(&secret_path, secret.to_file_text().as_bytes(), 0o600)?;
+    write_private(&secret_path, secret.to_file_text().as_bytes())?;
     write_atomically(&public_path, key.to_file_text().as_bytes())?;
     Ok(KeyPair { secret: secret_path, public: public_path, key })
 }
