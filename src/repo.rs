@@ -1,5 +1,10 @@
 //! Where charms come from: folders holding charm source folders, `<name>_<version>.charm`
-//! archives and `<name>_r<N>.charm` files as `juju download` names them.
+//! archives and `<name>_r<N>.charm` files as `juju download` names them; and published
+//! indexes (a folder written by `charmer publish`, its `index.yaml`, or an `http(s)://` URL
+//! of either), whose archives are checked against the index's SHA-256 on every read.
+//!
+//! With a verify key, only signed charms load: archives from published indexes signed with
+//! it, and `.charm` files with a valid `<file>.sig`; source folders are refused.
 //!
 //! A repository is scanned once into candidates (name, version, location); a charm is only
 //! fully read and validated when the resolver picks it, and each pick is loaded once.
@@ -11,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use semver::{Version, VersionReq};
 
 use crate::charm::{Charm, CharmError};
-use crate::diag::Problem;
+use crate::diag::{Problem, Problems};
+use crate::publish::{PublicKey, PublishError, PublishedIndex};
 
 /// Errors of finding or loading a charm.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +25,9 @@ pub enum RepoError {
     /// No candidate fits, or a candidate is invalid.
     #[error("{0}")]
     Charm(#[from] CharmError),
+    /// A published charm failed its checksum or signature, or could not be fetched.
+    #[error("{0}")]
+    Published(#[from] PublishError),
 }
 
 /// A charm the repository can provide.
@@ -28,8 +37,10 @@ pub struct Candidate {
     pub name: String,
     /// Charm version.
     pub version: Version,
-    /// The source folder or archive.
+    /// The source folder or archive (for a published index, the archive's path or URL).
     pub path: PathBuf,
+    /// The published index it is listed in (an index into the repository's indexes).
+    pub index: Option<usize>,
 }
 
 /// Charm sources searched in order; for the same name and version the first wins.
@@ -39,6 +50,10 @@ pub struct Repository {
     candidates: BTreeMap<String, Vec<Candidate>>,
     /// The folders scanned (for messages).
     pub dirs: Vec<PathBuf>,
+    /// Published indexes opened.
+    indexes: Vec<PublishedIndex>,
+    /// Only charms signed with this key load.
+    verify_key: Option<PublicKey>,
     loaded: Mutex<BTreeMap<PathBuf, Arc<Charm>>>,
 }
 
@@ -47,9 +62,34 @@ impl Repository {
     /// `charms/` and `dist/` may be absent); an unreadable or invalid entry is skipped with a
     /// warning so one broken charm does not hide the others (it is reported if picked).
     pub fn scan(dirs: &[PathBuf]) -> Repository {
-        let mut repo = Repository { dirs: dirs.to_vec(), ..Repository::default() };
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        // Without a verify key only published indexes can fail to open; they are skipped
+        // with a warning like any other broken entry.
+        Repository::open(dirs, None).unwrap_or_else(|(repo, problems)| {
+            for p in &problems.0 {
+                tracing::warn!("skipping {p}");
+            }
+            repo
+        })
+    }
+
+    /// Opens charm sources: folders as [`Repository::scan`] reads them, except that a folder
+    /// holding an `index.yaml`, an index file and an `http(s)://` URL are opened as published
+    /// indexes, checked (with `verify_key`, their signatures too). A published index that
+    /// fails its checks is an error, given with the repository of every other source.
+    pub fn open(sources: &[PathBuf], verify_key: Option<PublicKey>) -> Result<Repository, (Repository, Problems)> {
+        let mut repo = Repository { dirs: sources.to_vec(), verify_key, ..Repository::default() };
+        let mut problems = Problems::default();
+        for source in sources {
+            let text = source.to_string_lossy();
+            let published = text.starts_with("http://") || text.starts_with("https://") || source.is_file() || source.join(crate::publish::INDEX_FILE).is_file();
+            if published {
+                match PublishedIndex::open(&text, repo.verify_key.clone()) {
+                    Ok(index) => repo.add_index(index),
+                    Err(e) => problems.extend(e.into_problems()),
+                }
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(source) else { continue };
             let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             paths.sort();
             for path in paths {
@@ -60,7 +100,19 @@ impl Repository {
                 }
             }
         }
-        repo
+        if problems.is_empty() {
+            Ok(repo)
+        } else {
+            Err((repo, problems))
+        }
+    }
+
+    fn add_index(&mut self, index: PublishedIndex) {
+        let at = self.indexes.len();
+        for entry in index.entries() {
+            self.add(Candidate { name: entry.name, version: entry.version, path: PathBuf::from(entry.location), index: Some(at) });
+        }
+        self.indexes.push(index);
     }
 
     fn add(&mut self, candidate: Candidate) {
@@ -77,7 +129,7 @@ impl Repository {
         let found = self.candidates.get(name).map(Vec::as_slice).unwrap_or_default();
         let pick = found.iter().find(|c| req.is_none_or(|r| r.matches(&c.version)));
         match pick {
-            Some(candidate) => self.load(&candidate.path).map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
+            Some(candidate) => self.load_candidate(candidate).map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
             None if found.is_empty() => {
                 let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
                 Err(Problem::new("", name, format!("no charm named {name:?} in {}", if dirs.is_empty() { "(no charm folders)".to_string() } else { dirs.join(", ") }))
@@ -92,14 +144,37 @@ impl Repository {
         }
     }
 
-    /// Loads a charm folder or archive by path, once.
-    pub fn load(&self, path: &Path) -> Result<Arc<Charm>, CharmError> {
-        let key = path.to_path_buf();
-        if let Some(charm) = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+    /// Loads a charm folder or archive by path, once. With a verify key, the archive's
+    /// signature must check and folders are refused.
+    pub fn load(&self, path: &Path) -> Result<Arc<Charm>, RepoError> {
+        self.cached(path, || {
+            if let Some(key) = &self.verify_key {
+                if path.is_dir() {
+                    let problem = Problem::new(path.display().to_string(), "", "a charm source folder is not signed")
+                        .hint("with --verify-key, take charms from signed published indexes or signed .charm archives");
+                    return Err(PublishError::from(problem).into());
+                }
+                crate::publish::verify_signature(path, key)?;
+            }
+            Ok(Charm::load(path)?)
+        })
+    }
+
+    /// Loads a candidate once: from its published index (checksum and signature checked) or
+    /// by path.
+    fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
+        match candidate.index.and_then(|i| self.indexes.get(i)) {
+            Some(index) => self.cached(&candidate.path, || Ok(index.fetch(&candidate.name, &candidate.version)?)),
+            None => self.load(&candidate.path),
+        }
+    }
+
+    fn cached(&self, key: &Path, load: impl FnOnce() -> Result<Charm, RepoError>) -> Result<Arc<Charm>, RepoError> {
+        if let Some(charm) = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
             return Ok(charm.clone());
         }
-        let charm = Arc::new(Charm::load(path)?);
-        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, charm.clone());
+        let charm = Arc::new(load()?);
+        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_path_buf(), charm.clone());
         Ok(charm)
     }
 
@@ -123,13 +198,14 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
     let stem = file.strip_suffix(".charm")?;
     if let Some((name, version)) = stem.split_once('_') {
         if let Ok(version) = Version::parse(version) {
-            return Some(Ok(Candidate { name: name.to_string(), version, path: path.to_path_buf() }));
+            return Some(Ok(Candidate { name: name.to_string(), version, path: path.to_path_buf(), index: None }));
         }
     }
     Some(Charm::from_archive(path, &crate::charm::Limits::default()).map(|c| Candidate {
         name: c.name().to_string(),
         version: c.version.clone(),
         path: path.to_path_buf(),
+        index: None,
     }))
 }
 
@@ -144,5 +220,5 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     let text = read("version")?;
     let line = text.lines().next().unwrap_or("").trim();
     let version = Version::parse(line).map_err(|e| CharmError::from(Problem::new(dir.join("version").display().to_string(), "", format!("{line:?} is not a semantic version: {e}"))))?;
-    Ok(Candidate { name: meta.name, version, path: dir.to_path_buf() })
+    Ok(Candidate { name: meta.name, version, path: dir.to_path_buf(), index: None })
 }

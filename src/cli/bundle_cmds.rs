@@ -17,10 +17,15 @@ use crate::Error;
 pub struct ResolveArgs {
     /// The bundle: a bundle.yaml or a folder holding one.
     pub bundle: PathBuf,
-    /// Folder of charm sources and .charm archives (repeatable; default: charms/ and dist/
-    /// beside the bundle or in the nearest folder above it).
-    #[arg(long = "charms", value_name = "DIR")]
+    /// Folder of charm sources and .charm archives, or a published index: a folder written
+    /// by charmer publish, its index.yaml, or an http(s):// URL of either (repeatable;
+    /// default: charms/ and dist/ beside the bundle or in the nearest folder above it).
+    #[arg(long = "charms", value_name = "DIR|INDEX|URL")]
     pub charm_dirs: Vec<PathBuf>,
+    /// Accept only charms signed with this public key (from published indexes or signed
+    /// .charm archives; source folders are refused).
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<PathBuf>,
     /// Overlay applied on the bundle (repeatable, in order).
     #[arg(long = "overlay", value_name = "FILE")]
     pub overlays: Vec<PathBuf>,
@@ -55,6 +60,7 @@ impl ResolveArgs {
             namespace: self.namespace.clone(),
             registry: self.registry.clone(),
             image_map: self.image_map.clone(),
+            verify_key: self.verify_key.clone(),
         };
         Ok(crate::resolve::load(&inputs)?)
     }

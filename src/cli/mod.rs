@@ -38,6 +38,16 @@ pub enum Output {
     Json,
 }
 
+/// What `charmer graph` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum GraphFormat {
+    /// A self-contained SVG picture.
+    #[default]
+    Svg,
+    /// Graphviz DOT source.
+    Dot,
+}
+
 /// charmer's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -112,6 +122,18 @@ pub enum Command {
         #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
         sign_key: Option<PathBuf>,
     },
+    /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
+    /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
+    Graph {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Drawing format.
+        #[arg(long, value_enum, default_value_t)]
+        format: GraphFormat,
+        /// File to write (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Make an Ed25519 signing key pair in minisign's format: PREFIX.key (secret, mode 0600)
     /// and PREFIX.pub.
     Keygen {
@@ -154,6 +176,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
         Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
         Command::Publish { charms, out: dir, sign_key } => publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref()),
+        Command::Graph { resolve, format, out: file } => publish_cmds::graph(&mut out, &resolve, format, file.as_deref()),
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
         Command::Completions { shell } => {
             use clap::CommandFactory;

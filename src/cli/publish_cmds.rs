@@ -1,10 +1,10 @@
-//! `publish`, `keygen`.
+//! `publish`, `keygen`, `graph`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::line;
+use super::{line, stdout_error, GraphFormat, ResolveArgs};
 use crate::publish;
 use crate::Error;
 
@@ -25,5 +25,21 @@ pub(super) fn keygen(out: &mut impl Write, prefix: &Path) -> Result<ExitCode, Er
     let (secret, public) = (pair.secret.display(), pair.public.display());
     line(out, format_args!("secret key {secret} (keep it private; sign with --sign-key {secret})"))?;
     line(out, format_args!("public key {public} (key id {}; verify with --key {public})", pair.key.id()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn graph(out: &mut impl Write, args: &ResolveArgs, format: GraphFormat, file: Option<&Path>) -> Result<ExitCode, Error> {
+    let model = args.resolve()?;
+    let drawing = match format {
+        GraphFormat::Svg => crate::graph::svg(&model),
+        GraphFormat::Dot => crate::graph::dot(&model),
+    };
+    match file {
+        Some(path) => {
+            crate::output::write_atomically(path, drawing.as_bytes())?;
+            line(out, path.display())?;
+        }
+        None => out.write_all(drawing.as_bytes()).map_err(stdout_error)?,
+    }
     Ok(ExitCode::SUCCESS)
 }

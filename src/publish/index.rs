@@ -271,10 +271,8 @@ impl PublishedIndex {
         let mut problems = Problems::default();
         for (name, entries) in &self.index.charms {
             for entry in entries {
-                match self.fetch(name, &entry.version) {
-                    Ok(_) => {}
-                    Err(PublishError::Invalid(p)) | Err(PublishError::Charm(crate::charm::CharmError::Invalid(p))) => problems.extend(p),
-                    Err(e) => return Err(e),
+                if let Err(e) = self.fetch(name, &entry.version) {
+                    problems.extend(e.into_problems());
                 }
             }
         }

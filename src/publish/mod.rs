@@ -76,13 +76,16 @@ impl From<Problem> for PublishError {
 }
 
 impl PublishError {
-    /// The problems of an input error, so callers can gather them across many inputs;
-    /// other errors are given back.
-    pub fn into_problems(self) -> Result<Problems, PublishError> {
+    /// The error as problems, so callers can gather them across many inputs and report
+    /// them at once.
+    pub fn into_problems(self) -> Problems {
         match self {
-            PublishError::Invalid(p) | PublishError::Charm(CharmError::Invalid(p)) => Ok(p),
-            PublishError::Charm(CharmError::Io { path, source }) => Ok(Problem::new(path.display().to_string(), "", format!("cannot be read: {source}")).into()),
-            other => Err(other),
+            PublishError::Invalid(p) | PublishError::Charm(CharmError::Invalid(p)) => p,
+            PublishError::Charm(CharmError::Io { path, source }) | PublishError::Io { path, source } => {
+                Problem::new(path.display().to_string(), "", format!("cannot be read: {source}")).into()
+            }
+            PublishError::Http { url, message } => Problem::new(url, "", message).into(),
+            other => Problem::new("", "", other.to_string()).into(),
         }
     }
 }
@@ -192,10 +195,7 @@ fn load_candidates(inputs: &[PathBuf], problems: &mut Problems) -> BTreeMap<(Str
         let charm = match Charm::load(input) {
             Ok(charm) => charm,
             Err(e) => {
-                match PublishError::from(e).into_problems() {
-                    Ok(p) => problems.extend(p),
-                    Err(other) => problems.push(Problem::new(input.display().to_string(), "", other.to_string())),
-                }
+                problems.extend(PublishError::from(e).into_problems());
                 continue;
             }
         };
@@ -233,7 +233,7 @@ fn existing_index(out: &Path, key: Option<&SecretKey>, problems: &mut Problems) 
     match PublishedIndex::open_dir(out, verify_key).and_then(|p| p.verify_all().map(|_| p)) {
         Ok(published) => Ok(published.index().clone()),
         Err(e) => {
-            problems.extend(e.into_problems()?);
+            problems.extend(e.into_problems());
             Ok(Index::default())
         }
     }

@@ -45,6 +45,8 @@ pub struct Inputs {
     pub registry: Option<Registry>,
     /// A `retagged-images.txt`, consulted before `registry`.
     pub image_map: Option<PathBuf>,
+    /// A public key: only charms signed with it are accepted.
+    pub verify_key: Option<PathBuf>,
 }
 
 /// The default charm folders: `charms/` and `dist/` in the bundle's folder or, failing that,
@@ -66,7 +68,18 @@ pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
 pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
     let (bundle, mut problems) = Bundle::load_partial(&inputs.bundle)?;
     let dirs = if inputs.charm_dirs.is_empty() { default_charm_dirs(&bundle.file) } else { inputs.charm_dirs.clone() };
-    let repo = Repository::scan(&dirs);
+    let verify_key = inputs.verify_key.as_deref().map(crate::publish::load_public_key).transpose().unwrap_or_else(|e| {
+        problems.extend(e.into_problems());
+        None
+    });
+    if inputs.verify_key.is_some() && verify_key.is_none() {
+        // Resolving unverified charms would only add noise to the key's problem.
+        return Err(problems.into());
+    }
+    let repo = Repository::open(&dirs, verify_key).unwrap_or_else(|(repo, more)| {
+        problems.extend(more);
+        repo
+    });
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),
         Some(Err(p)) => {
