@@ -87,10 +87,12 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
             }
             continue;
         }
-        let checked = Charm::from_archive(path, &Limits::default()).map_err(crate::publish::PublishError::from).and_then(|charm| {
-            key.as_ref().map(|k| crate::publish::verify_signature(path, k)).transpose()?;
-            Ok(charm)
-        });
+        // The signature first: a tampered archive is named as such, not as a damaged zip.
+        let checked = key
+            .as_ref()
+            .map(|k| crate::publish::verify_signature(path, k))
+            .transpose()
+            .and_then(|_| Ok(Charm::from_archive(path, &Limits::default())?));
         match checked {
             Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", path.display(), charm.name(), charm.version, charm.sha256()))?,
             Err(e) => problems.extend(e.into_problems()),

@@ -1,3 +1,5 @@
 //! charmer's integration tests: one test binary (linking the crate once), one module per area.
 
+mod publish;
 mod resolve_render;
+mod support;

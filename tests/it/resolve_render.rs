@@ -184,7 +184,7 @@ fn relations_are_checked_against_endpoints_and_interfaces() {
 fn a_typo_in_a_template_fails_naming_template_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let charms = dir.path().join("charms");
-    copy_dir(&demo().join("charms"), &charms);
+    crate::support::copy_dir(&demo().join("charms"), &charms);
     let deploy = charms.join("web/templates/deploy.yaml");
     let text = std::fs::read_to_string(&deploy).unwrap().replace("config.replicas", "config.replcias");
     std::fs::write(&deploy, text).unwrap();
@@ -196,7 +196,7 @@ fn a_typo_in_a_template_fails_naming_template_and_line() {
 fn the_air_gap_lint_refuses_images_that_are_not_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let charms = dir.path().join("charms");
-    copy_dir(&demo().join("charms"), &charms);
+    crate::support::copy_dir(&demo().join("charms"), &charms);
     let deploy = charms.join("web/templates/deploy.yaml");
     let text = std::fs::read_to_string(&deploy).unwrap().replace("{{ images[\"web-image\"] }}", "docker.io/library/busybox:1.36");
     std::fs::write(&deploy, text).unwrap();
@@ -218,16 +218,4 @@ fn the_real_kubeflow_bundle_parses() {
     assert_eq!(gateway.charm, charmer::bundle::CharmRef::Name("istio-gateway".into()));
     assert!(gateway.trust);
     assert!(bundle.relations.iter().any(|r| r.ends[0].app == "dex-auth" && r.ends[1].endpoint.as_deref() == Some("oidc-client")));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
