@@ -74,8 +74,10 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
     let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
     let mut problems = crate::diag::Problems::default();
     for path in paths {
-        if path.is_dir() || path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            let checked = crate::publish::PublishedIndex::open(&path.display().to_string(), key.clone()).and_then(|p| p.verify_all().map(|e| (p, e)));
+        let text = path.to_string_lossy();
+        let url = text.starts_with("http://") || text.starts_with("https://");
+        if url || path.is_dir() || path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let checked = crate::publish::PublishedIndex::open(&text, key.clone()).and_then(|p| p.verify_all().map(|e| (p, e)));
             match checked {
                 Ok((published, entries)) => {
                     line(out, format_args!("ok  {}  {} charm versions{signed}", published.index_location(), entries.len()))?;

@@ -35,7 +35,7 @@ impl Http {
     pub(crate) fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, PublishError> {
         let error = |message: String| PublishError::Http { url: url.to_string(), message };
         self.runtime.block_on(async {
-            let mut response = self.client.get(url).send().await.map_err(|e| error(describe(&e)))?;
+            let mut response = self.client.get(url).send().await.map_err(|e| error(describe(e)))?;
             let status = response.status();
             if status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
@@ -48,7 +48,7 @@ impl Http {
                 return Err(too_big());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| error(describe(&e)))? {
+            while let Some(chunk) = response.chunk().await.map_err(|e| error(describe(e)))? {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > limit {
                     return Err(too_big());
@@ -60,14 +60,18 @@ impl Http {
 }
 
 /// The error with its causes, which is where reqwest says what actually failed (refused
-/// connection, certificate not trusted, ...).
-fn describe(error: &reqwest::Error) -> String {
+/// connection, certificate not trusted, ...); the URL is already in front of the message.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if text.contains("certificate") {
+        text.push_str(" (hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)");
     }
     text
 }

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
-use crate::support::file_server::FileServer;
+use crate::support::file_server::{FileServer, TlsFileServer};
 
 /// A temporary copy of the demo charms and bundle, where charmer runs.
 struct Workspace {
@@ -282,4 +282,24 @@ fn charms_are_fetched_over_http_and_checked_on_every_read() {
     };
     let err = ws.fails(&["render", "bundles/demo", "--charms", &closed]);
     assert!(err.contains(&format!("error: {closed}index.yaml: ")), "{err}");
+}
+
+#[test]
+fn https_sources_are_checked_against_the_trusted_roots() {
+    let ws = Workspace::new();
+    ws.ok(&["publish", "charms/web", "charms/db", "--out", "dist"]);
+    let server = TlsFileServer::serve(&ws.path("dist"));
+    let err = ws.fails(&["verify", &server.url]);
+    assert!(err.contains(&format!("error: {}index.yaml: ", server.url)) && err.contains("UnknownIssuer"), "{err}");
+    assert!(err.contains("(hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)"), "{err}");
+
+    let out = Command::cargo_bin("charmer")
+        .unwrap()
+        .current_dir(ws.dir.path())
+        .env("SSL_CERT_FILE", &server.ca_pem)
+        .args(["render", "bundles/demo", "--charms", &server.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), ws.ok(&["render", "bundles/demo", "--charms", "charms"]));
 }

@@ -75,3 +75,61 @@ impl Drop for FileServer {
         }
     }
 }
+
+/// The same over HTTPS, served by Python's `http.server` with a certificate signed by a CA
+/// made for the test (`ca_pem`; rustls refuses a self-signed CA used as the server
+/// certificate). Stops when dropped.
+pub struct TlsFileServer {
+    /// `https://127.0.0.1:PORT/`.
+    pub url: String,
+    /// The test CA's certificate (PEM file), to trust through `SSL_CERT_FILE`.
+    pub ca_pem: PathBuf,
+    child: std::process::Child,
+    _certs: tempfile::TempDir,
+}
+
+const SERVE_TLS: &str = r#"
+import functools, http.server, ssl, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+impl TlsFileServer {
+    /// Serves the files of `dir` (needs `openssl` and `python3`).
+    pub fn serve(dir: &std::path::Path) -> TlsFileServer {
+        let certs = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").current_dir(certs.path()).args(args).output().expect("openssl is needed by this test");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=charmer test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+        std::fs::write(certs.path().join("ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext"]);
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", SERVE_TLS])
+            .arg(dir)
+            .arg(certs.path().join("server.pem"))
+            .arg(certs.path().join("server.key"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is needed by this test");
+        let mut port = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        TlsFileServer { url: format!("https://127.0.0.1:{}/", port.trim()), ca_pem: certs.path().join("ca.pem"), child, _certs: certs }
+    }
+}
+
+impl Drop for TlsFileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
