@@ -64,26 +64,23 @@ impl Repository {
     pub fn scan(dirs: &[PathBuf]) -> Repository {
         // Without a verify key only published indexes can fail to open; they are skipped
         // with a warning like any other broken entry.
-        Repository::open(dirs, None).unwrap_or_else(|(repo, problems)| {
-            for p in &problems.0 {
-                tracing::warn!("skipping {p}");
-            }
-            repo
-        })
+        let (repo, problems) = Repository::open(dirs, None);
+        for p in &problems.0 {
+            tracing::warn!("skipping {p}");
+        }
+        repo
     }
 
     /// Opens charm sources: folders as [`Repository::scan`] reads them, except that a folder
     /// holding an `index.yaml`, an index file and an `http(s)://` URL are opened as published
-    /// indexes, checked (with `verify_key`, their signatures too). A published index that
-    /// fails its checks is an error, given with the repository of every other source.
-    pub fn open(sources: &[PathBuf], verify_key: Option<PublicKey>) -> Result<Repository, (Repository, Problems)> {
+    /// indexes, checked (with `verify_key`, their signatures too). Returns the repository of
+    /// every source that opened, and the problems of the published indexes that did not.
+    pub fn open(sources: &[PathBuf], verify_key: Option<PublicKey>) -> (Repository, Problems) {
         let mut repo = Repository { dirs: sources.to_vec(), verify_key, ..Repository::default() };
         let mut problems = Problems::default();
         for source in sources {
-            let text = source.to_string_lossy();
-            let published = text.starts_with("http://") || text.starts_with("https://") || source.is_file() || source.join(crate::publish::INDEX_FILE).is_file();
-            if published {
-                match PublishedIndex::open(&text, repo.verify_key.clone()) {
+            if crate::publish::index::is_published(source) {
+                match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone()) {
                     Ok(index) => repo.add_index(index),
                     Err(e) => problems.extend(e.into_problems()),
                 }
@@ -100,11 +97,7 @@ impl Repository {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(repo)
-        } else {
-            Err((repo, problems))
-        }
+        (repo, problems)
     }
 
     fn add_index(&mut self, index: PublishedIndex) {

@@ -74,9 +74,9 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
     let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
     let mut problems = crate::diag::Problems::default();
     for path in paths {
+        // A folder without an index is read as one too, to say that it has none.
         let text = path.to_string_lossy();
-        let url = text.starts_with("http://") || text.starts_with("https://");
-        if url || path.is_dir() || path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        if path.is_dir() || crate::publish::index::is_published(path) {
             let checked = crate::publish::PublishedIndex::open(&text, key.clone()).and_then(|p| p.verify_all().map(|e| (p, e)));
             match checked {
                 Ok((published, entries)) => {

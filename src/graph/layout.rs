@@ -80,17 +80,18 @@ fn boxes_and_arrows(d: &Diagram) -> (Vec<Node>, Vec<Arrow>) {
             arrows.push(Arrow { from: 0, to, label: external.clone(), title: format!("reachable from outside the cluster: {external}"), dashed: true });
         }
     }
-    let mut merged: BTreeMap<(usize, usize), (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    // (from, to) → the interfaces and the details of every relation between them.
+    let mut merged: BTreeMap<(usize, usize), [Vec<&str>; 2]> = BTreeMap::new();
     for e in &d.edges {
         if let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
-            let (labels, titles) = merged.entry((from, to)).or_default();
+            let [labels, titles] = merged.entry((from, to)).or_default();
             if !labels.contains(&e.interface.as_str()) {
                 labels.push(&e.interface);
             }
             titles.push(&e.detail);
         }
     }
-    for ((from, to), (labels, titles)) in merged {
+    for ((from, to), [labels, titles]) in merged {
         arrows.push(Arrow { from, to, label: labels.join(", "), title: titles.join("\n"), dashed: false });
     }
     (nodes, arrows)
@@ -203,12 +204,15 @@ fn place(nodes: &mut [Node], rows: &[Vec<usize>], title: &str) -> (f64, f64) {
     (widest + 2.0 * MARGIN, height + 8.0 + LEGEND.len() as f64 * LEGEND_LINE_H + MARGIN)
 }
 
+/// One end of an arrow on a side of a box, (box, bottom side?) → these: the other box's
+/// centre x, the arrow, and whether this is where the arrow starts.
+type End = (f64, usize, bool);
+
 /// Where each arrow leaves and enters its boxes: the bottom or top edge facing the other
 /// box (the top edge for boxes in the same row), spread along that edge in the order of the
 /// other ends, so arrows sharing a box do not start at one point.
 fn anchors(nodes: &[Node], arrows: &[Arrow]) -> Vec<((f64, f64), (f64, f64))> {
-    // (box, bottom edge?) → [(other box centre x, arrow, is start)]
-    let mut sides: BTreeMap<(usize, bool), Vec<(f64, usize, bool)>> = BTreeMap::new();
+    let mut sides: BTreeMap<(usize, bool), Vec<End>> = BTreeMap::new();
     for (k, a) in arrows.iter().enumerate() {
         let (f, t) = (&nodes[a.from], &nodes[a.to]);
         let (from_bottom, to_bottom) = if f.y + f.h <= t.y {

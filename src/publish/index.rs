@@ -164,10 +164,25 @@ enum Base {
 #[derive(Debug)]
 pub struct PublishedIndex {
     base: Base,
+    index_name: String,
     index_location: String,
+    /// `SHA256SUMS`, when the folder has one.
+    sums: Option<BTreeMap<String, String>>,
     index: Index,
     key: Option<PublicKey>,
     limits: Limits,
+}
+
+/// True for `http://` and `https://` sources.
+pub fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// True for what [`PublishedIndex::open`] reads: a URL, a folder holding an `index.yaml`,
+/// or a `.yaml`/`.yml` file.
+pub fn is_published(source: &Path) -> bool {
+    let yaml = source.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    is_url(&source.to_string_lossy()) || source.join(INDEX_FILE).is_file() || (yaml && source.is_file())
 }
 
 impl PublishedIndex {
@@ -178,7 +193,7 @@ impl PublishedIndex {
     /// URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
     /// synchronous code, not from inside an async task.
     pub fn open(source: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
-        if source.starts_with("http://") || source.starts_with("https://") {
+        if is_url(source) {
             let (prefix, name) = if source.ends_with(".yaml") || source.ends_with(".yml") {
                 let cut = source.rfind('/').map_or(source.len(), |i| i + 1);
                 (&source[..cut], &source[cut..])
@@ -203,13 +218,21 @@ impl PublishedIndex {
     }
 
     fn open_at(base: Base, index_name: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
-        let mut opened = PublishedIndex { index_location: String::new(), base, index: Index::default(), key, limits: Limits::default() };
+        let mut opened = PublishedIndex {
+            base,
+            index_name: index_name.to_string(),
+            index_location: String::new(),
+            sums: None,
+            index: Index::default(),
+            key,
+            limits: Limits::default(),
+        };
         opened.index_location = opened.location(index_name);
         let bytes = opened.read(index_name)?.ok_or_else(|| {
             Problem::new(&opened.index_location, "", "not found").hint("give a folder written by charmer publish, its index.yaml, or a URL of either")
         })?;
-        opened.check_sums(index_name, &bytes)?;
         opened.check_signature(index_name, &bytes)?;
+        opened.check_sums(index_name, &bytes)?;
         let text = String::from_utf8(bytes).map_err(|_| Problem::new(&opened.index_location, "", "is not UTF-8 text"))?;
         opened.index = Index::parse(&opened.index_location, &text)?;
         Ok(opened)
@@ -256,17 +279,13 @@ impl PublishedIndex {
     pub fn fetch_bytes(&self, entry: &IndexEntry) -> Result<Vec<u8>, PublishError> {
         let location = self.location(&entry.file);
         let bytes = self.read(&entry.file)?.ok_or_else(|| Problem::new(&location, "", "listed in the index but missing"))?;
-        let actual = crate::digest::sha256_hex(&bytes);
-        if actual != entry.sha256 {
-            return Err(Problem::new(&location, "sha256", format!("is {actual} but {} says {}", self.index_location, entry.sha256))
-                .hint("the archive was changed or damaged after publishing; fetch it again from the publisher")
-                .into());
-        }
+        self.check_digest(&entry.file, &bytes, &entry.sha256, &self.index_name)?;
         self.check_signature(&entry.file, &bytes)?;
         Ok(bytes)
     }
 
-    /// Fetches and checks every listed archive, reporting every problem at once.
+    /// Fetches and checks every listed archive and every file `SHA256SUMS` lists (release
+    /// binaries too), reporting every problem at once.
     pub fn verify_all(&self) -> Result<Vec<Entry>, PublishError> {
         let mut problems = Problems::default();
         for (name, entries) in &self.index.charms {
@@ -274,6 +293,19 @@ impl PublishedIndex {
                 if let Err(e) = self.fetch(name, &entry.version) {
                     problems.extend(e.into_problems());
                 }
+            }
+        }
+        // Archives and the index were checked above, against the index and SHA256SUMS.
+        let checked: Vec<&str> = self.index.charms.values().flatten().map(|e| e.file.as_str()).chain([self.index_name.as_str()]).collect();
+        for (name, expected) in self.sums.iter().flatten().filter(|(name, _)| !checked.contains(&name.as_str())) {
+            match self.read(name) {
+                Ok(Some(bytes)) => {
+                    if let Err(p) = self.check_digest(name, &bytes, expected, SUMS_FILE) {
+                        problems.push(p);
+                    }
+                }
+                Ok(None) => problems.push(Problem::new(self.location(name), "", format!("listed in {} but missing", self.location(SUMS_FILE)))),
+                Err(e) => problems.extend(e.into_problems()),
             }
         }
         problems.into_result(self.entries()).map_err(PublishError::from)
@@ -316,21 +348,27 @@ impl PublishedIndex {
         key.verify(&location, name, bytes, &sig).map_err(PublishError::from)
     }
 
-    /// When `SHA256SUMS` is next to the index and lists it, the digests must agree.
-    fn check_sums(&self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
+    /// Reads `SHA256SUMS` when it is next to the index (with a verify key, it must be
+    /// signed); when it lists the index, the digests must agree.
+    fn check_sums(&mut self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
         let Some(sums_bytes) = self.read(SUMS_FILE)? else { return Ok(()) };
-        let sums_location = self.location(SUMS_FILE);
-        let listed = sums::parse(&sums_location, &String::from_utf8_lossy(&sums_bytes))?;
-        match listed.get(name) {
-            Some(expected) if *expected != crate::digest::sha256_hex(bytes) => Err(Problem::new(
-                &self.index_location,
-                "sha256",
-                format!("is {} but {sums_location} says {expected}", crate::digest::sha256_hex(bytes)),
-            )
-            .hint("the index was changed or damaged after publishing; fetch it again from the publisher")
-            .into()),
-            _ => Ok(()),
+        self.check_signature(SUMS_FILE, &sums_bytes)?;
+        let sums = sums::parse(&self.location(SUMS_FILE), &String::from_utf8_lossy(&sums_bytes))?;
+        if let Some(expected) = sums.get(name) {
+            self.check_digest(name, bytes, expected, SUMS_FILE)?;
         }
+        self.sums = Some(sums);
+        Ok(())
+    }
+
+    /// `bytes` read from `name` must have the SHA-256 that `listed_in` gives.
+    fn check_digest(&self, name: &str, bytes: &[u8], expected: &str, listed_in: &str) -> Result<(), Problem> {
+        let actual = crate::digest::sha256_hex(bytes);
+        if actual == expected {
+            return Ok(());
+        }
+        Err(Problem::new(self.location(name), "sha256", format!("is {actual} but {} says {expected}", self.location(listed_in)))
+            .hint("the file was changed or damaged after publishing; fetch it again from the publisher"))
     }
 }
 

@@ -76,10 +76,8 @@ pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
         // Resolving unverified charms would only add noise to the key's problem.
         return Err(problems.into());
     }
-    let repo = Repository::open(&dirs, verify_key).unwrap_or_else(|(repo, more)| {
-        problems.extend(more);
-        repo
-    });
+    let (repo, more) = Repository::open(&dirs, verify_key);
+    problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),
         Some(Err(p)) => {

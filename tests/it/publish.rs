@@ -49,6 +49,12 @@ impl Workspace {
         self.ok(&["keygen", "--out", "keys/rel"]);
     }
 
+    /// A key, and both demo charms published into `out` signed with it.
+    fn signed_release(&self, out: &str) -> String {
+        self.keygen();
+        self.ok(&["publish", "charms/web", "charms/db", "--out", out, "--sign-key", "keys/rel.key"])
+    }
+
     /// Every file of a folder, by name.
     fn files(&self, dir: &str) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(self.path(dir))
@@ -83,8 +89,7 @@ fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Output {
 #[test]
 fn published_charms_verify_resolve_render_and_draw() {
     let ws = Workspace::new();
-    ws.keygen();
-    let out = ws.ok(&["publish", "charms/web", "charms/db", "--out", "dist", "--sign-key", "keys/rel.key"]);
+    let out = ws.signed_release("dist");
     assert!(out.contains(&format!("added      web 1.2.0  dist/web_1.2.0.charm  sha256 {}", ws.sha256("dist/web_1.2.0.charm"))), "{out}");
     assert!(out.contains("dist/index.yaml lists 2 charm versions, signed with key "), "{out}");
 
@@ -132,8 +137,16 @@ fn published_charms_verify_resolve_render_and_draw() {
 #[test]
 fn tampering_with_one_byte_is_caught_and_named() {
     let ws = Workspace::new();
-    ws.keygen();
-    ws.ok(&["publish", "charms/web", "charms/db", "--out", "dist", "--sign-key", "keys/rel.key"]);
+    // Another release asset (as scripts/release.sh adds the binary): SHA256SUMS covers it.
+    std::fs::create_dir_all(ws.path("dist")).unwrap();
+    std::fs::write(ws.path("dist/charmer-0.1.0-x86_64-unknown-linux-gnu"), b"a release binary").unwrap();
+    ws.signed_release("dist");
+    ws.ok(&["verify", "--key", "keys/rel.pub", "dist"]);
+    ws.tamper("dist/charmer-0.1.0-x86_64-unknown-linux-gnu");
+    let err = ws.fails(&["verify", "dist"]);
+    assert!(err.contains("error: dist/charmer-0.1.0-x86_64-unknown-linux-gnu: sha256: is ") && err.contains(" but dist/SHA256SUMS says "), "{err}");
+    ws.tamper("dist/charmer-0.1.0-x86_64-unknown-linux-gnu");
+
     let published = ws.sha256("dist/web_1.2.0.charm");
 
     ws.tamper("dist/web_1.2.0.charm");
@@ -221,8 +234,7 @@ fn published_versions_are_immutable_and_earlier_versions_are_kept() {
 #[test]
 fn publishing_is_reproducible_from_folders_and_archives() {
     let ws = Workspace::new();
-    ws.keygen();
-    ws.ok(&["publish", "charms/web", "charms/db", "--out", "a", "--sign-key", "keys/rel.key"]);
+    ws.signed_release("a");
     ws.ok(&["pack", "charms/web", "--out", "packed"]);
     ws.ok(&["publish", "charms/db", "packed/web_1.2.0.charm", "--out", "b", "--sign-key", "keys/rel.key"]);
     assert_eq!(ws.files("a"), ws.files("b"));
@@ -255,8 +267,7 @@ fn keys_are_minisign_compatible_both_ways() {
 #[test]
 fn charms_are_fetched_over_http_and_checked_on_every_read() {
     let ws = Workspace::new();
-    ws.keygen();
-    ws.ok(&["publish", "charms/web", "charms/db", "--out", "dist", "--sign-key", "keys/rel.key"]);
+    ws.signed_release("dist");
     let server = FileServer::serve(ws.path("dist"));
     let url = server.url.clone();
 
