@@ -1,0 +1,8 @@
+//! The one integration-test binary: every module drives the real `charmer` binary (or the
+//! library) against real files. Shared helpers live in `support/`.
+
+mod support;
+
+mod bad_archives;
+mod charm_format;
+mod fixtures;
