@@ -262,8 +262,8 @@ fn check_manifest(file: &str, text: &str, problems: &mut Problems) {
         #[serde(default)]
         architectures: Vec<String>,
     }
-    if let Err(e) = serde_yaml::from_str::<Manifest>(text) {
-        problems.push(config::yaml_problem(file, &e));
+    if let Err(p) = config::parse_yaml::<Manifest>(file, text) {
+        problems.push(p);
     }
 }
 
