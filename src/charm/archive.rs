@@ -107,8 +107,9 @@ fn duplicate_names(bytes: &[u8], start: u64) -> Vec<String> {
 
 /// Reads an untrusted zip into files, refusing (with every problem named): a damaged or
 /// truncated zip, unsafe names ([`check_member_name`]), non-UTF-8 names, symlinks,
-/// duplicate names, encrypted entries, more entries or bytes than `limits` (counted on the
-/// bytes actually inflated, not on sizes the archive claims), and CRC mismatches.
+/// duplicate names, encrypted entries, more entries or bytes than `limits` (refused from the
+/// sizes the headers declare, before inflating), entries that inflate to another size than
+/// they declare, and CRC mismatches.
 pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
     let mut zip = ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| Problem::new(archive, "", format!("not a readable zip archive: {e}")).hint("the file is damaged or truncated; copy it again"))?;
@@ -123,7 +124,7 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
     let mut files = BTreeMap::new();
     let mut total: u64 = 0;
     for index in 0..zip.len() {
-        let (name, is_dir, executable) = {
+        let (name, is_dir, executable, declared) = {
             let entry = match zip.by_index_raw(index) {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -152,23 +153,32 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
                 problems.push(Problem::new(archive, &name, "symlink entry").hint("charms hold plain files only"));
                 continue;
             }
-            (name, entry.is_dir(), mode & 0o111 != 0)
+            (name, entry.is_dir(), mode & 0o111 != 0, entry.size())
         };
         if is_dir {
             continue;
         }
-        let budget = limits.max_total_bytes.saturating_sub(total);
+        // The declared size bounds what is inflated, and the bytes really inflated must
+        // match it: a bomb is refused from its header, a lying header by its content.
+        if declared > limits.max_total_bytes.saturating_sub(total) {
+            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
+            break;
+        }
         let mut data = Vec::new();
-        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(budget + 1).read_to_end(&mut data)?));
+        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(declared + 1).read_to_end(&mut data)?));
         if let Err(e) = read {
             problems.push(Problem::new(archive, &name, format!("cannot be inflated: {e}")).hint("the archive is damaged"));
             continue;
         }
-        total += data.len() as u64;
-        if total > limits.max_total_bytes {
-            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
-            break;
+        let inflated = data.len() as u64;
+        if inflated != declared {
+            let what = if inflated > declared { format!("more than {declared}") } else { inflated.to_string() };
+            problems.push(
+                Problem::new(archive, &name, format!("inflates to {what} bytes but its header declares {declared}")).hint("the archive is damaged or forged"),
+            );
+            continue;
         }
+        total += inflated;
         files.insert(name, CharmFile { data, executable });
     }
     problems.into_result(files).map_err(CharmError::from)
