@@ -131,29 +131,83 @@ fn encrypted_entries_are_refused() {
     assert_eq!(stderr, format!("error: {archive}: files/key.pem: encrypted entry (hint: charms are never encrypted)\n"));
 }
 
-/// 300 MiB of zeros, deflated by the `zip` crate's own writer, streamed in 1 MiB writes:
-/// a real bomb of about 300 KiB.
-fn zero_bomb() -> Vec<u8> {
+/// A valid charm plus entries of `MiB` mebibytes of zeros each, deflated by the `zip` crate's
+/// own writer streaming 1 MiB writes: real bombs, about 1 KiB per MiB.
+fn zero_bomb(bombs: &[(&str, usize)]) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, data) in [("metadata.yaml", "name: webapp\n"), ("version", "1.0.0\n")] {
         writer.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
         writer.write_all(data.as_bytes()).unwrap();
     }
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).compression_level(Some(1));
-    writer.start_file("files/zeros.bin", options).unwrap();
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).compression_level(Some(6));
     let chunk = vec![0u8; 1 << 20];
-    for _ in 0..300 {
-        writer.write_all(&chunk).unwrap();
+    for (name, mib) in bombs {
+        writer.start_file(*name, options).unwrap();
+        for _ in 0..*mib {
+            writer.write_all(&chunk).unwrap();
+        }
     }
     writer.finish().unwrap().into_inner()
 }
 
+const BOMB: &str = "uncompressed content exceeds the limit of 268435456 bytes (zip bomb?)";
+
 #[test]
-fn zip_bombs_are_refused_on_the_bytes_really_inflated() {
-    let bomb = zero_bomb();
-    assert!(bomb.len() < 2 << 20, "the bomb is small: {} bytes", bomb.len());
+fn zip_bombs_are_refused() {
+    let bomb = zero_bomb(&[("files/zeros.bin", 300)]);
+    assert!(bomb.len() < 1 << 20, "the bomb is small: {} bytes", bomb.len());
     let (archive, stderr) = refused(&bomb);
-    assert_eq!(stderr, format!("error: {archive}: files/zeros.bin: uncompressed content exceeds the limit of 268435456 bytes (zip bomb?)\n"));
+    assert_eq!(stderr, format!("error: {archive}: files/zeros.bin: {BOMB}\n"));
+
+    // Entries each under the limit add up over it.
+    let (archive, stderr) = refused(&zero_bomb(&[("files/a.bin", 150), ("files/b.bin", 150)]));
+    assert_eq!(stderr, format!("error: {archive}: files/b.bin: {BOMB}\n"));
+}
+
+#[test]
+fn a_bomb_lying_about_its_size_is_caught_by_what_it_inflates() {
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut crc = crc32fast::Hasher::new();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..300 {
+        deflate.write_all(&chunk).unwrap();
+        crc.update(&chunk);
+    }
+    let lying = RawEntry::deflated("files/zeros.bin", deflate.finish().unwrap(), 1000, crc.finalize());
+    let (archive, stderr) = refused(&valid().with(lying).bytes());
+    assert_eq!(
+        stderr,
+        format!("error: {archive}: files/zeros.bin: inflates to more than 1000 bytes but its header declares 1000 (hint: the archive is damaged or forged)\n")
+    );
+}
+
+#[test]
+fn huge_declared_sizes_are_refused_before_inflating() {
+    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(u32::MAX)).bytes());
+    assert_eq!(stderr, format!("error: {archive}: files/small: {BOMB}\n"));
+}
+
+#[test]
+fn sizes_that_disagree_with_the_content_are_refused() {
+    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(3)).bytes());
+    assert_eq!(
+        stderr,
+        format!("error: {archive}: files/small: inflates to more than 3 bytes but its header declares 3 (hint: the archive is damaged or forged)\n")
+    );
+    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(100)).bytes());
+    assert_eq!(
+        stderr,
+        format!("error: {archive}: files/small: inflates to 10 bytes but its header declares 100 (hint: the archive is damaged or forged)\n")
+    );
+}
+
+#[test]
+fn corrupted_content_is_refused_by_its_crc() {
+    let mut entry = RawEntry::file("templates/deployment.yaml", "kind: Deployment\n");
+    entry.crc ^= 1;
+    let (archive, stderr) = refused(&valid().without("templates/deployment.yaml").with(entry).bytes());
+    assert!(stderr.starts_with(&format!("error: {archive}: templates/deployment.yaml: cannot be inflated: ")), "{stderr}");
+    assert!(stderr.ends_with(" (hint: the archive is damaged)\n"), "{stderr}");
 }
 
 #[test]
@@ -266,3 +320,4 @@ fn every_problem_is_reported_at_once() {
         )
     );
 }
+
