@@ -81,11 +81,14 @@ fn the_forged_valid_charm_is_accepted() {
     // The raw writer itself is sound: without a hostile twist its archives pass.
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("webapp_1.0.0.charm");
-    std::fs::write(&archive, valid().bytes()).unwrap();
+    let with_exec = valid().with(RawEntry::file("dispatch", "#!/bin/sh\n").mode(0o100_755));
+    std::fs::write(&archive, with_exec.bytes()).unwrap();
     charmer().arg("verify").arg(&archive).assert().success();
     let out = tmp.path().join("out");
     charmer().arg("unpack").arg(&archive).arg("--out").arg(&out).assert().success();
-    assert_eq!(std::fs::read_to_string(out.join("version")).unwrap(), "1.0.0\n");
+    let files = crate::support::tree(&out);
+    assert_eq!(files["version"], (b"1.0.0\n".to_vec(), false));
+    assert_eq!(files["dispatch"], (b"#!/bin/sh\n".to_vec(), true), "the exec bit of the entry's Unix mode is kept");
 }
 
 #[test]

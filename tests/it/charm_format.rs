@@ -122,6 +122,7 @@ fn pack_verify_inspect_unpack_round_trip() {
     assert_eq!(view["containers"]["web"]["resource"], "web-image");
     assert_eq!(view["containers"]["web"]["mounts"], serde_json::json!([{"storage": "data", "location": "/srv/data"}]));
     assert_eq!(view["templates"], serde_json::json!(["templates/_helpers.j2", "templates/deployment.yaml", "templates/service.yaml"]));
+    assert_eq!(view["warnings"], serde_json::json!([]));
 
     // The source folder inspects the same, and names the SHA-256 its archive will have.
     let from_dir: Value = serde_json::from_str(&stdout_of(charmer().arg("inspect").arg(&src).args(["--output", "json"]))).unwrap();

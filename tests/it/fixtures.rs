@@ -67,8 +67,11 @@ fn every_fixture_charm_packs_verifies_and_inspects() {
         let verified = charmer().arg("verify").arg(&archive).assert().success();
         let stdout = String::from_utf8(verified.get_output().stdout.clone()).unwrap();
         assert_eq!(stdout, format!("ok  {}  {name} {version}  sha256 {}\n", archive.display(), sha256_file(&archive)));
-        let (from_archive, _) = inspect_json(&archive);
-        let (from_dir, _) = inspect_json(&dir);
+        let (mut from_archive, _) = inspect_json(&archive);
+        let (mut from_dir, _) = inspect_json(&dir);
+        // Warnings name where the charm was read from; the rest is the same.
+        let (a, d) = (from_archive["warnings"].take(), from_dir["warnings"].take());
+        assert_eq!(a.as_array().unwrap().len(), d.as_array().unwrap().len());
         assert_eq!(from_archive, from_dir, "{name}: the folder and its archive inspect the same");
         assert_eq!(from_archive["name"], name);
         assert_eq!(from_archive["version"], version);
@@ -98,13 +101,51 @@ fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
     assert!(text.contains("  proxy-image (string) default docker.io/istio/proxyv2:1.17.3\n"), "{text}");
 }
 
+/// The issue's rule: every image a charm runs must be a declared resource. Canonical's
+/// istio-gateway hides its proxy image in a config option; charmer says so, as a warning
+/// (the charm stays usable), in `inspect` and `verify`.
+#[test]
+fn images_hidden_in_config_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (prefix, name, version) = CHARMS[0];
+    let dir = fixture_charm(tmp.path(), prefix, name, version);
+    let warning = |file: &Path| {
+        format!(
+            "{}/config.yaml: options.proxy-image.default: \"docker.io/istio/proxyv2:1.17.3\" looks like a container image hidden in a config option \
+             (hint: declare docker.io/istio/proxyv2:1.17.3 as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
+            file.display()
+        )
+    };
+    let (view, stderr) = inspect_json(&dir);
+    assert_eq!(view["warnings"], serde_json::json!([warning(&dir)]));
+    assert_eq!(stderr, "", "JSON carries the warnings itself");
+
+    let inspected = charmer().arg("inspect").arg(&dir).assert().success();
+    assert_eq!(String::from_utf8(inspected.get_output().stderr.clone()).unwrap(), format!("warning: {}\n", warning(&dir)));
+
+    let out = tmp.path().join("dist");
+    charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
+    let archive = out.join(format!("{name}_{version}.charm"));
+    let verified = charmer().arg("verify").arg(&archive).assert().success();
+    let output = verified.get_output();
+    assert!(String::from_utf8(output.stdout.clone()).unwrap().starts_with("ok  "));
+    assert_eq!(String::from_utf8(output.stderr.clone()).unwrap(), format!("warning: {}\n", warning(&archive)));
+
+    // Declaring the image as a resource silences it.
+    let metadata = std::fs::read_to_string(dir.join("metadata.yaml")).unwrap()
+        + "resources:\n  proxy-image:\n    type: oci-image\n    upstream-source: docker.io/istio/proxyv2:1.17.3\n";
+    std::fs::write(dir.join("metadata.yaml"), metadata).unwrap();
+    let (view, _) = inspect_json(&dir);
+    assert_eq!(view["warnings"], serde_json::json!([]));
+}
+
 #[test]
 fn mongodb_shows_its_options_endpoints_and_pinned_image() {
     let tmp = tempfile::tempdir().unwrap();
     let (prefix, name, version) = CHARMS[1];
     let dir = fixture_charm(tmp.path(), prefix, name, version);
-    let (view, warnings) = inspect_json(&dir);
-    assert_eq!(warnings, "", "nothing to warn about in mongodb-k8s");
+    let (view, stderr) = inspect_json(&dir);
+    assert_eq!((view["warnings"].clone(), stderr.as_str()), (serde_json::json!([]), ""), "nothing to warn about in mongodb-k8s");
     let image = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";
     assert_eq!(view["resources"]["mongodb-image"]["type"], "oci-image");
     assert_eq!(view["resources"]["mongodb-image"]["upstream-source"], image);
