@@ -80,7 +80,8 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf]) -> Resu
                 warn(&charm.warnings().iter().map(ToString::to_string).collect::<Vec<_>>());
             }
             Err(crate::charm::CharmError::Invalid(p)) => problems.extend(p),
-            Err(e) => return Err(e.into()),
+            // An unreadable file is one more problem; the other archives are still checked.
+            Err(crate::charm::CharmError::Io { path, source }) => problems.push(crate::diag::Problem::new(path.display().to_string(), "", source.to_string())),
         }
     }
     problems.into_result(ExitCode::SUCCESS).map_err(Error::from)
