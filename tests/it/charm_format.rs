@@ -261,9 +261,19 @@ fn archive_file_names_must_match_the_charm() {
         )
     );
 
-    // verify reports every bad archive, not only the first, and fails as a whole.
-    let stderr = stderr_of_failure(charmer().arg("verify").arg(&other).arg(&wrong_version));
-    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    // verify checks every archive, reports every bad one (unreadable ones too), and fails
+    // as a whole.
+    let missing = tmp.path().join("missing_1.2.3.charm");
+    let good = tmp.path().join("webapp_1.2.3.charm");
+    let assert = charmer().arg("verify").arg(&other).arg(&missing).arg(&good).arg(&wrong_version).assert().failure().code(1);
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    assert_eq!(stdout, format!("ok  {}  webapp 1.2.3  sha256 {}\n", good.display(), sha256_file(&good)));
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].starts_with(&format!("error: {}: metadata.yaml: name: ", other.display())), "{stderr}");
+    assert_eq!(lines[1], format!("error: {}: No such file or directory (os error 2)", missing.display()));
+    assert!(lines[2].starts_with(&format!("error: {}: version: ", wrong_version.display())), "{stderr}");
 }
 
 #[test]
