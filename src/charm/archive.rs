@@ -242,7 +242,8 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CharmError> {
     let io = |source| CharmError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    // Mode 0666 less the umask, as for any created file (a temp file is 0600 by default).
+    let mut tmp = tempfile::Builder::new().permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666)).tempfile_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
