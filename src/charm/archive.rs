@@ -206,6 +206,10 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             continue;
         }
         let relative = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+        // Archives beside the sources are earlier packs (`charmer pack . --out .`), not content.
+        if entry.depth() == 1 && relative.extension().is_some_and(|e| e == "charm") {
+            continue;
+        }
         let Some(name) = relative.to_str().map(str::to_string) else {
             problems.push(Problem::new(&label, relative.display().to_string(), "file name is not UTF-8"));
             continue;

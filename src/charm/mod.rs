@@ -112,8 +112,9 @@ impl Charm {
         }
     }
 
-    /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) are
-    /// left out; symlinks are followed when they stay inside the folder, as charmcraft does.
+    /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) and
+    /// `.charm` archives at its root (earlier packs) are left out; symlinks are followed when
+    /// they stay inside the folder, as charmcraft does.
     pub fn from_dir(dir: &Path) -> Result<Charm, CharmError> {
         let files = archive::read_dir(dir, &Limits::default())?;
         Charm::from_files(files, Origin::Dir(dir.to_path_buf()))
