@@ -171,6 +171,16 @@ fn packing_is_byte_reproducible_across_folders_times_and_modes() {
     let (third, _) = pack(&copy, &tmp.path().join("out3"));
     assert_eq!(bytes, std::fs::read(&third).unwrap(), "folder name, file order, mtimes and modes leak into the archive");
 
+    // Packing into the source folder itself: the earlier archive is not packed into the next.
+    let (inside, _) = pack(&src, &src);
+    let (again, _) = pack(&src, &src);
+    assert_eq!((inside.clone(), std::fs::read(&again).unwrap()), (again, bytes.clone()));
+
+    // The archive is an ordinary file: mode 0666 less the umask, like any created file.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).map(|m| u32::from_str_radix(m.trim(), 8).unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+
     // What makes it reproducible, read back with an independent reader: sorted entries,
     // no folder entries, the zip epoch as every timestamp, modes 0644/0755 made by Unix.
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
