@@ -116,6 +116,25 @@ fn backslashes_are_refused() {
 }
 
 #[test]
+fn control_characters_and_non_utf8_names_are_refused() {
+    let (archive, stderr) = refused(&valid().with(RawEntry::file("templates/a\nerror: b.yaml", "x")).bytes());
+    // Shown escaped: a name cannot forge an output line.
+    assert_eq!(stderr, format!("error: {archive}: templates/a\\nerror: b.yaml: control character in entry name {HINT_UNSAFE}\n"));
+    let (archive, stderr) = refused(&valid().with(RawEntry::file(b"templates/\xff.yaml".to_vec(), "x")).bytes());
+    assert_eq!(stderr, format!("error: {archive}: entry 4: entry name is not UTF-8\n"));
+}
+
+#[test]
+fn too_many_entries_are_refused() {
+    let mut zip = valid();
+    for i in 0..50_000 {
+        zip = zip.with(RawEntry::file(format!("files/{i}"), ""));
+    }
+    let (archive, stderr) = refused(&zip.bytes());
+    assert_eq!(stderr, format!("error: {archive}: 50004 entries, more than the limit of 50000\n"));
+}
+
+#[test]
 fn symlink_entries_are_refused() {
     let (archive, stderr) = refused(&valid().with(RawEntry::symlink("templates/passwd.yaml", "/etc/passwd")).bytes());
     assert_eq!(stderr, format!("error: {archive}: templates/passwd.yaml: symlink entry (hint: charms hold plain files only)\n"));
