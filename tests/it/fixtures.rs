@@ -33,6 +33,14 @@ fn fixture_charm(root: &Path, prefix: &str, name: &str, version: &str) -> PathBu
     dir
 }
 
+/// The `CHARMS[index]` fixture charm, in a temporary folder kept alive by the first value.
+fn one_fixture_charm(index: usize) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (prefix, name, version) = CHARMS[index];
+    let dir = fixture_charm(tmp.path(), prefix, name, version);
+    (tmp, dir)
+}
+
 fn inspect_json(path: &Path) -> (Value, String) {
     let assert = charmer().arg("inspect").arg(path).args(["--output", "json"]).assert().success();
     let out = assert.get_output();
@@ -80,9 +88,7 @@ fn every_fixture_charm_packs_verifies_and_inspects() {
 
 #[test]
 fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (prefix, name, version) = CHARMS[0];
-    let dir = fixture_charm(tmp.path(), prefix, name, version);
+    let (_tmp, dir) = one_fixture_charm(0);
     let (view, _) = inspect_json(&dir);
     assert_eq!(view["summary"], "Controls ingress/egress traffic for an Istio service mesh");
     let names: Vec<&str> = view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
@@ -106,9 +112,7 @@ fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
 /// (the charm stays usable), in `inspect` and `verify`.
 #[test]
 fn images_hidden_in_config_are_warned_about() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (prefix, name, version) = CHARMS[0];
-    let dir = fixture_charm(tmp.path(), prefix, name, version);
+    let (tmp, dir) = one_fixture_charm(0);
     let warning = |file: &Path| {
         format!(
             "{}/config.yaml: options.proxy-image.default: \"docker.io/istio/proxyv2:1.17.3\" looks like a container image hidden in a config option \
@@ -125,7 +129,7 @@ fn images_hidden_in_config_are_warned_about() {
 
     let out = tmp.path().join("dist");
     charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
-    let archive = out.join(format!("{name}_{version}.charm"));
+    let archive = out.join("istio-gateway_1.17.3.charm");
     let verified = charmer().arg("verify").arg(&archive).assert().success();
     let output = verified.get_output();
     assert!(String::from_utf8(output.stdout.clone()).unwrap().starts_with("ok  "));
@@ -141,9 +145,7 @@ fn images_hidden_in_config_are_warned_about() {
 
 #[test]
 fn mongodb_shows_its_options_endpoints_and_pinned_image() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (prefix, name, version) = CHARMS[1];
-    let dir = fixture_charm(tmp.path(), prefix, name, version);
+    let (_tmp, dir) = one_fixture_charm(1);
     let (view, stderr) = inspect_json(&dir);
     assert_eq!((view["warnings"].clone(), stderr.as_str()), (serde_json::json!([]), ""), "nothing to warn about in mongodb-k8s");
     let image = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";

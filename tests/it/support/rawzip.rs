@@ -107,30 +107,14 @@ impl RawZip {
             let compressed = u32::try_from(e.stored.len()).expect("small entry");
             let name_len = u16::try_from(e.name.len()).expect("short name");
             put32(&mut out, 0x0403_4b50);
-            put16(&mut out, 20);
-            put16(&mut out, e.flags);
-            put16(&mut out, e.method);
-            put16(&mut out, 0);
-            put16(&mut out, DOS_DATE_1980);
-            put32(&mut out, e.crc);
-            put32(&mut out, compressed);
-            put32(&mut out, e.size);
-            put16(&mut out, name_len);
-            put16(&mut out, 0);
+            put_shared_fields(&mut out, e, compressed, name_len);
+            put16(&mut out, 0); // extra field length
             out.extend_from_slice(&e.name);
             out.extend_from_slice(&e.stored);
 
             put32(&mut central, 0x0201_4b50);
             put16(&mut central, MADE_BY_UNIX);
-            put16(&mut central, 20);
-            put16(&mut central, e.flags);
-            put16(&mut central, e.method);
-            put16(&mut central, 0);
-            put16(&mut central, DOS_DATE_1980);
-            put32(&mut central, e.crc);
-            put32(&mut central, compressed);
-            put32(&mut central, e.size);
-            put16(&mut central, name_len);
+            put_shared_fields(&mut central, e, compressed, name_len);
             put16(&mut central, 0); // extra field length
             put16(&mut central, 0); // comment length
             put16(&mut central, 0); // disk number
@@ -153,6 +137,19 @@ impl RawZip {
         put16(&mut out, 0);
         out
     }
+}
+
+/// The fields local and central headers share, from "version needed" to the name length.
+fn put_shared_fields(out: &mut Vec<u8>, e: &RawEntry, compressed: u32, name_len: u16) {
+    put16(out, 20);
+    put16(out, e.flags);
+    put16(out, e.method);
+    put16(out, 0);
+    put16(out, DOS_DATE_1980);
+    put32(out, e.crc);
+    put32(out, compressed);
+    put32(out, e.size);
+    put16(out, name_len);
 }
 
 fn put16(out: &mut Vec<u8>, v: u16) {
