@@ -1,3 +1,9 @@
-//! charmer's integration tests: one test binary (linking the crate once), one module per area.
+//! The one integration-test binary: every module drives the real `charmer` binary (or the
+//! library) against real files. Shared helpers live in `support/`.
 
+mod support;
+
+mod bad_archives;
+mod charm_format;
+mod fixtures;
 mod resolve_render;
