@@ -7,3 +7,4 @@ mod bad_archives;
 mod charm_format;
 mod fixtures;
 mod resolve_render;
+mod charms;
