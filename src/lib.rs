@@ -8,6 +8,7 @@
 
 pub mod charm;
 pub mod cli;
+pub mod deploy;
 pub mod diag;
 pub mod digest;
 pub mod images;
@@ -22,6 +23,9 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// Deploying, or reading a deployed bundle, failed.
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
