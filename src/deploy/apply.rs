@@ -65,8 +65,8 @@ pub(crate) enum Deletion {
 
 impl Cluster {
     /// Applies a prepared plan. A revision is recorded (pending, then deployed or failed)
-    /// unless the plan equals the currently deployed one, so re-deploying an unchanged bundle
-    /// changes nothing.
+    /// unless plan and inventory equal the currently deployed revision's, so re-deploying an
+    /// unchanged bundle changes nothing.
     pub async fn apply(&self, prepared: &Prepared, options: &ApplyOptions, progress: &dyn Progress) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
         let kinds = &prepared.kinds;
@@ -75,13 +75,19 @@ impl Cluster {
                 self.apply_object(&kind, &namespace_id(&plan.namespace), &namespace_object(&plan.namespace), FIELD_MANAGER, false).await?;
             }
         }
+        // Objects left in place by --no-prune stay in the inventory, so a later deploy or
+        // `remove` still deletes them.
+        let mut inventory: Vec<Entry> = prepared.targets.iter().map(|t| Entry { app: t.app.clone(), id: t.id.clone() }).collect();
+        if !options.prune {
+            inventory.extend(stale_entries(prepared).into_iter().map(|(entry, _)| entry));
+        }
         let latest = prepared.records.last();
-        let unchanged = latest.is_some_and(|r| r.status == RecordStatus::Deployed && r.plan == *plan);
+        let unchanged = latest.is_some_and(|r| r.status == RecordStatus::Deployed && r.plan == *plan && r.inventory == inventory);
         let mut record = (!unchanged).then(|| Record {
             revision: record::next_revision(&prepared.records),
             status: RecordStatus::Pending,
             plan: plan.clone(),
-            inventory: prepared.targets.iter().map(|t| Entry { app: t.app.clone(), id: t.id.clone() }).collect(),
+            inventory,
         });
         if let Some(r) = &record {
             record::save(self, kinds, r).await?;
