@@ -6,14 +6,18 @@
 //! The binary (`src/main.rs`) only parses the command line with [`cli`] and maps
 //! [`Error`] to an exit code.
 
+pub mod bundle;
 pub mod charm;
 pub mod cli;
 pub mod deploy;
 pub mod diag;
 pub mod digest;
 pub mod images;
+pub mod output;
 pub mod render;
+pub mod repo;
 pub mod resolve;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -26,6 +30,15 @@ pub enum Error {
     /// Deploying, or reading a deployed bundle, failed.
     #[error(transparent)]
     Deploy(#[from] deploy::DeployError),
+    /// Resolving a bundle failed.
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    /// An output file could not be written.
+    #[error(transparent)]
+    Write(#[from] output::WriteError),
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
@@ -44,5 +57,11 @@ impl Error {
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(1)
+    }
+}
+
+impl From<diag::Problem> for Error {
+    fn from(problem: diag::Problem) -> Self {
+        Error::Invalid(problem.into())
     }
 }

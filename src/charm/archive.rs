@@ -199,17 +199,6 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
     problems.into_result(files).map_err(CharmError::from)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed into
-/// place, so a failure never leaves a half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CharmError> {
-    let io = |source| CharmError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
-
 /// Unpacks files into `dest`, which must not exist yet. The files are written to a temporary
 /// sibling folder first and renamed into place, so nothing half-done is left behind.
 pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBuf, CharmError> {

@@ -27,6 +27,9 @@ pub enum CharmError {
     /// The charm's content is invalid; every problem found is listed.
     #[error("{0}")]
     Invalid(Problems),
+    /// The archive could not be written.
+    #[error(transparent)]
+    Write(#[from] crate::output::WriteError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -94,6 +97,8 @@ pub struct Charm {
     pub files: BTreeMap<String, CharmFile>,
     /// Where it came from.
     pub origin: Origin,
+    /// The packed archive's SHA-256, computed on first use (packing is the costly part).
+    sha256: std::sync::OnceLock<String>,
 }
 
 impl Charm {
@@ -179,7 +184,7 @@ impl Charm {
         };
         match (metadata, config, version) {
             (Some(metadata), Some(config), Some(version)) if problems.is_empty() => {
-                Ok(Charm { metadata, config, version, files, origin })
+                Ok(Charm { metadata, config, version, files, origin, sha256: std::sync::OnceLock::new() })
             }
             _ => Err(CharmError::Invalid(problems)),
         }
@@ -200,7 +205,7 @@ impl Charm {
     pub fn sha256(&self) -> String {
         match &self.origin {
             Origin::Archive { sha256, .. } => sha256.clone(),
-            Origin::Dir(_) => crate::digest::sha256_hex(&self.pack()),
+            Origin::Dir(_) => self.sha256.get_or_init(|| crate::digest::sha256_hex(&self.pack())).clone(),
         }
     }
 

@@ -12,9 +12,8 @@ use crate::Error;
 pub(super) fn pack(out: &mut impl Write, dir: &Path, out_dir: &Path) -> Result<ExitCode, Error> {
     let charm = Charm::from_dir(dir)?;
     let bytes = charm.pack();
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
     let path = out_dir.join(charm.archive_name());
-    archive::write_atomically(&path, &bytes)?;
+    crate::output::write_files(out_dir, &[(path.clone(), &bytes)])?;
     line(out, format_args!("{}  {}", crate::digest::sha256_hex(&bytes), path.display()))?;
     Ok(ExitCode::SUCCESS)
 }

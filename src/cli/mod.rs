@@ -1,7 +1,10 @@
 //! The command line: clap definitions and output formatting. Each command calls into the
 //! library and prints what it returns; nothing below this module prints or exits.
 
+mod bundle_cmds;
 mod charm_cmds;
+
+pub use bundle_cmds::ResolveArgs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,10 +70,49 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Validate a bundle against its charms without a cluster and print the plan.
+    Check {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Render a bundle's Kubernetes manifests (one file per application) and bundle.lock.
+    Render {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
+        /// stream on stdout.
+        #[arg(long, value_name = "DIR|-")]
+        out: Option<PathBuf>,
+        /// Where to write the lock file (default: DIR/bundle.lock with --out DIR; none on stdout).
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+    },
+    /// Image commands.
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `charmer images ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List every image a bundle can run (source, or source -> target with --registry).
+    List {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        /// Name the applications, charms and resources that need this image.
+        #[arg(long, value_name = "IMAGE")]
+        why: Option<String>,
     },
 }
 
@@ -82,6 +124,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
         Command::Verify { charms } => charm_cmds::verify(&mut out, &charms),
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
+        Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
+        Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
+        Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "charmer", &mut out);
