@@ -39,6 +39,15 @@ pub enum Error {
     /// An output file could not be written.
     #[error(transparent)]
     Write(#[from] output::WriteError),
+    /// An error that ends the process with its own exit code (`deploy --diff` exits 2 on
+    /// errors, as `kubectl diff` does, because 1 means "changes").
+    #[error("{source}")]
+    Exit {
+        /// The exit code.
+        code: u8,
+        /// The error.
+        source: Box<Error>,
+    },
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
@@ -56,7 +65,10 @@ impl Error {
     /// The process exit code for this error: 1 for every user-facing failure (usage errors,
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(1)
+        match self {
+            Error::Exit { code, .. } => ExitCode::from(*code),
+            _ => ExitCode::from(1),
+        }
     }
 }
 

@@ -17,10 +17,7 @@ use crate::resolve::Model;
 
 /// Annotation on a rendered object: the cluster must run at least this Kubernetes version.
 pub const MIN_KUBERNETES_ANNOTATION: &str = "charmer.io/min-kubernetes";
-/// Annotation on a rendered Secret: comma-separated keys deploy generates once.
-pub const GENERATE_ANNOTATION: &str = "charmer.io/generate";
-/// Label on every rendered object naming its bundle (the inventory's safety check).
-pub const BUNDLE_LABEL: &str = "charmer.io/bundle";
+pub use crate::render::{BUNDLE_LABEL, GENERATE_ANNOTATION};
 
 /// Everything one deploy applies: the bundle's applications and rendered objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

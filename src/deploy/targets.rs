@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::cluster::{Kind, Kinds, Lookup};
 use super::plan::{group_of, object_id, ObjectId, Plan};
 use crate::diag::Problem;
+pub(crate) use crate::render::kind_rank;
 
 /// One object ready to apply.
 #[derive(Debug, Clone)]
@@ -121,52 +122,5 @@ pub(crate) fn phase(id: &ObjectId) -> Phase {
         "Namespace" => Phase::Namespace,
         "CustomResourceDefinition" => Phase::Definitions,
         _ => Phase::Objects,
-    }
-}
-
-/// Position of a kind in the install order; unknown kinds (custom resources) come last.
-pub(crate) fn kind_rank(kind: &str) -> usize {
-    const ORDER: &[&str] = &[
-        "Namespace",
-        "NetworkPolicy",
-        "ResourceQuota",
-        "LimitRange",
-        "PodDisruptionBudget",
-        "ServiceAccount",
-        "Secret",
-        "ConfigMap",
-        "StorageClass",
-        "PersistentVolume",
-        "PersistentVolumeClaim",
-        "CustomResourceDefinition",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-        "Service",
-        "DaemonSet",
-        "Pod",
-        "ReplicaSet",
-        "Deployment",
-        "HorizontalPodAutoscaler",
-        "StatefulSet",
-        "Job",
-        "CronJob",
-        "IngressClass",
-        "Ingress",
-        "APIService",
-    ];
-    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_and_storage_come_before_workloads_and_custom_resources_last() {
-        let mut kinds = vec!["VirtualService", "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "Secret", "ServiceAccount"];
-        kinds.sort_by_key(|k| kind_rank(k));
-        assert_eq!(kinds, ["ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "Service", "Deployment", "VirtualService"]);
     }
 }
