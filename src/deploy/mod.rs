@@ -152,7 +152,7 @@ pub enum Action {
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Action::Created => "created",
             Action::Configured => "configured",
             Action::Unchanged => "unchanged",

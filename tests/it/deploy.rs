@@ -489,3 +489,102 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
     assert_eq!(left, ["ConfigMap/shop/hand-made"], "only what was never in the inventory remains");
     assert!(emulator.get("Namespace", "", NS).is_some(), "the namespace stays");
 }
+
+// The CLI, on the demo bundle of tests/fixtures/demo (the `mydb` StatefulSet with a generated
+// root password, and `web`).
+
+fn demo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
+}
+
+fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+    let kubeconfig = emulator.kubeconfig();
+    let out = assert_cmd::Command::cargo_bin("charmer")
+        .unwrap()
+        .current_dir(demo())
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn cli_diff_dry_run_deploy_status_rollback_remove() {
+    let emulator = KubeEmulator::start();
+    let (code, diff, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff"]);
+    assert_eq!(code, 1, "changes to make: {err}");
+    assert!(diff.contains("# Secret/demo/mydb-credentials created") && diff.contains("+  replicas: 3"), "{diff}");
+    assert!(!diff.contains("s3cret"), "secret values are masked: {diff}");
+
+    let (code, dry, err) = charmer(&emulator, &["deploy", "bundles/demo", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dry.contains("namespace demo will be created") && dry.contains("5 to create, 0 to change, 0 to prune, 0 unchanged"), "{dry}");
+    assert!(dry.ends_with("dry run: nothing was changed\n"), "{dry}");
+    assert_eq!(emulator.writes(), Vec::<String>::new());
+
+    // No terminal: no question, no waiting for an answer.
+    let (code, out, err) = charmer(&emulator, &["deploy", "bundles/demo", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created    Secret/demo/mydb-credentials (generated root-password)"), "{out}");
+    assert!(out.ends_with("demo deployed to namespace demo as revision 1, ready\n"), "{out}");
+    assert_eq!(emulator.get("StatefulSet", "demo", "mydb").unwrap()["status"]["readyReplicas"], 1);
+
+    let (code, diff, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff"]);
+    assert_eq!((code, diff.as_str()), (0, ""), "{err}");
+    let (code, diff, _) = charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--config", "web.replicas=4"]);
+    assert_eq!(code, 1);
+    assert!(diff.contains("# Deployment/demo/web configured") && diff.contains("-  replicas: 3") && diff.contains("+  replicas: 4"), "{diff}");
+    let (code, _, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--context", "elsewhere"]);
+    assert_eq!(code, 2, "errors exit 2 with --diff: {err}");
+    assert!(err.starts_with("error: Kubernetes client configuration:"), "{err}");
+
+    let (code, out, err) = charmer(&emulator, &["deploy", "bundles/demo", "--config", "web.replicas=4"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configured Deployment/demo/web") && out.contains("unchanged  Secret/demo/mydb-credentials"), "{out}");
+    assert!(out.ends_with("as revision 2, ready\n"), "{out}");
+
+    let (code, status, err) = charmer(&emulator, &["status", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    let expected = "bundle demo in namespace demo: revision 2 (deployed)\n\
+                    APP   CHARM  VERSION  READY  IMAGES\n\
+                    mydb  db     1.0.0    1/1    docker.io/library/mongo:7.0.14\n\
+                    web   web    1.2.0    1/1    docker.io/library/nginx:1.27\n\
+                    revisions: 1 superseded, 2 deployed\n";
+    assert_eq!(status, expected);
+
+    let (code, out, err) = charmer(&emulator, &["rollback", "demo", "-n", "demo", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("demo rolled back to revision 1 in namespace demo as revision 3, ready\n"), "{out}");
+    assert_eq!(emulator.get("Deployment", "demo", "web").unwrap()["spec"]["replicas"], 3);
+
+    let (code, out, err) = charmer(&emulator, &["remove", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("removed demo from namespace demo: 5 objects and 3 revision records deleted\n"), "{out}");
+    let (code, _, err) = charmer(&emulator, &["status", "demo"]);
+    assert_eq!((code, err.as_str()), (1, "error: bundle demo is not deployed in namespace demo (no revision records)\n"));
+}
+
+#[test]
+fn cli_preflight_failure_touches_nothing() {
+    let emulator = KubeEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.yaml");
+    std::fs::write(
+        &bundle,
+        "bundle: kubernetes\nname: demo\napplications:\n  mydb: {charm: db, scale: 1}\n  web: {charm: web, scale: 1, required-secrets: [tls-cert]}\nrelations:\n  - [web, mydb]\n",
+    )
+    .unwrap();
+    let charms = demo().join("charms");
+    let args = ["deploy", bundle.to_str().unwrap(), "--charms", charms.to_str().unwrap(), "--registry", "registry.local:5000"];
+    let (code, out, err) = charmer(&emulator, &args);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err,
+        "error: preflight: Secret/demo/tls-cert: required by web but missing \
+         (hint: create it before deploying: kubectl create secret generic tls-cert -n demo --from-literal=KEY=VALUE)\n"
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
+}
