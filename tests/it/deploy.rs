@@ -366,13 +366,30 @@ async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
 }
 
 #[tokio::test]
-async fn transient_503s_are_retried() {
+async fn transient_503s_and_dropped_connections_are_retried() {
     let emulator = KubeEmulator::start();
     deploy(&emulator, full_shop("a")).await;
     emulator.fail_next(3);
     let outcome = deploy(&emulator, full_shop("b")).await;
     assert_eq!(emulator.failures_served(), 3);
     assert_eq!(outcome.revision, Some(2));
+    emulator.drop_next(2);
+    let outcome = deploy(&emulator, full_shop("c")).await;
+    assert_eq!(emulator.failures_served(), 5);
+    assert_eq!(outcome.revision, Some(3));
+}
+
+#[tokio::test]
+async fn a_namespace_that_cannot_be_created_fails_preflight() {
+    let emulator = KubeEmulator::start();
+    emulator.forbid_namespaces();
+    let error = cluster(&emulator).await.prepare(full_shop("a")).await.err().expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: namespace shop: does not exist and cannot be created: namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" \
+         in API group \"\" at the cluster scope (hint: ask an administrator to create it, or deploy into a namespace you may use with --namespace)"
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
 }
 
 #[tokio::test]

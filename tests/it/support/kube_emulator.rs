@@ -17,14 +17,14 @@
 //!   look at `observedGeneration`), never become ready, or fail with a container waiting
 //!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
 //!   CRDs become established;
-//! - fault injection: the next N requests answer 503.
+//! - fault injection: the next N requests answer 503, or lose their connection with no
+//!   answer at all; namespace creation can be forbidden (403).
 //!
 //! Not emulated: schemas and strict field validation, defaulting, admission, RBAC, watches,
 //! subresources, list-map merging of SSA (lists are replaced whole), conflicts between
 //! managers other than value differences on the same leaf.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -94,7 +94,9 @@ struct State {
     default_behaviour: Behaviour,
     behaviours: BTreeMap<String, Behaviour>,
     fail_next: u32,
+    drop_next: u32,
     failures_served: u32,
+    forbid_namespaces: bool,
     writes: Vec<String>,
 }
 
@@ -183,7 +185,17 @@ impl KubeEmulator {
         self.state().fail_next = n;
     }
 
-    /// How many injected failures were served.
+    /// The next `n` requests lose their connection before any answer.
+    pub fn drop_next(&self, n: u32) {
+        self.state().drop_next = n;
+    }
+
+    /// Refuses to create namespaces (403), as a cluster does for users without the right.
+    pub fn forbid_namespaces(&self) {
+        self.state().forbid_namespaces = true;
+    }
+
+    /// How many injected failures (503s and dropped connections) were served.
     pub fn failures_served(&self) -> u32 {
         self.state().failures_served
     }
@@ -236,7 +248,19 @@ impl Drop for KubeEmulator {
     }
 }
 
-async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Returned to hyper to close a connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the emulator")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let query: BTreeMap<String, String> = parts
@@ -247,6 +271,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
     let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let (status, value) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.drop_next > 0 {
+            state.drop_next -= 1;
+            state.failures_served += 1;
+            return Err(Dropped);
+        }
         state.serve(&parts.method, parts.uri.path(), &query, &content_type, &body)
     };
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
@@ -308,7 +337,9 @@ impl State {
             default_behaviour: Behaviour::Ready,
             behaviours: BTreeMap::new(),
             fail_next: 0,
+            drop_next: 0,
             failures_served: 0,
+            forbid_namespaces: false,
             writes: Vec::new(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
@@ -456,6 +487,10 @@ impl State {
                     Err(e) => return status(400, "BadRequest", format!("invalid apply patch: {e}")),
                 };
                 let force = query.get("force").is_some_and(|v| v == "true");
+                let creating = !self.objects.contains_key(&key(&t, &ns, name));
+                if t.kind == "Namespace" && creating && self.forbid_namespaces {
+                    return status(403, "Forbidden", format!("namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope"));
+                }
                 match self.check_namespace(&t, &ns) {
                     Some(answer) => answer,
                     None => match self.apply(&t, &ns, name, manager, config, dry_run, force) {
