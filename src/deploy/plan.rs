@@ -162,6 +162,21 @@ impl fmt::Display for VersionNeed {
     }
 }
 
+impl PlanApp {
+    /// An application with no version needs, required secrets, images or providers.
+    pub fn new(name: &str, charm: &str, version: &str) -> PlanApp {
+        PlanApp {
+            name: name.to_string(),
+            charm: charm.to_string(),
+            version: version.to_string(),
+            kubernetes: Vec::new(),
+            required_secrets: Vec::new(),
+            images: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+}
+
 impl Plan {
     /// Builds the plan from a resolved model and its rendered manifests.
     pub fn from_model(model: &Model, manifests: &Manifests) -> Plan {
@@ -334,15 +349,7 @@ mod tests {
     use serde_json::json;
 
     fn app(name: &str, after: &[&str]) -> PlanApp {
-        PlanApp {
-            name: name.into(),
-            charm: name.into(),
-            version: "1.0.0".into(),
-            kubernetes: vec![],
-            required_secrets: vec![],
-            images: vec![],
-            after: after.iter().map(|s| s.to_string()).collect(),
-        }
+        PlanApp { after: after.iter().map(|s| s.to_string()).collect(), ..PlanApp::new(name, name, "1.0.0") }
     }
 
     fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> Plan {

@@ -318,13 +318,8 @@ mod tests {
             namespace: "ns".into(),
             registry: Some("registry.local:5000".parse().unwrap()),
             apps: vec![PlanApp {
-                name: "web".into(),
-                charm: "web".into(),
-                version: "1.0.0".into(),
                 kubernetes: super::super::plan::kubernetes_needs(&[serde_yaml::Value::String("k8s-api >= 1.20".into())]),
-                required_secrets: vec![],
-                images: vec![],
-                after: vec![],
+                ..PlanApp::new("web", "web", "1.0.0")
             }],
             objects: objects.into_iter().map(|object| PlanObject { app: "web".into(), object }).collect(),
         }

@@ -76,7 +76,7 @@ fn missing_kind(api_version: &str, kind: &str, lookup: Lookup, app: &str) -> Pro
             .hint("use a charm version written for this cluster's API versions"),
         _ if is_builtin_group(group_of(api_version)) => Problem::new("preflight", subject, "the cluster does not serve this kind")
             .hint("the charm needs a newer Kubernetes release than this cluster runs"),
-        _ => Problem::new("preflight", subject, format!("the cluster does not serve this kind: its CustomResourceDefinition is not installed"))
+        _ => Problem::new("preflight", subject, "the cluster does not serve this kind: its CustomResourceDefinition is not installed")
             .hint(format!("install the CustomResourceDefinition for {kind} in group {} first", group_of(api_version))),
     }
 }

@@ -47,13 +47,9 @@ fn generated_secret(app: &str, plain: &str) -> Value {
 
 fn app(name: &str, after: &[&str]) -> PlanApp {
     PlanApp {
-        name: name.into(),
-        charm: name.into(),
-        version: "1.0.0".into(),
-        kubernetes: vec![],
-        required_secrets: vec![],
         images: vec![format!("registry.local:5000/{name}:1")],
         after: after.iter().map(|s| s.to_string()).collect(),
+        ..PlanApp::new(name, name, "1.0.0")
     }
 }
 
@@ -339,7 +335,7 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let options = ApplyOptions { prune: true, wait: Some(WaitOptions { timeout: Duration::from_secs(1), poll: Duration::from_millis(20) }) };
-    let error = deploy_with(&emulator, full_shop("a"), &options).await.err().expect("times out");
+    let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("times out");
     let text = error.to_string();
     assert!(matches!(error, DeployError::Timeout { .. }), "{text}");
     assert!(text.contains("Deployment/shop/web (0 of 2 replicas ready, 2 updated)"), "{text}");
@@ -352,7 +348,7 @@ async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::Failing("ImagePullBackOff"));
     let options = ApplyOptions { prune: true, wait: Some(WaitOptions { timeout: Duration::from_secs(600), poll: Duration::from_millis(20) }) };
-    let error = deploy_with(&emulator, full_shop("a"), &options).await.err().expect("fails");
+    let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("fails");
     match &error {
         DeployError::PodFailing { object, pod, container, reason, message } => {
             assert_eq!(object, "Deployment/shop/web");
@@ -397,7 +393,7 @@ async fn api_errors_name_the_object() {
     let emulator = KubeEmulator::start();
     let mut bad = config_map("web", "web-config", "a");
     bad["metadata"]["namespace"] = json!("elsewhere");
-    let error = deploy_with(&emulator, shop(vec![("web", bad)]), &quick_wait()).await.err().expect("fails");
+    let error = deploy_with(&emulator, shop(vec![("web", bad)]), &quick_wait()).await.expect_err("fails");
     assert!(error.to_string().starts_with("apply ConfigMap/elsewhere/web-config: namespaces \"elsewhere\" not found"), "{error}");
 }
 

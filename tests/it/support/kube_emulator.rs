@@ -489,7 +489,7 @@ impl State {
                 let force = query.get("force").is_some_and(|v| v == "true");
                 let creating = !self.objects.contains_key(&key(&t, &ns, name));
                 if t.kind == "Namespace" && creating && self.forbid_namespaces {
-                    return status(403, "Forbidden", format!("namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope"));
+                    return status(403, "Forbidden", "namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope");
                 }
                 match self.check_namespace(&t, &ns) {
                     Some(answer) => answer,
