@@ -240,6 +240,15 @@ impl Plan {
                 }
                 Err(message) => problems.push(Problem::new(&self.bundle, &key, message)),
             }
+            for generated in super::generate::keys(&o.object) {
+                let rendered = ["data", "stringData"].iter().any(|field| o.object[*field].get(&generated).is_some());
+                if rendered {
+                    problems.push(
+                        Problem::new(&self.bundle, format!("{key}.{GENERATE_ANNOTATION}"), format!("key {generated:?} is both rendered and generated"))
+                            .hint("leave generated keys out of the template"),
+                    );
+                }
+            }
         }
         problems.into_result(())
     }
@@ -401,6 +410,9 @@ mod tests {
         assert!(text.contains("ConfigMap/shop/a is rendered twice"), "{text}");
         assert!(text.contains("unknown application \"ghost\""), "{text}");
         assert!(text.contains("no apiVersion"), "{text}");
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "annotations": {GENERATE_ANNOTATION: "pw"}}, "stringData": {"pw": "x"}});
+        let text = plan(vec![app("web", &[])], vec![("web", secret)]).validate().unwrap_err().to_string();
+        assert!(text.contains("key \"pw\" is both rendered and generated"), "{text}");
     }
 
     #[test]
