@@ -512,8 +512,7 @@ fn demo() -> std::path::PathBuf {
 
 fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
-    let out = assert_cmd::Command::cargo_bin("charmer")
-        .unwrap()
+    let out = crate::support::charmer()
         .current_dir(demo())
         .args(args)
         .arg("--kubeconfig")
