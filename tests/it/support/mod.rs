@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: running the real `charmer` binary, building
-//! charm source folders, finding the shared Juju fixtures, and forging hostile zips.
+//! charm source folders, finding the shared Juju fixtures, forging hostile zips, and the
+//! Kubernetes API emulator.
 
+pub mod kube_emulator;
 pub mod rawzip;
 
 use std::collections::BTreeMap;
