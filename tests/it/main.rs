@@ -5,7 +5,7 @@ mod support;
 
 mod bad_archives;
 mod charm_format;
+mod charms;
 mod deploy;
 mod fixtures;
 mod resolve_render;
-mod charms;
