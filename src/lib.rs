@@ -66,9 +66,19 @@ impl Error {
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            // The reader went away (`charmer render | head`): not a failure of charmer's.
+            _ if self.is_broken_pipe() => ExitCode::SUCCESS,
             Error::Exit { code, .. } => ExitCode::from(*code),
             _ => ExitCode::from(1),
         }
+    }
+}
+
+impl Error {
+    /// True when writing to stdout failed because its reader closed the pipe; the binary
+    /// then exits quietly, as other Unix tools do.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     charmer::cli::init_logging(cli.verbose);
     match charmer::cli::run(cli) {
         Ok(code) => code,
+        Err(error) if error.is_broken_pipe() => error.exit_code(),
         Err(error) => {
             for line in error.to_string().lines() {
                 eprintln!("error: {line}");
