@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod charm;
 pub mod cli;
+pub mod deploy;
 pub mod diag;
 pub mod digest;
 pub mod graph;
@@ -28,6 +29,9 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// Deploying, or reading a deployed bundle, failed.
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
     /// Resolving a bundle failed.
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
@@ -37,6 +41,15 @@ pub enum Error {
     /// An output file could not be written.
     #[error(transparent)]
     Write(#[from] output::WriteError),
+    /// An error that ends the process with its own exit code (`deploy --diff` exits 2 on
+    /// errors, as `kubectl diff` does, because 1 means "changes").
+    #[error("{source}")]
+    Exit {
+        /// The exit code.
+        code: u8,
+        /// The error.
+        source: Box<Error>,
+    },
     /// Publishing, signing or reading published charms failed.
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
@@ -57,7 +70,20 @@ impl Error {
     /// The process exit code for this error: 1 for every user-facing failure (usage errors,
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(1)
+        match self {
+            // The reader went away (`charmer render | head`): not a failure of charmer's.
+            _ if self.is_broken_pipe() => ExitCode::SUCCESS,
+            Error::Exit { code, .. } => ExitCode::from(*code),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+impl Error {
+    /// True when writing to stdout failed because its reader closed the pipe; the binary
+    /// then exits quietly, as other Unix tools do.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

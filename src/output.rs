@@ -45,7 +45,11 @@ fn write_files_with_mode<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)], mod
     let mut staged = Vec::with_capacity(files.len());
     for (path, bytes) in files {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
-        let mut tmp = tempfile::NamedTempFile::new_in(folder).map_err(err(path))?;
+        // Mode 0666 less the umask, as for any created file (a temp file is 0600 by default).
+        let mut tmp = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(folder)
+            .map_err(err(path))?;
         tmp.write_all(bytes.as_ref()).map_err(err(path))?;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err(path))?;
         staged.push((tmp, path));

@@ -84,14 +84,14 @@ pub(super) fn check(out: &mut impl Write, args: &ResolveArgs, output: Output) ->
 pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Path>, lock: Option<&Path>) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
     let manifests = crate::render::render(&model)?;
-    let lock_text = Lock::of(&model).to_yaml();
+    let lock_text = || Lock::of(&model).to_yaml();
     match dest {
         None => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
         Some(dir) if dir == Path::new("-") => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
         Some(dir) => {
             let mut files: Vec<(PathBuf, String)> = manifests.by_app().into_iter().map(|(app, text)| (dir.join(format!("{app}.yaml")), text)).collect();
             if lock.is_none() {
-                files.push((dir.join("bundle.lock"), lock_text.clone()));
+                files.push((dir.join("bundle.lock"), lock_text()));
             }
             crate::output::write_files(dir, &files)?;
             for (path, _) in &files {
@@ -100,7 +100,7 @@ pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Pat
         }
     }
     if let Some(path) = lock {
-        crate::output::write_files(path.parent().unwrap_or(Path::new(".")), &[(path.to_path_buf(), lock_text)])?;
+        crate::output::write_files(path.parent().unwrap_or(Path::new(".")), &[(path.to_path_buf(), lock_text())])?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,6 +64,7 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
             for t in &view.templates {
                 line(out, format_args!("  {t}"))?;
             }
+            warn(&view.warnings);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -96,7 +97,10 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
             .transpose()
             .and_then(|_| Ok(Charm::from_archive(path, &Limits::default())?));
         match checked {
-            Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", path.display(), charm.name(), charm.version, charm.sha256()))?,
+            Ok(charm) => {
+                line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", path.display(), charm.name(), charm.version, charm.sha256()))?;
+                warn(&charm.warnings().iter().map(ToString::to_string).collect::<Vec<_>>());
+            }
             Err(e) => problems.extend(e.into_problems()),
         }
     }
@@ -108,6 +112,13 @@ pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<E
     archive::unpack(&charm.files, dest)?;
     line(out, format_args!("unpacked {} {} into {}", charm.name(), charm.version, dest.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints warnings on stderr, after the data, so they never mix into what scripts read.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// A YAML scalar on one line, as it would be written in a values file.

@@ -3,9 +3,11 @@
 
 mod bundle_cmds;
 mod charm_cmds;
+mod deploy_cmds;
 mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -109,6 +111,55 @@ pub enum Command {
     /// Image commands.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
+    /// apply, prune, wait for readiness, record the revision.
+    Deploy {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Ask the API server what would change (server-side dry run) and print it; change nothing.
+        #[arg(long, conflicts_with = "diff")]
+        dry_run: bool,
+        /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
+        /// more than 1 on errors.
+        #[arg(long)]
+        diff: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Show a deployed bundle: applications, versions, readiness, images, revisions.
+    Status {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    Remove {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Do not ask first (the question is only asked on a terminal anyway).
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Re-apply a recorded revision (default: the one before the current) as a new revision.
+    Rollback {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// The revision to go back to.
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
     /// Publish charms as release assets: <name>_<version>.charm archives, SHA256SUMS and
     /// index.yaml (and .sig signatures with --sign-key). Published versions are immutable.
     Publish {
@@ -175,6 +226,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
         Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
         Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
+        Command::Deploy { resolve, kube, dry_run, diff, apply } => {
+            let mode = match (dry_run, diff) {
+                (_, true) => deploy_cmds::Mode::Diff,
+                (true, _) => deploy_cmds::Mode::DryRun,
+                _ => deploy_cmds::Mode::Apply,
+            };
+            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
+        }
+        Command::Status { deployed, kube, output } => deploy_cmds::status(&mut out, &deployed, &kube, output),
+        Command::Remove { deployed, kube, yes } => deploy_cmds::remove(&mut out, &deployed, &kube, yes),
+        Command::Rollback { deployed, kube, revision, apply } => deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply),
         Command::Publish { charms, out: dir, sign_key } => publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref()),
         Command::Graph { resolve, format, out: file } => publish_cmds::graph(&mut out, &resolve, format, file.as_deref()),
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),

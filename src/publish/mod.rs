@@ -82,7 +82,7 @@ impl PublishError {
         match self {
             PublishError::Invalid(p) | PublishError::Charm(CharmError::Invalid(p)) => p,
             PublishError::Charm(CharmError::Io { path, source }) | PublishError::Io { path, source } => {
-                Problem::new(path.display().to_string(), "", format!("cannot be read: {source}")).into()
+                Problem::new(path.display().to_string(), "", source.to_string()).into()
             }
             PublishError::Http { url, message } => Problem::new(url, "", message).into(),
             other => Problem::new("", "", other.to_string()).into(),

@@ -177,7 +177,7 @@ pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Op
 fn resolve_images(app: &str, spec: &crate::bundle::AppSpec, charm: &Charm, registry: Option<&Registry>, image_map: Option<&ImageMap>, problems: &mut Problems) -> BTreeMap<String, Image> {
     let file = spec.file.display().to_string();
     let mut images = BTreeMap::new();
-    for (resource, _) in &spec.resources {
+    for resource in spec.resources.keys() {
         if !charm.metadata.resources.contains_key(resource) {
             problems.push(Problem::new(&file, format!("applications.{app}.resources.{resource}"), format!("charm {} has no resource {resource:?}", charm.name())));
         }

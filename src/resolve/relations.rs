@@ -122,7 +122,7 @@ pub(super) fn check_required(bundle: &Bundle, apps: &BTreeMap<String, Applicatio
             if endpoint.optional {
                 continue;
             }
-            let related = relations.iter().any(|r| (&r.a.0 == &app.name && &r.a.1 == name) || (&r.b.0 == &app.name && &r.b.1 == name));
+            let related = relations.iter().any(|r| (r.a.0 == app.name && &r.a.1 == name) || (r.b.0 == app.name && &r.b.1 == name));
             if !related {
                 let providers: Vec<String> = apps
                     .values()

@@ -1,5 +1,12 @@
-//! charmer's integration tests: one test binary (linking the crate once), one module per area.
+//! The one integration-test binary: every module drives the real `charmer` binary (or the
+//! library) against real files. Shared helpers live in `support/`.
 
+mod support;
+
+mod bad_archives;
+mod charm_format;
+mod charms;
+mod deploy;
+mod fixtures;
 mod publish;
 mod resolve_render;
-mod support;

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
-
 use crate::support::file_server::{FileServer, TlsFileServer};
 
 /// A temporary copy of the demo charms and bundle, where charmer runs.
@@ -29,7 +27,7 @@ impl Workspace {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::cargo_bin("charmer").unwrap().current_dir(self.dir.path()).args(args).output().unwrap()
+        crate::support::charmer().current_dir(self.dir.path()).args(args).output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -65,7 +63,7 @@ impl Workspace {
     }
 
     fn sha256(&self, file: &str) -> String {
-        charmer::digest::sha256_hex(&std::fs::read(self.path(file)).unwrap())
+        crate::support::sha256_file(&self.path(file))
     }
 
     /// Flips one bit of the byte in the middle of a file.
@@ -304,8 +302,7 @@ fn https_sources_are_checked_against_the_trusted_roots() {
     assert!(err.contains(&format!("error: {}index.yaml: ", server.url)) && err.contains("UnknownIssuer"), "{err}");
     assert!(err.contains("(hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)"), "{err}");
 
-    let out = Command::cargo_bin("charmer")
-        .unwrap()
+    let out = crate::support::charmer()
         .current_dir(ws.dir.path())
         .env("SSL_CERT_FILE", &server.ca_pem)
         .args(["render", "bundles/demo", "--charms", &server.url])

@@ -209,7 +209,7 @@ fn the_air_gap_lint_refuses_images_that_are_not_resolved() {
 
 #[test]
 fn the_real_kubeflow_bundle_parses() {
-    let shared = std::env::var("CHARMER_SHARED").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let shared = crate::support::shared_dir();
     let input = charmer::bundle::BundleInput { bundle: shared.join("fixtures/juju/bundle-kubeflow__1.8-stable__bundle.yaml"), ..Default::default() };
     let bundle = charmer::bundle::Bundle::load(&input).unwrap();
     assert_eq!(bundle.name, "kubeflow");
