@@ -52,8 +52,9 @@ pub fn svg(model: &Model) -> String {
     let d = Diagram::new(model);
     let (mut nodes, arrows) = boxes_and_arrows(&d);
     let rows = order_rows(&nodes, &arrows);
-    let (width, height) = place(&mut nodes, &rows, &d.title);
-    draw(&d.title, &nodes, &arrows, width, height)
+    let beside = neighbours(&rows, &arrows);
+    let (width, height) = place(&mut nodes, &rows, &beside, &d.title);
+    draw(&d.title, &nodes, &arrows, &beside, width, height)
 }
 
 /// Boxes (the outside node first, when there is one, then applications by name) and
@@ -184,19 +185,39 @@ fn reachable(start: usize, adjacent: &[BTreeSet<usize>]) -> BTreeSet<usize> {
     seen
 }
 
+/// Width of an arrow's label box.
+fn label_width(arrow: &Arrow) -> f64 {
+    arrow.label.chars().count() as f64 * LABEL_CHAR_W + 8.0
+}
+
+/// Boxes side by side in a row with an arrow between them, (left, right) → the gap they
+/// need for the arrow and its label, drawn straight across.
+fn neighbours(rows: &[Vec<usize>], arrows: &[Arrow]) -> BTreeMap<(usize, usize), f64> {
+    let mut beside = BTreeMap::new();
+    for pair in rows.iter().flat_map(|row| row.windows(2)) {
+        let (left, right) = (pair[0], pair[1]);
+        let between = arrows.iter().filter(|a| (a.from, a.to) == (left, right) || (a.from, a.to) == (right, left));
+        if let Some(widest) = between.map(label_width).reduce(f64::max) {
+            beside.insert((left, right), (widest + 40.0).max(H_GAP));
+        }
+    }
+    beside
+}
+
 /// Gives every box its position, rows centred; returns the picture's size.
-fn place(nodes: &mut [Node], rows: &[Vec<usize>], title: &str) -> (f64, f64) {
-    let row_width = |nodes: &[Node], row: &Vec<usize>| row.iter().map(|&i| nodes[i].w).sum::<f64>() + H_GAP * row.len().saturating_sub(1) as f64;
+fn place(nodes: &mut [Node], rows: &[Vec<usize>], beside: &BTreeMap<(usize, usize), f64>, title: &str) -> (f64, f64) {
+    let gap = |pair: &[usize]| beside.get(&(pair[0], pair[1])).copied().unwrap_or(H_GAP);
+    let row_width = |nodes: &[Node], row: &Vec<usize>| row.iter().map(|&i| nodes[i].w).sum::<f64>() + row.windows(2).map(gap).sum::<f64>();
     let text_width = LEGEND.iter().map(|l| l.chars().count() as f64 * LABEL_CHAR_W).fold(title.chars().count() as f64 * CHAR_W * 1.2, f64::max);
     let widest = rows.iter().map(|row| row_width(nodes, row)).fold(text_width, f64::max);
     let mut y = MARGIN + TITLE_H;
     for row in rows {
         let height = row.iter().map(|&i| nodes[i].h).fold(0.0, f64::max);
         let mut x = MARGIN + (widest - row_width(nodes, row)) / 2.0;
-        for &i in row {
+        for (p, &i) in row.iter().enumerate() {
             nodes[i].x = x;
             nodes[i].y = y + (height - nodes[i].h) / 2.0;
-            x += nodes[i].w + H_GAP;
+            x += nodes[i].w + row.get(p + 1).map_or(0.0, |&next| gap(&[i, next]));
         }
         y += height + V_GAP;
     }
@@ -204,46 +225,68 @@ fn place(nodes: &mut [Node], rows: &[Vec<usize>], title: &str) -> (f64, f64) {
     (widest + 2.0 * MARGIN, height + 8.0 + LEGEND.len() as f64 * LEGEND_LINE_H + MARGIN)
 }
 
-/// One end of an arrow on a side of a box, (box, bottom side?) → these: the other box's
-/// centre x, the arrow, and whether this is where the arrow starts.
+/// The side of a box an arrow leaves or enters by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Top,
+    Bottom,
+    Left,
+    Right,
+}
+
+/// One end of an arrow on a side of a box: the other box's centre (x along the top and
+/// bottom, y along the left and right), the arrow, and whether the arrow starts here.
 type End = (f64, usize, bool);
 
-/// Where each arrow leaves and enters its boxes: the bottom or top edge facing the other
-/// box (the top edge for boxes in the same row), spread along that edge in the order of the
-/// other ends, so arrows sharing a box do not start at one point.
-fn anchors(nodes: &[Node], arrows: &[Arrow]) -> Vec<((f64, f64), (f64, f64))> {
-    let mut sides: BTreeMap<(usize, bool), Vec<End>> = BTreeMap::new();
+/// Where each arrow leaves and enters its boxes, and the side it leaves by: the bottom or
+/// top facing the other row; facing sides for neighbours in a row; the tops otherwise (an
+/// arc over the row). Ends sharing a side are spread along it in the order of the other
+/// ends, so arrows do not start at one point.
+fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>) -> Vec<((f64, f64), (f64, f64), Side)> {
+    let mut sides: BTreeMap<(usize, Side), Vec<End>> = BTreeMap::new();
+    let mut leaves = Vec::with_capacity(arrows.len());
     for (k, a) in arrows.iter().enumerate() {
         let (f, t) = (&nodes[a.from], &nodes[a.to]);
-        let (from_bottom, to_bottom) = if f.y + f.h <= t.y {
-            (true, false)
+        let (from_side, to_side) = if f.y + f.h <= t.y {
+            (Side::Bottom, Side::Top)
         } else if t.y + t.h <= f.y {
-            (false, true)
+            (Side::Top, Side::Bottom)
+        } else if beside.contains_key(&(a.from, a.to)) {
+            (Side::Right, Side::Left)
+        } else if beside.contains_key(&(a.to, a.from)) {
+            (Side::Left, Side::Right)
         } else {
-            (false, false)
+            (Side::Top, Side::Top)
         };
-        sides.entry((a.from, from_bottom)).or_default().push((t.x + t.w / 2.0, k, true));
-        sides.entry((a.to, to_bottom)).or_default().push((f.x + f.w / 2.0, k, false));
+        let key = |side: Side, other: &Node| if matches!(side, Side::Top | Side::Bottom) { other.x + other.w / 2.0 } else { other.y + other.h / 2.0 };
+        sides.entry((a.from, from_side)).or_default().push((key(from_side, t), k, true));
+        sides.entry((a.to, to_side)).or_default().push((key(to_side, f), k, false));
+        leaves.push(from_side);
     }
     let mut points = vec![((0.0, 0.0), (0.0, 0.0)); arrows.len()];
-    for ((i, bottom), mut ends) in sides {
+    for ((i, side), mut ends) in sides {
         ends.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let node = &nodes[i];
         let count = ends.len() as f64;
         for (slot, (_, k, start)) in ends.into_iter().enumerate() {
-            let x = node.x + node.w * (slot as f64 + 1.0) / (count + 1.0);
-            let y = if bottom { node.y + node.h } else { node.y };
+            let along = (slot as f64 + 1.0) / (count + 1.0);
+            let point = match side {
+                Side::Top => (node.x + node.w * along, node.y),
+                Side::Bottom => (node.x + node.w * along, node.y + node.h),
+                Side::Left => (node.x, node.y + node.h * along),
+                Side::Right => (node.x + node.w, node.y + node.h * along),
+            };
             if start {
-                points[k].0 = (x, y);
+                points[k].0 = point;
             } else {
-                points[k].1 = (x, y);
+                points[k].1 = point;
             }
         }
     }
-    points
+    points.into_iter().zip(leaves).map(|((start, end), side)| (start, end, side)).collect()
 }
 
-fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], width: f64, height: f64) -> String {
+fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>, width: f64, height: f64) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(
@@ -257,7 +300,7 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], width: f64, height: f64) 
     );
     let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>");
     let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" fill=\"#2c3e50\">{}</text>", MARGIN, MARGIN + 12.0, xml(title));
-    let curves: Vec<Curve> = anchors(nodes, arrows).into_iter().map(|(start, end)| Curve::between(start, end)).collect();
+    let curves: Vec<Curve> = anchors(nodes, arrows, beside).into_iter().map(|(start, end, side)| Curve::between(start, end, side)).collect();
     for (a, curve) in arrows.iter().zip(&curves) {
         let dash = if a.dashed { " stroke-dasharray=\"6,4\"" } else { "" };
         let [p0, c1, c2, p3] = curve.0;
@@ -272,7 +315,7 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], width: f64, height: f64) 
     // along its arrow where it does not cover a label already placed.
     let mut placed: Vec<(f64, f64, f64)> = Vec::new();
     for (a, curve) in arrows.iter().zip(&curves) {
-        let w = a.label.chars().count() as f64 * LABEL_CHAR_W + 8.0;
+        let w = label_width(a);
         let overlaps = |(x, y): (f64, f64)| placed.iter().any(|&(px, py, pw)| (x - px).abs() * 2.0 < w + pw && (y - py).abs() < 17.0);
         let candidates = [0.5, 0.35, 0.65, 0.2, 0.8].map(|t| curve.at(t));
         let (x, y) = candidates.iter().copied().find(|&p| !overlaps(p)).unwrap_or(candidates[0]);
@@ -316,9 +359,13 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], width: f64, height: f64) 
 struct Curve([(f64, f64); 4]);
 
 impl Curve {
-    /// An S-curve between rows, or an arc over the boxes between two ends in one row.
-    fn between((x1, y1): (f64, f64), (x2, y2): (f64, f64)) -> Curve {
-        if (y1 - y2).abs() < f64::EPSILON {
+    /// A straight arrow between facing sides, an arc over the row between two tops, or an
+    /// S-curve between rows.
+    fn between((x1, y1): (f64, f64), (x2, y2): (f64, f64), leaves: Side) -> Curve {
+        if matches!(leaves, Side::Left | Side::Right) {
+            let third = ((x2 - x1) / 3.0, (y2 - y1) / 3.0);
+            Curve([(x1, y1), (x1 + third.0, y1 + third.1), (x2 - third.0, y2 - third.1), (x2, y2)])
+        } else if (y1 - y2).abs() < f64::EPSILON {
             let lift = 48.0 + (x2 - x1).abs() / 6.0;
             Curve([(x1, y1), (x1, y1 - lift), (x2, y2 - lift), (x2, y2)])
         } else {
@@ -397,6 +444,25 @@ mod tests {
             assert!(row_of(a.from).abs_diff(row_of(a.to)) <= 1);
         }
         assert_eq!(rows.iter().map(Vec::len).sum::<usize>(), nodes.len());
+    }
+
+    #[test]
+    fn related_neighbours_in_a_row_get_a_straight_arrow() {
+        // The gateway routes to backend too: frontend and backend share a row.
+        let mut model = appstore("LoadBalancer");
+        model.relations.push(crate::resolve::Relation {
+            a: ("backend".into(), "api".into()),
+            b: ("istio-gateway".into(), "ingress".into()),
+            interface: "http-api".into(),
+        });
+        model.relations.sort();
+        let picture = svg(&model);
+        assert_eq!(text_y(&picture, "frontend"), text_y(&picture, "backend"));
+        let title = "<title>frontend:api → backend:api (http-api)</title>\n<path d=\"M";
+        let path = &picture[picture.find(title).unwrap() + title.len()..];
+        let path = &path[..path.find('"').unwrap()];
+        let ys: Vec<&str> = path.split([' ', 'C']).filter(|p| !p.is_empty()).map(|p| p.split(',').nth(1).unwrap()).collect();
+        assert!(ys.windows(2).all(|w| w[0] == w[1]), "{path}");
     }
 
     #[test]
