@@ -1,5 +1,5 @@
-//! Release assets through the real CLI: publish → verify → resolve from the index → render
-//! and graph; tampering, unsigned charms, immutability, reproducibility, keys (checked with
+//! Release assets through the real CLI: publish → verify → resolve from the index → render,
+//! graph and deploy --dry-run (on the Kubernetes API emulator); tampering, unsigned charms, immutability, reproducibility, keys (checked with
 //! the real minisign tool and coreutils' sha256sum), and charms fetched over HTTP from a
 //! server on 127.0.0.1.
 
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::support::file_server::{FileServer, TlsFileServer};
+use crate::support::kube_emulator::KubeEmulator;
 
 /// A temporary copy of the demo charms and bundle, where charmer runs.
 struct Workspace {
@@ -275,6 +276,11 @@ fn charms_are_fetched_over_http_and_checked_on_every_read() {
 
     let over_http = ws.ok(&["render", "bundles/demo", "--charms", &url, "--verify-key", "keys/rel.pub"]);
     assert_eq!(over_http, ws.ok(&["render", "bundles/demo", "--charms", "charms"]));
+    let emulator = KubeEmulator::start();
+    let kubeconfig = emulator.kubeconfig().display().to_string();
+    let dry = ws.ok(&["deploy", "bundles/demo", "--charms", &url, "--verify-key", "keys/rel.pub", "--dry-run", "--kubeconfig", &kubeconfig]);
+    assert!(dry.contains("5 to create, 0 to change") && dry.ends_with("dry run: nothing was changed\n"), "{dry}");
+    assert_eq!(emulator.writes(), Vec::<String>::new());
     let requests = server.requests.lock().unwrap().clone();
     for file in ["SHA256SUMS", "index.yaml", "index.yaml.sig", "web_1.2.0.charm", "web_1.2.0.charm.sig", "db_1.0.0.charm.sig"] {
         assert!(requests.iter().any(|r| r == file), "{file} not fetched: {requests:?}");
