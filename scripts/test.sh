@@ -3,7 +3,8 @@
 # every test of the crate with the locked dependencies and exits with cargo's status.
 #
 # Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
-# apache2-utils (htpasswd) and openssl for the registry tests, and PyPI kubernetes-validate
+# apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
+# interoperability test (publish), and PyPI kubernetes-validate
 # for the schema checks. Installing needs root; when everything is there, it installs and
 # prints nothing.
 set -euo pipefail
@@ -17,6 +18,7 @@ need docker-registry docker-registry
 need skopeo skopeo
 need htpasswd apache2-utils
 need openssl openssl
+need minisign minisign
 if ! command -v kubernetes-validate >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi
