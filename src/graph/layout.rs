@@ -238,11 +238,14 @@ enum Side {
 /// bottom, y along the left and right), the arrow, and whether the arrow starts here.
 type End = (f64, usize, bool);
 
+/// Where an arrow starts and ends, and the side of its box it leaves by.
+type Anchors = ((f64, f64), (f64, f64), Side);
+
 /// Where each arrow leaves and enters its boxes, and the side it leaves by: the bottom or
 /// top facing the other row; facing sides for neighbours in a row; the tops otherwise (an
 /// arc over the row). Ends sharing a side are spread along it in the order of the other
 /// ends, so arrows do not start at one point.
-fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>) -> Vec<((f64, f64), (f64, f64), Side)> {
+fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>) -> Vec<Anchors> {
     let mut sides: BTreeMap<(usize, Side), Vec<End>> = BTreeMap::new();
     let mut leaves = Vec::with_capacity(arrows.len());
     for (k, a) in arrows.iter().enumerate() {
