@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diag;
 pub mod digest;
 pub mod images;
+pub mod registry;
 pub mod render;
 pub mod resolve;
 
@@ -22,6 +23,9 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// Moving images (registries, image archives) failed.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
