@@ -186,6 +186,30 @@ impl fmt::Display for Registry {
     }
 }
 
+/// Parses an image list (`images.txt`, or what `charmer images list` prints): one image per
+/// line, `source` or `source -> target` (the source is taken); blank lines and `#` comments
+/// are skipped. `file` names it in problems.
+pub fn parse_list(file: &str, text: &str) -> Result<Vec<Reference>, Vec<Problem>> {
+    let mut images = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let source = line.split_once("->").map_or(line, |(source, _)| source.trim());
+        match Reference::from_str(source) {
+            Ok(reference) => images.push(reference),
+            Err(e) => problems.push(Problem::new(file, format!("line {}", n + 1), e.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(images)
+    } else {
+        Err(problems)
+    }
+}
+
 /// A `retagged-images.txt` (seed 001's format): one already-rewritten image per line;
 /// blank lines and `#` comments are skipped.
 #[derive(Debug, Clone, Default)]
@@ -280,6 +304,14 @@ mod tests {
         assert_eq!(dst.to_string(), "10.0.0.5:5000/mirror/istio/proxyv2:1.17.3@sha256:1111111111111111111111111111111111111111111111111111111111111111");
         assert!(dst.is_in(&reg) && !src.is_in(&reg));
         assert!("https://x".parse::<Registry>().is_err());
+    }
+
+    #[test]
+    fn image_lists_take_the_source_side() {
+        let list = parse_list("images.txt", "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\n").unwrap();
+        assert_eq!(list, vec![r("nginx:1.27"), r("quay.io/a/b:1")]);
+        let bad = parse_list("images.txt", "ok:1\nNOT OK\n").unwrap_err();
+        assert_eq!(bad[0].to_string(), "images.txt: line 2: \"NOT OK\" is not a valid image reference: empty, too long or containing spaces");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! The binary (`src/main.rs`) only parses the command line with [`cli`] and maps
 //! [`Error`] to an exit code.
 
+pub mod airgap;
 pub mod charm;
 pub mod cli;
 pub mod diag;
@@ -23,6 +24,9 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// An air-gap export or import failed.
+    #[error(transparent)]
+    Airgap(#[from] airgap::AirgapError),
     /// Moving images (registries, image archives) failed.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),

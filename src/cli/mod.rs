@@ -1,7 +1,9 @@
 //! The command line: clap definitions and output formatting. Each command calls into the
 //! library and prints what it returns; nothing below this module prints or exits.
 
+mod airgap_cmds;
 mod charm_cmds;
+mod images_cmds;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +69,19 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Move container images without Docker: save them into an archive, push them into a
+    /// private registry.
+    Images {
+        /// What to do with images.
+        #[command(subcommand)]
+        command: images_cmds::ImagesCommand,
+    },
+    /// Carry a bundle into an air gap: one archive with bundle, charms, images and lock.
+    Airgap {
+        /// Export or import.
+        #[command(subcommand)]
+        command: airgap_cmds::AirgapCommand,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -82,6 +97,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
         Command::Verify { charms } => charm_cmds::verify(&mut out, &charms),
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
+        Command::Images { command } => images_cmds::run(&mut out, command),
+        Command::Airgap { command } => airgap_cmds::run(&mut out, command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "charmer", &mut out);
