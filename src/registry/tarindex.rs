@@ -211,7 +211,10 @@ fn inflate(label: &str, file: File, limits: &Limits) -> Result<File, RegistryErr
         Ok(n) if n > limits.max_inflated_bytes => {
             Err(Problem::new(label, "", format!("inflates to more than {} bytes (gzip bomb?)", limits.max_inflated_bytes)).into())
         }
-        Ok(_) => Ok(out),
+        Ok(_) => {
+            out.seek(SeekFrom::Start(0)).map_err(io)?;
+            Ok(out)
+        }
         Err(e) if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof) => {
             Err(Problem::new(label, "", format!("damaged gzip stream: {e}")).hint("copy the file again").into())
         }

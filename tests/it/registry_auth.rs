@@ -1,0 +1,93 @@
+//! Pushing over HTTPS to a registry with a private CA, and with a login: command-line
+//! credentials, Docker's config.json, a credential helper. Passwords never show.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use crate::support::registry::{charmer, connection, Kind, Layout, Registry, PASSWORD, USER};
+
+/// An OCI archive of one small image named `example.com/team/app:1.0`; returns its path and
+/// manifest digest.
+fn archive(work: &Path) -> (PathBuf, String) {
+    let mut layout = Layout::new(&work.join("layout"));
+    let layer = layout.layer(41, 64_000);
+    let image = layout.image("amd64", &[&layer]);
+    layout.name(&image, "example.com/team/app:1.0");
+    let path = work.join("app.tar");
+    layout.write_tar(&path);
+    (path, image.digest)
+}
+
+fn output(assert: &assert_cmd::assert::Assert) -> String {
+    let out = assert.get_output();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn https_with_a_private_ca_only_when_trusted() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Kind::Tls);
+    let (archive, digest) = archive(work.path());
+    let push = || {
+        let mut command = charmer(work.path());
+        command.args(["images", "push", "--quiet", "--retries", "0", "--registry", &registry.host()]).arg(&archive).current_dir(work.path());
+        command
+    };
+    let untrusted = push().assert().failure();
+    assert!(output(&untrusted).contains("certificate"), "{}", output(&untrusted));
+    push().arg("--insecure-http").assert().failure();
+    push().args(connection(&registry)).assert().success();
+    assert_eq!(registry.inspect_raw("team/app:1.0").1, digest);
+}
+
+#[test]
+fn https_login_from_stdin_docker_config_and_credential_helper() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Kind::TlsAuth);
+    let (archive, digest) = archive(work.path());
+    let push = |prefix: &str| {
+        let mut command = charmer(work.path());
+        command
+            .args(["-vv", "images", "push", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
+            .arg(&archive)
+            .args(connection(&registry))
+            .current_dir(work.path());
+        command
+    };
+
+    let anonymous = push("anon").assert().failure();
+    assert!(output(&anonymous).contains("the registry asks for a login"), "{}", output(&anonymous));
+
+    let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("not-the-password\n").assert().failure();
+    assert!(output(&wrong).contains("credentials refused"), "{}", output(&wrong));
+    assert!(!output(&wrong).contains("not-the-password"));
+
+    let ok = push("stdin").args(["--username", USER, "--password-stdin"]).write_stdin(format!("{PASSWORD}\n")).assert().success();
+    assert!(!output(&ok).contains(PASSWORD), "the password was printed");
+    assert_eq!(registry.inspect_raw("stdin/team/app:1.0").1, digest);
+
+    // ~/.docker/config.json (here DOCKER_CONFIG) `auths`, keyed by host.
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let config = serde_json::json!({"auths": {registry.host(): {"auth": auth}}});
+    std::fs::write(docker.join("config.json"), config.to_string()).unwrap();
+    let ok = push("config").assert().success();
+    assert!(!output(&ok).contains(PASSWORD) && !output(&ok).contains(&auth));
+    assert_eq!(registry.inspect_raw("config/team/app:1.0").1, digest);
+
+    // A credential helper named by `credsStore`, found on PATH.
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-charmertest");
+    let script = format!("#!/bin/sh\nread host\n[ \"$1\" = get ] && [ \"$host\" = \"{}\" ] || exit 1\necho '{{\"ServerURL\":\"'$host'\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n", registry.host());
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(docker.join("config.json"), r#"{"credsStore":"charmertest"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let ok = push("helper").env("PATH", path).assert().success();
+    assert!(!output(&ok).contains(PASSWORD));
+    assert_eq!(registry.inspect_raw("helper/team/app:1.0").1, digest);
+}
