@@ -312,7 +312,8 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
                 found
             })
         });
-        halves.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        // A hashing thread that died must not pass for a clean check.
+        halves.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(std::io::Error::other("a hashing thread failed"))])).collect()
     });
     progress.end(Task::Verify);
     for result in mismatches {

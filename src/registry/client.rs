@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::auth::{Challenge, Credentials, Keychain};
 use super::manifest::{media, Digest, ManifestDoc};
+use super::tls;
 use super::RegistryError;
 use crate::diag::Problem;
 
@@ -92,23 +93,20 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 impl Client {
     /// A client; reads `--ca-file` now so a bad file fails before any transfer.
     pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
-        let mut builder = reqwest::Client::builder()
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &options.ca_file {
+            let label = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: label.clone(), source })?;
+            extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| Problem::new(&label, "", why).hint("give the registry's CA certificate (BEGIN CERTIFICATE)"))?;
+        }
+        let tls = tls::client_config(extra_roots).map_err(|message| RegistryError::Transport { what: "setting up TLS".into(), message })?;
+        let builder = reqwest::Client::builder()
             .http1_only()
+            .tls_backend_preconfigured(tls)
             .user_agent(concat!("charmer/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64);
-        if let Some(path) = &options.ca_file {
-            let label = path.display().to_string();
-            let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: label.clone(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Problem::new(&label, "", format!("not a PEM certificate bundle: {e}")))?;
-            if certs.is_empty() {
-                return Err(Problem::new(&label, "", "holds no PEM certificate").hint("give the registry's CA certificate (BEGIN CERTIFICATE)").into());
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
         let http = builder.build().map_err(|e| RegistryError::Transport { what: "setting up HTTPS".into(), message: error_chain(&e) })?;
         Ok(Client {
             http,

@@ -70,8 +70,8 @@ fn padded(size: u64) -> u64 {
 /// blobs, `jobs` at a time, through `client`.
 pub async fn write_tar(mut entries: Vec<Entry>, out: &Path, client: &Client, jobs: usize, progress: &dyn Progress) -> Result<(), RegistryError> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let headers = headers(&entries)?;
     let label = out.display().to_string();
+    let headers = headers(&label, &entries)?;
     let io = |source| RegistryError::Io { path: label.clone(), source };
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let temp = tempfile::Builder::new().prefix(".charmer-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
@@ -118,18 +118,18 @@ pub async fn write_tar(mut entries: Vec<Entry>, out: &Path, client: &Client, job
 
 /// One ustar header per entry, after checking names: safe, unique, and short enough for
 /// ustar (255 bytes split at a `/`).
-fn headers(entries: &[Entry]) -> Result<Vec<[u8; 512]>, RegistryError> {
+fn headers(label: &str, entries: &[Entry]) -> Result<Vec<[u8; 512]>, RegistryError> {
     let mut problems = Problems::default();
     let mut seen = BTreeSet::new();
     let mut headers = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some(why) = unsafe_name_reason(&entry.name).or_else(|| (!seen.insert(&entry.name)).then_some("duplicate member")) {
-            problems.push(Problem::new("<archive>", &entry.name, why));
+            problems.push(Problem::new(label, &entry.name, why));
             continue;
         }
         let mut header = tar::Header::new_ustar();
         if let Err(e) = header.set_path(&entry.name) {
-            problems.push(Problem::new("<archive>", &entry.name, format!("name cannot be stored in a tar header: {e}")));
+            problems.push(Problem::new(label, &entry.name, format!("name cannot be stored in a tar header: {e}")));
             continue;
         }
         header.set_size(entry.size);
@@ -178,11 +178,11 @@ async fn download(client: &Client, repo: &Repo, digest: &Digest, size: u64, out:
     let mut done = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport { what: what.clone(), message: super::client::error_chain(&e) })? {
         if done + chunk.len() as u64 > size {
-            return Err(RegistryError::DigestMismatch { what, expected: format!("{digest} ({size} bytes)"), actual: "more bytes".into() });
+            return Err(RegistryError::DigestMismatch { what, expected: digest.to_string(), actual: format!("more than the {size} bytes its descriptor says") });
         }
         hasher.update(&chunk);
         // A write to the page cache: brief enough to do on the async worker.
-        out.write_all_at(&chunk, at + done).map_err(|source| RegistryError::Io { path: "<archive>".into(), source })?;
+        out.write_all_at(&chunk, at + done).map_err(|source| RegistryError::Io { path: "the archive being written".into(), source })?;
         done += chunk.len() as u64;
         progress.advance(Task::Download, chunk.len() as u64);
     }
@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn names_are_checked_before_writing() {
         let entries = vec![Entry::bytes("a/../b", vec![]), Entry::bytes("x", vec![1]), Entry::bytes("x", vec![2])];
-        let err = headers(&entries).unwrap_err().to_string();
+        let err = headers("out.tar", &entries).unwrap_err().to_string();
         assert!(err.contains("a/../b: path traversal") && err.contains("x: duplicate member"), "{err}");
     }
 }

@@ -9,11 +9,11 @@
 //! over parallelism or retries. The protocol part needed here is small (a dozen endpoints of
 //! the distribution spec plus the token handshake), so owning it costs less than working
 //! around it. TLS is rustls with the aws-lc-rs provider, the one kube uses: one provider in
-//! the binary, passed explicitly, never a process-wide default to race over.
+//! the binary, passed explicitly, never a process-wide default to race over (see [`tls`]).
 //!
 //! Module map: [`manifest`] (digests, media types, documents), [`tarindex`] (hostile tar
 //! reading), [`archive`] (image archives → images), [`layout`] (writing tars), [`auth`]
-//! (credentials, challenges, tokens), [`client`] (HTTP, retries), [`pull`], [`push`],
+//! (credentials, challenges, tokens), [`tls`], [`client`] (HTTP, retries), [`pull`], [`push`],
 //! [`progress`] (what the CLI draws bars from).
 
 pub mod archive;
@@ -25,6 +25,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod tarindex;
+pub mod tls;
 
 use crate::diag::{Problem, Problems};
 

@@ -279,6 +279,71 @@ fn follow<'a>(mut target: Option<&'a str>, members: &BTreeMap<String, Member>, l
 mod tests {
     use super::*;
 
+    /// A tar of `(name, type, data or link target)` members.
+    fn tar_file(members: &[(&str, EntryType, &str)]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (name, kind, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            if kind.is_symlink() || kind.is_hard_link() {
+                header.set_size(0);
+                builder.append_link(&mut header, name, data).unwrap();
+            } else {
+                header.set_size(data.len() as u64);
+                builder.append_data(&mut header, name, data.as_bytes()).unwrap();
+            }
+        }
+        builder.finish().unwrap();
+        file
+    }
+
+    fn problems(members: &[(&str, EntryType, &str)]) -> String {
+        let file = tar_file(members);
+        TarIndex::open(file.path(), &Limits::default()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn links_inside_resolve_and_everything_odd_is_named() {
+        let file = tar_file(&[
+            ("./a/data", EntryType::Regular, "hello"),
+            ("b/sym", EntryType::Symlink, "../a/data"),
+            ("c", EntryType::Link, "a/data"),
+            ("d", EntryType::Symlink, "b/sym"),
+        ]);
+        let index = TarIndex::open(file.path(), &Limits::default()).unwrap();
+        let data = index.member("a/data").unwrap();
+        assert_eq!([index.member("b/sym"), index.member("c"), index.member("d")], [Some(data); 3]);
+        assert_eq!(index.read("d", 100).unwrap(), b"hello");
+        assert!(index.read("d", 2).is_err());
+
+        let err = problems(&[
+            ("x", EntryType::Regular, "1"),
+            ("x", EntryType::Regular, "2"),
+            ("loop1", EntryType::Symlink, "loop2"),
+            ("loop2", EntryType::Symlink, "loop1"),
+            ("gone", EntryType::Symlink, "nothing"),
+            ("dev", EntryType::Char, ""),
+        ]);
+        for expected in ["x: duplicate member", "loop1: link to \"loop2\" is part of a loop", "gone: link to \"nothing\" points to a missing member", "dev: unsupported member type '3'"] {
+            assert!(err.contains(expected), "{expected} not in {err}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_inflated_within_the_limit() {
+        let plain = tar_file(&[("a", EntryType::Regular, "hello")]);
+        let gzipped = tempfile::NamedTempFile::new().unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gzipped.reopen().unwrap(), flate2::Compression::fast());
+        std::io::copy(&mut File::open(plain.path()).unwrap(), &mut encoder).unwrap();
+        encoder.finish().unwrap();
+        let index = TarIndex::open(gzipped.path(), &Limits::default()).unwrap();
+        assert_eq!(index.read("a", 10).unwrap(), b"hello");
+        let tight = Limits { max_inflated_bytes: 1024, ..Limits::default() };
+        assert!(TarIndex::open(gzipped.path(), &tight).unwrap_err().to_string().contains("gzip bomb"));
+    }
+
     #[test]
     fn link_targets_stay_inside() {
         assert_eq!(resolve_symlink("a/b/layer.tar", "../c/layer.tar").as_deref(), Some("a/c/layer.tar"));
