@@ -259,8 +259,10 @@ fn resolve_symlink(name: &str, target: &str) -> Option<String> {
     if target.starts_with('/') {
         return None;
     }
-    let dir = name.rsplit_once('/').map_or("", |(dir, _)| dir);
-    normalize_path(&format!("{dir}/{target}"))
+    match name.rsplit_once('/') {
+        Some((dir, _)) => normalize_path(&format!("{dir}/{target}")),
+        None => normalize_path(target),
+    }
 }
 
 /// The file a link chain ends at (at most 16 hops, against loops).
@@ -349,6 +351,7 @@ mod tests {
         assert_eq!(resolve_symlink("a/b/layer.tar", "../c/layer.tar").as_deref(), Some("a/c/layer.tar"));
         assert_eq!(resolve_symlink("a/layer.tar", "../../etc/passwd"), None);
         assert_eq!(resolve_symlink("a/layer.tar", "/etc/passwd"), None);
+        assert_eq!(resolve_symlink("top", "a/x").as_deref(), Some("a/x"));
         assert_eq!(normalize_path("./x//y/./z").as_deref(), Some("x/y/z"));
         assert_eq!(normalize_member("././blobs/sha256/"), "blobs/sha256/");
     }
