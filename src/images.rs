@@ -190,21 +190,26 @@ impl fmt::Display for Registry {
 /// line, `source` or `source -> target` (the source is taken); blank lines and `#` comments
 /// are skipped. `file` names it in problems.
 pub fn parse_list(file: &str, text: &str) -> Result<Vec<Reference>, Vec<Problem>> {
-    let mut images = Vec::new();
+    parse_lines(file, text, |line| line.split_once("->").map_or(line, |(source, _)| source.trim()))
+}
+
+/// The reference on each line of `text` (the part `pick` takes of it), skipping blank lines
+/// and `#` comments; every bad line is a problem naming `file` and the line number.
+fn parse_lines(file: &str, text: &str, pick: impl Fn(&str) -> &str) -> Result<Vec<Reference>, Vec<Problem>> {
+    let mut references = Vec::new();
     let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let source = line.split_once("->").map_or(line, |(source, _)| source.trim());
-        match Reference::from_str(source) {
-            Ok(reference) => images.push(reference),
+        match Reference::from_str(pick(line)) {
+            Ok(reference) => references.push(reference),
             Err(e) => problems.push(Problem::new(file, format!("line {}", n + 1), e.to_string())),
         }
     }
     if problems.is_empty() {
-        Ok(images)
+        Ok(references)
     } else {
         Err(problems)
     }
@@ -222,26 +227,11 @@ pub struct ImageMap {
 impl ImageMap {
     /// Parses the file's text; `file` names it in problems.
     pub fn parse(file: &str, text: &str) -> Result<ImageMap, Vec<Problem>> {
-        let mut map = ImageMap::default();
-        let mut problems = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match Reference::from_str(line) {
-                Ok(reference) => {
-                    let key = (reference.repository.clone(), reference.tag_or_latest().to_string());
-                    map.by_path.insert(key, reference);
-                }
-                Err(e) => problems.push(Problem::new(file, format!("line {}", n + 1), e.to_string())),
-            }
-        }
-        if problems.is_empty() {
-            Ok(map)
-        } else {
-            Err(problems)
-        }
+        let by_path = parse_lines(file, text, |line| line)?
+            .into_iter()
+            .map(|reference| ((reference.repository.clone(), reference.tag_or_latest().to_string()), reference))
+            .collect();
+        Ok(ImageMap { by_path })
     }
 
     /// The rewritten image for `source`, if the map has it. A line matches on repository

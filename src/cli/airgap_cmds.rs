@@ -1,6 +1,5 @@
 //! `airgap export`, `airgap import`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,12 +7,10 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{client, print_report, read_list, read_login, runtime, Bars, Connection, Login};
+use super::images_cmds::{client, print_report, read_list, read_login, runtime, Bars, Connection, Login, PullFlags};
 use super::line;
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
-use crate::registry::manifest::Platform;
-use crate::registry::pull::PullOptions;
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -48,12 +45,9 @@ pub struct ExportArgs {
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Keep only this platform of multi-platform images (os/arch[/variant]); default: all.
-    #[arg(long, value_parser = super::images_cmds::parse_platform)]
-    pub platform: Option<Platform>,
-    /// Reach a registry at another host: NAME=HOST[:PORT]. Repeatable.
-    #[arg(long, value_name = "NAME=HOST")]
-    pub mirror: Vec<String>,
+    /// What to pull.
+    #[command(flatten)]
+    pub pull: PullFlags,
     /// Connection flags.
     #[command(flatten)]
     pub connection: Connection,
@@ -90,10 +84,9 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         Some(list) => read_list(list)?,
         None => Vec::new(),
     };
-    let mirrors: BTreeMap<String, String> = super::images_cmds::parse_mirrors(&args.mirror)?;
+    let options = args.pull.options(&args.connection)?;
     let inputs = ExportInputs { bundle: args.bundle, overlays: args.overlay, charms: args.charm, images, lock: args.lock };
     let client = client(&args.connection, None)?;
-    let options = PullOptions { platform: args.platform, jobs: args.connection.jobs.into(), mirrors };
     let bars = Bars::new(args.connection.quiet);
     let contents = runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
     bars.clear();

@@ -74,6 +74,17 @@ pub struct SaveArgs {
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// What to pull.
+    #[command(flatten)]
+    pub pull: PullFlags,
+    /// Connection flags.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags for pulling images from their registries.
+#[derive(Debug, Args)]
+pub struct PullFlags {
     /// Keep only this platform of multi-platform images (os/arch[/variant]); default: all.
     #[arg(long, value_parser = parse_platform)]
     pub platform: Option<Platform>,
@@ -81,9 +92,24 @@ pub struct SaveArgs {
     /// registry whose name is not its address). Repeatable.
     #[arg(long, value_name = "NAME=HOST")]
     pub mirror: Vec<String>,
-    /// Connection flags.
-    #[command(flatten)]
-    pub connection: Connection,
+}
+
+impl PullFlags {
+    /// The pull options these flags and `connection` ask for.
+    pub(super) fn options(self, connection: &Connection) -> Result<PullOptions, Error> {
+        let mut problems = Problems::default();
+        let mut mirrors = BTreeMap::new();
+        for mirror in &self.mirror {
+            match mirror.split_once('=') {
+                Some((name, host)) if !name.is_empty() && !host.is_empty() => {
+                    mirrors.insert(name.to_string(), host.to_string());
+                }
+                _ => problems.push(Problem::new("--mirror", mirror, "give NAME=HOST[:PORT]")),
+            }
+        }
+        problems.into_result(())?;
+        Ok(PullOptions { platform: self.platform, jobs: connection.jobs.into(), mirrors })
+    }
 }
 
 /// `images push`.
@@ -106,22 +132,7 @@ pub struct PushArgs {
     pub connection: Connection,
 }
 
-/// `--mirror NAME=HOST` flags as a map.
-pub(super) fn parse_mirrors(flags: &[String]) -> Result<BTreeMap<String, String>, Error> {
-    let mut problems = Problems::default();
-    let mut mirrors = BTreeMap::new();
-    for mirror in flags {
-        match mirror.split_once('=') {
-            Some((name, host)) if !name.is_empty() && !host.is_empty() => {
-                mirrors.insert(name.to_string(), host.to_string());
-            }
-            _ => problems.push(Problem::new("--mirror", mirror, "give NAME=HOST[:PORT]")),
-        }
-    }
-    Ok(problems.into_result(mirrors)?)
-}
-
-pub(super) fn parse_platform(text: &str) -> Result<Platform, String> {
+fn parse_platform(text: &str) -> Result<Platform, String> {
     text.parse()
 }
 
@@ -138,9 +149,8 @@ pub(super) fn run(out: &mut impl Write, command: ImagesCommand) -> Result<ExitCo
 
 fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
     let references = read_list(&args.from_list)?;
-    let mirrors = parse_mirrors(&args.mirror)?;
+    let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
-    let options = PullOptions { platform: args.platform, jobs: args.connection.jobs.into(), mirrors };
     let bars = Bars::new(args.connection.quiet);
     let pulled = runtime()?.block_on(pull::save(&client, &references, &options, &args.out, &bars))?;
     bars.clear();

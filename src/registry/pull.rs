@@ -84,7 +84,7 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
     let mut unique: Vec<&Reference> = references.iter().collect();
     unique.sort();
     unique.dedup();
-    let fetched: Vec<(Reference, Descriptor, Vec<(Repo, ManifestDoc)>)> =
+    let fetched: Vec<Fetched> =
         stream::iter(unique.into_iter().map(|reference| fetch_one(client, reference, options))).buffered(options.jobs.max(1)).try_collect().await?;
     let mut pulled = Pulled::default();
     for (reference, descriptor, docs) in fetched {
@@ -99,8 +99,12 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
     Ok(pulled)
 }
 
-/// One image's manifests, top first, and the descriptor naming it in `index.json`.
-async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions) -> Result<(Reference, Descriptor, Vec<(Repo, ManifestDoc)>), RegistryError> {
+/// One image: its reference, the descriptor naming it in `index.json`, and its manifests
+/// (top first) with the repository they came from.
+type Fetched = (Reference, Descriptor, Vec<(Repo, ManifestDoc)>);
+
+/// Fetches one image's manifests (see [`Fetched`]).
+async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions) -> Result<Fetched, RegistryError> {
     let host = options.mirrors.get(&reference.registry).cloned().unwrap_or_else(|| reference.registry.clone());
     let repo = Repo { host, name: reference.repository.clone() };
     let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag_or_latest().to_string());
