@@ -31,17 +31,35 @@ impl Problem {
 }
 
 impl fmt::Display for Problem {
+    /// One line, whatever the parts hold: control characters are escaped (`\n`, `\u{1b}`), so
+    /// a hostile archive member named `a\nerror: ...` can neither forge a line of output nor
+    /// send escape sequences to the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write_escaped(f, &self.file)?;
         if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
+            f.write_str(": ")?;
+            write_escaped(f, &self.key)?;
         }
-        write!(f, ": {}", self.message)?;
+        f.write_str(": ")?;
+        write_escaped(f, &self.message)?;
         if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
+            f.write_str(" (hint: ")?;
+            write_escaped(f, hint)?;
+            f.write_str(")")?;
         }
         Ok(())
     }
+}
+
+fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
 }
 
 /// Every problem found in one pass over some input; never empty when returned as an error.
@@ -94,3 +112,14 @@ impl fmt::Display for Problems {
 }
 
 impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_is_one_line_whatever_its_parts_hold() {
+        let p = Problem::new("a.charm", "x\nerror: forged", "bad \u{1b}[31mred").hint("tab\there");
+        assert_eq!(p.to_string(), "a.charm: x\\nerror: forged: bad \\u{1b}[31mred (hint: tab\\there)");
+    }
+}

@@ -7,14 +7,19 @@
 //! [`Error`] to an exit code.
 
 pub mod airgap;
+pub mod bundle;
 pub mod charm;
 pub mod cli;
+pub mod deploy;
 pub mod diag;
 pub mod digest;
 pub mod images;
+pub mod output;
 pub mod registry;
 pub mod render;
+pub mod repo;
 pub mod resolve;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -30,6 +35,27 @@ pub enum Error {
     /// Moving images (registries, image archives) failed.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// Deploying, or reading a deployed bundle, failed.
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
+    /// Resolving a bundle failed.
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    /// An output file could not be written.
+    #[error(transparent)]
+    Write(#[from] output::WriteError),
+    /// An error that ends the process with its own exit code (`deploy --diff` exits 2 on
+    /// errors, as `kubectl diff` does, because 1 means "changes").
+    #[error("{source}")]
+    Exit {
+        /// The exit code.
+        code: u8,
+        /// The error.
+        source: Box<Error>,
+    },
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
@@ -47,6 +73,25 @@ impl Error {
     /// The process exit code for this error: 1 for every user-facing failure (usage errors,
     /// exit 2, are clap's before any command runs).
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(1)
+        match self {
+            // The reader went away (`charmer render | head`): not a failure of charmer's.
+            _ if self.is_broken_pipe() => ExitCode::SUCCESS,
+            Error::Exit { code, .. } => ExitCode::from(*code),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+impl Error {
+    /// True when writing to stdout failed because its reader closed the pipe; the binary
+    /// then exits quietly, as other Unix tools do.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl From<diag::Problem> for Error {
+    fn from(problem: diag::Problem) -> Self {
+        Error::Invalid(problem.into())
     }
 }

@@ -28,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
+use crate::resolve::{Lock, Model};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
 use crate::registry::archive::ImageArchive;
@@ -94,19 +95,72 @@ pub struct Contents {
     pub images: Vec<Reference>,
 }
 
+/// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
+/// source folder, a lock computed from the model).
+#[derive(Debug, Clone)]
+pub enum Carried {
+    /// A file, carried under its own name.
+    File(PathBuf),
+    /// Bytes, carried under `name`.
+    Bytes {
+        /// File name in the archive.
+        name: String,
+        /// The content.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Carried {
+    fn name(&self) -> Option<String> {
+        match self {
+            Carried::File(path) => path.file_name().and_then(|n| n.to_str()).map(str::to_string),
+            Carried::Bytes { name, .. } => Some(name.clone()),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Carried::File(path) => path.display().to_string(),
+            Carried::Bytes { name, .. } => name.clone(),
+        }
+    }
+}
+
 /// What to put in an air-gap archive (a resolved bundle's files, charms and images).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExportInputs {
     /// The bundle file.
     pub bundle: PathBuf,
     /// Its overlays, in order.
     pub overlays: Vec<PathBuf>,
-    /// Every `.charm` the bundle resolved to.
-    pub charms: Vec<PathBuf>,
+    /// Every charm the bundle resolved to, as a `.charm` archive.
+    pub charms: Vec<Carried>,
     /// Every image the charms run.
     pub images: Vec<Reference>,
-    /// The lock file, if any.
-    pub lock: Option<PathBuf>,
+    /// The lock, if any.
+    pub lock: Option<Carried>,
+}
+
+impl ExportInputs {
+    /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
+    /// (archives as they are, source folders packed), its images, and its lock.
+    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
+        let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
+        for app in model.applications.values() {
+            let charm = &app.charm;
+            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(|| match &charm.origin {
+                Origin::Archive { path, .. } => Carried::File(path.clone()),
+                Origin::Dir(_) => Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() },
+            });
+        }
+        ExportInputs {
+            bundle: model.bundle_file.clone(),
+            overlays: overlays.to_vec(),
+            charms: charms.into_values().collect(),
+            images: model.image_list().images.into_iter().map(|i| i.source).collect(),
+            lock: Some(Carried::Bytes { name: "bundle.lock".into(), bytes: Lock::of(model).to_yaml().into_bytes() }),
+        }
+    }
 }
 
 /// Writes the air-gap archive `out` (see the module docs): validates every input (charms
@@ -114,25 +168,25 @@ pub struct ExportInputs {
 pub async fn export(client: &Client, inputs: &ExportInputs, pull: &PullOptions, out: &Path, progress: &dyn Progress) -> Result<Contents, AirgapError> {
     let mut problems = Problems::default();
     let mut names = BTreeSet::new();
-    let mut member = |path: &Path, folder: &str, problems: &mut Problems| -> Option<String> {
-        let name = path.file_name().and_then(|n| n.to_str()).map(|n| format!("{folder}{n}"));
-        match name {
+    let mut member = |label: String, name: Option<String>, folder: &str, problems: &mut Problems| -> Option<String> {
+        match name.map(|n| format!("{folder}{n}")) {
             Some(name) if names.insert(name.clone()) => Some(name),
             Some(name) => {
-                problems.push(Problem::new(path.display().to_string(), "", format!("another input is also called {name}")).hint("rename one of them"));
+                problems.push(Problem::new(label, "", format!("another input is also called {name}")).hint("rename one of them"));
                 None
             }
             None => {
-                problems.push(Problem::new(path.display().to_string(), "", "has no UTF-8 file name"));
+                problems.push(Problem::new(label, "", "has no UTF-8 file name"));
                 None
             }
         }
     };
-    let bundle = member(&inputs.bundle, "bundle/", &mut problems);
-    let overlays: Vec<Option<String>> = inputs.overlays.iter().map(|o| member(o, "bundle/", &mut problems)).collect();
-    let charms: Vec<Option<String>> = inputs.charms.iter().map(|c| member(c, "charms/", &mut problems)).collect();
-    let lock = inputs.lock.as_ref().map(|_| "bundle.lock".to_string());
-    for path in &inputs.charms {
+    let file_name = |path: &Path| path.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let bundle = member(inputs.bundle.display().to_string(), file_name(&inputs.bundle), "bundle/", &mut problems);
+    let overlays: Vec<Option<String>> = inputs.overlays.iter().map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems)).collect();
+    let charms: Vec<Option<String>> = inputs.charms.iter().map(|c| member(c.label(), c.name(), "charms/", &mut problems)).collect();
+    for charm in &inputs.charms {
+        let Carried::File(path) = charm else { continue };
         match Charm::from_archive(path, &CharmLimits::default()) {
             Ok(_) => {}
             Err(CharmError::Invalid(p)) => problems.extend(p),
@@ -142,14 +196,18 @@ pub async fn export(client: &Client, inputs: &ExportInputs, pull: &PullOptions, 
     problems.into_result(())?;
 
     let mut entries = Vec::new();
-    let files = std::iter::once((&inputs.bundle, &bundle))
-        .chain(inputs.overlays.iter().zip(&overlays))
-        .chain(inputs.charms.iter().zip(&charms))
-        .chain(inputs.lock.iter().zip(std::iter::once(&lock)));
-    for (path, name) in files {
+    let files = std::iter::once(&inputs.bundle).chain(&inputs.overlays).map(|p| Carried::File(p.clone())).zip(std::iter::once(&bundle).chain(&overlays));
+    let carried = files.chain(inputs.charms.iter().cloned().zip(&charms));
+    let lock = inputs.lock.as_ref().map(|_| "bundle.lock".to_string());
+    for (source, name) in carried.chain(inputs.lock.iter().cloned().zip(std::iter::once(&lock))) {
         let Some(name) = name else { continue };
-        let size = std::fs::metadata(path).map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?.len();
-        entries.push(Entry { name: name.clone(), size, content: Content::File(path.clone()) });
+        entries.push(match source {
+            Carried::File(path) => {
+                let size = std::fs::metadata(&path).map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?.len();
+                Entry { name: name.clone(), size, content: Content::File(path) }
+            }
+            Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
+        });
     }
     let contents = Contents {
         format: FORMAT.to_string(),

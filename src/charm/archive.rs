@@ -57,7 +57,7 @@ pub fn pack(files: &BTreeMap<String, CharmFile>) -> Vec<u8> {
 /// component, no control characters.
 pub fn check_member_name(archive: &str, name: &str) -> Result<(), Problem> {
     match unsafe_name_reason(name) {
-        Some(why) => Err(Problem::new(archive, name, why).hint("the archive is unsafe; rebuild it with charmer pack")),
+        Some(why) => Err(Problem::new(archive, name, why).hint(UNSAFE_HINT)),
         None => Ok(()),
     }
 }
@@ -88,10 +88,36 @@ pub fn unsafe_name_reason(name: &str) -> Option<&'static str> {
     None
 }
 
+/// The hint on every problem that makes an archive unsafe to read.
+const UNSAFE_HINT: &str = "the archive is unsafe; rebuild it with charmer pack";
+
+/// Names given to more than one record of the central directory starting at `start`.
+///
+/// Hand-written because the `zip` crate keys its entries by name and silently keeps one
+/// record per name (zip-rs/zip2 issues 488 and 841): a hostile archive could carry two
+/// `metadata.yaml`s, one for charmer and another for a reader that takes the other record.
+/// Only the fixed part of each record is read (APPNOTE 4.3.12: signature, name, extra and
+/// comment lengths at offsets 28, 30, 32, name at 46), from where the crate found the directory.
+fn duplicate_names(bytes: &[u8], start: u64) -> Vec<String> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+    let mut counts: BTreeMap<&[u8], usize> = BTreeMap::new();
+    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
+    while bytes.get(at..at.saturating_add(4)) == Some(&[0x50, 0x4b, 0x01, 0x02]) {
+        let (Some(name_len), Some(extra_len), Some(comment_len)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32)) else {
+            break;
+        };
+        let Some(name) = bytes.get(at + 46..at + 46 + name_len) else { break };
+        *counts.entry(name).or_default() += 1;
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| String::from_utf8_lossy(name).into_owned()).collect()
+}
+
 /// Reads an untrusted zip into files, refusing (with every problem named): a damaged or
 /// truncated zip, unsafe names ([`check_member_name`]), non-UTF-8 names, symlinks,
-/// duplicate names, encrypted entries, more entries or bytes than `limits` (counted on the
-/// bytes actually inflated, not on sizes the archive claims), and CRC mismatches.
+/// duplicate names, encrypted entries, more entries or bytes than `limits` (refused from the
+/// sizes the headers declare, before inflating), entries that inflate to another size than
+/// they declare, and CRC mismatches.
 pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
     let mut zip = ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| Problem::new(archive, "", format!("not a readable zip archive: {e}")).hint("the file is damaged or truncated; copy it again"))?;
@@ -99,11 +125,14 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
         return Err(Problem::new(archive, "", format!("{} entries, more than the limit of {}", zip.len(), limits.max_entries)).into());
     }
     let mut problems = Problems::default();
+    for name in duplicate_names(bytes, zip.central_directory_start()) {
+        problems.push(Problem::new(archive, name, "duplicate entry").hint(UNSAFE_HINT));
+    }
     let mut seen = BTreeSet::new();
     let mut files = BTreeMap::new();
     let mut total: u64 = 0;
     for index in 0..zip.len() {
-        let (name, is_dir, executable) = {
+        let (name, is_dir, executable, declared) = {
             let entry = match zip.by_index_raw(index) {
                 Ok(entry) => entry,
                 Err(e) => {
@@ -120,7 +149,7 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
                 continue;
             }
             if !seen.insert(name.trim_end_matches('/').to_string()) {
-                problems.push(Problem::new(archive, &name, "duplicate entry"));
+                problems.push(Problem::new(archive, &name, "duplicate entry").hint(UNSAFE_HINT));
                 continue;
             }
             if entry.encrypted() {
@@ -132,23 +161,32 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
                 problems.push(Problem::new(archive, &name, "symlink entry").hint("charms hold plain files only"));
                 continue;
             }
-            (name, entry.is_dir(), mode & 0o111 != 0)
+            (name, entry.is_dir(), mode & 0o111 != 0, entry.size())
         };
         if is_dir {
             continue;
         }
-        let budget = limits.max_total_bytes.saturating_sub(total);
+        // The declared size bounds what is inflated, and the bytes really inflated must
+        // match it: a bomb is refused from its header, a lying header by its content.
+        if declared > limits.max_total_bytes.saturating_sub(total) {
+            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
+            break;
+        }
         let mut data = Vec::new();
-        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(budget + 1).read_to_end(&mut data)?));
+        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(declared + 1).read_to_end(&mut data)?));
         if let Err(e) = read {
             problems.push(Problem::new(archive, &name, format!("cannot be inflated: {e}")).hint("the archive is damaged"));
             continue;
         }
-        total += data.len() as u64;
-        if total > limits.max_total_bytes {
-            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
-            break;
+        let inflated = data.len() as u64;
+        if inflated != declared {
+            let what = if inflated > declared { format!("more than {declared}") } else { inflated.to_string() };
+            problems.push(
+                Problem::new(archive, &name, format!("inflates to {what} bytes but its header declares {declared}")).hint("the archive is damaged or forged"),
+            );
+            continue;
         }
+        total += inflated;
         files.insert(name, CharmFile { data, executable });
     }
     problems.into_result(files).map_err(CharmError::from)
@@ -176,6 +214,10 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             continue;
         }
         let relative = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+        // Archives beside the sources are earlier packs (`charmer pack . --out .`), not content.
+        if entry.depth() == 1 && relative.extension().is_some_and(|e| e == "charm") {
+            continue;
+        }
         let Some(name) = relative.to_str().map(str::to_string) else {
             problems.push(Problem::new(&label, relative.display().to_string(), "file name is not UTF-8"));
             continue;
@@ -205,17 +247,6 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
         problems.push(Problem::new(&label, "", format!("{} files, more than the limit of {}", files.len(), limits.max_entries)));
     }
     problems.into_result(files).map_err(CharmError::from)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed into
-/// place, so a failure never leaves a half-written file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CharmError> {
-    let io = |source| CharmError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 /// Unpacks files into `dest`, which must not exist yet. The files are written to a temporary

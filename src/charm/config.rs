@@ -143,7 +143,7 @@ struct RawOption {
 impl ConfigSchema {
     /// Parses `config.yaml` text; `file` names it in problems. Reports every bad option.
     pub fn parse(file: &str, text: &str) -> Result<ConfigSchema, Problems> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))?;
+        let raw: RawConfig = parse_yaml(file, text)?;
         let mut problems = Problems::default();
         let mut options = BTreeMap::new();
         for (name, raw) in raw.options.unwrap_or_default() {
@@ -292,6 +292,15 @@ fn check_yaml_value(kind: OptionType, value: &serde_yaml::Value) -> Result<Optio
     }))
 }
 
+/// Parses YAML text into `T`, naming `file` (and the line) in the problem. A key given twice
+/// in one mapping is refused, as Juju's YAML reader does: serde's derived structs and maps
+/// would silently keep the last one (two `db` endpoints, two `replicas` options), so the text
+/// is first read as a plain `serde_yaml::Value`, whose mappings reject duplicates.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Problem> {
+    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| yaml_problem(file, &e))?;
+    serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))
+}
+
 /// Turns a YAML syntax or shape error into a problem naming the file and, where serde_yaml
 /// knows it, the line.
 pub(crate) fn yaml_problem(file: &str, error: &serde_yaml::Error) -> Problem {
@@ -351,6 +360,13 @@ mod tests {
         assert_eq!(err, "\"Ingress\" is not allowed; allowed values: \"LoadBalancer\", \"NodePort\", \"ClusterIP\"");
         let bad_default = "options:\n  svc: {default: Foo, enum: [A, B]}\n";
         assert!(ConfigSchema::parse("config.yaml", bad_default).unwrap_err().to_string().contains("options.svc.default: \"Foo\" is not allowed"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_line() {
+        let text = "options:\n  a: {type: int}\n  a: {type: string}\n";
+        let problems = ConfigSchema::parse("config.yaml", text).unwrap_err().to_string();
+        assert!(problems.starts_with("config.yaml: line 2: invalid YAML: options: duplicate entry with key \"a\""), "{problems}");
     }
 
     #[test]

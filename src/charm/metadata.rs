@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::yaml_problem;
+use super::config::parse_yaml;
 use crate::diag::{Problem, Problems};
 
 /// The parsed `metadata.yaml`.
@@ -179,7 +179,7 @@ pub struct Mount {
 impl Metadata {
     /// Parses and validates `metadata.yaml`, reporting every problem at once.
     pub fn parse(file: &str, text: &str) -> Result<Metadata, Problems> {
-        let meta: Metadata = serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))?;
+        let meta: Metadata = parse_yaml(file, text)?;
         let problems = meta.validate(file);
         problems.into_result(meta)
     }

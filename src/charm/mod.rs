@@ -20,6 +20,7 @@ pub use config::{ConfigSchema, ConfigValue, OptionSpec, OptionType};
 pub use metadata::{Endpoint, Metadata, Role};
 
 use crate::diag::{Problem, Problems};
+use crate::images::Reference;
 
 /// Errors of loading, reading or packing a charm.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,8 @@ pub struct Charm {
     pub files: BTreeMap<String, CharmFile>,
     /// Where it came from.
     pub origin: Origin,
+    /// The packed archive's SHA-256, computed on first use (packing is the costly part).
+    sha256: std::sync::OnceLock<String>,
 }
 
 impl Charm {
@@ -111,8 +114,9 @@ impl Charm {
         }
     }
 
-    /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) are
-    /// left out; symlinks are followed when they stay inside the folder, as charmcraft does.
+    /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) and
+    /// `.charm` archives at its root (earlier packs) are left out; symlinks are followed when
+    /// they stay inside the folder, as charmcraft does.
     pub fn from_dir(dir: &Path) -> Result<Charm, CharmError> {
         let files = archive::read_dir(dir, &Limits::default())?;
         Charm::from_files(files, Origin::Dir(dir.to_path_buf()))
@@ -179,7 +183,7 @@ impl Charm {
         };
         match (metadata, config, version) {
             (Some(metadata), Some(config), Some(version)) if problems.is_empty() => {
-                Ok(Charm { metadata, config, version, files, origin })
+                Ok(Charm { metadata, config, version, files, origin, sha256: std::sync::OnceLock::new() })
             }
             _ => Err(CharmError::Invalid(problems)),
         }
@@ -200,8 +204,34 @@ impl Charm {
     pub fn sha256(&self) -> String {
         match &self.origin {
             Origin::Archive { sha256, .. } => sha256.clone(),
-            Origin::Dir(_) => crate::digest::sha256_hex(&self.pack()),
+            Origin::Dir(_) => self.sha256.get_or_init(|| crate::digest::sha256_hex(&self.pack())).clone(),
         }
+    }
+
+    /// What is worth fixing but does not make the charm invalid, one [`Problem`] per line.
+    ///
+    /// Today: a string option whose default is an image reference that no `oci-image`
+    /// resource declares (istio-gateway's `proxy-image`). Such an image is invisible to the
+    /// air-gap tooling, which only reads resources; but real charms do this, so it cannot be
+    /// an error without refusing them.
+    pub fn warnings(&self) -> Vec<Problem> {
+        let declared: Vec<Reference> = self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
+        let file = format!("{}/config.yaml", self.origin.path().display());
+        self.config
+            .options
+            .iter()
+            .filter_map(|(name, option)| {
+                let Some(ConfigValue::String(text)) = &option.default else { return None };
+                let image = hidden_image(text)?;
+                if declared.iter().any(|d| same_image(d, &image)) {
+                    return None;
+                }
+                Some(
+                    Problem::new(&file, format!("options.{name}.default"), format!("{text:?} looks like a container image hidden in a config option"))
+                        .hint(format!("declare {image} as a resource of type oci-image with upstream-source, so the air-gap tooling sees it")),
+                )
+            })
+            .collect()
     }
 
     /// Template files (`templates/**`), by path inside the charm.
@@ -234,6 +264,23 @@ impl Charm {
     }
 }
 
+/// `text` as an image reference when it looks like one: it parses as a reference, has a
+/// registry or organisation path (a `/`), and a tag or digest. Plain words, versions and
+/// `host:port` pairs never qualify; a bare `nginx:1.27` is missed on purpose, as it reads
+/// the same as a host and port.
+fn hidden_image(text: &str) -> Option<Reference> {
+    let image: Reference = text.parse().ok()?;
+    (text.contains('/') && (image.tag.is_some() || image.digest.is_some())).then_some(image)
+}
+
+/// Whether a declared image covers one found in config: same repository, and the same tag
+/// or the same digest.
+fn same_image(declared: &Reference, found: &Reference) -> bool {
+    declared.registry == found.registry
+        && declared.repository == found.repository
+        && ((found.tag.is_some() && declared.tag == found.tag) || (found.digest.is_some() && declared.digest == found.digest))
+}
+
 /// Reads the `version` file: first line, trimmed, at most 100 characters (Juju's limit),
 /// a semantic version.
 fn parse_version(file: &str, text: &str) -> Result<Version, Problem> {
@@ -262,8 +309,8 @@ fn check_manifest(file: &str, text: &str, problems: &mut Problems) {
         #[serde(default)]
         architectures: Vec<String>,
     }
-    if let Err(e) = serde_yaml::from_str::<Manifest>(text) {
-        problems.push(config::yaml_problem(file, &e));
+    if let Err(p) = config::parse_yaml::<Manifest>(file, text) {
+        problems.push(p);
     }
 }
 
@@ -290,6 +337,8 @@ pub struct Inspection {
     pub containers: BTreeMap<String, metadata::Container>,
     /// Template files.
     pub templates: Vec<String>,
+    /// Warnings ([`Charm::warnings`]), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// One option as `inspect` shows it (secrets redacted).
@@ -351,6 +400,37 @@ impl Charm {
             storage: self.metadata.storage.clone(),
             containers: self.metadata.containers.clone(),
             templates: self.templates().map(|(p, _)| p.clone()).collect(),
+            warnings: self.warnings().iter().map(ToString::to_string).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charm(metadata: &str, config: &str) -> Charm {
+        let file = |text: &str| CharmFile { data: text.as_bytes().to_vec(), executable: false };
+        let files = BTreeMap::from([
+            ("metadata.yaml".to_string(), file(metadata)),
+            ("config.yaml".to_string(), file(config)),
+            ("version".to_string(), file("1.0.0")),
+        ]);
+        Charm::from_files(files, Origin::Dir(PathBuf::from("c"))).unwrap()
+    }
+
+    #[test]
+    fn images_hidden_in_config_defaults_are_warned_about_unless_declared() {
+        let config = "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.17.3'}\n  pinned: {default: 'ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe'}\n  \
+                      svc: {default: LoadBalancer}\n  v: {default: '1.2.3'}\n  addr: {default: 'localhost:8080'}\n  url: {default: 'http://example.com:80/x'}\n  \
+                      path: {default: /var/lib/x}\n  untagged: {default: a/b}\n  n: {type: int, default: 3}\n";
+        let warnings: Vec<String> = charm("name: c\n", config).warnings().iter().map(ToString::to_string).collect();
+        assert_eq!(warnings, [
+            "c/config.yaml: options.pinned.default: \"ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe\" looks like a container image hidden in a config option (hint: declare ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
+            "c/config.yaml: options.proxy.default: \"docker.io/istio/proxyv2:1.17.3\" looks like a container image hidden in a config option (hint: declare docker.io/istio/proxyv2:1.17.3 as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
+        ]);
+        let declared = "name: c\nresources:\n  proxy: {type: oci-image, upstream-source: 'istio/proxyv2:1.17.3@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe'}\n";
+        assert!(charm(declared, "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.17.3'}\n").warnings().is_empty());
+        assert_eq!(charm(declared, "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.18.0'}\n").warnings().len(), 1, "another tag is another image");
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{client, print_report, read_list, read_login, runtime, Bars, Connection, Login, PullFlags};
-use super::line;
+use super::images_cmds::{client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags};
+use super::{line, ResolveArgs};
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::Error;
@@ -16,9 +16,9 @@ use crate::Error;
 /// `charmer airgap ...`.
 #[derive(Debug, Subcommand)]
 pub enum AirgapCommand {
-    /// Write ONE archive to carry into an air gap: bundle, overlays, charms, images, lock,
-    /// and a checksum for every member.
-    Export(ExportArgs),
+    /// Write ONE archive to carry into an air gap: a bundle, its overlays, every charm it
+    /// resolves to, their images, the lock, and a checksum for every member.
+    Export(Box<ExportArgs>),
     /// Check an air-gap archive, push its images into the private registry, and unpack the
     /// bundle and charms into a new folder ready to deploy.
     Import(ImportArgs),
@@ -27,21 +27,9 @@ pub enum AirgapCommand {
 /// `airgap export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The bundle file.
-    #[arg(long)]
-    pub bundle: PathBuf,
-    /// An overlay (repeatable, applied in order).
-    #[arg(long)]
-    pub overlay: Vec<PathBuf>,
-    /// A .charm archive the bundle uses (repeatable).
-    #[arg(long)]
-    pub charm: Vec<PathBuf>,
-    /// The images to carry: a file with one image per line (`images list` output works).
-    #[arg(long, value_name = "FILE")]
-    pub from_list: Option<PathBuf>,
-    /// The lock file to carry.
-    #[arg(long)]
-    pub lock: Option<PathBuf>,
+    /// The bundle to carry, and the resolver flags.
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -74,18 +62,15 @@ pub struct ImportArgs {
 
 pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCode, Error> {
     match command {
-        AirgapCommand::Export(args) => export(out, args),
+        AirgapCommand::Export(args) => export(out, *args),
         AirgapCommand::Import(args) => import(out, args),
     }
 }
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
-    let images = match &args.from_list {
-        Some(list) => read_list(list)?,
-        None => Vec::new(),
-    };
+    let model = args.resolve.resolve()?;
+    let inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
     let options = args.pull.options(&args.connection)?;
-    let inputs = ExportInputs { bundle: args.bundle, overlays: args.overlay, charms: args.charm, images, lock: args.lock };
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
     let contents = runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;

@@ -12,9 +12,8 @@ use crate::Error;
 pub(super) fn pack(out: &mut impl Write, dir: &Path, out_dir: &Path) -> Result<ExitCode, Error> {
     let charm = Charm::from_dir(dir)?;
     let bytes = charm.pack();
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
     let path = out_dir.join(charm.archive_name());
-    archive::write_atomically(&path, &bytes)?;
+    crate::output::write_files(out_dir, &[(path.clone(), &bytes)])?;
     line(out, format_args!("{}  {}", crate::digest::sha256_hex(&bytes), path.display()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -65,6 +64,7 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
             for t in &view.templates {
                 line(out, format_args!("  {t}"))?;
             }
+            warn(&view.warnings);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -74,9 +74,13 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf]) -> Resu
     let mut problems = crate::diag::Problems::default();
     for path in paths {
         match Charm::from_archive(path, &Limits::default()) {
-            Ok(charm) => line(out, format_args!("ok  {}  {} {}  sha256 {}", path.display(), charm.name(), charm.version, charm.sha256()))?,
+            Ok(charm) => {
+                line(out, format_args!("ok  {}  {} {}  sha256 {}", path.display(), charm.name(), charm.version, charm.sha256()))?;
+                warn(&charm.warnings().iter().map(ToString::to_string).collect::<Vec<_>>());
+            }
             Err(crate::charm::CharmError::Invalid(p)) => problems.extend(p),
-            Err(e) => return Err(e.into()),
+            // An unreadable file is one more problem; the other archives are still checked.
+            Err(crate::charm::CharmError::Io { path, source }) => problems.push(crate::diag::Problem::new(path.display().to_string(), "", source.to_string())),
         }
     }
     problems.into_result(ExitCode::SUCCESS).map_err(Error::from)
@@ -87,6 +91,13 @@ pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<E
     archive::unpack(&charm.files, dest)?;
     line(out, format_args!("unpacked {} {} into {}", charm.name(), charm.version, dest.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints warnings on stderr, after the data, so they never mix into what scripts read.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// A YAML scalar on one line, as it would be written in a values file.

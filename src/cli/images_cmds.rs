@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::line;
+use super::{line, ResolveArgs};
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
 use crate::registry::archive::ImageArchive;
@@ -21,17 +21,8 @@ use crate::registry::progress::{Progress, Task};
 use crate::registry::pull::{self, PullOptions};
 use crate::registry::push::{self, PushOptions, PushReport};
 use crate::registry::tarindex::Limits;
+use crate::resolve::Model;
 use crate::Error;
-
-/// `charmer images ...`.
-#[derive(Debug, Subcommand)]
-pub enum ImagesCommand {
-    /// Pull images from their registries into one OCI image layout archive (no Docker).
-    Save(SaveArgs),
-    /// Push every image of an archive into a registry by digest, keeping tags, and write
-    /// retagged-images.txt.
-    Push(PushArgs),
-}
 
 /// Flags for how to talk to registries.
 #[derive(Debug, Args)]
@@ -65,12 +56,15 @@ pub struct Login {
     pub password_stdin: bool,
 }
 
-/// `images save`.
+/// `images save`: a bundle's images, or a list's.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// The images to save: a file with one image per line (`images list` output works).
-    #[arg(long, value_name = "FILE")]
-    pub from_list: PathBuf,
+    /// The bundle whose images to save, and the resolver flags.
+    #[command(flatten)]
+    pub resolve: Option<ResolveArgs>,
+    /// Save the images of this file instead (one per line; `images list` output works).
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle", required_unless_present = "bundle")]
+    pub from_list: Option<PathBuf>,
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -140,15 +134,12 @@ pub(super) fn parse_registry(text: &str) -> Result<Registry, String> {
     text.parse().map_err(|e: images::ReferenceError| e.why)
 }
 
-pub(super) fn run(out: &mut impl Write, command: ImagesCommand) -> Result<ExitCode, Error> {
-    match command {
-        ImagesCommand::Save(args) => save(out, args),
-        ImagesCommand::Push(args) => push(out, args),
-    }
-}
-
-fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
-    let references = read_list(&args.from_list)?;
+pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
+    let references = match (&args.from_list, &args.resolve) {
+        (Some(list), _) => read_list(list)?,
+        (None, Some(resolve)) => bundle_images(&resolve.resolve()?),
+        (None, None) => return Err(Problems::from(Problem::new("images save", "", "give a BUNDLE or --from-list FILE")).into()),
+    };
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
@@ -164,7 +155,7 @@ fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Error> {
+pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Error> {
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
     let archive = ImageArchive::open(&args.archive, &Limits::default())?;
@@ -201,11 +192,16 @@ pub(super) fn print_report(out: &mut impl Write, report: &PushReport) -> Result<
 
 /// Writes `retagged-images.txt` atomically.
 pub(super) fn write_retagged(path: &std::path::Path, report: &PushReport) -> Result<(), Error> {
-    crate::charm::archive::write_atomically(path, report.retagged_images().as_bytes())?;
+    crate::output::write_atomically(path, report.retagged_images().as_bytes())?;
     Ok(())
 }
 
-pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
+/// Every image a resolved bundle runs (its sources: what to fetch).
+fn bundle_images(model: &Model) -> Vec<Reference> {
+    model.image_list().images.into_iter().map(|i| i.source).collect()
+}
+
+fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
     if references.is_empty() {

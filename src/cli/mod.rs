@@ -2,8 +2,13 @@
 //! library and prints what it returns; nothing below this module prints or exits.
 
 mod airgap_cmds;
+mod bundle_cmds;
 mod charm_cmds;
+mod deploy_cmds;
 mod images_cmds;
+
+pub use bundle_cmds::ResolveArgs;
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -69,24 +74,109 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Move container images without Docker: save them into an archive, push them into a
-    /// private registry.
-    Images {
-        /// What to do with images.
-        #[command(subcommand)]
-        command: images_cmds::ImagesCommand,
+    /// Validate a bundle against its charms without a cluster and print the plan.
+    Check {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
+    /// Render a bundle's Kubernetes manifests (one file per application) and bundle.lock.
+    Render {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
+        /// stream on stdout.
+        #[arg(long, value_name = "DIR|-")]
+        out: Option<PathBuf>,
+        /// Where to write the lock file (default: DIR/bundle.lock with --out DIR; none on stdout).
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+    },
+    /// Image commands: list a bundle's images; move images without Docker (save them into
+    /// an archive, push them into a private registry).
+    #[command(subcommand)]
+    Images(ImagesCommand),
     /// Carry a bundle into an air gap: one archive with bundle, charms, images and lock.
-    Airgap {
-        /// Export or import.
-        #[command(subcommand)]
-        command: airgap_cmds::AirgapCommand,
+    #[command(subcommand)]
+    Airgap(airgap_cmds::AirgapCommand),
+    /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
+    /// apply, prune, wait for readiness, record the revision.
+    Deploy {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Ask the API server what would change (server-side dry run) and print it; change nothing.
+        #[arg(long, conflicts_with = "diff")]
+        dry_run: bool,
+        /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
+        /// more than 1 on errors.
+        #[arg(long)]
+        diff: bool,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Show a deployed bundle: applications, versions, readiness, images, revisions.
+    Status {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    Remove {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Do not ask first (the question is only asked on a terminal anyway).
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Re-apply a recorded revision (default: the one before the current) as a new revision.
+    Rollback {
+        #[command(flatten)]
+        deployed: Deployed,
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// The revision to go back to.
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        #[command(flatten)]
+        apply: ApplyArgs,
     },
     /// Print a shell completion script.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `charmer images ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List every image a bundle can run (source, or source -> target with --registry).
+    List {
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        /// Name the applications, charms and resources that need this image.
+        #[arg(long, value_name = "IMAGE")]
+        why: Option<String>,
+    },
+    /// Pull images (a bundle's, or a list's) from their registries into one OCI image
+    /// layout archive, with no Docker.
+    Save(images_cmds::SaveArgs),
+    /// Push every image of an archive into a registry by digest, keeping tags, and write
+    /// retagged-images.txt.
+    Push(images_cmds::PushArgs),
 }
 
 /// Runs a parsed command line.
@@ -97,8 +187,23 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
         Command::Verify { charms } => charm_cmds::verify(&mut out, &charms),
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
-        Command::Images { command } => images_cmds::run(&mut out, command),
-        Command::Airgap { command } => airgap_cmds::run(&mut out, command),
+        Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
+        Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
+        Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
+        Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
+        Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
+        Command::Airgap(command) => airgap_cmds::run(&mut out, command),
+        Command::Deploy { resolve, kube, dry_run, diff, apply } => {
+            let mode = match (dry_run, diff) {
+                (_, true) => deploy_cmds::Mode::Diff,
+                (true, _) => deploy_cmds::Mode::DryRun,
+                _ => deploy_cmds::Mode::Apply,
+            };
+            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
+        }
+        Command::Status { deployed, kube, output } => deploy_cmds::status(&mut out, &deployed, &kube, output),
+        Command::Remove { deployed, kube, yes } => deploy_cmds::remove(&mut out, &deployed, &kube, yes),
+        Command::Rollback { deployed, kube, revision, apply } => deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "charmer", &mut out);

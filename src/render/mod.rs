@@ -1,6 +1,34 @@
-//! Model → Kubernetes manifests.
+//! Model → Kubernetes manifests: each application's templates rendered with the context
+//! documented in `docs/templates.md`, standard labels and namespace added, checked by the
+//! air-gap lint, sorted into a deterministic order.
+
+mod context;
+mod lint;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use context::{context, publish};
+
+use crate::diag::{Problem, Problems};
+use crate::resolve::{Application, Model};
+use crate::template::TemplateSet;
+
+/// Errors of rendering.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template or the objects it produced are invalid; every problem is listed.
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+}
+
+/// The annotation naming Secret keys that deploy generates once (see docs/architecture.md).
+pub const GENERATE_ANNOTATION: &str = "charmer.io/generate";
+/// The label every object of a bundle carries; deploy's inventory selects on it.
+pub const BUNDLE_LABEL: &str = "charmer.io/bundle";
 
 /// The rendered objects of a model, in a stable order.
 #[derive(Debug, Clone, Serialize)]
@@ -21,5 +49,207 @@ pub struct RenderedObject {
     /// The template it came from (`templates/deployment.yaml`).
     pub template: String,
     /// The full object (apiVersion, kind, metadata, ...).
-    pub object: serde_json::Value,
+    pub object: Value,
+}
+
+impl RenderedObject {
+    /// `kind`.
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or_default()
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+
+    /// `apiVersion`.
+    pub fn api_version(&self) -> &str {
+        self.object["apiVersion"].as_str().unwrap_or_default()
+    }
+}
+
+impl Manifests {
+    /// Every object as one multi-document YAML stream.
+    pub fn to_yaml_stream(&self) -> String {
+        documents(self.objects.iter())
+    }
+
+    /// One multi-document YAML stream per application.
+    pub fn by_app(&self) -> BTreeMap<String, String> {
+        let mut apps: BTreeMap<&str, Vec<&RenderedObject>> = BTreeMap::new();
+        for o in &self.objects {
+            apps.entry(&o.app).or_default().push(o);
+        }
+        apps.into_iter().map(|(app, objects)| (app.to_string(), documents(objects.into_iter()))).collect()
+    }
+}
+
+fn documents<'a>(objects: impl Iterator<Item = &'a RenderedObject>) -> String {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str(&format!("---\n# Source: {}/{}\n", o.app, o.template));
+        // A serde_json::Value always serializes to YAML.
+        out.push_str(&serde_yaml::to_string(&o.object).unwrap_or_default());
+    }
+    out
+}
+
+/// Renders every application of the model.
+pub fn render(model: &Model) -> Result<Manifests, RenderError> {
+    let mut problems = Problems::default();
+    let mut sets: BTreeMap<(String, String), Arc<TemplateSet>> = BTreeMap::new();
+    let mut objects = Vec::new();
+    for app in model.applications.values() {
+        let key = (app.charm.name().to_string(), app.charm.origin.path().display().to_string());
+        let set = match sets.get(&key) {
+            Some(set) => set.clone(),
+            None => match TemplateSet::for_charm(&app.charm) {
+                Ok(set) => {
+                    let set = Arc::new(set);
+                    sets.insert(key, set.clone());
+                    set
+                }
+                Err(p) => {
+                    problems.extend(p);
+                    continue;
+                }
+            },
+        };
+        let ctx = context(model, app, true);
+        for name in &set.documents {
+            match set.render(name, &ctx) {
+                Ok(text) => objects.extend(parse_documents(model, app, name, &text, &mut problems)),
+                Err(p) => problems.push(Problem { key: join_key(&format!("application {}", app.name), &p.key), ..p }),
+            }
+        }
+    }
+    check_unique(&objects, &mut problems);
+    lint::check(model, &objects, &mut problems);
+    objects.sort_by(|a, b| (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(&b.app, kind_rank(b.kind()), b.kind(), b.name())));
+    problems.into_result(Manifests { bundle: model.name.clone(), namespace: model.namespace.clone(), objects }).map_err(RenderError::from)
+}
+
+fn join_key(a: &str, b: &str) -> String {
+    if b.is_empty() {
+        a.to_string()
+    } else {
+        format!("{a}: {b}")
+    }
+}
+
+/// Splits a rendered template into objects, skipping empty documents, and adds the standard
+/// labels and namespace.
+fn parse_documents(model: &Model, app: &Application, template: &str, text: &str, problems: &mut Problems) -> Vec<RenderedObject> {
+    use serde::Deserialize;
+    let file = format!("{}/{template}", app.charm.origin.path().display());
+    let mut objects = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let key = format!("application {}: document {}", app.name, index + 1);
+        let value = match Value::deserialize(document) {
+            Ok(Value::Null) => continue,
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(Problem::new(&file, key, format!("rendered invalid YAML: {e}")).hint("render with `charmer render` and look at the output around that line"));
+                continue;
+            }
+        };
+        match finish_object(model, app, value) {
+            Ok(object) => objects.push(RenderedObject { app: app.name.clone(), template: template.to_string(), object }),
+            Err(message) => problems.push(Problem::new(&file, key, message)),
+        }
+    }
+    objects
+}
+
+fn finish_object(model: &Model, app: &Application, mut value: Value) -> Result<Value, String> {
+    let Some(object) = value.as_object_mut() else {
+        return Err("a document must be a Kubernetes object (a map)".to_string());
+    };
+    for field in ["apiVersion", "kind"] {
+        if !object.get(field).is_some_and(Value::is_string) {
+            return Err(format!("the object has no {field}"));
+        }
+    }
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Err(format!("{kind}: metadata must be a map"));
+    };
+    let name = metadata.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if name.is_empty() {
+        return Err(format!("{kind} has no metadata.name"));
+    }
+    if is_cluster_scoped(&kind) {
+        metadata.remove("namespace");
+    } else {
+        match metadata.get("namespace").and_then(Value::as_str) {
+            None => {
+                metadata.insert("namespace".into(), Value::String(model.namespace.clone()));
+            }
+            Some(ns) if ns == model.namespace => {}
+            Some(ns) => return Err(format!("{kind} {name} is in namespace {ns:?}, outside the bundle's namespace {:?}", model.namespace)),
+        }
+    }
+    let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+    let Some(labels) = labels.as_object_mut() else {
+        return Err(format!("{kind} {name}: metadata.labels must be a map"));
+    };
+    for (k, v) in context::standard_labels(model, app) {
+        labels.insert(k, Value::String(v));
+    }
+    if kind == "Secret" {
+        check_generated_keys(object, &name)?;
+    }
+    Ok(value)
+}
+
+/// A Secret whose keys deploy generates must not carry them: they would be overwritten (and
+/// rotated) on every apply.
+fn check_generated_keys(object: &Map<String, Value>, name: &str) -> Result<(), String> {
+    let generated = object["metadata"]["annotations"][GENERATE_ANNOTATION].as_str().unwrap_or_default();
+    for key in generated.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        for field in ["data", "stringData"] {
+            if object.get(field).and_then(|d| d.get(key)).is_some() {
+                return Err(format!("Secret {name}: {field}.{key} is listed in {GENERATE_ANNOTATION}; leave it out, deploy generates it once"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_unique(objects: &[RenderedObject], problems: &mut Problems) {
+    let mut seen: BTreeMap<(String, String, String), &RenderedObject> = BTreeMap::new();
+    for o in objects {
+        let group = o.api_version().rsplit_once('/').map(|(g, _)| g).unwrap_or("").to_string();
+        let ns = o.object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let key = (format!("{group}/{}", o.kind()), ns.to_string(), o.name().to_string());
+        if let Some(first) = seen.insert(key, o) {
+            problems.push(
+                Problem::new(o.template.clone(), format!("application {}", o.app), format!("{} {} is also rendered by application {} ({})", o.kind(), o.name(), first.app, first.template))
+                    .hint("name objects after the application: {{ app }}-..."),
+            );
+        }
+    }
+}
+
+/// Kinds that live outside any namespace.
+pub fn is_cluster_scoped(kind: &str) -> bool {
+    const CLUSTER: &[&str] = &[
+        "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass",
+        "PriorityClass", "IngressClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
+        "RuntimeClass", "CSIDriver", "VolumeAttachment",
+    ];
+    CLUSTER.contains(&kind)
+}
+
+/// Install order of kinds, like Helm's: what others depend on first.
+pub fn kind_rank(kind: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "Namespace", "CustomResourceDefinition", "PriorityClass", "StorageClass", "PersistentVolume", "ServiceAccount",
+        "Secret", "ConfigMap", "PersistentVolumeClaim", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+        "Service", "PodDisruptionBudget", "DaemonSet", "Deployment", "StatefulSet", "Job", "CronJob",
+        "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
+    ];
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }

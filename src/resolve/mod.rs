@@ -1,5 +1,203 @@
-//! Bundle + charm repository → one resolved [`Model`].
+//! Bundle + charm repository → one resolved [`Model`]: exact charm versions, type-checked
+//! config with provenance, relations with their data, and every image source → target.
+//! Every problem in the input is reported at once, each naming file, application and key.
 
+mod config;
+mod lock;
+pub mod plan;
 pub mod model;
+mod relations;
 
-pub use model::{Application, Image, Model, Relation, RelationData, Setting, Source};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use lock::{Lock, LockedApp, LockedImage};
+pub use model::{Application, Image, ImageList, ImageUse, ImageUser, Model, Relation, RelationData, Setting, Source};
+
+use crate::bundle::{Bundle, BundleError, BundleInput, CharmRef};
+use crate::charm::Charm;
+use crate::diag::{Problem, Problems};
+use crate::images::{ImageMap, Reference, Registry};
+use crate::repo::Repository;
+
+/// Errors of resolving a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The bundle, its overlays or overrides could not be loaded.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The bundle does not resolve against the charms; every problem is listed.
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+}
+
+/// Everything a command gives the resolver.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The bundle with overlays and overrides.
+    pub bundle: BundleInput,
+    /// Charm folders; empty means the defaults (see [`default_charm_dirs`]).
+    pub charm_dirs: Vec<PathBuf>,
+    /// Namespace to render for; `None` means the bundle's name.
+    pub namespace: Option<String>,
+    /// Private registry to relocate images to.
+    pub registry: Option<Registry>,
+    /// A `retagged-images.txt`, consulted before `registry`.
+    pub image_map: Option<PathBuf>,
+}
+
+/// The default charm folders: `charms/` and `dist/` in the bundle's folder or, failing that,
+/// in the nearest folder above it that has either (so `bundles/full/bundle.yaml` finds the
+/// repository's top-level `charms/`).
+pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
+    let start = bundle_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let start = start.canonicalize().unwrap_or_else(|_| start.to_path_buf());
+    for dir in start.ancestors() {
+        let found: Vec<PathBuf> = ["charms", "dist"].iter().map(|d| dir.join(d)).filter(|d| d.is_dir()).collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+/// Loads the bundle and its layers, scans the charm folders and resolves.
+pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
+    let (bundle, mut problems) = Bundle::load_partial(&inputs.bundle)?;
+    let dirs = if inputs.charm_dirs.is_empty() { default_charm_dirs(&bundle.file) } else { inputs.charm_dirs.clone() };
+    let repo = Repository::scan(&dirs);
+    let image_map = match inputs.image_map.as_deref().map(read_image_map) {
+        Some(Ok(map)) => Some(map),
+        Some(Err(p)) => {
+            problems.extend(p);
+            None
+        }
+        None => None,
+    };
+    let namespace = inputs.namespace.clone().unwrap_or_else(|| bundle.name.clone());
+    match resolve(&bundle, &repo, &namespace, inputs.registry.as_ref(), image_map.as_ref()) {
+        Ok(model) => problems.into_result(model).map_err(ResolveError::from),
+        Err(ResolveError::Invalid(more)) => {
+            problems.extend(more);
+            Err(ResolveError::Invalid(problems))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_image_map(path: &Path) -> Result<ImageMap, Problems> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(&label, "", format!("cannot read: {e}")))?;
+    ImageMap::parse(&label, &text).map_err(Problems)
+}
+
+/// Resolves a loaded bundle against a repository.
+pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Option<&Registry>, image_map: Option<&ImageMap>) -> Result<Model, ResolveError> {
+    let mut problems = Problems::default();
+    if !is_dns_label(namespace) {
+        problems.push(Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace")).hint("use at most 63 lowercase letters, digits and '-'"));
+    }
+    let mut applications = BTreeMap::new();
+    for (name, spec) in &bundle.applications {
+        let file = spec.file.display().to_string();
+        let key = format!("applications.{name}");
+        let charm = match &spec.charm {
+            CharmRef::Name(charm) => repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file: file.clone(), key: format!("{key}.charm"), ..p }),
+            CharmRef::Path(path) => repo.load(path).map_err(|e| Problem::new(&file, format!("{key}.charm"), e.to_string())),
+        };
+        let charm: Arc<Charm> = match charm {
+            Ok(c) => c,
+            Err(p) => {
+                problems.push(p);
+                continue;
+            }
+        };
+        if let (CharmRef::Path(_), Some(req)) = (&spec.charm, &spec.version) {
+            if !req.matches(&charm.version) {
+                problems.push(Problem::new(&file, format!("{key}.version"), format!("{} {} does not satisfy {req}", charm.name(), charm.version)));
+            }
+        }
+        let config = config::effective(name, spec, &charm, &mut problems);
+        let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);
+        let mut required_secrets: Vec<String> = spec.required_secrets.clone();
+        for (option, setting) in &config {
+            let is_ref = charm.config.options.get(option).is_some_and(|o| o.secret_ref);
+            if let (true, crate::charm::ConfigValue::String(s)) = (is_ref, &setting.value) {
+                if !s.is_empty() {
+                    required_secrets.push(s.clone());
+                }
+            }
+        }
+        required_secrets.sort();
+        required_secrets.dedup();
+        applications.insert(
+            name.clone(),
+            Application {
+                name: name.clone(),
+                charm,
+                scale: spec.scale,
+                trust: spec.trust,
+                config,
+                images,
+                relation_data: BTreeMap::new(),
+                required_secrets,
+            },
+        );
+    }
+    let relations = relations::resolve(bundle, &applications, &mut problems);
+    if problems.is_empty() {
+        relations::check_required(bundle, &applications, &relations, &mut problems);
+    }
+    let mut model = Model {
+        name: bundle.name.clone(),
+        bundle_file: bundle.file.clone(),
+        namespace: namespace.to_string(),
+        registry: registry.cloned(),
+        applications,
+        relations,
+    };
+    if problems.is_empty() {
+        relations::publish_data(&mut model, &mut problems);
+    }
+    problems.into_result(model).map_err(ResolveError::from)
+}
+
+fn resolve_images(app: &str, spec: &crate::bundle::AppSpec, charm: &Charm, registry: Option<&Registry>, image_map: Option<&ImageMap>, problems: &mut Problems) -> BTreeMap<String, Image> {
+    let file = spec.file.display().to_string();
+    let mut images = BTreeMap::new();
+    for resource in spec.resources.keys() {
+        if !charm.metadata.resources.contains_key(resource) {
+            problems.push(Problem::new(&file, format!("applications.{app}.resources.{resource}"), format!("charm {} has no resource {resource:?}", charm.name())));
+        }
+    }
+    for (resource, upstream) in charm.metadata.images() {
+        let (text, origin) = match spec.resources.get(resource) {
+            Some(r) => (r.as_str(), format!("applications.{app}.resources.{resource}")),
+            None => (upstream, format!("{}/metadata.yaml: resources.{resource}.upstream-source", charm.origin.path().display())),
+        };
+        let source: Reference = match text.parse() {
+            Ok(r) => r,
+            Err(e) => {
+                let hint = if text.bytes().all(|b| b.is_ascii_digit()) { "charmer needs an image reference, not a Charmhub revision" } else { "write an image reference such as docker.io/library/nginx:1.27" };
+                problems.push(Problem::new(&file, origin, e.to_string()).hint(hint));
+                continue;
+            }
+        };
+        let target = image_map
+            .and_then(|m| m.lookup(&source))
+            .or_else(|| registry.map(|r| source.relocate(r)))
+            .unwrap_or_else(|| source.clone());
+        images.insert(resource.clone(), Image { source, target });
+    }
+    images
+}
+
+/// A Kubernetes DNS label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}

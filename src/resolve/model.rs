@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::bundle::Source;
 use crate::charm::{Charm, ConfigValue};
 use crate::images::{Reference, Registry};
 
@@ -61,22 +62,6 @@ pub struct Setting {
     pub source: Source,
 }
 
-/// Where a config value came from, in merge order (later wins).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "file")]
-pub enum Source {
-    /// The charm's `config.yaml` default.
-    Default,
-    /// The bundle file.
-    Bundle(PathBuf),
-    /// An overlay file.
-    Overlay(PathBuf),
-    /// A `--config-file APP=FILE`.
-    ConfigFile(PathBuf),
-    /// A `--config APP.KEY=VALUE`.
-    CommandLine,
-}
-
 /// One image a charm runs, before and after relocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Image {
@@ -109,4 +94,66 @@ pub struct Relation {
     pub b: (String, String),
     /// The shared interface.
     pub interface: String,
+}
+
+/// Every image of a model, once each, with who needs it (`charmer images list`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageList {
+    /// Images sorted by source.
+    pub images: Vec<ImageUse>,
+}
+
+/// One image and the applications that run it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageUse {
+    /// The upstream image.
+    pub source: Reference,
+    /// What manifests run.
+    pub target: Reference,
+    /// Who needs it.
+    pub used_by: Vec<ImageUser>,
+}
+
+/// An application resource that needs an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageUser {
+    /// Application name.
+    pub app: String,
+    /// Charm name.
+    pub charm: String,
+    /// Charm version.
+    pub version: String,
+    /// Resource name.
+    pub resource: String,
+}
+
+impl Model {
+    /// Every image the bundle can run, once each, sorted.
+    pub fn image_list(&self) -> ImageList {
+        let mut by_source: BTreeMap<(&Reference, &Reference), Vec<ImageUser>> = BTreeMap::new();
+        for app in self.applications.values() {
+            for (resource, image) in &app.images {
+                by_source.entry((&image.source, &image.target)).or_default().push(ImageUser {
+                    app: app.name.clone(),
+                    charm: app.charm.name().to_string(),
+                    version: app.charm.version.to_string(),
+                    resource: resource.clone(),
+                });
+            }
+        }
+        ImageList {
+            images: by_source
+                .into_iter()
+                .map(|((source, target), used_by)| ImageUse { source: source.clone(), target: target.clone(), used_by })
+                .collect(),
+        }
+    }
+}
+
+impl ImageList {
+    /// Who needs `image` (matched as a source or a target, in any spelling Docker accepts).
+    pub fn why(&self, image: &str) -> Vec<&ImageUser> {
+        let Ok(wanted) = image.parse::<Reference>() else { return Vec::new() };
+        self.images.iter().filter(|i| i.source == wanted || i.target == wanted).flat_map(|i| &i.used_by).collect()
+    }
 }

@@ -1,8 +1,16 @@
-//! charmer's integration tests: one test binary (linking the crate once), one module per area.
+//! The one integration-test binary: every module drives the real `charmer` binary (or the
+//! library) against real files. Shared helpers live in `support/`.
+
+mod support;
 
 mod airgap;
+mod bad_archives;
+mod charm_format;
+mod charms;
+mod deploy;
+mod fixtures;
 mod registry_archives;
 mod registry_auth;
 mod registry_fault;
 mod registry_push;
-mod support;
+mod resolve_render;

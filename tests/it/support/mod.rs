@@ -1,3 +1,202 @@
-//! Support code the integration tests share: servers started on free 127.0.0.1 ports.
+//! Shared helpers for the integration tests: running the real `charmer` binary, building
+//! charm source folders, finding the shared Juju fixtures, forging hostile zips, and the
+//! Kubernetes API emulator, real image registries.
 
+pub mod kube_emulator;
+pub mod rawzip;
 pub mod registry;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use rawzip::{RawEntry, RawZip};
+
+/// The `charmer` binary cargo built for these tests.
+pub fn charmer() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_charmer"));
+    // Logs would interleave with the output the tests read.
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Hex SHA-256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read file to hash")))
+}
+
+/// A source file of a test charm: its path inside the charm, content and exec bit.
+pub struct SourceFile {
+    /// Path inside the charm, `/`-separated.
+    pub path: String,
+    /// Content.
+    pub data: Vec<u8>,
+    /// Mode 0755 instead of 0644.
+    pub executable: bool,
+}
+
+/// A file of a test charm with mode 0644.
+pub fn file(path: &str, data: impl Into<Vec<u8>>) -> SourceFile {
+    SourceFile { path: path.to_string(), data: data.into(), executable: false }
+}
+
+/// An executable file (mode 0755) of a test charm.
+pub fn exec(path: &str, data: impl Into<Vec<u8>>) -> SourceFile {
+    SourceFile { path: path.to_string(), data: data.into(), executable: true }
+}
+
+/// metadata.yaml of the sample charm: every section `inspect` shows, and keys Juju has but
+/// charmer does not use (which must be kept and ignored).
+pub const SAMPLE_METADATA: &str = "\
+name: webapp
+display-name: Web application
+summary: A small web application
+description: |
+  Serves the web UI.
+docs: https://example.invalid/docs
+provides:
+  http:
+    interface: http
+    publishes:
+      url: 'http://{{ app }}:8080'
+requires:
+  database:
+    interface: mongodb_client
+    limit: 1
+  logging:
+    interface: loki_push_api
+    optional: true
+peers:
+  replicas: webapp-peers
+storage:
+  data:
+    type: filesystem
+    location: /srv/data
+    minimum-size: 1G
+containers:
+  web:
+    resource: web-image
+    mounts:
+      - storage: data
+        location: /srv/data
+resources:
+  web-image:
+    type: oci-image
+    description: the web server
+    upstream-source: docker.io/library/nginx:1.27.3
+assumes:
+  - k8s-api
+";
+
+/// config.yaml of the sample charm: one option of each type, an `enum`, a `secret-ref`.
+pub const SAMPLE_CONFIG: &str = "\
+options:
+  replicas:
+    type: int
+    default: 2
+    description: How many pods to run.
+  ratio:
+    type: float
+    default: 0.5
+    description: A float.
+  debug:
+    type: boolean
+    default: false
+    description: Verbose logs.
+  hostname:
+    type: string
+    default: ''
+    description: Public host name.
+  service_type:
+    type: string
+    default: ClusterIP
+    enum: [ClusterIP, NodePort, LoadBalancer]
+    description: |
+      Kubernetes Service type.
+      Second line.
+  admin_password:
+    type: secret
+    default: hunter2
+    description: Never shown.
+  tls_secret:
+    type: string
+    secret-ref: true
+    description: Name of an existing TLS Secret.
+";
+
+/// manifest.yaml as charmcraft writes it.
+pub const SAMPLE_MANIFEST: &str = "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n";
+
+/// The files of a complete, valid charm named `webapp` at version `1.2.3`, including an
+/// executable, nested folders and a binary file.
+pub fn sample_charm_files() -> Vec<SourceFile> {
+    vec![
+        file("metadata.yaml", SAMPLE_METADATA),
+        file("config.yaml", SAMPLE_CONFIG),
+        file("manifest.yaml", SAMPLE_MANIFEST),
+        file("version", "1.2.3\n"),
+        file("README.md", "# webapp\n"),
+        file("templates/deployment.yaml", "kind: Deployment\nmetadata:\n  name: {{ app }}\n"),
+        file("templates/service.yaml", "kind: Service\nmetadata:\n  name: {{ app }}\n"),
+        file("templates/_helpers.j2", "{% macro x() %}{% endmacro %}\n"),
+        exec("dispatch", "#!/bin/sh\nexit 0\n"),
+        exec("hooks/install", "#!/bin/sh\nexit 0\n"),
+        file("files/blob.bin", (0..=255u8).cycle().take(70_000).collect::<Vec<u8>>()),
+    ]
+}
+
+/// Writes `files` as a charm source folder at `dir` (created), with their modes.
+pub fn write_charm(dir: &Path, files: &[SourceFile]) -> PathBuf {
+    for f in files {
+        let path = dir.join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("create charm folder");
+        std::fs::write(&path, &f.data).expect("write charm file");
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod charm file");
+    }
+    dir.to_path_buf()
+}
+
+/// Every regular file under `dir` (hidden ones included), by `/`-separated relative path,
+/// with its content and whether any exec bit is set.
+pub fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.expect("walk tree"))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).expect("under dir").to_str().expect("utf-8 path").to_string();
+            let mode = e.metadata().expect("stat").permissions().mode();
+            (rel, (std::fs::read(e.path()).expect("read"), mode & 0o111 != 0))
+        })
+        .collect()
+}
+
+/// Names of the entries directly in `dir` (empty when it does not exist).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = read.map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// The shared material (`JUJU-FACTS.md`, `fixtures/`): `$CHARMER_SHARED`, else the nearest
+/// `shared/` folder beside the repository root or one of its ancestors (`../shared` for the
+/// main checkout, `../../shared` for a worktree under `wt/`).
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHARMER_SHARED") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("fixtures/juju").is_dir())
+        .unwrap_or_else(|| panic!("no shared/fixtures/juju beside {} or its parents; set CHARMER_SHARED", root.display()))
+}
+
+/// The real Juju files of `shared/fixtures/juju/`.
+pub fn juju_fixtures() -> PathBuf {
+    shared_dir().join("fixtures/juju")
+}

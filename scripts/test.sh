@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need when it is missing, then runs
+# every test of the crate with the locked dependencies and exits with cargo's status.
+#
+# Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
+# apache2-utils (htpasswd) and openssl for the registry tests, and PyPI kubernetes-validate
+# for the schema checks. Installing needs root; when everything is there, it installs and
+# prints nothing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+need() { # need COMMAND DEBIAN-PACKAGE
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+need docker-registry docker-registry
+need skopeo skopeo
+need htpasswd apache2-utils
+need openssl openssl
+if ! command -v kubernetes-validate >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=(python3-pip)
+fi
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "scripts/test.sh: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "scripts/test.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing kubernetes-validate (PyPI)" >&2
+    # Debian marks its Python as externally managed; older pips lack the flag.
+    python3 -m pip install --quiet --break-system-packages kubernetes-validate 2>/dev/null ||
+        python3 -m pip install --quiet kubernetes-validate
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo not found; install Rust with rustup (the crate needs its rust-version)" >&2
+    exit 1
+fi
+
+# --all-targets runs the library, binary, integration-test and bench targets' tests (the
+# crate has no doc tests; running them would end the log on an empty "0 passed" summary).
+cargo test --locked --all-targets

@@ -1,0 +1,232 @@
+//! `bundle.yaml`: Juju's bundle format, overlays, and command-line config overrides, merged
+//! into one [`Bundle`] in a documented order:
+//! charm defaults < bundle < overlays (in order) < `--config-file` < `--config`.
+//!
+//! This module knows nothing of charm contents: option values stay untyped here and are
+//! type-checked by the resolver against each charm's `config.yaml`.
+
+mod overlay;
+mod overrides;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use overrides::{ConfigFileOverride, ConfigOverride};
+
+use crate::diag::{Problem, Problems};
+
+/// Errors of loading a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The bundle, an overlay or an override is invalid; every problem is listed.
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+}
+
+/// Where an option value came from, in merge order (later wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "file")]
+pub enum Source {
+    /// The charm's `config.yaml` default.
+    Default,
+    /// The bundle file.
+    Bundle(PathBuf),
+    /// An overlay file.
+    Overlay(PathBuf),
+    /// A `--config-file APP=FILE`.
+    ConfigFile(PathBuf),
+    /// A `--config APP.KEY=VALUE`.
+    CommandLine,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("charm default"),
+            Source::Bundle(p) => write!(f, "bundle {}", p.display()),
+            Source::Overlay(p) => write!(f, "overlay {}", p.display()),
+            Source::ConfigFile(p) => write!(f, "config file {}", p.display()),
+            Source::CommandLine => f.write_str("--config"),
+        }
+    }
+}
+
+impl Source {
+    /// The file to name in a problem about this value.
+    pub fn file_label(&self) -> String {
+        match self {
+            Source::Default => "config.yaml".to_string(),
+            Source::Bundle(p) | Source::Overlay(p) | Source::ConfigFile(p) => p.display().to_string(),
+            Source::CommandLine => "--config".to_string(),
+        }
+    }
+}
+
+/// An option value as given, before type-checking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    /// A YAML value from a bundle, overlay or values file (typed as YAML typed it).
+    Yaml(serde_yaml::Value),
+    /// Text from `--config`, parsed by the option's type the way Juju parses CLI values.
+    Text(String),
+}
+
+/// One option setting and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptionSetting {
+    /// The value.
+    pub value: RawValue,
+    /// Its source.
+    pub source: Source,
+}
+
+/// One application of a bundle after overlays and overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppSpec {
+    /// A charm name, or a local path (starting with `.` or `/`) resolved against the file
+    /// that set it.
+    pub charm: CharmRef,
+    /// charmer's `version:` semver requirement.
+    pub version: Option<semver::VersionReq>,
+    /// Units wanted (`scale`, alias `num_units`); 1 when not given.
+    pub scale: u32,
+    /// Juju's `trust:`.
+    pub trust: bool,
+    /// Option settings by name; the last writer in merge order wins.
+    pub options: BTreeMap<String, OptionSetting>,
+    /// Resource overrides: resource name → image reference (a Charmhub revision number is
+    /// kept as text and rejected by the resolver for `oci-image` resources).
+    pub resources: BTreeMap<String, String>,
+    /// charmer's `required-secrets:`: Secrets that must exist before deploy.
+    pub required_secrets: Vec<String>,
+    /// The file that defined the application (for problems).
+    pub file: PathBuf,
+}
+
+/// How an application names its charm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CharmRef {
+    /// A name looked up in the charm repository.
+    Name(String),
+    /// A local folder or archive (absolute, already joined to the bundle's folder).
+    Path(PathBuf),
+}
+
+/// One end of a relation as written: `app` or `app:endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RelationEnd {
+    /// Application name.
+    pub app: String,
+    /// Endpoint name, when given.
+    pub endpoint: Option<String>,
+}
+
+impl std::fmt::Display for RelationEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.endpoint {
+            Some(e) => write!(f, "{}:{e}", self.app),
+            None => f.write_str(&self.app),
+        }
+    }
+}
+
+/// A relation as written, with the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationSpec {
+    /// The two ends.
+    pub ends: [RelationEnd; 2],
+    /// The file and its position in `relations:` (for problems).
+    pub file: PathBuf,
+    /// Index in that file's `relations:` list.
+    pub index: usize,
+}
+
+/// A bundle after overlays and overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// The bundle's `name:`.
+    pub name: String,
+    /// Applications by name.
+    pub applications: BTreeMap<String, AppSpec>,
+    /// Relations in file order (bundle first, then each overlay's).
+    pub relations: Vec<RelationSpec>,
+    /// Every file read (bundle, overlays, included files, config files), for airgap export.
+    pub files_read: Vec<PathBuf>,
+}
+
+/// What to load: the bundle and everything merged on top of it.
+#[derive(Debug, Clone, Default)]
+pub struct BundleInput {
+    /// A `bundle.yaml` or a folder holding one.
+    pub bundle: PathBuf,
+    /// Overlays, applied in order.
+    pub overlays: Vec<PathBuf>,
+    /// `--config-file APP=FILE`, applied in order.
+    pub config_files: Vec<ConfigFileOverride>,
+    /// `--config APP.KEY=VALUE`, applied in order.
+    pub config: Vec<ConfigOverride>,
+}
+
+/// The bundle file for a path that is a bundle file or a folder holding `bundle.yaml`.
+pub fn bundle_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("bundle.yaml")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+impl Bundle {
+    /// Loads the bundle, applies every overlay and override, and reports every problem
+    /// found (in any of the files) at once.
+    pub fn load(input: &BundleInput) -> Result<Bundle, BundleError> {
+        let (bundle, problems) = Bundle::load_partial(input)?;
+        problems.into_result(bundle).map_err(BundleError::from)
+    }
+
+    /// Like [`Bundle::load`], but returns what could be loaded together with the problems
+    /// found, so the resolver can add its own and report everything at once. Fails only when
+    /// the bundle file itself cannot be read or parsed.
+    pub fn load_partial(input: &BundleInput) -> Result<(Bundle, Problems), BundleError> {
+        let file = bundle_file(&input.bundle);
+        let mut problems = Problems::default();
+        let base = raw::read_file(&file, raw::Kind::Bundle)?;
+        let mut bundle = Bundle {
+            name: base.name.clone().unwrap_or_default(),
+            file: file.clone(),
+            applications: BTreeMap::new(),
+            relations: Vec::new(),
+            files_read: vec![file.clone()],
+        };
+        if bundle.name.is_empty() {
+            problems.push(Problem::new(file.display().to_string(), "name", "missing").hint("give the bundle a name: name: my-bundle"));
+        } else if !crate::charm::metadata::is_valid_name(&bundle.name) {
+            problems.push(Problem::new(file.display().to_string(), "name", format!("{:?} is not a valid name", bundle.name)).hint("use lowercase letters, digits and '-'"));
+        }
+        overlay::apply(&mut bundle, base, &Source::Bundle(file.clone()), &mut problems);
+        for path in &input.overlays {
+            match raw::read_file(path, raw::Kind::Overlay) {
+                Ok(layer) => {
+                    bundle.files_read.push(path.clone());
+                    overlay::apply(&mut bundle, layer, &Source::Overlay(path.clone()), &mut problems);
+                }
+                Err(BundleError::Invalid(p)) => problems.extend(p),
+            }
+        }
+        for o in &input.config_files {
+            bundle.files_read.push(o.file.clone());
+            overrides::apply_file(&mut bundle, o, &mut problems);
+        }
+        for o in &input.config {
+            overrides::apply_one(&mut bundle, o, &mut problems);
+        }
+        bundle.files_read.sort();
+        bundle.files_read.dedup();
+        Ok((bundle, problems))
+    }
+}

@@ -1,0 +1,131 @@
+//! `check`, `render`, `images list`: the resolver and renderer from the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{line, stdout_error, Output};
+use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
+use crate::images::Registry;
+use crate::resolve::{Inputs, Lock, Model};
+use crate::Error;
+
+/// The flags every command that resolves a bundle takes.
+#[derive(Debug, Clone, Args)]
+pub struct ResolveArgs {
+    /// The bundle: a bundle.yaml or a folder holding one.
+    pub bundle: PathBuf,
+    /// Folder of charm sources and .charm archives (repeatable; default: charms/ and dist/
+    /// beside the bundle or in the nearest folder above it).
+    #[arg(long = "charms", value_name = "DIR")]
+    pub charm_dirs: Vec<PathBuf>,
+    /// Overlay applied on the bundle (repeatable, in order).
+    #[arg(long = "overlay", value_name = "FILE")]
+    pub overlays: Vec<PathBuf>,
+    /// Override one option: APP.KEY=VALUE (repeatable; wins over everything else).
+    #[arg(long = "config", value_name = "APP.KEY=VALUE")]
+    pub config: Vec<ConfigOverride>,
+    /// Options for one application from a YAML file: APP=FILE (repeatable).
+    #[arg(long = "config-file", value_name = "APP=FILE")]
+    pub config_files: Vec<ConfigFileOverride>,
+    /// Private registry to relocate every image to: HOST[:PORT][/PREFIX].
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
+    pub registry: Option<Registry>,
+    /// A retagged-images.txt whose images are used before --registry.
+    #[arg(long, value_name = "FILE")]
+    pub image_map: Option<PathBuf>,
+    /// Namespace to render for (default: the bundle's name).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+}
+
+impl ResolveArgs {
+    /// Loads and resolves the bundle.
+    pub fn resolve(&self) -> Result<Model, Error> {
+        let inputs = Inputs {
+            bundle: BundleInput {
+                bundle: self.bundle.clone(),
+                overlays: self.overlays.clone(),
+                config_files: self.config_files.clone(),
+                config: self.config.clone(),
+            },
+            charm_dirs: self.charm_dirs.clone(),
+            namespace: self.namespace.clone(),
+            registry: self.registry.clone(),
+            image_map: self.image_map.clone(),
+        };
+        Ok(crate::resolve::load(&inputs)?)
+    }
+}
+
+pub(super) fn check(out: &mut impl Write, args: &ResolveArgs, output: Output) -> Result<ExitCode, Error> {
+    let model = args.resolve()?;
+    // Rendering is part of checking: a template error must fail `check` too.
+    crate::render::render(&model)?;
+    let plan = crate::resolve::plan::Plan::of(&model);
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &plan).map_err(|e| stdout_error(e.into()))?;
+            line(out, "")?;
+        }
+        Output::Text => write!(out, "{plan}").map_err(stdout_error)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Path>, lock: Option<&Path>) -> Result<ExitCode, Error> {
+    let model = args.resolve()?;
+    let manifests = crate::render::render(&model)?;
+    let lock_text = || Lock::of(&model).to_yaml();
+    match dest {
+        None => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
+        Some(dir) if dir == Path::new("-") => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
+        Some(dir) => {
+            let mut files: Vec<(PathBuf, String)> = manifests.by_app().into_iter().map(|(app, text)| (dir.join(format!("{app}.yaml")), text)).collect();
+            if lock.is_none() {
+                files.push((dir.join("bundle.lock"), lock_text()));
+            }
+            crate::output::write_files(dir, &files)?;
+            for (path, _) in &files {
+                line(out, path.display())?;
+            }
+        }
+    }
+    if let Some(path) = lock {
+        crate::output::write_files(path.parent().unwrap_or(Path::new(".")), &[(path.to_path_buf(), lock_text())])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn images_list(out: &mut impl Write, args: &ResolveArgs, output: Output, why: Option<&str>) -> Result<ExitCode, Error> {
+    let model = args.resolve()?;
+    let list = model.image_list();
+    if let Some(image) = why {
+        let users = list.why(image);
+        if users.is_empty() {
+            return Err(crate::diag::Problem::new(args.bundle.display().to_string(), image, "no application of the bundle uses this image").hint("run charmer images list to see them").into());
+        }
+        for u in users {
+            line(out, format_args!("{} (charm {} {}, resource {})", u.app, u.charm, u.version, u.resource))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &list).map_err(|e| stdout_error(e.into()))?;
+            line(out, "")?;
+        }
+        Output::Text => {
+            for entry in &list.images {
+                if model.registry.is_some() || entry.source != entry.target {
+                    line(out, format_args!("{} -> {}", entry.source, entry.target))?;
+                } else {
+                    line(out, &entry.source)?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

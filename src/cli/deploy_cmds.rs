@@ -1,0 +1,346 @@
+//! `deploy`, `status`, `remove`, `rollback`: the deploy stage from the command line, with
+//! progress bars, diffs and the "Apply? [y/N]" question (only ever asked on a terminal).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{line, stdout_error, Output, ResolveArgs};
+use crate::deploy::{Action, ApplyOptions, Changes, ClientOptions, Cluster, Event, Outcome, Plan, Prepared, Progress, WaitOptions};
+use crate::Error;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service
+    /// account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// What `deploy` and `rollback` do after applying.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// Return once everything is applied, without waiting for readiness.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for readiness (`90s`, `10m`, `1h`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Keep objects of earlier revisions that are no longer rendered.
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Do not ask before applying (the question is only asked on a terminal anyway).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+/// The bundle and namespace `status`, `remove` and `rollback` act on.
+#[derive(Debug, Clone, Args)]
+pub struct Deployed {
+    /// The bundle's name.
+    pub bundle: String,
+    /// The namespace (default: the bundle's name).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+}
+
+impl Deployed {
+    fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.bundle)
+    }
+}
+
+impl KubeArgs {
+    fn options(&self) -> ClientOptions {
+        ClientOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
+    }
+}
+
+impl ApplyArgs {
+    fn options(&self) -> ApplyOptions {
+        ApplyOptions { prune: !self.no_prune, wait: (!self.no_wait).then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }) }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| Error::Io { path: "<async runtime>".into(), source })
+}
+
+/// `deploy BUNDLE`: resolve and render first (any error: nothing touches the cluster), then
+/// preflight, and diff, dry-run or apply.
+pub(super) fn deploy(out: &mut impl Write, resolve: &ResolveArgs, kube: &KubeArgs, mode: Mode, apply: &ApplyArgs) -> Result<ExitCode, Error> {
+    let result = (|| {
+        let model = resolve.resolve()?;
+        let manifests = crate::render::render(&model)?;
+        let plan = Plan::from_model(&model, &manifests);
+        runtime()?.block_on(async {
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let prepared = cluster.prepare(plan).await?;
+            match mode {
+                Mode::Diff => print_diff(out, &cluster.changes(&prepared, !apply.no_prune).await?),
+                Mode::DryRun => print_dry_run(out, &prepared, &cluster.changes(&prepared, !apply.no_prune).await?),
+                Mode::Apply => apply_prepared(out, &cluster, &prepared, apply, None).await,
+            }
+        })
+    })();
+    // Like `kubectl diff`: 0 no change, 1 changes, above 1 trouble.
+    match (mode, result) {
+        (Mode::Diff, Err(error)) => Err(Error::Exit { code: 2, source: Box::new(error) }),
+        (_, result) => result,
+    }
+}
+
+/// What `deploy` does once preflight passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Apply (asking first on a terminal).
+    Apply,
+    /// Server-side dry-run: print what would change.
+    DryRun,
+    /// Print the diff; exit 1 when something would change.
+    Diff,
+}
+
+/// `rollback BUNDLE -n NS [--revision N]`.
+pub(super) fn rollback(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, revision: Option<u32>, apply: &ApplyArgs) -> Result<ExitCode, Error> {
+    runtime()?.block_on(async {
+        let cluster = Cluster::connect(&kube.options()).await?;
+        let (plan, from) = cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
+        let prepared = cluster.prepare(plan).await?;
+        apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
+    })
+}
+
+async fn apply_prepared(out: &mut impl Write, cluster: &Cluster, prepared: &Prepared, apply: &ApplyArgs, rollback_from: Option<u32>) -> Result<ExitCode, Error> {
+    let options = apply.options();
+    if !apply.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let changes = cluster.changes(prepared, options.prune).await?;
+        if !changes.is_empty() {
+            let mut err = std::io::stderr().lock();
+            print_summary(&mut err, prepared, &changes)?;
+            if !confirm("Apply?")? {
+                line(out, "nothing was applied")?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let progress = Bars::new();
+    let result = cluster.apply(prepared, &options, &progress).await;
+    progress.clear();
+    let outcome = result?;
+    print_outcome(out, prepared, &outcome, rollback_from, options.wait.is_some())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks a yes/no question on stderr; only "y" or "yes" is a yes.
+fn confirm(question: &str) -> Result<bool, Error> {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+fn print_summary(out: &mut impl Write, prepared: &Prepared, changes: &Changes) -> Result<(), Error> {
+    let plan = prepared.plan();
+    if !prepared.namespace_exists() {
+        line(out, format_args!("namespace {} will be created", plan.namespace))?;
+    }
+    for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
+        line(out, format_args!("{:<10} {}", c.action, c.id))?;
+    }
+    line(
+        out,
+        format_args!(
+            "{} to create, {} to change, {} to prune, {} unchanged ({} into namespace {}, Kubernetes {})",
+            changes.count(Action::Created),
+            changes.count(Action::Configured),
+            changes.count(Action::Pruned),
+            changes.count(Action::Unchanged),
+            plan.bundle,
+            plan.namespace,
+            prepared.cluster_version()
+        ),
+    )
+}
+
+fn print_dry_run(out: &mut impl Write, prepared: &Prepared, changes: &Changes) -> Result<ExitCode, Error> {
+    print_summary(out, prepared, changes)?;
+    for c in changes.objects.iter().filter(|c| c.action == Action::Configured) {
+        line(out, "")?;
+        line(out, format_args!("{} {}:", c.action, c.id))?;
+        write_diff(out, &c.diff)?;
+    }
+    line(out, "dry run: nothing was changed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error> {
+    for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
+        line(out, console::style(format!("# {} {}", c.id, c.action)).bold())?;
+        write_diff(out, &c.diff)?;
+    }
+    Ok(if changes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Writes a unified diff, coloured when stdout is a terminal (and NO_COLOR is unset).
+fn write_diff(out: &mut impl Write, diff: &str) -> Result<(), Error> {
+    for l in diff.lines() {
+        let styled = if l.starts_with("+++") || l.starts_with("---") {
+            console::style(l).bold()
+        } else if l.starts_with('+') {
+            console::style(l).green()
+        } else if l.starts_with('-') {
+            console::style(l).red()
+        } else if l.starts_with("@@") {
+            console::style(l).cyan()
+        } else {
+            console::style(l)
+        };
+        line(out, styled)?;
+    }
+    Ok(())
+}
+
+fn print_outcome(out: &mut impl Write, prepared: &Prepared, outcome: &Outcome, rollback_from: Option<u32>, waited: bool) -> Result<(), Error> {
+    let generated: BTreeMap<String, String> = outcome.generated.iter().map(|(id, keys)| (id.to_string(), keys.join(", "))).collect();
+    for a in &outcome.applied {
+        let id = a.id.to_string();
+        match generated.get(&id) {
+            Some(keys) => line(out, format_args!("{:<10} {id} (generated {keys})", a.action))?,
+            None => line(out, format_args!("{:<10} {id}", a.action))?,
+        }
+    }
+    for id in &outcome.pruned {
+        line(out, format_args!("{:<10} {id}", Action::Pruned))?;
+    }
+    for (id, why) in &outcome.kept {
+        line(out, format_args!("{:<10} {id}: {why}", "kept"))?;
+    }
+    let plan = prepared.plan();
+    let waited = if waited { ", ready" } else { "" };
+    match (outcome.revision, rollback_from) {
+        (Some(n), Some(from)) => line(out, format_args!("{} rolled back to revision {from} in namespace {} as revision {n}{waited}", plan.bundle, plan.namespace)),
+        (Some(n), None) => line(out, format_args!("{} deployed to namespace {} as revision {n}{waited}", plan.bundle, plan.namespace)),
+        (None, _) => line(out, format_args!("{} in namespace {} is unchanged{waited}", plan.bundle, plan.namespace)),
+    }
+}
+
+/// `status BUNDLE -n NS`.
+pub(super) fn status(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, output: Output) -> Result<ExitCode, Error> {
+    let status = runtime()?.block_on(async {
+        let cluster = Cluster::connect(&kube.options()).await?;
+        cluster.status(&deployed.bundle, deployed.namespace()).await
+    })?;
+    if output == Output::Json {
+        serde_json::to_writer_pretty(&mut *out, &status).map_err(|e| stdout_error(e.into()))?;
+        return line(out, "").map(|_| ExitCode::SUCCESS);
+    }
+    line(out, format_args!("bundle {} in namespace {}: revision {} ({})", status.bundle, status.namespace, status.revision, status.state))?;
+    let rows: Vec<[String; 5]> = status
+        .apps
+        .iter()
+        .map(|a| [a.name.clone(), a.charm.clone(), a.version.clone(), format!("{}/{}", a.ready, a.total), a.images.join(" ")])
+        .collect();
+    let header = ["APP", "CHARM", "VERSION", "READY", "IMAGES"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        line(out, cells.join("  ").trim_end())?;
+    }
+    for a in &status.apps {
+        for waiting in &a.waiting {
+            line(out, format_args!("{}: waiting for {waiting}", a.name))?;
+        }
+    }
+    let revisions: Vec<String> = status.revisions.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
+    line(out, format_args!("revisions: {}", revisions.join(", ")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `remove BUNDLE -n NS`.
+pub(super) fn remove(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, yes: bool) -> Result<ExitCode, Error> {
+    let namespace = deployed.namespace();
+    if !yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !confirm(&format!("Remove bundle {} from namespace {namespace}?", deployed.bundle))? {
+        line(out, "nothing was removed")?;
+        return Ok(ExitCode::FAILURE);
+    }
+    let removal = runtime()?.block_on(async {
+        let cluster = Cluster::connect(&kube.options()).await?;
+        cluster.remove(&deployed.bundle, namespace, &crate::deploy::NoProgress).await
+    })?;
+    for id in &removal.deleted {
+        line(out, format_args!("deleted {id}"))?;
+    }
+    for (id, why) in &removal.kept {
+        line(out, format_args!("kept    {id}: {why}"))?;
+    }
+    line(
+        out,
+        format_args!("removed {} from namespace {namespace}: {} objects and {} revision records deleted", deployed.bundle, removal.deleted.len(), removal.records.len()),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One progress bar per application on stderr; hidden when stderr is not a terminal.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn bar(&self, app: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        bars.entry(app.to_string())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                bar.set_prefix(app.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            })
+            .clone()
+    }
+
+    fn clear(&self) {
+        for bar in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Applied { app, id, action } => self.bar(&app).set_message(format!("{action} {id}")),
+            Event::Pruned { id } => self.bar("(pruned)").set_message(format!("pruned {id}")),
+            Event::Waiting { app, ready, total } => {
+                let bar = self.bar(&app);
+                if ready == total {
+                    bar.finish_with_message(format!("ready ({ready}/{total})"));
+                } else {
+                    bar.set_message(format!("waiting: {ready}/{total} ready"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The connection to a cluster: client configuration, discovery, and the few object
+//! operations deploy needs, each retried on transient failures and failing with the object
+//! named.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, ValidationDirective};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiResource, Discovery, Scope};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use super::plan::{KubeVersion, ObjectId};
+use super::DeployError;
+
+/// The field manager every object of a bundle is applied with.
+pub const FIELD_MANAGER: &str = "charmer";
+
+/// Where the cluster's connection settings come from. Both unset: `KUBECONFIG` or
+/// `~/.kube/config`, then the in-cluster service account.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// A kubeconfig file to use instead of the default ones.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use instead of the current one.
+    pub context: Option<String>,
+}
+
+/// A connected cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    retry: Retry,
+}
+
+/// How often and how patiently transient failures are retried.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    first_delay: Duration,
+    max_delay: Duration,
+}
+
+/// A kind as the cluster serves it: where to send requests and whether it is namespaced.
+#[derive(Debug, Clone)]
+pub(crate) struct Kind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// What discovery found for the API groups a deploy touches.
+pub(crate) struct Kinds {
+    discovery: Discovery,
+}
+
+/// The answer to "is this kind served at this version".
+pub(crate) enum Lookup {
+    /// Served.
+    Served(Kind),
+    /// The kind is served, but only at these other versions.
+    OtherVersions(Vec<String>),
+    /// Not served at all.
+    Missing,
+}
+
+impl Cluster {
+    /// Connects using kubeconfig (or in-cluster) settings. Nothing is requested yet.
+    pub async fn connect(options: &ClientOptions) -> Result<Cluster, DeployError> {
+        let config_error = |e: &dyn Display| DeployError::Config(e.to_string());
+        let kube_options = KubeConfigOptions { context: options.context.clone(), ..Default::default() };
+        let mut config = match (&options.kubeconfig, &options.context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path).map_err(|e| DeployError::Config(format!("{}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(file, &kube_options).await.map_err(|e| config_error(&e))?
+            }
+            (None, Some(_)) => Config::from_kubeconfig(&kube_options).await.map_err(|e| config_error(&e))?,
+            (None, None) => Config::infer().await.map_err(|e| config_error(&e))?,
+        };
+        // kube's own retry layer waits up to minutes; deploy retries each call itself, briefly,
+        // and also on connection resets and other 5xx answers.
+        config.default_retry = false;
+        let client = Client::try_from(config).map_err(|e| config_error(&e))?;
+        Ok(Cluster::from_client(client))
+    }
+
+    /// Wraps an existing client.
+    pub fn from_client(client: Client) -> Cluster {
+        Cluster { client, retry: Retry { attempts: 6, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) } }
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or runs out of attempts on transient
+    /// errors (429, 5xx, dropped connections).
+    async fn retried<T, F, Fut>(&self, action: &'static str, object: &dyn Display, mut call: F) -> Result<T, DeployError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(value) => return Ok(value),
+                Err(error) if attempt < self.retry.attempts && is_transient(&error) => {
+                    tracing::info!("{action} {object}: {error}; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                    attempt += 1;
+                }
+                Err(error) => return Err(DeployError::from_kube(action, object.to_string(), error)),
+            }
+        }
+    }
+
+    /// The cluster's Kubernetes version.
+    pub async fn version(&self) -> Result<KubeVersion, DeployError> {
+        let info = self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
+        format!("{}.{}", info.major, info.minor)
+            .parse()
+            .map_err(|e: String| DeployError::Config(format!("the server reports an unreadable version: {e}")))
+    }
+
+    /// Discovers the kinds of the given API groups (the core group is always included).
+    pub(crate) async fn kinds(&self, groups: &BTreeSet<String>) -> Result<Kinds, DeployError> {
+        let mut wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
+        wanted.push("");
+        let discovery = self.retried("discover", &"API groups", || Discovery::new(self.client.clone()).filter(&wanted).run()).await?;
+        Ok(Kinds { discovery })
+    }
+
+    fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace.filter(|_| kind.namespaced) {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &kind.resource),
+            None => Api::all_with(self.client.clone(), &kind.resource),
+        }
+    }
+
+    /// The live object, or `None` when it does not exist.
+    pub(crate) async fn get(&self, kind: &Kind, id: &ObjectId) -> Result<Option<Value>, DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let found = self.retried("get", id, || api.get_opt(&id.name)).await?;
+        found.map(|o| to_value(id, o)).transpose()
+    }
+
+    /// Server-side applies `object` as `manager` (forcing ownership, strict field validation);
+    /// with `dry_run` the server only answers what it would store.
+    pub(crate) async fn apply_object(&self, kind: &Kind, id: &ObjectId, object: &Value, manager: &str, dry_run: bool) -> Result<Value, DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let params = PatchParams {
+            dry_run,
+            force: true,
+            field_manager: Some(manager.to_string()),
+            field_validation: Some(ValidationDirective::Strict),
+        };
+        let patch = Patch::Apply(object);
+        let applied = self.retried("apply", id, || api.patch(&id.name, &params, &patch)).await?;
+        to_value(id, applied)
+    }
+
+    /// Deletes an object (background propagation); `false` when it was already gone.
+    pub(crate) async fn delete(&self, kind: &Kind, id: &ObjectId) -> Result<bool, DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let params = DeleteParams::background();
+        match self.retried("delete", id, || api.delete(&id.name, &params)).await {
+            Ok(_) => Ok(true),
+            Err(DeployError::Api { code: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Objects of a kind in a namespace (or cluster-wide) matching a label selector.
+    pub(crate) async fn list(&self, kind: &Kind, namespace: Option<&str>, selector: &str) -> Result<Vec<Value>, DeployError> {
+        let api = self.api(kind, namespace);
+        let params = ListParams::default().labels(selector);
+        let what = format!("{} in {}", kind.resource.plural, namespace.unwrap_or("the cluster"));
+        let list = self.retried("list", &what, || api.list(&params)).await?;
+        list.items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).map_err(|e| DeployError::Config(format!("list {what}: {e}"))))
+            .collect()
+    }
+}
+
+fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> {
+    serde_json::to_value(object).map_err(|e| DeployError::Api { action: "read", object: id.to_string(), code: 0, message: e.to_string() })
+}
+
+/// Whether an error is worth another try: throttling, server-side failures, and connections
+/// that broke on the way.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || (500..600).contains(&status.code) && status.code != 501,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    use std::io::ErrorKind::*;
+                    return matches!(io.kind(), ConnectionReset | ConnectionAborted | ConnectionRefused | BrokenPipe | TimedOut | UnexpectedEof);
+                }
+                if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+                    if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
+                        return true;
+                    }
+                }
+                source = e.source();
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+impl Kinds {
+    /// Looks up `kind` at `api_version`.
+    pub(crate) fn find(&self, api_version: &str, kind: &str) -> Lookup {
+        let group = super::plan::group_of(api_version);
+        let version = super::plan::version_of(api_version);
+        let Some(api_group) = self.discovery.get(group) else {
+            return Lookup::Missing;
+        };
+        let found = api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind);
+        if let Some((resource, caps)) = found {
+            return Lookup::Served(Kind { resource, namespaced: caps.scope == Scope::Namespaced });
+        }
+        let others: Vec<String> = api_group
+            .versions()
+            .filter(|v| api_group.versioned_resources(v).iter().any(|(r, _)| r.kind == kind))
+            .map(str::to_string)
+            .collect();
+        if others.is_empty() {
+            Lookup::Missing
+        } else {
+            Lookup::OtherVersions(others)
+        }
+    }
+
+    /// The group's preferred version of `kind`, for objects known only by group and kind
+    /// (inventory entries).
+    pub(crate) fn preferred(&self, group: &str, kind: &str) -> Option<Kind> {
+        let (resource, caps) = self.discovery.get(group)?.recommended_kind(kind)?;
+        Some(Kind { resource, namespaced: caps.scope == Scope::Namespaced })
+    }
+}
+
+impl Kind {
+    /// A kind the cluster does not serve yet, described by a CustomResourceDefinition of the
+    /// same deploy.
+    pub(crate) fn from_crd(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
+        let gvk = kube::api::GroupVersionKind::gvk(super::plan::group_of(api_version), super::plan::version_of(api_version), kind);
+        Kind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("boom", "InternalError").with_code(code).boxed())
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_transient_client_errors_are_not() {
+        assert!(is_transient(&api_error(429)));
+        assert!(is_transient(&api_error(503)));
+        assert!(is_transient(&api_error(500)));
+        assert!(!is_transient(&api_error(501)));
+        assert!(!is_transient(&api_error(409)));
+        assert!(!is_transient(&api_error(422)));
+    }
+
+    #[test]
+    fn connection_resets_are_transient() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(is_transient(&kube::Error::Service(Box::new(reset))));
+        let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no");
+        assert!(!is_transient(&kube::Error::Service(Box::new(other))));
+    }
+}

@@ -1,0 +1,203 @@
+//! Rendered manifests → a cluster, with the real Kubernetes client: preflight checks,
+//! server-side apply in dependency order, prune by inventory, generation-aware waiting, and
+//! revision records for `status`, `remove` and `rollback`.
+//!
+//! The flow for one deploy (see docs/deploy.md):
+//! [`Plan`] → [`Cluster::prepare`] (discovery + every preflight problem at once, no writes) →
+//! optionally [`Cluster::changes`] (server dry-run, diff) → [`Cluster::apply`] (namespace,
+//! revision record, CRDs, objects, generated secrets, prune, wait, record the outcome).
+
+mod apply;
+mod cluster;
+mod diff;
+mod generate;
+mod plan;
+mod preflight;
+mod record;
+mod status;
+mod targets;
+mod wait;
+
+use std::time::Duration;
+
+pub use apply::{Applied, ApplyOptions, Outcome};
+pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
+pub use diff::{Changes, ObjectChange};
+pub use generate::GENERATE_MANAGER;
+pub use plan::{
+    group_of, kubernetes_needs, object_id, version_of, KubeVersion, ObjectId, Plan, PlanApp, PlanObject, VersionNeed, VersionOp, BUNDLE_LABEL,
+    GENERATE_ANNOTATION, MIN_KUBERNETES_ANNOTATION,
+};
+pub use preflight::Prepared;
+pub use record::{RecordStatus, Revision};
+pub use status::{AppStatus, BundleStatus, Removal};
+pub use wait::WaitOptions;
+
+use crate::diag::Problems;
+
+/// Everything that can stop a deploy, `status`, `remove` or `rollback`.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The plan is malformed, or preflight found problems; every one is listed.
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+    /// The client configuration (kubeconfig, context, in-cluster) could not be loaded.
+    #[error("Kubernetes client configuration: {0}")]
+    Config(String),
+    /// The API server refused a request.
+    #[error("{action} {object}: {message}")]
+    Api {
+        /// What was being done (`apply`, `get`, `delete`, ...).
+        action: &'static str,
+        /// The object (kind/namespace/name) or collection concerned.
+        object: String,
+        /// The HTTP status code (0 when the answer could not be read).
+        code: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The API server could not be reached (after retries).
+    #[error("{action} {object}: {source}")]
+    Transport {
+        /// What was being done.
+        action: &'static str,
+        /// The object concerned.
+        object: String,
+        /// The cause.
+        source: kube::Error,
+    },
+    /// A container of a workload is failing in a way waiting will not fix.
+    #[error("{object}: pod {pod} container {container}: {reason}: {message}")]
+    PodFailing {
+        /// The workload.
+        object: String,
+        /// The failing pod.
+        pod: String,
+        /// The failing container.
+        container: String,
+        /// `ImagePullBackOff`, `CrashLoopBackOff`, ...
+        reason: String,
+        /// The kubelet's message.
+        message: String,
+    },
+    /// A workload reported failure (a Job's `Failed` condition).
+    #[error("{object}: {message}")]
+    Failed {
+        /// The object.
+        object: String,
+        /// What its status says.
+        message: String,
+    },
+    /// Some objects did not become ready in time.
+    #[error("timed out after {timeout:?}; not ready: {}", pending.join("; "))]
+    Timeout {
+        /// The time waited.
+        timeout: Duration,
+        /// Each object still not ready, with why.
+        pending: Vec<String>,
+    },
+    /// No revision records exist for the bundle in the namespace.
+    #[error("bundle {bundle} is not deployed in namespace {namespace} (no revision records)")]
+    NotDeployed {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+    },
+    /// The revision asked for is not recorded.
+    #[error("bundle {bundle} has no revision {revision} to roll back to in namespace {namespace}")]
+    NoRevision {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The revision asked for (0: the previous one).
+        revision: u32,
+    },
+    /// A revision record could not be read or written.
+    #[error("revision record {name}: {message}")]
+    Record {
+        /// The record's Secret name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl DeployError {
+    fn from_kube(action: &'static str, object: String, error: kube::Error) -> DeployError {
+        match error {
+            kube::Error::Api(status) => {
+                let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+                DeployError::Api { action, object, code: status.code, message }
+            }
+            source => DeployError::Transport { action, object, source },
+        }
+    }
+}
+
+/// What happened (or would happen) to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Did not exist; created.
+    Created,
+    /// Existed and changed.
+    Configured,
+    /// Existed and stayed the same.
+    Unchanged,
+    /// No longer rendered; deleted.
+    Pruned,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Pruned => "pruned",
+        })
+    }
+}
+
+/// Something a running deploy reports as it goes, for a progress display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An object was applied.
+    Applied {
+        /// The application.
+        app: String,
+        /// The object.
+        id: ObjectId,
+        /// What the apply did.
+        action: Action,
+    },
+    /// An object of an earlier revision was deleted.
+    Pruned {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Waiting: how many of an application's objects are ready.
+    Waiting {
+        /// The application.
+        app: String,
+        /// Objects ready.
+        ready: usize,
+        /// Objects waited for.
+        total: usize,
+    },
+}
+
+/// Receives [`Event`]s; the CLI draws progress bars from them. Nothing in this module prints.
+pub trait Progress: Sync {
+    /// Called for each event, in order.
+    fn event(&self, event: Event);
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: Event) {}
+}

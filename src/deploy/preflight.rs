@@ -1,0 +1,361 @@
+//! Preflight: everything that would make a deploy fail half-way is checked before the first
+//! write, and every problem is reported at once with its fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::cluster::{Cluster, Kinds, Lookup};
+use super::plan::{group_of, KubeVersion, ObjectId, Plan, VersionNeed, VersionOp, MIN_KUBERNETES_ANNOTATION};
+use super::record::{self, Record};
+use super::targets::{self, Target};
+use super::DeployError;
+use crate::diag::{Problem, Problems};
+use crate::images::Reference;
+
+/// A plan checked against the cluster: every kind mapped, every preflight check passed.
+/// Only [`Cluster::prepare`] makes one.
+pub struct Prepared {
+    pub(crate) plan: Plan,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) kinds: Kinds,
+    pub(crate) namespace_exists: bool,
+    pub(crate) records: Vec<Record>,
+    pub(crate) version: KubeVersion,
+}
+
+impl Prepared {
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The cluster's Kubernetes version.
+    pub fn cluster_version(&self) -> KubeVersion {
+        self.version
+    }
+
+    /// Whether the namespace already exists (deploy creates it otherwise).
+    pub fn namespace_exists(&self) -> bool {
+        self.namespace_exists
+    }
+}
+
+impl Cluster {
+    /// Validates the plan, discovers the kinds it uses and runs every preflight check; only
+    /// reads from the cluster (and one dry-run namespace create when the namespace is
+    /// missing). Fails with every problem found.
+    pub async fn prepare(&self, plan: Plan) -> Result<Prepared, DeployError> {
+        plan.validate()?;
+        let version = self.version().await?;
+        let mut groups: BTreeSet<String> = plan.objects.iter().filter_map(|o| o.object.get("apiVersion")?.as_str().map(|v| group_of(v).to_string())).collect();
+        groups.insert("storage.k8s.io".to_string());
+        let mut kinds = self.kinds(&groups).await?;
+        let namespace_exists = self.namespace_exists(&kinds, &plan.namespace).await?;
+        let records = if namespace_exists { record::load(self, &kinds, &plan.bundle, &plan.namespace).await? } else { Vec::new() };
+        // Pruning needs the kinds of earlier revisions' objects too.
+        let inventory_groups: BTreeSet<String> = record::current_inventory(&records).into_iter().map(|e| e.id.group).collect();
+        if !inventory_groups.is_subset(&groups) {
+            groups.extend(inventory_groups);
+            kinds = self.kinds(&groups).await?;
+        }
+
+        let mut problems = Problems::default();
+        for problem in check_versions(&plan, version) {
+            problems.push(problem);
+        }
+        let (targets, kind_problems) = targets::resolve(&plan, &kinds);
+        for problem in kind_problems {
+            problems.push(problem);
+        }
+        if !namespace_exists {
+            if let Some(problem) = self.check_namespace_creatable(&kinds, &plan.namespace).await? {
+                problems.push(problem);
+            }
+        }
+        for problem in self.check_secrets(&kinds, &plan, namespace_exists).await? {
+            problems.push(problem);
+        }
+        for problem in self.check_storage(&kinds, &plan).await? {
+            problems.push(problem);
+        }
+        for problem in check_images(&plan) {
+            problems.push(problem);
+        }
+        problems.into_result(())?;
+        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version })
+    }
+
+    async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
+        let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
+            return Err(DeployError::Config("the cluster does not serve Namespaces (v1)".into()));
+        };
+        Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
+    }
+
+    async fn check_namespace_creatable(&self, kinds: &Kinds, namespace: &str) -> Result<Option<Problem>, DeployError> {
+        let Lookup::Served(kind) = kinds.find("v1", "Namespace") else { return Ok(None) };
+        match self.apply_object(&kind, &namespace_id(namespace), &namespace_object(namespace), super::FIELD_MANAGER, true).await {
+            Ok(_) => Ok(None),
+            Err(DeployError::Api { message, .. }) => Ok(Some(
+                Problem::new("preflight", format!("namespace {namespace}"), format!("does not exist and cannot be created: {message}"))
+                    .hint("ask an administrator to create it, or deploy into a namespace you may use with --namespace"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check_secrets(&self, kinds: &Kinds, plan: &Plan, namespace_exists: bool) -> Result<Vec<Problem>, DeployError> {
+        let rendered: BTreeSet<&str> = plan
+            .objects
+            .iter()
+            .filter(|o| o.object["kind"] == "Secret")
+            .filter_map(|o| o.object["metadata"]["name"].as_str())
+            .collect();
+        let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for app in &plan.apps {
+            for secret in &app.required_secrets {
+                if !rendered.contains(secret.as_str()) {
+                    wanted.entry(secret).or_default().push(&app.name);
+                }
+            }
+        }
+        let Lookup::Served(kind) = kinds.find("v1", "Secret") else { return Ok(Vec::new()) };
+        let mut problems = Vec::new();
+        for (secret, apps) in wanted {
+            let id = ObjectId { group: String::new(), kind: "Secret".into(), namespace: Some(plan.namespace.clone()), name: secret.to_string() };
+            if namespace_exists && self.get(&kind, &id).await?.is_some() {
+                continue;
+            }
+            problems.push(
+                Problem::new("preflight", id.to_string(), format!("required by {} but missing", apps.join(", ")))
+                    .hint(format!("create it before deploying: kubectl create secret generic {secret} -n {} --from-literal=KEY=VALUE", plan.namespace)),
+            );
+        }
+        Ok(problems)
+    }
+
+    async fn check_storage(&self, kinds: &Kinds, plan: &Plan) -> Result<Vec<Problem>, DeployError> {
+        let claims = claims(plan);
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let classes = match kinds.find("storage.k8s.io/v1", "StorageClass") {
+            Lookup::Served(kind) => self.list(&kind, None, "").await?,
+            _ => Vec::new(),
+        };
+        let names: BTreeSet<&str> = classes.iter().filter_map(|c| c["metadata"]["name"].as_str()).collect();
+        let default_class = classes.iter().any(|c| {
+            let annotations = &c["metadata"]["annotations"];
+            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"].iter().any(|a| annotations[*a] == "true")
+        });
+        let rendered_classes: BTreeSet<&str> = plan.objects.iter().filter(|o| o.object["kind"] == "StorageClass").filter_map(|o| o.object["metadata"]["name"].as_str()).collect();
+        let volumes: Vec<&Value> = plan.objects.iter().filter(|o| o.object["kind"] == "PersistentVolume").map(|o| &o.object).collect();
+        let mut problems = Vec::new();
+        for claim in claims {
+            let bound_volume = volumes.iter().any(|v| {
+                let name_matches = claim.volume_name.is_some_and(|n| v["metadata"]["name"].as_str() == Some(n));
+                let class_matches = claim.class.is_some_and(|c| v["spec"]["storageClassName"].as_str() == Some(c));
+                name_matches || class_matches
+            });
+            if bound_volume {
+                continue;
+            }
+            match claim.class {
+                Some("") => {}
+                Some(class) if names.contains(class) || rendered_classes.contains(class) => {}
+                Some(class) => problems.push(
+                    Problem::new("preflight", &claim.subject, format!("storage class {class:?} does not exist in the cluster"))
+                        .hint(storage_hint(&names, Some(class))),
+                ),
+                None if default_class => {}
+                None => problems.push(
+                    Problem::new("preflight", &claim.subject, "no storage class is set and the cluster has no default storage class")
+                        .hint(storage_hint(&names, None)),
+                ),
+            }
+        }
+        Ok(problems)
+    }
+}
+
+fn storage_hint(existing: &BTreeSet<&str>, class: Option<&str>) -> String {
+    let existing = if existing.is_empty() { "none".to_string() } else { existing.iter().copied().collect::<Vec<_>>().join(", ") };
+    let class = class.map(|c| format!(" with storageClassName {c}")).unwrap_or_default();
+    format!("set the charm's storage class option to an existing class (existing: {existing}), install a provisioner, or render a hostPath PersistentVolume{class}")
+}
+
+/// One volume claim of the plan: a PersistentVolumeClaim or a StatefulSet's claim template.
+struct Claim<'a> {
+    subject: String,
+    class: Option<&'a str>,
+    volume_name: Option<&'a str>,
+}
+
+fn claim(spec: &Value, subject: String) -> Claim<'_> {
+    Claim { subject, class: spec["storageClassName"].as_str(), volume_name: spec["volumeName"].as_str() }
+}
+
+fn claims(plan: &Plan) -> Vec<Claim<'_>> {
+    let mut claims = Vec::new();
+    for o in &plan.objects {
+        let object = &o.object;
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or(&plan.namespace);
+        match object["kind"].as_str() {
+            Some("PersistentVolumeClaim") => claims.push(claim(&object["spec"], format!("PersistentVolumeClaim/{namespace}/{name}"))),
+            Some("StatefulSet") => {
+                for template in object["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                    let claim_name = template["metadata"]["name"].as_str().unwrap_or_default();
+                    claims.push(claim(&template["spec"], format!("StatefulSet/{namespace}/{name} volumeClaimTemplates {claim_name}")));
+                }
+            }
+            _ => {}
+        }
+    }
+    claims
+}
+
+fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let report = |problems: &mut Vec<Problem>, subject: String, need: &VersionNeed| {
+        if !need.allows(version) {
+            let hint = match need.op {
+                VersionOp::AtLeast => "upgrade the cluster, or choose charm options (or a charm version) that do not need it",
+                VersionOp::Below => "use a charm version written for this cluster's Kubernetes release",
+            };
+            problems.push(Problem::new("preflight", subject, format!("{} needs {need}; the cluster runs {version}", need.source)).hint(hint));
+        }
+    };
+    for app in &plan.apps {
+        for need in &app.kubernetes {
+            report(&mut problems, format!("application {}", app.name), need);
+        }
+    }
+    for o in &plan.objects {
+        let Some(text) = o.object["metadata"]["annotations"][MIN_KUBERNETES_ANNOTATION].as_str() else { continue };
+        let subject = super::plan::object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
+        match text.parse::<KubeVersion>() {
+            Ok(min) => report(
+                &mut problems,
+                format!("application {} {subject}", o.app),
+                &VersionNeed { op: VersionOp::AtLeast, version: min, source: format!("annotation {MIN_KUBERNETES_ANNOTATION}") },
+            ),
+            Err(e) => problems.push(Problem::new("preflight", format!("application {} {subject}", o.app), format!("annotation {MIN_KUBERNETES_ANNOTATION}: {e}"))),
+        }
+    }
+    problems
+}
+
+fn check_images(plan: &Plan) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for o in &plan.objects {
+        let subject = super::plan::object_id(&o.object, Some(&plan.namespace)).map(|id| id.to_string()).unwrap_or_default();
+        let mut images = Vec::new();
+        collect_images(&o.object, &mut images);
+        for (container, image) in images {
+            match image.parse::<Reference>() {
+                Err(e) => problems.push(Problem::new("preflight", format!("{subject} container {container}"), e.to_string())),
+                Ok(reference) => {
+                    if let Some(registry) = plan.registry.as_ref().filter(|r| !reference.is_in(r)) {
+                        problems.push(
+                            Problem::new("preflight", format!("{subject} container {container}"), format!("image {reference} is not in the registry {registry}"))
+                                .hint("render with --registry so images are relocated, and push them with `charmer images push`"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Every (container name, image) in an object: any `containers`, `initContainers` or
+/// `ephemeralContainers` list at any depth, so pod templates of custom resources count too.
+pub(crate) fn collect_images<'a>(value: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if matches!(key.as_str(), "containers" | "initContainers" | "ephemeralContainers") {
+                    for c in child.as_array().into_iter().flatten() {
+                        if let Some(image) = c["image"].as_str() {
+                            out.push((c["name"].as_str().unwrap_or("?"), image));
+                        }
+                    }
+                } else {
+                    collect_images(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_images(i, out)),
+        _ => {}
+    }
+}
+
+pub(crate) fn namespace_id(namespace: &str) -> ObjectId {
+    ObjectId { group: String::new(), kind: "Namespace".into(), namespace: None, name: namespace.to_string() }
+}
+
+/// The namespace deploy creates when it is missing (not part of any inventory: removing a
+/// bundle never deletes its namespace).
+pub(crate) fn namespace_object(namespace: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "charmer"}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::{PlanApp, PlanObject};
+    use super::*;
+    use serde_json::json;
+
+    fn plan(objects: Vec<Value>) -> Plan {
+        Plan {
+            bundle: "b".into(),
+            namespace: "ns".into(),
+            registry: Some("registry.local:5000".parse().unwrap()),
+            apps: vec![PlanApp {
+                kubernetes: super::super::plan::kubernetes_needs(&[serde_yaml::Value::String("k8s-api >= 1.20".into())]),
+                ..PlanApp::new("web", "web", "1.0.0")
+            }],
+            objects: objects.into_iter().map(|object| PlanObject { app: "web".into(), object }).collect(),
+        }
+    }
+
+    #[test]
+    fn images_outside_the_registry_are_named_with_their_container() {
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"initContainers": [{"name": "init", "image": "registry.local:5000/busybox:1"}],
+                                             "containers": [{"name": "app", "image": "nginx:1.25"}]}}}});
+        let problems = check_images(&plan(vec![deployment]));
+        assert_eq!(problems.len(), 1);
+        let text = problems[0].to_string();
+        assert!(text.contains("Deployment/ns/web container app"), "{text}");
+        assert!(text.contains("docker.io/library/nginx:1.25 is not in the registry registry.local:5000"), "{text}");
+    }
+
+    #[test]
+    fn version_needs_come_from_assumes_and_annotations() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {MIN_KUBERNETES_ANNOTATION: "1.22"}}});
+        let p = plan(vec![cm]);
+        assert!(check_versions(&p, KubeVersion { major: 1, minor: 22 }).is_empty());
+        let problems = check_versions(&p, KubeVersion { major: 1, minor: 19 });
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].to_string().contains("assumes: k8s-api >= 1.20 needs Kubernetes >= 1.20; the cluster runs 1.19"), "{}", problems[0]);
+        assert!(problems[1].to_string().contains("ConfigMap/c"), "{}", problems[1]);
+    }
+
+    #[test]
+    fn claims_include_statefulset_templates() {
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"storageClassName": "fast"}}]}});
+        let p = plan(vec![sts]);
+        let found = claims(&p);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].class, Some("fast"));
+        assert_eq!(found[0].subject, "StatefulSet/ns/db volumeClaimTemplates data");
+    }
+}

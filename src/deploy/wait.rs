@@ -1,0 +1,240 @@
+//! Waiting until applied objects are really ready: generation-aware for workloads (the
+//! controller has seen the new spec and every replica runs it), Bound for claims, Complete
+//! for Jobs, Established for CRDs; and failing fast when a pod cannot start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cluster::{Cluster, Kinds, Lookup};
+use super::targets::Target;
+use super::{DeployError, Event, Progress};
+
+/// How long and how often to poll.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    /// Give up after this long, naming what never became ready.
+    pub timeout: Duration,
+    /// Time between polls.
+    pub poll: Duration,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        WaitOptions { timeout: Duration::from_secs(600), poll: Duration::from_secs(2) }
+    }
+}
+
+/// Where an object stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Ready,
+    /// Not yet, and why.
+    Pending(String),
+    /// Will not become ready.
+    Failed(String),
+}
+
+/// Waiting reasons of a container that waiting will not fix.
+const FATAL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"];
+
+/// Whether deploy waits for objects of this kind.
+pub(crate) fn waits_for(kind: &str) -> bool {
+    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "PersistentVolumeClaim" | "CustomResourceDefinition")
+}
+
+fn int(value: &Value) -> i64 {
+    value.as_i64().unwrap_or(0)
+}
+
+/// The readiness of a live object of `kind`.
+pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
+    let status = &object["status"];
+    let generation = int(&object["metadata"]["generation"]);
+    let observed = int(&status["observedGeneration"]);
+    let stale = || Readiness::Pending(format!("controller has not seen generation {generation} yet"));
+    match kind {
+        "Deployment" | "StatefulSet" => {
+            if observed < generation {
+                return stale();
+            }
+            let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (updated, ready, total) = (int(&status["updatedReplicas"]), int(&status["readyReplicas"]), int(&status["replicas"]));
+            if updated == desired && ready == desired && total <= desired {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!("{ready} of {desired} replicas ready, {updated} updated"))
+            }
+        }
+        "DaemonSet" => {
+            if observed < generation {
+                return stale();
+            }
+            let desired = int(&status["desiredNumberScheduled"]);
+            let (updated, ready) = (int(&status["updatedNumberScheduled"]), int(&status["numberReady"]));
+            if updated == desired && ready == desired {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!("{ready} of {desired} pods ready, {updated} updated"))
+            }
+        }
+        "Job" => {
+            let condition = |kind: &str| status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind && c["status"] == "True");
+            if let Some(failed) = condition("Failed") {
+                return Readiness::Failed(format!("job failed: {}", failed["message"].as_str().or(failed["reason"].as_str()).unwrap_or("no reason given")));
+            }
+            if condition("Complete").is_some() {
+                Readiness::Ready
+            } else {
+                Readiness::Pending(format!("{} pods succeeded, not complete", int(&status["succeeded"])))
+            }
+        }
+        "PersistentVolumeClaim" => match status["phase"].as_str() {
+            Some("Bound") => Readiness::Ready,
+            Some("Lost") => Readiness::Failed("the claim lost its volume".into()),
+            phase => Readiness::Pending(format!("claim is {}", phase.unwrap_or("Pending"))),
+        },
+        "CustomResourceDefinition" => {
+            let established = status["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True");
+            if established {
+                Readiness::Ready
+            } else {
+                Readiness::Pending("not established yet".into())
+            }
+        }
+        _ => Readiness::Ready,
+    }
+}
+
+/// A label selector string for the pods of a workload (`k=v,k2 in (a,b)`), or `None`.
+pub(crate) fn pod_selector(object: &Value) -> Option<String> {
+    let selector = &object["spec"]["selector"];
+    let mut terms: Vec<String> = selector["matchLabels"].as_object().into_iter().flatten().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?))).collect();
+    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str()?;
+        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        terms.push(match e["operator"].as_str()? {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => return None,
+        });
+    }
+    (!terms.is_empty()).then(|| terms.join(","))
+}
+
+/// The first container of a pod stuck in a state waiting will not fix:
+/// (container, reason, message).
+pub(crate) fn pod_failure(pod: &Value) -> Option<(String, String, String)> {
+    let status = &pod["status"];
+    ["initContainerStatuses", "containerStatuses"].iter().flat_map(|k| status[*k].as_array().into_iter().flatten()).find_map(|c| {
+        let waiting = &c["state"]["waiting"];
+        let reason = waiting["reason"].as_str()?;
+        FATAL_REASONS.contains(&reason).then(|| {
+            (c["name"].as_str().unwrap_or("?").to_string(), reason.to_string(), waiting["message"].as_str().unwrap_or_default().to_string())
+        })
+    })
+}
+
+/// Polls `targets` until all are ready, one fails, or the timeout passes.
+pub(crate) async fn wait(cluster: &Cluster, kinds: &Kinds, targets: &[&Target], options: &WaitOptions, progress: &dyn Progress) -> Result<(), DeployError> {
+    let deadline = tokio::time::Instant::now() + options.timeout;
+    let pods = match kinds.find("v1", "Pod") {
+        Lookup::Served(kind) => Some(kind),
+        _ => None,
+    };
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in targets {
+        *totals.entry(t.app.as_str()).or_default() += 1;
+    }
+    let mut ready: BTreeSet<usize> = BTreeSet::new();
+    let mut reported: BTreeMap<&str, usize> = BTreeMap::new();
+    loop {
+        let mut pending: Vec<(usize, String)> = Vec::new();
+        for (i, t) in targets.iter().enumerate() {
+            if ready.contains(&i) {
+                continue;
+            }
+            match cluster.get(&t.kind, &t.id).await? {
+                None => pending.push((i, "not found".into())),
+                Some(live) => match readiness(&t.id.kind, &live) {
+                    Readiness::Ready => {
+                        ready.insert(i);
+                    }
+                    Readiness::Pending(why) => {
+                        pending.push((i, why));
+                        if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
+                            for pod in cluster.list(pods, t.id.namespace.as_deref(), &selector).await? {
+                                if let Some((container, reason, message)) = pod_failure(&pod) {
+                                    let pod = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
+                                    return Err(DeployError::PodFailing { object: t.id.to_string(), pod, container, reason, message });
+                                }
+                            }
+                        }
+                    }
+                    Readiness::Failed(message) => return Err(DeployError::Failed { object: t.id.to_string(), message }),
+                },
+            }
+        }
+        for (app, total) in &totals {
+            let done = ready.iter().filter(|i| targets[**i].app == *app).count();
+            if reported.insert(app, done) != Some(done) {
+                progress.event(Event::Waiting { app: app.to_string(), ready: done, total: *total });
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let pending = pending.into_iter().map(|(i, why)| format!("{} ({why})", targets[i].id)).collect();
+            return Err(DeployError::Timeout { timeout: options.timeout, pending });
+        }
+        tokio::time::sleep(options.poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_deployment_is_ready_only_once_its_generation_is_observed_and_rolled_out() {
+        let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}});
+        assert!(matches!(readiness("Deployment", &d), Readiness::Pending(w) if w.contains("generation 2")));
+        d["status"]["observedGeneration"] = json!(2);
+        d["status"]["updatedReplicas"] = json!(1);
+        assert_eq!(readiness("Deployment", &d), Readiness::Pending("2 of 2 replicas ready, 1 updated".into()));
+        d["status"]["updatedReplicas"] = json!(2);
+        assert_eq!(readiness("Deployment", &d), Readiness::Ready);
+        d["status"]["replicas"] = json!(3);
+        assert!(matches!(readiness("Deployment", &d), Readiness::Pending(_)), "old pods still terminating");
+    }
+
+    #[test]
+    fn jobs_claims_and_other_kinds() {
+        let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
+        assert_eq!(readiness("Job", &failed), Readiness::Failed("job failed: BackoffLimitExceeded".into()));
+        let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(readiness("Job", &complete), Readiness::Ready);
+        assert_eq!(readiness("PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})), Readiness::Ready);
+        assert!(matches!(readiness("PersistentVolumeClaim", &json!({})), Readiness::Pending(_)));
+        assert_eq!(readiness("ConfigMap", &json!({})), Readiness::Ready);
+    }
+
+    #[test]
+    fn selectors_and_pod_failures() {
+        let d = json!({"spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": "web", "app.kubernetes.io/name": "nginx"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
+        assert_eq!(pod_selector(&d).unwrap(), "app.kubernetes.io/instance=web,app.kubernetes.io/name=nginx,tier in (a,b)");
+        let pod = json!({"status": {"containerStatuses": [
+            {"name": "ok", "state": {"running": {}}},
+            {"name": "app", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
+        assert_eq!(pod_failure(&pod), Some(("app".into(), "ImagePullBackOff".into(), "Back-off pulling image".into())));
+        let starting = json!({"status": {"containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        assert_eq!(pod_failure(&starting), None);
+    }
+}

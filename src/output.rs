@@ -1,0 +1,47 @@
+//! Writing output files so a failure never leaves anything half-written: every file goes to
+//! a temporary file in its destination folder first and is renamed into place only after all
+//! of them were written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct WriteError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    write_files(dir, &[(path.to_path_buf(), bytes)])
+}
+
+/// Creates `dir` if needed, then writes every file (paths inside `dir`), renaming them into
+/// place only once all were written.
+pub fn write_files<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)]) -> Result<(), WriteError> {
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let mut staged = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
+        // Mode 0666 less the umask, as for any created file (a temp file is 0600 by default).
+        let mut tmp = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(folder)
+            .map_err(err(path))?;
+        tmp.write_all(bytes.as_ref()).map_err(err(path))?;
+        staged.push((tmp, path));
+    }
+    for (tmp, path) in staged {
+        tmp.persist(path).map_err(|e| WriteError { path: path.clone(), source: e.error })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `bundle.lock`: what a render resolved to — every charm's exact version and SHA-256, and
+//! every image source → target (with digests when known) — so a deploy or an air-gap
+//! transfer can be checked against it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Model;
+use crate::images::Reference;
+
+/// The lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// Bundle name.
+    pub bundle: String,
+    /// Namespace rendered for.
+    pub namespace: String,
+    /// Private registry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Applications by name.
+    pub applications: BTreeMap<String, LockedApp>,
+}
+
+/// One application in the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedApp {
+    /// Charm name.
+    pub charm: String,
+    /// Exact version.
+    pub version: String,
+    /// SHA-256 of the charm archive.
+    pub sha256: String,
+    /// Images by resource name.
+    pub images: BTreeMap<String, LockedImage>,
+}
+
+/// One image in the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedImage {
+    /// The charm's upstream image.
+    pub source: Reference,
+    /// What manifests run.
+    pub target: Reference,
+}
+
+impl Lock {
+    /// The lock of a model.
+    pub fn of(model: &Model) -> Lock {
+        Lock {
+            bundle: model.name.clone(),
+            namespace: model.namespace.clone(),
+            registry: model.registry.as_ref().map(ToString::to_string),
+            applications: model
+                .applications
+                .values()
+                .map(|app| {
+                    let images = app
+                        .images
+                        .iter()
+                        .map(|(r, i)| (r.clone(), LockedImage { source: i.source.clone(), target: i.target.clone() }))
+                        .collect();
+                    let locked = LockedApp { charm: app.charm.name().to_string(), version: app.charm.version.to_string(), sha256: app.charm.sha256(), images };
+                    (app.name.clone(), locked)
+                })
+                .collect(),
+        }
+    }
+
+    /// The lock as YAML, with a header saying what it is.
+    pub fn to_yaml(&self) -> String {
+        let body = serde_yaml::to_string(self).unwrap_or_default();
+        format!("# bundle.lock: written by charmer render; do not edit.\n{body}")
+    }
+}

@@ -1,0 +1,922 @@
+//! A Kubernetes API EMULATOR for tests. It is not a Kubernetes API server and does not try
+//! to be one: no Kubernetes server can run on the machines these tests run on, so this small
+//! HTTP server on 127.0.0.1 answers the requests charmer's deploy stage makes, well enough
+//! for the real `kube` client (reached through a generated kubeconfig) to run unchanged:
+//!
+//! - `/version` and discovery (`/api`, `/apis`, resource lists) for core v1, apps, batch,
+//!   storage, apiextensions, networking, rbac and policy, plus groups tests add (as if CRDs
+//!   were installed) and the kinds of CustomResourceDefinitions applied to it;
+//! - server-side apply (`application/apply-patch+yaml` with `fieldManager`, `force`,
+//!   `dryRun=All`): field ownership per manager at the level of leaf fields (lists are
+//!   atomic), so fields a manager stops applying are removed and fields other managers own
+//!   are kept; `metadata.generation` bumps on `spec` changes only; `resourceVersion` bumps
+//!   on every real change and never on a no-op apply;
+//! - get, list (with label selectors), create, delete (owned pods go with their workload,
+//!   everything in a namespace goes with it);
+//! - a status simulator: workloads become ready (one read after each change, so clients must
+//!   look at `observedGeneration`), never become ready, or fail with a container waiting
+//!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
+//!   CRDs become established;
+//! - fault injection: the next N requests answer 503, or lose their connection with no
+//!   answer at all; namespace creation can be forbidden (403).
+//!
+//! Not emulated: schemas and strict field validation, defaulting, admission, RBAC, watches,
+//! subresources, list-map merging of SSA (lists are replaced whole), conflicts between
+//! managers other than value differences on the same leaf.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+/// How the simulated controllers treat a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Becomes ready one read after each change.
+    Ready,
+    /// Pods run but never become ready.
+    NeverReady,
+    /// Containers wait with this reason (`ImagePullBackOff`, `CrashLoopBackOff`, ...).
+    Failing(&'static str),
+}
+
+/// A running emulator; stops when dropped.
+pub struct KubeEmulator {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone)]
+struct ResourceType {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl ResourceType {
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+type Key = (String, String, String, String);
+type FieldPath = Vec<String>;
+
+#[derive(Debug, Clone)]
+struct Stored {
+    object: Value,
+    /// Leaf field paths each field manager owns.
+    managers: BTreeMap<String, BTreeSet<FieldPath>>,
+    /// Reads left before the simulated controller publishes status for the current spec.
+    status_lag: Option<u32>,
+}
+
+struct State {
+    version: (u32, u32),
+    types: Vec<ResourceType>,
+    objects: BTreeMap<Key, Stored>,
+    resource_version: u64,
+    uids: u64,
+    default_behaviour: Behaviour,
+    behaviours: BTreeMap<String, Behaviour>,
+    fail_next: u32,
+    drop_next: u32,
+    failures_served: u32,
+    forbid_namespaces: bool,
+    writes: Vec<String>,
+}
+
+const WORKLOADS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
+
+impl KubeEmulator {
+    /// Starts an emulator serving Kubernetes 1.29 on a free 127.0.0.1 port.
+    pub fn start() -> KubeEmulator {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local address");
+        let state = Arc::new(Mutex::new(State::new()));
+        let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("emulator runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let state = served.clone();
+                            tokio::spawn(async move {
+                                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let emulator = KubeEmulator { addr, state, dir, shutdown: Some(shutdown), thread: Some(thread) };
+        std::fs::write(emulator.kubeconfig(), emulator.kubeconfig_text()).expect("write kubeconfig");
+        emulator
+    }
+
+    fn kubeconfig_text(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://{addr}\n\
+             contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n\
+             - name: elsewhere\n  context:\n    cluster: nowhere\n    user: emulator\n\
+             current-context: emulator\nusers:\n- name: emulator\n  user: {{}}\n",
+            addr = self.addr
+        )
+    }
+
+    /// The kubeconfig pointing at this emulator (context `emulator`, current).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Client options for the library API.
+    pub fn client_options(&self) -> charmer::deploy::ClientOptions {
+        charmer::deploy::ClientOptions { kubeconfig: Some(self.kubeconfig()), context: None }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the Kubernetes version `/version` reports.
+    pub fn set_version(&self, major: u32, minor: u32) {
+        self.state().version = (major, minor);
+    }
+
+    /// Serves an extra group, as if its CRDs were installed: (kind, plural, namespaced).
+    pub fn serve_group(&self, group: &str, version: &str, kinds: &[(&str, &str, bool)]) {
+        let mut state = self.state();
+        for (kind, plural, namespaced) in kinds {
+            state.add_type(group, version, kind, plural, *namespaced);
+        }
+    }
+
+    /// How workloads named `name` behave from their next change on.
+    pub fn set_behaviour(&self, name: &str, behaviour: Behaviour) {
+        self.state().behaviours.insert(name.to_string(), behaviour);
+    }
+
+    /// The next `n` requests answer 503 Service Unavailable.
+    pub fn fail_next(&self, n: u32) {
+        self.state().fail_next = n;
+    }
+
+    /// The next `n` requests lose their connection before any answer.
+    pub fn drop_next(&self, n: u32) {
+        self.state().drop_next = n;
+    }
+
+    /// Refuses to create namespaces (403), as a cluster does for users without the right.
+    pub fn forbid_namespaces(&self) {
+        self.state().forbid_namespaces = true;
+    }
+
+    /// How many injected failures (503s and dropped connections) were served.
+    pub fn failures_served(&self) -> u32 {
+        self.state().failures_served
+    }
+
+    /// Every write request (not dry-run) received, as `METHOD path`.
+    pub fn writes(&self) -> Vec<String> {
+        self.state().writes.clone()
+    }
+
+    /// Stores an object directly, as another tool (manager `kubectl`) would have created it.
+    pub fn insert(&self, object: Value) {
+        let mut state = self.state();
+        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let t = state.types.iter().find(|t| t.api_version() == api_version && t.kind == kind).cloned().expect("a served kind");
+        let ns = if t.namespaced { object["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+        let name = object["metadata"]["name"].as_str().expect("a name").to_string();
+        state.apply(&t, &ns, &name, "kubectl", object, false, true).expect("insert");
+    }
+
+    /// The stored object of `kind` (`""` namespace for cluster-scoped kinds).
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let state = self.state();
+        state.objects.iter().find(|((_, _, ns, n), s)| s.object["kind"] == kind && ns == namespace && n == name).map(|(_, s)| s.object.clone())
+    }
+
+    /// `Kind/namespace/name` → resourceVersion of every stored object except Pods (which the
+    /// simulated controllers manage) and Events.
+    pub fn resource_versions(&self) -> BTreeMap<String, String> {
+        let state = self.state();
+        state
+            .objects
+            .iter()
+            .filter(|(_, s)| s.object["kind"] != "Pod")
+            .map(|((_, _, ns, name), s)| {
+                (format!("{}/{ns}/{name}", s.object["kind"].as_str().unwrap_or("?")), s.object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for KubeEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Returned to hyper to close a connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the emulator")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let query: BTreeMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| url_pairs(q).collect())
+        .unwrap_or_default();
+    let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (status, value) = {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.drop_next > 0 {
+            state.drop_next -= 1;
+            state.failures_served += 1;
+            return Err(Dropped);
+        }
+        state.serve(&parts.method, parts.uri.path(), &query, &content_type, &body)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// `a=b&c=d` with percent-decoding (enough for label selectors and field managers).
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k), decode(v))
+    })
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(code: u16, reason: &str, message: impl Into<String>) -> (StatusCode, Value) {
+    let message = message.into();
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}),
+    )
+}
+
+type Answer = (StatusCode, Value);
+
+impl State {
+    fn new() -> State {
+        let mut state = State {
+            version: (1, 29),
+            types: Vec::new(),
+            objects: BTreeMap::new(),
+            resource_version: 100,
+            uids: 0,
+            default_behaviour: Behaviour::Ready,
+            behaviours: BTreeMap::new(),
+            fail_next: 0,
+            drop_next: 0,
+            failures_served: 0,
+            forbid_namespaces: false,
+            writes: Vec::new(),
+        };
+        let builtin: &[(&str, &str, &str, &str, bool)] = &[
+            ("", "v1", "Namespace", "namespaces", false),
+            ("", "v1", "ConfigMap", "configmaps", true),
+            ("", "v1", "Secret", "secrets", true),
+            ("", "v1", "Service", "services", true),
+            ("", "v1", "ServiceAccount", "serviceaccounts", true),
+            ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
+            ("", "v1", "PersistentVolume", "persistentvolumes", false),
+            ("", "v1", "Pod", "pods", true),
+            ("apps", "v1", "Deployment", "deployments", true),
+            ("apps", "v1", "StatefulSet", "statefulsets", true),
+            ("apps", "v1", "DaemonSet", "daemonsets", true),
+            ("apps", "v1", "ReplicaSet", "replicasets", true),
+            ("batch", "v1", "Job", "jobs", true),
+            ("batch", "v1", "CronJob", "cronjobs", true),
+            ("storage.k8s.io", "v1", "StorageClass", "storageclasses", false),
+            ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false),
+            ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+            ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false),
+            ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
+            ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+            ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true),
+            ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
+            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
+            ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+        ];
+        for (group, version, kind, plural, namespaced) in builtin {
+            state.add_type(group, version, kind, plural, *namespaced);
+        }
+        for ns in ["default", "kube-system"] {
+            let t = state.types[0].clone();
+            let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let _ = state.apply(&t, "", ns, "kube-apiserver", namespace, false, true);
+        }
+        state
+    }
+
+    fn add_type(&mut self, group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) {
+        if !self.types.iter().any(|t| t.group == group && t.version == version && t.kind == kind) {
+            self.types.push(ResourceType { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into(), namespaced });
+        }
+    }
+
+    fn serve(&mut self, method: &Method, path: &str, query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Answer {
+        if self.fail_next > 0 {
+            self.fail_next -= 1;
+            self.failures_served += 1;
+            return status(503, "ServiceUnavailable", "the emulator was told to fail this request");
+        }
+        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        if *method != Method::GET && !dry_run {
+            self.writes.push(format!("{method} {path}"));
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["version"]) => (StatusCode::OK, self.version_info()),
+            (&Method::GET, ["api"]) => (StatusCode::OK, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
+            (&Method::GET, ["apis"]) => (StatusCode::OK, self.group_list()),
+            (&Method::GET, ["api", "v1"]) => self.resource_list("", "v1"),
+            (&Method::GET, ["apis", group, version]) => self.resource_list(group, version),
+            (_, ["api", "v1", rest @ ..]) => self.objects_route(method, "", "v1", rest, query, content_type, body),
+            (_, ["apis", group, version, rest @ ..]) => self.objects_route(method, group, version, rest, query, content_type, body),
+            _ => status(404, "NotFound", format!("the emulator does not serve {path}")),
+        }
+    }
+
+    fn version_info(&self) -> Value {
+        let (major, minor) = self.version;
+        json!({
+            "major": major.to_string(), "minor": minor.to_string(), "gitVersion": format!("v{major}.{minor}.0"),
+            "gitCommit": "emulator", "gitTreeState": "clean", "buildDate": "2024-01-01T00:00:00Z",
+            "goVersion": "go1.22", "compiler": "gc", "platform": "linux/amd64",
+        })
+    }
+
+    fn group_list(&self) -> Value {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for t in self.types.iter().filter(|t| !t.group.is_empty()) {
+            match groups.iter_mut().find(|(g, _)| *g == t.group) {
+                Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version.clone()),
+                Some(_) => {}
+                None => groups.push((t.group.clone(), vec![t.version.clone()])),
+            }
+        }
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|(name, versions)| {
+                let gv = |v: &String| json!({"groupVersion": format!("{name}/{v}"), "version": v});
+                json!({"name": name, "versions": versions.iter().map(gv).collect::<Vec<_>>(), "preferredVersion": gv(&versions[0])})
+            })
+            .collect();
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    fn resource_list(&self, group: &str, version: &str) -> Answer {
+        let resources: Vec<Value> = self
+            .types
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .map(|t| {
+                json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind,
+                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+            })
+            .collect();
+        if resources.is_empty() {
+            return status(404, "NotFound", format!("the server could not find the requested resource ({group}/{version})"));
+        }
+        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        (StatusCode::OK, json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn objects_route(&mut self, method: &Method, group: &str, version: &str, rest: &[&str], query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Answer {
+        let find = |plural: &str| self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural).cloned();
+        let (t, namespace, name) = match rest {
+            [plural] => (find(plural), None, None),
+            [plural, name] => (find(plural), None, Some(*name)),
+            ["namespaces", ns, plural] => (find(plural), Some(*ns), None),
+            ["namespaces", ns, plural, name] => (find(plural), Some(*ns), Some(*name)),
+            _ => (None, None, None),
+        };
+        let Some(t) = t else { return status(404, "NotFound", "the server could not find the requested resource") };
+        if t.namespaced == namespace.is_none() && name.is_some() {
+            return status(404, "NotFound", "the server could not find the requested resource");
+        }
+        let ns = namespace.unwrap_or("").to_string();
+        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        match (method, name) {
+            (&Method::GET, Some(name)) => match self.read(&t, &ns, name) {
+                Some(object) => (StatusCode::OK, object),
+                None => not_found(&t, name),
+            },
+            (&Method::GET, None) => self.list(&t, namespace, query.get("labelSelector").map(String::as_str).unwrap_or("")),
+            (&Method::PATCH, Some(name)) => {
+                if !content_type.starts_with("application/apply-patch+yaml") {
+                    return status(415, "UnsupportedMediaType", format!("the emulator only takes server-side apply patches, not {content_type}"));
+                }
+                let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
+                    return status(422, "Invalid", "fieldManager is required for apply requests");
+                };
+                let config: Value = match serde_json::from_slice(body).or_else(|_| serde_yaml::from_slice(body)) {
+                    Ok(v) => v,
+                    Err(e) => return status(400, "BadRequest", format!("invalid apply patch: {e}")),
+                };
+                let force = query.get("force").is_some_and(|v| v == "true");
+                let creating = !self.objects.contains_key(&key(&t, &ns, name));
+                if t.kind == "Namespace" && creating && self.forbid_namespaces {
+                    return status(403, "Forbidden", "namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope");
+                }
+                match self.check_namespace(&t, &ns) {
+                    Some(answer) => answer,
+                    None => match self.apply(&t, &ns, name, manager, config, dry_run, force) {
+                        Ok(object) => (StatusCode::OK, object),
+                        Err(answer) => answer,
+                    },
+                }
+            }
+            (&Method::POST, None) => {
+                let object: Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => return status(400, "BadRequest", e.to_string()),
+                };
+                let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+                    return status(422, "Invalid", "metadata.name is required");
+                };
+                if let Some(answer) = self.check_namespace(&t, &ns) {
+                    return answer;
+                }
+                if self.objects.contains_key(&key(&t, &ns, &name)) {
+                    return status(409, "AlreadyExists", format!("{} \"{name}\" already exists", t.plural));
+                }
+                let manager = query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".into());
+                match self.apply(&t, &ns, &name, &manager, object, dry_run, true) {
+                    Ok(object) => (StatusCode::CREATED, object),
+                    Err(answer) => answer,
+                }
+            }
+            (&Method::DELETE, Some(name)) => {
+                if !self.objects.contains_key(&key(&t, &ns, name)) {
+                    return not_found(&t, name);
+                }
+                if !dry_run {
+                    self.delete(&t, &ns, name);
+                }
+                (StatusCode::OK, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.plural}}))
+            }
+            _ => status(405, "MethodNotAllowed", format!("the emulator does not support {method} here")),
+        }
+    }
+
+    fn check_namespace(&self, t: &ResourceType, ns: &str) -> Option<Answer> {
+        let exists = self.objects.contains_key(&(String::new(), "namespaces".into(), String::new(), ns.to_string()));
+        (t.namespaced && !exists).then(|| status(404, "NotFound", format!("namespaces \"{ns}\" not found")))
+    }
+
+    /// A read: the simulated controllers publish status here, one read after a change.
+    fn read(&mut self, t: &ResourceType, ns: &str, name: &str) -> Option<Value> {
+        let k = key(t, ns, name);
+        let lag = self.objects.get(&k)?.status_lag;
+        match lag {
+            Some(0) => {
+                let stored = self.objects.get_mut(&k)?;
+                stored.status_lag = None;
+                let behaviour = self.behaviours.get(name).copied().unwrap_or(self.default_behaviour);
+                let status = workload_status(&stored.object, behaviour);
+                stored.object["status"] = status;
+                self.resource_version += 1;
+                stored.object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+            }
+            Some(n) => self.objects.get_mut(&k)?.status_lag = Some(n - 1),
+            None => {}
+        }
+        Some(self.objects.get(&k)?.object.clone())
+    }
+
+    fn list(&mut self, t: &ResourceType, namespace: Option<&str>, selector: &str) -> Answer {
+        let keys: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|((g, p, ns, _), s)| *g == t.group && *p == t.plural && namespace.is_none_or(|n| n == ns) && matches(selector, &s.object["metadata"]["labels"]))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let items: Vec<Value> = keys.iter().filter_map(|(_, _, ns, name)| self.read(t, ns, name)).collect();
+        let rv = self.resource_version.to_string();
+        (StatusCode::OK, json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv}, "items": items}))
+    }
+
+    /// Server-side apply of `config` by `manager`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(&mut self, t: &ResourceType, ns: &str, name: &str, manager: &str, mut config: Value, dry_run: bool, force: bool) -> Result<Value, Answer> {
+        if config["apiVersion"].as_str() != Some(&t.api_version()) || config["kind"].as_str() != Some(&t.kind) {
+            return Err(status(400, "BadRequest", format!("apiVersion/kind of the body do not match {} {}", t.api_version(), t.kind)));
+        }
+        if config["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(status(400, "BadRequest", "metadata.name does not match the URL"));
+        }
+        if t.namespaced && config["metadata"]["namespace"].as_str().is_some_and(|n| n != ns) {
+            return Err(status(400, "BadRequest", "metadata.namespace does not match the URL"));
+        }
+        if let Some(map) = config.as_object_mut() {
+            map.remove("status");
+        }
+        if let Some(meta) = config["metadata"].as_object_mut() {
+            for k in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink"] {
+                meta.remove(k);
+            }
+        }
+        let k = key(t, ns, name);
+        let existing = self.objects.get(&k).cloned();
+        let mut object = existing.as_ref().map(|s| s.object.clone()).unwrap_or_else(|| {
+            let mut meta = Map::new();
+            meta.insert("name".into(), json!(name));
+            if t.namespaced {
+                meta.insert("namespace".into(), json!(ns));
+            }
+            json!({"apiVersion": t.api_version(), "kind": t.kind, "metadata": meta})
+        });
+        let mut managers = existing.as_ref().map(|s| s.managers.clone()).unwrap_or_default();
+        let new_paths = leaf_paths(&config);
+        if !force {
+            for (other, paths) in managers.iter().filter(|(m, _)| m.as_str() != manager) {
+                if let Some(p) = paths.iter().find(|p| new_paths.contains(*p) && at(&object, p) != at(&config, p)) {
+                    return Err(status(409, "Conflict", format!("Apply failed with 1 conflict: conflict with \"{other}\": .{}", p.join("."))));
+                }
+            }
+        }
+        let previous = managers.remove(manager).unwrap_or_default();
+        for p in previous.difference(&new_paths) {
+            if !managers.values().any(|owned| owned.contains(p)) {
+                remove_path(&mut object, p);
+            }
+        }
+        merge(&mut object, &config);
+        if t.kind == "Secret" {
+            string_data_into_data(&mut object);
+        }
+        for owned in managers.values_mut() {
+            owned.retain(|p| !new_paths.contains(p));
+        }
+        managers.retain(|_, owned| !owned.is_empty());
+        if !new_paths.is_empty() {
+            managers.insert(manager.to_string(), new_paths);
+        }
+        if let Some(old) = &existing {
+            if old.managers == managers && without_managed_fields(&old.object) == without_managed_fields(&object) {
+                return Ok(old.object.clone());
+            }
+        }
+        let spec_changed = existing.as_ref().is_none_or(|old| old.object["spec"] != object["spec"]);
+        let meta = object["metadata"].as_object_mut().expect("metadata is an object");
+        if existing.is_none() {
+            self.uids += 1;
+            meta.insert("uid".into(), json!(format!("00000000-0000-0000-0000-{:012}", self.uids)));
+            meta.insert("creationTimestamp".into(), json!("2024-01-01T00:00:00Z"));
+            meta.insert("generation".into(), json!(1));
+        } else if spec_changed {
+            let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            meta.insert("generation".into(), json!(generation + 1));
+        }
+        meta.insert("managedFields".into(), managed_fields(&managers, &t.api_version()));
+        if dry_run {
+            return Ok(object);
+        }
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let mut stored = Stored { object, managers, status_lag: existing.and_then(|s| s.status_lag) };
+        if spec_changed {
+            self.simulate(t, &mut stored);
+        }
+        let object = stored.object.clone();
+        self.objects.insert(k, stored);
+        Ok(object)
+    }
+
+    /// What the cluster's controllers would do after a spec change.
+    fn simulate(&mut self, t: &ResourceType, stored: &mut Stored) {
+        let name = stored.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let behaviour = self.behaviours.get(&name).copied().unwrap_or(self.default_behaviour);
+        match t.kind.as_str() {
+            kind if WORKLOADS.contains(&kind) => {
+                stored.status_lag = Some(1);
+                self.replace_pods(&stored.object, behaviour);
+            }
+            "PersistentVolumeClaim" => {
+                let phase = if behaviour == Behaviour::Ready { "Bound" } else { "Pending" };
+                stored.object["status"] = json!({"phase": phase});
+            }
+            "CustomResourceDefinition" => {
+                let spec = stored.object["spec"].clone();
+                let (Some(group), Some(kind), Some(plural)) = (spec["group"].as_str(), spec["names"]["kind"].as_str(), spec["names"]["plural"].as_str()) else { return };
+                for v in spec["versions"].as_array().into_iter().flatten().filter(|v| v["served"] != false) {
+                    if let Some(version) = v["name"].as_str() {
+                        self.add_type(group, version, kind, plural, spec["scope"] != "Cluster");
+                    }
+                }
+                stored.object["status"] = json!({"conditions": [{"type": "Established", "status": "True"}, {"type": "NamesAccepted", "status": "True"}]});
+            }
+            _ => {}
+        }
+    }
+
+    /// Deletes a workload's pods and creates new ones for its current spec.
+    fn replace_pods(&mut self, workload: &Value, behaviour: Behaviour) {
+        let uid = workload["metadata"]["uid"].clone();
+        self.objects.retain(|_, s| s.object["kind"] != "Pod" || s.object["metadata"]["ownerReferences"][0]["uid"] != uid);
+        let ns = workload["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let name = workload["metadata"]["name"].as_str().unwrap_or_default();
+        let generation = workload["metadata"]["generation"].as_i64().unwrap_or(1);
+        let count = match workload["kind"].as_str() {
+            Some("Deployment" | "StatefulSet" | "ReplicaSet") => workload["spec"]["replicas"].as_i64().unwrap_or(1),
+            _ => 1,
+        };
+        let template = &workload["spec"]["template"];
+        for i in 0..count {
+            let pod_name = format!("{name}-g{generation}-{i}");
+            let statuses: Vec<Value> = template["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let container = c["name"].as_str().unwrap_or("?");
+                    let image = c["image"].as_str().unwrap_or("?");
+                    let (ready, state) = match behaviour {
+                        Behaviour::Ready => (true, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
+                        Behaviour::NeverReady => (false, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
+                        Behaviour::Failing(reason) => {
+                            let message = if reason.contains("Image") {
+                                format!("Back-off pulling image \"{image}\"")
+                            } else {
+                                format!("back-off 10s restarting failed container={container} pod={pod_name}")
+                            };
+                            (false, json!({"waiting": {"reason": reason, "message": message}}))
+                        }
+                    };
+                    json!({"name": container, "image": image, "ready": ready, "restartCount": 0, "state": state})
+                })
+                .collect();
+            let phase = if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
+            self.resource_version += 1;
+            self.uids += 1;
+            let pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {
+                    "name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"].clone(),
+                    "uid": format!("00000000-0000-0000-0000-{:012}", self.uids),
+                    "resourceVersion": self.resource_version.to_string(),
+                    "ownerReferences": [{"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": name, "uid": uid, "controller": true}],
+                },
+                "spec": template["spec"].clone(),
+                "status": {"phase": phase, "containerStatuses": statuses},
+            });
+            self.objects.insert((String::new(), "pods".into(), ns.clone(), pod_name), Stored { object: pod, managers: BTreeMap::new(), status_lag: None });
+        }
+    }
+
+    fn delete(&mut self, t: &ResourceType, ns: &str, name: &str) {
+        let Some(stored) = self.objects.remove(&key(t, ns, name)) else { return };
+        let uid = stored.object["metadata"]["uid"].clone();
+        self.objects.retain(|_, s| s.object["metadata"]["ownerReferences"][0]["uid"] != uid);
+        if t.kind == "Namespace" {
+            self.objects.retain(|(_, _, object_ns, _), _| object_ns != name);
+        }
+        self.resource_version += 1;
+    }
+}
+
+fn key(t: &ResourceType, ns: &str, name: &str) -> Key {
+    (t.group.clone(), t.plural.clone(), ns.to_string(), name.to_string())
+}
+
+fn not_found(t: &ResourceType, name: &str) -> Answer {
+    let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+    status(404, "NotFound", format!("{what} \"{name}\" not found"))
+}
+
+/// The status the simulated controller publishes for a workload.
+fn workload_status(object: &Value, behaviour: Behaviour) -> Value {
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    let ready = behaviour == Behaviour::Ready;
+    match object["kind"].as_str() {
+        Some("DaemonSet") => json!({
+            "observedGeneration": generation, "desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+            "updatedNumberScheduled": 1, "numberReady": i64::from(ready), "numberAvailable": i64::from(ready),
+        }),
+        Some("Job") if ready => json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        Some("Job") => json!({"active": 1}),
+        _ => {
+            let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready_replicas = if ready { desired } else { 0 };
+            json!({
+                "observedGeneration": generation, "replicas": desired, "updatedReplicas": desired, "currentReplicas": desired,
+                "readyReplicas": ready_replicas, "availableReplicas": ready_replicas,
+            })
+        }
+    }
+}
+
+/// Leaf field paths of an applied configuration (maps are walked, everything else is a leaf);
+/// apiVersion, kind, name and namespace identify the object and are nobody's.
+fn leaf_paths(config: &Value) -> BTreeSet<FieldPath> {
+    fn walk(value: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    prefix.push(k.clone());
+                    walk(child, prefix, out);
+                    prefix.pop();
+                }
+            }
+            _ => {
+                out.insert(prefix.clone());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(config, &mut Vec::new(), &mut out);
+    out.retain(|p| !matches!(p.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"]));
+    out
+}
+
+fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, k| v.get(k))
+}
+
+/// Removes a leaf and then every map the removal left empty (but never `metadata`).
+fn remove_path(object: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut current = &mut *object;
+    for k in parents {
+        match current.get_mut(k) {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+    if let Some(map) = current.as_object_mut() {
+        map.remove(last);
+    }
+    for depth in (1..parents.len() + 1).rev() {
+        let prefix = &parents[..depth];
+        if prefix == ["metadata"] {
+            break;
+        }
+        let empty = at(object, prefix).and_then(Value::as_object).is_some_and(Map::is_empty);
+        if !empty {
+            break;
+        }
+        let (leaf, up) = prefix.split_last().expect("non-empty prefix");
+        let mut parent = &mut *object;
+        for k in up {
+            parent = parent.get_mut(k).expect("path exists");
+        }
+        if let Some(map) = parent.as_object_mut() {
+            map.remove(leaf);
+        }
+    }
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) if !p.is_empty() => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// The API server's handling of `stringData`: write-only, merged into `data` base64-encoded.
+fn string_data_into_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    for (k, v) in plain {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+        secret["data"][k] = json!(encoded);
+    }
+}
+
+fn without_managed_fields(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    object
+}
+
+/// `metadata.managedFields` in the API's FieldsV1 form.
+fn managed_fields(managers: &BTreeMap<String, BTreeSet<FieldPath>>, api_version: &str) -> Value {
+    let entries: Vec<Value> = managers
+        .iter()
+        .map(|(manager, paths)| {
+            let mut fields = Map::new();
+            for p in paths {
+                let mut node = &mut fields;
+                for k in p {
+                    node = node.entry(format!("f:{k}")).or_insert_with(|| json!({})).as_object_mut().expect("fields are objects");
+                }
+            }
+            json!({"manager": manager, "operation": "Apply", "apiVersion": api_version, "fieldsType": "FieldsV1", "fieldsV1": fields})
+        })
+        .collect();
+    Value::Array(entries)
+}
+
+/// Label selector matching: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
+fn matches(selector: &str, labels: &Value) -> bool {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&selector[start..]);
+    let label = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
+    terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).all(|term| {
+        let set = |rest: &str| -> Vec<String> { rest.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(|s| s.trim().to_string()).collect() };
+        if let Some((k, v)) = term.split_once("!=") {
+            label(k) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            label(k) == Some(v.trim())
+        } else if let Some((k, rest)) = term.split_once(" notin ") {
+            label(k).is_none_or(|l| !set(rest).iter().any(|s| s == l))
+        } else if let Some((k, rest)) = term.split_once(" in ") {
+            label(k).is_some_and(|l| set(rest).iter().any(|s| s == l))
+        } else if let Some(k) = term.strip_prefix('!') {
+            label(k).is_none()
+        } else {
+            label(term).is_some()
+        }
+    })
+}
