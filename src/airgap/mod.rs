@@ -304,9 +304,14 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
         std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
-    if let Some(lock) = &contents.lock {
-        unpack(lock, "bundle.lock")?;
-    }
+    // The lock is parsed before anything is pushed, and pinned to the pushed images after.
+    let lock = match &contents.lock {
+        Some(member) => {
+            let text = String::from_utf8(tar.read(member, Limits::default().max_document_bytes)?).unwrap_or_default();
+            Some(parse_lock(&format!("{}:{member}", tar.label()), &text)?)
+        }
+        None => None,
+    };
 
     let push_report = if tar.member("images/oci-layout").is_some() {
         let images = ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?;
@@ -315,11 +320,35 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
     } else {
         PushReport::default()
     };
+    if let Some(mut lock) = lock {
+        pin_lock(&mut lock, &push_report, &options.registry);
+        let path = staging.path().join("bundle.lock");
+        std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+    }
     let retagged = staging.path().join("retagged-images.txt");
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
     Ok(ImportReport { contents, push: push_report, bundle, overlays })
+}
+
+/// Parses a `bundle.lock`; `label` names it in problems.
+pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
+    serde_yaml::from_str(text).map_err(|e| Problem::new(label, "", format!("not a bundle.lock: {e}")).hint("give the lock charmer render or airgap export wrote").into())
+}
+
+/// Points every image of `lock` that `report` pushed at where it went (with its digest), and
+/// records the registry; returns how many images were pinned.
+pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> usize {
+    let mut pinned = 0;
+    for image in lock.applications.values_mut().flat_map(|app| app.images.values_mut()) {
+        if let Some(pushed) = report.images.iter().find(|p| p.source == image.source) {
+            image.target = pushed.target.clone();
+            pinned += 1;
+        }
+    }
+    lock.registry = Some(registry.to_string());
+    pinned
 }
 
 /// Checks `SHA256SUMS` against every member: each member listed, each listed member present,

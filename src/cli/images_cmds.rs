@@ -11,6 +11,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{line, ResolveArgs};
+use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
 use crate::registry::archive::ImageArchive;
@@ -118,6 +119,9 @@ pub struct PushArgs {
     /// Write the pushed images (seed 001's format, with digests) here.
     #[arg(long, default_value = "retagged-images.txt", value_name = "FILE")]
     pub retagged_out: PathBuf,
+    /// Point this bundle.lock's images at where they were pushed (with digests).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -159,14 +163,33 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
     let archive = ImageArchive::open(&args.archive, &Limits::default())?;
+    let lock = match &args.lock {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
+        }
+        None => None,
+    };
+    let registry = args.registry.clone();
     let options = PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
     bars.clear();
     write_retagged(&args.retagged_out, &report)?;
+    let pinned = match lock {
+        Some((path, mut lock)) => {
+            let pinned = airgap::pin_lock(&mut lock, &report, &registry);
+            crate::output::write_atomically(path, lock.to_yaml().as_bytes())?;
+            Some((path, pinned))
+        }
+        None => None,
+    };
     if !args.connection.quiet {
         print_report(out, &report)?;
         line(out, format_args!("wrote {}", args.retagged_out.display()))?;
+        if let Some((path, pinned)) = pinned {
+            line(out, format_args!("pinned {pinned} images in {}", path.display()))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

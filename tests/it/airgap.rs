@@ -61,8 +61,23 @@ fn export_carry_import_and_tampering_is_caught() {
     // `images save BUNDLE` saves exactly the bundle's images.
     let images = work.path().join("images.tar");
     charmer(work.path()).args(["images", "save", "--quiet"]).arg(&bundle).arg("--out").arg(&images).args(connection(&src)).assert().success();
-    let pushed = charmer(work.path()).args(["images", "push", "--registry", &format!("{}/saved", dst.host())]).arg(&images).args(connection(&dst)).current_dir(work.path()).assert().success();
-    assert!(String::from_utf8_lossy(&pushed.get_output().stdout).contains("2 images: "));
+    // ...and `images push --lock` pins the lock `render` wrote to what it pushed.
+    let rendered = work.path().join("rendered");
+    charmer(work.path()).arg("render").arg(&bundle).arg("--out").arg(&rendered).assert().success();
+    let lock = rendered.join("bundle.lock");
+    let pushed = charmer(work.path())
+        .args(["images", "push", "--registry", &format!("{}/saved", dst.host())])
+        .arg(&images)
+        .arg("--lock")
+        .arg(&lock)
+        .args(connection(&dst))
+        .current_dir(work.path())
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&pushed.get_output().stdout).to_string();
+    assert!(stdout.contains("2 images: ") && stdout.contains("pinned 2 images in"), "{stdout}");
+    let pinned = std::fs::read_to_string(&lock).unwrap();
+    assert!(pinned.contains(&format!("target: {}/saved/team/app:1.0@{app_digest}", dst.host())), "{pinned}");
 
     // Connected side.
     let carried = work.path().join("bundle-airgap.tar");
@@ -123,10 +138,10 @@ fn export_carry_import_and_tampering_is_caught() {
     // The source folder was packed as `charmer pack` packs it.
     charmer(work.path()).arg("pack").arg(shop.join("charms/frontend")).arg("--out").arg(work.path().join("packed")).assert().success();
     assert_eq!(std::fs::read(out_dir.join("charms/frontend_1.2.0.charm")).unwrap(), std::fs::read(work.path().join("packed/frontend_1.2.0.charm")).unwrap());
-    let lock = std::fs::read_to_string(out_dir.join("bundle.lock")).unwrap();
-    assert!(lock.contains("frontend") && lock.contains(&format!("{}/team/api:2.0", src.host())), "{lock}");
     let retagged = std::fs::read_to_string(out_dir.join("retagged-images.txt")).unwrap();
     let target = format!("{}/airgap", dst.host());
+    let lock = std::fs::read_to_string(out_dir.join("bundle.lock")).unwrap();
+    assert!(lock.contains(&format!("source: {}/team/api:2.0", src.host())) && lock.contains(&format!("target: {target}/team/api:2.0@{api_digest}")), "{lock}");
     assert!(retagged.contains(&format!("{target}/team/app:1.0@{app_digest}")) && retagged.contains(&format!("{target}/team/api:2.0@{api_digest}")), "{retagged}");
     assert_eq!(dst.inspect_raw("airgap/team/app:1.0").1, app_digest);
     assert_eq!(dst.inspect_raw("airgap/team/api:2.0").1, api_digest);
