@@ -62,7 +62,7 @@ fn https_login_from_stdin_docker_config_and_credential_helper() {
     let secret_free = |text: String| !text.contains(PASSWORD) && !text.contains(&basic);
 
     let anonymous = push("anon").assert().failure();
-    assert!(output(&anonymous).contains("the registry asks for a login"), "{}", output(&anonymous));
+    assert!(output(&anonymous).contains("the registry asks for a login"), "{}\n{}", output(&anonymous), std::fs::read_to_string(registry.log_path()).unwrap_or_default());
 
     let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("not-the-password\n").assert().failure();
     assert!(output(&wrong).contains("credentials refused"), "{}", output(&wrong));
@@ -93,4 +93,32 @@ fn https_login_from_stdin_docker_config_and_credential_helper() {
     let ok = push("helper").env("PATH", path).assert().success();
     assert!(secret_free(output(&ok)));
     assert_eq!(registry.inspect_raw("helper/team/app:1.0").1, digest);
+}
+
+#[test]
+fn bearer_tokens_from_the_realm_the_registry_names() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(Kind::Token);
+    let (archive, digest) = archive(work.path());
+    let push = |prefix: &str| {
+        let mut command = charmer(work.path());
+        command
+            .args(["images", "push", "--quiet", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
+            .arg(&archive)
+            .args(connection(&registry))
+            .current_dir(work.path());
+        command
+    };
+    let anonymous = push("anon").assert().failure();
+    assert!(output(&anonymous).contains("the registry asks for a login"), "{}\n{}", output(&anonymous), std::fs::read_to_string(registry.log_path()).unwrap_or_default());
+    let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("nope").assert().failure();
+    assert!(output(&wrong).contains("the token service refused the credentials"), "{}", output(&wrong));
+
+    let tokens = registry.tokens.as_ref().unwrap();
+    let before = tokens.requests.load(std::sync::atomic::Ordering::SeqCst);
+    push("team").args(["--username", USER, "--password-stdin"]).write_stdin(PASSWORD).assert().success();
+    // Tokens are cached per scope: far fewer token requests than registry requests.
+    let fetched = tokens.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!((1..=4).contains(&fetched), "{fetched} token requests for {} registry requests", registry.requests().len());
+    assert_eq!(registry.inspect_raw("team/team/app:1.0").1, digest);
 }

@@ -8,9 +8,11 @@ use std::io::{BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -28,6 +30,8 @@ pub enum Kind {
     Tls,
     /// HTTPS and a login (htpasswd, bcrypt).
     TlsAuth,
+    /// Plain HTTP and bearer tokens from a [`TokenServer`] (the flow public registries use).
+    Token,
 }
 
 /// A running `docker-registry` on 127.0.0.1, killed on drop.
@@ -39,6 +43,8 @@ pub struct Registry {
     pub port: u16,
     /// How it is reached.
     pub kind: Kind,
+    /// The token service of a [`Kind::Token`] registry.
+    pub tokens: Option<TokenServer>,
 }
 
 impl Registry {
@@ -50,7 +56,7 @@ impl Registry {
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("storage").display()
         );
-        if kind != Kind::Plain {
+        if matches!(kind, Kind::Tls | Kind::TlsAuth) {
             let certs = certificates();
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", certs.join("server.crt").display(), certs.join("server.key").display()));
         }
@@ -60,8 +66,16 @@ impl Registry {
             std::fs::write(&path, out.stdout).expect("htpasswd file");
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: charmer-test\n    path: {}\n", path.display()));
         }
+        let tokens = (kind == Kind::Token).then(|| TokenServer::start(dir.path()));
+        if let Some(tokens) = &tokens {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                tokens.port,
+                dir.path().join("token.crt").display()
+            ));
+        }
         std::fs::write(dir.path().join("config.yml"), config).expect("registry config");
-        let mut registry = Registry { child: None, dir, port, kind };
+        let mut registry = Registry { child: None, dir, port, kind, tokens };
         registry.launch();
         registry
     }
@@ -137,6 +151,7 @@ impl Registry {
             Kind::Plain => vec![format!("--{side}-tls-verify=false")],
             Kind::Tls => vec![format!("--{side}-cert-dir={}", certificates().join("skopeo").display())],
             Kind::TlsAuth => vec![format!("--{side}-cert-dir={}", certificates().join("skopeo").display()), format!("--{side}-creds={USER}:{PASSWORD}")],
+            Kind::Token => vec![format!("--{side}-tls-verify=false"), format!("--{side}-creds={USER}:{PASSWORD}")],
         }
     }
 
@@ -396,7 +411,131 @@ pub fn charmer(home: &Path) -> assert_cmd::Command {
 /// Flags for charmer to reach `registry` (TLS registries through the test CA).
 pub fn connection(registry: &Registry) -> Vec<String> {
     match registry.kind {
-        Kind::Plain => vec!["--insecure-http".into()],
+        Kind::Plain | Kind::Token => vec!["--insecure-http".into()],
         Kind::Tls | Kind::TlsAuth => vec!["--ca-file".into(), certificates().join("ca.crt").display().to_string()],
     }
+}
+
+/// The `service` a token registry names in its challenge.
+const TOKEN_SERVICE: &str = "charmer-test";
+/// The issuer it expects in tokens.
+const TOKEN_ISSUER: &str = "charmer-test-issuer";
+
+/// A bearer-token service for a [`Kind::Token`] registry: it answers `GET /token?service=..
+/// &scope=..` with a JWT (RS256, signed by a key whose certificate the registry trusts, sent
+/// in `x5c`) granting every asked scope to USER:PASSWORD, no access to anonymous callers, and
+/// 401 to wrong credentials. Signing is done by the openssl CLI. Stopped on drop.
+pub struct TokenServer {
+    /// Its port.
+    pub port: u16,
+    /// Token requests answered so far.
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    /// Makes the signing key and certificate in `dir` (`token.key`, `token.crt`) and starts
+    /// serving.
+    fn start(dir: &Path) -> TokenServer {
+        run(Command::new("openssl").current_dir(dir).args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt", "-days", "2", "-subj", "/CN=charmer test tokens",
+        ]));
+        let der = run(Command::new("openssl").current_dir(dir).args(["x509", "-in", "token.crt", "-outform", "DER"])).stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let key = dir.join("token.key");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("token server port");
+        let port = listener.local_addr().expect("address").port();
+        let (requests, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (counted, stopped) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(stream) = stream {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    answer_token_request(stream, &key, &x5c);
+                }
+            }
+        });
+        TokenServer { port, requests, stop }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn answer_token_request(mut stream: TcpStream, key: &Path, x5c: &str) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request).to_string();
+    let target = text.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let scopes: Vec<String> = query.split('&').filter_map(|kv| kv.strip_prefix("scope=")).map(percent_decode).collect();
+    let authorization = text.lines().find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: "))).map(str::trim);
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")));
+    let access: Vec<Value> = match authorization {
+        Some(given) if given != expected => {
+            let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+        Some(_) => scopes
+            .iter()
+            .filter_map(|scope| {
+                let mut parts = scope.splitn(3, ':');
+                let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = json!({
+        "iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
+        "jti": format!("{now}-{}", std::process::id()), "access": access,
+    });
+    let signing_input = format!("{}.{}", url(header.to_string().as_bytes()), url(claims.to_string().as_bytes()));
+    let mut openssl = Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(key).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("openssl");
+    openssl.stdin.take().expect("stdin").write_all(signing_input.as_bytes()).expect("sign input");
+    let signature = openssl.wait_with_output().expect("openssl signature").stdout;
+    let body = json!({"token": format!("{signing_input}.{}", url(&signature)), "expires_in": 300}).to_string();
+    let response = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = stream.write_all(response.as_bytes());
+}
+
+/// Decodes `%XX` escapes (and `+` as a space) of a query value.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
