@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -57,7 +57,8 @@ impl Registry {
             dir.path().join("storage").display()
         );
         if matches!(kind, Kind::Tls | Kind::TlsAuth) {
-            let certs = certificates();
+            let certs = dir.path().join("certs");
+            certificates(&certs);
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", certs.join("server.crt").display(), certs.join("server.key").display()));
         }
         if kind == Kind::TlsAuth {
@@ -145,12 +146,17 @@ impl Registry {
         self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 
+    /// The folder of its test CA and certificate (see [`certificates`]).
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
     /// skopeo flags to use this registry as a source (`src`) or destination (`dest`).
     pub fn skopeo_flags(&self, side: &str) -> Vec<String> {
         match self.kind {
             Kind::Plain => vec![format!("--{side}-tls-verify=false")],
-            Kind::Tls => vec![format!("--{side}-cert-dir={}", certificates().join("skopeo").display())],
-            Kind::TlsAuth => vec![format!("--{side}-cert-dir={}", certificates().join("skopeo").display()), format!("--{side}-creds={USER}:{PASSWORD}")],
+            Kind::Tls => vec![format!("--{side}-cert-dir={}", self.certs().join("skopeo").display())],
+            Kind::TlsAuth => vec![format!("--{side}-cert-dir={}", self.certs().join("skopeo").display()), format!("--{side}-creds={USER}:{PASSWORD}")],
             Kind::Token => vec![format!("--{side}-tls-verify=false"), format!("--{side}-creds={USER}:{PASSWORD}")],
         }
     }
@@ -178,35 +184,29 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// The test CA and a server certificate it signed (CA:FALSE, serverAuth, SAN IP:127.0.0.1:
-/// rustls refuses a self-signed CA certificate used as the server's own). Made once per run;
-/// the folder holds `ca.crt`, `server.crt`, `server.key`.
-pub fn certificates() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("charmer-test-certs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("certs dir");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        run(Command::new("openssl").current_dir(&dir).args(["req", "-x509"]).args(ec).args([
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=charmer test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        ]));
-        run(Command::new("openssl").current_dir(&dir).arg("req").args(ec).args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
-        std::fs::write(
-            dir.join("server.ext"),
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
-        )
-        .expect("ext file");
-        run(Command::new("openssl").current_dir(&dir).args([
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
-        ]));
-        // skopeo's --cert-dir reads CA certificates from *.crt files, and would take
-        // server.crt for a client certificate: give it a folder with the CA only.
-        let skopeo_dir = dir.join("skopeo");
-        std::fs::create_dir_all(&skopeo_dir).expect("skopeo certs dir");
-        std::fs::copy(dir.join("ca.crt"), skopeo_dir.join("ca.crt")).expect("ca copy");
-        dir
-    })
+/// Makes a test CA and a server certificate it signed (CA:FALSE, serverAuth, SAN
+/// IP:127.0.0.1: rustls refuses a self-signed CA certificate used as the server's own) in
+/// `dir`: `ca.crt`, `server.crt`, `server.key`, and `skopeo/ca.crt`.
+pub fn certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("certs dir");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(Command::new("openssl").current_dir(dir).args(["req", "-x509"]).args(ec).args([
+        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=charmer test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ]));
+    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .expect("ext file");
+    run(Command::new("openssl").current_dir(dir).args([
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+    ]));
+    // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
+    // for a client certificate: give it a folder with the CA only.
+    std::fs::create_dir_all(dir.join("skopeo")).expect("skopeo certs dir");
+    std::fs::copy(dir.join("ca.crt"), dir.join("skopeo/ca.crt")).expect("ca copy");
 }
 
 /// Runs a command, panicking with its output unless it succeeds.
@@ -412,7 +412,7 @@ pub fn charmer(home: &Path) -> assert_cmd::Command {
 pub fn connection(registry: &Registry) -> Vec<String> {
     match registry.kind {
         Kind::Plain | Kind::Token => vec!["--insecure-http".into()],
-        Kind::Tls | Kind::TlsAuth => vec!["--ca-file".into(), certificates().join("ca.crt").display().to_string()],
+        Kind::Tls | Kind::TlsAuth => vec!["--ca-file".into(), registry.certs().join("ca.crt").display().to_string()],
     }
 }
 
