@@ -20,6 +20,17 @@ fn archive(work: &Path) -> (PathBuf, String) {
     (path, image.digest)
 }
 
+/// `charmer images push ARCHIVE` to `registry/prefix`, trusting the registry, no retries.
+fn push_to(work: &Path, registry: &Registry, prefix: &str, archive: &Path) -> assert_cmd::Command {
+    let mut command = charmer(work);
+    command
+        .args(["images", "push", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
+        .arg(archive)
+        .args(connection(registry))
+        .current_dir(work);
+    command
+}
+
 fn output(assert: &assert_cmd::assert::Assert) -> String {
     let out = assert.get_output();
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
@@ -48,12 +59,8 @@ fn https_login_from_stdin_docker_config_and_credential_helper() {
     let registry = Registry::start(Kind::TlsAuth);
     let (archive, digest) = archive(work.path());
     let push = |prefix: &str| {
-        let mut command = charmer(work.path());
-        command
-            .args(["-vv", "images", "push", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
-            .arg(&archive)
-            .args(connection(&registry))
-            .current_dir(work.path());
+        let mut command = push_to(work.path(), &registry, prefix, &archive);
+        command.arg("-vv");
         command
     };
 
@@ -100,15 +107,7 @@ fn bearer_tokens_from_the_realm_the_registry_names() {
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Kind::Token);
     let (archive, digest) = archive(work.path());
-    let push = |prefix: &str| {
-        let mut command = charmer(work.path());
-        command
-            .args(["images", "push", "--quiet", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
-            .arg(&archive)
-            .args(connection(&registry))
-            .current_dir(work.path());
-        command
-    };
+    let push = |prefix: &str| push_to(work.path(), &registry, prefix, &archive);
     let anonymous = push("anon").assert().failure();
     assert!(output(&anonymous).contains("the registry asks for a login"), "{}\n{}", output(&anonymous), std::fs::read_to_string(registry.log_path()).unwrap_or_default());
     let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("nope").assert().failure();
