@@ -186,6 +186,35 @@ impl fmt::Display for Registry {
     }
 }
 
+/// Parses an image list (`images.txt`, or what `charmer images list` prints): one image per
+/// line, `source` or `source -> target` (the source is taken); blank lines and `#` comments
+/// are skipped. `file` names it in problems.
+pub fn parse_list(file: &str, text: &str) -> Result<Vec<Reference>, Vec<Problem>> {
+    parse_lines(file, text, |line| line.split_once("->").map_or(line, |(source, _)| source.trim()))
+}
+
+/// The reference on each line of `text` (the part `pick` takes of it), skipping blank lines
+/// and `#` comments; every bad line is a problem naming `file` and the line number.
+fn parse_lines(file: &str, text: &str, pick: impl Fn(&str) -> &str) -> Result<Vec<Reference>, Vec<Problem>> {
+    let mut references = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match Reference::from_str(pick(line)) {
+            Ok(reference) => references.push(reference),
+            Err(e) => problems.push(Problem::new(file, format!("line {}", n + 1), e.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(references)
+    } else {
+        Err(problems)
+    }
+}
+
 /// A `retagged-images.txt` (seed 001's format): one already-rewritten image per line;
 /// blank lines and `#` comments are skipped.
 #[derive(Debug, Clone, Default)]
@@ -198,26 +227,11 @@ pub struct ImageMap {
 impl ImageMap {
     /// Parses the file's text; `file` names it in problems.
     pub fn parse(file: &str, text: &str) -> Result<ImageMap, Vec<Problem>> {
-        let mut map = ImageMap::default();
-        let mut problems = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match Reference::from_str(line) {
-                Ok(reference) => {
-                    let key = (reference.repository.clone(), reference.tag_or_latest().to_string());
-                    map.by_path.insert(key, reference);
-                }
-                Err(e) => problems.push(Problem::new(file, format!("line {}", n + 1), e.to_string())),
-            }
-        }
-        if problems.is_empty() {
-            Ok(map)
-        } else {
-            Err(problems)
-        }
+        let by_path = parse_lines(file, text, |line| line)?
+            .into_iter()
+            .map(|reference| ((reference.repository.clone(), reference.tag_or_latest().to_string()), reference))
+            .collect();
+        Ok(ImageMap { by_path })
     }
 
     /// The rewritten image for `source`, if the map has it. A line matches on repository
@@ -280,6 +294,14 @@ mod tests {
         assert_eq!(dst.to_string(), "10.0.0.5:5000/mirror/istio/proxyv2:1.17.3@sha256:1111111111111111111111111111111111111111111111111111111111111111");
         assert!(dst.is_in(&reg) && !src.is_in(&reg));
         assert!("https://x".parse::<Registry>().is_err());
+    }
+
+    #[test]
+    fn image_lists_take_the_source_side() {
+        let list = parse_list("images.txt", "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\n").unwrap();
+        assert_eq!(list, vec![r("nginx:1.27"), r("quay.io/a/b:1")]);
+        let bad = parse_list("images.txt", "ok:1\nNOT OK\n").unwrap_err();
+        assert_eq!(bad[0].to_string(), "images.txt: line 2: \"NOT OK\" is not a valid image reference: empty, too long or containing spaces");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! The binary (`src/main.rs`) only parses the command line with [`cli`] and maps
 //! [`Error`] to an exit code.
 
+pub mod airgap;
 pub mod bundle;
 pub mod charm;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod graph;
 pub mod images;
 pub mod output;
 pub mod publish;
+pub mod registry;
 pub mod render;
 pub mod repo;
 pub mod resolve;
@@ -29,6 +31,12 @@ pub enum Error {
     /// Loading, reading or packing a charm failed.
     #[error(transparent)]
     Charm(#[from] charm::CharmError),
+    /// An air-gap export or import failed.
+    #[error(transparent)]
+    Airgap(#[from] airgap::AirgapError),
+    /// Moving images (registries, image archives) failed.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     /// Deploying, or reading a deployed bundle, failed.
     #[error(transparent)]
     Deploy(#[from] deploy::DeployError),

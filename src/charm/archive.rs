@@ -56,28 +56,36 @@ pub fn pack(files: &BTreeMap<String, CharmFile>) -> Vec<u8> {
 /// Checks one member name: relative, `/`-separated, no `..`, no backslash, no empty or `.`
 /// component, no control characters.
 pub fn check_member_name(archive: &str, name: &str) -> Result<(), Problem> {
-    let bad = |why: &str| Err(Problem::new(archive, name, why.to_string()).hint(UNSAFE_HINT));
+    match unsafe_name_reason(name) {
+        Some(why) => Err(Problem::new(archive, name, why).hint(UNSAFE_HINT)),
+        None => Ok(()),
+    }
+}
+
+/// Why a member name of an untrusted archive (zip or tar) is unsafe to use as a path, if it
+/// is: see [`check_member_name`]. A trailing `/` (a folder entry) is allowed.
+pub fn unsafe_name_reason(name: &str) -> Option<&'static str> {
     if name.is_empty() {
-        return bad("empty entry name");
+        return Some("empty entry name");
     }
     if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
-        return bad("absolute path");
+        return Some("absolute path");
     }
     if name.contains('\\') {
-        return bad("backslash in entry name");
+        return Some("backslash in entry name");
     }
     if name.chars().any(char::is_control) {
-        return bad("control character in entry name");
+        return Some("control character in entry name");
     }
     let trimmed = name.strip_suffix('/').unwrap_or(name);
     for part in trimmed.split('/') {
         match part {
-            ".." => return bad("path traversal (..)"),
-            "" | "." => return bad("empty or '.' path component"),
+            ".." => return Some("path traversal (..)"),
+            "" | "." => return Some("empty or '.' path component"),
             _ => {}
         }
     }
-    Ok(())
+    None
 }
 
 /// The hint on every problem that makes an archive unsafe to read.

@@ -1,10 +1,12 @@
 //! The command line: clap definitions and output formatting. Each command calls into the
 //! library and prints what it returns; nothing below this module prints or exits.
 
+mod airgap_cmds;
 mod bundle_cmds;
 mod charm_cmds;
 mod deploy_cmds;
 mod publish_cmds;
+mod images_cmds;
 
 pub use bundle_cmds::ResolveArgs;
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
@@ -108,9 +110,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         lock: Option<PathBuf>,
     },
-    /// Image commands.
+    /// Image commands: list a bundle's images; move images without Docker (save them into
+    /// an archive, push them into a private registry).
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Carry a bundle into an air gap: one archive with bundle, charms, images and lock.
+    #[command(subcommand)]
+    Airgap(airgap_cmds::AirgapCommand),
     /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
     /// apply, prune, wait for readiness, record the revision.
     Deploy {
@@ -213,6 +219,12 @@ pub enum ImagesCommand {
         #[arg(long, value_name = "IMAGE")]
         why: Option<String>,
     },
+    /// Pull images (a bundle's, or a list's) from their registries into one OCI image
+    /// layout archive, with no Docker.
+    Save(images_cmds::SaveArgs),
+    /// Push every image of an archive into a registry by digest, keeping tags, and write
+    /// retagged-images.txt.
+    Push(images_cmds::PushArgs),
 }
 
 /// Runs a parsed command line.
@@ -226,6 +238,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
         Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
         Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
+        Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
+        Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
+        Command::Airgap(command) => airgap_cmds::run(&mut out, command),
         Command::Deploy { resolve, kube, dry_run, diff, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,

@@ -3,10 +3,15 @@
 
 mod support;
 
+mod airgap;
 mod bad_archives;
 mod charm_format;
 mod charms;
 mod deploy;
 mod fixtures;
 mod publish;
+mod registry_archives;
+mod registry_auth;
+mod registry_fault;
+mod registry_push;
 mod resolve_render;

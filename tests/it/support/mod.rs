@@ -1,10 +1,11 @@
 //! Shared helpers for the integration tests: running the real `charmer` binary, building
 //! charm source folders, finding the shared Juju fixtures, forging hostile zips, and the
-//! Kubernetes API emulator, and a static file server (HTTP and HTTPS).
+//! Kubernetes API emulator, real image registries, and a static file server (HTTP and HTTPS).
 
 pub mod file_server;
 pub mod kube_emulator;
 pub mod rawzip;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

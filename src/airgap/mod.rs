@@ -1,0 +1,453 @@
+//! One file to carry into an air gap: the bundle and its overlays, every charm, the images
+//! and the lock, with a checksum for every member.
+//!
+//! Archive layout (an uncompressed tar, members sorted, deterministic):
+//! ```text
+//! SHA256SUMS                 sha256sum format: "<hex>  <member>" for every other member
+//! airgap.json                what is where (see [`Contents`])
+//! bundle.lock                the lock file, if one was given
+//! bundle/<file>              the bundle, then its overlays
+//! charms/<file>.charm        every charm
+//! images/oci-layout          the images, as an OCI image layout (what `images save` writes)
+//! images/index.json
+//! images/blobs/sha256/<hex>
+//! ```
+//! `tar -xf` then `sha256sum -c SHA256SUMS` checks it without charmer; `charmer images push`
+//! takes the archive as is (it finds the layout under `images/`).
+//!
+//! Import checks every checksum before anything else (a mismatch names the member and
+//! nothing is pushed or written), validates the charms, stages the output folder, pushes the
+//! images, and only then moves the folder into place.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::charm::archive::{read_zip, unsafe_name_reason};
+use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
+use crate::resolve::{Lock, Model};
+use crate::diag::{Problem, Problems};
+use crate::images::{Reference, Registry};
+use crate::registry::archive::ImageArchive;
+use crate::registry::client::Client;
+use crate::registry::layout::{write_tar, Content, Entry};
+use crate::registry::manifest::Digest;
+use crate::registry::progress::{Progress, Task};
+use crate::registry::pull::{fetch_manifests, PullOptions};
+use crate::registry::push::{push, PushOptions, PushReport};
+use crate::registry::tarindex::{Limits, TarIndex};
+use crate::registry::RegistryError;
+
+/// Why an export or import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AirgapError {
+    /// The inputs or the archive are invalid; every problem is listed.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Moving images failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<Problems> for AirgapError {
+    fn from(p: Problems) -> Self {
+        AirgapError::Invalid(p)
+    }
+}
+
+impl From<Problem> for AirgapError {
+    fn from(p: Problem) -> Self {
+        AirgapError::Invalid(p.into())
+    }
+}
+
+/// The members holding the checksums and the table of contents.
+pub const CHECKSUMS: &str = "SHA256SUMS";
+const CONTENTS: &str = "airgap.json";
+const FORMAT: &str = "charmer-airgap/1";
+
+/// `airgap.json`: which member is what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contents {
+    /// Always `charmer-airgap/1`.
+    pub format: String,
+    /// The bundle file's member.
+    pub bundle: String,
+    /// Overlay members, in the order they apply.
+    pub overlays: Vec<String>,
+    /// Charm members.
+    pub charms: Vec<String>,
+    /// The lock file's member, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// The images, by original reference.
+    pub images: Vec<Reference>,
+}
+
+/// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
+/// source folder, a lock computed from the model).
+#[derive(Debug, Clone)]
+pub enum Carried {
+    /// A file, carried under its own name.
+    File(PathBuf),
+    /// Bytes, carried under `name`.
+    Bytes {
+        /// File name in the archive.
+        name: String,
+        /// The content.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Carried {
+    fn name(&self) -> Option<String> {
+        match self {
+            Carried::File(path) => path.file_name().and_then(|n| n.to_str()).map(str::to_string),
+            Carried::Bytes { name, .. } => Some(name.clone()),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Carried::File(path) => path.display().to_string(),
+            Carried::Bytes { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// What to put in an air-gap archive (a resolved bundle's files, charms and images).
+#[derive(Debug, Clone)]
+pub struct ExportInputs {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Its overlays, in order.
+    pub overlays: Vec<PathBuf>,
+    /// Every charm the bundle resolved to, as a `.charm` archive.
+    pub charms: Vec<Carried>,
+    /// Every image the charms run.
+    pub images: Vec<Reference>,
+    /// The lock, if any.
+    pub lock: Option<Carried>,
+}
+
+impl ExportInputs {
+    /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
+    /// (archives as they are, source folders packed), its images, and its lock.
+    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
+        let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
+        for app in model.applications.values() {
+            let charm = &app.charm;
+            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(|| match &charm.origin {
+                Origin::Archive { path, .. } => Carried::File(path.clone()),
+                Origin::Dir(_) => Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() },
+            });
+        }
+        ExportInputs {
+            bundle: model.bundle_file.clone(),
+            overlays: overlays.to_vec(),
+            charms: charms.into_values().collect(),
+            images: model.image_list().images.into_iter().map(|i| i.source).collect(),
+            lock: Some(Carried::Bytes { name: "bundle.lock".into(), bytes: Lock::of(model).to_yaml().into_bytes() }),
+        }
+    }
+}
+
+/// Writes the air-gap archive `out` (see the module docs): validates every input (charms
+/// included) and fetches every image manifest before writing anything.
+pub async fn export(client: &Client, inputs: &ExportInputs, pull: &PullOptions, out: &Path, progress: &dyn Progress) -> Result<Contents, AirgapError> {
+    let mut problems = Problems::default();
+    let mut names = BTreeSet::new();
+    let mut member = |label: String, name: Option<String>, folder: &str, problems: &mut Problems| -> Option<String> {
+        match name.map(|n| format!("{folder}{n}")) {
+            Some(name) if names.insert(name.clone()) => Some(name),
+            Some(name) => {
+                problems.push(Problem::new(label, "", format!("another input is also called {name}")).hint("rename one of them"));
+                None
+            }
+            None => {
+                problems.push(Problem::new(label, "", "has no UTF-8 file name"));
+                None
+            }
+        }
+    };
+    let file_name = |path: &Path| path.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let bundle = member(inputs.bundle.display().to_string(), file_name(&inputs.bundle), "bundle/", &mut problems);
+    let overlays: Vec<Option<String>> = inputs.overlays.iter().map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems)).collect();
+    let charms: Vec<Option<String>> = inputs.charms.iter().map(|c| member(c.label(), c.name(), "charms/", &mut problems)).collect();
+    for charm in &inputs.charms {
+        let Carried::File(path) = charm else { continue };
+        match Charm::from_archive(path, &CharmLimits::default()) {
+            Ok(_) => {}
+            Err(CharmError::Invalid(p)) => problems.extend(p),
+            Err(CharmError::Io { path, source }) => return Err(AirgapError::Io { path: path.display().to_string(), source }),
+        }
+    }
+    problems.into_result(())?;
+
+    let mut entries = Vec::new();
+    let files = std::iter::once(&inputs.bundle).chain(&inputs.overlays).map(|p| Carried::File(p.clone())).zip(std::iter::once(&bundle).chain(&overlays));
+    let carried = files.chain(inputs.charms.iter().cloned().zip(&charms));
+    let lock = inputs.lock.as_ref().map(|_| "bundle.lock".to_string());
+    for (source, name) in carried.chain(inputs.lock.iter().cloned().zip(std::iter::once(&lock))) {
+        let Some(name) = name else { continue };
+        entries.push(match source {
+            Carried::File(path) => {
+                let size = std::fs::metadata(&path).map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?.len();
+                Entry { name: name.clone(), size, content: Content::File(path) }
+            }
+            Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
+        });
+    }
+    let contents = Contents {
+        format: FORMAT.to_string(),
+        bundle: bundle.unwrap_or_default(),
+        overlays: overlays.into_iter().flatten().collect(),
+        charms: charms.into_iter().flatten().collect(),
+        lock,
+        images: inputs.images.clone(),
+    };
+    entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
+    let pulled = fetch_manifests(client, &inputs.images, pull).await?;
+    entries.extend(pulled.layout_entries("images/"));
+    let sums = checksums(&entries)?;
+    entries.push(Entry::bytes(CHECKSUMS, sums.into_bytes()));
+    write_tar(entries, out, client, pull.jobs, progress).await?;
+    Ok(contents)
+}
+
+/// `SHA256SUMS` for entries: local files are hashed now, registry blobs are named by their
+/// digest (and checked against it as they are written).
+fn checksums(entries: &[Entry]) -> Result<String, AirgapError> {
+    let mut lines = Vec::new();
+    for entry in entries {
+        let hex = match &entry.content {
+            Content::Bytes(bytes) => Digest::of(bytes).hex().to_string(),
+            Content::File(path) => {
+                let io = |source| AirgapError::Io { path: path.display().to_string(), source };
+                let mut hasher = Sha256::new();
+                std::io::copy(&mut std::fs::File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
+                Digest::from_hasher(hasher).hex().to_string()
+            }
+            Content::Remote { digest, .. } => digest.hex().to_string(),
+        };
+        lines.push(format!("{hex}  {}\n", entry.name));
+    }
+    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    Ok(lines.concat())
+}
+
+/// Where to push and unpack an air-gap archive.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The private registry.
+    pub registry: Registry,
+    /// Uploads at once.
+    pub jobs: usize,
+    /// The folder to create (it must not exist).
+    pub out: PathBuf,
+}
+
+/// What an import did.
+#[derive(Debug)]
+pub struct ImportReport {
+    /// The archive's table of contents.
+    pub contents: Contents,
+    /// The image push.
+    pub push: PushReport,
+    /// The bundle file, unpacked.
+    pub bundle: PathBuf,
+    /// The overlays, unpacked, in order.
+    pub overlays: Vec<PathBuf>,
+}
+
+/// Imports an air-gap archive (see the module docs).
+pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, progress: Arc<dyn Progress>) -> Result<ImportReport, AirgapError> {
+    let out = &options.out;
+    if out.exists() {
+        return Err(Problem::new(out.display().to_string(), "", "already exists").hint("import into a new folder").into());
+    }
+    let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
+    verify_checksums(&tar, progress.as_ref())?;
+    let contents = read_contents(&tar)?;
+    let charms = read_charms(&tar, &contents)?;
+
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let staging = tempfile::Builder::new().prefix(".charmer-import").tempdir_in(parent).map_err(|e| io(parent, e))?;
+    let unpack = |member: &str, name: &str| -> Result<PathBuf, AirgapError> {
+        let bytes = tar.read(member, Limits::default().max_document_bytes)?;
+        let path = staging.path().join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        Ok(out.join(name))
+    };
+    let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
+    let bundle = unpack(&contents.bundle, &in_bundle(&contents.bundle))?;
+    let overlays = contents.overlays.iter().map(|o| unpack(o, &in_bundle(o))).collect::<Result<Vec<_>, _>>()?;
+    for (member, bytes) in charms {
+        let name = member.strip_prefix("charms/").unwrap_or(&member);
+        let path = staging.path().join("charms").join(name);
+        std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+    }
+    // The lock is parsed before anything is pushed, and pinned to the pushed images after.
+    let lock = match &contents.lock {
+        Some(member) => {
+            let text = String::from_utf8(tar.read(member, Limits::default().max_document_bytes)?).unwrap_or_default();
+            Some(parse_lock(&format!("{}:{member}", tar.label()), &text)?)
+        }
+        None => None,
+    };
+
+    let push_report = if tar.member("images/oci-layout").is_some() {
+        let images = ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?;
+        let push_options = PushOptions { registry: options.registry.clone(), jobs: options.jobs, verified: true };
+        push(client, &images, &push_options, progress).await?
+    } else {
+        PushReport::default()
+    };
+    if let Some(mut lock) = lock {
+        pin_lock(&mut lock, &push_report, &options.registry);
+        let path = staging.path().join("bundle.lock");
+        std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+    }
+    let retagged = staging.path().join("retagged-images.txt");
+    std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
+    Ok(ImportReport { contents, push: push_report, bundle, overlays })
+}
+
+/// Parses a `bundle.lock`; `label` names it in problems.
+pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
+    serde_yaml::from_str(text).map_err(|e| Problem::new(label, "", format!("not a bundle.lock: {e}")).hint("give the lock charmer render or airgap export wrote").into())
+}
+
+/// Points every image of `lock` that `report` pushed at where it went (with its digest), and
+/// records the registry; returns how many images were pinned.
+pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> usize {
+    let mut pinned = 0;
+    for image in lock.applications.values_mut().flat_map(|app| app.images.values_mut()) {
+        if let Some(pushed) = report.images.iter().find(|p| p.source == image.source) {
+            image.target = pushed.target.clone();
+            pinned += 1;
+        }
+    }
+    lock.registry = Some(registry.to_string());
+    pinned
+}
+
+/// Checks `SHA256SUMS` against every member: each member listed, each listed member present,
+/// each checksum right. All problems are reported together.
+fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), AirgapError> {
+    let label = tar.label().to_string();
+    let text = String::from_utf8(tar.read(CHECKSUMS, Limits::default().max_document_bytes)?)
+        .map_err(|_| Problem::new(&label, CHECKSUMS, "is not UTF-8 text"))?;
+    let mut problems = Problems::default();
+    let mut listed: BTreeMap<String, String> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let parsed = line.split_once(' ').map(|(hex, name)| (hex, name.strip_prefix(' ').or_else(|| name.strip_prefix('*')).unwrap_or(name)));
+        match parsed {
+            Some((hex, name)) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && unsafe_name_reason(name).is_none() => {
+                listed.insert(name.to_string(), hex.to_ascii_lowercase());
+            }
+            _ => problems.push(Problem::new(&label, format!("{CHECKSUMS}: line {}", n + 1), "not a '<sha256 hex>  <member>' line")),
+        }
+    }
+    for name in tar.names() {
+        if name != CHECKSUMS && !listed.contains_key(name) {
+            problems.push(Problem::new(&label, name, format!("not listed in {CHECKSUMS}")).hint("the archive was changed after it was written"));
+        }
+    }
+    let mut members = Vec::new();
+    for (name, hex) in &listed {
+        match tar.member(name) {
+            Some(member) => members.push((name, hex, member)),
+            None => problems.push(Problem::new(&label, name, format!("listed in {CHECKSUMS} but missing"))),
+        }
+    }
+    progress.begin(Task::Verify, members.iter().map(|(_, _, m)| m.size).sum());
+    // Two threads: hashing is the whole cost, and a second core nearly halves it.
+    let mismatches: Vec<Result<Option<Problem>, std::io::Error>> = std::thread::scope(|scope| {
+        let halves = [0, 1].map(|half| {
+            let members = &members;
+            scope.spawn(move || {
+                let mut found = Vec::new();
+                for (name, hex, member) in members.iter().skip(half).step_by(2) {
+                    let result = tar.sha256(*member, &|n| progress.advance(Task::Verify, n)).map(|actual| {
+                        (actual.hex() != hex.as_str()).then(|| {
+                            Problem::new(tar.label(), name.as_str(), format!("checksum mismatch: {CHECKSUMS} says {hex}, the content is {}", actual.hex()))
+                                .hint("the archive is damaged or was tampered with; nothing was pushed")
+                        })
+                    });
+                    found.push(result);
+                }
+                found
+            })
+        });
+        // A hashing thread that died must not pass for a clean check.
+        halves.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(std::io::Error::other("a hashing thread failed"))])).collect()
+    });
+    progress.end(Task::Verify);
+    for result in mismatches {
+        match result {
+            Ok(Some(problem)) => problems.push(problem),
+            Ok(None) => {}
+            Err(source) => return Err(AirgapError::Io { path: label, source }),
+        }
+    }
+    problems.into_result(()).map_err(AirgapError::from)
+}
+
+fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
+    let label = tar.label();
+    let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
+    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}")))?;
+    let mut problems = Problems::default();
+    if contents.format != FORMAT {
+        problems.push(Problem::new(label, CONTENTS, format!("format {:?} is not {FORMAT:?}", contents.format)).hint("import it with the charmer version that wrote it"));
+    }
+    let members = std::iter::once(&contents.bundle).chain(&contents.overlays).chain(&contents.charms).chain(&contents.lock);
+    for member in members {
+        let placed = member.starts_with("bundle/") || member.starts_with("charms/") || member == "bundle.lock";
+        if !placed || tar.member(member).is_none() {
+            problems.push(Problem::new(label, format!("{CONTENTS}: {member}"), "names a member that is not in the archive"));
+        }
+    }
+    problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Reads and validates every charm (the same checks as for any untrusted `.charm`).
+fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+    let limits = CharmLimits::default();
+    let mut problems = Problems::default();
+    let mut charms = Vec::new();
+    for member in &contents.charms {
+        let bytes = tar.read(member, limits.max_total_bytes)?;
+        let label = format!("{}:{member}", tar.label());
+        let checked = read_zip(&label, &bytes, &limits).and_then(|files| {
+            let origin = Origin::Archive { path: PathBuf::from(&label), sha256: Digest::of(&bytes).hex().to_string() };
+            Charm::from_files(files, origin)
+        });
+        match checked {
+            Ok(_) => charms.push((member.clone(), bytes)),
+            Err(CharmError::Invalid(p)) => problems.extend(p),
+            Err(CharmError::Io { path, source }) => return Err(AirgapError::Io { path: path.display().to_string(), source }),
+        }
+    }
+    problems.into_result(charms).map_err(AirgapError::from)
+}

@@ -1,0 +1,112 @@
+//! `airgap export`, `airgap import`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use super::images_cmds::{client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags};
+use super::{line, ResolveArgs};
+use crate::airgap::{self, ExportInputs, ImportOptions};
+use crate::images::Registry;
+use crate::Error;
+
+/// `charmer airgap ...`.
+#[derive(Debug, Subcommand)]
+pub enum AirgapCommand {
+    /// Write ONE archive to carry into an air gap: a bundle, its overlays, every charm it
+    /// resolves to, their images, the lock, and a checksum for every member.
+    Export(Box<ExportArgs>),
+    /// Check an air-gap archive, push its images into the private registry, and unpack the
+    /// bundle and charms into a new folder ready to deploy.
+    Import(ImportArgs),
+}
+
+/// `airgap export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The bundle to carry, and the resolver flags.
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+    /// The archive to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// What to pull.
+    #[command(flatten)]
+    pub pull: PullFlags,
+    /// Connection flags.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// `airgap import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive `airgap export` wrote.
+    pub archive: PathBuf,
+    /// The private registry: HOST[:PORT][/PREFIX].
+    #[arg(long, value_parser = super::images_cmds::parse_registry)]
+    pub registry: Registry,
+    /// The folder to unpack into (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Credentials.
+    #[command(flatten)]
+    pub login: Login,
+    /// Connection flags.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCode, Error> {
+    match command {
+        AirgapCommand::Export(args) => export(out, *args),
+        AirgapCommand::Import(args) => import(out, args),
+    }
+}
+
+fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
+    let model = args.resolve.resolve()?;
+    let inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
+    let options = args.pull.options(&args.connection)?;
+    let client = client(&args.connection, None)?;
+    let bars = Bars::new(args.connection.quiet);
+    let contents = runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
+    bars.clear();
+    if !args.connection.quiet {
+        line(
+            out,
+            format_args!(
+                "wrote {}: bundle, {} overlays, {} charms, {} images{}",
+                args.out.display(),
+                contents.overlays.len(),
+                contents.charms.len(),
+                contents.images.len(),
+                if contents.lock.is_some() { ", lock" } else { "" }
+            ),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
+    let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
+    let client = client(&args.connection, credentials)?;
+    let options = ImportOptions { registry: args.registry, jobs: args.connection.jobs.into(), out: args.out.clone() };
+    let bars = Arc::new(Bars::new(args.connection.quiet));
+    let report = runtime()?.block_on(airgap::import(&client, &args.archive, &options, bars.clone()))?;
+    bars.clear();
+    if !args.connection.quiet {
+        print_report(out, &report.push)?;
+        line(out, format_args!("unpacked into {}", args.out.display()))?;
+        let mut deploy = format!("charmer deploy {}", report.bundle.display());
+        for overlay in &report.overlays {
+            deploy.push_str(&format!(" --overlay {}", overlay.display()));
+        }
+        deploy.push_str(&format!(" --image-map {}", args.out.join("retagged-images.txt").display()));
+        line(out, format_args!("next: {deploy}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

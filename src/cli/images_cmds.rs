@@ -1,0 +1,329 @@
+//! `images save`, `images push`, and what the transfer commands share: registry connection
+//! flags, credentials from the command line, progress bars.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{line, ResolveArgs};
+use crate::airgap;
+use crate::diag::{Problem, Problems};
+use crate::images::{self, Reference, Registry};
+use crate::registry::archive::ImageArchive;
+use crate::registry::auth::{Credentials, Keychain};
+use crate::registry::client::{Client, ClientOptions};
+use crate::registry::manifest::Platform;
+use crate::registry::progress::{Progress, Task};
+use crate::registry::pull::{self, PullOptions};
+use crate::registry::push::{self, PushOptions, PushReport};
+use crate::registry::tarindex::Limits;
+use crate::resolve::Model;
+use crate::Error;
+
+/// Flags for how to talk to registries.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP, without TLS (only for registries that offer nothing else).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Transfers at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Retries of a failed request (waiting 0.5 s, 1 s, 2 s... between tries).
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where credentials for the target registry come from.
+#[derive(Debug, Args)]
+pub struct Login {
+    /// User name for the target registry (with --password-stdin); without it, the Docker
+    /// config's credentials are used, if any.
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
+/// `images save`: a bundle's images, or a list's.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The bundle whose images to save, and the resolver flags.
+    #[command(flatten)]
+    pub resolve: Option<ResolveArgs>,
+    /// Save the images of this file instead (one per line; `images list` output works).
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle", required_unless_present = "bundle")]
+    pub from_list: Option<PathBuf>,
+    /// The archive to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// What to pull.
+    #[command(flatten)]
+    pub pull: PullFlags,
+    /// Connection flags.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Flags for pulling images from their registries.
+#[derive(Debug, Args)]
+pub struct PullFlags {
+    /// Keep only this platform of multi-platform images (os/arch[/variant]); default: all.
+    #[arg(long, value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// Reach a registry at another host: NAME=HOST[:PORT] (a mirror, or the API host of a
+    /// registry whose name is not its address). Repeatable.
+    #[arg(long, value_name = "NAME=HOST")]
+    pub mirror: Vec<String>,
+}
+
+impl PullFlags {
+    /// The pull options these flags and `connection` ask for.
+    pub(super) fn options(self, connection: &Connection) -> Result<PullOptions, Error> {
+        let mut problems = Problems::default();
+        let mut mirrors = BTreeMap::new();
+        for mirror in &self.mirror {
+            match mirror.split_once('=') {
+                Some((name, host)) if !name.is_empty() && !host.is_empty() => {
+                    mirrors.insert(name.to_string(), host.to_string());
+                }
+                _ => problems.push(Problem::new("--mirror", mirror, "give NAME=HOST[:PORT]")),
+            }
+        }
+        problems.into_result(())?;
+        Ok(PullOptions { platform: self.platform, jobs: connection.jobs.into(), mirrors })
+    }
+}
+
+/// `images push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The archive: from `images save` or `airgap export`, `docker save` (plain or gzip'd),
+    /// or `skopeo copy ... oci-archive:`/`docker-archive:`.
+    pub archive: PathBuf,
+    /// The target registry: HOST[:PORT][/PREFIX].
+    #[arg(long, value_parser = parse_registry)]
+    pub registry: Registry,
+    /// Write the pushed images (seed 001's format, with digests) here.
+    #[arg(long, default_value = "retagged-images.txt", value_name = "FILE")]
+    pub retagged_out: PathBuf,
+    /// Point this bundle.lock's images at where they were pushed (with digests).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Credentials.
+    #[command(flatten)]
+    pub login: Login,
+    /// Connection flags.
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    text.parse()
+}
+
+pub(super) fn parse_registry(text: &str) -> Result<Registry, String> {
+    text.parse().map_err(|e: images::ReferenceError| e.why)
+}
+
+pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
+    let references = match (&args.from_list, &args.resolve) {
+        (Some(list), _) => read_list(list)?,
+        (None, Some(resolve)) => bundle_images(&resolve.resolve()?),
+        (None, None) => return Err(Problems::from(Problem::new("images save", "", "give a BUNDLE or --from-list FILE")).into()),
+    };
+    let options = args.pull.options(&args.connection)?;
+    let client = client(&args.connection, None)?;
+    let bars = Bars::new(args.connection.quiet);
+    let pulled = runtime()?.block_on(pull::save(&client, &references, &options, &args.out, &bars))?;
+    bars.clear();
+    if !args.connection.quiet {
+        for (reference, descriptor) in &pulled.images {
+            line(out, format_args!("saved {reference}@{}", descriptor.digest))?;
+        }
+        let size = pulled.blob_bytes();
+        line(out, format_args!("wrote {}: {} images, {} blobs, {}", args.out.display(), pulled.images.len(), pulled.blobs.len(), human_bytes(size)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Error> {
+    let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
+    let client = client(&args.connection, credentials)?;
+    let archive = ImageArchive::open(&args.archive, &Limits::default())?;
+    let lock = match &args.lock {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
+        }
+        None => None,
+    };
+    let registry = args.registry.clone();
+    let options = PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
+    let bars = Arc::new(Bars::new(args.connection.quiet));
+    let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
+    bars.clear();
+    write_retagged(&args.retagged_out, &report)?;
+    let pinned = match lock {
+        Some((path, mut lock)) => {
+            let pinned = airgap::pin_lock(&mut lock, &report, &registry);
+            crate::output::write_atomically(path, lock.to_yaml().as_bytes())?;
+            Some((path, pinned))
+        }
+        None => None,
+    };
+    if !args.connection.quiet {
+        print_report(out, &report)?;
+        line(out, format_args!("wrote {}", args.retagged_out.display()))?;
+        if let Some((path, pinned)) = pinned {
+            line(out, format_args!("pinned {pinned} images in {}", path.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per image, then totals.
+pub(super) fn print_report(out: &mut impl Write, report: &PushReport) -> Result<(), Error> {
+    for image in &report.images {
+        let verb = if image.already_present { "present" } else { "pushed " };
+        line(out, format_args!("{verb} {} -> {}", image.source, image.target))?;
+    }
+    line(
+        out,
+        format_args!(
+            "{} images: {} blobs sent ({}), {} mounted, {} already there",
+            report.images.len(),
+            report.blobs_uploaded,
+            human_bytes(report.bytes_uploaded),
+            report.blobs_mounted,
+            report.blobs_present
+        ),
+    )
+}
+
+/// Writes `retagged-images.txt` atomically.
+pub(super) fn write_retagged(path: &std::path::Path, report: &PushReport) -> Result<(), Error> {
+    crate::output::write_atomically(path, report.retagged_images().as_bytes())?;
+    Ok(())
+}
+
+/// Every image a resolved bundle runs (its sources: what to fetch).
+fn bundle_images(model: &Model) -> Vec<Reference> {
+    model.image_list().images.into_iter().map(|i| i.source).collect()
+}
+
+fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
+    if references.is_empty() {
+        return Err(Problems::from(Problem::new(path.display().to_string(), "", "lists no images")).into());
+    }
+    Ok(references)
+}
+
+/// The password from standard input when `--password-stdin` is given (one trailing newline
+/// removed, as `echo` adds it).
+pub(super) fn read_login(login: &Login) -> Result<Option<Credentials>, Error> {
+    let Some(username) = &login.username else { return Ok(None) };
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
+    if password.is_empty() {
+        return Err(Problems::from(Problem::new("--password-stdin", "", "standard input held no password")).into());
+    }
+    Ok(Some(Credentials::new(username.clone(), password)))
+}
+
+/// A registry client from the connection flags.
+pub(super) fn client(connection: &Connection, credentials: Option<(String, Credentials)>) -> Result<Client, Error> {
+    let keychain = Keychain::new(credentials)?;
+    let options = ClientOptions { ca_file: connection.ca_file.clone(), insecure_http: connection.insecure_http, retries: connection.retries, keychain };
+    Ok(Client::new(options)?)
+}
+
+/// The async runtime transfers run on.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|source| Error::Io { path: "async runtime".into(), source })
+}
+
+/// `1.5 GiB`-style sizes.
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < units.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// Progress bars on stderr, one per transfer task (bytes, rate, ETA); hidden with --quiet,
+/// and by indicatif itself when stderr is not a terminal.
+pub(super) struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<Task, ProgressBar>>,
+}
+
+impl Bars {
+    pub(super) fn new(quiet: bool) -> Bars {
+        let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        Bars { multi: MultiProgress::with_draw_target(target), bars: Mutex::default() }
+    }
+
+    /// Removes the bars before the command prints its result.
+    pub(super) fn clear(&self) {
+        let _ = self.multi.clear();
+    }
+
+    fn bar(&self, task: Task) -> Option<ProgressBar> {
+        self.bars.lock().unwrap_or_else(|e| e.into_inner()).get(&task).cloned()
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, task: Task, total: u64) {
+        if total == 0 {
+            return;
+        }
+        let label = match task {
+            Task::Verify => "verify",
+            Task::Upload => "upload",
+            Task::Download => "download",
+            Task::Write => "write",
+        };
+        let style = ProgressStyle::with_template("{prefix:>8} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = self.multi.add(ProgressBar::new(total).with_style(style).with_prefix(label));
+        self.bars.lock().unwrap_or_else(|e| e.into_inner()).insert(task, bar);
+    }
+
+    fn advance(&self, task: Task, bytes: u64) {
+        if let Some(bar) = self.bar(task) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn end(&self, task: Task) {
+        if let Some(bar) = self.bars.lock().unwrap_or_else(|e| e.into_inner()).remove(&task) {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The OCI distribution API over HTTP: the dozen endpoints charmer needs, authentication
+//! (anonymous, basic, bearer tokens from the `WWW-Authenticate` challenge), and retries.
+//!
+//! TLS certificates are verified against the system's trust store plus `--ca-file`; plain
+//! HTTP is spoken only when the caller asks for it ([`ClientOptions::insecure_http`]), and
+//! credentials are then sent only because the user chose that. Upload URLs, tokens and
+//! passwords never appear in errors or logs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+
+use super::auth::{Challenge, Credentials, Keychain};
+use super::manifest::{media, Digest, ManifestDoc};
+use super::tls;
+use super::RegistryError;
+use crate::diag::Problem;
+
+/// How to reach registries.
+#[derive(Debug, Default)]
+pub struct ClientOptions {
+    /// A PEM file of extra CA certificates to trust (a private registry's CA).
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP instead of HTTPS (only on the user's explicit request).
+    pub insecure_http: bool,
+    /// How many times to retry a transient failure (with exponential backoff).
+    pub retries: u32,
+    /// Where credentials come from.
+    pub keychain: Keychain,
+}
+
+/// A repository on a registry: `host/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Repo {
+    /// Host with port.
+    pub host: String,
+    /// Repository path.
+    pub name: String,
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.host, self.name)
+    }
+}
+
+/// The access a request needs, which decides the token scope asked for.
+#[derive(Debug, Clone, Copy)]
+enum Access<'a> {
+    Pull,
+    Push,
+    /// Push to the repository, pull from `from` (a cross-repository mount).
+    Mount(&'a str),
+}
+
+/// What starting a blob upload gave.
+#[derive(Debug)]
+pub enum Started {
+    /// The blob was mounted from another repository: nothing to send.
+    Mounted,
+    /// An upload session, at this URL.
+    Session(Url),
+}
+
+/// A bearer token and when to stop using it.
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+/// A registry client shared by every task of one command.
+pub struct Client {
+    http: reqwest::Client,
+    scheme: &'static str,
+    insecure_http: bool,
+    retries: u32,
+    keychain: Keychain,
+    credentials: Mutex<HashMap<String, Option<Credentials>>>,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: Mutex<HashMap<(String, String), Token>>,
+}
+
+/// The longest error body read from a registry (error JSON is small; anything longer is not
+/// worth holding).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+impl Client {
+    /// A client; reads `--ca-file` now so a bad file fails before any transfer.
+    pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &options.ca_file {
+            let label = path.display().to_string();
+            let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: label.clone(), source })?;
+            extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| Problem::new(&label, "", why).hint("give the registry's CA certificate (BEGIN CERTIFICATE)"))?;
+        }
+        let tls = tls::client_config(extra_roots).map_err(|message| RegistryError::Transport { what: "setting up TLS".into(), message })?;
+        let builder = reqwest::Client::builder()
+            .http1_only()
+            .tls_backend_preconfigured(tls)
+            .user_agent(concat!("charmer/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(64);
+        let http = builder.build().map_err(|e| RegistryError::Transport { what: "setting up HTTPS".into(), message: error_chain(&e) })?;
+        Ok(Client {
+            http,
+            scheme: if options.insecure_http { "http" } else { "https" },
+            insecure_http: options.insecure_http,
+            retries: options.retries,
+            keychain: options.keychain,
+            credentials: Mutex::default(),
+            challenges: Mutex::default(),
+            tokens: Mutex::default(),
+        })
+    }
+
+    fn url(&self, repo: &Repo, path: &str) -> String {
+        format!("{}://{}/v2/{}/{path}", self.scheme, repo.host, repo.name)
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has failed transiently
+    /// `retries + 1` times; waits 0.5 s, 1 s, 2 s... (at most 8 s) between tries.
+    pub async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_transient() && tries < self.retries => {
+                    let wait = Duration::from_millis(500 << tries.min(4));
+                    tracing::warn!("{e}; retrying in {:.1} s", wait.as_secs_f32());
+                    tokio::time::sleep(wait).await;
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Whether the registry has the blob in the repository (and its size).
+    pub async fn head_blob(&self, repo: &Repo, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let what = format!("HEAD blob {repo}@{digest}");
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let response = self.send(repo, Access::Pull, &what, &|| self.http.head(&url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(content_length(response.headers()).unwrap_or(0))),
+            _ => Err(status_error(what, response).await),
+        }
+    }
+
+    /// The digest the registry serves for a manifest reference (tag or digest), if any.
+    pub async fn manifest_digest(&self, repo: &Repo, reference: &str) -> Result<Option<Digest>, RegistryError> {
+        let what = format!("HEAD manifest {repo}:{reference}");
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let accept = media::MANIFESTS.join(", ");
+        let response = self.send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())),
+            _ => Err(status_error(what, response).await),
+        }
+    }
+
+    /// Fetches a manifest or index; checks it against `reference` when that is a digest.
+    pub async fn get_manifest(&self, repo: &Repo, reference: &str, max: u64) -> Result<ManifestDoc, RegistryError> {
+        let what = format!("GET manifest {repo}{}{reference}", if reference.starts_with("sha256:") { "@" } else { ":" });
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let accept = media::MANIFESTS.join(", ");
+        let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url).header(ACCEPT, &accept)).await?;
+        if !response.status().is_success() {
+            return Err(status_error(what, response).await);
+        }
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let bytes = read_limited(&what, response, max).await?;
+        let doc = ManifestDoc::parse(bytes, content_type.as_deref()).map_err(|why| RegistryError::Transport { what: what.clone(), message: why })?;
+        if reference.starts_with("sha256:") && doc.digest.as_str() != reference {
+            return Err(RegistryError::DigestMismatch { what, expected: reference.to_string(), actual: doc.digest.to_string() });
+        }
+        Ok(doc)
+    }
+
+    /// Starts fetching a blob (redirects to storage are followed); the caller reads the body.
+    pub async fn get_blob(&self, repo: &Repo, digest: &Digest) -> Result<Response, RegistryError> {
+        let what = format!("GET blob {repo}@{digest}");
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url)).await?;
+        if !response.status().is_success() {
+            return Err(status_error(what, response).await);
+        }
+        Ok(response)
+    }
+
+    /// Starts a blob upload, or mounts `digest` from the repository `from` on the same
+    /// registry (the registry may decline and start an upload instead).
+    pub async fn start_upload(&self, repo: &Repo, mount: Option<(&Digest, &str)>) -> Result<Started, RegistryError> {
+        let mut url = self.url(repo, "blobs/uploads/");
+        let (what, access) = match mount {
+            Some((digest, from)) => {
+                url.push_str(&format!("?mount={digest}&from={from}"));
+                (format!("mount {digest} from {from} into {repo}"), Access::Mount(from))
+            }
+            None => (format!("start upload to {repo}"), Access::Push),
+        };
+        let response = self.send(repo, access, &what, &|| self.http.post(&url).header(CONTENT_LENGTH, 0)).await?;
+        match response.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
+            StatusCode::ACCEPTED => Ok(Started::Session(self.location(&what, repo, &response)?)),
+            _ => Err(status_error(what, response).await),
+        }
+    }
+
+    /// Sends a blob's bytes into an upload session in one streamed `PATCH`; `body` makes the
+    /// stream (again, if authentication has to be redone). Returns the next session URL.
+    pub async fn upload(&self, repo: &Repo, session: &Url, size: u64, body: &(dyn Fn() -> reqwest::Body + Send + Sync)) -> Result<Url, RegistryError> {
+        let what = format!("upload to {repo}");
+        let make = || self.http.patch(session.clone()).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size).body(body());
+        let response = self.send(repo, Access::Push, &what, &make).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(what, response).await);
+        }
+        self.location(&what, repo, &response)
+    }
+
+    /// Completes an upload: the registry checks the bytes it got against `digest`.
+    pub async fn commit_upload(&self, repo: &Repo, session: &Url, digest: &Digest) -> Result<(), RegistryError> {
+        let what = format!("commit blob {repo}@{digest}");
+        let mut url = session.clone();
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let response = self.send(repo, Access::Push, &what, &|| self.http.put(url.clone()).header(CONTENT_LENGTH, 0)).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(what, response).await);
+        }
+        check_digest_header(&what, response.headers(), digest)
+    }
+
+    /// Abandons an upload session (best effort: the registry expires it anyway).
+    pub async fn cancel_upload(&self, repo: &Repo, session: &Url) {
+        let what = format!("cancel upload to {repo}");
+        let _ = self.send(repo, Access::Push, &what, &|| self.http.request(Method::DELETE, session.clone())).await;
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its digest); checks the digest the
+    /// registry computed.
+    pub async fn put_manifest(&self, repo: &Repo, reference: &str, doc: &ManifestDoc) -> Result<(), RegistryError> {
+        let what = format!("PUT manifest {repo}{}{reference}", if reference.starts_with("sha256:") { "@" } else { ":" });
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let make = || self.http.put(&url).header(CONTENT_TYPE, &doc.media_type).body(doc.bytes.clone());
+        let response = self.send(repo, Access::Push, &what, &make).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(what, response).await);
+        }
+        check_digest_header(&what, response.headers(), &doc.digest)
+    }
+
+    /// The absolute URL of a response's `Location` (registries may send a relative one).
+    fn location(&self, what: &str, repo: &Repo, response: &Response) -> Result<Url, RegistryError> {
+        let base = Url::parse(&format!("{}://{}/", self.scheme, repo.host)).map_err(|e| RegistryError::Transport { what: what.into(), message: e.to_string() })?;
+        response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| base.join(v).ok())
+            .ok_or_else(|| RegistryError::Transport { what: what.into(), message: "the registry gave no upload location".into() })
+    }
+
+    /// Sends a request made by `make`, authenticating as the registry asks: on a 401 the
+    /// challenge is recorded and the request made and sent again with credentials.
+    async fn send(&self, repo: &Repo, access: Access<'_>, what: &str, make: &(dyn Fn() -> RequestBuilder + Send + Sync)) -> Result<Response, RegistryError> {
+        let scopes = scopes(repo, access);
+        let mut tries = 0;
+        loop {
+            let authorization = self.authorization(&repo.host, &scopes).await?;
+            let mut request = make();
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = request.send().await.map_err(|e| RegistryError::Transport { what: what.to_string(), message: error_chain(&e) })?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(Challenge::parse);
+            let Some(challenge) = challenge else {
+                return Err(RegistryError::Auth { host: repo.host.clone(), message: format!("{what}: refused (401) without a usable authentication challenge") });
+            };
+            self.challenges.lock().unwrap_or_else(|e| e.into_inner()).insert(repo.host.clone(), challenge.clone());
+            self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&(repo.host.clone(), scopes.join(" ")));
+            let has_credentials = self.credentials(&repo.host)?.is_some();
+            // Once after going anonymous (now we know how to log in), once more for a bearer
+            // token (it may have expired in flight); after that the answer is final.
+            let retry = match challenge {
+                Challenge::Basic => authorization.is_none() && has_credentials,
+                Challenge::Bearer { .. } => tries == 0,
+            };
+            tries += 1;
+            if !retry {
+                let message = if has_credentials { format!("{what}: credentials refused (401)") } else { format!("{what}: the registry asks for a login") };
+                return Err(RegistryError::Auth { host: repo.host.clone(), message });
+            }
+        }
+    }
+
+    fn credentials(&self, host: &str) -> Result<Option<Credentials>, RegistryError> {
+        if let Some(found) = self.credentials.lock().unwrap_or_else(|e| e.into_inner()).get(host) {
+            return Ok(found.clone());
+        }
+        let found = self.keychain.get(host)?;
+        self.credentials.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// The `Authorization` value for a request to `host` needing `scopes`, once the host has
+    /// challenged us; `None` before (anonymous first).
+    async fn authorization(&self, host: &str, scopes: &[String]) -> Result<Option<String>, RegistryError> {
+        let challenge = self.challenges.lock().unwrap_or_else(|e| e.into_inner()).get(host).cloned();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials(host)?.map(|c| c.basic_header())),
+            Some(Challenge::Bearer { realm, service }) => {
+                let key = (host.to_string(), scopes.join(" "));
+                if let Some(token) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+                    if token.expires > Instant::now() {
+                        return Ok(Some(format!("Bearer {}", token.value)));
+                    }
+                }
+                let token = self.fetch_token(host, &realm, service.as_deref(), scopes).await?;
+                let value = format!("Bearer {}", token.value);
+                self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(key, token);
+                Ok(Some(value))
+            }
+        }
+    }
+
+    /// Gets a bearer token from the realm the registry named, with the credentials for
+    /// `host` if there are any (anonymous otherwise).
+    async fn fetch_token(&self, host: &str, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<Token, RegistryError> {
+        let fail = |message: String| RegistryError::Auth { host: host.to_string(), message };
+        let mut url = Url::parse(realm).map_err(|_| fail("the registry named an invalid token service".into()))?;
+        let credentials = self.credentials(host)?;
+        if url.scheme() != "https" && credentials.is_some() && !self.insecure_http {
+            return Err(fail("the token service is not HTTPS; refusing to send credentials to it (use --insecure-http to allow)".into()));
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            for scope in scopes {
+                query.append_pair("scope", scope);
+            }
+        }
+        let mut request = self.http.get(url);
+        if let Some(credentials) = &credentials {
+            request = request.header(AUTHORIZATION, credentials.basic_header());
+        }
+        let what = "token request".to_string();
+        let response = request.send().await.map_err(|e| RegistryError::Transport { what: what.clone(), message: error_chain(&e) })?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(fail("the token service refused the credentials".into())),
+            s if !s.is_success() => return Err(status_error(what, response).await),
+            _ => {}
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let bytes = read_limited(&what, response, MAX_ERROR_BODY as u64).await?;
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| fail("the token service answered something other than a token".into()))?;
+        let value = answer.token.or(answer.access_token).filter(|t| !t.is_empty()).ok_or_else(|| fail("the token service gave no token".into()))?;
+        // Tokens live 60 s unless the answer says otherwise (the spec's default); renew a
+        // little early so a token never expires between being picked and being checked.
+        let lifetime = answer.expires_in.unwrap_or(60).max(10);
+        Ok(Token { value, expires: Instant::now() + Duration::from_secs(lifetime - 5) })
+    }
+}
+
+/// Token scopes for an access to a repository.
+fn scopes(repo: &Repo, access: Access<'_>) -> Vec<String> {
+    match access {
+        Access::Pull => vec![format!("repository:{}:pull", repo.name)],
+        Access::Push => vec![format!("repository:{}:pull,push", repo.name)],
+        Access::Mount(from) => vec![format!("repository:{}:pull,push", repo.name), format!("repository:{from}:pull")],
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn check_digest_header(what: &str, headers: &HeaderMap, expected: &Digest) -> Result<(), RegistryError> {
+    match headers.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+        Some(actual) if actual != expected.as_str() => {
+            Err(RegistryError::DigestMismatch { what: what.to_string(), expected: expected.to_string(), actual: actual.to_string() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads a whole (small) response body, refusing more than `max` bytes.
+async fn read_limited(what: &str, mut response: Response, max: u64) -> Result<Vec<u8>, RegistryError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport { what: what.to_string(), message: error_chain(&e) })? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > max {
+            return Err(RegistryError::Transport { what: what.to_string(), message: format!("answer larger than {max} bytes") });
+        }
+    }
+    Ok(bytes)
+}
+
+/// The error for an unexpected status, with the registry's error codes and messages.
+async fn status_error(what: String, response: Response) -> RegistryError {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let status = response.status().as_u16();
+    let body = read_limited(&what, response, MAX_ERROR_BODY as u64).await.unwrap_or_default();
+    let message = serde_json::from_slice::<Errors>(&body)
+        .map(|e| e.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default();
+    let message = if message.is_empty() { String::new() } else { format!(": {message}") };
+    RegistryError::Http { what, status, message }
+}
+
+/// An error and its causes on one line, without the request URL (reqwest puts it in the
+/// message; upload URLs carry session state).
+pub(crate) fn error_chain(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    let head = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_body() || error.is_request() {
+        "connection failed"
+    } else {
+        "HTTP error"
+    };
+    parts.dedup();
+    if parts.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}: {}", parts.join(": "))
+    }
+}

@@ -1,0 +1,152 @@
+//! Pulling images from their registries into an OCI image layout archive (`images save`).
+//!
+//! Manifests are fetched first (all of them, so the archive can be laid out with every size
+//! known), then blobs are downloaded in parallel straight into the archive (see
+//! [`super::layout`]). Each image is named in `index.json` by its full reference
+//! (`io.containerd.image.name`) and its tag (`org.opencontainers.image.ref.name`), the way
+//! containerd and `docker save` name them. Blobs shared between images are stored once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::client::{Client, Repo};
+use super::layout::{write_tar, Content, Entry};
+use super::manifest::{media, Contents, Descriptor, Digest, ManifestDoc, Platform, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::progress::Progress;
+use super::tarindex::Limits;
+use super::RegistryError;
+use crate::diag::Problem;
+use crate::images::Reference;
+
+/// What to pull and how.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Keep only this platform's manifest of multi-platform images (default: keep the whole
+    /// index and every platform).
+    pub platform: Option<Platform>,
+    /// Transfers at once.
+    pub jobs: usize,
+    /// Registry name → host to reach it at (a mirror, or the API host of a registry whose
+    /// reference name is not its address).
+    pub mirrors: BTreeMap<String, String>,
+}
+
+/// Manifests of the images to save, and where each blob can be fetched from.
+#[derive(Debug, Default)]
+pub struct Pulled {
+    /// Each image's reference and the descriptor of its top manifest in the archive.
+    pub images: Vec<(Reference, Descriptor)>,
+    /// Every manifest and index, by digest.
+    pub manifests: BTreeMap<Digest, ManifestDoc>,
+    /// Every blob: a repository that has it, and its size.
+    pub blobs: BTreeMap<Digest, (Repo, u64)>,
+}
+
+impl Pulled {
+    /// Total bytes of blobs (what will be downloaded).
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.values().map(|(_, size)| size).sum()
+    }
+
+    /// The archive members of an OCI image layout holding these images, under `prefix`
+    /// (`""`, or a folder ending in `/`).
+    pub fn layout_entries(&self, prefix: &str) -> Vec<Entry> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Index<'a> {
+            schema_version: u32,
+            media_type: &'static str,
+            manifests: Vec<&'a Descriptor>,
+        }
+        // `images` is sorted by reference (see fetch_manifests), so index.json is too.
+        let named: Vec<&Descriptor> = self.images.iter().map(|(_, d)| d).collect();
+        let index = Index { schema_version: 2, media_type: media::OCI_INDEX, manifests: named };
+        let mut entries = vec![
+            Entry::bytes(format!("{prefix}oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+            Entry::bytes(format!("{prefix}index.json"), serde_json::to_vec(&index).unwrap_or_default()),
+        ];
+        for doc in self.manifests.values() {
+            entries.push(Entry::bytes(format!("{prefix}{}", doc.digest.layout_path()), doc.bytes.clone()));
+        }
+        for (digest, (repo, size)) in &self.blobs {
+            let content = Content::Remote { repo: repo.clone(), digest: digest.clone() };
+            entries.push(Entry { name: format!("{prefix}{}", digest.layout_path()), size: *size, content });
+        }
+        entries
+    }
+}
+
+/// Fetches the manifests of `references` (deduplicated), keeping one platform if asked.
+pub async fn fetch_manifests(client: &Client, references: &[Reference], options: &PullOptions) -> Result<Pulled, RegistryError> {
+    let mut unique: Vec<&Reference> = references.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let fetched: Vec<Fetched> =
+        stream::iter(unique.into_iter().map(|reference| fetch_one(client, reference, options))).buffered(options.jobs.max(1)).try_collect().await?;
+    let mut pulled = Pulled::default();
+    for (reference, descriptor, docs) in fetched {
+        for (repo, doc) in docs {
+            for blob in doc.blobs() {
+                pulled.blobs.entry(blob.digest.clone()).or_insert_with(|| (repo.clone(), blob.size));
+            }
+            pulled.manifests.insert(doc.digest.clone(), doc);
+        }
+        pulled.images.push((reference, descriptor));
+    }
+    Ok(pulled)
+}
+
+/// One image: its reference, the descriptor naming it in `index.json`, and its manifests
+/// (top first) with the repository they came from.
+type Fetched = (Reference, Descriptor, Vec<(Repo, ManifestDoc)>);
+
+/// Fetches one image's manifests (see [`Fetched`]).
+async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions) -> Result<Fetched, RegistryError> {
+    let host = options.mirrors.get(&reference.registry).cloned().unwrap_or_else(|| reference.registry.clone());
+    let repo = Repo { host, name: reference.repository.clone() };
+    let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag_or_latest().to_string());
+    let max = Limits::default().max_document_bytes;
+    let mut top = client.retrying(|| client.get_manifest(&repo, &wanted, max)).await?;
+    let mut platform = None;
+    if let (Some(want), Contents::Index(children)) = (&options.platform, &top.contents) {
+        let Some(child) = children.iter().find(|c| c.platform.as_ref().is_some_and(|p| want.selects(p))) else {
+            let offered: Vec<String> = children.iter().filter_map(|c| c.platform.as_ref().map(ToString::to_string)).collect();
+            let problem = Problem::new(reference.to_string(), "", format!("has no {want} image (it has: {})", offered.join(", ")));
+            return Err(problem.into());
+        };
+        platform = child.platform.clone();
+        let digest = child.digest.to_string();
+        top = client.retrying(|| client.get_manifest(&repo, &digest, max)).await?;
+    }
+    let mut descriptor = top.descriptor();
+    descriptor.platform = platform;
+    descriptor.annotations.insert(ANNOTATION_IMAGE_NAME.to_string(), reference.to_string());
+    if let Some(tag) = &reference.tag {
+        descriptor.annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.clone());
+    }
+    let mut docs = Vec::new();
+    let mut pending = vec![top];
+    while let Some(doc) = pending.pop() {
+        if let Contents::Index(children) = &doc.contents {
+            if docs.len() > 64 {
+                return Err(Problem::new(reference.to_string(), "", "an index of more than 64 manifests (nested too deep?)").into());
+            }
+            for child in children {
+                let digest = child.digest.to_string();
+                pending.push(client.retrying(|| client.get_manifest(&repo, &digest, max)).await?);
+            }
+        }
+        docs.push((repo.clone(), doc));
+    }
+    Ok((reference.clone(), descriptor, docs))
+}
+
+/// Pulls `references` into an OCI image layout archive at `out`.
+pub async fn save(client: &Client, references: &[Reference], options: &PullOptions, out: &Path, progress: &dyn Progress) -> Result<Pulled, RegistryError> {
+    let pulled = fetch_manifests(client, references, options).await?;
+    write_tar(pulled.layout_entries(""), out, client, options.jobs, progress).await?;
+    Ok(pulled)
+}
