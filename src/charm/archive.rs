@@ -200,6 +200,9 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
     let mut problems = Problems::default();
     let mut files = BTreeMap::new();
     let mut total: u64 = 0;
+    // Folders reached through a symlink: only files under them (or symlinks themselves) need
+    // the costly canonical-path check.
+    let mut linked_dirs: Vec<PathBuf> = Vec::new();
     let walker = walkdir::WalkDir::new(&root)
         .follow_links(true)
         .sort_by_file_name()
@@ -210,6 +213,9 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
             io(&path, e.into())
         })?;
+        if entry.file_type().is_dir() && entry.path_is_symlink() {
+            linked_dirs.push(entry.path().to_path_buf());
+        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -223,10 +229,12 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             continue;
         };
         // Symlinks (to files or folders) are followed only while they stay inside the charm.
-        let real = entry.path().canonicalize().map_err(|e| io(entry.path(), e))?;
-        if !real.starts_with(&root) {
-            problems.push(Problem::new(&label, &name, format!("symlink points outside the charm, to {}", real.display())).hint("copy the file into the charm instead"));
-            continue;
+        if entry.path_is_symlink() || linked_dirs.iter().any(|d| entry.path().starts_with(d)) {
+            let real = entry.path().canonicalize().map_err(|e| io(entry.path(), e))?;
+            if !real.starts_with(&root) {
+                problems.push(Problem::new(&label, &name, format!("symlink points outside the charm, to {}", real.display())).hint("copy the file into the charm instead"));
+                continue;
+            }
         }
         if let Err(p) = check_member_name(&label, &name) {
             problems.push(p);

@@ -231,6 +231,16 @@ fn symlinks_in_a_source_folder_become_plain_files_or_are_refused() {
         )
     );
     assert!(entries(&out).is_empty(), "nothing written");
+
+    // A symlinked folder leading outside leaks every file under it: each is refused.
+    std::fs::remove_file(src.join("files/leak.txt")).unwrap();
+    let outside_dir = tmp.path().join("elsewhere");
+    std::fs::create_dir(&outside_dir).unwrap();
+    std::fs::write(outside_dir.join("id_rsa"), "key").unwrap();
+    std::os::unix::fs::symlink(&outside_dir, src.join("files/linked")).unwrap();
+    let stderr = stderr_of_failure(charmer().arg("pack").arg(&src).arg("--out").arg(&out));
+    assert!(stderr.contains("files/linked/id_rsa: symlink points outside the charm"), "{stderr}");
+    assert!(entries(&out).is_empty(), "nothing written");
 }
 
 #[test]
