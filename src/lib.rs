@@ -16,6 +16,7 @@ pub mod digest;
 pub mod graph;
 pub mod images;
 pub mod output;
+pub mod parallel;
 pub mod publish;
 pub mod registry;
 pub mod render;

@@ -6,7 +6,6 @@ mod context;
 mod lint;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -98,36 +97,51 @@ fn documents<'a>(objects: impl Iterator<Item = &'a RenderedObject>) -> String {
 /// Renders every application of the model.
 pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     let mut problems = Problems::default();
-    let mut sets: BTreeMap<(String, String), Arc<TemplateSet>> = BTreeMap::new();
-    let mut objects = Vec::new();
+    // Each distinct charm's templates are compiled once, however many applications use it.
+    let mut charms: BTreeMap<(String, String), &Application> = BTreeMap::new();
     for app in model.applications.values() {
-        let key = (app.charm.name().to_string(), app.charm.origin.path().display().to_string());
-        let set = match sets.get(&key) {
-            Some(set) => set.clone(),
-            None => match TemplateSet::for_charm(&app.charm) {
-                Ok(set) => {
-                    let set = Arc::new(set);
-                    sets.insert(key, set.clone());
-                    set
+        charms.entry(set_key(app)).or_insert(app);
+    }
+    let charms: Vec<_> = charms.into_iter().collect();
+    let compiled = crate::parallel::map(&charms, |(_, app)| TemplateSet::for_charm(&app.charm));
+    let mut sets: BTreeMap<(String, String), TemplateSet> = BTreeMap::new();
+    for ((key, _), set) in charms.into_iter().zip(compiled) {
+        match set {
+            Ok(set) => {
+                sets.insert(key, set);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    let apps: Vec<&Application> = model.applications.values().collect();
+    let rendered = crate::parallel::map(&apps, |app| {
+        let mut problems = Problems::default();
+        let mut objects = Vec::new();
+        if let Some(set) = sets.get(&set_key(app)) {
+            let ctx = context(model, app, true);
+            for name in &set.documents {
+                match set.render(name, &ctx) {
+                    Ok(text) => objects.extend(parse_documents(model, app, name, &text, &mut problems)),
+                    Err(p) => problems.push(Problem { key: join_key(&format!("application {}", app.name), &p.key), ..p }),
                 }
-                Err(p) => {
-                    problems.extend(p);
-                    continue;
-                }
-            },
-        };
-        let ctx = context(model, app, true);
-        for name in &set.documents {
-            match set.render(name, &ctx) {
-                Ok(text) => objects.extend(parse_documents(model, app, name, &text, &mut problems)),
-                Err(p) => problems.push(Problem { key: join_key(&format!("application {}", app.name), &p.key), ..p }),
             }
         }
+        (objects, problems)
+    });
+    let mut objects = Vec::new();
+    for (app_objects, app_problems) in rendered {
+        objects.extend(app_objects);
+        problems.extend(app_problems);
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);
     objects.sort_by(|a, b| (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(&b.app, kind_rank(b.kind()), b.kind(), b.name())));
     problems.into_result(Manifests { bundle: model.name.clone(), namespace: model.namespace.clone(), objects }).map_err(RenderError::from)
+}
+
+/// Applications running the same charm (same name, same folder or archive) share templates.
+fn set_key(app: &Application) -> (String, String) {
+    (app.charm.name().to_string(), app.charm.origin.path().display().to_string())
 }
 
 fn join_key(a: &str, b: &str) -> String {

@@ -48,6 +48,9 @@ pub struct LockedImage {
 impl Lock {
     /// The lock of a model.
     pub fn of(model: &Model) -> Lock {
+        // Hashing a charm folder means packing it; do that for every charm on every core first.
+        let charms: Vec<_> = model.applications.values().map(|a| &a.charm).collect();
+        crate::parallel::map(&charms, |charm| charm.sha256());
         Lock {
             bundle: model.name.clone(),
             namespace: model.namespace.clone(),

@@ -110,13 +110,19 @@ pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Op
         problems.push(Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace")).hint("use at most 63 lowercase letters, digits and '-'"));
     }
     let mut applications = BTreeMap::new();
-    for (name, spec) in &bundle.applications {
+    // Reading and validating charms is most of a large bundle's resolve time: do it on every core.
+    let specs: Vec<(&String, &crate::bundle::AppSpec)> = bundle.applications.iter().collect();
+    let charms = crate::parallel::map(&specs, |(name, spec)| {
+        let file = spec.file.display().to_string();
+        let key = format!("applications.{name}.charm");
+        match &spec.charm {
+            CharmRef::Name(charm) => repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file, key, ..p }),
+            CharmRef::Path(path) => repo.load(path).map_err(|e| Problem::new(file, key, e.to_string())),
+        }
+    });
+    for ((name, spec), charm) in specs.into_iter().zip(charms) {
         let file = spec.file.display().to_string();
         let key = format!("applications.{name}");
-        let charm = match &spec.charm {
-            CharmRef::Name(charm) => repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file: file.clone(), key: format!("{key}.charm"), ..p }),
-            CharmRef::Path(path) => repo.load(path).map_err(|e| Problem::new(&file, format!("{key}.charm"), e.to_string())),
-        };
         let charm: Arc<Charm> = match charm {
             Ok(c) => c,
             Err(p) => {
