@@ -38,6 +38,8 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     # Debian marks its Python as externally managed; older pips lack the flag.
     python3 -m pip install --quiet --break-system-packages kubernetes-validate 2>/dev/null ||
         python3 -m pip install --quiet kubernetes-validate
+    # A pyenv Python only gets a shim for the new command after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
