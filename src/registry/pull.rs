@@ -84,6 +84,20 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
     let mut unique: Vec<&Reference> = references.iter().collect();
     unique.sort();
     unique.dedup();
+    // `docker.io` is a name, not the host serving its registry API; charmer does not hard-code
+    // that host, so such images need a mirror. Say so for all of them before any request.
+    let mut problems = crate::diag::Problems::default();
+    for reference in &unique {
+        if reference.registry == crate::images::DEFAULT_REGISTRY && !options.mirrors.contains_key(&reference.registry) {
+            problems.push(
+                Problem::new(reference.to_string(), "", "docker.io images are pulled through a mirror")
+                    .hint("give --mirror docker.io=HOST[:PORT] (a pull-through mirror, or Docker Hub's registry API host)"),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Err(RegistryError::Invalid(problems));
+    }
     let fetched: Vec<Fetched> =
         stream::iter(unique.into_iter().map(|reference| fetch_one(client, reference, options))).buffered(options.jobs.max(1)).try_collect().await?;
     let mut pulled = Pulled::default();

@@ -143,3 +143,19 @@ fn one_platform_of_a_multi_arch_image() {
     assert!(stderr.contains("has no linux/s390x image (it has: linux/amd64, linux/arm64)"), "{stderr}");
     assert!(!missing.exists());
 }
+
+#[test]
+fn docker_io_images_without_a_mirror_are_refused_before_any_request() {
+    let work = tempfile::tempdir().unwrap();
+    let list = work.path().join("images.txt");
+    std::fs::write(&list, "nginx:1.27\nquay.io/prometheus/node-exporter:v1.8.2\nhivemq/hivemq-ce:2024.3\n").unwrap();
+    let out = work.path().join("images.tar");
+    let output = crate::support::charmer().args(["images", "save", "--from-list"]).arg(&list).arg("--out").arg(&out).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let refused: Vec<&str> = stderr.lines().filter(|l| l.contains("docker.io images are pulled through a mirror")).collect();
+    assert_eq!(refused.len(), 2, "both docker.io images named, the quay.io one not:\n{stderr}");
+    assert!(refused.iter().any(|l| l.starts_with("error: docker.io/library/nginx:1.27: ")), "{stderr}");
+    assert!(!stderr.contains("retrying"), "no request was made:\n{stderr}");
+    assert!(!out.exists(), "nothing written");
+}
