@@ -51,12 +51,21 @@ impl fmt::Display for Problem {
     }
 }
 
-fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+/// `text` with control characters escaped (`\n`, `\u{1b}`): what is safe to print on one
+/// line of a terminal when the text comes from an untrusted file.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Writing into a String cannot fail.
+    let _ = write_escaped(&mut out, text);
+    out
+}
+
+fn write_escaped(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
     for c in text.chars() {
         if c.is_control() {
             write!(f, "{}", c.escape_default())?;
         } else {
-            fmt::Write::write_char(f, c)?;
+            f.write_char(c)?;
         }
     }
     Ok(())

@@ -280,6 +280,8 @@ pub(crate) fn stdout_error(source: std::io::Error) -> Error {
 }
 
 /// Writes a line to `out`, mapping failure to [`Error::Io`].
+/// Control characters are escaped: a line may quote an untrusted archive (a charm's summary,
+/// an option's description) and must not send escape sequences to the terminal.
 pub(crate) fn line(out: &mut impl Write, text: impl std::fmt::Display) -> Result<(), Error> {
-    writeln!(out, "{text}").map_err(stdout_error)
+    writeln!(out, "{}", crate::diag::escape_controls(&text.to_string())).map_err(stdout_error)
 }

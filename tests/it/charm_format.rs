@@ -340,3 +340,22 @@ fn command_line_help_usage_errors_and_completions() {
     let stderr = stderr_of_failure(charmer().args(["verify", "/nonexistent/webapp.charm"]));
     assert!(stderr.starts_with("error: /nonexistent/webapp.charm: "), "{stderr}");
 }
+
+#[test]
+fn inspect_escapes_terminal_control_characters_from_untrusted_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = sample_charm_files();
+    for f in &mut files {
+        if f.path == "metadata.yaml" {
+            let text = String::from_utf8(f.data.clone()).unwrap();
+            let evil = text.lines().map(|l| if l.starts_with("summary:") { "summary: \"ok\\e[2J\\e]0;pwned\\a\"" } else { l }).collect::<Vec<_>>().join("\n");
+            f.data = format!("{evil}\n").into_bytes();
+        }
+    }
+    let src = write_charm(&tmp.path().join("webapp"), &files);
+    let out = charmer().arg("inspect").arg(&src).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'), "raw escape sequences reached the terminal: {stdout:?}");
+    assert!(stdout.contains("summary:  ok\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\n"), "{stdout}");
+}
