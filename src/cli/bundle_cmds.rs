@@ -85,9 +85,9 @@ pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Pat
     let model = args.resolve()?;
     let manifests = crate::render::render(&model)?;
     let lock_text = || Lock::of(&model).to_yaml();
-    match dest {
+    // No --out, or `--out -`: one stream on stdout.
+    match dest.filter(|d| *d != Path::new("-")) {
         None => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
-        Some(dir) if dir == Path::new("-") => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
         Some(dir) => {
             let mut files: Vec<(PathBuf, String)> = manifests.by_app().into_iter().map(|(app, text)| (dir.join(format!("{app}.yaml")), text)).collect();
             if lock.is_none() {

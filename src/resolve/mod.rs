@@ -211,7 +211,7 @@ fn resolve_images(app: &str, spec: &crate::bundle::AppSpec, charm: &Charm, regis
 }
 
 /// A Kubernetes DNS label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
-pub fn is_dns_label(name: &str) -> bool {
+fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
