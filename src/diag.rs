@@ -19,7 +19,11 @@ pub struct Problem {
 
 impl Problem {
     /// A problem at `key` of `file`.
-    pub fn new(file: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Problem { file: file.into(), key: key.into(), message: message.into(), hint: None }
     }
 
@@ -129,6 +133,9 @@ mod tests {
     #[test]
     fn a_problem_is_one_line_whatever_its_parts_hold() {
         let p = Problem::new("a.charm", "x\nerror: forged", "bad \u{1b}[31mred").hint("tab\there");
-        assert_eq!(p.to_string(), "a.charm: x\\nerror: forged: bad \\u{1b}[31mred (hint: tab\\there)");
+        assert_eq!(
+            p.to_string(),
+            "a.charm: x\\nerror: forged: bad \\u{1b}[31mred (hint: tab\\there)"
+        );
     }
 }

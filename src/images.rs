@@ -41,8 +41,12 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let fail = |why: &str| Err(ReferenceError { reference: text.to_string(), why: why.to_string() });
-        if text.is_empty() || text.len() > 4096 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let fail =
+            |why: &str| Err(ReferenceError { reference: text.to_string(), why: why.to_string() });
+        if text.is_empty()
+            || text.len() > 4096
+            || text.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return fail("empty, too long or containing spaces");
         }
         let (name, digest) = match text.split_once('@') {
@@ -53,7 +57,9 @@ impl FromStr for Reference {
             let Some(hex) = digest.strip_prefix("sha256:") else {
                 return fail("the digest must be sha256:<64 hex digits>");
             };
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if hex.len() != 64
+                || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return fail("the digest must be sha256:<64 lowercase hex digits>");
             }
         }
@@ -69,11 +75,15 @@ impl FromStr for Reference {
                 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 && !tag.starts_with(['.', '-']);
             if !valid {
-                return fail("the tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'");
+                return fail(
+                    "the tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                );
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first.to_string(), rest.to_string()),
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first.to_string(), rest.to_string())
+            }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
         let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
@@ -83,14 +93,22 @@ impl FromStr for Reference {
         };
         let component_ok = |c: &str| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.as_bytes()[0].is_ascii_alphanumeric()
                 && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
         };
         if !repository.split('/').all(component_ok) {
-            return fail("path components must be lowercase letters, digits and separators (. _ -)");
+            return fail(
+                "path components must be lowercase letters, digits and separators (. _ -)",
+            );
         }
-        Ok(Reference { registry, repository, tag: tag.map(str::to_string), digest: digest.map(str::to_string) })
+        Ok(Reference {
+            registry,
+            repository,
+            tag: tag.map(str::to_string),
+            digest: digest.map(str::to_string),
+        })
     }
 }
 
@@ -116,7 +134,12 @@ impl Reference {
             Some(prefix) => format!("{prefix}/{}", self.repository),
             None => self.repository.clone(),
         };
-        Reference { registry: target.host.clone(), repository, tag: self.tag.clone(), digest: self.digest.clone() }
+        Reference {
+            registry: target.host.clone(),
+            repository,
+            tag: self.tag.clone(),
+            digest: self.digest.clone(),
+        }
     }
 
     /// The tag or, lacking one, `latest` (what a registry serves for a bare name).
@@ -127,7 +150,10 @@ impl Reference {
     /// Whether this reference is in `registry` (host and, if given, under its prefix).
     pub fn is_in(&self, registry: &Registry) -> bool {
         self.registry == registry.host
-            && registry.prefix.as_ref().is_none_or(|p| self.repository.starts_with(&format!("{p}/")))
+            && registry
+                .prefix
+                .as_ref()
+                .is_none_or(|p| self.repository.starts_with(&format!("{p}/")))
     }
 }
 
@@ -157,7 +183,8 @@ impl FromStr for Registry {
     type Err = ReferenceError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let fail = |why: &str| Err(ReferenceError { reference: text.to_string(), why: why.to_string() });
+        let fail =
+            |why: &str| Err(ReferenceError { reference: text.to_string(), why: why.to_string() });
         let trimmed = text.trim_end_matches('/');
         if trimmed.contains("://") {
             return fail("give the registry as host[:port][/prefix], without a scheme");
@@ -166,12 +193,15 @@ impl FromStr for Registry {
             Some((host, prefix)) => (host, Some(prefix.to_string())),
             None => (trimmed, None),
         };
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+        if host.is_empty()
+            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        {
             return fail("the host must be a name or address with an optional :port");
         }
         // Reuse the reference grammar to check the prefix's path components.
         if let Some(prefix) = &prefix {
-            Reference::from_str(&format!("{host}/{prefix}/x")).map_err(|e| ReferenceError { reference: text.to_string(), why: e.why })?;
+            Reference::from_str(&format!("{host}/{prefix}/x"))
+                .map_err(|e| ReferenceError { reference: text.to_string(), why: e.why })?;
         }
         Ok(Registry { host: host.to_string(), prefix })
     }
@@ -195,7 +225,11 @@ pub fn parse_list(file: &str, text: &str) -> Result<Vec<Reference>, Vec<Problem>
 
 /// The reference on each line of `text` (the part `pick` takes of it), skipping blank lines
 /// and `#` comments; every bad line is a problem naming `file` and the line number.
-fn parse_lines(file: &str, text: &str, pick: impl Fn(&str) -> &str) -> Result<Vec<Reference>, Vec<Problem>> {
+fn parse_lines(
+    file: &str,
+    text: &str,
+    pick: impl Fn(&str) -> &str,
+) -> Result<Vec<Reference>, Vec<Problem>> {
     let mut references = Vec::new();
     let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -229,7 +263,9 @@ impl ImageMap {
     pub fn parse(file: &str, text: &str) -> Result<ImageMap, Vec<Problem>> {
         let by_path = parse_lines(file, text, |line| line)?
             .into_iter()
-            .map(|reference| ((reference.repository.clone(), reference.tag_or_latest().to_string()), reference))
+            .map(|reference| {
+                ((reference.repository.clone(), reference.tag_or_latest().to_string()), reference)
+            })
             .collect();
         Ok(ImageMap { by_path })
     }
@@ -240,7 +276,10 @@ impl ImageMap {
     /// matched too, and the digest is then put back.
     pub fn lookup(&self, source: &Reference) -> Option<Reference> {
         let tags: Vec<String> = match (&source.tag, &source.digest) {
-            (_, Some(d)) => vec![source.tag_or_latest().to_string(), d.trim_start_matches("sha256:").to_string()],
+            (_, Some(d)) => vec![
+                source.tag_or_latest().to_string(),
+                d.trim_start_matches("sha256:").to_string(),
+            ],
             (_, None) => vec![source.tag_or_latest().to_string()],
         };
         let short = source.repository.strip_prefix("library/").unwrap_or(&source.repository);
@@ -248,14 +287,18 @@ impl ImageMap {
             .iter()
             .find(|((path, tag), _)| {
                 tags.contains(tag)
-                    && [source.repository.as_str(), short].iter().any(|p| path == p || path.ends_with(&format!("/{p}")))
+                    && [source.repository.as_str(), short]
+                        .iter()
+                        .any(|p| path == p || path.ends_with(&format!("/{p}")))
             })
             .map(|(_, target)| {
                 let mut target = target.clone();
                 if target.digest.is_none() {
                     target.digest.clone_from(&source.digest);
                 }
-                if target.tag.as_deref() == source.digest.as_deref().map(|d| d.trim_start_matches("sha256:")) {
+                if target.tag.as_deref()
+                    == source.digest.as_deref().map(|d| d.trim_start_matches("sha256:"))
+                {
                     target.tag.clone_from(&source.tag);
                 }
                 target
@@ -279,7 +322,10 @@ mod tests {
         assert_eq!(r("localhost:5000/a/b:t").registry, "localhost:5000");
         let d = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";
         let parsed = r(d);
-        assert_eq!((parsed.registry.as_str(), parsed.repository.as_str(), parsed.tag.as_deref()), ("ghcr.io", "canonical/charmed-mongodb", None));
+        assert_eq!(
+            (parsed.registry.as_str(), parsed.repository.as_str(), parsed.tag.as_deref()),
+            ("ghcr.io", "canonical/charmed-mongodb", None)
+        );
         assert_eq!(parsed.to_string(), d);
         for bad in ["", "Nginx", "a b", "x:", "x@sha256:abc", "x@md5:00", "host/-a", "x:-t"] {
             assert!(bad.parse::<Reference>().is_err(), "{bad}");
@@ -298,7 +344,11 @@ mod tests {
 
     #[test]
     fn image_lists_take_the_source_side() {
-        let list = parse_list("images.txt", "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\n").unwrap();
+        let list = parse_list(
+            "images.txt",
+            "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\n",
+        )
+        .unwrap();
         assert_eq!(list, vec![r("nginx:1.27"), r("quay.io/a/b:1")]);
         let bad = parse_list("images.txt", "ok:1\nNOT OK\n").unwrap_err();
         assert_eq!(bad[0].to_string(), "images.txt: line 2: \"NOT OK\" is not a valid image reference: empty, too long or containing spaces");
@@ -308,8 +358,14 @@ mod tests {
     fn image_map_matches_retagged_lines_and_restores_digests() {
         let text = "# retagged-images.txt\n172.17.0.2:5000/argoproj/argocli:v3.3.10\n172.17.0.2:5000/library/nginx:1.27\n\n172.17.0.2:5000/canonical/charmed-mongodb:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe\n";
         let map = ImageMap::parse("retagged-images.txt", text).unwrap();
-        assert_eq!(map.lookup(&r("argoproj/argocli:v3.3.10")).unwrap().to_string(), "172.17.0.2:5000/argoproj/argocli:v3.3.10");
-        assert_eq!(map.lookup(&r("nginx:1.27")).unwrap().to_string(), "172.17.0.2:5000/library/nginx:1.27");
+        assert_eq!(
+            map.lookup(&r("argoproj/argocli:v3.3.10")).unwrap().to_string(),
+            "172.17.0.2:5000/argoproj/argocli:v3.3.10"
+        );
+        assert_eq!(
+            map.lookup(&r("nginx:1.27")).unwrap().to_string(),
+            "172.17.0.2:5000/library/nginx:1.27"
+        );
         assert!(map.lookup(&r("nginx:1.28")).is_none());
         let pinned = r("ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe");
         assert_eq!(map.lookup(&pinned).unwrap().to_string(), "172.17.0.2:5000/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe");

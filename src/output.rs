@@ -35,7 +35,11 @@ pub fn write_files<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)]) -> Result
 
 /// [`write_files`] with the files' mode: temporary files start private (0600), which is
 /// what would be left on released files without setting it.
-fn write_files_with_mode<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)], mode: u32) -> Result<(), WriteError> {
+fn write_files_with_mode<B: AsRef<[u8]>>(
+    dir: &Path,
+    files: &[(PathBuf, B)],
+    mode: u32,
+) -> Result<(), WriteError> {
     use std::os::unix::fs::PermissionsExt;
     let err = |path: &Path| {
         let path = path.to_path_buf();

@@ -87,7 +87,8 @@ impl Repository {
                 continue;
             }
             let Ok(entries) = std::fs::read_dir(source) else { continue };
-            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             paths.sort();
             for path in paths {
                 match peek(&path) {
@@ -103,7 +104,12 @@ impl Repository {
     fn add_index(&mut self, index: PublishedIndex) {
         let at = self.indexes.len();
         for entry in index.entries() {
-            self.add(Candidate { name: entry.name, version: entry.version, path: PathBuf::from(entry.location), index: Some(at) });
+            self.add(Candidate {
+                name: entry.name,
+                version: entry.version,
+                path: PathBuf::from(entry.location),
+                index: Some(at),
+            });
         }
         self.indexes.push(index);
     }
@@ -122,17 +128,34 @@ impl Repository {
         let found = self.candidates.get(name).map(Vec::as_slice).unwrap_or_default();
         let pick = found.iter().find(|c| req.is_none_or(|r| r.matches(&c.version)));
         match pick {
-            Some(candidate) => self.load_candidate(candidate).map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
+            Some(candidate) => self
+                .load_candidate(candidate)
+                .map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
             None if found.is_empty() => {
                 let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
-                Err(Problem::new("", name, format!("no charm named {name:?} in {}", if dirs.is_empty() { "(no charm folders)".to_string() } else { dirs.join(", ") }))
-                    .hint("add its folder with --charms DIR, or pack it into one of these"))
+                Err(Problem::new(
+                    "",
+                    name,
+                    format!(
+                        "no charm named {name:?} in {}",
+                        if dirs.is_empty() {
+                            "(no charm folders)".to_string()
+                        } else {
+                            dirs.join(", ")
+                        }
+                    ),
+                )
+                .hint("add its folder with --charms DIR, or pack it into one of these"))
             }
             None => {
                 let versions: Vec<String> = found.iter().map(|c| c.version.to_string()).collect();
                 let req = req.map(ToString::to_string).unwrap_or_default();
-                Err(Problem::new("", name, format!("no version satisfies {req}; found {}", versions.join(", ")))
-                    .hint("relax the version requirement or add the charm version it needs"))
+                Err(Problem::new(
+                    "",
+                    name,
+                    format!("no version satisfies {req}; found {}", versions.join(", ")),
+                )
+                .hint("relax the version requirement or add the charm version it needs"))
             }
         }
     }
@@ -157,17 +180,27 @@ impl Repository {
     /// by path.
     fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
         match candidate.index.and_then(|i| self.indexes.get(i)) {
-            Some(index) => self.cached(&candidate.path, || Ok(index.fetch(&candidate.name, &candidate.version)?)),
+            Some(index) => self
+                .cached(&candidate.path, || Ok(index.fetch(&candidate.name, &candidate.version)?)),
             None => self.load(&candidate.path),
         }
     }
 
-    fn cached(&self, key: &Path, load: impl FnOnce() -> Result<Charm, RepoError>) -> Result<Arc<Charm>, RepoError> {
-        if let Some(charm) = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+    fn cached(
+        &self,
+        key: &Path,
+        load: impl FnOnce() -> Result<Charm, RepoError>,
+    ) -> Result<Arc<Charm>, RepoError> {
+        if let Some(charm) =
+            self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key)
+        {
             return Ok(charm.clone());
         }
         let charm = Arc::new(load()?);
-        self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_path_buf(), charm.clone());
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_path_buf(), charm.clone());
         Ok(charm)
     }
 
@@ -191,7 +224,12 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
     let stem = file.strip_suffix(".charm")?;
     if let Some((name, version)) = stem.split_once('_') {
         if let Ok(version) = Version::parse(version) {
-            return Some(Ok(Candidate { name: name.to_string(), version, path: path.to_path_buf(), index: None }));
+            return Some(Ok(Candidate {
+                name: name.to_string(),
+                version,
+                path: path.to_path_buf(),
+                index: None,
+            }));
         }
     }
     Some(Charm::from_archive(path, &crate::charm::Limits::default()).map(|c| Candidate {
@@ -207,11 +245,21 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     struct NameOnly {
         name: String,
     }
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|source| CharmError::Io { path: dir.join(name), source });
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(|source| CharmError::Io { path: dir.join(name), source })
+    };
     let label = dir.join("metadata.yaml").display().to_string();
-    let meta: NameOnly = serde_yaml::from_str(&read("metadata.yaml")?).map_err(|e| CharmError::from(crate::charm::config::yaml_problem(&label, &e)))?;
+    let meta: NameOnly = serde_yaml::from_str(&read("metadata.yaml")?)
+        .map_err(|e| CharmError::from(crate::charm::config::yaml_problem(&label, &e)))?;
     let text = read("version")?;
     let line = text.lines().next().unwrap_or("").trim();
-    let version = Version::parse(line).map_err(|e| CharmError::from(Problem::new(dir.join("version").display().to_string(), "", format!("{line:?} is not a semantic version: {e}"))))?;
+    let version = Version::parse(line).map_err(|e| {
+        CharmError::from(Problem::new(
+            dir.join("version").display().to_string(),
+            "",
+            format!("{line:?} is not a semantic version: {e}"),
+        ))
+    })?;
     Ok(Candidate { name: meta.name, version, path: dir.to_path_buf(), index: None })
 }

@@ -48,7 +48,6 @@ impl TemplateSet {
             .and_then(|t| t.render(context))
             .map_err(|e| template_problem(&self.origin, &e))
     }
-
 }
 
 /// Renders a one-off template string (a `publishes:` value), naming `file` and `key` in
@@ -63,10 +62,14 @@ fn new_environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
     env.add_filter("toyaml", |value: Value| -> Result<String, minijinja::Error> {
-        let text = serde_yaml::to_string(&value).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+        let text = serde_yaml::to_string(&value).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+        })?;
         Ok(text.trim_end().to_string())
     });
-    env.add_filter("b64encode", |value: String| base64::engine::general_purpose::STANDARD.encode(value));
+    env.add_filter("b64encode", |value: String| {
+        base64::engine::general_purpose::STANDARD.encode(value)
+    });
     env
 }
 
@@ -85,7 +88,9 @@ fn template_problem(origin: &str, e: &minijinja::Error) -> Problem {
     let key = e.line().map(|l| format!("line {l}")).unwrap_or_default();
     let mut problem = Problem::new(file, key, describe(e));
     if e.kind() == minijinja::ErrorKind::UndefinedError {
-        problem = problem.hint("check the name against docs/templates.md; test optional values with `is defined`");
+        problem = problem.hint(
+            "check the name against docs/templates.md; test optional values with `is defined`",
+        );
     }
     problem
 }

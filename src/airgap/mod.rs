@@ -28,7 +28,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
-use crate::resolve::{Lock, Model};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
 use crate::registry::archive::ImageArchive;
@@ -40,6 +39,7 @@ use crate::registry::pull::{fetch_manifests, PullOptions};
 use crate::registry::push::{push, PushOptions, PushReport};
 use crate::registry::tarindex::{Limits, TarIndex};
 use crate::registry::RegistryError;
+use crate::resolve::{Lock, Model};
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -148,31 +148,51 @@ impl ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
-            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(|| match &charm.origin {
-                Origin::Archive { path, .. } => Carried::File(path.clone()),
-                Origin::Dir(_) => Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() },
-            });
+            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(
+                || match &charm.origin {
+                    Origin::Archive { path, .. } => Carried::File(path.clone()),
+                    Origin::Dir(_) => {
+                        Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
+                    }
+                },
+            );
         }
         ExportInputs {
             bundle: model.bundle_file.clone(),
             overlays: overlays.to_vec(),
             charms: charms.into_values().collect(),
             images: model.image_list().images.into_iter().map(|i| i.source).collect(),
-            lock: Some(Carried::Bytes { name: "bundle.lock".into(), bytes: Lock::of(model).to_yaml().into_bytes() }),
+            lock: Some(Carried::Bytes {
+                name: "bundle.lock".into(),
+                bytes: Lock::of(model).to_yaml().into_bytes(),
+            }),
         }
     }
 }
 
 /// Writes the air-gap archive `out` (see the module docs): validates every input (charms
 /// included) and fetches every image manifest before writing anything.
-pub async fn export(client: &Client, inputs: &ExportInputs, pull: &PullOptions, out: &Path, progress: &dyn Progress) -> Result<Contents, AirgapError> {
+pub async fn export(
+    client: &Client,
+    inputs: &ExportInputs,
+    pull: &PullOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Contents, AirgapError> {
     let mut problems = Problems::default();
     let mut names = BTreeSet::new();
-    let mut member = |label: String, name: Option<String>, folder: &str, problems: &mut Problems| -> Option<String> {
+    let mut member = |label: String,
+                      name: Option<String>,
+                      folder: &str,
+                      problems: &mut Problems|
+     -> Option<String> {
         match name.map(|n| format!("{folder}{n}")) {
             Some(name) if names.insert(name.clone()) => Some(name),
             Some(name) => {
-                problems.push(Problem::new(label, "", format!("another input is also called {name}")).hint("rename one of them"));
+                problems.push(
+                    Problem::new(label, "", format!("another input is also called {name}"))
+                        .hint("rename one of them"),
+                );
                 None
             }
             None => {
@@ -182,28 +202,48 @@ pub async fn export(client: &Client, inputs: &ExportInputs, pull: &PullOptions, 
         }
     };
     let file_name = |path: &Path| path.file_name().and_then(|n| n.to_str()).map(str::to_string);
-    let bundle = member(inputs.bundle.display().to_string(), file_name(&inputs.bundle), "bundle/", &mut problems);
-    let overlays: Vec<Option<String>> = inputs.overlays.iter().map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems)).collect();
-    let charms: Vec<Option<String>> = inputs.charms.iter().map(|c| member(c.label(), c.name(), "charms/", &mut problems)).collect();
+    let bundle = member(
+        inputs.bundle.display().to_string(),
+        file_name(&inputs.bundle),
+        "bundle/",
+        &mut problems,
+    );
+    let overlays: Vec<Option<String>> = inputs
+        .overlays
+        .iter()
+        .map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems))
+        .collect();
+    let charms: Vec<Option<String>> = inputs
+        .charms
+        .iter()
+        .map(|c| member(c.label(), c.name(), "charms/", &mut problems))
+        .collect();
     for charm in &inputs.charms {
         let Carried::File(path) = charm else { continue };
         match Charm::from_archive(path, &CharmLimits::default()) {
             Ok(_) => {}
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => return Err(AirgapError::Io { path: path.display().to_string(), source }),
+            Err(CharmError::Io { path, source }) => {
+                return Err(AirgapError::Io { path: path.display().to_string(), source })
+            }
         }
     }
     problems.into_result(())?;
 
     let mut entries = Vec::new();
-    let files = std::iter::once(&inputs.bundle).chain(&inputs.overlays).map(|p| Carried::File(p.clone())).zip(std::iter::once(&bundle).chain(&overlays));
+    let files = std::iter::once(&inputs.bundle)
+        .chain(&inputs.overlays)
+        .map(|p| Carried::File(p.clone()))
+        .zip(std::iter::once(&bundle).chain(&overlays));
     let carried = files.chain(inputs.charms.iter().cloned().zip(&charms));
     let lock = inputs.lock.as_ref().map(|_| "bundle.lock".to_string());
     for (source, name) in carried.chain(inputs.lock.iter().cloned().zip(std::iter::once(&lock))) {
         let Some(name) = name else { continue };
         entries.push(match source {
             Carried::File(path) => {
-                let size = std::fs::metadata(&path).map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?.len();
+                let size = std::fs::metadata(&path)
+                    .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?
+                    .len();
                 Entry { name: name.clone(), size, content: Content::File(path) }
             }
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
@@ -236,7 +276,8 @@ fn checksums(entries: &[Entry]) -> Result<String, AirgapError> {
             Content::File(path) => {
                 let io = |source| AirgapError::Io { path: path.display().to_string(), source };
                 let mut hasher = Sha256::new();
-                std::io::copy(&mut std::fs::File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
+                std::io::copy(&mut std::fs::File::open(path).map_err(io)?, &mut hasher)
+                    .map_err(io)?;
                 Digest::from_hasher(hasher).hex().to_string()
             }
             Content::Remote { digest, .. } => digest.hex().to_string(),
@@ -272,10 +313,17 @@ pub struct ImportReport {
 }
 
 /// Imports an air-gap archive (see the module docs).
-pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, progress: Arc<dyn Progress>) -> Result<ImportReport, AirgapError> {
+pub async fn import(
+    client: &Client,
+    archive: &Path,
+    options: &ImportOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport, AirgapError> {
     let out = &options.out;
     if out.exists() {
-        return Err(Problem::new(out.display().to_string(), "", "already exists").hint("import into a new folder").into());
+        return Err(Problem::new(out.display().to_string(), "", "already exists")
+            .hint("import into a new folder")
+            .into());
     }
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     verify_checksums(&tar, progress.as_ref())?;
@@ -285,7 +333,10 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let staging = tempfile::Builder::new().prefix(".charmer-import").tempdir_in(parent).map_err(|e| io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".charmer-import")
+        .tempdir_in(parent)
+        .map_err(|e| io(parent, e))?;
     let unpack = |member: &str, name: &str| -> Result<PathBuf, AirgapError> {
         let bytes = tar.read(member, Limits::default().max_document_bytes)?;
         let path = staging.path().join(name);
@@ -297,7 +348,11 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
     };
     let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
     let bundle = unpack(&contents.bundle, &in_bundle(&contents.bundle))?;
-    let overlays = contents.overlays.iter().map(|o| unpack(o, &in_bundle(o))).collect::<Result<Vec<_>, _>>()?;
+    let overlays = contents
+        .overlays
+        .iter()
+        .map(|o| unpack(o, &in_bundle(o)))
+        .collect::<Result<Vec<_>, _>>()?;
     for (member, bytes) in charms {
         let name = member.strip_prefix("charms/").unwrap_or(&member);
         let path = staging.path().join("charms").join(name);
@@ -307,7 +362,8 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
-            let text = String::from_utf8(tar.read(member, Limits::default().max_document_bytes)?).unwrap_or_default();
+            let text = String::from_utf8(tar.read(member, Limits::default().max_document_bytes)?)
+                .unwrap_or_default();
             Some(parse_lock(&format!("{}:{member}", tar.label()), &text)?)
         }
         None => None,
@@ -315,7 +371,8 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
 
     let push_report = if tar.member("images/oci-layout").is_some() {
         let images = ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?;
-        let push_options = PushOptions { registry: options.registry.clone(), jobs: options.jobs, verified: true };
+        let push_options =
+            PushOptions { registry: options.registry.clone(), jobs: options.jobs, verified: true };
         push(client, &images, &push_options, progress).await?
     } else {
         PushReport::default()
@@ -334,7 +391,11 @@ pub async fn import(client: &Client, archive: &Path, options: &ImportOptions, pr
 
 /// Parses a `bundle.lock`; `label` names it in problems.
 pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
-    serde_yaml::from_str(text).map_err(|e| Problem::new(label, "", format!("not a bundle.lock: {e}")).hint("give the lock charmer render or airgap export wrote").into())
+    serde_yaml::from_str(text).map_err(|e| {
+        Problem::new(label, "", format!("not a bundle.lock: {e}"))
+            .hint("give the lock charmer render or airgap export wrote")
+            .into()
+    })
 }
 
 /// Points every image of `lock` that `report` pushed at where it went (with its digest), and
@@ -360,24 +421,41 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
     let mut problems = Problems::default();
     let mut listed: BTreeMap<String, String> = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
-        let parsed = line.split_once(' ').map(|(hex, name)| (hex, name.strip_prefix(' ').or_else(|| name.strip_prefix('*')).unwrap_or(name)));
+        let parsed = line.split_once(' ').map(|(hex, name)| {
+            (hex, name.strip_prefix(' ').or_else(|| name.strip_prefix('*')).unwrap_or(name))
+        });
         match parsed {
-            Some((hex, name)) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && unsafe_name_reason(name).is_none() => {
+            Some((hex, name))
+                if hex.len() == 64
+                    && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    && unsafe_name_reason(name).is_none() =>
+            {
                 listed.insert(name.to_string(), hex.to_ascii_lowercase());
             }
-            _ => problems.push(Problem::new(&label, format!("{CHECKSUMS}: line {}", n + 1), "not a '<sha256 hex>  <member>' line")),
+            _ => problems.push(Problem::new(
+                &label,
+                format!("{CHECKSUMS}: line {}", n + 1),
+                "not a '<sha256 hex>  <member>' line",
+            )),
         }
     }
     for name in tar.names() {
         if name != CHECKSUMS && !listed.contains_key(name) {
-            problems.push(Problem::new(&label, name, format!("not listed in {CHECKSUMS}")).hint("the archive was changed after it was written"));
+            problems.push(
+                Problem::new(&label, name, format!("not listed in {CHECKSUMS}"))
+                    .hint("the archive was changed after it was written"),
+            );
         }
     }
     let mut members = Vec::new();
     for (name, hex) in &listed {
         match tar.member(name) {
             Some(member) => members.push((name, hex, member)),
-            None => problems.push(Problem::new(&label, name, format!("listed in {CHECKSUMS} but missing"))),
+            None => problems.push(Problem::new(
+                &label,
+                name,
+                format!("listed in {CHECKSUMS} but missing"),
+            )),
         }
     }
     progress.begin(Task::Verify, members.iter().map(|(_, _, m)| m.size).sum());
@@ -400,7 +478,13 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
             })
         });
         // A hashing thread that died must not pass for a clean check.
-        halves.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(std::io::Error::other("a hashing thread failed"))])).collect()
+        halves
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(std::io::Error::other("a hashing thread failed"))])
+            })
+            .collect()
     });
     progress.end(Task::Verify);
     for result in mismatches {
@@ -416,16 +500,34 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
-    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}")))?;
+    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
+    })?;
     let mut problems = Problems::default();
     if contents.format != FORMAT {
-        problems.push(Problem::new(label, CONTENTS, format!("format {:?} is not {FORMAT:?}", contents.format)).hint("import it with the charmer version that wrote it"));
+        problems.push(
+            Problem::new(
+                label,
+                CONTENTS,
+                format!("format {:?} is not {FORMAT:?}", contents.format),
+            )
+            .hint("import it with the charmer version that wrote it"),
+        );
     }
-    let members = std::iter::once(&contents.bundle).chain(&contents.overlays).chain(&contents.charms).chain(&contents.lock);
+    let members = std::iter::once(&contents.bundle)
+        .chain(&contents.overlays)
+        .chain(&contents.charms)
+        .chain(&contents.lock);
     for member in members {
-        let placed = member.starts_with("bundle/") || member.starts_with("charms/") || member == "bundle.lock";
+        let placed = member.starts_with("bundle/")
+            || member.starts_with("charms/")
+            || member == "bundle.lock";
         if !placed || tar.member(member).is_none() {
-            problems.push(Problem::new(label, format!("{CONTENTS}: {member}"), "names a member that is not in the archive"));
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "names a member that is not in the archive",
+            ));
         }
     }
     problems.into_result(contents).map_err(AirgapError::from)
@@ -440,13 +542,18 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u
         let bytes = tar.read(member, limits.max_total_bytes)?;
         let label = format!("{}:{member}", tar.label());
         let checked = read_zip(&label, &bytes, &limits).and_then(|files| {
-            let origin = Origin::Archive { path: PathBuf::from(&label), sha256: Digest::of(&bytes).hex().to_string() };
+            let origin = Origin::Archive {
+                path: PathBuf::from(&label),
+                sha256: Digest::of(&bytes).hex().to_string(),
+            };
             Charm::from_files(files, origin)
         });
         match checked {
             Ok(_) => charms.push((member.clone(), bytes)),
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => return Err(AirgapError::Io { path: path.display().to_string(), source }),
+            Err(CharmError::Io { path, source }) => {
+                return Err(AirgapError::Io { path: path.display().to_string(), source })
+            }
         }
     }
     problems.into_result(charms).map_err(AirgapError::from)

@@ -59,7 +59,9 @@ impl Source {
     pub fn file_label(&self) -> String {
         match self {
             Source::Default => "config.yaml".to_string(),
-            Source::Bundle(p) | Source::Overlay(p) | Source::ConfigFile(p) => p.display().to_string(),
+            Source::Bundle(p) | Source::Overlay(p) | Source::ConfigFile(p) => {
+                p.display().to_string()
+            }
             Source::CommandLine => "--config".to_string(),
         }
     }
@@ -204,16 +206,31 @@ impl Bundle {
             files_read: vec![file.clone()],
         };
         if bundle.name.is_empty() {
-            problems.push(Problem::new(file.display().to_string(), "name", "missing").hint("give the bundle a name: name: my-bundle"));
+            problems.push(
+                Problem::new(file.display().to_string(), "name", "missing")
+                    .hint("give the bundle a name: name: my-bundle"),
+            );
         } else if !crate::charm::metadata::is_valid_name(&bundle.name) {
-            problems.push(Problem::new(file.display().to_string(), "name", format!("{:?} is not a valid name", bundle.name)).hint("use lowercase letters, digits and '-'"));
+            problems.push(
+                Problem::new(
+                    file.display().to_string(),
+                    "name",
+                    format!("{:?} is not a valid name", bundle.name),
+                )
+                .hint("use lowercase letters, digits and '-'"),
+            );
         }
         overlay::apply(&mut bundle, base, &Source::Bundle(file.clone()), &mut problems);
         for path in &input.overlays {
             match raw::read_file(path, raw::Kind::Overlay) {
                 Ok(layer) => {
                     bundle.files_read.push(path.clone());
-                    overlay::apply(&mut bundle, layer, &Source::Overlay(path.clone()), &mut problems);
+                    overlay::apply(
+                        &mut bundle,
+                        layer,
+                        &Source::Overlay(path.clone()),
+                        &mut problems,
+                    );
                 }
                 Err(BundleError::Invalid(p)) => problems.extend(p),
             }

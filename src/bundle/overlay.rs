@@ -36,7 +36,10 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
                     file: file.path.clone(),
                 },
                 None => {
-                    problems.push(Problem::new(&label, format!("{key}.charm"), "missing").hint("name the charm this application runs: charm: <name>"));
+                    problems.push(
+                        Problem::new(&label, format!("{key}.charm"), "missing")
+                            .hint("name the charm this application runs: charm: <name>"),
+                    );
                     continue;
                 }
             },
@@ -46,14 +49,24 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
     }
     for (index, ends) in file.relations {
         let spec = RelationSpec { ends, file: file.path.clone(), index };
-        let same = |r: &RelationSpec| r.ends == spec.ends || (r.ends[0] == spec.ends[1] && r.ends[1] == spec.ends[0]);
+        let same = |r: &RelationSpec| {
+            r.ends == spec.ends || (r.ends[0] == spec.ends[1] && r.ends[1] == spec.ends[0])
+        };
         if !bundle.relations.iter().any(same) {
             bundle.relations.push(spec);
         }
     }
 }
 
-fn merge_app(app: &mut AppSpec, raw: RawApp, dir: &Path, label: &str, key: &str, source: &Source, problems: &mut Problems) {
+fn merge_app(
+    app: &mut AppSpec,
+    raw: RawApp,
+    dir: &Path,
+    label: &str,
+    key: &str,
+    source: &Source,
+    problems: &mut Problems,
+) {
     if let Some(charm) = raw.charm {
         app.charm = if charm.starts_with('.') || charm.starts_with('/') {
             CharmRef::Path(dir.join(charm))
@@ -65,13 +78,27 @@ fn merge_app(app: &mut AppSpec, raw: RawApp, dir: &Path, label: &str, key: &str,
     if let Some(version) = raw.version {
         match semver::VersionReq::parse(&version) {
             Ok(req) => app.version = Some(req),
-            Err(e) => problems.push(Problem::new(label, format!("{key}.version"), format!("{version:?} is not a semver requirement: {e}")).hint("write e.g. \"^1.2\" or \">=1.0, <2\"")),
+            Err(e) => problems.push(
+                Problem::new(
+                    label,
+                    format!("{key}.version"),
+                    format!("{version:?} is not a semver requirement: {e}"),
+                )
+                .hint("write e.g. \"^1.2\" or \">=1.0, <2\""),
+            ),
         }
     }
     if let Some(scale) = raw.scale.or(raw.num_units) {
         match u32::try_from(scale) {
             Ok(scale) => app.scale = scale,
-            Err(_) => problems.push(Problem::new(label, format!("{key}.scale"), format!("{scale} is not a valid scale")).hint("scale is a whole number, 0 or more")),
+            Err(_) => problems.push(
+                Problem::new(
+                    label,
+                    format!("{key}.scale"),
+                    format!("{scale} is not a valid scale"),
+                )
+                .hint("scale is a whole number, 0 or more"),
+            ),
         }
     }
     if let Some(trust) = raw.trust {
@@ -85,7 +112,10 @@ fn merge_app(app: &mut AppSpec, raw: RawApp, dir: &Path, label: &str, key: &str,
             if value.is_null() {
                 app.options.remove(&name);
             } else {
-                app.options.insert(name, OptionSetting { value: RawValue::Yaml(value), source: source.clone() });
+                app.options.insert(
+                    name,
+                    OptionSetting { value: RawValue::Yaml(value), source: source.clone() },
+                );
             }
         }
     }
@@ -104,7 +134,11 @@ fn merge_app(app: &mut AppSpec, raw: RawApp, dir: &Path, label: &str, key: &str,
                 serde_yaml::Value::Number(n) => {
                     app.resources.insert(name, n.to_string());
                 }
-                _ => problems.push(Problem::new(label, format!("{key}.resources.{name}"), "expected an image reference or a revision number")),
+                _ => problems.push(Problem::new(
+                    label,
+                    format!("{key}.resources.{name}"),
+                    "expected an image reference or a revision number",
+                )),
             }
         }
     }

@@ -25,9 +25,17 @@ impl FromStr for ConfigOverride {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parsed = text.split_once('=').and_then(|(target, value)| {
             let (app, key) = target.split_once('.')?;
-            (!app.is_empty() && !key.is_empty()).then(|| ConfigOverride { app: app.into(), key: key.into(), value: value.into() })
+            (!app.is_empty() && !key.is_empty()).then(|| ConfigOverride {
+                app: app.into(),
+                key: key.into(),
+                value: value.into(),
+            })
         });
-        parsed.ok_or_else(|| format!("{text:?} is not APP.KEY=VALUE (e.g. istio-gateway.gateway_service_type=NodePort)"))
+        parsed.ok_or_else(|| {
+            format!(
+                "{text:?} is not APP.KEY=VALUE (e.g. istio-gateway.gateway_service_type=NodePort)"
+            )
+        })
     }
 }
 
@@ -46,7 +54,9 @@ impl FromStr for ConfigFileOverride {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once('=') {
-            Some((app, file)) if !app.is_empty() && !file.is_empty() => Ok(ConfigFileOverride { app: app.into(), file: file.into() }),
+            Some((app, file)) if !app.is_empty() && !file.is_empty() => {
+                Ok(ConfigFileOverride { app: app.into(), file: file.into() })
+            }
             _ => Err(format!("{text:?} is not APP=FILE (e.g. backend=backend-values.yaml)")),
         }
     }
@@ -78,7 +88,13 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
         if value.is_null() {
             app.options.remove(&key);
         } else {
-            app.options.insert(key, OptionSetting { value: RawValue::Yaml(value), source: Source::ConfigFile(o.file.clone()) });
+            app.options.insert(
+                key,
+                OptionSetting {
+                    value: RawValue::Yaml(value),
+                    source: Source::ConfigFile(o.file.clone()),
+                },
+            );
         }
     }
 }
@@ -88,10 +104,14 @@ pub(super) fn apply_one(bundle: &mut Bundle, o: &ConfigOverride, problems: &mut 
         problems.push(unknown_app("--config", &o.app, bundle));
         return;
     };
-    app.options.insert(o.key.clone(), OptionSetting { value: RawValue::Text(o.value.clone()), source: Source::CommandLine });
+    app.options.insert(
+        o.key.clone(),
+        OptionSetting { value: RawValue::Text(o.value.clone()), source: Source::CommandLine },
+    );
 }
 
 fn unknown_app(flag: &str, app: &str, bundle: &Bundle) -> Problem {
     let known: Vec<&str> = bundle.applications.keys().map(String::as_str).collect();
-    Problem::new(flag, app, format!("the bundle has no application named {app:?}")).hint(format!("applications: {}", known.join(", ")))
+    Problem::new(flag, app, format!("the bundle has no application named {app:?}"))
+        .hint(format!("applications: {}", known.join(", ")))
 }

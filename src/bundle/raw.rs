@@ -70,7 +70,10 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     let mut problems = Problems::default();
     if let Some(b) = &shape.bundle {
         if b != "kubernetes" {
-            problems.push(Problem::new(&label, "bundle", format!("{b:?} bundles are not supported")).hint("charmer deploys Kubernetes bundles: bundle: kubernetes"));
+            problems.push(
+                Problem::new(&label, "bundle", format!("{b:?} bundles are not supported"))
+                    .hint("charmer deploys Kubernetes bundles: bundle: kubernetes"),
+            );
         }
     }
     if kind == Kind::Bundle && shape.applications.as_ref().is_none_or(BTreeMap::is_empty) {
@@ -81,9 +84,13 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     for (app, body) in shape.applications.unwrap_or_default() {
         let key = format!("applications.{app}");
         if !crate::charm::metadata::is_valid_name(&app) {
-            problems.push(Problem::new(&label, &key, format!("{app:?} is not a valid application name")).hint("use lowercase letters, digits and '-'"));
+            problems.push(
+                Problem::new(&label, &key, format!("{app:?} is not a valid application name"))
+                    .hint("use lowercase letters, digits and '-'"),
+            );
         }
-        let removed = body.is_null() || body.as_mapping().is_some_and(serde_yaml::Mapping::is_empty);
+        let removed =
+            body.is_null() || body.as_mapping().is_some_and(serde_yaml::Mapping::is_empty);
         if removed {
             applications.insert(app, None);
             continue;
@@ -92,7 +99,9 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
             Ok(mut raw) => {
                 if let Some(options) = &mut raw.options {
                     for (option, value) in options.iter_mut() {
-                        if let Err(p) = expand_include(&label, dir, &format!("{key}.options.{option}"), value) {
+                        if let Err(p) =
+                            expand_include(&label, dir, &format!("{key}.options.{option}"), value)
+                        {
                             problems.push(p);
                         }
                     }
@@ -107,12 +116,23 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
         match parse_relation(&relation) {
             Some(ends) => relations.push((index, ends)),
             None => problems.push(
-                Problem::new(&label, format!("relations[{index}]"), "a relation is a pair of \"app\" or \"app:endpoint\"")
-                    .hint("write it as [backend:database, mongodb:database]"),
+                Problem::new(
+                    &label,
+                    format!("relations[{index}]"),
+                    "a relation is a pair of \"app\" or \"app:endpoint\"",
+                )
+                .hint("write it as [backend:database, mongodb:database]"),
             ),
         }
     }
-    problems.into_result(RawFile { path: path.to_path_buf(), name: shape.name, applications, relations }).map_err(BundleError::from)
+    problems
+        .into_result(RawFile {
+            path: path.to_path_buf(),
+            name: shape.name,
+            applications,
+            relations,
+        })
+        .map_err(BundleError::from)
 }
 
 fn parse_relation(value: &serde_yaml::Value) -> Option<[RelationEnd; 2]> {
@@ -134,7 +154,12 @@ fn parse_relation(value: &serde_yaml::Value) -> Option<[RelationEnd; 2]> {
 
 /// Replaces an `include-file://path` or `include-base64://path` string value by the file's
 /// content (as text, or base64-encoded), the path being relative to the bundle or overlay.
-fn expand_include(label: &str, dir: &Path, key: &str, value: &mut serde_yaml::Value) -> Result<(), Problem> {
+fn expand_include(
+    label: &str,
+    dir: &Path,
+    key: &str,
+    value: &mut serde_yaml::Value,
+) -> Result<(), Problem> {
     let Some(text) = value.as_str() else { return Ok(()) };
     let (path, encode) = if let Some(p) = text.strip_prefix("include-file://") {
         (p, false)
@@ -151,11 +176,17 @@ fn expand_include(label: &str, dir: &Path, key: &str, value: &mut serde_yaml::Va
             std::fs::read(&full)
         }
     });
-    let bytes = read.map_err(|e| Problem::new(label, key, format!("cannot include {}: {e}", full.display())).hint("paths are relative to the file that holds them"))?;
+    let bytes = read.map_err(|e| {
+        Problem::new(label, key, format!("cannot include {}: {e}", full.display()))
+            .hint("paths are relative to the file that holds them")
+    })?;
     *value = serde_yaml::Value::String(if encode {
         base64::engine::general_purpose::STANDARD.encode(&bytes)
     } else {
-        String::from_utf8(bytes).map_err(|_| Problem::new(label, key, format!("{} is not UTF-8 text", full.display())).hint("use include-base64:// for binary files"))?
+        String::from_utf8(bytes).map_err(|_| {
+            Problem::new(label, key, format!("{} is not UTF-8 text", full.display()))
+                .hint("use include-base64:// for binary files")
+        })?
     });
     Ok(())
 }

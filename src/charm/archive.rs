@@ -68,7 +68,9 @@ pub fn pack(files: &BTreeMap<String, CharmFile>) -> Vec<u8> {
             buf.extend_from_slice(&crc.to_le_bytes());
             buf.extend_from_slice(&field32(compressed.len()).to_le_bytes());
             buf.extend_from_slice(&field32(file.data.len()).to_le_bytes());
-            buf.extend_from_slice(&u16::try_from(name.len()).expect("names are short").to_le_bytes());
+            buf.extend_from_slice(
+                &u16::try_from(name.len()).expect("names are short").to_le_bytes(),
+            );
             buf.extend_from_slice(&0u16.to_le_bytes()); // extra field length
         };
         out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
@@ -111,7 +113,9 @@ fn deflate(compressor: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
             compressed.reserve(compressed.capacity().max(1024));
         }
         // Compressing into memory cannot fail; a stream error would mean a flate2 bug.
-        let status = compressor.compress_vec(&data[consumed..], &mut compressed, flate2::FlushCompress::Finish).expect("deflate into memory");
+        let status = compressor
+            .compress_vec(&data[consumed..], &mut compressed, flate2::FlushCompress::Finish)
+            .expect("deflate into memory");
         if status == flate2::Status::StreamEnd {
             return compressed;
         }
@@ -164,18 +168,25 @@ const UNSAFE_HINT: &str = "the archive is unsafe; rebuild it with charmer pack";
 /// Only the fixed part of each record is read (APPNOTE 4.3.12: signature, name, extra and
 /// comment lengths at offsets 28, 30, 32, name at 46), from where the crate found the directory.
 fn duplicate_names(bytes: &[u8], start: u64) -> Vec<String> {
-    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+    let u16_at =
+        |at: usize| bytes.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
     let mut counts: BTreeMap<&[u8], usize> = BTreeMap::new();
     let mut at = usize::try_from(start).unwrap_or(usize::MAX);
     while bytes.get(at..at.saturating_add(4)) == Some(&[0x50, 0x4b, 0x01, 0x02]) {
-        let (Some(name_len), Some(extra_len), Some(comment_len)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32)) else {
+        let (Some(name_len), Some(extra_len), Some(comment_len)) =
+            (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
+        else {
             break;
         };
         let Some(name) = bytes.get(at + 46..at + 46 + name_len) else { break };
         *counts.entry(name).or_default() += 1;
         at += 46 + name_len + extra_len + comment_len;
     }
-    counts.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| String::from_utf8_lossy(name).into_owned()).collect()
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
+        .collect()
 }
 
 /// Reads an untrusted zip into files, refusing (with every problem named): a damaged or
@@ -183,11 +194,22 @@ fn duplicate_names(bytes: &[u8], start: u64) -> Vec<String> {
 /// duplicate names, encrypted entries, more entries or bytes than `limits` (refused from the
 /// sizes the headers declare, before inflating), entries that inflate to another size than
 /// they declare, and CRC mismatches.
-pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
-    let mut zip = ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| Problem::new(archive, "", format!("not a readable zip archive: {e}")).hint("the file is damaged or truncated; copy it again"))?;
+pub fn read_zip(
+    archive: &str,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<BTreeMap<String, CharmFile>, CharmError> {
+    let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+        Problem::new(archive, "", format!("not a readable zip archive: {e}"))
+            .hint("the file is damaged or truncated; copy it again")
+    })?;
     if zip.len() > limits.max_entries {
-        return Err(Problem::new(archive, "", format!("{} entries, more than the limit of {}", zip.len(), limits.max_entries)).into());
+        return Err(Problem::new(
+            archive,
+            "",
+            format!("{} entries, more than the limit of {}", zip.len(), limits.max_entries),
+        )
+        .into());
     }
     let mut problems = Problems::default();
     for name in duplicate_names(bytes, zip.central_directory_start()) {
@@ -201,12 +223,20 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
             let entry = match zip.by_index_raw(index) {
                 Ok(entry) => entry,
                 Err(e) => {
-                    problems.push(Problem::new(archive, format!("entry {index}"), format!("unreadable: {e}")));
+                    problems.push(Problem::new(
+                        archive,
+                        format!("entry {index}"),
+                        format!("unreadable: {e}"),
+                    ));
                     continue;
                 }
             };
             let Ok(name) = std::str::from_utf8(entry.name_raw()).map(str::to_string) else {
-                problems.push(Problem::new(archive, format!("entry {index}"), "entry name is not UTF-8"));
+                problems.push(Problem::new(
+                    archive,
+                    format!("entry {index}"),
+                    "entry name is not UTF-8",
+                ));
                 continue;
             };
             if let Err(p) = check_member_name(archive, &name) {
@@ -218,12 +248,18 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
                 continue;
             }
             if entry.encrypted() {
-                problems.push(Problem::new(archive, &name, "encrypted entry").hint("charms are never encrypted"));
+                problems.push(
+                    Problem::new(archive, &name, "encrypted entry")
+                        .hint("charms are never encrypted"),
+                );
                 continue;
             }
             let mode = entry.unix_mode().unwrap_or(0);
             if mode & S_IFMT == S_IFLNK {
-                problems.push(Problem::new(archive, &name, "symlink entry").hint("charms hold plain files only"));
+                problems.push(
+                    Problem::new(archive, &name, "symlink entry")
+                        .hint("charms hold plain files only"),
+                );
                 continue;
             }
             (name, entry.is_dir(), mode & 0o111 != 0, entry.size())
@@ -234,20 +270,41 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
         // The declared size bounds what is inflated, and the bytes really inflated must
         // match it: a bomb is refused from its header, a lying header by its content.
         if declared > limits.max_total_bytes.saturating_sub(total) {
-            problems.push(Problem::new(archive, &name, format!("uncompressed content exceeds the limit of {} bytes (zip bomb?)", limits.max_total_bytes)));
+            problems.push(Problem::new(
+                archive,
+                &name,
+                format!(
+                    "uncompressed content exceeds the limit of {} bytes (zip bomb?)",
+                    limits.max_total_bytes
+                ),
+            ));
             break;
         }
         let mut data = Vec::new();
-        let read = zip.by_index(index).and_then(|entry| Ok(entry.take(declared + 1).read_to_end(&mut data)?));
+        let read = zip
+            .by_index(index)
+            .and_then(|entry| Ok(entry.take(declared + 1).read_to_end(&mut data)?));
         if let Err(e) = read {
-            problems.push(Problem::new(archive, &name, format!("cannot be inflated: {e}")).hint("the archive is damaged"));
+            problems.push(
+                Problem::new(archive, &name, format!("cannot be inflated: {e}"))
+                    .hint("the archive is damaged"),
+            );
             continue;
         }
         let inflated = data.len() as u64;
         if inflated != declared {
-            let what = if inflated > declared { format!("more than {declared}") } else { inflated.to_string() };
+            let what = if inflated > declared {
+                format!("more than {declared}")
+            } else {
+                inflated.to_string()
+            };
             problems.push(
-                Problem::new(archive, &name, format!("inflates to {what} bytes but its header declares {declared}")).hint("the archive is damaged or forged"),
+                Problem::new(
+                    archive,
+                    &name,
+                    format!("inflates to {what} bytes but its header declares {declared}"),
+                )
+                .hint("the archive is damaged or forged"),
             );
             continue;
         }
@@ -259,7 +316,8 @@ pub fn read_zip(archive: &str, bytes: &[u8], limits: &Limits) -> Result<BTreeMap
 
 /// Reads a charm source folder (see [`super::Charm::from_dir`]) within `limits`.
 pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
-    let io = |path: &Path, source: std::io::Error| CharmError::Io { path: path.to_path_buf(), source };
+    let io =
+        |path: &Path, source: std::io::Error| CharmError::Io { path: path.to_path_buf(), source };
     let root = dir.canonicalize().map_err(|e| io(dir, e))?;
     let label = dir.display().to_string();
     let mut problems = Problems::default();
@@ -290,14 +348,25 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             continue;
         }
         let Some(name) = relative.to_str().map(str::to_string) else {
-            problems.push(Problem::new(&label, relative.display().to_string(), "file name is not UTF-8"));
+            problems.push(Problem::new(
+                &label,
+                relative.display().to_string(),
+                "file name is not UTF-8",
+            ));
             continue;
         };
         // Symlinks (to files or folders) are followed only while they stay inside the charm.
         if entry.path_is_symlink() || linked_dirs.iter().any(|d| entry.path().starts_with(d)) {
             let real = entry.path().canonicalize().map_err(|e| io(entry.path(), e))?;
             if !real.starts_with(&root) {
-                problems.push(Problem::new(&label, &name, format!("symlink points outside the charm, to {}", real.display())).hint("copy the file into the charm instead"));
+                problems.push(
+                    Problem::new(
+                        &label,
+                        &name,
+                        format!("symlink points outside the charm, to {}", real.display()),
+                    )
+                    .hint("copy the file into the charm instead"),
+                );
                 continue;
             }
         }
@@ -308,16 +377,26 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
         let data = std::fs::read(entry.path()).map_err(|e| io(entry.path(), e))?;
         total += data.len() as u64;
         if total > limits.max_total_bytes {
-            return Err(Problem::new(&label, &name, format!("the charm's files exceed the limit of {} bytes", limits.max_total_bytes)).into());
+            return Err(Problem::new(
+                &label,
+                &name,
+                format!("the charm's files exceed the limit of {} bytes", limits.max_total_bytes),
+            )
+            .into());
         }
         let executable = {
             use std::os::unix::fs::PermissionsExt;
-            entry.metadata().map_err(|e| io(entry.path(), e.into()))?.permissions().mode() & 0o111 != 0
+            entry.metadata().map_err(|e| io(entry.path(), e.into()))?.permissions().mode() & 0o111
+                != 0
         };
         files.insert(name, CharmFile { data, executable });
     }
     if files.len() > limits.max_entries {
-        problems.push(Problem::new(&label, "", format!("{} files, more than the limit of {}", files.len(), limits.max_entries)));
+        problems.push(Problem::new(
+            &label,
+            "",
+            format!("{} files, more than the limit of {}", files.len(), limits.max_entries),
+        ));
     }
     problems.into_result(files).map_err(CharmError::from)
 }
@@ -328,11 +407,16 @@ pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBu
     use std::os::unix::fs::PermissionsExt;
     let io = |path: &Path, source| CharmError::Io { path: path.to_path_buf(), source };
     if dest.exists() {
-        return Err(Problem::new(dest.display().to_string(), "", "already exists").hint("unpack into a new folder").into());
+        return Err(Problem::new(dest.display().to_string(), "", "already exists")
+            .hint("unpack into a new folder")
+            .into());
     }
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let staging = tempfile::Builder::new().prefix(".charmer-unpack").tempdir_in(parent).map_err(|e| io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".charmer-unpack")
+        .tempdir_in(parent)
+        .map_err(|e| io(parent, e))?;
     for (name, file) in files {
         let path = staging.path().join(name);
         if let Some(folder) = path.parent() {
@@ -340,7 +424,8 @@ pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBu
         }
         std::fs::write(&path, &file.data).map_err(|e| io(&path, e))?;
         let mode = if file.executable { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io(&path, e))?;
     }
     let staged = staging.keep();
     std::fs::rename(&staged, dest).map_err(|e| io(dest, e))?;
@@ -353,10 +438,14 @@ mod tests {
 
     #[test]
     fn packed_archives_read_back_exactly_including_empty_unicode_and_large_files() {
-        let big: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let big: Vec<u8> =
+            (0..600_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let files = BTreeMap::from([
             ("empty".to_string(), CharmFile { data: Vec::new(), executable: false }),
-            ("templates/ünïcode.yaml".to_string(), CharmFile { data: b"kind: x\n".to_vec(), executable: false }),
+            (
+                "templates/ünïcode.yaml".to_string(),
+                CharmFile { data: b"kind: x\n".to_vec(), executable: false },
+            ),
             ("dispatch".to_string(), CharmFile { data: b"#!/bin/sh\n".to_vec(), executable: true }),
             ("files/big.bin".to_string(), CharmFile { data: big, executable: false }),
         ]);

@@ -154,8 +154,12 @@ impl ConfigSchema {
                     Ok(kind) => kind,
                     Err(_) => {
                         problems.push(
-                            Problem::new(file, format!("{key}.type"), format!("unknown type {t:?}"))
-                                .hint("use one of string, int, float, boolean, secret"),
+                            Problem::new(
+                                file,
+                                format!("{key}.type"),
+                                format!("unknown type {t:?}"),
+                            )
+                            .hint("use one of string, int, float, boolean, secret"),
                         );
                         continue;
                     }
@@ -164,7 +168,11 @@ impl ConfigSchema {
             let allowed = match raw.allowed {
                 None => None,
                 Some(values) if values.is_empty() => {
-                    problems.push(Problem::new(file, format!("{key}.enum"), "the list of allowed values is empty"));
+                    problems.push(Problem::new(
+                        file,
+                        format!("{key}.enum"),
+                        "the list of allowed values is empty",
+                    ));
                     None
                 }
                 Some(values) => {
@@ -172,8 +180,14 @@ impl ConfigSchema {
                     for (i, v) in values.iter().enumerate() {
                         match check_yaml_value(kind, v) {
                             Ok(Some(value)) => typed.push(value),
-                            Ok(None) => problems.push(Problem::new(file, format!("{key}.enum[{i}]"), "null is not an allowed value")),
-                            Err(msg) => problems.push(Problem::new(file, format!("{key}.enum[{i}]"), msg)),
+                            Ok(None) => problems.push(Problem::new(
+                                file,
+                                format!("{key}.enum[{i}]"),
+                                "null is not an allowed value",
+                            )),
+                            Err(msg) => {
+                                problems.push(Problem::new(file, format!("{key}.enum[{i}]"), msg))
+                            }
                         }
                     }
                     Some(typed)
@@ -188,9 +202,22 @@ impl ConfigSchema {
                 }
             };
             if raw.secret_ref && kind != OptionType::String {
-                problems.push(Problem::new(file, format!("{key}.secret-ref"), "only string options can name a Secret").hint("set type: string"));
+                problems.push(
+                    Problem::new(
+                        file,
+                        format!("{key}.secret-ref"),
+                        "only string options can name a Secret",
+                    )
+                    .hint("set type: string"),
+                );
             }
-            let spec = OptionSpec { kind, default, description: raw.description.unwrap_or_default(), allowed, secret_ref: raw.secret_ref };
+            let spec = OptionSpec {
+                kind,
+                default,
+                description: raw.description.unwrap_or_default(),
+                allowed,
+                secret_ref: raw.secret_ref,
+            };
             if let Some(default) = &spec.default {
                 // Juju lets a string default be '' meaning "unset"; an enum must still allow it.
                 let empty_text = matches!(default, ConfigValue::String(s) | ConfigValue::Secret(s) if s.is_empty());
@@ -224,7 +251,8 @@ impl OptionSpec {
             OptionType::String => ConfigValue::String(text.to_string()),
             OptionType::Secret => ConfigValue::Secret(text.to_string()),
             OptionType::Int => ConfigValue::Int(
-                text.parse::<i64>().map_err(|_| format!("expected an int (base 10), got {text:?}"))?,
+                text.parse::<i64>()
+                    .map_err(|_| format!("expected an int (base 10), got {text:?}"))?,
             ),
             OptionType::Float => ConfigValue::Float(
                 text.parse::<f64>()
@@ -256,7 +284,10 @@ impl OptionSpec {
 
 /// Type-checks one YAML value against a type, with Juju's rules: no implicit conversion
 /// between text, numbers and booleans, except that an int is a valid float.
-fn check_yaml_value(kind: OptionType, value: &serde_yaml::Value) -> Result<Option<ConfigValue>, String> {
+fn check_yaml_value(
+    kind: OptionType,
+    value: &serde_yaml::Value,
+) -> Result<Option<ConfigValue>, String> {
     use serde_yaml::Value;
     let wrong = |what: &str| {
         let got = match value {
@@ -296,7 +327,10 @@ fn check_yaml_value(kind: OptionType, value: &serde_yaml::Value) -> Result<Optio
 /// in one mapping is refused, as Juju's YAML reader does: serde's derived structs and maps
 /// would silently keep the last one (two `db` endpoints, two `replicas` options), so the text
 /// is first read as a plain `serde_yaml::Value`, whose mappings reject duplicates.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Problem> {
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, Problem> {
     serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| yaml_problem(file, &e))?;
     serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))
 }
@@ -317,7 +351,13 @@ mod tests {
     use super::*;
 
     fn spec(kind: OptionType) -> OptionSpec {
-        OptionSpec { kind, default: None, description: String::new(), allowed: None, secret_ref: false }
+        OptionSpec {
+            kind,
+            default: None,
+            description: String::new(),
+            allowed: None,
+            secret_ref: false,
+        }
     }
 
     #[test]
@@ -344,7 +384,9 @@ mod tests {
         let problems = ConfigSchema::parse("config.yaml", text).unwrap_err();
         let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         assert_eq!(lines.len(), 4, "{lines:#?}");
-        assert!(lines[0].starts_with("config.yaml: options.a.default: expected an int, got a string"));
+        assert!(
+            lines[0].starts_with("config.yaml: options.a.default: expected an int, got a string")
+        );
         assert!(lines[1].starts_with("config.yaml: options.b.default: expected a boolean"));
         assert!(lines[2].contains("options.c.type: unknown type \"colour\""));
         assert!(lines[3].contains("options.d.default: expected a string (quote it), got an int"));
@@ -359,14 +401,22 @@ mod tests {
         let err = svc.parse_str("Ingress").unwrap_err();
         assert_eq!(err, "\"Ingress\" is not allowed; allowed values: \"LoadBalancer\", \"NodePort\", \"ClusterIP\"");
         let bad_default = "options:\n  svc: {default: Foo, enum: [A, B]}\n";
-        assert!(ConfigSchema::parse("config.yaml", bad_default).unwrap_err().to_string().contains("options.svc.default: \"Foo\" is not allowed"));
+        assert!(ConfigSchema::parse("config.yaml", bad_default)
+            .unwrap_err()
+            .to_string()
+            .contains("options.svc.default: \"Foo\" is not allowed"));
     }
 
     #[test]
     fn duplicate_keys_are_refused_with_their_line() {
         let text = "options:\n  a: {type: int}\n  a: {type: string}\n";
         let problems = ConfigSchema::parse("config.yaml", text).unwrap_err().to_string();
-        assert!(problems.starts_with("config.yaml: line 2: invalid YAML: options: duplicate entry with key \"a\""), "{problems}");
+        assert!(
+            problems.starts_with(
+                "config.yaml: line 2: invalid YAML: options: duplicate entry with key \"a\""
+            ),
+            "{problems}"
+        );
     }
 
     #[test]

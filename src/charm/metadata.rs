@@ -82,7 +82,9 @@ pub struct Endpoint {
     pub extra: BTreeMap<String, serde_yaml::Value>,
 }
 
-fn endpoints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Endpoint>, D::Error> {
+fn endpoints<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Endpoint>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -186,9 +188,13 @@ impl Metadata {
 
     /// Every endpoint with its role, in a stable order (provides, requires, peers; by name).
     pub fn endpoints(&self) -> impl Iterator<Item = (Role, &String, &Endpoint)> {
-        [(Role::Provides, &self.provides), (Role::Requires, &self.requires), (Role::Peers, &self.peers)]
-            .into_iter()
-            .flat_map(|(role, map)| map.iter().map(move |(name, endpoint)| (role, name, endpoint)))
+        [
+            (Role::Provides, &self.provides),
+            (Role::Requires, &self.requires),
+            (Role::Peers, &self.peers),
+        ]
+        .into_iter()
+        .flat_map(|(role, map)| map.iter().map(move |(name, endpoint)| (role, name, endpoint)))
     }
 
     /// Looks an endpoint up by name in any role.
@@ -216,26 +222,60 @@ impl Metadata {
         for (role, name, endpoint) in self.endpoints() {
             let key = format!("{}.{name}", role_key(role));
             if name == "juju" || name.starts_with("juju-") {
-                problems.push(Problem::new(file, &key, "endpoint names \"juju\" and \"juju-*\" are reserved by Juju").hint("rename the endpoint"));
+                problems.push(
+                    Problem::new(
+                        file,
+                        &key,
+                        "endpoint names \"juju\" and \"juju-*\" are reserved by Juju",
+                    )
+                    .hint("rename the endpoint"),
+                );
             }
             if let Some(first) = seen.insert(name, role) {
-                problems.push(Problem::new(file, &key, format!("endpoint {name:?} is also declared under {}", role_key(first))).hint("an endpoint name may appear only once across provides, requires and peers"));
+                problems.push(
+                    Problem::new(
+                        file,
+                        &key,
+                        format!("endpoint {name:?} is also declared under {}", role_key(first)),
+                    )
+                    .hint(
+                        "an endpoint name may appear only once across provides, requires and peers",
+                    ),
+                );
             }
             if endpoint.interface.is_empty() {
                 problems.push(Problem::new(file, format!("{key}.interface"), "interface is empty"));
             }
             if let Some(scope) = &endpoint.scope {
                 if scope != "global" && scope != "container" {
-                    problems.push(Problem::new(file, format!("{key}.scope"), format!("unknown scope {scope:?}")).hint("use global or container"));
+                    problems.push(
+                        Problem::new(
+                            file,
+                            format!("{key}.scope"),
+                            format!("unknown scope {scope:?}"),
+                        )
+                        .hint("use global or container"),
+                    );
                 }
             }
             if !endpoint.publishes.is_empty() && role != Role::Provides {
-                problems.push(Problem::new(file, format!("{key}.publishes"), "only provides endpoints publish relation data"));
+                problems.push(Problem::new(
+                    file,
+                    format!("{key}.publishes"),
+                    "only provides endpoints publish relation data",
+                ));
             }
         }
         for (name, storage) in &self.storage {
             if storage.kind != "filesystem" && storage.kind != "block" {
-                problems.push(Problem::new(file, format!("storage.{name}.type"), format!("unknown storage type {:?}", storage.kind)).hint("use filesystem or block"));
+                problems.push(
+                    Problem::new(
+                        file,
+                        format!("storage.{name}.type"),
+                        format!("unknown storage type {:?}", storage.kind),
+                    )
+                    .hint("use filesystem or block"),
+                );
             }
         }
         for (name, resource) in &self.resources {
@@ -256,13 +296,28 @@ impl Metadata {
             if let Some(resource) = &container.resource {
                 match self.resources.get(resource) {
                     Some(r) if r.kind == "oci-image" => {}
-                    Some(_) => problems.push(Problem::new(file, format!("containers.{name}.resource"), format!("resource {resource:?} is not an oci-image"))),
-                    None => problems.push(Problem::new(file, format!("containers.{name}.resource"), format!("no resource named {resource:?}")).hint("declare it under resources with type: oci-image")),
+                    Some(_) => problems.push(Problem::new(
+                        file,
+                        format!("containers.{name}.resource"),
+                        format!("resource {resource:?} is not an oci-image"),
+                    )),
+                    None => problems.push(
+                        Problem::new(
+                            file,
+                            format!("containers.{name}.resource"),
+                            format!("no resource named {resource:?}"),
+                        )
+                        .hint("declare it under resources with type: oci-image"),
+                    ),
                 }
             }
             for (i, mount) in container.mounts.iter().enumerate() {
                 if !self.storage.contains_key(&mount.storage) {
-                    problems.push(Problem::new(file, format!("containers.{name}.mounts[{i}].storage"), format!("no storage named {:?}", mount.storage)));
+                    problems.push(Problem::new(
+                        file,
+                        format!("containers.{name}.mounts[{i}].storage"),
+                        format!("no storage named {:?}", mount.storage),
+                    ));
                 }
             }
         }
@@ -309,14 +364,24 @@ mod tests {
         let problems = Metadata::parse("metadata.yaml", text).unwrap_err();
         let text = problems.to_string();
         assert!(text.contains("metadata.yaml: provides.juju-info: endpoint names \"juju\" and \"juju-*\" are reserved"), "{text}");
-        assert!(text.contains("metadata.yaml: requires.db: endpoint \"db\" is also declared under provides"), "{text}");
+        assert!(
+            text.contains(
+                "metadata.yaml: requires.db: endpoint \"db\" is also declared under provides"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn images_need_upstream_source_and_containers_need_their_resource() {
         let text = "name: web\nresources:\n  img: {type: oci-image}\ncontainers:\n  app: {resource: other}\n";
         let text = Metadata::parse("metadata.yaml", text).unwrap_err().to_string();
-        assert!(text.contains("resources.img.upstream-source: an oci-image resource needs upstream-source"), "{text}");
+        assert!(
+            text.contains(
+                "resources.img.upstream-source: an oci-image resource needs upstream-source"
+            ),
+            "{text}"
+        );
         assert!(text.contains("containers.app.resource: no resource named \"other\""), "{text}");
     }
 

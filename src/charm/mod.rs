@@ -126,13 +126,18 @@ impl Charm {
     /// the name in `metadata.yaml` (and the version, when the file name carries one) must
     /// match the file name.
     pub fn from_archive(path: &Path, limits: &Limits) -> Result<Charm, CharmError> {
-        let bytes = std::fs::read(path).map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
         Charm::from_archive_bytes(path, &bytes, limits)
     }
 
     /// Reads an untrusted `.charm` archive already in memory, with every check of
     /// [`Charm::from_archive`]; `path` is where the bytes came from (a file or a URL).
-    pub fn from_archive_bytes(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Charm, CharmError> {
+    pub fn from_archive_bytes(
+        path: &Path,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<Charm, CharmError> {
         let label = path.display().to_string();
         let files = archive::read_zip(&label, bytes, limits)?;
         let sha256 = crate::digest::sha256_hex(bytes);
@@ -143,7 +148,10 @@ impl Charm {
 
     /// Validates a charm's files: `metadata.yaml` (required), `config.yaml`, `manifest.yaml`
     /// (required when containers are declared) and `version` (semver).
-    pub fn from_files(files: BTreeMap<String, CharmFile>, origin: Origin) -> Result<Charm, CharmError> {
+    pub fn from_files(
+        files: BTreeMap<String, CharmFile>,
+        origin: Origin,
+    ) -> Result<Charm, CharmError> {
         let root = origin.path().display().to_string();
         let at = |member: &str| format!("{root}/{member}");
         let mut problems = Problems::default();
@@ -158,21 +166,30 @@ impl Charm {
             }
         };
         let metadata = match text("metadata.yaml", &mut problems) {
-            Some(t) => Metadata::parse(&at("metadata.yaml"), &t).map_err(|p| problems.extend(p)).ok(),
+            Some(t) => {
+                Metadata::parse(&at("metadata.yaml"), &t).map_err(|p| problems.extend(p)).ok()
+            }
             None => {
                 if !files.contains_key("metadata.yaml") {
-                    problems.push(Problem::new(&root, "metadata.yaml", "missing").hint("every charm needs a metadata.yaml at its root"));
+                    problems.push(
+                        Problem::new(&root, "metadata.yaml", "missing")
+                            .hint("every charm needs a metadata.yaml at its root"),
+                    );
                 }
                 None
             }
         };
         let config = match text("config.yaml", &mut problems) {
-            Some(t) => ConfigSchema::parse(&at("config.yaml"), &t).map_err(|p| problems.extend(p)).ok(),
+            Some(t) => {
+                ConfigSchema::parse(&at("config.yaml"), &t).map_err(|p| problems.extend(p)).ok()
+            }
             None => Some(ConfigSchema::default()),
         };
         if let Some(t) = text("manifest.yaml", &mut problems) {
             check_manifest(&at("manifest.yaml"), &t, &mut problems);
-        } else if metadata.as_ref().is_some_and(|m| !m.containers.is_empty()) && !files.contains_key("manifest.yaml") {
+        } else if metadata.as_ref().is_some_and(|m| !m.containers.is_empty())
+            && !files.contains_key("manifest.yaml")
+        {
             problems.push(
                 Problem::new(&root, "manifest.yaml", "missing; Juju requires it when metadata.yaml declares containers")
                     .hint("add manifest.yaml with bases: [{name: ubuntu, channel: '22.04', architectures: [amd64]}]"),
@@ -182,15 +199,23 @@ impl Charm {
             Some(t) => parse_version(&at("version"), &t).map_err(|p| problems.push(p)).ok(),
             None => {
                 if !files.contains_key("version") {
-                    problems.push(Problem::new(&root, "version", "missing").hint("add a file named version holding a semver such as 1.0.0"));
+                    problems.push(
+                        Problem::new(&root, "version", "missing")
+                            .hint("add a file named version holding a semver such as 1.0.0"),
+                    );
                 }
                 None
             }
         };
         match (metadata, config, version) {
-            (Some(metadata), Some(config), Some(version)) if problems.is_empty() => {
-                Ok(Charm { metadata, config, version, files, origin, sha256: std::sync::OnceLock::new() })
-            }
+            (Some(metadata), Some(config), Some(version)) if problems.is_empty() => Ok(Charm {
+                metadata,
+                config,
+                version,
+                files,
+                origin,
+                sha256: std::sync::OnceLock::new(),
+            }),
             _ => Err(CharmError::Invalid(problems)),
         }
     }
@@ -210,7 +235,9 @@ impl Charm {
     pub fn sha256(&self) -> String {
         match &self.origin {
             Origin::Archive { sha256, .. } => sha256.clone(),
-            Origin::Dir(_) => self.sha256.get_or_init(|| crate::digest::sha256_hex(&self.pack())).clone(),
+            Origin::Dir(_) => {
+                self.sha256.get_or_init(|| crate::digest::sha256_hex(&self.pack())).clone()
+            }
         }
     }
 
@@ -221,7 +248,8 @@ impl Charm {
     /// air-gap tooling, which only reads resources; but real charms do this, so it cannot be
     /// an error without refusing them.
     pub fn warnings(&self) -> Vec<Problem> {
-        let declared: Vec<Reference> = self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
+        let declared: Vec<Reference> =
+            self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
         let file = format!("{}/config.yaml", self.origin.path().display());
         self.config
             .options
@@ -257,13 +285,24 @@ impl Charm {
             None => (stem, None),
         };
         if name != self.name() {
-            return Err(Problem::new(file, "metadata.yaml: name", format!("the charm is named {:?} but the file name says {name:?}", self.name()))
-                .hint(format!("rename the file to {}", self.archive_name())));
+            return Err(Problem::new(
+                file,
+                "metadata.yaml: name",
+                format!("the charm is named {:?} but the file name says {name:?}", self.name()),
+            )
+            .hint(format!("rename the file to {}", self.archive_name())));
         }
         if let Some(file_version) = rest.and_then(|r| Version::parse(r).ok()) {
             if file_version != self.version {
-                return Err(Problem::new(file, "version", format!("the version file says {} but the file name says {file_version}", self.version))
-                    .hint(format!("rename the file to {}", self.archive_name())));
+                return Err(Problem::new(
+                    file,
+                    "version",
+                    format!(
+                        "the version file says {} but the file name says {file_version}",
+                        self.version
+                    ),
+                )
+                .hint(format!("rename the file to {}", self.archive_name())));
             }
         }
         Ok(())
@@ -284,7 +323,8 @@ fn hidden_image(text: &str) -> Option<Reference> {
 fn same_image(declared: &Reference, found: &Reference) -> bool {
     declared.registry == found.registry
         && declared.repository == found.repository
-        && ((found.tag.is_some() && declared.tag == found.tag) || (found.digest.is_some() && declared.digest == found.digest))
+        && ((found.tag.is_some() && declared.tag == found.tag)
+            || (found.digest.is_some() && declared.digest == found.digest))
 }
 
 /// Reads the `version` file: first line, trimmed, at most 100 characters (Juju's limit),
@@ -295,7 +335,8 @@ fn parse_version(file: &str, text: &str) -> Result<Version, Problem> {
         return Err(Problem::new(file, "", "longer than 100 characters"));
     }
     Version::parse(line).map_err(|e| {
-        Problem::new(file, "", format!("{line:?} is not a semantic version: {e}")).hint("write a version such as 1.2.0")
+        Problem::new(file, "", format!("{line:?} is not a semantic version: {e}"))
+            .hint("write a version such as 1.2.0")
     })
 }
 
@@ -394,14 +435,22 @@ impl Charm {
                     kind: o.kind,
                     default: o.default.as_ref().map(ConfigValue::to_display_yaml),
                     description: o.description.trim().to_string(),
-                    allowed: o.allowed.as_ref().map(|a| a.iter().map(ConfigValue::to_display_yaml).collect()),
+                    allowed: o
+                        .allowed
+                        .as_ref()
+                        .map(|a| a.iter().map(ConfigValue::to_display_yaml).collect()),
                 })
                 .collect(),
             resources: self.metadata.resources.clone(),
             endpoints: self
                 .metadata
                 .endpoints()
-                .map(|(role, name, e)| EndpointView { name: name.clone(), role, interface: e.interface.clone(), optional: e.optional })
+                .map(|(role, name, e)| EndpointView {
+                    name: name.clone(),
+                    role,
+                    interface: e.interface.clone(),
+                    optional: e.optional,
+                })
                 .collect(),
             storage: self.metadata.storage.clone(),
             containers: self.metadata.containers.clone(),
@@ -430,13 +479,25 @@ mod tests {
         let config = "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.17.3'}\n  pinned: {default: 'ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe'}\n  \
                       svc: {default: LoadBalancer}\n  v: {default: '1.2.3'}\n  addr: {default: 'localhost:8080'}\n  url: {default: 'http://example.com:80/x'}\n  \
                       path: {default: /var/lib/x}\n  untagged: {default: a/b}\n  n: {type: int, default: 3}\n";
-        let warnings: Vec<String> = charm("name: c\n", config).warnings().iter().map(ToString::to_string).collect();
+        let warnings: Vec<String> =
+            charm("name: c\n", config).warnings().iter().map(ToString::to_string).collect();
         assert_eq!(warnings, [
             "c/config.yaml: options.pinned.default: \"ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe\" looks like a container image hidden in a config option (hint: declare ghcr.io/a/b@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
             "c/config.yaml: options.proxy.default: \"docker.io/istio/proxyv2:1.17.3\" looks like a container image hidden in a config option (hint: declare docker.io/istio/proxyv2:1.17.3 as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
         ]);
         let declared = "name: c\nresources:\n  proxy: {type: oci-image, upstream-source: 'istio/proxyv2:1.17.3@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe'}\n";
-        assert!(charm(declared, "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.17.3'}\n").warnings().is_empty());
-        assert_eq!(charm(declared, "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.18.0'}\n").warnings().len(), 1, "another tag is another image");
+        assert!(charm(
+            declared,
+            "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.17.3'}\n"
+        )
+        .warnings()
+        .is_empty());
+        assert_eq!(
+            charm(declared, "options:\n  proxy: {default: 'docker.io/istio/proxyv2:1.18.0'}\n")
+                .warnings()
+                .len(),
+            1,
+            "another tag is another image"
+        );
     }
 }

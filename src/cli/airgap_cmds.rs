@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags};
+use super::images_cmds::{
+    client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags,
+};
 use super::{line, ResolveArgs};
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
@@ -73,7 +75,8 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
-    let contents = runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
+    let contents =
+        runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
     bars.clear();
     if !args.connection.quiet {
         line(
@@ -94,9 +97,14 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
-    let options = ImportOptions { registry: args.registry, jobs: args.connection.jobs.into(), out: args.out.clone() };
+    let options = ImportOptions {
+        registry: args.registry,
+        jobs: args.connection.jobs.into(),
+        out: args.out.clone(),
+    };
     let bars = Arc::new(Bars::new(args.connection.quiet));
-    let report = runtime()?.block_on(airgap::import(&client, &args.archive, &options, bars.clone()))?;
+    let report =
+        runtime()?.block_on(airgap::import(&client, &args.archive, &options, bars.clone()))?;
     bars.clear();
     if !args.connection.quiet {
         print_report(out, &report.push)?;
@@ -105,7 +113,8 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         for overlay in &report.overlays {
             deploy.push_str(&format!(" --overlay {}", overlay.display()));
         }
-        deploy.push_str(&format!(" --image-map {}", args.out.join("retagged-images.txt").display()));
+        deploy
+            .push_str(&format!(" --image-map {}", args.out.join("retagged-images.txt").display()));
         line(out, format_args!("next: {deploy}"))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -66,7 +66,11 @@ impl ResolveArgs {
     }
 }
 
-pub(super) fn check(out: &mut impl Write, args: &ResolveArgs, output: Output) -> Result<ExitCode, Error> {
+pub(super) fn check(
+    out: &mut impl Write,
+    args: &ResolveArgs,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
     // Rendering is part of checking: a template error must fail `check` too.
     crate::render::render(&model)?;
@@ -81,7 +85,12 @@ pub(super) fn check(out: &mut impl Write, args: &ResolveArgs, output: Output) ->
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Path>, lock: Option<&Path>) -> Result<ExitCode, Error> {
+pub(super) fn render(
+    out: &mut impl Write,
+    args: &ResolveArgs,
+    dest: Option<&Path>,
+    lock: Option<&Path>,
+) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
     let manifests = crate::render::render(&model)?;
     let lock_text = || Lock::of(&model).to_yaml();
@@ -89,7 +98,11 @@ pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Pat
     match dest.filter(|d| *d != Path::new("-")) {
         None => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
         Some(dir) => {
-            let mut files: Vec<(PathBuf, String)> = manifests.by_app().into_iter().map(|(app, text)| (dir.join(format!("{app}.yaml")), text)).collect();
+            let mut files: Vec<(PathBuf, String)> = manifests
+                .by_app()
+                .into_iter()
+                .map(|(app, text)| (dir.join(format!("{app}.yaml")), text))
+                .collect();
             if lock.is_none() {
                 files.push((dir.join("bundle.lock"), lock_text()));
             }
@@ -100,21 +113,41 @@ pub(super) fn render(out: &mut impl Write, args: &ResolveArgs, dest: Option<&Pat
         }
     }
     if let Some(path) = lock {
-        crate::output::write_files(path.parent().unwrap_or(Path::new(".")), &[(path.to_path_buf(), lock_text())])?;
+        crate::output::write_files(
+            path.parent().unwrap_or(Path::new(".")),
+            &[(path.to_path_buf(), lock_text())],
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn images_list(out: &mut impl Write, args: &ResolveArgs, output: Output, why: Option<&str>) -> Result<ExitCode, Error> {
+pub(super) fn images_list(
+    out: &mut impl Write,
+    args: &ResolveArgs,
+    output: Output,
+    why: Option<&str>,
+) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
     let list = model.image_list();
     if let Some(image) = why {
         let users = list.why(image);
         if users.is_empty() {
-            return Err(crate::diag::Problem::new(args.bundle.display().to_string(), image, "no application of the bundle uses this image").hint("run charmer images list to see them").into());
+            return Err(crate::diag::Problem::new(
+                args.bundle.display().to_string(),
+                image,
+                "no application of the bundle uses this image",
+            )
+            .hint("run charmer images list to see them")
+            .into());
         }
         for u in users {
-            line(out, format_args!("{} (charm {} {}, resource {})", u.app, u.charm, u.version, u.resource))?;
+            line(
+                out,
+                format_args!(
+                    "{} (charm {} {}, resource {})",
+                    u.app, u.charm, u.version, u.resource
+                ),
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }

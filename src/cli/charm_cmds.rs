@@ -18,7 +18,11 @@ pub(super) fn pack(out: &mut impl Write, dir: &Path, out_dir: &Path) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Result<ExitCode, Error> {
+pub(super) fn inspect(
+    out: &mut impl Write,
+    path: &Path,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let view = Charm::load(path)?.inspect();
     match output {
         Output::Json => {
@@ -32,7 +36,8 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
             line(out, format_args!("sha256:   {}", view.sha256))?;
             line(out, "options:")?;
             for o in &view.options {
-                let default = o.default.as_ref().map(yaml_inline).unwrap_or_else(|| "(unset)".into());
+                let default =
+                    o.default.as_ref().map(yaml_inline).unwrap_or_else(|| "(unset)".into());
                 line(out, format_args!("  {} ({}) default {}", o.name, o.kind, default))?;
                 if let Some(allowed) = &o.allowed {
                     let allowed: Vec<String> = allowed.iter().map(yaml_inline).collect();
@@ -50,15 +55,32 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
             line(out, "endpoints:")?;
             for e in &view.endpoints {
                 let optional = if e.optional { " (optional)" } else { "" };
-                line(out, format_args!("  {} {} interface {}{optional}", role_key(e.role), e.name, e.interface))?;
+                line(
+                    out,
+                    format_args!(
+                        "  {} {} interface {}{optional}",
+                        role_key(e.role),
+                        e.name,
+                        e.interface
+                    ),
+                )?;
             }
             line(out, "storage:")?;
             for (name, s) in &view.storage {
-                line(out, format_args!("  {name} ({}) {}", s.kind, s.location.as_deref().unwrap_or("")))?;
+                line(
+                    out,
+                    format_args!("  {name} ({}) {}", s.kind, s.location.as_deref().unwrap_or("")),
+                )?;
             }
             line(out, "containers:")?;
             for (name, c) in &view.containers {
-                line(out, format_args!("  {name} runs {}", c.resource.as_deref().unwrap_or("(no resource)")))?;
+                line(
+                    out,
+                    format_args!(
+                        "  {name} runs {}",
+                        c.resource.as_deref().unwrap_or("(no resource)")
+                    ),
+                )?;
             }
             line(out, "templates:")?;
             for t in &view.templates {
@@ -70,7 +92,11 @@ pub(super) fn inspect(out: &mut impl Write, path: &Path, output: Output) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Option<&Path>) -> Result<ExitCode, Error> {
+pub(super) fn verify(
+    out: &mut impl Write,
+    paths: &[std::path::PathBuf],
+    key: Option<&Path>,
+) -> Result<ExitCode, Error> {
     let key = key.map(crate::publish::load_public_key).transpose()?;
     let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
     let mut problems = crate::diag::Problems::default();
@@ -78,12 +104,26 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
         // A folder without an index is read as one too, to say that it has none.
         let text = path.to_string_lossy();
         if path.is_dir() || crate::publish::index::is_published(path) {
-            let checked = crate::publish::PublishedIndex::open(&text, key.clone()).and_then(|p| p.verify_all().map(|e| (p, e)));
+            let checked = crate::publish::PublishedIndex::open(&text, key.clone())
+                .and_then(|p| p.verify_all().map(|e| (p, e)));
             match checked {
                 Ok((published, entries)) => {
-                    line(out, format_args!("ok  {}  {} charm versions{signed}", published.index_location(), entries.len()))?;
+                    line(
+                        out,
+                        format_args!(
+                            "ok  {}  {} charm versions{signed}",
+                            published.index_location(),
+                            entries.len()
+                        ),
+                    )?;
                     for e in entries {
-                        line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", e.location, e.name, e.version, e.sha256))?;
+                        line(
+                            out,
+                            format_args!(
+                                "ok  {}  {} {}  sha256 {}{signed}",
+                                e.location, e.name, e.version, e.sha256
+                            ),
+                        )?;
                     }
                 }
                 Err(e) => problems.extend(e.into_problems()),
@@ -98,7 +138,16 @@ pub(super) fn verify(out: &mut impl Write, paths: &[std::path::PathBuf], key: Op
             .and_then(|_| Ok(Charm::from_archive(path, &Limits::default())?));
         match checked {
             Ok(charm) => {
-                line(out, format_args!("ok  {}  {} {}  sha256 {}{signed}", path.display(), charm.name(), charm.version, charm.sha256()))?;
+                line(
+                    out,
+                    format_args!(
+                        "ok  {}  {} {}  sha256 {}{signed}",
+                        path.display(),
+                        charm.name(),
+                        charm.version,
+                        charm.sha256()
+                    ),
+                )?;
                 warn(&charm.warnings().iter().map(ToString::to_string).collect::<Vec<_>>());
             }
             Err(e) => problems.extend(e.into_problems()),

@@ -12,7 +12,10 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{line, stdout_error, Output, ResolveArgs};
-use crate::deploy::{Action, ApplyOptions, Changes, ClientOptions, Cluster, Event, Outcome, Plan, Prepared, Progress, WaitOptions};
+use crate::deploy::{
+    Action, ApplyOptions, Changes, ClientOptions, Cluster, Event, Outcome, Plan, Prepared,
+    Progress, WaitOptions,
+};
 use crate::Error;
 
 /// How to reach the cluster.
@@ -68,17 +71,30 @@ impl KubeArgs {
 
 impl ApplyArgs {
     fn options(&self) -> ApplyOptions {
-        ApplyOptions { prune: !self.no_prune, wait: (!self.no_wait).then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }) }
+        ApplyOptions {
+            prune: !self.no_prune,
+            wait: (!self.no_wait)
+                .then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }),
+        }
     }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|source| Error::Io { path: "<async runtime>".into(), source })
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
 }
 
 /// `deploy BUNDLE`: resolve and render first (any error: nothing touches the cluster), then
 /// preflight, and diff, dry-run or apply.
-pub(super) fn deploy(out: &mut impl Write, resolve: &ResolveArgs, kube: &KubeArgs, mode: Mode, apply: &ApplyArgs) -> Result<ExitCode, Error> {
+pub(super) fn deploy(
+    out: &mut impl Write,
+    resolve: &ResolveArgs,
+    kube: &KubeArgs,
+    mode: Mode,
+    apply: &ApplyArgs,
+) -> Result<ExitCode, Error> {
     let result = (|| {
         let model = resolve.resolve()?;
         let manifests = crate::render::render(&model)?;
@@ -88,7 +104,11 @@ pub(super) fn deploy(out: &mut impl Write, resolve: &ResolveArgs, kube: &KubeArg
             let prepared = cluster.prepare(plan).await?;
             match mode {
                 Mode::Diff => print_diff(out, &cluster.changes(&prepared, !apply.no_prune).await?),
-                Mode::DryRun => print_dry_run(out, &prepared, &cluster.changes(&prepared, !apply.no_prune).await?),
+                Mode::DryRun => print_dry_run(
+                    out,
+                    &prepared,
+                    &cluster.changes(&prepared, !apply.no_prune).await?,
+                ),
                 Mode::Apply => apply_prepared(out, &cluster, &prepared, apply, None).await,
             }
         })
@@ -112,16 +132,29 @@ pub(super) enum Mode {
 }
 
 /// `rollback BUNDLE -n NS [--revision N]`.
-pub(super) fn rollback(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, revision: Option<u32>, apply: &ApplyArgs) -> Result<ExitCode, Error> {
+pub(super) fn rollback(
+    out: &mut impl Write,
+    deployed: &Deployed,
+    kube: &KubeArgs,
+    revision: Option<u32>,
+    apply: &ApplyArgs,
+) -> Result<ExitCode, Error> {
     runtime()?.block_on(async {
         let cluster = Cluster::connect(&kube.options()).await?;
-        let (plan, from) = cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
+        let (plan, from) =
+            cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
         let prepared = cluster.prepare(plan).await?;
         apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
     })
 }
 
-async fn apply_prepared(out: &mut impl Write, cluster: &Cluster, prepared: &Prepared, apply: &ApplyArgs, rollback_from: Option<u32>) -> Result<ExitCode, Error> {
+async fn apply_prepared(
+    out: &mut impl Write,
+    cluster: &Cluster,
+    prepared: &Prepared,
+    apply: &ApplyArgs,
+    rollback_from: Option<u32>,
+) -> Result<ExitCode, Error> {
     let options = apply.options();
     if !apply.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let changes = cluster.changes(prepared, options.prune).await?;
@@ -147,11 +180,18 @@ fn confirm(question: &str) -> Result<bool, Error> {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-fn print_summary(out: &mut impl Write, prepared: &Prepared, changes: &Changes) -> Result<(), Error> {
+fn print_summary(
+    out: &mut impl Write,
+    prepared: &Prepared,
+    changes: &Changes,
+) -> Result<(), Error> {
     let plan = prepared.plan();
     if !prepared.namespace_exists() {
         line(out, format_args!("namespace {} will be created", plan.namespace))?;
@@ -174,7 +214,11 @@ fn print_summary(out: &mut impl Write, prepared: &Prepared, changes: &Changes) -
     )
 }
 
-fn print_dry_run(out: &mut impl Write, prepared: &Prepared, changes: &Changes) -> Result<ExitCode, Error> {
+fn print_dry_run(
+    out: &mut impl Write,
+    prepared: &Prepared,
+    changes: &Changes,
+) -> Result<ExitCode, Error> {
     print_summary(out, prepared, changes)?;
     for c in changes.objects.iter().filter(|c| c.action == Action::Configured) {
         line(out, "")?;
@@ -212,8 +256,15 @@ fn write_diff(out: &mut impl Write, diff: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn print_outcome(out: &mut impl Write, prepared: &Prepared, outcome: &Outcome, rollback_from: Option<u32>, waited: bool) -> Result<(), Error> {
-    let generated: BTreeMap<String, String> = outcome.generated.iter().map(|(id, keys)| (id.to_string(), keys.join(", "))).collect();
+fn print_outcome(
+    out: &mut impl Write,
+    prepared: &Prepared,
+    outcome: &Outcome,
+    rollback_from: Option<u32>,
+    waited: bool,
+) -> Result<(), Error> {
+    let generated: BTreeMap<String, String> =
+        outcome.generated.iter().map(|(id, keys)| (id.to_string(), keys.join(", "))).collect();
     for a in &outcome.applied {
         let id = a.id.to_string();
         match generated.get(&id) {
@@ -230,14 +281,34 @@ fn print_outcome(out: &mut impl Write, prepared: &Prepared, outcome: &Outcome, r
     let plan = prepared.plan();
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {
-        (Some(n), Some(from)) => line(out, format_args!("{} rolled back to revision {from} in namespace {} as revision {n}{waited}", plan.bundle, plan.namespace)),
-        (Some(n), None) => line(out, format_args!("{} deployed to namespace {} as revision {n}{waited}", plan.bundle, plan.namespace)),
-        (None, _) => line(out, format_args!("{} in namespace {} is unchanged{waited}", plan.bundle, plan.namespace)),
+        (Some(n), Some(from)) => line(
+            out,
+            format_args!(
+                "{} rolled back to revision {from} in namespace {} as revision {n}{waited}",
+                plan.bundle, plan.namespace
+            ),
+        ),
+        (Some(n), None) => line(
+            out,
+            format_args!(
+                "{} deployed to namespace {} as revision {n}{waited}",
+                plan.bundle, plan.namespace
+            ),
+        ),
+        (None, _) => line(
+            out,
+            format_args!("{} in namespace {} is unchanged{waited}", plan.bundle, plan.namespace),
+        ),
     }
 }
 
 /// `status BUNDLE -n NS`.
-pub(super) fn status(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, output: Output) -> Result<ExitCode, Error> {
+pub(super) fn status(
+    out: &mut impl Write,
+    deployed: &Deployed,
+    kube: &KubeArgs,
+    output: Output,
+) -> Result<ExitCode, Error> {
     let status = runtime()?.block_on(async {
         let cluster = Cluster::connect(&kube.options()).await?;
         cluster.status(&deployed.bundle, deployed.namespace()).await
@@ -246,11 +317,25 @@ pub(super) fn status(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs,
         serde_json::to_writer_pretty(&mut *out, &status).map_err(|e| stdout_error(e.into()))?;
         return line(out, "").map(|_| ExitCode::SUCCESS);
     }
-    line(out, format_args!("bundle {} in namespace {}: revision {} ({})", status.bundle, status.namespace, status.revision, status.state))?;
+    line(
+        out,
+        format_args!(
+            "bundle {} in namespace {}: revision {} ({})",
+            status.bundle, status.namespace, status.revision, status.state
+        ),
+    )?;
     let rows: Vec<[String; 5]> = status
         .apps
         .iter()
-        .map(|a| [a.name.clone(), a.charm.clone(), a.version.clone(), format!("{}/{}", a.ready, a.total), a.images.join(" ")])
+        .map(|a| {
+            [
+                a.name.clone(),
+                a.charm.clone(),
+                a.version.clone(),
+                format!("{}/{}", a.ready, a.total),
+                a.images.join(" "),
+            ]
+        })
         .collect();
     let header = ["APP", "CHARM", "VERSION", "READY", "IMAGES"].map(String::from);
     let mut widths = [0usize; 5];
@@ -260,7 +345,8 @@ pub(super) fn status(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs,
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let cells: Vec<String> =
+            row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         line(out, cells.join("  ").trim_end())?;
     }
     for a in &status.apps {
@@ -268,15 +354,25 @@ pub(super) fn status(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs,
             line(out, format_args!("{}: waiting for {waiting}", a.name))?;
         }
     }
-    let revisions: Vec<String> = status.revisions.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
+    let revisions: Vec<String> =
+        status.revisions.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
     line(out, format_args!("revisions: {}", revisions.join(", ")))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `remove BUNDLE -n NS`.
-pub(super) fn remove(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs, yes: bool) -> Result<ExitCode, Error> {
+pub(super) fn remove(
+    out: &mut impl Write,
+    deployed: &Deployed,
+    kube: &KubeArgs,
+    yes: bool,
+) -> Result<ExitCode, Error> {
     let namespace = deployed.namespace();
-    if !yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !confirm(&format!("Remove bundle {} from namespace {namespace}?", deployed.bundle))? {
+    if !yes
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+        && !confirm(&format!("Remove bundle {} from namespace {namespace}?", deployed.bundle))?
+    {
         line(out, "nothing was removed")?;
         return Ok(ExitCode::FAILURE);
     }
@@ -292,7 +388,12 @@ pub(super) fn remove(out: &mut impl Write, deployed: &Deployed, kube: &KubeArgs,
     }
     line(
         out,
-        format_args!("removed {} from namespace {namespace}: {} objects and {} revision records deleted", deployed.bundle, removal.deleted.len(), removal.records.len()),
+        format_args!(
+            "removed {} from namespace {namespace}: {} objects and {} revision records deleted",
+            deployed.bundle,
+            removal.deleted.len(),
+            removal.records.len()
+        ),
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -305,7 +406,10 @@ struct Bars {
 
 impl Bars {
     fn new() -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::new(BTreeMap::new()) }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn bar(&self, app: &str) -> ProgressBar {
@@ -313,7 +417,10 @@ impl Bars {
         bars.entry(app.to_string())
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
                 bar.set_prefix(app.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar
@@ -331,7 +438,9 @@ impl Bars {
 impl Progress for Bars {
     fn event(&self, event: Event) {
         match event {
-            Event::Applied { app, id, action } => self.bar(&app).set_message(format!("{action} {id}")),
+            Event::Applied { app, id, action } => {
+                self.bar(&app).set_message(format!("{action} {id}"))
+            }
             Event::Pruned { id } => self.bar("(pruned)").set_message(format!("pruned {id}")),
             Event::Waiting { app, ready, total } => {
                 let bar = self.bar(&app);

@@ -64,7 +64,12 @@ pub struct SaveArgs {
     #[command(flatten)]
     pub resolve: Option<ResolveArgs>,
     /// Save the images of this file instead (one per line; `images list` output works).
-    #[arg(long, value_name = "FILE", conflicts_with = "bundle", required_unless_present = "bundle")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "bundle",
+        required_unless_present = "bundle"
+    )]
     pub from_list: Option<PathBuf>,
     /// The archive to write.
     #[arg(long)]
@@ -142,19 +147,36 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
     let references = match (&args.from_list, &args.resolve) {
         (Some(list), _) => read_list(list)?,
         (None, Some(resolve)) => bundle_images(&resolve.resolve()?),
-        (None, None) => return Err(Problems::from(Problem::new("images save", "", "give a BUNDLE or --from-list FILE")).into()),
+        (None, None) => {
+            return Err(Problems::from(Problem::new(
+                "images save",
+                "",
+                "give a BUNDLE or --from-list FILE",
+            ))
+            .into())
+        }
     };
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
-    let pulled = runtime()?.block_on(pull::save(&client, &references, &options, &args.out, &bars))?;
+    let pulled =
+        runtime()?.block_on(pull::save(&client, &references, &options, &args.out, &bars))?;
     bars.clear();
     if !args.connection.quiet {
         for (reference, descriptor) in &pulled.images {
             line(out, format_args!("saved {reference}@{}", descriptor.digest))?;
         }
         let size = pulled.blob_bytes();
-        line(out, format_args!("wrote {}: {} images, {} blobs, {}", args.out.display(), pulled.images.len(), pulled.blobs.len(), human_bytes(size)))?;
+        line(
+            out,
+            format_args!(
+                "wrote {}: {} images, {} blobs, {}",
+                args.out.display(),
+                pulled.images.len(),
+                pulled.blobs.len(),
+                human_bytes(size)
+            ),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -165,13 +187,15 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
     let archive = ImageArchive::open(&args.archive, &Limits::default())?;
     let lock = match &args.lock {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
             Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
         }
         None => None,
     };
     let registry = args.registry.clone();
-    let options = PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
+    let options =
+        PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
     bars.clear();
@@ -225,10 +249,16 @@ fn bundle_images(model: &Model) -> Vec<Reference> {
 }
 
 fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
     if references.is_empty() {
-        return Err(Problems::from(Problem::new(path.display().to_string(), "", "lists no images")).into());
+        return Err(Problems::from(Problem::new(
+            path.display().to_string(),
+            "",
+            "lists no images",
+        ))
+        .into());
     }
     Ok(references)
 }
@@ -238,24 +268,43 @@ fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
 pub(super) fn read_login(login: &Login) -> Result<Option<Credentials>, Error> {
     let Some(username) = &login.username else { return Ok(None) };
     let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password).map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
-    let password = password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    let password =
+        password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     if password.is_empty() {
-        return Err(Problems::from(Problem::new("--password-stdin", "", "standard input held no password")).into());
+        return Err(Problems::from(Problem::new(
+            "--password-stdin",
+            "",
+            "standard input held no password",
+        ))
+        .into());
     }
     Ok(Some(Credentials::new(username.clone(), password)))
 }
 
 /// A registry client from the connection flags.
-pub(super) fn client(connection: &Connection, credentials: Option<(String, Credentials)>) -> Result<Client, Error> {
+pub(super) fn client(
+    connection: &Connection,
+    credentials: Option<(String, Credentials)>,
+) -> Result<Client, Error> {
     let keychain = Keychain::new(credentials)?;
-    let options = ClientOptions { ca_file: connection.ca_file.clone(), insecure_http: connection.insecure_http, retries: connection.retries, keychain };
+    let options = ClientOptions {
+        ca_file: connection.ca_file.clone(),
+        insecure_http: connection.insecure_http,
+        retries: connection.retries,
+        keychain,
+    };
     Ok(Client::new(options)?)
 }
 
 /// The async runtime transfers run on.
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|source| Error::Io { path: "async runtime".into(), source })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: "async runtime".into(), source })
 }
 
 /// `1.5 GiB`-style sizes.
@@ -283,7 +332,8 @@ pub(super) struct Bars {
 
 impl Bars {
     pub(super) fn new(quiet: bool) -> Bars {
-        let target = if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+        let target =
+            if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
         Bars { multi: MultiProgress::with_draw_target(target), bars: Mutex::default() }
     }
 
@@ -308,9 +358,11 @@ impl Progress for Bars {
             Task::Download => "download",
             Task::Write => "write",
         };
-        let style = ProgressStyle::with_template("{prefix:>8} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>8} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         let bar = self.multi.add(ProgressBar::new(total).with_style(style).with_prefix(label));
         self.bars.lock().unwrap_or_else(|e| e.into_inner()).insert(task, bar);
     }

@@ -5,8 +5,8 @@ mod airgap_cmds;
 mod bundle_cmds;
 mod charm_cmds;
 mod deploy_cmds;
-mod publish_cmds;
 mod images_cmds;
+mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
@@ -236,8 +236,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Verify { charms, key } => charm_cmds::verify(&mut out, &charms, key.as_deref()),
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
         Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
-        Command::Render { resolve, out: dest, lock } => bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref()),
-        Command::Images(ImagesCommand::List { resolve, output, why }) => bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref()),
+        Command::Render { resolve, out: dest, lock } => {
+            bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref())
+        }
+        Command::Images(ImagesCommand::List { resolve, output, why }) => {
+            bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref())
+        }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
@@ -249,11 +253,21 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
         }
-        Command::Status { deployed, kube, output } => deploy_cmds::status(&mut out, &deployed, &kube, output),
-        Command::Remove { deployed, kube, yes } => deploy_cmds::remove(&mut out, &deployed, &kube, yes),
-        Command::Rollback { deployed, kube, revision, apply } => deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply),
-        Command::Publish { charms, out: dir, sign_key } => publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref()),
-        Command::Graph { resolve, format, out: file } => publish_cmds::graph(&mut out, &resolve, format, file.as_deref()),
+        Command::Status { deployed, kube, output } => {
+            deploy_cmds::status(&mut out, &deployed, &kube, output)
+        }
+        Command::Remove { deployed, kube, yes } => {
+            deploy_cmds::remove(&mut out, &deployed, &kube, yes)
+        }
+        Command::Rollback { deployed, kube, revision, apply } => {
+            deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)
+        }
+        Command::Publish { charms, out: dir, sign_key } => {
+            publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref())
+        }
+        Command::Graph { resolve, format, out: file } => {
+            publish_cmds::graph(&mut out, &resolve, format, file.as_deref())
+        }
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -270,8 +284,13 @@ pub fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }
 
 /// Maps a failed write to stdout to an error naming the stream.

@@ -8,27 +8,55 @@ use super::{line, stdout_error, GraphFormat, ResolveArgs};
 use crate::publish;
 use crate::Error;
 
-pub(super) fn publish(out: &mut impl Write, charms: &[PathBuf], dir: &Path, sign_key: Option<&Path>) -> Result<ExitCode, Error> {
+pub(super) fn publish(
+    out: &mut impl Write,
+    charms: &[PathBuf],
+    dir: &Path,
+    sign_key: Option<&Path>,
+) -> Result<ExitCode, Error> {
     let key = sign_key.map(publish::load_secret_key).transpose()?;
     let report = publish::publish(charms, dir, key.as_ref())?;
     for c in &report.charms {
         let what = if c.added { "added    " } else { "unchanged" };
-        line(out, format_args!("{what}  {} {}  {}  sha256 {}", c.name, c.version, c.file.display(), c.sha256))?;
+        line(
+            out,
+            format_args!(
+                "{what}  {} {}  {}  sha256 {}",
+                c.name,
+                c.version,
+                c.file.display(),
+                c.sha256
+            ),
+        )?;
     }
     let signed = report.signed_by.map(|id| format!(", signed with key {id}")).unwrap_or_default();
-    line(out, format_args!("{} lists {} charm versions{signed}", report.index.display(), report.listed))?;
+    line(
+        out,
+        format_args!("{} lists {} charm versions{signed}", report.index.display(), report.listed),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn keygen(out: &mut impl Write, prefix: &Path) -> Result<ExitCode, Error> {
     let pair = publish::keygen(prefix)?;
     let (secret, public) = (pair.secret.display(), pair.public.display());
-    line(out, format_args!("secret key {secret} (keep it private; sign with --sign-key {secret})"))?;
-    line(out, format_args!("public key {public} (key id {}; verify with --key {public})", pair.key.id()))?;
+    line(
+        out,
+        format_args!("secret key {secret} (keep it private; sign with --sign-key {secret})"),
+    )?;
+    line(
+        out,
+        format_args!("public key {public} (key id {}; verify with --key {public})", pair.key.id()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn graph(out: &mut impl Write, args: &ResolveArgs, format: GraphFormat, file: Option<&Path>) -> Result<ExitCode, Error> {
+pub(super) fn graph(
+    out: &mut impl Write,
+    args: &ResolveArgs,
+    format: GraphFormat,
+    file: Option<&Path>,
+) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
     let drawing = match format {
         GraphFormat::Svg => crate::graph::svg(&model),

@@ -67,22 +67,40 @@ impl Cluster {
     /// Applies a prepared plan. A revision is recorded (pending, then deployed or failed)
     /// unless plan and inventory equal the currently deployed revision's, so re-deploying an
     /// unchanged bundle changes nothing.
-    pub async fn apply(&self, prepared: &Prepared, options: &ApplyOptions, progress: &dyn Progress) -> Result<Outcome, DeployError> {
+    pub async fn apply(
+        &self,
+        prepared: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
         let kinds = &prepared.kinds;
         if !prepared.namespace_exists {
             if let Lookup::Served(kind) = kinds.find("v1", "Namespace") {
-                self.apply_object(&kind, &namespace_id(&plan.namespace), &namespace_object(&plan.namespace), FIELD_MANAGER, false).await?;
+                self.apply_object(
+                    &kind,
+                    &namespace_id(&plan.namespace),
+                    &namespace_object(&plan.namespace),
+                    FIELD_MANAGER,
+                    false,
+                )
+                .await?;
             }
         }
         // Objects left in place by --no-prune stay in the inventory, so a later deploy or
         // `remove` still deletes them.
-        let mut inventory: Vec<Entry> = prepared.targets.iter().map(|t| Entry { app: t.app.clone(), id: t.id.clone() }).collect();
+        let mut inventory: Vec<Entry> = prepared
+            .targets
+            .iter()
+            .map(|t| Entry { app: t.app.clone(), id: t.id.clone() })
+            .collect();
         if !options.prune {
             inventory.extend(stale_entries(prepared).into_iter().map(|(entry, _)| entry));
         }
         let latest = prepared.records.last();
-        let unchanged = latest.is_some_and(|r| r.status == RecordStatus::Deployed && r.plan == *plan && r.inventory == inventory);
+        let unchanged = latest.is_some_and(|r| {
+            r.status == RecordStatus::Deployed && r.plan == *plan && r.inventory == inventory
+        });
         let mut record = (!unchanged).then(|| Record {
             revision: record::next_revision(&prepared.records),
             status: RecordStatus::Pending,
@@ -113,9 +131,15 @@ impl Cluster {
         }
     }
 
-    async fn apply_targets(&self, prepared: &Prepared, options: &ApplyOptions, progress: &dyn Progress) -> Result<Outcome, DeployError> {
+    async fn apply_targets(
+        &self,
+        prepared: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, DeployError> {
         let mut outcome = Outcome::default();
-        let crds: Vec<&Target> = prepared.targets.iter().filter(|t| phase(&t.id) == Phase::Definitions).collect();
+        let crds: Vec<&Target> =
+            prepared.targets.iter().filter(|t| phase(&t.id) == Phase::Definitions).collect();
         let mut established = crds.is_empty();
         for t in &prepared.targets {
             if !established && phase(&t.id) == Phase::Objects {
@@ -128,7 +152,11 @@ impl Cluster {
             let after = self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
             let mut action = match &before {
                 None => Action::Created,
-                Some(b) if b["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] => Action::Configured,
+                Some(b)
+                    if b["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] =>
+                {
+                    Action::Configured
+                }
                 Some(_) => Action::Unchanged,
             };
             if t.id.kind == "Secret" && !generate::keys(&t.object).is_empty() {
@@ -156,7 +184,8 @@ impl Cluster {
             }
         }
         if let Some(wait) = &options.wait {
-            let waited: Vec<&Target> = prepared.targets.iter().filter(|t| wait::waits_for(&t.id.kind)).collect();
+            let waited: Vec<&Target> =
+                prepared.targets.iter().filter(|t| wait::waits_for(&t.id.kind)).collect();
             wait::wait(self, &prepared.kinds, &waited, wait, progress).await?;
         }
         Ok(outcome)
@@ -164,7 +193,12 @@ impl Cluster {
 
     /// Deletes an inventory object if it still carries the bundle's label; CRDs and
     /// namespaces are never deleted.
-    pub(crate) async fn delete_owned(&self, kind: &Kind, id: &ObjectId, bundle: &str) -> Result<Deletion, DeployError> {
+    pub(crate) async fn delete_owned(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        bundle: &str,
+    ) -> Result<Deletion, DeployError> {
         if let Some(why) = never_deleted(&id.kind) {
             return Ok(Deletion::Kept(why.to_string()));
         }
@@ -194,7 +228,10 @@ pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
 /// their kinds, in deletion order (workloads before what they use).
 pub(crate) fn stale_entries(prepared: &Prepared) -> Vec<(Entry, Kind)> {
     let rendered: BTreeSet<&ObjectId> = prepared.targets.iter().map(|t| &t.id).collect();
-    let stale: Vec<Entry> = record::current_inventory(&prepared.records).into_iter().filter(|e| !rendered.contains(&e.id)).collect();
+    let stale: Vec<Entry> = record::current_inventory(&prepared.records)
+        .into_iter()
+        .filter(|e| !rendered.contains(&e.id))
+        .collect();
     with_kinds(&prepared.kinds, stale)
 }
 
@@ -202,5 +239,8 @@ pub(crate) fn stale_entries(prepared: &Prepared) -> Vec<(Entry, Kind)> {
 /// kind the cluster no longer serves are left out (there is nothing to delete).
 pub(crate) fn with_kinds(kinds: &Kinds, mut entries: Vec<Entry>) -> Vec<(Entry, Kind)> {
     entries.sort_by_key(|e| (std::cmp::Reverse(kind_rank(&e.id.kind)), e.id.clone()));
-    entries.into_iter().filter_map(|e| kinds.preferred(&e.id.group, &e.id.kind).map(|k| (e, k))).collect()
+    entries
+        .into_iter()
+        .filter_map(|e| kinds.preferred(&e.id.group, &e.id.kind).map(|k| (e, k)))
+        .collect()
 }

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, ValidationDirective};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, ValidationDirective,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiResource, Discovery, Scope};
 use kube::{Client, Config};
@@ -71,13 +73,19 @@ impl Cluster {
     /// Connects using kubeconfig (or in-cluster) settings. Nothing is requested yet.
     pub async fn connect(options: &ClientOptions) -> Result<Cluster, DeployError> {
         let config_error = |e: &dyn Display| DeployError::Config(e.to_string());
-        let kube_options = KubeConfigOptions { context: options.context.clone(), ..Default::default() };
+        let kube_options =
+            KubeConfigOptions { context: options.context.clone(), ..Default::default() };
         let mut config = match (&options.kubeconfig, &options.context) {
             (Some(path), _) => {
-                let file = Kubeconfig::read_from(path).map_err(|e| DeployError::Config(format!("{}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(file, &kube_options).await.map_err(|e| config_error(&e))?
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| DeployError::Config(format!("{}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(file, &kube_options)
+                    .await
+                    .map_err(|e| config_error(&e))?
             }
-            (None, Some(_)) => Config::from_kubeconfig(&kube_options).await.map_err(|e| config_error(&e))?,
+            (None, Some(_)) => {
+                Config::from_kubeconfig(&kube_options).await.map_err(|e| config_error(&e))?
+            }
             (None, None) => Config::infer().await.map_err(|e| config_error(&e))?,
         };
         // kube's own retry layer waits up to minutes; deploy retries each call itself, briefly,
@@ -89,12 +97,24 @@ impl Cluster {
 
     /// Wraps an existing client.
     pub fn from_client(client: Client) -> Cluster {
-        Cluster { client, retry: Retry { attempts: 6, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) } }
+        Cluster {
+            client,
+            retry: Retry {
+                attempts: 6,
+                first_delay: Duration::from_millis(200),
+                max_delay: Duration::from_secs(5),
+            },
+        }
     }
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts on transient
     /// errors (429, 5xx, dropped connections).
-    async fn retried<T, F, Fut>(&self, action: &'static str, object: &dyn Display, mut call: F) -> Result<T, DeployError>
+    async fn retried<T, F, Fut>(
+        &self,
+        action: &'static str,
+        object: &dyn Display,
+        mut call: F,
+    ) -> Result<T, DeployError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
@@ -110,24 +130,31 @@ impl Cluster {
                     delay = (delay * 2).min(self.retry.max_delay);
                     attempt += 1;
                 }
-                Err(error) => return Err(DeployError::from_kube(action, object.to_string(), error)),
+                Err(error) => {
+                    return Err(DeployError::from_kube(action, object.to_string(), error))
+                }
             }
         }
     }
 
     /// The cluster's Kubernetes version.
     pub async fn version(&self) -> Result<KubeVersion, DeployError> {
-        let info = self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
-        format!("{}.{}", info.major, info.minor)
-            .parse()
-            .map_err(|e: String| DeployError::Config(format!("the server reports an unreadable version: {e}")))
+        let info =
+            self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
+        format!("{}.{}", info.major, info.minor).parse().map_err(|e: String| {
+            DeployError::Config(format!("the server reports an unreadable version: {e}"))
+        })
     }
 
     /// Discovers the kinds of the given API groups (the core group is always included).
     pub(crate) async fn kinds(&self, groups: &BTreeSet<String>) -> Result<Kinds, DeployError> {
         let mut wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
         wanted.push("");
-        let discovery = self.retried("discover", &"API groups", || Discovery::new(self.client.clone()).filter(&wanted).run()).await?;
+        let discovery = self
+            .retried("discover", &"API groups", || {
+                Discovery::new(self.client.clone()).filter(&wanted).run()
+            })
+            .await?;
         Ok(Kinds { discovery })
     }
 
@@ -139,7 +166,11 @@ impl Cluster {
     }
 
     /// The live object, or `None` when it does not exist.
-    pub(crate) async fn get(&self, kind: &Kind, id: &ObjectId) -> Result<Option<Value>, DeployError> {
+    pub(crate) async fn get(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+    ) -> Result<Option<Value>, DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
         let found = self.retried("get", id, || api.get_opt(&id.name)).await?;
         found.map(|o| to_value(id, o)).transpose()
@@ -147,7 +178,14 @@ impl Cluster {
 
     /// Server-side applies `object` as `manager` (forcing ownership, strict field validation);
     /// with `dry_run` the server only answers what it would store.
-    pub(crate) async fn apply_object(&self, kind: &Kind, id: &ObjectId, object: &Value, manager: &str, dry_run: bool) -> Result<Value, DeployError> {
+    pub(crate) async fn apply_object(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        object: &Value,
+        manager: &str,
+        dry_run: bool,
+    ) -> Result<Value, DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
         let params = PatchParams {
             dry_run,
@@ -172,33 +210,56 @@ impl Cluster {
     }
 
     /// Objects of a kind in a namespace (or cluster-wide) matching a label selector.
-    pub(crate) async fn list(&self, kind: &Kind, namespace: Option<&str>, selector: &str) -> Result<Vec<Value>, DeployError> {
+    pub(crate) async fn list(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Value>, DeployError> {
         let api = self.api(kind, namespace);
         let params = ListParams::default().labels(selector);
         let what = format!("{} in {}", kind.resource.plural, namespace.unwrap_or("the cluster"));
         let list = self.retried("list", &what, || api.list(&params)).await?;
         list.items
             .into_iter()
-            .map(|o| serde_json::to_value(o).map_err(|e| DeployError::Config(format!("list {what}: {e}"))))
+            .map(|o| {
+                serde_json::to_value(o)
+                    .map_err(|e| DeployError::Config(format!("list {what}: {e}")))
+            })
             .collect()
     }
 }
 
 fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> {
-    serde_json::to_value(object).map_err(|e| DeployError::Api { action: "read", object: id.to_string(), code: 0, message: e.to_string() })
+    serde_json::to_value(object).map_err(|e| DeployError::Api {
+        action: "read",
+        object: id.to_string(),
+        code: 0,
+        message: e.to_string(),
+    })
 }
 
 /// Whether an error is worth another try: throttling, server-side failures, and connections
 /// that broke on the way.
 fn is_transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => status.code == 429 || (500..600).contains(&status.code) && status.code != 501,
+        kube::Error::Api(status) => {
+            status.code == 429 || (500..600).contains(&status.code) && status.code != 501
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) => {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
             while let Some(e) = source {
                 if let Some(io) = e.downcast_ref::<std::io::Error>() {
                     use std::io::ErrorKind::*;
-                    return matches!(io.kind(), ConnectionReset | ConnectionAborted | ConnectionRefused | BrokenPipe | TimedOut | UnexpectedEof);
+                    return matches!(
+                        io.kind(),
+                        ConnectionReset
+                            | ConnectionAborted
+                            | ConnectionRefused
+                            | BrokenPipe
+                            | TimedOut
+                            | UnexpectedEof
+                    );
                 }
                 if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
                     if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
@@ -221,7 +282,8 @@ impl Kinds {
         let Some(api_group) = self.discovery.get(group) else {
             return Lookup::Missing;
         };
-        let found = api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind);
+        let found =
+            api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind);
         if let Some((resource, caps)) = found {
             return Lookup::Served(Kind { resource, namespaced: caps.scope == Scope::Namespaced });
         }
@@ -249,7 +311,11 @@ impl Kind {
     /// A kind the cluster does not serve yet, described by a CustomResourceDefinition of the
     /// same deploy.
     pub(crate) fn from_crd(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
-        let gvk = kube::api::GroupVersionKind::gvk(super::plan::group_of(api_version), super::plan::version_of(api_version), kind);
+        let gvk = kube::api::GroupVersionKind::gvk(
+            super::plan::group_of(api_version),
+            super::plan::version_of(api_version),
+            kind,
+        );
         Kind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced }
     }
 }
@@ -259,7 +325,9 @@ mod tests {
     use super::*;
 
     fn api_error(code: u16) -> kube::Error {
-        kube::Error::Api(kube::core::Status::failure("boom", "InternalError").with_code(code).boxed())
+        kube::Error::Api(
+            kube::core::Status::failure("boom", "InternalError").with_code(code).boxed(),
+        )
     }
 
     #[test]

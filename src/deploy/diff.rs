@@ -51,7 +51,11 @@ impl Cluster {
         for t in &prepared.targets {
             let reachable = !t.kind.namespaced || prepared.namespace_exists;
             let live = if reachable { self.get(&t.kind, &t.id).await? } else { None };
-            let intended = if reachable && t.served { self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, true).await? } else { t.object.clone() };
+            let intended = if reachable && t.served {
+                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, true).await?
+            } else {
+                t.object.clone()
+            };
             let (action, diff) = compare(live.as_ref(), Some(&intended));
             objects.push(ObjectChange { app: t.app.clone(), id: t.id.clone(), action, diff });
         }
@@ -60,7 +64,12 @@ impl Cluster {
                 if let Some(live) = self.get(&kind, &entry.id).await? {
                     if super::apply::owned_by(&live, &prepared.plan.bundle) {
                         let (_, diff) = compare(Some(&live), None);
-                        objects.push(ObjectChange { app: entry.app, id: entry.id, action: Action::Pruned, diff });
+                        objects.push(ObjectChange {
+                            app: entry.app,
+                            id: entry.id,
+                            action: Action::Pruned,
+                            diff,
+                        });
                     }
                 }
             }
@@ -74,7 +83,9 @@ pub(crate) fn compare(live: Option<&Value>, intended: Option<&Value>) -> (Action
     let mut before = live.map(normalize);
     let mut after = intended.map(normalize);
     mask_secrets(before.as_mut(), after.as_mut());
-    let text = |v: &Option<Value>| v.as_ref().map(|v| serde_yaml::to_string(v).unwrap_or_default()).unwrap_or_default();
+    let text = |v: &Option<Value>| {
+        v.as_ref().map(|v| serde_yaml::to_string(v).unwrap_or_default()).unwrap_or_default()
+    };
     let (old, new) = (text(&before), text(&after));
     let action = match (live, intended) {
         (None, _) => Action::Created,
@@ -85,7 +96,11 @@ pub(crate) fn compare(live: Option<&Value>, intended: Option<&Value>) -> (Action
     if old == new {
         return (action, String::new());
     }
-    let diff = similar::TextDiff::from_lines(&old, &new).unified_diff().context_radius(3).header("live", "intended").to_string();
+    let diff = similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header("live", "intended")
+        .to_string();
     (action, diff)
 }
 
@@ -97,7 +112,14 @@ pub(crate) fn normalize(object: &Value) -> Value {
         map.remove("status");
     }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink"] {
+        for key in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+        ] {
             meta.remove(key);
         }
         if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
@@ -120,13 +142,34 @@ pub(crate) fn mask_secrets(before: Option<&mut Value>, after: Option<&mut Value>
     }
     let (mut before, mut after) = (before, after);
     for field in ["data", "stringData"] {
-        let old = before.as_deref().and_then(|v| v.get(field)).and_then(Value::as_object).cloned().unwrap_or_default();
-        let new = after.as_deref().and_then(|v| v.get(field)).and_then(Value::as_object).cloned().unwrap_or_default();
-        let mask = |side: &mut Option<&mut Value>, this: &serde_json::Map<String, Value>, other: &serde_json::Map<String, Value>, label: &str| {
-            let Some(map) = side.as_deref_mut().and_then(|v| v.get_mut(field)).and_then(Value::as_object_mut) else { return };
+        let old = before
+            .as_deref()
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let new = after
+            .as_deref()
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mask = |side: &mut Option<&mut Value>,
+                    this: &serde_json::Map<String, Value>,
+                    other: &serde_json::Map<String, Value>,
+                    label: &str| {
+            let Some(map) =
+                side.as_deref_mut().and_then(|v| v.get_mut(field)).and_then(Value::as_object_mut)
+            else {
+                return;
+            };
             for (key, value) in map.iter_mut() {
                 let differs = other.get(key).is_some_and(|o| Some(o) != this.get(key));
-                *value = Value::String(if differs { format!("*** ({label})") } else { "***".to_string() });
+                *value = Value::String(if differs {
+                    format!("*** ({label})")
+                } else {
+                    "***".to_string()
+                });
             }
         };
         mask(&mut before, &old, &new, "before");
@@ -160,7 +203,10 @@ mod tests {
         for secret in ["c2VjcmV0", "b2xk", "bmV3", "plain"] {
             assert!(!diff.contains(secret), "{diff}");
         }
-        assert!(diff.contains("-  pw: '*** (before)'") && diff.contains("+  pw: '*** (after)'"), "{diff}");
+        assert!(
+            diff.contains("-  pw: '*** (before)'") && diff.contains("+  pw: '*** (after)'"),
+            "{diff}"
+        );
         let (action, created) = compare(None, Some(&intended));
         assert_eq!(action, Action::Created);
         assert!(!created.contains("plain") && created.contains("x: '***'"), "{created}");

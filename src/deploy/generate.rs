@@ -21,16 +21,26 @@ const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 pub(crate) fn keys(object: &Value) -> Vec<String> {
     object["metadata"]["annotations"][GENERATE_ANNOTATION]
         .as_str()
-        .map(|list| list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect())
+        .map(|list| {
+            list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect()
+        })
         .unwrap_or_default()
 }
 
 /// Fills the keys `target` asks for that `live` (the Secret as just applied) lacks; returns
 /// the keys generated now (none on every deploy after the first).
-pub(crate) async fn ensure(cluster: &Cluster, target: &Target, live: &Value) -> Result<Vec<String>, DeployError> {
+pub(crate) async fn ensure(
+    cluster: &Cluster,
+    target: &Target,
+    live: &Value,
+) -> Result<Vec<String>, DeployError> {
     let wanted = keys(&target.object);
     let existing = live["data"].as_object();
-    let missing: Vec<String> = wanted.iter().filter(|k| existing.is_none_or(|d| !d.contains_key(k.as_str()))).cloned().collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|k| existing.is_none_or(|d| !d.contains_key(k.as_str())))
+        .cloned()
+        .collect();
     if missing.is_empty() {
         return Ok(missing);
     }
@@ -40,7 +50,9 @@ pub(crate) async fn ensure(cluster: &Cluster, target: &Target, live: &Value) -> 
     for key in &wanted {
         let value = match existing.and_then(|d| d.get(key)) {
             Some(current) => current.clone(),
-            None => Value::String(base64::engine::general_purpose::STANDARD.encode(random_value()?)),
+            None => {
+                Value::String(base64::engine::general_purpose::STANDARD.encode(random_value()?))
+            }
         };
         data.insert(key.clone(), value);
     }
@@ -59,9 +71,17 @@ fn random_value() -> Result<String, DeployError> {
     let mut value = String::with_capacity(LENGTH);
     let mut bytes = [0u8; 64];
     while value.len() < LENGTH {
-        getrandom::fill(&mut bytes).map_err(|e| DeployError::Config(format!("no random numbers from the operating system: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| {
+            DeployError::Config(format!("no random numbers from the operating system: {e}"))
+        })?;
         // Rejection sampling keeps every character equally likely: 248 = 4 * 62.
-        value.extend(bytes.iter().filter(|b| **b < 248).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).take(LENGTH - value.len()));
+        value.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 248)
+                .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+                .take(LENGTH - value.len()),
+        );
     }
     Ok(value)
 }

@@ -25,8 +25,9 @@ pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
 pub use plan::{
-    group_of, kubernetes_needs, object_id, version_of, KubeVersion, ObjectId, Plan, PlanApp, PlanObject, VersionNeed, VersionOp, BUNDLE_LABEL,
-    GENERATE_ANNOTATION, MIN_KUBERNETES_ANNOTATION,
+    group_of, kubernetes_needs, object_id, version_of, KubeVersion, ObjectId, Plan, PlanApp,
+    PlanObject, VersionNeed, VersionOp, BUNDLE_LABEL, GENERATE_ANNOTATION,
+    MIN_KUBERNETES_ANNOTATION,
 };
 pub use preflight::Prepared;
 pub use record::{RecordStatus, Revision};
@@ -128,7 +129,11 @@ impl DeployError {
     fn from_kube(action: &'static str, object: String, error: kube::Error) -> DeployError {
         match error {
             kube::Error::Api(status) => {
-                let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
+                let message = if status.message.is_empty() {
+                    status.reason.clone()
+                } else {
+                    status.message.clone()
+                };
                 DeployError::Api { action, object, code: status.code, message }
             }
             source => DeployError::Transport { action, object, source },

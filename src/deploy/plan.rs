@@ -197,10 +197,12 @@ impl Plan {
                             return None;
                         };
                         let role = app.charm.metadata.endpoint(&mine.1).map(|(role, _)| role);
-                        (role == Some(Role::Requires) && theirs.0 != app.name).then(|| theirs.0.clone())
+                        (role == Some(Role::Requires) && theirs.0 != app.name)
+                            .then(|| theirs.0.clone())
                     })
                     .collect();
-                let images: BTreeSet<String> = app.images.values().map(|i| i.target.to_string()).collect();
+                let images: BTreeSet<String> =
+                    app.images.values().map(|i| i.target.to_string()).collect();
                 PlanApp {
                     name: app.name.clone(),
                     charm: app.charm.name().to_string(),
@@ -217,7 +219,11 @@ impl Plan {
             namespace: manifests.namespace.clone(),
             registry: model.registry.clone(),
             apps,
-            objects: manifests.objects.iter().map(|o| PlanObject { app: o.app.clone(), object: o.object.clone() }).collect(),
+            objects: manifests
+                .objects
+                .iter()
+                .map(|o| PlanObject { app: o.app.clone(), object: o.object.clone() })
+                .collect(),
         }
     }
 
@@ -230,22 +236,35 @@ impl Plan {
         for (i, o) in self.objects.iter().enumerate() {
             let key = format!("objects[{i}]");
             if !apps.contains(o.app.as_str()) {
-                problems.push(Problem::new(&self.bundle, &key, format!("object of unknown application {:?}", o.app)));
+                problems.push(Problem::new(
+                    &self.bundle,
+                    &key,
+                    format!("object of unknown application {:?}", o.app),
+                ));
             }
             match object_id(&o.object, Some(&self.namespace)) {
                 Ok(id) => {
                     if !seen.insert(id.clone()) {
-                        problems.push(Problem::new(&self.bundle, &key, format!("{id} is rendered twice")).hint("give each object a distinct name"));
+                        problems.push(
+                            Problem::new(&self.bundle, &key, format!("{id} is rendered twice"))
+                                .hint("give each object a distinct name"),
+                        );
                     }
                 }
                 Err(message) => problems.push(Problem::new(&self.bundle, &key, message)),
             }
             for generated in super::generate::keys(&o.object) {
-                let rendered = ["data", "stringData"].iter().any(|field| o.object[*field].get(&generated).is_some());
+                let rendered = ["data", "stringData"]
+                    .iter()
+                    .any(|field| o.object[*field].get(&generated).is_some());
                 if rendered {
                     problems.push(
-                        Problem::new(&self.bundle, format!("{key}.{GENERATE_ANNOTATION}"), format!("key {generated:?} is both rendered and generated"))
-                            .hint("leave generated keys out of the template"),
+                        Problem::new(
+                            &self.bundle,
+                            format!("{key}.{GENERATE_ANNOTATION}"),
+                            format!("key {generated:?} is both rendered and generated"),
+                        )
+                        .hint("leave generated keys out of the template"),
                     );
                 }
             }
@@ -267,7 +286,9 @@ impl Plan {
         rest.sort_by(|a, b| a.name.cmp(&b.name));
         while !rest.is_empty() {
             let known = |n: &str| self.app(n).is_some();
-            let ready = rest.iter().position(|a| a.after.iter().all(|p| placed.contains(p.as_str()) || !known(p) || *p == a.name));
+            let ready = rest.iter().position(|a| {
+                a.after.iter().all(|p| placed.contains(p.as_str()) || !known(p) || *p == a.name)
+            });
             // A cycle: take the first by name so the order stays deterministic.
             let next = rest.remove(ready.unwrap_or(0));
             placed.insert(&next.name);
@@ -280,12 +301,15 @@ impl Plan {
 /// The identity of a rendered object; namespaced objects lacking a namespace get `default_ns`
 /// (pass `None` when the object is cluster-scoped).
 pub fn object_id(object: &Value, default_ns: Option<&str>) -> Result<ObjectId, String> {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let text =
+        |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     let api_version = text(object.get("apiVersion")).ok_or("object has no apiVersion")?;
     let kind = text(object.get("kind")).ok_or("object has no kind")?;
     let meta = object.get("metadata");
-    let name = text(meta.and_then(|m| m.get("name"))).ok_or_else(|| format!("{kind} has no metadata.name"))?;
-    let namespace = text(meta.and_then(|m| m.get("namespace"))).or_else(|| default_ns.map(str::to_string));
+    let name = text(meta.and_then(|m| m.get("name")))
+        .ok_or_else(|| format!("{kind} has no metadata.name"))?;
+    let namespace =
+        text(meta.and_then(|m| m.get("namespace"))).or_else(|| default_ns.map(str::to_string));
     Ok(ObjectId { group: group_of(&api_version).to_string(), kind, namespace, name })
 }
 
@@ -348,7 +372,9 @@ mod registry_text {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Registry>, D::Error> {
-        Option::<String>::deserialize(d)?.map(|t| t.parse().map_err(serde::de::Error::custom)).transpose()
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -358,7 +384,10 @@ mod tests {
     use serde_json::json;
 
     fn app(name: &str, after: &[&str]) -> PlanApp {
-        PlanApp { after: after.iter().map(|s| s.to_string()).collect(), ..PlanApp::new(name, name, "1.0.0") }
+        PlanApp {
+            after: after.iter().map(|s| s.to_string()).collect(),
+            ..PlanApp::new(name, name, "1.0.0")
+        }
     }
 
     fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> Plan {
@@ -367,13 +396,17 @@ mod tests {
             namespace: "shop".into(),
             registry: None,
             apps,
-            objects: objects.into_iter().map(|(app, object)| PlanObject { app: app.into(), object }).collect(),
+            objects: objects
+                .into_iter()
+                .map(|(app, object)| PlanObject { app: app.into(), object })
+                .collect(),
         }
     }
 
     #[test]
     fn providers_come_before_requirers() {
-        let p = plan(vec![app("web", &["db", "cache"]), app("db", &[]), app("cache", &["db"])], vec![]);
+        let p =
+            plan(vec![app("web", &["db", "cache"]), app("db", &[]), app("cache", &["db"])], vec![]);
         assert_eq!(p.app_order(), ["db", "cache", "web"]);
     }
 
@@ -405,13 +438,17 @@ mod tests {
     #[test]
     fn validate_reports_every_bad_object() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}});
-        let p = plan(vec![app("web", &[])], vec![("web", cm.clone()), ("web", cm), ("ghost", json!({"kind": "X"}))]);
+        let p = plan(
+            vec![app("web", &[])],
+            vec![("web", cm.clone()), ("web", cm), ("ghost", json!({"kind": "X"}))],
+        );
         let text = p.validate().unwrap_err().to_string();
         assert!(text.contains("ConfigMap/shop/a is rendered twice"), "{text}");
         assert!(text.contains("unknown application \"ghost\""), "{text}");
         assert!(text.contains("no apiVersion"), "{text}");
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "annotations": {GENERATE_ANNOTATION: "pw"}}, "stringData": {"pw": "x"}});
-        let text = plan(vec![app("web", &[])], vec![("web", secret)]).validate().unwrap_err().to_string();
+        let text =
+            plan(vec![app("web", &[])], vec![("web", secret)]).validate().unwrap_err().to_string();
         assert!(text.contains("key \"pw\" is both rendered and generated"), "{text}");
     }
 

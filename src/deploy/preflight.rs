@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kinds, Lookup};
-use super::plan::{group_of, KubeVersion, ObjectId, Plan, VersionNeed, VersionOp, MIN_KUBERNETES_ANNOTATION};
+use super::plan::{
+    group_of, KubeVersion, ObjectId, Plan, VersionNeed, VersionOp, MIN_KUBERNETES_ANNOTATION,
+};
 use super::record::{self, Record};
 use super::targets::{self, Target};
 use super::DeployError;
@@ -48,13 +50,22 @@ impl Cluster {
     pub async fn prepare(&self, plan: Plan) -> Result<Prepared, DeployError> {
         plan.validate()?;
         let version = self.version().await?;
-        let mut groups: BTreeSet<String> = plan.objects.iter().filter_map(|o| o.object.get("apiVersion")?.as_str().map(|v| group_of(v).to_string())).collect();
+        let mut groups: BTreeSet<String> = plan
+            .objects
+            .iter()
+            .filter_map(|o| o.object.get("apiVersion")?.as_str().map(|v| group_of(v).to_string()))
+            .collect();
         groups.insert("storage.k8s.io".to_string());
         let mut kinds = self.kinds(&groups).await?;
         let namespace_exists = self.namespace_exists(&kinds, &plan.namespace).await?;
-        let records = if namespace_exists { record::load(self, &kinds, &plan.bundle, &plan.namespace).await? } else { Vec::new() };
+        let records = if namespace_exists {
+            record::load(self, &kinds, &plan.bundle, &plan.namespace).await?
+        } else {
+            Vec::new()
+        };
         // Pruning needs the kinds of earlier revisions' objects too.
-        let inventory_groups: BTreeSet<String> = record::current_inventory(&records).into_iter().map(|e| e.id.group).collect();
+        let inventory_groups: BTreeSet<String> =
+            record::current_inventory(&records).into_iter().map(|e| e.id.group).collect();
         if !inventory_groups.is_subset(&groups) {
             groups.extend(inventory_groups);
             kinds = self.kinds(&groups).await?;
@@ -93,7 +104,11 @@ impl Cluster {
         Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
     }
 
-    async fn check_namespace_creatable(&self, kinds: &Kinds, namespace: &str) -> Result<Option<Problem>, DeployError> {
+    async fn check_namespace_creatable(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+    ) -> Result<Option<Problem>, DeployError> {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else { return Ok(None) };
         match self.apply_object(&kind, &namespace_id(namespace), &namespace_object(namespace), super::FIELD_MANAGER, true).await {
             Ok(_) => Ok(None),
@@ -105,7 +120,12 @@ impl Cluster {
         }
     }
 
-    async fn check_secrets(&self, kinds: &Kinds, plan: &Plan, namespace_exists: bool) -> Result<Vec<Problem>, DeployError> {
+    async fn check_secrets(
+        &self,
+        kinds: &Kinds,
+        plan: &Plan,
+        namespace_exists: bool,
+    ) -> Result<Vec<Problem>, DeployError> {
         let rendered: BTreeSet<&str> = plan
             .objects
             .iter()
@@ -123,7 +143,12 @@ impl Cluster {
         let Lookup::Served(kind) = kinds.find("v1", "Secret") else { return Ok(Vec::new()) };
         let mut problems = Vec::new();
         for (secret, apps) in wanted {
-            let id = ObjectId { group: String::new(), kind: "Secret".into(), namespace: Some(plan.namespace.clone()), name: secret.to_string() };
+            let id = ObjectId {
+                group: String::new(),
+                kind: "Secret".into(),
+                namespace: Some(plan.namespace.clone()),
+                name: secret.to_string(),
+            };
             if namespace_exists && self.get(&kind, &id).await?.is_some() {
                 continue;
             }
@@ -144,18 +169,36 @@ impl Cluster {
             Lookup::Served(kind) => self.list(&kind, None, "").await?,
             _ => Vec::new(),
         };
-        let names: BTreeSet<&str> = classes.iter().filter_map(|c| c["metadata"]["name"].as_str()).collect();
+        let names: BTreeSet<&str> =
+            classes.iter().filter_map(|c| c["metadata"]["name"].as_str()).collect();
         let default_class = classes.iter().any(|c| {
             let annotations = &c["metadata"]["annotations"];
-            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"].iter().any(|a| annotations[*a] == "true")
+            [
+                "storageclass.kubernetes.io/is-default-class",
+                "storageclass.beta.kubernetes.io/is-default-class",
+            ]
+            .iter()
+            .any(|a| annotations[*a] == "true")
         });
-        let rendered_classes: BTreeSet<&str> = plan.objects.iter().filter(|o| o.object["kind"] == "StorageClass").filter_map(|o| o.object["metadata"]["name"].as_str()).collect();
-        let volumes: Vec<&Value> = plan.objects.iter().filter(|o| o.object["kind"] == "PersistentVolume").map(|o| &o.object).collect();
+        let rendered_classes: BTreeSet<&str> = plan
+            .objects
+            .iter()
+            .filter(|o| o.object["kind"] == "StorageClass")
+            .filter_map(|o| o.object["metadata"]["name"].as_str())
+            .collect();
+        let volumes: Vec<&Value> = plan
+            .objects
+            .iter()
+            .filter(|o| o.object["kind"] == "PersistentVolume")
+            .map(|o| &o.object)
+            .collect();
         let mut problems = Vec::new();
         for claim in claims {
             let bound_volume = volumes.iter().any(|v| {
-                let name_matches = claim.volume_name.is_some_and(|n| v["metadata"]["name"].as_str() == Some(n));
-                let class_matches = claim.class.is_some_and(|c| v["spec"]["storageClassName"].as_str() == Some(c));
+                let name_matches =
+                    claim.volume_name.is_some_and(|n| v["metadata"]["name"].as_str() == Some(n));
+                let class_matches =
+                    claim.class.is_some_and(|c| v["spec"]["storageClassName"].as_str() == Some(c));
                 name_matches || class_matches
             });
             if bound_volume {
@@ -165,13 +208,21 @@ impl Cluster {
                 Some("") => {}
                 Some(class) if names.contains(class) || rendered_classes.contains(class) => {}
                 Some(class) => problems.push(
-                    Problem::new("preflight", &claim.subject, format!("storage class {class:?} does not exist in the cluster"))
-                        .hint(storage_hint(&names, Some(class))),
+                    Problem::new(
+                        "preflight",
+                        &claim.subject,
+                        format!("storage class {class:?} does not exist in the cluster"),
+                    )
+                    .hint(storage_hint(&names, Some(class))),
                 ),
                 None if default_class => {}
                 None => problems.push(
-                    Problem::new("preflight", &claim.subject, "no storage class is set and the cluster has no default storage class")
-                        .hint(storage_hint(&names, None)),
+                    Problem::new(
+                        "preflight",
+                        &claim.subject,
+                        "no storage class is set and the cluster has no default storage class",
+                    )
+                    .hint(storage_hint(&names, None)),
                 ),
             }
         }
@@ -180,7 +231,11 @@ impl Cluster {
 }
 
 fn storage_hint(existing: &BTreeSet<&str>, class: Option<&str>) -> String {
-    let existing = if existing.is_empty() { "none".to_string() } else { existing.iter().copied().collect::<Vec<_>>().join(", ") };
+    let existing = if existing.is_empty() {
+        "none".to_string()
+    } else {
+        existing.iter().copied().collect::<Vec<_>>().join(", ")
+    };
     let class = class.map(|c| format!(" with storageClassName {c}")).unwrap_or_default();
     format!("set the charm's storage class option to an existing class (existing: {existing}), install a provisioner, or render a hostPath PersistentVolume{class}")
 }
@@ -193,7 +248,11 @@ struct Claim<'a> {
 }
 
 fn claim(spec: &Value, subject: String) -> Claim<'_> {
-    Claim { subject, class: spec["storageClassName"].as_str(), volume_name: spec["volumeName"].as_str() }
+    Claim {
+        subject,
+        class: spec["storageClassName"].as_str(),
+        volume_name: spec["volumeName"].as_str(),
+    }
 }
 
 fn claims(plan: &Plan) -> Vec<Claim<'_>> {
@@ -203,11 +262,17 @@ fn claims(plan: &Plan) -> Vec<Claim<'_>> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or(&plan.namespace);
         match object["kind"].as_str() {
-            Some("PersistentVolumeClaim") => claims.push(claim(&object["spec"], format!("PersistentVolumeClaim/{namespace}/{name}"))),
+            Some("PersistentVolumeClaim") => claims
+                .push(claim(&object["spec"], format!("PersistentVolumeClaim/{namespace}/{name}"))),
             Some("StatefulSet") => {
-                for template in object["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                for template in
+                    object["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten()
+                {
                     let claim_name = template["metadata"]["name"].as_str().unwrap_or_default();
-                    claims.push(claim(&template["spec"], format!("StatefulSet/{namespace}/{name} volumeClaimTemplates {claim_name}")));
+                    claims.push(claim(
+                        &template["spec"],
+                        format!("StatefulSet/{namespace}/{name} volumeClaimTemplates {claim_name}"),
+                    ));
                 }
             }
             _ => {}
@@ -224,7 +289,14 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
                 VersionOp::AtLeast => "upgrade the cluster, or choose charm options (or a charm version) that do not need it",
                 VersionOp::Below => "use a charm version written for this cluster's Kubernetes release",
             };
-            problems.push(Problem::new("preflight", subject, format!("{} needs {need}; the cluster runs {version}", need.source)).hint(hint));
+            problems.push(
+                Problem::new(
+                    "preflight",
+                    subject,
+                    format!("{} needs {need}; the cluster runs {version}", need.source),
+                )
+                .hint(hint),
+            );
         }
     };
     for app in &plan.apps {
@@ -233,15 +305,27 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
         }
     }
     for o in &plan.objects {
-        let Some(text) = o.object["metadata"]["annotations"][MIN_KUBERNETES_ANNOTATION].as_str() else { continue };
-        let subject = super::plan::object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
+        let Some(text) = o.object["metadata"]["annotations"][MIN_KUBERNETES_ANNOTATION].as_str()
+        else {
+            continue;
+        };
+        let subject =
+            super::plan::object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
         match text.parse::<KubeVersion>() {
             Ok(min) => report(
                 &mut problems,
                 format!("application {} {subject}", o.app),
-                &VersionNeed { op: VersionOp::AtLeast, version: min, source: format!("annotation {MIN_KUBERNETES_ANNOTATION}") },
+                &VersionNeed {
+                    op: VersionOp::AtLeast,
+                    version: min,
+                    source: format!("annotation {MIN_KUBERNETES_ANNOTATION}"),
+                },
             ),
-            Err(e) => problems.push(Problem::new("preflight", format!("application {} {subject}", o.app), format!("annotation {MIN_KUBERNETES_ANNOTATION}: {e}"))),
+            Err(e) => problems.push(Problem::new(
+                "preflight",
+                format!("application {} {subject}", o.app),
+                format!("annotation {MIN_KUBERNETES_ANNOTATION}: {e}"),
+            )),
         }
     }
     problems
@@ -250,12 +334,18 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
 fn check_images(plan: &Plan) -> Vec<Problem> {
     let mut problems = Vec::new();
     for o in &plan.objects {
-        let subject = super::plan::object_id(&o.object, Some(&plan.namespace)).map(|id| id.to_string()).unwrap_or_default();
+        let subject = super::plan::object_id(&o.object, Some(&plan.namespace))
+            .map(|id| id.to_string())
+            .unwrap_or_default();
         let mut images = Vec::new();
         collect_images(&o.object, &mut images);
         for (container, image) in images {
             match image.parse::<Reference>() {
-                Err(e) => problems.push(Problem::new("preflight", format!("{subject} container {container}"), e.to_string())),
+                Err(e) => problems.push(Problem::new(
+                    "preflight",
+                    format!("{subject} container {container}"),
+                    e.to_string(),
+                )),
                 Ok(reference) => {
                     if let Some(registry) = plan.registry.as_ref().filter(|r| !reference.is_in(r)) {
                         problems.push(
@@ -293,7 +383,12 @@ pub(crate) fn collect_images<'a>(value: &'a Value, out: &mut Vec<(&'a str, &'a s
 }
 
 pub(crate) fn namespace_id(namespace: &str) -> ObjectId {
-    ObjectId { group: String::new(), kind: "Namespace".into(), namespace: None, name: namespace.to_string() }
+    ObjectId {
+        group: String::new(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: namespace.to_string(),
+    }
 }
 
 /// The namespace deploy creates when it is missing (not part of any inventory: removing a
@@ -318,10 +413,15 @@ mod tests {
             namespace: "ns".into(),
             registry: Some("registry.local:5000".parse().unwrap()),
             apps: vec![PlanApp {
-                kubernetes: super::super::plan::kubernetes_needs(&[serde_yaml::Value::String("k8s-api >= 1.20".into())]),
+                kubernetes: super::super::plan::kubernetes_needs(&[serde_yaml::Value::String(
+                    "k8s-api >= 1.20".into(),
+                )]),
                 ..PlanApp::new("web", "web", "1.0.0")
             }],
-            objects: objects.into_iter().map(|object| PlanObject { app: "web".into(), object }).collect(),
+            objects: objects
+                .into_iter()
+                .map(|object| PlanObject { app: "web".into(), object })
+                .collect(),
         }
     }
 
@@ -334,7 +434,12 @@ mod tests {
         assert_eq!(problems.len(), 1);
         let text = problems[0].to_string();
         assert!(text.contains("Deployment/ns/web container app"), "{text}");
-        assert!(text.contains("docker.io/library/nginx:1.25 is not in the registry registry.local:5000"), "{text}");
+        assert!(
+            text.contains(
+                "docker.io/library/nginx:1.25 is not in the registry registry.local:5000"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -344,7 +449,13 @@ mod tests {
         assert!(check_versions(&p, KubeVersion { major: 1, minor: 22 }).is_empty());
         let problems = check_versions(&p, KubeVersion { major: 1, minor: 19 });
         assert_eq!(problems.len(), 2);
-        assert!(problems[0].to_string().contains("assumes: k8s-api >= 1.20 needs Kubernetes >= 1.20; the cluster runs 1.19"), "{}", problems[0]);
+        assert!(
+            problems[0].to_string().contains(
+                "assumes: k8s-api >= 1.20 needs Kubernetes >= 1.20; the cluster runs 1.19"
+            ),
+            "{}",
+            problems[0]
+        );
         assert!(problems[1].to_string().contains("ConfigMap/c"), "{}", problems[1]);
     }
 

@@ -108,11 +108,21 @@ fn secret_kind(kinds: &Kinds) -> Result<Kind, DeployError> {
 }
 
 fn id(bundle: &str, namespace: &str, revision: u32) -> ObjectId {
-    ObjectId { group: String::new(), kind: "Secret".into(), namespace: Some(namespace.to_string()), name: name(bundle, revision) }
+    ObjectId {
+        group: String::new(),
+        kind: "Secret".into(),
+        namespace: Some(namespace.to_string()),
+        name: name(bundle, revision),
+    }
 }
 
 /// Every record of `bundle` in `namespace`, oldest first.
-pub(crate) async fn load(cluster: &Cluster, kinds: &Kinds, bundle: &str, namespace: &str) -> Result<Vec<Record>, DeployError> {
+pub(crate) async fn load(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    bundle: &str,
+    namespace: &str,
+) -> Result<Vec<Record>, DeployError> {
     let kind = secret_kind(kinds)?;
     let secrets = cluster.list(&kind, Some(namespace), &format!("{RECORD_LABEL}={bundle}")).await?;
     let mut records = secrets.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
@@ -124,20 +134,36 @@ fn decode(secret: &Value) -> Result<Record, DeployError> {
     let name = secret["metadata"]["name"].as_str().unwrap_or("?").to_string();
     let fail = |message: String| DeployError::Record { name: name.clone(), message };
     let labels = &secret["metadata"]["labels"];
-    let revision = labels[REVISION_LABEL].as_str().and_then(|r| r.parse().ok()).ok_or_else(|| fail(format!("no {REVISION_LABEL} label")))?;
-    let status = labels[STATUS_LABEL].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| fail(format!("no valid {STATUS_LABEL} label")))?;
-    let encoded = secret["data"][DATA_KEY].as_str().ok_or_else(|| fail(format!("no data.{DATA_KEY}")))?;
-    let compressed = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| fail(e.to_string()))?;
+    let revision = labels[REVISION_LABEL]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| fail(format!("no {REVISION_LABEL} label")))?;
+    let status = labels[STATUS_LABEL]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| fail(format!("no valid {STATUS_LABEL} label")))?;
+    let encoded =
+        secret["data"][DATA_KEY].as_str().ok_or_else(|| fail(format!("no data.{DATA_KEY}")))?;
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| fail(e.to_string()))?;
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(compressed.as_slice()).read_to_end(&mut json).map_err(|e| fail(e.to_string()))?;
+    flate2::read::GzDecoder::new(compressed.as_slice())
+        .read_to_end(&mut json)
+        .map_err(|e| fail(e.to_string()))?;
     let body: Body = serde_json::from_slice(&json).map_err(|e| fail(e.to_string()))?;
     Ok(Record { revision, status, plan: body.plan, inventory: body.inventory })
 }
 
 fn encode(record: &Record) -> Result<Value, DeployError> {
     let plan = &record.plan;
-    let fail = |message: String| DeployError::Record { name: name(&plan.bundle, record.revision), message };
-    let json = serde_json::to_vec(&Body { plan: plan.clone(), inventory: record.inventory.clone() }).map_err(|e| fail(e.to_string()))?;
+    let fail = |message: String| DeployError::Record {
+        name: name(&plan.bundle, record.revision),
+        message,
+    };
+    let json =
+        serde_json::to_vec(&Body { plan: plan.clone(), inventory: record.inventory.clone() })
+            .map_err(|e| fail(e.to_string()))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&json).map_err(|e| fail(e.to_string()))?;
     let compressed = gz.finish().map_err(|e| fail(e.to_string()))?;
@@ -160,7 +186,11 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
 }
 
 /// Writes (or rewrites) a record.
-pub(crate) async fn save(cluster: &Cluster, kinds: &Kinds, record: &Record) -> Result<(), DeployError> {
+pub(crate) async fn save(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    record: &Record,
+) -> Result<(), DeployError> {
     let kind = secret_kind(kinds)?;
     let secret = encode(record)?;
     let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
@@ -169,20 +199,33 @@ pub(crate) async fn save(cluster: &Cluster, kinds: &Kinds, record: &Record) -> R
 }
 
 /// Deletes a record.
-pub(crate) async fn delete(cluster: &Cluster, kinds: &Kinds, bundle: &str, namespace: &str, revision: u32) -> Result<(), DeployError> {
+pub(crate) async fn delete(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    bundle: &str,
+    namespace: &str,
+    revision: u32,
+) -> Result<(), DeployError> {
     cluster.delete(&secret_kind(kinds)?, &id(bundle, namespace, revision)).await?;
     Ok(())
 }
 
 /// After revision `current` is deployed: earlier deployed records become superseded, and
 /// records beyond the history limit are deleted.
-pub(crate) async fn settle(cluster: &Cluster, kinds: &Kinds, earlier: &[Record], current: u32) -> Result<(), DeployError> {
+pub(crate) async fn settle(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    earlier: &[Record],
+    current: u32,
+) -> Result<(), DeployError> {
     let keep_from = earlier.len().saturating_sub(HISTORY - 1);
     for (i, record) in earlier.iter().enumerate().filter(|(_, r)| r.revision < current) {
         if i < keep_from {
-            delete(cluster, kinds, &record.plan.bundle, &record.plan.namespace, record.revision).await?;
+            delete(cluster, kinds, &record.plan.bundle, &record.plan.namespace, record.revision)
+                .await?;
         } else if record.status == RecordStatus::Deployed {
-            save(cluster, kinds, &Record { status: RecordStatus::Superseded, ..record.clone() }).await?;
+            save(cluster, kinds, &Record { status: RecordStatus::Superseded, ..record.clone() })
+                .await?;
         }
     }
     Ok(())
@@ -196,7 +239,8 @@ pub(crate) fn next_revision(records: &[Record]) -> u32 {
 /// The objects the bundle may own now: those of the last deployed revision and of every
 /// later (failed or interrupted) one, which may have been applied in part.
 pub(crate) fn current_inventory(records: &[Record]) -> Vec<Entry> {
-    let since = records.iter().rev().find(|r| r.status == RecordStatus::Deployed).map_or(0, |r| r.revision);
+    let since =
+        records.iter().rev().find(|r| r.status == RecordStatus::Deployed).map_or(0, |r| r.revision);
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
     for record in records.iter().filter(|r| r.revision >= since) {
@@ -214,10 +258,24 @@ mod tests {
     use super::*;
 
     fn record(revision: u32, status: RecordStatus, names: &[&str]) -> Record {
-        let plan = Plan { bundle: "shop".into(), namespace: "shop".into(), registry: None, apps: vec![], objects: vec![] };
+        let plan = Plan {
+            bundle: "shop".into(),
+            namespace: "shop".into(),
+            registry: None,
+            apps: vec![],
+            objects: vec![],
+        };
         let inventory = names
             .iter()
-            .map(|n| Entry { app: "web".into(), id: ObjectId { group: String::new(), kind: "ConfigMap".into(), namespace: Some("shop".into()), name: n.to_string() } })
+            .map(|n| Entry {
+                app: "web".into(),
+                id: ObjectId {
+                    group: String::new(),
+                    kind: "ConfigMap".into(),
+                    namespace: Some("shop".into()),
+                    name: n.to_string(),
+                },
+            })
             .collect();
         Record { revision, status, plan, inventory }
     }
@@ -229,7 +287,8 @@ mod tests {
             record(2, RecordStatus::Deployed, &["a", "b"]),
             record(3, RecordStatus::Failed, &["b", "c"]),
         ];
-        let names: Vec<String> = current_inventory(&records).into_iter().map(|e| e.id.name).collect();
+        let names: Vec<String> =
+            current_inventory(&records).into_iter().map(|e| e.id.name).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(next_revision(&records), 4);
     }
@@ -241,6 +300,9 @@ mod tests {
         assert_eq!(secret["metadata"]["name"], "charmer.shop.v7");
         assert_eq!(secret["metadata"]["labels"][STATUS_LABEL], "pending");
         let back = decode(&secret).unwrap();
-        assert_eq!((back.revision, back.status, back.inventory), (7, RecordStatus::Pending, original.inventory));
+        assert_eq!(
+            (back.revision, back.status, back.inventory),
+            (7, RecordStatus::Pending, original.inventory)
+        );
     }
 }

@@ -59,11 +59,19 @@ pub struct Removal {
 }
 
 impl Cluster {
-    async fn records(&self, bundle: &str, namespace: &str, groups: impl Fn(&[Record]) -> BTreeSet<String>) -> Result<(Vec<Record>, Kinds), DeployError> {
+    async fn records(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        groups: impl Fn(&[Record]) -> BTreeSet<String>,
+    ) -> Result<(Vec<Record>, Kinds), DeployError> {
         let core = self.kinds(&BTreeSet::new()).await?;
         let records = record::load(self, &core, bundle, namespace).await?;
         if records.is_empty() {
-            return Err(DeployError::NotDeployed { bundle: bundle.to_string(), namespace: namespace.to_string() });
+            return Err(DeployError::NotDeployed {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+            });
         }
         let kinds = self.kinds(&groups(&records)).await?;
         Ok((records, kinds))
@@ -73,9 +81,15 @@ impl Cluster {
     pub async fn status(&self, bundle: &str, namespace: &str) -> Result<BundleStatus, DeployError> {
         let (records, kinds) = self.records(bundle, namespace, inventory_groups).await?;
         let Some(latest) = records.last() else {
-            return Err(DeployError::NotDeployed { bundle: bundle.to_string(), namespace: namespace.to_string() });
+            return Err(DeployError::NotDeployed {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+            });
         };
-        let entries = with_kinds(&kinds, latest.inventory.iter().filter(|e| waits_for(&e.id.kind)).cloned().collect());
+        let entries = with_kinds(
+            &kinds,
+            latest.inventory.iter().filter(|e| waits_for(&e.id.kind)).cloned().collect(),
+        );
         let mut apps = Vec::new();
         for app in &latest.plan.apps {
             let mut status = AppStatus {
@@ -93,7 +107,9 @@ impl Cluster {
                     None => status.waiting.push(format!("{} (missing)", entry.id)),
                     Some(live) => match readiness(&entry.id.kind, &live) {
                         Readiness::Ready => status.ready += 1,
-                        Readiness::Pending(why) | Readiness::Failed(why) => status.waiting.push(format!("{} ({why})", entry.id)),
+                        Readiness::Pending(why) | Readiness::Failed(why) => {
+                            status.waiting.push(format!("{} ({why})", entry.id))
+                        }
                     },
                 }
             }
@@ -105,14 +121,22 @@ impl Cluster {
             namespace: namespace.to_string(),
             revision: latest.revision,
             state: latest.status,
-            revisions: records.iter().map(|r| Revision { revision: r.revision, status: r.status }).collect(),
+            revisions: records
+                .iter()
+                .map(|r| Revision { revision: r.revision, status: r.status })
+                .collect(),
             apps,
         })
     }
 
     /// Deletes exactly the bundle's inventory (objects still labelled with the bundle; never
     /// CRDs or the namespace), then its revision records.
-    pub async fn remove(&self, bundle: &str, namespace: &str, progress: &dyn Progress) -> Result<Removal, DeployError> {
+    pub async fn remove(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        progress: &dyn Progress,
+    ) -> Result<Removal, DeployError> {
         let (records, kinds) = self.records(bundle, namespace, inventory_groups).await?;
         let mut removal = Removal::default();
         for (entry, kind) in with_kinds(&kinds, record::current_inventory(&records)) {
@@ -134,16 +158,32 @@ impl Cluster {
 
     /// The plan of revision `revision`, or of the last good revision before the current one
     /// when `None`, with the revision number.
-    pub async fn rollback_plan(&self, bundle: &str, namespace: &str, revision: Option<u32>) -> Result<(Plan, u32), DeployError> {
+    pub async fn rollback_plan(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        revision: Option<u32>,
+    ) -> Result<(Plan, u32), DeployError> {
         let (records, _) = self.records(bundle, namespace, |_| BTreeSet::new()).await?;
-        let current = records.iter().rev().find(|r| r.status == RecordStatus::Deployed).map_or(u32::MAX, |r| r.revision);
+        let current = records
+            .iter()
+            .rev()
+            .find(|r| r.status == RecordStatus::Deployed)
+            .map_or(u32::MAX, |r| r.revision);
         let found = match revision {
             Some(n) => records.iter().find(|r| r.revision == n),
-            None => records.iter().rev().find(|r| r.revision < current && matches!(r.status, RecordStatus::Deployed | RecordStatus::Superseded)),
+            None => records.iter().rev().find(|r| {
+                r.revision < current
+                    && matches!(r.status, RecordStatus::Deployed | RecordStatus::Superseded)
+            }),
         };
         match found {
             Some(r) => Ok((r.plan.clone(), r.revision)),
-            None => Err(DeployError::NoRevision { bundle: bundle.to_string(), namespace: namespace.to_string(), revision: revision.unwrap_or(0) }),
+            None => Err(DeployError::NoRevision {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+                revision: revision.unwrap_or(0),
+            }),
         }
     }
 }

@@ -72,12 +72,25 @@ pub(crate) fn resolve(plan: &Plan, kinds: &Kinds) -> (Vec<Target>, Vec<Problem>)
 fn missing_kind(api_version: &str, kind: &str, lookup: Lookup, app: &str) -> Problem {
     let subject = format!("{kind} ({api_version}) of application {app}");
     match lookup {
-        Lookup::OtherVersions(versions) => Problem::new("preflight", subject, format!("the cluster serves {kind} only at {}", versions.join(", ")))
-            .hint("use a charm version written for this cluster's API versions"),
-        _ if is_builtin_group(group_of(api_version)) => Problem::new("preflight", subject, "the cluster does not serve this kind")
-            .hint("the charm needs a newer Kubernetes release than this cluster runs"),
-        _ => Problem::new("preflight", subject, "the cluster does not serve this kind: its CustomResourceDefinition is not installed")
-            .hint(format!("install the CustomResourceDefinition for {kind} in group {} first", group_of(api_version))),
+        Lookup::OtherVersions(versions) => Problem::new(
+            "preflight",
+            subject,
+            format!("the cluster serves {kind} only at {}", versions.join(", ")),
+        )
+        .hint("use a charm version written for this cluster's API versions"),
+        _ if is_builtin_group(group_of(api_version)) => {
+            Problem::new("preflight", subject, "the cluster does not serve this kind")
+                .hint("the charm needs a newer Kubernetes release than this cluster runs")
+        }
+        _ => Problem::new(
+            "preflight",
+            subject,
+            "the cluster does not serve this kind: its CustomResourceDefinition is not installed",
+        )
+        .hint(format!(
+            "install the CustomResourceDefinition for {kind} in group {} first",
+            group_of(api_version)
+        )),
     }
 }
 
@@ -94,16 +107,21 @@ fn crd_kinds(plan: &Plan) -> BTreeMap<(String, String), Kind> {
             continue;
         }
         let spec = &object["spec"];
-        let (Some(group), Some(kind), Some(plural)) =
-            (spec["group"].as_str(), spec["names"]["kind"].as_str(), spec["names"]["plural"].as_str())
-        else {
+        let (Some(group), Some(kind), Some(plural)) = (
+            spec["group"].as_str(),
+            spec["names"]["kind"].as_str(),
+            spec["names"]["plural"].as_str(),
+        ) else {
             continue;
         };
         let namespaced = spec["scope"].as_str() != Some("Cluster");
         for version in spec["versions"].as_array().into_iter().flatten() {
             if let Some(v) = version["name"].as_str() {
                 let api_version = format!("{group}/{v}");
-                found.insert((api_version.clone(), kind.to_string()), Kind::from_crd(&api_version, kind, plural, namespaced));
+                found.insert(
+                    (api_version.clone(), kind.to_string()),
+                    Kind::from_crd(&api_version, kind, plural, namespaced),
+                );
             }
         }
     }
@@ -113,8 +131,16 @@ fn crd_kinds(plan: &Plan) -> BTreeMap<(String, String), Kind> {
 /// Sorts targets in apply order: namespace, CRDs, then applications providers-first, and
 /// within an application the kinds other kinds depend on first (Helm's install order).
 pub(crate) fn sort(plan: &Plan, targets: &mut [Target]) {
-    let app_rank: BTreeMap<String, usize> = plan.app_order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
-    targets.sort_by_cached_key(|t| (phase(&t.id), app_rank.get(&t.app).copied().unwrap_or(usize::MAX), kind_rank(&t.id.kind), t.id.clone()));
+    let app_rank: BTreeMap<String, usize> =
+        plan.app_order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
+    targets.sort_by_cached_key(|t| {
+        (
+            phase(&t.id),
+            app_rank.get(&t.app).copied().unwrap_or(usize::MAX),
+            kind_rank(&t.id.kind),
+            t.id.clone(),
+        )
+    });
 }
 
 pub(crate) fn phase(id: &ObjectId) -> Phase {

@@ -37,11 +37,25 @@ pub(crate) enum Readiness {
 }
 
 /// Waiting reasons of a container that waiting will not fix.
-const FATAL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"];
+const FATAL_REASONS: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+];
 
 /// Whether deploy waits for objects of this kind.
 pub(crate) fn waits_for(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "PersistentVolumeClaim" | "CustomResourceDefinition")
+    matches!(
+        kind,
+        "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "PersistentVolumeClaim"
+            | "CustomResourceDefinition"
+    )
 }
 
 fn int(value: &Value) -> i64 {
@@ -53,18 +67,25 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
     let status = &object["status"];
     let generation = int(&object["metadata"]["generation"]);
     let observed = int(&status["observedGeneration"]);
-    let stale = || Readiness::Pending(format!("controller has not seen generation {generation} yet"));
+    let stale =
+        || Readiness::Pending(format!("controller has not seen generation {generation} yet"));
     match kind {
         "Deployment" | "StatefulSet" => {
             if observed < generation {
                 return stale();
             }
             let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
-            let (updated, ready, total) = (int(&status["updatedReplicas"]), int(&status["readyReplicas"]), int(&status["replicas"]));
+            let (updated, ready, total) = (
+                int(&status["updatedReplicas"]),
+                int(&status["readyReplicas"]),
+                int(&status["replicas"]),
+            );
             if updated == desired && ready == desired && total <= desired {
                 Readiness::Ready
             } else {
-                Readiness::Pending(format!("{ready} of {desired} replicas ready, {updated} updated"))
+                Readiness::Pending(format!(
+                    "{ready} of {desired} replicas ready, {updated} updated"
+                ))
             }
         }
         "DaemonSet" => {
@@ -72,7 +93,8 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
                 return stale();
             }
             let desired = int(&status["desiredNumberScheduled"]);
-            let (updated, ready) = (int(&status["updatedNumberScheduled"]), int(&status["numberReady"]));
+            let (updated, ready) =
+                (int(&status["updatedNumberScheduled"]), int(&status["numberReady"]));
             if updated == desired && ready == desired {
                 Readiness::Ready
             } else {
@@ -80,14 +102,29 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
             }
         }
         "Job" => {
-            let condition = |kind: &str| status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind && c["status"] == "True");
+            let condition = |kind: &str| {
+                status["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == kind && c["status"] == "True")
+            };
             if let Some(failed) = condition("Failed") {
-                return Readiness::Failed(format!("job failed: {}", failed["message"].as_str().or(failed["reason"].as_str()).unwrap_or("no reason given")));
+                return Readiness::Failed(format!(
+                    "job failed: {}",
+                    failed["message"]
+                        .as_str()
+                        .or(failed["reason"].as_str())
+                        .unwrap_or("no reason given")
+                ));
             }
             if condition("Complete").is_some() {
                 Readiness::Ready
             } else {
-                Readiness::Pending(format!("{} pods succeeded, not complete", int(&status["succeeded"])))
+                Readiness::Pending(format!(
+                    "{} pods succeeded, not complete",
+                    int(&status["succeeded"])
+                ))
             }
         }
         "PersistentVolumeClaim" => match status["phase"].as_str() {
@@ -96,7 +133,11 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
             phase => Readiness::Pending(format!("claim is {}", phase.unwrap_or("Pending"))),
         },
         "CustomResourceDefinition" => {
-            let established = status["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Established" && c["status"] == "True");
+            let established = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Established" && c["status"] == "True");
             if established {
                 Readiness::Ready
             } else {
@@ -110,10 +151,16 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
 /// A label selector string for the pods of a workload (`k=v,k2 in (a,b)`), or `None`.
 pub(crate) fn pod_selector(object: &Value) -> Option<String> {
     let selector = &object["spec"]["selector"];
-    let mut terms: Vec<String> = selector["matchLabels"].as_object().into_iter().flatten().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?))).collect();
+    let mut terms: Vec<String> = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
+        .collect();
     for e in selector["matchExpressions"].as_array().into_iter().flatten() {
         let key = e["key"].as_str()?;
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> =
+            e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         terms.push(match e["operator"].as_str()? {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -129,17 +176,30 @@ pub(crate) fn pod_selector(object: &Value) -> Option<String> {
 /// (container, reason, message).
 pub(crate) fn pod_failure(pod: &Value) -> Option<(String, String, String)> {
     let status = &pod["status"];
-    ["initContainerStatuses", "containerStatuses"].iter().flat_map(|k| status[*k].as_array().into_iter().flatten()).find_map(|c| {
-        let waiting = &c["state"]["waiting"];
-        let reason = waiting["reason"].as_str()?;
-        FATAL_REASONS.contains(&reason).then(|| {
-            (c["name"].as_str().unwrap_or("?").to_string(), reason.to_string(), waiting["message"].as_str().unwrap_or_default().to_string())
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| status[*k].as_array().into_iter().flatten())
+        .find_map(|c| {
+            let waiting = &c["state"]["waiting"];
+            let reason = waiting["reason"].as_str()?;
+            FATAL_REASONS.contains(&reason).then(|| {
+                (
+                    c["name"].as_str().unwrap_or("?").to_string(),
+                    reason.to_string(),
+                    waiting["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
         })
-    })
 }
 
 /// Polls `targets` until all are ready, one fails, or the timeout passes.
-pub(crate) async fn wait(cluster: &Cluster, kinds: &Kinds, targets: &[&Target], options: &WaitOptions, progress: &dyn Progress) -> Result<(), DeployError> {
+pub(crate) async fn wait(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    targets: &[&Target],
+    options: &WaitOptions,
+    progress: &dyn Progress,
+) -> Result<(), DeployError> {
     let deadline = tokio::time::Instant::now() + options.timeout;
     let pods = match kinds.find("v1", "Pod") {
         Lookup::Served(kind) => Some(kind),
@@ -166,15 +226,26 @@ pub(crate) async fn wait(cluster: &Cluster, kinds: &Kinds, targets: &[&Target], 
                     Readiness::Pending(why) => {
                         pending.push((i, why));
                         if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
-                            for pod in cluster.list(pods, t.id.namespace.as_deref(), &selector).await? {
+                            for pod in
+                                cluster.list(pods, t.id.namespace.as_deref(), &selector).await?
+                            {
                                 if let Some((container, reason, message)) = pod_failure(&pod) {
-                                    let pod = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
-                                    return Err(DeployError::PodFailing { object: t.id.to_string(), pod, container, reason, message });
+                                    let pod =
+                                        pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
+                                    return Err(DeployError::PodFailing {
+                                        object: t.id.to_string(),
+                                        pod,
+                                        container,
+                                        reason,
+                                        message,
+                                    });
                                 }
                             }
                         }
                     }
-                    Readiness::Failed(message) => return Err(DeployError::Failed { object: t.id.to_string(), message }),
+                    Readiness::Failed(message) => {
+                        return Err(DeployError::Failed { object: t.id.to_string(), message })
+                    }
                 },
             }
         }
@@ -188,7 +259,8 @@ pub(crate) async fn wait(cluster: &Cluster, kinds: &Kinds, targets: &[&Target], 
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            let pending = pending.into_iter().map(|(i, why)| format!("{} ({why})", targets[i].id)).collect();
+            let pending =
+                pending.into_iter().map(|(i, why)| format!("{} ({why})", targets[i].id)).collect();
             return Err(DeployError::Timeout { timeout: options.timeout, pending });
         }
         tokio::time::sleep(options.poll).await;
@@ -204,23 +276,37 @@ mod tests {
     fn a_deployment_is_ready_only_once_its_generation_is_observed_and_rolled_out() {
         let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}});
-        assert!(matches!(readiness("Deployment", &d), Readiness::Pending(w) if w.contains("generation 2")));
+        assert!(
+            matches!(readiness("Deployment", &d), Readiness::Pending(w) if w.contains("generation 2"))
+        );
         d["status"]["observedGeneration"] = json!(2);
         d["status"]["updatedReplicas"] = json!(1);
-        assert_eq!(readiness("Deployment", &d), Readiness::Pending("2 of 2 replicas ready, 1 updated".into()));
+        assert_eq!(
+            readiness("Deployment", &d),
+            Readiness::Pending("2 of 2 replicas ready, 1 updated".into())
+        );
         d["status"]["updatedReplicas"] = json!(2);
         assert_eq!(readiness("Deployment", &d), Readiness::Ready);
         d["status"]["replicas"] = json!(3);
-        assert!(matches!(readiness("Deployment", &d), Readiness::Pending(_)), "old pods still terminating");
+        assert!(
+            matches!(readiness("Deployment", &d), Readiness::Pending(_)),
+            "old pods still terminating"
+        );
     }
 
     #[test]
     fn jobs_claims_and_other_kinds() {
         let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
-        assert_eq!(readiness("Job", &failed), Readiness::Failed("job failed: BackoffLimitExceeded".into()));
+        assert_eq!(
+            readiness("Job", &failed),
+            Readiness::Failed("job failed: BackoffLimitExceeded".into())
+        );
         let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         assert_eq!(readiness("Job", &complete), Readiness::Ready);
-        assert_eq!(readiness("PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})), Readiness::Ready);
+        assert_eq!(
+            readiness("PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})),
+            Readiness::Ready
+        );
         assert!(matches!(readiness("PersistentVolumeClaim", &json!({})), Readiness::Pending(_)));
         assert_eq!(readiness("ConfigMap", &json!({})), Readiness::Ready);
     }
@@ -229,11 +315,17 @@ mod tests {
     fn selectors_and_pod_failures() {
         let d = json!({"spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": "web", "app.kubernetes.io/name": "nginx"},
             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
-        assert_eq!(pod_selector(&d).unwrap(), "app.kubernetes.io/instance=web,app.kubernetes.io/name=nginx,tier in (a,b)");
+        assert_eq!(
+            pod_selector(&d).unwrap(),
+            "app.kubernetes.io/instance=web,app.kubernetes.io/name=nginx,tier in (a,b)"
+        );
         let pod = json!({"status": {"containerStatuses": [
             {"name": "ok", "state": {"running": {}}},
             {"name": "app", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
-        assert_eq!(pod_failure(&pod), Some(("app".into(), "ImagePullBackOff".into(), "Back-off pulling image".into())));
+        assert_eq!(
+            pod_failure(&pod),
+            Some(("app".into(), "ImagePullBackOff".into(), "Back-off pulling image".into()))
+        );
         let starting = json!({"status": {"containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
         assert_eq!(pod_failure(&starting), None);
     }

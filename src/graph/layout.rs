@@ -23,7 +23,10 @@ const H_GAP: f64 = 48.0;
 const V_GAP: f64 = 84.0;
 const MARGIN: f64 = 24.0;
 const TITLE_H: f64 = 34.0;
-const LEGEND: [&str; 2] = ["arrows: requiring end → providing end, labelled with the interface", "dashed: reachable from outside the cluster"];
+const LEGEND: [&str; 2] = [
+    "arrows: requiring end → providing end, labelled with the interface",
+    "dashed: reachable from outside the cluster",
+];
 const LEGEND_LINE_H: f64 = 15.0;
 const FONT: &str = "DejaVu Sans Mono, Menlo, Consolas, monospace";
 
@@ -75,10 +78,24 @@ fn boxes_and_arrows(d: &Diagram) -> (Vec<Node>, Vec<Arrow>) {
     for (name, app) in &d.apps {
         let (w, h) = size(&app.lines);
         index.insert(name.as_str(), nodes.len());
-        nodes.push(Node { lines: app.lines.clone(), outside: false, exposed: app.external.is_some(), x: 0.0, y: 0.0, w, h });
+        nodes.push(Node {
+            lines: app.lines.clone(),
+            outside: false,
+            exposed: app.external.is_some(),
+            x: 0.0,
+            y: 0.0,
+            w,
+            h,
+        });
         if let Some(external) = &app.external {
             let to = nodes.len() - 1;
-            arrows.push(Arrow { from: 0, to, label: external.clone(), title: format!("reachable from outside the cluster: {external}"), dashed: true });
+            arrows.push(Arrow {
+                from: 0,
+                to,
+                label: external.clone(),
+                title: format!("reachable from outside the cluster: {external}"),
+                dashed: true,
+            });
         }
     }
     // (from, to) → the interfaces and the details of every relation between them.
@@ -93,7 +110,13 @@ fn boxes_and_arrows(d: &Diagram) -> (Vec<Node>, Vec<Arrow>) {
         }
     }
     for ((from, to), [labels, titles]) in merged {
-        arrows.push(Arrow { from, to, label: labels.join(", "), title: titles.join("\n"), dashed: false });
+        arrows.push(Arrow {
+            from,
+            to,
+            label: labels.join(", "),
+            title: titles.join("\n"),
+            dashed: false,
+        });
     }
     (nodes, arrows)
 }
@@ -133,16 +156,25 @@ fn order_rows(nodes: &[Node], arrows: &[Arrow]) -> Vec<Vec<usize>> {
         }
     }
     // Barycentre sweeps: down, up, down.
-    let sweeps: Vec<(usize, usize)> =
-        (1..count).map(|r| (r, r - 1)).chain((0..count.saturating_sub(1)).rev().map(|r| (r, r + 1))).chain((1..count).map(|r| (r, r - 1))).collect();
+    let sweeps: Vec<(usize, usize)> = (1..count)
+        .map(|r| (r, r - 1))
+        .chain((0..count.saturating_sub(1)).rev().map(|r| (r, r + 1)))
+        .chain((1..count).map(|r| (r, r - 1)))
+        .collect();
     for (r, by) in sweeps {
-        let position: BTreeMap<usize, f64> = rows[by].iter().enumerate().map(|(p, &i)| (i, p as f64)).collect();
+        let position: BTreeMap<usize, f64> =
+            rows[by].iter().enumerate().map(|(p, &i)| (i, p as f64)).collect();
         let keyed: Vec<(f64, usize)> = rows[r]
             .iter()
             .enumerate()
             .map(|(p, &i)| {
-                let near: Vec<f64> = adjacent[i].iter().filter_map(|j| position.get(j).copied()).collect();
-                let key = if near.is_empty() { p as f64 } else { near.iter().sum::<f64>() / near.len() as f64 };
+                let near: Vec<f64> =
+                    adjacent[i].iter().filter_map(|j| position.get(j).copied()).collect();
+                let key = if near.is_empty() {
+                    p as f64
+                } else {
+                    near.iter().sum::<f64>() / near.len() as f64
+                };
                 (key, i)
             })
             .collect();
@@ -196,7 +228,9 @@ fn neighbours(rows: &[Vec<usize>], arrows: &[Arrow]) -> BTreeMap<(usize, usize),
     let mut beside = BTreeMap::new();
     for pair in rows.iter().flat_map(|row| row.windows(2)) {
         let (left, right) = (pair[0], pair[1]);
-        let between = arrows.iter().filter(|a| (a.from, a.to) == (left, right) || (a.from, a.to) == (right, left));
+        let between = arrows
+            .iter()
+            .filter(|a| (a.from, a.to) == (left, right) || (a.from, a.to) == (right, left));
         if let Some(widest) = between.map(label_width).reduce(f64::max) {
             beside.insert((left, right), (widest + 40.0).max(H_GAP));
         }
@@ -205,10 +239,20 @@ fn neighbours(rows: &[Vec<usize>], arrows: &[Arrow]) -> BTreeMap<(usize, usize),
 }
 
 /// Gives every box its position, rows centred; returns the picture's size.
-fn place(nodes: &mut [Node], rows: &[Vec<usize>], beside: &BTreeMap<(usize, usize), f64>, title: &str) -> (f64, f64) {
+fn place(
+    nodes: &mut [Node],
+    rows: &[Vec<usize>],
+    beside: &BTreeMap<(usize, usize), f64>,
+    title: &str,
+) -> (f64, f64) {
     let gap = |pair: &[usize]| beside.get(&(pair[0], pair[1])).copied().unwrap_or(H_GAP);
-    let row_width = |nodes: &[Node], row: &Vec<usize>| row.iter().map(|&i| nodes[i].w).sum::<f64>() + row.windows(2).map(gap).sum::<f64>();
-    let text_width = LEGEND.iter().map(|l| l.chars().count() as f64 * LABEL_CHAR_W).fold(title.chars().count() as f64 * CHAR_W * 1.2, f64::max);
+    let row_width = |nodes: &[Node], row: &Vec<usize>| {
+        row.iter().map(|&i| nodes[i].w).sum::<f64>() + row.windows(2).map(gap).sum::<f64>()
+    };
+    let text_width = LEGEND
+        .iter()
+        .map(|l| l.chars().count() as f64 * LABEL_CHAR_W)
+        .fold(title.chars().count() as f64 * CHAR_W * 1.2, f64::max);
     let widest = rows.iter().map(|row| row_width(nodes, row)).fold(text_width, f64::max);
     let mut y = MARGIN + TITLE_H;
     for row in rows {
@@ -245,7 +289,11 @@ type Anchors = ((f64, f64), (f64, f64), Side);
 /// top facing the other row; facing sides for neighbours in a row; the tops otherwise (an
 /// arc over the row). Ends sharing a side are spread along it in the order of the other
 /// ends, so arrows do not start at one point.
-fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>) -> Vec<Anchors> {
+fn anchors(
+    nodes: &[Node],
+    arrows: &[Arrow],
+    beside: &BTreeMap<(usize, usize), f64>,
+) -> Vec<Anchors> {
     let mut sides: BTreeMap<(usize, Side), Vec<End>> = BTreeMap::new();
     let mut leaves = Vec::with_capacity(arrows.len());
     for (k, a) in arrows.iter().enumerate() {
@@ -261,7 +309,13 @@ fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f
         } else {
             (Side::Top, Side::Top)
         };
-        let key = |side: Side, other: &Node| if matches!(side, Side::Top | Side::Bottom) { other.x + other.w / 2.0 } else { other.y + other.h / 2.0 };
+        let key = |side: Side, other: &Node| {
+            if matches!(side, Side::Top | Side::Bottom) {
+                other.x + other.w / 2.0
+            } else {
+                other.y + other.h / 2.0
+            }
+        };
         sides.entry((a.from, from_side)).or_default().push((key(from_side, t), k, true));
         sides.entry((a.to, to_side)).or_default().push((key(to_side, f), k, false));
         leaves.push(from_side);
@@ -289,7 +343,14 @@ fn anchors(nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f
     points.into_iter().zip(leaves).map(|((start, end), side)| (start, end, side)).collect()
 }
 
-fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize, usize), f64>, width: f64, height: f64) -> String {
+fn draw(
+    title: &str,
+    nodes: &[Node],
+    arrows: &[Arrow],
+    beside: &BTreeMap<(usize, usize), f64>,
+    width: f64,
+    height: f64,
+) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(
@@ -303,7 +364,10 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize,
     );
     let _ = writeln!(out, "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>");
     let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\" fill=\"#2c3e50\">{}</text>", MARGIN, MARGIN + 12.0, xml(title));
-    let curves: Vec<Curve> = anchors(nodes, arrows, beside).into_iter().map(|(start, end, side)| Curve::between(start, end, side)).collect();
+    let curves: Vec<Curve> = anchors(nodes, arrows, beside)
+        .into_iter()
+        .map(|(start, end, side)| Curve::between(start, end, side))
+        .collect();
     for (a, curve) in arrows.iter().zip(&curves) {
         let dash = if a.dashed { " stroke-dasharray=\"6,4\"" } else { "" };
         let [p0, c1, c2, p3] = curve.0;
@@ -319,7 +383,11 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize,
     let mut placed: Vec<(f64, f64, f64)> = Vec::new();
     for (a, curve) in arrows.iter().zip(&curves) {
         let w = label_width(a);
-        let overlaps = |(x, y): (f64, f64)| placed.iter().any(|&(px, py, pw)| (x - px).abs() * 2.0 < w + pw && (y - py).abs() < 17.0);
+        let overlaps = |(x, y): (f64, f64)| {
+            placed
+                .iter()
+                .any(|&(px, py, pw)| (x - px).abs() * 2.0 < w + pw && (y - py).abs() < 17.0)
+        };
         let candidates = [0.5, 0.35, 0.65, 0.2, 0.8].map(|t| curve.at(t));
         let (x, y) = candidates.iter().copied().find(|&p| !overlaps(p)).unwrap_or(candidates[0]);
         placed.push((x, y, w));
@@ -337,7 +405,8 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize,
             (false, true) => ("#fef5e7", "#d35400", "", 6.0),
             (false, false) => ("#eef3f8", "#34495e", "", 6.0),
         };
-        let _ = writeln!(out, "<g class=\"{}\">", if node.outside { "outside" } else { "application" });
+        let _ =
+            writeln!(out, "<g class=\"{}\">", if node.outside { "outside" } else { "application" });
         let _ = writeln!(
             out,
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" rx=\"{rx:.1}\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"{dash}/>",
@@ -352,7 +421,11 @@ fn draw(title: &str, nodes: &[Node], arrows: &[Arrow], beside: &BTreeMap<(usize,
     }
     for (k, legend) in LEGEND.iter().enumerate() {
         let y = height - MARGIN - LEGEND_LINE_H * (LEGEND.len() - 1 - k) as f64;
-        let _ = writeln!(out, "<text x=\"{MARGIN:.1}\" y=\"{y:.1}\" font-size=\"11\" fill=\"#7f8c8d\">{}</text>", xml(legend));
+        let _ = writeln!(
+            out,
+            "<text x=\"{MARGIN:.1}\" y=\"{y:.1}\" font-size=\"11\" fill=\"#7f8c8d\">{}</text>",
+            xml(legend)
+        );
     }
     out.push_str("</svg>\n");
     out
@@ -407,7 +480,9 @@ mod tests {
     use super::*;
 
     fn text_y(svg: &str, text: &str) -> f64 {
-        let at = svg.find(&format!("font-weight=\"bold\" fill=\"#2c3e50\">{text}</text>")).unwrap_or_else(|| panic!("{text} not drawn"));
+        let at = svg
+            .find(&format!("font-weight=\"bold\" fill=\"#2c3e50\">{text}</text>"))
+            .unwrap_or_else(|| panic!("{text} not drawn"));
         let start = svg[..at].rfind(" y=\"").unwrap() + 4;
         svg[start..].split('"').next().unwrap().parse().unwrap()
     }
@@ -417,13 +492,20 @@ mod tests {
         let picture = svg(&appstore("NodePort"));
         assert!(picture.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(picture.ends_with("</svg>\n"));
-        let rows: Vec<f64> = ["istio-gateway", "frontend", "backend", "mongodb"].iter().map(|a| text_y(&picture, a)).collect();
+        let rows: Vec<f64> = ["istio-gateway", "frontend", "backend", "mongodb"]
+            .iter()
+            .map(|a| text_y(&picture, a))
+            .collect();
         assert!(rows.windows(2).all(|w| w[0] < w[1]), "{rows:?}");
         assert!(picture.contains(">outside the cluster</text>"));
         assert!(picture.contains(">Service NodePort</text>"));
         assert!(picture.contains(">mongodb_client</text>"));
-        assert!(picture.contains("<title>backend:database → mongodb:database (mongodb_client)</title>"));
-        assert!(picture.contains(">charm backend 2.3.1</text>") && picture.contains(">scale 3</text>"));
+        assert!(
+            picture.contains("<title>backend:database → mongodb:database (mongodb_client)</title>")
+        );
+        assert!(
+            picture.contains(">charm backend 2.3.1</text>") && picture.contains(">scale 3</text>")
+        );
         assert_eq!(picture, svg(&appstore("NodePort")), "deterministic");
     }
 
@@ -464,7 +546,11 @@ mod tests {
         let title = "<title>frontend:api → backend:api (http-api)</title>\n<path d=\"M";
         let path = &picture[picture.find(title).unwrap() + title.len()..];
         let path = &path[..path.find('"').unwrap()];
-        let ys: Vec<&str> = path.split([' ', 'C']).filter(|p| !p.is_empty()).map(|p| p.split(',').nth(1).unwrap()).collect();
+        let ys: Vec<&str> = path
+            .split([' ', 'C'])
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split(',').nth(1).unwrap())
+            .collect();
         assert!(ys.windows(2).all(|w| w[0] == w[1]), "{path}");
     }
 

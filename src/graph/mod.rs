@@ -55,17 +55,28 @@ impl Diagram {
             .applications
             .iter()
             .map(|(name, app)| {
-                let mut lines = vec![name.clone(), format!("charm {} {}", app.charm.name(), app.charm.version), format!("scale {}", app.scale)];
+                let mut lines = vec![
+                    name.clone(),
+                    format!("charm {} {}", app.charm.name(), app.charm.version),
+                    format!("scale {}", app.scale),
+                ];
                 let exposure = exposure(&app.config);
-                let external = exposure.as_ref().filter(|(kind, _)| kind == "LoadBalancer" || kind == "NodePort").map(|(kind, ports)| {
-                    if ports.is_empty() {
-                        kind.clone()
-                    } else {
-                        format!("{kind} {}", ports.join(", "))
-                    }
-                });
+                let external = exposure
+                    .as_ref()
+                    .filter(|(kind, _)| kind == "LoadBalancer" || kind == "NodePort")
+                    .map(|(kind, ports)| {
+                        if ports.is_empty() {
+                            kind.clone()
+                        } else {
+                            format!("{kind} {}", ports.join(", "))
+                        }
+                    });
                 if let Some((kind, ports)) = &exposure {
-                    let ports = if ports.is_empty() { String::new() } else { format!(" ({})", ports.join(", ")) };
+                    let ports = if ports.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", ports.join(", "))
+                    };
                     lines.push(format!("Service {kind}{ports}"));
                 }
                 (name.clone(), AppNode { lines, external })
@@ -77,9 +88,18 @@ impl Diagram {
             .filter(|r| r.a.0 != r.b.0)
             .map(|r| {
                 let role = |(app, endpoint): &(String, String)| {
-                    model.applications.get(app).and_then(|a| a.charm.metadata.endpoint(endpoint)).map(|(role, _)| role)
+                    model
+                        .applications
+                        .get(app)
+                        .and_then(|a| a.charm.metadata.endpoint(endpoint))
+                        .map(|(role, _)| role)
                 };
-                let (from, to) = if role(&r.b) == Some(Role::Requires) && role(&r.a) != Some(Role::Requires) { (&r.b, &r.a) } else { (&r.a, &r.b) };
+                let (from, to) =
+                    if role(&r.b) == Some(Role::Requires) && role(&r.a) != Some(Role::Requires) {
+                        (&r.b, &r.a)
+                    } else {
+                        (&r.a, &r.b)
+                    };
                 Edge {
                     from: from.0.clone(),
                     to: to.0.clone(),
@@ -89,7 +109,11 @@ impl Diagram {
             })
             .collect();
         edges.sort();
-        Diagram { title: format!("bundle {} (namespace {})", model.name, model.namespace), apps, edges }
+        Diagram {
+            title: format!("bundle {} (namespace {})", model.name, model.namespace),
+            apps,
+            edges,
+        }
     }
 }
 
@@ -126,7 +150,11 @@ pub fn dot(model: &Model) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "digraph {} {{", quote(&model.name));
-    let _ = writeln!(out, "  graph [rankdir=TB, labelloc=t, fontname=\"sans-serif\", label={}];", quote(&d.title));
+    let _ = writeln!(
+        out,
+        "  graph [rankdir=TB, labelloc=t, fontname=\"sans-serif\", label={}];",
+        quote(&d.title)
+    );
     let _ = writeln!(out, "  node [shape=box, style=rounded, fontname=\"sans-serif\"];");
     let _ = writeln!(out, "  edge [fontname=\"sans-serif\", fontsize=10];");
     if d.apps.values().any(|a| a.external.is_some()) {
@@ -137,11 +165,24 @@ pub fn dot(model: &Model) -> String {
     }
     for (name, app) in &d.apps {
         if let Some(external) = &app.external {
-            let _ = writeln!(out, "  {} -> {} [style=dashed, label={}];", quote(OUTSIDE), quote(name), quote(external));
+            let _ = writeln!(
+                out,
+                "  {} -> {} [style=dashed, label={}];",
+                quote(OUTSIDE),
+                quote(name),
+                quote(external)
+            );
         }
     }
     for e in &d.edges {
-        let _ = writeln!(out, "  {} -> {} [label={}, tooltip={}];", quote(&e.from), quote(&e.to), quote(&e.interface), quote(&e.detail));
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, tooltip={}];",
+            quote(&e.from),
+            quote(&e.to),
+            quote(&e.interface),
+            quote(&e.detail)
+        );
     }
     out.push_str("}\n");
     out
@@ -180,8 +221,16 @@ pub(crate) mod tests {
         Arc::new(Charm::from_files(files, Origin::Dir(PathBuf::from(name))).unwrap())
     }
 
-    fn app(name: &str, charm: Arc<Charm>, scale: u32, config: &[(&str, ConfigValue)]) -> (String, Application) {
-        let config = config.iter().map(|(k, v)| (k.to_string(), Setting { value: v.clone(), source: Source::Default })).collect();
+    fn app(
+        name: &str,
+        charm: Arc<Charm>,
+        scale: u32,
+        config: &[(&str, ConfigValue)],
+    ) -> (String, Application) {
+        let config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), Setting { value: v.clone(), source: Source::Default }))
+            .collect();
         let app = Application {
             name: name.to_string(),
             charm,
@@ -197,17 +246,31 @@ pub(crate) mod tests {
 
     fn relation(a: (&str, &str), b: (&str, &str), interface: &str) -> Relation {
         let (a, b) = if a <= b { (a, b) } else { (b, a) };
-        Relation { a: (a.0.into(), a.1.into()), b: (b.0.into(), b.1.into()), interface: interface.into() }
+        Relation {
+            a: (a.0.into(), a.1.into()),
+            b: (b.0.into(), b.1.into()),
+            interface: interface.into(),
+        }
     }
 
     /// The ai-appstore shape: gateway → frontend → backend → mongodb, gateway exposed.
     pub(crate) fn appstore(service_type: &str) -> Model {
         let gateway = charm("istio-gateway", "1.17.0", "requires:\n  ingress: {interface: http}\n");
-        let frontend = charm("frontend", "1.0.0", "provides:\n  web: {interface: http}\nrequires:\n  api: {interface: http-api}\n");
+        let frontend = charm(
+            "frontend",
+            "1.0.0",
+            "provides:\n  web: {interface: http}\nrequires:\n  api: {interface: http-api}\n",
+        );
         let backend = charm("backend", "2.3.1", "provides:\n  api: {interface: http-api}\nrequires:\n  database: {interface: mongodb_client}\n");
-        let mongodb = charm("mongodb", "6.0.0", "provides:\n  database: {interface: mongodb_client}\n");
+        let mongodb =
+            charm("mongodb", "6.0.0", "provides:\n  database: {interface: mongodb_client}\n");
         let applications = [
-            app("istio-gateway", gateway, 1, &[("gateway_service_type", ConfigValue::String(service_type.into()))]),
+            app(
+                "istio-gateway",
+                gateway,
+                1,
+                &[("gateway_service_type", ConfigValue::String(service_type.into()))],
+            ),
             app("frontend", frontend, 2, &[]),
             app("backend", backend, 3, &[]),
             app("mongodb", mongodb, 1, &[]),
@@ -220,14 +283,24 @@ pub(crate) mod tests {
             relation(("backend", "database"), ("mongodb", "database"), "mongodb_client"),
         ];
         relations.sort();
-        Model { name: "ai-appstore".into(), bundle_file: "bundle.yaml".into(), namespace: "apps".into(), registry: None, applications, relations }
+        Model {
+            name: "ai-appstore".into(),
+            bundle_file: "bundle.yaml".into(),
+            namespace: "apps".into(),
+            registry: None,
+            applications,
+            relations,
+        }
     }
 
     #[test]
     fn dot_shows_apps_relations_and_exposure() {
         let text = dot(&appstore("LoadBalancer"));
         assert!(text.starts_with("digraph \"ai-appstore\" {\n"), "{text}");
-        assert!(text.contains("  \"backend\" [label=\"backend\\ncharm backend 2.3.1\\nscale 3\"];"), "{text}");
+        assert!(
+            text.contains("  \"backend\" [label=\"backend\\ncharm backend 2.3.1\\nscale 3\"];"),
+            "{text}"
+        );
         assert!(text.contains("  \"istio-gateway\" [label=\"istio-gateway\\ncharm istio-gateway 1.17.0\\nscale 1\\nService LoadBalancer\"];"), "{text}");
         assert!(text.contains("  \"backend\" -> \"mongodb\" [label=\"mongodb_client\", tooltip=\"backend:database → mongodb:database (mongodb_client)\"];"), "{text}");
         assert!(text.contains("  \"istio-gateway\" -> \"frontend\" [label=\"http\""), "{text}");
@@ -257,7 +330,10 @@ pub(crate) mod tests {
         };
         let text = dot(&model);
         assert!(text.contains("Service NodePort (30135, 30134)"), "{text}");
-        assert!(text.contains("-> \"hivemq\" [style=dashed, label=\"NodePort 30135, 30134\"]"), "{text}");
+        assert!(
+            text.contains("-> \"hivemq\" [style=dashed, label=\"NodePort 30135, 30134\"]"),
+            "{text}"
+        );
     }
 
     #[test]

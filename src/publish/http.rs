@@ -71,7 +71,9 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     if text.contains("certificate") {
-        text.push_str(" (hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)");
+        text.push_str(
+            " (hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)",
+        );
     }
     text
 }

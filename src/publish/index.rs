@@ -72,14 +72,20 @@ pub struct Interfaces {
 
 impl Default for Index {
     fn default() -> Self {
-        Index { api_version: API_VERSION.to_string(), kind: KIND.to_string(), charms: BTreeMap::new() }
+        Index {
+            api_version: API_VERSION.to_string(),
+            kind: KIND.to_string(),
+            charms: BTreeMap::new(),
+        }
     }
 }
 
 impl IndexEntry {
     /// The entry describing `charm` published as `archive` (its packed bytes).
     pub fn new(charm: &Charm, archive: &[u8]) -> IndexEntry {
-        let interfaces = |map: &BTreeMap<String, crate::charm::Endpoint>| map.iter().map(|(n, e)| (n.clone(), e.interface.clone())).collect();
+        let interfaces = |map: &BTreeMap<String, crate::charm::Endpoint>| {
+            map.iter().map(|(n, e)| (n.clone(), e.interface.clone())).collect()
+        };
         IndexEntry {
             version: charm.version.clone(),
             file: charm.archive_name(),
@@ -87,7 +93,10 @@ impl IndexEntry {
             size: archive.len() as u64,
             summary: charm.metadata.summary.lines().next().unwrap_or("").trim().to_string(),
             images: charm.metadata.images().map(|(n, s)| (n.clone(), s.to_string())).collect(),
-            interfaces: Interfaces { provides: interfaces(&charm.metadata.provides), requires: interfaces(&charm.metadata.requires) },
+            interfaces: Interfaces {
+                provides: interfaces(&charm.metadata.provides),
+                requires: interfaces(&charm.metadata.requires),
+            },
         }
     }
 }
@@ -95,27 +104,58 @@ impl IndexEntry {
 impl Index {
     /// Parses and checks an index read from `label`, reporting every problem at once.
     pub fn parse(label: &str, text: &str) -> Result<Index, Problems> {
-        let index: Index = serde_yaml::from_str(text).map_err(|e| crate::charm::config::yaml_problem(label, &e))?;
+        let index: Index = serde_yaml::from_str(text)
+            .map_err(|e| crate::charm::config::yaml_problem(label, &e))?;
         let mut problems = Problems::default();
         if index.api_version != API_VERSION || index.kind != KIND {
-            problems.push(Problem::new(label, "apiVersion", format!("not a charm index (apiVersion {:?}, kind {:?})", index.api_version, index.kind))
-                .hint(format!("a charm index has apiVersion: {API_VERSION} and kind: {KIND}")));
+            problems.push(
+                Problem::new(
+                    label,
+                    "apiVersion",
+                    format!(
+                        "not a charm index (apiVersion {:?}, kind {:?})",
+                        index.api_version, index.kind
+                    ),
+                )
+                .hint(format!("a charm index has apiVersion: {API_VERSION} and kind: {KIND}")),
+            );
         }
         for (name, entries) in &index.charms {
             if !is_valid_name(name) {
-                problems.push(Problem::new(label, format!("charms.{name}"), "not a valid charm name"));
+                problems.push(Problem::new(
+                    label,
+                    format!("charms.{name}"),
+                    "not a valid charm name",
+                ));
             }
             for (i, entry) in entries.iter().enumerate() {
                 let key = format!("charms.{name}[{i}]");
                 let expected = format!("{name}_{}.charm", entry.version);
                 if entry.file != expected {
-                    problems.push(Problem::new(label, format!("{key}.file"), format!("{:?} should be {expected:?}", entry.file)));
+                    problems.push(Problem::new(
+                        label,
+                        format!("{key}.file"),
+                        format!("{:?} should be {expected:?}", entry.file),
+                    ));
                 }
-                if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    problems.push(Problem::new(label, format!("{key}.sha256"), "not a lowercase hex SHA-256"));
+                if entry.sha256.len() != 64
+                    || !entry
+                        .sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    problems.push(Problem::new(
+                        label,
+                        format!("{key}.sha256"),
+                        "not a lowercase hex SHA-256",
+                    ));
                 }
                 if entries[..i].iter().any(|e| e.version == entry.version) {
-                    problems.push(Problem::new(label, format!("{key}.version"), format!("version {} is listed twice", entry.version)));
+                    problems.push(Problem::new(
+                        label,
+                        format!("{key}.version"),
+                        format!("version {} is listed twice", entry.version),
+                    ));
                 }
             }
         }
@@ -182,7 +222,9 @@ pub fn is_url(source: &str) -> bool {
 /// or a `.yaml`/`.yml` file.
 pub fn is_published(source: &Path) -> bool {
     let yaml = source.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    is_url(&source.to_string_lossy()) || source.join(INDEX_FILE).is_file() || (yaml && source.is_file())
+    is_url(&source.to_string_lossy())
+        || source.join(INDEX_FILE).is_file()
+        || (yaml && source.is_file())
 }
 
 impl PublishedIndex {
@@ -200,7 +242,8 @@ impl PublishedIndex {
             } else {
                 (source.trim_end_matches('/'), INDEX_FILE)
             };
-            let prefix = if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            let prefix =
+                if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
             return Self::open_at(Base::Url(prefix, Http::new()?), name, key);
         }
         let path = Path::new(source);
@@ -217,7 +260,11 @@ impl PublishedIndex {
         Self::open_at(Base::Dir(dir.to_path_buf()), INDEX_FILE, key)
     }
 
-    fn open_at(base: Base, index_name: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+    fn open_at(
+        base: Base,
+        index_name: &str,
+        key: Option<PublicKey>,
+    ) -> Result<PublishedIndex, PublishError> {
         let mut opened = PublishedIndex {
             base,
             index_name: index_name.to_string(),
@@ -229,11 +276,14 @@ impl PublishedIndex {
         };
         opened.index_location = opened.location(index_name);
         let bytes = opened.read(index_name)?.ok_or_else(|| {
-            Problem::new(&opened.index_location, "", "not found").hint("give a folder written by charmer publish, its index.yaml, or a URL of either")
+            Problem::new(&opened.index_location, "", "not found").hint(
+                "give a folder written by charmer publish, its index.yaml, or a URL of either",
+            )
         })?;
         opened.check_signature(index_name, &bytes)?;
         opened.check_sums(index_name, &bytes)?;
-        let text = String::from_utf8(bytes).map_err(|_| Problem::new(&opened.index_location, "", "is not UTF-8 text"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Problem::new(&opened.index_location, "", "is not UTF-8 text"))?;
         opened.index = Index::parse(&opened.index_location, &text)?;
         Ok(opened)
     }
@@ -254,7 +304,12 @@ impl PublishedIndex {
             .charms
             .iter()
             .flat_map(|(name, entries)| {
-                entries.iter().map(move |e| Entry { name: name.clone(), version: e.version.clone(), location: self.location(&e.file), sha256: e.sha256.clone() })
+                entries.iter().map(move |e| Entry {
+                    name: name.clone(),
+                    version: e.version.clone(),
+                    location: self.location(&e.file),
+                    sha256: e.sha256.clone(),
+                })
             })
             .collect()
     }
@@ -262,15 +317,27 @@ impl PublishedIndex {
     /// Fetches and loads `name` at `version`, verifying the archive's SHA-256 against the
     /// index and, with a verify key, its signature.
     pub fn fetch(&self, name: &str, version: &Version) -> Result<Charm, PublishError> {
-        let entry = self
-            .index
-            .get(name, version)
-            .ok_or_else(|| Problem::new(&self.index_location, format!("charms.{name}"), format!("has no version {version}")))?;
+        let entry = self.index.get(name, version).ok_or_else(|| {
+            Problem::new(
+                &self.index_location,
+                format!("charms.{name}"),
+                format!("has no version {version}"),
+            )
+        })?;
         let bytes = self.fetch_bytes(entry)?;
         let location = self.location(&entry.file);
         let charm = Charm::from_archive_bytes(Path::new(&location), &bytes, &self.limits)?;
         if charm.name() != name || charm.version != *version {
-            return Err(Problem::new(&location, "", format!("holds {} {}, but the index lists it as {name} {version}", charm.name(), charm.version)).into());
+            return Err(Problem::new(
+                &location,
+                "",
+                format!(
+                    "holds {} {}, but the index lists it as {name} {version}",
+                    charm.name(),
+                    charm.version
+                ),
+            )
+            .into());
         }
         Ok(charm)
     }
@@ -278,7 +345,9 @@ impl PublishedIndex {
     /// The verified bytes of one listed archive.
     pub fn fetch_bytes(&self, entry: &IndexEntry) -> Result<Vec<u8>, PublishError> {
         let location = self.location(&entry.file);
-        let bytes = self.read(&entry.file)?.ok_or_else(|| Problem::new(&location, "", "listed in the index but missing"))?;
+        let bytes = self
+            .read(&entry.file)?
+            .ok_or_else(|| Problem::new(&location, "", "listed in the index but missing"))?;
         self.check_digest(&entry.file, &bytes, &entry.sha256, &self.index_name)?;
         self.check_signature(&entry.file, &bytes)?;
         Ok(bytes)
@@ -296,15 +365,28 @@ impl PublishedIndex {
             }
         }
         // Archives and the index were checked above, against the index and SHA256SUMS.
-        let checked: Vec<&str> = self.index.charms.values().flatten().map(|e| e.file.as_str()).chain([self.index_name.as_str()]).collect();
-        for (name, expected) in self.sums.iter().flatten().filter(|(name, _)| !checked.contains(&name.as_str())) {
+        let checked: Vec<&str> = self
+            .index
+            .charms
+            .values()
+            .flatten()
+            .map(|e| e.file.as_str())
+            .chain([self.index_name.as_str()])
+            .collect();
+        for (name, expected) in
+            self.sums.iter().flatten().filter(|(name, _)| !checked.contains(&name.as_str()))
+        {
             match self.read(name) {
                 Ok(Some(bytes)) => {
                     if let Err(p) = self.check_digest(name, &bytes, expected, SUMS_FILE) {
                         problems.push(p);
                     }
                 }
-                Ok(None) => problems.push(Problem::new(self.location(name), "", format!("listed in {} but missing", self.location(SUMS_FILE)))),
+                Ok(None) => problems.push(Problem::new(
+                    self.location(name),
+                    "",
+                    format!("listed in {} but missing", self.location(SUMS_FILE)),
+                )),
                 Err(e) => problems.extend(e.into_problems()),
             }
         }
@@ -330,7 +412,9 @@ impl PublishedIndex {
                     Err(source) => Err(PublishError::Io { path, source }),
                 }
             }
-            Base::Url(prefix, http) => http.get(&format!("{prefix}{name}"), self.limits.max_total_bytes),
+            Base::Url(prefix, http) => {
+                http.get(&format!("{prefix}{name}"), self.limits.max_total_bytes)
+            }
         }
     }
 
@@ -340,9 +424,16 @@ impl PublishedIndex {
         let location = self.location(name);
         let sig_name = format!("{name}{SIG_SUFFIX}");
         let Some(sig) = self.read(&sig_name)? else {
-            return Err(Problem::new(&location, "signature", format!("not signed ({} is missing) but a verify key was given", self.location(&sig_name)))
-                .hint("publish with --sign-key, or drop the verify key to accept unsigned charms")
-                .into());
+            return Err(Problem::new(
+                &location,
+                "signature",
+                format!(
+                    "not signed ({} is missing) but a verify key was given",
+                    self.location(&sig_name)
+                ),
+            )
+            .hint("publish with --sign-key, or drop the verify key to accept unsigned charms")
+            .into());
         };
         let sig = String::from_utf8_lossy(&sig);
         key.verify(&location, name, bytes, &sig).map_err(PublishError::from)
@@ -362,13 +453,25 @@ impl PublishedIndex {
     }
 
     /// `bytes` read from `name` must have the SHA-256 that `listed_in` gives.
-    fn check_digest(&self, name: &str, bytes: &[u8], expected: &str, listed_in: &str) -> Result<(), Problem> {
+    fn check_digest(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: &str,
+        listed_in: &str,
+    ) -> Result<(), Problem> {
         let actual = crate::digest::sha256_hex(bytes);
         if actual == expected {
             return Ok(());
         }
-        Err(Problem::new(self.location(name), "sha256", format!("is {actual} but {} says {expected}", self.location(listed_in)))
-            .hint("the file was changed or damaged after publishing; fetch it again from the publisher"))
+        Err(Problem::new(
+            self.location(name),
+            "sha256",
+            format!("is {actual} but {} says {expected}", self.location(listed_in)),
+        )
+        .hint(
+            "the file was changed or damaged after publishing; fetch it again from the publisher",
+        ))
     }
 }
 
@@ -391,7 +494,10 @@ mod tests {
     #[test]
     fn the_index_is_written_sorted_and_reads_back() {
         let mut index = Index::default();
-        index.charms.insert("web".into(), vec![entry("1.10.0", "web_1.10.0.charm"), entry("1.2.0", "web_1.2.0.charm")]);
+        index.charms.insert(
+            "web".into(),
+            vec![entry("1.10.0", "web_1.10.0.charm"), entry("1.2.0", "web_1.2.0.charm")],
+        );
         let text = index.to_yaml();
         assert!(text.starts_with("# charm repository index"));
         assert!(text.find("1.2.0").unwrap() < text.find("1.10.0").unwrap(), "{text}");
@@ -405,11 +511,25 @@ mod tests {
         let mut bad = entry("1.0.0", "../../etc/passwd");
         bad.sha256 = "XYZ".into();
         index.charms.insert("web".into(), vec![bad, entry("1.0.0", "web_1.0.0.charm")]);
-        let text = Index::parse("i.yaml", &serde_yaml::to_string(&index).unwrap()).unwrap_err().to_string();
-        assert!(text.contains("i.yaml: charms.web[0].file: \"../../etc/passwd\" should be \"web_1.0.0.charm\""), "{text}");
-        assert!(text.contains("i.yaml: charms.web[0].sha256: not a lowercase hex SHA-256"), "{text}");
-        assert!(text.contains("i.yaml: charms.web[1].version: version 1.0.0 is listed twice"), "{text}");
-        let foreign = Index::parse("i.yaml", "apiVersion: v1\nkind: List\n").unwrap_err().to_string();
+        let text = Index::parse("i.yaml", &serde_yaml::to_string(&index).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(
+                "i.yaml: charms.web[0].file: \"../../etc/passwd\" should be \"web_1.0.0.charm\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("i.yaml: charms.web[0].sha256: not a lowercase hex SHA-256"),
+            "{text}"
+        );
+        assert!(
+            text.contains("i.yaml: charms.web[1].version: version 1.0.0 is listed twice"),
+            "{text}"
+        );
+        let foreign =
+            Index::parse("i.yaml", "apiVersion: v1\nkind: List\n").unwrap_err().to_string();
         assert!(foreign.contains("not a charm index"), "{foreign}");
     }
 }

@@ -81,7 +81,8 @@ impl PublishError {
     pub fn into_problems(self) -> Problems {
         match self {
             PublishError::Invalid(p) | PublishError::Charm(CharmError::Invalid(p)) => p,
-            PublishError::Charm(CharmError::Io { path, source }) | PublishError::Io { path, source } => {
+            PublishError::Charm(CharmError::Io { path, source })
+            | PublishError::Io { path, source } => {
                 Problem::new(path.display().to_string(), "", source.to_string()).into()
             }
             PublishError::Http { url, message } => Problem::new(url, "", message).into(),
@@ -128,11 +129,18 @@ struct Candidate {
 /// Publishes charm source folders and `.charm` archives into `out` (see the module docs).
 /// Archives are always re-packed, so the same charm content gives the same bytes however
 /// it was given. With `key`, every archive, the index and `SHA256SUMS` get a `.sig`.
-pub fn publish(inputs: &[PathBuf], out: &Path, key: Option<&SecretKey>) -> Result<Report, PublishError> {
+pub fn publish(
+    inputs: &[PathBuf],
+    out: &Path,
+    key: Option<&SecretKey>,
+) -> Result<Report, PublishError> {
     let mut problems = Problems::default();
     let candidates = load_candidates(inputs, &mut problems);
     if out.exists() && !out.is_dir() {
-        problems.push(Problem::new(out.display().to_string(), "", "exists and is not a folder").hint("give --out a folder"));
+        problems.push(
+            Problem::new(out.display().to_string(), "", "exists and is not a folder")
+                .hint("give --out a folder"),
+        );
     }
     let mut index = existing_index(out, key, &mut problems)?;
     let mut report = Vec::new();
@@ -156,13 +164,20 @@ pub fn publish(inputs: &[PathBuf], out: &Path, key: Option<&SecretKey>) -> Resul
                 continue;
             }
         }
-        report.push(Published { name: name.clone(), version: version.clone(), file, sha256, added: published.is_none() });
+        report.push(Published {
+            name: name.clone(),
+            version: version.clone(),
+            file,
+            sha256,
+            added: published.is_none(),
+        });
     }
     if !problems.is_empty() {
         return Err(problems.into());
     }
 
-    std::fs::create_dir_all(out).map_err(|source| PublishError::Io { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out)
+        .map_err(|source| PublishError::Io { path: out.to_path_buf(), source })?;
     for ((name, version), c) in &candidates {
         write_if_changed(&out.join(c.charm.archive_name()), &c.bytes)?;
         if index.get(name, version).is_none() {
@@ -172,8 +187,12 @@ pub fn publish(inputs: &[PathBuf], out: &Path, key: Option<&SecretKey>) -> Resul
     let index_text = index.to_yaml();
     if let Some(key) = key {
         for entry in index.charms.values().flatten() {
-            let bytes = std::fs::read(out.join(&entry.file)).map_err(|source| PublishError::Io { path: out.join(&entry.file), source })?;
-            write_if_changed(&out.join(format!("{}{SIG_SUFFIX}", entry.file)), key.sign(&entry.file, &bytes).as_bytes())?;
+            let bytes = std::fs::read(out.join(&entry.file))
+                .map_err(|source| PublishError::Io { path: out.join(&entry.file), source })?;
+            write_if_changed(
+                &out.join(format!("{}{SIG_SUFFIX}", entry.file)),
+                key.sign(&entry.file, &bytes).as_bytes(),
+            )?;
         }
     }
     let index_path = out.join(INDEX_FILE);
@@ -189,7 +208,10 @@ pub fn publish(inputs: &[PathBuf], out: &Path, key: Option<&SecretKey>) -> Resul
 
 /// Loads and packs every input, keyed by (name, version); the same version given twice
 /// must pack to the same bytes.
-fn load_candidates(inputs: &[PathBuf], problems: &mut Problems) -> BTreeMap<(String, Version), Candidate> {
+fn load_candidates(
+    inputs: &[PathBuf],
+    problems: &mut Problems,
+) -> BTreeMap<(String, Version), Candidate> {
     let mut candidates: BTreeMap<(String, Version), Candidate> = BTreeMap::new();
     for input in inputs {
         let charm = match Charm::load(input) {
@@ -203,8 +225,17 @@ fn load_candidates(inputs: &[PathBuf], problems: &mut Problems) -> BTreeMap<(Str
         let key = (charm.name().to_string(), charm.version.clone());
         match candidates.get(&key) {
             Some(first) if first.bytes != bytes => problems.push(
-                Problem::new(input.display().to_string(), "", format!("{} {} is also given by {}, with other content", key.0, key.1, first.from.display()))
-                    .hint("give each charm version once"),
+                Problem::new(
+                    input.display().to_string(),
+                    "",
+                    format!(
+                        "{} {} is also given by {}, with other content",
+                        key.0,
+                        key.1,
+                        first.from.display()
+                    ),
+                )
+                .hint("give each charm version once"),
             ),
             Some(_) => {}
             None => {
@@ -217,15 +248,23 @@ fn load_candidates(inputs: &[PathBuf], problems: &mut Problems) -> BTreeMap<(Str
 
 /// The index already in `out` (empty when there is none), after checking every archive it
 /// lists and, when the folder is signed, every signature against `key`.
-fn existing_index(out: &Path, key: Option<&SecretKey>, problems: &mut Problems) -> Result<Index, PublishError> {
+fn existing_index(
+    out: &Path,
+    key: Option<&SecretKey>,
+    problems: &mut Problems,
+) -> Result<Index, PublishError> {
     if !out.join(INDEX_FILE).is_file() {
         return Ok(Index::default());
     }
     let signed = out.join(format!("{INDEX_FILE}{SIG_SUFFIX}")).exists();
     if signed && key.is_none() {
         problems.push(
-            Problem::new(out.join(INDEX_FILE).display().to_string(), "signature", "the folder is signed; publishing without --sign-key would leave stale signatures")
-                .hint("pass --sign-key with the key the folder was signed with"),
+            Problem::new(
+                out.join(INDEX_FILE).display().to_string(),
+                "signature",
+                "the folder is signed; publishing without --sign-key would leave stale signatures",
+            )
+            .hint("pass --sign-key with the key the folder was signed with"),
         );
         return Ok(Index::default());
     }
@@ -249,10 +288,18 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
 }
 
 /// Writes `out/name` and, with `key`, its signature.
-fn write_signed(out: &Path, name: &str, bytes: &[u8], key: Option<&SecretKey>) -> Result<(), PublishError> {
+fn write_signed(
+    out: &Path,
+    name: &str,
+    bytes: &[u8],
+    key: Option<&SecretKey>,
+) -> Result<(), PublishError> {
     write_if_changed(&out.join(name), bytes)?;
     if let Some(key) = key {
-        write_if_changed(&out.join(format!("{name}{SIG_SUFFIX}")), key.sign(name, bytes).as_bytes())?;
+        write_if_changed(
+            &out.join(format!("{name}{SIG_SUFFIX}")),
+            key.sign(name, bytes).as_bytes(),
+        )?;
     }
     Ok(())
 }
@@ -265,7 +312,9 @@ fn checksums(out: &Path) -> Result<String, PublishError> {
     for entry in std::fs::read_dir(out).map_err(|e| io(out, e))? {
         let entry = entry.map_err(|e| io(out, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let skip = name.starts_with('.') || name == SUMS_FILE || name == format!("{SUMS_FILE}{SIG_SUFFIX}");
+        let skip = name.starts_with('.')
+            || name == SUMS_FILE
+            || name == format!("{SUMS_FILE}{SIG_SUFFIX}");
         if skip || !entry.file_type().map_err(|e| io(&entry.path(), e))?.is_file() {
             continue;
         }
@@ -298,12 +347,16 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
     let mut problems = Problems::default();
     for path in [&secret_path, &public_path] {
         if path.exists() {
-            problems.push(Problem::new(path.display().to_string(), "", "already exists").hint("keys are never overwritten: move it away or choose another --out"));
+            problems.push(
+                Problem::new(path.display().to_string(), "", "already exists")
+                    .hint("keys are never overwritten: move it away or choose another --out"),
+            );
         }
     }
     problems.into_result(())?;
     if let Some(dir) = secret_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| PublishError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| PublishError::Io { path: dir.to_path_buf(), source })?;
     }
     let secret = SecretKey::generate().map_err(PublishError::Random)?;
     let key = secret.public();
@@ -314,27 +367,36 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
 
 /// Reads a secret key file.
 pub fn load_secret_key(path: &Path) -> Result<SecretKey, PublishError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     Ok(SecretKey::parse(&path.display().to_string(), &text)?)
 }
 
 /// Reads a public key file.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, PublishError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     Ok(PublicKey::parse(&path.display().to_string(), &text)?)
 }
 
 /// Checks the detached signature `<path>.sig` of a file against `key`.
 pub fn verify_signature(path: &Path, key: &PublicKey) -> Result<(), PublishError> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path)
+        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     let mut sig_path = path.as_os_str().to_owned();
     sig_path.push(SIG_SUFFIX);
     let sig_path = PathBuf::from(sig_path);
     let sig = match std::fs::read_to_string(&sig_path) {
         Ok(sig) => sig,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Problem::new(&label, "signature", format!("not signed ({} is missing)", sig_path.display())).hint("publish with --sign-key").into())
+            return Err(Problem::new(
+                &label,
+                "signature",
+                format!("not signed ({} is missing)", sig_path.display()),
+            )
+            .hint("publish with --sign-key")
+            .into())
         }
         Err(source) => return Err(PublishError::Io { path: sig_path, source }),
     };

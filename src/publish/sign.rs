@@ -74,7 +74,11 @@ fn payload(file: &str, text: &str, what: &str) -> Result<Vec<u8>, Problem> {
     let mut lines = text.lines().map(str::trim_end).filter(|l| !l.is_empty());
     let bad = |m: &str| Problem::new(file, "", format!("not a minisign {what}: {m}"));
     let first = lines.next().ok_or_else(|| bad("empty file"))?;
-    let data_line = if first.starts_with(UNTRUSTED) { lines.next().ok_or_else(|| bad("no data line after the comment"))? } else { first };
+    let data_line = if first.starts_with(UNTRUSTED) {
+        lines.next().ok_or_else(|| bad("no data line after the comment"))?
+    } else {
+        first
+    };
     B64.decode(data_line).map_err(|e| bad(&format!("bad base64: {e}")))
 }
 
@@ -83,11 +87,13 @@ impl PublicKey {
     pub fn parse(file: &str, text: &str) -> Result<PublicKey, Problem> {
         let bytes = payload(file, text, "public key")?;
         if bytes.len() != PUBLIC_LEN || &bytes[..2] != ALG_PURE {
-            return Err(Problem::new(file, "", "not a minisign Ed25519 public key").hint("make one with charmer keygen (or minisign -G)"));
+            return Err(Problem::new(file, "", "not a minisign Ed25519 public key")
+                .hint("make one with charmer keygen (or minisign -G)"));
         }
         let id = bytes[2..10].try_into().unwrap_or_default();
         let raw: [u8; 32] = bytes[10..].try_into().unwrap_or_default();
-        let key = VerifyingKey::from_bytes(&raw).map_err(|_| Problem::new(file, "", "not a valid Ed25519 public key"))?;
+        let key = VerifyingKey::from_bytes(&raw)
+            .map_err(|_| Problem::new(file, "", "not a valid Ed25519 public key"))?;
         Ok(PublicKey { id, key })
     }
 
@@ -107,7 +113,13 @@ impl PublicKey {
 
     /// Checks the detached signature `signature` (a signature file's text) of `bytes`, which
     /// were published as `file_name`. `label` names the signed file in problems.
-    pub fn verify(&self, label: &str, file_name: &str, bytes: &[u8], signature: &str) -> Result<(), Problem> {
+    pub fn verify(
+        &self,
+        label: &str,
+        file_name: &str,
+        bytes: &[u8],
+        signature: &str,
+    ) -> Result<(), Problem> {
         let sig_label = format!("{label}.sig");
         let raw = payload(&sig_label, signature, "signature")?;
         if raw.len() != SIG_LEN {
@@ -116,29 +128,48 @@ impl PublicKey {
         let (alg, id, sig) = (&raw[..2], &raw[2..10], &raw[10..]);
         if id != self.id {
             let id: [u8; 8] = id.try_into().unwrap_or_default();
-            return Err(Problem::new(label, "signature", format!("signed by key {}, not by the given key {}", key_id_text(&id), self.id()))
-                .hint("verify with the public key the publisher gave, or re-publish with --sign-key"));
+            return Err(Problem::new(
+                label,
+                "signature",
+                format!("signed by key {}, not by the given key {}", key_id_text(&id), self.id()),
+            )
+            .hint("verify with the public key the publisher gave, or re-publish with --sign-key"));
         }
-        let sig = Signature::from_slice(sig).map_err(|_| Problem::new(&sig_label, "", "malformed signature"))?;
+        let sig = Signature::from_slice(sig)
+            .map_err(|_| Problem::new(&sig_label, "", "malformed signature"))?;
         let ok = match alg {
-            a if a == ALG_HASHED => self.key.verify_strict(&Blake2b512::digest(bytes), &sig).is_ok(),
+            a if a == ALG_HASHED => {
+                self.key.verify_strict(&Blake2b512::digest(bytes), &sig).is_ok()
+            }
             a if a == ALG_PURE => self.key.verify_strict(bytes, &sig).is_ok(),
             _ => return Err(Problem::new(&sig_label, "", "unknown signature algorithm")),
         };
         if !ok {
-            return Err(Problem::new(label, "signature", "does not match the content: the file was changed after it was signed")
-                .hint("fetch the file again from the publisher; never use it as is"));
+            return Err(Problem::new(
+                label,
+                "signature",
+                "does not match the content: the file was changed after it was signed",
+            )
+            .hint("fetch the file again from the publisher; never use it as is"));
         }
         let (comment, global) = trusted_comment(&sig_label, signature)?;
         let mut signed = raw[10..].to_vec();
         signed.extend_from_slice(comment.as_bytes());
         if self.key.verify_strict(&signed, &global).is_err() {
-            return Err(Problem::new(&sig_label, "trusted comment", "the trusted comment was changed after signing"));
+            return Err(Problem::new(
+                &sig_label,
+                "trusted comment",
+                "the trusted comment was changed after signing",
+            ));
         }
         let named = comment.split('\t').find_map(|field| field.strip_prefix("file:"));
         if let Some(named) = named.filter(|n| *n != file_name) {
-            return Err(Problem::new(label, "signature", format!("the signature is for {named:?}, not {file_name:?}"))
-                .hint("a signature may not be reused for another file"));
+            return Err(Problem::new(
+                label,
+                "signature",
+                format!("the signature is for {named:?}, not {file_name:?}"),
+            )
+            .hint("a signature may not be reused for another file"));
         }
         Ok(())
     }
@@ -148,7 +179,8 @@ impl PublicKey {
 fn trusted_comment(file: &str, text: &str) -> Result<(String, Signature), Problem> {
     let bad = |m: &str| Problem::new(file, "trusted comment", m.to_string());
     let mut lines = text.lines().map(str::trim_end).skip_while(|l| !l.starts_with(TRUSTED));
-    let comment = lines.next().and_then(|l| l.strip_prefix(TRUSTED)).ok_or_else(|| bad("missing"))?;
+    let comment =
+        lines.next().and_then(|l| l.strip_prefix(TRUSTED)).ok_or_else(|| bad("missing"))?;
     let global = lines.next().ok_or_else(|| bad("its signature line is missing"))?;
     let global = B64.decode(global).map_err(|_| bad("its signature is not base64"))?;
     let global = Signature::from_slice(&global).map_err(|_| bad("its signature is malformed"))?;
@@ -186,7 +218,8 @@ impl SecretKey {
 
     fn from_secret_bytes(file: &str, bytes: &[u8]) -> Result<SecretKey, Problem> {
         if bytes.len() != SECRET_LEN || &bytes[..2] != ALG_PURE || &bytes[4..6] != CHK_BLAKE2 {
-            return Err(Problem::new(file, "", "not a minisign Ed25519 secret key").hint("make one with charmer keygen"));
+            return Err(Problem::new(file, "", "not a minisign Ed25519 secret key")
+                .hint("make one with charmer keygen"));
         }
         if &bytes[2..4] != KDF_NONE {
             return Err(Problem::new(file, "", "the secret key is password-protected")
@@ -197,9 +230,15 @@ impl SecretKey {
         let checksum = &bytes[126..158];
         // minisign leaves the checksum zeroed in keys it writes without a password.
         if checksum.iter().any(|b| *b != 0) && checksum != secret_checksum(&id, &keypair) {
-            return Err(Problem::new(file, "", "the secret key's checksum does not match: the file is damaged"));
+            return Err(Problem::new(
+                file,
+                "",
+                "the secret key's checksum does not match: the file is damaged",
+            ));
         }
-        let key = SigningKey::from_keypair_bytes(&keypair).map_err(|_| Problem::new(file, "", "the secret and public halves of the key do not match"))?;
+        let key = SigningKey::from_keypair_bytes(&keypair).map_err(|_| {
+            Problem::new(file, "", "the secret and public halves of the key do not match")
+        })?;
         Ok(SecretKey { id, key })
     }
 
@@ -219,7 +258,11 @@ impl SecretKey {
         bytes.extend_from_slice(&self.id);
         bytes.extend_from_slice(&keypair);
         bytes.extend_from_slice(&secret_checksum(&self.id, &keypair));
-        let text = format!("{UNTRUSTED}charmer secret key {} (unencrypted minisign format)\n{}\n", key_id_text(&self.id), B64.encode(&bytes));
+        let text = format!(
+            "{UNTRUSTED}charmer secret key {} (unencrypted minisign format)\n{}\n",
+            key_id_text(&self.id),
+            B64.encode(&bytes)
+        );
         bytes.fill(0);
         text
     }
@@ -271,15 +314,29 @@ mod tests {
         assert_eq!(sig, secret.sign("a_1.0.0.charm", b"content"));
         public.verify("dist/a_1.0.0.charm", "a_1.0.0.charm", b"content", &sig).unwrap();
 
-        let tampered = public.verify("dist/a_1.0.0.charm", "a_1.0.0.charm", b"contenT", &sig).unwrap_err();
-        assert!(tampered.to_string().starts_with("dist/a_1.0.0.charm: signature: does not match the content"), "{tampered}");
+        let tampered =
+            public.verify("dist/a_1.0.0.charm", "a_1.0.0.charm", b"contenT", &sig).unwrap_err();
+        assert!(
+            tampered
+                .to_string()
+                .starts_with("dist/a_1.0.0.charm: signature: does not match the content"),
+            "{tampered}"
+        );
 
-        let moved = public.verify("dist/b_1.0.0.charm", "b_1.0.0.charm", b"content", &sig).unwrap_err();
+        let moved =
+            public.verify("dist/b_1.0.0.charm", "b_1.0.0.charm", b"content", &sig).unwrap_err();
         assert!(moved.to_string().contains("the signature is for \"a_1.0.0.charm\""), "{moved}");
 
         let other = key().public();
         let wrong_key = other.verify("x", "a_1.0.0.charm", b"content", &sig).unwrap_err();
-        assert!(wrong_key.to_string().contains(&format!("signed by key {}, not by the given key {}", public.id(), other.id())), "{wrong_key}");
+        assert!(
+            wrong_key.to_string().contains(&format!(
+                "signed by key {}, not by the given key {}",
+                public.id(),
+                other.id()
+            )),
+            "{wrong_key}"
+        );
 
         let forged = sig.replace("file:a_1.0.0.charm", "file:b_1.0.0.charm");
         let forged = public.verify("x", "b_1.0.0.charm", b"content", &forged).unwrap_err();
@@ -297,7 +354,10 @@ mod tests {
         bytes[100] ^= 1;
         bytes[2..4].copy_from_slice(b"Sc");
         let protected = format!("{comment}\n{}\n", B64.encode(&bytes));
-        assert!(SecretKey::parse("k.key", &protected).unwrap_err().to_string().contains("password-protected"));
+        assert!(SecretKey::parse("k.key", &protected)
+            .unwrap_err()
+            .to_string()
+            .contains("password-protected"));
         assert!(PublicKey::parse("k.pub", "nonsense").is_err());
     }
 }

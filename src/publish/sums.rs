@@ -24,7 +24,11 @@ pub fn parse(label: &str, text: &str) -> Result<BTreeMap<String, String>, Proble
             Some((name, sha)) => {
                 files.insert(name, sha);
             }
-            None => problems.push(Problem::new(label, format!("line {}", i + 1), "not a `<sha256>  <file>` line")),
+            None => problems.push(Problem::new(
+                label,
+                format!("line {}", i + 1),
+                "not a `<sha256>  <file>` line",
+            )),
         }
     }
     problems.into_result(files)

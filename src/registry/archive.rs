@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{media, Contents, Descriptor, Digest, ManifestDoc, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::manifest::{
+    media, Contents, Descriptor, Digest, ManifestDoc, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
+};
 use super::tarindex::{Limits, Member, TarIndex};
 use super::RegistryError;
 use crate::diag::{Problem, Problems};
@@ -72,21 +74,43 @@ impl ImageArchive {
     /// Reads an archive file (see the module docs for the formats).
     pub fn open(path: &Path, limits: &Limits) -> Result<ImageArchive, RegistryError> {
         let tar = Arc::new(TarIndex::open(path, limits)?);
-        let prefix = if tar.member("oci-layout").is_none() && tar.member("manifest.json").is_none() && tar.member("images/oci-layout").is_some() { "images/" } else { "" };
+        let prefix = if tar.member("oci-layout").is_none()
+            && tar.member("manifest.json").is_none()
+            && tar.member("images/oci-layout").is_some()
+        {
+            "images/"
+        } else {
+            ""
+        };
         Self::from_tar(tar, prefix, limits)
     }
 
     /// Reads the images stored under `prefix` (`""` or a folder ending in `/`) of an indexed
     /// tar.
-    pub fn from_tar(tar: Arc<TarIndex>, prefix: &str, limits: &Limits) -> Result<ImageArchive, RegistryError> {
-        let mut reader = Reader { tar: &tar, prefix, limits, problems: Problems::default(), manifests: BTreeMap::new(), blobs: BTreeMap::new() };
+    pub fn from_tar(
+        tar: Arc<TarIndex>,
+        prefix: &str,
+        limits: &Limits,
+    ) -> Result<ImageArchive, RegistryError> {
+        let mut reader = Reader {
+            tar: &tar,
+            prefix,
+            limits,
+            problems: Problems::default(),
+            manifests: BTreeMap::new(),
+            blobs: BTreeMap::new(),
+        };
         let (format, images) = if tar.member(&format!("{prefix}oci-layout")).is_some() {
             (Format::OciLayout, reader.oci_layout())
         } else if tar.member(&format!("{prefix}manifest.json")).is_some() {
             (Format::DockerArchive, reader.docker_archive())
         } else {
-            let problem = Problem::new(tar.label(), "", "not an image archive: no oci-layout or manifest.json")
-                .hint("give an archive written by charmer images save, docker save or skopeo copy");
+            let problem = Problem::new(
+                tar.label(),
+                "",
+                "not an image archive: no oci-layout or manifest.json",
+            )
+            .hint("give an archive written by charmer images save, docker save or skopeo copy");
             return Err(problem.into());
         };
         if images.is_empty() && reader.problems.is_empty() {
@@ -121,7 +145,12 @@ impl ImageArchive {
         (manifests, blobs)
     }
 
-    fn walk<'a>(&'a self, digest: &Digest, manifests: &mut Vec<&'a ManifestDoc>, blobs: &mut BTreeSet<Digest>) {
+    fn walk<'a>(
+        &'a self,
+        digest: &Digest,
+        manifests: &mut Vec<&'a ManifestDoc>,
+        blobs: &mut BTreeSet<Digest>,
+    ) {
         let Some(doc) = self.manifests.get(digest) else { return };
         if manifests.iter().any(|m| m.digest == doc.digest) {
             return;
@@ -138,11 +167,22 @@ impl ImageArchive {
 
 /// Checks a blob's bytes against its digest; `progress` gets each chunk's size. The error
 /// names the member.
-pub fn check_blob(tar: &TarIndex, digest: &Digest, blob: &Blob, progress: &dyn Fn(u64)) -> Result<(), RegistryError> {
-    let actual = tar.sha256(blob.location, progress).map_err(|source| RegistryError::Io { path: tar.label().to_string(), source })?;
+pub fn check_blob(
+    tar: &TarIndex,
+    digest: &Digest,
+    blob: &Blob,
+    progress: &dyn Fn(u64),
+) -> Result<(), RegistryError> {
+    let actual = tar
+        .sha256(blob.location, progress)
+        .map_err(|source| RegistryError::Io { path: tar.label().to_string(), source })?;
     if &actual != digest {
-        let problem = Problem::new(tar.label(), &blob.member, format!("content does not match its digest {digest} (got {actual})"))
-            .hint("the archive is damaged or was tampered with; nothing was pushed");
+        let problem = Problem::new(
+            tar.label(),
+            &blob.member,
+            format!("content does not match its digest {digest} (got {actual})"),
+        )
+        .hint("the archive is damaged or was tampered with; nothing was pushed");
         return Err(problem.into());
     }
     Ok(())
@@ -220,7 +260,13 @@ impl Reader<'_> {
             }
             match serde_json::from_slice::<Layout>(&bytes) {
                 Ok(l) if l.image_layout_version == "1.0.0" => {}
-                Ok(l) => self.problem(&layout_member, format!("image layout version {} is not supported (1.0.0 is)", l.image_layout_version)),
+                Ok(l) => self.problem(
+                    &layout_member,
+                    format!(
+                        "image layout version {} is not supported (1.0.0 is)",
+                        l.image_layout_version
+                    ),
+                ),
                 Err(e) => self.problem(&layout_member, format!("not an OCI layout marker: {e}")),
             }
         }
@@ -240,12 +286,20 @@ impl Reader<'_> {
         let mut images = Vec::new();
         for (n, entry) in index.iter().enumerate() {
             let key = format!("{index_member}: manifests[{n}]");
-            let name = entry.annotations.get(ANNOTATION_IMAGE_NAME).or_else(|| entry.annotations.get(ANNOTATION_REF_NAME).filter(|r| r.contains('/')));
+            let name = entry
+                .annotations
+                .get(ANNOTATION_IMAGE_NAME)
+                .or_else(|| entry.annotations.get(ANNOTATION_REF_NAME).filter(|r| r.contains('/')));
             match name.map(|n| Reference::from_str(n)) {
-                Some(Ok(reference)) => images.push(NamedImage { reference, digest: entry.digest.clone() }),
+                Some(Ok(reference)) => {
+                    images.push(NamedImage { reference, digest: entry.digest.clone() })
+                }
                 Some(Err(e)) => self.problem(&key, e.to_string()),
                 None => {
-                    let tag = entry.annotations.get(ANNOTATION_REF_NAME).map_or(String::new(), |t| format!(" (only the tag {t:?})"));
+                    let tag = entry
+                        .annotations
+                        .get(ANNOTATION_REF_NAME)
+                        .map_or(String::new(), |t| format!(" (only the tag {t:?})"));
                     let problem = Problem::new(self.tar.label(), &key, format!("the image has no full name{tag}, so there is nothing to push it as"))
                         .hint("name images with their full reference when archiving them, e.g. oci-archive:FILE:registry/path:tag");
                     self.problems.push(problem);
@@ -267,15 +321,24 @@ impl Reader<'_> {
             return self.problem(&member, "indexes nested too deep");
         }
         let Some(location) = self.tar.member(&member) else {
-            return self.problem(&member, format!("missing ({} referenced by the image index)", descriptor.media_type));
+            return self.problem(
+                &member,
+                format!("missing ({} referenced by the image index)", descriptor.media_type),
+            );
         };
         if location.size != descriptor.size {
-            return self.problem(&member, format!("{} bytes where its descriptor says {}", location.size, descriptor.size));
+            return self.problem(
+                &member,
+                format!("{} bytes where its descriptor says {}", location.size, descriptor.size),
+            );
         }
         let Some(bytes) = self.document(&member) else { return };
         let actual = Digest::of(&bytes);
         if actual != descriptor.digest {
-            return self.problem(&member, format!("content does not match its digest {} (got {actual})", descriptor.digest));
+            return self.problem(
+                &member,
+                format!("content does not match its digest {} (got {actual})", descriptor.digest),
+            );
         }
         let doc = match ManifestDoc::parse(bytes, Some(&descriptor.media_type)) {
             Ok(doc) => doc,
@@ -294,8 +357,15 @@ impl Reader<'_> {
                         Some(location) if location.size == blob.size => {
                             self.blobs.insert(blob.digest.clone(), Blob { member: name, location });
                         }
-                        Some(location) => self.problem(&name, format!("{} bytes where manifest {} says {}", location.size, doc.digest, blob.size)),
-                        None => self.problem(&name, format!("missing (a blob of manifest {})", doc.digest)),
+                        Some(location) => self.problem(
+                            &name,
+                            format!(
+                                "{} bytes where manifest {} says {}",
+                                location.size, doc.digest, blob.size
+                            ),
+                        ),
+                        None => self
+                            .problem(&name, format!("missing (a blob of manifest {})", doc.digest)),
                     }
                 }
             }
@@ -323,7 +393,9 @@ impl Reader<'_> {
             }
             for tag in tags {
                 match Reference::from_str(&tag) {
-                    Ok(reference) => images.push(NamedImage { reference, digest: doc.digest.clone() }),
+                    Ok(reference) => {
+                        images.push(NamedImage { reference, digest: doc.digest.clone() })
+                    }
                     Err(e) => self.problem(&key, e.to_string()),
                 }
             }
@@ -339,9 +411,16 @@ impl Reader<'_> {
         let config_digest = Digest::of(&config_bytes);
         // `docker save` names the config after its digest (`<hex>.json`, or
         // `blobs/sha256/<hex>` since Docker 25): a mismatch is a damaged archive.
-        let stem = entry.config.rsplit('/').next().unwrap_or(&entry.config).trim_end_matches(".json");
-        if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != config_digest.hex() {
-            self.problem(&config_member, format!("content does not match its digest sha256:{stem} (got {config_digest})"));
+        let stem =
+            entry.config.rsplit('/').next().unwrap_or(&entry.config).trim_end_matches(".json");
+        if stem.len() == 64
+            && stem.bytes().all(|b| b.is_ascii_hexdigit())
+            && stem != config_digest.hex()
+        {
+            self.problem(
+                &config_member,
+                format!("content does not match its digest sha256:{stem} (got {config_digest})"),
+            );
             return None;
         }
         let diff_ids = match serde_json::from_slice::<ImageConfig>(&config_bytes) {
@@ -352,11 +431,20 @@ impl Reader<'_> {
             }
         };
         if diff_ids.len() != entry.layers.len() {
-            self.problem(key, format!("{} layers but the config lists {} diff_ids", entry.layers.len(), diff_ids.len()));
+            self.problem(
+                key,
+                format!(
+                    "{} layers but the config lists {} diff_ids",
+                    entry.layers.len(),
+                    diff_ids.len()
+                ),
+            );
             return None;
         }
         let config_location = self.tar.member(&config_member)?;
-        self.blobs.entry(config_digest.clone()).or_insert(Blob { member: config_member, location: config_location });
+        self.blobs
+            .entry(config_digest.clone())
+            .or_insert(Blob { member: config_member, location: config_location });
         let mut layers = Vec::new();
         for (layer, diff_id) in entry.layers.iter().zip(diff_ids) {
             let member = format!("{}{layer}", self.prefix);
@@ -386,9 +474,16 @@ impl Reader<'_> {
 
     /// An uncompressed layer's digest is its diff_id (checked when the blob is verified); a
     /// gzip'd one has to be hashed now.
-    fn layer_digest(&self, member: &str, location: Member, diff_id: Digest) -> Result<(&'static str, Digest), std::io::Error> {
+    fn layer_digest(
+        &self,
+        member: &str,
+        location: Member,
+        diff_id: Digest,
+    ) -> Result<(&'static str, Digest), std::io::Error> {
         let mut magic = [0u8; 2];
-        let gzip = location.size >= 2 && self.tar.read_at(location, 0, &mut magic).is_ok() && magic == [0x1f, 0x8b];
+        let gzip = location.size >= 2
+            && self.tar.read_at(location, 0, &mut magic).is_ok()
+            && magic == [0x1f, 0x8b];
         if !gzip {
             return Ok((media::DOCKER_LAYER, diff_id));
         }

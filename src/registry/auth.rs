@@ -114,7 +114,9 @@ impl Keychain {
             }
         }
         let Some(config) = &self.config else { return Ok(None) };
-        if let Some(helper) = config.cred_helpers.iter().find(|(key, _)| config_host(key) == host).map(|(_, h)| h) {
+        if let Some(helper) =
+            config.cred_helpers.iter().find(|(key, _)| config_host(key) == host).map(|(_, h)| h)
+        {
             return run_helper(helper, host);
         }
         if let Some(store) = &config.creds_store {
@@ -122,15 +124,30 @@ impl Keychain {
                 return Ok(Some(found));
             }
         }
-        let Some(entry) = config.auths.iter().find(|(key, _)| config_host(key) == host).map(|(_, e)| e) else { return Ok(None) };
-        let bad = || Problem::new(config.path.display().to_string(), format!("auths.{host}"), "not a base64 user:password pair");
+        let Some(entry) =
+            config.auths.iter().find(|(key, _)| config_host(key) == host).map(|(_, e)| e)
+        else {
+            return Ok(None);
+        };
+        let bad = || {
+            Problem::new(
+                config.path.display().to_string(),
+                format!("auths.{host}"),
+                "not a base64 user:password pair",
+            )
+        };
         if let Some(auth) = &entry.auth {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+            let decoded =
+                base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
             let text = String::from_utf8(decoded).map_err(|_| bad())?;
             let (user, password) = text.split_once(':').ok_or_else(bad)?;
             return Ok(Some(Credentials::new(user, password)));
         }
-        Ok(entry.username.as_ref().zip(entry.password.as_ref()).map(|(u, p)| Credentials::new(u.clone(), p.clone())))
+        Ok(entry
+            .username
+            .as_ref()
+            .zip(entry.password.as_ref())
+            .map(|(u, p)| Credentials::new(u.clone(), p.clone())))
     }
 }
 
@@ -139,12 +156,18 @@ impl DockerConfig {
         let text = match std::fs::read(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(RegistryError::Io { path: path.display().to_string(), source }),
+            Err(source) => {
+                return Err(RegistryError::Io { path: path.display().to_string(), source })
+            }
         };
         // The parse error is reported by line and column only: serde's message could quote
         // part of the file, which holds secrets.
         let mut config: DockerConfig = serde_json::from_slice(&text).map_err(|e| {
-            Problem::new(path.display().to_string(), "", format!("not a valid Docker config (line {}, column {})", e.line(), e.column()))
+            Problem::new(
+                path.display().to_string(),
+                "",
+                format!("not a valid Docker config (line {}, column {})", e.line(), e.column()),
+            )
         })?;
         config.path = path.to_path_buf();
         Ok(Some(config))
@@ -172,11 +195,14 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>, RegistryE
         // A helper that exits without reading is reported by its exit status below.
         let _ = stdin.write_all(host.as_bytes());
     }
-    let output = child.wait_with_output().map_err(|e| fail(format!("credential helper {program}: {e}")))?;
+    let output =
+        child.wait_with_output().map_err(|e| fail(format!("credential helper {program}: {e}")))?;
     if !output.status.success() {
         return Ok(None);
     }
-    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| fail(format!("credential helper {program} printed something other than credentials")))?;
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| {
+        fail(format!("credential helper {program} printed something other than credentials"))
+    })?;
     Ok(Some(Credentials::new(answer.username, answer.secret)))
 }
 
@@ -206,7 +232,10 @@ impl Challenge {
             return None;
         }
         let params = parse_params(rest);
-        Some(Challenge::Bearer { realm: params.get("realm")?.clone(), service: params.get("service").cloned() })
+        Some(Challenge::Bearer {
+            realm: params.get("realm")?.clone(),
+            service: params.get("service").cloned(),
+        })
     }
 }
 
@@ -218,7 +247,8 @@ fn parse_params(text: &str) -> BTreeMap<String, String> {
         while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
             chars.next();
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() || chars.next() != Some('=') {
             return params;
         }
@@ -247,7 +277,10 @@ mod tests {
         let header = r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#;
         assert_eq!(
             Challenge::parse(header),
-            Some(Challenge::Bearer { realm: "https://auth.example/token".into(), service: Some("registry.example".into()) })
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into())
+            })
         );
         assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(Challenge::parse("Bearer service=x"), None);

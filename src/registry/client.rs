@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 
@@ -96,10 +98,17 @@ impl Client {
         let mut extra_roots = Vec::new();
         if let Some(path) = &options.ca_file {
             let label = path.display().to_string();
-            let pem = std::fs::read(path).map_err(|source| RegistryError::Io { path: label.clone(), source })?;
-            extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| Problem::new(&label, "", why).hint("give the registry's CA certificate (BEGIN CERTIFICATE)"))?;
+            let pem = std::fs::read(path)
+                .map_err(|source| RegistryError::Io { path: label.clone(), source })?;
+            extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| {
+                Problem::new(&label, "", why)
+                    .hint("give the registry's CA certificate (BEGIN CERTIFICATE)")
+            })?;
         }
-        let tls = tls::client_config(extra_roots).map_err(|message| RegistryError::Transport { what: "setting up TLS".into(), message })?;
+        let tls = tls::client_config(extra_roots).map_err(|message| RegistryError::Transport {
+            what: "setting up TLS".into(),
+            message,
+        })?;
         let builder = reqwest::Client::builder()
             .http1_only()
             .tls_backend_preconfigured(tls)
@@ -107,7 +116,10 @@ impl Client {
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64);
-        let http = builder.build().map_err(|e| RegistryError::Transport { what: "setting up HTTPS".into(), message: error_chain(&e) })?;
+        let http = builder.build().map_err(|e| RegistryError::Transport {
+            what: "setting up HTTPS".into(),
+            message: error_chain(&e),
+        })?;
         Ok(Client {
             http,
             scheme: if options.insecure_http { "http" } else { "https" },
@@ -146,7 +158,11 @@ impl Client {
     }
 
     /// Whether the registry has the blob in the repository (and its size).
-    pub async fn head_blob(&self, repo: &Repo, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    pub async fn head_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
         let what = format!("HEAD blob {repo}@{digest}");
         let url = self.url(repo, &format!("blobs/{digest}"));
         let response = self.send(repo, Access::Pull, &what, &|| self.http.head(&url)).await?;
@@ -158,32 +174,61 @@ impl Client {
     }
 
     /// The digest the registry serves for a manifest reference (tag or digest), if any.
-    pub async fn manifest_digest(&self, repo: &Repo, reference: &str) -> Result<Option<Digest>, RegistryError> {
+    pub async fn manifest_digest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
         let what = format!("HEAD manifest {repo}:{reference}");
         let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
-        let response = self.send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept)).await?;
+        let response = self
+            .send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept))
+            .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())),
+            s if s.is_success() => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
             _ => Err(status_error(what, response).await),
         }
     }
 
     /// Fetches a manifest or index; checks it against `reference` when that is a digest.
-    pub async fn get_manifest(&self, repo: &Repo, reference: &str, max: u64) -> Result<ManifestDoc, RegistryError> {
-        let what = format!("GET manifest {repo}{}{reference}", if reference.starts_with("sha256:") { "@" } else { ":" });
+    pub async fn get_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        max: u64,
+    ) -> Result<ManifestDoc, RegistryError> {
+        let what = format!(
+            "GET manifest {repo}{}{reference}",
+            if reference.starts_with("sha256:") { "@" } else { ":" }
+        );
         let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
-        let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url).header(ACCEPT, &accept)).await?;
+        let response = self
+            .send(repo, Access::Pull, &what, &|| self.http.get(&url).header(ACCEPT, &accept))
+            .await?;
         if !response.status().is_success() {
             return Err(status_error(what, response).await);
         }
-        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let bytes = read_limited(&what, response, max).await?;
-        let doc = ManifestDoc::parse(bytes, content_type.as_deref()).map_err(|why| RegistryError::Transport { what: what.clone(), message: why })?;
+        let doc = ManifestDoc::parse(bytes, content_type.as_deref())
+            .map_err(|why| RegistryError::Transport { what: what.clone(), message: why })?;
         if reference.starts_with("sha256:") && doc.digest.as_str() != reference {
-            return Err(RegistryError::DigestMismatch { what, expected: reference.to_string(), actual: doc.digest.to_string() });
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: reference.to_string(),
+                actual: doc.digest.to_string(),
+            });
         }
         Ok(doc)
     }
@@ -201,7 +246,11 @@ impl Client {
 
     /// Starts a blob upload, or mounts `digest` from the repository `from` on the same
     /// registry (the registry may decline and start an upload instead).
-    pub async fn start_upload(&self, repo: &Repo, mount: Option<(&Digest, &str)>) -> Result<Started, RegistryError> {
+    pub async fn start_upload(
+        &self,
+        repo: &Repo,
+        mount: Option<(&Digest, &str)>,
+    ) -> Result<Started, RegistryError> {
         let mut url = self.url(repo, "blobs/uploads/");
         let (what, access) = match mount {
             Some((digest, from)) => {
@@ -210,7 +259,9 @@ impl Client {
             }
             None => (format!("start upload to {repo}"), Access::Push),
         };
-        let response = self.send(repo, access, &what, &|| self.http.post(&url).header(CONTENT_LENGTH, 0)).await?;
+        let response = self
+            .send(repo, access, &what, &|| self.http.post(&url).header(CONTENT_LENGTH, 0))
+            .await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
             StatusCode::ACCEPTED => Ok(Started::Session(self.location(&what, repo, &response)?)),
@@ -220,9 +271,21 @@ impl Client {
 
     /// Sends a blob's bytes into an upload session in one streamed `PATCH`; `body` makes the
     /// stream (again, if authentication has to be redone). Returns the next session URL.
-    pub async fn upload(&self, repo: &Repo, session: &Url, size: u64, body: &(dyn Fn() -> reqwest::Body + Send + Sync)) -> Result<Url, RegistryError> {
+    pub async fn upload(
+        &self,
+        repo: &Repo,
+        session: &Url,
+        size: u64,
+        body: &(dyn Fn() -> reqwest::Body + Send + Sync),
+    ) -> Result<Url, RegistryError> {
         let what = format!("upload to {repo}");
-        let make = || self.http.patch(session.clone()).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size).body(body());
+        let make = || {
+            self.http
+                .patch(session.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size)
+                .body(body())
+        };
         let response = self.send(repo, Access::Push, &what, &make).await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(status_error(what, response).await);
@@ -231,11 +294,20 @@ impl Client {
     }
 
     /// Completes an upload: the registry checks the bytes it got against `digest`.
-    pub async fn commit_upload(&self, repo: &Repo, session: &Url, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn commit_upload(
+        &self,
+        repo: &Repo,
+        session: &Url,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         let what = format!("commit blob {repo}@{digest}");
         let mut url = session.clone();
         url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let response = self.send(repo, Access::Push, &what, &|| self.http.put(url.clone()).header(CONTENT_LENGTH, 0)).await?;
+        let response = self
+            .send(repo, Access::Push, &what, &|| {
+                self.http.put(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(what, response).await);
         }
@@ -245,15 +317,26 @@ impl Client {
     /// Abandons an upload session (best effort: the registry expires it anyway).
     pub async fn cancel_upload(&self, repo: &Repo, session: &Url) {
         let what = format!("cancel upload to {repo}");
-        let _ = self.send(repo, Access::Push, &what, &|| self.http.request(Method::DELETE, session.clone())).await;
+        let _ = self
+            .send(repo, Access::Push, &what, &|| self.http.request(Method::DELETE, session.clone()))
+            .await;
     }
 
     /// Stores a manifest under `reference` (a tag, or its digest); checks the digest the
     /// registry computed.
-    pub async fn put_manifest(&self, repo: &Repo, reference: &str, doc: &ManifestDoc) -> Result<(), RegistryError> {
-        let what = format!("PUT manifest {repo}{}{reference}", if reference.starts_with("sha256:") { "@" } else { ":" });
+    pub async fn put_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        doc: &ManifestDoc,
+    ) -> Result<(), RegistryError> {
+        let what = format!(
+            "PUT manifest {repo}{}{reference}",
+            if reference.starts_with("sha256:") { "@" } else { ":" }
+        );
         let url = self.url(repo, &format!("manifests/{reference}"));
-        let make = || self.http.put(&url).header(CONTENT_TYPE, &doc.media_type).body(doc.bytes.clone());
+        let make =
+            || self.http.put(&url).header(CONTENT_TYPE, &doc.media_type).body(doc.bytes.clone());
         let response = self.send(repo, Access::Push, &what, &make).await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(what, response).await);
@@ -263,18 +346,28 @@ impl Client {
 
     /// The absolute URL of a response's `Location` (registries may send a relative one).
     fn location(&self, what: &str, repo: &Repo, response: &Response) -> Result<Url, RegistryError> {
-        let base = Url::parse(&format!("{}://{}/", self.scheme, repo.host)).map_err(|e| RegistryError::Transport { what: what.into(), message: e.to_string() })?;
+        let base = Url::parse(&format!("{}://{}/", self.scheme, repo.host))
+            .map_err(|e| RegistryError::Transport { what: what.into(), message: e.to_string() })?;
         response
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| base.join(v).ok())
-            .ok_or_else(|| RegistryError::Transport { what: what.into(), message: "the registry gave no upload location".into() })
+            .ok_or_else(|| RegistryError::Transport {
+                what: what.into(),
+                message: "the registry gave no upload location".into(),
+            })
     }
 
     /// Sends a request made by `make`, authenticating as the registry asks: on a 401 the
     /// challenge is recorded and the request made and sent again with credentials.
-    async fn send(&self, repo: &Repo, access: Access<'_>, what: &str, make: &(dyn Fn() -> RequestBuilder + Send + Sync)) -> Result<Response, RegistryError> {
+    async fn send(
+        &self,
+        repo: &Repo,
+        access: Access<'_>,
+        what: &str,
+        make: &(dyn Fn() -> RequestBuilder + Send + Sync),
+    ) -> Result<Response, RegistryError> {
         let scopes = scopes(repo, access);
         let mut tries = 0;
         loop {
@@ -283,16 +376,34 @@ impl Client {
             if let Some(value) = &authorization {
                 request = request.header(AUTHORIZATION, value);
             }
-            let response = request.send().await.map_err(|e| RegistryError::Transport { what: what.to_string(), message: error_chain(&e) })?;
+            let response = request.send().await.map_err(|e| RegistryError::Transport {
+                what: what.to_string(),
+                message: error_chain(&e),
+            })?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
-            let challenge = response.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(Challenge::parse);
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Challenge::parse);
             let Some(challenge) = challenge else {
-                return Err(RegistryError::Auth { host: repo.host.clone(), message: format!("{what}: refused (401) without a usable authentication challenge") });
+                return Err(RegistryError::Auth {
+                    host: repo.host.clone(),
+                    message: format!(
+                        "{what}: refused (401) without a usable authentication challenge"
+                    ),
+                });
             };
-            self.challenges.lock().unwrap_or_else(|e| e.into_inner()).insert(repo.host.clone(), challenge.clone());
-            self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(&(repo.host.clone(), scopes.join(" ")));
+            self.challenges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(repo.host.clone(), challenge.clone());
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(repo.host.clone(), scopes.join(" ")));
             let has_credentials = self.credentials(&repo.host)?.is_some();
             // Once after going anonymous (now we know how to log in), once more for a bearer
             // token (it may have expired in flight); after that the answer is final.
@@ -302,7 +413,11 @@ impl Client {
             };
             tries += 1;
             if !retry {
-                let message = if has_credentials { format!("{what}: credentials refused (401)") } else { format!("{what}: the registry asks for a login") };
+                let message = if has_credentials {
+                    format!("{what}: credentials refused (401)")
+                } else {
+                    format!("{what}: the registry asks for a login")
+                };
                 return Err(RegistryError::Auth { host: repo.host.clone(), message });
             }
         }
@@ -313,20 +428,29 @@ impl Client {
             return Ok(found.clone());
         }
         let found = self.keychain.get(host)?;
-        self.credentials.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_string(), found.clone());
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_string(), found.clone());
         Ok(found)
     }
 
     /// The `Authorization` value for a request to `host` needing `scopes`, once the host has
     /// challenged us; `None` before (anonymous first).
-    async fn authorization(&self, host: &str, scopes: &[String]) -> Result<Option<String>, RegistryError> {
-        let challenge = self.challenges.lock().unwrap_or_else(|e| e.into_inner()).get(host).cloned();
+    async fn authorization(
+        &self,
+        host: &str,
+        scopes: &[String],
+    ) -> Result<Option<String>, RegistryError> {
+        let challenge =
+            self.challenges.lock().unwrap_or_else(|e| e.into_inner()).get(host).cloned();
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials(host)?.map(|c| c.basic_header())),
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (host.to_string(), scopes.join(" "));
-                if let Some(token) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+                if let Some(token) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+                {
                     if token.expires > Instant::now() {
                         return Ok(Some(format!("Bearer {}", token.value)));
                     }
@@ -341,9 +465,16 @@ impl Client {
 
     /// Gets a bearer token from the realm the registry named, with the credentials for
     /// `host` if there are any (anonymous otherwise).
-    async fn fetch_token(&self, host: &str, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<Token, RegistryError> {
+    async fn fetch_token(
+        &self,
+        host: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Token, RegistryError> {
         let fail = |message: String| RegistryError::Auth { host: host.to_string(), message };
-        let mut url = Url::parse(realm).map_err(|_| fail("the registry named an invalid token service".into()))?;
+        let mut url = Url::parse(realm)
+            .map_err(|_| fail("the registry named an invalid token service".into()))?;
         let credentials = self.credentials(host)?;
         if url.scheme() != "https" && credentials.is_some() && !self.insecure_http {
             return Err(fail("the token service is not HTTPS; refusing to send credentials to it (use --insecure-http to allow)".into()));
@@ -362,9 +493,14 @@ impl Client {
             request = request.header(AUTHORIZATION, credentials.basic_header());
         }
         let what = "token request".to_string();
-        let response = request.send().await.map_err(|e| RegistryError::Transport { what: what.clone(), message: error_chain(&e) })?;
+        let response = request.send().await.map_err(|e| RegistryError::Transport {
+            what: what.clone(),
+            message: error_chain(&e),
+        })?;
         match response.status() {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(fail("the token service refused the credentials".into())),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(fail("the token service refused the credentials".into()))
+            }
             s if !s.is_success() => return Err(status_error(what, response).await),
             _ => {}
         }
@@ -375,8 +511,13 @@ impl Client {
             expires_in: Option<u64>,
         }
         let bytes = read_limited(&what, response, MAX_ERROR_BODY as u64).await?;
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| fail("the token service answered something other than a token".into()))?;
-        let value = answer.token.or(answer.access_token).filter(|t| !t.is_empty()).ok_or_else(|| fail("the token service gave no token".into()))?;
+        let answer: Answer = serde_json::from_slice(&bytes)
+            .map_err(|_| fail("the token service answered something other than a token".into()))?;
+        let value = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| fail("the token service gave no token".into()))?;
         // Tokens live 60 s unless the answer says otherwise (the spec's default); renew a
         // little early so a token never expires between being picked and being checked.
         let lifetime = answer.expires_in.unwrap_or(60).max(10);
@@ -389,7 +530,9 @@ fn scopes(repo: &Repo, access: Access<'_>) -> Vec<String> {
     match access {
         Access::Pull => vec![format!("repository:{}:pull", repo.name)],
         Access::Push => vec![format!("repository:{}:pull,push", repo.name)],
-        Access::Mount(from) => vec![format!("repository:{}:pull,push", repo.name), format!("repository:{from}:pull")],
+        Access::Mount(from) => {
+            vec![format!("repository:{}:pull,push", repo.name), format!("repository:{from}:pull")]
+        }
     }
 }
 
@@ -397,22 +540,38 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn check_digest_header(what: &str, headers: &HeaderMap, expected: &Digest) -> Result<(), RegistryError> {
+fn check_digest_header(
+    what: &str,
+    headers: &HeaderMap,
+    expected: &Digest,
+) -> Result<(), RegistryError> {
     match headers.get("docker-content-digest").and_then(|v| v.to_str().ok()) {
-        Some(actual) if actual != expected.as_str() => {
-            Err(RegistryError::DigestMismatch { what: what.to_string(), expected: expected.to_string(), actual: actual.to_string() })
-        }
+        Some(actual) if actual != expected.as_str() => Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }),
         _ => Ok(()),
     }
 }
 
 /// Reads a whole (small) response body, refusing more than `max` bytes.
-async fn read_limited(what: &str, mut response: Response, max: u64) -> Result<Vec<u8>, RegistryError> {
+async fn read_limited(
+    what: &str,
+    mut response: Response,
+    max: u64,
+) -> Result<Vec<u8>, RegistryError> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport { what: what.to_string(), message: error_chain(&e) })? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport {
+        what: what.to_string(),
+        message: error_chain(&e),
+    })? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > max {
-            return Err(RegistryError::Transport { what: what.to_string(), message: format!("answer larger than {max} bytes") });
+            return Err(RegistryError::Transport {
+                what: what.to_string(),
+                message: format!("answer larger than {max} bytes"),
+            });
         }
     }
     Ok(bytes)
@@ -434,7 +593,13 @@ async fn status_error(what: String, response: Response) -> RegistryError {
     let status = response.status().as_u16();
     let body = read_limited(&what, response, MAX_ERROR_BODY as u64).await.unwrap_or_default();
     let message = serde_json::from_slice::<Errors>(&body)
-        .map(|e| e.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect::<Vec<_>>().join("; "))
+        .map(|e| {
+            e.errors
+                .iter()
+                .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
         .unwrap_or_default();
     let message = if message.is_empty() { String::new() } else { format!(": {message}") };
     RegistryError::Http { what, status, message }

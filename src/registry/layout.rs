@@ -68,13 +68,20 @@ fn padded(size: u64) -> u64 {
 
 /// Writes `entries` as a tar at `out` (replacing it): local members first, then registry
 /// blobs, `jobs` at a time, through `client`.
-pub async fn write_tar(mut entries: Vec<Entry>, out: &Path, client: &Client, jobs: usize, progress: &dyn Progress) -> Result<(), RegistryError> {
+pub async fn write_tar(
+    mut entries: Vec<Entry>,
+    out: &Path,
+    client: &Client,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<(), RegistryError> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let label = out.display().to_string();
     let headers = headers(&label, &entries)?;
     let io = |source| RegistryError::Io { path: label.clone(), source };
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new().prefix(".charmer-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let temp =
+        tempfile::Builder::new().prefix(".charmer-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
     let file = temp.as_file();
 
     let mut offset = 0u64;
@@ -86,7 +93,8 @@ pub async fn write_tar(mut entries: Vec<Entry>, out: &Path, client: &Client, job
     // Two zero blocks end a tar; a sparse, zero-filled tail is what set_len gives.
     file.set_len(offset + 2 * BLOCK).map_err(io)?;
 
-    let local: u64 = entries.iter().filter(|e| matches!(e.content, Content::File(_))).map(|e| e.size).sum();
+    let local: u64 =
+        entries.iter().filter(|e| matches!(e.content, Content::File(_))).map(|e| e.size).sum();
     progress.begin(Task::Write, local);
     for ((entry, data_offset), header) in placed.iter().zip(&headers) {
         file.write_all_at(header, data_offset - BLOCK).map_err(io)?;
@@ -98,7 +106,11 @@ pub async fn write_tar(mut entries: Vec<Entry>, out: &Path, client: &Client, job
     }
     progress.end(Task::Write);
 
-    let mut remote: Vec<(&Entry, u64)> = placed.iter().filter(|(e, _)| matches!(e.content, Content::Remote { .. })).copied().collect();
+    let mut remote: Vec<(&Entry, u64)> = placed
+        .iter()
+        .filter(|(e, _)| matches!(e.content, Content::Remote { .. }))
+        .copied()
+        .collect();
     remote.sort_by_key(|(e, _)| std::cmp::Reverse(e.size));
     progress.begin(Task::Download, remote.iter().map(|(e, _)| e.size).sum());
     let downloads = stream::iter(remote.into_iter().map(|(entry, at)| async move {
@@ -123,13 +135,19 @@ fn headers(label: &str, entries: &[Entry]) -> Result<Vec<[u8; 512]>, RegistryErr
     let mut seen = BTreeSet::new();
     let mut headers = Vec::with_capacity(entries.len());
     for entry in entries {
-        if let Some(why) = unsafe_name_reason(&entry.name).or_else(|| (!seen.insert(&entry.name)).then_some("duplicate member")) {
+        if let Some(why) = unsafe_name_reason(&entry.name)
+            .or_else(|| (!seen.insert(&entry.name)).then_some("duplicate member"))
+        {
             problems.push(Problem::new(label, &entry.name, why));
             continue;
         }
         let mut header = tar::Header::new_ustar();
         if let Err(e) = header.set_path(&entry.name) {
-            problems.push(Problem::new(label, &entry.name, format!("name cannot be stored in a tar header: {e}")));
+            problems.push(Problem::new(
+                label,
+                &entry.name,
+                format!("name cannot be stored in a tar header: {e}"),
+            ));
             continue;
         }
         header.set_size(entry.size);
@@ -145,7 +163,13 @@ fn headers(label: &str, entries: &[Entry]) -> Result<Vec<[u8; 512]>, RegistryErr
 }
 
 /// Copies exactly `size` bytes of a local file to `at` in `out`.
-fn copy_file(path: &Path, size: u64, out: &File, at: u64, progress: &dyn Progress) -> Result<(), RegistryError> {
+fn copy_file(
+    path: &Path,
+    size: u64,
+    out: &File,
+    at: u64,
+    progress: &dyn Progress,
+) -> Result<(), RegistryError> {
     let label = path.display().to_string();
     let io = |source| RegistryError::Io { path: label.clone(), source };
     let mut input = File::open(path).map_err(io)?.take(size + 1);
@@ -164,34 +188,61 @@ fn copy_file(path: &Path, size: u64, out: &File, at: u64, progress: &dyn Progres
         progress.advance(Task::Write, n as u64);
     }
     if done != size || input.read(&mut buf).map_err(io)? != 0 {
-        return Err(Problem::new(label, "", "changed while the archive was being written").hint("run again when nothing writes to it").into());
+        return Err(Problem::new(label, "", "changed while the archive was being written")
+            .hint("run again when nothing writes to it")
+            .into());
     }
     Ok(())
 }
 
 /// Fetches one blob into `at..at+size` of `out`, hashing as it arrives; a wrong size or
 /// digest is an error (never retried: the registry would serve the same bytes again).
-async fn download(client: &Client, repo: &Repo, digest: &Digest, size: u64, out: &File, at: u64, progress: &dyn Progress) -> Result<(), RegistryError> {
+async fn download(
+    client: &Client,
+    repo: &Repo,
+    digest: &Digest,
+    size: u64,
+    out: &File,
+    at: u64,
+    progress: &dyn Progress,
+) -> Result<(), RegistryError> {
     let what = format!("GET blob {repo}@{digest}");
     let mut response = client.get_blob(repo, digest).await?;
     let mut hasher = Sha256::new();
     let mut done = 0u64;
-    while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport { what: what.clone(), message: super::client::error_chain(&e) })? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport {
+        what: what.clone(),
+        message: super::client::error_chain(&e),
+    })? {
         if done + chunk.len() as u64 > size {
-            return Err(RegistryError::DigestMismatch { what, expected: digest.to_string(), actual: format!("more than the {size} bytes its descriptor says") });
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual: format!("more than the {size} bytes its descriptor says"),
+            });
         }
         hasher.update(&chunk);
         // A write to the page cache: brief enough to do on the async worker.
-        out.write_all_at(&chunk, at + done).map_err(|source| RegistryError::Io { path: "the archive being written".into(), source })?;
+        out.write_all_at(&chunk, at + done).map_err(|source| RegistryError::Io {
+            path: "the archive being written".into(),
+            source,
+        })?;
         done += chunk.len() as u64;
         progress.advance(Task::Download, chunk.len() as u64);
     }
     if done != size {
-        return Err(RegistryError::Transport { what, message: format!("the blob ended after {done} of {size} bytes") });
+        return Err(RegistryError::Transport {
+            what,
+            message: format!("the blob ended after {done} of {size} bytes"),
+        });
     }
     let actual = Digest::from_hasher(hasher);
     if &actual != digest {
-        return Err(RegistryError::DigestMismatch { what, expected: digest.to_string(), actual: actual.to_string() });
+        return Err(RegistryError::DigestMismatch {
+            what,
+            expected: digest.to_string(),
+            actual: actual.to_string(),
+        });
     }
     Ok(())
 }
@@ -202,8 +253,15 @@ mod tests {
 
     #[test]
     fn names_are_checked_before_writing() {
-        let entries = vec![Entry::bytes("a/../b", vec![]), Entry::bytes("x", vec![1]), Entry::bytes("x", vec![2])];
+        let entries = vec![
+            Entry::bytes("a/../b", vec![]),
+            Entry::bytes("x", vec![1]),
+            Entry::bytes("x", vec![2]),
+        ];
         let err = headers("out.tar", &entries).unwrap_err().to_string();
-        assert!(err.contains("a/../b: path traversal") && err.contains("x: duplicate member"), "{err}");
+        assert!(
+            err.contains("a/../b: path traversal") && err.contains("x: duplicate member"),
+            "{err}"
+        );
     }
 }

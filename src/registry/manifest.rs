@@ -65,8 +65,11 @@ impl FromStr for Digest {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let hex = text.strip_prefix("sha256:").ok_or_else(|| format!("{text:?} is not a sha256 digest"))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = text
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("{text:?} is not a sha256 digest"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(format!("{text:?} is not sha256:<64 lowercase hex digits>"));
         }
         Ok(Digest(text.to_string()))
@@ -121,7 +124,9 @@ impl FromStr for Platform {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split('/').collect();
-        let ok = |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        let ok = |s: &&str| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
         match parts.as_slice() {
             [os, arch] | [os, arch, _] if parts.iter().all(ok) => Ok(Platform {
                 os: os.to_string(),
@@ -129,7 +134,9 @@ impl FromStr for Platform {
                 variant: parts.get(2).map(|v| v.to_string()),
                 other: BTreeMap::new(),
             }),
-            _ => Err(format!("{text:?} is not a platform: give os/arch[/variant], e.g. linux/amd64")),
+            _ => {
+                Err(format!("{text:?} is not a platform: give os/arch[/variant], e.g. linux/amd64"))
+            }
         }
     }
 }
@@ -166,7 +173,13 @@ pub struct Descriptor {
 impl Descriptor {
     /// A descriptor with just media type, digest and size.
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor { media_type: media_type.to_string(), digest, size, platform: None, annotations: BTreeMap::new() }
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
     }
 }
 
@@ -213,20 +226,30 @@ impl ManifestDoc {
     /// Parses a manifest or index; `declared` is the media type its descriptor or HTTP
     /// response gave, used when the document does not carry one (OCI allows that).
     pub fn parse(bytes: Vec<u8>, declared: Option<&str>) -> Result<ManifestDoc, String> {
-        let raw: RawManifest = serde_json::from_slice(&bytes).map_err(|e| format!("not a manifest: {e}"))?;
+        let raw: RawManifest =
+            serde_json::from_slice(&bytes).map_err(|e| format!("not a manifest: {e}"))?;
         if raw.schema_version != Some(2) {
-            return Err(format!("schemaVersion {:?} is not supported (only schema 2 and OCI manifests are)", raw.schema_version));
+            return Err(format!(
+                "schemaVersion {:?} is not supported (only schema 2 and OCI manifests are)",
+                raw.schema_version
+            ));
         }
-        let declared = declared.filter(|d| !d.is_empty() && *d != "application/octet-stream" && *d != "application/json");
+        let declared = declared.filter(|d| {
+            !d.is_empty() && *d != "application/octet-stream" && *d != "application/json"
+        });
         let media_type = match (raw.media_type, declared) {
-            (Some(own), Some(declared)) if own != declared => return Err(format!("declared as {declared} but says it is {own}")),
+            (Some(own), Some(declared)) if own != declared => {
+                return Err(format!("declared as {declared} but says it is {own}"))
+            }
             (Some(own), _) => own,
             (None, Some(declared)) => declared.to_string(),
             (None, None) if raw.manifests.is_some() => media::OCI_INDEX.to_string(),
             (None, None) => media::OCI_MANIFEST.to_string(),
         };
         let contents = match media_type.as_str() {
-            media::OCI_INDEX | media::DOCKER_LIST => Contents::Index(raw.manifests.ok_or("an index without manifests")?),
+            media::OCI_INDEX | media::DOCKER_LIST => {
+                Contents::Index(raw.manifests.ok_or("an index without manifests")?)
+            }
             media::OCI_MANIFEST | media::DOCKER_MANIFEST => Contents::Image {
                 config: raw.config.ok_or("a manifest without config")?,
                 layers: raw.layers.unwrap_or_default(),
@@ -263,10 +286,20 @@ mod tests {
     #[test]
     fn digests_are_strict_sha256() {
         let d = Digest::of(b"hello");
-        assert_eq!(d.as_str(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        assert_eq!(d.layout_path(), "blobs/sha256/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d.as_str(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            d.layout_path(),
+            "blobs/sha256/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        for bad in ["sha512:00", "sha256:ABC", "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"] {
+        for bad in [
+            "sha512:00",
+            "sha256:ABC",
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
     }
@@ -274,16 +307,23 @@ mod tests {
     #[test]
     fn manifests_parse_without_reserializing() {
         let config = Digest::of(b"{}");
-        let text = format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{config}","size":2}},"layers":[]}}"#, media::DOCKER_CONFIG);
+        let text = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{config}","size":2}},"layers":[]}}"#,
+            media::DOCKER_CONFIG
+        );
         let doc = ManifestDoc::parse(text.clone().into_bytes(), Some(media::OCI_MANIFEST)).unwrap();
         assert_eq!(doc.media_type, media::OCI_MANIFEST);
         assert_eq!(doc.digest, Digest::of(text.as_bytes()));
         assert_eq!(doc.blobs().len(), 1);
         let index = r#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(matches!(ManifestDoc::parse(index.into(), None).unwrap().contents, Contents::Index(_)));
+        assert!(matches!(
+            ManifestDoc::parse(index.into(), None).unwrap().contents,
+            Contents::Index(_)
+        ));
         let schema1 = r#"{"schemaVersion":1,"fsLayers":[]}"#;
         assert!(ManifestDoc::parse(schema1.into(), None).unwrap_err().contains("schemaVersion"));
-        let lying = format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, media::OCI_INDEX);
+        let lying =
+            format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, media::OCI_INDEX);
         assert!(ManifestDoc::parse(lying.into_bytes(), Some(media::DOCKER_MANIFEST)).is_err());
     }
 

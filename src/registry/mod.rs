@@ -86,7 +86,9 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Transport { .. } => true,
-            RegistryError::Http { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            RegistryError::Http { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
             _ => false,
         }
     }

@@ -14,7 +14,10 @@ use serde::Serialize;
 
 use super::client::{Client, Repo};
 use super::layout::{write_tar, Content, Entry};
-use super::manifest::{media, Contents, Descriptor, Digest, ManifestDoc, Platform, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::manifest::{
+    media, Contents, Descriptor, Digest, ManifestDoc, Platform, ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+};
 use super::progress::Progress;
 use super::tarindex::Limits;
 use super::RegistryError;
@@ -65,22 +68,39 @@ impl Pulled {
         let named: Vec<&Descriptor> = self.images.iter().map(|(_, d)| d).collect();
         let index = Index { schema_version: 2, media_type: media::OCI_INDEX, manifests: named };
         let mut entries = vec![
-            Entry::bytes(format!("{prefix}oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-            Entry::bytes(format!("{prefix}index.json"), serde_json::to_vec(&index).unwrap_or_default()),
+            Entry::bytes(
+                format!("{prefix}oci-layout"),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            Entry::bytes(
+                format!("{prefix}index.json"),
+                serde_json::to_vec(&index).unwrap_or_default(),
+            ),
         ];
         for doc in self.manifests.values() {
-            entries.push(Entry::bytes(format!("{prefix}{}", doc.digest.layout_path()), doc.bytes.clone()));
+            entries.push(Entry::bytes(
+                format!("{prefix}{}", doc.digest.layout_path()),
+                doc.bytes.clone(),
+            ));
         }
         for (digest, (repo, size)) in &self.blobs {
             let content = Content::Remote { repo: repo.clone(), digest: digest.clone() };
-            entries.push(Entry { name: format!("{prefix}{}", digest.layout_path()), size: *size, content });
+            entries.push(Entry {
+                name: format!("{prefix}{}", digest.layout_path()),
+                size: *size,
+                content,
+            });
         }
         entries
     }
 }
 
 /// Fetches the manifests of `references` (deduplicated), keeping one platform if asked.
-pub async fn fetch_manifests(client: &Client, references: &[Reference], options: &PullOptions) -> Result<Pulled, RegistryError> {
+pub async fn fetch_manifests(
+    client: &Client,
+    references: &[Reference],
+    options: &PullOptions,
+) -> Result<Pulled, RegistryError> {
     let mut unique: Vec<&Reference> = references.iter().collect();
     unique.sort();
     unique.dedup();
@@ -88,7 +108,9 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
     // that host, so such images need a mirror. Say so for all of them before any request.
     let mut problems = crate::diag::Problems::default();
     for reference in &unique {
-        if reference.registry == crate::images::DEFAULT_REGISTRY && !options.mirrors.contains_key(&reference.registry) {
+        if reference.registry == crate::images::DEFAULT_REGISTRY
+            && !options.mirrors.contains_key(&reference.registry)
+        {
             problems.push(
                 Problem::new(reference.to_string(), "", "docker.io images are pulled through a mirror")
                     .hint("give --mirror docker.io=HOST[:PORT] (a pull-through mirror, or Docker Hub's registry API host)"),
@@ -99,12 +121,18 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
         return Err(RegistryError::Invalid(problems));
     }
     let fetched: Vec<Fetched> =
-        stream::iter(unique.into_iter().map(|reference| fetch_one(client, reference, options))).buffered(options.jobs.max(1)).try_collect().await?;
+        stream::iter(unique.into_iter().map(|reference| fetch_one(client, reference, options)))
+            .buffered(options.jobs.max(1))
+            .try_collect()
+            .await?;
     let mut pulled = Pulled::default();
     for (reference, descriptor, docs) in fetched {
         for (repo, doc) in docs {
             for blob in doc.blobs() {
-                pulled.blobs.entry(blob.digest.clone()).or_insert_with(|| (repo.clone(), blob.size));
+                pulled
+                    .blobs
+                    .entry(blob.digest.clone())
+                    .or_insert_with(|| (repo.clone(), blob.size));
             }
             pulled.manifests.insert(doc.digest.clone(), doc);
         }
@@ -118,17 +146,34 @@ pub async fn fetch_manifests(client: &Client, references: &[Reference], options:
 type Fetched = (Reference, Descriptor, Vec<(Repo, ManifestDoc)>);
 
 /// Fetches one image's manifests (see [`Fetched`]).
-async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions) -> Result<Fetched, RegistryError> {
-    let host = options.mirrors.get(&reference.registry).cloned().unwrap_or_else(|| reference.registry.clone());
+async fn fetch_one(
+    client: &Client,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<Fetched, RegistryError> {
+    let host = options
+        .mirrors
+        .get(&reference.registry)
+        .cloned()
+        .unwrap_or_else(|| reference.registry.clone());
     let repo = Repo { host, name: reference.repository.clone() };
     let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag_or_latest().to_string());
     let max = Limits::default().max_document_bytes;
     let mut top = client.retrying(|| client.get_manifest(&repo, &wanted, max)).await?;
     let mut platform = None;
     if let (Some(want), Contents::Index(children)) = (&options.platform, &top.contents) {
-        let Some(child) = children.iter().find(|c| c.platform.as_ref().is_some_and(|p| want.selects(p))) else {
-            let offered: Vec<String> = children.iter().filter_map(|c| c.platform.as_ref().map(ToString::to_string)).collect();
-            let problem = Problem::new(reference.to_string(), "", format!("has no {want} image (it has: {})", offered.join(", ")));
+        let Some(child) =
+            children.iter().find(|c| c.platform.as_ref().is_some_and(|p| want.selects(p)))
+        else {
+            let offered: Vec<String> = children
+                .iter()
+                .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                .collect();
+            let problem = Problem::new(
+                reference.to_string(),
+                "",
+                format!("has no {want} image (it has: {})", offered.join(", ")),
+            );
             return Err(problem.into());
         };
         platform = child.platform.clone();
@@ -146,7 +191,12 @@ async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions
     while let Some(doc) = pending.pop() {
         if let Contents::Index(children) = &doc.contents {
             if docs.len() > 64 {
-                return Err(Problem::new(reference.to_string(), "", "an index of more than 64 manifests (nested too deep?)").into());
+                return Err(Problem::new(
+                    reference.to_string(),
+                    "",
+                    "an index of more than 64 manifests (nested too deep?)",
+                )
+                .into());
             }
             for child in children {
                 let digest = child.digest.to_string();
@@ -159,7 +209,13 @@ async fn fetch_one(client: &Client, reference: &Reference, options: &PullOptions
 }
 
 /// Pulls `references` into an OCI image layout archive at `out`.
-pub async fn save(client: &Client, references: &[Reference], options: &PullOptions, out: &Path, progress: &dyn Progress) -> Result<Pulled, RegistryError> {
+pub async fn save(
+    client: &Client,
+    references: &[Reference],
+    options: &PullOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Pulled, RegistryError> {
     let pulled = fetch_manifests(client, references, options).await?;
     write_tar(pulled.layout_entries(""), out, client, options.jobs, progress).await?;
     Ok(pulled)

@@ -110,14 +110,25 @@ struct BlobJob {
 }
 
 /// Pushes every image of `archive` (see the module docs).
-pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions, progress: Arc<dyn Progress>) -> Result<PushReport, RegistryError> {
+pub async fn push(
+    client: &Client,
+    archive: &ImageArchive,
+    options: &PushOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, RegistryError> {
     let (targets, mut report) = plan_targets(archive, &options.registry)?;
 
     // 1. Images already there under every tag.
     let present: Vec<bool> = stream::iter(targets.iter().map(|t| async move {
-        let references: Vec<&str> = if t.tags.is_empty() { vec![t.digest.as_str()] } else { t.tags.iter().map(String::as_str).collect() };
+        let references: Vec<&str> = if t.tags.is_empty() {
+            vec![t.digest.as_str()]
+        } else {
+            t.tags.iter().map(String::as_str).collect()
+        };
         for reference in references {
-            if client.retrying(|| client.manifest_digest(&t.repo, reference)).await?.as_ref() != Some(&t.digest) {
+            if client.retrying(|| client.manifest_digest(&t.repo, reference)).await?.as_ref()
+                != Some(&t.digest)
+            {
                 return Ok::<_, RegistryError>(false);
             }
         }
@@ -126,9 +137,13 @@ pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions
     .buffered(HEAD_JOBS)
     .try_collect()
     .await?;
-    let todo: Vec<&Target> = targets.iter().zip(&present).filter(|(_, p)| !**p).map(|(t, _)| t).collect();
+    let todo: Vec<&Target> =
+        targets.iter().zip(&present).filter(|(_, p)| !**p).map(|(t, _)| t).collect();
     for image in &mut report.images {
-        let done = targets.iter().zip(&present).any(|(t, p)| *p && t.repo.name == image.target.repository && Some(t.digest.as_str()) == image.target.digest.as_deref());
+        let done = targets.iter().zip(&present).any(|(t, p)| {
+            *p && t.repo.name == image.target.repository
+                && Some(t.digest.as_str()) == image.target.digest.as_deref()
+        });
         image.already_present = done;
     }
     if todo.is_empty() {
@@ -138,19 +153,27 @@ pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions
     // 2. Which repositories lack which blobs.
     let mut wanted: BTreeSet<(Digest, Repo)> = BTreeSet::new();
     for target in &todo {
-        wanted.extend(archive.closure(&target.digest).1.into_iter().map(|d| (d, target.repo.clone())));
+        wanted.extend(
+            archive.closure(&target.digest).1.into_iter().map(|d| (d, target.repo.clone())),
+        );
     }
-    let heads: Vec<(Digest, Repo, bool)> = stream::iter(wanted.into_iter().map(|(digest, repo)| async move {
-        let has = client.retrying(|| client.head_blob(&repo, &digest)).await?.is_some();
-        Ok::<_, RegistryError>((digest, repo, has))
-    }))
-    .buffer_unordered(HEAD_JOBS)
-    .try_collect()
-    .await?;
+    let heads: Vec<(Digest, Repo, bool)> =
+        stream::iter(wanted.into_iter().map(|(digest, repo)| async move {
+            let has = client.retrying(|| client.head_blob(&repo, &digest)).await?.is_some();
+            Ok::<_, RegistryError>((digest, repo, has))
+        }))
+        .buffer_unordered(HEAD_JOBS)
+        .try_collect()
+        .await?;
     let mut jobs: BTreeMap<Digest, BlobJob> = BTreeMap::new();
     for (digest, repo, has) in heads {
         let size = archive.blob(&digest).map_or(0, |b| b.location.size);
-        let job = jobs.entry(digest.clone()).or_insert(BlobJob { digest, size, source: None, targets: Vec::new() });
+        let job = jobs.entry(digest.clone()).or_insert(BlobJob {
+            digest,
+            size,
+            source: None,
+            targets: Vec::new(),
+        });
         if has {
             report.blobs_present += 1;
             job.source.get_or_insert(repo);
@@ -162,14 +185,17 @@ pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions
     jobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
 
     // 3. Blobs: verification runs beside the uploads and gates their commits.
-    let to_send: Vec<Digest> = jobs.iter().filter(|j| j.source.is_none()).map(|j| j.digest.clone()).collect();
+    let to_send: Vec<Digest> =
+        jobs.iter().filter(|j| j.source.is_none()).map(|j| j.digest.clone()).collect();
     let gate = Gate::start(archive, to_send, options.verified, progress.clone());
     let counters = Counters::default();
     progress.begin(Task::Upload, jobs.iter().filter(|j| j.source.is_none()).map(|j| j.size).sum());
-    let sent = stream::iter(jobs.iter().map(|job| send_blob(client, archive, job, &gate, &counters, &progress)))
-        .buffer_unordered(options.jobs.max(1))
-        .collect::<Vec<Result<(), RegistryError>>>()
-        .await;
+    let sent = stream::iter(
+        jobs.iter().map(|job| send_blob(client, archive, job, &gate, &counters, &progress)),
+    )
+    .buffer_unordered(options.jobs.max(1))
+    .collect::<Vec<Result<(), RegistryError>>>()
+    .await;
     progress.end(Task::Upload);
     gate.finish().await?;
     sent.into_iter().collect::<Result<Vec<()>, _>>()?;
@@ -180,9 +206,13 @@ pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions
     // 4. Manifests, then tags.
     stream::iter(todo.iter().map(|target| async move {
         let (manifests, _) = archive.closure(&target.digest);
-        let (top, children) = manifests.split_last().ok_or_else(|| Problem::new(archive.tar().label(), target.digest.as_str(), "missing manifest"))?;
+        let (top, children) = manifests.split_last().ok_or_else(|| {
+            Problem::new(archive.tar().label(), target.digest.as_str(), "missing manifest")
+        })?;
         for child in children {
-            client.retrying(|| client.put_manifest(&target.repo, child.digest.as_str(), child)).await?;
+            client
+                .retrying(|| client.put_manifest(&target.repo, child.digest.as_str(), child))
+                .await?;
         }
         if target.tags.is_empty() {
             client.retrying(|| client.put_manifest(&target.repo, top.digest.as_str(), top)).await?;
@@ -199,7 +229,10 @@ pub async fn push(client: &Client, archive: &ImageArchive, options: &PushOptions
 }
 
 /// Where each archive image goes; refuses two different images landing on the same tag.
-fn plan_targets(archive: &ImageArchive, registry: &Registry) -> Result<(Vec<Target>, PushReport), RegistryError> {
+fn plan_targets(
+    archive: &ImageArchive,
+    registry: &Registry,
+) -> Result<(Vec<Target>, PushReport), RegistryError> {
     let mut problems = Problems::default();
     let mut by_repo_digest: BTreeMap<(Repo, Digest), BTreeSet<String>> = BTreeMap::new();
     let mut tag_owner: BTreeMap<(String, String), (&Reference, &Digest)> = BTreeMap::new();
@@ -211,16 +244,31 @@ fn plan_targets(archive: &ImageArchive, registry: &Registry) -> Result<(Vec<Targ
         let tags = by_repo_digest.entry((repo, image.digest.clone())).or_default();
         if let Some(tag) = &target.tag {
             tags.insert(tag.clone());
-            let (owner, owner_digest) = *tag_owner.entry((target.repository.clone(), tag.clone())).or_insert((&image.reference, &image.digest));
+            let (owner, owner_digest) = *tag_owner
+                .entry((target.repository.clone(), tag.clone()))
+                .or_insert((&image.reference, &image.digest));
             if owner_digest != &image.digest {
-                let message = format!("{} and {owner} would both be pushed as {}:{tag}", image.reference, target.repository);
-                problems.push(Problem::new(archive.tar().label(), "", message).hint("push them to different registries or prefixes"));
+                let message = format!(
+                    "{} and {owner} would both be pushed as {}:{tag}",
+                    image.reference, target.repository
+                );
+                problems.push(
+                    Problem::new(archive.tar().label(), "", message)
+                        .hint("push them to different registries or prefixes"),
+                );
             }
         }
-        report.images.push(PushedImage { source: image.reference.clone(), target, already_present: false });
+        report.images.push(PushedImage {
+            source: image.reference.clone(),
+            target,
+            already_present: false,
+        });
     }
     problems.into_result(())?;
-    let targets = by_repo_digest.into_iter().map(|((repo, digest), tags)| Target { repo, digest, tags: tags.into_iter().collect() }).collect();
+    let targets = by_repo_digest
+        .into_iter()
+        .map(|((repo, digest), tags)| Target { repo, digest, tags: tags.into_iter().collect() })
+        .collect();
     Ok((targets, report))
 }
 
@@ -233,12 +281,21 @@ struct Counters {
 
 /// Gets one blob into every repository that lacks it: upload once (or mount from where the
 /// registry has it), then mount into the rest.
-async fn send_blob(client: &Client, archive: &ImageArchive, job: &BlobJob, gate: &Gate, counters: &Counters, progress: &Arc<dyn Progress>) -> Result<(), RegistryError> {
+async fn send_blob(
+    client: &Client,
+    archive: &ImageArchive,
+    job: &BlobJob,
+    gate: &Gate,
+    counters: &Counters,
+    progress: &Arc<dyn Progress>,
+) -> Result<(), RegistryError> {
     let mut rest = job.targets.iter();
     let source = match &job.source {
         Some(source) => source.clone(),
         None => {
-            let first = rest.next().ok_or_else(|| Problem::new(archive.tar().label(), job.digest.as_str(), "nothing to push it to"))?;
+            let first = rest.next().ok_or_else(|| {
+                Problem::new(archive.tar().label(), job.digest.as_str(), "nothing to push it to")
+            })?;
             client.retrying(|| upload(client, archive, first, job, None, gate, progress)).await?;
             counters.uploaded.fetch_add(1, Ordering::Relaxed);
             counters.bytes.fetch_add(job.size, Ordering::Relaxed);
@@ -246,14 +303,19 @@ async fn send_blob(client: &Client, archive: &ImageArchive, job: &BlobJob, gate:
         }
     };
     for target in rest {
-        let mounted = client.retrying(|| async {
-            match client.start_upload(target, Some((&job.digest, &source.name))).await? {
-                Started::Mounted => Ok(true),
-                // The registry declined the mount and opened an upload session instead.
-                Started::Session(session) => upload(client, archive, target, job, Some(session), gate, progress).await.map(|()| false),
-            }
-        })
-        .await?;
+        let mounted = client
+            .retrying(|| async {
+                match client.start_upload(target, Some((&job.digest, &source.name))).await? {
+                    Started::Mounted => Ok(true),
+                    // The registry declined the mount and opened an upload session instead.
+                    Started::Session(session) => {
+                        upload(client, archive, target, job, Some(session), gate, progress)
+                            .await
+                            .map(|()| false)
+                    }
+                }
+            })
+            .await?;
         let counter = if mounted { &counters.mounted } else { &counters.uploaded };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -271,7 +333,9 @@ async fn upload(
     gate: &Gate,
     progress: &Arc<dyn Progress>,
 ) -> Result<(), RegistryError> {
-    let blob = archive.blob(&job.digest).ok_or_else(|| Problem::new(archive.tar().label(), job.digest.as_str(), "missing blob"))?;
+    let blob = archive
+        .blob(&job.digest)
+        .ok_or_else(|| Problem::new(archive.tar().label(), job.digest.as_str(), "missing blob"))?;
     // A retry may find that the previous attempt did finish.
     if session.is_none() && client.head_blob(repo, &job.digest).await?.is_some() {
         return Ok(());
@@ -330,18 +394,26 @@ struct Gate {
 
 impl Gate {
     /// Starts hashing `digests` on a blocking thread (or nothing, when `verified`).
-    fn start(archive: &ImageArchive, digests: Vec<Digest>, verified: bool, progress: Arc<dyn Progress>) -> Gate {
+    fn start(
+        archive: &ImageArchive,
+        digests: Vec<Digest>,
+        verified: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Gate {
         let (tell, state) = watch::channel(None);
         if verified {
             let _ = tell.send(Some(true));
             return Gate { state, verifier: None, covered: digests.into_iter().collect() };
         }
         let covered = digests.iter().cloned().collect();
-        let work: Vec<(Digest, Blob)> = digests.into_iter().filter_map(|d| archive.blob(&d).cloned().map(|b| (d, b))).collect();
+        let work: Vec<(Digest, Blob)> =
+            digests.into_iter().filter_map(|d| archive.blob(&d).cloned().map(|b| (d, b))).collect();
         let tar = archive.tar().clone();
         let verifier = tokio::task::spawn_blocking(move || {
             progress.begin(Task::Verify, work.iter().map(|(_, b)| b.location.size).sum());
-            let result = work.iter().try_for_each(|(digest, blob)| check_blob(&tar, digest, blob, &|n| progress.advance(Task::Verify, n)));
+            let result = work.iter().try_for_each(|(digest, blob)| {
+                check_blob(&tar, digest, blob, &|n| progress.advance(Task::Verify, n))
+            });
             progress.end(Task::Verify);
             let _ = tell.send(Some(result.is_ok()));
             result
@@ -359,21 +431,32 @@ impl Gate {
                 None => Err(Problem::new(tar.label(), digest.as_str(), "missing blob").into()),
             })
             .await
-            .map_err(|e| RegistryError::Io { path: archive.tar().label().to_string(), source: std::io::Error::other(e) })?;
+            .map_err(|e| RegistryError::Io {
+                path: archive.tar().label().to_string(),
+                source: std::io::Error::other(e),
+            })?;
         }
         let mut state = self.state.clone();
         let ok = state.wait_for(Option::is_some).await.map(|s| *s == Some(true)).unwrap_or(false);
         if ok {
             Ok(())
         } else {
-            Err(Problem::new(archive.tar().label(), digest.as_str(), "not committed: the archive failed verification").into())
+            Err(Problem::new(
+                archive.tar().label(),
+                digest.as_str(),
+                "not committed: the archive failed verification",
+            )
+            .into())
         }
     }
 
     /// The verifier's own result (its error names the damaged member).
     async fn finish(self) -> Result<(), RegistryError> {
         match self.verifier {
-            Some(handle) => handle.await.map_err(|e| RegistryError::Io { path: "verification".into(), source: std::io::Error::other(e) })?,
+            Some(handle) => handle.await.map_err(|e| RegistryError::Io {
+                path: "verification".into(),
+                source: std::io::Error::other(e),
+            })?,
             None => Ok(()),
         }
     }

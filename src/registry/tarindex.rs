@@ -90,13 +90,20 @@ impl TarIndex {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    problems.push(Problem::new(&label, "", format!("damaged tar archive: {e}")).hint("copy the file again"));
+                    problems.push(
+                        Problem::new(&label, "", format!("damaged tar archive: {e}"))
+                            .hint("copy the file again"),
+                    );
                     break;
                 }
             };
             count += 1;
             if count > limits.max_members {
-                problems.push(Problem::new(&label, "", format!("more than {} members", limits.max_members)));
+                problems.push(Problem::new(
+                    &label,
+                    "",
+                    format!("more than {} members", limits.max_members),
+                ));
                 break;
             }
             let kind = entry.header().entry_type();
@@ -112,7 +119,9 @@ impl TarIndex {
                 continue;
             }
             if let Some(why) = unsafe_name_reason(&name) {
-                problems.push(Problem::new(&label, &raw, why).hint("the archive is unsafe; do not use it"));
+                problems.push(
+                    Problem::new(&label, &raw, why).hint("the archive is unsafe; do not use it"),
+                );
                 continue;
             }
             let name = name.trim_end_matches('/').to_string();
@@ -124,18 +133,39 @@ impl TarIndex {
                 EntryType::Regular | EntryType::Continuous => {
                     let member = Member { offset: entry.raw_file_position(), size: entry.size() };
                     if member.offset.saturating_add(member.size) > length {
-                        problems.push(Problem::new(&label, &name, "truncated: the member ends past the end of the archive").hint("copy the file again"));
+                        problems.push(
+                            Problem::new(
+                                &label,
+                                &name,
+                                "truncated: the member ends past the end of the archive",
+                            )
+                            .hint("copy the file again"),
+                        );
                         continue;
                     }
                     members.insert(name, member);
                 }
                 EntryType::Directory => {}
                 EntryType::Symlink | EntryType::Link => {
-                    let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-                    let resolved = if kind == EntryType::Symlink { resolve_symlink(&name, &target) } else { normalize_path(&normalize_member(&target)) };
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned())
+                        .unwrap_or_default();
+                    let resolved = if kind == EntryType::Symlink {
+                        resolve_symlink(&name, &target)
+                    } else {
+                        normalize_path(&normalize_member(&target))
+                    };
                     links.insert(name, (target, resolved));
                 }
-                other => problems.push(Problem::new(&label, &name, format!("unsupported member type {:?}", other.as_byte() as char)).hint("image archives hold files, folders and links only")),
+                other => problems.push(
+                    Problem::new(
+                        &label,
+                        &name,
+                        format!("unsupported member type {:?}", other.as_byte() as char),
+                    )
+                    .hint("image archives hold files, folders and links only"),
+                ),
             }
         }
         for (name, (target, resolved)) in &links {
@@ -143,10 +173,15 @@ impl TarIndex {
                 Ok(member) => {
                     members.insert(name.clone(), member);
                 }
-                Err(why) => problems.push(Problem::new(&label, name, format!("link to {target:?} {why}")).hint("the archive is unsafe; do not use it")),
+                Err(why) => problems.push(
+                    Problem::new(&label, name, format!("link to {target:?} {why}"))
+                        .hint("the archive is unsafe; do not use it"),
+                ),
             }
         }
-        problems.into_result(TarIndex { label, file: Arc::new(file), members }).map_err(RegistryError::from)
+        problems
+            .into_result(TarIndex { label, file: Arc::new(file), members })
+            .map_err(RegistryError::from)
     }
 
     /// The archive's path, as problems name it.
@@ -173,10 +208,17 @@ impl TarIndex {
     pub fn read(&self, name: &str, max: u64) -> Result<Vec<u8>, RegistryError> {
         let member = self.member(name).ok_or_else(|| Problem::new(&self.label, name, "missing"))?;
         if member.size > max {
-            return Err(Problem::new(&self.label, name, format!("{} bytes, more than the limit of {max} for a document", member.size)).into());
+            return Err(Problem::new(
+                &self.label,
+                name,
+                format!("{} bytes, more than the limit of {max} for a document", member.size),
+            )
+            .into());
         }
         let mut bytes = vec![0; member.size as usize];
-        self.file.read_exact_at(&mut bytes, member.offset).map_err(|source| RegistryError::Io { path: self.label.clone(), source })?;
+        self.file
+            .read_exact_at(&mut bytes, member.offset)
+            .map_err(|source| RegistryError::Io { path: self.label.clone(), source })?;
         Ok(bytes)
     }
 
@@ -204,19 +246,32 @@ impl TarIndex {
 /// Inflates a gzip'd archive into an anonymous temporary file, within the limit.
 fn inflate(label: &str, file: File, limits: &Limits) -> Result<File, RegistryError> {
     let io = |source| RegistryError::Io { path: label.to_string(), source };
-    let mut out = tempfile::tempfile().map_err(|source| RegistryError::Io { path: "temporary file".into(), source })?;
+    let mut out = tempfile::tempfile()
+        .map_err(|source| RegistryError::Io { path: "temporary file".into(), source })?;
     let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(CHUNK, file));
     let copied = io::copy(&mut decoder.take(limits.max_inflated_bytes + 1), &mut out);
     match copied {
-        Ok(n) if n > limits.max_inflated_bytes => {
-            Err(Problem::new(label, "", format!("inflates to more than {} bytes (gzip bomb?)", limits.max_inflated_bytes)).into())
-        }
+        Ok(n) if n > limits.max_inflated_bytes => Err(Problem::new(
+            label,
+            "",
+            format!("inflates to more than {} bytes (gzip bomb?)", limits.max_inflated_bytes),
+        )
+        .into()),
         Ok(_) => {
             out.seek(SeekFrom::Start(0)).map_err(io)?;
             Ok(out)
         }
-        Err(e) if matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof) => {
-            Err(Problem::new(label, "", format!("damaged gzip stream: {e}")).hint("copy the file again").into())
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Err(Problem::new(label, "", format!("damaged gzip stream: {e}"))
+                .hint("copy the file again")
+                .into())
         }
         Err(e) => Err(io(e)),
     }
@@ -266,7 +321,11 @@ fn resolve_symlink(name: &str, target: &str) -> Option<String> {
 }
 
 /// The file a link chain ends at (at most 16 hops, against loops).
-fn follow<'a>(mut target: Option<&'a str>, members: &BTreeMap<String, Member>, links: &'a BTreeMap<String, (String, Option<String>)>) -> Result<Member, &'static str> {
+fn follow<'a>(
+    mut target: Option<&'a str>,
+    members: &BTreeMap<String, Member>,
+    links: &'a BTreeMap<String, (String, Option<String>)>,
+) -> Result<Member, &'static str> {
     for _ in 0..16 {
         let name = target.ok_or("points outside the archive")?;
         if let Some(member) = members.get(name) {
@@ -328,7 +387,12 @@ mod tests {
             ("gone", EntryType::Symlink, "nothing"),
             ("dev", EntryType::Char, ""),
         ]);
-        for expected in ["x: duplicate member", "loop1: link to \"loop2\" is part of a loop", "gone: link to \"nothing\" points to a missing member", "dev: unsupported member type '3'"] {
+        for expected in [
+            "x: duplicate member",
+            "loop1: link to \"loop2\" is part of a loop",
+            "gone: link to \"nothing\" points to a missing member",
+            "dev: unsupported member type '3'",
+        ] {
             assert!(err.contains(expected), "{expected} not in {err}");
         }
     }
@@ -337,18 +401,25 @@ mod tests {
     fn gzip_is_inflated_within_the_limit() {
         let plain = tar_file(&[("a", EntryType::Regular, "hello")]);
         let gzipped = tempfile::NamedTempFile::new().unwrap();
-        let mut encoder = flate2::write::GzEncoder::new(gzipped.reopen().unwrap(), flate2::Compression::fast());
+        let mut encoder =
+            flate2::write::GzEncoder::new(gzipped.reopen().unwrap(), flate2::Compression::fast());
         std::io::copy(&mut File::open(plain.path()).unwrap(), &mut encoder).unwrap();
         encoder.finish().unwrap();
         let index = TarIndex::open(gzipped.path(), &Limits::default()).unwrap();
         assert_eq!(index.read("a", 10).unwrap(), b"hello");
         let tight = Limits { max_inflated_bytes: 1024, ..Limits::default() };
-        assert!(TarIndex::open(gzipped.path(), &tight).unwrap_err().to_string().contains("gzip bomb"));
+        assert!(TarIndex::open(gzipped.path(), &tight)
+            .unwrap_err()
+            .to_string()
+            .contains("gzip bomb"));
     }
 
     #[test]
     fn link_targets_stay_inside() {
-        assert_eq!(resolve_symlink("a/b/layer.tar", "../c/layer.tar").as_deref(), Some("a/c/layer.tar"));
+        assert_eq!(
+            resolve_symlink("a/b/layer.tar", "../c/layer.tar").as_deref(),
+            Some("a/c/layer.tar")
+        );
         assert_eq!(resolve_symlink("a/layer.tar", "../../etc/passwd"), None);
         assert_eq!(resolve_symlink("a/layer.tar", "/etc/passwd"), None);
         assert_eq!(resolve_symlink("top", "a/x").as_deref(), Some("a/x"));

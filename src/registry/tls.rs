@@ -18,7 +18,9 @@ use rustls_platform_verifier::Verifier;
 
 /// Parses a PEM bundle of CA certificates; `Err` says why not.
 pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
     if certs.is_empty() {
         return Err("holds no PEM certificate".into());
     }
@@ -27,9 +29,12 @@ pub fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Stri
 
 /// The client TLS configuration: the platform's verifier (system roots and `extra_roots`),
 /// created on first use.
-pub fn client_config(extra_roots: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, String> {
+pub fn client_config(
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(LazyVerifier { provider: provider.clone(), extra_roots, inner: OnceLock::new() });
+    let verifier =
+        Arc::new(LazyVerifier { provider: provider.clone(), extra_roots, inner: OnceLock::new() });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -56,7 +61,15 @@ impl fmt::Debug for LazyVerifier {
 
 impl LazyVerifier {
     fn verifier(&self) -> Result<&Verifier, rustls::Error> {
-        self.inner.get_or_init(|| Verifier::new_with_extra_roots(self.extra_roots.iter().cloned(), self.provider.clone())).as_ref().map_err(Clone::clone)
+        self.inner
+            .get_or_init(|| {
+                Verifier::new_with_extra_roots(
+                    self.extra_roots.iter().cloned(),
+                    self.provider.clone(),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -69,14 +82,30 @@ impl ServerCertVerifier for LazyVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.verifier()?.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.verifier()?.verify_tls13_signature(message, cert, dss)
     }
 

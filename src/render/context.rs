@@ -62,8 +62,14 @@ pub fn context(model: &Model, app: &Application, with_relations: bool) -> Value 
         trust: app.trust,
         config: app.config.iter().map(|(k, s)| (k.as_str(), s.value.to_yaml())).collect(),
         images: app.images.iter().map(|(k, i)| (k.as_str(), i.target.to_string())).collect(),
-        relations: with_relations.then(|| app.relation_data.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()),
-        relation: with_relations.then(|| app.relation_data.iter().filter_map(|(k, v)| v.first().map(|d| (k.as_str(), &d.data))).collect()),
+        relations: with_relations
+            .then(|| app.relation_data.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()),
+        relation: with_relations.then(|| {
+            app.relation_data
+                .iter()
+                .filter_map(|(k, v)| v.first().map(|d| (k.as_str(), &d.data)))
+                .collect()
+        }),
         labels: standard_labels(model, app),
         selector_labels: selector_labels(app),
     };
@@ -71,13 +77,23 @@ pub fn context(model: &Model, app: &Application, with_relations: bool) -> Value 
 }
 
 /// Renders a provider endpoint's `publishes:` values with the provider's own context.
-pub fn publish(model: &Model, app: &Application, endpoint: &str, publishes: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Problems> {
+pub fn publish(
+    model: &Model,
+    app: &Application,
+    endpoint: &str,
+    publishes: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Problems> {
     let ctx = context(model, app, false);
     let file = format!("{}/metadata.yaml", app.charm.origin.path().display());
     let mut problems = Problems::default();
     let mut data = BTreeMap::new();
     for (key, source) in publishes {
-        match crate::template::render_str(&file, &format!("provides.{endpoint}.publishes.{key}"), source, &ctx) {
+        match crate::template::render_str(
+            &file,
+            &format!("provides.{endpoint}.publishes.{key}"),
+            source,
+            &ctx,
+        ) {
             Ok(value) => {
                 data.insert(key.clone(), value);
             }

@@ -21,7 +21,8 @@ pub(super) fn check(model: &Model, objects: &[RenderedObject], problems: &mut Pr
         collect_images(&o.object, &mut found);
         for (container, image) in found {
             let file = format!("{}/{}", app.charm.origin.path().display(), o.template);
-            let key = format!("application {}: {} {}: container {container}", o.app, o.kind(), o.name());
+            let key =
+                format!("application {}: {} {}: container {container}", o.app, o.kind(), o.name());
             let parsed: Result<Reference, _> = image.parse();
             let problem = match &parsed {
                 Err(e) => Some((e.to_string(), "use {{ images.<resource> }} for the image".to_string())),

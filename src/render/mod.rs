@@ -80,7 +80,9 @@ impl Manifests {
         for o in &self.objects {
             apps.entry(&o.app).or_default().push(o);
         }
-        apps.into_iter().map(|(app, objects)| (app.to_string(), documents(objects.into_iter()))).collect()
+        apps.into_iter()
+            .map(|(app, objects)| (app.to_string(), documents(objects.into_iter())))
+            .collect()
     }
 }
 
@@ -121,8 +123,13 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
             let ctx = context(model, app, true);
             for name in &set.documents {
                 match set.render(name, &ctx) {
-                    Ok(text) => objects.extend(parse_documents(model, app, name, &text, &mut problems)),
-                    Err(p) => problems.push(Problem { key: join_key(&format!("application {}", app.name), &p.key), ..p }),
+                    Ok(text) => {
+                        objects.extend(parse_documents(model, app, name, &text, &mut problems))
+                    }
+                    Err(p) => problems.push(Problem {
+                        key: join_key(&format!("application {}", app.name), &p.key),
+                        ..p
+                    }),
                 }
             }
         }
@@ -135,8 +142,21 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);
-    objects.sort_by(|a, b| (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(&b.app, kind_rank(b.kind()), b.kind(), b.name())));
-    problems.into_result(Manifests { bundle: model.name.clone(), namespace: model.namespace.clone(), objects }).map_err(RenderError::from)
+    objects.sort_by(|a, b| {
+        (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(
+            &b.app,
+            kind_rank(b.kind()),
+            b.kind(),
+            b.name(),
+        ))
+    });
+    problems
+        .into_result(Manifests {
+            bundle: model.name.clone(),
+            namespace: model.namespace.clone(),
+            objects,
+        })
+        .map_err(RenderError::from)
 }
 
 /// Applications running the same charm (same name, same folder or archive) share templates.
@@ -154,7 +174,13 @@ fn join_key(a: &str, b: &str) -> String {
 
 /// Splits a rendered template into objects, skipping empty documents, and adds the standard
 /// labels and namespace.
-fn parse_documents(model: &Model, app: &Application, template: &str, text: &str, problems: &mut Problems) -> Vec<RenderedObject> {
+fn parse_documents(
+    model: &Model,
+    app: &Application,
+    template: &str,
+    text: &str,
+    problems: &mut Problems,
+) -> Vec<RenderedObject> {
     use serde::Deserialize;
     let file = format!("{}/{template}", app.charm.origin.path().display());
     let mut objects = Vec::new();
@@ -164,12 +190,20 @@ fn parse_documents(model: &Model, app: &Application, template: &str, text: &str,
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                problems.push(Problem::new(&file, key, format!("rendered invalid YAML: {e}")).hint("render with `charmer render` and look at the output around that line"));
+                problems.push(
+                    Problem::new(&file, key, format!("rendered invalid YAML: {e}")).hint(
+                        "render with `charmer render` and look at the output around that line",
+                    ),
+                );
                 continue;
             }
         };
         match finish_object(model, app, value) {
-            Ok(object) => objects.push(RenderedObject { app: app.name.clone(), template: template.to_string(), object }),
+            Ok(object) => objects.push(RenderedObject {
+                app: app.name.clone(),
+                template: template.to_string(),
+                object,
+            }),
             Err(message) => problems.push(Problem::new(&file, key, message)),
         }
     }
@@ -202,7 +236,12 @@ fn finish_object(model: &Model, app: &Application, mut value: Value) -> Result<V
                 metadata.insert("namespace".into(), Value::String(model.namespace.clone()));
             }
             Some(ns) if ns == model.namespace => {}
-            Some(ns) => return Err(format!("{kind} {name} is in namespace {ns:?}, outside the bundle's namespace {:?}", model.namespace)),
+            Some(ns) => {
+                return Err(format!(
+                    "{kind} {name} is in namespace {ns:?}, outside the bundle's namespace {:?}",
+                    model.namespace
+                ))
+            }
         }
     }
     let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
@@ -221,7 +260,8 @@ fn finish_object(model: &Model, app: &Application, mut value: Value) -> Result<V
 /// A Secret whose keys deploy generates must not carry them: they would be overwritten (and
 /// rotated) on every apply.
 fn check_generated_keys(object: &Map<String, Value>, name: &str) -> Result<(), String> {
-    let generated = object["metadata"]["annotations"][GENERATE_ANNOTATION].as_str().unwrap_or_default();
+    let generated =
+        object["metadata"]["annotations"][GENERATE_ANNOTATION].as_str().unwrap_or_default();
     for key in generated.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         for field in ["data", "stringData"] {
             if object.get(field).and_then(|d| d.get(key)).is_some() {
@@ -240,8 +280,18 @@ fn check_unique(objects: &[RenderedObject], problems: &mut Problems) {
         let key = (format!("{group}/{}", o.kind()), ns.to_string(), o.name().to_string());
         if let Some(first) = seen.insert(key, o) {
             problems.push(
-                Problem::new(o.template.clone(), format!("application {}", o.app), format!("{} {} is also rendered by application {} ({})", o.kind(), o.name(), first.app, first.template))
-                    .hint("name objects after the application: {{ app }}-..."),
+                Problem::new(
+                    o.template.clone(),
+                    format!("application {}", o.app),
+                    format!(
+                        "{} {} is also rendered by application {} ({})",
+                        o.kind(),
+                        o.name(),
+                        first.app,
+                        first.template
+                    ),
+                )
+                .hint("name objects after the application: {{ app }}-..."),
             );
         }
     }
@@ -250,9 +300,20 @@ fn check_unique(objects: &[RenderedObject], problems: &mut Problems) {
 /// Kinds that live outside any namespace.
 pub fn is_cluster_scoped(kind: &str) -> bool {
     const CLUSTER: &[&str] = &[
-        "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass",
-        "PriorityClass", "IngressClass", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
-        "RuntimeClass", "CSIDriver", "VolumeAttachment",
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "APIService",
+        "RuntimeClass",
+        "CSIDriver",
+        "VolumeAttachment",
     ];
     CLUSTER.contains(&kind)
 }
@@ -260,10 +321,29 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
 /// Install order of kinds, like Helm's: what others depend on first.
 pub fn kind_rank(kind: &str) -> usize {
     const ORDER: &[&str] = &[
-        "Namespace", "CustomResourceDefinition", "PriorityClass", "StorageClass", "PersistentVolume", "ServiceAccount",
-        "Secret", "ConfigMap", "PersistentVolumeClaim", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-        "Service", "PodDisruptionBudget", "DaemonSet", "Deployment", "StatefulSet", "Job", "CronJob",
-        "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
+        "Namespace",
+        "CustomResourceDefinition",
+        "PriorityClass",
+        "StorageClass",
+        "PersistentVolume",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "PodDisruptionBudget",
+        "DaemonSet",
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "NetworkPolicy",
     ];
     ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
 }

@@ -9,12 +9,21 @@ use crate::bundle::{AppSpec, RawValue, Source};
 use crate::charm::Charm;
 use crate::diag::{Problem, Problems};
 
-pub(super) fn effective(app: &str, spec: &AppSpec, charm: &Charm, problems: &mut Problems) -> BTreeMap<String, Setting> {
+pub(super) fn effective(
+    app: &str,
+    spec: &AppSpec,
+    charm: &Charm,
+    problems: &mut Problems,
+) -> BTreeMap<String, Setting> {
     let mut config: BTreeMap<String, Setting> = charm
         .config
         .options
         .iter()
-        .filter_map(|(name, o)| o.default.clone().map(|value| (name.clone(), Setting { value, source: Source::Default })))
+        .filter_map(|(name, o)| {
+            o.default
+                .clone()
+                .map(|value| (name.clone(), Setting { value, source: Source::Default }))
+        })
         .collect();
     for (name, setting) in &spec.options {
         let file = setting.source.file_label();
@@ -22,7 +31,11 @@ pub(super) fn effective(app: &str, spec: &AppSpec, charm: &Charm, problems: &mut
         let Some(option) = charm.config.options.get(name) else {
             let known: Vec<&str> = charm.config.options.keys().map(String::as_str).collect();
             let hint = match closest(name, &known) {
-                Some(c) => format!("did you mean {c:?}? (charm {} options: {})", charm.name(), known.join(", ")),
+                Some(c) => format!(
+                    "did you mean {c:?}? (charm {} options: {})",
+                    charm.name(),
+                    known.join(", ")
+                ),
                 None => format!("charm {} options: {}", charm.name(), known.join(", ")),
             };
             problems.push(Problem::new(file, key, format!("unknown option {name:?}")).hint(hint));
@@ -37,7 +50,11 @@ pub(super) fn effective(app: &str, spec: &AppSpec, charm: &Charm, problems: &mut
                 config.insert(name.clone(), Setting { value, source: setting.source.clone() });
             }
             Ok(None) => {}
-            Err(message) => problems.push(Problem::new(file, key, format!("{message} (option type {})", option.kind))),
+            Err(message) => problems.push(Problem::new(
+                file,
+                key,
+                format!("{message} (option type {})", option.kind),
+            )),
         }
     }
     config

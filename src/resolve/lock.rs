@@ -62,9 +62,19 @@ impl Lock {
                     let images = app
                         .images
                         .iter()
-                        .map(|(r, i)| (r.clone(), LockedImage { source: i.source.clone(), target: i.target.clone() }))
+                        .map(|(r, i)| {
+                            (
+                                r.clone(),
+                                LockedImage { source: i.source.clone(), target: i.target.clone() },
+                            )
+                        })
                         .collect();
-                    let locked = LockedApp { charm: app.charm.name().to_string(), version: app.charm.version.to_string(), sha256: app.charm.sha256(), images };
+                    let locked = LockedApp {
+                        charm: app.charm.name().to_string(),
+                        version: app.charm.version.to_string(),
+                        sha256: app.charm.sha256(),
+                        images,
+                    };
                     (app.name.clone(), locked)
                 })
                 .collect(),

@@ -4,8 +4,8 @@
 
 mod config;
 mod lock;
-pub mod plan;
 pub mod model;
+pub mod plan;
 mod relations;
 
 use std::collections::BTreeMap;
@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use lock::{Lock, LockedApp, LockedImage};
-pub use model::{Application, Image, ImageList, ImageUse, ImageUser, Model, Relation, RelationData, Setting, Source};
+pub use model::{
+    Application, Image, ImageList, ImageUse, ImageUser, Model, Relation, RelationData, Setting,
+    Source,
+};
 
 use crate::bundle::{Bundle, BundleError, BundleInput, CharmRef};
 use crate::charm::Charm;
@@ -53,10 +56,12 @@ pub struct Inputs {
 /// in the nearest folder above it that has either (so `bundles/full/bundle.yaml` finds the
 /// repository's top-level `charms/`).
 pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
-    let start = bundle_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let start =
+        bundle_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let start = start.canonicalize().unwrap_or_else(|_| start.to_path_buf());
     for dir in start.ancestors() {
-        let found: Vec<PathBuf> = ["charms", "dist"].iter().map(|d| dir.join(d)).filter(|d| d.is_dir()).collect();
+        let found: Vec<PathBuf> =
+            ["charms", "dist"].iter().map(|d| dir.join(d)).filter(|d| d.is_dir()).collect();
         if !found.is_empty() {
             return found;
         }
@@ -67,11 +72,20 @@ pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
 /// Loads the bundle and its layers, scans the charm folders and resolves.
 pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
     let (bundle, mut problems) = Bundle::load_partial(&inputs.bundle)?;
-    let dirs = if inputs.charm_dirs.is_empty() { default_charm_dirs(&bundle.file) } else { inputs.charm_dirs.clone() };
-    let verify_key = inputs.verify_key.as_deref().map(crate::publish::load_public_key).transpose().unwrap_or_else(|e| {
-        problems.extend(e.into_problems());
-        None
-    });
+    let dirs = if inputs.charm_dirs.is_empty() {
+        default_charm_dirs(&bundle.file)
+    } else {
+        inputs.charm_dirs.clone()
+    };
+    let verify_key = inputs
+        .verify_key
+        .as_deref()
+        .map(crate::publish::load_public_key)
+        .transpose()
+        .unwrap_or_else(|e| {
+            problems.extend(e.into_problems());
+            None
+        });
     if inputs.verify_key.is_some() && verify_key.is_none() {
         // Resolving unverified charms would only add noise to the key's problem.
         return Err(problems.into());
@@ -99,15 +113,25 @@ pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
 
 fn read_image_map(path: &Path) -> Result<ImageMap, Problems> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(&label, "", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(&label, "", format!("cannot read: {e}")))?;
     ImageMap::parse(&label, &text).map_err(Problems)
 }
 
 /// Resolves a loaded bundle against a repository.
-pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Option<&Registry>, image_map: Option<&ImageMap>) -> Result<Model, ResolveError> {
+pub fn resolve(
+    bundle: &Bundle,
+    repo: &Repository,
+    namespace: &str,
+    registry: Option<&Registry>,
+    image_map: Option<&ImageMap>,
+) -> Result<Model, ResolveError> {
     let mut problems = Problems::default();
     if !is_dns_label(namespace) {
-        problems.push(Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace")).hint("use at most 63 lowercase letters, digits and '-'"));
+        problems.push(
+            Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace"))
+                .hint("use at most 63 lowercase letters, digits and '-'"),
+        );
     }
     let mut applications = BTreeMap::new();
     // Reading and validating charms is most of a large bundle's resolve time: do it on every core.
@@ -116,8 +140,12 @@ pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Op
         let file = spec.file.display().to_string();
         let key = format!("applications.{name}.charm");
         match &spec.charm {
-            CharmRef::Name(charm) => repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file, key, ..p }),
-            CharmRef::Path(path) => repo.load(path).map_err(|e| Problem::new(file, key, e.to_string())),
+            CharmRef::Name(charm) => {
+                repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file, key, ..p })
+            }
+            CharmRef::Path(path) => {
+                repo.load(path).map_err(|e| Problem::new(file, key, e.to_string()))
+            }
         }
     });
     for ((name, spec), charm) in specs.into_iter().zip(charms) {
@@ -132,7 +160,11 @@ pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Op
         };
         if let (CharmRef::Path(_), Some(req)) = (&spec.charm, &spec.version) {
             if !req.matches(&charm.version) {
-                problems.push(Problem::new(&file, format!("{key}.version"), format!("{} {} does not satisfy {req}", charm.name(), charm.version)));
+                problems.push(Problem::new(
+                    &file,
+                    format!("{key}.version"),
+                    format!("{} {} does not satisfy {req}", charm.name(), charm.version),
+                ));
             }
         }
         let config = config::effective(name, spec, &charm, &mut problems);
@@ -180,23 +212,44 @@ pub fn resolve(bundle: &Bundle, repo: &Repository, namespace: &str, registry: Op
     problems.into_result(model).map_err(ResolveError::from)
 }
 
-fn resolve_images(app: &str, spec: &crate::bundle::AppSpec, charm: &Charm, registry: Option<&Registry>, image_map: Option<&ImageMap>, problems: &mut Problems) -> BTreeMap<String, Image> {
+fn resolve_images(
+    app: &str,
+    spec: &crate::bundle::AppSpec,
+    charm: &Charm,
+    registry: Option<&Registry>,
+    image_map: Option<&ImageMap>,
+    problems: &mut Problems,
+) -> BTreeMap<String, Image> {
     let file = spec.file.display().to_string();
     let mut images = BTreeMap::new();
     for resource in spec.resources.keys() {
         if !charm.metadata.resources.contains_key(resource) {
-            problems.push(Problem::new(&file, format!("applications.{app}.resources.{resource}"), format!("charm {} has no resource {resource:?}", charm.name())));
+            problems.push(Problem::new(
+                &file,
+                format!("applications.{app}.resources.{resource}"),
+                format!("charm {} has no resource {resource:?}", charm.name()),
+            ));
         }
     }
     for (resource, upstream) in charm.metadata.images() {
         let (text, origin) = match spec.resources.get(resource) {
             Some(r) => (r.as_str(), format!("applications.{app}.resources.{resource}")),
-            None => (upstream, format!("{}/metadata.yaml: resources.{resource}.upstream-source", charm.origin.path().display())),
+            None => (
+                upstream,
+                format!(
+                    "{}/metadata.yaml: resources.{resource}.upstream-source",
+                    charm.origin.path().display()
+                ),
+            ),
         };
         let source: Reference = match text.parse() {
             Ok(r) => r,
             Err(e) => {
-                let hint = if text.bytes().all(|b| b.is_ascii_digit()) { "charmer needs an image reference, not a Charmhub revision" } else { "write an image reference such as docker.io/library/nginx:1.27" };
+                let hint = if text.bytes().all(|b| b.is_ascii_digit()) {
+                    "charmer needs an image reference, not a Charmhub revision"
+                } else {
+                    "write an image reference such as docker.io/library/nginx:1.27"
+                };
                 problems.push(Problem::new(&file, origin, e.to_string()).hint(hint));
                 continue;
             }

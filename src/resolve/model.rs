@@ -144,7 +144,11 @@ impl Model {
         ImageList {
             images: by_source
                 .into_iter()
-                .map(|((source, target), used_by)| ImageUse { source: source.clone(), target: target.clone(), used_by })
+                .map(|((source, target), used_by)| ImageUse {
+                    source: source.clone(),
+                    target: target.clone(),
+                    used_by,
+                })
                 .collect(),
         }
     }
@@ -154,6 +158,10 @@ impl ImageList {
     /// Who needs `image` (matched as a source or a target, in any spelling Docker accepts).
     pub fn why(&self, image: &str) -> Vec<&ImageUser> {
         let Ok(wanted) = image.parse::<Reference>() else { return Vec::new() };
-        self.images.iter().filter(|i| i.source == wanted || i.target == wanted).flat_map(|i| &i.used_by).collect()
+        self.images
+            .iter()
+            .filter(|i| i.source == wanted || i.target == wanted)
+            .flat_map(|i| &i.used_by)
+            .collect()
     }
 }

@@ -84,14 +84,33 @@ impl Plan {
                         .config
                         .iter()
                         .filter(|(_, s)| s.source != Source::Default)
-                        .map(|(k, s)| ConfigLine { key: k.clone(), value: s.value.to_display_yaml(), source: s.source.clone() })
+                        .map(|(k, s)| ConfigLine {
+                            key: k.clone(),
+                            value: s.value.to_display_yaml(),
+                            source: s.source.clone(),
+                        })
                         .collect(),
                     relations,
-                    images: app.images.iter().map(|(r, i)| if i.source == i.target { format!("{r}: {}", i.source) } else { format!("{r}: {} -> {}", i.source, i.target) }).collect(),
+                    images: app
+                        .images
+                        .iter()
+                        .map(|(r, i)| {
+                            if i.source == i.target {
+                                format!("{r}: {}", i.source)
+                            } else {
+                                format!("{r}: {} -> {}", i.source, i.target)
+                            }
+                        })
+                        .collect(),
                 }
             })
             .collect();
-        Plan { bundle: model.name.clone(), namespace: model.namespace.clone(), registry: model.registry.as_ref().map(ToString::to_string), applications }
+        Plan {
+            bundle: model.name.clone(),
+            namespace: model.namespace.clone(),
+            registry: model.registry.as_ref().map(ToString::to_string),
+            applications,
+        }
     }
 }
 
@@ -103,7 +122,11 @@ impl fmt::Display for Plan {
         }
         writeln!(f)?;
         for app in &self.applications {
-            writeln!(f, "\n{}: charm {} {} ({}), scale {}", app.name, app.charm, app.version, app.path, app.scale)?;
+            writeln!(
+                f,
+                "\n{}: charm {} {} ({}), scale {}",
+                app.name, app.charm, app.version, app.path, app.scale
+            )?;
             if !app.config.is_empty() {
                 writeln!(f, "  config:")?;
                 for c in &app.config {

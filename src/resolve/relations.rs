@@ -12,7 +12,11 @@ use crate::diag::{Problem, Problems};
 /// Resolves every relation of the bundle to concrete endpoints, reporting unknown
 /// applications and endpoints, interface mismatches, ambiguous or impossible pairs,
 /// duplicates and endpoint limits.
-pub(super) fn resolve(bundle: &Bundle, apps: &BTreeMap<String, Application>, problems: &mut Problems) -> Vec<Relation> {
+pub(super) fn resolve(
+    bundle: &Bundle,
+    apps: &BTreeMap<String, Application>,
+    problems: &mut Problems,
+) -> Vec<Relation> {
     let mut relations: Vec<Relation> = Vec::new();
     for spec in &bundle.relations {
         let file = spec.file.display().to_string();
@@ -20,7 +24,10 @@ pub(super) fn resolve(bundle: &Bundle, apps: &BTreeMap<String, Application>, pro
         let mut missing = false;
         for end in &spec.ends {
             if !bundle.applications.contains_key(&end.app) {
-                problems.push(Problem::new(&file, &key, format!("unknown application {:?}", end.app)).hint("add it under applications or fix the name"));
+                problems.push(
+                    Problem::new(&file, &key, format!("unknown application {:?}", end.app))
+                        .hint("add it under applications or fix the name"),
+                );
                 missing = true;
             }
         }
@@ -33,7 +40,11 @@ pub(super) fn resolve(bundle: &Bundle, apps: &BTreeMap<String, Application>, pro
         match pair(spec, a, b) {
             Ok(relation) => {
                 if relations.contains(&relation) {
-                    problems.push(Problem::new(&file, &key, format!("duplicate relation {} - {}", spec.ends[0], spec.ends[1])));
+                    problems.push(Problem::new(
+                        &file,
+                        &key,
+                        format!("duplicate relation {} - {}", spec.ends[0], spec.ends[1]),
+                    ));
                 } else {
                     relations.push(relation);
                 }
@@ -50,41 +61,74 @@ pub(super) fn resolve(bundle: &Bundle, apps: &BTreeMap<String, Application>, pro
 struct Mismatch(String, String);
 
 fn pair(spec: &RelationSpec, a: &Application, b: &Application) -> Result<Relation, Mismatch> {
-    let candidates = |end: &RelationEnd, app: &Application| -> Result<Vec<(String, Role, String)>, Mismatch> {
-        let meta = &app.charm.metadata;
-        match &end.endpoint {
-            Some(ep) => match meta.endpoint(ep) {
-                Some((role, e)) => Ok(vec![(ep.clone(), role, e.interface.clone())]),
-                None => {
-                    let known: Vec<String> = meta.endpoints().filter(|(r, _, _)| *r != Role::Peers).map(|(_, n, _)| n.clone()).collect();
-                    Err(Mismatch(format!("application {:?} (charm {}) has no endpoint {ep:?}", end.app, app.charm.name()), format!("endpoints: {}", known.join(", "))))
-                }
-            },
-            None => Ok(meta.endpoints().filter(|(r, _, _)| *r != Role::Peers).map(|(r, n, e)| (n.clone(), r, e.interface.clone())).collect()),
-        }
-    };
+    let candidates =
+        |end: &RelationEnd, app: &Application| -> Result<Vec<(String, Role, String)>, Mismatch> {
+            let meta = &app.charm.metadata;
+            match &end.endpoint {
+                Some(ep) => match meta.endpoint(ep) {
+                    Some((role, e)) => Ok(vec![(ep.clone(), role, e.interface.clone())]),
+                    None => {
+                        let known: Vec<String> = meta
+                            .endpoints()
+                            .filter(|(r, _, _)| *r != Role::Peers)
+                            .map(|(_, n, _)| n.clone())
+                            .collect();
+                        Err(Mismatch(
+                            format!(
+                                "application {:?} (charm {}) has no endpoint {ep:?}",
+                                end.app,
+                                app.charm.name()
+                            ),
+                            format!("endpoints: {}", known.join(", ")),
+                        ))
+                    }
+                },
+                None => Ok(meta
+                    .endpoints()
+                    .filter(|(r, _, _)| *r != Role::Peers)
+                    .map(|(r, n, e)| (n.clone(), r, e.interface.clone()))
+                    .collect()),
+            }
+        };
     let left = candidates(&spec.ends[0], a)?;
     let right = candidates(&spec.ends[1], b)?;
     let fits = |(_, ra, ia): &(String, Role, String), (_, rb, ib): &(String, Role, String)| {
-        ia == ib && matches!((ra, rb), (Role::Provides, Role::Requires) | (Role::Requires, Role::Provides))
+        ia == ib
+            && matches!(
+                (ra, rb),
+                (Role::Provides, Role::Requires) | (Role::Requires, Role::Provides)
+            )
     };
-    let matches: Vec<_> = left.iter().flat_map(|l| right.iter().filter(move |r| fits(l, r)).map(move |r| (l, r))).collect();
+    let matches: Vec<_> = left
+        .iter()
+        .flat_map(|l| right.iter().filter(move |r| fits(l, r)).map(move |r| (l, r)))
+        .collect();
     match matches.as_slice() {
         [(l, r)] => {
             let ends = [(a.name.clone(), l.0.clone()), (b.name.clone(), r.0.clone())];
-            let [first, second] = if ends[0] <= ends[1] { ends } else { [ends[1].clone(), ends[0].clone()] };
+            let [first, second] =
+                if ends[0] <= ends[1] { ends } else { [ends[1].clone(), ends[0].clone()] };
             Ok(Relation { a: first, b: second, interface: l.2.clone() })
         }
         [] if spec.ends.iter().all(|e| e.endpoint.is_some()) => {
             let (l, r) = (&left[0], &right[0]);
             if l.2 != r.2 {
                 Err(Mismatch(
-                    format!("interface mismatch: {} uses {:?} but {} uses {:?}", spec.ends[0], l.2, spec.ends[1], r.2),
+                    format!(
+                        "interface mismatch: {} uses {:?} but {} uses {:?}",
+                        spec.ends[0], l.2, spec.ends[1], r.2
+                    ),
                     "relate endpoints that share an interface".to_string(),
                 ))
             } else {
                 Err(Mismatch(
-                    format!("{} ({}) and {} ({}) cannot be related", spec.ends[0], role_key(l.1), spec.ends[1], role_key(r.1)),
+                    format!(
+                        "{} ({}) and {} ({}) cannot be related",
+                        spec.ends[0],
+                        role_key(l.1),
+                        spec.ends[1],
+                        role_key(r.1)
+                    ),
                     "a relation joins a provides endpoint to a requires endpoint".to_string(),
                 ))
             }
@@ -94,13 +138,24 @@ fn pair(spec: &RelationSpec, a: &Application, b: &Application) -> Result<Relatio
             "name the endpoints explicitly: [app:endpoint, other:endpoint]".to_string(),
         )),
         many => {
-            let options: Vec<String> = many.iter().map(|(l, r)| format!("[{}:{}, {}:{}]", a.name, l.0, b.name, r.0)).collect();
-            Err(Mismatch(format!("ambiguous relation {} - {}", spec.ends[0], spec.ends[1]), format!("name the endpoints: {}", options.join(" or "))))
+            let options: Vec<String> = many
+                .iter()
+                .map(|(l, r)| format!("[{}:{}, {}:{}]", a.name, l.0, b.name, r.0))
+                .collect();
+            Err(Mismatch(
+                format!("ambiguous relation {} - {}", spec.ends[0], spec.ends[1]),
+                format!("name the endpoints: {}", options.join(" or ")),
+            ))
         }
     }
 }
 
-fn check_limits(bundle: &Bundle, apps: &BTreeMap<String, Application>, relations: &[Relation], problems: &mut Problems) {
+fn check_limits(
+    bundle: &Bundle,
+    apps: &BTreeMap<String, Application>,
+    relations: &[Relation],
+    problems: &mut Problems,
+) {
     let mut counts: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for r in relations {
         for (app, ep) in [&r.a, &r.b] {
@@ -108,33 +163,70 @@ fn check_limits(bundle: &Bundle, apps: &BTreeMap<String, Application>, relations
         }
     }
     for ((app, ep), count) in counts {
-        let limit = apps.get(app).and_then(|a| a.charm.metadata.endpoint(ep)).and_then(|(_, e)| e.limit);
+        let limit =
+            apps.get(app).and_then(|a| a.charm.metadata.endpoint(ep)).and_then(|(_, e)| e.limit);
         if let Some(limit) = limit.filter(|l| count > *l) {
-            problems.push(Problem::new(bundle.file.display().to_string(), "relations", format!("{app}:{ep} is in {count} relations, more than its limit of {limit}")));
+            problems.push(Problem::new(
+                bundle.file.display().to_string(),
+                "relations",
+                format!("{app}:{ep} is in {count} relations, more than its limit of {limit}"),
+            ));
         }
     }
 }
 
 /// Every non-optional `requires` endpoint must be related.
-pub(super) fn check_required(bundle: &Bundle, apps: &BTreeMap<String, Application>, relations: &[Relation], problems: &mut Problems) {
+pub(super) fn check_required(
+    bundle: &Bundle,
+    apps: &BTreeMap<String, Application>,
+    relations: &[Relation],
+    problems: &mut Problems,
+) {
     for app in apps.values() {
         for (name, endpoint) in &app.charm.metadata.requires {
             if endpoint.optional {
                 continue;
             }
-            let related = relations.iter().any(|r| (r.a.0 == app.name && &r.a.1 == name) || (r.b.0 == app.name && &r.b.1 == name));
+            let related = relations.iter().any(|r| {
+                (r.a.0 == app.name && &r.a.1 == name) || (r.b.0 == app.name && &r.b.1 == name)
+            });
             if !related {
                 let providers: Vec<String> = apps
                     .values()
-                    .flat_map(|other| other.charm.metadata.provides.iter().filter(|(_, e)| e.interface == endpoint.interface).map(move |(n, _)| format!("[{}:{name}, {}:{n}]", app.name, other.name)))
+                    .flat_map(|other| {
+                        other
+                            .charm
+                            .metadata
+                            .provides
+                            .iter()
+                            .filter(|(_, e)| e.interface == endpoint.interface)
+                            .map(move |(n, _)| format!("[{}:{name}, {}:{n}]", app.name, other.name))
+                    })
                     .collect();
                 let hint = if providers.is_empty() {
-                    format!("add an application providing interface {:?} and relate it", endpoint.interface)
+                    format!(
+                        "add an application providing interface {:?} and relate it",
+                        endpoint.interface
+                    )
                 } else {
                     format!("add the relation {}", providers.join(" or "))
                 };
-                let file = bundle.applications.get(&app.name).map(|s| s.file.display().to_string()).unwrap_or_default();
-                problems.push(Problem::new(file, format!("applications.{}", app.name), format!("requires endpoint {name:?} (interface {}) is not related", endpoint.interface)).hint(hint));
+                let file = bundle
+                    .applications
+                    .get(&app.name)
+                    .map(|s| s.file.display().to_string())
+                    .unwrap_or_default();
+                problems.push(
+                    Problem::new(
+                        file,
+                        format!("applications.{}", app.name),
+                        format!(
+                            "requires endpoint {name:?} (interface {}) is not related",
+                            endpoint.interface
+                        ),
+                    )
+                    .hint(hint),
+                );
             }
         }
     }
@@ -159,7 +251,12 @@ pub(super) fn publish_data(model: &mut Model, problems: &mut Problems) {
                     }
                 }
             };
-            let delivered = RelationData { app: provider.0.clone(), endpoint: provider.1.clone(), interface: relation.interface.clone(), data };
+            let delivered = RelationData {
+                app: provider.0.clone(),
+                endpoint: provider.1.clone(),
+                interface: relation.interface.clone(),
+                data,
+            };
             deliveries.push((requirer.0.clone(), requirer.1.clone(), delivered));
         }
     }

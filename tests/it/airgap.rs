@@ -15,7 +15,11 @@ fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
         "name: {name}\nsummary: test\ndescription: test\nresources:\n  main-image: {{type: oci-image, upstream-source: '{image}'}}\ncontainers:\n  main: {{resource: main-image}}\n"
     );
     std::fs::write(source.join("metadata.yaml"), metadata).unwrap();
-    std::fs::write(source.join("manifest.yaml"), "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n").unwrap();
+    std::fs::write(
+        source.join("manifest.yaml"),
+        "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n",
+    )
+    .unwrap();
     std::fs::write(source.join("version"), format!("{version}\n")).unwrap();
     source
 }
@@ -49,9 +53,25 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // A bundle of two charms: one a source folder in charms/, one an archive in dist/.
     let shop = work.path().join("shop");
-    charm_source(&shop.join("charms"), "frontend", "1.2.0", &format!("{}/team/app:1.0", src.host()));
-    let backend_source = charm_source(&work.path().join("elsewhere"), "backend", "2.0.0", &format!("{}/team/api:2.0", src.host()));
-    charmer(work.path()).arg("pack").arg(&backend_source).arg("--out").arg(shop.join("dist")).assert().success();
+    charm_source(
+        &shop.join("charms"),
+        "frontend",
+        "1.2.0",
+        &format!("{}/team/app:1.0", src.host()),
+    );
+    let backend_source = charm_source(
+        &work.path().join("elsewhere"),
+        "backend",
+        "2.0.0",
+        &format!("{}/team/api:2.0", src.host()),
+    );
+    charmer(work.path())
+        .arg("pack")
+        .arg(&backend_source)
+        .arg("--out")
+        .arg(shop.join("dist"))
+        .assert()
+        .success();
     let backend = shop.join("dist/backend_2.0.0.charm");
     let bundle = shop.join("bundle.yaml");
     std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
@@ -60,7 +80,14 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // `images save BUNDLE` saves exactly the bundle's images.
     let images = work.path().join("images.tar");
-    charmer(work.path()).args(["images", "save", "--quiet"]).arg(&bundle).arg("--out").arg(&images).args(connection(&src)).assert().success();
+    charmer(work.path())
+        .args(["images", "save", "--quiet"])
+        .arg(&bundle)
+        .arg("--out")
+        .arg(&images)
+        .args(connection(&src))
+        .assert()
+        .success();
     // ...and `images push --lock` pins the lock `render` wrote to what it pushed.
     let rendered = work.path().join("rendered");
     charmer(work.path()).arg("render").arg(&bundle).arg("--out").arg(&rendered).assert().success();
@@ -77,7 +104,10 @@ fn export_carry_import_and_tampering_is_caught() {
     let stdout = String::from_utf8_lossy(&pushed.get_output().stdout).to_string();
     assert!(stdout.contains("2 images: ") && stdout.contains("pinned 2 images in"), "{stdout}");
     let pinned = std::fs::read_to_string(&lock).unwrap();
-    assert!(pinned.contains(&format!("target: {}/saved/team/app:1.0@{app_digest}", dst.host())), "{pinned}");
+    assert!(
+        pinned.contains(&format!("target: {}/saved/team/app:1.0@{app_digest}", dst.host())),
+        "{pinned}"
+    );
 
     // Connected side.
     let carried = work.path().join("bundle-airgap.tar");
@@ -118,7 +148,10 @@ fn export_carry_import_and_tampering_is_caught() {
         .assert()
         .failure();
     let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
-    assert!(stderr.contains("tampered.tar: charms/backend_2.0.0.charm: checksum mismatch"), "{stderr}");
+    assert!(
+        stderr.contains("tampered.tar: charms/backend_2.0.0.charm: checksum mismatch"),
+        "{stderr}"
+    );
     assert_eq!(dst.requests().len(), before, "nothing may be pushed");
     assert!(!out_dir.exists());
 
@@ -132,17 +165,40 @@ fn export_carry_import_and_tampering_is_caught() {
         .success();
     let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
     assert!(stdout.contains("next: charmer deploy"), "{stdout}");
-    assert_eq!(std::fs::read(out_dir.join("bundle.yaml")).unwrap(), std::fs::read(&bundle).unwrap());
+    assert_eq!(
+        std::fs::read(out_dir.join("bundle.yaml")).unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
     assert_eq!(std::fs::read(out_dir.join("prod.yaml")).unwrap(), std::fs::read(&overlay).unwrap());
-    assert_eq!(std::fs::read(out_dir.join("charms/backend_2.0.0.charm")).unwrap(), std::fs::read(&backend).unwrap());
+    assert_eq!(
+        std::fs::read(out_dir.join("charms/backend_2.0.0.charm")).unwrap(),
+        std::fs::read(&backend).unwrap()
+    );
     // The source folder was packed as `charmer pack` packs it.
-    charmer(work.path()).arg("pack").arg(shop.join("charms/frontend")).arg("--out").arg(work.path().join("packed")).assert().success();
-    assert_eq!(std::fs::read(out_dir.join("charms/frontend_1.2.0.charm")).unwrap(), std::fs::read(work.path().join("packed/frontend_1.2.0.charm")).unwrap());
+    charmer(work.path())
+        .arg("pack")
+        .arg(shop.join("charms/frontend"))
+        .arg("--out")
+        .arg(work.path().join("packed"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(out_dir.join("charms/frontend_1.2.0.charm")).unwrap(),
+        std::fs::read(work.path().join("packed/frontend_1.2.0.charm")).unwrap()
+    );
     let retagged = std::fs::read_to_string(out_dir.join("retagged-images.txt")).unwrap();
     let target = format!("{}/airgap", dst.host());
     let lock = std::fs::read_to_string(out_dir.join("bundle.lock")).unwrap();
-    assert!(lock.contains(&format!("source: {}/team/api:2.0", src.host())) && lock.contains(&format!("target: {target}/team/api:2.0@{api_digest}")), "{lock}");
-    assert!(retagged.contains(&format!("{target}/team/app:1.0@{app_digest}")) && retagged.contains(&format!("{target}/team/api:2.0@{api_digest}")), "{retagged}");
+    assert!(
+        lock.contains(&format!("source: {}/team/api:2.0", src.host()))
+            && lock.contains(&format!("target: {target}/team/api:2.0@{api_digest}")),
+        "{lock}"
+    );
+    assert!(
+        retagged.contains(&format!("{target}/team/app:1.0@{app_digest}"))
+            && retagged.contains(&format!("{target}/team/api:2.0@{api_digest}")),
+        "{retagged}"
+    );
     assert_eq!(dst.inspect_raw("airgap/team/app:1.0").1, app_digest);
     assert_eq!(dst.inspect_raw("airgap/team/api:2.0").1, api_digest);
 
@@ -158,9 +214,21 @@ fn export_carry_import_and_tampering_is_caught() {
         .assert()
         .success();
     let listed = String::from_utf8_lossy(&listed.get_output().stdout).to_string();
-    assert!(listed.contains(&format!("{}/team/app:1.0 -> {target}/team/app:1.0@{app_digest}", src.host())), "{listed}");
+    assert!(
+        listed.contains(&format!(
+            "{}/team/app:1.0 -> {target}/team/app:1.0@{app_digest}",
+            src.host()
+        )),
+        "{listed}"
+    );
 
     // `images push` takes the air-gap archive as is.
-    charmer(work.path()).args(["images", "push", "--quiet", "--registry", &format!("{}/again", dst.host())]).arg(&carried).args(connection(&dst)).current_dir(work.path()).assert().success();
+    charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/again", dst.host())])
+        .arg(&carried)
+        .args(connection(&dst))
+        .current_dir(work.path())
+        .assert()
+        .success();
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
 }

@@ -36,7 +36,8 @@ fn refused(bytes: &[u8]) -> (String, String) {
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let mut errors = Vec::new();
-    let runs: [&[&str]; 4] = [&["verify"], &["inspect"], &["inspect", "--output", "json"], &["unpack", "--out"]];
+    let runs: [&[&str]; 4] =
+        [&["verify"], &["inspect"], &["inspect", "--output", "json"], &["unpack", "--out"]];
     for args in runs {
         let mut cmd = charmer();
         cmd.arg(args[0]).arg(&archive).args(&args[1..]);
@@ -45,12 +46,19 @@ fn refused(bytes: &[u8]) -> (String, String) {
         }
         let assert = cmd.assert().failure().code(1);
         let output = assert.get_output();
-        assert!(output.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&output.stdout));
+        assert!(
+            output.stdout.is_empty(),
+            "{args:?} printed {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        );
         let stderr = String::from_utf8(output.stderr.clone()).unwrap();
         assert!(stderr.lines().all(|l| l.starts_with("error: ")), "{args:?}: {stderr}");
         errors.push(stderr);
     }
-    assert!(errors.iter().all(|e| e == &errors[0]), "verify, inspect and unpack disagree: {errors:#?}");
+    assert!(
+        errors.iter().all(|e| e == &errors[0]),
+        "verify, inspect and unpack disagree: {errors:#?}"
+    );
     assert!(entries(&out).is_empty(), "unpack wrote {:?}", entries(&out));
     assert_eq!(entries(&inbox), ["webapp_1.0.0.charm"], "something was written beside the archive");
     (archive.display().to_string(), errors.swap_remove(0))
@@ -88,14 +96,24 @@ fn the_forged_valid_charm_is_accepted() {
     charmer().arg("unpack").arg(&archive).arg("--out").arg(&out).assert().success();
     let files = crate::support::tree(&out);
     assert_eq!(files["version"], (b"1.0.0\n".to_vec(), false));
-    assert_eq!(files["dispatch"], (b"#!/bin/sh\n".to_vec(), true), "the exec bit of the entry's Unix mode is kept");
+    assert_eq!(
+        files["dispatch"],
+        (b"#!/bin/sh\n".to_vec(), true),
+        "the exec bit of the entry's Unix mode is kept"
+    );
 }
 
 #[test]
 fn zip_slip_is_refused() {
-    for name in ["../evil", "templates/../../evil.yaml", "..", "./metadata.yaml", "templates//x.yaml"] {
+    for name in
+        ["../evil", "templates/../../evil.yaml", "..", "./metadata.yaml", "templates//x.yaml"]
+    {
         let (archive, stderr) = refused(&valid().with(RawEntry::file(name, "x")).bytes());
-        let why = if name.split('/').any(|p| p == "..") { "path traversal (..)" } else { "empty or '.' path component" };
+        let why = if name.split('/').any(|p| p == "..") {
+            "path traversal (..)"
+        } else {
+            "empty or '.' path component"
+        };
         assert_eq!(stderr, format!("error: {archive}: {name}: {why} {HINT_UNSAFE}\n"), "{name}");
     }
 }
@@ -112,15 +130,20 @@ fn absolute_paths_are_refused() {
 fn backslashes_are_refused() {
     let name = "templates\\..\\..\\evil.yaml";
     let (archive, stderr) = refused(&valid().with(RawEntry::file(name, "x")).bytes());
-    assert_eq!(stderr, format!("error: {archive}: {name}: backslash in entry name {HINT_UNSAFE}\n"));
+    assert_eq!(
+        stderr,
+        format!("error: {archive}: {name}: backslash in entry name {HINT_UNSAFE}\n")
+    );
 }
 
 #[test]
 fn control_characters_and_non_utf8_names_are_refused() {
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("templates/a\nerror: b.yaml", "x")).bytes());
+    let (archive, stderr) =
+        refused(&valid().with(RawEntry::file("templates/a\nerror: b.yaml", "x")).bytes());
     // Shown escaped: a name cannot forge an output line.
     assert_eq!(stderr, format!("error: {archive}: templates/a\\nerror: b.yaml: control character in entry name {HINT_UNSAFE}\n"));
-    let (archive, stderr) = refused(&valid().with(RawEntry::file(b"templates/\xff.yaml".to_vec(), "x")).bytes());
+    let (archive, stderr) =
+        refused(&valid().with(RawEntry::file(b"templates/\xff.yaml".to_vec(), "x")).bytes());
     assert_eq!(stderr, format!("error: {archive}: entry 4: entry name is not UTF-8\n"));
 }
 
@@ -136,21 +159,29 @@ fn too_many_entries_are_refused() {
 
 #[test]
 fn symlink_entries_are_refused() {
-    let (archive, stderr) = refused(&valid().with(RawEntry::symlink("templates/passwd.yaml", "/etc/passwd")).bytes());
+    let (archive, stderr) =
+        refused(&valid().with(RawEntry::symlink("templates/passwd.yaml", "/etc/passwd")).bytes());
     assert_eq!(stderr, format!("error: {archive}: templates/passwd.yaml: symlink entry (hint: charms hold plain files only)\n"));
 }
 
 #[test]
 fn duplicate_names_are_refused() {
     // A second metadata.yaml would shadow the first for one reader and not another.
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("metadata.yaml", "name: other\n")).bytes());
+    let (archive, stderr) =
+        refused(&valid().with(RawEntry::file("metadata.yaml", "name: other\n")).bytes());
     assert_eq!(stderr, format!("error: {archive}: metadata.yaml: duplicate entry {HINT_UNSAFE}\n"));
 }
 
 #[test]
 fn encrypted_entries_are_refused() {
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/key.pem", "x").encrypted()).bytes());
-    assert_eq!(stderr, format!("error: {archive}: files/key.pem: encrypted entry (hint: charms are never encrypted)\n"));
+    let (archive, stderr) =
+        refused(&valid().with(RawEntry::file("files/key.pem", "x").encrypted()).bytes());
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {archive}: files/key.pem: encrypted entry (hint: charms are never encrypted)\n"
+        )
+    );
 }
 
 /// A valid charm plus entries of `MiB` mebibytes of zeros each, deflated by the `zip` crate's
@@ -161,7 +192,9 @@ fn zero_bomb(bombs: &[(&str, usize)]) -> Vec<u8> {
         writer.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
         writer.write_all(data.as_bytes()).unwrap();
     }
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).compression_level(Some(1));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
     let chunk = vec![0u8; 1 << 20];
     for (name, mib) in bombs {
         writer.start_file(*name, options).unwrap();
@@ -195,7 +228,8 @@ fn a_bomb_lying_about_its_size_is_caught_by_what_it_inflates() {
         deflate.write_all(&chunk).unwrap();
         crc.update(&chunk);
     }
-    let lying = RawEntry::deflated("files/zeros.bin", deflate.finish().unwrap(), 1000, crc.finalize());
+    let lying =
+        RawEntry::deflated("files/zeros.bin", deflate.finish().unwrap(), 1000, crc.finalize());
     let (archive, stderr) = refused(&valid().with(lying).bytes());
     assert_eq!(
         stderr,
@@ -205,18 +239,24 @@ fn a_bomb_lying_about_its_size_is_caught_by_what_it_inflates() {
 
 #[test]
 fn huge_declared_sizes_are_refused_before_inflating() {
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(u32::MAX)).bytes());
+    let (archive, stderr) = refused(
+        &valid().with(RawEntry::file("files/small", "0123456789").declared_size(u32::MAX)).bytes(),
+    );
     assert_eq!(stderr, format!("error: {archive}: files/small: {BOMB}\n"));
 }
 
 #[test]
 fn sizes_that_disagree_with_the_content_are_refused() {
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(3)).bytes());
+    let (archive, stderr) = refused(
+        &valid().with(RawEntry::file("files/small", "0123456789").declared_size(3)).bytes(),
+    );
     assert_eq!(
         stderr,
         format!("error: {archive}: files/small: inflates to more than 3 bytes but its header declares 3 (hint: the archive is damaged or forged)\n")
     );
-    let (archive, stderr) = refused(&valid().with(RawEntry::file("files/small", "0123456789").declared_size(100)).bytes());
+    let (archive, stderr) = refused(
+        &valid().with(RawEntry::file("files/small", "0123456789").declared_size(100)).bytes(),
+    );
     assert_eq!(
         stderr,
         format!("error: {archive}: files/small: inflates to 10 bytes but its header declares 100 (hint: the archive is damaged or forged)\n")
@@ -227,8 +267,14 @@ fn sizes_that_disagree_with_the_content_are_refused() {
 fn corrupted_content_is_refused_by_its_crc() {
     let mut entry = RawEntry::file("templates/deployment.yaml", "kind: Deployment\n");
     entry.crc ^= 1;
-    let (archive, stderr) = refused(&valid().without("templates/deployment.yaml").with(entry).bytes());
-    assert!(stderr.starts_with(&format!("error: {archive}: templates/deployment.yaml: cannot be inflated: ")), "{stderr}");
+    let (archive, stderr) =
+        refused(&valid().without("templates/deployment.yaml").with(entry).bytes());
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {archive}: templates/deployment.yaml: cannot be inflated: "
+        )),
+        "{stderr}"
+    );
     assert!(stderr.ends_with(" (hint: the archive is damaged)\n"), "{stderr}");
 }
 
@@ -240,22 +286,37 @@ fn truncated_and_non_zip_files_are_refused() {
     let whole = std::fs::read(tmp.path().join("webapp_1.2.3.charm")).unwrap();
     for cut in [whole.len() / 2, whole.len() - 10] {
         let (archive, stderr) = refused(&whole[..cut]);
-        assert!(stderr.starts_with(&format!("error: {archive}: not a readable zip archive: ")), "{stderr}");
-        assert!(stderr.ends_with(" (hint: the file is damaged or truncated; copy it again)\n"), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {archive}: not a readable zip archive: ")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.ends_with(" (hint: the file is damaged or truncated; copy it again)\n"),
+            "{stderr}"
+        );
     }
     let (archive, stderr) = refused(b"name: webapp\n");
-    assert!(stderr.starts_with(&format!("error: {archive}: not a readable zip archive: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {archive}: not a readable zip archive: ")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn invalid_yaml_in_metadata_is_refused() {
     let bad = "name: webapp\nprovides:\n  http: [unclosed\n";
     let (archive, stderr) = refused(&valid_with("metadata.yaml", bad).bytes());
-    assert!(stderr.starts_with(&format!("error: {archive}/metadata.yaml: line 4: invalid YAML: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {archive}/metadata.yaml: line 4: invalid YAML: ")),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
     let (src, stderr) = refused_source(&source_with("metadata.yaml", bad));
-    assert!(stderr.contains(&format!("{}/metadata.yaml: line 4: invalid YAML: ", src.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}/metadata.yaml: line 4: invalid YAML: ", src.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -270,7 +331,13 @@ fn wrong_types_in_config_defaults_are_refused() {
         )
     );
     let (src, stderr) = refused_source(&source_with("config.yaml", config));
-    assert!(stderr.contains(&format!("{}/config.yaml: options.replicas.default: expected an int, got a string\n", src.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}/config.yaml: options.replicas.default: expected an int, got a string\n",
+            src.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -285,7 +352,8 @@ fn enum_defaults_outside_the_allowed_values_are_refused() {
 
 #[test]
 fn duplicate_endpoints_are_refused() {
-    let metadata = "name: webapp\nprovides:\n  db: mongodb_client\nrequires:\n  db: mongodb_client\n";
+    let metadata =
+        "name: webapp\nprovides:\n  db: mongodb_client\nrequires:\n  db: mongodb_client\n";
     let (archive, stderr) = refused(&valid_with("metadata.yaml", metadata).bytes());
     assert_eq!(
         stderr,
@@ -295,7 +363,9 @@ fn duplicate_endpoints_are_refused() {
         )
     );
     // Twice in the same section is a YAML duplicate key.
-    let (archive, stderr) = refused(&valid_with("metadata.yaml", "name: webapp\nprovides:\n  db: a\n  db: b\n").bytes());
+    let (archive, stderr) = refused(
+        &valid_with("metadata.yaml", "name: webapp\nprovides:\n  db: a\n  db: b\n").bytes(),
+    );
     assert!(stderr.starts_with(&format!("error: {archive}/metadata.yaml: line 3: invalid YAML: provides: duplicate entry with key \"db\"")), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
@@ -317,7 +387,12 @@ fn missing_metadata_is_refused() {
     let mut files = sample_charm_files();
     files.retain(|f| f.path != "metadata.yaml");
     let (_, stderr) = refused_source(&files);
-    assert!(stderr.contains(": metadata.yaml: missing (hint: every charm needs a metadata.yaml at its root)\n"), "{stderr}");
+    assert!(
+        stderr.contains(
+            ": metadata.yaml: missing (hint: every charm needs a metadata.yaml at its root)\n"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -342,4 +417,3 @@ fn every_problem_is_reported_at_once() {
         )
     );
 }
-

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::{charmer, entries, file, sample_charm_files, sha256_file, tree, write_charm, RawZip};
+use crate::support::{
+    charmer, entries, file, sample_charm_files, sha256_file, tree, write_charm, RawZip,
+};
 
 /// Packs `src` into `out` and returns the archive path and the printed line.
 fn pack(src: &Path, out: &Path) -> (PathBuf, String) {
@@ -40,8 +42,16 @@ fn pack_verify_inspect_unpack_round_trip() {
 
     let (archive, printed) = pack(&src, &out);
     let sha = sha256_file(&archive);
-    assert_eq!(printed, format!("{sha}  {}\n", archive.display()), "pack prints the SHA-256 and path, sha256sum style");
-    assert_eq!(entries(&out), ["webapp_1.2.3.charm"], "only the archive is written, no temp files left");
+    assert_eq!(
+        printed,
+        format!("{sha}  {}\n", archive.display()),
+        "pack prints the SHA-256 and path, sha256sum style"
+    );
+    assert_eq!(
+        entries(&out),
+        ["webapp_1.2.3.charm"],
+        "only the archive is written, no temp files left"
+    );
 
     let verified = stdout_of(charmer().arg("verify").arg(&archive));
     assert_eq!(verified, format!("ok  {}  webapp 1.2.3  sha256 {sha}\n", archive.display()));
@@ -80,10 +90,20 @@ fn pack_verify_inspect_unpack_round_trip() {
     assert_eq!(view["summary"], "A small web application");
     assert_eq!(view["sha256"], sha.as_str());
     let option = |name: &str| -> &Value {
-        view["options"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("no option {name}"))
+        view["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no option {name}"))
     };
-    let names: Vec<&str> = view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["admin_password", "debug", "hostname", "ratio", "replicas", "service_type", "tls_secret"], "options sorted by name");
+    let names: Vec<&str> =
+        view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["admin_password", "debug", "hostname", "ratio", "replicas", "service_type", "tls_secret"],
+        "options sorted by name"
+    );
     assert_eq!(option("replicas")["type"], "int");
     assert_eq!(option("replicas")["default"], 2);
     assert_eq!(option("replicas")["description"], "How many pods to run.");
@@ -91,7 +111,10 @@ fn pack_verify_inspect_unpack_round_trip() {
     assert_eq!(option("debug")["type"], "boolean");
     assert_eq!(option("debug")["default"], false);
     assert_eq!(option("hostname")["default"], "");
-    assert_eq!(option("service_type")["allowed"], serde_json::json!(["ClusterIP", "NodePort", "LoadBalancer"]));
+    assert_eq!(
+        option("service_type")["allowed"],
+        serde_json::json!(["ClusterIP", "NodePort", "LoadBalancer"])
+    );
     assert_eq!(option("service_type")["description"], "Kubernetes Service type.\nSecond line.");
     assert!(option("replicas").get("allowed").is_none(), "no allowed list when unrestricted");
     assert_eq!(option("admin_password")["type"], "secret");
@@ -118,14 +141,30 @@ fn pack_verify_inspect_unpack_round_trip() {
     .map(|(r, n, i, o)| (r.to_string(), n.to_string(), i.to_string(), *o))
     .collect();
     assert_eq!(endpoints, expected);
-    assert_eq!(view["storage"]["data"], serde_json::json!({"type": "filesystem", "location": "/srv/data", "minimum-size": "1G"}));
+    assert_eq!(
+        view["storage"]["data"],
+        serde_json::json!({"type": "filesystem", "location": "/srv/data", "minimum-size": "1G"})
+    );
     assert_eq!(view["containers"]["web"]["resource"], "web-image");
-    assert_eq!(view["containers"]["web"]["mounts"], serde_json::json!([{"storage": "data", "location": "/srv/data"}]));
-    assert_eq!(view["templates"], serde_json::json!(["templates/_helpers.j2", "templates/deployment.yaml", "templates/service.yaml"]));
+    assert_eq!(
+        view["containers"]["web"]["mounts"],
+        serde_json::json!([{"storage": "data", "location": "/srv/data"}])
+    );
+    assert_eq!(
+        view["templates"],
+        serde_json::json!([
+            "templates/_helpers.j2",
+            "templates/deployment.yaml",
+            "templates/service.yaml"
+        ])
+    );
     assert_eq!(view["warnings"], serde_json::json!([]));
 
     // The source folder inspects the same, and names the SHA-256 its archive will have.
-    let from_dir: Value = serde_json::from_str(&stdout_of(charmer().arg("inspect").arg(&src).args(["--output", "json"]))).unwrap();
+    let from_dir: Value = serde_json::from_str(&stdout_of(
+        charmer().arg("inspect").arg(&src).args(["--output", "json"]),
+    ))
+    .unwrap();
     assert_eq!(from_dir, view);
 
     let unpacked = tmp.path().join("unpacked/webapp");
@@ -133,13 +172,25 @@ fn pack_verify_inspect_unpack_round_trip() {
     assert_eq!(said, format!("unpacked webapp 1.2.3 into {}\n", unpacked.display()));
     let mut source_tree = tree(&src);
     source_tree.retain(|path, _| !path.starts_with('.'));
-    assert_eq!(tree(&unpacked), source_tree, "unpack gives back the source byte for byte, exec bits included");
+    assert_eq!(
+        tree(&unpacked),
+        source_tree,
+        "unpack gives back the source byte for byte, exec bits included"
+    );
     assert!(tree(&unpacked)["dispatch"].1 && !tree(&unpacked)["version"].1);
-    assert_eq!(entries(&tmp.path().join("unpacked")), ["webapp"], "no staging folder left beside the result");
+    assert_eq!(
+        entries(&tmp.path().join("unpacked")),
+        ["webapp"],
+        "no staging folder left beside the result"
+    );
 
     // Unpacking never writes into an existing folder.
-    let again = stderr_of_failure(charmer().arg("unpack").arg(&archive).arg("--out").arg(&unpacked));
-    assert_eq!(again, format!("error: {}: already exists (hint: unpack into a new folder)\n", unpacked.display()));
+    let again =
+        stderr_of_failure(charmer().arg("unpack").arg(&archive).arg("--out").arg(&unpacked));
+    assert_eq!(
+        again,
+        format!("error: {}: already exists (hint: unpack into a new folder)\n", unpacked.display())
+    );
 }
 
 /// Sets a file's modification time.
@@ -169,7 +220,11 @@ fn packing_is_byte_reproducible_across_folders_times_and_modes() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let (third, _) = pack(&copy, &tmp.path().join("out3"));
-    assert_eq!(bytes, std::fs::read(&third).unwrap(), "folder name, file order, mtimes and modes leak into the archive");
+    assert_eq!(
+        bytes,
+        std::fs::read(&third).unwrap(),
+        "folder name, file order, mtimes and modes leak into the archive"
+    );
 
     // Packing into the source folder itself: the earlier archive is not packed into the next.
     let (inside, _) = pack(&src, &src);
@@ -178,7 +233,11 @@ fn packing_is_byte_reproducible_across_folders_times_and_modes() {
 
     // The archive is an ordinary file: mode 0666 less the umask, like any created file.
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).map(|m| u32::from_str_radix(m.trim(), 8).unwrap()).unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
     assert_eq!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
 
     // What makes it reproducible, read back with an independent reader: sorted entries,
@@ -189,8 +248,13 @@ fn packing_is_byte_reproducible_across_folders_times_and_modes() {
         let mut entry = zip.by_index(i).unwrap();
         let name = entry.name().to_string();
         let modified = entry.last_modified().unwrap();
-        assert_eq!((modified.year(), modified.month(), modified.day(), modified.hour(), modified.minute()), (1980, 1, 1, 0, 0), "{name}");
-        let expected_mode = if name == "dispatch" || name == "hooks/install" { 0o100_755 } else { 0o100_644 };
+        assert_eq!(
+            (modified.year(), modified.month(), modified.day(), modified.hour(), modified.minute()),
+            (1980, 1, 1, 0, 0),
+            "{name}"
+        );
+        let expected_mode =
+            if name == "dispatch" || name == "hooks/install" { 0o100_755 } else { 0o100_644 };
         assert_eq!(entry.unix_mode(), Some(expected_mode), "{name}");
         assert_eq!(entry.compression(), zip::CompressionMethod::Deflated, "{name}");
         assert!(!entry.is_dir());
@@ -214,8 +278,14 @@ fn symlinks_in_a_source_folder_become_plain_files_or_are_refused() {
     let unpacked = tmp.path().join("unpacked");
     charmer().arg("unpack").arg(&archive).arg("--out").arg(&unpacked).assert().success();
     let alias = unpacked.join("templates/alias.yaml");
-    assert!(alias.symlink_metadata().unwrap().file_type().is_file(), "an inside symlink is stored as a plain copy");
-    assert_eq!(std::fs::read(&alias).unwrap(), std::fs::read(src.join("templates/deployment.yaml")).unwrap());
+    assert!(
+        alias.symlink_metadata().unwrap().file_type().is_file(),
+        "an inside symlink is stored as a plain copy"
+    );
+    assert_eq!(
+        std::fs::read(&alias).unwrap(),
+        std::fs::read(src.join("templates/deployment.yaml")).unwrap()
+    );
 
     std::fs::write(tmp.path().join("secret.txt"), "outside").unwrap();
     std::os::unix::fs::symlink("../../secret.txt", src.join("files/leak.txt")).unwrap();
@@ -250,12 +320,23 @@ fn archive_file_names_must_match_the_charm() {
     let (archive, _) = pack(&src, &tmp.path().join("out"));
 
     // Names as charmcraft and `juju download` write them are accepted.
-    for accepted in ["webapp.charm", "webapp_r12.charm", "webapp_ubuntu-22.04-amd64.charm", "webapp_1.2.3.charm"] {
+    for accepted in [
+        "webapp.charm",
+        "webapp_r12.charm",
+        "webapp_ubuntu-22.04-amd64.charm",
+        "webapp_1.2.3.charm",
+    ] {
         let path = tmp.path().join(accepted);
         std::fs::copy(&archive, &path).unwrap();
         let sha = sha256_file(&path);
-        assert_eq!(stdout_of(charmer().arg("verify").arg(&path)), format!("ok  {}  webapp 1.2.3  sha256 {sha}\n", path.display()));
-        let view: Value = serde_json::from_str(&stdout_of(charmer().arg("inspect").arg(&path).args(["--output", "json"]))).unwrap();
+        assert_eq!(
+            stdout_of(charmer().arg("verify").arg(&path)),
+            format!("ok  {}  webapp 1.2.3  sha256 {sha}\n", path.display())
+        );
+        let view: Value = serde_json::from_str(&stdout_of(
+            charmer().arg("inspect").arg(&path).args(["--output", "json"]),
+        ))
+        .unwrap();
         assert_eq!(view["name"], "webapp", "{accepted}");
     }
 
@@ -285,15 +366,35 @@ fn archive_file_names_must_match_the_charm() {
     // as a whole.
     let missing = tmp.path().join("missing_1.2.3.charm");
     let good = tmp.path().join("webapp_1.2.3.charm");
-    let assert = charmer().arg("verify").arg(&other).arg(&missing).arg(&good).arg(&wrong_version).assert().failure().code(1);
+    let assert = charmer()
+        .arg("verify")
+        .arg(&other)
+        .arg(&missing)
+        .arg(&good)
+        .arg(&wrong_version)
+        .assert()
+        .failure()
+        .code(1);
     let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
-    assert_eq!(stdout, format!("ok  {}  webapp 1.2.3  sha256 {}\n", good.display(), sha256_file(&good)));
+    assert_eq!(
+        stdout,
+        format!("ok  {}  webapp 1.2.3  sha256 {}\n", good.display(), sha256_file(&good))
+    );
     let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
-    assert!(lines[0].starts_with(&format!("error: {}: metadata.yaml: name: ", other.display())), "{stderr}");
-    assert_eq!(lines[1], format!("error: {}: No such file or directory (os error 2)", missing.display()));
-    assert!(lines[2].starts_with(&format!("error: {}: version: ", wrong_version.display())), "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("error: {}: metadata.yaml: name: ", other.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("error: {}: No such file or directory (os error 2)", missing.display())
+    );
+    assert!(
+        lines[2].starts_with(&format!("error: {}: version: ", wrong_version.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -315,11 +416,18 @@ fn versions_must_be_semver() {
     assert!(entries(&out).is_empty(), "nothing written");
 
     // The same rule holds for an archive from elsewhere.
-    let forged = RawZip::of_files([("metadata.yaml", "name: webapp\n"), ("version", "latest\n")]).bytes();
+    let forged =
+        RawZip::of_files([("metadata.yaml", "name: webapp\n"), ("version", "latest\n")]).bytes();
     let path = tmp.path().join("webapp.charm");
     std::fs::write(&path, forged).unwrap();
     let stderr = stderr_of_failure(charmer().arg("verify").arg(&path));
-    assert!(stderr.starts_with(&format!("error: {}/version: \"latest\" is not a semantic version: ", path.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}/version: \"latest\" is not a semantic version: ",
+            path.display()
+        )),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
@@ -329,7 +437,10 @@ fn command_line_help_usage_errors_and_completions() {
     for command in ["pack", "inspect", "verify", "unpack", "completions"] {
         assert!(help.contains(command), "--help lacks {command}:\n{help}");
         let sub = stdout_of(charmer().args([command, "--help"]));
-        assert!(sub.starts_with("Usage: charmer ") || sub.contains("\nUsage: charmer "), "{command} --help:\n{sub}");
+        assert!(
+            sub.starts_with("Usage: charmer ") || sub.contains("\nUsage: charmer "),
+            "{command} --help:\n{sub}"
+        );
     }
     // Usage errors exit 2, before anything runs.
     charmer().arg("verify").assert().failure().code(2);
@@ -348,7 +459,17 @@ fn inspect_escapes_terminal_control_characters_from_untrusted_text() {
     for f in &mut files {
         if f.path == "metadata.yaml" {
             let text = String::from_utf8(f.data.clone()).unwrap();
-            let evil = text.lines().map(|l| if l.starts_with("summary:") { "summary: \"ok\\e[2J\\e]0;pwned\\a\"" } else { l }).collect::<Vec<_>>().join("\n");
+            let evil = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("summary:") {
+                        "summary: \"ok\\e[2J\\e]0;pwned\\a\""
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             f.data = format!("{evil}\n").into_bytes();
         }
     }
@@ -356,6 +477,9 @@ fn inspect_escapes_terminal_control_characters_from_untrusted_text() {
     let out = charmer().arg("inspect").arg(&src).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'), "raw escape sequences reached the terminal: {stdout:?}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "raw escape sequences reached the terminal: {stdout:?}"
+    );
     assert!(stdout.contains("summary:  ok\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\n"), "{stdout}");
 }

@@ -19,7 +19,8 @@ const REGISTRY: &str = "10.0.0.5:5000/mirror";
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
 /// The renders kept as snapshots: each bundle, and the option-dependent branches of each
 /// charm (the other variants differ from these only in image references or one field).
-const SNAPSHOTS: [&str; 7] = ["ai-appstore", "ai-appstore-options", "mlops", "mlops-options", "iot", "iot-options", "full"];
+const SNAPSHOTS: [&str; 7] =
+    ["ai-appstore", "ai-appstore-options", "mlops", "mlops-options", "iot", "iot-options", "full"];
 /// Set to 1 to rewrite the snapshots from the current output (then review the diff).
 const UPDATE_SNAPSHOTS: &str = "CHARMER_UPDATE_SNAPSHOTS";
 
@@ -34,13 +35,20 @@ fn charmer(args: &[&str]) -> Output {
 /// `charmer render ARGS` to stdout; the YAML stream.
 fn render(args: &[&str]) -> String {
     let out = charmer(&[&["render"], args].concat());
-    assert!(out.status.success(), "charmer render {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "charmer render {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn objects(stream: &str) -> Vec<Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(stream).map(|d| Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
+    serde_yaml::Deserializer::from_str(stream)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 /// Objects by (app instance label, kind, name), for comparing two renders.
@@ -48,7 +56,10 @@ fn by_identity(objects: &[Value]) -> BTreeMap<(String, String, String), Value> {
     objects
         .iter()
         .map(|o| {
-            let app = o["metadata"]["labels"]["app.kubernetes.io/instance"].as_str().unwrap_or_default().to_string();
+            let app = o["metadata"]["labels"]["app.kubernetes.io/instance"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             ((app, o["kind"].as_str().unwrap().to_string(), name(o).to_string()), o.clone())
         })
         .collect()
@@ -68,17 +79,25 @@ fn find<'a>(objects: &'a [Value], api_version: &str, kind: &str, name_: &str) ->
 /// The pod template of a workload (Deployment, StatefulSet, Knative Service).
 fn pod_template(o: &Value) -> Option<&Value> {
     match (o["apiVersion"].as_str()?, o["kind"].as_str()?) {
-        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet") | ("serving.knative.dev/v1", "Service") => Some(&o["spec"]["template"]),
+        ("apps/v1", "Deployment" | "StatefulSet" | "DaemonSet")
+        | ("serving.knative.dev/v1", "Service") => Some(&o["spec"]["template"]),
         _ => None,
     }
 }
 
 fn containers(pod: &Value) -> impl Iterator<Item = &Value> {
-    ["initContainers", "containers"].into_iter().flat_map(move |k| pod["spec"][k].as_array().into_iter().flatten())
+    ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(move |k| pod["spec"][k].as_array().into_iter().flatten())
 }
 
 fn env<'a>(container: &'a Value, var: &str) -> &'a Value {
-    container["env"].as_array().unwrap().iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("no env {var} in {}", container["name"]))
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == var)
+        .unwrap_or_else(|| panic!("no env {var} in {}", container["name"]))
 }
 
 /// The renders every schema test covers: each bundle with and without --registry, plus the
@@ -88,7 +107,10 @@ fn variants() -> Vec<(String, Vec<String>)> {
     let mut v: Vec<(String, Vec<String>)> = Vec::new();
     for b in BUNDLES {
         v.push((b.to_string(), vec![format!("bundles/{b}")]));
-        v.push((format!("{b}-registry"), vec![format!("bundles/{b}"), "--registry".into(), REGISTRY.into()]));
+        v.push((
+            format!("{b}-registry"),
+            vec![format!("bundles/{b}"), "--registry".into(), REGISTRY.into()],
+        ));
     }
     let with = |bundle: &str, config: &[&str]| -> Vec<String> {
         let mut args = vec![format!("bundles/{bundle}")];
@@ -106,14 +128,50 @@ fn variants() -> Vec<(String, Vec<String>)> {
         "istio-gateway.tls_secret=appstore-tls", "istio-gateway.gateway_service_type=NodePort",
         "istio-gateway.http_node_port=30080", "frontend.image_pull_secret=registry-login", "frontend.replicas=1",
     ])));
-    v.push(("mlops-options".into(), with("mlops", &[
-        "serving.backend=knative", "serving.model_alias=champion", "serving.extra_env_secret=serving-s3",
-        "mlflow.artifact_store=s3", "mlflow.s3_endpoint_url=http://minio.storage:9000", "mlflow.s3_credentials_secret=mlflow-s3",
-        "mlflow.backend_store_uri_secret=mlflow-db", "mlflow.s3_ignore_tls=true", "mlflow.replicas=2",
-    ])));
-    v.push(("iot-options".into(), with("iot", &["hivemq.service_type=ClusterIP", "hivemq.persistence=false", "hivemq.allow_all_clients=false"])));
-    v.push(("egress".into(), with("ai-appstore", &["istio-gateway.kind=egress", "istio-gateway.gateway_service_type=ClusterIP", "istio-gateway.hosts=pypi.internal, git.internal"])));
-    let mut overlay = vec!["bundles/full".to_string(), "--overlay".into(), "bundles/full/overlays/nodeport.yaml".into()];
+    v.push((
+        "mlops-options".into(),
+        with(
+            "mlops",
+            &[
+                "serving.backend=knative",
+                "serving.model_alias=champion",
+                "serving.extra_env_secret=serving-s3",
+                "mlflow.artifact_store=s3",
+                "mlflow.s3_endpoint_url=http://minio.storage:9000",
+                "mlflow.s3_credentials_secret=mlflow-s3",
+                "mlflow.backend_store_uri_secret=mlflow-db",
+                "mlflow.s3_ignore_tls=true",
+                "mlflow.replicas=2",
+            ],
+        ),
+    ));
+    v.push((
+        "iot-options".into(),
+        with(
+            "iot",
+            &[
+                "hivemq.service_type=ClusterIP",
+                "hivemq.persistence=false",
+                "hivemq.allow_all_clients=false",
+            ],
+        ),
+    ));
+    v.push((
+        "egress".into(),
+        with(
+            "ai-appstore",
+            &[
+                "istio-gateway.kind=egress",
+                "istio-gateway.gateway_service_type=ClusterIP",
+                "istio-gateway.hosts=pypi.internal, git.internal",
+            ],
+        ),
+    ));
+    let mut overlay = vec![
+        "bundles/full".to_string(),
+        "--overlay".into(),
+        "bundles/full/overlays/nodeport.yaml".into(),
+    ];
     overlay.extend(["--registry".to_string(), REGISTRY.to_string()]);
     v.push(("full-nodeport-registry".into(), overlay));
     v
@@ -132,7 +190,12 @@ fn every_bundle_renders_and_passes_the_schemas() {
             for o in &rendered {
                 for c in pod_template(o).into_iter().flat_map(containers) {
                     let image = c["image"].as_str().unwrap();
-                    assert!(image.starts_with(&format!("{REGISTRY}/")), "{label}: {} {}: image {image} is not relocated", o["kind"], name(o));
+                    assert!(
+                        image.starts_with(&format!("{REGISTRY}/")),
+                        "{label}: {} {}: image {image} is not relocated",
+                        o["kind"],
+                        name(o)
+                    );
                 }
             }
         }
@@ -140,7 +203,11 @@ fn every_bundle_renders_and_passes_the_schemas() {
         for o in &rendered {
             match custom_kind_problems(o, &rendered) {
                 Some(problems) => {
-                    failures.extend(problems.into_iter().map(|p| format!("{label}: {} {}: {p}", o["kind"], name(o))));
+                    failures.extend(
+                        problems
+                            .into_iter()
+                            .map(|p| format!("{label}: {} {}: {p}", o["kind"], name(o))),
+                    );
                     // A Knative Service's pod is a Kubernetes pod: validate it as one.
                     if o["apiVersion"] == "serving.knative.dev/v1" {
                         core.push(knative_pod(o));
@@ -150,11 +217,16 @@ fn every_bundle_renders_and_passes_the_schemas() {
             }
         }
         let file = dir.path().join(format!("{label}.yaml"));
-        let stream: String = core.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect();
+        let stream: String =
+            core.iter().map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap())).collect();
         std::fs::write(&file, stream).unwrap();
         files.push(file);
     }
-    assert!(failures.is_empty(), "Istio/Knative objects do not fit their shapes:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "Istio/Knative objects do not fit their shapes:\n{}",
+        failures.join("\n")
+    );
     for version in KUBERNETES_VERSIONS {
         validate(&files, version);
     }
@@ -164,7 +236,11 @@ fn every_bundle_renders_and_passes_the_schemas() {
 /// installed, and never in CI (`CI` set), where scripts/test.sh installs it. An unknown kind
 /// is only a warning to it, so that fails here too.
 fn validate(files: &[PathBuf], version: &str) {
-    let out = match std::process::Command::new("kubernetes-validate").args(["--strict", "--quiet", "-k", version]).args(files).output() {
+    let out = match std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", version])
+        .args(files)
+        .output()
+    {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("CI").is_none() => {
             eprintln!("skipping the schema check: kubernetes-validate is not installed (pip install kubernetes-validate)");
@@ -172,8 +248,14 @@ fn validate(files: &[PathBuf], version: &str) {
         }
         Err(e) => panic!("kubernetes-validate: {e}"),
     };
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && !report.contains("ERROR") && !report.contains("Couldn't find schema"), "kubernetes-validate --strict -k {version}:\n{report}");
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success()
+            && !report.contains("ERROR")
+            && !report.contains("Couldn't find schema"),
+        "kubernetes-validate --strict -k {version}:\n{report}"
+    );
 }
 
 /// The Knative Service's revision template as the Pod Knative makes of it — Knative-only
@@ -181,7 +263,12 @@ fn validate(files: &[PathBuf], version: &str) {
 /// kubernetes-validate checks every container field.
 fn knative_pod(service: &Value) -> Value {
     let mut spec = service["spec"]["template"]["spec"].clone();
-    for knative_only in ["containerConcurrency", "timeoutSeconds", "responseStartTimeoutSeconds", "idleTimeoutSeconds"] {
+    for knative_only in [
+        "containerConcurrency",
+        "timeoutSeconds",
+        "responseStartTimeoutSeconds",
+        "idleTimeoutSeconds",
+    ] {
         spec.as_object_mut().unwrap().remove(knative_only);
     }
     for container in spec["containers"].as_array_mut().into_iter().flatten() {
@@ -232,7 +319,8 @@ fn custom_kind_problems(o: &Value, all: &[Value]) -> Option<Vec<String>> {
         _ => return None,
     };
     check_shape(&o["spec"], &shape, "spec", &mut problems);
-    let metadata = json!({"!name": "string", "!namespace": "string", "!labels": "map", "annotations": "map"});
+    let metadata =
+        json!({"!name": "string", "!namespace": "string", "!labels": "map", "annotations": "map"});
     check_shape(&o["metadata"], &metadata, "metadata", &mut problems);
     Some(problems)
 }
@@ -273,7 +361,8 @@ fn check_shape(value: &Value, shape: &Value, at: &str, problems: &mut Vec<String
         },
         Value::Array(allowed) => {
             if !allowed.contains(value) {
-                problems.push(format!("{at}: {value} is not one of {}", Value::Array(allowed.clone())));
+                problems
+                    .push(format!("{at}: {value} is not one of {}", Value::Array(allowed.clone())));
             }
         }
         Value::String(leaf) => {
@@ -296,9 +385,13 @@ fn check_shape(value: &Value, shape: &Value, at: &str, problems: &mut Vec<String
 /// An Istio Gateway is useless unless its selector matches the gateway proxy's pods.
 fn gateway_selects_a_proxy(gateway: &Value, all: &[Value], problems: &mut Vec<String>) {
     let Some(selector) = gateway["spec"]["selector"].as_object() else { return };
-    let selected = all.iter().filter_map(pod_template).any(|pod| selector.iter().all(|(k, v)| &pod["metadata"]["labels"][k] == v));
+    let selected = all
+        .iter()
+        .filter_map(pod_template)
+        .any(|pod| selector.iter().all(|(k, v)| &pod["metadata"]["labels"][k] == v));
     if !selected {
-        problems.push(format!("selector {} matches no rendered pod", Value::Object(selector.clone())));
+        problems
+            .push(format!("selector {} matches no rendered pod", Value::Object(selector.clone())));
     }
 }
 
@@ -311,13 +404,20 @@ fn routes_reach_rendered_services(vs: &Value, all: &[Value], problems: &mut Vec<
             problems.push(format!("gateway {gateway} is not rendered"));
         }
     }
-    let destinations = vs["spec"]["http"].as_array().into_iter().flatten().flat_map(|h| h["route"].as_array().into_iter().flatten());
+    let destinations = vs["spec"]["http"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| h["route"].as_array().into_iter().flatten());
     for d in destinations.map(|r| &r["destination"]) {
         let host = d["host"].as_str().unwrap_or_default();
         let port = &d["port"]["number"];
         let service = host.strip_suffix(&format!(".{namespace}.svc.cluster.local")).unwrap_or(host);
         let found = all.iter().any(|o| {
-            o["apiVersion"] == "v1" && o["kind"] == "Service" && name(o) == service && o["spec"]["ports"].as_array().into_iter().flatten().any(|p| &p["port"] == port)
+            o["apiVersion"] == "v1"
+                && o["kind"] == "Service"
+                && name(o) == service
+                && o["spec"]["ports"].as_array().into_iter().flatten().any(|p| &p["port"] == port)
         });
         if !found {
             problems.push(format!("routes to {host}:{port}, which is not a rendered Service port"));
@@ -328,8 +428,16 @@ fn routes_reach_rendered_services(vs: &Value, all: &[Value], problems: &mut Vec<
 #[test]
 fn the_gateway_service_type_override_changes_the_service_type_and_nothing_else() {
     let before = by_identity(&objects(&render(&["bundles/full"])));
-    let after = by_identity(&objects(&render(&["bundles/full", "--config", "istio-gateway.gateway_service_type=NodePort"])));
-    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "the same objects are rendered");
+    let after = by_identity(&objects(&render(&[
+        "bundles/full",
+        "--config",
+        "istio-gateway.gateway_service_type=NodePort",
+    ])));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the same objects are rendered"
+    );
     let changed: Vec<_> = before.keys().filter(|k| before[*k] != after[*k]).collect();
     let service = ("istio-gateway".to_string(), "Service".to_string(), "istio-gateway".to_string());
     assert_eq!(changed, vec![&service], "only the gateway's Service changes");
@@ -340,7 +448,11 @@ fn the_gateway_service_type_override_changes_the_service_type_and_nothing_else()
     assert_eq!(reverted, before[&service], "nothing but spec.type differs");
 
     // The overlay of seed 001 does exactly the same.
-    let overlay = by_identity(&objects(&render(&["bundles/full", "--overlay", "bundles/full/overlays/nodeport.yaml"])));
+    let overlay = by_identity(&objects(&render(&[
+        "bundles/full",
+        "--overlay",
+        "bundles/full/overlays/nodeport.yaml",
+    ])));
     assert_eq!(overlay, after);
 }
 
@@ -348,38 +460,78 @@ fn the_gateway_service_type_override_changes_the_service_type_and_nothing_else()
 fn a_wrong_option_value_is_rejected_listing_the_allowed_ones_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out");
-    let out = charmer(&["render", "bundles/full", "--config", "istio-gateway.gateway_service_type=Ingress", "--config", "serving.backend=lambda", "--out", dest.to_str().unwrap()]);
+    let out = charmer(&[
+        "render",
+        "bundles/full",
+        "--config",
+        "istio-gateway.gateway_service_type=Ingress",
+        "--config",
+        "serving.backend=lambda",
+        "--out",
+        dest.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(r#""Ingress" is not allowed; allowed values: "LoadBalancer", "NodePort", "ClusterIP""#), "{stderr}");
-    assert!(stderr.contains(r#""lambda" is not allowed; allowed values: "deployment", "knative""#), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#""Ingress" is not allowed; allowed values: "LoadBalancer", "NodePort", "ClusterIP""#
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#""lambda" is not allowed; allowed values: "deployment", "knative""#),
+        "{stderr}"
+    );
     assert!(!dest.exists(), "nothing is written when an option is invalid");
 }
 
 #[test]
 fn relation_data_reaches_the_requiring_charms() {
     let all = objects(&render(&["bundles/full", "--namespace", "prod"]));
-    let container = |app: &str| pod_template(find(&all, "apps/v1", "Deployment", app)).unwrap()["spec"]["containers"][0].clone();
+    let container = |app: &str| {
+        pod_template(find(&all, "apps/v1", "Deployment", app)).unwrap()["spec"]["containers"][0]
+            .clone()
+    };
 
     // backend ← mongodb: the Service, the database and the application account's Secret.
     let backend = container("backend");
-    assert_eq!(env(&backend, "PROD_MONGO_DSN")["value"], "mongodb://mongodb.prod.svc.cluster.local:27017");
+    assert_eq!(
+        env(&backend, "PROD_MONGO_DSN")["value"],
+        "mongodb://mongodb.prod.svc.cluster.local:27017"
+    );
     assert_eq!(env(&backend, "PROD_DB_NAME")["value"], "appStoreProdDb");
     for (var, key) in [("PROD_MONGO_USERNAME", "username"), ("PROD_MONGO_PASSWORD", "password")] {
-        assert_eq!(env(&backend, var)["valueFrom"]["secretKeyRef"], json!({"name": "mongodb-app-credentials", "key": key}));
+        assert_eq!(
+            env(&backend, var)["valueFrom"]["secretKeyRef"],
+            json!({"name": "mongodb-app-credentials", "key": key})
+        );
     }
     let mongo_service = find(&all, "v1", "Service", "mongodb");
     assert_eq!(mongo_service["spec"]["ports"][0]["port"], 27017);
     let credentials = find(&all, "v1", "Secret", "mongodb-app-credentials");
     assert_eq!(credentials["metadata"]["annotations"]["charmer.io/generate"], "password");
-    assert_eq!(credentials["data"]["username"], "YWFzRGJTZXJ2aWNlQWNjdA==", "base64 of aasDbServiceAcct");
-    assert!(credentials["data"].get("password").is_none(), "the password is generated at deploy, never rendered");
-    let mongod = &pod_template(find(&all, "apps/v1", "StatefulSet", "mongodb")).unwrap()["spec"]["containers"][0];
-    assert_eq!(env(mongod, "MONGO_APP_PASSWORD")["valueFrom"]["secretKeyRef"]["name"], "mongodb-app-credentials", "mongod creates the account the backend logs in with");
+    assert_eq!(
+        credentials["data"]["username"], "YWFzRGJTZXJ2aWNlQWNjdA==",
+        "base64 of aasDbServiceAcct"
+    );
+    assert!(
+        credentials["data"].get("password").is_none(),
+        "the password is generated at deploy, never rendered"
+    );
+    let mongod = &pod_template(find(&all, "apps/v1", "StatefulSet", "mongodb")).unwrap()["spec"]
+        ["containers"][0];
+    assert_eq!(
+        env(mongod, "MONGO_APP_PASSWORD")["valueFrom"]["secretKeyRef"]["name"],
+        "mongodb-app-credentials",
+        "mongod creates the account the backend logs in with"
+    );
 
     // serving ← mlflow.
     let serving = container("serving");
-    assert_eq!(env(&serving, "MLFLOW_TRACKING_URI")["value"], "http://mlflow.prod.svc.cluster.local:5000");
+    assert_eq!(
+        env(&serving, "MLFLOW_TRACKING_URI")["value"],
+        "http://mlflow.prod.svc.cluster.local:5000"
+    );
     assert_eq!(env(&serving, "MLSERVER_MODEL_URI")["value"], "models:/demo-model/Production");
     assert_eq!(find(&all, "v1", "Service", "mlflow")["spec"]["ports"][0]["port"], 5000);
 
@@ -394,25 +546,63 @@ fn relation_data_reaches_the_requiring_charms() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["match"][0]["uri"]["prefix"].as_str().unwrap(), h["route"][0]["destination"]["host"].as_str().unwrap()))
+        .map(|h| {
+            (
+                h["match"][0]["uri"]["prefix"].as_str().unwrap(),
+                h["route"][0]["destination"]["host"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(routes, [("/api/", "backend.prod.svc.cluster.local"), ("/", "frontend.prod.svc.cluster.local")]);
+    assert_eq!(
+        routes,
+        [("/api/", "backend.prod.svc.cluster.local"), ("/", "frontend.prod.svc.cluster.local")]
+    );
     assert_eq!(vs["spec"]["http"][0]["rewrite"]["uri"], "/", "the API is served at / behind /api/");
 }
 
 #[test]
 fn host_names_give_each_application_its_own_virtual_service() {
-    let all = objects(&render(&["bundles/ai-appstore", "--config", "backend.hostname=api.appstore.ai", "--config", "frontend.hostname=web.appstore.ai"]));
-    let api = find(&all, "networking.istio.io/v1beta1", "VirtualService", "istio-gateway-api.appstore.ai");
+    let all = objects(&render(&[
+        "bundles/ai-appstore",
+        "--config",
+        "backend.hostname=api.appstore.ai",
+        "--config",
+        "frontend.hostname=web.appstore.ai",
+    ]));
+    let api = find(
+        &all,
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "istio-gateway-api.appstore.ai",
+    );
     assert_eq!(api["spec"]["hosts"], json!(["api.appstore.ai"]));
-    assert_eq!(api["spec"]["http"][0]["match"][0]["uri"]["prefix"], "/", "on its own host the API is at /");
+    assert_eq!(
+        api["spec"]["http"][0]["match"][0]["uri"]["prefix"], "/",
+        "on its own host the API is at /"
+    );
     assert!(api["spec"]["http"][0].get("rewrite").is_none());
-    let web = find(&all, "networking.istio.io/v1beta1", "VirtualService", "istio-gateway-web.appstore.ai");
-    assert_eq!(web["spec"]["http"][0]["route"][0]["destination"]["host"], "frontend.ai-appstore.svc.cluster.local");
+    let web = find(
+        &all,
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "istio-gateway-web.appstore.ai",
+    );
+    assert_eq!(
+        web["spec"]["http"][0]["route"][0]["destination"]["host"],
+        "frontend.ai-appstore.svc.cluster.local"
+    );
     let gateway = find(&all, "networking.istio.io/v1beta1", "Gateway", "istio-gateway");
-    assert_eq!(gateway["spec"]["servers"][0]["hosts"], json!(["*", "api.appstore.ai", "web.appstore.ai"]));
-    let frontend = &pod_template(find(&all, "apps/v1", "Deployment", "frontend")).unwrap()["spec"]["containers"][0];
-    assert_eq!(env(frontend, "BACKEND_PUBLIC_URL")["value"], "//api.appstore.ai", "the browser calls the API on its host name");
+    assert_eq!(
+        gateway["spec"]["servers"][0]["hosts"],
+        json!(["*", "api.appstore.ai", "web.appstore.ai"])
+    );
+    let frontend = &pod_template(find(&all, "apps/v1", "Deployment", "frontend")).unwrap()["spec"]
+        ["containers"][0];
+    assert_eq!(
+        env(frontend, "BACKEND_PUBLIC_URL")["value"],
+        "//api.appstore.ai",
+        "the browser calls the API on its host name"
+    );
 }
 
 #[test]
@@ -422,27 +612,59 @@ fn option_dependent_objects_follow_their_options() {
     assert!(!knative.iter().any(|o| o["kind"] == "Deployment" && name(o) == "serving"));
     let service = find(&knative, "serving.knative.dev/v1", "Service", "serving");
     assert_eq!(service["metadata"]["annotations"]["charmer.io/min-kubernetes"], "1.20");
-    assert!(!knative.iter().any(|o| o["apiVersion"] == "v1" && o["kind"] == "Service" && name(o) == "serving"), "Knative owns the Service of that name");
+    assert!(
+        !knative
+            .iter()
+            .any(|o| o["apiVersion"] == "v1" && o["kind"] == "Service" && name(o) == "serving"),
+        "Knative owns the Service of that name"
+    );
     let plain = objects(&render(&["bundles/mlops"]));
-    assert!(!plain.iter().any(|o| o["metadata"]["annotations"]["charmer.io/min-kubernetes"].is_string()), "the Deployment backend needs no minimum version");
+    assert!(
+        !plain
+            .iter()
+            .any(|o| o["metadata"]["annotations"]["charmer.io/min-kubernetes"].is_string()),
+        "the Deployment backend needs no minimum version"
+    );
 
     // hostPath storage (seed 000's aas-mongodb-pv): a volume reserved for the claim, same class.
-    let all = objects(&render(&["bundles/ai-appstore", "--config", "mongodb.host_path=/bitnami/mongodb", "--config", "backend.ca_cert=PEM"]));
+    let all = objects(&render(&[
+        "bundles/ai-appstore",
+        "--config",
+        "mongodb.host_path=/bitnami/mongodb",
+        "--config",
+        "backend.ca_cert=PEM",
+    ]));
     let pv = find(&all, "v1", "PersistentVolume", "ai-appstore-mongodb-data");
     assert!(pv["metadata"].get("namespace").is_none(), "PersistentVolumes are cluster-wide");
-    assert_eq!(pv["spec"]["claimRef"], json!({"namespace": "ai-appstore", "name": "data-mongodb-0"}));
+    assert_eq!(
+        pv["spec"]["claimRef"],
+        json!({"namespace": "ai-appstore", "name": "data-mongodb-0"})
+    );
     assert_eq!(pv["spec"]["hostPath"]["path"], "/bitnami/mongodb");
     assert_eq!(pv["spec"]["capacity"]["storage"], "8Gi");
     let sts = find(&all, "apps/v1", "StatefulSet", "mongodb");
-    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"], pv["spec"]["storageClassName"]);
-    assert_eq!(sts["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]["capabilities"], json!({"drop": ["ALL"], "add": ["CHOWN"]}));
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"],
+        pv["spec"]["storageClassName"]
+    );
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"], "add": ["CHOWN"]})
+    );
 
     // ca_cert: a Secret holding the PEM, mounted, and pointed at.
     let ca = find(&all, "v1", "Secret", "backend-ca");
     assert_eq!(ca["data"]["ca.crt"], "UEVN", "base64 of the option's text");
     let backend = &pod_template(find(&all, "apps/v1", "Deployment", "backend")).unwrap()["spec"];
-    assert_eq!(env(&backend["containers"][0], "REQUESTS_CA_BUNDLE")["value"], "/etc/charmer/ca/ca.crt");
-    assert!(backend["volumes"].as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "backend-ca"));
+    assert_eq!(
+        env(&backend["containers"][0], "REQUESTS_CA_BUNDLE")["value"],
+        "/etc/charmer/ca/ca.crt"
+    );
+    assert!(backend["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "backend-ca"));
     let without = objects(&render(&["bundles/ai-appstore"]));
     assert!(!without.iter().any(|o| o["kind"] == "PersistentVolume" || name(o) == "backend-ca"));
 }
@@ -460,7 +682,12 @@ fn workloads_are_hardened_and_probed() {
         if o["apiVersion"] == "apps/v1" && o["spec"]["selector"]["matchLabels"] != selector_labels {
             problems.push(format!("{what}: the selector must be exactly the selector labels"));
         }
-        for label in ["app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/version", "charmer.io/bundle"] {
+        for label in [
+            "app.kubernetes.io/part-of",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/version",
+            "charmer.io/bundle",
+        ] {
             if !pod["metadata"]["labels"][label].is_string() {
                 problems.push(format!("{what}: the pod template lacks the label {label}"));
             }
@@ -469,7 +696,13 @@ fn workloads_are_hardened_and_probed() {
         for c in containers(pod) {
             let at = format!("{what} container {}", c["name"]);
             let security = &c["securityContext"];
-            let setting = |key: &str| if security[key].is_null() { &pod_security[key] } else { &security[key] };
+            let setting = |key: &str| {
+                if security[key].is_null() {
+                    &pod_security[key]
+                } else {
+                    &security[key]
+                }
+            };
             // The one root container: chown of a fresh hostPath directory, CHOWN only.
             let chown_only = security["capabilities"]["add"] == json!(["CHOWN"]);
             if setting("runAsNonRoot") != &json!(true) && !chown_only {
@@ -478,10 +711,16 @@ fn workloads_are_hardened_and_probed() {
             if setting("seccompProfile") != &json!({"type": "RuntimeDefault"}) {
                 problems.push(format!("{at}: seccomp profile is not RuntimeDefault"));
             }
-            if security["allowPrivilegeEscalation"] != json!(false) || security["capabilities"]["drop"] != json!(["ALL"]) {
-                problems.push(format!("{at}: must drop ALL capabilities and forbid privilege escalation"));
+            if security["allowPrivilegeEscalation"] != json!(false)
+                || security["capabilities"]["drop"] != json!(["ALL"])
+            {
+                problems.push(format!(
+                    "{at}: must drop ALL capabilities and forbid privilege escalation"
+                ));
             }
-            if !c["resources"]["requests"]["memory"].is_string() || !c["resources"]["limits"]["memory"].is_string() {
+            if !c["resources"]["requests"]["memory"].is_string()
+                || !c["resources"]["limits"]["memory"].is_string()
+            {
                 problems.push(format!("{at}: needs memory requests and limits"));
             }
             let is_init = pod["spec"]["initContainers"].as_array().is_some_and(|l| l.contains(c));
@@ -501,7 +740,9 @@ fn rendered_bundles_match_the_reviewed_snapshots() {
     let snapshots = root().join("tests/it/snapshots");
     let update = std::env::var(UPDATE_SNAPSHOTS).is_ok_and(|v| v == "1");
     let mut stale = Vec::new();
-    for (label, args) in variants().into_iter().filter(|(label, _)| SNAPSHOTS.contains(&label.as_str())) {
+    for (label, args) in
+        variants().into_iter().filter(|(label, _)| SNAPSHOTS.contains(&label.as_str()))
+    {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let actual = render(&args);
         let path = snapshots.join(format!("{label}.yaml"));
@@ -515,7 +756,11 @@ fn rendered_bundles_match_the_reviewed_snapshots() {
             eprintln!("rewrote {}", path.display());
             continue;
         }
-        let line = actual.lines().zip(expected.lines()).position(|(a, e)| a != e).unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
+        let line = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, e)| a != e)
+            .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
         stale.push(format!(
             "{}: differs from line {}:\n  expected: {:?}\n  actual:   {:?}",
             path.display(),
@@ -524,5 +769,9 @@ fn rendered_bundles_match_the_reviewed_snapshots() {
             actual.lines().nth(line).unwrap_or("<end>")
         ));
     }
-    assert!(stale.is_empty(), "rendered output changed; review it and rerun with {UPDATE_SNAPSHOTS}=1 to accept:\n{}", stale.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "rendered output changed; review it and rerun with {UPDATE_SNAPSHOTS}=1 to accept:\n{}",
+        stale.join("\n")
+    );
 }

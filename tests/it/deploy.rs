@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use charmer::deploy::{
-    Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject, Prepared, RecordStatus, WaitOptions, BUNDLE_LABEL,
-    GENERATE_ANNOTATION, GENERATE_MANAGER, MIN_KUBERNETES_ANNOTATION,
+    Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject,
+    Prepared, RecordStatus, WaitOptions, BUNDLE_LABEL, GENERATE_ANNOTATION, GENERATE_MANAGER,
+    MIN_KUBERNETES_ANNOTATION,
 };
 use serde_json::{json, Value};
 
@@ -62,7 +63,10 @@ fn shop(objects: Vec<(&str, Value)>) -> Plan {
         namespace: NS.into(),
         registry: Some("registry.local:5000".parse().unwrap()),
         apps,
-        objects: objects.into_iter().map(|(app, object)| PlanObject { app: app.into(), object }).collect(),
+        objects: objects
+            .into_iter()
+            .map(|(app, object)| PlanObject { app: app.into(), object })
+            .collect(),
     }
 }
 
@@ -78,7 +82,13 @@ fn full_shop(setting: &str) -> Plan {
 }
 
 fn quick_wait() -> ApplyOptions {
-    ApplyOptions { prune: true, wait: Some(WaitOptions { timeout: Duration::from_secs(30), poll: Duration::from_millis(20) }) }
+    ApplyOptions {
+        prune: true,
+        wait: Some(WaitOptions {
+            timeout: Duration::from_secs(30),
+            poll: Duration::from_millis(20),
+        }),
+    }
 }
 
 async fn cluster(emulator: &KubeEmulator) -> Cluster {
@@ -91,7 +101,11 @@ async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
     (cluster, prepared)
 }
 
-async fn deploy_with(emulator: &KubeEmulator, plan: Plan, options: &ApplyOptions) -> Result<Outcome, DeployError> {
+async fn deploy_with(
+    emulator: &KubeEmulator,
+    plan: Plan,
+    options: &ApplyOptions,
+) -> Result<Outcome, DeployError> {
     let cluster = cluster(emulator).await;
     let prepared = cluster.prepare(plan).await?;
     cluster.apply(&prepared, options, &NoProgress).await
@@ -112,13 +126,16 @@ fn record_status(emulator: &KubeEmulator, revision: u32) -> Option<String> {
 
 /// Object keys whose resourceVersion differs between two snapshots (or exist in one only).
 fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
-    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    let keys: std::collections::BTreeSet<&String> =
+        before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
     keys.into_iter().cloned().collect()
 }
 
 fn decoded(secret: &Value, key: &str) -> String {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(secret["data"][key].as_str().expect("key present")).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][key].as_str().expect("key present"))
+        .unwrap();
     String::from_utf8(bytes).unwrap()
 }
 
@@ -139,17 +156,34 @@ async fn first_deploy_creates_namespace_then_objects_providers_first_and_records
         ]
     );
     let writes = emulator.writes();
-    assert_eq!(writes[0], "PATCH /api/v1/namespaces/shop", "the namespace comes first: {writes:#?}");
-    assert!(writes.iter().all(|w| w.starts_with("PATCH ")), "everything is server-side applied: {writes:#?}");
+    assert_eq!(
+        writes[0], "PATCH /api/v1/namespaces/shop",
+        "the namespace comes first: {writes:#?}"
+    );
+    assert!(
+        writes.iter().all(|w| w.starts_with("PATCH ")),
+        "everything is server-side applied: {writes:#?}"
+    );
     let web = emulator.get("Deployment", NS, "web").unwrap();
-    assert_eq!(web["status"]["observedGeneration"], web["metadata"]["generation"], "waited for the controller to see the spec");
+    assert_eq!(
+        web["status"]["observedGeneration"], web["metadata"]["generation"],
+        "waited for the controller to see the spec"
+    );
     assert_eq!(web["status"]["readyReplicas"], 2);
-    let managers: Vec<&str> = web["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    let managers: Vec<&str> = web["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
     assert_eq!(managers, ["charmer"]);
     assert_eq!(record_status(&emulator, 1).as_deref(), Some("deployed"));
     let record = emulator.get("Secret", NS, "charmer.shop.v1").unwrap();
     assert_eq!(record["type"], "charmer.io/revision");
-    assert!(record["metadata"]["labels"].get(BUNDLE_LABEL).is_none(), "records are not bundle objects");
+    assert!(
+        record["metadata"]["labels"].get(BUNDLE_LABEL).is_none(),
+        "records are not bundle objects"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +195,11 @@ async fn redeploying_an_unchanged_bundle_changes_nothing() {
     let outcome = deploy(&emulator, full_shop("a")).await;
     assert_eq!(outcome.revision, None, "no new revision for the same plan");
     assert!(!outcome.changed());
-    assert!(outcome.applied.iter().all(|a| a.action == Action::Unchanged), "{:?}", applied(&outcome));
+    assert!(
+        outcome.applied.iter().all(|a| a.action == Action::Unchanged),
+        "{:?}",
+        applied(&outcome)
+    );
     assert_eq!(changed(&before, &emulator.resource_versions()), Vec::<String>::new());
     assert!(emulator.get("Secret", NS, "charmer.shop.v2").is_none());
     assert!(emulator.writes().len() > writes_before, "applies were sent, and were no-ops");
@@ -174,10 +212,18 @@ async fn changing_a_config_value_changes_only_that_object() {
     let before = emulator.resource_versions();
     let outcome = deploy(&emulator, full_shop("b")).await;
     assert_eq!(outcome.revision, Some(2));
-    let configured: Vec<String> = outcome.applied.iter().filter(|a| a.action != Action::Unchanged).map(|a| a.id.to_string()).collect();
+    let configured: Vec<String> = outcome
+        .applied
+        .iter()
+        .filter(|a| a.action != Action::Unchanged)
+        .map(|a| a.id.to_string())
+        .collect();
     assert_eq!(configured, ["ConfigMap/shop/web-config"]);
     let changed = changed(&before, &emulator.resource_versions());
-    assert_eq!(changed, ["ConfigMap/shop/web-config", "Secret/shop/charmer.shop.v1", "Secret/shop/charmer.shop.v2"]);
+    assert_eq!(
+        changed,
+        ["ConfigMap/shop/web-config", "Secret/shop/charmer.shop.v1", "Secret/shop/charmer.shop.v2"]
+    );
     assert_eq!(emulator.get("ConfigMap", NS, "web-config").unwrap()["data"]["setting"], "b");
     assert_eq!(record_status(&emulator, 1).as_deref(), Some("superseded"));
     assert_eq!(record_status(&emulator, 2).as_deref(), Some("deployed"));
@@ -211,7 +257,11 @@ async fn a_removed_application_is_pruned_and_nothing_outside_the_inventory_is_to
     ]);
     let outcome = deploy(&emulator, db_only).await;
     let pruned: Vec<String> = outcome.pruned.iter().map(ToString::to_string).collect();
-    assert_eq!(pruned, ["Deployment/shop/web", "Service/shop/web", "ConfigMap/shop/web-config"], "workloads go first");
+    assert_eq!(
+        pruned,
+        ["Deployment/shop/web", "Service/shop/web", "ConfigMap/shop/web-config"],
+        "workloads go first"
+    );
     for (kind, name) in [("Deployment", "web"), ("Service", "web"), ("ConfigMap", "web-config")] {
         assert!(emulator.get(kind, NS, name).is_none(), "{kind} {name} pruned");
     }
@@ -227,7 +277,8 @@ async fn no_prune_keeps_objects_of_removed_applications() {
     let emulator = KubeEmulator::start();
     deploy(&emulator, full_shop("a")).await;
     let options = ApplyOptions { prune: false, ..quick_wait() };
-    let outcome = deploy_with(&emulator, shop(vec![("db", service("db"))]), &options).await.unwrap();
+    let outcome =
+        deploy_with(&emulator, shop(vec![("db", service("db"))]), &options).await.unwrap();
     assert!(outcome.pruned.is_empty());
     assert!(emulator.get("Deployment", NS, "web").is_some());
     // The next pruning deploy still knows about them: the failed-to-prune inventory is kept.
@@ -241,7 +292,8 @@ async fn a_failing_preflight_reports_every_problem_and_writes_nothing() {
     emulator.set_version(1, 19);
     let mut plan = full_shop("a");
     plan.apps[1].required_secrets = vec!["tls-cert".into()];
-    plan.apps[0].kubernetes = charmer::deploy::kubernetes_needs(&[serde_yaml::Value::String("k8s-api >= 1.20".into())]);
+    plan.apps[0].kubernetes =
+        charmer::deploy::kubernetes_needs(&[serde_yaml::Value::String("k8s-api >= 1.20".into())]);
     let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "labels": labels("db")},
                        "spec": {"storageClassName": "fast", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
     let default_claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "logs", "labels": labels("db")},
@@ -253,7 +305,10 @@ async fn a_failing_preflight_reports_every_problem_and_writes_nothing() {
     plan.objects.push(PlanObject { app: "db".into(), object: default_claim });
     plan.objects.push(PlanObject { app: "web".into(), object: route });
     plan.objects.push(PlanObject { app: "web".into(), object: knative });
-    plan.objects.push(PlanObject { app: "web".into(), object: deployment("cache", "docker.io/library/redis:7") });
+    plan.objects.push(PlanObject {
+        app: "web".into(),
+        object: deployment("cache", "docker.io/library/redis:7"),
+    });
     let cluster = cluster(&emulator).await;
     let error = cluster.prepare(plan).await.err().expect("preflight fails");
     let text = error.to_string();
@@ -304,7 +359,10 @@ async fn storage_classes_hostpath_volumes_and_installed_crds_satisfy_preflight()
     plan.apps[1].required_secrets = vec!["tls-cert".into()];
     let outcome = deploy(&emulator, plan).await;
     assert_eq!(outcome.revision, Some(1));
-    assert_eq!(emulator.get("PersistentVolumeClaim", NS, "data").unwrap()["status"]["phase"], "Bound");
+    assert_eq!(
+        emulator.get("PersistentVolumeClaim", NS, "data").unwrap()["status"]["phase"],
+        "Bound"
+    );
     assert!(emulator.get("Service", NS, "predict").is_some());
 }
 
@@ -321,11 +379,18 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
     let changes = cluster.changes(&prepared, true).await.unwrap();
     assert_eq!(changes.count(Action::Created), 2, "a kind not served yet shows as created");
     let outcome = cluster.apply(&prepared, &quick_wait(), &NoProgress).await.unwrap();
-    assert_eq!(applied(&outcome)[0].0, "CustomResourceDefinition/gateways.example.io", "definitions first");
+    assert_eq!(
+        applied(&outcome)[0].0,
+        "CustomResourceDefinition/gateways.example.io",
+        "definitions first"
+    );
     assert_eq!(emulator.get("Gateway", NS, "main").unwrap()["spec"]["port"], 80);
     // Removing the bundle keeps the CRD: deleting it would delete every Gateway in the cluster.
     let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
-    assert_eq!(removal.deleted.iter().map(ToString::to_string).collect::<Vec<_>>(), ["Gateway/shop/main"]);
+    assert_eq!(
+        removal.deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["Gateway/shop/main"]
+    );
     assert_eq!(removal.kept.len(), 1);
     assert!(emulator.get("CustomResourceDefinition", "", "gateways.example.io").is_some());
 }
@@ -334,7 +399,13 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
 async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
-    let options = ApplyOptions { prune: true, wait: Some(WaitOptions { timeout: Duration::from_secs(1), poll: Duration::from_millis(20) }) };
+    let options = ApplyOptions {
+        prune: true,
+        wait: Some(WaitOptions {
+            timeout: Duration::from_secs(1),
+            poll: Duration::from_millis(20),
+        }),
+    };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("times out");
     let text = error.to_string();
     assert!(matches!(error, DeployError::Timeout { .. }), "{text}");
@@ -347,7 +418,13 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
 async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::Failing("ImagePullBackOff"));
-    let options = ApplyOptions { prune: true, wait: Some(WaitOptions { timeout: Duration::from_secs(600), poll: Duration::from_millis(20) }) };
+    let options = ApplyOptions {
+        prune: true,
+        wait: Some(WaitOptions {
+            timeout: Duration::from_secs(600),
+            poll: Duration::from_millis(20),
+        }),
+    };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("fails");
     match &error {
         DeployError::PodFailing { object, pod, container, reason, message } => {
@@ -379,7 +456,8 @@ async fn transient_503s_and_dropped_connections_are_retried() {
 async fn a_namespace_that_cannot_be_created_fails_preflight() {
     let emulator = KubeEmulator::start();
     emulator.forbid_namespaces();
-    let error = cluster(&emulator).await.prepare(full_shop("a")).await.err().expect("preflight fails");
+    let error =
+        cluster(&emulator).await.prepare(full_shop("a")).await.err().expect("preflight fails");
     assert_eq!(
         error.to_string(),
         "preflight: namespace shop: does not exist and cannot be created: namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" \
@@ -393,8 +471,14 @@ async fn api_errors_name_the_object() {
     let emulator = KubeEmulator::start();
     let mut bad = config_map("web", "web-config", "a");
     bad["metadata"]["namespace"] = json!("elsewhere");
-    let error = deploy_with(&emulator, shop(vec![("web", bad)]), &quick_wait()).await.expect_err("fails");
-    assert!(error.to_string().starts_with("apply ConfigMap/elsewhere/web-config: namespaces \"elsewhere\" not found"), "{error}");
+    let error =
+        deploy_with(&emulator, shop(vec![("web", bad)]), &quick_wait()).await.expect_err("fails");
+    assert!(
+        error.to_string().starts_with(
+            "apply ConfigMap/elsewhere/web-config: namespaces \"elsewhere\" not found"
+        ),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -412,10 +496,17 @@ async fn rollback_reapplies_a_recorded_revision_as_a_new_one() {
     assert_eq!(emulator.get("ConfigMap", NS, "web-config").unwrap()["data"]["setting"], "a");
     assert!(emulator.get("Deployment", NS, "db").is_some());
     let status = cluster.status("shop", NS).await.unwrap();
-    let states: Vec<(u32, RecordStatus)> = status.revisions.iter().map(|r| (r.revision, r.status)).collect();
-    assert_eq!(states, [(1, RecordStatus::Superseded), (2, RecordStatus::Superseded), (3, RecordStatus::Deployed)]);
+    let states: Vec<(u32, RecordStatus)> =
+        status.revisions.iter().map(|r| (r.revision, r.status)).collect();
+    assert_eq!(
+        states,
+        [(1, RecordStatus::Superseded), (2, RecordStatus::Superseded), (3, RecordStatus::Deployed)]
+    );
     let missing = cluster.rollback_plan("shop", NS, Some(9)).await.err().unwrap();
-    assert_eq!(missing.to_string(), "bundle shop has no revision 9 to roll back to in namespace shop");
+    assert_eq!(
+        missing.to_string(),
+        "bundle shop has no revision 9 to roll back to in namespace shop"
+    );
 }
 
 #[tokio::test]
@@ -428,7 +519,10 @@ async fn dry_run_writes_nothing_and_masks_secret_values() {
     cluster.apply(&prepared, &quick_wait(), &NoProgress).await.unwrap();
 
     let (cluster, prepared) = prepare(&emulator, full_shop("a")).await;
-    assert!(cluster.changes(&prepared, true).await.unwrap().is_empty(), "no change after deploying");
+    assert!(
+        cluster.changes(&prepared, true).await.unwrap().is_empty(),
+        "no change after deploying"
+    );
 
     let writes = emulator.writes().len();
     let mut plan = full_shop("a");
@@ -437,12 +531,27 @@ async fn dry_run_writes_nothing_and_masks_secret_values() {
     let (cluster, prepared) = prepare(&emulator, plan).await;
     let changes = cluster.changes(&prepared, true).await.unwrap();
     assert_eq!(emulator.writes().len(), writes, "dry-run requests are not writes");
-    let summary: Vec<(String, Action)> = changes.objects.iter().filter(|c| c.action != Action::Unchanged).map(|c| (c.id.to_string(), c.action)).collect();
-    assert_eq!(summary, [("Secret/shop/db-credentials".to_string(), Action::Configured), ("Deployment/shop/web".into(), Action::Pruned)]);
+    let summary: Vec<(String, Action)> = changes
+        .objects
+        .iter()
+        .filter(|c| c.action != Action::Unchanged)
+        .map(|c| (c.id.to_string(), c.action))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Secret/shop/db-credentials".to_string(), Action::Configured),
+            ("Deployment/shop/web".into(), Action::Pruned)
+        ]
+    );
     let all = serde_json::to_string(&changes).unwrap();
     assert!(!all.contains("root-user-secret") && !all.contains("YWRtaW4"), "{all}");
     let secret_diff = &changes.objects.iter().find(|c| c.id.kind == "Secret").unwrap().diff;
-    assert!(secret_diff.contains("-  username: '*** (before)'") && secret_diff.contains("+  username: '*** (after)'"), "{secret_diff}");
+    assert!(
+        secret_diff.contains("-  username: '*** (before)'")
+            && secret_diff.contains("+  username: '*** (after)'"),
+        "{secret_diff}"
+    );
     assert!(secret_diff.contains("root-password: '***'"), "{secret_diff}");
 }
 
@@ -457,7 +566,12 @@ async fn generated_credentials_are_created_once_and_kept() {
     assert_eq!(password.len(), 32);
     assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
     assert_eq!(decoded(&first, "username"), "admin");
-    let owners: Vec<&str> = first["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    let owners: Vec<&str> = first["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
     assert_eq!(owners, ["charmer", GENERATE_MANAGER]);
 
     let again = deploy(&emulator, full_shop("a")).await;
@@ -479,12 +593,19 @@ async fn status_shows_applications_versions_images_and_readiness() {
     let emulator = KubeEmulator::start();
     let cluster = cluster(&emulator).await;
     let error = cluster.status("shop", NS).await.err().unwrap();
-    assert_eq!(error.to_string(), "bundle shop is not deployed in namespace shop (no revision records)");
+    assert_eq!(
+        error.to_string(),
+        "bundle shop is not deployed in namespace shop (no revision records)"
+    );
     deploy(&emulator, full_shop("a")).await;
     let status = cluster.status("shop", NS).await.unwrap();
     assert_eq!((status.revision, status.state), (1, RecordStatus::Deployed));
-    let apps: Vec<(String, String, usize, usize)> = status.apps.iter().map(|a| (a.name.clone(), a.version.clone(), a.ready, a.total)).collect();
-    assert_eq!(apps, [("db".to_string(), "1.0.0".to_string(), 1, 1), ("web".into(), "1.0.0".into(), 1, 1)]);
+    let apps: Vec<(String, String, usize, usize)> =
+        status.apps.iter().map(|a| (a.name.clone(), a.version.clone(), a.ready, a.total)).collect();
+    assert_eq!(
+        apps,
+        [("db".to_string(), "1.0.0".to_string(), 1, 1), ("web".into(), "1.0.0".into(), 1, 1)]
+    );
     assert_eq!(status.apps[1].images, ["registry.local:5000/web:1"]);
 }
 
@@ -498,7 +619,8 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
     let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
     assert_eq!(removal.deleted.len(), 6);
     assert_eq!(removal.records, ["charmer.shop.v1", "charmer.shop.v2"]);
-    let left: Vec<String> = emulator.resource_versions().into_keys().filter(|k| k.contains("/shop/")).collect();
+    let left: Vec<String> =
+        emulator.resource_versions().into_keys().filter(|k| k.contains("/shop/")).collect();
     assert_eq!(left, ["ConfigMap/shop/hand-made"], "only what was never in the inventory remains");
     assert!(emulator.get("Namespace", "", NS).is_some(), "the namespace stays");
 }
@@ -520,7 +642,11 @@ fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
@@ -528,34 +654,56 @@ fn cli_diff_dry_run_deploy_status_rollback_remove() {
     let emulator = KubeEmulator::start();
     let (code, diff, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff"]);
     assert_eq!(code, 1, "changes to make: {err}");
-    assert!(diff.contains("# Secret/demo/mydb-credentials created") && diff.contains("+  replicas: 3"), "{diff}");
+    assert!(
+        diff.contains("# Secret/demo/mydb-credentials created") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
     assert!(!diff.contains("s3cret"), "secret values are masked: {diff}");
 
     let (code, dry, err) = charmer(&emulator, &["deploy", "bundles/demo", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
-    assert!(dry.contains("namespace demo will be created") && dry.contains("5 to create, 0 to change, 0 to prune, 0 unchanged"), "{dry}");
+    assert!(
+        dry.contains("namespace demo will be created")
+            && dry.contains("5 to create, 0 to change, 0 to prune, 0 unchanged"),
+        "{dry}"
+    );
     assert!(dry.ends_with("dry run: nothing was changed\n"), "{dry}");
     assert_eq!(emulator.writes(), Vec::<String>::new());
 
     // No terminal: no question, no waiting for an answer.
     let (code, out, err) = charmer(&emulator, &["deploy", "bundles/demo", "--timeout", "30s"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("created    Secret/demo/mydb-credentials (generated root-password)"), "{out}");
+    assert!(
+        out.contains("created    Secret/demo/mydb-credentials (generated root-password)"),
+        "{out}"
+    );
     assert!(out.ends_with("demo deployed to namespace demo as revision 1, ready\n"), "{out}");
     assert_eq!(emulator.get("StatefulSet", "demo", "mydb").unwrap()["status"]["readyReplicas"], 1);
 
     let (code, diff, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff"]);
     assert_eq!((code, diff.as_str()), (0, ""), "{err}");
-    let (code, diff, _) = charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--config", "web.replicas=4"]);
+    let (code, diff, _) =
+        charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--config", "web.replicas=4"]);
     assert_eq!(code, 1);
-    assert!(diff.contains("# Deployment/demo/web configured") && diff.contains("-  replicas: 3") && diff.contains("+  replicas: 4"), "{diff}");
-    let (code, _, err) = charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--context", "elsewhere"]);
+    assert!(
+        diff.contains("# Deployment/demo/web configured")
+            && diff.contains("-  replicas: 3")
+            && diff.contains("+  replicas: 4"),
+        "{diff}"
+    );
+    let (code, _, err) =
+        charmer(&emulator, &["deploy", "bundles/demo", "--diff", "--context", "elsewhere"]);
     assert_eq!(code, 2, "errors exit 2 with --diff: {err}");
     assert!(err.starts_with("error: Kubernetes client configuration:"), "{err}");
 
-    let (code, out, err) = charmer(&emulator, &["deploy", "bundles/demo", "--config", "web.replicas=4"]);
+    let (code, out, err) =
+        charmer(&emulator, &["deploy", "bundles/demo", "--config", "web.replicas=4"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("configured Deployment/demo/web") && out.contains("unchanged  Secret/demo/mydb-credentials"), "{out}");
+    assert!(
+        out.contains("configured Deployment/demo/web")
+            && out.contains("unchanged  Secret/demo/mydb-credentials"),
+        "{out}"
+    );
     assert!(out.ends_with("as revision 2, ready\n"), "{out}");
 
     let (code, status, err) = charmer(&emulator, &["status", "demo"]);
@@ -567,16 +715,28 @@ fn cli_diff_dry_run_deploy_status_rollback_remove() {
                     revisions: 1 superseded, 2 deployed\n";
     assert_eq!(status, expected);
 
-    let (code, out, err) = charmer(&emulator, &["rollback", "demo", "-n", "demo", "--timeout", "30s"]);
+    let (code, out, err) =
+        charmer(&emulator, &["rollback", "demo", "-n", "demo", "--timeout", "30s"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.ends_with("demo rolled back to revision 1 in namespace demo as revision 3, ready\n"), "{out}");
+    assert!(
+        out.ends_with("demo rolled back to revision 1 in namespace demo as revision 3, ready\n"),
+        "{out}"
+    );
     assert_eq!(emulator.get("Deployment", "demo", "web").unwrap()["spec"]["replicas"], 3);
 
     let (code, out, err) = charmer(&emulator, &["remove", "demo"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.ends_with("removed demo from namespace demo: 5 objects and 3 revision records deleted\n"), "{out}");
+    assert!(
+        out.ends_with(
+            "removed demo from namespace demo: 5 objects and 3 revision records deleted\n"
+        ),
+        "{out}"
+    );
     let (code, _, err) = charmer(&emulator, &["status", "demo"]);
-    assert_eq!((code, err.as_str()), (1, "error: bundle demo is not deployed in namespace demo (no revision records)\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "error: bundle demo is not deployed in namespace demo (no revision records)\n")
+    );
 }
 
 #[test]
@@ -590,7 +750,14 @@ fn cli_preflight_failure_touches_nothing() {
     )
     .unwrap();
     let charms = demo().join("charms");
-    let args = ["deploy", bundle.to_str().unwrap(), "--charms", charms.to_str().unwrap(), "--registry", "registry.local:5000"];
+    let args = [
+        "deploy",
+        bundle.to_str().unwrap(),
+        "--charms",
+        charms.to_str().unwrap(),
+        "--registry",
+        "registry.local:5000",
+    ];
     let (code, out, err) = charmer(&emulator, &args);
     assert_eq!(code, 1, "{out}");
     assert_eq!(

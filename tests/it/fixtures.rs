@@ -44,22 +44,35 @@ fn one_fixture_charm(index: usize) -> (tempfile::TempDir, PathBuf) {
 fn inspect_json(path: &Path) -> (Value, String) {
     let assert = charmer().arg("inspect").arg(path).args(["--output", "json"]).assert().success();
     let out = assert.get_output();
-    (serde_json::from_slice(&out.stdout).expect("JSON"), String::from_utf8(out.stderr.clone()).unwrap())
+    (
+        serde_json::from_slice(&out.stdout).expect("JSON"),
+        String::from_utf8(out.stderr.clone()).unwrap(),
+    )
 }
 
 fn option<'a>(view: &'a Value, name: &str) -> &'a Value {
-    view["options"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("no option {name} in {view:#}"))
+    view["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no option {name} in {view:#}"))
 }
 
 #[test]
 fn every_fixture_file_is_covered() {
-    let mut known: Vec<String> = CHARMS.iter().flat_map(|(p, _, _)| [format!("{p}config.yaml"), format!("{p}metadata.yaml")]).collect();
+    let mut known: Vec<String> = CHARMS
+        .iter()
+        .flat_map(|(p, _, _)| [format!("{p}config.yaml"), format!("{p}metadata.yaml")])
+        .collect();
     known.push(MANIFEST.to_string());
     known.extend(NOT_CHARM_FILES.iter().map(ToString::to_string));
     known.sort();
     let dir = juju_fixtures();
-    let mut found: Vec<String> =
-        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     found.sort();
     assert_eq!(found, known, "a fixture was added or removed in {}: give it a test", dir.display());
 }
@@ -74,7 +87,14 @@ fn every_fixture_charm_packs_verifies_and_inspects() {
         let archive = out.join(format!("{name}_{version}.charm"));
         let verified = charmer().arg("verify").arg(&archive).assert().success();
         let stdout = String::from_utf8(verified.get_output().stdout.clone()).unwrap();
-        assert_eq!(stdout, format!("ok  {}  {name} {version}  sha256 {}\n", archive.display(), sha256_file(&archive)));
+        assert_eq!(
+            stdout,
+            format!(
+                "ok  {}  {name} {version}  sha256 {}\n",
+                archive.display(),
+                sha256_file(&archive)
+            )
+        );
         let (mut from_archive, _) = inspect_json(&archive);
         let (mut from_dir, _) = inspect_json(&dir);
         // Warnings name where the charm was read from; the rest is the same.
@@ -91,20 +111,43 @@ fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
     let (_tmp, dir) = one_fixture_charm(0);
     let (view, _) = inspect_json(&dir);
     assert_eq!(view["summary"], "Controls ingress/egress traffic for an Istio service mesh");
-    let names: Vec<&str> = view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["gateway_service_type", "kind", "proxy-image"]);
     let service = option(&view, "gateway_service_type");
-    assert_eq!((service["type"].as_str(), service["default"].as_str()), (Some("string"), Some("LoadBalancer")));
-    assert!(service["description"].as_str().unwrap().starts_with("Type of service for the ingress gateway"));
+    assert_eq!(
+        (service["type"].as_str(), service["default"].as_str()),
+        (Some("string"), Some("LoadBalancer"))
+    );
+    assert!(service["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Type of service for the ingress gateway"));
     assert_eq!(option(&view, "kind")["default"], "");
     let proxy = option(&view, "proxy-image");
-    assert_eq!((proxy["type"].as_str(), proxy["default"].as_str()), (Some("string"), Some("docker.io/istio/proxyv2:1.17.3")));
-    assert_eq!(view["resources"], serde_json::json!({}), "the real charm declares no resource for its proxy image");
-    assert_eq!(view["endpoints"], serde_json::json!([{"name": "istio-pilot", "role": "requires", "interface": "k8s-service", "optional": false}]));
+    assert_eq!(
+        (proxy["type"].as_str(), proxy["default"].as_str()),
+        (Some("string"), Some("docker.io/istio/proxyv2:1.17.3"))
+    );
+    assert_eq!(
+        view["resources"],
+        serde_json::json!({}),
+        "the real charm declares no resource for its proxy image"
+    );
+    assert_eq!(
+        view["endpoints"],
+        serde_json::json!([{"name": "istio-pilot", "role": "requires", "interface": "k8s-service", "optional": false}])
+    );
 
-    let text = String::from_utf8(charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone()).unwrap();
+    let text = String::from_utf8(
+        charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
+    )
+    .unwrap();
     assert!(text.contains("  gateway_service_type (string) default LoadBalancer\n"), "{text}");
-    assert!(text.contains("  proxy-image (string) default docker.io/istio/proxyv2:1.17.3\n"), "{text}");
+    assert!(
+        text.contains("  proxy-image (string) default docker.io/istio/proxyv2:1.17.3\n"),
+        "{text}"
+    );
 }
 
 /// The rule: every image a charm runs must be a declared resource. Canonical's
@@ -125,7 +168,10 @@ fn images_hidden_in_config_are_warned_about() {
     assert_eq!(stderr, "", "JSON carries the warnings itself");
 
     let inspected = charmer().arg("inspect").arg(&dir).assert().success();
-    assert_eq!(String::from_utf8(inspected.get_output().stderr.clone()).unwrap(), format!("warning: {}\n", warning(&dir)));
+    assert_eq!(
+        String::from_utf8(inspected.get_output().stderr.clone()).unwrap(),
+        format!("warning: {}\n", warning(&dir))
+    );
 
     let out = tmp.path().join("dist");
     charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
@@ -133,7 +179,10 @@ fn images_hidden_in_config_are_warned_about() {
     let verified = charmer().arg("verify").arg(&archive).assert().success();
     let output = verified.get_output();
     assert!(String::from_utf8(output.stdout.clone()).unwrap().starts_with("ok  "));
-    assert_eq!(String::from_utf8(output.stderr.clone()).unwrap(), format!("warning: {}\n", warning(&archive)));
+    assert_eq!(
+        String::from_utf8(output.stderr.clone()).unwrap(),
+        format!("warning: {}\n", warning(&archive))
+    );
 
     // Declaring the image as a resource silences it.
     let metadata = std::fs::read_to_string(dir.join("metadata.yaml")).unwrap()
@@ -147,15 +196,28 @@ fn images_hidden_in_config_are_warned_about() {
 fn mongodb_shows_its_options_endpoints_and_pinned_image() {
     let (_tmp, dir) = one_fixture_charm(1);
     let (view, stderr) = inspect_json(&dir);
-    assert_eq!((view["warnings"].clone(), stderr.as_str()), (serde_json::json!([]), ""), "nothing to warn about in mongodb-k8s");
+    assert_eq!(
+        (view["warnings"].clone(), stderr.as_str()),
+        (serde_json::json!([]), ""),
+        "nothing to warn about in mongodb-k8s"
+    );
     let image = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";
     assert_eq!(view["resources"]["mongodb-image"]["type"], "oci-image");
     assert_eq!(view["resources"]["mongodb-image"]["upstream-source"], image);
     assert_eq!(view["containers"]["mongod"]["resource"], "mongodb-image");
-    assert_eq!(view["containers"]["mongod"]["mounts"], serde_json::json!([{"storage": "mongodb", "location": "/var/lib/mongodb"}]));
-    assert_eq!(view["storage"]["mongodb-logs"], serde_json::json!({"type": "filesystem", "location": "/var/log/mongodb"}));
+    assert_eq!(
+        view["containers"]["mongod"]["mounts"],
+        serde_json::json!([{"storage": "mongodb", "location": "/var/lib/mongodb"}])
+    );
+    assert_eq!(
+        view["storage"]["mongodb-logs"],
+        serde_json::json!({"type": "filesystem", "location": "/var/log/mongodb"})
+    );
     let auto_delete = option(&view, "auto-delete");
-    assert_eq!((auto_delete["type"].as_str(), auto_delete["default"].as_bool()), (Some("boolean"), Some(false)));
+    assert_eq!(
+        (auto_delete["type"].as_str(), auto_delete["default"].as_bool()),
+        (Some("boolean"), Some(false))
+    );
     assert_eq!(option(&view, "role")["default"], "replication");
     let endpoints = view["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 12);
@@ -163,7 +225,10 @@ fn mongodb_shows_its_options_endpoints_and_pinned_image() {
     assert!(endpoints.contains(&serde_json::json!({"name": "logging", "role": "requires", "interface": "loki_push_api", "optional": true})));
     assert!(endpoints.contains(&serde_json::json!({"name": "database-peers", "role": "peers", "interface": "mongodb-peers", "optional": false})));
 
-    let text = String::from_utf8(charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone()).unwrap();
+    let text = String::from_utf8(
+        charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
+    )
+    .unwrap();
     assert!(text.contains(&format!("resources:\n  mongodb-image (oci-image) {image}\n")), "{text}");
     assert!(text.contains("containers:\n  mongod runs mongodb-image\n"), "{text}");
 }

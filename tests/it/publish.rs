@@ -33,13 +33,22 @@ impl Workspace {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "charmer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "charmer {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "charmer {args:?} should fail; stdout: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "charmer {args:?} should fail; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).unwrap()
     }
 
@@ -59,7 +68,9 @@ impl Workspace {
         std::fs::read_dir(self.path(dir))
             .unwrap()
             .map(|e| e.unwrap())
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .map(|e| {
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            })
             .collect()
     }
 
@@ -78,34 +89,49 @@ impl Workspace {
 }
 
 fn run_tool(dir: &Path, program: &str, args: &[&str]) -> Output {
-    std::process::Command::new(program)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is needed by this test (Debian package {program}): {e}"))
+    std::process::Command::new(program).current_dir(dir).args(args).output().unwrap_or_else(|e| {
+        panic!("{program} is needed by this test (Debian package {program}): {e}")
+    })
 }
 
 #[test]
 fn published_charms_verify_resolve_render_and_draw() {
     let ws = Workspace::new();
     let out = ws.signed_release("dist");
-    assert!(out.contains(&format!("added      web 1.2.0  dist/web_1.2.0.charm  sha256 {}", ws.sha256("dist/web_1.2.0.charm"))), "{out}");
+    assert!(
+        out.contains(&format!(
+            "added      web 1.2.0  dist/web_1.2.0.charm  sha256 {}",
+            ws.sha256("dist/web_1.2.0.charm")
+        )),
+        "{out}"
+    );
     assert!(out.contains("dist/index.yaml lists 2 charm versions, signed with key "), "{out}");
 
     let names: Vec<String> = ws.files("dist").into_keys().collect();
     let expected = [
-        "SHA256SUMS", "SHA256SUMS.sig", "db_1.0.0.charm", "db_1.0.0.charm.sig", "index.yaml", "index.yaml.sig", "web_1.2.0.charm", "web_1.2.0.charm.sig",
+        "SHA256SUMS",
+        "SHA256SUMS.sig",
+        "db_1.0.0.charm",
+        "db_1.0.0.charm.sig",
+        "index.yaml",
+        "index.yaml.sig",
+        "web_1.2.0.charm",
+        "web_1.2.0.charm.sig",
     ];
     assert_eq!(names, expected);
     let check = run_tool(&ws.path("dist"), "sha256sum", &["-c", "SHA256SUMS"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 
-    let index: serde_yaml::Value = serde_yaml::from_slice(&std::fs::read(ws.path("dist/index.yaml")).unwrap()).unwrap();
+    let index: serde_yaml::Value =
+        serde_yaml::from_slice(&std::fs::read(ws.path("dist/index.yaml")).unwrap()).unwrap();
     let web = &index["charms"]["web"][0];
     assert_eq!(web["version"], "1.2.0");
     assert_eq!(web["file"], "web_1.2.0.charm");
     assert_eq!(web["sha256"].as_str().unwrap(), ws.sha256("dist/web_1.2.0.charm"));
-    assert_eq!(web["size"].as_u64().unwrap(), std::fs::metadata(ws.path("dist/web_1.2.0.charm")).unwrap().len());
+    assert_eq!(
+        web["size"].as_u64().unwrap(),
+        std::fs::metadata(ws.path("dist/web_1.2.0.charm")).unwrap().len()
+    );
     assert_eq!(web["summary"], "web");
     assert_eq!(web["images"]["web-image"], "nginx:1.27");
     assert_eq!(web["interfaces"]["requires"]["db"], "mongodb_client");
@@ -117,18 +143,34 @@ fn published_charms_verify_resolve_render_and_draw() {
     assert!(verified.contains("ok  dist/db_1.0.0.charm  db 1.0.0  sha256 "), "{verified}");
 
     // The charms come from the index, verified, and render exactly as their sources do.
-    let plan = ws.ok(&["check", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
+    let plan =
+        ws.ok(&["check", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
     assert!(plan.contains("web: charm web 1.2.0 (dist/web_1.2.0.charm)"), "{plan}");
-    let from_index = ws.ok(&["render", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
+    let from_index =
+        ws.ok(&["render", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
     let from_sources = ws.ok(&["render", "bundles/demo", "--charms", "charms"]);
     assert!(from_index.contains("kind: Deployment"), "{from_index}");
     assert_eq!(from_index, from_sources);
 
-    let drawn = ws.ok(&["graph", "bundles/demo", "--charms", "dist", "--out", "demo.svg", "--config", "web.service_type=NodePort"]);
+    let drawn = ws.ok(&[
+        "graph",
+        "bundles/demo",
+        "--charms",
+        "dist",
+        "--out",
+        "demo.svg",
+        "--config",
+        "web.service_type=NodePort",
+    ]);
     assert_eq!(drawn.trim(), "demo.svg");
     let svg = std::fs::read_to_string(ws.path("demo.svg")).unwrap();
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
-    assert!(svg.contains(">charm web 1.2.0</text>") && svg.contains(">mongodb_client</text>") && svg.contains(">Service NodePort</text>"), "{svg}");
+    assert!(
+        svg.contains(">charm web 1.2.0</text>")
+            && svg.contains(">mongodb_client</text>")
+            && svg.contains(">Service NodePort</text>"),
+        "{svg}"
+    );
     let dot = ws.ok(&["graph", "bundles/demo", "--charms", "dist", "--format", "dot"]);
     assert!(dot.contains("\"web\" -> \"mydb\" [label=\"mongodb_client\""), "{dot}");
 }
@@ -138,23 +180,32 @@ fn tampering_with_one_byte_is_caught_and_named() {
     let ws = Workspace::new();
     // Another release asset (as scripts/release.sh adds the binary): SHA256SUMS covers it.
     std::fs::create_dir_all(ws.path("dist")).unwrap();
-    std::fs::write(ws.path("dist/charmer-0.1.0-x86_64-unknown-linux-gnu"), b"a release binary").unwrap();
+    std::fs::write(ws.path("dist/charmer-0.1.0-x86_64-unknown-linux-gnu"), b"a release binary")
+        .unwrap();
     ws.signed_release("dist");
     ws.ok(&["verify", "--key", "keys/rel.pub", "dist"]);
     ws.tamper("dist/charmer-0.1.0-x86_64-unknown-linux-gnu");
     let err = ws.fails(&["verify", "dist"]);
-    assert!(err.contains("error: dist/charmer-0.1.0-x86_64-unknown-linux-gnu: sha256: is ") && err.contains(" but dist/SHA256SUMS says "), "{err}");
+    assert!(
+        err.contains("error: dist/charmer-0.1.0-x86_64-unknown-linux-gnu: sha256: is ")
+            && err.contains(" but dist/SHA256SUMS says "),
+        "{err}"
+    );
     ws.tamper("dist/charmer-0.1.0-x86_64-unknown-linux-gnu");
 
     let published = ws.sha256("dist/web_1.2.0.charm");
 
     ws.tamper("dist/web_1.2.0.charm");
     let actual = ws.sha256("dist/web_1.2.0.charm");
-    let named = format!("dist/web_1.2.0.charm: sha256: is {actual} but dist/index.yaml says {published}");
+    let named =
+        format!("dist/web_1.2.0.charm: sha256: is {actual} but dist/index.yaml says {published}");
     let err = ws.fails(&["verify", "--key", "keys/rel.pub", "dist"]);
     assert!(err.contains(&named), "{err}");
     let err = ws.fails(&["verify", "--key", "keys/rel.pub", "dist/web_1.2.0.charm"]);
-    assert!(err.contains("error: dist/web_1.2.0.charm: signature: does not match the content"), "{err}");
+    assert!(
+        err.contains("error: dist/web_1.2.0.charm: signature: does not match the content"),
+        "{err}"
+    );
     // Without a key, the checksums in the index still catch it when the resolver reads it.
     let err = ws.fails(&["render", "bundles/demo", "--charms", "dist"]);
     assert!(err.contains(&named), "{err}");
@@ -162,7 +213,11 @@ fn tampering_with_one_byte_is_caught_and_named() {
 
     ws.tamper("dist/index.yaml");
     let err = ws.fails(&["render", "bundles/demo", "--charms", "dist"]);
-    assert!(err.contains("error: dist/index.yaml: sha256: is ") && err.contains(" but dist/SHA256SUMS says "), "{err}");
+    assert!(
+        err.contains("error: dist/index.yaml: sha256: is ")
+            && err.contains(" but dist/SHA256SUMS says "),
+        "{err}"
+    );
     std::fs::remove_file(ws.path("dist/SHA256SUMS")).unwrap();
     let err = ws.fails(&["verify", "--key", "keys/rel.pub", "dist/index.yaml"]);
     assert!(err.contains("error: dist/index.yaml: signature: does not match the content"), "{err}");
@@ -177,16 +232,30 @@ fn unsigned_or_foreign_charms_fail_when_a_key_is_required() {
     assert!(err.contains("error: dist/index.yaml: signature: not signed (dist/index.yaml.sig is missing) but a verify key was given"), "{err}");
     let err = ws.fails(&["verify", "--key", "keys/rel.pub", "dist/web_1.2.0.charm"]);
     assert!(err.contains("error: dist/web_1.2.0.charm: signature: not signed (dist/web_1.2.0.charm.sig is missing)"), "{err}");
-    let err = ws.fails(&["render", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
+    let err =
+        ws.fails(&["render", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
     assert!(err.contains("error: dist/index.yaml: signature: not signed"), "{err}");
-    let err = ws.fails(&["render", "bundles/demo", "--charms", "charms", "--verify-key", "keys/rel.pub"]);
+    let err =
+        ws.fails(&["render", "bundles/demo", "--charms", "charms", "--verify-key", "keys/rel.pub"]);
     assert!(err.contains("charms/web: a charm source folder is not signed"), "{err}");
 
     // Signed, but with another key.
     ws.ok(&["keygen", "--out", "keys/other"]);
-    ws.ok(&["publish", "charms/web", "charms/db", "--out", "signed", "--sign-key", "keys/other.key"]);
+    ws.ok(&[
+        "publish",
+        "charms/web",
+        "charms/db",
+        "--out",
+        "signed",
+        "--sign-key",
+        "keys/other.key",
+    ]);
     let err = ws.fails(&["verify", "--key", "keys/rel.pub", "signed"]);
-    assert!(err.contains("error: signed/index.yaml: signature: signed by key ") && err.contains(", not by the given key "), "{err}");
+    assert!(
+        err.contains("error: signed/index.yaml: signature: signed by key ")
+            && err.contains(", not by the given key "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -197,7 +266,10 @@ fn published_versions_are_immutable_and_earlier_versions_are_kept() {
     let old = ws.sha256("dist/web_1.2.0.charm");
 
     let again = ws.ok(&["publish", "charms/db", "charms/web", "--out", "dist"]);
-    assert!(again.contains("unchanged  web 1.2.0") && again.contains("unchanged  db 1.0.0"), "{again}");
+    assert!(
+        again.contains("unchanged  web 1.2.0") && again.contains("unchanged  db 1.0.0"),
+        "{again}"
+    );
     assert_eq!(ws.files("dist"), before, "publishing the same content is a no-op");
 
     // Change web without bumping its version, and add a new db version in the same run:
@@ -209,7 +281,10 @@ fn published_versions_are_immutable_and_earlier_versions_are_kept() {
     std::fs::write(ws.path("charms/db/version"), "1.0.1\n").unwrap();
     let err = ws.fails(&["publish", "charms/web", "charms/db", "--out", "dist"]);
     assert!(err.contains(&format!("error: dist/web_1.2.0.charm: web 1.2.0 is already published with sha256 {old}; charms/web packs to sha256 ")), "{err}");
-    assert!(err.contains("(hint: published versions are immutable: bump the charm's version file)"), "{err}");
+    assert!(
+        err.contains("(hint: published versions are immutable: bump the charm's version file)"),
+        "{err}"
+    );
     assert_eq!(ws.files("dist"), before, "nothing is written when anything is refused");
 
     std::fs::write(ws.path("charms/web/version"), "1.3.0\n").unwrap();
@@ -218,7 +293,10 @@ fn published_versions_are_immutable_and_earlier_versions_are_kept() {
     assert!(out.contains("dist/index.yaml lists 4 charm versions"), "{out}");
     assert_eq!(ws.files("dist")["web_1.2.0.charm"], before["web_1.2.0.charm"]);
     let index = std::fs::read_to_string(ws.path("dist/index.yaml")).unwrap();
-    assert!(index.find("version: 1.2.0").unwrap() < index.find("version: 1.3.0").unwrap(), "{index}");
+    assert!(
+        index.find("version: 1.2.0").unwrap() < index.find("version: 1.3.0").unwrap(),
+        "{index}"
+    );
     // The resolver picks the newest that fits `^1.0`.
     let plan = ws.ok(&["check", "bundles/demo", "--charms", "dist"]);
     assert!(plan.contains("web: charm web 1.3.0 (dist/web_1.3.0.charm)"), "{plan}");
@@ -235,7 +313,15 @@ fn publishing_is_reproducible_from_folders_and_archives() {
     let ws = Workspace::new();
     ws.signed_release("a");
     ws.ok(&["pack", "charms/web", "--out", "packed"]);
-    ws.ok(&["publish", "charms/db", "packed/web_1.2.0.charm", "--out", "b", "--sign-key", "keys/rel.key"]);
+    ws.ok(&[
+        "publish",
+        "charms/db",
+        "packed/web_1.2.0.charm",
+        "--out",
+        "b",
+        "--sign-key",
+        "keys/rel.key",
+    ]);
     assert_eq!(ws.files("a"), ws.files("b"));
 }
 
@@ -244,20 +330,42 @@ fn keys_are_minisign_compatible_both_ways() {
     let ws = Workspace::new();
     ws.keygen();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(ws.path("keys/rel.key")).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(ws.path("keys/rel.pub")).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(
+        std::fs::metadata(ws.path("keys/rel.key")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(ws.path("keys/rel.pub")).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
     let err = ws.fails(&["keygen", "--out", "keys/rel"]);
-    assert!(err.contains("keys/rel.key: already exists") && err.contains("keys/rel.pub: already exists"), "{err}");
+    assert!(
+        err.contains("keys/rel.key: already exists")
+            && err.contains("keys/rel.pub: already exists"),
+        "{err}"
+    );
 
     ws.ok(&["publish", "charms/web", "--out", "dist", "--sign-key", "keys/rel.key"]);
     for file in ["dist/web_1.2.0.charm", "dist/index.yaml", "dist/SHA256SUMS"] {
         let sig = format!("{file}.sig");
-        let out = run_tool(ws.dir.path(), "minisign", &["-V", "-p", "keys/rel.pub", "-m", file, "-x", &sig]);
-        assert!(out.status.success(), "minisign rejects {file}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run_tool(
+            ws.dir.path(),
+            "minisign",
+            &["-V", "-p", "keys/rel.pub", "-m", file, "-x", &sig],
+        );
+        assert!(
+            out.status.success(),
+            "minisign rejects {file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // A key minisign made (unencrypted) signs with charmer.
-    let out = run_tool(ws.dir.path(), "minisign", &["-G", "-W", "-p", "keys/mini.pub", "-s", "keys/mini.key"]);
+    let out = run_tool(
+        ws.dir.path(),
+        "minisign",
+        &["-G", "-W", "-p", "keys/mini.pub", "-s", "keys/mini.key"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     ws.ok(&["publish", "charms/db", "--out", "mini", "--sign-key", "keys/mini.key"]);
     ws.ok(&["verify", "--key", "keys/mini.pub", "mini", "mini/db_1.0.0.charm"]);
@@ -272,23 +380,51 @@ fn charms_are_fetched_over_http_and_checked_on_every_read() {
 
     let index_url = format!("{url}index.yaml");
     let verified = ws.ok(&["verify", "--key", "keys/rel.pub", &index_url]);
-    assert!(verified.contains(&format!("ok  {url}web_1.2.0.charm  web 1.2.0  sha256 ")), "{verified}");
+    assert!(
+        verified.contains(&format!("ok  {url}web_1.2.0.charm  web 1.2.0  sha256 ")),
+        "{verified}"
+    );
 
-    let over_http = ws.ok(&["render", "bundles/demo", "--charms", &url, "--verify-key", "keys/rel.pub"]);
+    let over_http =
+        ws.ok(&["render", "bundles/demo", "--charms", &url, "--verify-key", "keys/rel.pub"]);
     assert_eq!(over_http, ws.ok(&["render", "bundles/demo", "--charms", "charms"]));
     let emulator = KubeEmulator::start();
     let kubeconfig = emulator.kubeconfig().display().to_string();
-    let dry = ws.ok(&["deploy", "bundles/demo", "--charms", &url, "--verify-key", "keys/rel.pub", "--dry-run", "--kubeconfig", &kubeconfig]);
-    assert!(dry.contains("5 to create, 0 to change") && dry.ends_with("dry run: nothing was changed\n"), "{dry}");
+    let dry = ws.ok(&[
+        "deploy",
+        "bundles/demo",
+        "--charms",
+        &url,
+        "--verify-key",
+        "keys/rel.pub",
+        "--dry-run",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert!(
+        dry.contains("5 to create, 0 to change") && dry.ends_with("dry run: nothing was changed\n"),
+        "{dry}"
+    );
     assert_eq!(emulator.writes(), Vec::<String>::new());
     let requests = server.requests.lock().unwrap().clone();
-    for file in ["SHA256SUMS", "index.yaml", "index.yaml.sig", "web_1.2.0.charm", "web_1.2.0.charm.sig", "db_1.0.0.charm.sig"] {
+    for file in [
+        "SHA256SUMS",
+        "index.yaml",
+        "index.yaml.sig",
+        "web_1.2.0.charm",
+        "web_1.2.0.charm.sig",
+        "db_1.0.0.charm.sig",
+    ] {
         assert!(requests.iter().any(|r| r == file), "{file} not fetched: {requests:?}");
     }
 
     ws.tamper("dist/db_1.0.0.charm");
     let err = ws.fails(&["render", "bundles/demo", "--charms", &url]);
-    assert!(err.contains(&format!("applications.mydb.charm: {url}db_1.0.0.charm: sha256: is ")) && err.contains(&format!("but {url}index.yaml says ")), "{err}");
+    assert!(
+        err.contains(&format!("applications.mydb.charm: {url}db_1.0.0.charm: sha256: is "))
+            && err.contains(&format!("but {url}index.yaml says ")),
+        "{err}"
+    );
     drop(server);
 
     let closed = {
@@ -305,8 +441,17 @@ fn https_sources_are_checked_against_the_trusted_roots() {
     ws.ok(&["publish", "charms/web", "charms/db", "--out", "dist"]);
     let server = TlsFileServer::serve(&ws.path("dist"));
     let err = ws.fails(&["verify", &server.url]);
-    assert!(err.contains(&format!("error: {}index.yaml: ", server.url)) && err.contains("UnknownIssuer"), "{err}");
-    assert!(err.contains("(hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)"), "{err}");
+    assert!(
+        err.contains(&format!("error: {}index.yaml: ", server.url))
+            && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "(hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)"
+        ),
+        "{err}"
+    );
 
     let out = crate::support::charmer()
         .current_dir(ws.dir.path())
@@ -315,5 +460,8 @@ fn https_sources_are_checked_against_the_trusted_roots() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), ws.ok(&["render", "bundles/demo", "--charms", "charms"]));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ws.ok(&["render", "bundles/demo", "--charms", "charms"])
+    );
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::support::registry::{charmer, connection, sha256, skopeo, Kind, Layout, Noise, Registry};
+use crate::support::registry::{
+    charmer, connection, sha256, skopeo, Kind, Layout, Noise, Registry,
+};
 
 /// `skopeo inspect` of an image on `registry` as JSON (config digest, layers).
 fn inspect(registry: &Registry, reference: &str, config: bool) -> Vec<u8> {
@@ -36,29 +38,61 @@ fn pushes_what_skopeo_wrote_as_docker_archive_and_oci_archive() {
 
     // docker-archive: converted to a schema 2 manifest over the same config and layers.
     let docker = work.path().join("docker.tar");
-    skopeo(&["copy", "--src-tls-verify=false", &source, &format!("docker-archive:{}:example.com/team/app:1.0", docker.display())]);
-    charmer(work.path()).args(["images", "push", "--quiet", "--registry", &format!("{}/d", dst.host())]).arg(&docker).args(connection(&dst)).assert().success();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &source,
+        &format!("docker-archive:{}:example.com/team/app:1.0", docker.display()),
+    ]);
+    charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/d", dst.host())])
+        .arg(&docker)
+        .args(connection(&dst))
+        .assert()
+        .success();
     let source_config = inspect(&src, "team/app:1.0", true);
     assert_eq!(inspect(&dst, "d/team/app:1.0", true), source_config);
     let layers: Value = serde_json::from_slice(&inspect(&dst, "d/team/app:1.0", false)).unwrap();
-    assert_eq!(layers["Layers"], json!([l1.digest, l2.digest]), "uncompressed layers keep their diff_id digests");
+    assert_eq!(
+        layers["Layers"],
+        json!([l1.digest, l2.digest]),
+        "uncompressed layers keep their diff_id digests"
+    );
     let (manifest, from_docker) = dst.inspect_raw("d/team/app:1.0");
-    assert!(String::from_utf8_lossy(&manifest).contains("application/vnd.docker.distribution.manifest.v2+json"));
+    assert!(String::from_utf8_lossy(&manifest)
+        .contains("application/vnd.docker.distribution.manifest.v2+json"));
 
     // The same tarball gzip'd (as seeds 000/001 carry them) gives the same manifest, byte
     // for byte: the conversion is deterministic.
     let gzipped = work.path().join("docker.tar.gz");
-    let mut encoder = flate2::write::GzEncoder::new(File::create(&gzipped).unwrap(), flate2::Compression::fast());
+    let mut encoder =
+        flate2::write::GzEncoder::new(File::create(&gzipped).unwrap(), flate2::Compression::fast());
     std::io::copy(&mut File::open(&docker).unwrap(), &mut encoder).unwrap();
     encoder.finish().unwrap();
-    charmer(work.path()).args(["images", "push", "--quiet", "--registry", &format!("{}/gz", dst.host())]).arg(&gzipped).args(connection(&dst)).assert().success();
+    charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/gz", dst.host())])
+        .arg(&gzipped)
+        .args(connection(&dst))
+        .assert()
+        .success();
     assert_eq!(dst.inspect_raw("gz/team/app:1.0").1, from_docker);
 
     // oci-archive: the manifest is kept as is.
     let oci = work.path().join("oci.tar");
-    skopeo(&["copy", "--src-tls-verify=false", &source, &format!("oci-archive:{}:example.com/team/app:1.0", oci.display())]);
-    charmer(work.path()).args(["images", "push", "--quiet", "--registry", &format!("{}/o", dst.host())]).arg(&oci).args(connection(&dst)).assert().success();
-    let in_archive = sha256(&skopeo(&["inspect", "--raw", &format!("oci-archive:{}", oci.display())]).stdout);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &source,
+        &format!("oci-archive:{}:example.com/team/app:1.0", oci.display()),
+    ]);
+    charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/o", dst.host())])
+        .arg(&oci)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let in_archive =
+        sha256(&skopeo(&["inspect", "--raw", &format!("oci-archive:{}", oci.display())]).stdout);
     assert_eq!(dst.inspect_raw("o/team/app:1.0").1, in_archive);
 }
 
@@ -95,7 +129,9 @@ fn random(seed: u64, size: usize) -> Vec<u8> {
 fn docker_save(path: &Path) -> (String, String) {
     let shared = random(21, 70_000);
     let own = random(22, 30_000);
-    let config = |diff_ids: &[&Vec<u8>]| serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| sha256(d)).collect::<Vec<_>>()}})).unwrap();
+    let config = |diff_ids: &[&Vec<u8>]| {
+        serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| sha256(d)).collect::<Vec<_>>()}})).unwrap()
+    };
     let (c1, c2) = (config(&[&shared]), config(&[&shared, &own]));
     let (h1, h2) = (sha256(&c1)[7..].to_string(), sha256(&c2)[7..].to_string());
     let manifest = json!([
@@ -122,7 +158,13 @@ fn pushes_a_multi_image_docker_save_with_shared_layers() {
     let dst = Registry::start(Kind::Plain);
     let archive = work.path().join("saved.tar");
     let (shared, app_config) = docker_save(&archive);
-    let assert = charmer(work.path()).args(["images", "push", "--registry", &dst.host()]).arg(&archive).args(connection(&dst)).current_dir(work.path()).assert().success();
+    let assert = charmer(work.path())
+        .args(["images", "push", "--registry", &dst.host()])
+        .arg(&archive)
+        .args(connection(&dst))
+        .current_dir(work.path())
+        .assert()
+        .success();
     let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
     assert!(stdout.contains("3 images: 4 blobs sent"), "{stdout}");
     assert_eq!(dst.inspect_raw("app:1").1, dst.inspect_raw("app:latest").1);
@@ -133,7 +175,12 @@ fn pushes_a_multi_image_docker_save_with_shared_layers() {
     assert_eq!(dst.requests().iter().filter(|r| r.starts_with("PATCH")).count(), 4);
     assert!(dst.requests().iter().any(|r| r.contains("mount=")));
     let pulled = work.path().join("pulled");
-    skopeo(&["copy".to_string(), "--src-tls-verify=false".to_string(), format!("docker://{}/app:latest", dst.host()), format!("dir:{}", pulled.display())]);
+    skopeo(&[
+        "copy".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{}/app:latest", dst.host()),
+        format!("dir:{}", pulled.display()),
+    ]);
 }
 
 #[test]
@@ -141,7 +188,13 @@ fn refuses_hostile_or_damaged_archives_and_pushes_nothing() {
     let work = tempfile::tempdir().unwrap();
     let dst = Registry::start(Kind::Plain);
     let push = |archive: &Path| {
-        let assert = charmer(work.path()).args(["images", "push", "--quiet", "--registry", &dst.host()]).arg(archive).args(connection(&dst)).current_dir(work.path()).assert().failure();
+        let assert = charmer(work.path())
+            .args(["images", "push", "--quiet", "--registry", &dst.host()])
+            .arg(archive)
+            .args(connection(&dst))
+            .current_dir(work.path())
+            .assert()
+            .failure();
         stderr_of(&assert)
     };
 
@@ -151,9 +204,17 @@ fn refuses_hostile_or_damaged_archives_and_pushes_nothing() {
     assert!(stderr.contains("traversal.tar: ../evil: path traversal (..)"), "{stderr}");
 
     let outside = work.path().join("outside.tar");
-    write_tar(&outside, &[("manifest.json", b"[]".to_vec()), ("aaa/layer.tar", b"->../../etc/passwd".to_vec())]);
+    write_tar(
+        &outside,
+        &[("manifest.json", b"[]".to_vec()), ("aaa/layer.tar", b"->../../etc/passwd".to_vec())],
+    );
     let stderr = push(&outside);
-    assert!(stderr.contains("outside.tar: aaa/layer.tar: link to \"../../etc/passwd\" points outside the archive"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "outside.tar: aaa/layer.tar: link to \"../../etc/passwd\" points outside the archive"
+        ),
+        "{stderr}"
+    );
     assert!(dst.requests().is_empty(), "{:?}", dst.requests());
 
     // A layer whose bytes no longer match its digest: named, and nothing committed.
@@ -169,7 +230,11 @@ fn refuses_hostile_or_damaged_archives_and_pushes_nothing() {
     let damaged = work.path().join("damaged.tar");
     layout.write_tar(&damaged);
     let stderr = push(&damaged);
-    let member = format!("damaged.tar: blobs/sha256/{}: content does not match its digest {}", &big.digest[7..], big.digest);
+    let member = format!(
+        "damaged.tar: blobs/sha256/{}: content does not match its digest {}",
+        &big.digest[7..],
+        big.digest
+    );
     assert!(stderr.contains(&member), "{stderr}");
     let requests = dst.requests();
     assert!(!requests.iter().any(|r| r.starts_with("PUT")), "{requests:#?}");

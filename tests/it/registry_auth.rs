@@ -24,7 +24,14 @@ fn archive(work: &Path) -> (PathBuf, String) {
 fn push_to(work: &Path, registry: &Registry, prefix: &str, archive: &Path) -> assert_cmd::Command {
     let mut command = charmer(work);
     command
-        .args(["images", "push", "--retries", "0", "--registry", &format!("{}/{prefix}", registry.host())])
+        .args([
+            "images",
+            "push",
+            "--retries",
+            "0",
+            "--registry",
+            &format!("{}/{prefix}", registry.host()),
+        ])
         .arg(archive)
         .args(connection(registry))
         .current_dir(work);
@@ -43,7 +50,10 @@ fn https_with_a_private_ca_only_when_trusted() {
     let (archive, digest) = archive(work.path());
     let push = || {
         let mut command = charmer(work.path());
-        command.args(["images", "push", "--quiet", "--retries", "0", "--registry", &registry.host()]).arg(&archive).current_dir(work.path());
+        command
+            .args(["images", "push", "--quiet", "--retries", "0", "--registry", &registry.host()])
+            .arg(&archive)
+            .current_dir(work.path());
         command
     };
     let untrusted = push().assert().failure();
@@ -69,13 +79,26 @@ fn https_login_from_stdin_docker_config_and_credential_helper() {
     let secret_free = |text: String| !text.contains(PASSWORD) && !text.contains(&basic);
 
     let anonymous = push("anon").assert().failure();
-    assert!(output(&anonymous).contains("the registry asks for a login"), "{}\n{}", output(&anonymous), std::fs::read_to_string(registry.log_path()).unwrap_or_default());
+    assert!(
+        output(&anonymous).contains("the registry asks for a login"),
+        "{}\n{}",
+        output(&anonymous),
+        std::fs::read_to_string(registry.log_path()).unwrap_or_default()
+    );
 
-    let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("not-the-password\n").assert().failure();
+    let wrong = push("wrong")
+        .args(["--username", USER, "--password-stdin"])
+        .write_stdin("not-the-password\n")
+        .assert()
+        .failure();
     assert!(output(&wrong).contains("credentials refused"), "{}", output(&wrong));
     assert!(!output(&wrong).contains("not-the-password"));
 
-    let ok = push("stdin").args(["--username", USER, "--password-stdin"]).write_stdin(format!("{PASSWORD}\n")).assert().success();
+    let ok = push("stdin")
+        .args(["--username", USER, "--password-stdin"])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .success();
     assert!(secret_free(output(&ok)), "the password was printed");
     assert_eq!(registry.inspect_raw("stdin/team/app:1.0").1, digest);
 
@@ -109,15 +132,36 @@ fn bearer_tokens_from_the_realm_the_registry_names() {
     let (archive, digest) = archive(work.path());
     let push = |prefix: &str| push_to(work.path(), &registry, prefix, &archive);
     let anonymous = push("anon").assert().failure();
-    assert!(output(&anonymous).contains("the registry asks for a login"), "{}\n{}", output(&anonymous), std::fs::read_to_string(registry.log_path()).unwrap_or_default());
-    let wrong = push("wrong").args(["--username", USER, "--password-stdin"]).write_stdin("nope").assert().failure();
-    assert!(output(&wrong).contains("the token service refused the credentials"), "{}", output(&wrong));
+    assert!(
+        output(&anonymous).contains("the registry asks for a login"),
+        "{}\n{}",
+        output(&anonymous),
+        std::fs::read_to_string(registry.log_path()).unwrap_or_default()
+    );
+    let wrong = push("wrong")
+        .args(["--username", USER, "--password-stdin"])
+        .write_stdin("nope")
+        .assert()
+        .failure();
+    assert!(
+        output(&wrong).contains("the token service refused the credentials"),
+        "{}",
+        output(&wrong)
+    );
 
     let tokens = registry.tokens.as_ref().unwrap();
     let before = tokens.requests.load(std::sync::atomic::Ordering::SeqCst);
-    push("team").args(["--username", USER, "--password-stdin"]).write_stdin(PASSWORD).assert().success();
+    push("team")
+        .args(["--username", USER, "--password-stdin"])
+        .write_stdin(PASSWORD)
+        .assert()
+        .success();
     // Tokens are cached per scope: far fewer token requests than registry requests.
     let fetched = tokens.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
-    assert!((1..=4).contains(&fetched), "{fetched} token requests for {} registry requests", registry.requests().len());
+    assert!(
+        (1..=4).contains(&fetched),
+        "{fetched} token requests for {} registry requests",
+        registry.requests().len()
+    );
     assert_eq!(registry.inspect_raw("team/team/app:1.0").1, digest);
 }

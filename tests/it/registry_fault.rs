@@ -23,7 +23,10 @@ fn a_rerun_after_the_registry_died_mid_push_completes() {
     layout.name(&image, "example.com/team/big:1.0");
     let archive = work.path().join("big.tar");
     layout.write_tar(&archive);
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.dir.join("blobs/sha256").join(&image.digest[7..])).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.dir.join("blobs/sha256").join(&image.digest[7..])).unwrap(),
+    )
+    .unwrap();
     let config = manifest["config"]["digest"].as_str().unwrap().to_string();
     std::fs::remove_dir_all(&layout.dir).unwrap();
 
@@ -45,13 +48,18 @@ fn a_rerun_after_the_registry_died_mid_push_completes() {
     // Kill the registry once the small blobs are committed and the big one is streaming.
     let uploads = registry.repositories().join("team/big/_uploads");
     let streaming = || {
-        std::fs::read_dir(&uploads).into_iter().flatten().flatten().any(|session| std::fs::metadata(session.path().join("data")).is_ok_and(|m| m.len() > 4 << 20))
+        std::fs::read_dir(&uploads).into_iter().flatten().flatten().any(|session| {
+            std::fs::metadata(session.path().join("data")).is_ok_and(|m| m.len() > 4 << 20)
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     let committed = |digest: &str| registry.blob_data(digest).exists();
     while !(small.iter().all(|l| committed(&l.digest)) && committed(&config) && streaming()) {
         assert!(Instant::now() < deadline, "the push never got going");
-        assert!(first.try_wait().unwrap().is_none(), "the push ended before the registry was killed");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the push ended before the registry was killed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     registry.kill();
@@ -67,12 +75,20 @@ fn a_rerun_after_the_registry_died_mid_push_completes() {
     let patches: Vec<&String> = requests.iter().filter(|r| r.starts_with("PATCH")).collect();
     assert_eq!(patches.len(), 1, "only the interrupted blob is sent again: {requests:#?}");
     for layer in &small {
-        assert!(requests.contains(&format!("HEAD /v2/team/big/blobs/{}", layer.digest)), "{requests:#?}");
+        assert!(
+            requests.contains(&format!("HEAD /v2/team/big/blobs/{}", layer.digest)),
+            "{requests:#?}"
+        );
     }
 
     // Digests verified by an independent client: skopeo pulls every blob and checks it.
     assert_eq!(registry.inspect_raw("team/big:1.0").1, image.digest);
     let pulled = work.path().join("pulled");
-    skopeo(&["copy".to_string(), "--src-tls-verify=false".to_string(), format!("docker://{}/team/big:1.0", registry.host()), format!("dir:{}", pulled.display())]);
+    skopeo(&[
+        "copy".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{}/team/big:1.0", registry.host()),
+        format!("dir:{}", pulled.display()),
+    ]);
     assert_eq!(std::fs::metadata(pulled.join(&big.digest[7..])).unwrap().len(), big.size);
 }

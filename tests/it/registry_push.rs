@@ -57,7 +57,14 @@ fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothin
     std::fs::write(&list, format!("# images\n{}\n", lines.join("\n"))).unwrap();
 
     let archive = work.path().join("images.tar");
-    charmer(work.path()).args(["images", "save", "--from-list"]).arg(&list).arg("--out").arg(&archive).args(connection(&src)).assert().success();
+    charmer(work.path())
+        .args(["images", "save", "--from-list"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&archive)
+        .args(connection(&src))
+        .assert()
+        .success();
 
     // One member per blob, every manifest and blob exactly once, names kept as annotations.
     let names = members(&archive);
@@ -66,17 +73,33 @@ fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothin
     // 3 layers + 4 configs + 4 manifests + 1 index, plus oci-layout and index.json.
     assert_eq!(names.iter().filter(|n| n.starts_with("blobs/sha256/")).count(), 12, "{names:?}");
     let index: Value = serde_json::from_slice(&read_member(&archive, "index.json")).unwrap();
-    let annotated: Vec<&str> = index["manifests"].as_array().unwrap().iter().map(|m| m["annotations"]["io.containerd.image.name"].as_str().unwrap()).collect();
+    let annotated: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["annotations"]["io.containerd.image.name"].as_str().unwrap())
+        .collect();
     let mut sorted: Vec<&str> = lines.iter().map(String::as_str).collect();
     sorted.sort();
     assert_eq!(annotated, sorted, "index.json is sorted by reference");
     // skopeo reads the archive as an OCI archive (by the tag annotation).
     let peer = work.path().join("peer");
-    skopeo(&["copy".to_string(), "oci-archive:".to_string() + archive.to_str().unwrap() + ":2.0", format!("dir:{}", peer.display())]);
+    skopeo(&[
+        "copy".to_string(),
+        "oci-archive:".to_string() + archive.to_str().unwrap() + ":2.0",
+        format!("dir:{}", peer.display()),
+    ]);
 
     let retagged = work.path().join("retagged-images.txt");
     let target = format!("{}/mirror", dst.host());
-    let out = charmer(work.path()).args(["images", "push"]).arg(&archive).args(["--registry", &target, "--retagged-out"]).arg(&retagged).args(connection(&dst)).assert().success();
+    let out = charmer(work.path())
+        .args(["images", "push"])
+        .arg(&archive)
+        .args(["--registry", &target, "--retagged-out"])
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
 
     let mut expected = Vec::new();
@@ -91,15 +114,30 @@ fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothin
     assert_eq!(written.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(), expected);
     // The shared base layer was sent once and mounted into the second repository.
     let requests = dst.requests();
-    assert!(requests.iter().any(|r| r.starts_with("POST") && r.contains("mount=")), "{requests:#?}");
+    assert!(
+        requests.iter().any(|r| r.starts_with("POST") && r.contains("mount=")),
+        "{requests:#?}"
+    );
     assert!(stdout.contains(" mounted") && !stdout.contains(" 0 mounted"), "{stdout}");
     // skopeo pulls every blob of what charmer pushed and checks each digest.
     let pulled = work.path().join("pulled");
-    skopeo(&["copy".to_string(), "--src-tls-verify=false".to_string(), format!("docker://{target}/team/app:1.0"), format!("dir:{}", pulled.display())]);
+    skopeo(&[
+        "copy".to_string(),
+        "--src-tls-verify=false".to_string(),
+        format!("docker://{target}/team/app:1.0"),
+        format!("dir:{}", pulled.display()),
+    ]);
 
     // Again: everything is there, so only HEAD requests are made.
     let before = dst.requests().len();
-    let out = charmer(work.path()).args(["images", "push"]).arg(&archive).args(["--registry", &target, "--retagged-out"]).arg(&retagged).args(connection(&dst)).assert().success();
+    let out = charmer(work.path())
+        .args(["images", "push"])
+        .arg(&archive)
+        .args(["--registry", &target, "--retagged-out"])
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
     let again = dst.requests()[before..].to_vec();
     assert!(!again.is_empty() && again.iter().all(|r| r.starts_with("HEAD ")), "{again:#?}");
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
@@ -124,8 +162,22 @@ fn one_platform_of_a_multi_arch_image() {
         .success();
     let (raw, _) = src.inspect_raw("tools/multi:1");
     let index: Value = serde_json::from_slice(&raw).unwrap();
-    let arm = index["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").unwrap()["digest"].as_str().unwrap().to_string();
-    charmer(work.path()).args(["images", "push", "--quiet", "--registry", &dst.host()]).arg(&archive).args(connection(&dst)).current_dir(work.path()).assert().success();
+    let arm = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &dst.host()])
+        .arg(&archive)
+        .args(connection(&dst))
+        .current_dir(work.path())
+        .assert()
+        .success();
     assert_eq!(dst.inspect_raw("tools/multi:1").1, arm);
     let retagged = std::fs::read_to_string(work.path().join("retagged-images.txt")).unwrap();
     assert!(retagged.contains(&format!("{}/tools/multi:1@{arm}", dst.host())), "{retagged}");
@@ -140,7 +192,10 @@ fn one_platform_of_a_multi_arch_image() {
         .assert()
         .failure();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
-    assert!(stderr.contains("has no linux/s390x image (it has: linux/amd64, linux/arm64)"), "{stderr}");
+    assert!(
+        stderr.contains("has no linux/s390x image (it has: linux/amd64, linux/arm64)"),
+        "{stderr}"
+    );
     assert!(!missing.exists());
 }
 
@@ -148,14 +203,30 @@ fn one_platform_of_a_multi_arch_image() {
 fn docker_io_images_without_a_mirror_are_refused_before_any_request() {
     let work = tempfile::tempdir().unwrap();
     let list = work.path().join("images.txt");
-    std::fs::write(&list, "nginx:1.27\nquay.io/prometheus/node-exporter:v1.8.2\nhivemq/hivemq-ce:2024.3\n").unwrap();
+    std::fs::write(
+        &list,
+        "nginx:1.27\nquay.io/prometheus/node-exporter:v1.8.2\nhivemq/hivemq-ce:2024.3\n",
+    )
+    .unwrap();
     let out = work.path().join("images.tar");
-    let output = crate::support::charmer().args(["images", "save", "--from-list"]).arg(&list).arg("--out").arg(&out).output().unwrap();
+    let output = crate::support::charmer()
+        .args(["images", "save", "--from-list"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    let refused: Vec<&str> = stderr.lines().filter(|l| l.contains("docker.io images are pulled through a mirror")).collect();
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("docker.io images are pulled through a mirror"))
+        .collect();
     assert_eq!(refused.len(), 2, "both docker.io images named, the quay.io one not:\n{stderr}");
-    assert!(refused.iter().any(|l| l.starts_with("error: docker.io/library/nginx:1.27: ")), "{stderr}");
+    assert!(
+        refused.iter().any(|l| l.starts_with("error: docker.io/library/nginx:1.27: ")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("retrying"), "no request was made:\n{stderr}");
     assert!(!out.exists(), "nothing written");
 }

@@ -16,28 +16,50 @@ fn charmer(args: &[&str]) -> std::process::Output {
 
 fn ok(args: &[&str]) -> String {
     let out = charmer(args);
-    assert!(out.status.success(), "charmer {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "charmer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn fails(args: &[&str]) -> String {
     let out = charmer(args);
-    assert_eq!(out.status.code(), Some(1), "charmer {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "charmer {args:?} should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stderr).unwrap()
 }
 
 fn docs(stream: &str) -> Vec<serde_yaml::Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(stream).map(|d| serde_yaml::Value::deserialize(d).unwrap()).filter(|v| !v.is_null()).collect()
+    serde_yaml::Deserializer::from_str(stream)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 fn find<'a>(objects: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
-    objects.iter().find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no {kind} {name}"))
+    objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 #[test]
 fn check_prints_the_plan_with_provenance_and_redacted_secrets() {
-    let plan = ok(&["check", "bundles/demo", "--config", "web.service_type=NodePort", "--config", "mydb.password=hunter2"]);
+    let plan = ok(&[
+        "check",
+        "bundles/demo",
+        "--config",
+        "web.service_type=NodePort",
+        "--config",
+        "mydb.password=hunter2",
+    ]);
     assert!(plan.contains("web: charm web 1.2.0"), "{plan}");
     assert!(plan.contains("service_type = NodePort  (--config)"), "{plan}");
     assert!(plan.contains("replicas = 3  (bundle bundles/demo/bundle.yaml)"), "{plan}");
@@ -49,22 +71,39 @@ fn check_prints_the_plan_with_provenance_and_redacted_secrets() {
 #[test]
 fn merge_order_is_defaults_bundle_overlays_config_files_then_config() {
     let json = ok(&[
-        "check", "bundles/demo", "--output", "json",
-        "--overlay", "bundles/demo/overlay-tune.yaml",
-        "--config-file", "web=bundles/demo/web-values.yaml",
-        "--config", "web.replicas=9",
+        "check",
+        "bundles/demo",
+        "--output",
+        "json",
+        "--overlay",
+        "bundles/demo/overlay-tune.yaml",
+        "--config-file",
+        "web=bundles/demo/web-values.yaml",
+        "--config",
+        "web.replicas=9",
     ]);
     let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let app = |name: &str| plan["applications"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap().clone();
+    let app = |name: &str| {
+        plan["applications"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap().clone()
+    };
     let web = app("web");
-    let setting = |app: &serde_json::Value, key: &str| app["config"].as_array().unwrap().iter().find(|c| c["key"] == key).cloned();
-    assert_eq!(setting(&web, "replicas").unwrap()["value"], 9, "--config wins over the config file");
+    let setting = |app: &serde_json::Value, key: &str| {
+        app["config"].as_array().unwrap().iter().find(|c| c["key"] == key).cloned()
+    };
+    assert_eq!(
+        setting(&web, "replicas").unwrap()["value"],
+        9,
+        "--config wins over the config file"
+    );
     assert_eq!(setting(&web, "replicas").unwrap()["source"]["kind"], "command-line");
     assert_eq!(setting(&web, "service_type").unwrap()["value"], "LoadBalancer");
     assert_eq!(setting(&web, "service_type").unwrap()["source"]["kind"], "config-file");
     assert_eq!(web["scale"], 5, "the overlay's scale replaces the bundle's");
     let db = app("mydb");
-    assert!(setting(&db, "port").is_none(), "options: {{port: null}} in an overlay restores the charm default");
+    assert!(
+        setting(&db, "port").is_none(),
+        "options: {{port: null}} in an overlay restores the charm default"
+    );
     assert_eq!(setting(&db, "password").unwrap()["value"], "<secret>");
     assert_eq!(setting(&db, "password").unwrap()["source"]["kind"], "overlay");
 }
@@ -104,7 +143,16 @@ fn registry_and_image_map_relocate_every_image_and_the_lock_records_them() {
     let map = dir.path().join("retagged-images.txt");
     std::fs::write(&map, "# from the mirror job\n10.0.0.5:5000/mirror/library/nginx:1.27@sha256:1111111111111111111111111111111111111111111111111111111111111111\n").unwrap();
     let out = dir.path().join("out");
-    ok(&["render", "bundles/demo", "--registry", "10.0.0.5:5000/mirror", "--image-map", map.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    ok(&[
+        "render",
+        "bundles/demo",
+        "--registry",
+        "10.0.0.5:5000/mirror",
+        "--image-map",
+        map.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let web = docs(&std::fs::read_to_string(out.join("web.yaml")).unwrap());
     let db = docs(&std::fs::read_to_string(out.join("mydb.yaml")).unwrap());
     assert_eq!(
@@ -112,15 +160,28 @@ fn registry_and_image_map_relocate_every_image_and_the_lock_records_them() {
         "10.0.0.5:5000/mirror/library/nginx:1.27@sha256:1111111111111111111111111111111111111111111111111111111111111111",
         "the image map is used first, with its digest"
     );
-    assert_eq!(find(&db, "StatefulSet", "mydb")["spec"]["template"]["spec"]["containers"][0]["image"], "10.0.0.5:5000/mirror/library/mongo:7.0.14");
-    let lock: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(out.join("bundle.lock")).unwrap()).unwrap();
+    assert_eq!(
+        find(&db, "StatefulSet", "mydb")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "10.0.0.5:5000/mirror/library/mongo:7.0.14"
+    );
+    let lock: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.join("bundle.lock")).unwrap()).unwrap();
     assert_eq!(lock["applications"]["web"]["version"], "1.2.0");
     assert_eq!(lock["applications"]["web"]["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(lock["applications"]["mydb"]["images"]["db-image"]["source"], "docker.io/library/mongo:7.0.14");
-    assert_eq!(lock["applications"]["mydb"]["images"]["db-image"]["target"], "10.0.0.5:5000/mirror/library/mongo:7.0.14");
+    assert_eq!(
+        lock["applications"]["mydb"]["images"]["db-image"]["source"],
+        "docker.io/library/mongo:7.0.14"
+    );
+    assert_eq!(
+        lock["applications"]["mydb"]["images"]["db-image"]["target"],
+        "10.0.0.5:5000/mirror/library/mongo:7.0.14"
+    );
     let listed = ok(&["images", "list", "bundles/demo", "--registry", "10.0.0.5:5000/mirror"]);
     assert_eq!(listed, "docker.io/library/mongo:7.0.14 -> 10.0.0.5:5000/mirror/library/mongo:7.0.14\ndocker.io/library/nginx:1.27 -> 10.0.0.5:5000/mirror/library/nginx:1.27\n");
-    assert_eq!(ok(&["images", "list", "bundles/demo", "--why", "nginx:1.27"]), "web (charm web 1.2.0, resource web-image)\n");
+    assert_eq!(
+        ok(&["images", "list", "bundles/demo", "--why", "nginx:1.27"]),
+        "web (charm web 1.2.0, resource web-image)\n"
+    );
 }
 
 #[test]
@@ -128,7 +189,10 @@ fn rendering_is_deterministic() {
     let a = ok(&["render", "bundles/demo", "--registry", "r.example:5000"]);
     let b = ok(&["render", "bundles/demo", "--registry", "r.example:5000"]);
     assert_eq!(a, b);
-    assert!(a.starts_with("---\n# Source: mydb/templates/secret.yaml\n"), "objects sorted by application then kind order:\n{a}");
+    assert!(
+        a.starts_with("---\n# Source: mydb/templates/secret.yaml\n"),
+        "objects sorted by application then kind order:\n{a}"
+    );
 }
 
 #[test]
@@ -141,7 +205,14 @@ fn every_problem_is_reported_at_once_naming_file_and_key() {
     )
     .unwrap();
     let charms = demo().join("charms");
-    let err = fails(&["check", bundle.to_str().unwrap(), "--charms", charms.to_str().unwrap(), "--config", "ghost.x=1"]);
+    let err = fails(&[
+        "check",
+        bundle.to_str().unwrap(),
+        "--charms",
+        charms.to_str().unwrap(),
+        "--config",
+        "ghost.x=1",
+    ]);
     let b = bundle.display().to_string();
     let expected = [
         format!("error: {b}: applications.mydb.scale: -1 is not a valid scale"),
@@ -186,10 +257,17 @@ fn a_typo_in_a_template_fails_naming_template_and_line() {
     let charms = dir.path().join("charms");
     crate::support::copy_dir(&demo().join("charms"), &charms);
     let deploy = charms.join("web/templates/deploy.yaml");
-    let text = std::fs::read_to_string(&deploy).unwrap().replace("config.replicas", "config.replcias");
+    let text =
+        std::fs::read_to_string(&deploy).unwrap().replace("config.replicas", "config.replcias");
     std::fs::write(&deploy, text).unwrap();
     let err = fails(&["render", "bundles/demo", "--charms", charms.to_str().unwrap()]);
-    assert!(err.contains(&format!("error: {}: application web: line 6: undefined value", deploy.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}: application web: line 6: undefined value",
+            deploy.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -198,9 +276,18 @@ fn the_air_gap_lint_refuses_images_that_are_not_resolved() {
     let charms = dir.path().join("charms");
     crate::support::copy_dir(&demo().join("charms"), &charms);
     let deploy = charms.join("web/templates/deploy.yaml");
-    let text = std::fs::read_to_string(&deploy).unwrap().replace("{{ images[\"web-image\"] }}", "docker.io/library/busybox:1.36");
+    let text = std::fs::read_to_string(&deploy)
+        .unwrap()
+        .replace("{{ images[\"web-image\"] }}", "docker.io/library/busybox:1.36");
     std::fs::write(&deploy, text).unwrap();
-    let err = fails(&["render", "bundles/demo", "--charms", charms.to_str().unwrap(), "--registry", "10.0.0.5:5000"]);
+    let err = fails(&[
+        "render",
+        "bundles/demo",
+        "--charms",
+        charms.to_str().unwrap(),
+        "--registry",
+        "10.0.0.5:5000",
+    ]);
     assert!(
         err.contains("application web: Deployment web: container web: image docker.io/library/busybox:1.36 is not one of the charm's resolved images"),
         "{err}"
@@ -210,12 +297,17 @@ fn the_air_gap_lint_refuses_images_that_are_not_resolved() {
 #[test]
 fn the_real_kubeflow_bundle_parses() {
     let shared = crate::support::shared_dir();
-    let input = charmer::bundle::BundleInput { bundle: shared.join("fixtures/juju/bundle-kubeflow__1.8-stable__bundle.yaml"), ..Default::default() };
+    let input = charmer::bundle::BundleInput {
+        bundle: shared.join("fixtures/juju/bundle-kubeflow__1.8-stable__bundle.yaml"),
+        ..Default::default()
+    };
     let bundle = charmer::bundle::Bundle::load(&input).unwrap();
     assert_eq!(bundle.name, "kubeflow");
     assert!(bundle.applications.len() > 25, "{}", bundle.applications.len());
     let gateway = &bundle.applications["istio-ingressgateway"];
     assert_eq!(gateway.charm, charmer::bundle::CharmRef::Name("istio-gateway".into()));
     assert!(gateway.trust);
-    assert!(bundle.relations.iter().any(|r| r.ends[0].app == "dex-auth" && r.ends[1].endpoint.as_deref() == Some("oidc-client")));
+    assert!(bundle.relations.iter().any(
+        |r| r.ends[0].app == "dex-auth" && r.ends[1].endpoint.as_deref() == Some("oidc-client")
+    ));
 }

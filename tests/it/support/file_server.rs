@@ -53,14 +53,21 @@ fn answer(mut stream: TcpStream, dir: &std::path::Path, requests: &Mutex<Vec<Str
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
     requests.lock().unwrap().push(path.clone());
-    let file = (!path.is_empty() && !path.contains("..") && !path.contains('/')).then(|| dir.join(&path));
+    let file =
+        (!path.is_empty() && !path.contains("..") && !path.contains('/')).then(|| dir.join(&path));
     let response = match file.and_then(|f| std::fs::read(f).ok()) {
         Some(body) => {
-            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
             r.extend(body);
             r
         }
-        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
     };
     let _ = stream.write_all(&response);
 }
@@ -104,14 +111,70 @@ impl TlsFileServer {
     pub fn serve(dir: &std::path::Path) -> TlsFileServer {
         let certs = tempfile::tempdir().unwrap();
         let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl").current_dir(certs.path()).args(args).output().expect("openssl is needed by this test");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = std::process::Command::new("openssl")
+                .current_dir(certs.path())
+                .args(args)
+                .output()
+                .expect("openssl is needed by this test");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=charmer test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-        std::fs::write(certs.path().join("ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=charmer test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            certs.path().join("ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
         let mut child = std::process::Command::new("python3")
             .args(["-c", SERVE_TLS])
             .arg(dir)
@@ -123,7 +186,12 @@ impl TlsFileServer {
             .expect("python3 is needed by this test");
         let mut port = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
-        TlsFileServer { url: format!("https://127.0.0.1:{}/", port.trim()), ca_pem: certs.path().join("ca.pem"), child, _certs: certs }
+        TlsFileServer {
+            url: format!("https://127.0.0.1:{}/", port.trim()),
+            ca_pem: certs.path().join("ca.pem"),
+            child,
+            _certs: certs,
+        }
     }
 }
 

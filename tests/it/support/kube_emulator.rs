@@ -112,7 +112,10 @@ impl KubeEmulator {
         let (shutdown, mut stop) = tokio::sync::oneshot::channel::<()>();
         let served = state.clone();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("emulator runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("emulator runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 loop {
@@ -133,8 +136,10 @@ impl KubeEmulator {
             });
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let emulator = KubeEmulator { addr, state, dir, shutdown: Some(shutdown), thread: Some(thread) };
-        std::fs::write(emulator.kubeconfig(), emulator.kubeconfig_text()).expect("write kubeconfig");
+        let emulator =
+            KubeEmulator { addr, state, dir, shutdown: Some(shutdown), thread: Some(thread) };
+        std::fs::write(emulator.kubeconfig(), emulator.kubeconfig_text())
+            .expect("write kubeconfig");
         emulator
     }
 
@@ -210,8 +215,17 @@ impl KubeEmulator {
         let mut state = self.state();
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
-        let t = state.types.iter().find(|t| t.api_version() == api_version && t.kind == kind).cloned().expect("a served kind");
-        let ns = if t.namespaced { object["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+        let t = state
+            .types
+            .iter()
+            .find(|t| t.api_version() == api_version && t.kind == kind)
+            .cloned()
+            .expect("a served kind");
+        let ns = if t.namespaced {
+            object["metadata"]["namespace"].as_str().unwrap_or("default").to_string()
+        } else {
+            String::new()
+        };
         let name = object["metadata"]["name"].as_str().expect("a name").to_string();
         state.apply(&t, &ns, &name, "kubectl", object, false, true).expect("insert");
     }
@@ -219,7 +233,11 @@ impl KubeEmulator {
     /// The stored object of `kind` (`""` namespace for cluster-scoped kinds).
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let state = self.state();
-        state.objects.iter().find(|((_, _, ns, n), s)| s.object["kind"] == kind && ns == namespace && n == name).map(|(_, s)| s.object.clone())
+        state
+            .objects
+            .iter()
+            .find(|((_, _, ns, n), s)| s.object["kind"] == kind && ns == namespace && n == name)
+            .map(|(_, s)| s.object.clone())
     }
 
     /// `Kind/namespace/name` → resourceVersion of every stored object except Pods (which the
@@ -231,7 +249,10 @@ impl KubeEmulator {
             .iter()
             .filter(|(_, s)| s.object["kind"] != "Pod")
             .map(|((_, _, ns, name), s)| {
-                (format!("{}/{ns}/{name}", s.object["kind"].as_str().unwrap_or("?")), s.object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string())
+                (
+                    format!("{}/{ns}/{name}", s.object["kind"].as_str().unwrap_or("?")),
+                    s.object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string(),
+                )
             })
             .collect()
     }
@@ -260,15 +281,20 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+async fn handle(
+    state: Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let query: BTreeMap<String, String> = parts
-        .uri
-        .query()
-        .map(|q| url_pairs(q).collect())
-        .unwrap_or_default();
-    let content_type = parts.headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let query: BTreeMap<String, String> =
+        parts.uri.query().map(|q| url_pairs(q).collect()).unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let (status, value) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         if state.drop_next > 0 {
@@ -280,7 +306,10 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
     };
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -300,7 +329,9 @@ fn decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -358,7 +389,13 @@ impl State {
             ("batch", "v1", "Job", "jobs", true),
             ("batch", "v1", "CronJob", "cronjobs", true),
             ("storage.k8s.io", "v1", "StorageClass", "storageclasses", false),
-            ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false),
+            (
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            ),
             ("networking.k8s.io", "v1", "Ingress", "ingresses", true),
             ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false),
             ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true),
@@ -373,7 +410,8 @@ impl State {
         }
         for ns in ["default", "kube-system"] {
             let t = state.types[0].clone();
-            let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let namespace =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             let _ = state.apply(&t, "", ns, "kube-apiserver", namespace, false, true);
         }
         state
@@ -381,11 +419,24 @@ impl State {
 
     fn add_type(&mut self, group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) {
         if !self.types.iter().any(|t| t.group == group && t.version == version && t.kind == kind) {
-            self.types.push(ResourceType { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into(), namespaced });
+            self.types.push(ResourceType {
+                group: group.into(),
+                version: version.into(),
+                kind: kind.into(),
+                plural: plural.into(),
+                namespaced,
+            });
         }
     }
 
-    fn serve(&mut self, method: &Method, path: &str, query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Answer {
+    fn serve(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Answer {
         if self.fail_next > 0 {
             self.fail_next -= 1;
             self.failures_served += 1;
@@ -395,15 +446,23 @@ impl State {
         if *method != Method::GET && !dry_run {
             self.writes.push(format!("{method} {path}"));
         }
-        let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let segments: Vec<&str> =
+            path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["version"]) => (StatusCode::OK, self.version_info()),
-            (&Method::GET, ["api"]) => (StatusCode::OK, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
+            (&Method::GET, ["api"]) => (
+                StatusCode::OK,
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ),
             (&Method::GET, ["apis"]) => (StatusCode::OK, self.group_list()),
             (&Method::GET, ["api", "v1"]) => self.resource_list("", "v1"),
             (&Method::GET, ["apis", group, version]) => self.resource_list(group, version),
-            (_, ["api", "v1", rest @ ..]) => self.objects_route(method, "", "v1", rest, query, content_type, body),
-            (_, ["apis", group, version, rest @ ..]) => self.objects_route(method, group, version, rest, query, content_type, body),
+            (_, ["api", "v1", rest @ ..]) => {
+                self.objects_route(method, "", "v1", rest, query, content_type, body)
+            }
+            (_, ["apis", group, version, rest @ ..]) => {
+                self.objects_route(method, group, version, rest, query, content_type, body)
+            }
             _ => status(404, "NotFound", format!("the emulator does not serve {path}")),
         }
     }
@@ -421,7 +480,9 @@ impl State {
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
         for t in self.types.iter().filter(|t| !t.group.is_empty()) {
             match groups.iter_mut().find(|(g, _)| *g == t.group) {
-                Some((_, versions)) if !versions.contains(&t.version) => versions.push(t.version.clone()),
+                Some((_, versions)) if !versions.contains(&t.version) => {
+                    versions.push(t.version.clone())
+                }
                 Some(_) => {}
                 None => groups.push((t.group.clone(), vec![t.version.clone()])),
             }
@@ -447,15 +508,36 @@ impl State {
             })
             .collect();
         if resources.is_empty() {
-            return status(404, "NotFound", format!("the server could not find the requested resource ({group}/{version})"));
+            return status(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({group}/{version})"),
+            );
         }
         let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-        (StatusCode::OK, json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        (
+            StatusCode::OK,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn objects_route(&mut self, method: &Method, group: &str, version: &str, rest: &[&str], query: &BTreeMap<String, String>, content_type: &str, body: &[u8]) -> Answer {
-        let find = |plural: &str| self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural).cloned();
+    fn objects_route(
+        &mut self,
+        method: &Method,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+        query: &BTreeMap<String, String>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Answer {
+        let find = |plural: &str| {
+            self.types
+                .iter()
+                .find(|t| t.group == group && t.version == version && t.plural == plural)
+                .cloned()
+        };
         let (t, namespace, name) = match rest {
             [plural] => (find(plural), None, None),
             [plural, name] => (find(plural), None, Some(*name)),
@@ -463,7 +545,9 @@ impl State {
             ["namespaces", ns, plural, name] => (find(plural), Some(*ns), Some(*name)),
             _ => (None, None, None),
         };
-        let Some(t) = t else { return status(404, "NotFound", "the server could not find the requested resource") };
+        let Some(t) = t else {
+            return status(404, "NotFound", "the server could not find the requested resource");
+        };
         if t.namespaced == namespace.is_none() && name.is_some() {
             return status(404, "NotFound", "the server could not find the requested resource");
         }
@@ -474,18 +558,31 @@ impl State {
                 Some(object) => (StatusCode::OK, object),
                 None => not_found(&t, name),
             },
-            (&Method::GET, None) => self.list(&t, namespace, query.get("labelSelector").map(String::as_str).unwrap_or("")),
+            (&Method::GET, None) => self.list(
+                &t,
+                namespace,
+                query.get("labelSelector").map(String::as_str).unwrap_or(""),
+            ),
             (&Method::PATCH, Some(name)) => {
                 if !content_type.starts_with("application/apply-patch+yaml") {
-                    return status(415, "UnsupportedMediaType", format!("the emulator only takes server-side apply patches, not {content_type}"));
+                    return status(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the emulator only takes server-side apply patches, not {content_type}"
+                        ),
+                    );
                 }
                 let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) else {
                     return status(422, "Invalid", "fieldManager is required for apply requests");
                 };
-                let config: Value = match serde_json::from_slice(body).or_else(|_| serde_yaml::from_slice(body)) {
-                    Ok(v) => v,
-                    Err(e) => return status(400, "BadRequest", format!("invalid apply patch: {e}")),
-                };
+                let config: Value =
+                    match serde_json::from_slice(body).or_else(|_| serde_yaml::from_slice(body)) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return status(400, "BadRequest", format!("invalid apply patch: {e}"))
+                        }
+                    };
                 let force = query.get("force").is_some_and(|v| v == "true");
                 let creating = !self.objects.contains_key(&key(&t, &ns, name));
                 if t.kind == "Namespace" && creating && self.forbid_namespaces {
@@ -511,9 +608,14 @@ impl State {
                     return answer;
                 }
                 if self.objects.contains_key(&key(&t, &ns, &name)) {
-                    return status(409, "AlreadyExists", format!("{} \"{name}\" already exists", t.plural));
+                    return status(
+                        409,
+                        "AlreadyExists",
+                        format!("{} \"{name}\" already exists", t.plural),
+                    );
                 }
-                let manager = query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".into());
+                let manager =
+                    query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".into());
                 match self.apply(&t, &ns, &name, &manager, object, dry_run, true) {
                     Ok(object) => (StatusCode::CREATED, object),
                     Err(answer) => answer,
@@ -526,15 +628,28 @@ impl State {
                 if !dry_run {
                     self.delete(&t, &ns, name);
                 }
-                (StatusCode::OK, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.plural}}))
+                (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.plural}}),
+                )
             }
-            _ => status(405, "MethodNotAllowed", format!("the emulator does not support {method} here")),
+            _ => status(
+                405,
+                "MethodNotAllowed",
+                format!("the emulator does not support {method} here"),
+            ),
         }
     }
 
     fn check_namespace(&self, t: &ResourceType, ns: &str) -> Option<Answer> {
-        let exists = self.objects.contains_key(&(String::new(), "namespaces".into(), String::new(), ns.to_string()));
-        (t.namespaced && !exists).then(|| status(404, "NotFound", format!("namespaces \"{ns}\" not found")))
+        let exists = self.objects.contains_key(&(
+            String::new(),
+            "namespaces".into(),
+            String::new(),
+            ns.to_string(),
+        ));
+        (t.namespaced && !exists)
+            .then(|| status(404, "NotFound", format!("namespaces \"{ns}\" not found")))
     }
 
     /// A read: the simulated controllers publish status here, one read after a change.
@@ -545,11 +660,13 @@ impl State {
             Some(0) => {
                 let stored = self.objects.get_mut(&k)?;
                 stored.status_lag = None;
-                let behaviour = self.behaviours.get(name).copied().unwrap_or(self.default_behaviour);
+                let behaviour =
+                    self.behaviours.get(name).copied().unwrap_or(self.default_behaviour);
                 let status = workload_status(&stored.object, behaviour);
                 stored.object["status"] = status;
                 self.resource_version += 1;
-                stored.object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+                stored.object["metadata"]["resourceVersion"] =
+                    json!(self.resource_version.to_string());
             }
             Some(n) => self.objects.get_mut(&k)?.status_lag = Some(n - 1),
             None => {}
@@ -561,19 +678,43 @@ impl State {
         let keys: Vec<Key> = self
             .objects
             .iter()
-            .filter(|((g, p, ns, _), s)| *g == t.group && *p == t.plural && namespace.is_none_or(|n| n == ns) && matches(selector, &s.object["metadata"]["labels"]))
+            .filter(|((g, p, ns, _), s)| {
+                *g == t.group
+                    && *p == t.plural
+                    && namespace.is_none_or(|n| n == ns)
+                    && matches(selector, &s.object["metadata"]["labels"])
+            })
             .map(|(k, _)| k.clone())
             .collect();
-        let items: Vec<Value> = keys.iter().filter_map(|(_, _, ns, name)| self.read(t, ns, name)).collect();
+        let items: Vec<Value> =
+            keys.iter().filter_map(|(_, _, ns, name)| self.read(t, ns, name)).collect();
         let rv = self.resource_version.to_string();
-        (StatusCode::OK, json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv}, "items": items}))
+        (
+            StatusCode::OK,
+            json!({"kind": format!("{}List", t.kind), "apiVersion": t.api_version(), "metadata": {"resourceVersion": rv}, "items": items}),
+        )
     }
 
     /// Server-side apply of `config` by `manager`.
     #[allow(clippy::too_many_arguments)]
-    fn apply(&mut self, t: &ResourceType, ns: &str, name: &str, manager: &str, mut config: Value, dry_run: bool, force: bool) -> Result<Value, Answer> {
-        if config["apiVersion"].as_str() != Some(&t.api_version()) || config["kind"].as_str() != Some(&t.kind) {
-            return Err(status(400, "BadRequest", format!("apiVersion/kind of the body do not match {} {}", t.api_version(), t.kind)));
+    fn apply(
+        &mut self,
+        t: &ResourceType,
+        ns: &str,
+        name: &str,
+        manager: &str,
+        mut config: Value,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Value, Answer> {
+        if config["apiVersion"].as_str() != Some(&t.api_version())
+            || config["kind"].as_str() != Some(&t.kind)
+        {
+            return Err(status(
+                400,
+                "BadRequest",
+                format!("apiVersion/kind of the body do not match {} {}", t.api_version(), t.kind),
+            ));
         }
         if config["metadata"]["name"].as_str().is_some_and(|n| n != name) {
             return Err(status(400, "BadRequest", "metadata.name does not match the URL"));
@@ -585,7 +726,14 @@ impl State {
             map.remove("status");
         }
         if let Some(meta) = config["metadata"].as_object_mut() {
-            for k in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink"] {
+            for k in [
+                "managedFields",
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "selfLink",
+            ] {
                 meta.remove(k);
             }
         }
@@ -603,8 +751,18 @@ impl State {
         let new_paths = leaf_paths(&config);
         if !force {
             for (other, paths) in managers.iter().filter(|(m, _)| m.as_str() != manager) {
-                if let Some(p) = paths.iter().find(|p| new_paths.contains(*p) && at(&object, p) != at(&config, p)) {
-                    return Err(status(409, "Conflict", format!("Apply failed with 1 conflict: conflict with \"{other}\": .{}", p.join("."))));
+                if let Some(p) = paths
+                    .iter()
+                    .find(|p| new_paths.contains(*p) && at(&object, p) != at(&config, p))
+                {
+                    return Err(status(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Apply failed with 1 conflict: conflict with \"{other}\": .{}",
+                            p.join(".")
+                        ),
+                    ));
                 }
             }
         }
@@ -626,7 +784,9 @@ impl State {
             managers.insert(manager.to_string(), new_paths);
         }
         if let Some(old) = &existing {
-            if old.managers == managers && without_managed_fields(&old.object) == without_managed_fields(&object) {
+            if old.managers == managers
+                && without_managed_fields(&old.object) == without_managed_fields(&object)
+            {
                 return Ok(old.object.clone());
             }
         }
@@ -647,7 +807,8 @@ impl State {
         }
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        let mut stored = Stored { object, managers, status_lag: existing.and_then(|s| s.status_lag) };
+        let mut stored =
+            Stored { object, managers, status_lag: existing.and_then(|s| s.status_lag) };
         if spec_changed {
             self.simulate(t, &mut stored);
         }
@@ -671,8 +832,19 @@ impl State {
             }
             "CustomResourceDefinition" => {
                 let spec = stored.object["spec"].clone();
-                let (Some(group), Some(kind), Some(plural)) = (spec["group"].as_str(), spec["names"]["kind"].as_str(), spec["names"]["plural"].as_str()) else { return };
-                for v in spec["versions"].as_array().into_iter().flatten().filter(|v| v["served"] != false) {
+                let (Some(group), Some(kind), Some(plural)) = (
+                    spec["group"].as_str(),
+                    spec["names"]["kind"].as_str(),
+                    spec["names"]["plural"].as_str(),
+                ) else {
+                    return;
+                };
+                for v in spec["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v["served"] != false)
+                {
                     if let Some(version) = v["name"].as_str() {
                         self.add_type(group, version, kind, plural, spec["scope"] != "Cluster");
                     }
@@ -686,12 +858,16 @@ impl State {
     /// Deletes a workload's pods and creates new ones for its current spec.
     fn replace_pods(&mut self, workload: &Value, behaviour: Behaviour) {
         let uid = workload["metadata"]["uid"].clone();
-        self.objects.retain(|_, s| s.object["kind"] != "Pod" || s.object["metadata"]["ownerReferences"][0]["uid"] != uid);
+        self.objects.retain(|_, s| {
+            s.object["kind"] != "Pod" || s.object["metadata"]["ownerReferences"][0]["uid"] != uid
+        });
         let ns = workload["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = workload["metadata"]["name"].as_str().unwrap_or_default();
         let generation = workload["metadata"]["generation"].as_i64().unwrap_or(1);
         let count = match workload["kind"].as_str() {
-            Some("Deployment" | "StatefulSet" | "ReplicaSet") => workload["spec"]["replicas"].as_i64().unwrap_or(1),
+            Some("Deployment" | "StatefulSet" | "ReplicaSet") => {
+                workload["spec"]["replicas"].as_i64().unwrap_or(1)
+            }
             _ => 1,
         };
         let template = &workload["spec"]["template"];
@@ -719,7 +895,8 @@ impl State {
                     json!({"name": container, "image": image, "ready": ready, "restartCount": 0, "state": state})
                 })
                 .collect();
-            let phase = if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
+            let phase =
+                if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
             self.resource_version += 1;
             self.uids += 1;
             let pod = json!({
@@ -733,7 +910,10 @@ impl State {
                 "spec": template["spec"].clone(),
                 "status": {"phase": phase, "containerStatuses": statuses},
             });
-            self.objects.insert((String::new(), "pods".into(), ns.clone(), pod_name), Stored { object: pod, managers: BTreeMap::new(), status_lag: None });
+            self.objects.insert(
+                (String::new(), "pods".into(), ns.clone(), pod_name),
+                Stored { object: pod, managers: BTreeMap::new(), status_lag: None },
+            );
         }
     }
 
@@ -753,7 +933,8 @@ fn key(t: &ResourceType, ns: &str, name: &str) -> Key {
 }
 
 fn not_found(t: &ResourceType, name: &str) -> Answer {
-    let what = if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+    let what =
+        if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
     status(404, "NotFound", format!("{what} \"{name}\" not found"))
 }
 
@@ -766,7 +947,9 @@ fn workload_status(object: &Value, behaviour: Behaviour) -> Value {
             "observedGeneration": generation, "desiredNumberScheduled": 1, "currentNumberScheduled": 1,
             "updatedNumberScheduled": 1, "numberReady": i64::from(ready), "numberAvailable": i64::from(ready),
         }),
-        Some("Job") if ready => json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}),
+        Some("Job") if ready => {
+            json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
+        }
         Some("Job") => json!({"active": 1}),
         _ => {
             let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -798,7 +981,12 @@ fn leaf_paths(config: &Value) -> BTreeSet<FieldPath> {
     }
     let mut out = BTreeSet::new();
     walk(config, &mut Vec::new(), &mut out);
-    out.retain(|p| !matches!(p.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"]));
+    out.retain(|p| {
+        !matches!(
+            p.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            ["apiVersion"] | ["kind"] | ["metadata", "name"] | ["metadata", "namespace"]
+        )
+    });
     out
 }
 
@@ -853,9 +1041,13 @@ fn merge(target: &mut Value, patch: &Value) {
 /// The API server's handling of `stringData`: write-only, merged into `data` base64-encoded.
 fn string_data_into_data(secret: &mut Value) {
     use base64::Engine;
-    let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    let Some(Value::Object(plain)) = secret.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
     for (k, v) in plain {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
         secret["data"][k] = json!(encoded);
     }
 }
@@ -904,7 +1096,14 @@ fn matches(selector: &str, labels: &Value) -> bool {
     terms.push(&selector[start..]);
     let label = |k: &str| labels.get(k.trim()).and_then(Value::as_str);
     terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).all(|term| {
-        let set = |rest: &str| -> Vec<String> { rest.trim().trim_start_matches('(').trim_end_matches(')').split(',').map(|s| s.trim().to_string()).collect() };
+        let set = |rest: &str| -> Vec<String> {
+            rest.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect()
+        };
         if let Some((k, v)) = term.split_once("!=") {
             label(k) != Some(v.trim())
         } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {

@@ -127,7 +127,8 @@ options:
 ";
 
 /// manifest.yaml as charmcraft writes it.
-pub const SAMPLE_MANIFEST: &str = "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n";
+pub const SAMPLE_MANIFEST: &str =
+    "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n";
 
 /// The files of a complete, valid charm named `webapp` at version `1.2.3`, including an
 /// executable, nested folders and a binary file.
@@ -151,10 +152,12 @@ pub fn sample_charm_files() -> Vec<SourceFile> {
 pub fn write_charm(dir: &Path, files: &[SourceFile]) -> PathBuf {
     for f in files {
         let path = dir.join(&f.path);
-        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("create charm folder");
+        std::fs::create_dir_all(path.parent().expect("file has a parent"))
+            .expect("create charm folder");
         std::fs::write(&path, &f.data).expect("write charm file");
         let mode = if f.executable { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod charm file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod charm file");
     }
     dir.to_path_buf()
 }
@@ -167,7 +170,13 @@ pub fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
         .map(|e| e.expect("walk tree"))
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(dir).expect("under dir").to_str().expect("utf-8 path").to_string();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .expect("under dir")
+                .to_str()
+                .expect("utf-8 path")
+                .to_string();
             let mode = e.metadata().expect("stat").permissions().mode();
             (rel, (std::fs::read(e.path()).expect("read"), mode & 0o111 != 0))
         })
@@ -177,7 +186,8 @@ pub fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
 /// Names of the entries directly in `dir` (empty when it does not exist).
 pub fn entries(dir: &Path) -> Vec<String> {
     let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = read.map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        read.map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -194,7 +204,12 @@ pub fn shared_dir() -> PathBuf {
         .skip(1)
         .map(|a| a.join("shared"))
         .find(|s| s.join("fixtures/juju").is_dir())
-        .unwrap_or_else(|| panic!("no shared/fixtures/juju beside {} or its parents; set CHARMER_SHARED", root.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no shared/fixtures/juju beside {} or its parents; set CHARMER_SHARED",
+                root.display()
+            )
+        })
 }
 
 /// The real Juju files of `shared/fixtures/juju/`.

@@ -81,8 +81,15 @@ pub struct RawZip {
 
 impl RawZip {
     /// An archive holding plain stored files.
-    pub fn of_files<N: AsRef<str>, D: AsRef<[u8]>>(files: impl IntoIterator<Item = (N, D)>) -> RawZip {
-        RawZip { entries: files.into_iter().map(|(n, d)| RawEntry::file(n.as_ref(), d.as_ref())).collect() }
+    pub fn of_files<N: AsRef<str>, D: AsRef<[u8]>>(
+        files: impl IntoIterator<Item = (N, D)>,
+    ) -> RawZip {
+        RawZip {
+            entries: files
+                .into_iter()
+                .map(|(n, d)| RawEntry::file(n.as_ref(), d.as_ref()))
+                .collect(),
+        }
     }
 
     /// Appends an entry.

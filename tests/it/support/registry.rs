@@ -59,13 +59,20 @@ impl Registry {
         if matches!(kind, Kind::Tls | Kind::TlsAuth) {
             let certs = dir.path().join("certs");
             certificates(&certs);
-            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", certs.join("server.crt").display(), certs.join("server.key").display()));
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            ));
         }
         if kind == Kind::TlsAuth {
             let out = run(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
             let path = dir.path().join("htpasswd");
             std::fs::write(&path, out.stdout).expect("htpasswd file");
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: charmer-test\n    path: {}\n", path.display()));
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: charmer-test\n    path: {}\n",
+                path.display()
+            ));
         }
         let tokens = (kind == Kind::Token).then(|| TokenServer::start(dir.path()));
         if let Some(tokens) = &tokens {
@@ -82,7 +89,8 @@ impl Registry {
     }
 
     fn launch(&mut self) {
-        let log = File::options().create(true).append(true).open(self.log_path()).expect("registry log");
+        let log =
+            File::options().create(true).append(true).open(self.log_path()).expect("registry log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
@@ -93,7 +101,11 @@ impl Registry {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start: {}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                std::fs::read_to_string(self.log_path()).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -130,7 +142,8 @@ impl Registry {
                 let quoted = line.split('"').nth(1)?;
                 let mut parts = quoted.split(' ');
                 let (method, path) = (parts.next()?, parts.next()?);
-                (method.chars().all(|c| c.is_ascii_uppercase()) && path.starts_with("/v2/")).then(|| format!("{method} {path}"))
+                (method.chars().all(|c| c.is_ascii_uppercase()) && path.starts_with("/v2/"))
+                    .then(|| format!("{method} {path}"))
             })
             .collect()
     }
@@ -143,7 +156,12 @@ impl Registry {
     /// Where it keeps committed blobs.
     pub fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// The folder of its test CA and certificate (see [`certificates`]).
@@ -155,9 +173,17 @@ impl Registry {
     pub fn skopeo_flags(&self, side: &str) -> Vec<String> {
         match self.kind {
             Kind::Plain => vec![format!("--{side}-tls-verify=false")],
-            Kind::Tls => vec![format!("--{side}-cert-dir={}", self.certs().join("skopeo").display())],
-            Kind::TlsAuth => vec![format!("--{side}-cert-dir={}", self.certs().join("skopeo").display()), format!("--{side}-creds={USER}:{PASSWORD}")],
-            Kind::Token => vec![format!("--{side}-tls-verify=false"), format!("--{side}-creds={USER}:{PASSWORD}")],
+            Kind::Tls => {
+                vec![format!("--{side}-cert-dir={}", self.certs().join("skopeo").display())]
+            }
+            Kind::TlsAuth => vec![
+                format!("--{side}-cert-dir={}", self.certs().join("skopeo").display()),
+                format!("--{side}-creds={USER}:{PASSWORD}"),
+            ],
+            Kind::Token => vec![
+                format!("--{side}-tls-verify=false"),
+                format!("--{side}-creds={USER}:{PASSWORD}"),
+            ],
         }
     }
 
@@ -181,7 +207,10 @@ impl Drop for Registry {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Makes a test CA and a server certificate it signed (CA:FALSE, serverAuth, SAN
@@ -191,17 +220,48 @@ pub fn certificates(dir: &Path) {
     std::fs::create_dir_all(dir).expect("certs dir");
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     run(Command::new("openssl").current_dir(dir).args(["req", "-x509"]).args(ec).args([
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=charmer test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=charmer test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]));
-    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
+    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]));
     std::fs::write(
         dir.join("server.ext"),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
     )
     .expect("ext file");
     run(Command::new("openssl").current_dir(dir).args([
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
     ]));
     // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
     // for a client certificate: give it a folder with the CA only.
@@ -211,8 +271,16 @@ pub fn certificates(dir: &Path) {
 
 /// Runs a command, panicking with its output unless it succeeds.
 pub fn run(command: &mut Command) -> Output {
-    let out = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(out.status.success(), "{command:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -281,7 +349,8 @@ impl Layout {
     /// An empty layout in `dir`.
     pub fn new(dir: &Path) -> Layout {
         std::fs::create_dir_all(dir.join("blobs/sha256")).expect("layout dir");
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+            .expect("oci-layout");
         let layout = Layout { dir: dir.to_path_buf(), names: Vec::new() };
         layout.write_index();
         layout
@@ -289,13 +358,18 @@ impl Layout {
 
     fn write_index(&self) {
         let index = json!({"schemaVersion": 2, "manifests": self.names});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("index.json");
+        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&index).expect("json"))
+            .expect("index.json");
     }
 
     /// Stores bytes as a blob.
     pub fn blob(&self, media_type: &str, bytes: &[u8]) -> Desc {
         let digest = sha256(bytes);
-        std::fs::write(self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")), bytes).expect("blob");
+        std::fs::write(
+            self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")),
+            bytes,
+        )
+        .expect("blob");
         Desc { media_type: media_type.into(), digest, size: bytes.len() as u64 }
     }
 
@@ -303,7 +377,11 @@ impl Layout {
     /// streamed to disk (layers may be hundreds of MiB).
     pub fn layer(&self, seed: u64, size: u64) -> Desc {
         let tmp = self.dir.join(format!("layer-{seed}.tmp"));
-        let mut out = HashingWriter { inner: BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("layer file")), hasher: Sha256::new(), written: 0 };
+        let mut out = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, File::create(&tmp).expect("layer file")),
+            hasher: Sha256::new(),
+            written: 0,
+        };
         let mut header = tar::Header::new_ustar();
         header.set_path(format!("data-{seed}")).expect("path");
         header.set_size(size);
@@ -324,7 +402,11 @@ impl Layout {
         out.write_all(&vec![0u8; padding as usize]).expect("write");
         out.inner.flush().expect("flush");
         let digest = format!("sha256:{}", hex::encode(out.hasher.finalize()));
-        std::fs::rename(&tmp, self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).expect("rename");
+        std::fs::rename(
+            &tmp,
+            self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")),
+        )
+        .expect("rename");
         Desc { media_type: OCI_LAYER.into(), digest, size: out.written }
     }
 
@@ -412,7 +494,9 @@ pub fn charmer(home: &Path) -> assert_cmd::Command {
 pub fn connection(registry: &Registry) -> Vec<String> {
     match registry.kind {
         Kind::Plain | Kind::Token => vec!["--insecure-http".into()],
-        Kind::Tls | Kind::TlsAuth => vec!["--ca-file".into(), registry.certs().join("ca.crt").display().to_string()],
+        Kind::Tls | Kind::TlsAuth => {
+            vec!["--ca-file".into(), registry.certs().join("ca.crt").display().to_string()]
+        }
     }
 }
 
@@ -438,9 +522,28 @@ impl TokenServer {
     /// serving.
     fn start(dir: &Path) -> TokenServer {
         run(Command::new("openssl").current_dir(dir).args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt", "-days", "2", "-subj", "/CN=charmer test tokens",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=charmer test tokens",
         ]));
-        let der = run(Command::new("openssl").current_dir(dir).args(["x509", "-in", "token.crt", "-outform", "DER"])).stdout;
+        let der = run(Command::new("openssl").current_dir(dir).args([
+            "x509",
+            "-in",
+            "token.crt",
+            "-outform",
+            "DER",
+        ]))
+        .stdout;
         let x5c = base64::engine::general_purpose::STANDARD.encode(der);
         let key = dir.join("token.key");
         let listener = TcpListener::bind("127.0.0.1:0").expect("token server port");
@@ -482,9 +585,18 @@ fn answer_token_request(mut stream: TcpStream, key: &Path, x5c: &str) {
     let text = String::from_utf8_lossy(&request).to_string();
     let target = text.split_whitespace().nth(1).unwrap_or("");
     let query = target.split_once('?').map_or("", |(_, q)| q);
-    let scopes: Vec<String> = query.split('&').filter_map(|kv| kv.strip_prefix("scope=")).map(percent_decode).collect();
-    let authorization = text.lines().find_map(|l| l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: "))).map(str::trim);
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")));
+    let scopes: Vec<String> =
+        query.split('&').filter_map(|kv| kv.strip_prefix("scope=")).map(percent_decode).collect();
+    let authorization = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("authorization: ").or_else(|| l.strip_prefix("Authorization: "))
+        })
+        .map(str::trim);
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
     let access: Vec<Value> = match authorization {
         Some(given) if given != expected => {
             let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -500,18 +612,29 @@ fn answer_token_request(mut stream: TcpStream, key: &Path, x5c: &str) {
             .collect(),
         None => Vec::new(),
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
     let claims = json!({
         "iss": TOKEN_ISSUER, "sub": USER, "aud": TOKEN_SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
         "jti": format!("{now}-{}", std::process::id()), "access": access,
     });
-    let signing_input = format!("{}.{}", url(header.to_string().as_bytes()), url(claims.to_string().as_bytes()));
-    let mut openssl = Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(key).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("openssl");
+    let signing_input =
+        format!("{}.{}", url(header.to_string().as_bytes()), url(claims.to_string().as_bytes()));
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
     openssl.stdin.take().expect("stdin").write_all(signing_input.as_bytes()).expect("sign input");
     let signature = openssl.wait_with_output().expect("openssl signature").stdout;
-    let body = json!({"token": format!("{signing_input}.{}", url(&signature)), "expires_in": 300}).to_string();
+    let body = json!({"token": format!("{signing_input}.{}", url(&signature)), "expires_in": 300})
+        .to_string();
     let response = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = stream.write_all(response.as_bytes());
 }
