@@ -9,7 +9,7 @@ mod images_cmds;
 mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
-pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -131,6 +131,10 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// Take over objects another bundle or another tool manages (preflight fails naming
+        /// them otherwise).
+        #[arg(long)]
+        adopt: bool,
         #[command(flatten)]
         apply: ApplyArgs,
     },
@@ -144,12 +148,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records;
+    /// claims and the credentials their data was initialised with are kept.
     Remove {
         #[command(flatten)]
         deployed: Deployed,
         #[command(flatten)]
         kube: KubeArgs,
+        /// Also delete the bundle's PersistentVolumeClaims (its data), the generated
+        /// credentials of its applications with storage, objects marked keep, and what earlier
+        /// removes and prunes kept.
+        #[arg(long)]
+        destroy_storage: bool,
+        #[command(flatten)]
+        lock: LockArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
         #[arg(short, long)]
         yes: bool,
@@ -245,19 +257,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
-        Command::Deploy { resolve, kube, dry_run, diff, apply } => {
+        Command::Deploy { resolve, kube, dry_run, diff, adopt, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
+            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, adopt, &apply)
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
         }
-        Command::Remove { deployed, kube, yes } => {
-            deploy_cmds::remove(&mut out, &deployed, &kube, yes)
+        Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
+            deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
         Command::Rollback { deployed, kube, revision, apply } => {
             deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)

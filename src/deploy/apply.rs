@@ -1,12 +1,17 @@
-//! Applying a prepared plan: namespace, revision record, CRDs, then every object with
-//! server-side apply; generated credentials; prune; wait; and the record's final state.
+//! Applying a prepared plan: namespace, lock, revision record, CRDs, then every object with
+//! server-side apply; generated credentials; adoption of kept objects; prune (keeping data);
+//! wait; and the record's final state (deployed, failed or interrupted).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cluster::{Cluster, Kind, Kinds, Lookup};
+use super::cluster::{Cluster, Kind, Kinds, Lookup, Removed};
+use super::keep::{kept_from, Keep, KeptObjects};
+use super::lock::LockOptions;
 use super::plan::{ObjectId, BUNDLE_LABEL};
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::record::{self, Entry, Record, RecordStatus};
@@ -17,10 +22,40 @@ use super::{generate, Action, DeployError, Event, Progress, FIELD_MANAGER};
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
-    /// Delete objects of earlier revisions that are no longer rendered.
+    /// Delete objects of earlier revisions that are no longer rendered (data is kept).
     pub prune: bool,
     /// Wait for readiness (`None`: return once applied).
     pub wait: Option<WaitOptions>,
+    /// How to take the bundle's lock.
+    pub lock: LockOptions,
+    /// Stops the operation cleanly when triggered (the CLI triggers it on SIGINT/SIGTERM).
+    pub interrupt: Option<Interrupt>,
+    /// When applying or waiting fails, re-apply the last deployed revision.
+    pub rollback_on_failure: bool,
+}
+
+/// A stop request shared between a signal handler and a running operation.
+#[derive(Debug, Clone)]
+pub struct Interrupt(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Interrupt {
+    /// Asks the operation to stop.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once [`Interrupt::trigger`] has been called.
+    pub async fn triggered(&self) {
+        let mut receiver = self.0.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
 }
 
 /// What a deploy did.
@@ -34,8 +69,16 @@ pub struct Outcome {
     pub pruned: Vec<ObjectId>,
     /// Objects of earlier revisions not deleted, and why.
     pub kept: Vec<(ObjectId, String)>,
+    /// Objects of earlier revisions no longer rendered but left in place (data, credentials,
+    /// resource policy), marked as kept from the bundle.
+    pub retained: Vec<(ObjectId, Keep)>,
+    /// Objects that were kept from a bundle (or managed by someone else, with adopt) and
+    /// belong to this deploy now.
+    pub adopted: Vec<ObjectId>,
     /// Secrets whose generated keys were created now, with the key names.
     pub generated: Vec<(ObjectId, Vec<String>)>,
+    /// Things the user should know (a lock taken over from a holder that died).
+    pub warnings: Vec<String>,
 }
 
 /// One applied object.
@@ -52,21 +95,27 @@ pub struct Applied {
 impl Outcome {
     /// True when the cluster was changed.
     pub fn changed(&self) -> bool {
-        !self.pruned.is_empty() || self.applied.iter().any(|a| a.action != Action::Unchanged)
+        !self.pruned.is_empty()
+            || !self.retained.is_empty()
+            || self.applied.iter().any(|a| a.action != Action::Unchanged)
     }
 }
 
 /// What happened when deleting an inventory entry.
 pub(crate) enum Deletion {
     Deleted,
+    /// Deleted, but a finalizer holds it until its controller lets go (a mounted claim).
+    Terminating,
     Gone,
     Kept(String),
+    /// Left in place and marked as kept from the bundle.
+    Retained(Keep),
 }
 
 impl Cluster {
-    /// Applies a prepared plan. A revision is recorded (pending, then deployed or failed)
-    /// unless plan and inventory equal the currently deployed revision's, so re-deploying an
-    /// unchanged bundle changes nothing.
+    /// Applies a prepared plan under the bundle's lock. A revision is recorded (created as
+    /// pending, then deployed, failed or interrupted) unless plan and inventory equal the
+    /// currently deployed revision's, so re-deploying an unchanged bundle changes nothing.
     pub async fn apply(
         &self,
         prepared: &Prepared,
@@ -74,9 +123,9 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
-        let kinds = &prepared.kinds;
         if !prepared.namespace_exists {
-            if let Lookup::Served(kind) = kinds.find("v1", "Namespace") {
+            // The lock lives in the namespace, so it comes first.
+            if let Lookup::Served(kind) = prepared.kinds.find("v1", "Namespace") {
                 self.apply_object(
                     &kind,
                     &namespace_id(&plan.namespace),
@@ -87,6 +136,34 @@ impl Cluster {
                 .await?;
             }
         }
+        let lock = self.lock(&plan.bundle, &plan.namespace, &options.lock).await?;
+        let taken_over = lock.taken_over.clone();
+        let result = match self.apply_locked(prepared, options, progress).await {
+            Err(error) if options.rollback_on_failure && rolls_back(&error) => {
+                self.roll_back(prepared, options, progress, error).await
+            }
+            result => result,
+        };
+        let released = lock.release().await;
+        if let (Err(_), Some(warning)) = (&result, &taken_over) {
+            // A failed operation returns no outcome to carry the warning.
+            tracing::warn!("{warning}");
+        }
+        let mut outcome = result?;
+        released?;
+        outcome.warnings.extend(taken_over);
+        Ok(outcome)
+    }
+
+    async fn apply_locked(
+        &self,
+        prepared: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, DeployError> {
+        let plan = &prepared.plan;
+        let kinds = &prepared.kinds;
+        self.check_unchanged_since_preflight(prepared).await?;
         // Objects left in place by --no-prune stay in the inventory, so a later deploy or
         // `remove` still deletes them.
         let mut inventory: Vec<Entry> = prepared
@@ -106,11 +183,33 @@ impl Cluster {
             status: RecordStatus::Pending,
             plan: plan.clone(),
             inventory,
+            reason: None,
         });
         if let Some(r) = &record {
-            record::save(self, kinds, r).await?;
+            record::create(self, kinds, r).await?;
         }
-        let result = self.apply_targets(prepared, options, progress).await;
+        let applied = AtomicUsize::new(0);
+        let work = self.apply_targets(prepared, options, progress, &applied);
+        let result = match &options.interrupt {
+            Some(interrupt) => tokio::select! {
+                result = work => result,
+                () = interrupt.triggered() => {
+                    let total = prepared.targets.len();
+                    let done = applied.load(Ordering::SeqCst);
+                    let during = if done < total {
+                        format!("after applying {done} of {total} objects")
+                    } else {
+                        format!("while waiting (all {total} objects applied)")
+                    };
+                    let during = match &record {
+                        Some(r) => format!("{during}; revision {} is recorded as interrupted", r.revision),
+                        None => during,
+                    };
+                    Err(DeployError::Interrupted { during })
+                }
+            },
+            None => work.await,
+        };
         let Some(r) = record.as_mut() else { return result };
         match result {
             Ok(mut outcome) => {
@@ -121,7 +220,12 @@ impl Cluster {
                 Ok(outcome)
             }
             Err(error) => {
-                r.status = RecordStatus::Failed;
+                (r.status, r.reason) = match &error {
+                    DeployError::Interrupted { during } => {
+                        (RecordStatus::Interrupted, Some(format!("interrupted {during}")))
+                    }
+                    other => (RecordStatus::Failed, Some(other.to_string())),
+                };
                 // The deploy's own error matters more than a failure to note it.
                 if let Err(e) = record::save(self, kinds, r).await {
                     tracing::warn!("{e}");
@@ -131,11 +235,54 @@ impl Cluster {
         }
     }
 
+    /// Preflight read the records before the lock was taken; another operation may have
+    /// recorded a revision in between, which would make this plan's revision number and
+    /// inventory wrong.
+    async fn check_unchanged_since_preflight(&self, prepared: &Prepared) -> Result<(), DeployError> {
+        let plan = &prepared.plan;
+        let now = record::load(self, &prepared.kinds, &plan.bundle, &plan.namespace).await?;
+        let states = |records: &[Record]| -> Vec<(u32, RecordStatus)> {
+            records.iter().map(|r| (r.revision, r.status)).collect()
+        };
+        if states(&now) == states(&prepared.records) {
+            return Ok(());
+        }
+        Err(DeployError::Changed {
+            bundle: plan.bundle.clone(),
+            namespace: plan.namespace.clone(),
+            revision: record::next_revision(&now) - 1,
+        })
+    }
+
+    /// `rollback_on_failure`: re-applies the last deployed revision after `error`.
+    async fn roll_back(
+        &self,
+        failed: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+        error: DeployError,
+    ) -> Result<Outcome, DeployError> {
+        let Some(previous) = failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed)
+        else {
+            return Err(error);
+        };
+        tracing::warn!("{error}; rolling back to revision {}", previous.revision);
+        let prepared = self.prepare(previous.plan.clone()).await?;
+        let options = ApplyOptions { rollback_on_failure: false, ..options.clone() };
+        let outcome = Box::pin(self.apply_locked(&prepared, &options, progress)).await?;
+        Err(DeployError::RolledBack {
+            error: Box::new(error),
+            to: previous.revision,
+            revision: outcome.revision.unwrap_or(previous.revision),
+        })
+    }
+
     async fn apply_targets(
         &self,
         prepared: &Prepared,
         options: &ApplyOptions,
         progress: &dyn Progress,
+        applied: &AtomicUsize,
     ) -> Result<Outcome, DeployError> {
         let mut outcome = Outcome::default();
         let crds: Vec<&Target> =
@@ -149,7 +296,14 @@ impl Cluster {
                 established = true;
             }
             let before = self.get(&t.kind, &t.id).await?;
-            let after = self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
+            let mut after =
+                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
+            if before.as_ref().and_then(kept_from).is_some() {
+                // Kept by an earlier remove or prune (preflight checked whose): it is this
+                // deploy's again, with its data and credentials.
+                after = self.unmark_kept(&t.kind, &t.id).await?;
+                outcome.adopted.push(t.id.clone());
+            }
             let mut action = match &before {
                 None => Action::Created,
                 Some(b)
@@ -168,18 +322,22 @@ impl Cluster {
                     outcome.generated.push((t.id.clone(), generated));
                 }
             }
+            applied.fetch_add(1, Ordering::SeqCst);
             progress.event(Event::Applied { app: t.app.clone(), id: t.id.clone(), action });
             outcome.applied.push(Applied { app: t.app.clone(), id: t.id.clone(), action });
         }
         if options.prune {
+            let kept = KeptObjects::of(&prepared.records);
             for (entry, kind) in stale_entries(prepared) {
-                match self.delete_owned(&kind, &entry.id, &prepared.plan.bundle).await? {
-                    Deletion::Deleted => {
+                let keep = kept.reason(&entry.id);
+                match self.delete_owned(&kind, &entry.id, &prepared.plan.bundle, keep).await? {
+                    Deletion::Deleted | Deletion::Terminating => {
                         progress.event(Event::Pruned { id: entry.id.clone() });
                         outcome.pruned.push(entry.id);
                     }
                     Deletion::Gone => {}
                     Deletion::Kept(why) => outcome.kept.push((entry.id, why)),
+                    Deletion::Retained(keep) => outcome.retained.push((entry.id, keep)),
                 }
             }
         }
@@ -192,12 +350,14 @@ impl Cluster {
     }
 
     /// Deletes an inventory object if it still carries the bundle's label; CRDs and
-    /// namespaces are never deleted.
+    /// namespaces are never deleted. An object with a `keep` reason is left in place and
+    /// marked as kept from the bundle instead (pass `None` to destroy it).
     pub(crate) async fn delete_owned(
         &self,
         kind: &Kind,
         id: &ObjectId,
         bundle: &str,
+        keep: Option<Keep>,
     ) -> Result<Deletion, DeployError> {
         if let Some(why) = never_deleted(&id.kind) {
             return Ok(Deletion::Kept(why.to_string()));
@@ -206,8 +366,28 @@ impl Cluster {
         if !owned_by(&live, bundle) {
             return Ok(Deletion::Kept(format!("it is no longer labelled {BUNDLE_LABEL}={bundle}")));
         }
-        Ok(if self.delete(kind, id).await? { Deletion::Deleted } else { Deletion::Gone })
+        if let Some(keep) = keep {
+            self.mark_kept(kind, id, bundle, keep).await?;
+            return Ok(Deletion::Retained(keep));
+        }
+        Ok(match self.delete(kind, id).await? {
+            Removed::Deleted => Deletion::Deleted,
+            Removed::Terminating => Deletion::Terminating,
+            Removed::Missing => Deletion::Gone,
+        })
     }
+}
+
+/// Whether a failed deploy is worth rolling back: something was applied and failed, as
+/// opposed to stopping before any write, or on the user's request.
+fn rolls_back(error: &DeployError) -> bool {
+    !matches!(
+        error,
+        DeployError::Interrupted { .. }
+            | DeployError::Changed { .. }
+            | DeployError::Locked { .. }
+            | DeployError::Invalid(_)
+    )
 }
 
 /// Why objects of a kind are never deleted by prune or remove, if they are not.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use charmer::deploy::{
     Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject,
-    Prepared, RecordStatus, WaitOptions, BUNDLE_LABEL, GENERATE_ANNOTATION, GENERATE_MANAGER,
+    Prepared, RecordStatus, RemoveOptions, WaitOptions, BUNDLE_LABEL, GENERATE_ANNOTATION, GENERATE_MANAGER,
     MIN_KUBERNETES_ANNOTATION,
 };
 use serde_json::{json, Value};
@@ -88,6 +88,7 @@ fn quick_wait() -> ApplyOptions {
             timeout: Duration::from_secs(30),
             poll: Duration::from_millis(20),
         }),
+        ..ApplyOptions::default()
     }
 }
 
@@ -386,7 +387,7 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
     );
     assert_eq!(emulator.get("Gateway", NS, "main").unwrap()["spec"]["port"], 80);
     // Removing the bundle keeps the CRD: deleting it would delete every Gateway in the cluster.
-    let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
+    let removal = cluster.remove("shop", NS, &RemoveOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(
         removal.deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["Gateway/shop/main"]
@@ -400,11 +401,11 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let options = ApplyOptions {
-        prune: true,
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(1),
             poll: Duration::from_millis(20),
         }),
+        ..quick_wait()
     };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("times out");
     let text = error.to_string();
@@ -419,11 +420,11 @@ async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::Failing("ImagePullBackOff"));
     let options = ApplyOptions {
-        prune: true,
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(600),
             poll: Duration::from_millis(20),
         }),
+        ..quick_wait()
     };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("fails");
     match &error {
@@ -616,7 +617,7 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
     deploy(&emulator, full_shop("b")).await;
     emulator.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hand-made", "namespace": NS, "labels": {BUNDLE_LABEL: "shop"}}}));
     let cluster = cluster(&emulator).await;
-    let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
+    let removal = cluster.remove("shop", NS, &RemoveOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(removal.deleted.len(), 6);
     assert_eq!(removal.records, ["charmer.shop.v1", "charmer.shop.v2"]);
     let left: Vec<String> =
