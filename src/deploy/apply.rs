@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kind, Kinds, Lookup, Removed};
-use super::keep::{kept_from, Keep, KeptObjects};
+use super::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects, KEPT_FROM_LABEL};
 use super::lock::LockOptions;
 use super::plan::{ObjectId, BUNDLE_LABEL};
 use super::preflight::{namespace_id, namespace_object, Prepared};
@@ -201,16 +201,20 @@ impl Cluster {
                     } else {
                         format!("while waiting (all {total} objects applied)")
                     };
-                    let during = match &record {
-                        Some(r) => format!("{during}; revision {} is recorded as interrupted", r.revision),
-                        None => during,
-                    };
                     Err(DeployError::Interrupted { during })
                 }
             },
             None => work.await,
         };
         let Some(r) = record.as_mut() else { return result };
+        let result = result.map_err(|error| match error {
+            DeployError::Interrupted { during } => {
+                r.reason = Some(format!("interrupted {during}"));
+                let during = format!("{during}; revision {} is recorded as interrupted", r.revision);
+                DeployError::Interrupted { during }
+            }
+            other => other,
+        });
         match result {
             Ok(mut outcome) => {
                 r.status = RecordStatus::Deployed;
@@ -220,12 +224,12 @@ impl Cluster {
                 Ok(outcome)
             }
             Err(error) => {
-                (r.status, r.reason) = match &error {
-                    DeployError::Interrupted { during } => {
-                        (RecordStatus::Interrupted, Some(format!("interrupted {during}")))
-                    }
-                    other => (RecordStatus::Failed, Some(other.to_string())),
-                };
+                if matches!(error, DeployError::Interrupted { .. }) {
+                    r.status = RecordStatus::Interrupted;
+                } else {
+                    r.status = RecordStatus::Failed;
+                    r.reason = Some(error.to_string());
+                }
                 // The deploy's own error matters more than a failure to note it.
                 if let Err(e) = record::save(self, kinds, r).await {
                     tracing::warn!("{e}");
@@ -328,19 +332,21 @@ impl Cluster {
         }
         if options.prune {
             let kept = KeptObjects::of(&prepared.records);
-            for (entry, kind) in stale_entries(prepared) {
-                let keep = kept.reason(&entry.id);
-                match self.delete_owned(&kind, &entry.id, &prepared.plan.bundle, keep).await? {
-                    Deletion::Deleted | Deletion::Terminating => {
-                        progress.event(Event::Pruned { id: entry.id.clone() });
-                        outcome.pruned.push(entry.id);
-                    }
+            let plan = &prepared.plan;
+            let stale = stale_entries(prepared);
+            let disposed = self
+                .dispose(&prepared.kinds, stale, &plan.bundle, &plan.namespace, &kept, false, progress)
+                .await?;
+            for (id, deletion) in disposed {
+                match deletion {
+                    Deletion::Deleted | Deletion::Terminating => outcome.pruned.push(id),
                     Deletion::Gone => {}
-                    Deletion::Kept(why) => outcome.kept.push((entry.id, why)),
-                    Deletion::Retained(keep) => outcome.retained.push((entry.id, keep)),
+                    Deletion::Kept(why) => outcome.kept.push((id, why)),
+                    Deletion::Retained(keep) => outcome.retained.push((id, keep)),
                 }
             }
         }
+        outcome.adopted.extend(self.adopt_set_claims(prepared).await?);
         if let Some(wait) = &options.wait {
             let waited: Vec<&Target> =
                 prepared.targets.iter().filter(|t| wait::waits_for(&t.id.kind)).collect();
@@ -378,6 +384,95 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Deletes inventory entries (in the order given) with [`Cluster::delete_owned`], keeping
+    /// what `kept` says is kept unless `destroy`; then the claims the StatefulSet controller
+    /// made for the StatefulSets among them, which Kubernetes leaves behind: marked as kept,
+    /// or deleted with `destroy`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn dispose(
+        &self,
+        kinds: &Kinds,
+        entries: Vec<(Entry, Kind)>,
+        bundle: &str,
+        namespace: &str,
+        kept: &KeptObjects,
+        destroy: bool,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(ObjectId, Deletion)>, DeployError> {
+        let mut done = Vec::new();
+        let mut sets = Vec::new();
+        for (entry, kind) in entries {
+            let keep = kept.reason(&entry.id).filter(|_| !destroy);
+            let deletion = self.delete_owned(&kind, &entry.id, bundle, keep).await?;
+            if entry.id.kind == "StatefulSet"
+                && matches!(deletion, Deletion::Deleted | Deletion::Terminating | Deletion::Gone)
+            {
+                sets.push(entry.id.name.clone());
+            }
+            done.push((entry.id, deletion));
+        }
+        let Some(claim_kind) = kinds.preferred("", "PersistentVolumeClaim") else {
+            return Ok(done);
+        };
+        if !sets.is_empty() {
+            for claim in self.list(&claim_kind, Some(namespace), "").await? {
+                let Ok(id) = super::plan::object_id(&claim, Some(namespace)) else { continue };
+                if !kept.is_claim_of(&id.name, &sets) {
+                    continue;
+                }
+                let deletion = if destroy {
+                    match self.delete(&claim_kind, &id).await? {
+                        Removed::Deleted => Deletion::Deleted,
+                        Removed::Terminating => Deletion::Terminating,
+                        Removed::Missing => continue,
+                    }
+                } else {
+                    self.mark_kept(&claim_kind, &id, bundle, Keep::Data).await?;
+                    Deletion::Retained(Keep::Data)
+                };
+                done.push((id, deletion));
+            }
+        }
+        for (id, deletion) in &done {
+            if matches!(deletion, Deletion::Deleted | Deletion::Terminating) {
+                progress.event(Event::Pruned { id: id.clone() });
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
+    /// uses them again, with their data.
+    async fn adopt_set_claims(&self, prepared: &Prepared) -> Result<Vec<ObjectId>, DeployError> {
+        let sets: Vec<&Target> = prepared
+            .targets
+            .iter()
+            .filter(|t| t.id.kind == "StatefulSet" && !claim_templates(&t.object).is_empty())
+            .collect();
+        let Some(claim_kind) = prepared.kinds.preferred("", "PersistentVolumeClaim") else {
+            return Ok(Vec::new());
+        };
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plan = &prepared.plan;
+        let selector = format!("{KEPT_FROM_LABEL}={}", plan.bundle);
+        let mut adopted = Vec::new();
+        for claim in self.list(&claim_kind, Some(&plan.namespace), &selector).await? {
+            let Ok(id) = super::plan::object_id(&claim, Some(&plan.namespace)) else { continue };
+            let ours = sets
+                .iter()
+                .any(|set| is_set_claim(&id.name, &set.id.name, &claim_templates(&set.object)));
+            if ours {
+                self.unmark_kept(&claim_kind, &id).await?;
+                adopted.push(id);
+            }
+        }
+        Ok(adopted)
+    }
+}
+
 /// Whether a failed deploy is worth rolling back: something was applied and failed, as
 /// opposed to stopping before any write, or on the user's request.
 fn rolls_back(error: &DeployError) -> bool {
@@ -399,9 +494,11 @@ fn never_deleted(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether a live object carries the bundle's label (the inventory's second safety check).
+/// Whether a live object carries the bundle's label, or was kept from it (the inventory's
+/// second safety check).
 pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
     live["metadata"]["labels"][BUNDLE_LABEL].as_str() == Some(bundle)
+        || kept_from(live) == Some(bundle)
 }
 
 /// Inventory entries of earlier revisions that the prepared plan no longer renders, with

@@ -4,7 +4,7 @@
 //! manager so the bundle's fields stay untouched), and is adopted again, unchanged, by the next
 //! deploy of the same bundle that renders it. Only `remove --destroy-storage` deletes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -78,16 +78,49 @@ fn has_storage(plan: &Plan, app: &str) -> bool {
     })
 }
 
-/// The objects of every recorded plan that are kept, by (group, kind, name).
-pub(crate) struct KeptObjects(BTreeMap<Key, Keep>);
+/// The objects of every recorded plan that are kept, by (group, kind, name), and the claim
+/// templates of their StatefulSets.
+pub(crate) struct KeptObjects {
+    kept: BTreeMap<Key, Keep>,
+    /// StatefulSet name → its claim templates' names.
+    set_templates: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The claim template names of a StatefulSet object.
+pub(crate) fn claim_templates(set: &Value) -> BTreeSet<String> {
+    set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether `claim` is one the StatefulSet controller made for set `set` from one of
+/// `templates`: `<template>-<set>-<ordinal>`.
+pub(crate) fn is_set_claim(claim: &str, set: &str, templates: &BTreeSet<String>) -> bool {
+    templates.iter().any(|t| {
+        claim
+            .strip_prefix(&format!("{t}-{set}-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
 
 impl KeptObjects {
     /// Collects the keep reasons of every plan the records hold (an object any of them keeps
     /// is kept: inventories span several revisions).
     pub(crate) fn of(records: &[Record]) -> KeptObjects {
         let mut kept = BTreeMap::new();
+        let mut set_templates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for record in records {
             for o in &record.plan.objects {
+                if o.object["kind"] == "StatefulSet" {
+                    let name = o.object["metadata"]["name"].as_str().unwrap_or_default();
+                    set_templates
+                        .entry(name.to_string())
+                        .or_default()
+                        .extend(claim_templates(&o.object));
+                }
                 let Some(keep) = reason(&record.plan, &o.app, &o.object) else { continue };
                 let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
                 let group = group_of(o.object["apiVersion"].as_str().unwrap_or_default());
@@ -97,13 +130,20 @@ impl KeptObjects {
                 *entry = (*entry).min(keep);
             }
         }
-        KeptObjects(kept)
+        KeptObjects { kept, set_templates }
     }
 
     /// Why the object is kept, if it is. Claims are always kept, whatever the record says.
     pub(crate) fn reason(&self, id: &super::ObjectId) -> Option<Keep> {
         let key = (id.group.clone(), id.kind.clone(), id.name.clone());
-        self.0.get(&key).copied().or((id.kind == "PersistentVolumeClaim").then_some(Keep::Data))
+        self.kept.get(&key).copied().or((id.kind == "PersistentVolumeClaim").then_some(Keep::Data))
+    }
+
+    /// Whether a claim was made by the controller of one of `sets` (StatefulSet names).
+    pub(crate) fn is_claim_of(&self, claim: &str, sets: &[String]) -> bool {
+        sets.iter().any(|set| {
+            self.set_templates.get(set).is_some_and(|templates| is_set_claim(claim, set, templates))
+        })
     }
 }
 
@@ -186,5 +226,15 @@ mod tests {
         assert_eq!(reason(&p, "web", &policy), Some(Keep::ResourcePolicy));
         let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}});
         assert_eq!(reason(&p, "web", &claim), Some(Keep::Data));
+    }
+
+    #[test]
+    fn set_claims_are_template_set_ordinal() {
+        let templates: BTreeSet<String> = ["data".to_string()].into();
+        assert!(is_set_claim("data-db-0", "db", &templates));
+        assert!(is_set_claim("data-db-12", "db", &templates));
+        assert!(!is_set_claim("data-db-backup", "db", &templates));
+        assert!(!is_set_claim("data-db-", "db", &templates));
+        assert!(!is_set_claim("data-dbx-0", "db", &templates));
     }
 }

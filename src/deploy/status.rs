@@ -11,7 +11,7 @@ use super::lock::LockOptions;
 use super::plan::{object_id, ObjectId, Plan};
 use super::record::{self, Entry, Record, RecordStatus, Revision};
 use super::wait::{readiness, waits_for, Readiness};
-use super::{DeployError, Event, Progress};
+use super::{DeployError, Progress};
 
 /// A deployed bundle as the cluster has it now.
 #[derive(Debug, Clone, Serialize)]
@@ -210,20 +210,17 @@ impl Cluster {
             }
         }
         let mut removal = Removal::default();
-        for (entry, kind) in with_kinds(&kinds, entries) {
-            let keep = kept.reason(&entry.id).filter(|_| !options.destroy_storage);
-            match self.delete_owned(&kind, &entry.id, bundle, keep).await? {
-                Deletion::Deleted => {
-                    progress.event(Event::Pruned { id: entry.id.clone() });
-                    removal.deleted.push(entry.id);
-                }
-                Deletion::Terminating => {
-                    progress.event(Event::Pruned { id: entry.id.clone() });
-                    removal.terminating.push(entry.id);
-                }
+        let entries = with_kinds(&kinds, entries);
+        let destroy = options.destroy_storage;
+        for (id, deletion) in
+            self.dispose(&kinds, entries, bundle, namespace, &kept, destroy, progress).await?
+        {
+            match deletion {
+                Deletion::Deleted => removal.deleted.push(id),
+                Deletion::Terminating => removal.terminating.push(id),
                 Deletion::Gone => {}
-                Deletion::Kept(why) => removal.kept.push((entry.id, why)),
-                Deletion::Retained(keep) => removal.retained.push((entry.id, keep)),
+                Deletion::Kept(why) => removal.kept.push((id, why)),
+                Deletion::Retained(keep) => removal.retained.push((id, keep)),
             }
         }
         for r in &records {

@@ -13,20 +13,20 @@ use serde_json::{json, Value};
 
 use crate::support::kube_emulator::{Behaviour, KubeEmulator};
 
-const NS: &str = "shop";
+pub(crate) const NS: &str = "shop";
 
-fn labels(app: &str) -> Value {
+pub(crate) fn labels(app: &str) -> Value {
     json!({
         "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/part-of": "shop",
         "app.kubernetes.io/managed-by": "charmer", "app.kubernetes.io/version": "1.0.0", BUNDLE_LABEL: "shop",
     })
 }
 
-fn config_map(app: &str, name: &str, value: &str) -> Value {
+pub(crate) fn config_map(app: &str, name: &str, value: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels(app)}, "data": {"setting": value}})
 }
 
-fn deployment(app: &str, image: &str) -> Value {
+pub(crate) fn deployment(app: &str, image: &str) -> Value {
     let selector = json!({"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app});
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "labels": labels(app)},
@@ -35,18 +35,18 @@ fn deployment(app: &str, image: &str) -> Value {
     })
 }
 
-fn service(app: &str) -> Value {
+pub(crate) fn service(app: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "labels": labels(app)},
            "spec": {"selector": {"app.kubernetes.io/instance": app}, "ports": [{"port": 80}]}})
 }
 
-fn generated_secret(app: &str, plain: &str) -> Value {
+pub(crate) fn generated_secret(app: &str, plain: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": format!("{app}-credentials"), "labels": labels(app), "annotations": {GENERATE_ANNOTATION: "root-password"}},
            "stringData": {"username": plain}})
 }
 
-fn app(name: &str, after: &[&str]) -> PlanApp {
+pub(crate) fn app(name: &str, after: &[&str]) -> PlanApp {
     PlanApp {
         images: vec![format!("registry.local:5000/{name}:1")],
         after: after.iter().map(|s| s.to_string()).collect(),
@@ -55,7 +55,7 @@ fn app(name: &str, after: &[&str]) -> PlanApp {
 }
 
 /// The shop bundle: `db` (a provider) and `web` (requires db), or only the apps listed.
-fn shop(objects: Vec<(&str, Value)>) -> Plan {
+pub(crate) fn shop(objects: Vec<(&str, Value)>) -> Plan {
     let mut apps = vec![app("db", &[]), app("web", &["db"])];
     apps.retain(|a| objects.iter().any(|(o, _)| *o == a.name));
     Plan {
@@ -70,7 +70,7 @@ fn shop(objects: Vec<(&str, Value)>) -> Plan {
     }
 }
 
-fn full_shop(setting: &str) -> Plan {
+pub(crate) fn full_shop(setting: &str) -> Plan {
     shop(vec![
         ("web", deployment("web", "registry.local:5000/web:1")),
         ("web", config_map("web", "web-config", setting)),
@@ -81,7 +81,7 @@ fn full_shop(setting: &str) -> Plan {
     ])
 }
 
-fn quick_wait() -> ApplyOptions {
+pub(crate) fn quick_wait() -> ApplyOptions {
     ApplyOptions {
         prune: true,
         wait: Some(WaitOptions {
@@ -92,17 +92,17 @@ fn quick_wait() -> ApplyOptions {
     }
 }
 
-async fn cluster(emulator: &KubeEmulator) -> Cluster {
+pub(crate) async fn cluster(emulator: &KubeEmulator) -> Cluster {
     Cluster::connect(&emulator.client_options()).await.expect("connect to the emulator")
 }
 
-async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
+pub(crate) async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
     let cluster = cluster(emulator).await;
     let prepared = cluster.prepare(plan).await.expect("preflight passes");
     (cluster, prepared)
 }
 
-async fn deploy_with(
+pub(crate) async fn deploy_with(
     emulator: &KubeEmulator,
     plan: Plan,
     options: &ApplyOptions,
@@ -112,7 +112,7 @@ async fn deploy_with(
     cluster.apply(&prepared, options, &NoProgress).await
 }
 
-async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
+pub(crate) async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
     deploy_with(emulator, plan, &quick_wait()).await.expect("deploy succeeds")
 }
 
@@ -120,7 +120,7 @@ fn applied(outcome: &Outcome) -> Vec<(String, Action)> {
     outcome.applied.iter().map(|a| (a.id.to_string(), a.action)).collect()
 }
 
-fn record_status(emulator: &KubeEmulator, revision: u32) -> Option<String> {
+pub(crate) fn record_status(emulator: &KubeEmulator, revision: u32) -> Option<String> {
     let record = emulator.get("Secret", NS, &format!("charmer.shop.v{revision}"))?;
     record["metadata"]["labels"]["charmer.io/status"].as_str().map(str::to_string)
 }
@@ -132,7 +132,7 @@ fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
     keys.into_iter().cloned().collect()
 }
 
-fn decoded(secret: &Value, key: &str) -> String {
+pub(crate) fn decoded(secret: &Value, key: &str) -> String {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(secret["data"][key].as_str().expect("key present"))
@@ -158,12 +158,22 @@ async fn first_deploy_creates_namespace_then_objects_providers_first_and_records
     );
     let writes = emulator.writes();
     assert_eq!(
-        writes[0], "PATCH /api/v1/namespaces/shop",
-        "the namespace comes first: {writes:#?}"
+        writes[..3],
+        [
+            "PATCH /api/v1/namespaces/shop",
+            "POST /apis/coordination.k8s.io/v1/namespaces/shop/leases",
+            "POST /api/v1/namespaces/shop/secrets",
+        ],
+        "the namespace, the lock in it, then the record, created (never overwritten): {writes:#?}"
+    );
+    assert_eq!(
+        writes.last().map(String::as_str),
+        Some("DELETE /apis/coordination.k8s.io/v1/namespaces/shop/leases/charmer.shop.lock"),
+        "the lock is released last"
     );
     assert!(
-        writes.iter().all(|w| w.starts_with("PATCH ")),
-        "everything is server-side applied: {writes:#?}"
+        writes[3..writes.len() - 1].iter().all(|w| w.starts_with("PATCH ")),
+        "every object is server-side applied: {writes:#?}"
     );
     let web = emulator.get("Deployment", NS, "web").unwrap();
     assert_eq!(
@@ -319,8 +329,8 @@ async fn a_failing_preflight_reports_every_problem_and_writes_nothing() {
         "preflight: VirtualService (networking.istio.io/v1beta1) of application web: the cluster does not serve this kind",
         "install the CustomResourceDefinition for VirtualService in group networking.istio.io",
         "preflight: Secret/shop/tls-cert: required by web but missing (hint: create it before deploying: kubectl create secret generic tls-cert -n shop",
-        "preflight: PersistentVolumeClaim/shop/data: storage class \"fast\" does not exist in the cluster",
-        "preflight: PersistentVolumeClaim/shop/logs: no storage class is set and the cluster has no default storage class",
+        "preflight: PersistentVolumeClaim/shop/data: storage class \"fast\" does not exist in the cluster, and no pre-created PersistentVolume of that class fits it",
+        "preflight: PersistentVolumeClaim/shop/logs: no storage class is set, the cluster has no default storage class, and no pre-created PersistentVolume without a class fits it",
         "preflight: Deployment/shop/cache container cache: image docker.io/library/redis:7 is not in the registry registry.local:5000",
     ];
     for line in expected {
@@ -629,11 +639,11 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
 // The CLI, on the demo bundle of tests/fixtures/demo (the `mydb` StatefulSet with a generated
 // root password, and `web`).
 
-fn demo() -> std::path::PathBuf {
+pub(crate) fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
 }
 
-fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
     let out = crate::support::charmer()
         .current_dir(demo())

@@ -8,6 +8,7 @@ mod bad_archives;
 mod charm_format;
 mod charms;
 mod deploy;
+mod deploy_state;
 mod fixtures;
 mod publish;
 mod registry_archives;

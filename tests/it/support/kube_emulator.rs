@@ -104,6 +104,7 @@ struct State {
     uids: u64,
     default_behaviour: Behaviour,
     behaviours: BTreeMap<String, Behaviour>,
+    image_behaviours: BTreeMap<String, Behaviour>,
     fail_next: u32,
     drop_next: u32,
     failures_served: u32,
@@ -194,6 +195,11 @@ impl KubeEmulator {
     /// How workloads named `name` behave from their next change on.
     pub fn set_behaviour(&self, name: &str, behaviour: Behaviour) {
         self.state().behaviours.insert(name.to_string(), behaviour);
+    }
+
+    /// How workloads running `image` behave from their next change on (before their name's).
+    pub fn set_image_behaviour(&self, image: &str, behaviour: Behaviour) {
+        self.state().image_behaviours.insert(image.to_string(), behaviour);
     }
 
     /// The next `n` requests answer 503 Service Unavailable.
@@ -385,6 +391,7 @@ impl State {
             uids: 0,
             default_behaviour: Behaviour::Ready,
             behaviours: BTreeMap::new(),
+            image_behaviours: BTreeMap::new(),
             fail_next: 0,
             drop_next: 0,
             failures_served: 0,
@@ -724,10 +731,9 @@ impl State {
         let lag = self.objects.get(&k)?.status_lag;
         match lag {
             Some(0) => {
+                let behaviour = self.behaviour_of(&self.objects.get(&k)?.object);
                 let stored = self.objects.get_mut(&k)?;
                 stored.status_lag = None;
-                let behaviour =
-                    self.behaviours.get(name).copied().unwrap_or(self.default_behaviour);
                 let status = workload_status(&stored.object, behaviour);
                 stored.object["status"] = status;
                 self.resource_version += 1;
@@ -887,10 +893,20 @@ impl State {
         Ok(object)
     }
 
+    /// How a workload behaves: by an image it runs, else by its name, else the default.
+    fn behaviour_of(&self, workload: &Value) -> Behaviour {
+        let containers = workload["spec"]["template"]["spec"]["containers"].as_array();
+        let by_image = containers
+            .into_iter()
+            .flatten()
+            .find_map(|c| self.image_behaviours.get(c["image"].as_str()?).copied());
+        let name = workload["metadata"]["name"].as_str().unwrap_or_default();
+        by_image.or_else(|| self.behaviours.get(name).copied()).unwrap_or(self.default_behaviour)
+    }
+
     /// What the cluster's controllers would do after a spec change.
     fn simulate(&mut self, t: &ResourceType, stored: &mut Stored) {
-        let name = stored.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let behaviour = self.behaviours.get(&name).copied().unwrap_or(self.default_behaviour);
+        let behaviour = self.behaviour_of(&stored.object);
         match t.kind.as_str() {
             kind if WORKLOADS.contains(&kind) => {
                 stored.status_lag = Some(1);
