@@ -92,6 +92,7 @@ pub enum Command {
     },
     /// Validate a bundle against its charms without a cluster and print the plan.
     Check {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
         /// Output format.
@@ -100,6 +101,7 @@ pub enum Command {
     },
     /// Render a bundle's Kubernetes manifests (one file per application) and bundle.lock.
     Render {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
         /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
@@ -120,8 +122,10 @@ pub enum Command {
     /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
     /// apply, prune, wait for readiness, record the revision.
     Deploy {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change nothing.
@@ -131,13 +135,16 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
     },
     /// Show a deployed bundle: applications, versions, readiness, images, revisions.
     Status {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Output format.
@@ -146,8 +153,10 @@ pub enum Command {
     },
     /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
     Remove {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
@@ -156,13 +165,16 @@ pub enum Command {
     },
     /// Re-apply a recorded revision (default: the one before the current) as a new revision.
     Rollback {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// The revision to go back to.
         #[arg(long, value_name = "N")]
         revision: Option<u32>,
+        /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
     },
@@ -182,6 +194,7 @@ pub enum Command {
     /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
     /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
     Graph {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
         /// Drawing format.
@@ -210,6 +223,7 @@ pub enum Command {
 pub enum ImagesCommand {
     /// List every image a bundle can run (source, or source -> target with --registry).
     List {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
         /// Output format.
