@@ -251,7 +251,7 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     };
     let label = dir.join("metadata.yaml").display().to_string();
     let meta: NameOnly = serde_yaml::from_str(&read("metadata.yaml")?)
-        .map_err(|e| CharmError::from(crate::charm::config::yaml_problem(&label, &e)))?;
+        .map_err(|e| CharmError::from(crate::contract::yaml_problem(&label, &e)))?;
     let text = read("version")?;
     let line = text.lines().next().unwrap_or("").trim();
     let version = Version::parse(line).map_err(|e| {

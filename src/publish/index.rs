@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::http::Http;
 use super::sign::PublicKey;
 use super::{sums, PublishError, INDEX_FILE, SIG_SUFFIX, SUMS_FILE};
-use crate::charm::metadata::is_valid_name;
 use crate::charm::{Charm, Limits};
+use crate::contract::is_valid_name;
 use crate::diag::{Problem, Problems};
 
 /// `apiVersion` of the index format.
@@ -104,8 +104,8 @@ impl IndexEntry {
 impl Index {
     /// Parses and checks an index read from `label`, reporting every problem at once.
     pub fn parse(label: &str, text: &str) -> Result<Index, Problems> {
-        let index: Index = serde_yaml::from_str(text)
-            .map_err(|e| crate::charm::config::yaml_problem(label, &e))?;
+        let index: Index =
+            serde_yaml::from_str(text).map_err(|e| crate::contract::yaml_problem(label, &e))?;
         let mut problems = Problems::default();
         if index.api_version != API_VERSION || index.kind != KIND {
             problems.push(

@@ -3,6 +3,7 @@
 //! Every problem in the input is reported at once, each naming file, application and key.
 
 mod config;
+pub mod context;
 mod lock;
 pub mod model;
 pub mod plan;
