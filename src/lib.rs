@@ -24,6 +24,7 @@ pub mod render;
 pub mod repo;
 pub mod resolve;
 pub mod template;
+pub mod transport;
 
 use std::process::ExitCode;
 

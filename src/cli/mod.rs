@@ -17,7 +17,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::transport::TlsOptions;
 use crate::Error;
+
+/// How to reach servers over HTTP(S): registries and published indexes alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP, without TLS (only for servers that offer nothing else; an http://
+    /// index URL needs it too).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl TlsArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> TlsOptions {
+        TlsOptions { ca_file: self.ca_file.clone(), insecure_http: self.insecure_http }
+    }
+}
 
 /// Package Kubernetes applications as .charm archives and deploy bundles of them into
 /// air-gapped clusters, with no Docker and no internet.
@@ -81,6 +101,9 @@ pub enum Command {
         /// index must carry a valid <file>.sig made with its secret key.
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
+        /// How to reach index URLs.
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Unpack a .charm archive into a new folder (after every safety check).
     Unpack {
@@ -95,6 +118,9 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -104,6 +130,9 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
         /// stream on stdout.
         #[arg(long, value_name = "DIR|-")]
@@ -125,6 +154,9 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
@@ -197,6 +229,9 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Drawing format.
         #[arg(long, value_enum, default_value_t)]
         format: GraphFormat,
@@ -226,6 +261,9 @@ pub enum ImagesCommand {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -247,25 +285,29 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Pack { charm, out: dir } => charm_cmds::pack(&mut out, &charm, &dir),
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
-        Command::Verify { charms, key } => charm_cmds::verify(&mut out, &charms, key.as_deref()),
-        Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
-        Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
-        Command::Render { resolve, out: dest, lock } => {
-            bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref())
+        Command::Verify { charms, key, tls } => {
+            charm_cmds::verify(&mut out, &charms, key.as_deref(), &tls)
         }
-        Command::Images(ImagesCommand::List { resolve, output, why }) => {
-            bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref())
+        Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
+        Command::Check { resolve, tls, output } => {
+            bundle_cmds::check(&mut out, &resolve.with(&tls), output)
+        }
+        Command::Render { resolve, tls, out: dest, lock } => {
+            bundle_cmds::render(&mut out, &resolve.with(&tls), dest.as_deref(), lock.as_deref())
+        }
+        Command::Images(ImagesCommand::List { resolve, tls, output, why }) => {
+            bundle_cmds::images_list(&mut out, &resolve.with(&tls), output, why.as_deref())
         }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
-        Command::Deploy { resolve, kube, dry_run, diff, apply } => {
+        Command::Deploy { resolve, tls, kube, dry_run, diff, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
+            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, &apply)
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
@@ -279,8 +321,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Publish { charms, out: dir, sign_key } => {
             publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref())
         }
-        Command::Graph { resolve, format, out: file } => {
-            publish_cmds::graph(&mut out, &resolve, format, file.as_deref())
+        Command::Graph { resolve, tls, format, out: file } => {
+            publish_cmds::graph(&mut out, &resolve.with(&tls), format, file.as_deref())
         }
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
         Command::Completions { shell } => {

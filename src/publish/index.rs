@@ -17,6 +17,7 @@ use super::{sums, PublishError, INDEX_FILE, SIG_SUFFIX, SUMS_FILE};
 use crate::charm::{Charm, Limits};
 use crate::contract::is_valid_name;
 use crate::diag::{Problem, Problems};
+use crate::transport::TlsOptions;
 
 /// `apiVersion` of the index format.
 pub const API_VERSION: &str = "charmer.io/v1";
@@ -232,9 +233,14 @@ impl PublishedIndex {
     /// index or of the folder holding one. The index must match `SHA256SUMS` when that file
     /// is there and, with `key`, its `index.yaml.sig`; without one, unsigned is fine.
     ///
-    /// URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
+    /// An `http://` URL needs `tls.insecure_http`; `https://` trusts `tls.ca_file` besides the
+    /// system's roots. URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
     /// synchronous code, not from inside an async task.
-    pub fn open(source: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+    pub fn open(
+        source: &str,
+        key: Option<PublicKey>,
+        tls: &TlsOptions,
+    ) -> Result<PublishedIndex, PublishError> {
         if is_url(source) {
             let (prefix, name) = if source.ends_with(".yaml") || source.ends_with(".yml") {
                 let cut = source.rfind('/').map_or(source.len(), |i| i + 1);
@@ -244,7 +250,7 @@ impl PublishedIndex {
             };
             let prefix =
                 if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
-            return Self::open_at(Base::Url(prefix, Http::new()?), name, key);
+            return Self::open_at(Base::Url(prefix, Http::new(tls)?), name, key);
         }
         let path = Path::new(source);
         if path.is_dir() {
