@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{
-    client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags,
-};
-use super::{line, ResolveArgs};
+use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
+use super::{line, runtime, ResolveArgs};
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::Error;

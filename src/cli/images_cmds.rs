@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, ResolveArgs, TlsArgs};
+use super::{line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
@@ -292,14 +292,6 @@ pub(super) fn client(
     let options =
         ClientOptions { tls: connection.tls.options(), retries: connection.retries, keychain };
     Ok(Client::new(options)?)
-}
-
-/// The async runtime transfers run on.
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "async runtime".into(), source })
 }
 
 /// `1.5 GiB`-style sizes.
