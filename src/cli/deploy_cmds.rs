@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, stdout_error, Output, ResolveArgs};
+use super::{line, runtime, stdout_error, Output, ResolveArgs};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
@@ -47,6 +47,7 @@ pub struct ApplyArgs {
     /// revision); the command still fails.
     #[arg(long)]
     pub rollback_on_failure: bool,
+    /// How to take the bundle's lock.
     #[command(flatten)]
     pub lock: LockArgs,
     /// Do not ask before applying (the question is only asked on a terminal anyway).
@@ -143,13 +144,6 @@ fn exit_code_of(error: Error) -> Error {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
-}
-
 /// `deploy BUNDLE`: resolve and render first (any error: nothing touches the cluster), then
 /// preflight, and diff, dry-run or apply.
 pub(super) fn deploy(
@@ -226,15 +220,16 @@ pub(super) fn rollback(
     revision: Option<u32>,
     apply: &ApplyArgs,
 ) -> Result<ExitCode, Error> {
-    runtime()?.block_on(async {
-        let cluster = Cluster::connect(&kube.options()).await?;
-        let (plan, from) =
-            cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
-        let prepared = cluster.prepare(plan).await?;
-        print_notes(out, &prepared)?;
-        apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
-    })
-    .map_err(exit_code_of)
+    runtime()?
+        .block_on(async {
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let (plan, from) =
+                cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
+            let prepared = cluster.prepare(plan).await?;
+            print_notes(out, &prepared)?;
+            apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
+        })
+        .map_err(exit_code_of)
 }
 
 /// What preflight noted: claims pre-created volumes will bind, objects adopted.
@@ -393,7 +388,13 @@ fn print_outcome(
         )?;
     }
     for id in &outcome.adopted {
-        line(out, format_args!("{:<10} {id} (kept from an earlier remove or prune, or --adopt)", "adopted"))?;
+        line(
+            out,
+            format_args!(
+                "{:<10} {id} (kept from an earlier remove or prune, or --adopt)",
+                "adopted"
+            ),
+        )?;
     }
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {
@@ -522,7 +523,12 @@ pub(super) fn remove(
         line(out, format_args!("deleted {id}"))?;
     }
     for id in &removal.terminating {
-        line(out, format_args!("deleted {id} (still mounted: Kubernetes deletes it once its pods are gone)"))?;
+        line(
+            out,
+            format_args!(
+                "deleted {id} (still mounted: Kubernetes deletes it once its pods are gone)"
+            ),
+        )?;
     }
     for (id, why) in &removal.kept {
         line(out, format_args!("kept    {id}: {why}"))?;
@@ -540,7 +546,11 @@ pub(super) fn remove(
             if removal.retained.is_empty() {
                 String::new()
             } else {
-                format!(", {} kept (a later deploy of {} adopts them)", removal.retained.len(), deployed.bundle)
+                format!(
+                    ", {} kept (a later deploy of {} adopts them)",
+                    removal.retained.len(),
+                    deployed.bundle
+                )
             }
         ),
     )?;

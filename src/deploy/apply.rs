@@ -10,14 +10,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kind, Kinds, Lookup, Removed};
-use super::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects, KEPT_FROM_LABEL};
+use super::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects};
 use super::lock::LockOptions;
-use super::plan::{ObjectId, BUNDLE_LABEL};
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::record::{self, Entry, Record, RecordStatus};
 use super::targets::{kind_rank, phase, Phase, Target};
 use super::wait::{self, WaitOptions};
 use super::{generate, Action, DeployError, Event, Progress, FIELD_MANAGER};
+use crate::contract::{generated_keys, object_id, ObjectId, BUNDLE_LABEL, KEPT_FROM_LABEL};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -210,7 +210,8 @@ impl Cluster {
         let result = result.map_err(|error| match error {
             DeployError::Interrupted { during } => {
                 r.reason = Some(format!("interrupted {during}"));
-                let during = format!("{during}; revision {} is recorded as interrupted", r.revision);
+                let during =
+                    format!("{during}; revision {} is recorded as interrupted", r.revision);
                 DeployError::Interrupted { during }
             }
             other => other,
@@ -242,7 +243,10 @@ impl Cluster {
     /// Preflight read the records before the lock was taken; another operation may have
     /// recorded a revision in between, which would make this plan's revision number and
     /// inventory wrong.
-    async fn check_unchanged_since_preflight(&self, prepared: &Prepared) -> Result<(), DeployError> {
+    async fn check_unchanged_since_preflight(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<(), DeployError> {
         let plan = &prepared.plan;
         let now = record::load(self, &prepared.kinds, &plan.bundle, &plan.namespace).await?;
         let states = |records: &[Record]| -> Vec<(u32, RecordStatus)> {
@@ -266,7 +270,8 @@ impl Cluster {
         progress: &dyn Progress,
         error: DeployError,
     ) -> Result<Outcome, DeployError> {
-        let Some(previous) = failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed)
+        let Some(previous) =
+            failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed)
         else {
             return Err(error);
         };
@@ -317,7 +322,7 @@ impl Cluster {
                 }
                 Some(_) => Action::Unchanged,
             };
-            if t.id.kind == "Secret" && !generate::keys(&t.object).is_empty() {
+            if t.id.kind == "Secret" && !generated_keys(&t.object).is_empty() {
                 let generated = generate::ensure(self, t, &after).await?;
                 if !generated.is_empty() {
                     if action == Action::Unchanged {
@@ -335,7 +340,15 @@ impl Cluster {
             let plan = &prepared.plan;
             let stale = stale_entries(prepared);
             let disposed = self
-                .dispose(&prepared.kinds, stale, &plan.bundle, &plan.namespace, &kept, false, progress)
+                .dispose(
+                    &prepared.kinds,
+                    stale,
+                    &plan.bundle,
+                    &plan.namespace,
+                    &kept,
+                    false,
+                    progress,
+                )
                 .await?;
             for (id, deletion) in disposed {
                 match deletion {
@@ -417,7 +430,7 @@ impl Cluster {
         };
         if !sets.is_empty() {
             for claim in self.list(&claim_kind, Some(namespace), "").await? {
-                let Ok(id) = super::plan::object_id(&claim, Some(namespace)) else { continue };
+                let Ok(id) = object_id(&claim, Some(namespace)) else { continue };
                 if !kept.is_claim_of(&id.name, &sets) {
                     continue;
                 }
@@ -460,7 +473,7 @@ impl Cluster {
         let selector = format!("{KEPT_FROM_LABEL}={}", plan.bundle);
         let mut adopted = Vec::new();
         for claim in self.list(&claim_kind, Some(&plan.namespace), &selector).await? {
-            let Ok(id) = super::plan::object_id(&claim, Some(&plan.namespace)) else { continue };
+            let Ok(id) = object_id(&claim, Some(&plan.namespace)) else { continue };
             let ours = sets
                 .iter()
                 .any(|set| is_set_claim(&id.name, &set.id.name, &claim_templates(&set.object)));

@@ -11,17 +11,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::cluster::{Cluster, Kind};
-use super::plan::{group_of, Plan, GENERATE_ANNOTATION};
+use super::plan::Plan;
 use super::record::Record;
 use super::DeployError;
+use crate::contract::{
+    group_of, ObjectId, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
+    RESOURCE_POLICY_ANNOTATION,
+};
 
-/// Annotation a charm sets on any object prune and `remove` must leave in place (value
-/// `keep`), like Helm's `helm.sh/resource-policy: keep`.
-pub const RESOURCE_POLICY_ANNOTATION: &str = "charmer.io/resource-policy";
-/// Label on an object kept from a bundle: the bundle's name.
-pub const KEPT_FROM_LABEL: &str = "charmer.io/kept-from";
-/// Annotation on a kept object: why it was kept (`data`, `credentials`, `resource-policy`).
-pub const KEPT_ANNOTATION: &str = "charmer.io/kept";
 /// The field manager owning the kept marks, so marking and unmarking never touch the fields
 /// the bundle applied.
 pub const KEEP_MANAGER: &str = "charmer-keep";
@@ -124,8 +121,11 @@ impl KeptObjects {
                 let Some(keep) = reason(&record.plan, &o.app, &o.object) else { continue };
                 let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
                 let group = group_of(o.object["apiVersion"].as_str().unwrap_or_default());
-                let key =
-                    (group.to_string(), text(&o.object["kind"]), text(&o.object["metadata"]["name"]));
+                let key = (
+                    group.to_string(),
+                    text(&o.object["kind"]),
+                    text(&o.object["metadata"]["name"]),
+                );
                 let entry = kept.entry(key).or_insert(keep);
                 *entry = (*entry).min(keep);
             }
@@ -134,7 +134,7 @@ impl KeptObjects {
     }
 
     /// Why the object is kept, if it is. Claims are always kept, whatever the record says.
-    pub(crate) fn reason(&self, id: &super::ObjectId) -> Option<Keep> {
+    pub(crate) fn reason(&self, id: &ObjectId) -> Option<Keep> {
         let key = (id.group.clone(), id.kind.clone(), id.name.clone());
         self.kept.get(&key).copied().or((id.kind == "PersistentVolumeClaim").then_some(Keep::Data))
     }
@@ -157,7 +157,7 @@ impl Cluster {
     pub(crate) async fn mark_kept(
         &self,
         kind: &Kind,
-        id: &super::ObjectId,
+        id: &ObjectId,
         bundle: &str,
         keep: Keep,
     ) -> Result<(), DeployError> {
@@ -180,7 +180,7 @@ impl Cluster {
     pub(crate) async fn unmark_kept(
         &self,
         kind: &Kind,
-        id: &super::ObjectId,
+        id: &ObjectId,
     ) -> Result<Value, DeployError> {
         let nothing = json!({
             "apiVersion": kind.resource.api_version,
@@ -224,7 +224,8 @@ mod tests {
         assert_eq!(reason(&p, "db", &p.objects[1].object), Some(Keep::Credentials));
         assert_eq!(reason(&p, "web", &p.objects[2].object), None, "web has no storage");
         assert_eq!(reason(&p, "web", &policy), Some(Keep::ResourcePolicy));
-        let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}});
+        let claim =
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}});
         assert_eq!(reason(&p, "web", &claim), Some(Keep::Data));
     }
 

@@ -85,9 +85,7 @@ fn whoami() -> (String, String) {
 /// A holder identity unique to this acquisition (two operations of one process differ).
 fn identity(user: &str, host: &str) -> Result<String, DeployError> {
     let mut token = [0u8; 4];
-    getrandom::fill(&mut token).map_err(|e| {
-        DeployError::Config(format!("no random numbers from the operating system: {e}"))
-    })?;
+    getrandom::fill(&mut token).map_err(DeployError::Random)?;
     Ok(format!("{user}@{host} pid {} #{}", std::process::id(), hex::encode(token)))
 }
 

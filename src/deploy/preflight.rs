@@ -7,12 +7,11 @@ use serde_json::Value;
 
 use super::cluster::{Cluster, Kinds, Lookup};
 use super::keep::{kept_from, KEEP_MANAGER};
-use super::plan::{
-    group_of, KubeVersion, ObjectId, Plan, VersionNeed, VersionOp, MIN_KUBERNETES_ANNOTATION,
-};
+use super::plan::{KubeVersion, Plan, VersionNeed, VersionOp};
 use super::record::{self, Record};
 use super::targets::{self, Target};
 use super::{DeployError, FIELD_MANAGER, GENERATE_MANAGER};
+use crate::contract::{group_of, object_id, ObjectId, BUNDLE_LABEL, MIN_KUBERNETES_ANNOTATION};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
 
@@ -144,7 +143,7 @@ impl Cluster {
 
     async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
-            return Err(DeployError::Config("the cluster does not serve Namespaces (v1)".into()));
+            return Err(DeployError::NotServed("Namespaces"));
         };
         Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
     }
@@ -243,15 +242,14 @@ impl Cluster {
             .map(|o| &o.object)
             .collect();
         // Pre-created volumes (seed 000's workaround for clusters with no provisioner).
-        let (claim_kind, mut cluster_volumes) = match (
-            kinds.find("v1", "PersistentVolumeClaim"),
-            kinds.find("v1", "PersistentVolume"),
-        ) {
-            (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
-                (Some(claim_kind), self.list(&volume_kind, None, "").await?)
-            }
-            _ => (None, Vec::new()),
-        };
+        let (claim_kind, mut cluster_volumes) =
+            match (kinds.find("v1", "PersistentVolumeClaim"), kinds.find("v1", "PersistentVolume"))
+            {
+                (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
+                    (Some(claim_kind), self.list(&volume_kind, None, "").await?)
+                }
+                _ => (None, Vec::new()),
+            };
         let mut problems = Vec::new();
         for claim in claims {
             let bound_volume = volumes.iter().any(|v| {
@@ -290,7 +288,11 @@ impl Cluster {
                             Some(volume) => notes.push(format!(
                                 "{}{}: will bind the pre-created {volume}",
                                 claim.subject,
-                                if claim.names.len() > 1 { format!(" ({name})") } else { String::new() }
+                                if claim.names.len() > 1 {
+                                    format!(" ({name})")
+                                } else {
+                                    String::new()
+                                }
                             )),
                             None => missing += 1,
                         }
@@ -327,7 +329,12 @@ enum LiveProblem {
 /// Whether a live object may be applied over: nobody else manages it, and it is not on its
 /// way out. Objects of the bundle's inventory, labelled with the bundle or kept from it are
 /// the bundle's own.
-fn live_problem(bundle: &str, id: &ObjectId, live: &Value, in_inventory: bool) -> Option<LiveProblem> {
+fn live_problem(
+    bundle: &str,
+    id: &ObjectId,
+    live: &Value,
+    in_inventory: bool,
+) -> Option<LiveProblem> {
     let meta = &live["metadata"];
     if let Some(since) = meta["deletionTimestamp"].as_str() {
         let finalizers: Vec<&str> =
@@ -347,11 +354,11 @@ fn live_problem(bundle: &str, id: &ObjectId, live: &Value, in_inventory: bool) -
                 .hint(hint),
         ));
     }
-    let label = meta["labels"][super::plan::BUNDLE_LABEL].as_str();
+    let label = meta["labels"][BUNDLE_LABEL].as_str();
     if let Some(other) = label.filter(|b| *b != bundle) {
         return Some(LiveProblem::Owned(format!(
             "bundle {other} manages it (label {}={other})",
-            super::plan::BUNDLE_LABEL
+            BUNDLE_LABEL
         )));
     }
     if let Some(other) = kept_from(live).filter(|b| *b != bundle) {
@@ -380,7 +387,11 @@ fn live_problem(bundle: &str, id: &ObjectId, live: &Value, in_inventory: bool) -
 /// Takes the smallest pre-created volume the claim can bind: free (or reserved for this
 /// claim), of the claim's class (none: no class), big enough, with its access modes and
 /// volume mode. Returns how to name it.
-fn take_volume(volumes: &mut Vec<Value>, claim: &Claim<'_>, claim_ref: (&str, &str)) -> Option<String> {
+fn take_volume(
+    volumes: &mut Vec<Value>,
+    claim: &Claim<'_>,
+    claim_ref: (&str, &str),
+) -> Option<String> {
     let class = claim.class.unwrap_or("");
     let fits = |v: &Value| {
         let spec = &v["spec"];
@@ -389,8 +400,12 @@ fn take_volume(volumes: &mut Vec<Value>, claim: &Claim<'_>, claim_ref: (&str, &s
             Some(name) => (reference["namespace"].as_str().unwrap_or(""), name) == claim_ref,
             None => v["status"]["phase"].as_str().is_none_or(|p| p == "Available"),
         };
-        let modes: BTreeSet<&str> =
-            spec["accessModes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let modes: BTreeSet<&str> = spec["accessModes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let size = spec["capacity"]["storage"].as_str().and_then(quantity);
         free && spec["storageClassName"].as_str().unwrap_or("") == class
             && claim.volume_name.is_none_or(|n| v["metadata"]["name"].as_str() == Some(n))
@@ -427,7 +442,8 @@ fn take_volume(volumes: &mut Vec<Value>, claim: &Claim<'_>, claim_ref: (&str, &s
 /// A Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`) in bytes.
 fn quantity(text: &str) -> Option<f64> {
     let text = text.trim();
-    let split = text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
+    let split =
+        text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let factor = match suffix {
         "" => 1.0,
@@ -548,8 +564,7 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
         else {
             continue;
         };
-        let subject =
-            super::plan::object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
+        let subject = object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
         match text.parse::<KubeVersion>() {
             Ok(min) => report(
                 &mut problems,
@@ -573,7 +588,7 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
 fn check_images(plan: &Plan) -> Vec<Problem> {
     let mut problems = Vec::new();
     for o in &plan.objects {
-        let subject = super::plan::object_id(&o.object, Some(&plan.namespace))
+        let subject = object_id(&o.object, Some(&plan.namespace))
             .map(|id| id.to_string())
             .unwrap_or_default();
         let mut images = Vec::new();

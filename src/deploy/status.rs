@@ -6,12 +6,13 @@ use serde::Serialize;
 
 use super::apply::{with_kinds, Deletion};
 use super::cluster::{Cluster, Kinds};
-use super::keep::{Keep, KeptObjects, KEPT_FROM_LABEL};
+use super::keep::{Keep, KeptObjects};
 use super::lock::LockOptions;
-use super::plan::{object_id, ObjectId, Plan};
+use super::plan::Plan;
 use super::record::{self, Entry, Record, RecordStatus, Revision};
 use super::wait::{readiness, waits_for, Readiness};
 use super::{DeployError, Progress};
+use crate::contract::{object_id, ObjectId, KEPT_FROM_LABEL};
 
 /// A deployed bundle as the cluster has it now.
 #[derive(Debug, Clone, Serialize)]

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use charmer::contract::{
+    ObjectId, BUNDLE_LABEL, KEPT_ANNOTATION, KEPT_FROM_LABEL, RESOURCE_POLICY_ANNOTATION,
+};
 use charmer::deploy::{
     ApplyOptions, DeployError, Keep, LockOptions, NoProgress, Plan, PlanObject, PrepareOptions,
-    RecordStatus, RemoveOptions, WaitOptions, BUNDLE_LABEL, KEEP_MANAGER, KEPT_ANNOTATION,
-    KEPT_FROM_LABEL, RESOURCE_POLICY_ANNOTATION,
+    RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
 };
 use serde_json::{json, Value};
 
@@ -55,7 +57,7 @@ fn with_storage() -> Plan {
     ])
 }
 
-fn ids(list: &[(charmer::deploy::ObjectId, Keep)]) -> Vec<(String, Keep)> {
+fn ids(list: &[(ObjectId, Keep)]) -> Vec<(String, Keep)> {
     list.iter().map(|(id, keep)| (id.to_string(), *keep)).collect()
 }
 
@@ -191,10 +193,7 @@ async fn a_charm_can_mark_any_object_keep() {
         .await;
     let cluster = cluster(&emulator).await;
     let removal = cluster.remove("shop", NS, &remove_options(false), &NoProgress).await.unwrap();
-    assert_eq!(
-        ids(&removal.retained),
-        [("ConfigMap/shop/seed".to_string(), Keep::ResourcePolicy)]
-    );
+    assert_eq!(ids(&removal.retained), [("ConfigMap/shop/seed".to_string(), Keep::ResourcePolicy)]);
     assert!(emulator.get("ConfigMap", NS, "web-config").is_none());
     assert_eq!(emulator.get("ConfigMap", NS, "seed").unwrap()["data"]["setting"], "v1");
 }
@@ -281,7 +280,10 @@ async fn the_lock_is_renewed_while_a_long_deploy_runs() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let slow = ApplyOptions {
-        wait: Some(WaitOptions { timeout: Duration::from_secs(4), poll: Duration::from_millis(50) }),
+        wait: Some(WaitOptions {
+            timeout: Duration::from_secs(4),
+            poll: Duration::from_millis(50),
+        }),
         lock: LockOptions { duration: Duration::from_secs(1), ..LockOptions::default() },
         ..quick_wait()
     };
@@ -381,7 +383,10 @@ async fn rollback_on_failure_reapplies_the_last_deployed_revision() {
         "{text}"
     );
     let web = emulator.get("Deployment", NS, "web").unwrap();
-    assert_eq!(web["spec"]["template"]["spec"]["containers"][0]["image"], "registry.local:5000/web:1");
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.local:5000/web:1"
+    );
     let cluster = cluster(&emulator).await;
     let status = cluster.status("shop", NS).await.unwrap();
     let states: Vec<(u32, RecordStatus)> =

@@ -10,6 +10,7 @@ mod charms;
 mod deploy;
 mod deploy_state;
 mod fixtures;
+mod layering;
 mod publish;
 mod registry_archives;
 mod registry_auth;

@@ -990,7 +990,8 @@ impl State {
             if workload["kind"] == "StatefulSet" {
                 // Each replica mounts its own claim of every claim template.
                 for t in workload["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
-                    let claim = format!("{}-{name}-{i}", t["metadata"]["name"].as_str().unwrap_or("?"));
+                    let claim =
+                        format!("{}-{name}-{i}", t["metadata"]["name"].as_str().unwrap_or("?"));
                     let volume = json!({"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim}});
                     match spec["volumes"].as_array_mut() {
                         Some(volumes) => volumes.push(volume),
@@ -1081,7 +1082,8 @@ impl State {
         let replicas = set["spec"]["replicas"].as_i64().unwrap_or(1);
         let t = self.types.iter().find(|t| t.kind == "PersistentVolumeClaim").cloned();
         let Some(t) = t else { return };
-        for template in set["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
+        for template in set["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default()
+        {
             let Some(template_name) = template["metadata"]["name"].as_str() else { continue };
             for i in 0..replicas {
                 let claim_name = format!("{template_name}-{name}-{i}");
@@ -1094,7 +1096,8 @@ impl State {
                                  "labels": template["metadata"]["labels"].clone()},
                     "spec": template["spec"].clone(),
                 });
-                let _ = self.apply(&t, &ns, &claim_name, "kube-controller-manager", claim, false, true);
+                let _ =
+                    self.apply(&t, &ns, &claim_name, "kube-controller-manager", claim, false, true);
             }
         }
     }
