@@ -138,7 +138,7 @@ const INTERRUPTED_EXIT: u8 = 130;
 fn exit_code_of(error: Error) -> Error {
     match error {
         Error::Deploy(DeployError::Interrupted { .. }) => {
-            Error::Exit { code: INTERRUPTED_EXIT.into(), source: Box::new(error) }
+            Error::Exit { code: INTERRUPTED_EXIT, source: Box::new(error) }
         }
         other => other,
     }
