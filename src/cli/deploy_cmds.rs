@@ -318,6 +318,7 @@ fn print_dry_run(
     prepared: &Prepared,
     changes: &Changes,
 ) -> Result<ExitCode, Error> {
+    print_notes(out, prepared)?;
     print_summary(out, prepared, changes)?;
     for c in changes.objects.iter().filter(|c| c.action == Action::Configured) {
         line(out, "")?;

@@ -137,20 +137,13 @@ impl Cluster {
             }
         }
         let lock = self.lock(&plan.bundle, &plan.namespace, &options.lock).await?;
-        let taken_over = lock.taken_over.clone();
         let result = match self.apply_locked(prepared, options, progress).await {
             Err(error) if options.rollback_on_failure && rolls_back(&error) => {
                 self.roll_back(prepared, options, progress, error).await
             }
             result => result,
         };
-        let released = lock.release().await;
-        if let (Err(_), Some(warning)) = (&result, &taken_over) {
-            // A failed operation returns no outcome to carry the warning.
-            tracing::warn!("{warning}");
-        }
-        let mut outcome = result?;
-        released?;
+        let (mut outcome, taken_over) = lock.release_after(result).await?;
         outcome.warnings.extend(taken_over);
         Ok(outcome)
     }

@@ -54,7 +54,7 @@ pub(crate) struct Lock {
     identity: String,
     renewal: tokio::task::JoinHandle<()>,
     /// Set when the lock was taken over from a holder that stopped renewing it.
-    pub taken_over: Option<String>,
+    taken_over: Option<String>,
 }
 
 impl Drop for Lock {
@@ -247,8 +247,27 @@ async fn renew(api: Api<Lease>, name: String, identity: String, every: Duration)
 }
 
 impl Lock {
+    /// Releases the lock after the operation it guarded, passing its result on with the
+    /// takeover warning, if any (logged when the operation failed: no outcome carries it).
+    pub(crate) async fn release_after<T>(
+        self,
+        result: Result<T, DeployError>,
+    ) -> Result<(T, Option<String>), DeployError> {
+        let warning = self.taken_over.clone();
+        let released = self.release().await;
+        match result {
+            Ok(value) => released.map(|()| (value, warning)),
+            Err(error) => {
+                if let Some(warning) = &warning {
+                    tracing::warn!("{warning}");
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Stops renewing and deletes the lease, if it is still this holder's.
-    pub(crate) async fn release(self) -> Result<(), DeployError> {
+    async fn release(self) -> Result<(), DeployError> {
         self.renewal.abort();
         let namespace = self.api.namespace().unwrap_or_default().to_string();
         let current = self

@@ -123,6 +123,16 @@ pub enum DeployError {
         /// The namespace.
         namespace: String,
     },
+    /// The bundle is not deployed, but objects kept from it (data, credentials) remain.
+    #[error("bundle {bundle} is not deployed in namespace {namespace}; kept from it: {} (delete them with --destroy-storage)", kept.join(", "))]
+    OnlyKept {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The kept objects.
+        kept: Vec<String>,
+    },
     /// The revision asked for is not recorded.
     #[error("bundle {bundle} has no revision {revision} to roll back to in namespace {namespace}")]
     NoRevision {

@@ -202,6 +202,12 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
     Ok(secret)
 }
 
+/// A record as the Secret to write, with where it goes.
+fn secret_of(kinds: &Kinds, record: &Record) -> Result<(Kind, ObjectId, Value), DeployError> {
+    let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
+    Ok((secret_kind(kinds)?, id, encode(record)?))
+}
+
 /// Creates a new record. Records are created, never overwritten: when another operation has
 /// recorded this revision number already, this fails and nothing is written.
 pub(crate) async fn create(
@@ -209,9 +215,7 @@ pub(crate) async fn create(
     kinds: &Kinds,
     record: &Record,
 ) -> Result<(), DeployError> {
-    let kind = secret_kind(kinds)?;
-    let secret = encode(record)?;
-    let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
+    let (kind, id, secret) = secret_of(kinds, record)?;
     match cluster.create(&kind, &id, &secret).await {
         Err(DeployError::Api { code: 409, .. }) => Err(DeployError::Record {
             name: id.name,
@@ -227,9 +231,7 @@ pub(crate) async fn save(
     kinds: &Kinds,
     record: &Record,
 ) -> Result<(), DeployError> {
-    let kind = secret_kind(kinds)?;
-    let secret = encode(record)?;
-    let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
+    let (kind, id, secret) = secret_of(kinds, record)?;
     cluster.apply_object(&kind, &id, &secret, super::FIELD_MANAGER, false).await?;
     Ok(())
 }

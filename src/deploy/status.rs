@@ -167,26 +167,21 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Removal, DeployError> {
         let core = self.kinds(&BTreeSet::new()).await?;
-        let not_deployed = || DeployError::NotDeployed {
-            bundle: bundle.to_string(),
-            namespace: namespace.to_string(),
-        };
-        if record::load(self, &core, bundle, namespace).await?.is_empty()
-            && (!options.destroy_storage
-                || self.kept_objects(&core, bundle, namespace).await?.is_empty())
-        {
-            return Err(not_deployed());
+        if record::load(self, &core, bundle, namespace).await?.is_empty() {
+            let kept = self.kept_objects(&core, bundle, namespace).await?;
+            let (bundle, namespace) = (bundle.to_string(), namespace.to_string());
+            if kept.is_empty() {
+                return Err(DeployError::NotDeployed { bundle, namespace });
+            }
+            if !options.destroy_storage {
+                let kept = kept.iter().map(ToString::to_string).collect();
+                return Err(DeployError::OnlyKept { bundle, namespace, kept });
+            }
         }
         let lock = self.lock(bundle, namespace, &options.lock).await?;
-        let lock_warning = lock.taken_over.clone();
         let result = self.remove_locked(bundle, namespace, options, progress).await;
-        let released = lock.release().await;
-        if let (Err(_), Some(warning)) = (&result, &lock_warning) {
-            tracing::warn!("{warning}");
-        }
-        let mut removal = result?;
-        released?;
-        removal.warnings.extend(lock_warning);
+        let (mut removal, taken_over) = lock.release_after(result).await?;
+        removal.warnings.extend(taken_over);
         Ok(removal)
     }
 

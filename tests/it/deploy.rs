@@ -644,9 +644,18 @@ pub(crate) fn demo() -> std::path::PathBuf {
 }
 
 pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+    charmer_in(&demo(), emulator, args)
+}
+
+/// Runs charmer in `dir` against the emulator.
+pub(crate) fn charmer_in(
+    dir: &std::path::Path,
+    emulator: &KubeEmulator,
+    args: &[&str],
+) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
     let out = crate::support::charmer()
-        .current_dir(demo())
+        .current_dir(dir)
         .args(args)
         .arg("--kubeconfig")
         .arg(&kubeconfig)

@@ -519,7 +519,7 @@ fn cli_remove_lists_what_it_keeps_and_destroy_storage_deletes_it() {
     let (code, _, err) = crate::deploy::charmer(&emulator, &["remove", "demo"]);
     assert_eq!(
         (code, err.as_str()),
-        (1, "error: bundle demo is not deployed in namespace demo (no revision records)\n")
+        (1, "error: bundle demo is not deployed in namespace demo; kept from it: PersistentVolumeClaim/demo/web-data (delete them with --destroy-storage)\n")
     );
     let (code, out, err) =
         crate::deploy::charmer(&emulator, &["remove", "demo", "--destroy-storage"]);
@@ -529,4 +529,79 @@ fn cli_remove_lists_what_it_keeps_and_destroy_storage_deletes_it() {
         "deleted PersistentVolumeClaim/demo/web-data\nremoved demo from namespace demo: 1 objects and 0 revision records deleted\n"
     );
     assert!(emulator.get("PersistentVolumeClaim", "demo", "web-data").is_none());
+}
+
+/// The demo with storage: mydb's StatefulSet gets a claim template, and a backup claim of class
+/// `manual` that only a pre-created PersistentVolume can satisfy (seed 000's workaround).
+fn demo_with_storage() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(crate::deploy::demo().join("."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let templates = dir.path().join("charms/db/templates");
+    let mut sts = std::fs::read_to_string(templates.join("sts.yaml")).unwrap();
+    sts.push_str(
+        "  volumeClaimTemplates:\n    - metadata: {name: data}\n      spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    );
+    std::fs::write(templates.join("sts.yaml"), sts).unwrap();
+    std::fs::write(
+        templates.join("backup.yaml"),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {{ app }}-backup\nspec:\n  storageClassName: manual\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 5Gi}}\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn cli_remove_keeps_the_databases_claims_and_password_and_a_redeploy_uses_them() {
+    let emulator = KubeEmulator::start();
+    default_storage_class(&emulator);
+    emulator.insert(static_volume("backup-pv", "10Gi", &["ReadWriteOnce"]));
+    let demo = demo_with_storage();
+    let run = |args: &[&str]| crate::deploy::charmer_in(demo.path(), &emulator, args);
+    let (code, out, err) = run(&["deploy", "bundles/demo", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("note: PersistentVolumeClaim/demo/mydb-backup: will bind the pre-created PersistentVolume backup-pv (storageClassName \"manual\", 10Gi, ReadWriteOnce)\n"),
+        "{out}"
+    );
+    let password =
+        decoded(&emulator.get("Secret", "demo", "mydb-credentials").unwrap(), "root-password");
+
+    let (code, out, err) = run(&["remove", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    for kept in [
+        "kept    PersistentVolumeClaim/demo/mydb-backup (data): delete with --destroy-storage\n",
+        "kept    Secret/demo/mydb-credentials (credentials): delete with --destroy-storage\n",
+        "kept    PersistentVolumeClaim/demo/data-mydb-0 (data): delete with --destroy-storage\n",
+    ] {
+        assert!(out.contains(kept), "{kept:?} in:\n{out}");
+    }
+    assert!(
+        out.ends_with("removed demo from namespace demo: 4 objects and 1 revision records deleted, 3 kept (a later deploy of demo adopts them)\n"),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&["deploy", "bundles/demo", "--timeout", "30s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("adopted    Secret/demo/mydb-credentials")
+            && out.contains("adopted    PersistentVolumeClaim/demo/data-mydb-0")
+            && !out.contains("generated root-password"),
+        "{out}"
+    );
+    let again = emulator.get("Secret", "demo", "mydb-credentials").unwrap();
+    assert_eq!(decoded(&again, "root-password"), password, "the data's password is kept");
+
+    let (code, out, err) = run(&["remove", "demo", "--destroy-storage", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("kept"), "{out}");
+    for gone in ["mydb-backup", "data-mydb-0"] {
+        assert!(emulator.get("PersistentVolumeClaim", "demo", gone).is_none(), "{gone}");
+    }
+    assert!(emulator.get("Secret", "demo", "mydb-credentials").is_none());
 }
