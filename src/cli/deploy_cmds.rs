@@ -388,14 +388,8 @@ fn print_outcome(
             ),
         )?;
     }
-    for id in &outcome.adopted {
-        line(
-            out,
-            format_args!(
-                "{:<10} {id} (kept from an earlier remove or prune, or --adopt)",
-                "adopted"
-            ),
-        )?;
+    for (id, from) in &outcome.adopted {
+        line(out, format_args!("{:<10} {id} (kept from bundle {from})", "adopted"))?;
     }
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {

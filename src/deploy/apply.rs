@@ -72,9 +72,9 @@ pub struct Outcome {
     /// Objects of earlier revisions no longer rendered but left in place (data, credentials,
     /// resource policy), marked as kept from the bundle.
     pub retained: Vec<(ObjectId, Keep)>,
-    /// Objects that were kept from a bundle (or managed by someone else, with adopt) and
-    /// belong to this deploy now.
-    pub adopted: Vec<ObjectId>,
+    /// Objects an earlier remove or prune kept (data, credentials) that belong to this deploy
+    /// again, with the bundle they were kept from.
+    pub adopted: Vec<(ObjectId, String)>,
     /// Secrets whose generated keys were created now, with the key names.
     pub generated: Vec<(ObjectId, Vec<String>)>,
     /// Things the user should know (a lock taken over from a holder that died).
@@ -136,7 +136,17 @@ impl Cluster {
                 .await?;
             }
         }
-        let lock = self.lock(&plan.bundle, &plan.namespace, &options.lock).await?;
+        let locking = self.lock(&plan.bundle, &plan.namespace, &options.lock);
+        let lock = match &options.interrupt {
+            Some(interrupt) => tokio::select! {
+                lock = locking => lock?,
+                () = interrupt.triggered() => {
+                    let during = "while waiting for the lock; nothing was applied".to_string();
+                    return Err(DeployError::Interrupted { during });
+                }
+            },
+            None => locking.await?,
+        };
         let result = match self.apply_locked(prepared, options, progress).await {
             Err(error) if options.rollback_on_failure && rolls_back(&error) => {
                 self.roll_back(prepared, options, progress, error).await
@@ -300,11 +310,11 @@ impl Cluster {
             let before = self.get(&t.kind, &t.id).await?;
             let mut after =
                 self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
-            if before.as_ref().and_then(kept_from).is_some() {
+            if let Some(from) = before.as_ref().and_then(kept_from) {
                 // Kept by an earlier remove or prune (preflight checked whose): it is this
                 // deploy's again, with its data and credentials.
+                outcome.adopted.push((t.id.clone(), from.to_string()));
                 after = self.unmark_kept(&t.kind, &t.id).await?;
-                outcome.adopted.push(t.id.clone());
             }
             let mut action = match &before {
                 None => Action::Created,
@@ -450,7 +460,10 @@ impl Cluster {
 
     /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
     /// uses them again, with their data.
-    async fn adopt_set_claims(&self, prepared: &Prepared) -> Result<Vec<ObjectId>, DeployError> {
+    async fn adopt_set_claims(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<Vec<(ObjectId, String)>, DeployError> {
         let sets: Vec<&Target> = prepared
             .targets
             .iter()
@@ -472,7 +485,7 @@ impl Cluster {
                 .any(|set| is_set_claim(&id.name, &set.id.name, &claim_templates(&set.object)));
             if ours {
                 self.unmark_kept(&claim_kind, &id).await?;
-                adopted.push(id);
+                adopted.push((id, plan.bundle.clone()));
             }
         }
         Ok(adopted)

@@ -106,13 +106,14 @@ async fn remove_keeps_data_and_its_credentials_and_the_next_deploy_adopts_them()
 
     // The same bundle again: same claims, same credentials, marks gone.
     let outcome = deploy(&emulator, with_storage()).await;
-    let adopted: Vec<String> = outcome.adopted.iter().map(ToString::to_string).collect();
+    let adopted: Vec<String> =
+        outcome.adopted.iter().map(|(id, from)| format!("{id} from {from}")).collect();
     assert_eq!(
         adopted,
         [
-            "Secret/shop/db-credentials",
-            "PersistentVolumeClaim/shop/db-backup",
-            "PersistentVolumeClaim/shop/data-db-0"
+            "Secret/shop/db-credentials from shop",
+            "PersistentVolumeClaim/shop/db-backup from shop",
+            "PersistentVolumeClaim/shop/data-db-0 from shop"
         ]
     );
     assert!(
@@ -589,8 +590,10 @@ fn cli_remove_keeps_the_databases_claims_and_password_and_a_redeploy_uses_them()
     let (code, out, err) = run(&["deploy", "bundles/demo", "--timeout", "30s"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("adopted    Secret/demo/mydb-credentials")
-            && out.contains("adopted    PersistentVolumeClaim/demo/data-mydb-0")
+        out.contains("adopted    Secret/demo/mydb-credentials (kept from bundle demo)\n")
+            && out.contains(
+                "adopted    PersistentVolumeClaim/demo/data-mydb-0 (kept from bundle demo)\n"
+            )
             && !out.contains("generated root-password"),
         "{out}"
     );
