@@ -22,8 +22,9 @@
 //! - `coordination.k8s.io/v1` Leases (plain objects: nothing expires them, as in a cluster);
 //! - StatefulSet claim templates: the simulated controller creates claim `<template>-<set>-<i>`
 //!   for each replica (bound, not owned by the set, so they outlive it, as in a cluster);
-//! - a status simulator: workloads become ready (one read after each change, so clients must
-//!   look at `observedGeneration`), never become ready, or fail with a container waiting
+//! - a status simulator (chosen per workload name, or per image it runs): workloads become
+//!   ready (one read after each change, so clients must look at `observedGeneration`),
+//!   never become ready, or fail with a container waiting
 //!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
 //!   CRDs become established;
 //! - fault injection: the next N requests answer 503, or lose their connection with no
