@@ -517,11 +517,12 @@ pub(super) fn remove(
     for id in &removal.deleted {
         line(out, format_args!("deleted {id}"))?;
     }
-    for id in &removal.terminating {
+    for (id, finalizers) in &removal.terminating {
         line(
             out,
             format_args!(
-                "deleted {id} (still mounted: Kubernetes deletes it once its pods are gone)"
+                "deleted {id} (gone once its finalizers let go: {})",
+                finalizers.join(", ")
             ),
         )?;
     }

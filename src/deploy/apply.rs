@@ -104,12 +104,23 @@ impl Outcome {
 /// What happened when deleting an inventory entry.
 pub(crate) enum Deletion {
     Deleted,
-    /// Deleted, but a finalizer holds it until its controller lets go (a mounted claim).
-    Terminating,
+    /// Deleted, but these finalizers hold it until their controllers let go (a claim stays
+    /// while a pod mounts it).
+    Terminating(Vec<String>),
     Gone,
     Kept(String),
     /// Left in place and marked as kept from the bundle.
     Retained(Keep),
+}
+
+impl From<Removed> for Deletion {
+    fn from(removed: Removed) -> Deletion {
+        match removed {
+            Removed::Deleted => Deletion::Deleted,
+            Removed::Terminating(finalizers) => Deletion::Terminating(finalizers),
+            Removed::Missing => Deletion::Gone,
+        }
+    }
 }
 
 impl Cluster {
@@ -355,7 +366,7 @@ impl Cluster {
                 .await?;
             for (id, deletion) in disposed {
                 match deletion {
-                    Deletion::Deleted | Deletion::Terminating => outcome.pruned.push(id),
+                    Deletion::Deleted | Deletion::Terminating(_) => outcome.pruned.push(id),
                     Deletion::Gone => {}
                     Deletion::Kept(why) => outcome.kept.push((id, why)),
                     Deletion::Retained(keep) => outcome.retained.push((id, keep)),
@@ -392,11 +403,7 @@ impl Cluster {
             self.mark_kept(kind, id, bundle, keep).await?;
             return Ok(Deletion::Retained(keep));
         }
-        Ok(match self.delete(kind, id).await? {
-            Removed::Deleted => Deletion::Deleted,
-            Removed::Terminating => Deletion::Terminating,
-            Removed::Missing => Deletion::Gone,
-        })
+        Ok(self.delete(kind, id).await?.into())
     }
 }
 
@@ -422,7 +429,7 @@ impl Cluster {
             let keep = kept.reason(&entry.id).filter(|_| !destroy);
             let deletion = self.delete_owned(&kind, &entry.id, bundle, keep).await?;
             if entry.id.kind == "StatefulSet"
-                && matches!(deletion, Deletion::Deleted | Deletion::Terminating | Deletion::Gone)
+                && matches!(deletion, Deletion::Deleted | Deletion::Terminating(_) | Deletion::Gone)
             {
                 sets.push(entry.id.name.clone());
             }
@@ -438,11 +445,7 @@ impl Cluster {
                     continue;
                 }
                 let deletion = if destroy {
-                    match self.delete(&claim_kind, &id).await? {
-                        Removed::Deleted => Deletion::Deleted,
-                        Removed::Terminating => Deletion::Terminating,
-                        Removed::Missing => continue,
-                    }
+                    self.delete(&claim_kind, &id).await?.into()
                 } else {
                     self.mark_kept(&claim_kind, &id, bundle, Keep::Data).await?;
                     Deletion::Retained(Keep::Data)
@@ -451,7 +454,7 @@ impl Cluster {
             }
         }
         for (id, deletion) in &done {
-            if matches!(deletion, Deletion::Deleted | Deletion::Terminating) {
+            if matches!(deletion, Deletion::Deleted | Deletion::Terminating(_)) {
                 progress.event(Event::Pruned { id: id.clone() });
             }
         }

@@ -62,12 +62,12 @@ pub(crate) struct Kinds {
 }
 
 /// What a delete did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Removed {
     /// Gone.
     Deleted,
-    /// Marked for deletion; a finalizer keeps it until its controller lets go.
-    Terminating,
+    /// Marked for deletion; these finalizers keep it until their controllers let go.
+    Terminating(Vec<String>),
     /// Was not there.
     Missing,
 }
@@ -214,14 +214,14 @@ impl Cluster {
         let api = self.api(kind, id.namespace.as_deref());
         let params = DeleteParams::background();
         match self.retried("delete", id, || api.delete(&id.name, &params)).await {
-            // A finalizer holds it (a claim still mounted): the server answers the object.
-            Ok(answer) => {
-                if answer.left().is_some_and(|o| o.metadata.deletion_timestamp.is_some()) {
-                    Ok(Removed::Terminating)
-                } else {
-                    Ok(Removed::Deleted)
+            // Finalizers hold it (every claim has kubernetes.io/pvc-protection): the server
+            // answers the object, marked for deletion.
+            Ok(answer) => match answer.left() {
+                Some(o) if o.metadata.deletion_timestamp.is_some() => {
+                    Ok(Removed::Terminating(o.metadata.finalizers.unwrap_or_default()))
                 }
-            }
+                _ => Ok(Removed::Deleted),
+            },
             Err(DeployError::Api { code: 404, .. }) => Ok(Removed::Missing),
             Err(e) => Err(e),
         }

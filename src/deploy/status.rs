@@ -66,9 +66,9 @@ pub struct RemoveOptions {
 pub struct Removal {
     /// Objects deleted.
     pub deleted: Vec<ObjectId>,
-    /// Objects deleted that a finalizer still holds (a claim mounted by pods that are still
-    /// going): Kubernetes deletes them once nothing uses them.
-    pub terminating: Vec<ObjectId>,
+    /// Objects deleted that finalizers still hold, with the finalizers (every claim has
+    /// `kubernetes.io/pvc-protection`, which lets go once no pod mounts it).
+    pub terminating: Vec<(ObjectId, Vec<String>)>,
     /// Inventory objects not deleted, and why.
     pub kept: Vec<(ObjectId, String)>,
     /// Objects left in place with their data, marked as kept from the bundle.
@@ -213,7 +213,7 @@ impl Cluster {
         {
             match deletion {
                 Deletion::Deleted => removal.deleted.push(id),
-                Deletion::Terminating => removal.terminating.push(id),
+                Deletion::Terminating(finalizers) => removal.terminating.push((id, finalizers)),
                 Deletion::Gone => {}
                 Deletion::Kept(why) => removal.kept.push((id, why)),
                 Deletion::Retained(keep) => removal.retained.push((id, keep)),

@@ -163,12 +163,22 @@ async fn destroy_storage_deletes_claims_credentials_and_what_earlier_prunes_kept
     let cluster = cluster(&emulator).await;
     let removal = cluster.remove("shop", NS, &remove_options(true), &NoProgress).await.unwrap();
     assert!(removal.retained.is_empty(), "{:?}", removal.retained);
-    let terminating: Vec<String> = removal.terminating.iter().map(ToString::to_string).collect();
-    assert_eq!(terminating, ["PersistentVolumeClaim/shop/db-backup"]);
+    // Every claim deletion answers the claim marked for deletion (claim protection); the
+    // controller lets the unmounted one go right after.
+    let terminating: Vec<String> = removal
+        .terminating
+        .iter()
+        .map(|(id, finalizers)| format!("{id} {}", finalizers.join(",")))
+        .collect();
+    assert_eq!(
+        terminating,
+        [
+            "PersistentVolumeClaim/shop/data-db-0 kubernetes.io/pvc-protection",
+            "PersistentVolumeClaim/shop/db-backup kubernetes.io/pvc-protection"
+        ]
+    );
     let deleted: Vec<String> = removal.deleted.iter().map(ToString::to_string).collect();
-    for gone in ["PersistentVolumeClaim/shop/data-db-0", "Secret/shop/db-credentials"] {
-        assert!(deleted.contains(&gone.to_string()), "{gone} in {deleted:?}");
-    }
+    assert_eq!(deleted, ["Deployment/shop/web", "Secret/shop/db-credentials"]);
     assert!(emulator.get("Secret", NS, "db-credentials").is_none());
     assert!(emulator.get("PersistentVolumeClaim", NS, "data-db-0").is_none());
     let held = emulator.get("PersistentVolumeClaim", NS, "db-backup").unwrap();
@@ -527,7 +537,8 @@ fn cli_remove_lists_what_it_keeps_and_destroy_storage_deletes_it() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "deleted PersistentVolumeClaim/demo/web-data\nremoved demo from namespace demo: 1 objects and 0 revision records deleted\n"
+        "deleted PersistentVolumeClaim/demo/web-data (gone once its finalizers let go: kubernetes.io/pvc-protection)\n\
+         removed demo from namespace demo: 1 objects and 0 revision records deleted\n"
     );
     assert!(emulator.get("PersistentVolumeClaim", "demo", "web-data").is_none());
 }

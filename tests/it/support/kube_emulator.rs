@@ -1036,9 +1036,10 @@ impl State {
                 meta["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
                 meta["resourceVersion"] = json!(rv);
             }
+            // The answer is the object marked for deletion; the controllers let go after.
             let answer = stored.object.clone();
             self.release_claims();
-            return self.objects.get(&k).map(|_| answer);
+            return Some(answer);
         }
         let stored = self.objects.remove(&k)?;
         let uid = stored.object["metadata"]["uid"].clone();
