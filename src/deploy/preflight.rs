@@ -714,6 +714,52 @@ mod tests {
     }
 
     #[test]
+    fn quantities_are_bytes() {
+        assert_eq!(quantity("10Gi"), Some(10.0 * 1024f64.powi(3)));
+        assert_eq!(quantity("500M"), Some(5e8));
+        assert_eq!(quantity("1.5Ti"), Some(1.5 * 1024f64.powi(4)));
+        assert_eq!(quantity("1e3"), Some(1000.0));
+        assert_eq!(quantity("2048"), Some(2048.0));
+        assert_eq!(quantity("10GB"), None);
+        assert!(quantity("1Gi") > quantity("1G"));
+    }
+
+    #[test]
+    fn live_objects_of_others_or_on_their_way_out_are_problems() {
+        let id = ObjectId {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: "c".into(),
+        };
+        let managed =
+            |manager: &str| json!({"metadata": {"managedFields": [{"manager": manager}]}});
+        let owned = |live: &Value, in_inventory| match live_problem("b", &id, live, in_inventory) {
+            Some(LiveProblem::Owned(owner)) => Some(owner),
+            Some(LiveProblem::Terminating(p)) => Some(p.to_string()),
+            None => None,
+        };
+        assert_eq!(owned(&managed(FIELD_MANAGER), false), None);
+        assert_eq!(owned(&managed(GENERATE_MANAGER), false), None);
+        assert_eq!(
+            owned(&managed("helm"), false).as_deref(),
+            Some("it exists and is managed by another tool (field manager helm), not by charmer")
+        );
+        assert_eq!(owned(&managed("helm"), true), None, "our inventory: others may add fields");
+        let other = json!({"metadata": {"labels": {BUNDLE_LABEL: "iot"}}});
+        assert_eq!(
+            owned(&other, true).as_deref(),
+            Some("bundle iot manages it (label charmer.io/bundle=iot)")
+        );
+        let kept = json!({"metadata": {"labels": {crate::contract::KEPT_FROM_LABEL: "iot"}}});
+        assert_eq!(owned(&kept, false).as_deref(), Some("it holds data kept from bundle iot"));
+        let going = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x/y"]}});
+        assert!(owned(&going, true)
+            .unwrap()
+            .contains("is being deleted (since 2026-01-01T00:00:00Z, held by finalizers x/y)"));
+    }
+
+    #[test]
     fn claims_include_statefulset_templates() {
         let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"storageClassName": "fast"}}]}});

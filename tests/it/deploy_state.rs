@@ -619,3 +619,44 @@ fn cli_remove_keeps_the_databases_claims_and_password_and_a_redeploy_uses_them()
     }
     assert!(emulator.get("Secret", "demo", "mydb-credentials").is_none());
 }
+
+#[tokio::test]
+async fn a_revision_number_taken_by_another_operation_is_never_overwritten() {
+    let emulator = KubeEmulator::start();
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let cluster = cluster(&emulator).await;
+    let prepared = cluster.prepare(full_shop("a")).await.unwrap();
+    // An operation that ignores the lock (an older charmer) writes revision 1 meanwhile,
+    // without the record label preflight and the lock's re-check select on.
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "charmer.shop.v1", "namespace": NS}, "data": {"release": "b3RoZXI="}}));
+    let error = cluster.apply(&prepared, &quick_wait(), &NoProgress).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "revision record charmer.shop.v1: another operation recorded this revision first; run again"
+    );
+    let other = emulator.get("Secret", NS, "charmer.shop.v1").unwrap();
+    assert_eq!(other["data"]["release"], "b3RoZXI=", "not overwritten");
+    assert!(emulator.get("Deployment", NS, "web").is_none(), "nothing applied");
+    assert!(emulator.get("Lease", NS, LEASE).is_none(), "lock released");
+}
+
+#[tokio::test]
+async fn a_node_port_another_bundle_holds_fails_naming_the_object() {
+    let emulator = KubeEmulator::start();
+    let node_port = |name: &str| {
+        let mut s = service(name);
+        s["spec"]["type"] = json!("NodePort");
+        s["spec"]["ports"][0]["nodePort"] = json!(30080);
+        s
+    };
+    deploy(&emulator, shop(vec![("web", node_port("web"))])).await;
+    let mut other = shop(vec![("web", node_port("web"))]);
+    other.bundle = "iot".into();
+    other.namespace = "iot".into();
+    let error = deploy_with(&emulator, other, &quick_wait()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "apply Service/iot/web: Service \"web\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+    assert!(emulator.get("Lease", "iot", "charmer.iot.lock").is_none(), "lock released");
+}

@@ -19,6 +19,8 @@
 //!   but gets `metadata.deletionTimestamp` (and the delete answers the object, not a Status).
 //!   Every claim gets the `kubernetes.io/pvc-protection` finalizer when created, which the
 //!   simulated controller removes (deleting the claim) once no Pod mounts it any more;
+//! - the NodePort allocator: a Service asking for a node port another Service holds is
+//!   refused with 422 `Invalid` (`provided port is already allocated`);
 //! - `coordination.k8s.io/v1` Leases (plain objects: nothing expires them, as in a cluster);
 //! - StatefulSet claim templates: the simulated controller creates claim `<template>-<set>-<i>`
 //!   for each replica (bound, not owned by the set, so they outlive it, as in a cluster);
@@ -811,6 +813,9 @@ impl State {
             }
         }
         let k = key(t, ns, name);
+        if t.kind == "Service" {
+            self.check_node_ports(&k, &config)?;
+        }
         let existing = self.objects.get(&k).cloned();
         let mut object = existing.as_ref().map(|s| s.object.clone()).unwrap_or_else(|| {
             let mut meta = Map::new();
@@ -892,6 +897,32 @@ impl State {
         let object = stored.object.clone();
         self.objects.insert(k, stored);
         Ok(object)
+    }
+
+    /// The API server's NodePort allocator: a node port another Service holds is refused
+    /// with 422.
+    fn check_node_ports(&self, k: &Key, config: &Value) -> Result<(), Answer> {
+        let ports = |service: &Value| -> Vec<i64> {
+            service["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["nodePort"].as_i64())
+                .collect()
+        };
+        for (i, port) in ports(config).into_iter().enumerate() {
+            let taken = self.objects.iter().any(|(other, s)| {
+                other != k && s.object["kind"] == "Service" && ports(&s.object).contains(&port)
+            });
+            if taken {
+                return Err(status(
+                    422,
+                    "Invalid",
+                    format!("Service \"{}\" is invalid: spec.ports[{i}].nodePort: Invalid value: {port}: provided port is already allocated", k.3),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How a workload behaves: by an image it runs, else by its name, else the default.
