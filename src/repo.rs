@@ -256,8 +256,9 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
             .map_err(|source| CharmError::Io { path: dir.join(name), source })
     };
     let label = dir.join("metadata.yaml").display().to_string();
-    let meta: NameOnly = serde_yaml::from_str(&read("metadata.yaml")?)
-        .map_err(|e| CharmError::from(crate::contract::yaml_problem(&label, &e)))?;
+    let text = crate::contract::read_yaml_file(&dir.join("metadata.yaml"))
+        .map_err(|source| CharmError::Io { path: dir.join("metadata.yaml"), source })?;
+    let meta: NameOnly = crate::contract::parse_yaml(&label, &text).map_err(CharmError::from)?;
     let text = read("version")?;
     let line = text.lines().next().unwrap_or("").trim();
     let version = Version::parse(line).map_err(|e| {

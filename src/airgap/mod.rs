@@ -391,6 +391,7 @@ pub async fn import(
 
 /// Parses a `bundle.lock`; `label` names it in problems.
 pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
+    crate::contract::check_yaml_bounds(label, text)?;
     serde_yaml::from_str(text).map_err(|e| {
         Problem::new(label, "", format!("not a bundle.lock: {e}"))
             .hint("give the lock charmer render or airgap export wrote")

@@ -68,14 +68,15 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
         problems.push(unknown_app("--config-file", &o.app, bundle));
         return;
     };
-    let text = match std::fs::read_to_string(&o.file) {
+    let text = match crate::contract::read_yaml_file(&o.file) {
         Ok(t) => t,
         Err(e) => return problems.push(Problem::new(&label, "", format!("cannot read: {e}"))),
     };
-    let mut values: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => return problems.push(crate::contract::yaml_problem(&label, &e)),
-    };
+    let mut values: BTreeMap<String, serde_yaml::Value> =
+        match crate::contract::parse_yaml(&label, &text) {
+            Ok(v) => v,
+            Err(p) => return problems.push(p),
+        };
     if values.len() == 1 {
         if let Some(serde_yaml::Value::Mapping(inner)) = values.get(&o.app) {
             match serde_yaml::from_value(serde_yaml::Value::Mapping(inner.clone())) {
