@@ -8,6 +8,8 @@ mod lock;
 pub mod model;
 pub mod plan;
 mod relations;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
