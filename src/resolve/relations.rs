@@ -274,8 +274,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::bundle::{AppSpec, CharmRef};
-    use crate::resolve::testing::{app, charm, model};
+    use crate::resolve::testing::{app, app_spec, charm, model};
 
     /// frontend → backend → mongodb, and an admin that could take backend's API twice.
     fn apps() -> BTreeMap<String, Application> {
@@ -304,20 +303,10 @@ mod tests {
             Some((app, ep)) => RelationEnd { app: app.into(), endpoint: Some(ep.into()) },
             None => RelationEnd { app: text.into(), endpoint: None },
         };
-        let spec = |name: &str| AppSpec {
-            charm: CharmRef::Name(name.into()),
-            version: None,
-            scale: 1,
-            trust: false,
-            options: BTreeMap::new(),
-            resources: BTreeMap::new(),
-            required_secrets: Vec::new(),
-            file: PathBuf::from("bundle.yaml"),
-        };
         Bundle {
             file: PathBuf::from("bundle.yaml"),
             name: "shop".into(),
-            applications: apps.iter().map(|a| (a.to_string(), spec(a))).collect(),
+            applications: apps.iter().map(|a| (a.to_string(), app_spec(a))).collect(),
             relations: relations
                 .iter()
                 .enumerate()

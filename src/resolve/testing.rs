@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Application, Model};
+use crate::bundle::{AppSpec, CharmRef};
 use crate::charm::{Charm, CharmFile, Origin};
 use crate::images::Registry;
 
@@ -47,5 +48,20 @@ pub(crate) fn model(apps: Vec<Application>, registry: Option<Registry>) -> Model
         registry,
         applications: apps.into_iter().map(|a| (a.name.clone(), a)).collect(),
         relations: Vec::new(),
+    }
+}
+
+/// A bundle application of one unit running charm `charm`, defined in `bundle.yaml`, with
+/// nothing else set.
+pub(crate) fn app_spec(charm: &str) -> AppSpec {
+    AppSpec {
+        charm: CharmRef::Name(charm.to_string()),
+        version: None,
+        scale: 1,
+        trust: false,
+        options: BTreeMap::new(),
+        resources: BTreeMap::new(),
+        required_secrets: Vec::new(),
+        file: PathBuf::from("bundle.yaml"),
     }
 }
