@@ -87,7 +87,7 @@ mod tests {
     use super::*;
     use crate::bundle::OptionSetting;
     use crate::charm::ConfigValue;
-    use crate::resolve::testing::{app_spec, charm};
+    use crate::resolve::testing::{app_spec, charm, lines};
 
     const CONFIG: &str = "options:\n  port: {type: int, default: 8080}\n  \
                           title: {type: string, default: Shop}\n  theme: {type: string}\n  \
@@ -114,10 +114,6 @@ mod tests {
 
     fn overlay() -> Source {
         Source::Overlay(PathBuf::from("overlays/prod.yaml"))
-    }
-
-    fn lines(problems: &Problems) -> Vec<String> {
-        problems.0.iter().map(ToString::to_string).collect()
     }
 
     #[test]

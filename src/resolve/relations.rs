@@ -274,7 +274,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::resolve::testing::{app, app_spec, charm, model};
+    use crate::resolve::testing::{app, app_spec, charm, lines, model};
 
     /// frontend → backend → mongodb, and an admin that could take backend's API twice.
     fn apps() -> BTreeMap<String, Application> {
@@ -327,10 +327,6 @@ mod tests {
         let mut problems = Problems::default();
         let relations = resolve(bundle, apps, &mut problems);
         (relations, problems)
-    }
-
-    fn lines(problems: &Problems) -> Vec<String> {
-        problems.0.iter().map(ToString::to_string).collect()
     }
 
     fn end(app: &str, endpoint: &str) -> (String, String) {

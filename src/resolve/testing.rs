@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{Application, Model};
 use crate::bundle::{AppSpec, CharmRef};
 use crate::charm::{Charm, CharmFile, Origin};
+use crate::diag::Problems;
 use crate::images::Registry;
 
 /// A charm version 1.0.0 loaded from `charms/<name>`: `metadata` is `metadata.yaml` without
@@ -64,4 +65,9 @@ pub(crate) fn app_spec(charm: &str) -> AppSpec {
         required_secrets: Vec::new(),
         file: PathBuf::from("bundle.yaml"),
     }
+}
+
+/// Each problem as the one line a user sees.
+pub(crate) fn lines(problems: &Problems) -> Vec<String> {
+    problems.0.iter().map(ToString::to_string).collect()
 }
