@@ -196,7 +196,7 @@ relations:
     }
 
     /// The folder's bundle with `overlays` applied, and every problem found.
-    pub(in crate::bundle) fn load(dir: &TempDir, overlays: &[&str]) -> (Bundle, Problems) {
+    fn load(dir: &TempDir, overlays: &[&str]) -> (Bundle, Problems) {
         Bundle::load_partial(&input(dir, overlays)).unwrap()
     }
 
