@@ -155,7 +155,7 @@ pub(super) mod tests {
     use crate::bundle::BundleInput;
 
     /// The bundle every test starts from.
-    pub(in crate::bundle) const BUNDLE: &str = "\
+    const BUNDLE: &str = "\
 name: shop
 bundle: kubernetes
 applications:
@@ -365,7 +365,8 @@ relations:
     #[test]
     #[ignore = "bug: unknown keys in a bundle or overlay are ignored, so a misspelt key is lost"]
     fn a_misspelt_key_is_reported_not_ignored() {
-        let overlay = "applications:\n  frontend: {optoins: {theme: light}}\nrelation:\n  - [frontend, mongodb]\n";
+        let overlay = "applications:\n  frontend: {optoins: {theme: light}}\n\
+                       relation:\n  - [frontend, mongodb]\n";
         let dir = folder(&[("o.yaml", overlay)]);
         let (bundle, problems) = load(&dir, &["o.yaml"]);
         // Today the overlay changes nothing and says nothing.

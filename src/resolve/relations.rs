@@ -387,9 +387,11 @@ mod tests {
                 "bundle.yaml: relations[0]: application \"frontend\" (charm frontend) has no \
                  endpoint \"web\" (hint: endpoints: api)",
                 "bundle.yaml: relations[1]: interface mismatch: frontend:api uses \"http\" but \
-                 mongodb:database uses \"mongodb\" (hint: relate endpoints that share an interface)",
+                 mongodb:database uses \"mongodb\" (hint: relate endpoints that share an \
+                 interface)",
                 "bundle.yaml: relations[2]: interface mismatch: frontend:api uses \"http\" but \
-                 backend:database uses \"mongodb\" (hint: relate endpoints that share an interface)",
+                 backend:database uses \"mongodb\" (hint: relate endpoints that share an \
+                 interface)",
             ]
         );
     }
