@@ -275,3 +275,7 @@ fn is_dns_label(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
+
+// Last in the file: tests/it/layering.rs reads only what comes before the first cfg(test).
+#[cfg(test)]
+pub(crate) mod testing;
