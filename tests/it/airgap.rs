@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::registry::{charmer, connection, run, Kind, Layout, Registry};
+use crate::support::registry::{charmer, connection, run, sha256, Kind, Layout, Registry};
 
 /// A charm source folder running `image` (one container); returns its folder.
 fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
@@ -37,46 +37,63 @@ fn member_offset(archive: &Path, name: &str) -> u64 {
     panic!("{name} not in the archive");
 }
 
+/// A bundle to carry, made in `work/shop`: two charms (one a source folder in charms/, one
+/// an archive in dist/) running two images pushed to `src`, and an overlay.
+struct Shop {
+    bundle: PathBuf,
+    overlay: PathBuf,
+    /// The charm archive in dist/.
+    backend: PathBuf,
+    app_digest: String,
+    api_digest: String,
+}
+
+impl Shop {
+    fn new(work: &Path, src: &Registry) -> Shop {
+        let mut layout = Layout::new(&work.join("layout"));
+        let (l1, l2) = (layout.layer(71, 90_000), layout.layer(72, 60_000));
+        let (app, api) = (layout.image("amd64", &[&l1]), layout.image("amd64", &[&l1, &l2]));
+        layout.name(&app, "app");
+        layout.name(&api, "api");
+        layout.push_with_skopeo("app", src, "team/app:1.0");
+        layout.push_with_skopeo("api", src, "team/api:2.0");
+        let (_, app_digest) = src.inspect_raw("team/app:1.0");
+        let (_, api_digest) = src.inspect_raw("team/api:2.0");
+        let shop = work.join("shop");
+        charm_source(
+            &shop.join("charms"),
+            "frontend",
+            "1.2.0",
+            &format!("{}/team/app:1.0", src.host()),
+        );
+        let backend_source = charm_source(
+            &work.join("elsewhere"),
+            "backend",
+            "2.0.0",
+            &format!("{}/team/api:2.0", src.host()),
+        );
+        charmer(work)
+            .arg("pack")
+            .arg(&backend_source)
+            .arg("--out")
+            .arg(shop.join("dist"))
+            .assert()
+            .success();
+        let backend = shop.join("dist/backend_2.0.0.charm");
+        let bundle = shop.join("bundle.yaml");
+        std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+        let overlay = shop.join("prod.yaml");
+        std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
+        Shop { bundle, overlay, backend, app_digest, api_digest }
+    }
+}
+
 #[test]
 fn export_carry_import_and_tampering_is_caught() {
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
-    let mut layout = Layout::new(&work.path().join("layout"));
-    let (l1, l2) = (layout.layer(71, 90_000), layout.layer(72, 60_000));
-    let (app, api) = (layout.image("amd64", &[&l1]), layout.image("amd64", &[&l1, &l2]));
-    layout.name(&app, "app");
-    layout.name(&api, "api");
-    layout.push_with_skopeo("app", &src, "team/app:1.0");
-    layout.push_with_skopeo("api", &src, "team/api:2.0");
-    let (_, app_digest) = src.inspect_raw("team/app:1.0");
-    let (_, api_digest) = src.inspect_raw("team/api:2.0");
-
-    // A bundle of two charms: one a source folder in charms/, one an archive in dist/.
+    let Shop { bundle, overlay, backend, app_digest, api_digest } = Shop::new(work.path(), &src);
     let shop = work.path().join("shop");
-    charm_source(
-        &shop.join("charms"),
-        "frontend",
-        "1.2.0",
-        &format!("{}/team/app:1.0", src.host()),
-    );
-    let backend_source = charm_source(
-        &work.path().join("elsewhere"),
-        "backend",
-        "2.0.0",
-        &format!("{}/team/api:2.0", src.host()),
-    );
-    charmer(work.path())
-        .arg("pack")
-        .arg(&backend_source)
-        .arg("--out")
-        .arg(shop.join("dist"))
-        .assert()
-        .success();
-    let backend = shop.join("dist/backend_2.0.0.charm");
-    let bundle = shop.join("bundle.yaml");
-    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
-    let overlay = shop.join("prod.yaml");
-    std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
 
     // `images save BUNDLE` saves exactly the bundle's images.
     let images = work.path().join("images.tar");
@@ -231,4 +248,259 @@ fn export_carry_import_and_tampering_is_caught() {
         .assert()
         .success();
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
+}
+
+/// Every member of a tar, in order.
+fn members(archive: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut tar = tar::Archive::new(File::open(archive).unwrap());
+    let mut members = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_str().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        members.push((name, bytes));
+    }
+    members
+}
+
+/// Copies the archive `from` to `to` with its members changed by `edit`, then, as an attacker
+/// holding the file would, rewrites `SHA256SUMS` to match the new content (the signature, if
+/// any, is kept as it was).
+fn forge(from: &Path, to: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+    let mut members = members(from);
+    edit(&mut members);
+    let mut sums: Vec<String> = members
+        .iter()
+        .filter(|(name, _)| name != "SHA256SUMS" && name != "SHA256SUMS.sig")
+        .map(|(name, bytes)| format!("{}  {name}\n", &sha256(bytes)["sha256:".len()..]))
+        .collect();
+    sums.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    let mut builder = tar::Builder::new(File::create(to).unwrap());
+    for (name, bytes) in &members {
+        let bytes = if name == "SHA256SUMS" { sums.concat().into_bytes() } else { bytes.clone() };
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes.as_slice()).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// The key id in a public key file's comment line.
+fn key_id(public: &Path) -> String {
+    let text = std::fs::read_to_string(public).unwrap();
+    text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let shop = Shop::new(work.path(), &src);
+    let keys = work.path().join("keys");
+    for name in ["exporter", "other"] {
+        charmer(work.path()).arg("keygen").arg("--out").arg(keys.join(name)).assert().success();
+    }
+    let (public, other) = (keys.join("exporter.pub"), keys.join("other.pub"));
+    let (id, other_id) = (key_id(&public), key_id(&other));
+    let export = |out: &Path, sign: bool| {
+        let mut command = charmer(work.path());
+        command
+            .args(["airgap", "export"])
+            .arg(&shop.bundle)
+            .arg("--overlay")
+            .arg(&shop.overlay)
+            .arg("--out")
+            .arg(out)
+            .args(connection(&src));
+        if sign {
+            command.arg("--sign-key").arg(keys.join("exporter.key"));
+        }
+        String::from_utf8_lossy(&command.assert().success().get_output().stdout).to_string()
+    };
+    let signed = work.path().join("signed.tar");
+    let said = export(&signed, true);
+    assert!(said.contains(&format!("; signed by key {id}")), "{said}");
+    let unsigned = work.path().join("unsigned.tar");
+    export(&unsigned, false);
+    // Signing adds one member and changes nothing else.
+    let mut with_signature = members(&signed);
+    with_signature.retain(|(name, _)| name != "SHA256SUMS.sig");
+    assert_eq!(with_signature, members(&unsigned));
+
+    // An auditor checks it with stock tools: minisign, then sha256sum.
+    let audit = work.path().join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&signed).arg("-C").arg(&audit));
+    let minisign = Command::new("minisign")
+        .args(["-V", "-m", "SHA256SUMS", "-x", "SHA256SUMS.sig", "-p"])
+        .arg(&public)
+        .current_dir(&audit)
+        .output()
+        .expect("minisign is needed by this test (Debian package minisign)");
+    assert!(minisign.status.success(), "{}", String::from_utf8_lossy(&minisign.stderr));
+    assert!(String::from_utf8_lossy(&minisign.stdout).contains("file:SHA256SUMS"));
+    run(Command::new("sha256sum").args(["--quiet", "-c", "SHA256SUMS"]).current_dir(&audit));
+
+    // The attacks, each with SHA256SUMS rewritten to match.
+    let forged = |name: &str, edit: &dyn Fn(&mut Vec<(String, Vec<u8>)>)| {
+        let path = work.path().join(name);
+        forge(&signed, &path, edit);
+        path
+    };
+    let node_port = forged("node-port.tar", &|members| {
+        let (_, bundle) = members.iter_mut().find(|(n, _)| n == "bundle/bundle.yaml").unwrap();
+        *bundle = String::from_utf8_lossy(bundle).replace("scale: 1", "scale: 9").into_bytes();
+    });
+    let layer = forged("swapped-layer.tar", &|members| {
+        // The two largest members are the two layers: each gets the other's bytes.
+        let mut blobs: Vec<usize> = (0..members.len()).collect();
+        blobs.sort_by_key(|i| std::cmp::Reverse(members[*i].1.len()));
+        let (a, b) = (blobs[0], blobs[1]);
+        let bytes = members[a].1.clone();
+        members[a].1 = members[b].1.clone();
+        members[b].1 = bytes;
+    });
+    let image = forged("swapped-image.tar", &|members| {
+        let (_, index) = members.iter_mut().find(|(n, _)| n == "images/index.json").unwrap();
+        let text = String::from_utf8_lossy(index).replace(&shop.app_digest, &shop.api_digest);
+        *index = text.into_bytes();
+    });
+    let extra = forged("extra-member.tar", &|members| {
+        members.push(("bundle/extra.yaml".into(), b"applications: {}\n".to_vec()));
+    });
+    // One byte changed, SHA256SUMS left as signed.
+    let flipped = work.path().join("flipped.tar");
+    std::fs::copy(&signed, &flipped).unwrap();
+    let at = member_offset(&flipped, "bundle/bundle.yaml");
+    let mut file = File::options().read(true).write(true).open(&flipped).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(b"B").unwrap();
+    drop(file);
+
+    let out_dir = work.path().join("deploy");
+    let retagged = work.path().join("retagged-images.txt");
+    let refused = |archive: &Path, key: &Path, expected: &str| {
+        let before = dst.requests().len();
+        let import = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(key)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&import.get_output().stderr).to_string();
+        assert!(stderr.contains(expected), "import of {}: {stderr}", archive.display());
+        let push = charmer(work.path())
+            .args(["images", "push", "--quiet", "--registry", &dst.host()])
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(key)
+            .arg("--retagged-out")
+            .arg(&retagged)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&push.get_output().stderr).to_string();
+        assert!(stderr.contains(expected), "push of {}: {stderr}", archive.display());
+        assert_eq!(dst.requests().len(), before, "{}: nothing may be pushed", archive.display());
+        assert!(
+            !out_dir.exists() && !retagged.exists(),
+            "{}: nothing may be written",
+            archive.display()
+        );
+        let left: Vec<_> = std::fs::read_dir(work.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    };
+    let changed = "SHA256SUMS: signature: does not match the content";
+    refused(&node_port, &public, &format!("node-port.tar: {changed}"));
+    refused(&layer, &public, &format!("swapped-layer.tar: {changed}"));
+    refused(&image, &public, &format!("swapped-image.tar: {changed}"));
+    refused(&extra, &public, &format!("extra-member.tar: {changed}"));
+    refused(&flipped, &public, "flipped.tar: bundle/bundle.yaml: checksum mismatch");
+    refused(&unsigned, &public, &format!("unsigned.tar: SHA256SUMS: not signed (the archive has no SHA256SUMS.sig); --verify-key accepts only archives signed with key {id}"));
+    refused(&signed, &other, &format!("signed.tar: SHA256SUMS: signature: signed by key {id}, not by the given key {other_id}"));
+
+    // Without --verify-key the forged archive would deploy a changed bundle: it is accepted,
+    // but with a warning that it was not authenticated.
+    let accepted = charmer(work.path())
+        .args(["airgap", "import", "--quiet", "--registry", &format!("{}/forged", dst.host())])
+        .arg("--out")
+        .arg(work.path().join("forged"))
+        .arg(&node_port)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&accepted.get_output().stderr).to_string();
+    assert_eq!(
+        stderr,
+        format!("warning: {}: signed by key {id}, but not verified: its content was not authenticated (pass --verify-key with the exporter's public key)\n", node_port.display())
+    );
+
+    // The genuine archive imports; the folder keeps the signed manifest, still checkable.
+    let imported = charmer(work.path())
+        .args(["airgap", "import", "--registry", &format!("{}/airgap", dst.host()), "--out"])
+        .arg(&out_dir)
+        .arg(&signed)
+        .arg("--verify-key")
+        .arg(&public)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
+    assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
+    assert!(imported.get_output().stderr.is_empty());
+    assert_eq!(dst.inspect_raw("airgap/team/app:1.0").1, shop.app_digest);
+    let kept = out_dir.join("airgap");
+    for member in
+        ["SHA256SUMS", "SHA256SUMS.sig", "airgap.json", "bundle.lock", "images/index.json"]
+    {
+        assert_eq!(
+            std::fs::read(kept.join(member)).unwrap(),
+            std::fs::read(audit.join(member)).unwrap(),
+            "{member}"
+        );
+    }
+
+    // images save --sign-key / images push --verify-key.
+    let images = work.path().join("images.tar");
+    charmer(work.path())
+        .args(["images", "save", "--quiet"])
+        .arg(&shop.bundle)
+        .arg("--out")
+        .arg(&images)
+        .arg("--sign-key")
+        .arg(keys.join("exporter.key"))
+        .args(connection(&src))
+        .assert()
+        .success();
+    let pushed = charmer(work.path())
+        .args(["images", "push", "--registry", &format!("{}/saved", dst.host())])
+        .arg(&images)
+        .arg("--verify-key")
+        .arg(&public)
+        .arg("--retagged-out")
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&pushed.get_output().stdout).to_string();
+    assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
+    assert_eq!(dst.inspect_raw("saved/team/api:2.0").1, shop.api_digest);
+    let saved_layer = work.path().join("saved-layer.tar");
+    forge(&images, &saved_layer, |members| {
+        let big = (0..members.len()).max_by_key(|i| members[*i].1.len()).unwrap();
+        members[big].1[0] ^= 1;
+    });
+    std::fs::remove_file(&retagged).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    refused(&saved_layer, &public, &format!("saved-layer.tar: {changed}"));
 }
