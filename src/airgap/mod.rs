@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod signature;
+pub mod unpacked;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{line, stdout_error, Output};
+use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
 use crate::resolve::{Inputs, Lock, Model};
@@ -47,8 +48,18 @@ pub struct ResolveArgs {
 }
 
 impl ResolveArgs {
-    /// Loads and resolves the bundle.
+    /// Loads and resolves the bundle. With `--verify-key` on a folder `airgap import`
+    /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
+    /// first, and the resolved charms and image digests after (see [`Unpacked`]).
     pub fn resolve(&self) -> Result<Model, Error> {
+        let bundle = crate::bundle::bundle_file(&self.bundle);
+        let unpacked = match (&self.verify_key, unpacked::imported_folder(&bundle)) {
+            (Some(key), Some(folder)) => {
+                let key = crate::publish::load_public_key(key)?;
+                Some(Unpacked::open(&folder, &key, &bundle, &self.overlays)?)
+            }
+            _ => None,
+        };
         let inputs = Inputs {
             bundle: BundleInput {
                 bundle: self.bundle.clone(),
@@ -61,8 +72,13 @@ impl ResolveArgs {
             registry: self.registry.clone(),
             image_map: self.image_map.clone(),
             verify_key: self.verify_key.clone(),
+            verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
         };
-        Ok(crate::resolve::load(&inputs)?)
+        let model = crate::resolve::load(&inputs)?;
+        if let Some(unpacked) = &unpacked {
+            unpacked.check(&model)?;
+        }
+        Ok(model)
     }
 }
 

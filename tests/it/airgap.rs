@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::kube_emulator::KubeEmulator;
 use crate::support::registry::{charmer, connection, run, sha256, Kind, Layout, Registry};
 
 /// A charm source folder running `image` (one container); returns its folder.
@@ -250,8 +251,11 @@ fn export_carry_import_and_tampering_is_caught() {
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
 }
 
+/// A tar's members: name and content, in order.
+type Members = Vec<(String, Vec<u8>)>;
+
 /// Every member of a tar, in order.
-fn members(archive: &Path) -> Vec<(String, Vec<u8>)> {
+fn members(archive: &Path) -> Members {
     let mut tar = tar::Archive::new(File::open(archive).unwrap());
     let mut members = Vec::new();
     for entry in tar.entries().unwrap() {
@@ -267,7 +271,7 @@ fn members(archive: &Path) -> Vec<(String, Vec<u8>)> {
 /// Copies the archive `from` to `to` with its members changed by `edit`, then, as an attacker
 /// holding the file would, rewrites `SHA256SUMS` to match the new content (the signature, if
 /// any, is kept as it was).
-fn forge(from: &Path, to: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+fn forge(from: &Path, to: &Path, edit: impl FnOnce(&mut Members)) {
     let mut members = members(from);
     edit(&mut members);
     let mut sums: Vec<String> = members
@@ -345,7 +349,7 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     run(Command::new("sha256sum").args(["--quiet", "-c", "SHA256SUMS"]).current_dir(&audit));
 
     // The attacks, each with SHA256SUMS rewritten to match.
-    let forged = |name: &str, edit: &dyn Fn(&mut Vec<(String, Vec<u8>)>)| {
+    let forged = |name: &str, edit: &dyn Fn(&mut Members)| {
         let path = work.path().join(name);
         forge(&signed, &path, edit);
         path
@@ -503,4 +507,128 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     std::fs::remove_file(&retagged).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
     refused(&saved_layer, &public, &format!("saved-layer.tar: {changed}"));
+}
+
+#[test]
+fn deploy_with_verify_key_rechecks_the_imported_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let shop = Shop::new(work.path(), &src);
+    let key = work.path().join("keys/exporter");
+    charmer(work.path()).arg("keygen").arg("--out").arg(&key).assert().success();
+    let public = key.with_extension("pub");
+    let carried = work.path().join("carried.tar");
+    charmer(work.path())
+        .args(["airgap", "export", "--quiet"])
+        .arg(&shop.bundle)
+        .arg("--overlay")
+        .arg(&shop.overlay)
+        .arg("--out")
+        .arg(&carried)
+        .arg("--sign-key")
+        .arg(key.with_extension("key"))
+        .args(connection(&src))
+        .assert()
+        .success();
+    let imported = work.path().join("imported");
+    charmer(work.path())
+        .args(["airgap", "import", "--quiet", "--registry", &format!("{}/airgap", dst.host())])
+        .arg("--out")
+        .arg(&imported)
+        .arg(&carried)
+        .arg("--verify-key")
+        .arg(&public)
+        .args(connection(&dst))
+        .assert()
+        .success();
+
+    let emulator = KubeEmulator::start();
+    let kubeconfig = emulator.kubeconfig();
+    // `deploy --dry-run` of a copy of the folder, changed by `change`, with `flags`.
+    let deploy = |name: &str, change: &dyn Fn(&Path), flags: &[&str]| {
+        let folder = work.path().join(name);
+        run(Command::new("cp").arg("-r").arg(&imported).arg(&folder));
+        change(&folder);
+        let mut command = charmer(work.path());
+        command.current_dir(&folder).args(["deploy", "bundle.yaml", "--dry-run", "--verify-key"]);
+        command.arg(&public).arg("--kubeconfig").arg(&kubeconfig).args(flags);
+        command.output().unwrap()
+    };
+    let image_map = ["--overlay", "prod.yaml", "--image-map", "retagged-images.txt"];
+    let ok = deploy("genuine", &|_| {}, &image_map);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.ends_with("dry run: nothing was changed\n"), "{stdout}");
+
+    let refused = |name: &str, change: &dyn Fn(&Path), flags: &[&str], expected: &str| {
+        let out = deploy(name, change, flags);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && stderr.contains(expected), "{name}: {stderr}");
+    };
+    let edit = |file: &'static str, from: &str, to: &str| {
+        let (from, to) = (from.to_string(), to.to_string());
+        move |folder: &Path| {
+            let path = folder.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(&from), "{text}");
+            std::fs::write(&path, text.replace(&from, &to)).unwrap();
+        }
+    };
+    refused(
+        "scaled",
+        &edit("prod.yaml", "scale: 2", "scale: 20"),
+        &image_map,
+        "prod.yaml: differs from bundle/prod.yaml as signed in airgap/SHA256SUMS",
+    );
+    refused(
+        "bundle",
+        &edit("bundle.yaml", "scale: 1", "scale: 5"),
+        &image_map,
+        "bundle.yaml: differs from bundle/bundle.yaml as signed",
+    );
+    refused(
+        "no-overlay",
+        &|_| {},
+        &["--image-map", "retagged-images.txt"],
+        "the signed archive applies overlay prod.yaml; it was not given",
+    );
+    refused(
+        "no-map",
+        &|_| {},
+        &["--overlay", "prod.yaml"],
+        &format!(
+            "applications.frontend.resources.main-image: {}/team/app:1.0 is not pinned to the digest the signed archive carried for {}/team/app:1.0 ({})",
+            src.host(),
+            src.host(),
+            shop.app_digest
+        ),
+    );
+    refused(
+        "swapped-map",
+        &edit("retagged-images.txt", &shop.app_digest, &shop.api_digest),
+        &image_map,
+        &format!(
+            "bundle.yaml: applications.frontend.resources.main-image: {}/airgap/team/app:1.0@{} is not pinned",
+            dst.host(),
+            shop.api_digest
+        ),
+    );
+    refused(
+        "resigned",
+        &edit("airgap/SHA256SUMS", "  bundle/prod.yaml", "  bundle/prod.yml"),
+        &image_map,
+        "airgap: SHA256SUMS: signature: does not match the content",
+    );
+    refused(
+        "other-charm",
+        &|folder| {
+            let charm = folder.join("charms/backend_2.0.0.charm");
+            let mut bytes = std::fs::read(&charm).unwrap();
+            bytes.extend_from_slice(b"junk");
+            std::fs::write(&charm, bytes).unwrap();
+        },
+        &image_map,
+        "charms/backend_2.0.0.charm: differs from charms/backend_2.0.0.charm as signed",
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
 }
