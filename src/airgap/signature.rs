@@ -36,11 +36,13 @@ impl Authenticity {
         match self {
             Authenticity::Verified(_) => None,
             Authenticity::Unchecked(id) => Some(format!(
-                "{label}: signed by key {}, but not verified: its content was not authenticated (pass --verify-key with the exporter's public key)",
+                "{label}: signed by key {}, but not verified: its content was not authenticated \
+                 (pass --verify-key with the exporter's public key)",
                 id.as_deref().unwrap_or("(unreadable)")
             )),
             Authenticity::Unsigned => Some(format!(
-                "{label}: not signed: its content was not authenticated (export with --sign-key and import with --verify-key)"
+                "{label}: not signed: its content was not authenticated \
+                 (export with --sign-key and import with --verify-key)"
             )),
         }
     }
@@ -68,13 +70,16 @@ pub fn authenticate(
         (Some(key), None) => Err(Problem::new(
             label,
             CHECKSUMS,
-            format!("not signed (the archive has no {SIGNATURE}); --verify-key accepts only archives signed with key {}", key.id()),
+            format!(
+                "not signed (the archive has no {SIGNATURE}); --verify-key accepts only archives \
+                 signed with key {}",
+                key.id()
+            ),
         )
         .hint("ask for an archive exported with --sign-key; nothing was pushed or written")),
-        (Some(key), Some(signature)) => {
-            key.verify(&format!("{label}: {CHECKSUMS}"), CHECKSUMS, sums, &signature)
-                .map(|()| Authenticity::Verified(key.id()))
-        }
+        (Some(key), Some(signature)) => key
+            .verify(&format!("{label}: {CHECKSUMS}"), CHECKSUMS, sums, &signature)
+            .map(|()| Authenticity::Verified(key.id())),
     }
 }
 

@@ -54,6 +54,46 @@ struct IndexEntry {
     annotations: BTreeMap<String, String>,
 }
 
+/// The kept `SHA256SUMS`, signature checked.
+struct Manifest {
+    /// `<folder>/airgap`, for messages.
+    label: String,
+    sums: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The content of `path` when it is `member` as signed; otherwise `None`, with a problem.
+    fn read(
+        &self,
+        path: &Path,
+        member: &str,
+        problems: &mut Problems,
+    ) -> Result<Option<Vec<u8>>, AirgapError> {
+        let bytes = read(path)?;
+        let file = path.display().to_string();
+        let signed = format!("{}/{CHECKSUMS}", self.label);
+        match self.sums.get(member) {
+            Some(listed) if *listed == crate::digest::sha256_hex(&bytes) => return Ok(Some(bytes)),
+            Some(_) => problems.push(
+                Problem::new(file, "", format!("differs from {member} as signed in {signed}"))
+                    .hint("the folder was changed after import: import the signed archive again"),
+            ),
+            None => problems.push(Problem::new(file, "", format!("{member} is not in {signed}"))),
+        }
+        Ok(None)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AirgapError> {
+    std::fs::read(path)
+        .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
 impl Unpacked {
     /// Checks the signed manifest of `folder` with `key`, and `bundle` and `overlays` (the
     /// files about to be resolved) against it. Every problem is reported.
@@ -65,88 +105,53 @@ impl Unpacked {
     ) -> Result<Unpacked, AirgapError> {
         let kept = folder.join(MANIFEST_DIR);
         let label = kept.display().to_string();
-        let read = |path: &Path| {
-            std::fs::read(path)
-                .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })
-        };
-        let sums_bytes = read(&kept.join(CHECKSUMS))?;
+        let sums = read(&kept.join(CHECKSUMS))?;
         let sig = kept.join(SIGNATURE);
         let sig = if sig.is_file() { Some(read(&sig)?) } else { None };
-        signature::authenticate(&label, &sums_bytes, sig.as_deref(), Some(key))?;
-        let sums =
-            sums::parse(&format!("{label}/{CHECKSUMS}"), &String::from_utf8_lossy(&sums_bytes))?;
+        signature::authenticate(&label, &sums, sig.as_deref(), Some(key))?;
+        let sums = sums::parse(&format!("{label}/{CHECKSUMS}"), &String::from_utf8_lossy(&sums))?;
+        let manifest = Manifest { label, sums };
+        let label = &manifest.label;
 
         let mut problems = Problems::default();
-        // A file matches its member when its SHA-256 is the one the signed manifest lists.
-        let matches =
-            |path: &Path, member: &str, problems: &mut Problems| -> Result<bool, AirgapError> {
-                let actual = crate::digest::sha256_hex(&read(path)?);
-                match sums.get(member) {
-                    Some(listed) if *listed == actual => Ok(true),
-                    Some(_) => {
-                        problems.push(
-                        Problem::new(
-                            path.display().to_string(),
-                            "",
-                            format!("differs from {member} as signed in {label}/{CHECKSUMS}"),
-                        )
-                        .hint(
-                            "the folder was changed after import: import the signed archive again",
-                        ),
-                    );
-                        Ok(false)
-                    }
-                    None => {
-                        problems.push(Problem::new(
-                            path.display().to_string(),
-                            "",
-                            format!("{member} is not in the signed {label}/{CHECKSUMS}"),
-                        ));
-                        Ok(false)
-                    }
-                }
-            };
-        let kept_file = |member: &str| kept.join(member);
-        if !matches(&kept_file(CONTENTS), CONTENTS, &mut problems)? {
+        let Some(contents) = manifest.read(&kept.join(CONTENTS), CONTENTS, &mut problems)? else {
             return Err(problems.into());
-        }
-        let contents: Contents =
-            serde_json::from_slice(&read(&kept_file(CONTENTS))?).map_err(|e| {
-                Problem::new(&label, CONTENTS, format!("not an air-gap table of contents: {e}"))
-            })?;
-
+        };
+        let contents: Contents = serde_json::from_slice(&contents).map_err(|e| {
+            Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
+        })?;
         let lock = match &contents.lock {
-            Some(member) if matches(&kept_file(member), member, &mut problems)? => {
-                let text = String::from_utf8_lossy(&read(&kept_file(member))?).into_owned();
-                Some(parse_lock(&kept_file(member).display().to_string(), &text)?)
-            }
-            _ => None,
+            Some(member) => match manifest.read(&kept.join(member), member, &mut problems)? {
+                Some(bytes) => Some(parse_lock(
+                    &kept.join(member).display().to_string(),
+                    &String::from_utf8_lossy(&bytes),
+                )?),
+                None => None,
+            },
+            None => None,
         };
         let mut images = BTreeMap::new();
-        if sums.contains_key(IMAGE_INDEX)
-            && matches(&kept_file(IMAGE_INDEX), IMAGE_INDEX, &mut problems)?
-        {
-            let index: ImageIndex = serde_json::from_slice(&read(&kept_file(IMAGE_INDEX))?)
-                .map_err(|e| {
-                    Problem::new(&label, IMAGE_INDEX, format!("not an image index: {e}"))
-                })?;
+        let index = match manifest.sums.contains_key(IMAGE_INDEX) {
+            true => manifest.read(&kept.join(IMAGE_INDEX), IMAGE_INDEX, &mut problems)?,
+            false => None,
+        };
+        if let Some(index) = index {
+            let index: ImageIndex = serde_json::from_slice(&index).map_err(|e| {
+                Problem::new(label, IMAGE_INDEX, format!("not an image index: {e}"))
+            })?;
             for entry in index.manifests {
-                if let Some(Ok(reference)) =
-                    entry.annotations.get(ANNOTATION_IMAGE_NAME).map(|n| n.parse())
-                {
+                let name = entry.annotations.get(ANNOTATION_IMAGE_NAME).map(|n| n.parse());
+                if let Some(Ok(reference)) = name {
                     images.insert(reference, entry.digest);
                 }
             }
         }
 
-        let unpacked_name =
-            |member: &str| folder.join(member.strip_prefix("bundle/").unwrap_or(member));
-        let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        let signed_bundle = unpacked_name(&contents.bundle);
-        if !same_file(bundle, &signed_bundle) {
+        let unpacked = |member: &str| folder.join(member.strip_prefix("bundle/").unwrap_or(member));
+        let signed_bundle = unpacked(&contents.bundle);
+        if same_file(bundle, &signed_bundle) {
+            manifest.read(bundle, &contents.bundle, &mut problems)?;
+        } else {
             problems.push(
                 Problem::new(
                     bundle.display().to_string(),
@@ -158,14 +163,12 @@ impl Unpacked {
                 )
                 .hint("deploy the imported bundle file"),
             );
-        } else {
-            matches(bundle, &contents.bundle, &mut problems)?;
         }
         for (i, member) in contents.overlays.iter().enumerate() {
-            let signed = unpacked_name(member);
+            let signed = unpacked(member);
             match overlays.get(i) {
                 Some(given) if same_file(given, &signed) => {
-                    matches(given, member, &mut problems)?;
+                    manifest.read(given, member, &mut problems)?;
                 }
                 Some(given) => problems.push(
                     Problem::new(
@@ -181,7 +184,7 @@ impl Unpacked {
                 ),
                 None => problems.push(
                     Problem::new(
-                        &label,
+                        label,
                         CONTENTS,
                         format!(
                             "the signed archive applies overlay {}; it was not given",
@@ -204,19 +207,13 @@ impl Unpacked {
         }
         let mut charms = BTreeSet::new();
         for member in &contents.charms {
-            let path = folder.join(member);
-            if matches(&path, member, &mut problems)? {
-                charms.insert(sums[member].clone());
+            if let Some(bytes) = manifest.read(&folder.join(member), member, &mut problems)? {
+                charms.insert(crate::digest::sha256_hex(&bytes));
             }
         }
         problems.into_result(())?;
-        Ok(Unpacked {
-            folder: folder.to_path_buf(),
-            bundle: bundle.display().to_string(),
-            charms,
-            lock,
-            images,
-        })
+        let bundle = bundle.display().to_string();
+        Ok(Unpacked { folder: folder.to_path_buf(), bundle, charms, lock, images })
     }
 
     /// SHA-256s of the folder's charms, authenticated by the signed manifest.
@@ -235,9 +232,18 @@ impl Unpacked {
             if let Some(lock) = &self.lock {
                 let (charm, version, sha256) =
                     (app.charm.name(), app.charm.version.to_string(), app.charm.sha256());
-                match lock.applications.get(&app.name) {
-                    Some(locked) if locked.charm == charm && locked.version == version && locked.sha256 == sha256 => {}
-                    Some(locked) => problems.push(Problem::new(label, &key, format!("runs {charm} {version} (sha256 {sha256}); the signed lock names {} {} (sha256 {})", locked.charm, locked.version, locked.sha256))),
+                let locked = lock.applications.get(&app.name);
+                let signed = locked.map(|l| (l.charm.as_str(), &l.version, &l.sha256));
+                match signed {
+                    Some(signed) if signed == (charm, &version, &sha256) => {}
+                    Some((l_charm, l_version, l_sha256)) => problems.push(Problem::new(
+                        label,
+                        &key,
+                        format!(
+                            "runs {charm} {version} (sha256 {sha256}); the signed lock names \
+                             {l_charm} {l_version} (sha256 {l_sha256})"
+                        ),
+                    )),
                     None => problems.push(Problem::new(label, &key, "is not in the signed lock")),
                 }
             }
@@ -248,13 +254,26 @@ impl Unpacked {
                     source.digest = None;
                     self.images.get(&source)
                 });
+                let map = self.folder.join("retagged-images.txt");
                 match (carried, &image.target.digest) {
                     (Some(carried), Some(digest)) if carried == digest => {}
                     (Some(carried), _) => problems.push(
-                        Problem::new(label, &key, format!("{} is not pinned to the digest the signed archive carried for {} ({carried})", image.target, image.source))
-                            .hint(format!("pass --image-map {}", self.folder.join("retagged-images.txt").display())),
+                        Problem::new(
+                            label,
+                            &key,
+                            format!(
+                                "{} is not pinned to the digest the signed archive carried \
+                                 for {} ({carried})",
+                                image.target, image.source
+                            ),
+                        )
+                        .hint(format!("pass --image-map {}", map.display())),
                     ),
-                    (None, _) => problems.push(Problem::new(label, &key, format!("{} is not an image the signed archive carried", image.source))),
+                    (None, _) => problems.push(Problem::new(
+                        label,
+                        &key,
+                        format!("{} is not an image the signed archive carried", image.source),
+                    )),
                 }
             }
         }
