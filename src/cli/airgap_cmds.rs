@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{
-    client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags,
-};
-use super::{line, ResolveArgs};
+use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
+use super::{line, runtime, ResolveArgs};
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::publish;
@@ -80,7 +78,7 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
-    let model = args.resolve.resolve()?;
+    let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
     inputs.sign_key = sign_key;
     let options = args.pull.options(&args.connection)?;

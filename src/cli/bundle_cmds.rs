@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{line, stdout_error, Output};
+use super::{line, stdout_error, Output, TlsArgs};
 use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
 use crate::resolve::{Inputs, Lock, Model};
+use crate::transport::TlsOptions;
 use crate::Error;
 
 /// The flags every command that resolves a bundle takes.
@@ -45,9 +46,19 @@ pub struct ResolveArgs {
     /// Namespace to render for (default: the bundle's name).
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// How to reach published indexes given as URLs: the command's --ca-file and
+    /// --insecure-http (see [`ResolveArgs::with`]).
+    #[arg(skip)]
+    pub tls: TlsOptions,
 }
 
 impl ResolveArgs {
+    /// These arguments with the command's TLS flags, for index URLs.
+    pub fn with(mut self, tls: &TlsArgs) -> ResolveArgs {
+        self.tls = tls.options();
+        self
+    }
+
     /// Loads and resolves the bundle. With `--verify-key` on a folder `airgap import`
     /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
     /// first, and the resolved charms and image digests after (see [`Unpacked`]).
@@ -73,6 +84,7 @@ impl ResolveArgs {
             image_map: self.image_map.clone(),
             verify_key: self.verify_key.clone(),
             verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
+            tls: self.tls.clone(),
         };
         let model = crate::resolve::load(&inputs)?;
         if let Some(unpacked) = &unpacked {

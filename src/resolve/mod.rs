@@ -3,6 +3,7 @@
 //! Every problem in the input is reported at once, each naming file, application and key.
 
 mod config;
+pub mod context;
 mod lock;
 pub mod model;
 pub mod plan;
@@ -23,6 +24,7 @@ use crate::charm::Charm;
 use crate::diag::{Problem, Problems};
 use crate::images::{ImageMap, Reference, Registry};
 use crate::repo::Repository;
+use crate::transport::TlsOptions;
 
 /// Errors of resolving a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub struct Inputs {
     /// SHA-256s of charm archives already authenticated by a manifest signed with that key
     /// (an imported air-gap archive's): accepted without a signature of their own.
     pub verified_charms: BTreeSet<String>,
+    /// How to reach published indexes given as URLs.
+    pub tls: TlsOptions,
 }
 
 /// The default charm folders: `charms/` and `dist/` in the bundle's folder or, failing that,
@@ -93,7 +97,7 @@ pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
         // Resolving unverified charms would only add noise to the key's problem.
         return Err(problems.into());
     }
-    let (mut repo, more) = Repository::open(&dirs, verify_key);
+    let (mut repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
     repo.trust(inputs.verified_charms.clone());
     problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {

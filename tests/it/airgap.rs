@@ -91,6 +91,9 @@ impl Shop {
 
 #[test]
 fn export_carry_import_and_tampering_is_caught() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
     let Shop { bundle, overlay, backend, app_digest, api_digest } = Shop::new(work.path(), &src);
