@@ -427,6 +427,7 @@ pub async fn import(
         Some(_) => Some(ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?),
         None => None,
     };
+    check_images(&tar, &contents, images.as_ref())?;
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -624,15 +625,27 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
             .hint("import it with the charmer version that wrote it"),
         );
     }
-    let members = std::iter::once(&contents.bundle)
-        .chain(&contents.overlays)
-        .chain(&contents.charms)
-        .chain(&contents.lock);
-    for member in members {
-        let placed = member.starts_with("bundle/")
-            || member.starts_with("charms/")
-            || member == "bundle.lock";
-        if !placed || tar.member(member).is_none() {
+    // Where each member is unpacked: bundle files beside the folder's own files, which they
+    // must not replace, charms in charms/, the lock as bundle.lock.
+    let reserved = ["bundle.lock", "retagged-images.txt", "charms", MANIFEST_DIR];
+    let file_in = |member: &str, folder: &str| {
+        member.strip_prefix(folder).is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    };
+    let bundle_files = std::iter::once(&contents.bundle).chain(&contents.overlays);
+    let placed = bundle_files
+        .map(|m| {
+            (m, file_in(m, "bundle/") && !reserved.iter().any(|r| m.ends_with(&format!("/{r}"))))
+        })
+        .chain(contents.charms.iter().map(|m| (m, file_in(m, "charms/") && m.ends_with(".charm"))))
+        .chain(contents.lock.iter().map(|m| (m, m == "bundle.lock")));
+    for (member, placed) in placed {
+        if !placed {
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "is not where an air-gap archive keeps such a file",
+            ));
+        } else if tar.member(member).is_none() {
             problems.push(Problem::new(
                 label,
                 format!("{CONTENTS}: {member}"),
@@ -641,6 +654,27 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
         }
     }
     problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Checks that the images `airgap.json` lists are the ones the archive holds.
+fn check_images(
+    tar: &TarIndex,
+    contents: &Contents,
+    images: Option<&ImageArchive>,
+) -> Result<(), AirgapError> {
+    let listed: BTreeSet<&Reference> = contents.images.iter().collect();
+    let held: BTreeSet<&Reference> =
+        images.iter().flat_map(|i| i.images.iter().map(|n| &n.reference)).collect();
+    let mut problems = Problems::default();
+    for missing in listed.difference(&held) {
+        let problem = format!("lists {missing}, which is not under images/");
+        problems.push(Problem::new(tar.label(), CONTENTS, problem));
+    }
+    for extra in held.difference(&listed) {
+        let problem = format!("holds {extra}, which {CONTENTS} does not list");
+        problems.push(Problem::new(tar.label(), IMAGE_INDEX, problem));
+    }
+    problems.into_result(()).map_err(AirgapError::from)
 }
 
 /// Reads and validates every charm (the same checks as for any untrusted `.charm`).

@@ -136,6 +136,10 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         }
         deploy
             .push_str(&format!(" --image-map {}", args.out.join("retagged-images.txt").display()));
+        if let (Authenticity::Verified(_), Some(key)) = (&report.authenticity, &args.verify_key) {
+            // Deploy re-checks the folder against the signed manifest it kept.
+            deploy.push_str(&format!(" --verify-key {}", key.display()));
+        }
         line(out, format_args!("next: {deploy}"))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -452,6 +452,40 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
         format!("warning: {}: signed by key {id}, but not verified: its content was not authenticated (pass --verify-key with the exporter's public key)\n", node_port.display())
     );
 
+    // An unverified archive is still checked for sense: a table of contents that would
+    // unpack an overlay over the lock, or that lists other images than the archive holds.
+    let misplaced = forged("misplaced.tar", &|members| {
+        let (_, contents) = members.iter_mut().find(|(n, _)| n == "airgap.json").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(contents).unwrap();
+        json["overlays"] = serde_json::json!(["bundle/bundle.lock"]);
+        *contents = serde_json::to_vec(&json).unwrap();
+        members.push(("bundle/bundle.lock".into(), b"applications: {}\n".to_vec()));
+    });
+    let unlisted = forged("unlisted-image.tar", &|members| {
+        let (_, contents) = members.iter_mut().find(|(n, _)| n == "airgap.json").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(contents).unwrap();
+        json["images"].as_array_mut().unwrap().retain(|i| i.as_str().unwrap().contains("api"));
+        *contents = serde_json::to_vec(&json).unwrap();
+    });
+    let app_image = format!("{}/team/app:1.0", src.host());
+    for (archive, expected) in [
+        (&misplaced, "misplaced.tar: airgap.json: bundle/bundle.lock: is not where an air-gap archive keeps such a file".to_string()),
+        (&unlisted, format!("unlisted-image.tar: images/index.json: holds {app_image}, which airgap.json does not list")),
+    ] {
+        let before = dst.requests().len();
+        let failed = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(archive)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert_eq!(dst.requests().len(), before);
+        assert!(!out_dir.exists());
+    }
+
     // The genuine archive imports; the folder keeps the signed manifest, still checkable.
     let imported = charmer(work.path())
         .args(["airgap", "import", "--registry", &format!("{}/airgap", dst.host()), "--out"])
@@ -464,6 +498,10 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
         .success();
     let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
     assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("retagged-images.txt --verify-key {}\n", public.display())),
+        "{stdout}"
+    );
     assert!(imported.get_output().stderr.is_empty());
     assert_eq!(dst.inspect_raw("airgap/team/app:1.0").1, shop.app_digest);
     let kept = out_dir.join("airgap");
