@@ -324,6 +324,14 @@ pub fn open_verified(
     Ok(tar)
 }
 
+/// Whether an archive opened without a verify key carries a signature nobody checked (and
+/// by which key), for a warning.
+pub fn unchecked_signature(tar: &TarIndex) -> Option<Authenticity> {
+    let signature = tar.read(SIGNATURE, Limits::default().max_document_bytes).ok()?;
+    let id = crate::publish::sign::signer_id(&String::from_utf8_lossy(&signature));
+    Some(Authenticity::Unchecked(id))
+}
+
 /// Checks an archive's signature (refusing an unsigned or unverifiable one when `key` is
 /// given), then every checksum of its `SHA256SUMS` (see [`verify_checksums`]).
 fn check_manifest(

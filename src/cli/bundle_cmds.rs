@@ -25,7 +25,9 @@ pub struct ResolveArgs {
     #[arg(long = "charms", value_name = "DIR|INDEX|URL")]
     pub charm_dirs: Vec<PathBuf>,
     /// Accept only charms signed with this public key (from published indexes or signed
-    /// .charm archives; source folders are refused).
+    /// .charm archives; source folders are refused). On a folder `airgap import` unpacked,
+    /// its signed manifest is checked first and authenticates the bundle, overlays, charms
+    /// and image digests.
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
     /// Overlay applied on the bundle (repeatable, in order).

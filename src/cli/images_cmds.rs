@@ -211,7 +211,16 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
             let tar = airgap::open_verified(&args.archive, key, bars.as_ref())?;
             ImageArchive::from_index(tar, &Limits::default())?
         }
-        None => ImageArchive::open(&args.archive, &Limits::default())?,
+        None => {
+            let archive = ImageArchive::open(&args.archive, &Limits::default())?;
+            let label = args.archive.display().to_string();
+            if let Some(warning) = airgap::unchecked_signature(archive.tar())
+                .and_then(|unchecked| unchecked.warning(&label))
+            {
+                eprintln!("warning: {}", crate::diag::escape_controls(&warning));
+            }
+            archive
+        }
     };
     let lock = match &args.lock {
         Some(path) => {

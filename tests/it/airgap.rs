@@ -540,6 +540,20 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     let stdout = String::from_utf8_lossy(&pushed.get_output().stdout).to_string();
     assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
     assert_eq!(dst.inspect_raw("saved/team/api:2.0").1, shop.api_digest);
+    // Pushed without --verify-key, the signed archive is pushed with a warning.
+    let unchecked = charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/unchecked", dst.host())])
+        .arg(&images)
+        .arg("--retagged-out")
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&unchecked.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(&format!("images.tar: signed by key {id}, but not verified")),
+        "{stderr}"
+    );
     let saved_layer = work.path().join("saved-layer.tar");
     forge(&images, &saved_layer, |members| {
         let big = (0..members.len()).max_by_key(|i| members[*i].1.len()).unwrap();
