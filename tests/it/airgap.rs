@@ -87,6 +87,30 @@ impl Shop {
         std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
         Shop { bundle, overlay, backend, app_digest, api_digest }
     }
+
+    /// `airgap export` of the bundle with its overlay into `out`, signed with `sign_key` if
+    /// given; returns stdout.
+    fn export(&self, work: &Path, src: &Registry, out: &Path, sign_key: Option<&Path>) -> String {
+        let mut command = charmer(work);
+        command.args(["airgap", "export"]).arg(&self.bundle).arg("--overlay").arg(&self.overlay);
+        command.arg("--out").arg(out).args(connection(src));
+        if let Some(key) = sign_key {
+            command.arg("--sign-key").arg(key);
+        }
+        String::from_utf8_lossy(&command.assert().success().get_output().stdout).to_string()
+    }
+}
+
+/// A copy of `archive` at `to` with the byte at `at` in `member` inverted.
+fn flip_byte(archive: &Path, to: &Path, member: &str, at: u64) {
+    std::fs::copy(archive, to).unwrap();
+    let at = member_offset(to, member) + at;
+    let mut file = File::options().read(true).write(true).open(to).unwrap();
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0xff]).unwrap();
 }
 
 #[test]
@@ -150,15 +174,7 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // A tampered copy: one byte of a charm flipped. Named, nothing pushed, nothing written.
     let tampered = work.path().join("tampered.tar");
-    std::fs::copy(&carried, &tampered).unwrap();
-    let at = member_offset(&tampered, "charms/backend_2.0.0.charm") + 10;
-    let mut file = File::options().read(true).write(true).open(&tampered).unwrap();
-    let mut byte = [0u8; 1];
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.read_exact(&mut byte).unwrap();
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.write_all(&[byte[0] ^ 0xff]).unwrap();
-    drop(file);
+    flip_byte(&carried, &tampered, "charms/backend_2.0.0.charm", 10);
     let out_dir = work.path().join("deploy");
     let before = dst.requests().len();
     let failed = charmer(work.path())
@@ -312,26 +328,11 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     }
     let (public, other) = (keys.join("exporter.pub"), keys.join("other.pub"));
     let (id, other_id) = (key_id(&public), key_id(&other));
-    let export = |out: &Path, sign: bool| {
-        let mut command = charmer(work.path());
-        command
-            .args(["airgap", "export"])
-            .arg(&shop.bundle)
-            .arg("--overlay")
-            .arg(&shop.overlay)
-            .arg("--out")
-            .arg(out)
-            .args(connection(&src));
-        if sign {
-            command.arg("--sign-key").arg(keys.join("exporter.key"));
-        }
-        String::from_utf8_lossy(&command.assert().success().get_output().stdout).to_string()
-    };
     let signed = work.path().join("signed.tar");
-    let said = export(&signed, true);
+    let said = shop.export(work.path(), &src, &signed, Some(&keys.join("exporter.key")));
     assert!(said.contains(&format!("; signed by key {id}")), "{said}");
     let unsigned = work.path().join("unsigned.tar");
-    export(&unsigned, false);
+    shop.export(work.path(), &src, &unsigned, None);
     // Signing adds one member and changes nothing else.
     let mut with_signature = members(&signed);
     with_signature.retain(|(name, _)| name != "SHA256SUMS.sig");
@@ -380,12 +381,7 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     });
     // One byte changed, SHA256SUMS left as signed.
     let flipped = work.path().join("flipped.tar");
-    std::fs::copy(&signed, &flipped).unwrap();
-    let at = member_offset(&flipped, "bundle/bundle.yaml");
-    let mut file = File::options().read(true).write(true).open(&flipped).unwrap();
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.write_all(b"B").unwrap();
-    drop(file);
+    flip_byte(&signed, &flipped, "bundle/bundle.yaml", 0);
 
     let out_dir = work.path().join("deploy");
     let retagged = work.path().join("retagged-images.txt");
@@ -573,18 +569,7 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
     charmer(work.path()).arg("keygen").arg("--out").arg(&key).assert().success();
     let public = key.with_extension("pub");
     let carried = work.path().join("carried.tar");
-    charmer(work.path())
-        .args(["airgap", "export", "--quiet"])
-        .arg(&shop.bundle)
-        .arg("--overlay")
-        .arg(&shop.overlay)
-        .arg("--out")
-        .arg(&carried)
-        .arg("--sign-key")
-        .arg(key.with_extension("key"))
-        .args(connection(&src))
-        .assert()
-        .success();
+    shop.export(work.path(), &src, &carried, Some(&key.with_extension("key")));
     let imported = work.path().join("imported");
     charmer(work.path())
         .args(["airgap", "import", "--quiet", "--registry", &format!("{}/airgap", dst.host())])
