@@ -437,6 +437,24 @@ pub async fn import(
     };
     check_images(&tar, &contents, images.as_ref())?;
 
+    // Everything the folder will hold is read (and so bounded) before the first write.
+    let max = Limits::default().max_document_bytes;
+    let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
+    let mut files = Vec::new();
+    for member in std::iter::once(&contents.bundle).chain(&contents.overlays) {
+        files.push((in_bundle(member), tar.read(member, max)?));
+    }
+    files.extend(charms);
+    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX]
+        .into_iter()
+        .chain(contents.lock.as_deref())
+        .filter(|member| tar.member(member).is_some());
+    for member in manifest {
+        files.push((format!("{MANIFEST_DIR}/{member}"), tar.read(member, max)?));
+    }
+    let bundle = out.join(in_bundle(&contents.bundle));
+    let overlays = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
+
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -444,34 +462,12 @@ pub async fn import(
         .prefix(".charmer-import")
         .tempdir_in(parent)
         .map_err(|e| io(parent, e))?;
-    let unpack = |member: &str, name: &str| -> Result<PathBuf, AirgapError> {
-        let bytes = tar.read(member, Limits::default().max_document_bytes)?;
+    for (name, bytes) in files {
         let path = staging.path().join(name);
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
         }
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-        Ok(out.join(name))
-    };
-    let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
-    let bundle = unpack(&contents.bundle, &in_bundle(&contents.bundle))?;
-    let overlays = contents
-        .overlays
-        .iter()
-        .map(|o| unpack(o, &in_bundle(o)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (member, bytes) in charms {
-        let name = member.strip_prefix("charms/").unwrap_or(&member);
-        let path = staging.path().join("charms").join(name);
-        std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-    }
-    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX]
-        .into_iter()
-        .chain(contents.lock.as_deref())
-        .filter(|member| tar.member(member).is_some());
-    for member in manifest {
-        unpack(member, &format!("{MANIFEST_DIR}/{member}"))?;
     }
 
     let push_report = match &images {
