@@ -92,6 +92,7 @@ fn pushes_what_skopeo_wrote_as_docker_archive_and_oci_archive() {
         .args(["images", "push", "--quiet", "--registry", &format!("{}/o", dst.host())])
         .arg(&oci)
         .args(connection(&dst))
+        .current_dir(work.path())
         .assert()
         .success();
     let in_archive =
