@@ -670,5 +670,28 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
         &image_map,
         "charms/backend_2.0.0.charm: differs from charms/backend_2.0.0.charm as signed",
     );
+    // A newer charm, validly signed with the same key on its own, dropped into charms/: the
+    // resolver would pick it, but the signed lock names 2.0.0.
+    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", "busybox:1.36");
+    let release = work.path().join("release");
+    charmer(work.path())
+        .arg("publish")
+        .arg(&newer)
+        .arg("--out")
+        .arg(&release)
+        .arg("--sign-key")
+        .arg(key.with_extension("key"))
+        .assert()
+        .success();
+    refused(
+        "newer-charm",
+        &|folder| {
+            for file in ["backend_2.0.1.charm", "backend_2.0.1.charm.sig"] {
+                std::fs::copy(release.join(file), folder.join("charms").join(file)).unwrap();
+            }
+        },
+        &image_map,
+        "); the signed lock names backend 2.0.0 (sha256 ",
+    );
     assert_eq!(emulator.writes(), Vec::<String>::new());
 }
