@@ -284,9 +284,9 @@ impl Cluster {
         progress: &dyn Progress,
         error: DeployError,
     ) -> Result<Outcome, DeployError> {
-        let Some(previous) =
-            failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed)
-        else {
+        let previous = failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed);
+        // Nothing to go back to: no earlier revision, or it is this very plan.
+        let Some(previous) = previous.filter(|r| r.plan != failed.plan) else {
             return Err(error);
         };
         tracing::warn!("{error}; rolling back to revision {}", previous.revision);

@@ -118,23 +118,24 @@ impl Cluster {
         for problem in check_images(&plan) {
             problems.push(problem);
         }
-        if namespace_exists {
-            let inventory: BTreeSet<ObjectId> =
-                record::current_inventory(&records).into_iter().map(|e| e.id).collect();
-            for target in targets.iter().filter(|t| t.served) {
-                let Some(live) = self.get(&target.kind, &target.id).await? else { continue };
-                let in_inventory = inventory.contains(&target.id);
-                match live_problem(&plan.bundle, &target.id, &live, in_inventory) {
-                    Some(LiveProblem::Terminating(problem)) => problems.push(problem),
-                    Some(LiveProblem::Owned(owner)) if options.adopt => {
-                        notes.push(format!("adopting {}: {owner}", target.id));
-                    }
-                    Some(LiveProblem::Owned(owner)) => problems.push(
-                        Problem::new("preflight", target.id.to_string(), format!("{owner}; deploy does not take it over silently"))
-                            .hint("deploy with --adopt to take it over, or rename the object or deploy into another namespace"),
-                    ),
-                    None => {}
+        let inventory: BTreeSet<ObjectId> =
+            record::current_inventory(&records).into_iter().map(|e| e.id).collect();
+        // In a namespace that does not exist yet, only cluster-scoped objects can exist.
+        let existing =
+            targets.iter().filter(|t| t.served && (namespace_exists || !t.kind.namespaced));
+        for target in existing {
+            let Some(live) = self.get(&target.kind, &target.id).await? else { continue };
+            let in_inventory = inventory.contains(&target.id);
+            match live_problem(&plan.bundle, &target.id, &live, in_inventory) {
+                Some(LiveProblem::Terminating(problem)) => problems.push(problem),
+                Some(LiveProblem::Owned(owner)) if options.adopt => {
+                    notes.push(format!("adopting {}: {owner}", target.id));
                 }
+                Some(LiveProblem::Owned(owner)) => problems.push(
+                    Problem::new("preflight", target.id.to_string(), format!("{owner}; deploy does not take it over silently"))
+                        .hint("deploy with --adopt to take it over, or rename the object or deploy into another namespace"),
+                ),
+                None => {}
             }
         }
         problems.into_result(())?;

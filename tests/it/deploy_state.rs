@@ -660,3 +660,24 @@ async fn a_node_port_another_bundle_holds_fails_naming_the_object() {
     );
     assert!(emulator.get("Lease", "iot", "charmer.iot.lock").is_none(), "lock released");
 }
+
+#[tokio::test]
+async fn a_cluster_wide_object_of_another_bundle_is_refused_even_into_a_new_namespace() {
+    let emulator = KubeEmulator::start();
+    let role = |bundle: &str| {
+        let mut labels = labels("web");
+        labels[BUNDLE_LABEL] = json!(bundle);
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "reader", "labels": labels}, "rules": []})
+    };
+    emulator.insert(role("iot"));
+    let cluster = cluster(&emulator).await;
+    let error = cluster.prepare(shop(vec![("web", role("shop"))])).await.err().unwrap();
+    assert!(
+        error.to_string().starts_with(
+            "preflight: ClusterRole/reader: bundle iot manages it (label charmer.io/bundle=iot)"
+        ),
+        "{error}"
+    );
+    assert!(emulator.get("Namespace", "", NS).is_none(), "nothing was created");
+}
