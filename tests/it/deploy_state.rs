@@ -9,8 +9,8 @@ use charmer::contract::{
     ObjectId, BUNDLE_LABEL, KEPT_ANNOTATION, KEPT_FROM_LABEL, RESOURCE_POLICY_ANNOTATION,
 };
 use charmer::deploy::{
-    ApplyOptions, DeployError, Keep, LockOptions, NoProgress, Plan, PlanObject, PrepareOptions,
-    RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
+    ApplyOptions, DeployError, Event, Interrupt, Keep, LockOptions, NoProgress, Plan, PlanObject,
+    PrepareOptions, Progress, RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
 };
 use serde_json::{json, Value};
 
@@ -680,4 +680,61 @@ async fn a_cluster_wide_object_of_another_bundle_is_refused_even_into_a_new_name
         "{error}"
     );
     assert!(emulator.get("Namespace", "", NS).is_none(), "nothing was created");
+}
+
+/// Triggers an interrupt once `after` objects are applied, as Ctrl-C would mid-apply.
+struct StopAfter {
+    after: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    interrupt: Interrupt,
+}
+
+impl Progress for StopAfter {
+    fn event(&self, event: Event) {
+        if let Event::Applied { .. } = event {
+            let seen = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if seen == self.after {
+                self.interrupt.trigger();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interrupt_mid_apply_records_what_may_be_applied_and_a_rerun_converges() {
+    let emulator = KubeEmulator::start();
+    let interrupt = Interrupt::default();
+    let stop = StopAfter { after: 4, seen: Default::default(), interrupt: interrupt.clone() };
+    let options = ApplyOptions { interrupt: Some(interrupt), ..quick_wait() };
+    let cluster = cluster(&emulator).await;
+    let prepared = cluster.prepare(full_shop("a")).await.unwrap();
+    let error = cluster.apply(&prepared, &options, &stop).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "interrupted after applying 4 of 6 objects; revision 1 is recorded as interrupted: run the same command again to converge"
+    );
+    assert_eq!(record_status(&emulator, 1).as_deref(), Some("interrupted"));
+    assert!(emulator.get("ConfigMap", NS, "web-config").is_some(), "the 4th object was applied");
+    assert!(emulator.get("Deployment", NS, "web").is_none(), "the 6th was not");
+    assert!(emulator.get("Lease", NS, LEASE).is_none(), "lock released");
+
+    // The interrupted revision's inventory covers what it applied: a re-run without web
+    // prunes web's config map.
+    let db_only = shop(vec![
+        ("db", deployment("db", "registry.local:5000/db:1")),
+        ("db", generated_secret("db", "admin")),
+        ("db", service("db")),
+    ]);
+    let outcome = deploy(&emulator, db_only).await;
+    assert_eq!(outcome.revision, Some(2));
+    let pruned: Vec<String> = outcome.pruned.iter().map(ToString::to_string).collect();
+    assert_eq!(pruned, ["ConfigMap/shop/web-config"]);
+    let status = cluster.status("shop", NS).await.unwrap();
+    let states: Vec<(u32, RecordStatus)> =
+        status.revisions.iter().map(|r| (r.revision, r.status)).collect();
+    assert_eq!(states, [(1, RecordStatus::Interrupted), (2, RecordStatus::Deployed)]);
+    assert_eq!(
+        status.revisions[0].reason.as_deref(),
+        Some("interrupted after applying 4 of 6 objects")
+    );
 }
