@@ -292,15 +292,15 @@ async fn the_lock_is_renewed_while_a_long_deploy_runs() {
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let slow = ApplyOptions {
         wait: Some(WaitOptions {
-            timeout: Duration::from_secs(4),
+            timeout: Duration::from_secs(7),
             poll: Duration::from_millis(50),
         }),
-        lock: LockOptions { duration: Duration::from_secs(1), ..LockOptions::default() },
+        lock: LockOptions { duration: Duration::from_secs(2), ..LockOptions::default() },
         ..quick_wait()
     };
     let second = async {
-        // Well past the first deploy's 1 s lease: only renewal keeps it alive.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Well past the first deploy's 2 s lease: only renewal keeps it alive.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         deploy_with(&emulator, full_shop("b"), &quick_wait()).await
     };
     let (first, second) = tokio::join!(deploy_with(&emulator, full_shop("a"), &slow), second);
@@ -474,7 +474,8 @@ fn sigint_mid_wait_records_interrupted_releases_the_lock_and_a_rerun_converges()
         assert!(started.elapsed() < Duration::from_secs(60), "the deploy never got to waiting");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The last object is applied: a moment later the deploy is polling for readiness.
+    std::thread::sleep(Duration::from_secs(1));
     assert!(emulator.get("Lease", "demo", "charmer.demo.lock").is_some(), "held while running");
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
