@@ -56,6 +56,21 @@ impl Interrupt {
         // The sender lives in `self`, so waiting cannot fail.
         let _ = receiver.wait_for(|stop| *stop).await;
     }
+
+    /// Runs `work` until it ends or `interrupt` (if any) is triggered; then `work` is dropped
+    /// at its next await point and the result is [`DeployError::Interrupted`], `during`
+    /// saying what was going on.
+    async fn around<T>(
+        interrupt: Option<&Interrupt>,
+        work: impl std::future::Future<Output = Result<T, DeployError>>,
+        during: impl FnOnce() -> String,
+    ) -> Result<T, DeployError> {
+        let Some(interrupt) = interrupt else { return work.await };
+        tokio::select! {
+            result = work => result,
+            () = interrupt.triggered() => Err(DeployError::Interrupted { during: during() }),
+        }
+    }
 }
 
 /// What a deploy did.
@@ -148,16 +163,10 @@ impl Cluster {
             }
         }
         let locking = self.lock(&plan.bundle, &plan.namespace, &options.lock);
-        let lock = match &options.interrupt {
-            Some(interrupt) => tokio::select! {
-                lock = locking => lock?,
-                () = interrupt.triggered() => {
-                    let during = "while waiting for the lock; nothing was applied".to_string();
-                    return Err(DeployError::Interrupted { during });
-                }
-            },
-            None => locking.await?,
-        };
+        let lock = Interrupt::around(options.interrupt.as_ref(), locking, || {
+            "while waiting for the lock; nothing was applied".to_string()
+        })
+        .await?;
         let result = match self.apply_locked(prepared, options, progress).await {
             Err(error) if options.rollback_on_failure && rolls_back(&error) => {
                 self.roll_back(prepared, options, progress, error).await
@@ -204,32 +213,15 @@ impl Cluster {
         }
         let applied = AtomicUsize::new(0);
         let work = self.apply_targets(prepared, options, progress, &applied);
-        let result = match &options.interrupt {
-            Some(interrupt) => tokio::select! {
-                result = work => result,
-                () = interrupt.triggered() => {
-                    let total = prepared.targets.len();
-                    let done = applied.load(Ordering::SeqCst);
-                    let during = if done < total {
-                        format!("after applying {done} of {total} objects")
-                    } else {
-                        format!("while waiting (all {total} objects applied)")
-                    };
-                    Err(DeployError::Interrupted { during })
-                }
-            },
-            None => work.await,
-        };
-        let Some(r) = record.as_mut() else { return result };
-        let result = result.map_err(|error| match error {
-            DeployError::Interrupted { during } => {
-                r.reason = Some(format!("interrupted {during}"));
-                let during =
-                    format!("{during}; revision {} is recorded as interrupted", r.revision);
-                DeployError::Interrupted { during }
+        let result = Interrupt::around(options.interrupt.as_ref(), work, || {
+            let total = prepared.targets.len();
+            match applied.load(Ordering::SeqCst) {
+                done if done < total => format!("after applying {done} of {total} objects"),
+                _ => format!("while waiting (all {total} objects applied)"),
             }
-            other => other,
-        });
+        })
+        .await;
+        let Some(r) = record.as_mut() else { return result };
         match result {
             Ok(mut outcome) => {
                 r.status = RecordStatus::Deployed;
@@ -239,12 +231,20 @@ impl Cluster {
                 Ok(outcome)
             }
             Err(error) => {
-                if matches!(error, DeployError::Interrupted { .. }) {
-                    r.status = RecordStatus::Interrupted;
-                } else {
-                    r.status = RecordStatus::Failed;
-                    r.reason = Some(error.to_string());
-                }
+                let error = match error {
+                    DeployError::Interrupted { during } => {
+                        r.status = RecordStatus::Interrupted;
+                        r.reason = Some(format!("interrupted {during}"));
+                        let during =
+                            format!("{during}; revision {} is recorded as interrupted", r.revision);
+                        DeployError::Interrupted { during }
+                    }
+                    other => {
+                        r.status = RecordStatus::Failed;
+                        r.reason = Some(other.to_string());
+                        other
+                    }
+                };
                 // The deploy's own error matters more than a failure to note it.
                 if let Err(e) = record::save(self, kinds, r).await {
                     tracing::warn!("{e}");
