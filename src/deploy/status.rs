@@ -179,27 +179,29 @@ impl Cluster {
             }
         }
         let lock = self.lock(bundle, namespace, &options.lock).await?;
-        let result = self.remove_locked(bundle, namespace, options, progress).await;
+        let result = self.remove_locked(&core, bundle, namespace, options, progress).await;
         let (mut removal, taken_over) = lock.release_after(result).await?;
         removal.warnings.extend(taken_over);
         Ok(removal)
     }
 
+    /// `remove` once the lock is held: the records are read again, as they may have changed
+    /// while waiting for it.
     async fn remove_locked(
         &self,
+        core: &Kinds,
         bundle: &str,
         namespace: &str,
         options: &RemoveOptions,
         progress: &dyn Progress,
     ) -> Result<Removal, DeployError> {
-        let core = self.kinds(&BTreeSet::new()).await?;
-        let records = record::load(self, &core, bundle, namespace).await?;
+        let records = record::load(self, core, bundle, namespace).await?;
         let kinds = self.kinds(&inventory_groups(&records)).await?;
         let kept = KeptObjects::of(&records);
         let mut entries = record::current_inventory(&records);
         if options.destroy_storage {
             let known: BTreeSet<ObjectId> = entries.iter().map(|e| e.id.clone()).collect();
-            for id in self.kept_objects(&core, bundle, namespace).await? {
+            for id in self.kept_objects(core, bundle, namespace).await? {
                 if !known.contains(&id) {
                     entries.push(Entry { app: String::new(), id });
                 }
