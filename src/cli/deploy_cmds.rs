@@ -298,10 +298,14 @@ fn print_summary(
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
         line(out, format_args!("{:<10} {}", c.action, c.id))?;
     }
+    let kept = match changes.count(Action::Kept) {
+        0 => String::new(),
+        n => format!(", {n} to keep"),
+    };
     line(
         out,
         format_args!(
-            "{} to create, {} to change, {} to prune, {} unchanged ({} into namespace {}, Kubernetes {})",
+            "{} to create, {} to change, {} to prune{kept}, {} unchanged ({} into namespace {}, Kubernetes {})",
             changes.count(Action::Created),
             changes.count(Action::Configured),
             changes.count(Action::Pruned),

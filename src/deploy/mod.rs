@@ -219,6 +219,9 @@ pub enum Action {
     Unchanged,
     /// No longer rendered; deleted.
     Pruned,
+    /// No longer rendered, but data, credentials or marked keep: left in place, marked as
+    /// kept from the bundle.
+    Kept,
 }
 
 impl std::fmt::Display for Action {
@@ -228,6 +231,7 @@ impl std::fmt::Display for Action {
             Action::Configured => "configured",
             Action::Unchanged => "unchanged",
             Action::Pruned => "pruned",
+            Action::Kept => "kept",
         })
     }
 }

@@ -9,8 +9,8 @@ use charmer::contract::{
     ObjectId, BUNDLE_LABEL, KEPT_ANNOTATION, KEPT_FROM_LABEL, RESOURCE_POLICY_ANNOTATION,
 };
 use charmer::deploy::{
-    ApplyOptions, DeployError, Event, Interrupt, Keep, LockOptions, NoProgress, Plan, PlanObject,
-    PrepareOptions, Progress, RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
+    Action, ApplyOptions, DeployError, Event, Interrupt, Keep, LockOptions, NoProgress, Plan,
+    PlanObject, PrepareOptions, Progress, RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
 };
 use serde_json::{json, Value};
 
@@ -143,8 +143,21 @@ async fn destroy_storage_deletes_claims_credentials_and_what_earlier_prunes_kept
     let emulator = KubeEmulator::start();
     default_storage_class(&emulator);
     deploy(&emulator, with_storage()).await;
-    // An overlay drops db: its data is kept, not pruned.
+    // An overlay drops db: its data is kept, not pruned, and the dry run says so.
     let web_only = shop(vec![("web", deployment("web", "registry.local:5000/web:1"))]);
+    let (dry, prepared) = crate::deploy::prepare(&emulator, web_only.clone()).await;
+    let changes = dry.changes(&prepared, true).await.unwrap();
+    let kept: Vec<String> = changes
+        .objects
+        .iter()
+        .filter(|c| c.action == Action::Kept)
+        .map(|c| format!("{} {}", c.id, c.diff.is_empty()))
+        .collect();
+    assert_eq!(
+        kept,
+        ["PersistentVolumeClaim/shop/db-backup true", "Secret/shop/db-credentials true"]
+    );
+    assert_eq!(changes.count(Action::Pruned), 3, "StatefulSet, Service, web's credentials");
     let outcome = deploy(&emulator, web_only).await;
     assert_eq!(
         ids(&outcome.retained),
