@@ -490,8 +490,9 @@ fn sigint_mid_wait_records_interrupted_releases_the_lock_and_a_rerun_converges()
     // The last object is applied: a moment later the deploy is polling for readiness.
     std::thread::sleep(Duration::from_secs(1));
     assert!(emulator.get("Lease", "demo", "charmer.demo.lock").is_some(), "held while running");
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // The shell's builtin `kill` (a fresh Debian machine may lack procps' /bin/kill).
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
