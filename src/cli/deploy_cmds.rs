@@ -110,26 +110,38 @@ impl ApplyArgs {
 }
 
 /// Triggers `interrupt` on SIGINT (Ctrl-C) or SIGTERM, so the running operation records
-/// itself as interrupted and releases its lock instead of dying half-way.
+/// itself as interrupted and releases its lock instead of dying half-way. A second signal
+/// exits at once (the lock then expires after its duration and is taken over).
 fn on_signals(interrupt: &Interrupt) -> tokio::task::JoinHandle<()> {
     let interrupt = interrupt.clone();
     tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        if tokio::signal::ctrl_c().await.is_err() {
+        if !signalled().await {
             return;
         }
-        eprintln!("interrupted: stopping, recording the revision and releasing the lock");
+        eprintln!("interrupted: stopping, recording the revision and releasing the lock (again to exit at once)");
         interrupt.trigger();
+        if signalled().await {
+            eprintln!("interrupted again: exiting now; the lock expires unrenewed and the next operation takes it over");
+            std::process::exit(INTERRUPTED_EXIT.into());
+        }
     })
+}
+
+/// Waits for SIGINT or SIGTERM; `false` when they cannot be listened for.
+async fn signalled() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return false };
+        tokio::select! {
+            caught = tokio::signal::ctrl_c() => caught.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 /// Exit code of an operation a signal stopped (as shells report SIGINT).
