@@ -107,6 +107,13 @@ pub struct Contents {
     pub images: Vec<Reference>,
 }
 
+impl Contents {
+    /// Every member it names: bundle, overlays, charms, lock.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.bundle).chain(&self.overlays).chain(&self.charms).chain(&self.lock)
+    }
+}
+
 /// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
 /// source folder, a lock computed from the model).
 #[derive(Debug, Clone)]
@@ -616,7 +623,25 @@ fn verify_checksums(
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
-    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| {
+    let contents = parse_contents(label, &bytes)?;
+    let mut problems = Problems::default();
+    for member in contents.members() {
+        if tar.member(member).is_none() {
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "names a member that is not in the archive",
+            ));
+        }
+    }
+    problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Parses an archive's `airgap.json` (untrusted: `label` names the archive) and checks that
+/// its format is this charmer's and that every member it names is where an air-gap archive
+/// keeps such a file.
+pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError> {
+    let contents: Contents = serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
     })?;
     let mut problems = Problems::default();
@@ -649,12 +674,6 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
                 label,
                 format!("{CONTENTS}: {member}"),
                 "is not where an air-gap archive keeps such a file",
-            ));
-        } else if tar.member(member).is_none() {
-            problems.push(Problem::new(
-                label,
-                format!("{CONTENTS}: {member}"),
-                "names a member that is not in the archive",
             ));
         }
     }

@@ -9,6 +9,7 @@ mod charm_format;
 mod charms;
 mod deploy;
 mod fixtures;
+mod fuzz_regressions;
 mod layering;
 mod publish;
 mod registry_archives;
