@@ -148,7 +148,7 @@ impl ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
-            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(
+            charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(
                 || match &charm.origin {
                     Origin::Archive { path, .. } => Carried::File(path.clone()),
                     Origin::Dir(_) => {

@@ -57,7 +57,7 @@ impl Diagram {
             .map(|(name, app)| {
                 let mut lines = vec![
                     name.clone(),
-                    format!("charm {} {}", app.charm.name(), app.charm.version),
+                    format!("charm {} {}", app.charm.name(), app.charm.version_label()),
                     format!("scale {}", app.scale),
                 ];
                 let exposure = exposure(&app.config);

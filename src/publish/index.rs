@@ -81,13 +81,13 @@ impl Default for Index {
 }
 
 impl IndexEntry {
-    /// The entry describing `charm` published as `archive` (its packed bytes).
-    pub fn new(charm: &Charm, archive: &[u8]) -> IndexEntry {
+    /// The entry describing `charm` at `version` published as `archive` (its bytes).
+    pub fn new(charm: &Charm, version: &Version, archive: &[u8]) -> IndexEntry {
         let interfaces = |map: &BTreeMap<String, crate::charm::Endpoint>| {
             map.iter().map(|(n, e)| (n.clone(), e.interface.clone())).collect()
         };
         IndexEntry {
-            version: charm.version.clone(),
+            version: version.clone(),
             file: charm.archive_name(),
             sha256: crate::digest::sha256_hex(archive),
             size: archive.len() as u64,
@@ -327,14 +327,14 @@ impl PublishedIndex {
         let bytes = self.fetch_bytes(entry)?;
         let location = self.location(&entry.file);
         let charm = Charm::from_archive_bytes(Path::new(&location), &bytes, &self.limits)?;
-        if charm.name() != name || charm.version != *version {
+        if charm.name() != name || charm.version.as_ref() != Some(version) {
             return Err(Problem::new(
                 &location,
                 "",
                 format!(
                     "holds {} {}, but the index lists it as {name} {version}",
                     charm.name(),
-                    charm.version
+                    charm.version_label()
                 ),
             )
             .into());

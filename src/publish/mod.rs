@@ -181,7 +181,7 @@ pub fn publish(
     for ((name, version), c) in &candidates {
         write_if_changed(&out.join(c.charm.archive_name()), &c.bytes)?;
         if index.get(name, version).is_none() {
-            index.charms.entry(name.clone()).or_default().push(IndexEntry::new(&c.charm, &c.bytes));
+            index.charms.entry(name.clone()).or_default().push(IndexEntry::new(&c.charm, version, &c.bytes));
         }
     }
     let index_text = index.to_yaml();
@@ -221,8 +221,26 @@ fn load_candidates(
                 continue;
             }
         };
-        let bytes = charm.pack();
-        let key = (charm.name().to_string(), charm.version.clone());
+        let Some(version) = charm.version.clone() else {
+            problems.push(
+                Problem::new(input.display().to_string(), "version", format!("{} {} has no semantic version; a published index lists charms by version", charm.name(), charm.version_label()))
+                    .hint("add a version file holding a semver such as 1.0.0 (carry Charmhub archives with airgap export instead)"),
+            );
+            continue;
+        };
+        // An archive is published as it is: repacking would change a Charmhub archive's
+        // SHA-256, its identity.
+        let bytes = match &charm.origin {
+            crate::charm::Origin::Archive { path, .. } => match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    problems.push(Problem::new(path.display().to_string(), "", format!("cannot read: {e}")));
+                    continue;
+                }
+            },
+            crate::charm::Origin::Dir(_) => charm.pack(),
+        };
+        let key = (charm.name().to_string(), version);
         match candidates.get(&key) {
             Some(first) if first.bytes != bytes => problems.push(
                 Problem::new(

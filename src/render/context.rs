@@ -38,7 +38,7 @@ pub fn standard_labels(model: &Model, app: &Application) -> BTreeMap<String, Str
     let mut labels = selector_labels(app);
     labels.insert("app.kubernetes.io/part-of".into(), model.name.clone());
     labels.insert("app.kubernetes.io/managed-by".into(), "charmer".into());
-    labels.insert("app.kubernetes.io/version".into(), app.charm.version.to_string());
+    labels.insert("app.kubernetes.io/version".into(), app.charm.version_label());
     labels.insert(super::BUNDLE_LABEL.into(), model.name.clone());
     labels
 }
@@ -57,7 +57,7 @@ pub fn context(model: &Model, app: &Application, with_relations: bool) -> Value 
         app: &app.name,
         bundle: &model.name,
         namespace: &model.namespace,
-        charm: CharmInfo { name: app.charm.name(), version: app.charm.version.to_string() },
+        charm: CharmInfo { name: app.charm.name(), version: app.charm.version_label() },
         scale: app.scale,
         trust: app.trust,
         config: app.config.iter().map(|(k, s)| (k.as_str(), s.value.to_yaml())).collect(),
