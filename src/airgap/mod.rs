@@ -310,6 +310,8 @@ pub struct ImportReport {
     pub bundle: PathBuf,
     /// The overlays, unpacked, in order.
     pub overlays: Vec<PathBuf>,
+    /// The `juju deploy` script written for a bundle of operator charms.
+    pub juju_script: Option<PathBuf>,
 }
 
 /// Imports an air-gap archive (see the module docs).
@@ -328,7 +330,7 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     verify_checksums(&tar, progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let charms = read_charms(&tar, &contents)?;
+    let (charms, operators) = read_charms(&tar, &contents)?;
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -359,6 +361,31 @@ pub async fn import(
         std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
+    // Operator charms are deployed by Juju, from a script written once the images' digests
+    // are known; the bundle is resolved against the unpacked charms first, so a bundle that
+    // cannot be deployed stops the import before anything is pushed.
+    let juju_model = if operators {
+        let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
+        let inputs = crate::resolve::Inputs {
+            bundle: crate::bundle::BundleInput {
+                bundle: staged(&bundle),
+                overlays: overlays.iter().map(|o| staged(o)).collect(),
+                ..Default::default()
+            },
+            charm_dirs: vec![staging.path().join("charms")],
+            registry: Some(options.registry.clone()),
+            ..Default::default()
+        };
+        match crate::resolve::load(&inputs) {
+            Ok(model) => Some(model),
+            Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
+            Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
+                return Err(p.into())
+            }
+        }
+    } else {
+        None
+    };
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
@@ -377,16 +404,28 @@ pub async fn import(
     } else {
         PushReport::default()
     };
-    if let Some(mut lock) = lock {
+    let lock = lock.map(|mut lock| {
         pin_lock(&mut lock, &push_report, &options.registry);
+        lock
+    });
+    if let Some(lock) = &lock {
         let path = staging.path().join("bundle.lock");
         std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+    }
+    if let Some(model) = &juju_model {
+        use std::os::unix::fs::PermissionsExt;
+        let path = staging.path().join(crate::juju::SCRIPT);
+        std::fs::write(&path, crate::juju::deploy_script(model, lock.as_ref()))
+            .map_err(|e| io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(&path, e))?;
     }
     let retagged = staging.path().join("retagged-images.txt");
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    Ok(ImportReport { contents, push: push_report, bundle, overlays })
+    let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
+    Ok(ImportReport { contents, push: push_report, bundle, overlays, juju_script })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -533,11 +572,16 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     problems.into_result(contents).map_err(AirgapError::from)
 }
 
-/// Reads and validates every charm (the same checks as for any untrusted `.charm`).
-fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+/// Reads and validates every charm (the same checks as for any untrusted `.charm`); says
+/// whether any is an operator charm.
+fn read_charms(
+    tar: &TarIndex,
+    contents: &Contents,
+) -> Result<(Vec<(String, Vec<u8>)>, bool), AirgapError> {
     let limits = CharmLimits::default();
     let mut problems = Problems::default();
     let mut charms = Vec::new();
+    let mut operators = false;
     for member in &contents.charms {
         let bytes = tar.read(member, limits.max_total_bytes)?;
         let label = format!("{}:{member}", tar.label());
@@ -549,12 +593,15 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u
             Charm::from_files(files, origin)
         });
         match checked {
-            Ok(_) => charms.push((member.clone(), bytes)),
+            Ok(charm) => {
+                operators |= charm.kind() == crate::charm::Kind::Operator;
+                charms.push((member.clone(), bytes));
+            }
             Err(CharmError::Invalid(p)) => problems.extend(p),
             Err(CharmError::Io { path, source }) => {
                 return Err(AirgapError::Io { path: path.display().to_string(), source })
             }
         }
     }
-    problems.into_result(charms).map_err(AirgapError::from)
+    problems.into_result((charms, operators)).map_err(AirgapError::from)
 }
