@@ -323,3 +323,94 @@ fn yaml_key(key: &Value) -> String {
         other => serde_yaml::to_string(other).unwrap_or_default().trim_end().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A charmcraft sample project from tests/fixtures/juju (see SOURCES.md there).
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/juju/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn completed(charmcraft_yaml: &str) -> (BTreeMap<String, CharmFile>, Vec<String>) {
+        let mut files = BTreeMap::from([(
+            FILE.to_string(),
+            CharmFile { data: charmcraft_yaml.as_bytes().to_vec(), executable: false },
+        )]);
+        let warnings = complete("p", &mut files).unwrap();
+        (files, warnings.iter().map(ToString::to_string).collect())
+    }
+
+    fn yaml(file: &CharmFile) -> Value {
+        serde_yaml::from_slice(&file.data).unwrap()
+    }
+
+    #[test]
+    fn the_unified_form_gives_the_files_charmcraft_writes() {
+        let (files, warnings) = completed(&fixture("charmcraft__complex-self-contained__charmcraft.yaml"));
+        assert!(!files.contains_key(FILE), "charmcraft.yaml is not packed");
+        for member in ["metadata", "config", "actions"] {
+            let expected: Value = serde_yaml::from_str(&fixture(&format!(
+                "charmcraft__complex-self-contained__prime-{member}.yaml"
+            )))
+            .unwrap();
+            assert_eq!(yaml(&files[&format!("{member}.yaml")]), expected, "{member}.yaml");
+        }
+        let expected: Value =
+            serde_yaml::from_str(&fixture("charmcraft__complex-self-contained__prime-manifest.yaml"))
+                .unwrap();
+        assert_eq!(yaml(&files["manifest.yaml"])["bases"], expected["bases"]);
+        assert_eq!(
+            warnings,
+            [
+                "p/charmcraft.yaml: bases: 2 entries; charmer packs one archive, for the first (bases[0]), where charmcraft packs one per entry (hint: pack the others with charmcraft, or list them in manifest.yaml)",
+                "p/charmcraft.yaml: parts.im-not-calling-this-what-you-expect: charmer does not build parts (plugin charm); the archive holds the folder's files as they are, without what the part would add (such as venv/) (hint: for Juju, deploy the archive charmcraft pack builds, or Charmhub's)",
+            ]
+        );
+    }
+
+    #[test]
+    fn manifests_follow_bases_and_platforms_as_charmcraft_packs_them() {
+        for sample in ["basic", "basic-platforms"] {
+            let (files, _) = completed(&fixture(&format!("charmcraft__{sample}__charmcraft.yaml")));
+            let expected: Value =
+                serde_yaml::from_str(&fixture(&format!("charmcraft__{sample}__prime-manifest.yaml")))
+                    .unwrap();
+            assert_eq!(yaml(&files["manifest.yaml"])["bases"], expected["bases"], "{sample}");
+        }
+        // CKF's form: the base in the platform's name.
+        let (files, warnings) = completed(&fixture("mlflow-operator__charmcraft.yaml"));
+        assert_eq!(
+            String::from_utf8_lossy(&files["manifest.yaml"].data),
+            "bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures:\n  - amd64\n"
+        );
+        assert!(!files.contains_key("metadata.yaml"), "not the unified form");
+        assert_eq!(warnings.len(), 2, "poetry-deps and charm-poetry build; files only copies: {warnings:#?}");
+        assert!(warnings[1].contains("parts.charm-poetry: charmer does not build parts (plugin poetry)"), "{warnings:#?}");
+        // build-for names the base and architecture.
+        let (files, _) = completed("type: charm\nplatforms:\n  jammy-arm:\n    build-on: [ubuntu@22.04:amd64]\n    build-for: [ubuntu@22.04:arm64]\n");
+        assert_eq!(yaml(&files["manifest.yaml"])["bases"][0]["architectures"][0], "arm64");
+    }
+
+    #[test]
+    fn conflicts_and_unknown_input_are_reported() {
+        let mut files = BTreeMap::from([
+            (FILE.to_string(), CharmFile { data: b"type: bundle\nname: x\nconfig: {options: {}}\nplatforms: {amd64: }\n".to_vec(), executable: false }),
+            ("metadata.yaml".to_string(), CharmFile { data: b"name: x\n".to_vec(), executable: false }),
+            ("config.yaml".to_string(), CharmFile { data: b"options: {}\n".to_vec(), executable: false }),
+        ]);
+        let problems = complete("p", &mut files).unwrap_err().to_string();
+        for expected in [
+            "p/charmcraft.yaml: type: \"bundle\" projects are not charms",
+            "p/charmcraft.yaml: name: is also set by metadata.yaml",
+            "p/charmcraft.yaml: config: is also given as config.yaml",
+            "p/charmcraft.yaml: platforms.amd64: names no base",
+        ] {
+            assert!(problems.contains(expected), "{expected}\n{problems}");
+        }
+        let (_, warnings) = completed("type: charm\nbase: ubuntu@22.04\nplatforms: {amd64: }\nsumary: typo\n");
+        assert_eq!(warnings, ["p/charmcraft.yaml: sumary: unknown key, ignored (hint: check its spelling against charmcraft's charmcraft.yaml reference)"]);
+    }
+}

@@ -236,6 +236,8 @@ pub(crate) mod tests {
             charm,
             scale,
             trust: false,
+            channel: None,
+            constraints: None,
             config,
             images: BTreeMap::new(),
             relation_data: BTreeMap::new(),
