@@ -38,7 +38,7 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
     );
     let _ = writeln!(
         out,
-        "# Run it from its own folder (it uses ./charms/) after juju add-model; images are pinned by digest."
+        "# Run it from its own folder (it uses ./charms/) after juju add-model."
     );
     let _ = writeln!(out, "set -eu");
     let _ = writeln!(out, "cd \"$(dirname \"$0\")\"");
@@ -74,7 +74,7 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
         }
         record.push(format!("sha256 {}", app.charm.sha256()));
         let _ = writeln!(out, "\n# {}: {}", app.name, record.join(", "));
-        let mut args = vec![quote(&format!("./charms/{file}")), quote(&app.name)];
+        let mut args = vec![format!("{} {}", quote(&format!("./charms/{file}")), quote(&app.name))];
         for (resource, image) in &app.images {
             let locked = lock
                 .and_then(|l| l.applications.get(&app.name))
