@@ -10,7 +10,7 @@ use charmer::charm::CharmFile;
 
 use crate::support::{charmer, exec, file, write_charm};
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/juju").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -43,7 +43,7 @@ fn mlflow_source(dir: &Path) -> PathBuf {
 
 /// A Charmhub-style archive: what `juju download` gives (manifest.yaml, dispatch, src/,
 /// venv/, a `version` file holding a git description, no semver anywhere).
-fn charmhub_archive(dir: &Path, name: &str, revision: u64, metadata: &str, config: &str) -> PathBuf {
+pub(crate) fn charmhub_archive(dir: &Path, name: &str, revision: u64, metadata: &str, config: &str) -> PathBuf {
     let text = |s: &str| CharmFile { data: s.as_bytes().to_vec(), executable: false };
     let files = BTreeMap::from([
         ("metadata.yaml".to_string(), text(metadata)),
