@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
-use super::config::parse_yaml;
+use crate::contract::parse_yaml;
 use super::CharmFile;
 use crate::diag::{Problem, Problems};
 

@@ -24,16 +24,13 @@ pub use apply::{Applied, ApplyOptions, Outcome};
 pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
-pub use plan::{
-    group_of, kubernetes_needs, object_id, version_of, KubeVersion, ObjectId, Plan, PlanApp,
-    PlanObject, VersionNeed, VersionOp, BUNDLE_LABEL, GENERATE_ANNOTATION,
-    MIN_KUBERNETES_ANNOTATION,
-};
+pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
 pub use preflight::Prepared;
 pub use record::{RecordStatus, Revision};
 pub use status::{AppStatus, BundleStatus, Removal};
 pub use wait::WaitOptions;
 
+use crate::contract::ObjectId;
 use crate::diag::Problems;
 
 /// Everything that can stop a deploy, `status`, `remove` or `rollback`.
