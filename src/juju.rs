@@ -36,10 +36,7 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
         "# {SCRIPT}: written by charmer; deploys bundle {} with Juju into the current model.",
         model.name
     );
-    let _ = writeln!(
-        out,
-        "# Run it from its own folder (it uses ./charms/) after juju add-model."
-    );
+    let _ = writeln!(out, "# Run it from its own folder (it uses ./charms/) after juju add-model.");
     let _ = writeln!(out, "set -eu");
     let _ = writeln!(out, "cd \"$(dirname \"$0\")\"");
     let mut secrets = Vec::new();
@@ -111,9 +108,8 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
         args.push(format!("--num-units {}", app.scale));
         let _ = writeln!(out, "juju deploy {}", args.join(" \\\n  "));
     }
-    let is_operator = |name: &str| {
-        model.applications.get(name).is_some_and(|a| a.charm.kind() == Kind::Operator)
-    };
+    let is_operator =
+        |name: &str| model.applications.get(name).is_some_and(|a| a.charm.kind() == Kind::Operator);
     let relations: Vec<_> =
         model.relations.iter().filter(|r| is_operator(&r.a.0) && is_operator(&r.b.0)).collect();
     if !relations.is_empty() {
@@ -134,7 +130,9 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
 /// `CHARMER_SECRET_<APP>_<OPTION>`, upper case, other characters as `_`.
 fn secret_variable(app: &str, key: &str) -> String {
     let clean = |s: &str| -> String {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect()
     };
     format!("CHARMER_SECRET_{}_{}", clean(app), clean(key))
 }
@@ -166,6 +164,9 @@ mod tests {
 
     #[test]
     fn secret_variables_are_shell_names() {
-        assert_eq!(secret_variable("kfp-db", "root.password"), "CHARMER_SECRET_KFP_DB_ROOT_PASSWORD");
+        assert_eq!(
+            secret_variable("kfp-db", "root.password"),
+            "CHARMER_SECRET_KFP_DB_ROOT_PASSWORD"
+        );
     }
 }

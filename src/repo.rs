@@ -175,7 +175,11 @@ impl Repository {
                 return Err(Problem::new(
                     "",
                     name,
-                    format!("{} archives of {name} ({}) and no revision: chosen", fits.len(), labels.join(", ")),
+                    format!(
+                        "{} archives of {name} ({}) and no revision: chosen",
+                        fits.len(),
+                        labels.join(", ")
+                    ),
                 )
                 .hint("pin one with revision: N in the bundle or an overlay"));
             }
@@ -282,10 +286,20 @@ impl Repository {
 /// `None` for paths that are not charms at all.
 fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
     if path.is_dir() {
-        if !path.join("metadata.yaml").is_file() {
-            return None;
+        if path.join("metadata.yaml").is_file() {
+            return Some(peek_dir(path));
         }
-        return Some(peek_dir(path));
+        // charmcraft's unified form: the name is in charmcraft.yaml, with much else.
+        if path.join(crate::charm::charmcraft::FILE).is_file() {
+            return Some(Charm::from_dir(path).map(|c| Candidate {
+                name: c.name().to_string(),
+                version: c.version.clone(),
+                revision: None,
+                path: path.to_path_buf(),
+                index: None,
+            }));
+        }
+        return None;
     }
     let file = path.file_name()?.to_str()?;
     let stem = file.strip_suffix(".charm")?;

@@ -148,14 +148,14 @@ impl ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
-            charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(
-                || match &charm.origin {
+            charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(|| {
+                match &charm.origin {
                     Origin::Archive { path, .. } => Carried::File(path.clone()),
                     Origin::Dir(_) => {
                         Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
                     }
-                },
-            );
+                }
+            });
         }
         ExportInputs {
             bundle: model.bundle_file.clone(),
@@ -330,7 +330,7 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     verify_checksums(&tar, progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let (charms, operators) = read_charms(&tar, &contents)?;
+    let CarriedCharms { members: charms, operators } = read_charms(&tar, &contents)?;
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -572,12 +572,14 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     problems.into_result(contents).map_err(AirgapError::from)
 }
 
-/// Reads and validates every charm (the same checks as for any untrusted `.charm`); says
-/// whether any is an operator charm.
-fn read_charms(
-    tar: &TarIndex,
-    contents: &Contents,
-) -> Result<(Vec<(String, Vec<u8>)>, bool), AirgapError> {
+/// Every charm member with its bytes, and whether any is an operator charm.
+struct CarriedCharms {
+    members: Vec<(String, Vec<u8>)>,
+    operators: bool,
+}
+
+/// Reads and validates every charm (the same checks as for any untrusted `.charm`).
+fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, AirgapError> {
     let limits = CharmLimits::default();
     let mut problems = Problems::default();
     let mut charms = Vec::new();
@@ -603,5 +605,5 @@ fn read_charms(
             }
         }
     }
-    problems.into_result((charms, operators)).map_err(AirgapError::from)
+    problems.into_result(CarriedCharms { members: charms, operators }).map_err(AirgapError::from)
 }

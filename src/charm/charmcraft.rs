@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
-use crate::contract::parse_yaml;
 use super::CharmFile;
+use crate::contract::parse_yaml;
 use crate::diag::{Problem, Problems};
 
 /// The file this module reads.
@@ -80,8 +80,8 @@ pub fn complete(
 ) -> Result<Vec<Problem>, Problems> {
     let Some(file) = files.remove(FILE) else { return Ok(Vec::new()) };
     let label = format!("{root}/{FILE}");
-    let text = String::from_utf8(file.data)
-        .map_err(|_| Problem::new(&label, "", "is not UTF-8 text"))?;
+    let text =
+        String::from_utf8(file.data).map_err(|_| Problem::new(&label, "", "is not UTF-8 text"))?;
     let project: Mapping = parse_yaml(&label, &text)?;
     let mut problems = Problems::default();
     let mut warnings = Vec::new();
@@ -96,9 +96,8 @@ pub fn complete(
         None => problems.push(Problem::new(&label, "type", "missing").hint("add type: charm")),
     }
     for key in project.keys() {
-        let known = key
-            .as_str()
-            .is_some_and(|k| METADATA_KEYS.contains(&k) || PROJECT_KEYS.contains(&k));
+        let known =
+            key.as_str().is_some_and(|k| METADATA_KEYS.contains(&k) || PROJECT_KEYS.contains(&k));
         if !known {
             warnings.push(
                 Problem::new(&label, yaml_key(key), "unknown key, ignored")
@@ -349,7 +348,8 @@ mod tests {
 
     #[test]
     fn the_unified_form_gives_the_files_charmcraft_writes() {
-        let (files, warnings) = completed(&fixture("charmcraft__complex-self-contained__charmcraft.yaml"));
+        let (files, warnings) =
+            completed(&fixture("charmcraft__complex-self-contained__charmcraft.yaml"));
         assert!(!files.contains_key(FILE), "charmcraft.yaml is not packed");
         for member in ["metadata", "config", "actions"] {
             let expected: Value = serde_yaml::from_str(&fixture(&format!(
@@ -358,9 +358,10 @@ mod tests {
             .unwrap();
             assert_eq!(yaml(&files[&format!("{member}.yaml")]), expected, "{member}.yaml");
         }
-        let expected: Value =
-            serde_yaml::from_str(&fixture("charmcraft__complex-self-contained__prime-manifest.yaml"))
-                .unwrap();
+        let expected: Value = serde_yaml::from_str(&fixture(
+            "charmcraft__complex-self-contained__prime-manifest.yaml",
+        ))
+        .unwrap();
         assert_eq!(yaml(&files["manifest.yaml"])["bases"], expected["bases"]);
         assert_eq!(
             warnings,
@@ -375,9 +376,10 @@ mod tests {
     fn manifests_follow_bases_and_platforms_as_charmcraft_packs_them() {
         for sample in ["basic", "basic-platforms"] {
             let (files, _) = completed(&fixture(&format!("charmcraft__{sample}__charmcraft.yaml")));
-            let expected: Value =
-                serde_yaml::from_str(&fixture(&format!("charmcraft__{sample}__prime-manifest.yaml")))
-                    .unwrap();
+            let expected: Value = serde_yaml::from_str(&fixture(&format!(
+                "charmcraft__{sample}__prime-manifest.yaml"
+            )))
+            .unwrap();
             assert_eq!(yaml(&files["manifest.yaml"])["bases"], expected["bases"], "{sample}");
         }
         // CKF's form: the base in the platform's name.
@@ -387,8 +389,16 @@ mod tests {
             "bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures:\n  - amd64\n"
         );
         assert!(!files.contains_key("metadata.yaml"), "not the unified form");
-        assert_eq!(warnings.len(), 2, "poetry-deps and charm-poetry build; files only copies: {warnings:#?}");
-        assert!(warnings[1].contains("parts.charm-poetry: charmer does not build parts (plugin poetry)"), "{warnings:#?}");
+        assert_eq!(
+            warnings.len(),
+            2,
+            "poetry-deps and charm-poetry build; files only copies: {warnings:#?}"
+        );
+        assert!(
+            warnings[1]
+                .contains("parts.charm-poetry: charmer does not build parts (plugin poetry)"),
+            "{warnings:#?}"
+        );
         // build-for names the base and architecture.
         let (files, _) = completed("type: charm\nplatforms:\n  jammy-arm:\n    build-on: [ubuntu@22.04:amd64]\n    build-for: [ubuntu@22.04:arm64]\n");
         assert_eq!(yaml(&files["manifest.yaml"])["bases"][0]["architectures"][0], "arm64");
@@ -397,9 +407,22 @@ mod tests {
     #[test]
     fn conflicts_and_unknown_input_are_reported() {
         let mut files = BTreeMap::from([
-            (FILE.to_string(), CharmFile { data: b"type: bundle\nname: x\nconfig: {options: {}}\nplatforms: {amd64: }\n".to_vec(), executable: false }),
-            ("metadata.yaml".to_string(), CharmFile { data: b"name: x\n".to_vec(), executable: false }),
-            ("config.yaml".to_string(), CharmFile { data: b"options: {}\n".to_vec(), executable: false }),
+            (
+                FILE.to_string(),
+                CharmFile {
+                    data: b"type: bundle\nname: x\nconfig: {options: {}}\nplatforms: {amd64: }\n"
+                        .to_vec(),
+                    executable: false,
+                },
+            ),
+            (
+                "metadata.yaml".to_string(),
+                CharmFile { data: b"name: x\n".to_vec(), executable: false },
+            ),
+            (
+                "config.yaml".to_string(),
+                CharmFile { data: b"options: {}\n".to_vec(), executable: false },
+            ),
         ]);
         let problems = complete("p", &mut files).unwrap_err().to_string();
         for expected in [
@@ -410,7 +433,8 @@ mod tests {
         ] {
             assert!(problems.contains(expected), "{expected}\n{problems}");
         }
-        let (_, warnings) = completed("type: charm\nbase: ubuntu@22.04\nplatforms: {amd64: }\nsumary: typo\n");
+        let (_, warnings) =
+            completed("type: charm\nbase: ubuntu@22.04\nplatforms: {amd64: }\nsumary: typo\n");
         assert_eq!(warnings, ["p/charmcraft.yaml: sumary: unknown key, ignored (hint: check its spelling against charmcraft's charmcraft.yaml reference)"]);
     }
 }

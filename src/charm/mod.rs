@@ -237,7 +237,11 @@ impl Charm {
                 match Version::parse(&line) {
                     Ok(v) => (Some(v), None),
                     Err(_) if line.chars().count() > 100 => {
-                        problems.push(Problem::new(at("version"), "", "longer than 100 characters"));
+                        problems.push(Problem::new(
+                            at("version"),
+                            "",
+                            "longer than 100 characters",
+                        ));
                         (None, None)
                     }
                     Err(_) => (None, Some(line).filter(|l| !l.is_empty())),
@@ -410,7 +414,8 @@ pub fn parse_revision(text: &str) -> Option<u64> {
 /// An operator charm has charm code and no `templates/`; everything else is charmer's.
 fn kind_of(files: &BTreeMap<String, CharmFile>) -> Kind {
     let templates = files.keys().any(|p| p.starts_with("templates/"));
-    let code = files.keys().any(|p| p == "dispatch" || p.starts_with("hooks/") || p == "src/charm.py");
+    let code =
+        files.keys().any(|p| p == "dispatch" || p.starts_with("hooks/") || p == "src/charm.py");
     if code && !templates {
         Kind::Operator
     } else {

@@ -169,12 +169,10 @@ pub(super) fn verify(
 pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<ExitCode, Error> {
     let charm = Charm::from_archive(path, &Limits::default())?;
     archive::unpack(&charm.files, dest)?;
-    line(out, format_args!(
-            "unpacked {} {} into {}",
-            charm.name(),
-            charm.version_label(),
-            dest.display()
-        ))?;
+    line(
+        out,
+        format_args!("unpacked {} {} into {}", charm.name(), charm.version_label(), dest.display()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -181,7 +181,11 @@ pub fn publish(
     for ((name, version), c) in &candidates {
         write_if_changed(&out.join(c.charm.archive_name()), &c.bytes)?;
         if index.get(name, version).is_none() {
-            index.charms.entry(name.clone()).or_default().push(IndexEntry::new(&c.charm, version, &c.bytes));
+            index
+                .charms
+                .entry(name.clone())
+                .or_default()
+                .push(IndexEntry::new(&c.charm, version, &c.bytes));
         }
     }
     let index_text = index.to_yaml();
@@ -234,7 +238,11 @@ fn load_candidates(
             crate::charm::Origin::Archive { path, .. } => match std::fs::read(path) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    problems.push(Problem::new(path.display().to_string(), "", format!("cannot read: {e}")));
+                    problems.push(Problem::new(
+                        path.display().to_string(),
+                        "",
+                        format!("cannot read: {e}"),
+                    ));
                     continue;
                 }
             },

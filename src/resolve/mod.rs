@@ -145,7 +145,8 @@ pub fn resolve(
         let key = format!("applications.{name}.charm");
         match &spec.charm {
             CharmRef::Name(charm) => {
-                let wanted = crate::repo::Wanted { version: spec.version.as_ref(), revision: spec.revision };
+                let wanted =
+                    crate::repo::Wanted { version: spec.version.as_ref(), revision: spec.revision };
                 repo.find(charm, wanted).map_err(|p| Problem { file, key, ..p })
             }
             CharmRef::Path(path) => {
@@ -178,7 +179,11 @@ pub fn resolve(
                     Problem::new(
                         &file,
                         format!("{key}.revision"),
-                        format!("{} is {}, not revision {revision}", charm.origin.path().display(), charm.version_label()),
+                        format!(
+                            "{} is {}, not revision {revision}",
+                            charm.origin.path().display(),
+                            charm.version_label()
+                        ),
                     )
                     .hint(format!("point charm: at {}_r{revision}.charm", charm.name())),
                 );

@@ -260,13 +260,37 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
     let shop = work.path().join("mlflow");
     let charms = shop.join("charms");
     let metadata = fixture("mlflow-operator__metadata.yaml")
-        .replace("docker.io/charmedkubeflow/mlflow:2.22.0-5be7a7a", &format!("{}/charmedkubeflow/mlflow:2.22.0", src.host()))
-        .replace("docker.io/charmedkubeflow/mlflow-prometheus-exporter:1.0-22.04", &format!("{}/charmedkubeflow/exporter:1.0", src.host()));
-    charmhub_archive(&charms, "mlflow-server", 123, &metadata, &fixture("mlflow-operator__config.yaml"));
+        .replace(
+            "docker.io/charmedkubeflow/mlflow:2.22.0-5be7a7a",
+            &format!("{}/charmedkubeflow/mlflow:2.22.0", src.host()),
+        )
+        .replace(
+            "docker.io/charmedkubeflow/mlflow-prometheus-exporter:1.0-22.04",
+            &format!("{}/charmedkubeflow/exporter:1.0", src.host()),
+        );
+    charmhub_archive(
+        &charms,
+        "mlflow-server",
+        123,
+        &metadata,
+        &fixture("mlflow-operator__config.yaml"),
+    );
     let minio = format!("name: minio\nsummary: s\nprovides:\n  object-storage: {{interface: object-storage}}\nresources:\n  oci-image: {{type: oci-image, upstream-source: '{}/charmedkubeflow/minio:1.0'}}\ncontainers:\n  minio: {{resource: oci-image}}\n", src.host());
-    charmhub_archive(&charms, "minio", 50, &minio, "options:\n  port: {type: int, default: 9000}\n");
+    charmhub_archive(
+        &charms,
+        "minio",
+        50,
+        &minio,
+        "options:\n  port: {type: int, default: 9000}\n",
+    );
     let mysql = format!("name: mysql-k8s\nsummary: s\nprovides:\n  database: {{interface: mysql_client}}\nresources:\n  mysql-image: {{type: oci-image, upstream-source: '{}/canonical/charmed-mysql:8.0'}}\ncontainers:\n  mysql: {{resource: mysql-image}}\n", src.host());
-    charmhub_archive(&charms, "mysql-k8s", 99, &mysql, "options:\n  root-password: {type: secret}\n");
+    charmhub_archive(
+        &charms,
+        "mysql-k8s",
+        99,
+        &mysql,
+        "options:\n  root-password: {type: secret}\n",
+    );
     let bundle = shop.join("bundle.yaml");
     std::fs::write(&bundle, fixture("mlflow-operator__releases-2.22-stable__bundle.yaml")).unwrap();
     let overlay = shop.join("site.yaml");
@@ -292,7 +316,13 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
-    assert!(stdout.contains(&format!("next: juju add-model <name>, then {}", out_dir.join("deploy-juju.sh").display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "next: juju add-model <name>, then {}",
+            out_dir.join("deploy-juju.sh").display()
+        )),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read(out_dir.join("charms/mlflow-server_r123.charm")).unwrap(),
         std::fs::read(charms.join("mlflow-server_r123.charm")).unwrap(),
@@ -340,7 +370,13 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
     assert_eq!(script.lines().collect::<Vec<_>>(), expected, "{script}");
     assert!(!script.contains("s3cret"), "secrets never go into the script");
     let retagged = std::fs::read_to_string(out_dir.join("retagged-images.txt")).unwrap();
-    assert!(retagged.contains(&format!("{to}/charmedkubeflow/mlflow:2.22.0@{}", digest("charmedkubeflow/mlflow:2.22.0"))), "{retagged}");
+    assert!(
+        retagged.contains(&format!(
+            "{to}/charmedkubeflow/mlflow:2.22.0@{}",
+            digest("charmedkubeflow/mlflow:2.22.0")
+        )),
+        "{retagged}"
+    );
     let lock = std::fs::read_to_string(out_dir.join("bundle.lock")).unwrap();
     assert!(lock.contains("revision: 123") && lock.contains("channel: 2.22/stable"), "{lock}");
     // The script is valid POSIX shell.

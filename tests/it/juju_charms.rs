@@ -43,15 +43,30 @@ fn mlflow_source(dir: &Path) -> PathBuf {
 
 /// A Charmhub-style archive: what `juju download` gives (manifest.yaml, dispatch, src/,
 /// venv/, a `version` file holding a git description, no semver anywhere).
-pub(crate) fn charmhub_archive(dir: &Path, name: &str, revision: u64, metadata: &str, config: &str) -> PathBuf {
+pub(crate) fn charmhub_archive(
+    dir: &Path,
+    name: &str,
+    revision: u64,
+    metadata: &str,
+    config: &str,
+) -> PathBuf {
     let text = |s: &str| CharmFile { data: s.as_bytes().to_vec(), executable: false };
     let files = BTreeMap::from([
         ("metadata.yaml".to_string(), text(metadata)),
         ("config.yaml".to_string(), text(config)),
-        ("manifest.yaml".to_string(), text("bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures: [amd64]\n")),
+        (
+            "manifest.yaml".to_string(),
+            text("bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures: [amd64]\n"),
+        ),
         ("version".to_string(), text("5be7a7a\n")),
-        ("dispatch".to_string(), CharmFile { data: b"#!/bin/sh\nexec ./src/charm.py\n".to_vec(), executable: true }),
-        ("src/charm.py".to_string(), CharmFile { data: b"import ops\n".to_vec(), executable: true }),
+        (
+            "dispatch".to_string(),
+            CharmFile { data: b"#!/bin/sh\nexec ./src/charm.py\n".to_vec(), executable: true },
+        ),
+        (
+            "src/charm.py".to_string(),
+            CharmFile { data: b"import ops\n".to_vec(), executable: true },
+        ),
         ("venv/ops/__init__.py".to_string(), text("")),
     ]);
     let path = dir.join(format!("{name}_r{revision}.charm"));
@@ -68,7 +83,12 @@ fn charmcraft_sources_of_ckf_charms_pack_like_charmcraft() {
         stdout_of(charmer().arg("pack").arg(&source).arg("--out").arg(work.path().join("dist")));
     let archive = work.path().join("dist/mlflow-server.charm");
     assert!(stdout.ends_with(&format!("  {}\n", archive.display())), "{stdout}");
-    assert!(stderr.contains("charmcraft.yaml: parts.charm-poetry: charmer does not build parts (plugin poetry)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "charmcraft.yaml: parts.charm-poetry: charmer does not build parts (plugin poetry)"
+        ),
+        "{stderr}"
+    );
 
     let unpacked = work.path().join("unpacked");
     charmer().arg("unpack").arg(&archive).arg("--out").arg(&unpacked).assert().success();
@@ -130,7 +150,11 @@ fn charmhub_archives_are_first_class() {
     let (verified, _) = stdout_of(charmer().arg("verify").arg(&r7));
     assert_eq!(
         verified,
-        format!("ok  {}  mlflow-server 5be7a7a  sha256 {}\n", r7.display(), crate::support::sha256_file(&r7))
+        format!(
+            "ok  {}  mlflow-server 5be7a7a  sha256 {}\n",
+            r7.display(),
+            crate::support::sha256_file(&r7)
+        )
     );
     let (text, _) = stdout_of(charmer().arg("inspect").arg(&r9));
     assert!(text.contains("version:  5be7a7a\nrevision: 9\nkind:     operator"), "{text}");
@@ -138,7 +162,10 @@ fn charmhub_archives_are_first_class() {
     let wrong = work.path().join("mlflow-server_1.0.0.charm");
     std::fs::copy(&r7, &wrong).unwrap();
     let err = failure_of(charmer().arg("verify").arg(&wrong));
-    assert!(err.contains("version: the charm has no semver version file but the file name says 1.0.0"), "{err}");
+    assert!(
+        err.contains("version: the charm has no semver version file but the file name says 1.0.0"),
+        "{err}"
+    );
 
     // A bundle picks among revisions only when it pins one.
     let bundle = work.path().join("bundle.yaml");
@@ -187,7 +214,11 @@ fn charmhub_archives_are_first_class() {
     assert_eq!(locked.sha256, sha9);
 
     let (script, _) = stdout_of(
-        charmer().arg("juju-script").arg(&bundle).args(charms_arg).args(["--registry", "10.0.0.5:5000"]),
+        charmer()
+            .arg("juju-script")
+            .arg(&bundle)
+            .args(charms_arg)
+            .args(["--registry", "10.0.0.5:5000"]),
     );
     let expected = format!(
         "\n# mlflow-server: charm mlflow-server, channel 2.22/stable, revision 9, sha256 {sha9}\n\
