@@ -250,7 +250,7 @@ impl Charm {
             (None, Kind::Manifests) if !files.contains_key("version") => {
                 problems.push(
                     Problem::new(&root, "version", "missing")
-                        .hint("add a file named version holding a semver such as 1.0.0 (charms with templates/ need one)"),
+                        .hint("charms with templates/ need a file named version holding a semver such as 1.0.0"),
                 );
                 (None, None)
             }

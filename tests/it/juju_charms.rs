@@ -191,6 +191,20 @@ fn charmhub_archives_are_first_class() {
     let err = failure_of(charmer().arg("render").arg(&bundle).args(charms_arg));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("applications: 1 run Juju operator charms (charm code, no templates/), which charmer cannot render or deploy: mlflow-server (mlflow-server)"), "{err}");
+    // deploy refuses before it touches a cluster (none is reachable here).
+    let err = failure_of(
+        charmer()
+            .arg("deploy")
+            .arg(&bundle)
+            .args(charms_arg)
+            .args(["--kubeconfig", "/nonexistent"]),
+    );
+    assert!(err.contains("which charmer cannot render or deploy: mlflow-server"), "{err}");
+    // A published index lists charms by semver: a Charmhub archive without one is refused.
+    let err =
+        failure_of(charmer().arg("publish").arg(&r7).arg("--out").arg(work.path().join("pub")));
+    assert!(err.contains("mlflow-server 5be7a7a has no semantic version; a published index lists charms by version"), "{err}");
+    assert!(!work.path().join("pub").exists());
     let (why, _) = stdout_of(
         charmer()
             .args(["images", "list"])
