@@ -17,6 +17,7 @@ use semver::{Version, VersionReq};
 
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
+use crate::publish::index::Release;
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
 use crate::transport::TlsOptions;
 
@@ -133,10 +134,14 @@ impl Repository {
     fn add_index(&mut self, index: PublishedIndex) {
         let at = self.indexes.len();
         for entry in index.entries() {
+            let (version, revision) = match entry.release {
+                Release::Version(v) => (Some(v), None),
+                Release::Revision(r) => (None, Some(r)),
+            };
             self.add(Candidate {
                 name: entry.name,
-                version: Some(entry.version),
-                revision: None,
+                version,
+                revision,
                 path: PathBuf::from(entry.location),
                 index: Some(at),
             });
@@ -247,11 +252,16 @@ impl Repository {
     fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
         match candidate.index.and_then(|i| self.indexes.get(i)) {
             Some(index) => self.cached(&candidate.path, || {
-                let version = candidate.version.as_ref().ok_or_else(|| {
-                    let label = candidate.path.display().to_string();
-                    PublishError::from(Problem::new(label, "", "listed without a version"))
-                })?;
-                Ok(index.fetch(&candidate.name, version)?)
+                let release = match (&candidate.version, candidate.revision) {
+                    (Some(v), _) => Release::Version(v.clone()),
+                    (None, Some(r)) => Release::Revision(r),
+                    (None, None) => {
+                        let label = candidate.path.display().to_string();
+                        let problem = Problem::new(label, "", "listed without a version");
+                        return Err(PublishError::from(problem).into());
+                    }
+                };
+                Ok(index.fetch(&candidate.name, &release)?)
             }),
             None => self.load(&candidate.path),
         }

@@ -131,7 +131,7 @@ pub(super) fn verify(
                             out,
                             format_args!(
                                 "ok  {}  {} {}  sha256 {}{signed}",
-                                e.location, e.name, e.version, e.sha256
+                                e.location, e.name, e.release, e.sha256
                             ),
                         )?;
                     }

@@ -200,11 +200,29 @@ fn charmhub_archives_are_first_class() {
             .args(["--kubeconfig", "/nonexistent"]),
     );
     assert!(err.contains("which charmer cannot render or deploy: mlflow-server"), "{err}");
-    // A published index lists charms by semver: a Charmhub archive without one is refused.
-    let err =
-        failure_of(charmer().arg("publish").arg(&r7).arg("--out").arg(work.path().join("pub")));
-    assert!(err.contains("mlflow-server 5be7a7a has no semantic version; a published index lists charms by version"), "{err}");
-    assert!(!work.path().join("pub").exists());
+    // Published by revision, byte for byte (its SHA-256 is its identity), and consumed from
+    // the published folder by the bundle's revision.
+    let published = work.path().join("pub");
+    stdout_of(charmer().arg("publish").arg(&r7).arg(&r9).arg("--out").arg(&published));
+    assert_eq!(
+        std::fs::read(published.join("mlflow-server_r7.charm")).unwrap(),
+        std::fs::read(&r7).unwrap()
+    );
+    let index = std::fs::read_to_string(published.join("index.yaml")).unwrap();
+    assert!(index.contains("- revision: 7\n    file: mlflow-server_r7.charm\n"), "{index}");
+    let (verified, _) = stdout_of(charmer().arg("verify").arg(&published));
+    assert!(verified.contains(&format!("mlflow-server r9  sha256 {sha9}")), "{verified}");
+    let (plan, _) = stdout_of(
+        charmer().arg("check").arg(&bundle).args(["--charms", published.to_str().unwrap()]),
+    );
+    assert!(plan.contains("mlflow-server_r9.charm"), "{plan}");
+    // Without a semver or a revision there is nothing to list it by.
+    let unnamed = work.path().join("mlflow-server.charm");
+    std::fs::copy(&r7, &unnamed).unwrap();
+    let err = failure_of(
+        charmer().arg("publish").arg(&unnamed).arg("--out").arg(work.path().join("pub2")),
+    );
+    assert!(err.contains("mlflow-server has neither a semantic version nor a revision"), "{err}");
     let (why, _) = stdout_of(
         charmer()
             .args(["images", "list"])
