@@ -6,8 +6,9 @@
 //! With a verify key, only signed charms load: archives from published indexes signed with
 //! it, and `.charm` files with a valid `<file>.sig`; source folders are refused.
 //!
-//! A repository is scanned once into candidates (name, version, location); a charm is only
-//! fully read and validated when the resolver picks it, and each pick is loaded once.
+//! A repository is scanned once into candidates (name, version or Charmhub revision,
+//! location); a charm is only fully read and validated when the resolver picks it, and each
+//! pick is loaded once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

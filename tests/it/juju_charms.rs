@@ -264,3 +264,19 @@ fn charmhub_archives_are_first_class() {
     );
     assert!(script.starts_with("#!/bin/sh\n") && script.ends_with(&expected), "{script}");
 }
+
+#[test]
+fn ckf_bundles_keep_juju_keys_for_the_juju_side() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/juju/bundle-kubeflow__1.10-stable__bundle.yaml");
+    let input = charmer::bundle::BundleInput { bundle: path, ..Default::default() };
+    let bundle = charmer::bundle::Bundle::load(&input).unwrap();
+    assert!(bundle.applications.len() > 25, "{}", bundle.applications.len());
+    let db = &bundle.applications["katib-db"];
+    assert_eq!(db.charm, charmer::bundle::CharmRef::Name("mysql-k8s".into()));
+    assert_eq!(
+        (db.channel.as_deref(), db.constraints.as_deref(), db.revision),
+        (Some("8.0/stable"), Some("mem=2G"), None)
+    );
+    assert!(db.trust);
+}
