@@ -359,6 +359,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// The async runtime every command that talks to a server (registry, cluster) runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
+}
+
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8) {
     let level = match verbose {

@@ -142,9 +142,7 @@ impl Cluster {
     pub async fn version(&self) -> Result<KubeVersion, DeployError> {
         let info =
             self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
-        format!("{}.{}", info.major, info.minor).parse().map_err(|e: String| {
-            DeployError::Config(format!("the server reports an unreadable version: {e}"))
-        })
+        format!("{}.{}", info.major, info.minor).parse().map_err(DeployError::ServerVersion)
     }
 
     /// Discovers the kinds of the given API groups (the core group is always included).
@@ -225,7 +223,7 @@ impl Cluster {
             .into_iter()
             .map(|o| {
                 serde_json::to_value(o)
-                    .map_err(|e| DeployError::Config(format!("list {what}: {e}")))
+                    .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
             })
             .collect()
     }

@@ -61,9 +61,7 @@ fn random_value() -> Result<String, DeployError> {
     let mut value = String::with_capacity(LENGTH);
     let mut bytes = [0u8; 64];
     while value.len() < LENGTH {
-        getrandom::fill(&mut bytes).map_err(|e| {
-            DeployError::Config(format!("no random numbers from the operating system: {e}"))
-        })?;
+        getrandom::fill(&mut bytes).map_err(DeployError::Random)?;
         // Rejection sampling keeps every character equally likely: 248 = 4 * 62.
         value.extend(
             bytes

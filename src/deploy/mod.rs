@@ -42,6 +42,23 @@ pub enum DeployError {
     /// The client configuration (kubeconfig, context, in-cluster) could not be loaded.
     #[error("Kubernetes client configuration: {0}")]
     Config(String),
+    /// The cluster does not serve a kind deploy cannot work without.
+    #[error("the cluster does not serve {0} (v1)")]
+    NotServed(&'static str),
+    /// The server's version answer could not be read.
+    #[error("the server reports an unreadable version: {0}")]
+    ServerVersion(String),
+    /// An object the server sent could not be read as JSON.
+    #[error("{what}: unreadable object from the server: {source}")]
+    Decode {
+        /// What was being read.
+        what: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// The operating system gave no random bytes for generated credentials.
+    #[error("no random numbers from the operating system: {0}")]
+    Random(getrandom::Error),
     /// The API server refused a request.
     #[error("{action} {object}: {message}")]
     Api {

@@ -98,7 +98,7 @@ impl Cluster {
 
     async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
-            return Err(DeployError::Config("the cluster does not serve Namespaces (v1)".into()));
+            return Err(DeployError::NotServed("Namespaces"));
         };
         Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
     }

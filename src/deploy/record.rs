@@ -104,7 +104,7 @@ pub(crate) fn name(bundle: &str, revision: u32) -> String {
 fn secret_kind(kinds: &Kinds) -> Result<Kind, DeployError> {
     match kinds.find("v1", "Secret") {
         Lookup::Served(kind) => Ok(kind),
-        _ => Err(DeployError::Config("the cluster does not serve Secrets (v1)".into())),
+        _ => Err(DeployError::NotServed("Secrets")),
     }
 }
 
