@@ -4,7 +4,8 @@
 //! place of a hand-edited deploy script.
 //!
 //! Only applications running [`Kind::Operator`] charms get lines: charmer deploys its own
-//! charms itself. Config values the bundle sets are passed with `--config key=value`
+//! charms itself (a mixed bundle's script names them, and the relations Juju cannot make, in
+//! comments). Config values the bundle sets are passed with `--config key=value`
 //! (Juju parses them by the option's type); `secret` options are never written into the
 //! script: it reads them from environment variables, and stops before deploying anything
 //! when one is unset.
@@ -55,14 +56,18 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
         );
     }
     for app in &operators {
-        let file = app
-            .charm
-            .origin
-            .path()
-            .file_name()
+        // Juju deploys archives: a source folder is named by the archive `pack` makes of it.
+        let archive = match &app.charm.origin {
+            crate::charm::Origin::Archive { path, .. } => path.file_name(),
+            crate::charm::Origin::Dir(_) => None,
+        };
+        let file = archive
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| app.charm.archive_name());
         let mut record = vec![format!("charm {}", app.charm.name())];
+        if let crate::charm::Origin::Dir(dir) = &app.charm.origin {
+            record.push(format!("packed from {} (charmer pack it into charms/)", dir.display()));
+        }
         if let Some(channel) = &app.channel {
             record.push(format!("channel {channel}"));
         }
@@ -110,18 +115,40 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
     }
     let is_operator =
         |name: &str| model.applications.get(name).is_some_and(|a| a.charm.kind() == Kind::Operator);
-    let relations: Vec<_> =
-        model.relations.iter().filter(|r| is_operator(&r.a.0) && is_operator(&r.b.0)).collect();
-    if !relations.is_empty() {
-        let _ = writeln!(out);
-    }
-    for relation in relations {
+    // charmer's own applications in a mixed bundle are deployed by charmer, and their
+    // relations with Juju's cannot be made by either: say so rather than drop them.
+    let others: Vec<&str> = model
+        .applications
+        .values()
+        .filter(|a| a.charm.kind() != Kind::Operator)
+        .map(|a| a.name.as_str())
+        .collect();
+    if !others.is_empty() {
         let _ = writeln!(
             out,
-            "juju integrate {} {}",
-            quote(&format!("{}:{}", relation.a.0, relation.a.1)),
-            quote(&format!("{}:{}", relation.b.0, relation.b.1))
+            "\n# not deployed here (charmer's own charms: charmer deploy): {}",
+            others.join(", ")
         );
+    }
+    if !model.relations.is_empty() {
+        let _ = writeln!(out);
+    }
+    for relation in &model.relations {
+        let ends = (
+            quote(&format!("{}:{}", relation.a.0, relation.a.1)),
+            quote(&format!("{}:{}", relation.b.0, relation.b.1)),
+        );
+        if is_operator(&relation.a.0) && is_operator(&relation.b.0) {
+            let _ = writeln!(out, "juju integrate {} {}", ends.0, ends.1);
+        } else {
+            let _ = writeln!(
+                out,
+                "# not integrated ({} is not a Juju application): {} {}",
+                if is_operator(&relation.a.0) { &relation.b.0 } else { &relation.a.0 },
+                ends.0,
+                ends.1
+            );
+        }
     }
     out
 }
@@ -151,6 +178,8 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::charm::{Charm, CharmFile, Origin};
+    use crate::resolve::Relation;
 
     #[test]
     fn shell_words_are_quoted_only_when_needed() {
@@ -160,6 +189,44 @@ mod tests {
         assert_eq!(quote("x='y'\nz"), "'x='\\''y'\\''\nz'");
         assert_eq!(quote(""), "''");
         assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn a_mixed_bundle_names_what_juju_does_not_deploy() {
+        use crate::resolve::testing::{app, charm, model};
+        let file =
+            |text: &str, executable| CharmFile { data: text.as_bytes().to_vec(), executable };
+        let files = std::collections::BTreeMap::from([
+            ("metadata.yaml".to_string(), file("name: db\nprovides:\n  database: pg\n", false)),
+            ("dispatch".to_string(), file("#!/bin/sh\n", true)),
+        ]);
+        let archive =
+            Origin::Archive { path: "charms/db_r3.charm".into(), sha256: "ab".repeat(32) };
+        let mut db = Charm::from_files(files, archive).unwrap();
+        db.revision = Some(3);
+        let web = charm("web", "requires:\n  db: pg\n", "");
+        let mut mixed = model(vec![app("db", std::sync::Arc::new(db)), app("web", web)], None);
+        mixed.relations.push(Relation {
+            a: ("db".into(), "database".into()),
+            b: ("web".into(), "db".into()),
+            interface: "pg".into(),
+        });
+        let script = deploy_script(&mixed, None);
+        assert!(
+            script.contains("juju deploy ./charms/db_r3.charm db \\\n  --num-units 1\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains("\n# not deployed here (charmer's own charms: charmer deploy): web\n"),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                "\n# not integrated (web is not a Juju application): db:database web:db\n"
+            ),
+            "{script}"
+        );
+        assert!(!script.contains("juju integrate"), "{script}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn documents<'a>(objects: impl Iterator<Item = &'a RenderedObject>) -> String {
 }
 
 /// Renders every application of the model. Operator charms are refused, all in one line:
-/// Juju runs them (see [`crate::juju`]).
+/// Juju runs them, from the script the `juju` stage writes.
 pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     let mut problems = Problems::default();
     let operators: Vec<String> = model
