@@ -229,7 +229,7 @@ impl Unpacked {
             let key = format!("applications.{}", app.name);
             if let Some(lock) = &self.lock {
                 let (charm, version, sha256) =
-                    (app.charm.name(), app.charm.version.to_string(), app.charm.sha256());
+                    (app.charm.name(), app.charm.version_label(), app.charm.sha256());
                 let locked = lock.applications.get(&app.name);
                 let signed = locked.map(|l| (l.charm.as_str(), &l.version, &l.sha256));
                 match signed {

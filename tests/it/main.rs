@@ -10,6 +10,7 @@ mod charms;
 mod deploy;
 mod fixtures;
 mod fuzz_regressions;
+mod juju_charms;
 mod layering;
 mod publish;
 mod registry_archives;
