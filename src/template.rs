@@ -141,6 +141,11 @@ fn new_environment() -> Environment<'static> {
     env.add_filter("b64encode", |value: String| {
         base64::engine::general_purpose::STANDARD.encode(value)
     });
+    // A charm refuses a combination it cannot render correctly (e.g. TLS without `trust:`)
+    // with its own message, instead of rendering something that fails on the cluster.
+    env.add_function("fail", |message: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+    });
     env
 }
 

@@ -492,7 +492,7 @@ fn relation_data_reaches_the_requiring_charms() {
     let backend = container("backend");
     assert_eq!(
         env(&backend, "PROD_MONGO_DSN")["value"],
-        "mongodb://mongodb.prod.svc.cluster.local:27017"
+        "mongodb://mongodb.prod.svc.cluster.local:27017/appStoreProdDb?authSource=appStoreProdDb"
     );
     assert_eq!(env(&backend, "PROD_DB_NAME")["value"], "appStoreProdDb");
     for (var, key) in [("PROD_MONGO_USERNAME", "username"), ("PROD_MONGO_PASSWORD", "password")] {
@@ -769,4 +769,101 @@ fn rendered_bundles_match_the_reviewed_snapshots() {
         "rendered output changed; review it and rerun with {UPDATE_SNAPSHOTS}=1 to accept:\n{}",
         stale.join("\n")
     );
+}
+
+/// HiveMQ CE 2024.3 is built with `user = "10000"` and no group, its home root-owned 0770/0660:
+/// the broker needs group 0. Its run.sh always opens remote JMX; the charm binds it to loopback.
+#[test]
+fn hivemq_runs_with_group_zero_and_jmx_on_loopback_only() {
+    let all = objects(&render(&["bundles/iot"]));
+    let pod = pod_template(find(&all, "apps/v1", "Deployment", "hivemq")).unwrap();
+    let security = &pod["spec"]["securityContext"];
+    assert_eq!(security["runAsUser"], 10000);
+    assert_eq!(security["runAsGroup"], 0, "the image's files are group 0, 0770/0660");
+    assert_eq!(security["fsGroup"], 0, "volumes writable by the image's group");
+    assert_eq!(security["runAsNonRoot"], true);
+    let broker = &pod["spec"]["containers"][0];
+    let java_opts = env(broker, "JAVA_OPTS")["value"].as_str().unwrap();
+    assert!(java_opts.contains("-Dcom.sun.management.jmxremote.host=127.0.0.1"), "{java_opts}");
+    let ports = |o: &Value, key: &str| -> Vec<i64> {
+        o[key].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect()
+    };
+    let service = find(&all, "v1", "Service", "hivemq");
+    assert!(!ports(&service["spec"], "ports").contains(&9010), "JMX is not a Service port");
+}
+
+/// istiod gives a gateway its `credentialName` certificate only if its service account may
+/// read Secrets there: with TLS the gateway gets upstream's Role, and only under `trust: true`.
+#[test]
+fn a_tls_gateway_gets_a_role_to_read_its_secrets_and_needs_trust() {
+    let tls = ["bundles/ai-appstore", "--config", "istio-gateway.tls_secret=appstore-tls"];
+    let all = objects(&render(&tls));
+    let role = find(&all, "rbac.authorization.k8s.io/v1", "Role", "istio-gateway-secrets");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch", "list"]}])
+    );
+    let binding =
+        find(&all, "rbac.authorization.k8s.io/v1", "RoleBinding", "istio-gateway-secrets");
+    assert_eq!(binding["roleRef"]["name"], "istio-gateway-secrets");
+    let proxy = find(&all, "apps/v1", "Deployment", "istio-gateway");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": pod_template(proxy).unwrap()["spec"]["serviceAccountName"], "namespace": "ai-appstore"}])
+    );
+
+    let plain = objects(&render(&["bundles/ai-appstore"]));
+    assert!(!plain.iter().any(|o| o["kind"] == "Role" || o["kind"] == "RoleBinding"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("untrusted.yaml");
+    std::fs::write(&overlay, "applications:\n  istio-gateway:\n    trust: false\n").unwrap();
+    let out = charmer(&[&["render"], &tls[..], &["--overlay", overlay.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "TLS without trust must not render");
+    assert!(stderr.contains("tls_secret needs `trust: true`"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing half-rendered");
+}
+
+/// MLServer 1.6 exits when a model fails to load at start-up: the server starts without it and
+/// a loader container loads it through the repository API once it is registered.
+#[test]
+fn serving_starts_without_a_registered_model_and_loads_it_later() {
+    let all = objects(&render(&["bundles/mlops"]));
+    let pod = pod_template(find(&all, "apps/v1", "Deployment", "serving")).unwrap();
+    let server = &pod["spec"]["containers"][0];
+    assert_eq!(env(server, "MLSERVER_LOAD_MODELS_AT_STARTUP")["value"], "false");
+    assert_eq!(server["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
+    let loader = &pod["spec"]["containers"][1];
+    assert_eq!(loader["name"], "model-loader");
+    assert_eq!(loader["image"], server["image"], "no extra image to mirror");
+    assert_eq!(env(loader, "MODEL_NAME")["value"], env(server, "MLSERVER_MODEL_NAME")["value"]);
+    let script = loader["args"][0].as_str().unwrap();
+    assert!(script.contains("/v2/repository/models/{name}/load"), "{script}");
+    assert!(script.contains("/v2/models/{name}/ready"), "{script}");
+    if crate::support::tools_present(&["python3"]) {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sys; compile(sys.argv[1], 'model-loader', 'exec')", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The app user lives in the app database: the published URI authenticates there.
+#[test]
+fn the_mongodb_uri_authenticates_on_the_app_database() {
+    let all = objects(&render(&["bundles/full"]));
+    let pod = pod_template(find(&all, "apps/v1", "Deployment", "backend")).unwrap();
+    let dsn = env(&pod["spec"]["containers"][0], "PROD_MONGO_DSN")["value"].as_str().unwrap();
+    assert_eq!(
+        dsn,
+        "mongodb://mongodb.full.svc.cluster.local:27017/appStoreProdDb?authSource=appStoreProdDb"
+    );
+    // The init script creates the user in MONGO_APP_DATABASE: the authSource above.
+    let sts = pod_template(find(&all, "apps/v1", "StatefulSet", "mongodb")).unwrap();
+    assert_eq!(env(&sts["spec"]["containers"][0], "MONGO_APP_DATABASE")["value"], "appStoreProdDb");
+    let init = find(&all, "v1", "ConfigMap", "mongodb-init");
+    let script = init["data"]["10-create-app-user.js"].as_str().unwrap();
+    assert!(script.contains("db.getSiblingDB(name)") && script.contains("MONGO_APP_DATABASE"));
 }
