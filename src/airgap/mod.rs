@@ -15,9 +15,14 @@
 //! `tar -xf` then `sha256sum -c SHA256SUMS` checks it without charmer; `charmer images push`
 //! takes the archive as is (it finds the layout under `images/`).
 //!
+//! A delta archive (`export --since OLD.tar`, see [`delta`]) leaves out the blobs and charms
+//! earlier archives had, and says so in `airgap.json`; `SHA256SUMS` lists what it carries.
+//!
 //! Import checks every checksum before anything else (a mismatch names the member and
 //! nothing is pushed or written), validates the charms, stages the output folder, pushes the
 //! images, and only then moves the folder into place.
+
+pub mod delta;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,6 +31,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use self::delta::{Base, Delta};
 use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
@@ -93,6 +99,10 @@ pub struct Contents {
     pub lock: Option<String>,
     /// The images, by original reference.
     pub images: Vec<Reference>,
+    /// For a delta archive (format `charmer-airgap-delta/1`): what it was made against and
+    /// what it leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
 }
 
 /// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
@@ -171,10 +181,12 @@ impl ExportInputs {
 }
 
 /// Writes the air-gap archive `out` (see the module docs): validates every input (charms
-/// included) and fetches every image manifest before writing anything.
+/// included) and fetches every image manifest before writing anything. With a non-empty
+/// `base` (earlier archives) it writes a delta that leaves out what they had.
 pub async fn export(
     client: &Client,
     inputs: &ExportInputs,
+    base: &Base,
     pull: &PullOptions,
     out: &Path,
     progress: &dyn Progress,
@@ -249,17 +261,20 @@ pub async fn export(
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
         });
     }
-    let contents = Contents {
-        format: FORMAT.to_string(),
-        bundle: bundle.unwrap_or_default(),
-        overlays: overlays.into_iter().flatten().collect(),
-        charms: charms.into_iter().flatten().collect(),
-        lock,
-        images: inputs.images.clone(),
-    };
-    entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
     let pulled = fetch_manifests(client, &inputs.images, pull).await?;
     entries.extend(pulled.layout_entries("images/"));
+    let delta = if base.is_empty() { None } else { Some(base.strip(&mut entries)?) };
+    let carried: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let contents = Contents {
+        format: if delta.is_some() { delta::FORMAT } else { FORMAT }.to_string(),
+        bundle: bundle.unwrap_or_default(),
+        overlays: overlays.into_iter().flatten().collect(),
+        charms: charms.into_iter().flatten().filter(|c| carried.contains(c.as_str())).collect(),
+        lock,
+        images: inputs.images.clone(),
+        delta,
+    };
+    entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
     let sums = checksums(&entries)?;
     entries.push(Entry::bytes(CHECKSUMS, sums.into_bytes()));
     write_tar(entries, out, client, pull.jobs, progress).await?;
@@ -297,6 +312,8 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// The folder to create (it must not exist).
     pub out: PathBuf,
+    /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
+    pub charms_from: Option<PathBuf>,
 }
 
 /// What an import did.
@@ -328,7 +345,12 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     verify_checksums(&tar, progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let charms = read_charms(&tar, &contents)?;
+    let mut charms = read_charms(&tar, &contents)?;
+    let delta = contents.delta.clone().unwrap_or_default();
+    for (member, bytes) in delta.charms_from(tar.label(), options.charms_from.as_deref())? {
+        check_charm(&format!("{}:{member}", tar.label()), &bytes)?;
+        charms.push((member, bytes));
+    }
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -370,9 +392,18 @@ pub async fn import(
     };
 
     let push_report = if tar.member("images/oci-layout").is_some() {
-        let images = ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?;
-        let push_options =
-            PushOptions { registry: options.registry.clone(), jobs: options.jobs, verified: true };
+        let images = ImageArchive::from_tar_without(
+            tar.clone(),
+            "images/",
+            &Limits::default(),
+            &delta.left_out_sizes(),
+        )?;
+        let push_options = PushOptions {
+            registry: options.registry.clone(),
+            jobs: options.jobs,
+            verified: true,
+            left_out: delta.left_out_repositories(&options.registry),
+        };
         push(client, &images, &push_options, progress).await?
     } else {
         PushReport::default()
@@ -497,6 +528,7 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
     problems.into_result(()).map_err(AirgapError::from)
 }
 
+/// Reads `airgap.json` and checks it names members the archive has.
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
@@ -504,7 +536,8 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
         Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
     })?;
     let mut problems = Problems::default();
-    if contents.format != FORMAT {
+    let delta_format = contents.format == delta::FORMAT && contents.delta.is_some();
+    if contents.format != FORMAT && !delta_format {
         problems.push(
             Problem::new(
                 label,
@@ -540,21 +573,31 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u
     let mut charms = Vec::new();
     for member in &contents.charms {
         let bytes = tar.read(member, limits.max_total_bytes)?;
-        let label = format!("{}:{member}", tar.label());
-        let checked = read_zip(&label, &bytes, &limits).and_then(|files| {
-            let origin = Origin::Archive {
-                path: PathBuf::from(&label),
-                sha256: Digest::of(&bytes).hex().to_string(),
-            };
-            Charm::from_files(files, origin)
-        });
-        match checked {
-            Ok(_) => charms.push((member.clone(), bytes)),
-            Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => {
-                return Err(AirgapError::Io { path: path.display().to_string(), source })
-            }
+        match check_charm(&format!("{}:{member}", tar.label()), &bytes) {
+            Ok(()) => charms.push((member.clone(), bytes)),
+            Err(AirgapError::Invalid(p)) => problems.extend(p),
+            Err(e) => return Err(e),
         }
     }
     problems.into_result(charms).map_err(AirgapError::from)
+}
+
+/// Validates one charm archive's bytes (the checks for any untrusted `.charm`); `label`
+/// names it in problems.
+fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
+    let limits = CharmLimits::default();
+    let checked = read_zip(label, bytes, &limits).and_then(|files| {
+        let origin = Origin::Archive {
+            path: PathBuf::from(label),
+            sha256: Digest::of(bytes).hex().to_string(),
+        };
+        Charm::from_files(files, origin)
+    });
+    match checked {
+        Ok(_) => Ok(()),
+        Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
+        Err(CharmError::Io { path, source }) => {
+            Err(AirgapError::Io { path: path.display().to_string(), source })
+        }
+    }
 }

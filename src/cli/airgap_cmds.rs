@@ -11,6 +11,7 @@ use super::images_cmds::{
     client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags,
 };
 use super::{line, ResolveArgs};
+use crate::airgap::delta::Base;
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::Error;
@@ -35,6 +36,10 @@ pub struct ExportArgs {
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write a delta: leave out the image blobs and charms this earlier archive had (only
+    /// its index is read). Repeatable. Import the delta into a registry that imported it.
+    #[arg(long, value_name = "OLD.tar")]
+    pub since: Vec<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -54,6 +59,10 @@ pub struct ImportArgs {
     /// The folder to unpack into (must not exist).
     #[arg(long)]
     pub out: PathBuf,
+    /// For a delta archive: the folder holding the charms it leaves out (the `charms/`
+    /// folder of the earlier import); each is checked against its recorded checksum.
+    #[arg(long, value_name = "DIR")]
+    pub charms_from: Option<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -72,11 +81,12 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let model = args.resolve.resolve()?;
     let inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
+    let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
     let contents =
-        runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
+        runtime()?.block_on(airgap::export(&client, &inputs, &base, &options, &args.out, &bars))?;
     bars.clear();
     if !args.connection.quiet {
         line(
@@ -90,6 +100,18 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
                 if contents.lock.is_some() { ", lock" } else { "" }
             ),
         )?;
+        if let Some(delta) = &contents.delta {
+            line(
+                out,
+                format_args!(
+                    "delta against {} archives: left out {} blobs ({} bytes) and {} charms",
+                    delta.since.len(),
+                    delta.blobs.len(),
+                    delta.left_out_bytes(),
+                    delta.charms.len()
+                ),
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -101,6 +123,7 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         registry: args.registry,
         jobs: args.connection.jobs.into(),
         out: args.out.clone(),
+        charms_from: args.charms_from,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =

@@ -194,8 +194,12 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         None => None,
     };
     let registry = args.registry.clone();
-    let options =
-        PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
+    let options = PushOptions {
+        registry: args.registry,
+        jobs: args.connection.jobs.into(),
+        verified: false,
+        left_out: Default::default(),
+    };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
     bars.clear();

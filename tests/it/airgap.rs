@@ -232,3 +232,192 @@ fn export_carry_import_and_tampering_is_caught() {
         .success();
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
 }
+
+/// The members of a tar, by name.
+fn members(archive: &Path) -> Vec<String> {
+    let mut tar = tar::Archive::new(File::open(archive).unwrap());
+    let entries = tar.entries_with_seek().unwrap();
+    entries.map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+fn blob_member(digest: &str) -> String {
+    format!("images/blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+#[test]
+fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let mut layout = Layout::new(&work.path().join("layout"));
+    let shared = layout.layer(81, 400_000);
+    let (l1, l2, l3) =
+        (layout.layer(82, 20_000), layout.layer(83, 30_000), layout.layer(84, 10_000));
+    let app1 = layout.image("amd64", &[&shared, &l1]);
+    let app2 = layout.image("amd64", &[&shared, &l2]);
+    let worker = layout.image("amd64", &[&shared, &l3]);
+    for (image, name, target) in [
+        (&app1, "app1", "team/app:1.0"),
+        (&app2, "app2", "team/app:2.0"),
+        (&worker, "worker", "team/worker:1.0"),
+    ] {
+        layout.name(image, name);
+        layout.push_with_skopeo(name, &src, target);
+    }
+    // What the registry serves (skopeo compresses layers on the way): manifest digest, and
+    // layer digests.
+    let served = |reference: &str| {
+        let (raw, digest) = src.inspect_raw(reference);
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let layers: Vec<String> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        (digest, layers)
+    };
+    let (_, app1_layers) = served("team/app:1.0");
+    let (app2, app2_layers) = served("team/app:2.0");
+    let (worker, worker_layers) = served("team/worker:1.0");
+    let (base, v1, v2, worker_layer) =
+        (&app1_layers[0], &app1_layers[1], &app2_layers[1], &worker_layers[1]);
+    assert_eq!(base, &app2_layers[0]);
+
+    // Release 1: frontend 1.0.0 on app:1.0, backend (a .charm file) on the same image (which
+    // release 2 keeps: its blobs and config are left out of the delta).
+    let shop = work.path().join("shop");
+    let frontend = |version: &str, image: &str| {
+        charm_source(&shop.join("charms"), "frontend", version, &format!("{}/{image}", src.host()))
+    };
+    frontend("1.0.0", "team/app:1.0");
+    let backend_source = charm_source(
+        &work.path().join("src"),
+        "backend",
+        "2.0.0",
+        &format!("{}/team/app:1.0", src.host()),
+    );
+    charmer(work.path())
+        .arg("pack")
+        .arg(&backend_source)
+        .arg("--out")
+        .arg(shop.join("dist"))
+        .assert()
+        .success();
+    let bundle = shop.join("bundle.yaml");
+    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+    let export = |out: &Path, since: &[&Path]| {
+        let mut command = charmer(work.path());
+        command.args(["airgap", "export"]).arg(&bundle).arg("--out").arg(out);
+        for old in since {
+            command.arg("--since").arg(old);
+        }
+        command.args(connection(&src)).assert().success()
+    };
+    let old = work.path().join("release-1.tar");
+    export(&old, &[]);
+
+    // Release 2: frontend 1.1.0 on app:2.0, plus a worker image in a new repository; the
+    // backend charm is the same file.
+    frontend("1.1.0", "team/app:2.0");
+    std::fs::write(
+        shop.join("charms/frontend/metadata.yaml"),
+        format!("name: frontend\nsummary: test\ndescription: test\nresources:\n  main-image: {{type: oci-image, upstream-source: '{0}/team/app:2.0'}}\n  worker-image: {{type: oci-image, upstream-source: '{0}/team/worker:1.0'}}\ncontainers:\n  main: {{resource: main-image}}\n  worker: {{resource: worker-image}}\n", src.host()),
+    )
+    .unwrap();
+    let new = work.path().join("release-2.tar");
+    let exported = export(&new, &[&old]);
+    let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
+    assert!(stdout.contains("delta against 1 archives: left out 3 blobs"), "{stdout}");
+
+    let carried = members(&new);
+    for left_out in [base, v1] {
+        assert!(!carried.contains(&blob_member(left_out)), "{left_out} carried again: {carried:?}");
+    }
+    for needed in [v2, worker_layer, &app2, &worker] {
+        assert!(carried.contains(&blob_member(needed)), "{needed} not carried: {carried:?}");
+    }
+    assert!(!carried.contains(&"charms/backend_2.0.0.charm".to_string()), "{carried:?}");
+    assert!(carried.contains(&"charms/frontend_1.1.0.charm".to_string()), "{carried:?}");
+    let new_size = std::fs::metadata(&new).unwrap().len();
+    assert!(new_size < std::fs::metadata(&old).unwrap().len() / 3, "delta is {new_size} bytes");
+    // It says what it depends on, and is still checkable with coreutils.
+    let unpacked = work.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&new).arg("-C").arg(&unpacked));
+    run(Command::new("sha256sum").args(["--quiet", "-c", "SHA256SUMS"]).current_dir(&unpacked));
+    let contents: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("airgap.json")).unwrap()).unwrap();
+    assert_eq!(contents["format"], "charmer-airgap-delta/1");
+    assert_eq!(contents["delta"]["since"][0]["archive"], "release-1.tar");
+    assert_eq!(contents["delta"]["charms"][0]["file"], "backend_2.0.0.charm");
+    let left_out = contents["delta"]["blobs"].as_array().unwrap();
+    let based = left_out.iter().find(|b| b["digest"] == base.as_str()).unwrap();
+    assert_eq!(based["images"][0], format!("{}/team/app:1.0", src.host()));
+
+    // Into a registry that never got release 1: refused before anything is sent, naming the
+    // missing blobs; nothing tagged, nothing unpacked.
+    let import = |archive: &Path, out: &Path, charms_from: Option<&Path>| {
+        let mut command = charmer(work.path());
+        command
+            .args(["airgap", "import", "--registry", &format!("{}/site", dst.host()), "--out"])
+            .arg(out)
+            .arg(archive);
+        if let Some(folder) = charms_from {
+            command.arg("--charms-from").arg(folder);
+        }
+        command.args(connection(&dst)).assert()
+    };
+    let out2 = work.path().join("site-2");
+    let failed = import(&new, &out2, None).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("leaves out charms backend_2.0.0.charm")
+            && stderr.contains("--charms-from"),
+        "{stderr}"
+    );
+    let failed = import(&new, &out2, Some(&shop.join("dist"))).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    for missing in [base, v1] {
+        let line = stderr.lines().find(|l| l.contains(missing.as_str()));
+        assert!(
+            line.is_some_and(|l| l.contains("left out of this delta archive")),
+            "{missing} not named: {stderr}"
+        );
+    }
+    let sent: Vec<String> = dst
+        .requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("HEAD ") && !r.starts_with("GET "))
+        .collect();
+    assert!(sent.is_empty(), "nothing may be sent: {sent:?}");
+    assert!(!out2.exists());
+
+    // Over a registry that imported release 1, the delta completes every image.
+    let out1 = work.path().join("site-1");
+    import(&old, &out1, None).success();
+    let imported = import(&new, &out2, Some(&out1.join("charms"))).success();
+    let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
+    assert!(stdout.contains("next: charmer deploy"), "{stdout}");
+    for (path, want) in [("team/app:2.0", &app2), ("team/worker:1.0", &worker)] {
+        assert_eq!(&dst.inspect_raw(&format!("site/{path}")).1, want);
+        // Every blob is there: skopeo copies the whole image out of the registry.
+        let copy = work.path().join(format!("copy-{}", path.replace([':', '/'], "-")));
+        let mut args = vec!["copy".to_string()];
+        args.extend(dst.skopeo_flags("src"));
+        args.push(format!("docker://{}/site/{path}", dst.host()));
+        args.push(format!("dir:{}", copy.display()));
+        crate::support::registry::skopeo(&args);
+        assert!(copy.join(base.trim_start_matches("sha256:")).exists());
+    }
+    assert_eq!(
+        std::fs::read(out2.join("charms/backend_2.0.0.charm")).unwrap(),
+        std::fs::read(shop.join("dist/backend_2.0.0.charm")).unwrap()
+    );
+    assert!(out2.join("charms/frontend_1.1.0.charm").exists());
+
+    // A delta against the delta (and release 1) carries no layer at all.
+    let again = work.path().join("release-2b.tar");
+    let exported = export(&again, &[&old, &new]);
+    let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
+    assert!(stdout.contains("left out 7 blobs") && stdout.contains("and 2 charms"), "{stdout}");
+}
