@@ -74,7 +74,7 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
     };
     let mut values: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(&text) {
         Ok(v) => v,
-        Err(e) => return problems.push(crate::charm::config::yaml_problem(&label, &e)),
+        Err(e) => return problems.push(crate::contract::yaml_problem(&label, &e)),
     };
     if values.len() == 1 {
         if let Some(serde_yaml::Value::Mapping(inner)) = values.get(&o.app) {

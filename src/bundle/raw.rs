@@ -66,7 +66,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
         Problems::from(Problem::new(&label, "", format!("cannot read: {e}")).hint(hint))
     })?;
     let shape: FileShape = serde_yaml::from_str(&text)
-        .map_err(|e| Problems::from(crate::charm::config::yaml_problem(&label, &e)))?;
+        .map_err(|e| Problems::from(crate::contract::yaml_problem(&label, &e)))?;
     let mut problems = Problems::default();
     if let Some(b) = &shape.bundle {
         if b != "kubernetes" {
@@ -83,7 +83,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     let mut applications = BTreeMap::new();
     for (app, body) in shape.applications.unwrap_or_default() {
         let key = format!("applications.{app}");
-        if !crate::charm::metadata::is_valid_name(&app) {
+        if !crate::contract::is_valid_name(&app) {
             problems.push(
                 Problem::new(&label, &key, format!("{app:?} is not a valid application name"))
                     .hint("use lowercase letters, digits and '-'"),

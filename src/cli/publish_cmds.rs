@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::images_cmds::{client, read_login, runtime, Connection, Login};
-use super::{line, stdout_error, GraphFormat, ResolveArgs};
+use super::images_cmds::{client, read_login, Connection, Login};
+use super::{line, runtime, stdout_error, GraphFormat, ResolveArgs};
 use crate::images::Registry;
 use crate::publish;
 use crate::Error;

@@ -10,6 +10,7 @@ mod charms;
 mod charms_oci;
 mod deploy;
 mod fixtures;
+mod layering;
 mod publish;
 mod registry_archives;
 mod registry_auth;
