@@ -6,6 +6,11 @@
 //! With a verify key, only signed charms load: archives from published indexes signed with
 //! it, and `.charm` files with a valid `<file>.sig`; source folders are refused.
 //!
+//! A registry prefix (`oci://HOST[:PORT]/PREFIX`, charms `charmer publish --registry`
+//! pushed as OCI artifacts) is asked for a charm's versions (its tags) the first time the
+//! resolver looks for that name; the archive is pulled and checked against its digest, and
+//! with a verify key its signature artifact must verify.
+//!
 //! A repository is scanned once into candidates (name, version, location); a charm is only
 //! fully read and validated when the resolver picks it, and each pick is loaded once.
 
@@ -17,8 +22,13 @@ use semver::{Version, VersionReq};
 
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
+use crate::publish::oci::{is_oci, CharmRegistry};
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
 use crate::transport::TlsOptions;
+
+/// The scheme of a registry source (`--charms oci://HOST[:PORT]/PREFIX`); a charm pulled
+/// from one has the origin `oci://HOST/PREFIX/name@<manifest digest>`.
+pub use crate::publish::oci::SCHEME as OCI_SCHEME;
 
 /// Errors of finding or loading a charm.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +52,8 @@ pub struct Candidate {
     pub path: PathBuf,
     /// The published index it is listed in (an index into the repository's indexes).
     pub index: Option<usize>,
+    /// The registry it is published in (an index into the repository's registries).
+    pub registry: Option<usize>,
 }
 
 /// Charm sources searched in order; for the same name and version the first wins.
@@ -53,6 +65,10 @@ pub struct Repository {
     pub dirs: Vec<PathBuf>,
     /// Published indexes opened.
     indexes: Vec<PublishedIndex>,
+    /// Registry prefixes charms are published in.
+    registries: Vec<CharmRegistry>,
+    /// Candidates from the registries, by name, listed on first use.
+    listed: Mutex<BTreeMap<String, Vec<Candidate>>>,
     /// Only charms signed with this key load.
     verify_key: Option<PublicKey>,
     loaded: Mutex<BTreeMap<PathBuf, Arc<Charm>>>,
@@ -84,6 +100,13 @@ impl Repository {
         let mut repo = Repository { dirs: sources.to_vec(), verify_key, ..Repository::default() };
         let mut problems = Problems::default();
         for source in sources {
+            if is_oci(source) {
+                match CharmRegistry::open(&source.to_string_lossy(), tls) {
+                    Ok(registry) => repo.registries.push(registry),
+                    Err(e) => problems.extend(e.into_problems()),
+                }
+                continue;
+            }
             if crate::publish::index::is_published(source) {
                 match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone(), tls)
                 {
@@ -115,6 +138,7 @@ impl Repository {
                 version: entry.version,
                 path: PathBuf::from(entry.location),
                 index: Some(at),
+                registry: None,
             });
         }
         self.indexes.push(index);
@@ -131,7 +155,13 @@ impl Repository {
     /// The highest version of `name` that satisfies `req` (any version when `None`),
     /// loaded and validated. When nothing fits, the problem lists what was found.
     pub fn find(&self, name: &str, req: Option<&VersionReq>) -> Result<Arc<Charm>, Problem> {
-        let found = self.candidates.get(name).map(Vec::as_slice).unwrap_or_default();
+        let mut found = self.candidates.get(name).cloned().unwrap_or_default();
+        for candidate in self.published(name)? {
+            if !found.iter().any(|c| c.version == candidate.version) {
+                found.push(candidate);
+            }
+        }
+        found.sort_by(|a, b| b.version.cmp(&a.version));
         let pick = found.iter().find(|c| req.is_none_or(|r| r.matches(&c.version)));
         match pick {
             Some(candidate) => self
@@ -182,9 +212,46 @@ impl Repository {
         })
     }
 
-    /// Loads a candidate once: from its published index (checksum and signature checked) or
-    /// by path.
+    /// The candidates of `name` in the registries (their tags that are versions), asked
+    /// once per name; registries given earlier win for the same version.
+    fn published(&self, name: &str) -> Result<Vec<Candidate>, Problem> {
+        if self.registries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut listed = self.listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = listed.get(name) {
+            return Ok(found.clone());
+        }
+        let mut found: Vec<Candidate> = Vec::new();
+        for (at, registry) in self.registries.iter().enumerate() {
+            let versions = registry.versions(name).map_err(|e| {
+                let mut problems = e.into_problems();
+                problems.0.pop().unwrap_or_else(|| Problem::new("", name, "registry error"))
+            })?;
+            for version in versions {
+                if !found.iter().any(|c| c.version == version) {
+                    found.push(Candidate {
+                        name: name.to_string(),
+                        path: PathBuf::from(registry.location(name, &version)),
+                        version,
+                        index: None,
+                        registry: Some(at),
+                    });
+                }
+            }
+        }
+        listed.insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Loads a candidate once: from its published index or registry (checksum and
+    /// signature checked) or by path.
     fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
+        if let Some(registry) = candidate.registry.and_then(|i| self.registries.get(i)) {
+            return self.cached(&candidate.path, || {
+                Ok(registry.fetch(&candidate.name, &candidate.version, self.verify_key.as_ref())?)
+            });
+        }
         match candidate.index.and_then(|i| self.indexes.get(i)) {
             Some(index) => self
                 .cached(&candidate.path, || Ok(index.fetch(&candidate.name, &candidate.version)?)),
@@ -235,6 +302,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
                 version,
                 path: path.to_path_buf(),
                 index: None,
+                registry: None,
             }));
         }
     }
@@ -243,6 +311,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
         version: c.version.clone(),
         path: path.to_path_buf(),
         index: None,
+        registry: None,
     }))
 }
 
@@ -267,5 +336,5 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
             format!("{line:?} is not a semantic version: {e}"),
         ))
     })?;
-    Ok(Candidate { name: meta.name, version, path: dir.to_path_buf(), index: None })
+    Ok(Candidate { name: meta.name, version, path: dir.to_path_buf(), index: None, registry: None })
 }

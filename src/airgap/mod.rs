@@ -153,15 +153,16 @@ pub struct ExportInputs {
 
 impl ExportInputs {
     /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
-    /// (archives as they are, source folders packed), its images, and its lock.
+    /// (local archives as they are; source folders, and archives fetched from a published
+    /// URL or registry, packed: publishing packs them the same way), its images, and its lock.
     pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
             charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(
                 || match &charm.origin {
-                    Origin::Archive { path, .. } => Carried::File(path.clone()),
-                    Origin::Dir(_) => {
+                    Origin::Archive { path, .. } if path.is_file() => Carried::File(path.clone()),
+                    Origin::Archive { .. } | Origin::Dir(_) => {
                         Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
                     }
                 },

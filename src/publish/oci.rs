@@ -34,11 +34,13 @@ use semver::Version;
 use serde_json::{json, Value};
 
 use super::{load_candidates, IndexEntry, PublicKey, PublishError, SecretKey};
-use crate::charm::{Charm, Limits as CharmLimits};
+use crate::charm::{Charm, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;
-use crate::registry::client::{Client, Repo};
+use crate::registry::auth::Keychain;
+use crate::registry::client::{Client, ClientOptions, Repo};
 use crate::registry::manifest::{media, Contents, Descriptor, Digest, ManifestDoc};
+use crate::transport::TlsOptions;
 
 /// `artifactType` of a charm.
 pub const ARTIFACT_TYPE: &str = "application/vnd.charmer.charm.v1";
@@ -287,8 +289,12 @@ pub async fn fetch(
         let file = format!("{name}_{version}.charm");
         verify(client, &repo, &label, &manifest.digest, &file, &bytes, key).await?;
     }
-    let origin = PathBuf::from(format!("{SCHEME}{repo}@{}", manifest.digest));
-    let charm = Charm::from_archive_bytes(&origin, &bytes, &limits)?;
+    // The origin names the artifact (no file name to check against: the tag is checked
+    // against the charm's own name and version below).
+    let origin = format!("{SCHEME}{repo}@{}", manifest.digest);
+    let files = crate::charm::archive::read_zip(&origin, &bytes, &limits)?;
+    let sha256 = crate::digest::sha256_hex(&bytes);
+    let charm = Charm::from_files(files, Origin::Archive { path: PathBuf::from(origin), sha256 })?;
     if charm.name() != name || charm.version != *version {
         return Err(Problem::new(
             &label,
@@ -388,4 +394,59 @@ pub fn parse_source(source: &str) -> Result<Registry, Problem> {
     let rest = source.strip_prefix(SCHEME).unwrap_or(source);
     rest.parse::<Registry>()
         .map_err(|e| Problem::new(source, "", e.why).hint("give --charms oci://HOST[:PORT]/PREFIX"))
+}
+
+/// A registry prefix charms are read from (`--charms oci://HOST[:PORT]/PREFIX`), for
+/// synchronous callers: it runs its requests on a runtime of its own (call it from
+/// synchronous code, not from inside an async task). Credentials come from Docker's config.
+pub struct CharmRegistry {
+    registry: Registry,
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for CharmRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CharmRegistry({SCHEME}{})", self.registry)
+    }
+}
+
+impl CharmRegistry {
+    /// Opens `oci://HOST[:PORT]/PREFIX` with the TLS settings `tls`.
+    pub fn open(source: &str, tls: &TlsOptions) -> Result<CharmRegistry, PublishError> {
+        let registry = parse_source(source)?;
+        let client = Client::new(ClientOptions {
+            tls: tls.clone(),
+            retries: 3,
+            keychain: Keychain::new(None)?,
+        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(
+            |source| PublishError::Io { path: PathBuf::from(source_label(&registry)), source },
+        )?;
+        Ok(CharmRegistry { registry, client, runtime })
+    }
+
+    /// `oci://HOST/PREFIX/name:tag`, for messages.
+    pub fn location(&self, name: &str, version: &Version) -> String {
+        format!("{SCHEME}{}:{}", repo_of(&self.registry, name), tag_of(version))
+    }
+
+    /// The versions of `name` published here, highest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<Version>, PublishError> {
+        self.runtime.block_on(versions(&self.client, &self.registry, name))
+    }
+
+    /// Pulls and checks `name` at `version` (see [`fetch`]).
+    pub fn fetch(
+        &self,
+        name: &str,
+        version: &Version,
+        key: Option<&PublicKey>,
+    ) -> Result<Charm, PublishError> {
+        self.runtime.block_on(fetch(&self.client, &self.registry, name, version, key))
+    }
+}
+
+fn source_label(registry: &Registry) -> String {
+    format!("{SCHEME}{registry}")
 }

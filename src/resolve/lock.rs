@@ -32,6 +32,10 @@ pub struct LockedApp {
     pub version: String,
     /// SHA-256 of the charm archive.
     pub sha256: String,
+    /// For a charm pulled from a registry: the artifact, pinned by its manifest digest
+    /// (`oci://HOST/PREFIX/name@sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
     /// Images by resource name.
     pub images: BTreeMap<String, LockedImage>,
 }
@@ -73,6 +77,13 @@ impl Lock {
                         charm: app.charm.name().to_string(),
                         version: app.charm.version.to_string(),
                         sha256: app.charm.sha256(),
+                        artifact: app
+                            .charm
+                            .origin
+                            .path()
+                            .to_str()
+                            .filter(|p| p.starts_with(crate::repo::OCI_SCHEME))
+                            .map(str::to_string),
                         images,
                     };
                     (app.name.clone(), locked)

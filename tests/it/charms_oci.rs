@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::registry::{connection, skopeo, Kind, Registry, PASSWORD, USER};
@@ -101,6 +102,62 @@ fn published_charms_are_oci_artifacts_with_signatures_as_referrers() {
         "{err}"
     );
     assert_eq!(registry.inspect_raw("charms/web:1.2.0").1, digest);
+
+    // The resolver reads the prefix: semver range from the tags, archive checked, signature
+    // verified; the lock pins the artifact. Credentials come from the Docker config.
+    std::fs::remove_file(ws.path().join("charms/web/README.md")).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::create_dir_all(ws.path().join("docker")).unwrap();
+    std::fs::write(
+        ws.path().join("docker/config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let source = format!("oci://{target}");
+    let resolve = |command: &str, key: &str, extra: &[&str]| {
+        let mut cmd = crate::support::registry::charmer(ws.path());
+        cmd.current_dir(ws.path())
+            .args([command, "bundles/demo", "--charms", &source, "--verify-key", key])
+            .args(connection(&registry))
+            .args(extra);
+        cmd.assert()
+    };
+    let plan = stdout(&resolve("check", "keys/rel.pub", &[]).success());
+    assert!(
+        plan.contains(&format!("web: charm web 1.2.0 (oci://{target}/web@{digest})")),
+        "{plan}"
+    );
+    resolve("render", "keys/rel.pub", &["--out", "rendered"]).success();
+    let lock = std::fs::read_to_string(ws.path().join("rendered/bundle.lock")).unwrap();
+    assert!(lock.contains(&format!("artifact: oci://{target}/web@{digest}")), "{lock}");
+    let from_sources = crate::support::registry::charmer(ws.path())
+        .current_dir(ws.path())
+        .args(["render", "bundles/demo", "--charms", "charms"])
+        .assert()
+        .success();
+    let from_registry = resolve("render", "keys/rel.pub", &[]).success();
+    assert_eq!(stdout(&from_registry), stdout(&from_sources));
+    // Another key: refused, naming the artifact.
+    crate::support::registry::charmer(ws.path())
+        .current_dir(ws.path())
+        .args(["keygen", "--out", "keys/other"])
+        .assert()
+        .success();
+    let err = stderr(&resolve("check", "keys/other.pub", &[]).failure());
+    assert!(
+        err.contains(&format!("oci://{target}/web:1.2.0")) && err.contains("signature"),
+        "{err}"
+    );
+    // An unsigned version is refused with --verify-key.
+    std::fs::write(ws.path().join("charms/db/version"), "1.1.0\n").unwrap();
+    charmer(ws.path(), &registry, &["publish", "--registry", &target, "charms/db"])
+        .assert()
+        .success();
+    let err = stderr(&resolve("check", "keys/rel.pub", &[]).failure());
+    assert!(
+        err.contains(&format!("oci://{target}/db:1.1.0")) && err.contains("not signed"),
+        "{err}"
+    );
 
     // Build metadata: `+` is not allowed in tags, so it becomes `_`.
     std::fs::write(ws.path().join("charms/web/version"), "1.3.0+build.7\n").unwrap();
