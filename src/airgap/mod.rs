@@ -36,6 +36,7 @@ use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::publish::oci::PushedCharm;
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
 use crate::registry::layout::{write_tar, Content, Entry};
@@ -64,6 +65,9 @@ pub enum AirgapError {
     /// Moving images failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Publishing the charms to `--charms-registry` failed.
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
 }
 
 impl From<Problems> for AirgapError {
@@ -315,6 +319,8 @@ pub struct ImportOptions {
     pub out: PathBuf,
     /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
     pub charms_from: Option<PathBuf>,
+    /// Also publish the charms as OCI artifacts under this registry prefix.
+    pub charms_registry: Option<Registry>,
 }
 
 /// What an import did.
@@ -328,6 +334,8 @@ pub struct ImportReport {
     pub bundle: PathBuf,
     /// The overlays, unpacked, in order.
     pub overlays: Vec<PathBuf>,
+    /// The charms published to `--charms-registry`.
+    pub charms_pushed: Vec<PushedCharm>,
 }
 
 /// Imports an air-gap archive (see the module docs).
@@ -376,12 +384,19 @@ pub async fn import(
         .iter()
         .map(|o| unpack(o, &in_bundle(o)))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut staged_charms = Vec::new();
     for (member, bytes) in charms {
         let name = member.strip_prefix("charms/").unwrap_or(&member);
         let path = staging.path().join("charms").join(name);
         std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        staged_charms.push(path);
     }
+    // Charm tags are checked for immutability before anything is pushed.
+    let charm_plan = match &options.charms_registry {
+        Some(registry) => Some(crate::publish::oci::plan(client, registry, &staged_charms).await?),
+        None => None,
+    };
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
@@ -409,6 +424,10 @@ pub async fn import(
     } else {
         PushReport::default()
     };
+    let charms_pushed = match charm_plan {
+        Some(plan) => plan.push(client, None).await?,
+        None => Vec::new(),
+    };
     if let Some(mut lock) = lock {
         pin_lock(&mut lock, &push_report, &options.registry);
         let path = staging.path().join("bundle.lock");
@@ -418,7 +437,7 @@ pub async fn import(
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    Ok(ImportReport { contents, push: push_report, bundle, overlays })
+    Ok(ImportReport { contents, push: push_report, bundle, overlays, charms_pushed })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.

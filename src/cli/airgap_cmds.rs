@@ -61,6 +61,10 @@ pub struct ImportArgs {
     /// folder of the earlier import); each is checked against its recorded checksum.
     #[arg(long, value_name = "DIR")]
     pub charms_from: Option<PathBuf>,
+    /// Also publish the charms as OCI artifacts PREFIX/<name>:<version> (as `publish
+    /// --registry` does), so other machines resolve them with --charms oci://...
+    #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = super::images_cmds::parse_registry)]
+    pub charms_registry: Option<Registry>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -122,6 +126,7 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         jobs: args.connection.jobs.into(),
         out: args.out.clone(),
         charms_from: args.charms_from,
+        charms_registry: args.charms_registry,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =
@@ -129,6 +134,10 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     bars.clear();
     if !args.connection.quiet {
         print_report(out, &report.push)?;
+        for c in &report.charms_pushed {
+            let what = if c.added { "pushed charm" } else { "charm unchanged" };
+            line(out, format_args!("{what} {} {}: {}", c.name, c.version, c.reference))?;
+        }
         line(out, format_args!("unpacked into {}", args.out.display()))?;
         let mut deploy = format!("charmer deploy {}", report.bundle.display());
         for overlay in &report.overlays {

@@ -140,9 +140,34 @@ pub async fn publish(
     inputs: &[PathBuf],
     key: Option<&SecretKey>,
 ) -> Result<Vec<PushedCharm>, PublishError> {
+    plan(client, registry, inputs).await?.push(client, key).await
+}
+
+/// Charms checked and ready to push (see [`plan`]).
+pub struct Plan {
+    charms: Vec<Planned>,
+}
+
+struct Planned {
+    name: String,
+    version: Version,
+    repo: Repo,
+    tag: String,
+    artifact: Artifact,
+    /// The tag does not exist yet.
+    added: bool,
+}
+
+/// Loads every input and checks every tag for immutability, sending nothing: a tag serving
+/// another artifact is refused, one serving this artifact is a no-op.
+pub async fn plan(
+    client: &Client,
+    registry: &Registry,
+    inputs: &[PathBuf],
+) -> Result<Plan, PublishError> {
     let mut problems = Problems::default();
     let candidates = load_candidates(inputs, &mut problems);
-    let mut planned = Vec::new();
+    let mut charms = Vec::new();
     for ((name, version), candidate) in candidates {
         let artifact = Artifact::of(&candidate.charm, candidate.bytes)?;
         let repo = repo_of(registry, &name);
@@ -163,25 +188,36 @@ pub async fn publish(
             );
             continue;
         }
-        planned.push((name, version, repo, tag, artifact, served.is_none()));
+        charms.push(Planned { name, version, repo, tag, artifact, added: served.is_none() });
     }
-    problems.into_result(())?;
+    problems.into_result(Plan { charms }).map_err(PublishError::from)
+}
 
-    let mut pushed = Vec::new();
-    for (name, version, repo, tag, artifact, added) in planned {
-        if added {
-            client.retrying(|| client.put_blob_bytes(&repo, &artifact.config)).await?;
-            client.retrying(|| client.put_blob_bytes(&repo, &artifact.archive)).await?;
-            client.retrying(|| client.put_manifest(&repo, &tag, &artifact.manifest)).await?;
+impl Plan {
+    /// Pushes the planned charms (blobs, then the manifest under its tag), signing each with
+    /// `key`.
+    pub async fn push(
+        self,
+        client: &Client,
+        key: Option<&SecretKey>,
+    ) -> Result<Vec<PushedCharm>, PublishError> {
+        let mut pushed = Vec::new();
+        for Planned { name, version, repo, tag, artifact, added } in self.charms {
+            if added {
+                client.retrying(|| client.put_blob_bytes(&repo, &artifact.config)).await?;
+                client.retrying(|| client.put_blob_bytes(&repo, &artifact.archive)).await?;
+                client.retrying(|| client.put_manifest(&repo, &tag, &artifact.manifest)).await?;
+            }
+            if let Some(key) = key {
+                let file = format!("{name}_{version}.charm");
+                let signature = key.sign(&file, &artifact.archive);
+                sign(client, &repo, &artifact.manifest, &signature).await?;
+            }
+            let reference = format!("{repo}:{tag}@{}", artifact.manifest.digest);
+            pushed.push(PushedCharm { name, version, reference, added });
         }
-        if let Some(key) = key {
-            let file = format!("{name}_{version}.charm");
-            sign(client, &repo, &artifact.manifest, &key.sign(&file, &artifact.archive)).await?;
-        }
-        let reference = format!("{repo}:{tag}@{}", artifact.manifest.digest);
-        pushed.push(PushedCharm { name, version, reference, added });
+        Ok(pushed)
     }
-    Ok(pushed)
 }
 
 /// Pushes a signature artifact for `subject` and, when the registry does not index

@@ -158,16 +158,38 @@ fn export_carry_import_and_tampering_is_caught() {
     assert_eq!(dst.requests().len(), before, "nothing may be pushed");
     assert!(!out_dir.exists());
 
-    // Air-gapped side.
+    // Air-gapped side; the charms go into the registry too.
+    let charms_registry = format!("{}/charms", dst.host());
     let imported = charmer(work.path())
         .args(["airgap", "import", "--registry", &format!("{}/airgap", dst.host()), "--out"])
         .arg(&out_dir)
         .arg(&carried)
+        .args(["--charms-registry", &charms_registry])
         .args(connection(&dst))
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
     assert!(stdout.contains("next: charmer deploy"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("pushed charm backend 2.0.0: {charms_registry}/backend:2.0.0@"))
+            && stdout.contains("pushed charm frontend 1.2.0"),
+        "{stdout}"
+    );
+    // Another machine resolves the imported bundle from the registry alone.
+    let plan = charmer(work.path())
+        .arg("check")
+        .arg(out_dir.join("bundle.yaml"))
+        .args(["--charms", &format!("oci://{charms_registry}")])
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let plan = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    assert!(
+        plan.contains(&format!(
+            "backend: charm backend 2.0.0 (oci://{charms_registry}/backend@sha256:"
+        )),
+        "{plan}"
+    );
     assert_eq!(
         std::fs::read(out_dir.join("bundle.yaml")).unwrap(),
         std::fs::read(&bundle).unwrap()
