@@ -22,7 +22,7 @@ pub enum AirgapCommand {
     Export(Box<ExportArgs>),
     /// Check an air-gap archive, push its images into the private registry, and unpack the
     /// bundle and charms into a new folder ready to deploy.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
 }
 
 /// `airgap export`.
@@ -76,7 +76,7 @@ pub struct ImportArgs {
 pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCode, Error> {
     match command {
         AirgapCommand::Export(args) => export(out, *args),
-        AirgapCommand::Import(args) => import(out, args),
+        AirgapCommand::Import(args) => import(out, *args),
     }
 }
 
