@@ -20,7 +20,10 @@
 //!
 //! Import checks every checksum before anything else (a mismatch names the member and
 //! nothing is pushed or written), validates the charms, stages the output folder, pushes the
-//! images, and only then moves the folder into place.
+//! images, and only then moves the folder into place. Image blobs are the exception that
+//! makes import one pass over the archive: their names are their digests, and the push
+//! hashes each blob as it uploads it and commits none unless all match (a damaged layer
+//! leaves nothing in the registry and nothing unpacked).
 
 pub mod delta;
 
@@ -417,7 +420,8 @@ pub async fn import(
         let push_options = PushOptions {
             registry: options.registry.clone(),
             jobs: options.jobs,
-            verified: true,
+            // Blobs are hashed beside their upload, and none is committed unless all match.
+            verified: false,
             left_out: delta.left_out_repositories(&options.registry),
         };
         push(client, &images, &push_options, progress).await?
@@ -463,8 +467,16 @@ pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> us
     pinned
 }
 
+/// Whether a member is an image blob (`images/blobs/sha256/<hex>`): content-addressed, so
+/// checked against its digest by the push, in the same pass that uploads it.
+fn is_image_blob(name: &str) -> bool {
+    name.strip_prefix("images/blobs/sha256/")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Checks `SHA256SUMS` against every member: each member listed, each listed member present,
-/// each checksum right. All problems are reported together.
+/// each checksum right (image blobs: their checksum is their name's digest, and the push
+/// hashes them; see [`is_image_blob`]). All problems are reported together.
 fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), AirgapError> {
     let label = tar.label().to_string();
     let text = String::from_utf8(tar.read(CHECKSUMS, Limits::default().max_document_bytes)?)
@@ -501,6 +513,19 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
     let mut members = Vec::new();
     for (name, hex) in &listed {
         match tar.member(name) {
+            Some(_) if is_image_blob(name) => {
+                // Hashed as it is pushed (see `import`); its name is its digest.
+                if !name.ends_with(hex.as_str()) {
+                    problems.push(
+                        Problem::new(
+                            &label,
+                            name,
+                            format!("{CHECKSUMS} says {hex}, not the digest its name gives"),
+                        )
+                        .hint("the archive was changed after it was written"),
+                    );
+                }
+            }
             Some(member) => members.push((name, hex, member)),
             None => problems.push(Problem::new(
                 &label,

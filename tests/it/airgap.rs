@@ -24,6 +24,18 @@ fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
     source
 }
 
+/// Copies `from` to `to` with one byte of `member` flipped.
+fn flip_byte(from: &Path, to: &Path, member: &str) {
+    std::fs::copy(from, to).unwrap();
+    let at = member_offset(to, member) + 10;
+    let mut file = File::options().read(true).write(true).open(to).unwrap();
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0xff]).unwrap();
+}
+
 /// Offset of a member's data in an uncompressed tar.
 fn member_offset(archive: &Path, name: &str) -> u64 {
     let mut tar = tar::Archive::new(File::open(archive).unwrap());
@@ -132,15 +144,7 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // A tampered copy: one byte of a charm flipped. Named, nothing pushed, nothing written.
     let tampered = work.path().join("tampered.tar");
-    std::fs::copy(&carried, &tampered).unwrap();
-    let at = member_offset(&tampered, "charms/backend_2.0.0.charm") + 10;
-    let mut file = File::options().read(true).write(true).open(&tampered).unwrap();
-    let mut byte = [0u8; 1];
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.read_exact(&mut byte).unwrap();
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.write_all(&[byte[0] ^ 0xff]).unwrap();
-    drop(file);
+    flip_byte(&carried, &tampered, "charms/backend_2.0.0.charm");
     let out_dir = work.path().join("deploy");
     let before = dst.requests().len();
     let failed = charmer(work.path())
@@ -156,6 +160,37 @@ fn export_carry_import_and_tampering_is_caught() {
         "{stderr}"
     );
     assert_eq!(dst.requests().len(), before, "nothing may be pushed");
+    assert!(!out_dir.exists());
+
+    // A damaged layer is caught in the same pass that uploads it: named, and nothing is
+    // committed (no blob, no manifest) or unpacked.
+    let layer = members(&carried)
+        .into_iter()
+        .filter(|m| m.starts_with("images/blobs/"))
+        .max_by_key(|m| {
+            let mut tar = tar::Archive::new(File::open(&carried).unwrap());
+            let entries = tar.entries_with_seek().unwrap();
+            let size = entries
+                .map(|e| e.unwrap())
+                .find(|e| e.path().unwrap().to_str() == Some(m))
+                .map(|e| e.size());
+            size
+        })
+        .unwrap();
+    flip_byte(&carried, &tampered, &layer);
+    let before = dst.requests().len();
+    let failed = charmer(work.path())
+        .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+        .arg(&out_dir)
+        .arg(&tampered)
+        .args(connection(&dst))
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    assert!(stderr.contains(&format!("tampered.tar: {layer}: content does not match")), "{stderr}");
+    let committed: Vec<String> =
+        dst.requests().into_iter().skip(before).filter(|r| r.starts_with("PUT ")).collect();
+    assert!(committed.is_empty(), "nothing may be committed: {committed:?}");
     assert!(!out_dir.exists());
 
     // Air-gapped side; the charms go into the registry too.
