@@ -58,15 +58,14 @@ const MAX_INCLUDE_BYTES: u64 = 4 << 20;
 
 pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::contract::read_yaml_file(path).map_err(|e| {
         let hint = match kind {
             Kind::Bundle => "give a bundle.yaml or a folder holding one",
             Kind::Overlay => "check the --overlay path",
         };
         Problems::from(Problem::new(&label, "", format!("cannot read: {e}")).hint(hint))
     })?;
-    let shape: FileShape = serde_yaml::from_str(&text)
-        .map_err(|e| Problems::from(crate::contract::yaml_problem(&label, &e)))?;
+    let shape: FileShape = crate::contract::parse_yaml(&label, &text).map_err(Problems::from)?;
     let mut problems = Problems::default();
     if let Some(b) = &shape.bundle {
         if b != "kubernetes" {
