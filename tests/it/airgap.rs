@@ -395,9 +395,12 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
         .success();
     let bundle = shop.join("bundle.yaml");
     std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+    let keys = work.path().join("keys");
+    charmer(work.path()).arg("keygen").arg("--out").arg(keys.join("site")).assert().success();
     let export = |out: &Path, since: &[&Path]| {
         let mut command = charmer(work.path());
         command.args(["airgap", "export"]).arg(&bundle).arg("--out").arg(out);
+        command.arg("--sign-key").arg(keys.join("site.key"));
         for old in since {
             command.arg("--since").arg(old);
         }
@@ -451,7 +454,9 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
         command
             .args(["airgap", "import", "--registry", &format!("{}/site", dst.host()), "--out"])
             .arg(out)
-            .arg(archive);
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(keys.join("site.pub"));
         if let Some(folder) = charms_from {
             command.arg("--charms-from").arg(folder);
         }
@@ -504,6 +509,27 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
         std::fs::read(shop.join("dist/backend_2.0.0.charm")).unwrap()
     );
     assert!(out2.join("charms/frontend_1.1.0.charm").exists());
+    // The folder checks against the signed delta: the charm it left out by the SHA-256 its
+    // airgap.json records.
+    charmer(work.path())
+        .arg("check")
+        .arg(out2.join("bundle.yaml"))
+        .arg("--verify-key")
+        .arg(keys.join("site.pub"))
+        .args(["--image-map"])
+        .arg(out2.join("retagged-images.txt"))
+        .assert()
+        .success();
+    std::fs::write(out2.join("charms/backend_2.0.0.charm"), b"not the charm").unwrap();
+    let refused = charmer(work.path())
+        .arg("check")
+        .arg(out2.join("bundle.yaml"))
+        .arg("--verify-key")
+        .arg(keys.join("site.pub"))
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("is not the charm the signed delta archive names"), "{stderr}");
 
     // A delta against the delta (and release 1) carries no layer at all.
     let again = work.path().join("release-2b.tar");
