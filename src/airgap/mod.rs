@@ -124,6 +124,13 @@ pub struct Contents {
     pub delta: Option<Delta>,
 }
 
+impl Contents {
+    /// Every member it names: bundle, overlays, charms, lock.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.bundle).chain(&self.overlays).chain(&self.charms).chain(&self.lock)
+    }
+}
+
 /// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
 /// source folder, a lock computed from the model).
 #[derive(Debug, Clone)]
@@ -180,14 +187,14 @@ impl ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
-            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(
-                || match &charm.origin {
+            charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(|| {
+                match &charm.origin {
                     Origin::Archive { path, .. } if path.is_file() => Carried::File(path.clone()),
                     Origin::Archive { .. } | Origin::Dir(_) => {
                         Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
                     }
-                },
-            );
+                }
+            });
         }
         ExportInputs {
             bundle: model.bundle_file.clone(),
@@ -430,6 +437,8 @@ pub struct ImportReport {
     pub overlays: Vec<PathBuf>,
     /// Whether the archive's signature was checked, and by which key it was made.
     pub authenticity: Authenticity,
+    /// The `juju deploy` script written for a bundle of operator charms.
+    pub juju_script: Option<PathBuf>,
     /// The charms published to `--charms-registry`.
     pub charms_pushed: Vec<PushedCharm>,
 }
@@ -450,7 +459,7 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let mut charms = read_charms(&tar, &contents)?;
+    let CarriedCharms { members: mut charms, operators } = read_charms(&tar, &contents)?;
     let delta = contents.delta.clone().unwrap_or_default();
     for (member, bytes) in delta.charms_from(tar.label(), options.charms_from.as_deref())? {
         check_charm(&format!("{}:{member}", tar.label()), &bytes)?;
@@ -492,7 +501,7 @@ pub async fn import(
         files.push((format!("{MANIFEST_DIR}/{member}"), tar.read(member, max)?));
     }
     let bundle = out.join(in_bundle(&contents.bundle));
-    let overlays = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
+    let overlays: Vec<PathBuf> = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -517,6 +526,31 @@ pub async fn import(
         Some(registry) => Some(crate::publish::oci::plan(client, registry, &staged_charms).await?),
         None => None,
     };
+    // Operator charms are deployed by Juju, from a script written once the images' digests
+    // are known; the bundle is resolved against the unpacked charms first, so a bundle that
+    // cannot be deployed stops the import before anything is pushed.
+    let juju_model = if operators {
+        let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
+        let inputs = crate::resolve::Inputs {
+            bundle: crate::bundle::BundleInput {
+                bundle: staged(&bundle),
+                overlays: overlays.iter().map(|o| staged(o)).collect(),
+                ..Default::default()
+            },
+            charm_dirs: vec![staging.path().join("charms")],
+            registry: Some(options.registry.clone()),
+            ..Default::default()
+        };
+        match crate::resolve::load(&inputs) {
+            Ok(model) => Some(model),
+            Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
+            Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
+                return Err(p.into())
+            }
+        }
+    } else {
+        None
+    };
 
     let push_report = match &images {
         Some(images) => {
@@ -535,16 +569,36 @@ pub async fn import(
         Some(plan) => plan.push(client, None).await?,
         None => Vec::new(),
     };
-    if let Some(mut lock) = lock {
+    let lock = lock.map(|mut lock| {
         pin_lock(&mut lock, &push_report, &options.registry);
+        lock
+    });
+    if let Some(lock) = &lock {
         let path = staging.path().join("bundle.lock");
         std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+    }
+    if let Some(model) = &juju_model {
+        use std::os::unix::fs::PermissionsExt;
+        let path = staging.path().join(crate::juju::SCRIPT);
+        std::fs::write(&path, crate::juju::deploy_script(model, lock.as_ref()))
+            .map_err(|e| io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(&path, e))?;
     }
     let retagged = staging.path().join("retagged-images.txt");
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    Ok(ImportReport { contents, push: push_report, bundle, overlays, authenticity, charms_pushed })
+    let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
+    Ok(ImportReport {
+        contents,
+        push: push_report,
+        bundle,
+        overlays,
+        authenticity,
+        juju_script,
+        charms_pushed,
+    })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -692,7 +746,25 @@ fn verify_checksums(
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
-    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| {
+    let contents = parse_contents(label, &bytes)?;
+    let mut problems = Problems::default();
+    for member in contents.members() {
+        if tar.member(member).is_none() {
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "names a member that is not in the archive",
+            ));
+        }
+    }
+    problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Parses an archive's `airgap.json` (untrusted: `label` names the archive) and checks that
+/// its format is this charmer's and that every member it names is where an air-gap archive
+/// keeps such a file.
+pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError> {
+    let contents: Contents = serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
     })?;
     let mut problems = Problems::default();
@@ -727,12 +799,6 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
                 format!("{CONTENTS}: {member}"),
                 "is not where an air-gap archive keeps such a file",
             ));
-        } else if tar.member(member).is_none() {
-            problems.push(Problem::new(
-                label,
-                format!("{CONTENTS}: {member}"),
-                "names a member that is not in the archive",
-            ));
         }
     }
     problems.into_result(contents).map_err(AirgapError::from)
@@ -760,19 +826,39 @@ fn check_images(
 }
 
 /// Reads and validates every charm (the same checks as for any untrusted `.charm`).
-fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, AirgapError> {
     let limits = CharmLimits::default();
     let mut problems = Problems::default();
     let mut charms = Vec::new();
+    let mut operators = false;
     for member in &contents.charms {
         let bytes = tar.read(member, limits.max_total_bytes)?;
-        match check_charm(&format!("{}:{member}", tar.label()), &bytes) {
-            Ok(()) => charms.push((member.clone(), bytes)),
-            Err(AirgapError::Invalid(p)) => problems.extend(p),
-            Err(e) => return Err(e),
+        let label = format!("{}:{member}", tar.label());
+        let checked = read_zip(&label, &bytes, &limits).and_then(|files| {
+            let origin = Origin::Archive {
+                path: PathBuf::from(&label),
+                sha256: Digest::of(&bytes).hex().to_string(),
+            };
+            Charm::from_files(files, origin)
+        });
+        match checked {
+            Ok(charm) => {
+                operators |= charm.kind() == crate::charm::Kind::Operator;
+                charms.push((member.clone(), bytes));
+            }
+            Err(CharmError::Invalid(p)) => problems.extend(p),
+            Err(CharmError::Io { path, source }) => {
+                return Err(AirgapError::Io { path: path.display().to_string(), source })
+            }
         }
     }
-    problems.into_result(charms).map_err(AirgapError::from)
+    problems.into_result(CarriedCharms { members: charms, operators }).map_err(AirgapError::from)
+}
+
+/// Every charm member with its bytes, and whether any is an operator charm.
+struct CarriedCharms {
+    members: Vec<(String, Vec<u8>)>,
+    operators: bool,
 }
 
 /// Validates one charm archive's bytes (the checks for any untrusted `.charm`); `label`

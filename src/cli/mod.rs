@@ -9,7 +9,7 @@ mod images_cmds;
 mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
-pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,9 +75,11 @@ pub enum GraphFormat {
 /// charmer's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pack a charm source folder into a reproducible <name>_<version>.charm archive.
+    /// Pack a charm source folder into a reproducible <name>_<version>.charm archive
+    /// (charmcraft sources too: manifest.yaml and the unified charmcraft.yaml's files are
+    /// generated as charmcraft does).
     Pack {
-        /// The charm source folder (holding metadata.yaml, config.yaml, version, templates/).
+        /// The charm source folder (holding metadata.yaml or charmcraft.yaml).
         charm: PathBuf,
         /// Folder to write the archive into.
         #[arg(long, default_value = ".")]
@@ -141,6 +143,24 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         lock: Option<PathBuf>,
     },
+    /// Write the Juju side of a bundle of operator charms: a shell script of `juju deploy
+    /// ./charms/<file> <app> --resource ... --config ... --trust --num-units N` and `juju
+    /// integrate` lines (airgap import writes it as deploy-juju.sh by itself).
+    JujuScript {
+        /// The bundle and how to resolve it.
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// A bundle.lock whose images are pinned (after images push --lock): their digests
+        /// go into --resource.
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+        /// File to write (mode 0755; default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Image commands: list a bundle's images; move images without Docker (save them into
     /// an archive, push them into a private registry).
     #[command(subcommand)]
@@ -167,6 +187,10 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// Take over objects another bundle or another tool manages (preflight fails naming
+        /// them otherwise).
+        #[arg(long)]
+        adopt: bool,
         /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
@@ -183,7 +207,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records;
+    /// claims and the credentials their data was initialised with are kept.
     Remove {
         /// The deployed bundle.
         #[command(flatten)]
@@ -191,6 +216,14 @@ pub enum Command {
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
+        /// Also delete the bundle's PersistentVolumeClaims (its data), the generated
+        /// credentials of its applications with storage, objects marked keep, and what earlier
+        /// removes and prunes kept.
+        #[arg(long)]
+        destroy_storage: bool,
+        /// How to take the bundle's lock.
+        #[command(flatten)]
+        lock: LockArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
         #[arg(short, long)]
         yes: bool,
@@ -305,25 +338,31 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Render { resolve, tls, out: dest, lock } => {
             bundle_cmds::render(&mut out, &resolve.with(&tls), dest.as_deref(), lock.as_deref())
         }
+        Command::JujuScript { resolve, tls, lock, out: file } => bundle_cmds::juju_script(
+            &mut out,
+            &resolve.with(&tls),
+            lock.as_deref(),
+            file.as_deref(),
+        ),
         Command::Images(ImagesCommand::List { resolve, tls, output, why }) => {
             bundle_cmds::images_list(&mut out, &resolve.with(&tls), output, why.as_deref())
         }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
-        Command::Deploy { resolve, tls, kube, dry_run, diff, apply } => {
+        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, &apply)
+            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, adopt, &apply)
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
         }
-        Command::Remove { deployed, kube, yes } => {
-            deploy_cmds::remove(&mut out, &deployed, &kube, yes)
+        Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
+            deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
         Command::Rollback { deployed, kube, revision, apply } => {
             deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use semver::Version;
 use serde_json::{json, Value};
 
+use super::index::Release;
 use super::{load_candidates, IndexEntry, PublicKey, PublishError, SecretKey};
 use crate::charm::{Charm, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
@@ -99,8 +100,10 @@ fn manifest_doc(value: &Value) -> Result<ManifestDoc, PublishError> {
 }
 
 impl Artifact {
-    fn of(charm: &Charm, archive: Vec<u8>) -> Result<Artifact, PublishError> {
-        let config = serde_json::to_vec(&IndexEntry::new(charm, &archive)).unwrap_or_default();
+    fn of(charm: &Charm, version: &Version, archive: Vec<u8>) -> Result<Artifact, PublishError> {
+        let release = Release::Version(version.clone());
+        let config =
+            serde_json::to_vec(&IndexEntry::new(charm, &release, &archive)).unwrap_or_default();
         let mut layer = descriptor(ARCHIVE_TYPE, &archive);
         layer["annotations"] = json!({ TITLE: charm.archive_name() });
         let manifest = manifest_doc(&json!({
@@ -111,7 +114,7 @@ impl Artifact {
             "layers": [layer],
             "annotations": {
                 TITLE: charm.archive_name(),
-                "org.opencontainers.image.version": charm.version.to_string(),
+                "org.opencontainers.image.version": version.to_string(),
             },
         }))?;
         Ok(Artifact { manifest, config, archive })
@@ -168,8 +171,15 @@ pub async fn plan(
     let mut problems = Problems::default();
     let candidates = load_candidates(inputs, &mut problems);
     let mut charms = Vec::new();
-    for ((name, version), candidate) in candidates {
-        let artifact = Artifact::of(&candidate.charm, candidate.bytes)?;
+    for ((name, release), candidate) in candidates {
+        let Release::Version(version) = release else {
+            problems.push(
+                Problem::new(candidate.from.display().to_string(), "", format!("{name} {release} has no semantic version, and registry artifacts are tagged by version"))
+                    .hint("give the charm a version file"),
+            );
+            continue;
+        };
+        let artifact = Artifact::of(&candidate.charm, &version, candidate.bytes)?;
         let repo = repo_of(registry, &name);
         let tag = tag_of(&version);
         let served = client.retrying(|| client.manifest_digest(&repo, &tag)).await?;
@@ -331,11 +341,11 @@ pub async fn fetch(
     let files = crate::charm::archive::read_zip(&origin, &bytes, &limits)?;
     let sha256 = crate::digest::sha256_hex(&bytes);
     let charm = Charm::from_files(files, Origin::Archive { path: PathBuf::from(origin), sha256 })?;
-    if charm.name() != name || charm.version != *version {
+    if charm.name() != name || charm.version.as_ref() != Some(version) {
         return Err(Problem::new(
             &label,
             "",
-            format!("holds {} {}, not {name} {version}", charm.name(), charm.version),
+            format!("holds {} {}, not {name} {version}", charm.name(), charm.version_label()),
         )
         .into());
     }

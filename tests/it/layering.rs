@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["publish"],
     &["repo"],
     &["resolve"],
-    &["render", "graph"],
+    &["render", "graph", "juju"],
     &["airgap", "deploy"],
     &["cli"],
 ];
