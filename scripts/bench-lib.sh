@@ -1,5 +1,24 @@
-# Shared by the benchmark scripts (sourced; not run alone). Needs $WORK (a scratch folder).
-# Provides: make_layout, registry_start / registry_stop_all, free_port, now, median, timed.
+# Shared by the benchmark scripts (sourced; not run alone). Sets $ROOT (the repository) and
+# $WORK (a scratch folder: $BENCH_DIR, else a new temp dir, removed on exit).
+# Provides: bench_start, make_layout, registry_start / registry_stop_all, free_port, now,
+# median, timed.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/charmer-bench.XXXXXX)}
+mkdir -p "$WORK"
+
+# bench_start: builds the release binary ($CHARMER); on exit, stops the registries and
+# removes $WORK unless it is $BENCH_DIR.
+bench_start() {
+  trap bench_cleanup EXIT
+  echo "building charmer (release)..." >&2
+  (cd "$ROOT" && cargo build --release --quiet)
+  CHARMER="$ROOT/target/release/charmer"
+}
+bench_cleanup() {
+  registry_stop_all
+  [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"
+}
 
 # make_layout DIR SPEC: writes an OCI image layout; SPEC is "name[:tag]=layer,layer;..." per
 # image (tag 1.0 by default), each layer "size_mib" or "size_mib@key": layers with the same

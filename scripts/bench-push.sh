@@ -13,19 +13,8 @@
 set -euo pipefail
 
 RUNS=${1:-3}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=${BENCH_DIR:-$(mktemp -d /tmp/charmer-bench.XXXXXX)}
-mkdir -p "$WORK"
-source "$ROOT/scripts/bench-lib.sh"
-cleanup() {
-  registry_stop_all
-  [ -n "${BENCH_DIR:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-echo "building charmer (release)..." >&2
-(cd "$ROOT" && cargo build --release --quiet)
-CHARMER="$ROOT/target/release/charmer"
+source "$(dirname "$0")/bench-lib.sh"
+bench_start
 
 PORT=$(free_port)
 start_registry() { registry_start storage "$PORT" "${1:-}"; } # fresh storage unless $1 = keep

@@ -176,15 +176,18 @@ fn export_carry_import_and_tampering_is_caught() {
     let tampered = work.path().join("tampered.tar");
     flip_byte(&carried, &tampered, "charms/backend_2.0.0.charm", 10);
     let out_dir = work.path().join("deploy");
+    let import_tampered = || {
+        let failed = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(&tampered)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        String::from_utf8_lossy(&failed.get_output().stderr).to_string()
+    };
     let before = dst.requests().len();
-    let failed = charmer(work.path())
-        .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
-        .arg(&out_dir)
-        .arg(&tampered)
-        .args(connection(&dst))
-        .assert()
-        .failure();
-    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    let stderr = import_tampered();
     assert!(
         stderr.contains("tampered.tar: charms/backend_2.0.0.charm: checksum mismatch"),
         "{stderr}"
@@ -194,29 +197,14 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // A damaged layer is caught in the same pass that uploads it: named, and nothing is
     // committed (no blob, no manifest) or unpacked.
-    let layer = member_names(&carried)
+    let (layer, _) = members(&carried)
         .into_iter()
-        .filter(|m| m.starts_with("images/blobs/"))
-        .max_by_key(|m| {
-            let mut tar = tar::Archive::new(File::open(&carried).unwrap());
-            let entries = tar.entries_with_seek().unwrap();
-            let size = entries
-                .map(|e| e.unwrap())
-                .find(|e| e.path().unwrap().to_str() == Some(m))
-                .map(|e| e.size());
-            size
-        })
+        .filter(|(name, _)| name.starts_with("images/blobs/"))
+        .max_by_key(|(_, bytes)| bytes.len())
         .unwrap();
     flip_byte(&carried, &tampered, &layer, 10);
     let before = dst.requests().len();
-    let failed = charmer(work.path())
-        .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
-        .arg(&out_dir)
-        .arg(&tampered)
-        .args(connection(&dst))
-        .assert()
-        .failure();
-    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    let stderr = import_tampered();
     assert!(stderr.contains(&format!("tampered.tar: {layer}: content does not match")), "{stderr}");
     let committed: Vec<String> =
         dst.requests().into_iter().skip(before).filter(|r| r.starts_with("PUT ")).collect();
