@@ -49,6 +49,30 @@ struct Shop {
     api_digest: String,
 }
 
+/// `work/shop`: the frontend (version `frontend_version`, running `frontend_image`) as a
+/// source folder in charms/, the backend 2.0.0 (running `backend_image`) packed into dist/,
+/// and a bundle of both; returns the bundle and the backend archive.
+fn shop_charms(
+    work: &Path,
+    frontend_version: &str,
+    frontend_image: &str,
+    backend_image: &str,
+) -> (PathBuf, PathBuf) {
+    let shop = work.join("shop");
+    charm_source(&shop.join("charms"), "frontend", frontend_version, frontend_image);
+    let backend_source = charm_source(&work.join("elsewhere"), "backend", "2.0.0", backend_image);
+    charmer(work)
+        .arg("pack")
+        .arg(&backend_source)
+        .arg("--out")
+        .arg(shop.join("dist"))
+        .assert()
+        .success();
+    let bundle = shop.join("bundle.yaml");
+    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+    (bundle, shop.join("dist/backend_2.0.0.charm"))
+}
+
 impl Shop {
     fn new(work: &Path, src: &Registry) -> Shop {
         let mut layout = Layout::new(&work.join("layout"));
@@ -61,28 +85,9 @@ impl Shop {
         let (_, app_digest) = src.inspect_raw("team/app:1.0");
         let (_, api_digest) = src.inspect_raw("team/api:2.0");
         let shop = work.join("shop");
-        charm_source(
-            &shop.join("charms"),
-            "frontend",
-            "1.2.0",
-            &format!("{}/team/app:1.0", src.host()),
-        );
-        let backend_source = charm_source(
-            &work.join("elsewhere"),
-            "backend",
-            "2.0.0",
-            &format!("{}/team/api:2.0", src.host()),
-        );
-        charmer(work)
-            .arg("pack")
-            .arg(&backend_source)
-            .arg("--out")
-            .arg(shop.join("dist"))
-            .assert()
-            .success();
-        let backend = shop.join("dist/backend_2.0.0.charm");
-        let bundle = shop.join("bundle.yaml");
-        std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+        let (app_image, api_image) =
+            (format!("{}/team/app:1.0", src.host()), format!("{}/team/api:2.0", src.host()));
+        let (bundle, backend) = shop_charms(work, "1.2.0", &app_image, &api_image);
         let overlay = shop.join("prod.yaml");
         std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
         Shop { bundle, overlay, backend, app_digest, api_digest }
@@ -367,22 +372,8 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
     let frontend = |version: &str, image: &str| {
         charm_source(&shop.join("charms"), "frontend", version, &format!("{}/{image}", src.host()))
     };
-    frontend("1.0.0", "team/app:1.0");
-    let backend_source = charm_source(
-        &work.path().join("src"),
-        "backend",
-        "2.0.0",
-        &format!("{}/team/app:1.0", src.host()),
-    );
-    charmer(work.path())
-        .arg("pack")
-        .arg(&backend_source)
-        .arg("--out")
-        .arg(shop.join("dist"))
-        .assert()
-        .success();
-    let bundle = shop.join("bundle.yaml");
-    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+    let app1_image = format!("{}/team/app:1.0", src.host());
+    let (bundle, _) = shop_charms(work.path(), "1.0.0", &app1_image, &app1_image);
     let keys = work.path().join("keys");
     charmer(work.path()).arg("keygen").arg("--out").arg(keys.join("site")).assert().success();
     let export = |out: &Path, since: &[&Path]| {
