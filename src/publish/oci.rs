@@ -496,3 +496,26 @@ impl CharmRegistry {
 fn source_label(registry: &Registry) -> String {
     format!("{SCHEME}{registry}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_carry_versions_with_build_metadata() {
+        let version = Version::parse("1.3.0-rc.1+build.7").unwrap();
+        assert_eq!(tag_of(&version), "1.3.0-rc.1_build.7");
+        assert_eq!(version_of(&tag_of(&version)), Some(version));
+        assert_eq!(version_of("latest"), None);
+        assert_eq!(version_of("sha256-0123"), None);
+    }
+
+    #[test]
+    fn sources_name_a_registry_and_prefix() {
+        let registry = parse_source("oci://10.0.0.5:5000/team/charms").unwrap();
+        assert_eq!(registry.host, "10.0.0.5:5000");
+        assert_eq!(repo_of(&registry, "web").name, "team/charms/web");
+        assert!(parse_source("oci://").is_err());
+        assert!(is_oci(Path::new("oci://host/p")) && !is_oci(Path::new("charms")));
+    }
+}
