@@ -153,6 +153,41 @@ pub struct RelationSpec {
     pub index: usize,
 }
 
+/// Which NetworkPolicies charmer renders (the bundle's `network-policies:` key, an overlay's,
+/// or a command's `--network-policies`; the last one set wins).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPolicies {
+    /// None: traffic between pods is whatever the cluster allows (the default, so a bundle
+    /// deploys unchanged into clusters whose monitoring or mesh reaches its pods).
+    #[default]
+    None,
+    /// Each application admits only the applications related to it, on the ports its
+    /// providing endpoints publish, and outside traffic on its exposed ports.
+    Relations,
+}
+
+impl std::str::FromStr for NetworkPolicies {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(NetworkPolicies::None),
+            "relations" => Ok(NetworkPolicies::Relations),
+            other => Err(format!("{other:?} is not a network-policies mode (none, relations)")),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkPolicies::None => "none",
+            NetworkPolicies::Relations => "relations",
+        })
+    }
+}
+
 /// A bundle after overlays and overrides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
@@ -164,6 +199,8 @@ pub struct Bundle {
     pub applications: BTreeMap<String, AppSpec>,
     /// Relations in file order (bundle first, then each overlay's).
     pub relations: Vec<RelationSpec>,
+    /// `network-policies:` after overlays and the command's flag.
+    pub network_policies: NetworkPolicies,
     /// Every file read (bundle, overlays, included files, config files), for airgap export.
     pub files_read: Vec<PathBuf>,
 }
@@ -179,6 +216,8 @@ pub struct BundleInput {
     pub config_files: Vec<ConfigFileOverride>,
     /// `--config APP.KEY=VALUE`, applied in order.
     pub config: Vec<ConfigOverride>,
+    /// `--network-policies`: wins over the bundle's and overlays' `network-policies:`.
+    pub network_policies: Option<NetworkPolicies>,
 }
 
 /// The bundle file for a path that is a bundle file or a folder holding `bundle.yaml`.
@@ -210,6 +249,7 @@ impl Bundle {
             file: file.clone(),
             applications: BTreeMap::new(),
             relations: Vec::new(),
+            network_policies: NetworkPolicies::default(),
             files_read: vec![file.clone()],
         };
         if bundle.name.is_empty() {
@@ -248,6 +288,9 @@ impl Bundle {
         }
         for o in &input.config {
             overrides::apply_one(&mut bundle, o, &mut problems);
+        }
+        if let Some(mode) = input.network_policies {
+            bundle.network_policies = mode;
         }
         bundle.files_read.sort();
         bundle.files_read.dedup();

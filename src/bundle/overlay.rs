@@ -14,6 +14,9 @@ use crate::diag::{Problem, Problems};
 pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problems: &mut Problems) {
     let label = file.path.display().to_string();
     let dir = file.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(mode) = file.network_policies {
+        bundle.network_policies = mode;
+    }
     for (name, body) in file.applications {
         let key = format!("applications.{name}");
         let Some(raw) = body else {

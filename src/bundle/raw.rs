@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{BundleError, RelationEnd};
+use super::{BundleError, NetworkPolicies, RelationEnd};
 use crate::diag::{Problem, Problems};
 
 /// A file's role: the bundle itself or an overlay on it.
@@ -25,6 +25,8 @@ pub(super) struct RawFile {
     /// `None` body: the application is removed (overlay null/empty body).
     pub applications: BTreeMap<String, Option<RawApp>>,
     pub relations: Vec<(usize, [RelationEnd; 2])>,
+    /// `network-policies:`, when this file sets it.
+    pub network_policies: Option<NetworkPolicies>,
 }
 
 /// One application body as written; `None` fields were not set by this file.
@@ -54,6 +56,8 @@ struct FileShape {
     applications: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(default)]
     relations: Option<Vec<serde_yaml::Value>>,
+    #[serde(default, rename = "network-policies")]
+    network_policies: Option<String>,
 }
 
 /// The largest file `include-file://` may pull in.
@@ -113,6 +117,16 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
             Err(e) => problems.push(Problem::new(&label, &key, e.to_string())),
         }
     }
+    let network_policies = shape.network_policies.as_deref().and_then(|mode| {
+        mode.parse::<NetworkPolicies>()
+            .map_err(|e| {
+                problems.push(
+                    Problem::new(&label, "network-policies", e)
+                        .hint("write network-policies: relations (or none, the default)"),
+                )
+            })
+            .ok()
+    });
     let mut relations = Vec::new();
     for (index, relation) in shape.relations.unwrap_or_default().into_iter().enumerate() {
         match parse_relation(&relation) {
@@ -133,6 +147,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
             name: shape.name,
             applications,
             relations,
+            network_policies,
         })
         .map_err(BundleError::from)
 }

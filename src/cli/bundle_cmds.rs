@@ -48,6 +48,11 @@ pub struct ResolveArgs {
     /// Namespace to render for (default: the bundle's name).
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// NetworkPolicies to render: `relations` (each application admits only its related
+    /// applications and its exposed ports) or `none`; wins over the bundle's
+    /// `network-policies:` (default none).
+    #[arg(long, value_name = "none|relations")]
+    pub network_policies: Option<crate::bundle::NetworkPolicies>,
     /// How to reach published indexes given as URLs: the command's --ca-file and
     /// --insecure-http (see [`ResolveArgs::with`]).
     #[arg(skip)]
@@ -79,6 +84,7 @@ impl ResolveArgs {
                 overlays: self.overlays.clone(),
                 config_files: self.config_files.clone(),
                 config: self.config.clone(),
+                network_policies: self.network_policies,
             },
             charm_dirs: self.charm_dirs.clone(),
             namespace: self.namespace.clone(),
@@ -104,10 +110,11 @@ pub(super) fn check(
     let model = args.resolve()?;
     // Rendering is part of checking: a template error must fail `check` too. A bundle of
     // operator charms is checked up to what Juju would be given (charms, config, relations).
+    let mut plan = crate::resolve::plan::Plan::of(&model);
     if !crate::juju::has_operators(&model) {
-        crate::render::render(&model)?;
+        let manifests = crate::render::render(&model)?;
+        plan.network_policies = crate::render::network_policy_summary(&manifests.objects);
     }
-    let plan = crate::resolve::plan::Plan::of(&model);
     match output {
         Output::Json => {
             serde_json::to_writer_pretty(&mut *out, &plan).map_err(|e| stdout_error(e.into()))?;

@@ -292,6 +292,7 @@ pub(crate) mod tests {
             registry: None,
             applications,
             relations,
+            network_policies: Default::default(),
         }
     }
 
@@ -329,6 +330,7 @@ pub(crate) mod tests {
             registry: None,
             applications: [app("hivemq", hivemq, 1, &config)].into_iter().collect(),
             relations: vec![],
+            network_policies: Default::default(),
         };
         let text = dot(&model);
         assert!(text.contains("Service NodePort (30135, 30134)"), "{text}");

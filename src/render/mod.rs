@@ -3,6 +3,9 @@
 //! air-gap lint, sorted into a deterministic order.
 
 mod lint;
+mod netpol;
+
+pub use netpol::summary as network_policy_summary;
 
 use std::collections::BTreeMap;
 
@@ -148,6 +151,10 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     for (app_objects, app_problems) in rendered {
         objects.extend(app_objects);
         problems.extend(app_problems);
+    }
+    if problems.is_empty() {
+        let policies = netpol::policies(model, &objects);
+        objects.extend(policies);
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);

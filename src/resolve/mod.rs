@@ -233,6 +233,7 @@ pub fn resolve(
         registry: registry.cloned(),
         applications,
         relations,
+        network_policies: bundle.network_policies,
     };
     if problems.is_empty() {
         relations::publish_data(&mut model, &mut problems);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::bundle::Source;
+pub use crate::bundle::{NetworkPolicies, Source};
 use crate::charm::{Charm, ConfigValue};
 use crate::images::{Reference, Registry};
 
@@ -27,6 +27,8 @@ pub struct Model {
     pub applications: BTreeMap<String, Application>,
     /// Relations, sorted.
     pub relations: Vec<Relation>,
+    /// Which NetworkPolicies render adds (the bundle's `network-policies:`).
+    pub network_policies: NetworkPolicies,
 }
 
 /// One application of the model.

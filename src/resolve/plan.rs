@@ -20,6 +20,12 @@ pub struct Plan {
     pub registry: Option<String>,
     /// Applications.
     pub applications: Vec<AppPlan>,
+    /// The bundle's `network-policies:` mode.
+    pub network_policies_mode: String,
+    /// One line per NetworkPolicy the render holds (filled by `check` after rendering,
+    /// which comes after this stage).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_policies: Vec<String>,
 }
 
 /// One application of the plan.
@@ -110,6 +116,8 @@ impl Plan {
             namespace: model.namespace.clone(),
             registry: model.registry.as_ref().map(ToString::to_string),
             applications,
+            network_policies_mode: model.network_policies.to_string(),
+            network_policies: Vec::new(),
         }
     }
 }
@@ -146,6 +154,10 @@ impl fmt::Display for Plan {
                     writeln!(f, "    {i}")?;
                 }
             }
+        }
+        writeln!(f, "\nnetwork policies: {}", self.network_policies_mode)?;
+        for p in &self.network_policies {
+            writeln!(f, "  {p}")?;
         }
         Ok(())
     }

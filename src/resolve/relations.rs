@@ -310,6 +310,7 @@ mod tests {
             file: PathBuf::from("bundle.yaml"),
             name: "shop".into(),
             applications: apps.iter().map(|a| (a.to_string(), app_spec(a))).collect(),
+            network_policies: Default::default(),
             relations: relations
                 .iter()
                 .enumerate()

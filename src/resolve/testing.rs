@@ -51,6 +51,7 @@ pub(crate) fn model(apps: Vec<Application>, registry: Option<Registry>) -> Model
         registry,
         applications: apps.into_iter().map(|a| (a.name.clone(), a)).collect(),
         relations: Vec::new(),
+        network_policies: Default::default(),
     }
 }
 

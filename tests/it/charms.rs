@@ -867,3 +867,100 @@ fn the_mongodb_uri_authenticates_on_the_app_database() {
     let script = init["data"]["10-create-app-user.js"].as_str().unwrap();
     assert!(script.contains("db.getSiblingDB(name)") && script.contains("MONGO_APP_DATABASE"));
 }
+
+/// `network-policies: relations`: each application admits its related applications on the
+/// ports they were published, exposed applications admit anyone on their exposed ports only,
+/// egress stays open (DNS, API), and the mode follows overlays and the flag.
+#[test]
+fn relations_become_network_policies() {
+    let all = objects(&render(&["bundles/full"]));
+    let policy = |app: &str| {
+        find(&all, "networking.k8s.io/v1", "NetworkPolicy", &format!("{app}-relations"))
+    };
+    let from = |rule: &Value| {
+        rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"].clone()
+    };
+    let pod_ports = |kind: &str, app: &str| -> Vec<Value> {
+        let pod = pod_template(find(&all, "apps/v1", kind, app)).unwrap();
+        containers(pod)
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["name"].clone())
+            .collect()
+    };
+    // MongoDB: only the backend, only on mongod's port (the Service's 27017 → named port).
+    let mongodb = policy("mongodb");
+    assert_eq!(mongodb["spec"]["policyTypes"], json!(["Ingress"]), "egress (DNS, API) untouched");
+    assert_eq!(
+        mongodb["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "mongodb"
+    );
+    let rules = mongodb["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(from(&rules[0]), "backend");
+    assert_eq!(rules[0]["ports"].as_array().unwrap().len(), 1);
+    assert!(pod_ports("StatefulSet", "mongodb").contains(&rules[0]["ports"][0]["port"]));
+    // MLflow (no auth): only the model server. The model server: nobody relates to it.
+    let mlflow = policy("mlflow")["spec"]["ingress"].as_array().unwrap().clone();
+    assert_eq!(mlflow.iter().map(from).collect::<Vec<_>>(), vec![json!("serving")]);
+    assert_eq!(policy("serving")["spec"]["ingress"], json!([]));
+    // The backend: the gateway (ingress) and the frontend (api), never anyone.
+    let backend = policy("backend")["spec"]["ingress"].as_array().unwrap().clone();
+    assert_eq!(
+        backend.iter().map(from).collect::<Vec<_>>(),
+        vec![json!("frontend"), json!("istio-gateway")]
+    );
+    // Exposed: HiveMQ (NodePort) admits anyone on MQTT and WebSocket only — never JMX.
+    let hivemq = policy("hivemq")["spec"]["ingress"].clone();
+    assert_eq!(
+        hivemq,
+        json!([{"ports": [{"port": "mqtt", "protocol": "TCP"}, {"port": "websocket", "protocol": "TCP"}]}])
+    );
+    let gateway = policy("istio-gateway")["spec"]["ingress"].clone();
+    assert!(
+        gateway[0]["from"].is_null() && gateway[0]["ports"].as_array().unwrap().len() == 3,
+        "{gateway}"
+    );
+    // No policy admits anyone on a port that is not a pod port of its application.
+    for o in all.iter().filter(|o| o["kind"] == "NetworkPolicy") {
+        let app =
+            o["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"].as_str().unwrap();
+        let workload = all.iter().find(|w| name(w) == app && pod_template(w).is_some()).unwrap();
+        let ports: Vec<Value> = containers(pod_template(workload).unwrap())
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .map(|p| p["name"].clone())
+            .collect();
+        for rule in o["spec"]["ingress"].as_array().unwrap() {
+            for p in rule["ports"].as_array().unwrap() {
+                assert!(ports.contains(&p["port"]), "{}: {} is no pod port", name(o), p["port"]);
+            }
+        }
+    }
+
+    // The mode: the flag wins over the bundle; an overlay can turn it off; a typo is an error.
+    let off = objects(&render(&["bundles/full", "--network-policies", "none"]));
+    assert!(!off.iter().any(|o| o["kind"] == "NetworkPolicy"));
+    let on = objects(&render(&["bundles/ai-appstore", "--network-policies", "relations"]));
+    assert!(on.iter().any(|o| o["kind"] == "NetworkPolicy" && name(o) == "mongodb-relations"));
+    assert!(
+        !objects(&render(&["bundles/ai-appstore"])).iter().any(|o| o["kind"] == "NetworkPolicy"),
+        "default: none"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("open.yaml");
+    std::fs::write(&overlay, "network-policies: none\n").unwrap();
+    let overlaid = objects(&render(&["bundles/full", "--overlay", overlay.to_str().unwrap()]));
+    assert!(!overlaid.iter().any(|o| o["kind"] == "NetworkPolicy"));
+    std::fs::write(&overlay, "network-policies: relation\n").unwrap();
+    let out = charmer(&["render", "bundles/full", "--overlay", overlay.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("network-policies") && stderr.contains("\"relation\""), "{stderr}");
+
+    // `check` lists them in its plan.
+    let out = charmer(&["check", "bundles/full"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(plan.contains("network policies: relations"), "{plan}");
+    assert!(plan.contains("mongodb-relations (mongodb): admits backend on mongo/TCP"), "{plan}");
+    assert!(plan.contains("serving-relations (serving): admits nobody"), "{plan}");
+}
