@@ -964,3 +964,14 @@ fn relations_become_network_policies() {
     assert!(plan.contains("mongodb-relations (mongodb): admits backend on mongo/TCP"), "{plan}");
     assert!(plan.contains("serving-relations (serving): admits nobody"), "{plan}");
 }
+
+/// The full bundle's single way in survives a drain: two proxies and a PDB keeping one.
+#[test]
+fn the_full_bundle_runs_two_gateway_proxies_with_a_disruption_budget() {
+    let all = objects(&render(&["bundles/full"]));
+    let proxy = find(&all, "apps/v1", "Deployment", "istio-gateway");
+    assert_eq!(proxy["spec"]["replicas"], 2);
+    let pdb = find(&all, "policy/v1", "PodDisruptionBudget", "istio-gateway");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], proxy["spec"]["selector"]["matchLabels"]);
+}
