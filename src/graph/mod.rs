@@ -5,13 +5,15 @@
 //!
 //! Arrows point from the requiring end of a relation to the providing end. An application
 //! whose Service type option (`gateway_service_type`, or any option named `*service_type`)
-//! is `LoadBalancer` or `NodePort` gets an arrow from an "outside the cluster" node.
+//! is `LoadBalancer` or `NodePort` gets an arrow from an "outside the cluster" node. With
+//! `network-policies: relations` each box says whom the application admits.
 
 mod layout;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::bundle::NetworkPolicies;
 use crate::charm::{ConfigValue, Role};
 use crate::resolve::Model;
 
@@ -79,6 +81,16 @@ impl Diagram {
                     };
                     lines.push(format!("Service {kind}{ports}"));
                 }
+                if model.network_policies == NetworkPolicies::Relations {
+                    lines.push(
+                        if external.is_some() {
+                            "admits: related apps, outside on exposed ports"
+                        } else {
+                            "admits: related apps only"
+                        }
+                        .to_string(),
+                    );
+                }
                 (name.clone(), AppNode { lines, external })
             })
             .collect();
@@ -109,8 +121,12 @@ impl Diagram {
             })
             .collect();
         edges.sort();
+        let policies = match model.network_policies {
+            NetworkPolicies::Relations => ", network policies: relations",
+            NetworkPolicies::None => "",
+        };
         Diagram {
-            title: format!("bundle {} (namespace {})", model.name, model.namespace),
+            title: format!("bundle {} (namespace {}{policies})", model.name, model.namespace),
             apps,
             edges,
         }
@@ -294,6 +310,17 @@ pub(crate) mod tests {
             relations,
             network_policies: Default::default(),
         }
+    }
+
+    #[test]
+    fn dot_shows_network_policies_when_relations_become_policies() {
+        let mut model = appstore("LoadBalancer");
+        assert!(!dot(&model).contains("admits"), "mode none: nothing to show");
+        model.network_policies = NetworkPolicies::Relations;
+        let text = dot(&model);
+        assert!(text.contains("network policies: relations"), "{text}");
+        assert!(text.contains("admits: related apps, outside on exposed ports"), "{text}");
+        assert!(text.contains("admits: related apps only"), "{text}");
     }
 
     #[test]
