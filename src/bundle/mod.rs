@@ -115,6 +115,25 @@ pub struct AppSpec {
     pub file: PathBuf,
 }
 
+impl AppSpec {
+    /// An application of one unit running `charm`, defined in `file`, with nothing else set.
+    pub fn new(charm: CharmRef, file: PathBuf) -> AppSpec {
+        AppSpec {
+            charm,
+            version: None,
+            channel: None,
+            revision: None,
+            constraints: None,
+            scale: 1,
+            trust: false,
+            options: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            required_secrets: Vec::new(),
+            file,
+        }
+    }
+}
+
 /// How an application names its charm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CharmRef {

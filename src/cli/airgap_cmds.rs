@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
+use super::images_cmds::{
+    client, print_report, read_login, signed_by, Bars, Connection, Login, PullFlags,
+};
 use super::{line, runtime, ResolveArgs};
 use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
@@ -111,10 +113,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
                 contents.charms.len(),
                 contents.images.len(),
                 if contents.lock.is_some() { ", lock" } else { "" },
-                match &inputs.sign_key {
-                    Some(key) => format!("; signed by key {}", key.public().id()),
-                    None => String::new(),
-                }
+                signed_by(inputs.sign_key.as_ref())
             ),
         )?;
         if let Some(delta) = &contents.delta {
