@@ -2,7 +2,7 @@
 //! `--config-file APP=FILE.yaml`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::{Bundle, OptionSetting, RawValue, Source};
@@ -72,16 +72,25 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
         Ok(t) => t,
         Err(e) => return problems.push(Problem::new(&label, "", format!("cannot read: {e}"))),
     };
-    let mut values: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => return problems.push(crate::charm::config::yaml_problem(&label, &e)),
-    };
+    let mut values: BTreeMap<String, serde_yaml::Value> =
+        match crate::charm::config::parse_yaml(&label, &text) {
+            Ok(v) => v,
+            Err(p) => return problems.push(p),
+        };
     if values.len() == 1 {
         if let Some(serde_yaml::Value::Mapping(inner)) = values.get(&o.app) {
             match serde_yaml::from_value(serde_yaml::Value::Mapping(inner.clone())) {
                 Ok(v) => values = v,
                 Err(e) => return problems.push(Problem::new(&label, &o.app, e.to_string())),
             }
+        }
+    }
+    // `include-file://` and `include-base64://` are read relative to the values file, as in
+    // bundles and overlays.
+    let dir = o.file.parent().unwrap_or(Path::new("."));
+    for (key, value) in values.iter_mut() {
+        if let Err(p) = super::raw::expand_include(&label, dir, key, value) {
+            problems.push(p);
         }
     }
     for (key, value) in values {
@@ -104,9 +113,38 @@ pub(super) fn apply_one(bundle: &mut Bundle, o: &ConfigOverride, problems: &mut 
         problems.push(unknown_app("--config", &o.app, bundle));
         return;
     };
+    // `KEY=@FILE` takes the value from a file, as `juju config` does.
+    let value = match o.value.strip_prefix('@') {
+        Some(path) => match super::raw::read_bounded(Path::new(path)) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    return problems.push(
+                        Problem::new(
+                            "--config",
+                            format!("{}.{}", o.app, o.key),
+                            format!("{path} is not UTF-8 text"),
+                        )
+                        .hint("put binary data in a values file with include-base64://"),
+                    )
+                }
+            },
+            Err(e) => {
+                return problems.push(
+                    Problem::new(
+                        "--config",
+                        format!("{}.{}", o.app, o.key),
+                        format!("cannot read {path}: {e}"),
+                    )
+                    .hint("KEY=@FILE reads the value from FILE (relative to the current folder)"),
+                )
+            }
+        },
+        None => o.value.clone(),
+    };
     app.options.insert(
         o.key.clone(),
-        OptionSetting { value: RawValue::Text(o.value.clone()), source: Source::CommandLine },
+        OptionSetting { value: RawValue::Text(value), source: Source::CommandLine },
     );
 }
 

@@ -62,7 +62,21 @@ impl ResolveArgs {
             image_map: self.image_map.clone(),
             verify_key: self.verify_key.clone(),
         };
-        Ok(crate::resolve::load(&inputs)?)
+        let mut warnings = Vec::new();
+        let model = crate::resolve::load(&inputs, &mut warnings);
+        print_warnings(&warnings);
+        Ok(model?)
+    }
+}
+
+/// Prints each warning on stderr as one `warning: FILE: KEY: ...` line (errors look alike).
+pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for w in warnings {
+        let text = w.to_string();
+        if seen.insert(text.clone()) {
+            eprintln!("warning: {text}");
+        }
     }
 }
 

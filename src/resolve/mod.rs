@@ -69,9 +69,12 @@ pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
     Vec::new()
 }
 
-/// Loads the bundle and its layers, scans the charm folders and resolves.
-pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
+/// Loads the bundle and its layers, scans the charm folders and resolves. What the input
+/// sets that charmer accepts but does not act on is added to `warnings` (also when
+/// resolving fails), for the caller to show.
+pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, ResolveError> {
     let (bundle, mut problems) = Bundle::load_partial(&inputs.bundle)?;
+    warnings.extend(bundle.warnings.iter().cloned());
     let dirs = if inputs.charm_dirs.is_empty() {
         default_charm_dirs(&bundle.file)
     } else {

@@ -15,3 +15,4 @@ mod registry_auth;
 mod registry_fault;
 mod registry_push;
 mod resolve_render;
+mod strict_inputs;

@@ -1,0 +1,164 @@
+//! Issue #11: no silent wrong results. Every everyday mistake either does what the user meant
+//! or fails with one line per problem; Juju keys charmer does not act on are warned about.
+//! Each test works on a copy of tests/fixtures/demo so it can add its own files.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::{charmer, copy_dir};
+
+/// A fresh copy of the demo fixture (bundles/demo, charms/).
+fn demo_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo"), &root);
+    (dir, root)
+}
+
+fn run(root: &Path, args: &[&str]) -> Output {
+    charmer().current_dir(root).args(args).output().unwrap()
+}
+
+/// stderr of a run that must fail with exit 1.
+fn fails(root: &Path, args: &[&str]) -> String {
+    let out = run(root, args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "charmer {args:?} should fail: {stderr}");
+    stderr
+}
+
+/// (stdout, stderr) of a run that must succeed.
+fn succeeds(root: &Path, args: &[&str]) -> (String, String) {
+    let out = run(root, args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "charmer {args:?} failed: {stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn misspelt_overlay_keys_are_errors_with_a_did_you_mean_hint() {
+    let (_t, root) = demo_copy();
+    write(
+        &root,
+        "typos.yaml",
+        "required-secrets: [x]\napplications:\n  web:\n    option: {replicas: 9}\n    scael: 3\n    required-secret: [tls]\n",
+    );
+    let err = fails(&root, &["check", "bundles/demo", "--overlay", "typos.yaml"]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.contains(&"error: typos.yaml: applications.web.option: unknown key \"option\" (hint: did you mean \"options\"?)"),
+        "{err}"
+    );
+    assert!(
+        lines.contains(&"error: typos.yaml: applications.web.scael: unknown key \"scael\" (hint: did you mean \"scale\"?)"),
+        "{err}"
+    );
+    assert!(
+        lines.contains(&"error: typos.yaml: applications.web.required-secret: unknown key \"required-secret\" (hint: did you mean \"required-secrets\"?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: typos.yaml: required-secrets: unknown key \"required-secrets\" (hint: required-secrets belongs to an application"),
+        "{err}"
+    );
+    assert_eq!(lines.len(), 4, "{err}");
+}
+
+#[test]
+fn duplicate_keys_are_errors_in_bundles_overlays_and_config_files() {
+    let (_t, root) = demo_copy();
+    let bundle = std::fs::read_to_string(root.join("bundles/demo/bundle.yaml")).unwrap();
+    let twice = bundle.replace("relations:", "  web:\n    charm: web\n    scale: 9\nrelations:");
+    write(&root, "bundles/twice/bundle.yaml", &twice);
+    let err = fails(&root, &["check", "bundles/twice"]);
+    assert!(err.contains("bundles/twice/bundle.yaml: line"), "{err}");
+    assert!(err.contains("duplicate entry with key \"web\""), "{err}");
+    write(&root, "values.yaml", "replicas: 2\nreplicas: 3\n");
+    let err = fails(&root, &["check", "bundles/demo", "--config-file", "web=values.yaml"]);
+    assert!(err.contains("error: values.yaml: line"), "{err}");
+    assert!(err.contains("duplicate entry with key \"replicas\""), "{err}");
+}
+
+#[test]
+fn juju_keys_charmer_ignores_are_warned_about_once_and_underscore_keys_are_silent() {
+    let (_t, root) = demo_copy();
+    write(
+        &root,
+        "juju.yaml",
+        "series: focal\ndescription: tuned\napplications:\n  web:\n    channel: latest/stable\n    constraints: mem=1G\n    annotations: {gui-x: '1'}\n    _github_repo_name: web-operator\n  mydb:\n    channel: 6/edge\n",
+    );
+    let (_, stderr) = succeeds(&root, &["check", "bundles/demo", "--overlay", "juju.yaml"]);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: juju.yaml: series: ignored: charmer does not choose a charm base; the charm's images decide",
+            "warning: juju.yaml: applications.*.channel: ignored (set on mydb, web): charmer takes charms from --charms folders and indexes, not Charmhub channels; pin one with version:",
+            "warning: juju.yaml: applications.*.constraints: ignored (set on web): charmer applies no Juju constraints; set requests and limits with the charm's options",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn scale_and_num_units_together_are_refused() {
+    let (_t, root) = demo_copy();
+    write(&root, "both.yaml", "applications:\n  web:\n    scale: 2\n    num_units: 3\n");
+    let err = fails(&root, &["check", "bundles/demo", "--overlay", "both.yaml"]);
+    assert!(
+        err.contains(
+            "error: both.yaml: applications.web.num_units: both scale and num_units are set"
+        ),
+        "{err}"
+    );
+}
+
+/// The `password` of the rendered `mydb-credentials` Secret.
+fn rendered_password(stream: &str) -> String {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(stream)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .find(|o| o["kind"].as_str() == Some("Secret"))
+        .and_then(|o| o["stringData"]["password"].as_str().map(str::to_string))
+        .expect("a Secret with stringData.password")
+}
+
+#[test]
+fn config_files_read_includes_relative_to_themselves_and_config_reads_at_files() {
+    let (_t, root) = demo_copy();
+    write(&root, "values/ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    write(&root, "values/db.yaml", "password: include-file://ca.pem\n");
+    let (stream, _) =
+        succeeds(&root, &["render", "bundles/demo", "--config-file", "mydb=values/db.yaml"]);
+    assert_eq!(rendered_password(&stream), "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    write(&root, "values/b64.yaml", "password: include-base64://ca.pem\n");
+    let (stream, _) =
+        succeeds(&root, &["render", "bundles/demo", "--config-file", "mydb=values/b64.yaml"]);
+    assert_eq!(rendered_password(&stream), "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIK");
+    let (stream, _) =
+        succeeds(&root, &["render", "bundles/demo", "--config", "mydb.password=@values/ca.pem"]);
+    assert_eq!(rendered_password(&stream), "-----BEGIN CERTIFICATE-----\nMIIB\n");
+    write(&root, "values/missing.yaml", "password: include-file://nope.pem\n");
+    let err = fails(
+        &root,
+        &[
+            "check",
+            "bundles/demo",
+            "--config-file",
+            "mydb=values/missing.yaml",
+            "--config",
+            "web.replicas=@nope.txt",
+        ],
+    );
+    assert!(
+        err.contains("error: values/missing.yaml: password: cannot include values/nope.pem"),
+        "{err}"
+    );
+    assert!(err.contains("error: --config: web.replicas: cannot read nope.txt"), "{err}");
+}
