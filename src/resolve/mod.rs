@@ -257,10 +257,20 @@ fn resolve_images(
                 continue;
             }
         };
-        let target = image_map
-            .and_then(|m| m.lookup(&source))
-            .or_else(|| registry.map(|r| source.relocate(r)))
-            .unwrap_or_else(|| source.clone());
+        let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
+            (Some(mapped), _) => mapped,
+            (None, Some(r)) => source.relocate(r),
+            // Relocation was asked for with the map alone: an image it lacks would be pulled
+            // from its public registry.
+            (None, None) if image_map.is_some() => {
+                problems.push(
+                    Problem::new(&file, origin, format!("image {source} is not in the --image-map"))
+                        .hint("add its retagged line to the image map, or give --registry for the images the map lacks"),
+                );
+                continue;
+            }
+            (None, None) => source.clone(),
+        };
         images.insert(resource.clone(), Image { source, target });
     }
     images

@@ -162,3 +162,45 @@ fn config_files_read_includes_relative_to_themselves_and_config_reads_at_files()
     );
     assert!(err.contains("error: --config: web.replicas: cannot read nope.txt"), "{err}");
 }
+
+#[test]
+fn relocation_is_idempotent_and_a_partial_image_map_alone_fails_naming_what_it_lacks() {
+    let (_t, root) = demo_copy();
+    write(
+        &root,
+        "relocated.yaml",
+        "applications:\n  web:\n    resources:\n      web-image: registry.example:5000/shop/aas-frontend:1.10\n",
+    );
+    let (stream, _) = succeeds(
+        &root,
+        &[
+            "render",
+            "bundles/demo",
+            "--overlay",
+            "relocated.yaml",
+            "--registry",
+            "registry.example:5000/shop",
+        ],
+    );
+    assert!(stream.contains("image: registry.example:5000/shop/aas-frontend:1.10\n"), "{stream}");
+    assert!(
+        stream.contains("image: registry.example:5000/shop/library/mongo:7.0.14\n"),
+        "{stream}"
+    );
+    assert!(!stream.contains("shop/shop"), "{stream}");
+
+    write(&root, "partial.txt", "10.0.0.5:5000/library/mongo:7.0.14\n");
+    let err = fails(&root, &["render", "bundles/demo", "--image-map", "partial.txt"]);
+    assert_eq!(
+        err.trim_end(),
+        "error: bundles/demo/bundle.yaml: charms/web/metadata.yaml: resources.web-image.upstream-source: image docker.io/library/nginx:1.27 is not in the --image-map (hint: add its retagged line to the image map, or give --registry for the images the map lacks)"
+            .replace("charms/web", &root.join("charms/web").display().to_string()),
+        "{err}"
+    );
+    // With --registry too, the map wins where it has the image and the registry takes the rest.
+    let (stream, _) = succeeds(
+        &root,
+        &["render", "bundles/demo", "--image-map", "partial.txt", "--registry", "10.0.0.5:5000"],
+    );
+    assert!(stream.contains("image: 10.0.0.5:5000/library/nginx:1.27\n"), "{stream}");
+}
