@@ -4,6 +4,7 @@
 
 mod context;
 mod lint;
+mod values;
 
 use std::collections::BTreeMap;
 
@@ -142,6 +143,7 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);
+    values::check(model, &objects, &mut problems);
     objects.sort_by(|a, b| {
         (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(
             &b.app,

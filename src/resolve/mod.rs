@@ -105,7 +105,12 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
     };
     let namespace = inputs.namespace.clone().unwrap_or_else(|| bundle.name.clone());
     match resolve(&bundle, &repo, &namespace, inputs.registry.as_ref(), image_map.as_ref()) {
-        Ok(model) => problems.into_result(model).map_err(ResolveError::from),
+        Ok(model) => {
+            for app in model.applications.values() {
+                warnings.extend(app.charm.warnings());
+            }
+            problems.into_result(model).map_err(ResolveError::from)
+        }
         Err(ResolveError::Invalid(more)) => {
             problems.extend(more);
             Err(ResolveError::Invalid(problems))
@@ -169,6 +174,20 @@ pub fn resolve(
                     format!("{} {} does not satisfy {req}", charm.name(), charm.version),
                 ));
             }
+        }
+        if let Some(max) = charm.metadata.max_scale.filter(|max| spec.scale > *max) {
+            problems.push(
+                Problem::new(
+                    &file,
+                    format!("{key}.scale"),
+                    format!(
+                        "charm {} runs at most {max} instance(s), not {}",
+                        charm.name(),
+                        spec.scale
+                    ),
+                )
+                .hint(format!("set scale: {max} (its metadata.yaml says max-scale: {max})")),
+            );
         }
         let config = config::effective(name, spec, &charm, &mut problems);
         let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);

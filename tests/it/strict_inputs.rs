@@ -204,3 +204,57 @@ fn relocation_is_idempotent_and_a_partial_image_map_alone_fails_naming_what_it_l
     );
     assert!(stream.contains("image: 10.0.0.5:5000/library/nginx:1.27\n"), "{stream}");
 }
+
+/// stderr of `charmer ARGS` run in the repository (its charms/ and bundles/), failing.
+fn repo_fails(args: &[&str]) -> String {
+    fails(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+#[test]
+fn check_refuses_node_ports_out_of_range_or_taken_twice_relative_host_paths_and_too_much_scale() {
+    let nodeport = "bundles/full/overlays/nodeport.yaml";
+    let err = repo_fails(&[
+        "check",
+        "bundles/full",
+        "--overlay",
+        nodeport,
+        "--config",
+        "hivemq.websocket_node_port=80",
+        "--config",
+        "istio-gateway.http_node_port=30135",
+        "--config",
+        "mongodb.host_path=data/db",
+    ]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(err.contains("application hivemq: Service hivemq: spec.ports[1].nodePort: node port 80 is outside 30000-32767 (hint: set hivemq.websocket_node_port (from --config) to a port from 30000 to 32767"), "{err}");
+    assert!(err.contains("application istio-gateway: Service istio-gateway: spec.ports[1].nodePort: node port 30135 is also used by Service hivemq of application hivemq (hint: set istio-gateway.http_node_port (from --config) to another free node port)"), "{err}");
+    assert!(err.contains("application mongodb: PersistentVolume full-mongodb-data: hostPath.path: host path \"data/db\" is not absolute"), "{err}");
+
+    let (_t, root) = demo_copy();
+    write(&root, "scale.yaml", "applications:\n  mongodb:\n    scale: 3\n");
+    let err = repo_fails(&[
+        "check",
+        "bundles/full",
+        "--overlay",
+        root.join("scale.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("bundles/full/bundle.yaml: applications.mongodb.scale: charm mongodb runs at most 1 instance(s), not 3 (hint: set scale: 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn registry_strings_with_bad_ports_are_usage_errors() {
+    for bad in ["registry.example:abc", "registry.example:99999"] {
+        let out = charmer()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["check", "bundles/full", "--registry", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("the port must be a number from 1 to 65535"), "{stderr}");
+    }
+}
