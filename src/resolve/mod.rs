@@ -217,9 +217,7 @@ pub fn resolve(
         );
     }
     let relations = relations::resolve(bundle, &applications, &mut problems);
-    if problems.is_empty() {
-        relations::check_required(bundle, &applications, &relations, &mut problems);
-    }
+    relations::check_required(bundle, &applications, &relations, &mut problems);
     let mut model = Model {
         name: bundle.name.clone(),
         bundle_file: bundle.file.clone(),
@@ -228,9 +226,7 @@ pub fn resolve(
         applications,
         relations,
     };
-    if problems.is_empty() {
-        relations::publish_data(&mut model, &mut problems);
-    }
+    relations::publish_data(&mut model, &mut problems);
     problems.into_result(model).map_err(ResolveError::from)
 }
 

@@ -175,14 +175,27 @@ fn check_limits(
     }
 }
 
-/// Every non-optional `requires` endpoint must be related.
+/// Every non-optional `requires` endpoint must be related. Runs beside every other check
+/// (a bad option must not hide a missing relation), but skips applications named by a
+/// relation that did not resolve: that relation's problem is already reported, and its
+/// endpoint would only be reported again as unrelated.
 pub(super) fn check_required(
     bundle: &Bundle,
     apps: &BTreeMap<String, Application>,
     relations: &[Relation],
     problems: &mut Problems,
 ) {
-    for app in apps.values() {
+    let resolved = |spec: &RelationSpec| {
+        let [x, y] = [&spec.ends[0].app, &spec.ends[1].app];
+        relations.iter().any(|r| (&r.a.0 == x && &r.b.0 == y) || (&r.a.0 == y && &r.b.0 == x))
+    };
+    let uncertain: Vec<&str> = bundle
+        .relations
+        .iter()
+        .filter(|spec| !resolved(spec))
+        .flat_map(|spec| spec.ends.iter().map(|e| e.app.as_str()))
+        .collect();
+    for app in apps.values().filter(|a| !uncertain.contains(&a.name.as_str())) {
         for (name, endpoint) in &app.charm.metadata.requires {
             if endpoint.optional {
                 continue;

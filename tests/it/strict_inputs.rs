@@ -258,3 +258,21 @@ fn registry_strings_with_bad_ports_are_usage_errors() {
         assert!(stderr.contains("the port must be a number from 1 to 65535"), "{stderr}");
     }
 }
+
+#[test]
+fn a_bad_option_does_not_hide_a_missing_relation() {
+    let (_t, root) = demo_copy();
+    write(
+        &root,
+        "bundles/norel/bundle.yaml",
+        "bundle: kubernetes\nname: norel\napplications:\n  mydb: {charm: db}\n  web:\n    charm: web\n    options: {replicas: many}\n",
+    );
+    let err = fails(&root, &["check", "bundles/norel"]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(err.contains("applications.web.options.replicas: expected an int"), "{err}");
+    assert!(
+        err.contains("applications.web: requires endpoint \"db\" (interface mongodb_client) is not related (hint: add the relation [web:db, mydb:database])"),
+        "{err}"
+    );
+}
