@@ -276,3 +276,28 @@ fn a_bad_option_does_not_hide_a_missing_relation() {
         "{err}"
     );
 }
+
+#[test]
+fn check_lists_the_secrets_that_must_exist_before_deploy() {
+    let (_t, root) = demo_copy();
+    write(
+        &root,
+        "secrets.yaml",
+        "applications:\n  backend:\n    required-secrets: [tls-ca, regcred]\n",
+    );
+    let (plan, _) = succeeds(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &[
+            "check",
+            "bundles/full",
+            "--config",
+            "hivemq.image_pull_secret=regcred",
+            "--overlay",
+            root.join("secrets.yaml").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        plan.ends_with("\nSecrets that must exist in namespace full before deploy:\n  regcred  (needed by backend, hivemq)\n  tls-ca  (needed by backend)\n"),
+        "{plan}"
+    );
+}
