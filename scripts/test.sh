@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README): installs what the tests need when it is missing, then runs
-# every test of the crate with the locked dependencies and exits with cargo's status.
+# The test command (README): installs what the tests need when it is missing, checks format
+# and lints, then runs every test of the crate with the locked dependencies and exits with
+# cargo's status.
 #
 # Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
 # apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
@@ -47,6 +48,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# Style first: a red format or lint check blocks a landing as a failing test does.
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
+# Everything above was installed, so no test may skip for a missing program.
+export CHARMER_TEST_REQUIRE_TOOLS=1
 # --all-targets runs the library, binary, integration-test and bench targets' tests (the
 # crate has no doc tests; running them would end the log on an empty "0 passed" summary).
 cargo test --locked --all-targets

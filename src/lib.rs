@@ -10,6 +10,7 @@ pub mod airgap;
 pub mod bundle;
 pub mod charm;
 pub mod cli;
+pub mod contract;
 pub mod deploy;
 pub mod diag;
 pub mod digest;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod repo;
 pub mod resolve;
 pub mod template;
+pub mod transport;
 
 use std::process::ExitCode;
 

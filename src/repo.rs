@@ -18,6 +18,7 @@ use semver::{Version, VersionReq};
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
+use crate::transport::TlsOptions;
 
 /// Errors of finding or loading a charm.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,7 @@ impl Repository {
     pub fn scan(dirs: &[PathBuf]) -> Repository {
         // Without a verify key only published indexes can fail to open; they are skipped
         // with a warning like any other broken entry.
-        let (repo, problems) = Repository::open(dirs, None);
+        let (repo, problems) = Repository::open(dirs, None, &TlsOptions::default());
         for p in &problems.0 {
             tracing::warn!("skipping {p}");
         }
@@ -75,12 +76,17 @@ impl Repository {
     /// holding an `index.yaml`, an index file and an `http(s)://` URL are opened as published
     /// indexes, checked (with `verify_key`, their signatures too). Returns the repository of
     /// every source that opened, and the problems of the published indexes that did not.
-    pub fn open(sources: &[PathBuf], verify_key: Option<PublicKey>) -> (Repository, Problems) {
+    pub fn open(
+        sources: &[PathBuf],
+        verify_key: Option<PublicKey>,
+        tls: &TlsOptions,
+    ) -> (Repository, Problems) {
         let mut repo = Repository { dirs: sources.to_vec(), verify_key, ..Repository::default() };
         let mut problems = Problems::default();
         for source in sources {
             if crate::publish::index::is_published(source) {
-                match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone()) {
+                match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone(), tls)
+                {
                     Ok(index) => repo.add_index(index),
                     Err(e) => problems.extend(e.into_problems()),
                 }
@@ -251,7 +257,7 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     };
     let label = dir.join("metadata.yaml").display().to_string();
     let meta: NameOnly = serde_yaml::from_str(&read("metadata.yaml")?)
-        .map_err(|e| CharmError::from(crate::charm::config::yaml_problem(&label, &e)))?;
+        .map_err(|e| CharmError::from(crate::contract::yaml_problem(&label, &e)))?;
     let text = read("version")?;
     let line = text.lines().next().unwrap_or("").trim();
     let version = Version::parse(line).map_err(|e| {

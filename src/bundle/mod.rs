@@ -213,7 +213,7 @@ impl Bundle {
                 Problem::new(file.display().to_string(), "name", "missing")
                     .hint("give the bundle a name: name: my-bundle"),
             );
-        } else if !crate::charm::metadata::is_valid_name(&bundle.name) {
+        } else if !crate::contract::is_valid_name(&bundle.name) {
             problems.push(
                 Problem::new(
                     file.display().to_string(),

@@ -73,7 +73,7 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
         Err(e) => return problems.push(Problem::new(&label, "", format!("cannot read: {e}"))),
     };
     let mut values: BTreeMap<String, serde_yaml::Value> =
-        match crate::charm::config::parse_yaml(&label, &text) {
+        match crate::contract::parse_yaml(&label, &text) {
             Ok(v) => v,
             Err(p) => return problems.push(p),
         };

@@ -174,7 +174,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     // Read as a plain value first: its mappings refuse duplicate keys (a second definition
     // of an application would otherwise silently replace the first).
     let value: serde_yaml::Value =
-        crate::charm::config::parse_yaml(&label, &text).map_err(Problems::from)?;
+        crate::contract::parse_yaml(&label, &text).map_err(Problems::from)?;
     let mut problems = Problems::default();
     let mut warnings = Vec::new();
     if let Some(top) = value.as_mapping() {
@@ -183,7 +183,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
         }
     }
     let shape: FileShape = serde_yaml::from_value(value)
-        .map_err(|e| Problems::from(crate::charm::config::yaml_problem(&label, &e)))?;
+        .map_err(|e| Problems::from(crate::contract::yaml_problem(&label, &e)))?;
     if let Some(b) = &shape.bundle {
         if b != "kubernetes" {
             problems.push(
@@ -201,7 +201,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     let mut ignored: BTreeMap<(String, &str), Vec<String>> = BTreeMap::new();
     for (app, body) in shape.applications.unwrap_or_default() {
         let key = format!("applications.{app}");
-        if !crate::charm::metadata::is_valid_name(&app) {
+        if !crate::contract::is_valid_name(&app) {
             problems.push(
                 Problem::new(&label, &key, format!("{app:?} is not a valid application name"))
                     .hint("use lowercase letters, digits and '-'"),

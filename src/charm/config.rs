@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::parse_yaml;
 use crate::diag::{Problem, Problems};
 
 /// The type of a config option, as Juju spells it.
@@ -332,29 +333,6 @@ fn check_yaml_value(
         (OptionType::Float, _) => return wrong("a float"),
         (OptionType::Boolean, _) => return wrong("a boolean (true or false)"),
     }))
-}
-
-/// Parses YAML text into `T`, naming `file` (and the line) in the problem. A key given twice
-/// in one mapping is refused, as Juju's YAML reader does: serde's derived structs and maps
-/// would silently keep the last one (two `db` endpoints, two `replicas` options), so the text
-/// is first read as a plain `serde_yaml::Value`, whose mappings reject duplicates.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
-    file: &str,
-    text: &str,
-) -> Result<T, Problem> {
-    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| yaml_problem(file, &e))?;
-    serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))
-}
-
-/// Turns a YAML syntax or shape error into a problem naming the file and, where serde_yaml
-/// knows it, the line.
-pub(crate) fn yaml_problem(file: &str, error: &serde_yaml::Error) -> Problem {
-    let message = error.to_string();
-    let key = match error.location() {
-        Some(loc) => format!("line {}", loc.line()),
-        None => String::new(),
-    };
-    Problem::new(file, key, format!("invalid YAML: {message}"))
 }
 
 #[cfg(test)]

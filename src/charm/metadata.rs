@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::parse_yaml;
+use crate::contract::{is_valid_name, parse_yaml};
 use crate::diag::{Problem, Problems};
 
 /// The parsed `metadata.yaml`.
@@ -399,16 +399,6 @@ pub fn role_key(role: Role) -> &'static str {
     }
 }
 
-/// Juju's charm name rule: `[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*`, simplified to
-/// lowercase letters, digits and single dashes, starting with a letter.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.ends_with('-')
-        && !name.contains("--")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,15 +438,5 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("containers.app.resource: no resource named \"other\""), "{text}");
-    }
-
-    #[test]
-    fn names_follow_juju_rules() {
-        for ok in ["a", "mongodb-k8s", "istio-gateway", "x1"] {
-            assert!(is_valid_name(ok), "{ok}");
-        }
-        for bad in ["", "1a", "Web", "a_b", "a-", "a--b", "../x"] {
-            assert!(!is_valid_name(bad), "{bad}");
-        }
     }
 }

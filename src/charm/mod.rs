@@ -369,7 +369,7 @@ fn check_manifest(file: &str, text: &str, problems: &mut Problems) {
         #[serde(default)]
         architectures: Vec<String>,
     }
-    if let Err(p) = config::parse_yaml::<Manifest>(file, text) {
+    if let Err(p) = crate::contract::parse_yaml::<Manifest>(file, text) {
         problems.push(p);
     }
 }

@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{
-    client, print_report, read_login, runtime, Bars, Connection, Login, PullFlags,
-};
-use super::{line, ResolveArgs};
+use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
+use super::{line, runtime, ResolveArgs};
 use crate::airgap::{self, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::Error;
@@ -70,7 +68,7 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 }
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
-    let model = args.resolve.resolve()?;
+    let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
     let inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;

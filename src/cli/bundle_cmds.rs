@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{line, stdout_error, Output};
+use super::{line, stdout_error, Output, TlsArgs};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
 use crate::resolve::{Inputs, Lock, Model};
+use crate::transport::TlsOptions;
 use crate::Error;
 
 /// The flags every command that resolves a bundle takes.
@@ -44,9 +45,19 @@ pub struct ResolveArgs {
     /// Namespace to render for (default: the bundle's name).
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// How to reach published indexes given as URLs: the command's --ca-file and
+    /// --insecure-http (see [`ResolveArgs::with`]).
+    #[arg(skip)]
+    pub tls: TlsOptions,
 }
 
 impl ResolveArgs {
+    /// These arguments with the command's TLS flags, for index URLs.
+    pub fn with(mut self, tls: &TlsArgs) -> ResolveArgs {
+        self.tls = tls.options();
+        self
+    }
+
     /// Loads and resolves the bundle.
     pub fn resolve(&self) -> Result<Model, Error> {
         let inputs = Inputs {
@@ -61,6 +72,7 @@ impl ResolveArgs {
             registry: self.registry.clone(),
             image_map: self.image_map.clone(),
             verify_key: self.verify_key.clone(),
+            tls: self.tls.clone(),
         };
         let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);

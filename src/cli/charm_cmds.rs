@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{line, stdout_error, Output};
+use super::{line, stdout_error, Output, TlsArgs};
 use crate::charm::metadata::role_key;
 use crate::charm::{archive, Charm, Limits};
 use crate::Error;
@@ -96,6 +96,7 @@ pub(super) fn verify(
     out: &mut impl Write,
     paths: &[std::path::PathBuf],
     key: Option<&Path>,
+    tls: &TlsArgs,
 ) -> Result<ExitCode, Error> {
     let key = key.map(crate::publish::load_public_key).transpose()?;
     let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
@@ -104,7 +105,7 @@ pub(super) fn verify(
         // A folder without an index is read as one too, to say that it has none.
         let text = path.to_string_lossy();
         if path.is_dir() || crate::publish::index::is_published(path) {
-            let checked = crate::publish::PublishedIndex::open(&text, key.clone())
+            let checked = crate::publish::PublishedIndex::open(&text, key.clone(), &tls.options())
                 .and_then(|p| p.verify_all().map(|e| (p, e)));
             match checked {
                 Ok((published, entries)) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, stdout_error, Output, ResolveArgs};
+use super::{line, runtime, stdout_error, Output, ResolveArgs};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, Event, Outcome, Plan, Prepared,
     Progress, WaitOptions,
@@ -77,13 +77,6 @@ impl ApplyArgs {
                 .then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }),
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
 }
 
 /// `deploy BUNDLE`: resolve and render first (any error: nothing touches the cluster), then

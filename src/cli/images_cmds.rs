@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, ResolveArgs};
+use super::{line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
@@ -28,12 +28,9 @@ use crate::Error;
 /// Flags for how to talk to registries.
 #[derive(Debug, Args)]
 pub struct Connection {
-    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's CA.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// Speak plain HTTP, without TLS (only for registries that offer nothing else).
-    #[arg(long)]
-    pub insecure_http: bool,
+    /// TLS flags.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Transfers at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -146,7 +143,9 @@ pub(super) fn parse_registry(text: &str) -> Result<Registry, String> {
 pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
     let references = match (&args.from_list, &args.resolve) {
         (Some(list), _) => read_list(list)?,
-        (None, Some(resolve)) => bundle_images(&resolve.resolve()?),
+        (None, Some(resolve)) => {
+            bundle_images(&resolve.clone().with(&args.connection.tls).resolve()?)
+        }
         (None, None) => {
             return Err(Problems::from(Problem::new(
                 "images save",
@@ -290,21 +289,9 @@ pub(super) fn client(
     credentials: Option<(String, Credentials)>,
 ) -> Result<Client, Error> {
     let keychain = Keychain::new(credentials)?;
-    let options = ClientOptions {
-        ca_file: connection.ca_file.clone(),
-        insecure_http: connection.insecure_http,
-        retries: connection.retries,
-        keychain,
-    };
+    let options =
+        ClientOptions { tls: connection.tls.options(), retries: connection.retries, keychain };
     Ok(Client::new(options)?)
-}
-
-/// The async runtime transfers run on.
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "async runtime".into(), source })
 }
 
 /// `1.5 GiB`-style sizes.

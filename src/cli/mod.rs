@@ -17,7 +17,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::transport::TlsOptions;
 use crate::Error;
+
+/// How to reach servers over HTTP(S): registries and published indexes alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Speak plain HTTP, without TLS (only for servers that offer nothing else; an http://
+    /// index URL needs it too).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl TlsArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> TlsOptions {
+        TlsOptions { ca_file: self.ca_file.clone(), insecure_http: self.insecure_http }
+    }
+}
 
 /// Package Kubernetes applications as .charm archives and deploy bundles of them into
 /// air-gapped clusters, with no Docker and no internet.
@@ -81,6 +101,9 @@ pub enum Command {
         /// index must carry a valid <file>.sig made with its secret key.
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
+        /// How to reach index URLs.
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Unpack a .charm archive into a new folder (after every safety check).
     Unpack {
@@ -92,16 +115,24 @@ pub enum Command {
     },
     /// Validate a bundle against its charms without a cluster and print the plan.
     Check {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
     /// Render a bundle's Kubernetes manifests (one file per application) and bundle.lock.
     Render {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
         /// stream on stdout.
         #[arg(long, value_name = "DIR|-")]
@@ -120,8 +151,13 @@ pub enum Command {
     /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
     /// apply, prune, wait for readiness, record the revision.
     Deploy {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change nothing.
@@ -131,13 +167,16 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
     },
     /// Show a deployed bundle: applications, versions, readiness, images, revisions.
     Status {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Output format.
@@ -146,8 +185,10 @@ pub enum Command {
     },
     /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
     Remove {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
@@ -156,13 +197,16 @@ pub enum Command {
     },
     /// Re-apply a recorded revision (default: the one before the current) as a new revision.
     Rollback {
+        /// The deployed bundle.
         #[command(flatten)]
         deployed: Deployed,
+        /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
         /// The revision to go back to.
         #[arg(long, value_name = "N")]
         revision: Option<u32>,
+        /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
     },
@@ -182,8 +226,12 @@ pub enum Command {
     /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
     /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
     Graph {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Drawing format.
         #[arg(long, value_enum, default_value_t)]
         format: GraphFormat,
@@ -210,8 +258,12 @@ pub enum Command {
 pub enum ImagesCommand {
     /// List every image a bundle can run (source, or source -> target with --registry).
     List {
+        /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -233,25 +285,29 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Pack { charm, out: dir } => charm_cmds::pack(&mut out, &charm, &dir),
         Command::Inspect { charm, output } => charm_cmds::inspect(&mut out, &charm, output),
-        Command::Verify { charms, key } => charm_cmds::verify(&mut out, &charms, key.as_deref()),
-        Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
-        Command::Check { resolve, output } => bundle_cmds::check(&mut out, &resolve, output),
-        Command::Render { resolve, out: dest, lock } => {
-            bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref())
+        Command::Verify { charms, key, tls } => {
+            charm_cmds::verify(&mut out, &charms, key.as_deref(), &tls)
         }
-        Command::Images(ImagesCommand::List { resolve, output, why }) => {
-            bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref())
+        Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
+        Command::Check { resolve, tls, output } => {
+            bundle_cmds::check(&mut out, &resolve.with(&tls), output)
+        }
+        Command::Render { resolve, tls, out: dest, lock } => {
+            bundle_cmds::render(&mut out, &resolve.with(&tls), dest.as_deref(), lock.as_deref())
+        }
+        Command::Images(ImagesCommand::List { resolve, tls, output, why }) => {
+            bundle_cmds::images_list(&mut out, &resolve.with(&tls), output, why.as_deref())
         }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
-        Command::Deploy { resolve, kube, dry_run, diff, apply } => {
+        Command::Deploy { resolve, tls, kube, dry_run, diff, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve, &kube, mode, &apply)
+            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, &apply)
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
@@ -265,8 +321,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Publish { charms, out: dir, sign_key } => {
             publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref())
         }
-        Command::Graph { resolve, format, out: file } => {
-            publish_cmds::graph(&mut out, &resolve, format, file.as_deref())
+        Command::Graph { resolve, tls, format, out: file } => {
+            publish_cmds::graph(&mut out, &resolve.with(&tls), format, file.as_deref())
         }
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
         Command::Completions { shell } => {
@@ -275,6 +331,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The async runtime every command that talks to a server (registry, cluster) runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
 }
 
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.

@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kind, Kinds, Lookup};
-use super::plan::{ObjectId, BUNDLE_LABEL};
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::record::{self, Entry, Record, RecordStatus};
 use super::targets::{kind_rank, phase, Phase, Target};
 use super::wait::{self, WaitOptions};
 use super::{generate, Action, DeployError, Event, Progress, FIELD_MANAGER};
+use crate::contract::{generated_keys, ObjectId, BUNDLE_LABEL};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -159,7 +159,7 @@ impl Cluster {
                 }
                 Some(_) => Action::Unchanged,
             };
-            if t.id.kind == "Secret" && !generate::keys(&t.object).is_empty() {
+            if t.id.kind == "Secret" && !generated_keys(&t.object).is_empty() {
                 let generated = generate::ensure(self, t, &after).await?;
                 if !generated.is_empty() {
                     if action == Action::Unchanged {

@@ -16,8 +16,9 @@ use kube::discovery::{ApiResource, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
 
-use super::plan::{KubeVersion, ObjectId};
+use super::plan::KubeVersion;
 use super::DeployError;
+use crate::contract::{group_of, version_of, ObjectId};
 
 /// The field manager every object of a bundle is applied with.
 pub const FIELD_MANAGER: &str = "charmer";
@@ -141,9 +142,7 @@ impl Cluster {
     pub async fn version(&self) -> Result<KubeVersion, DeployError> {
         let info =
             self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
-        format!("{}.{}", info.major, info.minor).parse().map_err(|e: String| {
-            DeployError::Config(format!("the server reports an unreadable version: {e}"))
-        })
+        format!("{}.{}", info.major, info.minor).parse().map_err(DeployError::ServerVersion)
     }
 
     /// Discovers the kinds of the given API groups (the core group is always included).
@@ -224,7 +223,7 @@ impl Cluster {
             .into_iter()
             .map(|o| {
                 serde_json::to_value(o)
-                    .map_err(|e| DeployError::Config(format!("list {what}: {e}")))
+                    .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
             })
             .collect()
     }
@@ -277,8 +276,8 @@ fn is_transient(error: &kube::Error) -> bool {
 impl Kinds {
     /// Looks up `kind` at `api_version`.
     pub(crate) fn find(&self, api_version: &str, kind: &str) -> Lookup {
-        let group = super::plan::group_of(api_version);
-        let version = super::plan::version_of(api_version);
+        let group = group_of(api_version);
+        let version = version_of(api_version);
         let Some(api_group) = self.discovery.get(group) else {
             return Lookup::Missing;
         };
@@ -311,11 +310,8 @@ impl Kind {
     /// A kind the cluster does not serve yet, described by a CustomResourceDefinition of the
     /// same deploy.
     pub(crate) fn from_crd(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
-        let gvk = kube::api::GroupVersionKind::gvk(
-            super::plan::group_of(api_version),
-            super::plan::version_of(api_version),
-            kind,
-        );
+        let gvk =
+            kube::api::GroupVersionKind::gvk(group_of(api_version), version_of(api_version), kind);
         Kind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced }
     }
 }

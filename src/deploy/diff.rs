@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::apply::stale_entries;
 use super::cluster::Cluster;
-use super::plan::ObjectId;
 use super::preflight::Prepared;
 use super::{Action, DeployError, FIELD_MANAGER};
+use crate::contract::ObjectId;
 
 /// What a deploy would do, object by object, in apply order (then prunes).
 #[derive(Debug, Clone, Serialize)]

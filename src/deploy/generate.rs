@@ -6,9 +6,9 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::cluster::Cluster;
-use super::plan::GENERATE_ANNOTATION;
 use super::targets::Target;
 use super::DeployError;
+use crate::contract::generated_keys;
 
 /// The field manager owning generated keys.
 pub const GENERATE_MANAGER: &str = "charmer-generate";
@@ -17,16 +17,6 @@ pub const GENERATE_MANAGER: &str = "charmer-generate";
 const LENGTH: usize = 32;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// The keys a Secret asks to have generated.
-pub(crate) fn keys(object: &Value) -> Vec<String> {
-    object["metadata"]["annotations"][GENERATE_ANNOTATION]
-        .as_str()
-        .map(|list| {
-            list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Fills the keys `target` asks for that `live` (the Secret as just applied) lacks; returns
 /// the keys generated now (none on every deploy after the first).
 pub(crate) async fn ensure(
@@ -34,7 +24,7 @@ pub(crate) async fn ensure(
     target: &Target,
     live: &Value,
 ) -> Result<Vec<String>, DeployError> {
-    let wanted = keys(&target.object);
+    let wanted = generated_keys(&target.object);
     let existing = live["data"].as_object();
     let missing: Vec<String> = wanted
         .iter()
@@ -71,9 +61,7 @@ fn random_value() -> Result<String, DeployError> {
     let mut value = String::with_capacity(LENGTH);
     let mut bytes = [0u8; 64];
     while value.len() < LENGTH {
-        getrandom::fill(&mut bytes).map_err(|e| {
-            DeployError::Config(format!("no random numbers from the operating system: {e}"))
-        })?;
+        getrandom::fill(&mut bytes).map_err(DeployError::Random)?;
         // Rejection sampling keeps every character equally likely: 248 = 4 * 62.
         value.extend(
             bytes
@@ -89,13 +77,6 @@ fn random_value() -> Result<String, DeployError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_come_from_the_annotation() {
-        let secret = json!({"metadata": {"annotations": {GENERATE_ANNOTATION: "root-password, , replica-key"}}});
-        assert_eq!(keys(&secret), ["root-password", "replica-key"]);
-        assert!(keys(&json!({"metadata": {}})).is_empty());
-    }
 
     #[test]
     fn values_are_alphanumeric_and_differ() {

@@ -24,16 +24,13 @@ pub use apply::{Applied, ApplyOptions, Outcome};
 pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
-pub use plan::{
-    group_of, kubernetes_needs, object_id, version_of, KubeVersion, ObjectId, Plan, PlanApp,
-    PlanObject, VersionNeed, VersionOp, BUNDLE_LABEL, GENERATE_ANNOTATION,
-    MIN_KUBERNETES_ANNOTATION,
-};
+pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
 pub use preflight::Prepared;
 pub use record::{RecordStatus, Revision};
 pub use status::{AppStatus, BundleStatus, Removal};
 pub use wait::WaitOptions;
 
+use crate::contract::ObjectId;
 use crate::diag::Problems;
 
 /// Everything that can stop a deploy, `status`, `remove` or `rollback`.
@@ -45,6 +42,23 @@ pub enum DeployError {
     /// The client configuration (kubeconfig, context, in-cluster) could not be loaded.
     #[error("Kubernetes client configuration: {0}")]
     Config(String),
+    /// The cluster does not serve a kind deploy cannot work without.
+    #[error("the cluster does not serve {0} (v1)")]
+    NotServed(&'static str),
+    /// The server's version answer could not be read.
+    #[error("the server reports an unreadable version: {0}")]
+    ServerVersion(String),
+    /// An object the server sent could not be read as JSON.
+    #[error("{what}: unreadable object from the server: {source}")]
+    Decode {
+        /// What was being read.
+        what: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// The operating system gave no random bytes for generated credentials.
+    #[error("no random numbers from the operating system: {0}")]
+    Random(getrandom::Error),
     /// The API server refused a request.
     #[error("{action} {object}: {message}")]
     Api {

@@ -10,14 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::charm::metadata::Role;
+use crate::contract::{object_id, GENERATE_ANNOTATION};
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;
 use crate::render::Manifests;
 use crate::resolve::Model;
-
-/// Annotation on a rendered object: the cluster must run at least this Kubernetes version.
-pub const MIN_KUBERNETES_ANNOTATION: &str = "charmer.io/min-kubernetes";
-pub use crate::render::{BUNDLE_LABEL, GENERATE_ANNOTATION};
 
 /// Everything one deploy applies: the bundle's applications and rendered objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,28 +91,6 @@ pub enum VersionOp {
     AtLeast,
     /// `<`
     Below,
-}
-
-/// Identity of a Kubernetes object, independent of the API version it is served at.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ObjectId {
-    /// API group (`""` for core).
-    pub group: String,
-    /// Kind.
-    pub kind: String,
-    /// Namespace; `None` for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name),
-            None => write!(f, "{}/{}", self.kind, self.name),
-        }
-    }
 }
 
 impl fmt::Display for KubeVersion {
@@ -253,7 +228,7 @@ impl Plan {
                 }
                 Err(message) => problems.push(Problem::new(&self.bundle, &key, message)),
             }
-            for generated in super::generate::keys(&o.object) {
+            for generated in crate::contract::generated_keys(&o.object) {
                 let rendered = ["data", "stringData"]
                     .iter()
                     .any(|field| o.object[*field].get(&generated).is_some());
@@ -296,31 +271,6 @@ impl Plan {
         }
         order
     }
-}
-
-/// The identity of a rendered object; namespaced objects lacking a namespace get `default_ns`
-/// (pass `None` when the object is cluster-scoped).
-pub fn object_id(object: &Value, default_ns: Option<&str>) -> Result<ObjectId, String> {
-    let text =
-        |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    let api_version = text(object.get("apiVersion")).ok_or("object has no apiVersion")?;
-    let kind = text(object.get("kind")).ok_or("object has no kind")?;
-    let meta = object.get("metadata");
-    let name = text(meta.and_then(|m| m.get("name")))
-        .ok_or_else(|| format!("{kind} has no metadata.name"))?;
-    let namespace =
-        text(meta.and_then(|m| m.get("namespace"))).or_else(|| default_ns.map(str::to_string));
-    Ok(ObjectId { group: group_of(&api_version).to_string(), kind, namespace, name })
-}
-
-/// The group part of an apiVersion (`apps/v1` → `apps`, `v1` → ``).
-pub fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or("", |(group, _)| group)
-}
-
-/// The version part of an apiVersion (`apps/v1` → `v1`).
-pub fn version_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or(api_version, |(_, version)| version)
 }
 
 /// Kubernetes version constraints in a charm's `assumes:`: `k8s-api >= 1.20` and `k8s-api <

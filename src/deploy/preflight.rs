@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kinds, Lookup};
-use super::plan::{
-    group_of, KubeVersion, ObjectId, Plan, VersionNeed, VersionOp, MIN_KUBERNETES_ANNOTATION,
-};
+use super::plan::{KubeVersion, Plan, VersionNeed, VersionOp};
 use super::record::{self, Record};
 use super::targets::{self, Target};
 use super::DeployError;
+use crate::contract::{group_of, object_id, ObjectId, MIN_KUBERNETES_ANNOTATION};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
 
@@ -99,7 +98,7 @@ impl Cluster {
 
     async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
-            return Err(DeployError::Config("the cluster does not serve Namespaces (v1)".into()));
+            return Err(DeployError::NotServed("Namespaces"));
         };
         Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
     }
@@ -309,8 +308,7 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
         else {
             continue;
         };
-        let subject =
-            super::plan::object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
+        let subject = object_id(&o.object, None).map(|id| id.to_string()).unwrap_or_default();
         match text.parse::<KubeVersion>() {
             Ok(min) => report(
                 &mut problems,
@@ -334,7 +332,7 @@ fn check_versions(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
 fn check_images(plan: &Plan) -> Vec<Problem> {
     let mut problems = Vec::new();
     for o in &plan.objects {
-        let subject = super::plan::object_id(&o.object, Some(&plan.namespace))
+        let subject = object_id(&o.object, Some(&plan.namespace))
             .map(|id| id.to_string())
             .unwrap_or_default();
         let mut images = Vec::new();

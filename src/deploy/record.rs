@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::cluster::{Cluster, Kind, Kinds, Lookup};
-use super::plan::{ObjectId, Plan};
+use super::plan::Plan;
 use super::DeployError;
+use crate::contract::ObjectId;
 
 /// Label naming the bundle a record belongs to. Records deliberately do not carry
 /// `charmer.io/bundle`: they are not part of the bundle's objects.
@@ -103,7 +104,7 @@ pub(crate) fn name(bundle: &str, revision: u32) -> String {
 fn secret_kind(kinds: &Kinds) -> Result<Kind, DeployError> {
     match kinds.find("v1", "Secret") {
         Lookup::Served(kind) => Ok(kind),
-        _ => Err(DeployError::Config("the cluster does not serve Secrets (v1)".into())),
+        _ => Err(DeployError::NotServed("Secrets")),
     }
 }
 

@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use super::apply::{with_kinds, Deletion};
 use super::cluster::{Cluster, Kinds};
-use super::plan::{ObjectId, Plan};
+use super::plan::Plan;
 use super::record::{self, Record, RecordStatus, Revision};
 use super::wait::{readiness, waits_for, Readiness};
 use super::{DeployError, Event, Progress};
+use crate::contract::ObjectId;
 
 /// A deployed bundle as the cluster has it now.
 #[derive(Debug, Clone, Serialize)]

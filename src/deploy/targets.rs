@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::cluster::{Kind, Kinds, Lookup};
-use super::plan::{group_of, object_id, ObjectId, Plan};
+use super::plan::Plan;
+use crate::contract::{group_of, object_id, ObjectId};
 use crate::diag::Problem;
 pub(crate) use crate::render::kind_rank;
 

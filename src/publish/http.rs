@@ -1,41 +1,54 @@
 //! Plain GETs of published files over HTTP(S), for indexes mirrored on a web server inside
-//! the air gap. TLS is rustls with the aws-lc-rs provider (the one kube uses, so one crypto
-//! provider serves the whole process); server certificates are checked against the system's
-//! roots, which `SSL_CERT_FILE` / `SSL_CERT_DIR` can point at a private CA.
+//! the air gap, with the client set-up registries use ([`crate::transport`]): the system's
+//! roots plus `--ca-file`, plain HTTP only with `--insecure-http`.
 
 use std::time::Duration;
 
 use super::PublishError;
+use crate::transport::{self, error_chain, TlsOptions, TransportError};
 
 /// An HTTP client with the small runtime it runs on, so synchronous callers can fetch.
 #[derive(Debug)]
 pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    insecure_http: bool,
 }
 
 impl Http {
     /// A client with connect and read timeouts, following redirects.
-    pub(crate) fn new() -> Result<Http, PublishError> {
+    pub(crate) fn new(tls: &TlsOptions) -> Result<Http, PublishError> {
         let error = |message: String| PublishError::Http { url: String::new(), message };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| error(format!("cannot start the HTTP runtime: {e}")))?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("charmer/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
+        let client = transport::client_builder(tls)
+            .map_err(|e| match e {
+                TransportError::CaFile(problem) => PublishError::from(problem),
+                TransportError::Io { path, source } => {
+                    PublishError::Io { path: path.into(), source }
+                }
+                TransportError::Setup(message) => error(message),
+            })?
             .read_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| error(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Http { runtime, client })
+            .map_err(|e| error(format!("cannot set up the HTTP client: {}", error_chain(&e))))?;
+        Ok(Http { runtime, client, insecure_http: tls.insecure_http })
     }
 
     /// GETs `url`: its body, or `None` on 404. Bodies over `limit` bytes are refused.
     pub(crate) fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, PublishError> {
         let error = |message: String| PublishError::Http { url: url.to_string(), message };
+        if url.starts_with("http://") && !self.insecure_http {
+            return Err(error(
+                "plain HTTP, without TLS: give --insecure-http to fetch it anyway, or use https://"
+                    .into(),
+            ));
+        }
         self.runtime.block_on(async {
-            let mut response = self.client.get(url).send().await.map_err(|e| error(describe(e)))?;
+            let mut response =
+                self.client.get(url).send().await.map_err(|e| error(describe(&e)))?;
             let status = response.status();
             if status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
@@ -48,7 +61,7 @@ impl Http {
                 return Err(too_big());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| error(describe(e)))? {
+            while let Some(chunk) = response.chunk().await.map_err(|e| error(describe(&e)))? {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > limit {
                     return Err(too_big());
@@ -59,21 +72,12 @@ impl Http {
     }
 }
 
-/// The error with its causes, which is where reqwest says what actually failed (refused
-/// connection, certificate not trusted, ...); the URL is already in front of the message.
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+/// [`error_chain`] with a hint for the commonest failure inside an air gap: a server whose
+/// certificate a private CA signed.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error_chain(error);
     if text.contains("certificate") {
-        text.push_str(
-            " (hint: for a server with a private CA, point SSL_CERT_FILE at the CA's PEM file)",
-        );
+        text.push_str(" (hint: give the server's CA certificate with --ca-file)");
     }
     text
 }

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::http::Http;
 use super::sign::PublicKey;
 use super::{sums, PublishError, INDEX_FILE, SIG_SUFFIX, SUMS_FILE};
-use crate::charm::metadata::is_valid_name;
 use crate::charm::{Charm, Limits};
+use crate::contract::is_valid_name;
 use crate::diag::{Problem, Problems};
+use crate::transport::TlsOptions;
 
 /// `apiVersion` of the index format.
 pub const API_VERSION: &str = "charmer.io/v1";
@@ -104,8 +105,8 @@ impl IndexEntry {
 impl Index {
     /// Parses and checks an index read from `label`, reporting every problem at once.
     pub fn parse(label: &str, text: &str) -> Result<Index, Problems> {
-        let index: Index = serde_yaml::from_str(text)
-            .map_err(|e| crate::charm::config::yaml_problem(label, &e))?;
+        let index: Index =
+            serde_yaml::from_str(text).map_err(|e| crate::contract::yaml_problem(label, &e))?;
         let mut problems = Problems::default();
         if index.api_version != API_VERSION || index.kind != KIND {
             problems.push(
@@ -232,9 +233,14 @@ impl PublishedIndex {
     /// index or of the folder holding one. The index must match `SHA256SUMS` when that file
     /// is there and, with `key`, its `index.yaml.sig`; without one, unsigned is fine.
     ///
-    /// URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
+    /// An `http://` URL needs `tls.insecure_http`; `https://` trusts `tls.ca_file` besides the
+    /// system's roots. URLs are fetched on a runtime of its own: call this (and [`Self::fetch`]) from
     /// synchronous code, not from inside an async task.
-    pub fn open(source: &str, key: Option<PublicKey>) -> Result<PublishedIndex, PublishError> {
+    pub fn open(
+        source: &str,
+        key: Option<PublicKey>,
+        tls: &TlsOptions,
+    ) -> Result<PublishedIndex, PublishError> {
         if is_url(source) {
             let (prefix, name) = if source.ends_with(".yaml") || source.ends_with(".yml") {
                 let cut = source.rfind('/').map_or(source.len(), |i| i + 1);
@@ -244,7 +250,7 @@ impl PublishedIndex {
             };
             let prefix =
                 if prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
-            return Self::open_at(Base::Url(prefix, Http::new()?), name, key);
+            return Self::open_at(Base::Url(prefix, Http::new(tls)?), name, key);
         }
         let path = Path::new(source);
         if path.is_dir() {

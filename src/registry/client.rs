@@ -2,13 +2,12 @@
 //! (anonymous, basic, bearer tokens from the `WWW-Authenticate` challenge), and retries.
 //!
 //! TLS certificates are verified against the system's trust store plus `--ca-file`; plain
-//! HTTP is spoken only when the caller asks for it ([`ClientOptions::insecure_http`]), and
+//! HTTP is spoken only when the caller asks for it ([`TlsOptions::insecure_http`]), and
 //! credentials are then sent only because the user chose that. Upload URLs, tokens and
 //! passwords never appear in errors or logs.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,17 +19,14 @@ use serde::Deserialize;
 
 use super::auth::{Challenge, Credentials, Keychain};
 use super::manifest::{media, Digest, ManifestDoc};
-use super::tls;
 use super::RegistryError;
-use crate::diag::Problem;
+use crate::transport::{self, error_chain, TlsOptions, TransportError};
 
 /// How to reach registries.
 #[derive(Debug, Default)]
 pub struct ClientOptions {
-    /// A PEM file of extra CA certificates to trust (a private registry's CA).
-    pub ca_file: Option<PathBuf>,
-    /// Speak plain HTTP instead of HTTPS (only on the user's explicit request).
-    pub insecure_http: bool,
+    /// `--ca-file` and `--insecure-http`.
+    pub tls: TlsOptions,
     /// How many times to retry a transient failure (with exponential backoff).
     pub retries: u32,
     /// Where credentials come from.
@@ -95,25 +91,14 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 impl Client {
     /// A client; reads `--ca-file` now so a bad file fails before any transfer.
     pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
-        let mut extra_roots = Vec::new();
-        if let Some(path) = &options.ca_file {
-            let label = path.display().to_string();
-            let pem = std::fs::read(path)
-                .map_err(|source| RegistryError::Io { path: label.clone(), source })?;
-            extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| {
-                Problem::new(&label, "", why)
-                    .hint("give the registry's CA certificate (BEGIN CERTIFICATE)")
-            })?;
-        }
-        let tls = tls::client_config(extra_roots).map_err(|message| RegistryError::Transport {
-            what: "setting up TLS".into(),
-            message,
-        })?;
-        let builder = reqwest::Client::builder()
-            .http1_only()
-            .tls_backend_preconfigured(tls)
-            .user_agent(concat!("charmer/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
+        let builder = transport::client_builder(&options.tls)
+            .map_err(|e| match e {
+                TransportError::CaFile(problem) => RegistryError::from(problem),
+                TransportError::Io { path, source } => RegistryError::Io { path, source },
+                TransportError::Setup(message) => {
+                    RegistryError::Transport { what: "setting up HTTPS".into(), message }
+                }
+            })?
             .read_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64);
         let http = builder.build().map_err(|e| RegistryError::Transport {
@@ -122,8 +107,8 @@ impl Client {
         })?;
         Ok(Client {
             http,
-            scheme: if options.insecure_http { "http" } else { "https" },
-            insecure_http: options.insecure_http,
+            scheme: if options.tls.insecure_http { "http" } else { "https" },
+            insecure_http: options.tls.insecure_http,
             retries: options.retries,
             keychain: options.keychain,
             credentials: Mutex::default(),
@@ -603,30 +588,4 @@ async fn status_error(what: String, response: Response) -> RegistryError {
         .unwrap_or_default();
     let message = if message.is_empty() { String::new() } else { format!(": {message}") };
     RegistryError::Http { what, status, message }
-}
-
-/// An error and its causes on one line, without the request URL (reqwest puts it in the
-/// message; upload URLs carry session state).
-pub(crate) fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
-    while let Some(e) = source {
-        parts.push(e.to_string());
-        source = e.source();
-    }
-    let head = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else if error.is_body() || error.is_request() {
-        "connection failed"
-    } else {
-        "HTTP error"
-    };
-    parts.dedup();
-    if parts.is_empty() {
-        head.to_string()
-    } else {
-        format!("{head}: {}", parts.join(": "))
-    }
 }

@@ -212,7 +212,7 @@ async fn download(
     let mut done = 0u64;
     while let Some(chunk) = response.chunk().await.map_err(|e| RegistryError::Transport {
         what: what.clone(),
-        message: super::client::error_chain(&e),
+        message: crate::transport::error_chain(&e),
     })? {
         if done + chunk.len() as u64 > size {
             return Err(RegistryError::DigestMismatch {

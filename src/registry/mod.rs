@@ -25,7 +25,6 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod tarindex;
-pub mod tls;
 
 use crate::diag::{Problem, Problems};
 

@@ -2,7 +2,6 @@
 //! documented in `docs/templates.md`, standard labels and namespace added, checked by the
 //! air-gap lint, sorted into a deterministic order.
 
-mod context;
 mod lint;
 mod values;
 
@@ -11,9 +10,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use context::{context, publish};
-
+use crate::contract::{generated_keys, is_cluster_scoped, GENERATE_ANNOTATION};
 use crate::diag::{Problem, Problems};
+use crate::resolve::context::{standard_labels, template_context};
 use crate::resolve::{Application, Model};
 use crate::template::TemplateSet;
 
@@ -24,11 +23,6 @@ pub enum RenderError {
     #[error("{0}")]
     Invalid(#[from] Problems),
 }
-
-/// The annotation naming Secret keys that deploy generates once (see docs/architecture.md).
-pub const GENERATE_ANNOTATION: &str = "charmer.io/generate";
-/// The label every object of a bundle carries; deploy's inventory selects on it.
-pub const BUNDLE_LABEL: &str = "charmer.io/bundle";
 
 /// The rendered objects of a model, in a stable order.
 #[derive(Debug, Clone, Serialize)]
@@ -121,7 +115,7 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
         let mut problems = Problems::default();
         let mut objects = Vec::new();
         if let Some(set) = sets.get(&set_key(app)) {
-            let ctx = context(model, app, true);
+            let ctx = template_context(model, app, true);
             for name in &set.documents {
                 match set.render(name, &ctx) {
                     Ok(text) => {
@@ -250,23 +244,21 @@ fn finish_object(model: &Model, app: &Application, mut value: Value) -> Result<V
     let Some(labels) = labels.as_object_mut() else {
         return Err(format!("{kind} {name}: metadata.labels must be a map"));
     };
-    for (k, v) in context::standard_labels(model, app) {
+    for (k, v) in standard_labels(model, app) {
         labels.insert(k, Value::String(v));
     }
     if kind == "Secret" {
-        check_generated_keys(object, &name)?;
+        check_generated_keys(&value, &name)?;
     }
     Ok(value)
 }
 
 /// A Secret whose keys deploy generates must not carry them: they would be overwritten (and
 /// rotated) on every apply.
-fn check_generated_keys(object: &Map<String, Value>, name: &str) -> Result<(), String> {
-    let generated =
-        object["metadata"]["annotations"][GENERATE_ANNOTATION].as_str().unwrap_or_default();
-    for key in generated.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+fn check_generated_keys(object: &Value, name: &str) -> Result<(), String> {
+    for key in generated_keys(object) {
         for field in ["data", "stringData"] {
-            if object.get(field).and_then(|d| d.get(key)).is_some() {
+            if object.get(field).and_then(|d| d.get(&key)).is_some() {
                 return Err(format!("Secret {name}: {field}.{key} is listed in {GENERATE_ANNOTATION}; leave it out, deploy generates it once"));
             }
         }
@@ -297,27 +289,6 @@ fn check_unique(objects: &[RenderedObject], problems: &mut Problems) {
             );
         }
     }
-}
-
-/// Kinds that live outside any namespace.
-pub fn is_cluster_scoped(kind: &str) -> bool {
-    const CLUSTER: &[&str] = &[
-        "Namespace",
-        "CustomResourceDefinition",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "PersistentVolume",
-        "StorageClass",
-        "PriorityClass",
-        "IngressClass",
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-        "APIService",
-        "RuntimeClass",
-        "CSIDriver",
-        "VolumeAttachment",
-    ];
-    CLUSTER.contains(&kind)
 }
 
 /// Install order of kinds, like Helm's: what others depend on first.

@@ -3,6 +3,7 @@
 //! Every problem in the input is reported at once, each naming file, application and key.
 
 mod config;
+pub mod context;
 mod lock;
 pub mod model;
 pub mod plan;
@@ -23,6 +24,7 @@ use crate::charm::Charm;
 use crate::diag::{Problem, Problems};
 use crate::images::{ImageMap, Reference, Registry};
 use crate::repo::Repository;
+use crate::transport::TlsOptions;
 
 /// Errors of resolving a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub struct Inputs {
     pub image_map: Option<PathBuf>,
     /// A public key: only charms signed with it are accepted.
     pub verify_key: Option<PathBuf>,
+    /// How to reach published indexes given as URLs.
+    pub tls: TlsOptions,
 }
 
 /// The default charm folders: `charms/` and `dist/` in the bundle's folder or, failing that,
@@ -93,7 +97,7 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         // Resolving unverified charms would only add noise to the key's problem.
         return Err(problems.into());
     }
-    let (repo, more) = Repository::open(&dirs, verify_key);
+    let (repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
     problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),

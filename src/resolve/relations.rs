@@ -256,7 +256,7 @@ pub(super) fn publish_data(model: &mut Model, problems: &mut Problems) {
             let data = if endpoint.publishes.is_empty() {
                 BTreeMap::new()
             } else {
-                match crate::render::publish(model, app, &provider.1, &endpoint.publishes) {
+                match super::context::relation_data(model, app, &provider.1, &endpoint.publishes) {
                     Ok(data) => data,
                     Err(p) => {
                         problems.extend(p);

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use charmer::contract::{BUNDLE_LABEL, GENERATE_ANNOTATION, MIN_KUBERNETES_ANNOTATION};
 use charmer::deploy::{
     Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject,
-    Prepared, RecordStatus, WaitOptions, BUNDLE_LABEL, GENERATE_ANNOTATION, GENERATE_MANAGER,
-    MIN_KUBERNETES_ANNOTATION,
+    Prepared, RecordStatus, WaitOptions, GENERATE_MANAGER,
 };
 use serde_json::{json, Value};
 

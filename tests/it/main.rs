@@ -9,6 +9,7 @@ mod charm_format;
 mod charms;
 mod deploy;
 mod fixtures;
+mod layering;
 mod publish;
 mod registry_archives;
 mod registry_auth;

@@ -45,6 +45,9 @@ fn output(assert: &assert_cmd::assert::Assert) -> String {
 
 #[test]
 fn https_with_a_private_ca_only_when_trusted() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Kind::Tls);
     let (archive, digest) = archive(work.path());
@@ -65,6 +68,9 @@ fn https_with_a_private_ca_only_when_trusted() {
 
 #[test]
 fn https_login_from_stdin_docker_config_and_credential_helper() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Kind::TlsAuth);
     let (archive, digest) = archive(work.path());
@@ -127,6 +133,9 @@ fn https_login_from_stdin_docker_config_and_credential_helper() {
 
 #[test]
 fn bearer_tokens_from_the_realm_the_registry_names() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Kind::Token);
     let (archive, digest) = archive(work.path());

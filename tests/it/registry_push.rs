@@ -49,6 +49,9 @@ const IMAGES: [&str; 3] = ["team/app:1.0", "team/api:2.0", "tools/multi:1"];
 
 #[test]
 fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothing() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
     source_images(work.path(), &src);
@@ -146,6 +149,9 @@ fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothin
 
 #[test]
 fn one_platform_of_a_multi_arch_image() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
     source_images(work.path(), &src);

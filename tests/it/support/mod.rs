@@ -21,6 +21,44 @@ pub fn charmer() -> assert_cmd::Command {
     cmd
 }
 
+/// The programs the registry tests drive: the real registry, skopeo as the independent peer,
+/// htpasswd and openssl for logins and certificates.
+pub const REGISTRY_TOOLS: &[&str] = &["docker-registry", "skopeo", "htpasswd", "openssl"];
+
+/// Whether every program in `tools` is installed. When one is missing, the test calling this
+/// is skipped: it returns early after one `SKIPPED` line on the terminal naming the test, the
+/// missing programs and how to install them. Under `CHARMER_TEST_REQUIRE_TOOLS` (set by
+/// scripts/test.sh, which installs them, so CI never skips) a missing program fails the test.
+pub fn tools_present(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|tool| !on_path(tool)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    if std::env::var_os("CHARMER_TEST_REQUIRE_TOOLS").is_some() {
+        panic!("{test} needs {} (scripts/test.sh installs them)", missing.join(", "));
+    }
+    // Straight to the process's stderr: the test harness captures eprintln! and would show
+    // it only for failed tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs {} (run `sudo bash scripts/test.sh` once to install them)",
+        missing.join(", ")
+    );
+    false
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join(program)
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 /// Hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};

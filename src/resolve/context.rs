@@ -1,13 +1,15 @@
 //! The template context of one application (documented in `docs/templates.md`), and the
-//! relation data a provider publishes, rendered with that context.
+//! relation data a provider publishes, rendered with that context. Both live here, in the
+//! resolver, because relation data is part of the model; the renderer only reads the context.
 
 use std::collections::BTreeMap;
 
 use minijinja::Value;
 use serde::Serialize;
 
+use super::{Application, Model, RelationData};
+use crate::contract;
 use crate::diag::Problems;
-use crate::resolve::{Application, Model, RelationData};
 
 #[derive(Serialize)]
 struct Context<'a> {
@@ -35,24 +37,13 @@ struct CharmInfo<'a> {
 
 /// The standard labels of an application's objects (see docs/architecture.md).
 pub fn standard_labels(model: &Model, app: &Application) -> BTreeMap<String, String> {
-    let mut labels = selector_labels(app);
-    labels.insert("app.kubernetes.io/part-of".into(), model.name.clone());
-    labels.insert("app.kubernetes.io/managed-by".into(), "charmer".into());
-    labels.insert("app.kubernetes.io/version".into(), app.charm.version.to_string());
-    labels.insert(super::BUNDLE_LABEL.into(), model.name.clone());
-    labels
-}
-
-fn selector_labels(app: &Application) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), app.charm.name().to_string()),
-        ("app.kubernetes.io/instance".to_string(), app.name.clone()),
-    ])
+    let version = app.charm.version.to_string();
+    contract::standard_labels(&model.name, app.charm.name(), &version, &app.name)
 }
 
 /// The context an application's templates render with; `with_relations` is false for a
 /// provider's `publishes:` values, which must not depend on what others publish.
-pub fn context(model: &Model, app: &Application, with_relations: bool) -> Value {
+pub fn template_context(model: &Model, app: &Application, with_relations: bool) -> Value {
     let ctx = Context {
         app: &app.name,
         bundle: &model.name,
@@ -71,19 +62,19 @@ pub fn context(model: &Model, app: &Application, with_relations: bool) -> Value 
                 .collect()
         }),
         labels: standard_labels(model, app),
-        selector_labels: selector_labels(app),
+        selector_labels: contract::selector_labels(app.charm.name(), &app.name),
     };
     Value::from_serialize(&ctx)
 }
 
 /// Renders a provider endpoint's `publishes:` values with the provider's own context.
-pub fn publish(
+pub fn relation_data(
     model: &Model,
     app: &Application,
     endpoint: &str,
     publishes: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Problems> {
-    let ctx = context(model, app, false);
+    let ctx = template_context(model, app, false);
     let file = format!("{}/metadata.yaml", app.charm.origin.path().display());
     let mut problems = Problems::default();
     let mut data = BTreeMap::new();

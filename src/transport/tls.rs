@@ -1,4 +1,4 @@
-//! TLS for registry connections: rustls with the aws-lc-rs provider (the one kube uses, passed
+//! TLS for every HTTPS connection charmer makes (registries, published indexes): rustls with the aws-lc-rs provider (the one kube uses, passed
 //! explicitly, never installed process-wide), certificates verified against the system trust
 //! store plus `--ca-file`.
 //!

@@ -1,0 +1,36 @@
+# Everyday commands. `make help` lists them. CI runs `bash .ci/run` (= scripts/test.sh).
+.PHONY: help test test-all lint fmt snapshots bench bench-render bench-push
+
+help:
+	@echo "make test        cargo test (tests whose programs are missing are SKIPPED, named)"
+	@echo "make test-all    what CI runs: install the test programs (root), fmt, clippy, all tests"
+	@echo "make lint        cargo fmt --check and clippy -D warnings"
+	@echo "make fmt         format the tree (rustfmt.toml)"
+	@echo "make snapshots   rewrite tests/it/snapshots from the current renders (review the diff)"
+	@echo "make bench       both benchmarks (render vs kustomize, push vs skopeo); not tests"
+
+test:
+	cargo test --locked --all-targets
+
+test-all:
+	bash scripts/test.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt
+
+snapshots:
+	CHARMER_UPDATE_SNAPSHOTS=1 cargo test --locked --test it charms::rendered_bundles_match_the_reviewed_snapshots
+	git diff --stat tests/it/snapshots
+
+bench: bench-render bench-push
+
+bench-render:
+	cargo build --release --locked
+	python3 scripts/bench-render.py --charmer target/release/charmer
+
+bench-push:
+	bash scripts/bench-push.sh
