@@ -139,12 +139,68 @@ pub struct ExportInputs {
     pub images: Vec<Reference>,
     /// The lock, if any.
     pub lock: Option<Carried>,
+    /// An overlay made of the `--config` and `--config-file` values given at export, applied
+    /// after the carried overlays on the air-gapped side (see [`export_overlay`]).
+    pub config_overlay: Option<Vec<u8>>,
+}
+
+/// The member name of the overlay holding the values given on the command line at export.
+pub const EXPORT_OVERLAY: &str = "charmer-export-config.yaml";
+
+/// An overlay holding every option value of `model` that came from `--config` or
+/// `--config-file` (already typed and with includes read), so what export was asked for
+/// travels with the bundle; `None` when there is none. A secret value set by an overlay,
+/// a values file or the command line is refused: it would travel in clear text, so it must
+/// be given again on the air-gapped side.
+pub fn export_overlay(model: &Model) -> Result<Option<Vec<u8>>, Problems> {
+    use crate::bundle::Source;
+    let mut problems = Problems::default();
+    let mut applications = serde_yaml::Mapping::new();
+    for app in model.applications.values() {
+        let mut options = serde_yaml::Mapping::new();
+        for (name, setting) in &app.config {
+            if !matches!(
+                setting.source,
+                Source::CommandLine | Source::ConfigFile(_) | Source::Overlay(_)
+            ) {
+                continue;
+            }
+            if matches!(setting.value, crate::charm::ConfigValue::Secret(_)) {
+                problems.push(
+                    Problem::new(
+                        setting.source.file_label(),
+                        format!("applications.{}.options.{name}", app.name),
+                        "a secret value cannot be carried in an air-gap archive",
+                    )
+                    .hint(format!("leave it out at export and give it on the air-gapped side: --config {}.{name}=@FILE", app.name)),
+                );
+            } else if !matches!(setting.source, Source::Overlay(_)) {
+                options.insert(name.clone().into(), setting.value.to_yaml());
+            }
+        }
+        if !options.is_empty() {
+            let mut body = serde_yaml::Mapping::new();
+            body.insert("options".into(), options.into());
+            applications.insert(app.name.clone().into(), body.into());
+        }
+    }
+    problems.into_result(())?;
+    if applications.is_empty() {
+        return Ok(None);
+    }
+    let mut top = serde_yaml::Mapping::new();
+    top.insert("applications".into(), applications.into());
+    let body = serde_yaml::to_string(&top).unwrap_or_default();
+    Ok(Some(
+        format!("# Written by charmer airgap export: the --config and --config-file values given there.\n{body}")
+            .into_bytes(),
+    ))
 }
 
 impl ExportInputs {
     /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
     /// (archives as they are, source folders packed), its images, and its lock.
-    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
+    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> Result<ExportInputs, Problems> {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
@@ -157,7 +213,8 @@ impl ExportInputs {
                 },
             );
         }
-        ExportInputs {
+        Ok(ExportInputs {
+            config_overlay: export_overlay(model)?,
             bundle: model.bundle_file.clone(),
             overlays: overlays.to_vec(),
             charms: charms.into_values().collect(),
@@ -166,7 +223,7 @@ impl ExportInputs {
                 name: "bundle.lock".into(),
                 bytes: Lock::of(model).to_yaml().into_bytes(),
             }),
-        }
+        })
     }
 }
 
@@ -208,11 +265,19 @@ pub async fn export(
         "bundle/",
         &mut problems,
     );
-    let overlays: Vec<Option<String>> = inputs
+    let mut overlays: Vec<Option<String>> = inputs
         .overlays
         .iter()
         .map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems))
         .collect();
+    let config_overlay = inputs.config_overlay.as_ref().and_then(|_| {
+        member(
+            EXPORT_OVERLAY.to_string(),
+            Some(EXPORT_OVERLAY.to_string()),
+            "bundle/",
+            &mut problems,
+        )
+    });
     let charms: Vec<Option<String>> = inputs
         .charms
         .iter()
@@ -248,6 +313,10 @@ pub async fn export(
             }
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
         });
+    }
+    if let (Some(bytes), Some(name)) = (&inputs.config_overlay, &config_overlay) {
+        entries.push(Entry::bytes(name.clone(), bytes.clone()));
+        overlays.push(config_overlay.clone());
     }
     let contents = Contents {
         format: FORMAT.to_string(),

@@ -69,7 +69,7 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
-    let inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
+    let inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);

@@ -301,3 +301,117 @@ fn check_lists_the_secrets_that_must_exist_before_deploy() {
         "{plan}"
     );
 }
+
+/// A charm with options running an image on `registry`, and a bundle of it.
+fn mqtt_bundle(dir: &Path, registry: &str) {
+    write(
+        dir,
+        "charms/mqtt/metadata.yaml",
+        &format!("name: mqtt\nsummary: s\nresources:\n  img: {{type: oci-image, upstream-source: '{registry}/team/app:1.0'}}\n"),
+    );
+    write(
+        dir,
+        "charms/mqtt/config.yaml",
+        "options:\n  mqtt_node_port: {type: int, default: 30135}\n  token: {type: secret, default: ''}\n",
+    );
+    write(dir, "charms/mqtt/version", "1.0.0\n");
+    write(dir, "charms/mqtt/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ app }}'}\ndata: {port: '{{ config.mqtt_node_port }}'}\n");
+    write(
+        dir,
+        "bundle/bundle.yaml",
+        "bundle: kubernetes\nname: iot\napplications:\n  hivemq: {charm: mqtt}\n",
+    );
+}
+
+#[test]
+fn airgap_export_carries_config_values_and_refuses_secret_ones() {
+    use crate::support::registry::{Kind, Layout, Registry};
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    let registry = Registry::start(Kind::Plain);
+    let mut layout = Layout::new(&root.join("layout"));
+    let layer = layout.layer(81, 10_000);
+    let image = layout.image("amd64", &[&layer]);
+    layout.name(&image, "app");
+    layout.push_with_skopeo("app", &registry, "team/app:1.0");
+    mqtt_bundle(root, &registry.host());
+    write(root, "values.yaml", "mqtt_node_port: 31884\n");
+    let (_, stderr) = succeeds(
+        root,
+        &[
+            "airgap",
+            "export",
+            "bundle/bundle.yaml",
+            "--config",
+            "hivemq.mqtt_node_port=31883",
+            "--out",
+            "a.tar",
+            "--insecure-http",
+        ],
+    );
+    assert!(!stderr.contains("error"), "{stderr}");
+    let side = format!("{}/side", registry.host());
+    let out = run(
+        root,
+        &["airgap", "import", "a.tar", "--registry", &side, "--insecure-http", "--out", "side"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let carried = std::fs::read_to_string(root.join("side/charmer-export-config.yaml")).unwrap();
+    assert!(carried.contains("hivemq:\n    options:\n      mqtt_node_port: 31883\n"), "{carried}");
+    assert!(stdout.contains("--overlay side/charmer-export-config.yaml"), "{stdout}");
+    let (stream, _) = succeeds(
+        root,
+        &[
+            "render",
+            "side/bundle.yaml",
+            "--charms",
+            "side/charms",
+            "--overlay",
+            "side/charmer-export-config.yaml",
+        ],
+    );
+    assert!(stream.contains("port: '31883'"), "{stream}");
+
+    // --config-file values travel too; secret values do not, whatever their source.
+    let (_, _) = succeeds(
+        root,
+        &[
+            "airgap",
+            "export",
+            "bundle/bundle.yaml",
+            "--config-file",
+            "hivemq=values.yaml",
+            "--out",
+            "b.tar",
+            "--insecure-http",
+        ],
+    );
+    let member = std::process::Command::new("tar")
+        .args(["-xOf", "b.tar", "bundle/charmer-export-config.yaml"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&member.stdout).contains("mqtt_node_port: 31884"));
+    let err = fails(
+        root,
+        &[
+            "airgap",
+            "export",
+            "bundle/bundle.yaml",
+            "--config",
+            "hivemq.token=hunter2",
+            "--out",
+            "c.tar",
+            "--insecure-http",
+        ],
+    );
+    assert!(
+        err.contains("error: --config: applications.hivemq.options.token: a secret value cannot be carried in an air-gap archive (hint: leave it out at export and give it on the air-gapped side: --config hivemq.token=@FILE)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !root.join("c.tar").exists(), "{err}");
+}
