@@ -27,7 +27,7 @@ pub enum BundleError {
 }
 
 /// Where an option value came from, in merge order (later wins).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "file")]
 pub enum Source {
     /// The charm's `config.yaml` default.

@@ -415,3 +415,83 @@ fn airgap_export_carries_config_values_and_refuses_secret_ones() {
     );
     assert!(!err.contains("hunter2") && !root.join("c.tar").exists(), "{err}");
 }
+
+/// `charmer ARGS --kubeconfig` against the emulator, in the demo fixture: (exit, stdout, stderr).
+fn on_cluster(
+    emulator: &crate::support::kube_emulator::KubeEmulator,
+    args: &[&str],
+) -> (i32, String, String) {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo");
+    let out = charmer()
+        .current_dir(demo)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(emulator.kubeconfig())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn deploy_records_overrides_config_shows_them_and_reuse_config_keeps_them() {
+    let emulator = crate::support::kube_emulator::KubeEmulator::start();
+    let first = [
+        "deploy",
+        "bundles/demo",
+        "--timeout",
+        "30s",
+        "--config",
+        "web.replicas=4",
+        "--config",
+        "mydb.password=hunter2",
+    ];
+    let (code, out, err) = on_cluster(&emulator, &first);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, shown, err) = on_cluster(&emulator, &["config", "demo", "-n", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        shown,
+        "bundle demo in namespace demo: revision 1\n\
+         APP   OPTION        VALUE      SOURCE\n\
+         mydb  password      <secret>   --config\n\
+         mydb  port          27018      bundle bundles/demo/bundle.yaml\n\
+         web   replicas      4          --config\n\
+         web   service_type  ClusterIP  charm default\n"
+    );
+    let (code, shown, _) = on_cluster(&emulator, &["config", "demo", "web", "--output", "json"]);
+    assert_eq!(code, 0);
+    assert!(shown.contains("\"replicas\"") && !shown.contains("mydb"), "{shown}");
+    assert!(!shown.contains("hunter2"));
+
+    // A re-deploy without the overrides says what it reverts...
+    let (code, diff, err) = on_cluster(&emulator, &["deploy", "bundles/demo", "--diff"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(diff.contains("+  replicas: 3"), "{diff}");
+    assert!(
+        err.contains("warning: revision 1: web.replicas: 4 (set by --config) becomes 3 (bundle bundles/demo/bundle.yaml) (hint: give the override again, or deploy with --reuse-config"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: revision 1: mydb.password: <secret> (set by --config) becomes <secret> (charm default)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !diff.contains("hunter2"), "{err}{diff}");
+    // ...and --reuse-config keeps them, secrets included: nothing changes.
+    let (code, diff, err) =
+        on_cluster(&emulator, &["deploy", "bundles/demo", "--diff", "--reuse-config"]);
+    assert_eq!((code, diff.as_str(), err.as_str()), (0, "", ""));
+    // Flags given now win over the reused ones.
+    let (code, diff, err) = on_cluster(
+        &emulator,
+        &["deploy", "bundles/demo", "--diff", "--reuse-config", "--config", "web.replicas=5"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(diff.contains("-  replicas: 4") && diff.contains("+  replicas: 5"), "{diff}");
+    assert!(err.contains("web.replicas: 4 (set by --config) becomes 5 (--config)"), "{err}");
+}
