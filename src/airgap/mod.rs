@@ -460,8 +460,8 @@ pub async fn import(
 
 /// Parses a `bundle.lock`; `label` names it in problems.
 pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        Problem::new(label, "", format!("not a bundle.lock: {e}"))
+    crate::contract::parse_yaml(label, text).map_err(|p| {
+        Problem::new(label, p.key, format!("not a bundle.lock: {}", p.message))
             .hint("give the lock charmer render or airgap export wrote")
             .into()
     })

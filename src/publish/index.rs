@@ -105,8 +105,7 @@ impl IndexEntry {
 impl Index {
     /// Parses and checks an index read from `label`, reporting every problem at once.
     pub fn parse(label: &str, text: &str) -> Result<Index, Problems> {
-        let index: Index =
-            serde_yaml::from_str(text).map_err(|e| crate::contract::yaml_problem(label, &e))?;
+        let index: Index = crate::contract::parse_yaml(label, text)?;
         let mut problems = Problems::default();
         if index.api_version != API_VERSION || index.kind != KIND {
             problems.push(

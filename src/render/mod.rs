@@ -182,7 +182,11 @@ fn parse_documents(
     let mut objects = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let key = format!("application {}: document {}", app.name, index + 1);
-        let value = match Value::deserialize(document) {
+        // Through serde_yaml's own Value first: its mappings refuse a key given twice, which
+        // serde_json's would silently resolve to the last one (two `image:` lines).
+        let value = match serde_yaml::Value::deserialize(document)
+            .and_then(|v| serde_json::to_value(v).map_err(serde::de::Error::custom))
+        {
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {

@@ -495,3 +495,20 @@ fn deploy_records_overrides_config_shows_them_and_reuse_config_keeps_them() {
     assert!(diff.contains("-  replicas: 4") && diff.contains("+  replicas: 5"), "{diff}");
     assert!(err.contains("web.replicas: 4 (set by --config) becomes 5 (--config)"), "{err}");
 }
+
+#[test]
+fn a_template_rendering_a_key_twice_fails_instead_of_keeping_the_last() {
+    let (_t, root) = demo_copy();
+    let path = root.join("charms/db/templates/svc.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("spec:\n", "spec:\n  type: NodePort\n  type: ClusterIP\n"))
+        .unwrap();
+    let err = fails(&root, &["check", "bundles/demo"]);
+    assert!(
+        err.contains(
+            "charms/db/templates/svc.yaml: application mydb: document 1: rendered invalid YAML"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("duplicate entry with key \"type\""), "{err}");
+}
