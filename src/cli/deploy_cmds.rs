@@ -206,23 +206,31 @@ pub(super) fn config(
                 .map(move |(key, s)| [app.clone(), key.clone(), s.display(), s.source.to_string()])
         })
         .collect();
-    let header = ["APP", "OPTION", "VALUE", "SOURCE"].map(String::from);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
+    print_table(out, ["APP", "OPTION", "VALUE", "SOURCE"], &rows)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a table: a header and rows, columns padded to their widest cell, two spaces apart.
+/// A multi-line cell (a certificate) shows its first line only.
+fn print_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> Result<(), Error> {
+    let header = header.map(String::from);
+    let first_line = |cell: &String| cell.lines().next().unwrap_or_default().to_string();
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(first_line(cell).chars().count());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
-        // A multi-line value (a certificate) is shown on its first line only.
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{:<w$}", cell.lines().next().unwrap_or_default()))
-            .collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(widths).map(|(cell, w)| format!("{:<w$}", first_line(cell))).collect();
         line(out, cells.join("  ").trim_end())?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// What `deploy` does once preflight passed.
@@ -442,18 +450,7 @@ pub(super) fn status(
             ]
         })
         .collect();
-    let header = ["APP", "CHARM", "VERSION", "READY", "IMAGES"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        line(out, cells.join("  ").trim_end())?;
-    }
+    print_table(out, ["APP", "CHARM", "VERSION", "READY", "IMAGES"], &rows)?;
     for a in &status.apps {
         for waiting in &a.waiting {
             line(out, format_args!("{}: waiting for {waiting}", a.name))?;

@@ -632,7 +632,8 @@ fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
 }
 
-fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+/// `charmer ARGS --kubeconfig` against the emulator, in the demo fixture: (exit, stdout, stderr).
+pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
     let out = crate::support::charmer()
         .current_dir(demo())

@@ -416,26 +416,7 @@ fn airgap_export_carries_config_values_and_refuses_secret_ones() {
     assert!(!err.contains("hunter2") && !root.join("c.tar").exists(), "{err}");
 }
 
-/// `charmer ARGS --kubeconfig` against the emulator, in the demo fixture: (exit, stdout, stderr).
-fn on_cluster(
-    emulator: &crate::support::kube_emulator::KubeEmulator,
-    args: &[&str],
-) -> (i32, String, String) {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo");
-    let out = charmer()
-        .current_dir(demo)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(emulator.kubeconfig())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::deploy::charmer as on_cluster;
 
 #[test]
 fn deploy_records_overrides_config_shows_them_and_reuse_config_keeps_them() {
