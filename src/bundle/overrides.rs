@@ -17,6 +17,9 @@ pub struct ConfigOverride {
     pub key: String,
     /// The value as typed; parsed by the option's type.
     pub value: String,
+    /// The value is taken as it is, never as `@FILE` (a value `deploy --reuse-config` gives
+    /// again was read from its file the first time).
+    pub literal: bool,
 }
 
 impl FromStr for ConfigOverride {
@@ -29,6 +32,7 @@ impl FromStr for ConfigOverride {
                 app: app.into(),
                 key: key.into(),
                 value: value.into(),
+                literal: false,
             })
         });
         parsed.ok_or_else(|| {
@@ -114,7 +118,7 @@ pub(super) fn apply_one(bundle: &mut Bundle, o: &ConfigOverride, problems: &mut 
         return;
     };
     // `KEY=@FILE` takes the value from a file, as `juju config` does.
-    let value = match o.value.strip_prefix('@') {
+    let value = match o.value.strip_prefix('@').filter(|_| !o.literal) {
         Some(path) => match super::raw::read_bounded(Path::new(path)) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => text,

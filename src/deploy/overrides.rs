@@ -96,6 +96,7 @@ impl DeployedConfig {
                         app: app.clone(),
                         key: key.clone(),
                         value: s.as_text(),
+                        literal: true,
                     })
             })
             .collect()
@@ -145,5 +146,78 @@ impl Cluster {
                 apps: r.plan.apps.into_iter().map(|a| (a.name, a.config)).collect(),
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::PlanApp;
+
+    fn setting(value: serde_json::Value, source: Source) -> RecordedSetting {
+        RecordedSetting { value, source, secret: false }
+    }
+
+    #[test]
+    fn reused_values_are_literal_and_only_command_line_and_values_file_ones() {
+        let deployed = DeployedConfig {
+            revision: 2,
+            apps: BTreeMap::from([
+                (
+                    "web".to_string(),
+                    BTreeMap::from([
+                        ("motd".to_string(), setting("@not-a-file".into(), Source::CommandLine)),
+                        (
+                            "port".to_string(),
+                            setting(8080.into(), Source::ConfigFile("v.yaml".into())),
+                        ),
+                        (
+                            "debug".to_string(),
+                            setting(true.into(), Source::Overlay("o.yaml".into())),
+                        ),
+                    ]),
+                ),
+                (
+                    "gone".to_string(),
+                    BTreeMap::from([("x".to_string(), setting(1.into(), Source::CommandLine))]),
+                ),
+            ]),
+        };
+        let reused = deployed.reusable(&BTreeSet::from(["web".to_string()]));
+        let texts: Vec<(&str, &str, bool)> =
+            reused.iter().map(|o| (o.key.as_str(), o.value.as_str(), o.literal)).collect();
+        assert_eq!(texts, [("motd", "@not-a-file", true), ("port", "8080", true)]);
+    }
+
+    #[test]
+    fn only_changed_override_values_are_reported() {
+        let deployed = DeployedConfig {
+            revision: 3,
+            apps: BTreeMap::from([(
+                "web".to_string(),
+                BTreeMap::from([
+                    ("a".to_string(), setting(1.into(), Source::CommandLine)),
+                    ("b".to_string(), setting(2.into(), Source::CommandLine)),
+                    ("c".to_string(), setting(3.into(), Source::Bundle("b.yaml".into()))),
+                ]),
+            )]),
+        };
+        let mut app = PlanApp::new("web", "web", "1.0.0");
+        app.config = BTreeMap::from([
+            ("a".to_string(), setting(1.into(), Source::Bundle("b.yaml".into()))),
+            ("b".to_string(), setting(5.into(), Source::Default)),
+            ("c".to_string(), setting(4.into(), Source::Bundle("b.yaml".into()))),
+        ]);
+        let plan = Plan {
+            bundle: "shop".into(),
+            namespace: "shop".into(),
+            registry: None,
+            apps: vec![app],
+            objects: vec![],
+        };
+        let lines: Vec<String> = deployed.changed_by(&plan).iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0]
+            .starts_with("revision 3: web.b: 2 (set by --config) becomes 5 (charm default)"));
     }
 }
