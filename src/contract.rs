@@ -144,13 +144,174 @@ pub fn is_valid_name(name: &str) -> bool {
         && !name.contains("--")
 }
 
-/// Parses YAML text into `T`, naming `file` (and the line) in the problem. A key given twice
-/// in one mapping is refused, as Juju's YAML reader does: serde's derived structs and maps
-/// would silently keep the last one (two `db` endpoints, two `replicas` options), so the text
-/// is first read as a plain `serde_yaml::Value`, whose mappings reject duplicates.
+/// The largest YAML document charmer reads (a charm's metadata.yaml or config.yaml, a bundle,
+/// an overlay, a published index). The largest real ones — Charmed Kubeflow's bundles, the
+/// config.yaml of the biggest Charmhub charms — are tens of KiB.
+pub const MAX_YAML_BYTES: usize = 4 << 20;
+/// The deepest nesting of YAML collections charmer reads. Real charms and bundles nest fewer
+/// than ten levels; the YAML parser's time grows with the square of the depth, so a hostile
+/// file is refused by [`check_yaml_bounds`] before it reaches the parser.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// Refuses YAML text beyond [`MAX_YAML_BYTES`] or nested deeper than [`MAX_YAML_DEPTH`], in
+/// one linear pass, so hostile input costs no more than reading it.
+pub fn check_yaml_bounds(file: &str, text: &str) -> Result<(), Problem> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(Problem::new(
+            file,
+            "",
+            format!(
+                "{} bytes, more than the limit of {MAX_YAML_BYTES} for a YAML file",
+                text.len()
+            ),
+        ));
+    }
+    match yaml_depth_exceeds(text, MAX_YAML_DEPTH) {
+        Some(line) => Err(Problem::new(
+            file,
+            format!("line {line}"),
+            format!("nested more than {MAX_YAML_DEPTH} levels deep"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first line at which collections nest deeper than `limit`, if any. YAML nests two ways:
+/// flow collections (`[`, `{`) and block collections (indentation, and `- ` items that open a
+/// sequence on the same line). This is a scanner, not a parser: it skips comments, quoted
+/// scalars and block scalars (`|`, `>`), and counts a bracket only where YAML allows a flow
+/// collection to start. Written by hand because no YAML crate bounds depth before parsing.
+fn yaml_depth_exceeds(text: &str, limit: usize) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    // The indentation of the line that opened a block scalar: deeper lines are its text.
+    let mut block_scalar: Option<usize> = None;
+    for (number, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        if let Some(parent) = block_scalar {
+            if content.is_empty() || indent > parent {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut block = indents.len();
+        if flow == 0 && quote.is_none() && !content.is_empty() && !content.starts_with('#') {
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            let mut rest = content;
+            let mut items = 0;
+            while let Some(after) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-\t")) {
+                items += 1;
+                rest = after.trim_start();
+            }
+            block = indents.len() + items;
+        }
+        // Characters that may stand before the start of a flow collection or quoted scalar.
+        let mut token_start = true;
+        let mut last = ' ';
+        let mut chars = content.chars().peekable();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('\'') if c == '\'' => {
+                    // '' is an escaped quote inside a single-quoted scalar.
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some('"') if c == '"' => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if last == ' ' || last == '\t' => break,
+                    '\'' | '"' if token_start => quote = Some(c),
+                    '[' | '{' if token_start || flow > 0 => {
+                        flow += 1;
+                        if block + flow > limit {
+                            return Some(number + 1);
+                        }
+                    }
+                    ']' | '}' if flow > 0 => flow -= 1,
+                    _ => {}
+                },
+            }
+            if quote.is_none() && c != ' ' && c != '\t' {
+                let then_space = chars.peek().is_none_or(|n| *n == ' ' || *n == '\t');
+                token_start = matches!(c, ':' | '-' | '?') && then_space
+                    || flow > 0 && matches!(c, '[' | '{' | ',');
+            }
+            last = c;
+        }
+        if block + flow > limit {
+            return Some(number + 1);
+        }
+        if flow == 0 && quote.is_none() && opens_block_scalar(content) {
+            block_scalar = Some(indent);
+        }
+    }
+    None
+}
+
+/// Whether a line ends in a block scalar indicator (`key: |`, `- >-`, `key: |2+ # note`).
+fn opens_block_scalar(content: &str) -> bool {
+    let code = match content.find(" #") {
+        Some(at) => &content[..at],
+        None => content,
+    };
+    let last_token = code.trim_end().rsplit([' ', '\t']).next().unwrap_or_default();
+    let mut chars = last_token.chars();
+    matches!(chars.next(), Some('|' | '>'))
+        && chars.all(|c| c == '-' || c == '+' || c.is_ascii_digit())
+        && (code.trim_end().len() == last_token.len()
+            || code.trim_end()[..code.trim_end().len() - last_token.len()]
+                .trim_end()
+                .ends_with([':', '-']))
+}
+
+/// Reads a YAML file of at most [`MAX_YAML_BYTES`], refusing a larger one before reading it
+/// (and one that grows past the limit while it is read).
+pub fn read_yaml_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let too_big = || {
+        std::io::Error::other(format!(
+            "larger than the limit of {MAX_YAML_BYTES} bytes for a YAML file"
+        ))
+    };
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > MAX_YAML_BYTES as u64 {
+        return Err(too_big());
+    }
+    let mut text = String::new();
+    file.take(MAX_YAML_BYTES as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > MAX_YAML_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
+}
+
+/// Parses YAML text into `T`, naming `file` (and the line) in the problem. The text is
+/// bounded first ([`check_yaml_bounds`]). A key given twice in one mapping is refused, as
+/// Juju's YAML reader does: serde's derived structs and maps would silently keep the last one
+/// (two `db` endpoints, two `replicas` options), so the text is first read as a plain
+/// `serde_yaml::Value`, whose mappings reject duplicates.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Problem> {
-    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| yaml_problem(file, &e))?;
+    yaml_value(file, text)?;
+    // Parsed again into `T` rather than converted from the value: only errors from the text
+    // carry the line and column.
     serde_yaml::from_str(text).map_err(|e| yaml_problem(file, &e))
+}
+
+/// Reads bounded YAML text ([`check_yaml_bounds`]) as a plain value, duplicate keys refused.
+pub fn yaml_value(file: &str, text: &str) -> Result<serde_yaml::Value, Problem> {
+    check_yaml_bounds(file, text)?;
+    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| yaml_problem(file, &e))
 }
 
 /// Turns a YAML syntax or shape error into a problem naming the file and, where serde_yaml
@@ -196,6 +357,46 @@ mod tests {
         assert_eq!(group_of("v1"), "");
         assert_eq!(version_of("networking.istio.io/v1beta1"), "v1beta1");
         assert!(object_id(&json!({"kind": "X"}), None).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded_in_one_pass() {
+        let deep_flow = format!("a: {}", "[".repeat(MAX_YAML_DEPTH + 1));
+        let err = check_yaml_bounds("b.yaml", &deep_flow).unwrap_err().to_string();
+        assert!(err.contains("b.yaml: line 1: nested more than 64 levels deep"), "{err}");
+        let deep_block: String =
+            (0..=MAX_YAML_DEPTH).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        assert!(check_yaml_bounds("b.yaml", &deep_block)
+            .unwrap_err()
+            .to_string()
+            .contains("line 65"));
+        let dashes = format!("{}x\n", "- ".repeat(MAX_YAML_DEPTH + 1));
+        assert!(check_yaml_bounds("b.yaml", &dashes).is_err());
+        // A hundred thousand levels are refused as fast as they are read.
+        assert!(check_yaml_bounds("b.yaml", &"[".repeat(100_000)).is_err());
+        assert!(check_yaml_bounds("big.yaml", &" ".repeat(MAX_YAML_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn brackets_in_scalars_comments_and_block_text_do_not_nest() {
+        let text = format!(
+            "a: x[{b}\nb: '[{b}'\nc: \"[{b}\\\"\"\n# [{b}\nd: |\n  [{b}\n      [{b}\ne: [1, [2, {{f: 3}}]]\n",
+            b = "[".repeat(MAX_YAML_DEPTH + 1)
+        );
+        assert_eq!(check_yaml_bounds("ok.yaml", &text), Ok(()));
+        let value: serde_yaml::Value = parse_yaml("ok.yaml", &text).unwrap();
+        assert!(value["d"].as_str().unwrap().starts_with('['));
+    }
+
+    #[test]
+    fn real_juju_files_are_within_bounds() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/juju");
+        for entry in std::fs::read_dir(fixtures).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let file = entry.path().display().to_string();
+            assert_eq!(check_yaml_bounds(&file, &text), Ok(()), "{file}");
+            assert!(yaml_depth_exceeds(&text, 10).is_none(), "{file} nests more than 10 levels");
+        }
     }
 
     #[test]

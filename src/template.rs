@@ -1,12 +1,26 @@
 //! The template engine shared by the resolver (relation data a provider publishes) and the
 //! renderer (a charm's `templates/`): minijinja with strict undefined values, no
 //! auto-escaping (the output is YAML, not HTML), and the filters `toyaml` and `b64encode`.
+//!
+//! Templates come from untrusted charms, so every render is bounded: minijinja's own limits
+//! stop single huge ranges, deep recursion and huge string repetition; [`FUEL`] bounds the
+//! instructions one render may run (nested loops), and [`MAX_RENDERED_BYTES`] the text one
+//! application's templates may produce.
+
+use std::io::Write;
 
 use base64::Engine;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
 use crate::charm::Charm;
 use crate::diag::{Problem, Problems};
+
+/// The instructions one template render may run. The seven charms' largest template takes
+/// under 20,000; a million-fold margin still ends a runaway loop within seconds.
+pub const FUEL: u64 = 50_000_000;
+/// The text the templates of one application may render in all (the largest real
+/// application renders under 64 KiB).
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// A charm's compiled templates.
 pub struct TemplateSet {
@@ -41,19 +55,75 @@ impl TemplateSet {
         problems.into_result(TemplateSet { env, documents, origin })
     }
 
-    /// Renders one template of the set.
-    pub fn render(&self, name: &str, context: &Value) -> Result<String, Problem> {
-        self.env
+    /// Renders one template of the set, taking its text out of `budget` (the bytes the
+    /// application's templates may still render).
+    pub fn render(
+        &self,
+        name: &str,
+        context: &Value,
+        budget: &mut usize,
+    ) -> Result<String, Problem> {
+        let mut out = Bounded { text: Vec::new(), limit: *budget, exceeded: false };
+        let result = self
+            .env
             .get_template(name)
-            .and_then(|t| t.render(context))
-            .map_err(|e| template_problem(&self.origin, &e))
+            .and_then(|t| t.render_captured_to(context, &mut out).map(drop));
+        if out.exceeded {
+            return Err(Problem::new(
+                format!("{}/{name}", self.origin),
+                "",
+                format!(
+                    "renders more than {MAX_RENDERED_BYTES} bytes, the limit for one \
+                     application's templates"
+                ),
+            ));
+        }
+        result.map_err(|e| template_problem(&self.origin, &e))?;
+        *budget -= out.text.len();
+        // The template's source is UTF-8 and so is everything it can insert.
+        Ok(String::from_utf8_lossy(&out.text).into_owned())
+    }
+}
+
+/// A writer that refuses to grow past `limit` bytes.
+struct Bounded {
+    text: Vec<u8>,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("rendered text over the limit"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// Renders a one-off template string (a `publishes:` value), naming `file` and `key` in
-/// problems.
+/// problems; bounded like a charm's templates.
 pub fn render_str(file: &str, key: &str, source: &str, context: &Value) -> Result<String, Problem> {
-    new_environment().render_str(source, context).map_err(|e| Problem::new(file, key, describe(&e)))
+    let env = new_environment();
+    let mut out = Bounded { text: Vec::new(), limit: MAX_RENDERED_BYTES, exceeded: false };
+    let result = env
+        .template_from_str(source)
+        .and_then(|t| t.render_captured_to(context, &mut out).map(drop));
+    if out.exceeded {
+        return Err(Problem::new(
+            file,
+            key,
+            format!("renders more than {MAX_RENDERED_BYTES} bytes"),
+        ));
+    }
+    result.map_err(|e| Problem::new(file, key, describe(&e)))?;
+    Ok(String::from_utf8_lossy(&out.text).into_owned())
 }
 
 fn new_environment() -> Environment<'static> {
@@ -61,6 +131,7 @@ fn new_environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
+    env.set_fuel(Some(FUEL));
     env.add_filter("toyaml", |value: Value| -> Result<String, minijinja::Error> {
         let text = serde_yaml::to_string(&value).map_err(|e| {
             minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
@@ -74,6 +145,12 @@ fn new_environment() -> Environment<'static> {
 }
 
 fn describe(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "runs more than {FUEL} template instructions, the limit for one template (a loop \
+             over a huge range?)"
+        );
+    }
     match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.kind().to_string(),
@@ -93,4 +170,25 @@ fn template_problem(origin: &str, e: &minijinja::Error) -> Problem {
         );
     }
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runaway_loops_run_out_of_fuel() {
+        let source =
+            "{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}";
+        let err = render_str("c/metadata.yaml", "k", source, &Value::from(())).unwrap_err();
+        assert!(err.to_string().contains("runs more than 50000000 template instructions"), "{err}");
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let source = "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
+        let err = render_str("c/metadata.yaml", "k", source, &Value::from(())).unwrap_err();
+        assert!(err.to_string().contains("renders more than 16777216 bytes"), "{err}");
+        assert_eq!(render_str("f", "k", "{{ 'ab' * 3 }}", &Value::from(())).unwrap(), "ababab");
+    }
 }

@@ -4,6 +4,7 @@
 //! Archive layout (an uncompressed tar, members sorted, deterministic):
 //! ```text
 //! SHA256SUMS                 sha256sum format: "<hex>  <member>" for every other member
+//! SHA256SUMS.sig             with --sign-key: its minisign signature (see [`signature`])
 //! airgap.json                what is where (see [`Contents`])
 //! bundle.lock                the lock file, if one was given
 //! bundle/<file>              the bundle, then its overlays
@@ -15,13 +16,18 @@
 //! `tar -xf` then `sha256sum -c SHA256SUMS` checks it without charmer; `charmer images push`
 //! takes the archive as is (it finds the layout under `images/`).
 //!
-//! Import checks every checksum before anything else (a mismatch names the member and
-//! nothing is pushed or written), validates the charms, stages the output folder, pushes the
-//! images, and only then moves the folder into place.
+//! Import checks the signature (with a verify key) and every checksum before anything else
+//! (a failure names what failed and nothing is pushed or written), validates the charms,
+//! stages the output folder, pushes the images, and only then moves the folder into place.
+//! The folder keeps the signed manifest under `airgap/` ([`MANIFEST_DIR`]) so the files it
+//! deploys can be checked again later.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub mod signature;
+pub mod unpacked;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -30,6 +36,7 @@ use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
 use crate::registry::layout::{write_tar, Content, Entry};
@@ -40,6 +47,7 @@ use crate::registry::push::{push, PushOptions, PushReport};
 use crate::registry::tarindex::{Limits, TarIndex};
 use crate::registry::RegistryError;
 use crate::resolve::{Lock, Model};
+pub use signature::{Authenticity, SIGNATURE};
 
 /// Why an export or import failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +83,10 @@ impl From<Problem> for AirgapError {
 /// The members holding the checksums and the table of contents.
 pub const CHECKSUMS: &str = "SHA256SUMS";
 const CONTENTS: &str = "airgap.json";
+const IMAGE_INDEX: &str = "images/index.json";
+/// The folder of an unpacked archive that keeps its manifest: `SHA256SUMS`, its signature,
+/// `airgap.json`, the lock as carried and `images/index.json`, under their member names.
+pub const MANIFEST_DIR: &str = "airgap";
 const FORMAT: &str = "charmer-airgap/1";
 
 /// `airgap.json`: which member is what.
@@ -142,6 +154,8 @@ pub struct ExportInputs {
     /// An overlay made of the `--config` and `--config-file` values given at export, applied
     /// after the carried overlays on the air-gapped side (see [`export_overlay`]).
     pub config_overlay: Option<Vec<u8>>,
+    /// Sign the archive's `SHA256SUMS` with this key.
+    pub sign_key: Option<SecretKey>,
 }
 
 /// The member name of the overlay holding the values given on the command line at export.
@@ -223,6 +237,7 @@ impl ExportInputs {
                 name: "bundle.lock".into(),
                 bytes: Lock::of(model).to_yaml().into_bytes(),
             }),
+            sign_key: None,
         })
     }
 }
@@ -329,10 +344,84 @@ pub async fn export(
     entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
     let pulled = fetch_manifests(client, &inputs.images, pull).await?;
     entries.extend(pulled.layout_entries("images/"));
-    let sums = checksums(&entries)?;
-    entries.push(Entry::bytes(CHECKSUMS, sums.into_bytes()));
+    seal(&mut entries, inputs.sign_key.as_ref())?;
     write_tar(entries, out, client, pull.jobs, progress).await?;
     Ok(contents)
+}
+
+/// Adds `SHA256SUMS` for `entries` and, with `key`, its signature.
+fn seal(entries: &mut Vec<Entry>, key: Option<&SecretKey>) -> Result<(), AirgapError> {
+    let sums = checksums(entries)?.into_bytes();
+    if let Some(key) = key {
+        entries.push(Entry::bytes(SIGNATURE, signature::sign(key, &sums)));
+    }
+    entries.push(Entry::bytes(CHECKSUMS, sums));
+    Ok(())
+}
+
+/// Pulls `references` into an image archive at `out`, as [`crate::registry::pull::save`]
+/// does; with `key`, the archive also gets `SHA256SUMS` and its signature, checked by
+/// [`open_verified`].
+pub async fn save_images(
+    client: &Client,
+    references: &[Reference],
+    pull: &PullOptions,
+    out: &Path,
+    key: Option<&SecretKey>,
+    progress: &dyn Progress,
+) -> Result<crate::registry::pull::Pulled, AirgapError> {
+    let Some(key) = key else {
+        return Ok(crate::registry::pull::save(client, references, pull, out, progress).await?);
+    };
+    let pulled = fetch_manifests(client, references, pull).await?;
+    let mut entries = pulled.layout_entries("");
+    seal(&mut entries, Some(key))?;
+    write_tar(entries, out, client, pull.jobs, progress).await?;
+    Ok(pulled)
+}
+
+/// Opens an archive signed by `key` (from `airgap export` or `images save --sign-key`) and
+/// checks the signature and every member's checksum before returning it; any failure names
+/// what failed.
+pub fn open_verified(
+    archive: &Path,
+    key: &PublicKey,
+    progress: &dyn Progress,
+) -> Result<Arc<TarIndex>, AirgapError> {
+    let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
+    check_manifest(&tar, Some(key), progress)?;
+    Ok(tar)
+}
+
+/// Whether an archive opened without a verify key carries a signature nobody checked (and
+/// by which key), for a warning.
+pub fn unchecked_signature(tar: &TarIndex) -> Option<Authenticity> {
+    let signature = tar.read(SIGNATURE, Limits::default().max_document_bytes).ok()?;
+    let id = crate::publish::sign::signer_id(&String::from_utf8_lossy(&signature));
+    Some(Authenticity::Unchecked(id))
+}
+
+/// Checks an archive's signature (refusing an unsigned or unverifiable one when `key` is
+/// given), then every checksum of its `SHA256SUMS` (see [`verify_checksums`]).
+fn check_manifest(
+    tar: &TarIndex,
+    key: Option<&PublicKey>,
+    progress: &dyn Progress,
+) -> Result<Authenticity, AirgapError> {
+    let max = Limits::default().max_document_bytes;
+    if tar.member(CHECKSUMS).is_none() {
+        return Err(Problem::new(tar.label(), CHECKSUMS, "missing: the archive has no checksums")
+            .hint("give an archive written by charmer airgap export or images save --sign-key")
+            .into());
+    }
+    let sums = tar.read(CHECKSUMS, max)?;
+    let signature = match tar.member(SIGNATURE) {
+        Some(_) => Some(tar.read(SIGNATURE, max)?),
+        None => None,
+    };
+    let authenticity = signature::authenticate(tar.label(), &sums, signature.as_deref(), key)?;
+    verify_checksums(tar, &sums, progress)?;
+    Ok(authenticity)
 }
 
 /// `SHA256SUMS` for entries: local files are hashed now, registry blobs are named by their
@@ -366,6 +455,8 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// The folder to create (it must not exist).
     pub out: PathBuf,
+    /// Accept only an archive signed with this key.
+    pub verify_key: Option<PublicKey>,
 }
 
 /// What an import did.
@@ -379,6 +470,8 @@ pub struct ImportReport {
     pub bundle: PathBuf,
     /// The overlays, unpacked, in order.
     pub overlays: Vec<PathBuf>,
+    /// Whether the archive's signature was checked, and by which key it was made.
+    pub authenticity: Authenticity,
 }
 
 /// Imports an air-gap archive (see the module docs).
@@ -395,39 +488,9 @@ pub async fn import(
             .into());
     }
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
-    verify_checksums(&tar, progress.as_ref())?;
+    let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
     let contents = read_contents(&tar)?;
     let charms = read_charms(&tar, &contents)?;
-
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
-    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".charmer-import")
-        .tempdir_in(parent)
-        .map_err(|e| io(parent, e))?;
-    let unpack = |member: &str, name: &str| -> Result<PathBuf, AirgapError> {
-        let bytes = tar.read(member, Limits::default().max_document_bytes)?;
-        let path = staging.path().join(name);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
-        }
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-        Ok(out.join(name))
-    };
-    let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
-    let bundle = unpack(&contents.bundle, &in_bundle(&contents.bundle))?;
-    let overlays = contents
-        .overlays
-        .iter()
-        .map(|o| unpack(o, &in_bundle(o)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (member, bytes) in charms {
-        let name = member.strip_prefix("charms/").unwrap_or(&member);
-        let path = staging.path().join("charms").join(name);
-        std::fs::create_dir_all(staging.path().join("charms")).map_err(|e| io(&path, e))?;
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-    }
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
@@ -437,14 +500,55 @@ pub async fn import(
         }
         None => None,
     };
+    let images = match tar.member("images/oci-layout") {
+        Some(_) => Some(ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?),
+        None => None,
+    };
+    check_images(&tar, &contents, images.as_ref())?;
 
-    let push_report = if tar.member("images/oci-layout").is_some() {
-        let images = ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?;
-        let push_options =
-            PushOptions { registry: options.registry.clone(), jobs: options.jobs, verified: true };
-        push(client, &images, &push_options, progress).await?
-    } else {
-        PushReport::default()
+    // Everything the folder will hold is read (and so bounded) before the first write.
+    let max = Limits::default().max_document_bytes;
+    let in_bundle = |member: &str| member.strip_prefix("bundle/").unwrap_or(member).to_string();
+    let mut files = Vec::new();
+    for member in std::iter::once(&contents.bundle).chain(&contents.overlays) {
+        files.push((in_bundle(member), tar.read(member, max)?));
+    }
+    files.extend(charms);
+    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX]
+        .into_iter()
+        .chain(contents.lock.as_deref())
+        .filter(|member| tar.member(member).is_some());
+    for member in manifest {
+        files.push((format!("{MANIFEST_DIR}/{member}"), tar.read(member, max)?));
+    }
+    let bundle = out.join(in_bundle(&contents.bundle));
+    let overlays = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
+
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".charmer-import")
+        .tempdir_in(parent)
+        .map_err(|e| io(parent, e))?;
+    for (name, bytes) in files {
+        let path = staging.path().join(name);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
+        }
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+    }
+
+    let push_report = match &images {
+        Some(images) => {
+            let push_options = PushOptions {
+                registry: options.registry.clone(),
+                jobs: options.jobs,
+                verified: true,
+            };
+            push(client, images, &push_options, progress).await?
+        }
+        None => PushReport::default(),
     };
     if let Some(mut lock) = lock {
         pin_lock(&mut lock, &push_report, &options.registry);
@@ -455,7 +559,7 @@ pub async fn import(
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    Ok(ImportReport { contents, push: push_report, bundle, overlays })
+    Ok(ImportReport { contents, push: push_report, bundle, overlays, authenticity })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -481,11 +585,16 @@ pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> us
     pinned
 }
 
-/// Checks `SHA256SUMS` against every member: each member listed, each listed member present,
-/// each checksum right. All problems are reported together.
-fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), AirgapError> {
+/// Checks `sums` (the `SHA256SUMS` bytes) against every member: each member listed (but
+/// the checksums and their signature), each listed once, each listed member present, each
+/// checksum right. All problems are reported together.
+fn verify_checksums(
+    tar: &TarIndex,
+    sums: &[u8],
+    progress: &dyn Progress,
+) -> Result<(), AirgapError> {
     let label = tar.label().to_string();
-    let text = String::from_utf8(tar.read(CHECKSUMS, Limits::default().max_document_bytes)?)
+    let text = std::str::from_utf8(sums)
         .map_err(|_| Problem::new(&label, CHECKSUMS, "is not UTF-8 text"))?;
     let mut problems = Problems::default();
     let mut listed: BTreeMap<String, String> = BTreeMap::new();
@@ -499,7 +608,13 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
                     && hex.bytes().all(|b| b.is_ascii_hexdigit())
                     && unsafe_name_reason(name).is_none() =>
             {
-                listed.insert(name.to_string(), hex.to_ascii_lowercase());
+                if listed.insert(name.to_string(), hex.to_ascii_lowercase()).is_some() {
+                    problems.push(Problem::new(
+                        &label,
+                        format!("{CHECKSUMS}: line {}", n + 1),
+                        format!("lists {name} a second time"),
+                    ));
+                }
             }
             _ => problems.push(Problem::new(
                 &label,
@@ -509,7 +624,7 @@ fn verify_checksums(tar: &TarIndex, progress: &dyn Progress) -> Result<(), Airga
         }
     }
     for name in tar.names() {
-        if name != CHECKSUMS && !listed.contains_key(name) {
+        if name != CHECKSUMS && name != SIGNATURE && !listed.contains_key(name) {
             problems.push(
                 Problem::new(&label, name, format!("not listed in {CHECKSUMS}"))
                     .hint("the archive was changed after it was written"),
@@ -583,15 +698,27 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
             .hint("import it with the charmer version that wrote it"),
         );
     }
-    let members = std::iter::once(&contents.bundle)
-        .chain(&contents.overlays)
-        .chain(&contents.charms)
-        .chain(&contents.lock);
-    for member in members {
-        let placed = member.starts_with("bundle/")
-            || member.starts_with("charms/")
-            || member == "bundle.lock";
-        if !placed || tar.member(member).is_none() {
+    // Where each member is unpacked: bundle files beside the folder's own files, which they
+    // must not replace, charms in charms/, the lock as bundle.lock.
+    let reserved = ["bundle.lock", "retagged-images.txt", "charms", MANIFEST_DIR];
+    let file_in = |member: &str, folder: &str| {
+        member.strip_prefix(folder).is_some_and(|name| !name.is_empty() && !name.contains('/'))
+    };
+    let bundle_files = std::iter::once(&contents.bundle).chain(&contents.overlays);
+    let placed = bundle_files
+        .map(|m| {
+            (m, file_in(m, "bundle/") && !reserved.iter().any(|r| m.ends_with(&format!("/{r}"))))
+        })
+        .chain(contents.charms.iter().map(|m| (m, file_in(m, "charms/") && m.ends_with(".charm"))))
+        .chain(contents.lock.iter().map(|m| (m, m == "bundle.lock")));
+    for (member, placed) in placed {
+        if !placed {
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "is not where an air-gap archive keeps such a file",
+            ));
+        } else if tar.member(member).is_none() {
             problems.push(Problem::new(
                 label,
                 format!("{CONTENTS}: {member}"),
@@ -600,6 +727,27 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
         }
     }
     problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Checks that the images `airgap.json` lists are the ones the archive holds.
+fn check_images(
+    tar: &TarIndex,
+    contents: &Contents,
+    images: Option<&ImageArchive>,
+) -> Result<(), AirgapError> {
+    let listed: BTreeSet<&Reference> = contents.images.iter().collect();
+    let held: BTreeSet<&Reference> =
+        images.iter().flat_map(|i| i.images.iter().map(|n| &n.reference)).collect();
+    let mut problems = Problems::default();
+    for missing in listed.difference(&held) {
+        let problem = format!("lists {missing}, which is not under images/");
+        problems.push(Problem::new(tar.label(), CONTENTS, problem));
+    }
+    for extra in held.difference(&listed) {
+        let problem = format!("holds {extra}, which {CONTENTS} does not list");
+        problems.push(Problem::new(tar.label(), IMAGE_INDEX, problem));
+    }
+    problems.into_result(()).map_err(AirgapError::from)
 }
 
 /// Reads and validates every charm (the same checks as for any untrusted `.charm`).

@@ -164,7 +164,7 @@ fn check_keys<'a>(
 
 pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::contract::read_yaml_file(path).map_err(|e| {
         let hint = match kind {
             Kind::Bundle => "give a bundle.yaml or a folder holding one",
             Kind::Overlay => "check the --overlay path",

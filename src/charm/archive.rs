@@ -374,8 +374,14 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
             problems.push(p);
             continue;
         }
-        let data = std::fs::read(entry.path()).map_err(|e| io(entry.path(), e))?;
-        total += data.len() as u64;
+        // The size is checked before the file is read, so a huge file costs nothing.
+        let size = entry.metadata().map_err(|e| io(entry.path(), e.into()))?.len();
+        let data = if total + size > limits.max_total_bytes {
+            Vec::new()
+        } else {
+            std::fs::read(entry.path()).map_err(|e| io(entry.path(), e))?
+        };
+        total += size.max(data.len() as u64);
         if total > limits.max_total_bytes {
             return Err(Problem::new(
                 &label,

@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 
 use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
 use super::{line, runtime, ResolveArgs};
-use crate::airgap::{self, ExportInputs, ImportOptions};
+use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
+use crate::publish;
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -33,6 +34,10 @@ pub struct ExportArgs {
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Sign the archive (its SHA256SUMS, which covers every member) with this secret key
+    /// (PREFIX.key from keygen, or an unencrypted minisign key).
+    #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -52,6 +57,10 @@ pub struct ImportArgs {
     /// The folder to unpack into (must not exist).
     #[arg(long)]
     pub out: PathBuf,
+    /// Accept only an archive signed with this public key (PREFIX.pub from keygen, or a
+    /// minisign public key); anything else is refused before anything is pushed or written.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -68,8 +77,10 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 }
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
+    let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
     let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
-    let inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
+    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
+    inputs.sign_key = sign_key;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
@@ -80,12 +91,16 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         line(
             out,
             format_args!(
-                "wrote {}: bundle, {} overlays, {} charms, {} images{}",
+                "wrote {}: bundle, {} overlays, {} charms, {} images{}{}",
                 args.out.display(),
                 contents.overlays.len(),
                 contents.charms.len(),
                 contents.images.len(),
-                if contents.lock.is_some() { ", lock" } else { "" }
+                if contents.lock.is_some() { ", lock" } else { "" },
+                match &inputs.sign_key {
+                    Some(key) => format!("; signed by key {}", key.public().id()),
+                    None => String::new(),
+                }
             ),
         )?;
     }
@@ -93,18 +108,26 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
 }
 
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
+    let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
     let options = ImportOptions {
         registry: args.registry,
         jobs: args.connection.jobs.into(),
         out: args.out.clone(),
+        verify_key,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =
         runtime()?.block_on(airgap::import(&client, &args.archive, &options, bars.clone()))?;
     bars.clear();
+    if let Some(warning) = report.authenticity.warning(&args.archive.display().to_string()) {
+        eprintln!("warning: {}", crate::diag::escape_controls(&warning));
+    }
     if !args.connection.quiet {
+        if let Authenticity::Verified(id) = &report.authenticity {
+            line(out, format_args!("verified: signed by key {id}"))?;
+        }
         print_report(out, &report.push)?;
         line(out, format_args!("unpacked into {}", args.out.display()))?;
         let mut deploy = format!("charmer deploy {}", report.bundle.display());
@@ -113,6 +136,10 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         }
         deploy
             .push_str(&format!(" --image-map {}", args.out.join("retagged-images.txt").display()));
+        if let (Authenticity::Verified(_), Some(key)) = (&report.authenticity, &args.verify_key) {
+            // Deploy re-checks the folder against the signed manifest it kept.
+            deploy.push_str(&format!(" --verify-key {}", key.display()));
+        }
         line(out, format_args!("next: {deploy}"))?;
     }
     Ok(ExitCode::SUCCESS)

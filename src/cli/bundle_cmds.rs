@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{line, stdout_error, Output, TlsArgs};
+use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
 use crate::resolve::{Inputs, Lock, Model};
@@ -24,7 +25,9 @@ pub struct ResolveArgs {
     #[arg(long = "charms", value_name = "DIR|INDEX|URL")]
     pub charm_dirs: Vec<PathBuf>,
     /// Accept only charms signed with this public key (from published indexes or signed
-    /// .charm archives; source folders are refused).
+    /// .charm archives; source folders are refused). On a folder `airgap import` unpacked,
+    /// its signed manifest is checked first and authenticates the bundle, overlays, charms
+    /// and image digests.
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
     /// Overlay applied on the bundle (repeatable, in order).
@@ -58,8 +61,18 @@ impl ResolveArgs {
         self
     }
 
-    /// Loads and resolves the bundle.
+    /// Loads and resolves the bundle. With `--verify-key` on a folder `airgap import`
+    /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
+    /// first, and the resolved charms and image digests after (see [`Unpacked`]).
     pub fn resolve(&self) -> Result<Model, Error> {
+        let bundle = crate::bundle::bundle_file(&self.bundle);
+        let unpacked = match (&self.verify_key, unpacked::imported_folder(&bundle)) {
+            (Some(key), Some(folder)) => {
+                let key = crate::publish::load_public_key(key)?;
+                Some(Unpacked::open(&folder, &key, &bundle, &self.overlays)?)
+            }
+            _ => None,
+        };
         let inputs = Inputs {
             bundle: BundleInput {
                 bundle: self.bundle.clone(),
@@ -72,12 +85,17 @@ impl ResolveArgs {
             registry: self.registry.clone(),
             image_map: self.image_map.clone(),
             verify_key: self.verify_key.clone(),
+            verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
             tls: self.tls.clone(),
         };
         let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);
         print_warnings(&warnings);
-        Ok(model?)
+        let model = model?;
+        if let Some(unpacked) = &unpacked {
+            unpacked.check(&model)?;
+        }
+        Ok(model)
     }
 }
 

@@ -14,12 +14,13 @@ use super::{line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
+use crate::publish;
 use crate::registry::archive::ImageArchive;
 use crate::registry::auth::{Credentials, Keychain};
 use crate::registry::client::{Client, ClientOptions};
 use crate::registry::manifest::Platform;
 use crate::registry::progress::{Progress, Task};
-use crate::registry::pull::{self, PullOptions};
+use crate::registry::pull::PullOptions;
 use crate::registry::push::{self, PushOptions, PushReport};
 use crate::registry::tarindex::Limits;
 use crate::resolve::Model;
@@ -71,6 +72,10 @@ pub struct SaveArgs {
     /// The archive to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Add SHA256SUMS (every member) and sign it with this secret key (PREFIX.key from
+    /// keygen, or an unencrypted minisign key).
+    #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -124,6 +129,11 @@ pub struct PushArgs {
     /// Point this bundle.lock's images at where they were pushed (with digests).
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,
+    /// Accept only an archive signed with this public key (from airgap export or images
+    /// save --sign-key); its signature and every checksum are checked before anything is
+    /// pushed or written.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -141,6 +151,7 @@ pub(super) fn parse_registry(text: &str) -> Result<Registry, String> {
 }
 
 pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
+    let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
     let references = match (&args.from_list, &args.resolve) {
         (Some(list), _) => read_list(list)?,
         (None, Some(resolve)) => {
@@ -158,8 +169,14 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
-    let pulled =
-        runtime()?.block_on(pull::save(&client, &references, &options, &args.out, &bars))?;
+    let pulled = runtime()?.block_on(airgap::save_images(
+        &client,
+        &references,
+        &options,
+        &args.out,
+        sign_key.as_ref(),
+        &bars,
+    ))?;
     bars.clear();
     if !args.connection.quiet {
         for (reference, descriptor) in &pulled.images {
@@ -169,11 +186,15 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
         line(
             out,
             format_args!(
-                "wrote {}: {} images, {} blobs, {}",
+                "wrote {}: {} images, {} blobs, {}{}",
                 args.out.display(),
                 pulled.images.len(),
                 pulled.blobs.len(),
-                human_bytes(size)
+                human_bytes(size),
+                match &sign_key {
+                    Some(key) => format!("; signed by key {}", key.public().id()),
+                    None => String::new(),
+                }
             ),
         )?;
     }
@@ -183,7 +204,24 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
 pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Error> {
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
-    let archive = ImageArchive::open(&args.archive, &Limits::default())?;
+    let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
+    let bars = Arc::new(Bars::new(args.connection.quiet));
+    let archive = match &verify_key {
+        Some(key) => {
+            let tar = airgap::open_verified(&args.archive, key, bars.as_ref())?;
+            ImageArchive::from_index(tar, &Limits::default())?
+        }
+        None => {
+            let archive = ImageArchive::open(&args.archive, &Limits::default())?;
+            let label = args.archive.display().to_string();
+            if let Some(warning) = airgap::unchecked_signature(archive.tar())
+                .and_then(|unchecked| unchecked.warning(&label))
+            {
+                eprintln!("warning: {}", crate::diag::escape_controls(&warning));
+            }
+            archive
+        }
+    };
     let lock = match &args.lock {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -193,9 +231,11 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         None => None,
     };
     let registry = args.registry.clone();
-    let options =
-        PushOptions { registry: args.registry, jobs: args.connection.jobs.into(), verified: false };
-    let bars = Arc::new(Bars::new(args.connection.quiet));
+    let options = PushOptions {
+        registry: args.registry,
+        jobs: args.connection.jobs.into(),
+        verified: verify_key.is_some(),
+    };
     let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
     bars.clear();
     write_retagged(&args.retagged_out, &report)?;
@@ -208,6 +248,9 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         None => None,
     };
     if !args.connection.quiet {
+        if let Some(key) = &verify_key {
+            line(out, format_args!("verified: signed by key {}", key.id()))?;
+        }
         print_report(out, &report)?;
         line(out, format_args!("wrote {}", args.retagged_out.display()))?;
         if let Some((path, pinned)) = pinned {

@@ -175,6 +175,14 @@ impl PublicKey {
     }
 }
 
+/// The id of the key that made a signature (a signature file's text), without checking it:
+/// for telling the user which key signed what they did not verify.
+pub fn signer_id(signature: &str) -> Option<String> {
+    let raw = payload("", signature, "signature").ok().filter(|raw| raw.len() == SIG_LEN)?;
+    let id: [u8; 8] = raw[2..10].try_into().ok()?;
+    Some(key_id_text(&id))
+}
+
 /// The trusted comment and its signature: the two lines after the signature line.
 fn trusted_comment(file: &str, text: &str) -> Result<(String, Signature), Problem> {
     let bad = |m: &str| Problem::new(file, "trusted comment", m.to_string());
@@ -312,6 +320,8 @@ mod tests {
         let public = secret.public();
         let sig = secret.sign("a_1.0.0.charm", b"content");
         assert_eq!(sig, secret.sign("a_1.0.0.charm", b"content"));
+        assert_eq!(signer_id(&sig), Some(public.id()));
+        assert_eq!(signer_id("not a signature"), None);
         public.verify("dist/a_1.0.0.charm", "a_1.0.0.charm", b"content", &sig).unwrap();
 
         let tampered =

@@ -73,7 +73,12 @@ const MAX_DEPTH: usize = 4;
 impl ImageArchive {
     /// Reads an archive file (see the module docs for the formats).
     pub fn open(path: &Path, limits: &Limits) -> Result<ImageArchive, RegistryError> {
-        let tar = Arc::new(TarIndex::open(path, limits)?);
+        Self::from_index(Arc::new(TarIndex::open(path, limits)?), limits)
+    }
+
+    /// Reads the images of an indexed tar: at its top, or under `images/` in an air-gap
+    /// archive.
+    pub fn from_index(tar: Arc<TarIndex>, limits: &Limits) -> Result<ImageArchive, RegistryError> {
         let prefix = if tar.member("oci-layout").is_none()
             && tar.member("manifest.json").is_none()
             && tar.member("images/oci-layout").is_some()

@@ -62,3 +62,109 @@ fn collect_images<'a>(value: &'a Value, found: &mut Vec<(&'a str, &'a str)>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::images::Registry;
+    use crate::resolve::testing::{app, charm, lines, model};
+    use crate::resolve::Image;
+
+    const UPSTREAM: &str = "upstream.example/shop/backend:1.0";
+    const PRIVATE: &str = "registry.example:5000/shop/backend:1.0";
+
+    /// Lints `objects` of application `backend`, whose one image resolved to `target`.
+    fn lint(target: &str, registry: Option<&str>, objects: &[Value]) -> Problems {
+        let mut backend = app("backend", charm("backend", "", ""));
+        let image = Image { source: UPSTREAM.parse().unwrap(), target: target.parse().unwrap() };
+        backend.images.insert("image".into(), image);
+        let registry: Option<Registry> = registry.map(|r| r.parse().unwrap());
+        let model = model(vec![backend], registry);
+        let objects: Vec<RenderedObject> = objects
+            .iter()
+            .map(|o| RenderedObject {
+                app: "backend".into(),
+                template: "templates/backend.yaml".into(),
+                object: o.clone(),
+            })
+            .collect();
+        let mut problems = Problems::default();
+        check(&model, &objects, &mut problems);
+        problems
+    }
+
+    fn deployment(pod: Value) -> Value {
+        json!({"kind": "Deployment", "metadata": {"name": "backend"},
+               "spec": {"template": {"spec": pod}}})
+    }
+
+    #[test]
+    fn resolved_images_in_the_registry_pass() {
+        let pod = json!({"initContainers": [{"name": "setup", "image": PRIVATE}],
+                         "containers": [{"name": "main", "image": PRIVATE}]});
+        let problems = lint(PRIVATE, Some("registry.example:5000"), &[deployment(pod)]);
+        assert!(problems.is_empty(), "{problems}");
+    }
+
+    #[test]
+    fn every_container_list_is_checked_and_named_with_file_and_container() {
+        let pod = json!({"containers": [{"name": "main", "image": UPSTREAM}],
+                         "initContainers": [{"name": "setup", "image": PRIVATE}],
+                         "ephemeralContainers": [{"name": "debug", "image": "busybox"}]});
+        let problems = lint(PRIVATE, Some("registry.example:5000"), &[deployment(pod)]);
+        let hint = "(hint: declare it as an oci-image resource in metadata.yaml and use {{ \
+                    images.<resource> }})";
+        assert_eq!(
+            lines(&problems),
+            [
+                format!(
+                    "charms/backend/templates/backend.yaml: application backend: Deployment \
+                     backend: container main: image {UPSTREAM} is not one of the charm's \
+                     resolved images {hint}"
+                ),
+                format!(
+                    "charms/backend/templates/backend.yaml: application backend: Deployment \
+                     backend: container debug: image busybox is not one of the charm's resolved \
+                     images {hint}"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_templates_inside_custom_resources_are_checked() {
+        let service = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "backend-fn"},
+            "spec": {"template": {"spec": {"containers": [{"name": "user", "image": UPSTREAM}]}}}});
+        let problems = lint(PRIVATE, Some("registry.example:5000"), &[service]);
+        assert_eq!(problems.0.len(), 1, "{problems}");
+        assert_eq!(problems.0[0].key, "application backend: Service backend-fn: container user");
+    }
+
+    #[test]
+    fn a_resolved_image_outside_the_private_registry_is_reported() {
+        // An image map may send an image anywhere; the registry still has the last word.
+        let mirrored = "mirror.example/shop/backend:1.0";
+        let pod = json!({"containers": [{"name": "main", "image": mirrored}]});
+        let problems = lint(mirrored, Some("registry.example:5000"), &[deployment(pod)]);
+        assert_eq!(problems.0.len(), 1, "{problems}");
+        assert_eq!(
+            problems.0[0].message,
+            format!("image {mirrored} is not in the registry registry.example:5000")
+        );
+    }
+
+    #[test]
+    fn without_a_registry_resolved_upstream_images_pass_but_a_missing_image_does_not() {
+        let pod = json!({"containers": [{"name": "main", "image": UPSTREAM}, {"name": "sidecar"}]});
+        let problems = lint(UPSTREAM, None, &[deployment(pod)]);
+        assert_eq!(problems.0.len(), 1, "{problems}");
+        assert_eq!(problems.0[0].key, "application backend: Deployment backend: container sidecar");
+        assert_eq!(
+            problems.0[0].hint.as_deref(),
+            Some("use {{ images.<resource> }} for the image")
+        );
+    }
+}

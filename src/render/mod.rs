@@ -116,8 +116,9 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
         let mut objects = Vec::new();
         if let Some(set) = sets.get(&set_key(app)) {
             let ctx = template_context(model, app, true);
+            let mut budget = crate::template::MAX_RENDERED_BYTES;
             for name in &set.documents {
-                match set.render(name, &ctx) {
+                match set.render(name, &ctx, &mut budget) {
                     Ok(text) => {
                         objects.extend(parse_documents(model, app, name, &text, &mut problems))
                     }

@@ -59,3 +59,138 @@ pub(super) fn effective(
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::bundle::OptionSetting;
+    use crate::charm::ConfigValue;
+    use crate::resolve::testing::{app_spec, charm, lines};
+
+    const CONFIG: &str = "options:\n  port: {type: int, default: 8080}\n  \
+                          title: {type: string, default: Shop}\n  theme: {type: string}\n  \
+                          debug: {type: boolean, default: false}\n  \
+                          mode: {type: string, default: fast, enum: [fast, safe]}\n";
+
+    /// The effective config of application `backend` with `options` set, and the problems.
+    fn effective_with(
+        options: &[(&str, RawValue, Source)],
+    ) -> (BTreeMap<String, Setting>, Problems) {
+        let mut spec = app_spec("backend");
+        for (name, value, source) in options {
+            let setting = OptionSetting { value: value.clone(), source: source.clone() };
+            spec.options.insert(name.to_string(), setting);
+        }
+        let mut problems = Problems::default();
+        let config = effective("backend", &spec, &charm("backend", "", CONFIG), &mut problems);
+        (config, problems)
+    }
+
+    fn yaml(text: &str) -> RawValue {
+        RawValue::Yaml(serde_yaml::from_str(text).unwrap())
+    }
+
+    fn overlay() -> Source {
+        Source::Overlay(PathBuf::from("overlays/prod.yaml"))
+    }
+
+    #[test]
+    fn defaults_fill_every_option_left_unset_and_say_so() {
+        let (config, problems) = effective_with(&[]);
+        assert!(problems.is_empty(), "{problems}");
+        let shown: Vec<String> =
+            config.iter().map(|(k, s)| format!("{k}={} ({})", s.value, s.source)).collect();
+        // theme has no default, so it has no value at all.
+        assert_eq!(
+            shown,
+            [
+                "debug=false (charm default)",
+                "mode=\"fast\" (charm default)",
+                "port=8080 (charm default)",
+                "title=\"Shop\" (charm default)"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_value_set_keeps_the_source_that_set_it() {
+        let (config, problems) = effective_with(&[
+            ("port", yaml("9090"), overlay()),
+            ("theme", yaml("dark"), Source::ConfigFile(PathBuf::from("values.yaml"))),
+            ("title", RawValue::Text("Big Shop".into()), Source::CommandLine),
+            ("mode", yaml("safe"), Source::Bundle(PathBuf::from("bundle.yaml"))),
+        ]);
+        assert!(problems.is_empty(), "{problems}");
+        let got = |k: &str| (config[k].value.clone(), config[k].source.to_string());
+        assert_eq!(got("port"), (ConfigValue::Int(9090), "overlay overlays/prod.yaml".into()));
+        assert_eq!(
+            got("theme"),
+            (ConfigValue::String("dark".into()), "config file values.yaml".into())
+        );
+        assert_eq!(got("title"), (ConfigValue::String("Big Shop".into()), "--config".into()));
+        assert_eq!(got("mode"), (ConfigValue::String("safe".into()), "bundle bundle.yaml".into()));
+        assert_eq!(got("debug"), (ConfigValue::Boolean(false), "charm default".into()));
+    }
+
+    #[test]
+    fn command_line_text_is_parsed_by_the_options_type() {
+        let (config, problems) = effective_with(&[
+            ("debug", RawValue::Text("True".into()), Source::CommandLine),
+            ("port", RawValue::Text("80a".into()), Source::CommandLine),
+        ]);
+        assert_eq!(config["debug"].value, ConfigValue::Boolean(true));
+        assert_eq!(
+            lines(&problems),
+            ["--config: applications.backend.options.port: expected an int (base 10), got \
+              \"80a\" (option type int)"]
+        );
+        // The bad value does not replace the default.
+        assert_eq!(
+            config["port"],
+            Setting { value: ConfigValue::Int(8080), source: Source::Default }
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_values_name_the_file_that_set_them() {
+        let (_, problems) = effective_with(&[
+            ("port", yaml("'8080'"), overlay()),
+            ("mode", yaml("slow"), Source::Bundle(PathBuf::from("bundle.yaml"))),
+        ]);
+        let lines = lines(&problems);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("bundle.yaml: applications.backend.options.mode: "),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("allowed values: \"fast\", \"safe\""), "{}", lines[0]);
+        assert!(
+            lines[1].starts_with("overlays/prod.yaml: applications.backend.options.port: "),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].ends_with("(option type int)"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn unknown_options_are_reported_with_the_closest_name_when_there_is_one() {
+        let (config, problems) = effective_with(&[
+            ("prot", yaml("1"), overlay()),
+            ("colour", yaml("red"), Source::CommandLine),
+        ]);
+        assert!(!config.contains_key("prot"));
+        assert_eq!(
+            lines(&problems),
+            [
+                "--config: applications.backend.options.colour: unknown option \"colour\" (hint: \
+                 charm backend options: debug, mode, port, theme, title)",
+                "overlays/prod.yaml: applications.backend.options.prot: unknown option \"prot\" \
+                 (hint: did you mean \"port\"? (charm backend options: debug, mode, port, theme, \
+                 title))",
+            ]
+        );
+    }
+}

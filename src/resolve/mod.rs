@@ -9,7 +9,7 @@ pub mod model;
 pub mod plan;
 mod relations;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,6 +52,9 @@ pub struct Inputs {
     pub image_map: Option<PathBuf>,
     /// A public key: only charms signed with it are accepted.
     pub verify_key: Option<PathBuf>,
+    /// SHA-256s of charm archives already authenticated by a manifest signed with that key
+    /// (an imported air-gap archive's): accepted without a signature of their own.
+    pub verified_charms: BTreeSet<String>,
     /// How to reach published indexes given as URLs.
     pub tls: TlsOptions,
 }
@@ -97,7 +100,8 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         // Resolving unverified charms would only add noise to the key's problem.
         return Err(problems.into());
     }
-    let (repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
+    let (mut repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
+    repo.trust(inputs.verified_charms.clone());
     problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),
@@ -303,3 +307,7 @@ fn is_dns_label(name: &str) -> bool {
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
+
+// Last in the file: tests/it/layering.rs reads only what comes before the first cfg(test).
+#[cfg(test)]
+pub(crate) mod testing;

@@ -281,3 +281,224 @@ pub(super) fn publish_data(model: &mut Model, problems: &mut Problems) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::resolve::testing::{app, app_spec, charm, lines, model};
+
+    /// frontend → backend → mongodb, and an admin that could take backend's API twice.
+    fn apps() -> BTreeMap<String, Application> {
+        let backend = "provides:\n  api:\n    interface: http\n    \
+                       publishes: {url: 'http://{{ app }}.{{ namespace }}:8080'}\n\
+                       requires:\n  database: mongodb\n";
+        let admin = "requires:\n  api: http\n  stats: {interface: http, optional: true}\n";
+        [
+            app("frontend", charm("frontend", "requires:\n  api: http\n", "")),
+            app("backend", charm("backend", backend, "")),
+            app(
+                "mongodb",
+                charm("mongodb", "provides:\n  database: {interface: mongodb, limit: 1}\n", ""),
+            ),
+            app("admin", charm("admin", admin, "")),
+        ]
+        .into_iter()
+        .map(|a| (a.name.clone(), a))
+        .collect()
+    }
+
+    /// A bundle of `apps` (each defined in bundle.yaml) with `relations` written as
+    /// `app` or `app:endpoint`.
+    fn bundle(apps: &[&str], relations: &[[&str; 2]]) -> Bundle {
+        let end = |text: &str| match text.split_once(':') {
+            Some((app, ep)) => RelationEnd { app: app.into(), endpoint: Some(ep.into()) },
+            None => RelationEnd { app: text.into(), endpoint: None },
+        };
+        Bundle {
+            file: PathBuf::from("bundle.yaml"),
+            name: "shop".into(),
+            applications: apps.iter().map(|a| (a.to_string(), app_spec(a))).collect(),
+            relations: relations
+                .iter()
+                .enumerate()
+                .map(|(index, [a, b])| RelationSpec {
+                    ends: [end(a), end(b)],
+                    file: PathBuf::from("bundle.yaml"),
+                    index,
+                })
+                .collect(),
+            files_read: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn resolve_all(
+        bundle: &Bundle,
+        apps: &BTreeMap<String, Application>,
+    ) -> (Vec<Relation>, Problems) {
+        let mut problems = Problems::default();
+        let relations = resolve(bundle, apps, &mut problems);
+        (relations, problems)
+    }
+
+    fn end(app: &str, endpoint: &str) -> (String, String) {
+        (app.to_string(), endpoint.to_string())
+    }
+
+    #[test]
+    fn endpoints_left_out_are_found_by_interface_and_ends_are_sorted() {
+        let b = bundle(
+            &["frontend", "backend", "mongodb"],
+            &[["frontend", "backend"], ["mongodb", "backend"]],
+        );
+        let (relations, problems) = resolve_all(&b, &apps());
+        assert!(problems.is_empty(), "{problems}");
+        assert_eq!(
+            relations,
+            vec![
+                Relation {
+                    a: end("backend", "api"),
+                    b: end("frontend", "api"),
+                    interface: "http".into()
+                },
+                Relation {
+                    a: end("backend", "database"),
+                    b: end("mongodb", "database"),
+                    interface: "mongodb".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn two_fitting_endpoint_pairs_are_ambiguous_and_the_hint_names_both() {
+        let b = bundle(&["admin", "backend"], &[["admin", "backend"]]);
+        let (relations, problems) = resolve_all(&b, &apps());
+        assert!(relations.is_empty());
+        assert_eq!(
+            lines(&problems),
+            ["bundle.yaml: relations[0]: ambiguous relation admin - backend (hint: name the \
+              endpoints: [admin:api, backend:api] or [admin:stats, backend:api])"]
+        );
+    }
+
+    #[test]
+    fn named_endpoints_must_exist_share_an_interface_and_pair_provides_with_requires() {
+        let b = bundle(
+            &["frontend", "backend", "mongodb"],
+            &[
+                ["frontend:web", "backend"],
+                ["frontend:api", "mongodb:database"],
+                ["frontend:api", "backend:database"],
+            ],
+        );
+        let (_, problems) = resolve_all(&b, &apps());
+        assert_eq!(
+            lines(&problems),
+            [
+                "bundle.yaml: relations[0]: application \"frontend\" (charm frontend) has no \
+                 endpoint \"web\" (hint: endpoints: api)",
+                "bundle.yaml: relations[1]: interface mismatch: frontend:api uses \"http\" but \
+                 mongodb:database uses \"mongodb\" (hint: relate endpoints that share an \
+                 interface)",
+                "bundle.yaml: relations[2]: interface mismatch: frontend:api uses \"http\" but \
+                 backend:database uses \"mongodb\" (hint: relate endpoints that share an \
+                 interface)",
+            ]
+        );
+    }
+
+    #[test]
+    fn two_requires_endpoints_of_one_interface_cannot_be_related() {
+        let b = bundle(&["frontend", "admin"], &[["frontend:api", "admin:api"]]);
+        let (_, problems) = resolve_all(&b, &apps());
+        assert_eq!(
+            lines(&problems),
+            ["bundle.yaml: relations[0]: frontend:api (requires) and admin:api (requires) cannot \
+              be related (hint: a relation joins a provides endpoint to a requires endpoint)"]
+        );
+    }
+
+    #[test]
+    fn unknown_applications_and_duplicates_are_reported_at_their_index() {
+        let b = bundle(
+            &["frontend", "backend"],
+            &[["frontend", "backend"], ["frontend", "cache"], ["backend:api", "frontend:api"]],
+        );
+        let (relations, problems) = resolve_all(&b, &apps());
+        assert_eq!(relations.len(), 1);
+        assert_eq!(
+            lines(&problems),
+            [
+                "bundle.yaml: relations[1]: unknown application \"cache\" (hint: add it under \
+                 applications or fix the name)",
+                "bundle.yaml: relations[2]: duplicate relation backend:api - frontend:api",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_in_more_relations_than_its_limit_is_reported() {
+        let mut apps = apps();
+        apps.insert("backend-2".into(), app("backend-2", apps["backend"].charm.clone()));
+        let b = bundle(
+            &["backend", "backend-2", "mongodb"],
+            &[["backend", "mongodb"], ["backend-2", "mongodb"]],
+        );
+        let (relations, problems) = resolve_all(&b, &apps);
+        assert_eq!(relations.len(), 2);
+        assert_eq!(
+            lines(&problems),
+            ["bundle.yaml: relations: mongodb:database is in 2 relations, more than its limit of 1"]
+        );
+    }
+
+    #[test]
+    fn unrelated_required_endpoints_are_reported_with_the_relation_to_add() {
+        let apps = apps();
+        let b = bundle(&["frontend", "backend", "admin"], &[["frontend", "backend"]]);
+        let (relations, _) = resolve_all(&b, &apps);
+        let mut problems = Problems::default();
+        let only = |names: &[&str]| -> BTreeMap<String, Application> {
+            names.iter().map(|n| (n.to_string(), apps[*n].clone())).collect()
+        };
+        check_required(&b, &only(&["frontend", "backend", "admin"]), &relations, &mut problems);
+        // admin's optional stats endpoint is not reported.
+        assert_eq!(
+            lines(&problems),
+            [
+                "bundle.yaml: applications.admin: requires endpoint \"api\" (interface http) is \
+                 not related (hint: add the relation [admin:api, backend:api])",
+                "bundle.yaml: applications.backend: requires endpoint \"database\" (interface \
+                 mongodb) is not related (hint: add an application providing interface \
+                 \"mongodb\" and relate it)",
+            ]
+        );
+    }
+
+    #[test]
+    fn published_data_is_rendered_with_the_providers_context_and_given_to_the_requirer() {
+        let apps = apps();
+        let b = bundle(&["frontend", "backend"], &[["frontend", "backend"]]);
+        let (relations, _) = resolve_all(&b, &apps);
+        let mut model = model(vec![apps["frontend"].clone(), apps["backend"].clone()], None);
+        model.relations = relations;
+        let mut problems = Problems::default();
+        publish_data(&mut model, &mut problems);
+        assert!(problems.is_empty(), "{problems}");
+        let data = &model.applications["frontend"].relation_data["api"];
+        assert_eq!(
+            data,
+            &[RelationData {
+                app: "backend".into(),
+                endpoint: "api".into(),
+                interface: "http".into(),
+                data: BTreeMap::from([("url".into(), "http://backend.shop-ns:8080".into())]),
+            }]
+        );
+        // Only providers publish: the requirer's side gives backend nothing.
+        assert!(model.applications["backend"].relation_data.is_empty());
+    }
+}

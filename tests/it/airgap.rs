@@ -5,7 +5,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::registry::{charmer, connection, run, Kind, Layout, Registry};
+use crate::support::kube_emulator::KubeEmulator;
+use crate::support::registry::{charmer, connection, run, sha256, Kind, Layout, Registry};
 
 /// A charm source folder running `image` (one container); returns its folder.
 fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
@@ -37,6 +38,81 @@ fn member_offset(archive: &Path, name: &str) -> u64 {
     panic!("{name} not in the archive");
 }
 
+/// A bundle to carry, made in `work/shop`: two charms (one a source folder in charms/, one
+/// an archive in dist/) running two images pushed to `src`, and an overlay.
+struct Shop {
+    bundle: PathBuf,
+    overlay: PathBuf,
+    /// The charm archive in dist/.
+    backend: PathBuf,
+    app_digest: String,
+    api_digest: String,
+}
+
+impl Shop {
+    fn new(work: &Path, src: &Registry) -> Shop {
+        let mut layout = Layout::new(&work.join("layout"));
+        let (l1, l2) = (layout.layer(71, 90_000), layout.layer(72, 60_000));
+        let (app, api) = (layout.image("amd64", &[&l1]), layout.image("amd64", &[&l1, &l2]));
+        layout.name(&app, "app");
+        layout.name(&api, "api");
+        layout.push_with_skopeo("app", src, "team/app:1.0");
+        layout.push_with_skopeo("api", src, "team/api:2.0");
+        let (_, app_digest) = src.inspect_raw("team/app:1.0");
+        let (_, api_digest) = src.inspect_raw("team/api:2.0");
+        let shop = work.join("shop");
+        charm_source(
+            &shop.join("charms"),
+            "frontend",
+            "1.2.0",
+            &format!("{}/team/app:1.0", src.host()),
+        );
+        let backend_source = charm_source(
+            &work.join("elsewhere"),
+            "backend",
+            "2.0.0",
+            &format!("{}/team/api:2.0", src.host()),
+        );
+        charmer(work)
+            .arg("pack")
+            .arg(&backend_source)
+            .arg("--out")
+            .arg(shop.join("dist"))
+            .assert()
+            .success();
+        let backend = shop.join("dist/backend_2.0.0.charm");
+        let bundle = shop.join("bundle.yaml");
+        std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+        let overlay = shop.join("prod.yaml");
+        std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
+        Shop { bundle, overlay, backend, app_digest, api_digest }
+    }
+
+    /// `airgap export` of the bundle with its overlay into `out`, signed with `sign_key` if
+    /// given; returns stdout.
+    fn export(&self, work: &Path, src: &Registry, out: &Path, sign_key: Option<&Path>) -> String {
+        let mut command = charmer(work);
+        command.args(["airgap", "export"]).arg(&self.bundle).arg("--overlay").arg(&self.overlay);
+        command.arg("--out").arg(out).args(connection(src));
+        if let Some(key) = sign_key {
+            command.arg("--sign-key").arg(key);
+        }
+        String::from_utf8_lossy(&command.assert().success().get_output().stdout).to_string()
+    }
+}
+
+/// A copy of `archive` at `to` with the byte at `at` in `member` inverted.
+fn flip_byte(archive: &Path, to: &Path, member: &str, at: u64) {
+    std::fs::copy(archive, to).unwrap();
+    let at = member_offset(to, member) + at;
+    let mut file = File::options().read(true).write(true).open(to).unwrap();
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0xff]).unwrap();
+}
+
 #[test]
 fn export_carry_import_and_tampering_is_caught() {
     if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
@@ -44,42 +120,8 @@ fn export_carry_import_and_tampering_is_caught() {
     }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
-    let mut layout = Layout::new(&work.path().join("layout"));
-    let (l1, l2) = (layout.layer(71, 90_000), layout.layer(72, 60_000));
-    let (app, api) = (layout.image("amd64", &[&l1]), layout.image("amd64", &[&l1, &l2]));
-    layout.name(&app, "app");
-    layout.name(&api, "api");
-    layout.push_with_skopeo("app", &src, "team/app:1.0");
-    layout.push_with_skopeo("api", &src, "team/api:2.0");
-    let (_, app_digest) = src.inspect_raw("team/app:1.0");
-    let (_, api_digest) = src.inspect_raw("team/api:2.0");
-
-    // A bundle of two charms: one a source folder in charms/, one an archive in dist/.
+    let Shop { bundle, overlay, backend, app_digest, api_digest } = Shop::new(work.path(), &src);
     let shop = work.path().join("shop");
-    charm_source(
-        &shop.join("charms"),
-        "frontend",
-        "1.2.0",
-        &format!("{}/team/app:1.0", src.host()),
-    );
-    let backend_source = charm_source(
-        &work.path().join("elsewhere"),
-        "backend",
-        "2.0.0",
-        &format!("{}/team/api:2.0", src.host()),
-    );
-    charmer(work.path())
-        .arg("pack")
-        .arg(&backend_source)
-        .arg("--out")
-        .arg(shop.join("dist"))
-        .assert()
-        .success();
-    let backend = shop.join("dist/backend_2.0.0.charm");
-    let bundle = shop.join("bundle.yaml");
-    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
-    let overlay = shop.join("prod.yaml");
-    std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
 
     // `images save BUNDLE` saves exactly the bundle's images.
     let images = work.path().join("images.tar");
@@ -132,15 +174,7 @@ fn export_carry_import_and_tampering_is_caught() {
 
     // A tampered copy: one byte of a charm flipped. Named, nothing pushed, nothing written.
     let tampered = work.path().join("tampered.tar");
-    std::fs::copy(&carried, &tampered).unwrap();
-    let at = member_offset(&tampered, "charms/backend_2.0.0.charm") + 10;
-    let mut file = File::options().read(true).write(true).open(&tampered).unwrap();
-    let mut byte = [0u8; 1];
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.read_exact(&mut byte).unwrap();
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.write_all(&[byte[0] ^ 0xff]).unwrap();
-    drop(file);
+    flip_byte(&carried, &tampered, "charms/backend_2.0.0.charm", 10);
     let out_dir = work.path().join("deploy");
     let before = dst.requests().len();
     let failed = charmer(work.path())
@@ -234,4 +268,430 @@ fn export_carry_import_and_tampering_is_caught() {
         .assert()
         .success();
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
+}
+
+/// A tar's members: name and content, in order.
+type Members = Vec<(String, Vec<u8>)>;
+
+/// Every member of a tar, in order.
+fn members(archive: &Path) -> Members {
+    let mut tar = tar::Archive::new(File::open(archive).unwrap());
+    let mut members = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_str().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        members.push((name, bytes));
+    }
+    members
+}
+
+/// Copies the archive `from` to `to` with its members changed by `edit`, then, as an attacker
+/// holding the file would, rewrites `SHA256SUMS` to match the new content (the signature, if
+/// any, is kept as it was).
+fn forge(from: &Path, to: &Path, edit: impl FnOnce(&mut Members)) {
+    let mut members = members(from);
+    edit(&mut members);
+    let mut sums: Vec<String> = members
+        .iter()
+        .filter(|(name, _)| name != "SHA256SUMS" && name != "SHA256SUMS.sig")
+        .map(|(name, bytes)| format!("{}  {name}\n", &sha256(bytes)["sha256:".len()..]))
+        .collect();
+    sums.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    let mut builder = tar::Builder::new(File::create(to).unwrap());
+    for (name, bytes) in &members {
+        let bytes = if name == "SHA256SUMS" { sums.concat().into_bytes() } else { bytes.clone() };
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes.as_slice()).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// The key id in a public key file's comment line.
+fn key_id(public: &Path) -> String {
+    let text = std::fs::read_to_string(public).unwrap();
+    text.lines().next().unwrap().rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let shop = Shop::new(work.path(), &src);
+    let keys = work.path().join("keys");
+    for name in ["exporter", "other"] {
+        charmer(work.path()).arg("keygen").arg("--out").arg(keys.join(name)).assert().success();
+    }
+    let (public, other) = (keys.join("exporter.pub"), keys.join("other.pub"));
+    let (id, other_id) = (key_id(&public), key_id(&other));
+    let signed = work.path().join("signed.tar");
+    let said = shop.export(work.path(), &src, &signed, Some(&keys.join("exporter.key")));
+    assert!(said.contains(&format!("; signed by key {id}")), "{said}");
+    let unsigned = work.path().join("unsigned.tar");
+    shop.export(work.path(), &src, &unsigned, None);
+    // Signing adds one member and changes nothing else.
+    let mut with_signature = members(&signed);
+    with_signature.retain(|(name, _)| name != "SHA256SUMS.sig");
+    assert_eq!(with_signature, members(&unsigned));
+
+    // An auditor checks it with stock tools: minisign, then sha256sum.
+    let audit = work.path().join("audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&signed).arg("-C").arg(&audit));
+    let minisign = Command::new("minisign")
+        .args(["-V", "-m", "SHA256SUMS", "-x", "SHA256SUMS.sig", "-p"])
+        .arg(&public)
+        .current_dir(&audit)
+        .output()
+        .expect("minisign is needed by this test (Debian package minisign)");
+    assert!(minisign.status.success(), "{}", String::from_utf8_lossy(&minisign.stderr));
+    assert!(String::from_utf8_lossy(&minisign.stdout).contains("file:SHA256SUMS"));
+    run(Command::new("sha256sum").args(["--quiet", "-c", "SHA256SUMS"]).current_dir(&audit));
+
+    // The attacks, each with SHA256SUMS rewritten to match.
+    let forged = |name: &str, edit: &dyn Fn(&mut Members)| {
+        let path = work.path().join(name);
+        forge(&signed, &path, edit);
+        path
+    };
+    let node_port = forged("node-port.tar", &|members| {
+        let (_, bundle) = members.iter_mut().find(|(n, _)| n == "bundle/bundle.yaml").unwrap();
+        *bundle = String::from_utf8_lossy(bundle).replace("scale: 1", "scale: 9").into_bytes();
+    });
+    let layer = forged("swapped-layer.tar", &|members| {
+        // The two largest members are the two layers: each gets the other's bytes.
+        let mut blobs: Vec<usize> = (0..members.len()).collect();
+        blobs.sort_by_key(|i| std::cmp::Reverse(members[*i].1.len()));
+        let (a, b) = (blobs[0], blobs[1]);
+        let bytes = members[a].1.clone();
+        members[a].1 = members[b].1.clone();
+        members[b].1 = bytes;
+    });
+    let image = forged("swapped-image.tar", &|members| {
+        let (_, index) = members.iter_mut().find(|(n, _)| n == "images/index.json").unwrap();
+        let text = String::from_utf8_lossy(index).replace(&shop.app_digest, &shop.api_digest);
+        *index = text.into_bytes();
+    });
+    let extra = forged("extra-member.tar", &|members| {
+        members.push(("bundle/extra.yaml".into(), b"applications: {}\n".to_vec()));
+    });
+    // One byte changed, SHA256SUMS left as signed.
+    let flipped = work.path().join("flipped.tar");
+    flip_byte(&signed, &flipped, "bundle/bundle.yaml", 0);
+
+    let out_dir = work.path().join("deploy");
+    let retagged = work.path().join("retagged-images.txt");
+    let refused = |archive: &Path, key: &Path, expected: &str| {
+        let before = dst.requests().len();
+        let import = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(key)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&import.get_output().stderr).to_string();
+        assert!(stderr.contains(expected), "import of {}: {stderr}", archive.display());
+        let push = charmer(work.path())
+            .args(["images", "push", "--quiet", "--registry", &dst.host()])
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(key)
+            .arg("--retagged-out")
+            .arg(&retagged)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&push.get_output().stderr).to_string();
+        assert!(stderr.contains(expected), "push of {}: {stderr}", archive.display());
+        assert_eq!(dst.requests().len(), before, "{}: nothing may be pushed", archive.display());
+        assert!(
+            !out_dir.exists() && !retagged.exists(),
+            "{}: nothing may be written",
+            archive.display()
+        );
+        let left: Vec<_> = std::fs::read_dir(work.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    };
+    let changed = "SHA256SUMS: signature: does not match the content";
+    refused(&node_port, &public, &format!("node-port.tar: {changed}"));
+    refused(&layer, &public, &format!("swapped-layer.tar: {changed}"));
+    refused(&image, &public, &format!("swapped-image.tar: {changed}"));
+    refused(&extra, &public, &format!("extra-member.tar: {changed}"));
+    refused(&flipped, &public, "flipped.tar: bundle/bundle.yaml: checksum mismatch");
+    refused(&unsigned, &public, &format!("unsigned.tar: SHA256SUMS: not signed (the archive has no SHA256SUMS.sig); --verify-key accepts only archives signed with key {id}"));
+    refused(&signed, &other, &format!("signed.tar: SHA256SUMS: signature: signed by key {id}, not by the given key {other_id}"));
+
+    // Without --verify-key the forged archive would deploy a changed bundle: it is accepted,
+    // but with a warning that it was not authenticated.
+    let accepted = charmer(work.path())
+        .args(["airgap", "import", "--quiet", "--registry", &format!("{}/forged", dst.host())])
+        .arg("--out")
+        .arg(work.path().join("forged"))
+        .arg(&node_port)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&accepted.get_output().stderr).to_string();
+    assert_eq!(
+        stderr,
+        format!("warning: {}: signed by key {id}, but not verified: its content was not authenticated (pass --verify-key with the exporter's public key)\n", node_port.display())
+    );
+
+    // An unverified archive is still checked for sense: a table of contents that would
+    // unpack an overlay over the lock, or that lists other images than the archive holds.
+    let misplaced = forged("misplaced.tar", &|members| {
+        let (_, contents) = members.iter_mut().find(|(n, _)| n == "airgap.json").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(contents).unwrap();
+        json["overlays"] = serde_json::json!(["bundle/bundle.lock"]);
+        *contents = serde_json::to_vec(&json).unwrap();
+        members.push(("bundle/bundle.lock".into(), b"applications: {}\n".to_vec()));
+    });
+    let unlisted = forged("unlisted-image.tar", &|members| {
+        let (_, contents) = members.iter_mut().find(|(n, _)| n == "airgap.json").unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(contents).unwrap();
+        json["images"].as_array_mut().unwrap().retain(|i| i.as_str().unwrap().contains("api"));
+        *contents = serde_json::to_vec(&json).unwrap();
+    });
+    let app_image = format!("{}/team/app:1.0", src.host());
+    for (archive, expected) in [
+        (&misplaced, "misplaced.tar: airgap.json: bundle/bundle.lock: is not where an air-gap archive keeps such a file".to_string()),
+        (&unlisted, format!("unlisted-image.tar: images/index.json: holds {app_image}, which airgap.json does not list")),
+    ] {
+        let before = dst.requests().len();
+        let failed = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(archive)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert_eq!(dst.requests().len(), before);
+        assert!(!out_dir.exists());
+    }
+
+    // The genuine archive imports; the folder keeps the signed manifest, still checkable.
+    let imported = charmer(work.path())
+        .args(["airgap", "import", "--registry", &format!("{}/airgap", dst.host()), "--out"])
+        .arg(&out_dir)
+        .arg(&signed)
+        .arg("--verify-key")
+        .arg(&public)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
+    assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("retagged-images.txt --verify-key {}\n", public.display())),
+        "{stdout}"
+    );
+    assert!(imported.get_output().stderr.is_empty());
+    assert_eq!(dst.inspect_raw("airgap/team/app:1.0").1, shop.app_digest);
+    let kept = out_dir.join("airgap");
+    for member in
+        ["SHA256SUMS", "SHA256SUMS.sig", "airgap.json", "bundle.lock", "images/index.json"]
+    {
+        assert_eq!(
+            std::fs::read(kept.join(member)).unwrap(),
+            std::fs::read(audit.join(member)).unwrap(),
+            "{member}"
+        );
+    }
+
+    // images save --sign-key / images push --verify-key.
+    let images = work.path().join("images.tar");
+    charmer(work.path())
+        .args(["images", "save", "--quiet"])
+        .arg(&shop.bundle)
+        .arg("--out")
+        .arg(&images)
+        .arg("--sign-key")
+        .arg(keys.join("exporter.key"))
+        .args(connection(&src))
+        .assert()
+        .success();
+    let pushed = charmer(work.path())
+        .args(["images", "push", "--registry", &format!("{}/saved", dst.host())])
+        .arg(&images)
+        .arg("--verify-key")
+        .arg(&public)
+        .arg("--retagged-out")
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&pushed.get_output().stdout).to_string();
+    assert!(stdout.starts_with(&format!("verified: signed by key {id}\n")), "{stdout}");
+    assert_eq!(dst.inspect_raw("saved/team/api:2.0").1, shop.api_digest);
+    // Pushed without --verify-key, the signed archive is pushed with a warning.
+    let unchecked = charmer(work.path())
+        .args(["images", "push", "--quiet", "--registry", &format!("{}/unchecked", dst.host())])
+        .arg(&images)
+        .arg("--retagged-out")
+        .arg(&retagged)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&unchecked.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(&format!("images.tar: signed by key {id}, but not verified")),
+        "{stderr}"
+    );
+    let saved_layer = work.path().join("saved-layer.tar");
+    forge(&images, &saved_layer, |members| {
+        let big = (0..members.len()).max_by_key(|i| members[*i].1.len()).unwrap();
+        members[big].1[0] ^= 1;
+    });
+    std::fs::remove_file(&retagged).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    refused(&saved_layer, &public, &format!("saved-layer.tar: {changed}"));
+}
+
+#[test]
+fn deploy_with_verify_key_rechecks_the_imported_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let shop = Shop::new(work.path(), &src);
+    let key = work.path().join("keys/exporter");
+    charmer(work.path()).arg("keygen").arg("--out").arg(&key).assert().success();
+    let public = key.with_extension("pub");
+    let carried = work.path().join("carried.tar");
+    shop.export(work.path(), &src, &carried, Some(&key.with_extension("key")));
+    let imported = work.path().join("imported");
+    charmer(work.path())
+        .args(["airgap", "import", "--quiet", "--registry", &format!("{}/airgap", dst.host())])
+        .arg("--out")
+        .arg(&imported)
+        .arg(&carried)
+        .arg("--verify-key")
+        .arg(&public)
+        .args(connection(&dst))
+        .assert()
+        .success();
+
+    let emulator = KubeEmulator::start();
+    let kubeconfig = emulator.kubeconfig();
+    // `deploy --dry-run` of a copy of the folder, changed by `change`, with `flags`.
+    let deploy = |name: &str, change: &dyn Fn(&Path), flags: &[&str]| {
+        let folder = work.path().join(name);
+        run(Command::new("cp").arg("-r").arg(&imported).arg(&folder));
+        change(&folder);
+        let mut command = charmer(work.path());
+        command.current_dir(&folder).args(["deploy", "bundle.yaml", "--dry-run", "--verify-key"]);
+        command.arg(&public).arg("--kubeconfig").arg(&kubeconfig).args(flags);
+        command.output().unwrap()
+    };
+    let image_map = ["--overlay", "prod.yaml", "--image-map", "retagged-images.txt"];
+    let ok = deploy("genuine", &|_| {}, &image_map);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.ends_with("dry run: nothing was changed\n"), "{stdout}");
+
+    let refused = |name: &str, change: &dyn Fn(&Path), flags: &[&str], expected: &str| {
+        let out = deploy(name, change, flags);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && stderr.contains(expected), "{name}: {stderr}");
+    };
+    let edit = |file: &'static str, from: &str, to: &str| {
+        let (from, to) = (from.to_string(), to.to_string());
+        move |folder: &Path| {
+            let path = folder.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(&from), "{text}");
+            std::fs::write(&path, text.replace(&from, &to)).unwrap();
+        }
+    };
+    refused(
+        "scaled",
+        &edit("prod.yaml", "scale: 2", "scale: 20"),
+        &image_map,
+        "prod.yaml: differs from bundle/prod.yaml as signed in airgap/SHA256SUMS",
+    );
+    refused(
+        "bundle",
+        &edit("bundle.yaml", "scale: 1", "scale: 5"),
+        &image_map,
+        "bundle.yaml: differs from bundle/bundle.yaml as signed",
+    );
+    refused(
+        "no-overlay",
+        &|_| {},
+        &["--image-map", "retagged-images.txt"],
+        "the signed archive applies overlay prod.yaml; it was not given",
+    );
+    refused(
+        "no-map",
+        &|_| {},
+        &["--overlay", "prod.yaml"],
+        &format!(
+            "applications.frontend.resources.main-image: {}/team/app:1.0 is not pinned to the digest the signed archive carried for {}/team/app:1.0 ({})",
+            src.host(),
+            src.host(),
+            shop.app_digest
+        ),
+    );
+    refused(
+        "swapped-map",
+        &edit("retagged-images.txt", &shop.app_digest, &shop.api_digest),
+        &image_map,
+        &format!(
+            "bundle.yaml: applications.frontend.resources.main-image: {}/airgap/team/app:1.0@{} is not pinned",
+            dst.host(),
+            shop.api_digest
+        ),
+    );
+    refused(
+        "resigned",
+        &edit("airgap/SHA256SUMS", "  bundle/prod.yaml", "  bundle/prod.yml"),
+        &image_map,
+        "airgap: SHA256SUMS: signature: does not match the content",
+    );
+    refused(
+        "other-charm",
+        &|folder| {
+            let charm = folder.join("charms/backend_2.0.0.charm");
+            let mut bytes = std::fs::read(&charm).unwrap();
+            bytes.extend_from_slice(b"junk");
+            std::fs::write(&charm, bytes).unwrap();
+        },
+        &image_map,
+        "charms/backend_2.0.0.charm: differs from charms/backend_2.0.0.charm as signed",
+    );
+    // A newer charm, validly signed with the same key on its own, dropped into charms/: the
+    // resolver would pick it, but the signed lock names 2.0.0.
+    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", "busybox:1.36");
+    let release = work.path().join("release");
+    charmer(work.path())
+        .arg("publish")
+        .arg(&newer)
+        .arg("--out")
+        .arg(&release)
+        .arg("--sign-key")
+        .arg(key.with_extension("key"))
+        .assert()
+        .success();
+    refused(
+        "newer-charm",
+        &|folder| {
+            for file in ["backend_2.0.1.charm", "backend_2.0.1.charm.sig"] {
+                std::fs::copy(release.join(file), folder.join("charms").join(file)).unwrap();
+            }
+        },
+        &image_map,
+        "); the signed lock names backend 2.0.0 (sha256 ",
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
 }

@@ -51,6 +51,7 @@ fn pushes_what_skopeo_wrote_as_docker_archive_and_oci_archive() {
         .args(["images", "push", "--quiet", "--registry", &format!("{}/d", dst.host())])
         .arg(&docker)
         .args(connection(&dst))
+        .current_dir(work.path())
         .assert()
         .success();
     let source_config = inspect(&src, "team/app:1.0", true);
@@ -76,6 +77,7 @@ fn pushes_what_skopeo_wrote_as_docker_archive_and_oci_archive() {
         .args(["images", "push", "--quiet", "--registry", &format!("{}/gz", dst.host())])
         .arg(&gzipped)
         .args(connection(&dst))
+        .current_dir(work.path())
         .assert()
         .success();
     assert_eq!(dst.inspect_raw("gz/team/app:1.0").1, from_docker);
@@ -92,6 +94,7 @@ fn pushes_what_skopeo_wrote_as_docker_archive_and_oci_archive() {
         .args(["images", "push", "--quiet", "--registry", &format!("{}/o", dst.host())])
         .arg(&oci)
         .args(connection(&dst))
+        .current_dir(work.path())
         .assert()
         .success();
     let in_archive =
