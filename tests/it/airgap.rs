@@ -671,8 +671,10 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
         "charms/backend_2.0.0.charm: differs from charms/backend_2.0.0.charm as signed",
     );
     // A newer charm, validly signed with the same key on its own, dropped into charms/: the
-    // resolver would pick it, but the signed lock names 2.0.0.
-    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", "busybox:1.36");
+    // resolver would pick it, but the signed lock names 2.0.0. It runs 2.0.0's image, so the
+    // image map covers it and only the charm differs.
+    let api = format!("{}/team/api:2.0", src.host());
+    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", &api);
     let release = work.path().join("release");
     charmer(work.path())
         .arg("publish")
