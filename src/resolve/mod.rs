@@ -116,6 +116,17 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         Ok(model) => {
             for app in model.applications.values() {
                 warnings.extend(app.charm.warnings());
+                // Only Juju acts on constraints (the deploy script of operator charms).
+                let spec = bundle.applications.get(&app.name);
+                if let Some(spec) = spec.filter(|s| s.constraints.is_some()) {
+                    if app.charm.kind() == crate::charm::Kind::Manifests {
+                        warnings.push(Problem::new(
+                            spec.file.display().to_string(),
+                            format!("applications.{}.constraints", app.name),
+                            format!("ignored: charm {} is deployed by charmer, which applies no Juju constraints; set requests and limits with the charm's options", app.charm.name()),
+                        ));
+                    }
+                }
             }
             problems.into_result(model).map_err(ResolveError::from)
         }
@@ -157,7 +168,9 @@ pub fn resolve(
         let key = format!("applications.{name}.charm");
         match &spec.charm {
             CharmRef::Name(charm) => {
-                repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file, key, ..p })
+                let wanted =
+                    crate::repo::Wanted { version: spec.version.as_ref(), revision: spec.revision };
+                repo.find(charm, wanted).map_err(|p| Problem { file, key, ..p })
             }
             CharmRef::Path(path) => {
                 repo.load(path).map_err(|e| Problem::new(file, key, e.to_string()))
@@ -175,12 +188,28 @@ pub fn resolve(
             }
         };
         if let (CharmRef::Path(_), Some(req)) = (&spec.charm, &spec.version) {
-            if !req.matches(&charm.version) {
+            if !charm.version.as_ref().is_some_and(|v| req.matches(v)) {
                 problems.push(Problem::new(
                     &file,
                     format!("{key}.version"),
-                    format!("{} {} does not satisfy {req}", charm.name(), charm.version),
+                    format!("{} {} does not satisfy {req}", charm.name(), charm.version_label()),
                 ));
+            }
+        }
+        if let (CharmRef::Path(_), Some(revision)) = (&spec.charm, spec.revision) {
+            if charm.revision != Some(revision) {
+                problems.push(
+                    Problem::new(
+                        &file,
+                        format!("{key}.revision"),
+                        format!(
+                            "{} is {}, not revision {revision}",
+                            charm.origin.path().display(),
+                            charm.version_label()
+                        ),
+                    )
+                    .hint(format!("point charm: at {}_r{revision}.charm", charm.name())),
+                );
             }
         }
         if let Some(max) = charm.metadata.max_scale.filter(|max| spec.scale > *max) {
@@ -217,6 +246,8 @@ pub fn resolve(
                 charm,
                 scale: spec.scale,
                 trust: spec.trust,
+                channel: spec.channel.clone(),
+                constraints: spec.constraints.clone(),
                 config,
                 images,
                 relation_data: BTreeMap::new(),

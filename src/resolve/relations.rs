@@ -195,7 +195,12 @@ pub(super) fn check_required(
         .filter(|spec| !resolved(spec))
         .flat_map(|spec| spec.ends.iter().map(|e| e.app.as_str()))
         .collect();
-    for app in apps.values().filter(|a| !uncertain.contains(&a.name.as_str())) {
+    // Juju itself never requires a relation: an operator charm decides what it does without
+    // one (it reports a blocked status), so only charmer's own charms are held to this.
+    let manifests = apps.values().filter(|a| {
+        a.charm.kind() == crate::charm::Kind::Manifests && !uncertain.contains(&a.name.as_str())
+    });
+    for app in manifests {
         for (name, endpoint) in &app.charm.metadata.requires {
             if endpoint.optional {
                 continue;

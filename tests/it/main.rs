@@ -9,6 +9,8 @@ mod charm_format;
 mod charms;
 mod deploy;
 mod fixtures;
+mod fuzz_regressions;
+mod juju_charms;
 mod layering;
 mod publish;
 mod registry_archives;

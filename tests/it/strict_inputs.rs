@@ -91,7 +91,7 @@ fn juju_keys_charmer_ignores_are_warned_about_once_and_underscore_keys_are_silen
     write(
         &root,
         "juju.yaml",
-        "series: focal\ndescription: tuned\napplications:\n  web:\n    channel: latest/stable\n    constraints: mem=1G\n    annotations: {gui-x: '1'}\n    _github_repo_name: web-operator\n  mydb:\n    channel: 6/edge\n",
+        "series: focal\ndescription: tuned\napplications:\n  web:\n    expose: true\n    constraints: mem=1G\n    annotations: {gui-x: '1'}\n    _github_repo_name: web-operator\n  mydb:\n    expose: true\n",
     );
     let (_, stderr) = succeeds(&root, &["check", "bundles/demo", "--overlay", "juju.yaml"]);
     let warnings: Vec<&str> = stderr.lines().collect();
@@ -99,8 +99,8 @@ fn juju_keys_charmer_ignores_are_warned_about_once_and_underscore_keys_are_silen
         warnings,
         [
             "warning: juju.yaml: series: ignored: charmer does not choose a charm base; the charm's images decide",
-            "warning: juju.yaml: applications.*.channel: ignored (set on mydb, web): charmer takes charms from --charms folders and indexes, not Charmhub channels; pin one with version:",
-            "warning: juju.yaml: applications.*.constraints: ignored (set on web): charmer applies no Juju constraints; set requests and limits with the charm's options",
+            "warning: juju.yaml: applications.*.expose: ignored (set on mydb, web): charmer does not expose applications; use the charm's service options (e.g. service_type)",
+            "warning: bundles/demo/bundle.yaml: applications.web.constraints: ignored: charm web is deployed by charmer, which applies no Juju constraints; set requests and limits with the charm's options",
         ],
         "{stderr}"
     );
