@@ -170,9 +170,10 @@ pub const EXPORT_OVERLAY: &str = "charmer-export-config.yaml";
 
 /// An overlay holding every option value of `model` that came from `--config` or
 /// `--config-file` (already typed and with includes read), so what export was asked for
-/// travels with the bundle; `None` when there is none. A secret value set by an overlay,
-/// a values file or the command line is refused: it would travel in clear text, so it must
-/// be given again on the air-gapped side.
+/// travels with the bundle; `None` when there is none. A non-empty secret value set by an
+/// overlay, a values file or the command line is refused: it would travel in clear text, so
+/// it must be given on the air-gapped side (an empty one marks the option as set there, which
+/// the Juju script turns into an environment variable to fill in).
 pub fn export_overlay(model: &Model) -> Result<Option<Vec<u8>>, Problems> {
     use crate::bundle::Source;
     let mut problems = Problems::default();
@@ -186,14 +187,14 @@ pub fn export_overlay(model: &Model) -> Result<Option<Vec<u8>>, Problems> {
             ) {
                 continue;
             }
-            if matches!(setting.value, crate::charm::ConfigValue::Secret(_)) {
+            if matches!(&setting.value, crate::charm::ConfigValue::Secret(v) if !v.is_empty()) {
                 problems.push(
                     Problem::new(
                         setting.source.file_label(),
                         format!("applications.{}.options.{name}", app.name),
                         "a secret value cannot be carried in an air-gap archive",
                     )
-                    .hint(format!("leave it out at export and give it on the air-gapped side: --config {}.{name}=@FILE", app.name)),
+                    .hint(format!("set it to '' at export and give it on the air-gapped side (--config {}.{name}=@FILE, or the Juju script's environment variable)", app.name)),
                 );
             } else if !matches!(setting.source, Source::Overlay(_)) {
                 options.insert(name.clone().into(), setting.value.to_yaml());

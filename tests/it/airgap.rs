@@ -759,7 +759,9 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
     let bundle = shop.join("bundle.yaml");
     std::fs::write(&bundle, fixture("mlflow-operator__releases-2.22-stable__bundle.yaml")).unwrap();
     let overlay = shop.join("site.yaml");
-    std::fs::write(&overlay, "applications:\n  mlflow-server:\n    options:\n      default_artifact_root: team-bucket\n  mlflow-mysql:\n    options:\n      root-password: s3cret\n").unwrap();
+    // A secret travels only as set-but-empty (export refuses a value): the script then asks
+    // for it in an environment variable on the air-gapped side.
+    std::fs::write(&overlay, "applications:\n  mlflow-server:\n    options:\n      default_artifact_root: team-bucket\n  mlflow-mysql:\n    options:\n      root-password: ''\n").unwrap();
 
     let carried = work.path().join("mlflow-airgap.tar");
     charmer(work.path())

@@ -410,7 +410,7 @@ fn airgap_export_carries_config_values_and_refuses_secret_ones() {
         ],
     );
     assert!(
-        err.contains("error: --config: applications.hivemq.options.token: a secret value cannot be carried in an air-gap archive (hint: leave it out at export and give it on the air-gapped side: --config hivemq.token=@FILE)"),
+        err.contains("error: --config: applications.hivemq.options.token: a secret value cannot be carried in an air-gap archive (hint: set it to '' at export and give it on the air-gapped side (--config hivemq.token=@FILE, or the Juju script's environment variable))"),
         "{err}"
     );
     assert!(!err.contains("hunter2") && !root.join("c.tar").exists(), "{err}");
