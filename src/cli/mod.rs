@@ -9,7 +9,7 @@ mod images_cmds;
 mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
-pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -187,6 +187,10 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// Take over objects another bundle or another tool manages (preflight fails naming
+        /// them otherwise).
+        #[arg(long)]
+        adopt: bool,
         /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
@@ -223,7 +227,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records;
+    /// claims and the credentials their data was initialised with are kept.
     Remove {
         /// The deployed bundle.
         #[command(flatten)]
@@ -231,6 +236,14 @@ pub enum Command {
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
+        /// Also delete the bundle's PersistentVolumeClaims (its data), the generated
+        /// credentials of its applications with storage, objects marked keep, and what earlier
+        /// removes and prunes kept.
+        #[arg(long)]
+        destroy_storage: bool,
+        /// How to take the bundle's lock.
+        #[command(flatten)]
+        lock: LockArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
         #[arg(short, long)]
         yes: bool,
@@ -257,11 +270,21 @@ pub enum Command {
         #[arg(required = true)]
         charms: Vec<PathBuf>,
         /// The release folder to write (or add to).
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "registry")]
+        out: Option<PathBuf>,
+        /// Also (or instead) push each charm to this registry as an OCI artifact
+        /// PREFIX/<name>:<version>: HOST[:PORT]/PREFIX.
+        #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = images_cmds::parse_registry)]
+        registry: Option<crate::images::Registry>,
         /// Secret key to sign with (PREFIX.key from keygen, or an unencrypted minisign key).
         #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
         sign_key: Option<PathBuf>,
+        /// Credentials for --registry.
+        #[command(flatten)]
+        login: images_cmds::Login,
+        /// Connection flags for --registry.
+        #[command(flatten)]
+        connection: images_cmds::Connection,
     },
     /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
     /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
@@ -350,25 +373,34 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Config { deployed, app, kube, output } => {
             deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)
         }
-        Command::Deploy { resolve, tls, kube, dry_run, diff, apply, reuse_config } => {
+        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply, reuse_config } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, &apply, reuse_config)
+            deploy_cmds::deploy(
+                &mut out,
+                &resolve.with(&tls),
+                &kube,
+                mode,
+                adopt,
+                &apply,
+                reuse_config,
+            )
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
         }
-        Command::Remove { deployed, kube, yes } => {
-            deploy_cmds::remove(&mut out, &deployed, &kube, yes)
+        Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
+            deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
         Command::Rollback { deployed, kube, revision, apply } => {
             deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)
         }
-        Command::Publish { charms, out: dir, sign_key } => {
-            publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref())
+        Command::Publish { charms, out: dir, registry, sign_key, login, connection } => {
+            let target = publish_cmds::Target { dir, registry, login, connection };
+            publish_cmds::publish(&mut out, &charms, &target, sign_key.as_deref())
         }
         Command::Graph { resolve, tls, format, out: file } => {
             publish_cmds::graph(&mut out, &resolve.with(&tls), format, file.as_deref())
