@@ -94,7 +94,7 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
     let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
-    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
+    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
