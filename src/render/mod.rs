@@ -4,6 +4,7 @@
 
 mod lint;
 mod netpol;
+mod values;
 
 pub use netpol::summary as network_policy_summary;
 
@@ -158,6 +159,7 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);
+    values::check(model, &objects, &mut problems);
     objects.sort_by(|a, b| {
         (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(
             &b.app,
@@ -202,7 +204,11 @@ fn parse_documents(
     let mut objects = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let key = format!("application {}: document {}", app.name, index + 1);
-        let value = match Value::deserialize(document) {
+        // Through serde_yaml's own Value first: its mappings refuse a key given twice, which
+        // serde_json's would silently resolve to the last one (two `image:` lines).
+        let value = match serde_yaml::Value::deserialize(document)
+            .and_then(|v| serde_json::to_value(v).map_err(serde::de::Error::custom))
+        {
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
