@@ -166,6 +166,10 @@ impl fmt::Display for Plan {
                 }
             }
         }
+        writeln!(f, "\nnetwork policies: {}", self.network_policies_mode)?;
+        for p in &self.network_policies {
+            writeln!(f, "  {p}")?;
+        }
         if !self.required_secrets.is_empty() {
             writeln!(
                 f,
@@ -175,10 +179,6 @@ impl fmt::Display for Plan {
             for (secret, apps) in &self.required_secrets {
                 writeln!(f, "  {secret}  (needed by {})", apps.join(", "))?;
             }
-        }
-        writeln!(f, "\nnetwork policies: {}", self.network_policies_mode)?;
-        for p in &self.network_policies {
-            writeln!(f, "  {p}")?;
         }
         Ok(())
     }
