@@ -47,10 +47,11 @@ pub struct ApplyArgs {
     pub yes: bool,
 }
 
-/// The bundle and namespace `status`, `remove` and `rollback` act on.
+/// The bundle and namespace `status`, `remove`, `rollback`, `logs` and `restart` act on.
 #[derive(Debug, Clone, Args)]
 pub struct Deployed {
-    /// The bundle's name.
+    /// The bundle: its name, or its bundle.yaml or folder (whose `name:` is read).
+    #[arg(value_parser = parse_deployed_bundle)]
     pub bundle: String,
     /// The namespace (default: the bundle's name).
     #[arg(short, long)]
@@ -58,13 +59,28 @@ pub struct Deployed {
 }
 
 impl Deployed {
-    fn namespace(&self) -> &str {
+    pub(super) fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.bundle)
     }
 }
 
+/// A deployed bundle's name from the command line: a path (anything with a `/`, a `.yaml`
+/// file, or a folder holding bundle.yaml) is read for its `name:`; anything else is the name.
+fn parse_deployed_bundle(arg: &str) -> Result<String, String> {
+    let path = std::path::Path::new(arg);
+    let is_path = arg.contains('/')
+        || arg.ends_with(".yaml")
+        || arg.ends_with(".yml")
+        || path.join("bundle.yaml").is_file();
+    if !is_path {
+        return Ok(arg.to_string());
+    }
+    let input = crate::bundle::BundleInput { bundle: path.to_path_buf(), ..Default::default() };
+    crate::bundle::Bundle::load(&input).map(|b| b.name).map_err(|e| e.to_string())
+}
+
 impl KubeArgs {
-    fn options(&self) -> ClientOptions {
+    pub(super) fn options(&self) -> ClientOptions {
         ClientOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
     }
 }
@@ -321,36 +337,52 @@ pub(super) fn status(
         .apps
         .iter()
         .map(|a| {
-            [
-                a.name.clone(),
-                a.charm.clone(),
-                a.version.clone(),
-                format!("{}/{}", a.ready, a.total),
-                a.images.join(" "),
-            ]
+            let pods = if a.desired_pods == 0 && a.ready_pods == 0 {
+                "-".to_string()
+            } else {
+                format!("{}/{}", a.ready_pods, a.desired_pods)
+            };
+            [a.name.clone(), a.charm.clone(), a.version.clone(), pods, a.images.join(" ")]
         })
         .collect();
     let header = ["APP", "CHARM", "VERSION", "READY", "IMAGES"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        line(out, cells.join("  ").trim_end())?;
-    }
+    table(out, &header, &rows)?;
     for a in &status.apps {
         for waiting in &a.waiting {
             line(out, format_args!("{}: waiting for {waiting}", a.name))?;
         }
+        for problem in &a.problems {
+            line(out, format_args!("{}: {problem}", a.name))?;
+        }
+        for exposed in &a.exposes {
+            line(out, format_args!("{}: exposes {exposed}", a.name))?;
+        }
     }
-    let revisions: Vec<String> =
-        status.revisions.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
-    line(out, format_args!("revisions: {}", revisions.join(", ")))?;
+    line(out, "revisions:")?;
+    for r in &status.revisions {
+        line(out, format_args!("  {:<4} {:<11} {}", r.revision, r.status.to_string(), r.updated))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes rows under a header, each column as wide as its widest cell.
+pub(super) fn table<const N: usize>(
+    out: &mut impl Write,
+    header: &[String; N],
+    rows: &[[String; N]],
+) -> Result<(), Error> {
+    let mut widths = [0usize; N];
+    for row in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        line(out, cells.join("  ").trim_end())?;
+    }
+    Ok(())
 }
 
 /// `remove BUNDLE -n NS`.
@@ -392,13 +424,13 @@ pub(super) fn remove(
 }
 
 /// One progress bar per application on stderr; hidden when stderr is not a terminal.
-struct Bars {
+pub(super) struct Bars {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
 impl Bars {
-    fn new() -> Bars {
+    pub(super) fn new() -> Bars {
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: Mutex::new(BTreeMap::new()),
@@ -421,7 +453,7 @@ impl Bars {
             .clone()
     }
 
-    fn clear(&self) {
+    pub(super) fn clear(&self) {
         for bar in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
             bar.finish_and_clear();
         }

@@ -4,6 +4,7 @@
 mod airgap_cmds;
 mod bundle_cmds;
 mod charm_cmds;
+mod day2_cmds;
 mod deploy_cmds;
 mod images_cmds;
 mod publish_cmds;
@@ -183,6 +184,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Print the logs of every pod of a deployed application, each line prefixed with its
+    /// pod and container; with -f, follow them and the pods that start later.
+    Logs(day2_cmds::LogsArgs),
+    /// Restart a deployed application's pods (a rollout restart, as kubectl does it, kept by
+    /// later deploys), then wait for the new pods.
+    Restart(day2_cmds::RestartArgs),
+    /// List deployed bundles: namespace, revision, status and when it was last changed.
+    List(day2_cmds::ListArgs),
     /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
     Remove {
         /// The deployed bundle.
@@ -312,6 +321,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
         }
+        Command::Logs(args) => day2_cmds::logs(&mut out, &args),
+        Command::Restart(args) => day2_cmds::restart(&mut out, &args),
+        Command::List(args) => day2_cmds::list(&mut out, &args),
         Command::Remove { deployed, kube, yes } => {
             deploy_cmds::remove(&mut out, &deployed, &kube, yes)
         }

@@ -36,7 +36,7 @@ pub struct ClientOptions {
 /// A connected cluster.
 #[derive(Clone)]
 pub struct Cluster {
-    client: Client,
+    pub(super) client: Client,
     retry: Retry,
 }
 
@@ -110,7 +110,7 @@ impl Cluster {
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts on transient
     /// errors (429, 5xx, dropped connections).
-    async fn retried<T, F, Fut>(
+    pub(super) async fn retried<T, F, Fut>(
         &self,
         action: &'static str,
         object: &dyn Display,

@@ -11,9 +11,12 @@ mod apply;
 mod cluster;
 mod diff;
 mod generate;
+mod list;
+mod logs;
 mod plan;
 mod preflight;
 mod record;
+mod restart;
 mod status;
 mod targets;
 mod wait;
@@ -24,9 +27,12 @@ pub use apply::{Applied, ApplyOptions, Outcome};
 pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
+pub use list::RecordSummary;
+pub use logs::{LogLine, LogOptions, LogSink};
 pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
 pub use preflight::Prepared;
 pub use record::{RecordStatus, Revision};
+pub use restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
 pub use status::{AppStatus, BundleStatus, Removal};
 pub use wait::WaitOptions;
 
@@ -126,8 +132,47 @@ pub enum DeployError {
         bundle: String,
         /// The namespace.
         namespace: String,
-        /// The revision asked for (0: the previous one).
+        /// The revision asked for.
         revision: u32,
+    },
+    /// `rollback` without `--revision`, and no good revision before the current one.
+    #[error(
+        "bundle {bundle} in namespace {namespace} has no earlier deployed revision to roll back \
+         to (revisions: {revisions})"
+    )]
+    NoEarlierRevision {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The recorded revisions and their states, for the message.
+        revisions: String,
+    },
+    /// The bundle has no application of that name.
+    #[error("bundle {bundle} has no application {app} (applications: {})", known.join(", "))]
+    NoApplication {
+        /// The bundle.
+        bundle: String,
+        /// The name asked for.
+        app: String,
+        /// The bundle's applications.
+        known: Vec<String>,
+    },
+    /// `restart` of an application without Deployments, StatefulSets or DaemonSets.
+    #[error("application {app} runs no Deployment, StatefulSet or DaemonSet to restart")]
+    NothingToRestart {
+        /// The application.
+        app: String,
+    },
+    /// `logs -c` named a container no pod of the application has.
+    #[error("no pod of application {app} has a container {container} (containers: {})", known.join(", "))]
+    NoContainer {
+        /// The application.
+        app: String,
+        /// The container asked for.
+        container: String,
+        /// The containers its pods have.
+        known: Vec<String>,
     },
     /// A revision record could not be read or written.
     #[error("revision record {name}: {message}")]

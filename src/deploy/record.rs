@@ -18,8 +18,11 @@ use crate::contract::ObjectId;
 /// Label naming the bundle a record belongs to. Records deliberately do not carry
 /// `charmer.io/bundle`: they are not part of the bundle's objects.
 pub(crate) const RECORD_LABEL: &str = "charmer.io/record-of";
-const REVISION_LABEL: &str = "charmer.io/revision";
-const STATUS_LABEL: &str = "charmer.io/status";
+pub(crate) const REVISION_LABEL: &str = "charmer.io/revision";
+pub(crate) const STATUS_LABEL: &str = "charmer.io/status";
+/// Annotation with the time (RFC 3339, UTC) a record was last written: when its revision was
+/// applied, or when it became deployed, failed or superseded.
+pub(crate) const UPDATED_ANNOTATION: &str = "charmer.io/updated-at";
 const RECORD_TYPE: &str = "charmer.io/revision";
 const DATA_KEY: &str = "release";
 /// Records kept per bundle; older ones are deleted after a successful deploy.
@@ -71,6 +74,8 @@ pub struct Revision {
     pub revision: u32,
     /// Its state.
     pub status: RecordStatus,
+    /// When its record was last written (RFC 3339, UTC).
+    pub updated: String,
 }
 
 /// An inventory entry: an applied object and its application.
@@ -180,6 +185,9 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
                 REVISION_LABEL: record.revision.to_string(),
                 STATUS_LABEL: record.status.to_string(),
                 "app.kubernetes.io/managed-by": "charmer",
+            },
+            "annotations": {
+                UPDATED_ANNOTATION: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             },
         },
         "data": {DATA_KEY: base64::engine::general_purpose::STANDARD.encode(compressed)},
