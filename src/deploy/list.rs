@@ -54,12 +54,8 @@ impl Cluster {
         let Lookup::Served(secrets) = kinds.find("v1", "Secret") else {
             return Err(DeployError::NotServed("Secrets"));
         };
-        let mut summaries: Vec<RecordSummary> = self
-            .list(&secrets, namespace, selector)
-            .await?
-            .iter()
-            .filter_map(summary)
-            .collect();
+        let mut summaries: Vec<RecordSummary> =
+            self.list(&secrets, namespace, selector).await?.iter().filter_map(summary).collect();
         summaries.sort_by(|a, b| {
             (&a.namespace, &a.bundle, a.revision).cmp(&(&b.namespace, &b.bundle, b.revision))
         });

@@ -71,7 +71,8 @@ impl Cluster {
         }
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<LogLine, DeployError>>(256);
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<Result<LogLine, DeployError>>(256);
         let mut first_round = true;
         loop {
             let mut streams = Vec::new();
@@ -88,7 +89,10 @@ impl Cluster {
                 }
             }
             if let Some(container) = options.container.as_ref().filter(|c| {
-                first_round && seen.is_empty() && !all_containers.is_empty() && !all_containers.contains(*c)
+                first_round
+                    && seen.is_empty()
+                    && !all_containers.is_empty()
+                    && !all_containers.contains(*c)
             }) {
                 return Err(DeployError::NoContainer {
                     app: app.to_string(),
@@ -108,10 +112,14 @@ impl Cluster {
                 let lp = params(&container);
                 if !options.follow {
                     let what = format!("pod {pod} container {container}");
-                    let text = self.retried("read the log of", &what, || pods_api.logs(&pod, &lp)).await?;
+                    let text =
+                        self.retried("read the log of", &what, || pods_api.logs(&pod, &lp)).await?;
                     for line in text.lines() {
-                        let line =
-                            LogLine { pod: pod.clone(), container: container.clone(), text: line.into() };
+                        let line = LogLine {
+                            pod: pod.clone(),
+                            container: container.clone(),
+                            text: line.into(),
+                        };
                         if !sink.line(line) {
                             return Ok(seen.len());
                         }
@@ -127,7 +135,9 @@ impl Cluster {
                         // A pod that went away or has not started yet: nothing to follow.
                         Err(kube::Error::Api(_)) => return,
                         Err(e) => {
-                            let _ = sender.send(Err(DeployError::from_kube("follow the log of", what, e))).await;
+                            let _ = sender
+                                .send(Err(DeployError::from_kube("follow the log of", what, e)))
+                                .await;
                             return;
                         }
                     };

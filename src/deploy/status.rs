@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::apply::{with_kinds, Deletion};
+use super::cluster::Lookup;
 use super::cluster::{Cluster, Kinds};
 use super::plan::Plan;
 use super::record::{self, Record, RecordStatus, Revision};
-use super::cluster::Lookup;
 use super::wait::{pod_selector, readiness, waits_for, Readiness};
 use super::{DeployError, Event, Progress};
 use crate::contract::ObjectId;
@@ -369,7 +369,10 @@ mod tests {
         let crashing = json!({"metadata": {"name": "db-0"}, "status": {"phase": "Running",
             "containerStatuses": [{"name": "db", "image": "db:1", "restartCount": 4,
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
-        assert_eq!(pod_problems(&crashing), ["pod db-0 container db: CrashLoopBackOff, 4 restarts"]);
+        assert_eq!(
+            pod_problems(&crashing),
+            ["pod db-0 container db: CrashLoopBackOff, 4 restarts"]
+        );
         let unscheduled = json!({"metadata": {"name": "big-0"}, "status": {"phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/1 nodes are available: 1 Insufficient memory."}]}});
@@ -385,7 +388,10 @@ mod tests {
     #[test]
     fn node_ports_load_balancers_and_ingress_hosts_are_exposed() {
         let service = json!({"spec": {"type": "NodePort", "ports": [{"port": 1883, "nodePort": 31883, "protocol": "TCP"}]}});
-        assert_eq!(exposed("Service", "mqtt", &service), ["node port 31883 -> 1883/TCP (Service mqtt)"]);
+        assert_eq!(
+            exposed("Service", "mqtt", &service),
+            ["node port 31883 -> 1883/TCP (Service mqtt)"]
+        );
         let internal = json!({"spec": {"ports": [{"port": 80}]}});
         assert!(exposed("Service", "web", &internal).is_empty());
         let ingress = json!({"spec": {"tls": [{"hosts": ["shop.example"]}],

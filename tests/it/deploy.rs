@@ -13,20 +13,20 @@ use serde_json::{json, Value};
 
 use crate::support::kube_emulator::{Behaviour, KubeEmulator};
 
-const NS: &str = "shop";
+pub(crate) const NS: &str = "shop";
 
-fn labels(app: &str) -> Value {
+pub(crate) fn labels(app: &str) -> Value {
     json!({
         "app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "app.kubernetes.io/part-of": "shop",
         "app.kubernetes.io/managed-by": "charmer", "app.kubernetes.io/version": "1.0.0", BUNDLE_LABEL: "shop",
     })
 }
 
-fn config_map(app: &str, name: &str, value: &str) -> Value {
+pub(crate) fn config_map(app: &str, name: &str, value: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels(app)}, "data": {"setting": value}})
 }
 
-fn deployment(app: &str, image: &str) -> Value {
+pub(crate) fn deployment(app: &str, image: &str) -> Value {
     let selector = json!({"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app});
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "labels": labels(app)},
@@ -35,7 +35,7 @@ fn deployment(app: &str, image: &str) -> Value {
     })
 }
 
-fn service(app: &str) -> Value {
+pub(crate) fn service(app: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "labels": labels(app)},
            "spec": {"selector": {"app.kubernetes.io/instance": app}, "ports": [{"port": 80}]}})
 }
@@ -46,7 +46,7 @@ fn generated_secret(app: &str, plain: &str) -> Value {
            "stringData": {"username": plain}})
 }
 
-fn app(name: &str, after: &[&str]) -> PlanApp {
+pub(crate) fn app(name: &str, after: &[&str]) -> PlanApp {
     PlanApp {
         images: vec![format!("registry.local:5000/{name}:1")],
         after: after.iter().map(|s| s.to_string()).collect(),
@@ -55,7 +55,7 @@ fn app(name: &str, after: &[&str]) -> PlanApp {
 }
 
 /// The shop bundle: `db` (a provider) and `web` (requires db), or only the apps listed.
-fn shop(objects: Vec<(&str, Value)>) -> Plan {
+pub(crate) fn shop(objects: Vec<(&str, Value)>) -> Plan {
     let mut apps = vec![app("db", &[]), app("web", &["db"])];
     apps.retain(|a| objects.iter().any(|(o, _)| *o == a.name));
     Plan {
@@ -70,7 +70,7 @@ fn shop(objects: Vec<(&str, Value)>) -> Plan {
     }
 }
 
-fn full_shop(setting: &str) -> Plan {
+pub(crate) fn full_shop(setting: &str) -> Plan {
     shop(vec![
         ("web", deployment("web", "registry.local:5000/web:1")),
         ("web", config_map("web", "web-config", setting)),
@@ -81,7 +81,7 @@ fn full_shop(setting: &str) -> Plan {
     ])
 }
 
-fn quick_wait() -> ApplyOptions {
+pub(crate) fn quick_wait() -> ApplyOptions {
     ApplyOptions {
         prune: true,
         wait: Some(WaitOptions {
@@ -91,7 +91,7 @@ fn quick_wait() -> ApplyOptions {
     }
 }
 
-async fn cluster(emulator: &KubeEmulator) -> Cluster {
+pub(crate) async fn cluster(emulator: &KubeEmulator) -> Cluster {
     Cluster::connect(&emulator.client_options()).await.expect("connect to the emulator")
 }
 
@@ -101,7 +101,7 @@ async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
     (cluster, prepared)
 }
 
-async fn deploy_with(
+pub(crate) async fn deploy_with(
     emulator: &KubeEmulator,
     plan: Plan,
     options: &ApplyOptions,
@@ -111,7 +111,7 @@ async fn deploy_with(
     cluster.apply(&prepared, options, &NoProgress).await
 }
 
-async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
+pub(crate) async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
     deploy_with(emulator, plan, &quick_wait()).await.expect("deploy succeeds")
 }
 
@@ -600,11 +600,14 @@ async fn status_shows_applications_versions_images_and_readiness() {
     deploy(&emulator, full_shop("a")).await;
     let status = cluster.status("shop", NS).await.unwrap();
     assert_eq!((status.revision, status.state), (1, RecordStatus::Deployed));
-    let apps: Vec<(String, String, usize, usize)> =
-        status.apps.iter().map(|a| (a.name.clone(), a.version.clone(), a.ready, a.total)).collect();
+    let apps: Vec<(String, String, i64, i64)> = status
+        .apps
+        .iter()
+        .map(|a| (a.name.clone(), a.version.clone(), a.ready_pods, a.desired_pods))
+        .collect();
     assert_eq!(
         apps,
-        [("db".to_string(), "1.0.0".to_string(), 1, 1), ("web".into(), "1.0.0".into(), 1, 1)]
+        [("db".to_string(), "1.0.0".to_string(), 2, 2), ("web".into(), "1.0.0".into(), 2, 2)]
     );
     assert_eq!(status.apps[1].images, ["registry.local:5000/web:1"]);
 }
@@ -628,11 +631,11 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
 // The CLI, on the demo bundle of tests/fixtures/demo (the `mydb` StatefulSet with a generated
 // root password, and `web`).
 
-fn demo() -> std::path::PathBuf {
+pub(crate) fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
 }
 
-fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
     let out = crate::support::charmer()
         .current_dir(demo())
@@ -711,9 +714,16 @@ fn cli_diff_dry_run_deploy_status_rollback_remove() {
     let expected = "bundle demo in namespace demo: revision 2 (deployed)\n\
                     APP   CHARM  VERSION  READY  IMAGES\n\
                     mydb  db     1.0.0    1/1    docker.io/library/mongo:7.0.14\n\
-                    web   web    1.2.0    1/1    docker.io/library/nginx:1.27\n\
-                    revisions: 1 superseded, 2 deployed\n";
-    assert_eq!(status, expected);
+                    web   web    1.2.0    4/4    docker.io/library/nginx:1.27\n\
+                    revisions:\n";
+    assert!(status.starts_with(expected), "{status}");
+    let revisions: Vec<Vec<&str>> =
+        status[expected.len()..].lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(revisions.len(), 2, "{status}");
+    for (row, (n, state)) in revisions.iter().zip([("1", "superseded"), ("2", "deployed")]) {
+        assert_eq!((row[0], row[1]), (n, state), "{status}");
+        assert!(humantime::parse_rfc3339(row[2]).is_ok(), "a time: {status}");
+    }
 
     let (code, out, err) =
         charmer(&emulator, &["rollback", "demo", "-n", "demo", "--timeout", "30s"]);
