@@ -12,7 +12,7 @@ mod publish_cmds;
 pub use bundle_cmds::ResolveArgs;
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -354,10 +354,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+/// Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(verbose: u8) {
+    // kube's client logs every failed request as an ERROR; charmer reports the failure itself,
+    // once, so those lines show only with -vv.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client::client::builder=off",
+        1 => "info,kube_client::client::builder=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -365,8 +368,15 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours_on(std::io::stderr().is_terminal()))
         .without_time()
         .try_init();
+}
+
+/// Whether to colour a stream: only a terminal, and never with `NO_COLOR` set (to anything
+/// but the empty string, as no-color.org says).
+fn colours_on(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Maps a failed write to stdout to an error naming the stream.

@@ -127,6 +127,7 @@ impl Cluster {
                     continue;
                 }
                 let api = pods_api.clone();
+                let server = self.server.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
                     let what = format!("pod {pod} container {container}");
@@ -136,7 +137,12 @@ impl Cluster {
                         Err(kube::Error::Api(_)) => return,
                         Err(e) => {
                             let _ = sender
-                                .send(Err(DeployError::from_kube("follow the log of", what, e)))
+                                .send(Err(DeployError::from_kube(
+                                    &server,
+                                    "follow the log of",
+                                    what,
+                                    e,
+                                )))
                                 .await;
                             return;
                         }

@@ -77,15 +77,16 @@ pub enum DeployError {
         /// The server's message.
         message: String,
     },
-    /// The API server could not be reached (after retries).
-    #[error("{action} {object}: {source}")]
-    Transport {
-        /// What was being done.
-        action: &'static str,
-        /// The object concerned.
-        object: String,
-        /// The cause.
-        source: kube::Error,
+    /// The API server could not be reached: refused, unknown host, TLS verification failed
+    /// (never retried), or transient failures that outlasted the retries.
+    #[error("cannot reach the Kubernetes API server at {server}: {cause} (hint: {hint})")]
+    Unreachable {
+        /// The server's address, from the kubeconfig.
+        server: String,
+        /// What went wrong, in a few words.
+        cause: String,
+        /// What to check.
+        hint: String,
     },
     /// A container of a workload is failing in a way waiting will not fix.
     #[error("{object}: pod {pod} container {container}: {reason}: {message}")]
@@ -185,7 +186,12 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    fn from_kube(action: &'static str, object: String, error: kube::Error) -> DeployError {
+    fn from_kube(
+        server: &str,
+        action: &'static str,
+        object: String,
+        error: kube::Error,
+    ) -> DeployError {
         match error {
             kube::Error::Api(status) => {
                 let message = if status.message.is_empty() {
@@ -195,7 +201,10 @@ impl DeployError {
                 };
                 DeployError::Api { action, object, code: status.code, message }
             }
-            source => DeployError::Transport { action, object, source },
+            other => {
+                let (cause, hint) = cluster::connection_problem(&other);
+                DeployError::Unreachable { server: server.to_string(), cause, hint }
+            }
         }
     }
 }

@@ -17,3 +17,4 @@ mod registry_auth;
 mod registry_fault;
 mod registry_push;
 mod resolve_render;
+mod terminal;
