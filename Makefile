@@ -1,5 +1,5 @@
 # Everyday commands. `make help` lists them. CI runs `bash .ci/run` (= scripts/test.sh).
-.PHONY: help test test-all lint fmt snapshots bench bench-render bench-push
+.PHONY: help test test-all lint fmt snapshots bench bench-render bench-push fuzz
 
 help:
 	@echo "make test        cargo test (tests whose programs are missing are SKIPPED, named)"
@@ -8,6 +8,7 @@ help:
 	@echo "make fmt         format the tree (rustfmt.toml)"
 	@echo "make snapshots   rewrite tests/it/snapshots from the current renders (review the diff)"
 	@echo "make bench       both benchmarks (render vs kustomize, push vs skopeo); not tests"
+	@echo "make fuzz        every fuzz target for FUZZ_SECONDS (600) each (nightly, cargo-fuzz)"
 
 test:
 	cargo test --locked --all-targets
@@ -34,3 +35,7 @@ bench-render:
 
 bench-push:
 	bash scripts/bench-push.sh
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)

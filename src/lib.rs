@@ -16,6 +16,7 @@ pub mod diag;
 pub mod digest;
 pub mod graph;
 pub mod images;
+pub mod juju;
 pub mod output;
 pub mod parallel;
 pub mod publish;

@@ -21,6 +21,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     write_files_with_mode(dir, &[(path.to_path_buf(), bytes)], 0o644)
 }
 
+/// Writes `bytes` to `path` atomically, readable and runnable by everyone (mode 0755): for
+/// scripts.
+pub fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    write_files_with_mode(dir, &[(path.to_path_buf(), bytes)], 0o755)
+}
+
 /// Writes `bytes` to `path` atomically, readable by its owner only (mode 0600): for keys.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

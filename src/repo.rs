@@ -6,8 +6,9 @@
 //! With a verify key, only signed charms load: archives from published indexes signed with
 //! it, and `.charm` files with a valid `<file>.sig`; source folders are refused.
 //!
-//! A repository is scanned once into candidates (name, version, location); a charm is only
-//! fully read and validated when the resolver picks it, and each pick is loaded once.
+//! A repository is scanned once into candidates (name, version or Charmhub revision,
+//! location); a charm is only fully read and validated when the resolver picks it, and each
+//! pick is loaded once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use semver::{Version, VersionReq};
 
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
+use crate::publish::index::Release;
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
 use crate::transport::TlsOptions;
 
@@ -36,18 +38,41 @@ pub enum RepoError {
 pub struct Candidate {
     /// Charm name.
     pub name: String,
-    /// Charm version.
-    pub version: Version,
+    /// Charm version (semver); `None` for an operator charm without one.
+    pub version: Option<Version>,
+    /// The Charmhub revision of a `<name>_r<N>.charm`.
+    pub revision: Option<u64>,
     /// The source folder or archive (for a published index, the archive's path or URL).
     pub path: PathBuf,
     /// The published index it is listed in (an index into the repository's indexes).
     pub index: Option<usize>,
 }
 
+impl Candidate {
+    /// How the candidate is named in messages: its version, else `r<revision>`.
+    fn label(&self) -> String {
+        match (&self.version, self.revision) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(r)) => format!("r{r}"),
+            (None, None) => format!("unversioned ({})", self.path.display()),
+        }
+    }
+}
+
+/// What a bundle asks of a charm besides its name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted<'a> {
+    /// charmer's `version:` semver requirement.
+    pub version: Option<&'a VersionReq>,
+    /// Juju's `revision:`: only `<name>_r<revision>.charm` fits.
+    pub revision: Option<u64>,
+}
+
 /// Charm sources searched in order; for the same name and version the first wins.
 #[derive(Debug, Default)]
 pub struct Repository {
-    /// Every candidate found, by name, highest version first.
+    /// Every candidate found, by name: highest version first, then the charms without a
+    /// version by highest revision.
     candidates: BTreeMap<String, Vec<Candidate>>,
     /// The folders scanned (for messages).
     pub dirs: Vec<PathBuf>,
@@ -119,9 +144,14 @@ impl Repository {
     fn add_index(&mut self, index: PublishedIndex) {
         let at = self.indexes.len();
         for entry in index.entries() {
+            let (version, revision) = match entry.release {
+                Release::Version(v) => (Some(v), None),
+                Release::Revision(r) => (None, Some(r)),
+            };
             self.add(Candidate {
                 name: entry.name,
-                version: entry.version,
+                version,
+                revision,
                 path: PathBuf::from(entry.location),
                 index: Some(at),
             });
@@ -131,18 +161,45 @@ impl Repository {
 
     fn add(&mut self, candidate: Candidate) {
         let list = self.candidates.entry(candidate.name.clone()).or_default();
-        if !list.iter().any(|c| c.version == candidate.version) {
+        let same =
+            |c: &Candidate| c.version == candidate.version && c.revision == candidate.revision;
+        if !list.iter().any(same) {
             list.push(candidate);
-            list.sort_by(|a, b| b.version.cmp(&a.version));
+            // `Option` sorts `None` first: reversed, versioned charms come first.
+            list.sort_by(|a, b| (&b.version, b.revision).cmp(&(&a.version, a.revision)));
         }
     }
 
-    /// The highest version of `name` that satisfies `req` (any version when `None`),
-    /// loaded and validated. When nothing fits, the problem lists what was found.
-    pub fn find(&self, name: &str, req: Option<&VersionReq>) -> Result<Arc<Charm>, Problem> {
+    /// The charm `name` the bundle wants, loaded and validated: with a revision, the archive
+    /// of that revision; with a version requirement, the highest version satisfying it;
+    /// with neither, the highest version, or the one archive without a version (several
+    /// such revisions are ambiguous: the bundle must pin one). When nothing fits, the
+    /// problem lists what was found.
+    pub fn find(&self, name: &str, wanted: Wanted<'_>) -> Result<Arc<Charm>, Problem> {
         let found = self.candidates.get(name).map(Vec::as_slice).unwrap_or_default();
-        let pick = found.iter().find(|c| req.is_none_or(|r| r.matches(&c.version)));
-        match pick {
+        let fits: Vec<&Candidate> = found
+            .iter()
+            .filter(|c| wanted.revision.is_none_or(|r| c.revision == Some(r)))
+            .filter(|c| {
+                wanted.version.is_none_or(|r| c.version.as_ref().is_some_and(|v| r.matches(v)))
+            })
+            .collect();
+        if let [first, second, ..] = fits.as_slice() {
+            if first.version.is_none() && second.version.is_none() {
+                let labels: Vec<String> = fits.iter().map(|c| c.label()).collect();
+                return Err(Problem::new(
+                    "",
+                    name,
+                    format!(
+                        "{} archives of {name} ({}) and no revision: chosen",
+                        fits.len(),
+                        labels.join(", ")
+                    ),
+                )
+                .hint("pin one with revision: N in the bundle or an overlay"));
+            }
+        }
+        match fits.first() {
             Some(candidate) => self
                 .load_candidate(candidate)
                 .map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
@@ -163,14 +220,23 @@ impl Repository {
                 .hint("add its folder with --charms DIR, or pack it into one of these"))
             }
             None => {
-                let versions: Vec<String> = found.iter().map(|c| c.version.to_string()).collect();
-                let req = req.map(ToString::to_string).unwrap_or_default();
+                let versions: Vec<String> = found.iter().map(Candidate::label).collect();
+                let mut asked = Vec::new();
+                if let Some(req) = wanted.version {
+                    asked.push(format!("version {req}"));
+                }
+                if let Some(rev) = wanted.revision {
+                    asked.push(format!("revision {rev}"));
+                }
                 Err(Problem::new(
                     "",
                     name,
-                    format!("no version satisfies {req}; found {}", versions.join(", ")),
+                    format!("nothing fits {}; found {}", asked.join(" and "), versions.join(", ")),
                 )
-                .hint("relax the version requirement or add the charm version it needs"))
+                .hint(match wanted.revision {
+                    Some(rev) => format!("add {name}_r{rev}.charm (juju download --revision {rev} {name}) to the charm folders"),
+                    None => "relax the version requirement or add the charm version it needs".to_string(),
+                }))
             }
         }
     }
@@ -204,8 +270,18 @@ impl Repository {
     /// by path.
     fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
         match candidate.index.and_then(|i| self.indexes.get(i)) {
-            Some(index) => self
-                .cached(&candidate.path, || Ok(index.fetch(&candidate.name, &candidate.version)?)),
+            Some(index) => self.cached(&candidate.path, || {
+                let release = match (&candidate.version, candidate.revision) {
+                    (Some(v), _) => Release::Version(v.clone()),
+                    (None, Some(r)) => Release::Revision(r),
+                    (None, None) => {
+                        let label = candidate.path.display().to_string();
+                        let problem = Problem::new(label, "", "listed without a version");
+                        return Err(PublishError::from(problem).into());
+                    }
+                };
+                Ok(index.fetch(&candidate.name, &release)?)
+            }),
             None => self.load(&candidate.path),
         }
     }
@@ -239,18 +315,31 @@ impl Repository {
 /// `None` for paths that are not charms at all.
 fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
     if path.is_dir() {
-        if !path.join("metadata.yaml").is_file() {
-            return None;
+        if path.join("metadata.yaml").is_file() {
+            return Some(peek_dir(path));
         }
-        return Some(peek_dir(path));
+        // charmcraft's unified form: the name is in charmcraft.yaml, with much else.
+        if path.join(crate::charm::charmcraft::FILE).is_file() {
+            return Some(Charm::from_dir(path).map(|c| Candidate {
+                name: c.name().to_string(),
+                version: c.version.clone(),
+                revision: None,
+                path: path.to_path_buf(),
+                index: None,
+            }));
+        }
+        return None;
     }
     let file = path.file_name()?.to_str()?;
     let stem = file.strip_suffix(".charm")?;
-    if let Some((name, version)) = stem.split_once('_') {
-        if let Ok(version) = Version::parse(version) {
+    if let Some((name, rest)) = stem.split_once('_') {
+        let version = Version::parse(rest).ok();
+        let revision = crate::charm::parse_revision(rest);
+        if version.is_some() || revision.is_some() {
             return Some(Ok(Candidate {
                 name: name.to_string(),
                 version,
+                revision,
                 path: path.to_path_buf(),
                 index: None,
             }));
@@ -259,6 +348,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
     Some(Charm::from_archive(path, &crate::charm::Limits::default()).map(|c| Candidate {
         name: c.name().to_string(),
         version: c.version.clone(),
+        revision: c.revision,
         path: path.to_path_buf(),
         index: None,
     }))
@@ -277,14 +367,12 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     let text = crate::contract::read_yaml_file(&dir.join("metadata.yaml"))
         .map_err(|source| CharmError::Io { path: dir.join("metadata.yaml"), source })?;
     let meta: NameOnly = crate::contract::parse_yaml(&label, &text).map_err(CharmError::from)?;
-    let text = read("version")?;
-    let line = text.lines().next().unwrap_or("").trim();
-    let version = Version::parse(line).map_err(|e| {
-        CharmError::from(Problem::new(
-            dir.join("version").display().to_string(),
-            "",
-            format!("{line:?} is not a semantic version: {e}"),
-        ))
-    })?;
-    Ok(Candidate { name: meta.name, version, path: dir.to_path_buf(), index: None })
+    // An operator charm's version file is optional and free text; a charm with templates/
+    // needs a semver one, which loading it checks.
+    let version = match read("version") {
+        Ok(text) => Version::parse(text.lines().next().unwrap_or("").trim()).ok(),
+        Err(_) if !dir.join("templates").is_dir() => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Candidate { name: meta.name, version, revision: None, path: dir.to_path_buf(), index: None })
 }

@@ -107,6 +107,13 @@ pub struct Contents {
     pub images: Vec<Reference>,
 }
 
+impl Contents {
+    /// Every member it names: bundle, overlays, charms, lock.
+    pub fn members(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.bundle).chain(&self.overlays).chain(&self.charms).chain(&self.lock)
+    }
+}
+
 /// A file to carry: one on disk, or bytes made for the archive (a charm packed from its
 /// source folder, a lock computed from the model).
 #[derive(Debug, Clone)]
@@ -162,14 +169,14 @@ impl ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
-            charms.entry((charm.name().to_string(), charm.version.to_string())).or_insert_with(
-                || match &charm.origin {
+            charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(|| {
+                match &charm.origin {
                     Origin::Archive { path, .. } => Carried::File(path.clone()),
                     Origin::Dir(_) => {
                         Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
                     }
-                },
-            );
+                }
+            });
         }
         ExportInputs {
             bundle: model.bundle_file.clone(),
@@ -403,6 +410,8 @@ pub struct ImportReport {
     pub overlays: Vec<PathBuf>,
     /// Whether the archive's signature was checked, and by which key it was made.
     pub authenticity: Authenticity,
+    /// The `juju deploy` script written for a bundle of operator charms.
+    pub juju_script: Option<PathBuf>,
 }
 
 /// Imports an air-gap archive (see the module docs).
@@ -421,7 +430,7 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let charms = read_charms(&tar, &contents)?;
+    let CarriedCharms { members: charms, operators } = read_charms(&tar, &contents)?;
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
@@ -453,7 +462,7 @@ pub async fn import(
         files.push((format!("{MANIFEST_DIR}/{member}"), tar.read(member, max)?));
     }
     let bundle = out.join(in_bundle(&contents.bundle));
-    let overlays = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
+    let overlays: Vec<PathBuf> = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
@@ -469,6 +478,31 @@ pub async fn import(
         }
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
+    // Operator charms are deployed by Juju, from a script written once the images' digests
+    // are known; the bundle is resolved against the unpacked charms first, so a bundle that
+    // cannot be deployed stops the import before anything is pushed.
+    let juju_model = if operators {
+        let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
+        let inputs = crate::resolve::Inputs {
+            bundle: crate::bundle::BundleInput {
+                bundle: staged(&bundle),
+                overlays: overlays.iter().map(|o| staged(o)).collect(),
+                ..Default::default()
+            },
+            charm_dirs: vec![staging.path().join("charms")],
+            registry: Some(options.registry.clone()),
+            ..Default::default()
+        };
+        match crate::resolve::load(&inputs) {
+            Ok(model) => Some(model),
+            Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
+            Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
+                return Err(p.into())
+            }
+        }
+    } else {
+        None
+    };
 
     let push_report = match &images {
         Some(images) => {
@@ -481,16 +515,28 @@ pub async fn import(
         }
         None => PushReport::default(),
     };
-    if let Some(mut lock) = lock {
+    let lock = lock.map(|mut lock| {
         pin_lock(&mut lock, &push_report, &options.registry);
+        lock
+    });
+    if let Some(lock) = &lock {
         let path = staging.path().join("bundle.lock");
         std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+    }
+    if let Some(model) = &juju_model {
+        use std::os::unix::fs::PermissionsExt;
+        let path = staging.path().join(crate::juju::SCRIPT);
+        std::fs::write(&path, crate::juju::deploy_script(model, lock.as_ref()))
+            .map_err(|e| io(&path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(&path, e))?;
     }
     let retagged = staging.path().join("retagged-images.txt");
     std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    Ok(ImportReport { contents, push: push_report, bundle, overlays, authenticity })
+    let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
+    Ok(ImportReport { contents, push: push_report, bundle, overlays, authenticity, juju_script })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -616,7 +662,25 @@ fn verify_checksums(
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
-    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| {
+    let contents = parse_contents(label, &bytes)?;
+    let mut problems = Problems::default();
+    for member in contents.members() {
+        if tar.member(member).is_none() {
+            problems.push(Problem::new(
+                label,
+                format!("{CONTENTS}: {member}"),
+                "names a member that is not in the archive",
+            ));
+        }
+    }
+    problems.into_result(contents).map_err(AirgapError::from)
+}
+
+/// Parses an archive's `airgap.json` (untrusted: `label` names the archive) and checks that
+/// its format is this charmer's and that every member it names is where an air-gap archive
+/// keeps such a file.
+pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError> {
+    let contents: Contents = serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
     })?;
     let mut problems = Problems::default();
@@ -650,12 +714,6 @@ fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
                 format!("{CONTENTS}: {member}"),
                 "is not where an air-gap archive keeps such a file",
             ));
-        } else if tar.member(member).is_none() {
-            problems.push(Problem::new(
-                label,
-                format!("{CONTENTS}: {member}"),
-                "names a member that is not in the archive",
-            ));
         }
     }
     problems.into_result(contents).map_err(AirgapError::from)
@@ -683,10 +741,11 @@ fn check_images(
 }
 
 /// Reads and validates every charm (the same checks as for any untrusted `.charm`).
-fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, AirgapError> {
     let limits = CharmLimits::default();
     let mut problems = Problems::default();
     let mut charms = Vec::new();
+    let mut operators = false;
     for member in &contents.charms {
         let bytes = tar.read(member, limits.max_total_bytes)?;
         let label = format!("{}:{member}", tar.label());
@@ -698,12 +757,21 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<Vec<(String, Vec<u
             Charm::from_files(files, origin)
         });
         match checked {
-            Ok(_) => charms.push((member.clone(), bytes)),
+            Ok(charm) => {
+                operators |= charm.kind() == crate::charm::Kind::Operator;
+                charms.push((member.clone(), bytes));
+            }
             Err(CharmError::Invalid(p)) => problems.extend(p),
             Err(CharmError::Io { path, source }) => {
                 return Err(AirgapError::Io { path: path.display().to_string(), source })
             }
         }
     }
-    problems.into_result(charms).map_err(AirgapError::from)
+    problems.into_result(CarriedCharms { members: charms, operators }).map_err(AirgapError::from)
+}
+
+/// Every charm member with its bytes, and whether any is an operator charm.
+struct CarriedCharms {
+    members: Vec<(String, Vec<u8>)>,
+    operators: bool,
 }

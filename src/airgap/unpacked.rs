@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{parse_lock, signature, AirgapError, Contents, CHECKSUMS, CONTENTS, IMAGE_INDEX};
+use super::{parse_lock, signature, AirgapError, CHECKSUMS, CONTENTS, IMAGE_INDEX};
 use super::{MANIFEST_DIR, SIGNATURE};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
@@ -117,9 +117,7 @@ impl Unpacked {
         let Some(contents) = manifest.read(&kept.join(CONTENTS), CONTENTS, &mut problems)? else {
             return Err(problems.into());
         };
-        let contents: Contents = serde_json::from_slice(&contents).map_err(|e| {
-            Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
-        })?;
+        let contents = super::parse_contents(label, &contents)?;
         let lock = match &contents.lock {
             Some(member) => match manifest.read(&kept.join(member), member, &mut problems)? {
                 Some(bytes) => Some(parse_lock(
@@ -231,7 +229,7 @@ impl Unpacked {
             let key = format!("applications.{}", app.name);
             if let Some(lock) = &self.lock {
                 let (charm, version, sha256) =
-                    (app.charm.name(), app.charm.version.to_string(), app.charm.sha256());
+                    (app.charm.name(), app.charm.version_label(), app.charm.sha256());
                 let locked = lock.applications.get(&app.name);
                 let signed = locked.map(|l| (l.charm.as_str(), &l.version, &l.sha256));
                 match signed {

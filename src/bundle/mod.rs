@@ -93,6 +93,13 @@ pub struct AppSpec {
     pub charm: CharmRef,
     /// charmer's `version:` semver requirement.
     pub version: Option<semver::VersionReq>,
+    /// Juju's `channel:`: where the charm was downloaded from. Recorded in the lock and the
+    /// `juju deploy` script; it selects nothing offline (archives do not say their channel).
+    pub channel: Option<String>,
+    /// Juju's `revision:`: selects the archive `<charm>_r<revision>.charm`.
+    pub revision: Option<u64>,
+    /// Juju's `constraints:` (such as `mem=2G`), passed on to `juju deploy`.
+    pub constraints: Option<String>,
     /// Units wanted (`scale`, alias `num_units`); 1 when not given.
     pub scale: u32,
     /// Juju's `trust:`.

@@ -28,6 +28,9 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
                 Some(_) => AppSpec {
                     charm: CharmRef::Name(String::new()),
                     version: None,
+                    channel: None,
+                    revision: None,
+                    constraints: None,
                     scale: 1,
                     trust: false,
                     options: BTreeMap::new(),
@@ -87,6 +90,25 @@ fn merge_app(
                 .hint("write e.g. \"^1.2\" or \">=1.0, <2\""),
             ),
         }
+    }
+    if let Some(channel) = raw.channel {
+        app.channel = Some(channel);
+    }
+    if let Some(revision) = raw.revision {
+        match u64::try_from(revision) {
+            Ok(revision) => app.revision = Some(revision),
+            Err(_) => problems.push(
+                Problem::new(
+                    label,
+                    format!("{key}.revision"),
+                    format!("{revision} is not a revision"),
+                )
+                .hint("a Charmhub revision is a whole number, 0 or more"),
+            ),
+        }
+    }
+    if let Some(constraints) = raw.constraints {
+        app.constraints = Some(constraints);
     }
     if let Some(scale) = raw.scale.or(raw.num_units) {
         match u32::try_from(scale) {

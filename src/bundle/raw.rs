@@ -32,6 +32,9 @@ pub(super) struct RawFile {
 pub(super) struct RawApp {
     pub charm: Option<String>,
     pub version: Option<String>,
+    pub channel: Option<String>,
+    pub revision: Option<i64>,
+    pub constraints: Option<String>,
     pub scale: Option<i64>,
     pub num_units: Option<i64>,
     pub trust: Option<bool>,

@@ -6,6 +6,7 @@
 //! exactly what was validated.
 
 pub mod archive;
+pub mod charmcraft;
 pub mod config;
 pub mod metadata;
 
@@ -82,6 +83,20 @@ impl Origin {
     }
 }
 
+/// What runs a charm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// charmer's own: Kubernetes manifest templates under `templates/`, rendered and deployed
+    /// by charmer. Needs a semver `version` file.
+    Manifests,
+    /// A Juju operator: charm code (`dispatch`, `hooks/`, `src/charm.py`) and no
+    /// `templates/`. Juju runs it; charmer inspects, carries and publishes it, and writes the
+    /// `juju deploy` lines for it. Its identity is name + revision + SHA-256; a `version`
+    /// file is optional and need not be semver.
+    Operator,
+}
+
 /// A validated charm.
 #[derive(Debug, Clone)]
 pub struct Charm {
@@ -89,12 +104,20 @@ pub struct Charm {
     pub metadata: Metadata,
     /// `config.yaml` (empty when the charm has none).
     pub config: ConfigSchema,
-    /// The semver from the `version` file.
-    pub version: Version,
+    /// The semver of the `version` file; always set for [`Kind::Manifests`] charms, `None`
+    /// for an operator charm whose `version` file is missing or not semver.
+    pub version: Option<Version>,
+    /// The `version` file's first line as written, when it is not semver (Charmhub charms
+    /// carry a git description such as `7b0251b`).
+    pub version_text: Option<String>,
+    /// The Charmhub revision, from a `<name>_r<revision>.charm` file name.
+    pub revision: Option<u64>,
     /// Every file by its path inside the charm (`/`-separated, sorted).
     pub files: BTreeMap<String, CharmFile>,
     /// Where it came from.
     pub origin: Origin,
+    /// Warnings found while loading (a charmcraft source's parts charmer does not build).
+    notes: Vec<Problem>,
     /// The packed archive's SHA-256, computed on first use (packing is the costly part).
     sha256: std::sync::OnceLock<String>,
 }
@@ -117,9 +140,16 @@ impl Charm {
     /// Loads a charm source folder. Hidden files and folders (`.git`, `.charmignore`...) and
     /// `.charm` archives at its root (earlier packs) are left out; symlinks are followed when
     /// they stay inside the folder, as charmcraft does.
+    ///
+    /// A folder holding `charmcraft.yaml` is completed first as `charmcraft pack` would
+    /// (see [`charmcraft`]): `manifest.yaml`, and the unified form's `metadata.yaml`,
+    /// `config.yaml`, `actions.yaml` and `dispatch`.
     pub fn from_dir(dir: &Path) -> Result<Charm, CharmError> {
-        let files = archive::read_dir(dir, &Limits::default())?;
-        Charm::from_files(files, Origin::Dir(dir.to_path_buf()))
+        let mut files = archive::read_dir(dir, &Limits::default())?;
+        let notes = charmcraft::complete(&dir.display().to_string(), &mut files)?;
+        let mut charm = Charm::from_files(files, Origin::Dir(dir.to_path_buf()))?;
+        charm.notes = notes;
+        Ok(charm)
     }
 
     /// Reads an untrusted `.charm` archive: every safety check of [`archive::read_zip`], then
@@ -141,13 +171,15 @@ impl Charm {
         let label = path.display().to_string();
         let files = archive::read_zip(&label, bytes, limits)?;
         let sha256 = crate::digest::sha256_hex(bytes);
-        let charm = Charm::from_files(files, Origin::Archive { path: path.to_path_buf(), sha256 })?;
-        charm.check_file_name(path)?;
+        let mut charm =
+            Charm::from_files(files, Origin::Archive { path: path.to_path_buf(), sha256 })?;
+        charm.revision = charm.check_file_name(path)?;
         Ok(charm)
     }
 
     /// Validates a charm's files: `metadata.yaml` (required), `config.yaml`, `manifest.yaml`
-    /// (required when containers are declared) and `version` (semver).
+    /// (required when containers are declared) and `version` (semver; required for
+    /// [`Kind::Manifests`] charms, optional and free text for operators).
     pub fn from_files(
         files: BTreeMap<String, CharmFile>,
         origin: Origin,
@@ -195,34 +227,76 @@ impl Charm {
                     .hint("add manifest.yaml with bases: [{name: ubuntu, channel: '22.04', architectures: [amd64]}]"),
             );
         }
-        let version = match text("version", &mut problems) {
-            Some(t) => parse_version(&at("version"), &t).map_err(|p| problems.push(p)).ok(),
-            None => {
-                if !files.contains_key("version") {
-                    problems.push(
-                        Problem::new(&root, "version", "missing")
-                            .hint("add a file named version holding a semver such as 1.0.0"),
-                    );
-                }
-                None
+        let kind = kind_of(&files);
+        let (version, version_text) = match (text("version", &mut problems), kind) {
+            (Some(t), Kind::Manifests) => {
+                (parse_version(&at("version"), &t).map_err(|p| problems.push(p)).ok(), None)
             }
+            (Some(t), Kind::Operator) => {
+                let line = t.lines().next().unwrap_or("").trim().to_string();
+                match Version::parse(&line) {
+                    Ok(v) => (Some(v), None),
+                    Err(_) if line.chars().count() > 100 => {
+                        problems.push(Problem::new(
+                            at("version"),
+                            "",
+                            "longer than 100 characters",
+                        ));
+                        (None, None)
+                    }
+                    Err(_) => (None, Some(line).filter(|l| !l.is_empty())),
+                }
+            }
+            (None, Kind::Manifests) if !files.contains_key("version") => {
+                problems.push(
+                    Problem::new(&root, "version", "missing")
+                        .hint("charms with templates/ need a file named version holding a semver such as 1.0.0"),
+                );
+                (None, None)
+            }
+            (None, _) => (None, None),
         };
-        match (metadata, config, version) {
-            (Some(metadata), Some(config), Some(version)) if problems.is_empty() => Ok(Charm {
+        match (metadata, config) {
+            (Some(metadata), Some(config)) if problems.is_empty() => Ok(Charm {
                 metadata,
                 config,
                 version,
+                version_text,
+                revision: None,
                 files,
                 origin,
+                notes: Vec::new(),
                 sha256: std::sync::OnceLock::new(),
             }),
             _ => Err(CharmError::Invalid(problems)),
         }
     }
 
-    /// The file name `charmer pack` gives this charm: `<name>_<version>.charm`.
+    /// Whether charmer renders this charm or Juju runs it (see [`Kind`]).
+    pub fn kind(&self) -> Kind {
+        kind_of(&self.files)
+    }
+
+    /// The version as shown and recorded: the semver, else the `version` file's text, else
+    /// the revision as `r<N>`, else `unversioned`.
+    pub fn version_label(&self) -> String {
+        match (&self.version, &self.version_text, self.revision) {
+            (Some(v), _, _) => v.to_string(),
+            (None, Some(text), _) => text.clone(),
+            (None, None, Some(rev)) => format!("r{rev}"),
+            (None, None, None) => "unversioned".to_string(),
+        }
+    }
+
+    /// The file name `charmer pack` gives this charm: `<name>_<version>.charm`; an operator
+    /// charm without a semver is named by its revision, `<name>_r<N>.charm` (as `juju
+    /// download` names it), or else `<name>.charm`.
     pub fn archive_name(&self) -> String {
-        format!("{}_{}.charm", self.name(), self.version)
+        match (&self.version, self.revision) {
+            (Some(v), _) => format!("{}_{v}.charm", self.name()),
+            (None, Some(rev)) => format!("{}_r{rev}.charm", self.name()),
+            (None, None) => format!("{}.charm", self.name()),
+        }
     }
 
     /// Packs the charm reproducibly (see [`archive::pack`]).
@@ -251,7 +325,8 @@ impl Charm {
         let declared: Vec<Reference> =
             self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
         let file = format!("{}/config.yaml", self.origin.path().display());
-        self.config
+        let hidden = self
+            .config
             .options
             .iter()
             .filter_map(|(name, option)| {
@@ -264,8 +339,8 @@ impl Charm {
                     Problem::new(&file, format!("options.{name}.default"), format!("{text:?} looks like a container image hidden in a config option"))
                         .hint(format!("declare {image} as a resource of type oci-image with upstream-source, so the air-gap tooling sees it")),
                 )
-            })
-            .collect()
+            });
+        self.notes.iter().cloned().chain(hidden).collect()
     }
 
     /// Template files (`templates/**`), by path inside the charm.
@@ -275,8 +350,8 @@ impl Charm {
 
     /// Accepts `<name>.charm`, `<name>_<anything>.charm` (charmcraft's platform names,
     /// `juju download`'s `_r<N>`), and when the part after `_` is a semver it must equal
-    /// the version file.
-    fn check_file_name(&self, path: &Path) -> Result<(), Problem> {
+    /// the version file. Returns the revision of a `<name>_r<N>.charm`.
+    fn check_file_name(&self, path: &Path) -> Result<Option<u64>, Problem> {
         let file = path.display().to_string();
         let stem = path.file_name().and_then(|s| s.to_str()).unwrap_or_default();
         let stem = stem.strip_suffix(".charm").unwrap_or(stem);
@@ -293,19 +368,20 @@ impl Charm {
             .hint(format!("rename the file to {}", self.archive_name())));
         }
         if let Some(file_version) = rest.and_then(|r| Version::parse(r).ok()) {
-            if file_version != self.version {
+            if self.version.as_ref() != Some(&file_version) {
+                let has = match &self.version {
+                    Some(v) => format!("the version file says {v}"),
+                    None => "the charm has no semver version file".to_string(),
+                };
                 return Err(Problem::new(
                     file,
                     "version",
-                    format!(
-                        "the version file says {} but the file name says {file_version}",
-                        self.version
-                    ),
+                    format!("{has} but the file name says {file_version}"),
                 )
                 .hint(format!("rename the file to {}", self.archive_name())));
             }
         }
-        Ok(())
+        Ok(rest.and_then(parse_revision))
     }
 }
 
@@ -325,6 +401,26 @@ fn same_image(declared: &Reference, found: &Reference) -> bool {
         && declared.repository == found.repository
         && ((found.tag.is_some() && declared.tag == found.tag)
             || (found.digest.is_some() && declared.digest == found.digest))
+}
+
+/// `r<N>` as `juju download` writes it into file names.
+pub fn parse_revision(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix('r')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// An operator charm has charm code and no `templates/`; everything else is charmer's.
+fn kind_of(files: &BTreeMap<String, CharmFile>) -> Kind {
+    let templates = files.keys().any(|p| p.starts_with("templates/"));
+    let code =
+        files.keys().any(|p| p == "dispatch" || p.starts_with("hooks/") || p == "src/charm.py");
+    if code && !templates {
+        Kind::Operator
+    } else {
+        Kind::Manifests
+    }
 }
 
 /// Reads the `version` file: first line, trimmed, at most 100 characters (Juju's limit),
@@ -366,8 +462,13 @@ fn check_manifest(file: &str, text: &str, problems: &mut Problems) {
 pub struct Inspection {
     /// Charm name.
     pub name: String,
-    /// Charm version.
+    /// Charm version ([`Charm::version_label`]).
     pub version: String,
+    /// The Charmhub revision, for a `<name>_r<N>.charm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// `manifests` (charmer renders it) or `operator` (Juju runs it).
+    pub kind: Kind,
     /// Summary line.
     pub summary: String,
     /// SHA-256 of the archive (or of the archive the folder packs to).
@@ -423,7 +524,9 @@ impl Charm {
     pub fn inspect(&self) -> Inspection {
         Inspection {
             name: self.name().to_string(),
-            version: self.version.to_string(),
+            version: self.version_label(),
+            revision: self.revision,
+            kind: self.kind(),
             summary: self.metadata.summary.trim().to_string(),
             sha256: self.sha256(),
             options: self

@@ -130,6 +130,10 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         }
         print_report(out, &report.push)?;
         line(out, format_args!("unpacked into {}", args.out.display()))?;
+        if let Some(script) = &report.juju_script {
+            line(out, format_args!("next: juju add-model <name>, then {}", script.display()))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut deploy = format!("charmer deploy {}", report.bundle.display());
         for overlay in &report.overlays {
             deploy.push_str(&format!(" --overlay {}", overlay.display()));

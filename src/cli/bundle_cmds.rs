@@ -102,8 +102,11 @@ pub(super) fn check(
     output: Output,
 ) -> Result<ExitCode, Error> {
     let model = args.resolve()?;
-    // Rendering is part of checking: a template error must fail `check` too.
-    crate::render::render(&model)?;
+    // Rendering is part of checking: a template error must fail `check` too. A bundle of
+    // operator charms is checked up to what Juju would be given (charms, config, relations).
+    if !crate::juju::has_operators(&model) {
+        crate::render::render(&model)?;
+    }
     let plan = crate::resolve::plan::Plan::of(&model);
     match output {
         Output::Json => {
@@ -147,6 +150,42 @@ pub(super) fn render(
             path.parent().unwrap_or(Path::new(".")),
             &[(path.to_path_buf(), lock_text())],
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn juju_script(
+    out: &mut impl Write,
+    args: &ResolveArgs,
+    lock: Option<&Path>,
+    file: Option<&Path>,
+) -> Result<ExitCode, Error> {
+    let model = args.resolve()?;
+    if !crate::juju::has_operators(&model) {
+        return Err(crate::diag::Problem::new(
+            args.bundle.display().to_string(),
+            "applications",
+            "no application runs a Juju operator charm; there is nothing for Juju to deploy",
+        )
+        .hint("deploy charmer's own charms with charmer deploy")
+        .into());
+    }
+    let lock = match lock {
+        Some(path) => {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| crate::diag::Problem::new(&label, "", format!("cannot read: {e}")))?;
+            Some(crate::airgap::parse_lock(&label, &text)?)
+        }
+        None => None,
+    };
+    let script = crate::juju::deploy_script(&model, lock.as_ref());
+    match file {
+        None => write!(out, "{script}").map_err(stdout_error)?,
+        Some(path) => {
+            crate::output::write_executable(path, script.as_bytes())?;
+            line(out, path.display())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

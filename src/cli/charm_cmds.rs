@@ -15,6 +15,7 @@ pub(super) fn pack(out: &mut impl Write, dir: &Path, out_dir: &Path) -> Result<E
     let path = out_dir.join(charm.archive_name());
     crate::output::write_files(out_dir, &[(path.clone(), &bytes)])?;
     line(out, format_args!("{}  {}", crate::digest::sha256_hex(&bytes), path.display()))?;
+    warn(&charm.warnings().iter().map(ToString::to_string).collect::<Vec<_>>());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -32,6 +33,14 @@ pub(super) fn inspect(
         Output::Text => {
             line(out, format_args!("name:     {}", view.name))?;
             line(out, format_args!("version:  {}", view.version))?;
+            if let Some(revision) = view.revision {
+                line(out, format_args!("revision: {revision}"))?;
+            }
+            let kind = match view.kind {
+                crate::charm::Kind::Manifests => "manifests (charmer renders and deploys it)",
+                crate::charm::Kind::Operator => "operator (charm code; Juju runs it)",
+            };
+            line(out, format_args!("kind:     {kind}"))?;
             line(out, format_args!("summary:  {}", view.summary))?;
             line(out, format_args!("sha256:   {}", view.sha256))?;
             line(out, "options:")?;
@@ -122,7 +131,7 @@ pub(super) fn verify(
                             out,
                             format_args!(
                                 "ok  {}  {} {}  sha256 {}{signed}",
-                                e.location, e.name, e.version, e.sha256
+                                e.location, e.name, e.release, e.sha256
                             ),
                         )?;
                     }
@@ -145,7 +154,7 @@ pub(super) fn verify(
                         "ok  {}  {} {}  sha256 {}{signed}",
                         path.display(),
                         charm.name(),
-                        charm.version,
+                        charm.version_label(),
                         charm.sha256()
                     ),
                 )?;
@@ -160,7 +169,10 @@ pub(super) fn verify(
 pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<ExitCode, Error> {
     let charm = Charm::from_archive(path, &Limits::default())?;
     archive::unpack(&charm.files, dest)?;
-    line(out, format_args!("unpacked {} {} into {}", charm.name(), charm.version, dest.display()))?;
+    line(
+        out,
+        format_args!("unpacked {} {} into {}", charm.name(), charm.version_label(), dest.display()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

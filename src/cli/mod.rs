@@ -76,9 +76,11 @@ pub enum GraphFormat {
 /// charmer's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Pack a charm source folder into a reproducible <name>_<version>.charm archive.
+    /// Pack a charm source folder into a reproducible <name>_<version>.charm archive
+    /// (charmcraft sources too: manifest.yaml and the unified charmcraft.yaml's files are
+    /// generated as charmcraft does).
     Pack {
-        /// The charm source folder (holding metadata.yaml, config.yaml, version, templates/).
+        /// The charm source folder (holding metadata.yaml or charmcraft.yaml).
         charm: PathBuf,
         /// Folder to write the archive into.
         #[arg(long, default_value = ".")]
@@ -141,6 +143,24 @@ pub enum Command {
         /// Where to write the lock file (default: DIR/bundle.lock with --out DIR; none on stdout).
         #[arg(long, value_name = "FILE")]
         lock: Option<PathBuf>,
+    },
+    /// Write the Juju side of a bundle of operator charms: a shell script of `juju deploy
+    /// ./charms/<file> <app> --resource ... --config ... --trust --num-units N` and `juju
+    /// integrate` lines (airgap import writes it as deploy-juju.sh by itself).
+    JujuScript {
+        /// The bundle and how to resolve it.
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// A bundle.lock whose images are pinned (after images push --lock): their digests
+        /// go into --resource.
+        #[arg(long, value_name = "FILE")]
+        lock: Option<PathBuf>,
+        /// File to write (mode 0755; default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Image commands: list a bundle's images; move images without Docker (save them into
     /// an archive, push them into a private registry).
@@ -304,6 +324,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Render { resolve, tls, out: dest, lock } => {
             bundle_cmds::render(&mut out, &resolve.with(&tls), dest.as_deref(), lock.as_deref())
         }
+        Command::JujuScript { resolve, tls, lock, out: file } => bundle_cmds::juju_script(
+            &mut out,
+            &resolve.with(&tls),
+            lock.as_deref(),
+            file.as_deref(),
+        ),
         Command::Images(ImagesCommand::List { resolve, tls, output, why }) => {
             bundle_cmds::images_list(&mut out, &resolve.with(&tls), output, why.as_deref())
         }

@@ -181,7 +181,7 @@ impl Plan {
                 PlanApp {
                     name: app.name.clone(),
                     charm: app.charm.name().to_string(),
-                    version: app.charm.version.to_string(),
+                    version: app.charm.version_label(),
                     kubernetes: kubernetes_needs(&app.charm.metadata.assumes),
                     required_secrets: app.required_secrets.clone(),
                     images: images.into_iter().collect(),

@@ -57,7 +57,7 @@ impl Diagram {
             .map(|(name, app)| {
                 let mut lines = vec![
                     name.clone(),
-                    format!("charm {} {}", app.charm.name(), app.charm.version),
+                    format!("charm {} {}", app.charm.name(), app.charm.version_label()),
                     format!("scale {}", app.scale),
                 ];
                 let exposure = exposure(&app.config);
@@ -236,6 +236,8 @@ pub(crate) mod tests {
             charm,
             scale,
             trust: false,
+            channel: None,
+            constraints: None,
             config,
             images: BTreeMap::new(),
             relation_data: BTreeMap::new(),

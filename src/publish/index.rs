@@ -38,12 +38,49 @@ pub struct Index {
     pub charms: BTreeMap<String, Vec<IndexEntry>>,
 }
 
+/// What identifies one published archive of a charm: its semver or, for a Juju operator
+/// charm without one (a Charmhub archive), its revision.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Release {
+    /// A semantic version.
+    Version(Version),
+    /// A Charmhub revision.
+    Revision(u64),
+}
+
+impl std::fmt::Display for Release {
+    /// `1.2.0`, or `r7`: what follows `<name>_` in the archive's file name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Release::Version(v) => write!(f, "{v}"),
+            Release::Revision(r) => write!(f, "r{r}"),
+        }
+    }
+}
+
+impl Release {
+    /// How `charm` is published: its semver, else its revision; `None` with neither.
+    pub fn of(charm: &Charm) -> Option<Release> {
+        charm.version.clone().map(Release::Version).or(charm.revision.map(Release::Revision))
+    }
+
+    /// Whether `charm` is this release.
+    fn matches(&self, charm: &Charm) -> bool {
+        Release::of(charm).as_ref() == Some(self)
+    }
+}
+
 /// One published version of a charm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
     /// The charm version.
-    pub version: Version,
-    /// The archive's file name, next to the index: `<name>_<version>.charm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Version>,
+    /// The Charmhub revision of an operator charm published without a semver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// The archive's file name, next to the index: `<name>_<version>.charm`
+    /// (`<name>_r<revision>.charm`).
     pub file: String,
     /// Lowercase hex SHA-256 of the archive.
     pub sha256: String,
@@ -82,13 +119,20 @@ impl Default for Index {
 }
 
 impl IndexEntry {
-    /// The entry describing `charm` published as `archive` (its packed bytes).
-    pub fn new(charm: &Charm, archive: &[u8]) -> IndexEntry {
+    /// The entry describing `charm` published as `release` in `archive` (its bytes).
+    pub fn new(charm: &Charm, release: &Release, archive: &[u8]) -> IndexEntry {
         let interfaces = |map: &BTreeMap<String, crate::charm::Endpoint>| {
             map.iter().map(|(n, e)| (n.clone(), e.interface.clone())).collect()
         };
         IndexEntry {
-            version: charm.version.clone(),
+            version: match release {
+                Release::Version(v) => Some(v.clone()),
+                Release::Revision(_) => None,
+            },
+            revision: match release {
+                Release::Version(_) => None,
+                Release::Revision(r) => Some(*r),
+            },
             file: charm.archive_name(),
             sha256: crate::digest::sha256_hex(archive),
             size: archive.len() as u64,
@@ -99,6 +143,13 @@ impl IndexEntry {
                 requires: interfaces(&charm.metadata.requires),
             },
         }
+    }
+}
+
+impl IndexEntry {
+    /// The entry's semver, else its revision.
+    pub fn release(&self) -> Option<Release> {
+        self.version.clone().map(Release::Version).or(self.revision.map(Release::Revision))
     }
 }
 
@@ -130,7 +181,15 @@ impl Index {
             }
             for (i, entry) in entries.iter().enumerate() {
                 let key = format!("charms.{name}[{i}]");
-                let expected = format!("{name}_{}.charm", entry.version);
+                let Some(release) = entry.release() else {
+                    problems.push(Problem::new(
+                        label,
+                        &key,
+                        "has neither a version nor a revision",
+                    ));
+                    continue;
+                };
+                let expected = format!("{name}_{release}.charm");
                 if entry.file != expected {
                     problems.push(Problem::new(
                         label,
@@ -150,11 +209,12 @@ impl Index {
                         "not a lowercase hex SHA-256",
                     ));
                 }
-                if entries[..i].iter().any(|e| e.version == entry.version) {
+                if entries[..i].iter().any(|e| e.release().as_ref() == Some(&release)) {
+                    let field = if entry.version.is_some() { "version" } else { "revision" };
                     problems.push(Problem::new(
                         label,
-                        format!("{key}.version"),
-                        format!("version {} is listed twice", entry.version),
+                        format!("{key}.{field}"),
+                        format!("{field} {release} is listed twice"),
                     ));
                 }
             }
@@ -166,15 +226,15 @@ impl Index {
     pub fn to_yaml(&self) -> String {
         let mut sorted = self.clone();
         for entries in sorted.charms.values_mut() {
-            entries.sort_by(|a, b| a.version.cmp(&b.version));
+            entries.sort_by_key(IndexEntry::release);
         }
         // Serialising plain structs, maps and strings cannot fail.
         format!("{HEADER}{}", serde_yaml::to_string(&sorted).unwrap_or_default())
     }
 
-    /// The entry of `name` at `version`.
-    pub fn get(&self, name: &str, version: &Version) -> Option<&IndexEntry> {
-        self.charms.get(name)?.iter().find(|e| &e.version == version)
+    /// The entry of `name` at `release`.
+    pub fn get(&self, name: &str, release: &Release) -> Option<&IndexEntry> {
+        self.charms.get(name)?.iter().find(|e| e.release().as_ref() == Some(release))
     }
 }
 
@@ -183,8 +243,8 @@ impl Index {
 pub struct Entry {
     /// Charm name.
     pub name: String,
-    /// Charm version.
-    pub version: Version,
+    /// Charm version or revision.
+    pub release: Release,
     /// Where the archive is: a file path or a URL.
     pub location: String,
     /// The SHA-256 the index gives for it.
@@ -309,37 +369,39 @@ impl PublishedIndex {
             .charms
             .iter()
             .flat_map(|(name, entries)| {
-                entries.iter().map(move |e| Entry {
-                    name: name.clone(),
-                    version: e.version.clone(),
-                    location: self.location(&e.file),
-                    sha256: e.sha256.clone(),
+                entries.iter().filter_map(move |e| {
+                    Some(Entry {
+                        name: name.clone(),
+                        release: e.release()?,
+                        location: self.location(&e.file),
+                        sha256: e.sha256.clone(),
+                    })
                 })
             })
             .collect()
     }
 
-    /// Fetches and loads `name` at `version`, verifying the archive's SHA-256 against the
+    /// Fetches and loads `name` at `release`, verifying the archive's SHA-256 against the
     /// index and, with a verify key, its signature.
-    pub fn fetch(&self, name: &str, version: &Version) -> Result<Charm, PublishError> {
-        let entry = self.index.get(name, version).ok_or_else(|| {
+    pub fn fetch(&self, name: &str, release: &Release) -> Result<Charm, PublishError> {
+        let entry = self.index.get(name, release).ok_or_else(|| {
             Problem::new(
                 &self.index_location,
                 format!("charms.{name}"),
-                format!("has no version {version}"),
+                format!("has no version {release}"),
             )
         })?;
         let bytes = self.fetch_bytes(entry)?;
         let location = self.location(&entry.file);
         let charm = Charm::from_archive_bytes(Path::new(&location), &bytes, &self.limits)?;
-        if charm.name() != name || charm.version != *version {
+        if charm.name() != name || !release.matches(&charm) {
             return Err(Problem::new(
                 &location,
                 "",
                 format!(
-                    "holds {} {}, but the index lists it as {name} {version}",
+                    "holds {} {}, but the index lists it as {name} {release}",
                     charm.name(),
-                    charm.version
+                    charm.version_label()
                 ),
             )
             .into());
@@ -364,7 +426,8 @@ impl PublishedIndex {
         let mut problems = Problems::default();
         for (name, entries) in &self.index.charms {
             for entry in entries {
-                if let Err(e) = self.fetch(name, &entry.version) {
+                let Some(release) = entry.release() else { continue };
+                if let Err(e) = self.fetch(name, &release) {
                     problems.extend(e.into_problems());
                 }
             }
@@ -486,7 +549,8 @@ mod tests {
 
     fn entry(version: &str, file: &str) -> IndexEntry {
         IndexEntry {
-            version: Version::parse(version).unwrap(),
+            version: Some(Version::parse(version).unwrap()),
+            revision: None,
             file: file.to_string(),
             sha256: "a".repeat(64),
             size: 1,
@@ -507,7 +571,7 @@ mod tests {
         assert!(text.starts_with("# charm repository index"));
         assert!(text.find("1.2.0").unwrap() < text.find("1.10.0").unwrap(), "{text}");
         let back = Index::parse("index.yaml", &text).unwrap();
-        assert_eq!(back.charms["web"][0].version, Version::new(1, 2, 0));
+        assert_eq!(back.charms["web"][0].version, Some(Version::new(1, 2, 0)));
     }
 
     #[test]

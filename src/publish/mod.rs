@@ -15,7 +15,7 @@ pub mod sums;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use semver::Version;
+use index::Release;
 
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
@@ -96,8 +96,8 @@ impl PublishError {
 pub struct Published {
     /// Charm name.
     pub name: String,
-    /// Charm version.
-    pub version: Version,
+    /// Charm version (or revision).
+    pub version: Release,
     /// The archive in the output folder.
     pub file: PathBuf,
     /// Its SHA-256.
@@ -181,7 +181,11 @@ pub fn publish(
     for ((name, version), c) in &candidates {
         write_if_changed(&out.join(c.charm.archive_name()), &c.bytes)?;
         if index.get(name, version).is_none() {
-            index.charms.entry(name.clone()).or_default().push(IndexEntry::new(&c.charm, &c.bytes));
+            index
+                .charms
+                .entry(name.clone())
+                .or_default()
+                .push(IndexEntry::new(&c.charm, version, &c.bytes));
         }
     }
     let index_text = index.to_yaml();
@@ -211,8 +215,8 @@ pub fn publish(
 fn load_candidates(
     inputs: &[PathBuf],
     problems: &mut Problems,
-) -> BTreeMap<(String, Version), Candidate> {
-    let mut candidates: BTreeMap<(String, Version), Candidate> = BTreeMap::new();
+) -> BTreeMap<(String, Release), Candidate> {
+    let mut candidates: BTreeMap<(String, Release), Candidate> = BTreeMap::new();
     for input in inputs {
         let charm = match Charm::load(input) {
             Ok(charm) => charm,
@@ -221,8 +225,34 @@ fn load_candidates(
                 continue;
             }
         };
-        let bytes = charm.pack();
-        let key = (charm.name().to_string(), charm.version.clone());
+        let Some(version) = Release::of(&charm) else {
+            problems.push(
+                Problem::new(input.display().to_string(), "version", format!("{} has neither a semantic version nor a revision; a published index lists charms by one of them", charm.name()))
+                    .hint("add a version file holding a semver such as 1.0.0, or publish the archive juju download named <name>_r<revision>.charm"),
+            );
+            continue;
+        };
+        // An operator charm's archive is published as it is: repacking would change a
+        // Charmhub archive's SHA-256, its identity. charmer's own charms are repacked.
+        let bytes = match &charm.origin {
+            crate::charm::Origin::Archive { path, .. }
+                if charm.kind() == crate::charm::Kind::Operator =>
+            {
+                match std::fs::read(path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        problems.push(Problem::new(
+                            path.display().to_string(),
+                            "",
+                            format!("cannot read: {e}"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => charm.pack(),
+        };
+        let key = (charm.name().to_string(), version);
         match candidates.get(&key) {
             Some(first) if first.bytes != bytes => problems.push(
                 Problem::new(

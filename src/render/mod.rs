@@ -90,9 +90,23 @@ fn documents<'a>(objects: impl Iterator<Item = &'a RenderedObject>) -> String {
     out
 }
 
-/// Renders every application of the model.
+/// Renders every application of the model. Operator charms are refused, all in one line:
+/// Juju runs them, from the script the `juju` stage writes.
 pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     let mut problems = Problems::default();
+    let operators: Vec<String> = model
+        .applications
+        .values()
+        .filter(|a| a.charm.kind() == crate::charm::Kind::Operator)
+        .map(|a| format!("{} ({})", a.name, a.charm.name()))
+        .collect();
+    if !operators.is_empty() {
+        return Err(Problems::from(
+            Problem::new(model.bundle_file.display().to_string(), "applications", format!("{} run Juju operator charms (charm code, no templates/), which charmer cannot render or deploy: {}", operators.len(), operators.join(", ")))
+                .hint("deploy them with Juju: airgap import writes deploy-juju.sh, or run charmer juju-script"),
+        )
+        .into());
+    }
     // Each distinct charm's templates are compiled once, however many applications use it.
     let mut charms: BTreeMap<(String, String), &Application> = BTreeMap::new();
     for app in model.applications.values() {

@@ -37,7 +37,7 @@ struct CharmInfo<'a> {
 
 /// The standard labels of an application's objects (see docs/architecture.md).
 pub fn standard_labels(model: &Model, app: &Application) -> BTreeMap<String, String> {
-    let version = app.charm.version.to_string();
+    let version = app.charm.version_label();
     contract::standard_labels(&model.name, app.charm.name(), &version, &app.name)
 }
 
@@ -48,7 +48,7 @@ pub fn template_context(model: &Model, app: &Application, with_relations: bool) 
         app: &app.name,
         bundle: &model.name,
         namespace: &model.namespace,
-        charm: CharmInfo { name: app.charm.name(), version: app.charm.version.to_string() },
+        charm: CharmInfo { name: app.charm.name(), version: app.charm.version_label() },
         scale: app.scale,
         trust: app.trust,
         config: app.config.iter().map(|(k, s)| (k.as_str(), s.value.to_yaml())).collect(),

@@ -28,8 +28,14 @@ pub struct Lock {
 pub struct LockedApp {
     /// Charm name.
     pub charm: String,
-    /// Exact version.
+    /// Exact version ([`crate::charm::Charm::version_label`]).
     pub version: String,
+    /// The Charmhub revision of a `<name>_r<N>.charm` archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// The bundle's `channel:` (a record of where the archive was downloaded from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// SHA-256 of the charm archive.
     pub sha256: String,
     /// Images by resource name.
@@ -71,7 +77,9 @@ impl Lock {
                         .collect();
                     let locked = LockedApp {
                         charm: app.charm.name().to_string(),
-                        version: app.charm.version.to_string(),
+                        version: app.charm.version_label(),
+                        revision: app.charm.revision,
+                        channel: app.channel.clone(),
                         sha256: app.charm.sha256(),
                         images,
                     };

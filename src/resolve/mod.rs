@@ -149,7 +149,9 @@ pub fn resolve(
         let key = format!("applications.{name}.charm");
         match &spec.charm {
             CharmRef::Name(charm) => {
-                repo.find(charm, spec.version.as_ref()).map_err(|p| Problem { file, key, ..p })
+                let wanted =
+                    crate::repo::Wanted { version: spec.version.as_ref(), revision: spec.revision };
+                repo.find(charm, wanted).map_err(|p| Problem { file, key, ..p })
             }
             CharmRef::Path(path) => {
                 repo.load(path).map_err(|e| Problem::new(file, key, e.to_string()))
@@ -167,12 +169,28 @@ pub fn resolve(
             }
         };
         if let (CharmRef::Path(_), Some(req)) = (&spec.charm, &spec.version) {
-            if !req.matches(&charm.version) {
+            if !charm.version.as_ref().is_some_and(|v| req.matches(v)) {
                 problems.push(Problem::new(
                     &file,
                     format!("{key}.version"),
-                    format!("{} {} does not satisfy {req}", charm.name(), charm.version),
+                    format!("{} {} does not satisfy {req}", charm.name(), charm.version_label()),
                 ));
+            }
+        }
+        if let (CharmRef::Path(_), Some(revision)) = (&spec.charm, spec.revision) {
+            if charm.revision != Some(revision) {
+                problems.push(
+                    Problem::new(
+                        &file,
+                        format!("{key}.revision"),
+                        format!(
+                            "{} is {}, not revision {revision}",
+                            charm.origin.path().display(),
+                            charm.version_label()
+                        ),
+                    )
+                    .hint(format!("point charm: at {}_r{revision}.charm", charm.name())),
+                );
             }
         }
         let config = config::effective(name, spec, &charm, &mut problems);
@@ -195,6 +213,8 @@ pub fn resolve(
                 charm,
                 scale: spec.scale,
                 trust: spec.trust,
+                channel: spec.channel.clone(),
+                constraints: spec.constraints.clone(),
                 config,
                 images,
                 relation_data: BTreeMap::new(),

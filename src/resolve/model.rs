@@ -40,6 +40,10 @@ pub struct Application {
     pub scale: u32,
     /// Juju's `trust:` (the charm may manage cluster-scoped objects).
     pub trust: bool,
+    /// The bundle's `channel:`, recorded.
+    pub channel: Option<String>,
+    /// The bundle's `constraints:`, for `juju deploy`.
+    pub constraints: Option<String>,
     /// Effective config: every option that has a value (default or set), with where the
     /// value came from.
     pub config: BTreeMap<String, Setting>,
@@ -136,7 +140,7 @@ impl Model {
                 by_source.entry((&image.source, &image.target)).or_default().push(ImageUser {
                     app: app.name.clone(),
                     charm: app.charm.name().to_string(),
-                    version: app.charm.version.to_string(),
+                    version: app.charm.version_label(),
                     resource: resource.clone(),
                 });
             }

@@ -77,7 +77,7 @@ impl Plan {
                 AppPlan {
                     name: app.name.clone(),
                     charm: app.charm.name().to_string(),
-                    version: app.charm.version.to_string(),
+                    version: app.charm.version_label(),
                     path: app.charm.origin.path().display().to_string(),
                     scale: app.scale,
                     config: app

@@ -182,7 +182,10 @@ pub(super) fn check_required(
     relations: &[Relation],
     problems: &mut Problems,
 ) {
-    for app in apps.values() {
+    // Juju itself never requires a relation: an operator charm decides what it does without
+    // one (it reports a blocked status), so only charmer's own charms are held to this.
+    let manifests = apps.values().filter(|a| a.charm.kind() == crate::charm::Kind::Manifests);
+    for app in manifests {
         for (name, endpoint) in &app.charm.metadata.requires {
             if endpoint.optional {
                 continue;

@@ -33,6 +33,8 @@ pub(crate) fn app(name: &str, charm: Arc<Charm>) -> Application {
         charm,
         scale: 1,
         trust: false,
+        channel: None,
+        constraints: None,
         config: BTreeMap::new(),
         images: BTreeMap::new(),
         relation_data: BTreeMap::new(),
@@ -58,6 +60,9 @@ pub(crate) fn app_spec(charm: &str) -> AppSpec {
     AppSpec {
         charm: CharmRef::Name(charm.to_string()),
         version: None,
+        channel: None,
+        revision: None,
+        constraints: None,
         scale: 1,
         trust: false,
         options: BTreeMap::new(),

@@ -695,3 +695,153 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
     );
     assert_eq!(emulator.writes(), Vec::<String>::new());
 }
+
+/// Seed 001: Charmed Kubeflow's MLflow bundle (canonical/mlflow-operator's 2.22/stable, as
+/// released) with Charmhub-style archives carried across and deployed by a written
+/// `juju deploy` script, images pinned by digest.
+#[test]
+fn operator_charms_cross_with_their_images_and_a_juju_script() {
+    use crate::juju_charms::{charmhub_archive, fixture};
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let mut layout = Layout::new(&work.path().join("layout"));
+    let (l1, l2) = (layout.layer(81, 40_000), layout.layer(82, 30_000));
+    let (one, two) = (layout.image("amd64", &[&l1]), layout.image("amd64", &[&l1, &l2]));
+    layout.name(&one, "one");
+    layout.name(&two, "two");
+    let images = [
+        ("one", "charmedkubeflow/mlflow:2.22.0"),
+        ("two", "charmedkubeflow/exporter:1.0"),
+        ("one", "charmedkubeflow/minio:1.0"),
+        ("two", "canonical/charmed-mysql:8.0"),
+    ];
+    for (name, image) in images {
+        layout.push_with_skopeo(name, &src, image);
+    }
+    let digest = |image: &str| src.inspect_raw(image).1;
+
+    let shop = work.path().join("mlflow");
+    let charms = shop.join("charms");
+    let metadata = fixture("mlflow-operator__metadata.yaml")
+        .replace(
+            "docker.io/charmedkubeflow/mlflow:2.22.0-5be7a7a",
+            &format!("{}/charmedkubeflow/mlflow:2.22.0", src.host()),
+        )
+        .replace(
+            "docker.io/charmedkubeflow/mlflow-prometheus-exporter:1.0-22.04",
+            &format!("{}/charmedkubeflow/exporter:1.0", src.host()),
+        );
+    charmhub_archive(
+        &charms,
+        "mlflow-server",
+        123,
+        &metadata,
+        &fixture("mlflow-operator__config.yaml"),
+    );
+    let minio = format!("name: minio\nsummary: s\nprovides:\n  object-storage: {{interface: object-storage}}\nresources:\n  oci-image: {{type: oci-image, upstream-source: '{}/charmedkubeflow/minio:1.0'}}\ncontainers:\n  minio: {{resource: oci-image}}\n", src.host());
+    charmhub_archive(
+        &charms,
+        "minio",
+        50,
+        &minio,
+        "options:\n  port: {type: int, default: 9000}\n",
+    );
+    let mysql = format!("name: mysql-k8s\nsummary: s\nprovides:\n  database: {{interface: mysql_client}}\nresources:\n  mysql-image: {{type: oci-image, upstream-source: '{}/canonical/charmed-mysql:8.0'}}\ncontainers:\n  mysql: {{resource: mysql-image}}\n", src.host());
+    charmhub_archive(
+        &charms,
+        "mysql-k8s",
+        99,
+        &mysql,
+        "options:\n  root-password: {type: secret}\n",
+    );
+    let bundle = shop.join("bundle.yaml");
+    std::fs::write(&bundle, fixture("mlflow-operator__releases-2.22-stable__bundle.yaml")).unwrap();
+    let overlay = shop.join("site.yaml");
+    std::fs::write(&overlay, "applications:\n  mlflow-server:\n    options:\n      default_artifact_root: team-bucket\n  mlflow-mysql:\n    options:\n      root-password: s3cret\n").unwrap();
+
+    let carried = work.path().join("mlflow-airgap.tar");
+    charmer(work.path())
+        .args(["airgap", "export", "--quiet"])
+        .arg(&bundle)
+        .arg("--overlay")
+        .arg(&overlay)
+        .arg("--out")
+        .arg(&carried)
+        .args(connection(&src))
+        .assert()
+        .success();
+    let out_dir = work.path().join("deploy");
+    let imported = charmer(work.path())
+        .args(["airgap", "import", "--registry", &format!("{}/ckf", dst.host()), "--out"])
+        .arg(&out_dir)
+        .arg(&carried)
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
+    assert!(
+        stdout.contains(&format!(
+            "next: juju add-model <name>, then {}",
+            out_dir.join("deploy-juju.sh").display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("charms/mlflow-server_r123.charm")).unwrap(),
+        std::fs::read(charms.join("mlflow-server_r123.charm")).unwrap(),
+        "Charmhub's archive is carried as it is: its SHA-256 is its identity"
+    );
+    let script_path = out_dir.join("deploy-juju.sh");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&script_path).unwrap().permissions().mode() & 0o777, 0o755);
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    let to = format!("{}/ckf", dst.host());
+    let sha = |file: &str| crate::support::sha256_file(&charms.join(file));
+    let expected = [
+        "#!/bin/sh".to_string(),
+        "# deploy-juju.sh: written by charmer; deploys bundle mlflow with Juju into the current model.".to_string(),
+        "# Run it from its own folder (it uses ./charms/) after juju add-model.".to_string(),
+        "set -eu".to_string(),
+        "cd \"$(dirname \"$0\")\"".to_string(),
+        ": \"${CHARMER_SECRET_MLFLOW_MYSQL_ROOT_PASSWORD:?set CHARMER_SECRET_MLFLOW_MYSQL_ROOT_PASSWORD to the value of mlflow-mysql's secret option root-password}\"".to_string(),
+        String::new(),
+        format!("# mlflow-minio: charm minio, channel ckf-1.10/stable, revision 50, sha256 {}", sha("minio_r50.charm")),
+        "juju deploy ./charms/minio_r50.charm mlflow-minio \\".to_string(),
+        format!("  --resource oci-image={to}/charmedkubeflow/minio@{} \\", digest("charmedkubeflow/minio:1.0")),
+        "  --trust \\".to_string(),
+        "  --num-units 1".to_string(),
+        String::new(),
+        format!("# mlflow-mysql: charm mysql-k8s, channel 8.0/stable, revision 99, sha256 {}", sha("mysql-k8s_r99.charm")),
+        "juju deploy ./charms/mysql-k8s_r99.charm mlflow-mysql \\".to_string(),
+        format!("  --resource mysql-image={to}/canonical/charmed-mysql@{} \\", digest("canonical/charmed-mysql:8.0")),
+        "  --config \"root-password=${CHARMER_SECRET_MLFLOW_MYSQL_ROOT_PASSWORD}\" \\".to_string(),
+        "  --constraints mem=2G \\".to_string(),
+        "  --trust \\".to_string(),
+        "  --num-units 1".to_string(),
+        String::new(),
+        format!("# mlflow-server: charm mlflow-server, channel 2.22/stable, revision 123, sha256 {}", sha("mlflow-server_r123.charm")),
+        "juju deploy ./charms/mlflow-server_r123.charm mlflow-server \\".to_string(),
+        format!("  --resource exporter-oci-image={to}/charmedkubeflow/exporter@{} \\", digest("charmedkubeflow/exporter:1.0")),
+        format!("  --resource oci-image={to}/charmedkubeflow/mlflow@{} \\", digest("charmedkubeflow/mlflow:2.22.0")),
+        "  --config default_artifact_root=team-bucket \\".to_string(),
+        "  --trust \\".to_string(),
+        "  --num-units 1".to_string(),
+        String::new(),
+        "juju integrate mlflow-minio:object-storage mlflow-server:object-storage".to_string(),
+        "juju integrate mlflow-mysql:database mlflow-server:relational-db".to_string(),
+    ];
+    assert_eq!(script.lines().collect::<Vec<_>>(), expected, "{script}");
+    assert!(!script.contains("s3cret"), "secrets never go into the script");
+    let retagged = std::fs::read_to_string(out_dir.join("retagged-images.txt")).unwrap();
+    assert!(
+        retagged.contains(&format!(
+            "{to}/charmedkubeflow/mlflow:2.22.0@{}",
+            digest("charmedkubeflow/mlflow:2.22.0")
+        )),
+        "{retagged}"
+    );
+    let lock = std::fs::read_to_string(out_dir.join("bundle.lock")).unwrap();
+    assert!(lock.contains("revision: 123") && lock.contains("channel: 2.22/stable"), "{lock}");
+    // The script is valid POSIX shell.
+    run(Command::new("sh").arg("-n").arg(&script_path));
+}

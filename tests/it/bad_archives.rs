@@ -398,7 +398,7 @@ fn missing_metadata_is_refused() {
 #[test]
 fn missing_version_is_refused() {
     let (archive, stderr) = refused(&valid().without("version").bytes());
-    assert_eq!(stderr, format!("error: {archive}: version: missing (hint: add a file named version holding a semver such as 1.0.0)\n"));
+    assert_eq!(stderr, format!("error: {archive}: version: missing (hint: charms with templates/ need a file named version holding a semver such as 1.0.0)\n"));
 }
 
 #[test]

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["template", "bundle", "publish"],
     &["repo"],
     &["resolve"],
-    &["render", "graph", "registry"],
+    &["render", "graph", "registry", "juju"],
     &["airgap", "deploy"],
     &["cli"],
 ];

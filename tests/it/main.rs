@@ -10,6 +10,8 @@ mod charms;
 mod day2;
 mod deploy;
 mod fixtures;
+mod fuzz_regressions;
+mod juju_charms;
 mod layering;
 mod publish;
 mod registry_archives;

@@ -1,0 +1,25 @@
+//! What a registry answers: manifests and indexes (with and without a declared media type),
+//! digests, platforms, and WWW-Authenticate challenges.
+#![no_main]
+use charmer::registry::auth::Challenge;
+use charmer::registry::manifest::{Digest, ManifestDoc, Platform};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for declared in [
+        None,
+        Some("application/vnd.oci.image.manifest.v1+json"),
+        Some("application/vnd.oci.image.index.v1+json"),
+        Some("application/vnd.docker.distribution.manifest.v2+json"),
+    ] {
+        if let Ok(doc) = ManifestDoc::parse(data.to_vec(), declared) {
+            let _ = doc.blobs();
+            let _ = doc.descriptor();
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Challenge::parse(text);
+        let _ = text.parse::<Digest>();
+        let _ = text.parse::<Platform>();
+    }
+});

@@ -1,0 +1,71 @@
+//! Hostile inputs, through the real binary: each must end in exit 1 with a one-line error
+//! naming the file, quickly and within bounded memory — never a hang, an abort or a panic.
+//! The inputs the issue reported, and every crash the fuzzers (fuzz/, scripts/fuzz.sh) found.
+
+use std::path::Path;
+
+use crate::support::copy_dir;
+
+fn demo_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo"), dir.path());
+    dir
+}
+
+/// Runs charmer in `dir`; asserts exit 1 and returns stderr.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let out = crate::support::charmer().current_dir(dir).args(args).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "charmer {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    let ws = demo_copy();
+    let bundle = ws.path().join("bundles/demo/bundle.yaml");
+    std::fs::write(&bundle, format!("name: demo\napplications: {}\n", "[".repeat(100_000)))
+        .unwrap();
+    let err = refused(ws.path(), &["check", "bundles/demo"]);
+    assert!(err.contains("bundle.yaml: line 2: nested more than 64 levels deep"), "{err}");
+
+    let metadata = ws.path().join("charms/db/metadata.yaml");
+    let text = std::fs::read_to_string(&metadata).unwrap();
+    std::fs::write(&metadata, format!("{text}\nx: {}\n", "{a: ".repeat(100_000))).unwrap();
+    let err = refused(ws.path(), &["inspect", "charms/db"]);
+    assert!(err.contains("charms/db/metadata.yaml: line"), "{err}");
+    assert!(err.contains("nested more than 64 levels deep"), "{err}");
+}
+
+#[test]
+fn a_huge_config_yaml_is_refused_not_parsed() {
+    let ws = demo_copy();
+    // Sparse: 200 MB of NUL bytes that cost no disk.
+    let config = std::fs::File::create(ws.path().join("charms/db/config.yaml")).unwrap();
+    config.set_len(200 << 20).unwrap();
+    let err = refused(ws.path(), &["inspect", "charms/db"]);
+    assert!(
+        err.contains("charms/db/config.yaml: 209715200 bytes, more than the limit of 4194304"),
+        "{err}"
+    );
+}
+
+#[test]
+fn runaway_templates_are_stopped_naming_charm_and_template() {
+    let ws = demo_copy();
+    let template = ws.path().join("charms/web/templates/loop.yaml");
+    std::fs::write(
+        &template,
+        "{% for i in range(90000) %}{% for j in range(90000) %}{% endfor %}{% endfor %}",
+    )
+    .unwrap();
+    let err = refused(ws.path(), &["render", "bundles/demo"]);
+    assert!(err.contains("charms/web/templates/loop.yaml"), "{err}");
+    assert!(err.contains("runs more than 50000000 template instructions"), "{err}");
+
+    std::fs::write(&template, "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}").unwrap();
+    let err = refused(ws.path(), &["render", "bundles/demo"]);
+    assert!(err.contains("charms/web/templates/loop.yaml"), "{err}");
+    assert!(err.contains("renders more than 16777216 bytes"), "{err}");
+}
