@@ -382,11 +382,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
 /// Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(verbose: u8) {
-    // kube's client logs every failed request as an ERROR; charmer reports the failure itself,
+    // kube's client logs every failed request, and the platform verifier every rejected
+    // certificate, as an ERROR; charmer reports the failure itself,
     // once, so those lines show only with -vv.
     let level = match verbose {
-        0 => "warn,kube_client::client::builder=off",
-        1 => "info,kube_client::client::builder=off",
+        0 => "warn,kube_client::client::builder=off,rustls_platform_verifier=off",
+        1 => "info,kube_client::client::builder=off,rustls_platform_verifier=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

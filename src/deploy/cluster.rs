@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::plan::KubeVersion;
 use super::DeployError;
 use crate::contract::{group_of, version_of, ObjectId};
+use crate::transport::{lasting_failure, LastingFailure};
 
 /// The field manager every object of a bundle is applied with.
 pub const FIELD_MANAGER: &str = "charmer";
@@ -283,50 +284,35 @@ fn is_transient(error: &kube::Error) -> bool {
 /// Why a request never got an answer, in a few words, and what to check: (cause, hint).
 pub(crate) fn connection_problem(error: &kube::Error) -> (String, String) {
     let choose = "check the cluster chosen with --kubeconfig / --context";
-    let mut messages: Vec<String> = Vec::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        // io::Error hides the error it wraps from `source()`; look inside it too.
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        for e in std::iter::once(e).chain(inner.map(|i| i as &(dyn std::error::Error + 'static))) {
-            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-                let hint = match tls {
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-                        "the server's certificate is not issued by the cluster's CA in the kubeconfig \
-                         (certificate-authority / certificate-authority-data); "
-                    }
-                    _ => "",
-                };
-                return (format!("TLS: {tls}"), format!("{hint}{choose}"));
-            }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => {
-                        return (
-                            "connection refused".into(),
-                            format!("is the API server running at that address? {choose}"),
-                        )
-                    }
-                    std::io::ErrorKind::TimedOut => {
-                        return ("timed out".into(), format!("is the address reachable? {choose}"))
-                    }
-                    _ => {}
+    match lasting_failure(error) {
+        Some(failure @ LastingFailure::Refused) => {
+            (failure.to_string(), format!("is the API server running at that address? {choose}"))
+        }
+        Some(failure @ LastingFailure::UnknownHost) => (
+            failure.to_string(),
+            format!("check the server's host name in the kubeconfig; {choose}"),
+        ),
+        Some(failure @ LastingFailure::Tls { unknown_issuer: true, .. }) => (
+            failure.to_string(),
+            format!(
+                "the server's certificate is not issued by the cluster's CA in the kubeconfig \
+                 (certificate-authority / certificate-authority-data); {choose}"
+            ),
+        ),
+        Some(failure) => (failure.to_string(), choose.to_string()),
+        None => {
+            let mut messages: Vec<String> = Vec::new();
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+            while let Some(e) = source {
+                let text = e.to_string();
+                if !messages.iter().any(|m| m.contains(&text)) {
+                    messages.push(text);
                 }
+                source = e.source();
             }
+            (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
         }
-        let text = e.to_string();
-        if text.starts_with("dns error") || text.contains("failed to lookup address") {
-            return (
-                "the host name does not resolve (DNS)".into(),
-                format!("check the server's host name in the kubeconfig; {choose}"),
-            );
-        }
-        if !messages.iter().any(|m| m.contains(&text)) {
-            messages.push(text);
-        }
-        source = e.source();
     }
-    (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
 }
 
 impl Kinds {
@@ -429,9 +415,6 @@ mod tests {
             hint.contains("certificate-authority-data") && hint.contains("--context"),
             "{hint}"
         );
-        let (cause, hint) = connection_problem(&kube::Error::Service(Box::new(Dns)));
-        assert_eq!(cause, "the host name does not resolve (DNS)");
-        assert!(hint.contains("host name in the kubeconfig"), "{hint}");
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let (cause, hint) = connection_problem(&kube::Error::Service(Box::new(refused)));
         assert_eq!(cause, "connection refused");

@@ -4,6 +4,7 @@
 
 use crate::deploy::charmer;
 use crate::support::kube_emulator::KubeEmulator;
+use crate::support::registry::{free_port, Kind, Layout, Registry};
 
 #[test]
 fn a_refused_connection_is_one_error_line_with_a_hint_and_is_not_retried() {
@@ -56,4 +57,77 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(!err.contains('\x1b'), "no escape codes on a pipe: {err:?}");
     let (_, listed, _) = charmer(&emulator, &["list"]);
     assert_eq!(listed, "no bundles deployed in any namespace\n");
+}
+
+/// A one-image archive in `dir`.
+fn small_archive(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut layout = Layout::new(&dir.join("layout"));
+    let layer = layout.layer(7, 1000);
+    let image = layout.image("amd64", &[&layer]);
+    layout.name(&image, "example.com/team/app:1.0");
+    let archive = dir.join("app.tar");
+    layout.write_tar(&archive);
+    archive
+}
+
+fn push(
+    dir: &std::path::Path,
+    archive: &std::path::Path,
+    host: &str,
+    flags: &[&str],
+) -> (i32, String) {
+    let out = crate::support::charmer()
+        .current_dir(dir)
+        .args(["-v", "images", "push", "--registry", host])
+        .arg(archive)
+        .args(flags)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn a_registry_that_refuses_is_one_error_line_and_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = small_archive(dir.path());
+    let host = format!("127.0.0.1:{}", free_port());
+    let (code, err) = push(dir.path(), &archive, &host, &["--insecure-http"]);
+    assert_eq!(code, 1);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!("error: cannot reach registry {host}: connection refused (hint: is a registry listening at {host}?)")],
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying") && !err.contains("ERROR"),
+        "not retried, no log stack: {err}"
+    );
+}
+
+#[test]
+fn a_registry_certificate_from_an_unknown_ca_points_to_ca_file() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = small_archive(dir.path());
+    let registry = Registry::start(Kind::Tls);
+    let (code, err) = push(dir.path(), &archive, &registry.host(), &[]);
+    assert_eq!(code, 1);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: cannot reach registry {}: TLS: invalid peer certificate: UnknownIssuer (hint: \
+             trust the registry's CA certificate with --ca-file)",
+            registry.host()
+        )],
+        "{err}"
+    );
+    assert!(
+        !err.contains("retrying") && !err.contains("ERROR"),
+        "not retried, no log stack: {err}"
+    );
 }
