@@ -396,17 +396,6 @@ mod tests {
         kube::Error::Service(Box::new(io))
     }
 
-    #[derive(Debug)]
-    struct Dns;
-    impl std::fmt::Display for Dns {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(
-                "dns error: failed to lookup address information: Name or service not known",
-            )
-        }
-    }
-    impl std::error::Error for Dns {}
-
     #[test]
     fn connection_problems_name_the_cause_and_what_to_check() {
         let (cause, hint) = connection_problem(&unknown_issuer());
