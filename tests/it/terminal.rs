@@ -131,3 +131,21 @@ fn a_registry_certificate_from_an_unknown_ca_points_to_ca_file() {
         "not retried, no log stack: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_image_pull_secret_is_created_with_kubectl_create_secret_docker_registry() {
+    use crate::deploy::{cluster, deployment, shop};
+    let emulator = KubeEmulator::start();
+    let mut web = deployment("web", "registry.local:5000/web:1");
+    web["spec"]["template"]["spec"]["imagePullSecrets"] =
+        serde_json::json!([{"name": "registry-login"}]);
+    let mut plan = shop(vec![("web", web)]);
+    plan.apps[0].required_secrets = vec!["registry-login".into()];
+    let error = cluster(&emulator).await.prepare(plan).await.err().expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: Secret/shop/registry-login: required by web but missing (hint: create it \
+         before deploying: kubectl create secret docker-registry registry-login -n shop \
+         --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD)"
+    );
+}
