@@ -414,6 +414,24 @@ pub(crate) fn namespace_object(namespace: &str) -> Value {
     })
 }
 
+/// Adds the names in every `imagePullSecrets` list of `object` (pod specs at any depth).
+fn image_pull_secrets<'a>(object: &'a Value, names: &mut BTreeSet<&'a str>) {
+    match object {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "imagePullSecrets" {
+                    let listed = value.as_array().into_iter().flatten();
+                    names.extend(listed.filter_map(|s| s["name"].as_str()));
+                } else {
+                    image_pull_secrets(value, names);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| image_pull_secrets(i, names)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::plan::{PlanApp, PlanObject};
@@ -481,23 +499,5 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].class, Some("fast"));
         assert_eq!(found[0].subject, "StatefulSet/ns/db volumeClaimTemplates data");
-    }
-}
-
-/// Adds the names in every `imagePullSecrets` list of `object` (pod specs at any depth).
-fn image_pull_secrets<'a>(object: &'a Value, names: &mut BTreeSet<&'a str>) {
-    match object {
-        Value::Object(map) => {
-            for (key, value) in map {
-                if key == "imagePullSecrets" {
-                    let listed = value.as_array().into_iter().flatten();
-                    names.extend(listed.filter_map(|s| s["name"].as_str()));
-                } else {
-                    image_pull_secrets(value, names);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| image_pull_secrets(i, names)),
-        _ => {}
     }
 }
