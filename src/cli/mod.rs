@@ -371,6 +371,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// A pointer from a neighbouring tool's habit to charmer's way, for an unknown option:
+/// Helm's `--set` and `-f`/`--values`.
+pub fn habit_hint(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or_default();
+    match flag {
+        "--set" | "--set-string" | "--set-json" => Some(format!(
+            "{flag} is Helm's; charmer sets one option with --config APP.KEY=VALUE (repeatable)"
+        )),
+        "-f" | "--values" => Some(format!(
+            "{flag} is Helm's; charmer reads an application's options from a YAML file with \
+             --config-file APP=FILE, and a whole-bundle change with --overlay FILE"
+        )),
+        _ => None,
+    }
+}
+
 /// The async runtime every command that talks to a server (registry, cluster) runs on.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()

@@ -149,3 +149,29 @@ async fn a_missing_image_pull_secret_is_created_with_kubectl_create_secret_docke
          --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD)"
     );
 }
+
+#[test]
+fn helm_habits_point_to_charmer_flags() {
+    let out = crate::support::charmer()
+        .args(["check", "bundles/demo", "--set", "web.replicas=2"])
+        .current_dir(crate::deploy::demo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("error: unexpected argument '--set' found"), "{err}");
+    assert!(
+        err.ends_with(
+            "hint: --set is Helm's; charmer sets one option with --config APP.KEY=VALUE (repeatable)\n"
+        ),
+        "{err}"
+    );
+    let out = crate::support::charmer()
+        .args(["deploy", "bundles/demo", "-f", "values.yaml"])
+        .current_dir(crate::deploy::demo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("hint: -f is Helm's; charmer reads an application's options from a YAML file with --config-file APP=FILE"), "{err}");
+}
