@@ -29,6 +29,14 @@ pub const BUNDLE_LABEL: &str = "charmer.io/bundle";
 pub const GENERATE_ANNOTATION: &str = "charmer.io/generate";
 /// Annotation on a rendered object: the cluster must run at least this Kubernetes version.
 pub const MIN_KUBERNETES_ANNOTATION: &str = "charmer.io/min-kubernetes";
+/// Annotation a charm sets (value `keep`) on any object that prune and `remove` must leave in
+/// place, like Helm's `helm.sh/resource-policy: keep`.
+pub const RESOURCE_POLICY_ANNOTATION: &str = "charmer.io/resource-policy";
+/// Label on an object that prune or `remove` kept (data, credentials, resource policy): the
+/// bundle it was kept from, whose next deploy adopts it.
+pub const KEPT_FROM_LABEL: &str = "charmer.io/kept-from";
+/// Annotation on a kept object: why it was kept (`data`, `credentials`, `resource-policy`).
+pub const KEPT_ANNOTATION: &str = "charmer.io/kept";
 
 /// The labels selectors use: charm and application name. They never include the version,
 /// because selectors are immutable once a workload exists.

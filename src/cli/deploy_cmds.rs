@@ -13,9 +13,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{line, runtime, stdout_error, Output, ResolveArgs};
 use crate::deploy::{
-    Action, ApplyOptions, Changes, ClientOptions, Cluster, Event, Outcome, Plan, Prepared,
-    Progress, WaitOptions,
+    Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
+    LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
 };
+use crate::diag::{Problem, Problems};
 use crate::Error;
 
 /// How to reach the cluster.
@@ -42,9 +43,35 @@ pub struct ApplyArgs {
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
     pub no_prune: bool,
+    /// When applying or waiting fails, re-apply the last deployed revision (as a new
+    /// revision); the command still fails.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// How to take the bundle's lock.
+    #[command(flatten)]
+    pub lock: LockArgs,
     /// Do not ask before applying (the question is only asked on a terminal anyway).
     #[arg(short, long)]
     pub yes: bool,
+}
+
+/// How deploy, rollback and remove take the bundle's lock in the namespace.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// When another operation holds the bundle's lock, wait this long for it (`30s`, `5m`)
+    /// instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait_for_lock: Option<Duration>,
+}
+
+impl LockArgs {
+    fn options(&self, operation: &str) -> LockOptions {
+        LockOptions {
+            wait: self.wait_for_lock.unwrap_or_default(),
+            operation: operation.to_string(),
+            ..LockOptions::default()
+        }
+    }
 }
 
 /// The bundle and namespace `status`, `remove`, `rollback`, `logs` and `restart` act on.
@@ -86,12 +113,62 @@ impl KubeArgs {
 }
 
 impl ApplyArgs {
-    fn options(&self) -> ApplyOptions {
+    fn options(&self, operation: &str, interrupt: &Interrupt) -> ApplyOptions {
         ApplyOptions {
             prune: !self.no_prune,
             wait: (!self.no_wait)
                 .then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }),
+            lock: self.lock.options(operation),
+            interrupt: Some(interrupt.clone()),
+            rollback_on_failure: self.rollback_on_failure,
         }
+    }
+}
+
+/// Triggers `interrupt` on SIGINT (Ctrl-C) or SIGTERM, so the running operation records
+/// itself as interrupted and releases its lock instead of dying half-way. A second signal
+/// exits at once (the lock then expires after its duration and is taken over).
+fn on_signals(interrupt: &Interrupt) -> tokio::task::JoinHandle<()> {
+    let interrupt = interrupt.clone();
+    tokio::spawn(async move {
+        if !signalled().await {
+            return;
+        }
+        eprintln!("interrupted: stopping, recording the revision and releasing the lock (again to exit at once)");
+        interrupt.trigger();
+        if signalled().await {
+            eprintln!("interrupted again: exiting now; the lock expires unrenewed and the next operation takes it over");
+            std::process::exit(INTERRUPTED_EXIT.into());
+        }
+    })
+}
+
+/// Waits for SIGINT or SIGTERM; `false` when they cannot be listened for.
+async fn signalled() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return false };
+        tokio::select! {
+            caught = tokio::signal::ctrl_c() => caught.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
+
+/// Exit code of an operation a signal stopped (as shells report SIGINT).
+const INTERRUPTED_EXIT: u8 = 130;
+
+fn exit_code_of(error: Error) -> Error {
+    match error {
+        Error::Deploy(DeployError::Interrupted { .. }) => {
+            Error::Exit { code: INTERRUPTED_EXIT, source: Box::new(error) }
+        }
+        other => other,
     }
 }
 
@@ -102,26 +179,49 @@ pub(super) fn deploy(
     resolve: &ResolveArgs,
     kube: &KubeArgs,
     mode: Mode,
+    adopt: bool,
     apply: &ApplyArgs,
 ) -> Result<ExitCode, Error> {
+    if mode != Mode::Apply {
+        let mut problems = Problems::default();
+        for (set, flag) in [
+            (apply.rollback_on_failure, "--rollback-on-failure"),
+            (apply.lock.wait_for_lock.is_some(), "--wait-for-lock"),
+        ] {
+            if set {
+                problems.push(
+                    Problem::new("deploy", flag, "has no effect with --dry-run or --diff")
+                        .hint("leave it out: a dry run or diff changes nothing and takes no lock"),
+                );
+            }
+        }
+        problems.into_result(())?;
+    }
     let result = (|| {
         let model = resolve.resolve()?;
         let manifests = crate::render::render(&model)?;
         let plan = Plan::from_model(&model, &manifests);
         runtime()?.block_on(async {
             let cluster = Cluster::connect(&kube.options()).await?;
-            let prepared = cluster.prepare(plan).await?;
+            let prepared = cluster.prepare_with(plan, &PrepareOptions { adopt }).await?;
             match mode {
-                Mode::Diff => print_diff(out, &cluster.changes(&prepared, !apply.no_prune).await?),
+                Mode::Diff => {
+                    print_notes(&mut std::io::stderr().lock(), &prepared)?;
+                    print_diff(out, &cluster.changes(&prepared, !apply.no_prune).await?)
+                }
                 Mode::DryRun => print_dry_run(
                     out,
                     &prepared,
                     &cluster.changes(&prepared, !apply.no_prune).await?,
                 ),
-                Mode::Apply => apply_prepared(out, &cluster, &prepared, apply, None).await,
+                Mode::Apply => {
+                    print_notes(out, &prepared)?;
+                    apply_prepared(out, &cluster, &prepared, apply, None).await
+                }
             }
         })
-    })();
+    })()
+    .map_err(exit_code_of);
     // Like `kubectl diff`: 0 no change, 1 changes, above 1 trouble.
     match (mode, result) {
         (Mode::Diff, Err(error)) => Err(Error::Exit { code: 2, source: Box::new(error) }),
@@ -148,13 +248,24 @@ pub(super) fn rollback(
     revision: Option<u32>,
     apply: &ApplyArgs,
 ) -> Result<ExitCode, Error> {
-    runtime()?.block_on(async {
-        let cluster = Cluster::connect(&kube.options()).await?;
-        let (plan, from) =
-            cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
-        let prepared = cluster.prepare(plan).await?;
-        apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
-    })
+    runtime()?
+        .block_on(async {
+            let cluster = Cluster::connect(&kube.options()).await?;
+            let (plan, from) =
+                cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
+            let prepared = cluster.prepare(plan).await?;
+            print_notes(out, &prepared)?;
+            apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
+        })
+        .map_err(exit_code_of)
+}
+
+/// What preflight noted: claims pre-created volumes will bind, objects adopted.
+fn print_notes(out: &mut impl Write, prepared: &Prepared) -> Result<(), Error> {
+    for note in prepared.notes() {
+        line(out, format_args!("note: {note}"))?;
+    }
+    Ok(())
 }
 
 async fn apply_prepared(
@@ -164,7 +275,9 @@ async fn apply_prepared(
     apply: &ApplyArgs,
     rollback_from: Option<u32>,
 ) -> Result<ExitCode, Error> {
-    let options = apply.options();
+    let interrupt = Interrupt::default();
+    let operation = if rollback_from.is_some() { "rollback" } else { "deploy" };
+    let options = apply.options(operation, &interrupt);
     if !apply.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let changes = cluster.changes(prepared, options.prune).await?;
         if !changes.is_empty() {
@@ -177,9 +290,14 @@ async fn apply_prepared(
         }
     }
     let progress = Bars::new();
+    let signals = on_signals(&interrupt);
     let result = cluster.apply(prepared, &options, &progress).await;
+    signals.abort();
     progress.clear();
     let outcome = result?;
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
+    }
     print_outcome(out, prepared, &outcome, rollback_from, options.wait.is_some())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -208,10 +326,14 @@ fn print_summary(
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
         line(out, format_args!("{:<10} {}", c.action, c.id))?;
     }
+    let kept = match changes.count(Action::Kept) {
+        0 => String::new(),
+        n => format!(", {n} to keep"),
+    };
     line(
         out,
         format_args!(
-            "{} to create, {} to change, {} to prune, {} unchanged ({} into namespace {}, Kubernetes {})",
+            "{} to create, {} to change, {} to prune{kept}, {} unchanged ({} into namespace {}, Kubernetes {})",
             changes.count(Action::Created),
             changes.count(Action::Configured),
             changes.count(Action::Pruned),
@@ -228,6 +350,7 @@ fn print_dry_run(
     prepared: &Prepared,
     changes: &Changes,
 ) -> Result<ExitCode, Error> {
+    print_notes(out, prepared)?;
     print_summary(out, prepared, changes)?;
     for c in changes.objects.iter().filter(|c| c.action == Action::Configured) {
         line(out, "")?;
@@ -288,6 +411,18 @@ fn print_outcome(
         line(out, format_args!("{:<10} {id}: {why}", "kept"))?;
     }
     let plan = prepared.plan();
+    for (id, keep) in &outcome.retained {
+        line(
+            out,
+            format_args!(
+                "{:<10} {id} ({keep}): no longer deployed; delete with `charmer remove {} -n {} --destroy-storage`",
+                "kept", plan.bundle, plan.namespace
+            ),
+        )?;
+    }
+    for (id, from) in &outcome.adopted {
+        line(out, format_args!("{:<10} {id} (kept from bundle {from})", "adopted"))?;
+    }
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {
         (Some(n), Some(from)) => line(
@@ -360,7 +495,9 @@ pub(super) fn status(
     }
     line(out, "revisions:")?;
     for r in &status.revisions {
-        line(out, format_args!("  {:<4} {:<11} {}", r.revision, r.status.to_string(), r.updated))?;
+        let reason = r.reason.as_deref().map(|why| format!("  {why}")).unwrap_or_default();
+        let state = r.status.to_string();
+        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.updated))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -385,39 +522,77 @@ pub(super) fn table<const N: usize>(
     Ok(())
 }
 
-/// `remove BUNDLE -n NS`.
+/// `remove BUNDLE -n NS [--destroy-storage]`.
 pub(super) fn remove(
     out: &mut impl Write,
     deployed: &Deployed,
     kube: &KubeArgs,
+    destroy_storage: bool,
+    lock: &LockArgs,
     yes: bool,
 ) -> Result<ExitCode, Error> {
     let namespace = deployed.namespace();
+    let question = if destroy_storage {
+        format!(
+            "Remove bundle {} from namespace {namespace}, DELETING its PersistentVolumeClaims (the data in them is lost) and the credentials generated for its applications with storage?",
+            deployed.bundle
+        )
+    } else {
+        format!(
+            "Remove bundle {} from namespace {namespace}? (its PersistentVolumeClaims and their credentials are kept)",
+            deployed.bundle
+        )
+    };
     if !yes
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()
-        && !confirm(&format!("Remove bundle {} from namespace {namespace}?", deployed.bundle))?
+        && !confirm(&question)?
     {
         line(out, "nothing was removed")?;
         return Ok(ExitCode::FAILURE);
     }
+    let options = RemoveOptions { destroy_storage, lock: lock.options("remove") };
     let removal = runtime()?.block_on(async {
         let cluster = Cluster::connect(&kube.options()).await?;
-        cluster.remove(&deployed.bundle, namespace, &crate::deploy::NoProgress).await
+        cluster.remove(&deployed.bundle, namespace, &options, &crate::deploy::NoProgress).await
     })?;
+    for warning in &removal.warnings {
+        eprintln!("warning: {warning}");
+    }
     for id in &removal.deleted {
         line(out, format_args!("deleted {id}"))?;
+    }
+    for (id, finalizers) in &removal.terminating {
+        line(
+            out,
+            format_args!(
+                "deleted {id} (gone once its finalizers let go: {})",
+                finalizers.join(", ")
+            ),
+        )?;
     }
     for (id, why) in &removal.kept {
         line(out, format_args!("kept    {id}: {why}"))?;
     }
+    for (id, keep) in &removal.retained {
+        line(out, format_args!("kept    {id} ({keep}): delete with --destroy-storage"))?;
+    }
     line(
         out,
         format_args!(
-            "removed {} from namespace {namespace}: {} objects and {} revision records deleted",
+            "removed {} from namespace {namespace}: {} objects and {} revision records deleted{}",
             deployed.bundle,
-            removal.deleted.len(),
-            removal.records.len()
+            removal.deleted.len() + removal.terminating.len(),
+            removal.records.len(),
+            if removal.retained.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} kept (a later deploy of {} adopts them)",
+                    removal.retained.len(),
+                    deployed.bundle
+                )
+            }
         ),
     )?;
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ mod images_cmds;
 mod publish_cmds;
 
 pub use bundle_cmds::ResolveArgs;
-pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs};
+pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -188,6 +188,10 @@ pub enum Command {
         /// more than 1 on errors.
         #[arg(long)]
         diff: bool,
+        /// Take over objects another bundle or another tool manages (preflight fails naming
+        /// them otherwise).
+        #[arg(long)]
+        adopt: bool,
         /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
@@ -212,7 +216,8 @@ pub enum Command {
     Restart(day2_cmds::RestartArgs),
     /// List deployed bundles: namespace, revision, status and when it was last changed.
     List(day2_cmds::ListArgs),
-    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records.
+    /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records;
+    /// claims and the credentials their data was initialised with are kept.
     Remove {
         /// The deployed bundle.
         #[command(flatten)]
@@ -220,6 +225,14 @@ pub enum Command {
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
+        /// Also delete the bundle's PersistentVolumeClaims (its data), the generated
+        /// credentials of its applications with storage, objects marked keep, and what earlier
+        /// removes and prunes kept.
+        #[arg(long)]
+        destroy_storage: bool,
+        /// How to take the bundle's lock.
+        #[command(flatten)]
+        lock: LockArgs,
         /// Do not ask first (the question is only asked on a terminal anyway).
         #[arg(short, long)]
         yes: bool,
@@ -336,13 +349,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
-        Command::Deploy { resolve, tls, kube, dry_run, diff, apply } => {
+        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, &apply)
+            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, adopt, &apply)
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
@@ -350,8 +363,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Logs(args) => day2_cmds::logs(&mut out, &args),
         Command::Restart(args) => day2_cmds::restart(&mut out, &args),
         Command::List(args) => day2_cmds::list(&mut out, &args),
-        Command::Remove { deployed, kube, yes } => {
-            deploy_cmds::remove(&mut out, &deployed, &kube, yes)
+        Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
+            deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
         Command::Rollback { deployed, kube, revision, apply } => {
             deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)

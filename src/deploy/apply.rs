@@ -1,26 +1,76 @@
-//! Applying a prepared plan: namespace, revision record, CRDs, then every object with
-//! server-side apply; generated credentials; prune; wait; and the record's final state.
+//! Applying a prepared plan: namespace, lock, revision record, CRDs, then every object with
+//! server-side apply; generated credentials; adoption of kept objects; prune (keeping data);
+//! wait; and the record's final state (deployed, failed or interrupted).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cluster::{Cluster, Kind, Kinds, Lookup};
+use super::cluster::{Cluster, Kind, Kinds, Lookup, Removed};
+use super::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects};
+use super::lock::LockOptions;
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::record::{self, Entry, Record, RecordStatus};
 use super::targets::{kind_rank, phase, Phase, Target};
 use super::wait::{self, WaitOptions};
 use super::{generate, Action, DeployError, Event, Progress, FIELD_MANAGER};
-use crate::contract::{generated_keys, ObjectId, BUNDLE_LABEL};
+use crate::contract::{generated_keys, object_id, ObjectId, BUNDLE_LABEL, KEPT_FROM_LABEL};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
-    /// Delete objects of earlier revisions that are no longer rendered.
+    /// Delete objects of earlier revisions that are no longer rendered (data is kept).
     pub prune: bool,
     /// Wait for readiness (`None`: return once applied).
     pub wait: Option<WaitOptions>,
+    /// How to take the bundle's lock.
+    pub lock: LockOptions,
+    /// Stops the operation cleanly when triggered (the CLI triggers it on SIGINT/SIGTERM).
+    pub interrupt: Option<Interrupt>,
+    /// When applying or waiting fails, re-apply the last deployed revision.
+    pub rollback_on_failure: bool,
+}
+
+/// A stop request shared between a signal handler and a running operation.
+#[derive(Debug, Clone)]
+pub struct Interrupt(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Interrupt {
+    fn default() -> Self {
+        Interrupt(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Interrupt {
+    /// Asks the operation to stop.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once [`Interrupt::trigger`] has been called.
+    pub async fn triggered(&self) {
+        let mut receiver = self.0.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+
+    /// Runs `work` until it ends or `interrupt` (if any) is triggered; then `work` is dropped
+    /// at its next await point and the result is [`DeployError::Interrupted`], `during`
+    /// saying what was going on.
+    async fn around<T>(
+        interrupt: Option<&Interrupt>,
+        work: impl std::future::Future<Output = Result<T, DeployError>>,
+        during: impl FnOnce() -> String,
+    ) -> Result<T, DeployError> {
+        let Some(interrupt) = interrupt else { return work.await };
+        tokio::select! {
+            result = work => result,
+            () = interrupt.triggered() => Err(DeployError::Interrupted { during: during() }),
+        }
+    }
 }
 
 /// What a deploy did.
@@ -34,8 +84,16 @@ pub struct Outcome {
     pub pruned: Vec<ObjectId>,
     /// Objects of earlier revisions not deleted, and why.
     pub kept: Vec<(ObjectId, String)>,
+    /// Objects of earlier revisions no longer rendered but left in place (data, credentials,
+    /// resource policy), marked as kept from the bundle.
+    pub retained: Vec<(ObjectId, Keep)>,
+    /// Objects an earlier remove or prune kept (data, credentials) that belong to this deploy
+    /// again, with the bundle they were kept from.
+    pub adopted: Vec<(ObjectId, String)>,
     /// Secrets whose generated keys were created now, with the key names.
     pub generated: Vec<(ObjectId, Vec<String>)>,
+    /// Things the user should know (a lock taken over from a holder that died).
+    pub warnings: Vec<String>,
 }
 
 /// One applied object.
@@ -52,21 +110,38 @@ pub struct Applied {
 impl Outcome {
     /// True when the cluster was changed.
     pub fn changed(&self) -> bool {
-        !self.pruned.is_empty() || self.applied.iter().any(|a| a.action != Action::Unchanged)
+        !self.pruned.is_empty()
+            || !self.retained.is_empty()
+            || self.applied.iter().any(|a| a.action != Action::Unchanged)
     }
 }
 
 /// What happened when deleting an inventory entry.
 pub(crate) enum Deletion {
     Deleted,
+    /// Deleted, but these finalizers hold it until their controllers let go (a claim stays
+    /// while a pod mounts it).
+    Terminating(Vec<String>),
     Gone,
     Kept(String),
+    /// Left in place and marked as kept from the bundle.
+    Retained(Keep),
+}
+
+impl From<Removed> for Deletion {
+    fn from(removed: Removed) -> Deletion {
+        match removed {
+            Removed::Deleted => Deletion::Deleted,
+            Removed::Terminating(finalizers) => Deletion::Terminating(finalizers),
+            Removed::Missing => Deletion::Gone,
+        }
+    }
 }
 
 impl Cluster {
-    /// Applies a prepared plan. A revision is recorded (pending, then deployed or failed)
-    /// unless plan and inventory equal the currently deployed revision's, so re-deploying an
-    /// unchanged bundle changes nothing.
+    /// Applies a prepared plan under the bundle's lock. A revision is recorded (created as
+    /// pending, then deployed, failed or interrupted) unless plan and inventory equal the
+    /// currently deployed revision's, so re-deploying an unchanged bundle changes nothing.
     pub async fn apply(
         &self,
         prepared: &Prepared,
@@ -74,9 +149,9 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
-        let kinds = &prepared.kinds;
         if !prepared.namespace_exists {
-            if let Lookup::Served(kind) = kinds.find("v1", "Namespace") {
+            // The lock lives in the namespace, so it comes first.
+            if let Lookup::Served(kind) = prepared.kinds.find("v1", "Namespace") {
                 self.apply_object(
                     &kind,
                     &namespace_id(&plan.namespace),
@@ -87,6 +162,31 @@ impl Cluster {
                 .await?;
             }
         }
+        let locking = self.lock(&plan.bundle, &plan.namespace, &options.lock);
+        let lock = Interrupt::around(options.interrupt.as_ref(), locking, || {
+            "while waiting for the lock; nothing was applied".to_string()
+        })
+        .await?;
+        let result = match self.apply_locked(prepared, options, progress).await {
+            Err(error) if options.rollback_on_failure && rolls_back(&error) => {
+                self.roll_back(prepared, options, progress, error).await
+            }
+            result => result,
+        };
+        let (mut outcome, taken_over) = lock.release_after(result).await?;
+        outcome.warnings.extend(taken_over);
+        Ok(outcome)
+    }
+
+    async fn apply_locked(
+        &self,
+        prepared: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, DeployError> {
+        let plan = &prepared.plan;
+        let kinds = &prepared.kinds;
+        self.check_unchanged_since_preflight(prepared).await?;
         // Objects left in place by --no-prune stay in the inventory, so a later deploy or
         // `remove` still deletes them.
         let mut inventory: Vec<Entry> = prepared
@@ -106,11 +206,21 @@ impl Cluster {
             status: RecordStatus::Pending,
             plan: plan.clone(),
             inventory,
+            reason: None,
         });
         if let Some(r) = &record {
-            record::save(self, kinds, r).await?;
+            record::create(self, kinds, r).await?;
         }
-        let result = self.apply_targets(prepared, options, progress).await;
+        let applied = AtomicUsize::new(0);
+        let work = self.apply_targets(prepared, options, progress, &applied);
+        let result = Interrupt::around(options.interrupt.as_ref(), work, || {
+            let total = prepared.targets.len();
+            match applied.load(Ordering::SeqCst) {
+                done if done < total => format!("after applying {done} of {total} objects"),
+                _ => format!("while waiting (all {total} objects applied)"),
+            }
+        })
+        .await;
         let Some(r) = record.as_mut() else { return result };
         match result {
             Ok(mut outcome) => {
@@ -121,7 +231,20 @@ impl Cluster {
                 Ok(outcome)
             }
             Err(error) => {
-                r.status = RecordStatus::Failed;
+                let error = match error {
+                    DeployError::Interrupted { during } => {
+                        r.status = RecordStatus::Interrupted;
+                        r.reason = Some(format!("interrupted {during}"));
+                        let during =
+                            format!("{during}; revision {} is recorded as interrupted", r.revision);
+                        DeployError::Interrupted { during }
+                    }
+                    other => {
+                        r.status = RecordStatus::Failed;
+                        r.reason = Some(other.to_string());
+                        other
+                    }
+                };
                 // The deploy's own error matters more than a failure to note it.
                 if let Err(e) = record::save(self, kinds, r).await {
                     tracing::warn!("{e}");
@@ -131,11 +254,58 @@ impl Cluster {
         }
     }
 
+    /// Preflight read the records before the lock was taken; another operation may have
+    /// recorded a revision in between, which would make this plan's revision number and
+    /// inventory wrong.
+    async fn check_unchanged_since_preflight(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<(), DeployError> {
+        let plan = &prepared.plan;
+        let now = record::load(self, &prepared.kinds, &plan.bundle, &plan.namespace).await?;
+        let states = |records: &[Record]| -> Vec<(u32, RecordStatus)> {
+            records.iter().map(|r| (r.revision, r.status)).collect()
+        };
+        if states(&now) == states(&prepared.records) {
+            return Ok(());
+        }
+        Err(DeployError::Changed {
+            bundle: plan.bundle.clone(),
+            namespace: plan.namespace.clone(),
+            revision: record::next_revision(&now) - 1,
+        })
+    }
+
+    /// `rollback_on_failure`: re-applies the last deployed revision after `error`.
+    async fn roll_back(
+        &self,
+        failed: &Prepared,
+        options: &ApplyOptions,
+        progress: &dyn Progress,
+        error: DeployError,
+    ) -> Result<Outcome, DeployError> {
+        let previous = failed.records.iter().rev().find(|r| r.status == RecordStatus::Deployed);
+        // Nothing to go back to: no earlier revision, or it is this very plan.
+        let Some(previous) = previous.filter(|r| r.plan != failed.plan) else {
+            return Err(error);
+        };
+        tracing::warn!("{error}; rolling back to revision {}", previous.revision);
+        let prepared = self.prepare(previous.plan.clone()).await?;
+        let options = ApplyOptions { rollback_on_failure: false, ..options.clone() };
+        let outcome = Box::pin(self.apply_locked(&prepared, &options, progress)).await?;
+        Err(DeployError::RolledBack {
+            error: Box::new(error),
+            to: previous.revision,
+            revision: outcome.revision.unwrap_or(previous.revision),
+        })
+    }
+
     async fn apply_targets(
         &self,
         prepared: &Prepared,
         options: &ApplyOptions,
         progress: &dyn Progress,
+        applied: &AtomicUsize,
     ) -> Result<Outcome, DeployError> {
         let mut outcome = Outcome::default();
         let crds: Vec<&Target> =
@@ -149,7 +319,14 @@ impl Cluster {
                 established = true;
             }
             let before = self.get(&t.kind, &t.id).await?;
-            let after = self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
+            let mut after =
+                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
+            if let Some(from) = before.as_ref().and_then(kept_from) {
+                // Kept by an earlier remove or prune (preflight checked whose): it is this
+                // deploy's again, with its data and credentials.
+                outcome.adopted.push((t.id.clone(), from.to_string()));
+                after = self.unmark_kept(&t.kind, &t.id).await?;
+            }
             let mut action = match &before {
                 None => Action::Created,
                 Some(b)
@@ -168,21 +345,35 @@ impl Cluster {
                     outcome.generated.push((t.id.clone(), generated));
                 }
             }
+            applied.fetch_add(1, Ordering::SeqCst);
             progress.event(Event::Applied { app: t.app.clone(), id: t.id.clone(), action });
             outcome.applied.push(Applied { app: t.app.clone(), id: t.id.clone(), action });
         }
         if options.prune {
-            for (entry, kind) in stale_entries(prepared) {
-                match self.delete_owned(&kind, &entry.id, &prepared.plan.bundle).await? {
-                    Deletion::Deleted => {
-                        progress.event(Event::Pruned { id: entry.id.clone() });
-                        outcome.pruned.push(entry.id);
-                    }
+            let kept = KeptObjects::of(&prepared.records);
+            let plan = &prepared.plan;
+            let stale = stale_entries(prepared);
+            let disposed = self
+                .dispose(
+                    &prepared.kinds,
+                    stale,
+                    &plan.bundle,
+                    &plan.namespace,
+                    &kept,
+                    false,
+                    progress,
+                )
+                .await?;
+            for (id, deletion) in disposed {
+                match deletion {
+                    Deletion::Deleted | Deletion::Terminating(_) => outcome.pruned.push(id),
                     Deletion::Gone => {}
-                    Deletion::Kept(why) => outcome.kept.push((entry.id, why)),
+                    Deletion::Kept(why) => outcome.kept.push((id, why)),
+                    Deletion::Retained(keep) => outcome.retained.push((id, keep)),
                 }
             }
         }
+        outcome.adopted.extend(self.adopt_set_claims(prepared).await?);
         if let Some(wait) = &options.wait {
             let waited: Vec<&Target> =
                 prepared.targets.iter().filter(|t| wait::waits_for(&t.id.kind)).collect();
@@ -192,12 +383,14 @@ impl Cluster {
     }
 
     /// Deletes an inventory object if it still carries the bundle's label; CRDs and
-    /// namespaces are never deleted.
+    /// namespaces are never deleted. An object with a `keep` reason is left in place and
+    /// marked as kept from the bundle instead (pass `None` to destroy it).
     pub(crate) async fn delete_owned(
         &self,
         kind: &Kind,
         id: &ObjectId,
         bundle: &str,
+        keep: Option<Keep>,
     ) -> Result<Deletion, DeployError> {
         if let Some(why) = never_deleted(&id.kind) {
             return Ok(Deletion::Kept(why.to_string()));
@@ -206,8 +399,112 @@ impl Cluster {
         if !owned_by(&live, bundle) {
             return Ok(Deletion::Kept(format!("it is no longer labelled {BUNDLE_LABEL}={bundle}")));
         }
-        Ok(if self.delete(kind, id).await? { Deletion::Deleted } else { Deletion::Gone })
+        if let Some(keep) = keep {
+            self.mark_kept(kind, id, bundle, keep).await?;
+            return Ok(Deletion::Retained(keep));
+        }
+        Ok(self.delete(kind, id).await?.into())
     }
+}
+
+impl Cluster {
+    /// Deletes inventory entries (in the order given) with [`Cluster::delete_owned`], keeping
+    /// what `kept` says is kept unless `destroy`; then the claims the StatefulSet controller
+    /// made for the StatefulSets among them, which Kubernetes leaves behind: marked as kept,
+    /// or deleted with `destroy`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn dispose(
+        &self,
+        kinds: &Kinds,
+        entries: Vec<(Entry, Kind)>,
+        bundle: &str,
+        namespace: &str,
+        kept: &KeptObjects,
+        destroy: bool,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(ObjectId, Deletion)>, DeployError> {
+        let mut done = Vec::new();
+        let mut sets = Vec::new();
+        for (entry, kind) in entries {
+            let keep = kept.reason(&entry.id).filter(|_| !destroy);
+            let deletion = self.delete_owned(&kind, &entry.id, bundle, keep).await?;
+            if entry.id.kind == "StatefulSet"
+                && matches!(deletion, Deletion::Deleted | Deletion::Terminating(_) | Deletion::Gone)
+            {
+                sets.push(entry.id.name.clone());
+            }
+            done.push((entry.id, deletion));
+        }
+        let Some(claim_kind) = kinds.preferred("", "PersistentVolumeClaim") else {
+            return Ok(done);
+        };
+        if !sets.is_empty() {
+            for claim in self.list(&claim_kind, Some(namespace), "").await? {
+                let Ok(id) = object_id(&claim, Some(namespace)) else { continue };
+                if !kept.is_claim_of(&id.name, &sets) {
+                    continue;
+                }
+                let deletion = if destroy {
+                    self.delete(&claim_kind, &id).await?.into()
+                } else {
+                    self.mark_kept(&claim_kind, &id, bundle, Keep::Data).await?;
+                    Deletion::Retained(Keep::Data)
+                };
+                done.push((id, deletion));
+            }
+        }
+        for (id, deletion) in &done {
+            if matches!(deletion, Deletion::Deleted | Deletion::Terminating(_)) {
+                progress.event(Event::Pruned { id: id.clone() });
+            }
+        }
+        Ok(done)
+    }
+
+    /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
+    /// uses them again, with their data.
+    async fn adopt_set_claims(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<Vec<(ObjectId, String)>, DeployError> {
+        let sets: Vec<&Target> = prepared
+            .targets
+            .iter()
+            .filter(|t| t.id.kind == "StatefulSet" && !claim_templates(&t.object).is_empty())
+            .collect();
+        let Some(claim_kind) = prepared.kinds.preferred("", "PersistentVolumeClaim") else {
+            return Ok(Vec::new());
+        };
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plan = &prepared.plan;
+        let selector = format!("{KEPT_FROM_LABEL}={}", plan.bundle);
+        let mut adopted = Vec::new();
+        for claim in self.list(&claim_kind, Some(&plan.namespace), &selector).await? {
+            let Ok(id) = object_id(&claim, Some(&plan.namespace)) else { continue };
+            let ours = sets
+                .iter()
+                .any(|set| is_set_claim(&id.name, &set.id.name, &claim_templates(&set.object)));
+            if ours {
+                self.unmark_kept(&claim_kind, &id).await?;
+                adopted.push((id, plan.bundle.clone()));
+            }
+        }
+        Ok(adopted)
+    }
+}
+
+/// Whether a failed deploy is worth rolling back: something was applied and failed, as
+/// opposed to stopping before any write, or on the user's request.
+fn rolls_back(error: &DeployError) -> bool {
+    !matches!(
+        error,
+        DeployError::Interrupted { .. }
+            | DeployError::Changed { .. }
+            | DeployError::Locked { .. }
+            | DeployError::Invalid(_)
+    )
 }
 
 /// Why objects of a kind are never deleted by prune or remove, if they are not.
@@ -219,9 +516,11 @@ fn never_deleted(kind: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether a live object carries the bundle's label (the inventory's second safety check).
+/// Whether a live object carries the bundle's label, or was kept from it (the inventory's
+/// second safety check).
 pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
     live["metadata"]["labels"][BUNDLE_LABEL].as_str() == Some(bundle)
+        || kept_from(live) == Some(bundle)
 }
 
 /// Inventory entries of earlier revisions that the prepared plan no longer renders, with

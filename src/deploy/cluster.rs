@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, ValidationDirective,
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    ValidationDirective,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiResource, Discovery, Scope};
@@ -61,6 +62,17 @@ pub(crate) struct Kind {
 /// What discovery found for the API groups a deploy touches.
 pub(crate) struct Kinds {
     discovery: Discovery,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Removed {
+    /// Gone.
+    Deleted,
+    /// Marked for deletion; these finalizers keep it until their controllers let go.
+    Terminating(Vec<String>),
+    /// Was not there.
+    Missing,
 }
 
 /// The answer to "is this kind served at this version".
@@ -209,15 +221,47 @@ impl Cluster {
         to_value(id, applied)
     }
 
-    /// Deletes an object (background propagation); `false` when it was already gone.
-    pub(crate) async fn delete(&self, kind: &Kind, id: &ObjectId) -> Result<bool, DeployError> {
+    /// Deletes an object (background propagation).
+    pub(crate) async fn delete(&self, kind: &Kind, id: &ObjectId) -> Result<Removed, DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
         let params = DeleteParams::background();
         match self.retried("delete", id, || api.delete(&id.name, &params)).await {
-            Ok(_) => Ok(true),
-            Err(DeployError::Api { code: 404, .. }) => Ok(false),
+            // Finalizers hold it (every claim has kubernetes.io/pvc-protection): the server
+            // answers the object, marked for deletion.
+            Ok(answer) => match answer.left() {
+                Some(o) if o.metadata.deletion_timestamp.is_some() => {
+                    Ok(Removed::Terminating(o.metadata.finalizers.unwrap_or_default()))
+                }
+                _ => Ok(Removed::Deleted),
+            },
+            Err(DeployError::Api { code: 404, .. }) => Ok(Removed::Missing),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates an object; fails (409) when the name is taken, never overwriting anything.
+    pub(crate) async fn create(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        object: &Value,
+    ) -> Result<(), DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let object: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|e| DeployError::Api {
+                action: "create",
+                object: id.to_string(),
+                code: 0,
+                message: e.to_string(),
+            })?;
+        self.retried("create", id, || api.create(&params, &object)).await?;
+        Ok(())
+    }
+
+    /// The client, for typed requests (Leases).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Objects of a kind in a namespace (or cluster-wide) matching a label selector.

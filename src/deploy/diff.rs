@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::apply::stale_entries;
 use super::cluster::Cluster;
+use super::keep::KeptObjects;
 use super::preflight::Prepared;
 use super::{Action, DeployError, FIELD_MANAGER};
 use crate::contract::ObjectId;
@@ -60,16 +61,16 @@ impl Cluster {
             objects.push(ObjectChange { app: t.app.clone(), id: t.id.clone(), action, diff });
         }
         if prune {
+            let kept = KeptObjects::of(&prepared.records);
             for (entry, kind) in stale_entries(prepared) {
                 if let Some(live) = self.get(&kind, &entry.id).await? {
                     if super::apply::owned_by(&live, &prepared.plan.bundle) {
-                        let (_, diff) = compare(Some(&live), None);
-                        objects.push(ObjectChange {
-                            app: entry.app,
-                            id: entry.id,
-                            action: Action::Pruned,
-                            diff,
-                        });
+                        let (action, diff) = match kept.reason(&entry.id) {
+                            // Only marks are added; its content stays.
+                            Some(_) => (Action::Kept, String::new()),
+                            None => (Action::Pruned, compare(Some(&live), None).1),
+                        };
+                        objects.push(ObjectChange { app: entry.app, id: entry.id, action, diff });
                     }
                 }
             }

@@ -11,7 +11,9 @@ mod apply;
 mod cluster;
 mod diff;
 mod generate;
+mod keep;
 mod list;
+mod lock;
 mod logs;
 mod plan;
 mod preflight;
@@ -23,17 +25,19 @@ mod wait;
 
 use std::time::Duration;
 
-pub use apply::{Applied, ApplyOptions, Outcome};
+pub use apply::{Applied, ApplyOptions, Interrupt, Outcome};
 pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
+pub use keep::{Keep, KEEP_MANAGER};
 pub use list::RecordSummary;
+pub use lock::LockOptions;
 pub use logs::{LogLine, LogOptions, LogSink};
 pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
-pub use preflight::Prepared;
+pub use preflight::{PrepareOptions, Prepared};
 pub use record::{RecordStatus, Revision};
 pub use restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
-pub use status::{AppStatus, BundleStatus, Removal};
+pub use status::{AppStatus, BundleStatus, Removal, RemoveOptions};
 pub use wait::WaitOptions;
 
 use crate::contract::ObjectId;
@@ -126,6 +130,16 @@ pub enum DeployError {
         /// The namespace.
         namespace: String,
     },
+    /// The bundle is not deployed, but objects kept from it (data, credentials) remain.
+    #[error("bundle {bundle} is not deployed in namespace {namespace}; kept from it: {} (delete them with --destroy-storage)", kept.join(", "))]
+    OnlyKept {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The kept objects.
+        kept: Vec<String>,
+    },
     /// The revision asked for is not recorded.
     #[error("bundle {bundle} has no revision {revision} to roll back to in namespace {namespace}")]
     NoRevision {
@@ -175,6 +189,44 @@ pub enum DeployError {
         /// The containers its pods have.
         known: Vec<String>,
     },
+    /// Another operation holds the bundle's lock in the namespace.
+    #[error("bundle {bundle} in namespace {namespace} is locked: {holder} holds it and is still renewing it (wait for it to finish, or pass --wait-for-lock DURATION)")]
+    Locked {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// Who holds it since when (operation, user@host, pid, start).
+        holder: String,
+    },
+    /// Another operation changed the bundle between preflight and taking the lock.
+    #[error("bundle {bundle} in namespace {namespace} changed since preflight (now at revision {revision}, by another operation); nothing was applied: run again")]
+    Changed {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The revision recorded meanwhile.
+        revision: u32,
+    },
+    /// A signal (Ctrl-C, SIGTERM) stopped the operation; the revision is recorded as
+    /// interrupted and the lock released.
+    #[error("interrupted {during}: run the same command again to converge")]
+    Interrupted {
+        /// What was going on (`while waiting (all 7 objects applied)`, `after applying 3 of 7
+        /// objects`) and the revision recorded as interrupted.
+        during: String,
+    },
+    /// The deploy failed and `rollback_on_failure` re-applied the previous revision.
+    #[error("{error}; rolled back to revision {to} (recorded as revision {revision})")]
+    RolledBack {
+        /// Why the deploy failed.
+        error: Box<DeployError>,
+        /// The revision rolled back to.
+        to: u32,
+        /// The new revision that re-applied it.
+        revision: u32,
+    },
     /// A revision record could not be read or written.
     #[error("revision record {name}: {message}")]
     Record {
@@ -221,6 +273,9 @@ pub enum Action {
     Unchanged,
     /// No longer rendered; deleted.
     Pruned,
+    /// No longer rendered, but data, credentials or marked keep: left in place, marked as
+    /// kept from the bundle.
+    Kept,
 }
 
 impl std::fmt::Display for Action {
@@ -230,6 +285,7 @@ impl std::fmt::Display for Action {
             Action::Configured => "configured",
             Action::Unchanged => "unchanged",
             Action::Pruned => "pruned",
+            Action::Kept => "kept",
         })
     }
 }

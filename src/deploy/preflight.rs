@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::cluster::{Cluster, Kinds, Lookup};
+use super::keep::{kept_from, KEEP_MANAGER};
 use super::plan::{KubeVersion, Plan, VersionNeed, VersionOp};
 use super::record::{self, Record};
 use super::targets::{self, Target};
-use super::DeployError;
-use crate::contract::{group_of, object_id, ObjectId, MIN_KUBERNETES_ANNOTATION};
+use super::{DeployError, FIELD_MANAGER, GENERATE_MANAGER};
+use crate::contract::{group_of, object_id, ObjectId, BUNDLE_LABEL, MIN_KUBERNETES_ANNOTATION};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
 
@@ -23,6 +24,15 @@ pub struct Prepared {
     pub(crate) namespace_exists: bool,
     pub(crate) records: Vec<Record>,
     pub(crate) version: KubeVersion,
+    pub(crate) notes: Vec<String>,
+}
+
+/// How to run preflight.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrepareOptions {
+    /// Take over objects that another bundle, or another tool (field manager), manages,
+    /// instead of failing preflight naming them.
+    pub adopt: bool,
 }
 
 impl Prepared {
@@ -40,6 +50,12 @@ impl Prepared {
     pub fn namespace_exists(&self) -> bool {
         self.namespace_exists
     }
+
+    /// What preflight found worth saying that is not a problem: claims a pre-created
+    /// PersistentVolume will bind, objects taken over with `adopt`.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
 }
 
 impl Cluster {
@@ -47,6 +63,15 @@ impl Cluster {
     /// reads from the cluster (and one dry-run namespace create when the namespace is
     /// missing). Fails with every problem found.
     pub async fn prepare(&self, plan: Plan) -> Result<Prepared, DeployError> {
+        self.prepare_with(plan, &PrepareOptions::default()).await
+    }
+
+    /// [`Cluster::prepare`] with options.
+    pub async fn prepare_with(
+        &self,
+        plan: Plan,
+        options: &PrepareOptions,
+    ) -> Result<Prepared, DeployError> {
         plan.validate()?;
         let version = self.version().await?;
         let mut groups: BTreeSet<String> = plan
@@ -86,14 +111,35 @@ impl Cluster {
         for problem in self.check_secrets(&kinds, &plan, namespace_exists).await? {
             problems.push(problem);
         }
-        for problem in self.check_storage(&kinds, &plan).await? {
+        let mut notes = Vec::new();
+        for problem in self.check_storage(&kinds, &plan, &mut notes).await? {
             problems.push(problem);
         }
         for problem in check_images(&plan) {
             problems.push(problem);
         }
+        let inventory: BTreeSet<ObjectId> =
+            record::current_inventory(&records).into_iter().map(|e| e.id).collect();
+        // In a namespace that does not exist yet, only cluster-scoped objects can exist.
+        let existing =
+            targets.iter().filter(|t| t.served && (namespace_exists || !t.kind.namespaced));
+        for target in existing {
+            let Some(live) = self.get(&target.kind, &target.id).await? else { continue };
+            let in_inventory = inventory.contains(&target.id);
+            match live_problem(&plan.bundle, &target.id, &live, in_inventory) {
+                Some(LiveProblem::Terminating(problem)) => problems.push(problem),
+                Some(LiveProblem::Owned(owner)) if options.adopt => {
+                    notes.push(format!("adopting {}: {owner}", target.id));
+                }
+                Some(LiveProblem::Owned(owner)) => problems.push(
+                    Problem::new("preflight", target.id.to_string(), format!("{owner}; deploy does not take it over silently"))
+                        .hint("deploy with --adopt to take it over, or rename the object or deploy into another namespace"),
+                ),
+                None => {}
+            }
+        }
         problems.into_result(())?;
-        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version })
+        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes })
     }
 
     async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
@@ -174,7 +220,12 @@ impl Cluster {
         Ok(problems)
     }
 
-    async fn check_storage(&self, kinds: &Kinds, plan: &Plan) -> Result<Vec<Problem>, DeployError> {
+    async fn check_storage(
+        &self,
+        kinds: &Kinds,
+        plan: &Plan,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<Problem>, DeployError> {
         let claims = claims(plan);
         if claims.is_empty() {
             return Ok(Vec::new());
@@ -206,6 +257,15 @@ impl Cluster {
             .filter(|o| o.object["kind"] == "PersistentVolume")
             .map(|o| &o.object)
             .collect();
+        // Pre-created volumes (seed 000's workaround for clusters with no provisioner).
+        let (claim_kind, mut cluster_volumes) =
+            match (kinds.find("v1", "PersistentVolumeClaim"), kinds.find("v1", "PersistentVolume"))
+            {
+                (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
+                    (Some(claim_kind), self.list(&volume_kind, None, "").await?)
+                }
+                _ => (None, Vec::new()),
+            };
         let mut problems = Vec::new();
         for claim in claims {
             let bound_volume = volumes.iter().any(|v| {
@@ -219,29 +279,206 @@ impl Cluster {
                 continue;
             }
             match claim.class {
-                Some("") => {}
+                Some("") if claim.volume_name.is_none() => {}
                 Some(class) if names.contains(class) || rendered_classes.contains(class) => {}
-                Some(class) => problems.push(
-                    Problem::new(
-                        "preflight",
-                        &claim.subject,
-                        format!("storage class {class:?} does not exist in the cluster"),
-                    )
-                    .hint(storage_hint(&names, Some(class))),
-                ),
                 None if default_class => {}
-                None => problems.push(
-                    Problem::new(
-                        "preflight",
-                        &claim.subject,
-                        "no storage class is set and the cluster has no default storage class",
-                    )
-                    .hint(storage_hint(&names, None)),
-                ),
+                class => {
+                    // Each claim (each replica's, for claim templates) needs its own volume,
+                    // unless it exists and is bound already (a re-deploy, a kept claim).
+                    let mut missing = 0;
+                    for name in &claim.names {
+                        if let Some(kind) = &claim_kind {
+                            let id = ObjectId {
+                                group: String::new(),
+                                kind: "PersistentVolumeClaim".into(),
+                                namespace: Some(plan.namespace.clone()),
+                                name: name.clone(),
+                            };
+                            let live = self.get(kind, &id).await?;
+                            if live.is_some_and(|c| c["status"]["phase"] == "Bound") {
+                                continue;
+                            }
+                        }
+                        let claim_ref = (plan.namespace.as_str(), name.as_str());
+                        match take_volume(&mut cluster_volumes, &claim, claim_ref) {
+                            Some(volume) => notes.push(format!(
+                                "{}{}: will bind the pre-created {volume}",
+                                claim.subject,
+                                if claim.names.len() > 1 {
+                                    format!(" ({name})")
+                                } else {
+                                    String::new()
+                                }
+                            )),
+                            None => missing += 1,
+                        }
+                    }
+                    if missing == 0 {
+                        continue;
+                    }
+                    let (message, hint) = match class {
+                        Some(class) => (
+                            format!("storage class {class:?} does not exist in the cluster, and no pre-created PersistentVolume of that class fits it"),
+                            storage_hint(&names, Some(class)),
+                        ),
+                        None => (
+                            "no storage class is set, the cluster has no default storage class, and no pre-created PersistentVolume without a class fits it".to_string(),
+                            storage_hint(&names, None),
+                        ),
+                    };
+                    problems.push(Problem::new("preflight", &claim.subject, message).hint(hint));
+                }
             }
         }
         Ok(problems)
     }
+}
+
+/// Why preflight stops at a live object a target would overwrite.
+enum LiveProblem {
+    /// It is being deleted.
+    Terminating(Problem),
+    /// Someone else manages it (the text names whom).
+    Owned(String),
+}
+
+/// Whether a live object may be applied over: nobody else manages it, and it is not on its
+/// way out. Objects of the bundle's inventory, labelled with the bundle or kept from it are
+/// the bundle's own.
+fn live_problem(
+    bundle: &str,
+    id: &ObjectId,
+    live: &Value,
+    in_inventory: bool,
+) -> Option<LiveProblem> {
+    let meta = &live["metadata"];
+    if let Some(since) = meta["deletionTimestamp"].as_str() {
+        let finalizers: Vec<&str> =
+            meta["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let held = if finalizers.is_empty() {
+            String::new()
+        } else {
+            format!(", held by finalizers {}", finalizers.join(", "))
+        };
+        let hint = if id.kind == "PersistentVolumeClaim" {
+            "a claim goes once no pod mounts it; wait for its pods to end, then deploy again"
+        } else {
+            "wait until it is gone, then deploy again"
+        };
+        return Some(LiveProblem::Terminating(
+            Problem::new("preflight", id.to_string(), format!("is being deleted (since {since}{held}); applying now would recreate nothing and lose it"))
+                .hint(hint),
+        ));
+    }
+    let label = meta["labels"][BUNDLE_LABEL].as_str();
+    if let Some(other) = label.filter(|b| *b != bundle) {
+        return Some(LiveProblem::Owned(format!(
+            "bundle {other} manages it (label {}={other})",
+            BUNDLE_LABEL
+        )));
+    }
+    if let Some(other) = kept_from(live).filter(|b| *b != bundle) {
+        return Some(LiveProblem::Owned(format!("it holds data kept from bundle {other}")));
+    }
+    if in_inventory || label.is_some() || kept_from(live).is_some() {
+        return None;
+    }
+    let foreign: BTreeSet<&str> = meta["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str())
+        .filter(|m| ![FIELD_MANAGER, GENERATE_MANAGER, KEEP_MANAGER].contains(m))
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        let managers: Vec<&str> = foreign.into_iter().collect();
+        LiveProblem::Owned(format!(
+            "it exists and is managed by {} (field manager {}), not by charmer",
+            if managers.len() == 1 { "another tool" } else { "other tools" },
+            managers.join(", ")
+        ))
+    })
+}
+
+/// Takes the smallest pre-created volume the claim can bind: free (or reserved for this
+/// claim), of the claim's class (none: no class), big enough, with its access modes and
+/// volume mode. Returns how to name it.
+fn take_volume(
+    volumes: &mut Vec<Value>,
+    claim: &Claim<'_>,
+    claim_ref: (&str, &str),
+) -> Option<String> {
+    let class = claim.class.unwrap_or("");
+    let fits = |v: &Value| {
+        let spec = &v["spec"];
+        let reference = &spec["claimRef"];
+        let free = match reference["name"].as_str() {
+            Some(name) => (reference["namespace"].as_str().unwrap_or(""), name) == claim_ref,
+            None => v["status"]["phase"].as_str().is_none_or(|p| p == "Available"),
+        };
+        let modes: BTreeSet<&str> = spec["accessModes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let size = spec["capacity"]["storage"].as_str().and_then(quantity);
+        free && spec["storageClassName"].as_str().unwrap_or("") == class
+            && claim.volume_name.is_none_or(|n| v["metadata"]["name"].as_str() == Some(n))
+            && claim.access_modes.iter().all(|m| modes.contains(m))
+            && spec["volumeMode"].as_str().unwrap_or("Filesystem") == claim.volume_mode
+            && match (claim.request, size) {
+                (Some(wanted), Some(size)) => size >= wanted,
+                (None, _) => true,
+                (Some(_), None) => false,
+            }
+    };
+    let best = volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| fits(v))
+        .min_by(|(_, a), (_, b)| {
+            let size = |v: &Value| v["spec"]["capacity"]["storage"].as_str().and_then(quantity);
+            size(a).partial_cmp(&size(b)).unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(i, _)| i)?;
+    let volume = volumes.remove(best);
+    let spec = &volume["spec"];
+    let modes: Vec<&str> =
+        spec["accessModes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    Some(format!(
+        "PersistentVolume {} (storageClassName {:?}, {}, {})",
+        volume["metadata"]["name"].as_str().unwrap_or("?"),
+        spec["storageClassName"].as_str().unwrap_or(""),
+        spec["capacity"]["storage"].as_str().unwrap_or("?"),
+        modes.join(", ")
+    ))
+}
+
+/// A Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`) in bytes.
+fn quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split =
+        text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
 }
 
 fn storage_hint(existing: &BTreeSet<&str>, class: Option<&str>) -> String {
@@ -257,15 +494,30 @@ fn storage_hint(existing: &BTreeSet<&str>, class: Option<&str>) -> String {
 /// One volume claim of the plan: a PersistentVolumeClaim or a StatefulSet's claim template.
 struct Claim<'a> {
     subject: String,
+    /// The claims it makes: one, or one per replica of a StatefulSet.
+    names: Vec<String>,
     class: Option<&'a str>,
     volume_name: Option<&'a str>,
+    /// Requested bytes.
+    request: Option<f64>,
+    access_modes: Vec<&'a str>,
+    volume_mode: &'a str,
 }
 
-fn claim(spec: &Value, subject: String) -> Claim<'_> {
+fn claim(spec: &Value, subject: String, names: Vec<String>) -> Claim<'_> {
     Claim {
         subject,
+        names,
         class: spec["storageClassName"].as_str(),
         volume_name: spec["volumeName"].as_str(),
+        request: spec["resources"]["requests"]["storage"].as_str().and_then(quantity),
+        access_modes: spec["accessModes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect(),
+        volume_mode: spec["volumeMode"].as_str().unwrap_or("Filesystem"),
     }
 }
 
@@ -276,9 +528,13 @@ fn claims(plan: &Plan) -> Vec<Claim<'_>> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or(&plan.namespace);
         match object["kind"].as_str() {
-            Some("PersistentVolumeClaim") => claims
-                .push(claim(&object["spec"], format!("PersistentVolumeClaim/{namespace}/{name}"))),
+            Some("PersistentVolumeClaim") => claims.push(claim(
+                &object["spec"],
+                format!("PersistentVolumeClaim/{namespace}/{name}"),
+                vec![name.to_string()],
+            )),
             Some("StatefulSet") => {
+                let replicas = object["spec"]["replicas"].as_u64().unwrap_or(1);
                 for template in
                     object["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten()
                 {
@@ -286,6 +542,7 @@ fn claims(plan: &Plan) -> Vec<Claim<'_>> {
                     claims.push(claim(
                         &template["spec"],
                         format!("StatefulSet/{namespace}/{name} volumeClaimTemplates {claim_name}"),
+                        (0..replicas).map(|i| format!("{claim_name}-{name}-{i}")).collect(),
                     ));
                 }
             }
@@ -488,6 +745,52 @@ mod tests {
             problems[0]
         );
         assert!(problems[1].to_string().contains("ConfigMap/c"), "{}", problems[1]);
+    }
+
+    #[test]
+    fn quantities_are_bytes() {
+        assert_eq!(quantity("10Gi"), Some(10.0 * 1024f64.powi(3)));
+        assert_eq!(quantity("500M"), Some(5e8));
+        assert_eq!(quantity("1.5Ti"), Some(1.5 * 1024f64.powi(4)));
+        assert_eq!(quantity("1e3"), Some(1000.0));
+        assert_eq!(quantity("2048"), Some(2048.0));
+        assert_eq!(quantity("10GB"), None);
+        assert!(quantity("1Gi") > quantity("1G"));
+    }
+
+    #[test]
+    fn live_objects_of_others_or_on_their_way_out_are_problems() {
+        let id = ObjectId {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("ns".into()),
+            name: "c".into(),
+        };
+        let managed =
+            |manager: &str| json!({"metadata": {"managedFields": [{"manager": manager}]}});
+        let owned = |live: &Value, in_inventory| match live_problem("b", &id, live, in_inventory) {
+            Some(LiveProblem::Owned(owner)) => Some(owner),
+            Some(LiveProblem::Terminating(p)) => Some(p.to_string()),
+            None => None,
+        };
+        assert_eq!(owned(&managed(FIELD_MANAGER), false), None);
+        assert_eq!(owned(&managed(GENERATE_MANAGER), false), None);
+        assert_eq!(
+            owned(&managed("helm"), false).as_deref(),
+            Some("it exists and is managed by another tool (field manager helm), not by charmer")
+        );
+        assert_eq!(owned(&managed("helm"), true), None, "our inventory: others may add fields");
+        let other = json!({"metadata": {"labels": {BUNDLE_LABEL: "iot"}}});
+        assert_eq!(
+            owned(&other, true).as_deref(),
+            Some("bundle iot manages it (label charmer.io/bundle=iot)")
+        );
+        let kept = json!({"metadata": {"labels": {crate::contract::KEPT_FROM_LABEL: "iot"}}});
+        assert_eq!(owned(&kept, false).as_deref(), Some("it holds data kept from bundle iot"));
+        let going = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x/y"]}});
+        assert!(owned(&going, true)
+            .unwrap()
+            .contains("is being deleted (since 2026-01-01T00:00:00Z, held by finalizers x/y)"));
     }
 
     #[test]

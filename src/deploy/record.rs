@@ -23,6 +23,8 @@ pub(crate) const STATUS_LABEL: &str = "charmer.io/status";
 /// Annotation with the time (RFC 3339, UTC) a record was last written: when its revision was
 /// applied, or when it became deployed, failed or superseded.
 pub(crate) const UPDATED_ANNOTATION: &str = "charmer.io/updated-at";
+/// Annotation on a failed or interrupted record: why.
+const REASON_ANNOTATION: &str = "charmer.io/status-reason";
 const RECORD_TYPE: &str = "charmer.io/revision";
 const DATA_KEY: &str = "release";
 /// Records kept per bundle; older ones are deleted after a successful deploy.
@@ -38,6 +40,8 @@ pub enum RecordStatus {
     Deployed,
     /// Applying or waiting failed.
     Failed,
+    /// Stopped by a signal (Ctrl-C, SIGTERM) while applying or waiting.
+    Interrupted,
     /// Was deployed; a later revision replaced it.
     Superseded,
 }
@@ -48,6 +52,7 @@ impl std::fmt::Display for RecordStatus {
             RecordStatus::Pending => "pending",
             RecordStatus::Deployed => "deployed",
             RecordStatus::Failed => "failed",
+            RecordStatus::Interrupted => "interrupted",
             RecordStatus::Superseded => "superseded",
         })
     }
@@ -61,6 +66,7 @@ impl std::str::FromStr for RecordStatus {
             "pending" => RecordStatus::Pending,
             "deployed" => RecordStatus::Deployed,
             "failed" => RecordStatus::Failed,
+            "interrupted" => RecordStatus::Interrupted,
             "superseded" => RecordStatus::Superseded,
             _ => return Err(()),
         })
@@ -76,6 +82,9 @@ pub struct Revision {
     pub status: RecordStatus,
     /// When its record was last written (RFC 3339, UTC).
     pub updated: String,
+    /// Why it failed or was interrupted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An inventory entry: an applied object and its application.
@@ -93,6 +102,8 @@ pub(crate) struct Record {
     pub status: RecordStatus,
     pub plan: Plan,
     pub inventory: Vec<Entry>,
+    /// Why it failed or was interrupted (kept in an annotation, outside the body).
+    pub reason: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,7 +169,8 @@ fn decode(secret: &Value) -> Result<Record, DeployError> {
         .read_to_end(&mut json)
         .map_err(|e| fail(e.to_string()))?;
     let body: Body = serde_json::from_slice(&json).map_err(|e| fail(e.to_string()))?;
-    Ok(Record { revision, status, plan: body.plan, inventory: body.inventory })
+    let reason = secret["metadata"]["annotations"][REASON_ANNOTATION].as_str().map(str::to_string);
+    Ok(Record { revision, status, plan: body.plan, inventory: body.inventory, reason })
 }
 
 fn encode(record: &Record) -> Result<Value, DeployError> {
@@ -173,7 +185,7 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&json).map_err(|e| fail(e.to_string()))?;
     let compressed = gz.finish().map_err(|e| fail(e.to_string()))?;
-    Ok(json!({
+    let mut secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "type": RECORD_TYPE,
@@ -191,18 +203,43 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
             },
         },
         "data": {DATA_KEY: base64::engine::general_purpose::STANDARD.encode(compressed)},
-    }))
+    });
+    if let Some(reason) = &record.reason {
+        secret["metadata"]["annotations"][REASON_ANNOTATION] = json!(reason);
+    }
+    Ok(secret)
 }
 
-/// Writes (or rewrites) a record.
+/// A record as the Secret to write, with where it goes.
+fn secret_of(kinds: &Kinds, record: &Record) -> Result<(Kind, ObjectId, Value), DeployError> {
+    let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
+    Ok((secret_kind(kinds)?, id, encode(record)?))
+}
+
+/// Creates a new record. Records are created, never overwritten: when another operation has
+/// recorded this revision number already, this fails and nothing is written.
+pub(crate) async fn create(
+    cluster: &Cluster,
+    kinds: &Kinds,
+    record: &Record,
+) -> Result<(), DeployError> {
+    let (kind, id, secret) = secret_of(kinds, record)?;
+    match cluster.create(&kind, &id, &secret).await {
+        Err(DeployError::Api { code: 409, .. }) => Err(DeployError::Record {
+            name: id.name,
+            message: "another operation recorded this revision first; run again".into(),
+        }),
+        other => other,
+    }
+}
+
+/// Updates the state of a record this operation created.
 pub(crate) async fn save(
     cluster: &Cluster,
     kinds: &Kinds,
     record: &Record,
 ) -> Result<(), DeployError> {
-    let kind = secret_kind(kinds)?;
-    let secret = encode(record)?;
-    let id = id(&record.plan.bundle, &record.plan.namespace, record.revision);
+    let (kind, id, secret) = secret_of(kinds, record)?;
     cluster.apply_object(&kind, &id, &secret, super::FIELD_MANAGER, false).await?;
     Ok(())
 }
@@ -286,7 +323,7 @@ mod tests {
                 },
             })
             .collect();
-        Record { revision, status, plan, inventory }
+        Record { revision, status, plan, inventory, reason: None }
     }
 
     #[test]

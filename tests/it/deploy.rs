@@ -7,7 +7,7 @@ use std::time::Duration;
 use charmer::contract::{BUNDLE_LABEL, GENERATE_ANNOTATION, MIN_KUBERNETES_ANNOTATION};
 use charmer::deploy::{
     Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject,
-    Prepared, RecordStatus, WaitOptions, GENERATE_MANAGER,
+    Prepared, RecordStatus, RemoveOptions, WaitOptions, GENERATE_MANAGER,
 };
 use serde_json::{json, Value};
 
@@ -40,7 +40,7 @@ pub(crate) fn service(app: &str) -> Value {
            "spec": {"selector": {"app.kubernetes.io/instance": app}, "ports": [{"port": 80}]}})
 }
 
-fn generated_secret(app: &str, plain: &str) -> Value {
+pub(crate) fn generated_secret(app: &str, plain: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": format!("{app}-credentials"), "labels": labels(app), "annotations": {GENERATE_ANNOTATION: "root-password"}},
            "stringData": {"username": plain}})
@@ -88,6 +88,7 @@ pub(crate) fn quick_wait() -> ApplyOptions {
             timeout: Duration::from_secs(30),
             poll: Duration::from_millis(20),
         }),
+        ..ApplyOptions::default()
     }
 }
 
@@ -95,7 +96,7 @@ pub(crate) async fn cluster(emulator: &KubeEmulator) -> Cluster {
     Cluster::connect(&emulator.client_options()).await.expect("connect to the emulator")
 }
 
-async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
+pub(crate) async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
     let cluster = cluster(emulator).await;
     let prepared = cluster.prepare(plan).await.expect("preflight passes");
     (cluster, prepared)
@@ -119,7 +120,7 @@ fn applied(outcome: &Outcome) -> Vec<(String, Action)> {
     outcome.applied.iter().map(|a| (a.id.to_string(), a.action)).collect()
 }
 
-fn record_status(emulator: &KubeEmulator, revision: u32) -> Option<String> {
+pub(crate) fn record_status(emulator: &KubeEmulator, revision: u32) -> Option<String> {
     let record = emulator.get("Secret", NS, &format!("charmer.shop.v{revision}"))?;
     record["metadata"]["labels"]["charmer.io/status"].as_str().map(str::to_string)
 }
@@ -131,7 +132,7 @@ fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) 
     keys.into_iter().cloned().collect()
 }
 
-fn decoded(secret: &Value, key: &str) -> String {
+pub(crate) fn decoded(secret: &Value, key: &str) -> String {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(secret["data"][key].as_str().expect("key present"))
@@ -157,12 +158,22 @@ async fn first_deploy_creates_namespace_then_objects_providers_first_and_records
     );
     let writes = emulator.writes();
     assert_eq!(
-        writes[0], "PATCH /api/v1/namespaces/shop",
-        "the namespace comes first: {writes:#?}"
+        writes[..3],
+        [
+            "PATCH /api/v1/namespaces/shop",
+            "POST /apis/coordination.k8s.io/v1/namespaces/shop/leases",
+            "POST /api/v1/namespaces/shop/secrets",
+        ],
+        "the namespace, the lock in it, then the record, created (never overwritten): {writes:#?}"
+    );
+    assert_eq!(
+        writes.last().map(String::as_str),
+        Some("DELETE /apis/coordination.k8s.io/v1/namespaces/shop/leases/charmer.shop.lock"),
+        "the lock is released last"
     );
     assert!(
-        writes.iter().all(|w| w.starts_with("PATCH ")),
-        "everything is server-side applied: {writes:#?}"
+        writes[3..writes.len() - 1].iter().all(|w| w.starts_with("PATCH ")),
+        "every object is server-side applied: {writes:#?}"
     );
     let web = emulator.get("Deployment", NS, "web").unwrap();
     assert_eq!(
@@ -318,8 +329,8 @@ async fn a_failing_preflight_reports_every_problem_and_writes_nothing() {
         "preflight: VirtualService (networking.istio.io/v1beta1) of application web: the cluster does not serve this kind",
         "install the CustomResourceDefinition for VirtualService in group networking.istio.io",
         "preflight: Secret/shop/tls-cert: required by web but missing (hint: create it before deploying: kubectl create secret generic tls-cert -n shop",
-        "preflight: PersistentVolumeClaim/shop/data: storage class \"fast\" does not exist in the cluster",
-        "preflight: PersistentVolumeClaim/shop/logs: no storage class is set and the cluster has no default storage class",
+        "preflight: PersistentVolumeClaim/shop/data: storage class \"fast\" does not exist in the cluster, and no pre-created PersistentVolume of that class fits it",
+        "preflight: PersistentVolumeClaim/shop/logs: no storage class is set, the cluster has no default storage class, and no pre-created PersistentVolume without a class fits it",
         "preflight: Deployment/shop/cache container cache: image docker.io/library/redis:7 is not in the registry registry.local:5000",
     ];
     for line in expected {
@@ -386,7 +397,7 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
     );
     assert_eq!(emulator.get("Gateway", NS, "main").unwrap()["spec"]["port"], 80);
     // Removing the bundle keeps the CRD: deleting it would delete every Gateway in the cluster.
-    let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
+    let removal = cluster.remove("shop", NS, &RemoveOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(
         removal.deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["Gateway/shop/main"]
@@ -400,11 +411,11 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let options = ApplyOptions {
-        prune: true,
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(1),
             poll: Duration::from_millis(20),
         }),
+        ..quick_wait()
     };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("times out");
     let text = error.to_string();
@@ -419,11 +430,11 @@ async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::Failing("ImagePullBackOff"));
     let options = ApplyOptions {
-        prune: true,
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(600),
             poll: Duration::from_millis(20),
         }),
+        ..quick_wait()
     };
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("fails");
     match &error {
@@ -619,7 +630,7 @@ async fn remove_deletes_exactly_the_inventory_and_the_records() {
     deploy(&emulator, full_shop("b")).await;
     emulator.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "hand-made", "namespace": NS, "labels": {BUNDLE_LABEL: "shop"}}}));
     let cluster = cluster(&emulator).await;
-    let removal = cluster.remove("shop", NS, &NoProgress).await.unwrap();
+    let removal = cluster.remove("shop", NS, &RemoveOptions::default(), &NoProgress).await.unwrap();
     assert_eq!(removal.deleted.len(), 6);
     assert_eq!(removal.records, ["charmer.shop.v1", "charmer.shop.v2"]);
     let left: Vec<String> =
@@ -636,9 +647,18 @@ pub(crate) fn demo() -> std::path::PathBuf {
 }
 
 pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
+    charmer_in(&demo(), emulator, args)
+}
+
+/// Runs charmer in `dir` against the emulator.
+pub(crate) fn charmer_in(
+    dir: &std::path::Path,
+    emulator: &KubeEmulator,
+    args: &[&str],
+) -> (i32, String, String) {
     let kubeconfig = emulator.kubeconfig();
     let out = crate::support::charmer()
-        .current_dir(demo())
+        .current_dir(dir)
         .args(args)
         .arg("--kubeconfig")
         .arg(&kubeconfig)

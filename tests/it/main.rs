@@ -9,6 +9,7 @@ mod charm_format;
 mod charms;
 mod day2;
 mod deploy;
+mod deploy_state;
 mod fixtures;
 mod fuzz_regressions;
 mod juju_charms;

@@ -11,10 +11,22 @@
 //!   atomic), so fields a manager stops applying are removed and fields other managers own
 //!   are kept; `metadata.generation` bumps on `spec` changes only; `resourceVersion` bumps
 //!   on every real change and never on a no-op apply;
-//! - get, list (with label selectors), create, delete (owned pods go with their workload,
-//!   everything in a namespace goes with it);
-//! - a status simulator: workloads become ready (one read after each change, so clients must
-//!   look at `observedGeneration`), never become ready, or fail with a container waiting
+//! - get, list (with label selectors), create (409 `AlreadyExists` when the name is taken,
+//!   also by an object being deleted), replace (`PUT`, 409 `Conflict` when
+//!   `metadata.resourceVersion` is not the stored one: optimistic concurrency, as Leases use
+//!   it), delete (owned pods go with their workload, everything in a namespace goes with it);
+//! - finalizers: an object whose `metadata.finalizers` is not empty is not removed by a delete
+//!   but gets `metadata.deletionTimestamp` (and the delete answers the object, not a Status).
+//!   Every claim gets the `kubernetes.io/pvc-protection` finalizer when created, which the
+//!   simulated controller removes (deleting the claim) once no Pod mounts it any more;
+//! - the NodePort allocator: a Service asking for a node port another Service holds is
+//!   refused with 422 `Invalid` (`provided port is already allocated`);
+//! - `coordination.k8s.io/v1` Leases (plain objects: nothing expires them, as in a cluster);
+//! - StatefulSet claim templates: the simulated controller creates claim `<template>-<set>-<i>`
+//!   for each replica (bound, not owned by the set, so they outlive it, as in a cluster);
+//! - a status simulator (chosen per workload name, or per image it runs): workloads become
+//!   ready (one read after each change, so clients must look at `observedGeneration`),
+//!   never become ready, or fail with a container waiting
 //!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
 //!   CRDs become established;
 //! - fault injection: the next N requests answer 503, or lose their connection with no
@@ -28,10 +40,11 @@
 //! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
 //!   the workload's generation bumps and its pods are replaced, as the controllers do.
 //!
-//! Not emulated: schemas and strict field validation, defaulting, admission, RBAC, watches,
-//! subresources other than `pods/log`, `sinceSeconds` of logs (every line counts as recent),
-//! list-map merging of SSA (lists are replaced whole), conflicts between managers other than
-//! value differences on the same leaf.
+//! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
+//! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
+//! RBAC, watches, subresources other than `pods/log`, `sinceSeconds` of logs (every line
+//! counts as recent), list-map merging of SSA (lists are replaced whole), conflicts between
+//! managers other than value differences on the same leaf.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -102,6 +115,7 @@ struct State {
     uids: u64,
     default_behaviour: Behaviour,
     behaviours: BTreeMap<String, Behaviour>,
+    image_behaviours: BTreeMap<String, Behaviour>,
     fail_next: u32,
     drop_next: u32,
     failures_served: u32,
@@ -196,6 +210,11 @@ impl KubeEmulator {
         self.state().behaviours.insert(name.to_string(), behaviour);
     }
 
+    /// How workloads running `image` behave from their next change on (before their name's).
+    pub fn set_image_behaviour(&self, image: &str, behaviour: Behaviour) {
+        self.state().image_behaviours.insert(image.to_string(), behaviour);
+    }
+
     /// The next `n` requests answer 503 Service Unavailable.
     pub fn fail_next(&self, n: u32) {
         self.state().fail_next = n;
@@ -256,6 +275,13 @@ impl KubeEmulator {
         };
         let name = object["metadata"]["name"].as_str().expect("a name").to_string();
         state.apply(&t, &ns, &name, "kubectl", object, false, true).expect("insert");
+    }
+
+    /// Deletes a stored object as another client would (finalizers apply).
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let mut state = self.state();
+        let t = state.types.iter().find(|t| t.kind == kind).cloned().expect("a served kind");
+        state.delete(&t, namespace, name);
     }
 
     /// The stored object of `kind` (`""` namespace for cluster-scoped kinds).
@@ -399,6 +425,7 @@ impl State {
             uids: 0,
             default_behaviour: Behaviour::Ready,
             behaviours: BTreeMap::new(),
+            image_behaviours: BTreeMap::new(),
             fail_next: 0,
             drop_next: 0,
             failures_served: 0,
@@ -437,6 +464,7 @@ impl State {
             ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false),
             ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false),
             ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+            ("coordination.k8s.io", "v1", "Lease", "leases", true),
         ];
         for (group, version, kind, plural, namespaced) in builtin {
             state.add_type(group, version, kind, plural, *namespaced);
@@ -644,11 +672,7 @@ impl State {
                     return answer;
                 }
                 if self.objects.contains_key(&key(&t, &ns, &name)) {
-                    return status(
-                        409,
-                        "AlreadyExists",
-                        format!("{} \"{name}\" already exists", t.plural),
-                    );
+                    return already_exists(&t, &name);
                 }
                 let manager =
                     query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".into());
@@ -657,17 +681,27 @@ impl State {
                     Err(answer) => answer,
                 }
             }
+            (&Method::PUT, Some(name)) => {
+                let object: Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => return status(400, "BadRequest", e.to_string()),
+                };
+                let manager =
+                    query.get("fieldManager").cloned().unwrap_or_else(|| "unknown".into());
+                self.replace(&t, &ns, name, &manager, object, dry_run)
+            }
             (&Method::DELETE, Some(name)) => {
                 if !self.objects.contains_key(&key(&t, &ns, name)) {
                     return not_found(&t, name);
                 }
-                if !dry_run {
-                    self.delete(&t, &ns, name);
+                if dry_run {
+                    return (StatusCode::OK, success(name, &t));
                 }
-                (
-                    StatusCode::OK,
-                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.plural}}),
-                )
+                match self.delete(&t, &ns, name) {
+                    // Held by a finalizer: the API server answers the object, now terminating.
+                    Some(terminating) => (StatusCode::OK, terminating),
+                    None => (StatusCode::OK, success(name, &t)),
+                }
             }
             _ => status(
                 405,
@@ -721,6 +755,47 @@ impl State {
         (StatusCode::OK, Value::String(text))
     }
 
+    /// `PUT`: replaces the whole object if the client's resourceVersion is the stored one.
+    fn replace(
+        &mut self,
+        t: &ResourceType,
+        ns: &str,
+        name: &str,
+        manager: &str,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Answer {
+        let k = key(t, ns, name);
+        let Some(existing) = self.objects.get(&k).cloned() else { return not_found(t, name) };
+        let stored_rv = &existing.object["metadata"]["resourceVersion"];
+        if object["metadata"]["resourceVersion"] != *stored_rv {
+            return status(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", t.plural),
+            );
+        }
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+            for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "finalizers"] {
+                match existing.object["metadata"].get(k) {
+                    Some(v) => meta.insert(k.into(), v.clone()),
+                    None => meta.remove(k),
+                };
+            }
+        }
+        if dry_run {
+            return (StatusCode::OK, object);
+        }
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let mut managers = BTreeMap::new();
+        managers.insert(manager.to_string(), leaf_paths(&object));
+        object["metadata"]["managedFields"] = managed_fields(&managers, &t.api_version());
+        self.objects.insert(k, Stored { object: object.clone(), managers, status_lag: None });
+        (StatusCode::OK, object)
+    }
+
     fn check_namespace(&self, t: &ResourceType, ns: &str) -> Option<Answer> {
         let exists = self.objects.contains_key(&(
             String::new(),
@@ -738,10 +813,9 @@ impl State {
         let lag = self.objects.get(&k)?.status_lag;
         match lag {
             Some(0) => {
+                let behaviour = self.behaviour_of(&self.objects.get(&k)?.object);
                 let stored = self.objects.get_mut(&k)?;
                 stored.status_lag = None;
-                let behaviour =
-                    self.behaviours.get(name).copied().unwrap_or(self.default_behaviour);
                 let status = workload_status(&stored.object, behaviour);
                 stored.object["status"] = status;
                 self.resource_version += 1;
@@ -818,6 +892,9 @@ impl State {
             }
         }
         let k = key(t, ns, name);
+        if t.kind == "Service" {
+            self.check_node_ports(&k, &config)?;
+        }
         let existing = self.objects.get(&k).cloned();
         let mut object = existing.as_ref().map(|s| s.object.clone()).unwrap_or_else(|| {
             let mut meta = Map::new();
@@ -873,6 +950,10 @@ impl State {
         let spec_changed = existing.as_ref().is_none_or(|old| old.object["spec"] != object["spec"]);
         let meta = object["metadata"].as_object_mut().expect("metadata is an object");
         if existing.is_none() {
+            if t.kind == "PersistentVolumeClaim" {
+                // The API server's admission adds claim protection to every new claim.
+                meta.insert("finalizers".into(), json!(["kubernetes.io/pvc-protection"]));
+            }
             self.uids += 1;
             meta.insert("uid".into(), json!(format!("00000000-0000-0000-0000-{:012}", self.uids)));
             meta.insert("creationTimestamp".into(), json!("2024-01-01T00:00:00Z"));
@@ -897,13 +978,52 @@ impl State {
         Ok(object)
     }
 
+    /// The API server's NodePort allocator: a node port another Service holds is refused
+    /// with 422.
+    fn check_node_ports(&self, k: &Key, config: &Value) -> Result<(), Answer> {
+        let ports = |service: &Value| -> Vec<i64> {
+            service["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["nodePort"].as_i64())
+                .collect()
+        };
+        for (i, port) in ports(config).into_iter().enumerate() {
+            let taken = self.objects.iter().any(|(other, s)| {
+                other != k && s.object["kind"] == "Service" && ports(&s.object).contains(&port)
+            });
+            if taken {
+                return Err(status(
+                    422,
+                    "Invalid",
+                    format!("Service \"{}\" is invalid: spec.ports[{i}].nodePort: Invalid value: {port}: provided port is already allocated", k.3),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How a workload behaves: by an image it runs, else by its name, else the default.
+    fn behaviour_of(&self, workload: &Value) -> Behaviour {
+        let containers = workload["spec"]["template"]["spec"]["containers"].as_array();
+        let by_image = containers
+            .into_iter()
+            .flatten()
+            .find_map(|c| self.image_behaviours.get(c["image"].as_str()?).copied());
+        let name = workload["metadata"]["name"].as_str().unwrap_or_default();
+        by_image.or_else(|| self.behaviours.get(name).copied()).unwrap_or(self.default_behaviour)
+    }
+
     /// What the cluster's controllers would do after a spec change.
     fn simulate(&mut self, t: &ResourceType, stored: &mut Stored) {
-        let name = stored.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let behaviour = self.behaviours.get(&name).copied().unwrap_or(self.default_behaviour);
+        let behaviour = self.behaviour_of(&stored.object);
         match t.kind.as_str() {
             kind if WORKLOADS.contains(&kind) => {
                 stored.status_lag = Some(1);
+                if kind == "StatefulSet" {
+                    self.create_set_claims(&stored.object);
+                }
                 self.replace_pods(&stored.object, behaviour);
             }
             "PersistentVolumeClaim" => {
@@ -977,6 +1097,19 @@ impl State {
                 .collect();
             let phase =
                 if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
+            let mut spec = template["spec"].clone();
+            if workload["kind"] == "StatefulSet" {
+                // Each replica mounts its own claim of every claim template.
+                for t in workload["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                    let claim =
+                        format!("{}-{name}-{i}", t["metadata"]["name"].as_str().unwrap_or("?"));
+                    let volume = json!({"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim}});
+                    match spec["volumes"].as_array_mut() {
+                        Some(volumes) => volumes.push(volume),
+                        None => spec["volumes"] = json!([volume]),
+                    }
+                }
+            }
             self.resource_version += 1;
             self.uids += 1;
             let pod = json!({
@@ -988,7 +1121,7 @@ impl State {
                     "ownerReferences": [{"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": name, "uid": uid, "controller": true}],
                     "creationTimestamp": "2024-01-01T00:00:00Z",
                 },
-                "spec": template["spec"].clone(),
+                "spec": spec,
                 "status": {"phase": phase, "containerStatuses": statuses},
             });
             for c in template["spec"]["containers"].as_array().into_iter().flatten() {
@@ -1001,21 +1134,103 @@ impl State {
                 Stored { object: pod, managers: BTreeMap::new(), status_lag: None },
             );
         }
+        self.release_claims();
     }
 
-    fn delete(&mut self, t: &ResourceType, ns: &str, name: &str) {
-        let Some(stored) = self.objects.remove(&key(t, ns, name)) else { return };
+    /// Deletes an object, or marks it terminating when a finalizer holds it (then answers it).
+    fn delete(&mut self, t: &ResourceType, ns: &str, name: &str) -> Option<Value> {
+        let k = key(t, ns, name);
+        let held = self.objects.get(&k).is_some_and(|s| {
+            s.object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+        });
+        self.resource_version += 1;
+        if held {
+            let rv = self.resource_version.to_string();
+            let stored = self.objects.get_mut(&k)?;
+            let meta = &mut stored.object["metadata"];
+            if meta.get("deletionTimestamp").is_none() {
+                meta["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+                meta["resourceVersion"] = json!(rv);
+            }
+            // The answer is the object marked for deletion; the controllers let go after.
+            let answer = stored.object.clone();
+            self.release_claims();
+            return Some(answer);
+        }
+        let stored = self.objects.remove(&k)?;
         let uid = stored.object["metadata"]["uid"].clone();
         self.objects.retain(|_, s| s.object["metadata"]["ownerReferences"][0]["uid"] != uid);
         if t.kind == "Namespace" {
             self.objects.retain(|(_, _, object_ns, _), _| object_ns != name);
         }
-        self.resource_version += 1;
+        self.release_claims();
+        None
+    }
+
+    /// The claim-protection controller: a terminating claim no Pod mounts loses its finalizer
+    /// and is gone.
+    fn release_claims(&mut self) {
+        let mounted: BTreeSet<(String, String)> = self
+            .objects
+            .values()
+            .filter(|s| s.object["kind"] == "Pod")
+            .flat_map(|s| {
+                let ns = s.object["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+                s.object["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+                    .map(move |c| (ns.clone(), c.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.objects.retain(|(_, plural, ns, name), s| {
+            plural != "persistentvolumeclaims"
+                || s.object["metadata"].get("deletionTimestamp").is_none()
+                || mounted.contains(&(ns.clone(), name.clone()))
+        });
+    }
+
+    /// The StatefulSet controller's claims: `<template>-<set>-<i>` for each replica, created
+    /// once and never deleted with the set.
+    fn create_set_claims(&mut self, set: &Value) {
+        let ns = set["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let name = set["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let replicas = set["spec"]["replicas"].as_i64().unwrap_or(1);
+        let t = self.types.iter().find(|t| t.kind == "PersistentVolumeClaim").cloned();
+        let Some(t) = t else { return };
+        for template in set["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default()
+        {
+            let Some(template_name) = template["metadata"]["name"].as_str() else { continue };
+            for i in 0..replicas {
+                let claim_name = format!("{template_name}-{name}-{i}");
+                if self.objects.contains_key(&key(&t, &ns, &claim_name)) {
+                    continue;
+                }
+                let claim = json!({
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim_name, "namespace": ns,
+                                 "labels": template["metadata"]["labels"].clone()},
+                    "spec": template["spec"].clone(),
+                });
+                let _ =
+                    self.apply(&t, &ns, &claim_name, "kube-controller-manager", claim, false, true);
+            }
+        }
     }
 }
 
 fn key(t: &ResourceType, ns: &str, name: &str) -> Key {
     (t.group.clone(), t.plural.clone(), ns.to_string(), name.to_string())
+}
+
+fn already_exists(t: &ResourceType, name: &str) -> Answer {
+    status(409, "AlreadyExists", format!("{} \"{name}\" already exists", t.plural))
+}
+
+fn success(name: &str, t: &ResourceType) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": t.plural}})
 }
 
 fn not_found(t: &ResourceType, name: &str) -> Answer {

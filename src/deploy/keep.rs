@@ -1,0 +1,241 @@
+//! What prune and `remove` leave in place: persistent data and the credentials it was
+//! initialised with. A kept object leaves the inventory, is marked as kept from its bundle
+//! (label [`KEPT_FROM_LABEL`], annotation [`KEPT_ANNOTATION`], both under their own field
+//! manager so the bundle's fields stay untouched), and is adopted again, unchanged, by the next
+//! deploy of the same bundle that renders it. Only `remove --destroy-storage` deletes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::cluster::{Cluster, Kind};
+use super::plan::Plan;
+use super::record::Record;
+use super::DeployError;
+use crate::contract::{
+    group_of, ObjectId, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
+    RESOURCE_POLICY_ANNOTATION,
+};
+
+/// The field manager owning the kept marks, so marking and unmarking never touch the fields
+/// the bundle applied.
+pub const KEEP_MANAGER: &str = "charmer-keep";
+
+/// Why an object outlives its bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// A PersistentVolumeClaim: the application's data.
+    Data,
+    /// Generated credentials of an application with storage: its data was initialised with
+    /// them, so new ones would lock it out.
+    Credentials,
+    /// The charm annotated it `charmer.io/resource-policy: keep`.
+    ResourcePolicy,
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Keep::Data => "data",
+            Keep::Credentials => "credentials",
+            Keep::ResourcePolicy => "resource-policy",
+        })
+    }
+}
+
+/// An object identified without its namespace (a bundle's namespaced objects share one).
+type Key = (String, String, String);
+
+/// Why a rendered object of `plan` is kept, if it is.
+fn reason(plan: &Plan, app: &str, object: &Value) -> Option<Keep> {
+    let annotations = &object["metadata"]["annotations"];
+    if annotations[RESOURCE_POLICY_ANNOTATION].as_str() == Some("keep") {
+        return Some(Keep::ResourcePolicy);
+    }
+    match object["kind"].as_str()? {
+        "PersistentVolumeClaim" => Some(Keep::Data),
+        "Secret" if annotations.get(GENERATE_ANNOTATION).is_some() && has_storage(plan, app) => {
+            Some(Keep::Credentials)
+        }
+        _ => None,
+    }
+}
+
+/// Whether an application renders a claim or a StatefulSet with claim templates.
+fn has_storage(plan: &Plan, app: &str) -> bool {
+    plan.objects.iter().filter(|o| o.app == app).any(|o| match o.object["kind"].as_str() {
+        Some("PersistentVolumeClaim") => true,
+        Some("StatefulSet") => o.object["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .is_some_and(|templates| !templates.is_empty()),
+        _ => false,
+    })
+}
+
+/// The objects of every recorded plan that are kept, by (group, kind, name), and the claim
+/// templates of their StatefulSets.
+pub(crate) struct KeptObjects {
+    kept: BTreeMap<Key, Keep>,
+    /// StatefulSet name → its claim templates' names.
+    set_templates: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The claim template names of a StatefulSet object.
+pub(crate) fn claim_templates(set: &Value) -> BTreeSet<String> {
+    set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether `claim` is one the StatefulSet controller made for set `set` from one of
+/// `templates`: `<template>-<set>-<ordinal>`.
+pub(crate) fn is_set_claim(claim: &str, set: &str, templates: &BTreeSet<String>) -> bool {
+    templates.iter().any(|t| {
+        claim
+            .strip_prefix(&format!("{t}-{set}-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+impl KeptObjects {
+    /// Collects the keep reasons of every plan the records hold (an object any of them keeps
+    /// is kept: inventories span several revisions).
+    pub(crate) fn of(records: &[Record]) -> KeptObjects {
+        let mut kept = BTreeMap::new();
+        let mut set_templates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for record in records {
+            for o in &record.plan.objects {
+                if o.object["kind"] == "StatefulSet" {
+                    let name = o.object["metadata"]["name"].as_str().unwrap_or_default();
+                    set_templates
+                        .entry(name.to_string())
+                        .or_default()
+                        .extend(claim_templates(&o.object));
+                }
+                let Some(keep) = reason(&record.plan, &o.app, &o.object) else { continue };
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                let group = group_of(o.object["apiVersion"].as_str().unwrap_or_default());
+                let key = (
+                    group.to_string(),
+                    text(&o.object["kind"]),
+                    text(&o.object["metadata"]["name"]),
+                );
+                let entry = kept.entry(key).or_insert(keep);
+                *entry = (*entry).min(keep);
+            }
+        }
+        KeptObjects { kept, set_templates }
+    }
+
+    /// Why the object is kept, if it is. Claims are always kept, whatever the record says.
+    pub(crate) fn reason(&self, id: &ObjectId) -> Option<Keep> {
+        let key = (id.group.clone(), id.kind.clone(), id.name.clone());
+        self.kept.get(&key).copied().or((id.kind == "PersistentVolumeClaim").then_some(Keep::Data))
+    }
+
+    /// Whether a claim was made by the controller of one of `sets` (StatefulSet names).
+    pub(crate) fn is_claim_of(&self, claim: &str, sets: &[String]) -> bool {
+        sets.iter().any(|set| {
+            self.set_templates.get(set).is_some_and(|templates| is_set_claim(claim, set, templates))
+        })
+    }
+}
+
+/// The bundle an object was kept from, if it was.
+pub(crate) fn kept_from(live: &Value) -> Option<&str> {
+    live["metadata"]["labels"][KEPT_FROM_LABEL].as_str()
+}
+
+impl Cluster {
+    /// Marks a live object as kept from `bundle`.
+    pub(crate) async fn mark_kept(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        bundle: &str,
+        keep: Keep,
+    ) -> Result<(), DeployError> {
+        let mark = json!({
+            "apiVersion": kind.resource.api_version,
+            "kind": id.kind,
+            "metadata": {
+                "name": id.name,
+                "namespace": id.namespace,
+                "labels": {KEPT_FROM_LABEL: bundle},
+                "annotations": {KEPT_ANNOTATION: keep.to_string()},
+            },
+        });
+        self.apply_object(kind, id, &mark, KEEP_MANAGER, false).await?;
+        Ok(())
+    }
+
+    /// Takes the kept marks off an object a deploy adopts (its keep manager applies nothing,
+    /// so the server drops the fields it owned).
+    pub(crate) async fn unmark_kept(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+    ) -> Result<Value, DeployError> {
+        let nothing = json!({
+            "apiVersion": kind.resource.api_version,
+            "kind": id.kind,
+            "metadata": {"name": id.name, "namespace": id.namespace},
+        });
+        self.apply_object(kind, id, &nothing, KEEP_MANAGER, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::PlanObject;
+    use super::*;
+
+    fn plan(objects: Vec<(&str, Value)>) -> Plan {
+        Plan {
+            bundle: "shop".into(),
+            namespace: "shop".into(),
+            registry: None,
+            apps: vec![],
+            objects: objects
+                .into_iter()
+                .map(|(app, object)| PlanObject { app: app.into(), object })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn claims_credentials_of_apps_with_storage_and_annotated_objects_are_kept() {
+        let secret = |name: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "annotations": {GENERATE_ANNOTATION: "pw"}}});
+        let set = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}});
+        let policy = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed", "annotations": {RESOURCE_POLICY_ANNOTATION: "keep"}}});
+        let p = plan(vec![
+            ("db", set),
+            ("db", secret("db-credentials")),
+            ("web", secret("web-credentials")),
+            ("web", policy.clone()),
+        ]);
+        assert_eq!(reason(&p, "db", &p.objects[1].object), Some(Keep::Credentials));
+        assert_eq!(reason(&p, "web", &p.objects[2].object), None, "web has no storage");
+        assert_eq!(reason(&p, "web", &policy), Some(Keep::ResourcePolicy));
+        let claim =
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}});
+        assert_eq!(reason(&p, "web", &claim), Some(Keep::Data));
+    }
+
+    #[test]
+    fn set_claims_are_template_set_ordinal() {
+        let templates: BTreeSet<String> = ["data".to_string()].into();
+        assert!(is_set_claim("data-db-0", "db", &templates));
+        assert!(is_set_claim("data-db-12", "db", &templates));
+        assert!(!is_set_claim("data-db-backup", "db", &templates));
+        assert!(!is_set_claim("data-db-", "db", &templates));
+        assert!(!is_set_claim("data-dbx-0", "db", &templates));
+    }
+}
