@@ -175,3 +175,43 @@ fn helm_habits_point_to_charmer_flags() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("hint: -f is Helm's; charmer reads an application's options from a YAML file with --config-file APP=FILE"), "{err}");
 }
+
+#[test]
+fn render_out_into_an_earlier_render_removes_the_files_of_dropped_applications() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let render = |args: &[&str]| {
+        let result = crate::support::charmer()
+            .current_dir(crate::deploy::demo())
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(0), "{}", String::from_utf8_lossy(&result.stderr));
+        String::from_utf8(result.stdout).unwrap()
+    };
+    render(&["render", "bundles/demo"]);
+    std::fs::write(out.join("notes.yaml"), "mine: true\n").unwrap();
+    let smaller = dir.path().join("bundle.yaml");
+    std::fs::write(
+        &smaller,
+        "bundle: kubernetes\nname: demo\napplications:\n  mydb: {charm: db, scale: 1}\n",
+    )
+    .unwrap();
+    let charms = crate::deploy::demo().join("charms");
+    let printed =
+        render(&["render", smaller.to_str().unwrap(), "--charms", charms.to_str().unwrap()]);
+    assert!(
+        printed.ends_with(&format!(
+            "removed {} (no longer in the bundle)\n",
+            out.join("web.yaml").display()
+        )),
+        "{printed}"
+    );
+    assert_eq!(
+        crate::support::entries(&out),
+        ["bundle.lock", "mydb.yaml", "notes.yaml"],
+        "only the dropped application's file goes"
+    );
+}
