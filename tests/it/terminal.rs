@@ -1,6 +1,7 @@
-//! What a terminal user sees when things go wrong: one error line with a hint for a cluster
-//! that cannot be reached, no retries for refused connections, and no colour codes in logs
-//! that go to a pipe or a file.
+//! What a terminal user sees in everyday moments: one error line with a hint for a cluster or
+//! registry that cannot be reached (never retried), no colour codes in logs that go to a pipe,
+//! hints for habits from Helm and Juju, `render --out` into an earlier render, `images push`
+//! of several archives at once.
 
 use crate::deploy::charmer;
 use crate::support::kube_emulator::KubeEmulator;
@@ -61,11 +62,16 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 
 /// A one-image archive in `dir`.
 fn small_archive(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut layout = Layout::new(&dir.join("layout"));
-    let layer = layout.layer(7, 1000);
+    named_archive(dir, "app", 7)
+}
+
+/// An archive `NAME.tar` in `dir` holding image `example.com/team/NAME:1.0`.
+fn named_archive(dir: &std::path::Path, name: &str, seed: u64) -> std::path::PathBuf {
+    let mut layout = Layout::new(&dir.join(format!("layout-{name}")));
+    let layer = layout.layer(seed, 1000);
     let image = layout.image("amd64", &[&layer]);
-    layout.name(&image, "example.com/team/app:1.0");
-    let archive = dir.join("app.tar");
+    layout.name(&image, &format!("example.com/team/{name}:1.0"));
+    let archive = dir.join(format!("{name}.tar"));
     layout.write_tar(&archive);
     archive
 }
@@ -214,4 +220,43 @@ fn render_out_into_an_earlier_render_removes_the_files_of_dropped_applications()
         ["bundle.lock", "mydb.yaml", "notes.yaml"],
         "only the dropped application's file goes"
     );
+}
+
+#[test]
+fn images_push_takes_several_archives_and_writes_one_retagged_list() {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = named_archive(dir.path(), "app", 11);
+    let second = named_archive(dir.path(), "worker", 12);
+    let registry = Registry::start(Kind::Plain);
+    let out = crate::support::charmer()
+        .current_dir(dir.path())
+        .args(["images", "push", "--registry", &registry.host(), "--insecure-http"])
+        .arg(&first)
+        .arg(&second)
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 images: 4 blobs sent"), "{stdout}");
+    let retagged = std::fs::read_to_string(dir.path().join("retagged-images.txt")).unwrap();
+    let host = registry.host();
+    let images: Vec<&str> = retagged.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(images.len(), 2, "{retagged}");
+    assert!(images[0].starts_with(&format!("{host}/team/app:1.0@sha256:")), "{retagged}");
+    assert!(images[1].starts_with(&format!("{host}/team/worker:1.0@sha256:")), "{retagged}");
+
+    // One image: no plural.
+    let out = crate::support::charmer()
+        .current_dir(dir.path())
+        .args(["images", "push", "--registry", &host, "--insecure-http"])
+        .arg(&first)
+        .env("DOCKER_CONFIG", dir.path().join("docker"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\n1 image: 0 blobs sent"), "{stdout}");
 }
