@@ -240,6 +240,7 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         registry: args.registry,
         jobs: args.connection.jobs.into(),
         verified: verify_key.is_some(),
+        left_out: Default::default(),
     };
     let report = runtime()?.block_on(async {
         let mut total = PushReport::default();
