@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::deploy_cmds::{table, Bars, Deployed, KubeArgs};
+use super::deploy_cmds::{print_table, Bars, Deployed, KubeArgs};
 use super::{line, runtime, stdout_error, Output};
 use crate::deploy::{Cluster, LogLine, LogOptions, LogSink, WaitOptions};
 use crate::Error;
@@ -167,7 +167,6 @@ pub(super) fn list(out: &mut impl Write, args: &ListArgs) -> Result<ExitCode, Er
         line(out, format_args!("no bundles deployed in {place}"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let header = ["NAMESPACE", "BUNDLE", "REVISION", "STATUS", "UPDATED"].map(String::from);
     let rows: Vec<[String; 5]> = bundles
         .iter()
         .map(|b| {
@@ -180,6 +179,6 @@ pub(super) fn list(out: &mut impl Write, args: &ListArgs) -> Result<ExitCode, Er
             ]
         })
         .collect();
-    table(out, &header, &rows)?;
+    print_table(out, ["NAMESPACE", "BUNDLE", "REVISION", "STATUS", "UPDATED"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }

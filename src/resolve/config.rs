@@ -36,7 +36,7 @@ pub(super) fn effective(
                 .resources
                 .keys()
                 .find(|r| r.replace('_', "-") == name.replace('_', "-"));
-            let hint = match (resource, closest(name, &known)) {
+            let hint = match (resource, crate::diag::closest(name, &known)) {
                 (Some(r), _) => format!(
                     "{r} is a resource of charm {}, not an option: set it under \
                      applications.{app}.resources.{r} (an image reference)",
@@ -71,26 +71,6 @@ pub(super) fn effective(
         }
     }
     config
-}
-
-/// The known name closest to a misspelt one (edit distance ≤ 2), for hints.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known.iter().map(|k| (distance(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -21,4 +21,5 @@ mod registry_auth;
 mod registry_fault;
 mod registry_push;
 mod resolve_render;
+mod strict_inputs;
 mod terminal;
