@@ -10,7 +10,17 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = charmer::cli::Cli::parse();
+    let cli = match charmer::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let hint = charmer::cli::habit_hint(&error);
+            let _ = error.print();
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
+            }
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
     charmer::cli::init_logging(cli.verbose);
     match charmer::cli::run(cli) {
         Ok(code) => code,

@@ -157,12 +157,22 @@ pub(super) fn render(
                 .into_iter()
                 .map(|(app, text)| (dir.join(format!("{app}.yaml")), text))
                 .collect();
+            let stale: Vec<PathBuf> = previously_rendered(dir)
+                .into_iter()
+                .map(|app| dir.join(format!("{app}.yaml")))
+                .filter(|path| path.is_file() && !files.iter().any(|(p, _)| p == path))
+                .collect();
             if lock.is_none() {
                 files.push((dir.join("bundle.lock"), lock_text()));
             }
             crate::output::write_files(dir, &files)?;
             for (path, _) in &files {
                 line(out, path.display())?;
+            }
+            for path in stale {
+                std::fs::remove_file(&path)
+                    .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+                line(out, format_args!("removed {} (no longer in the bundle)", path.display()))?;
             }
         }
     }
@@ -173,6 +183,21 @@ pub(super) fn render(
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The applications an earlier `render --out DIR` wrote, from the bundle.lock it left there:
+/// their files go when the applications leave the bundle. Only files named after a locked
+/// application are ever removed; without a readable lock in DIR, nothing is.
+fn previously_rendered(dir: &Path) -> Vec<String> {
+    let path = dir.join("bundle.lock");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+    match crate::airgap::parse_lock(&path.display().to_string(), &text) {
+        Ok(lock) => lock.applications.into_keys().collect(),
+        Err(e) => {
+            tracing::warn!("{e}; files of applications no longer in the bundle are not removed");
+            Vec::new()
+        }
+    }
 }
 
 pub(super) fn juju_script(

@@ -74,10 +74,11 @@ impl LockArgs {
     }
 }
 
-/// The bundle and namespace `status`, `remove` and `rollback` act on.
+/// The bundle and namespace `status`, `remove`, `rollback`, `logs` and `restart` act on.
 #[derive(Debug, Clone, Args)]
 pub struct Deployed {
-    /// The bundle's name.
+    /// The bundle: its name, or its bundle.yaml or folder (whose `name:` is read).
+    #[arg(value_parser = parse_deployed_bundle)]
     pub bundle: String,
     /// The namespace (default: the bundle's name).
     #[arg(short, long)]
@@ -85,13 +86,28 @@ pub struct Deployed {
 }
 
 impl Deployed {
-    fn namespace(&self) -> &str {
+    pub(super) fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.bundle)
     }
 }
 
+/// A deployed bundle's name from the command line: a path (anything with a `/`, a `.yaml`
+/// file, or a folder holding bundle.yaml) is read for its `name:`; anything else is the name.
+fn parse_deployed_bundle(arg: &str) -> Result<String, String> {
+    let path = std::path::Path::new(arg);
+    let is_path = arg.contains('/')
+        || arg.ends_with(".yaml")
+        || arg.ends_with(".yml")
+        || path.join("bundle.yaml").is_file();
+    if !is_path {
+        return Ok(arg.to_string());
+    }
+    let input = crate::bundle::BundleInput { bundle: path.to_path_buf(), ..Default::default() };
+    crate::bundle::Bundle::load(&input).map(|b| b.name).map_err(|e| e.to_string())
+}
+
 impl KubeArgs {
-    fn options(&self) -> ClientOptions {
+    pub(super) fn options(&self) -> ClientOptions {
         ClientOptions { kubeconfig: self.kubeconfig.clone(), context: self.context.clone() }
     }
 }
@@ -312,7 +328,7 @@ pub(super) fn config(
 
 /// Prints a table: a header and rows, columns padded to their widest cell, two spaces apart.
 /// A multi-line cell (a certificate) shows its first line only.
-fn print_table<const N: usize>(
+pub(super) fn print_table<const N: usize>(
     out: &mut impl Write,
     header: [&str; N],
     rows: &[[String; N]],
@@ -576,13 +592,12 @@ pub(super) fn status(
         .apps
         .iter()
         .map(|a| {
-            [
-                a.name.clone(),
-                a.charm.clone(),
-                a.version.clone(),
-                format!("{}/{}", a.ready, a.total),
-                a.images.join(" "),
-            ]
+            let pods = if a.desired_pods == 0 && a.ready_pods == 0 {
+                "-".to_string()
+            } else {
+                format!("{}/{}", a.ready_pods, a.desired_pods)
+            };
+            [a.name.clone(), a.charm.clone(), a.version.clone(), pods, a.images.join(" ")]
         })
         .collect();
     print_table(out, ["APP", "CHARM", "VERSION", "READY", "IMAGES"], &rows)?;
@@ -590,14 +605,18 @@ pub(super) fn status(
         for waiting in &a.waiting {
             line(out, format_args!("{}: waiting for {waiting}", a.name))?;
         }
-    }
-    let revisions: Vec<String> =
-        status.revisions.iter().map(|r| format!("{} {}", r.revision, r.status)).collect();
-    line(out, format_args!("revisions: {}", revisions.join(", ")))?;
-    for r in &status.revisions {
-        if let Some(reason) = &r.reason {
-            line(out, format_args!("revision {} {}: {reason}", r.revision, r.status))?;
+        for problem in &a.problems {
+            line(out, format_args!("{}: {problem}", a.name))?;
         }
+        for exposed in &a.exposes {
+            line(out, format_args!("{}: exposes {exposed}", a.name))?;
+        }
+    }
+    line(out, "revisions:")?;
+    for r in &status.revisions {
+        let reason = r.reason.as_deref().map(|why| format!("  {why}")).unwrap_or_default();
+        let state = r.status.to_string();
+        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.updated))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -679,13 +698,13 @@ pub(super) fn remove(
 }
 
 /// One progress bar per application on stderr; hidden when stderr is not a terminal.
-struct Bars {
+pub(super) struct Bars {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
 impl Bars {
-    fn new() -> Bars {
+    pub(super) fn new() -> Bars {
         Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: Mutex::new(BTreeMap::new()),
@@ -708,7 +727,7 @@ impl Bars {
             .clone()
     }
 
-    fn clear(&self) {
+    pub(super) fn clear(&self) {
         for bar in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
             bar.finish_and_clear();
         }

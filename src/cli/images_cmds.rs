@@ -117,13 +117,14 @@ impl PullFlags {
 /// `images push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The archive: from `images save` or `airgap export`, `docker save` (plain or gzip'd),
-    /// or `skopeo copy ... oci-archive:`/`docker-archive:`.
-    pub archive: PathBuf,
+    /// The archives (one or more, pushed in order): from `images save` or `airgap export`,
+    /// `docker save` (plain or gzip'd), or `skopeo copy ... oci-archive:`/`docker-archive:`.
+    #[arg(required = true, value_name = "ARCHIVE")]
+    pub archives: Vec<PathBuf>,
     /// The target registry: HOST[:PORT][/PREFIX].
     #[arg(long, value_parser = parse_registry)]
     pub registry: Registry,
-    /// Write the pushed images (seed 001's format, with digests) here.
+    /// Write the pushed images of every archive (seed 001's format, with digests) here.
     #[arg(long, default_value = "retagged-images.txt", value_name = "FILE")]
     pub retagged_out: PathBuf,
     /// Point this bundle.lock's images at where they were pushed (with digests).
@@ -203,22 +204,26 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
     let client = client(&args.connection, credentials)?;
     let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let bars = Arc::new(Bars::new(args.connection.quiet));
-    let archive = match &verify_key {
-        Some(key) => {
-            let tar = airgap::open_verified(&args.archive, key, bars.as_ref())?;
-            ImageArchive::from_index(tar, &Limits::default())?
-        }
-        None => {
-            let archive = ImageArchive::open(&args.archive, &Limits::default())?;
-            let label = args.archive.display().to_string();
-            if let Some(warning) = airgap::unchecked_signature(archive.tar())
-                .and_then(|unchecked| unchecked.warning(&label))
-            {
-                eprintln!("warning: {}", crate::diag::escape_controls(&warning));
+    // Every archive is opened (and verified) before anything is pushed.
+    let mut archives = Vec::new();
+    for path in &args.archives {
+        archives.push(match &verify_key {
+            Some(key) => {
+                let tar = airgap::open_verified(path, key, bars.as_ref())?;
+                ImageArchive::from_index(tar, &Limits::default())?
             }
-            archive
-        }
-    };
+            None => {
+                let archive = ImageArchive::open(path, &Limits::default())?;
+                let label = path.display().to_string();
+                if let Some(warning) = airgap::unchecked_signature(archive.tar())
+                    .and_then(|unchecked| unchecked.warning(&label))
+                {
+                    eprintln!("warning: {}", crate::diag::escape_controls(&warning));
+                }
+                archive
+            }
+        });
+    }
     let lock = match &args.lock {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -234,9 +239,15 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         verified: verify_key.is_some(),
         left_out: Default::default(),
     };
-    let bars = Arc::new(Bars::new(args.connection.quiet));
-    let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
+    let report = runtime()?.block_on(async {
+        let mut total = PushReport::default();
+        for archive in &archives {
+            total.add(push::push(&client, archive, &options, bars.clone()).await?);
+        }
+        Ok::<_, Error>(total)
+    });
     bars.clear();
+    let report = report?;
     write_retagged(&args.retagged_out, &report)?;
     let pinned = match lock {
         Some((path, mut lock)) => {
@@ -253,7 +264,8 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         print_report(out, &report)?;
         line(out, format_args!("wrote {}", args.retagged_out.display()))?;
         if let Some((path, pinned)) = pinned {
-            line(out, format_args!("pinned {pinned} images in {}", path.display()))?;
+            let plural = if pinned == 1 { "" } else { "s" };
+            line(out, format_args!("pinned {pinned} image{plural} in {}", path.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -268,8 +280,9 @@ pub(super) fn print_report(out: &mut impl Write, report: &PushReport) -> Result<
     line(
         out,
         format_args!(
-            "{} images: {} blobs sent ({}), {} mounted, {} already there",
+            "{} image{}: {} blobs sent ({}), {} mounted, {} already there",
             report.images.len(),
+            if report.images.len() == 1 { "" } else { "s" },
             report.blobs_uploaded,
             human_bytes(report.bytes_uploaded),
             report.blobs_mounted,

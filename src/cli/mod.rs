@@ -4,6 +4,7 @@
 mod airgap_cmds;
 mod bundle_cmds;
 mod charm_cmds;
+mod day2_cmds;
 mod deploy_cmds;
 mod images_cmds;
 mod publish_cmds;
@@ -11,7 +12,7 @@ mod publish_cmds;
 pub use bundle_cmds::ResolveArgs;
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -227,6 +228,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Print the logs of every pod of a deployed application, each line prefixed with its
+    /// pod and container; with -f, follow them and the pods that start later.
+    Logs(day2_cmds::LogsArgs),
+    /// Restart a deployed application's pods (a rollout restart, as kubectl does it, kept by
+    /// later deploys), then wait for the new pods.
+    Restart(day2_cmds::RestartArgs),
+    /// List deployed bundles: namespace, revision, status and when it was last changed.
+    List(day2_cmds::ListArgs),
     /// Delete exactly what a bundle deployed (never its namespace or CRDs) and its records;
     /// claims and the credentials their data was initialised with are kept.
     Remove {
@@ -392,6 +401,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)
         }
+        Command::Logs(args) => day2_cmds::logs(&mut out, &args),
+        Command::Restart(args) => day2_cmds::restart(&mut out, &args),
+        Command::List(args) => day2_cmds::list(&mut out, &args),
         Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
             deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
@@ -414,6 +426,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
+/// A pointer from a neighbouring tool's habit to charmer's way, for an unknown option:
+/// Helm's `--set` and `-f`/`--values`.
+pub fn habit_hint(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or_default();
+    match flag {
+        "--set" | "--set-string" | "--set-json" => Some(format!(
+            "{flag} is Helm's; charmer sets one option with --config APP.KEY=VALUE (repeatable)"
+        )),
+        "-f" | "--values" => Some(format!(
+            "{flag} is Helm's; charmer reads an application's options from a YAML file with \
+             --config-file APP=FILE, and a whole-bundle change with --overlay FILE"
+        )),
+        _ => None,
+    }
+}
+
 /// The async runtime every command that talks to a server (registry, cluster) runs on.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -423,10 +456,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+/// Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(verbose: u8) {
+    // kube's client logs every failed request, and the platform verifier every rejected
+    // certificate, as an ERROR; charmer reports the failure itself,
+    // once, so those lines show only with -vv.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client::client::builder=off,rustls_platform_verifier=off",
+        1 => "info,kube_client::client::builder=off,rustls_platform_verifier=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -434,8 +471,15 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours_on(std::io::stderr().is_terminal()))
         .without_time()
         .try_init();
+}
+
+/// Whether to colour a stream: only a terminal, and never with `NO_COLOR` set (to anything
+/// but the empty string, as no-color.org says).
+fn colours_on(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Maps a failed write to stdout to an error naming the stream.

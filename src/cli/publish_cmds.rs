@@ -81,6 +81,9 @@ pub(super) fn graph(
     format: GraphFormat,
     file: Option<&Path>,
 ) -> Result<ExitCode, Error> {
+    if let Some(path) = file {
+        check_graph_file(path, format)?;
+    }
     let model = args.resolve()?;
     let drawing = match format {
         GraphFormat::Svg => crate::graph::svg(&model),
@@ -94,4 +97,41 @@ pub(super) fn graph(
         None => out.write_all(drawing.as_bytes()).map_err(stdout_error)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an output file whose extension says another format than the one drawn: a `.png`
+/// holding SVG text would be a silently wrong result.
+fn check_graph_file(path: &Path, format: GraphFormat) -> Result<(), Error> {
+    let extension =
+        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let wanted = match extension.as_str() {
+        "svg" => Some(GraphFormat::Svg),
+        "dot" | "gv" => Some(GraphFormat::Dot),
+        "" => None,
+        _ => {
+            let problem = crate::diag::Problem::new(
+                path.display().to_string(),
+                "--out",
+                format!("charmer graph draws SVG or Graphviz DOT, not {}", extension.to_uppercase()),
+            )
+            .hint("write a .svg file, or --format dot to a .dot file and convert it with Graphviz (dot -Tpng)");
+            return Err(Error::Invalid(problem.into()));
+        }
+    };
+    match wanted {
+        Some(wanted) if wanted != format => {
+            let (name, flag) = match wanted {
+                GraphFormat::Svg => ("SVG", "--format svg"),
+                GraphFormat::Dot => ("DOT", "--format dot"),
+            };
+            let problem = crate::diag::Problem::new(
+                path.display().to_string(),
+                "--out",
+                format!("the file name asks for {name}, but another format was chosen"),
+            )
+            .hint(format!("add {flag}, or change the file's extension"));
+            Err(Error::Invalid(problem.into()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::plan::KubeVersion;
 use super::DeployError;
 use crate::contract::{group_of, version_of, ObjectId};
+use crate::transport::{lasting_failure, LastingFailure};
 
 /// The field manager every object of a bundle is applied with.
 pub const FIELD_MANAGER: &str = "charmer";
@@ -37,7 +38,9 @@ pub struct ClientOptions {
 /// A connected cluster.
 #[derive(Clone)]
 pub struct Cluster {
-    client: Client,
+    pub(super) client: Client,
+    /// The API server's address, for errors.
+    pub(super) server: String,
     retry: Retry,
 }
 
@@ -104,14 +107,18 @@ impl Cluster {
         // kube's own retry layer waits up to minutes; deploy retries each call itself, briefly,
         // and also on connection resets and other 5xx answers.
         config.default_retry = false;
+        // An address nothing answers at fails within seconds, not after minutes.
+        config.connect_timeout = Some(Duration::from_secs(10));
+        let server = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|e| config_error(&e))?;
-        Ok(Cluster::from_client(client))
+        Ok(Cluster { server, ..Cluster::from_client(client) })
     }
 
     /// Wraps an existing client.
     pub fn from_client(client: Client) -> Cluster {
         Cluster {
             client,
+            server: "(the client's server)".to_string(),
             retry: Retry {
                 attempts: 6,
                 first_delay: Duration::from_millis(200),
@@ -122,7 +129,7 @@ impl Cluster {
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts on transient
     /// errors (429, 5xx, dropped connections).
-    async fn retried<T, F, Fut>(
+    pub(super) async fn retried<T, F, Fut>(
         &self,
         action: &'static str,
         object: &dyn Display,
@@ -144,7 +151,12 @@ impl Cluster {
                     attempt += 1;
                 }
                 Err(error) => {
-                    return Err(DeployError::from_kube(action, object.to_string(), error))
+                    return Err(DeployError::from_kube(
+                        &self.server,
+                        action,
+                        object.to_string(),
+                        error,
+                    ))
                 }
             }
         }
@@ -283,7 +295,8 @@ fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> 
 }
 
 /// Whether an error is worth another try: throttling, server-side failures, and connections
-/// that broke on the way.
+/// that broke on the way. A refused connection, an unknown host or a certificate that does
+/// not verify will not change in a few seconds: those fail at once.
 fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => {
@@ -296,12 +309,7 @@ fn is_transient(error: &kube::Error) -> bool {
                     use std::io::ErrorKind::*;
                     return matches!(
                         io.kind(),
-                        ConnectionReset
-                            | ConnectionAborted
-                            | ConnectionRefused
-                            | BrokenPipe
-                            | TimedOut
-                            | UnexpectedEof
+                        ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | UnexpectedEof
                     );
                 }
                 if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
@@ -314,6 +322,40 @@ fn is_transient(error: &kube::Error) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+/// Why a request never got an answer, in a few words, and what to check: (cause, hint).
+pub(crate) fn connection_problem(error: &kube::Error) -> (String, String) {
+    let choose = "check the cluster chosen with --kubeconfig / --context";
+    match lasting_failure(error) {
+        Some(failure @ LastingFailure::Refused) => {
+            (failure.to_string(), format!("is the API server running at that address? {choose}"))
+        }
+        Some(failure @ LastingFailure::UnknownHost) => (
+            failure.to_string(),
+            format!("check the server's host name in the kubeconfig; {choose}"),
+        ),
+        Some(failure @ LastingFailure::Tls { unknown_issuer: true, .. }) => (
+            failure.to_string(),
+            format!(
+                "the server's certificate is not issued by the cluster's CA in the kubeconfig \
+                 (certificate-authority / certificate-authority-data); {choose}"
+            ),
+        ),
+        Some(failure) => (failure.to_string(), choose.to_string()),
+        None => {
+            let mut messages: Vec<String> = Vec::new();
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+            while let Some(e) = source {
+                let text = e.to_string();
+                if !messages.iter().any(|m| m.contains(&text)) {
+                    messages.push(text);
+                }
+                source = e.source();
+            }
+            (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
+        }
     }
 }
 
@@ -381,10 +423,34 @@ mod tests {
     }
 
     #[test]
-    fn connection_resets_are_transient() {
+    fn connection_resets_are_transient_refusals_dns_and_tls_are_not() {
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
         assert!(is_transient(&kube::Error::Service(Box::new(reset))));
         let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no");
         assert!(!is_transient(&kube::Error::Service(Box::new(other))));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!is_transient(&kube::Error::Service(Box::new(refused))));
+        assert!(!is_transient(&unknown_issuer()));
+    }
+
+    /// A TLS failure as tokio-rustls reports it: rustls's error inside an io::Error.
+    fn unknown_issuer() -> kube::Error {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        kube::Error::Service(Box::new(io))
+    }
+
+    #[test]
+    fn connection_problems_name_the_cause_and_what_to_check() {
+        let (cause, hint) = connection_problem(&unknown_issuer());
+        assert_eq!(cause, "TLS: invalid peer certificate: UnknownIssuer");
+        assert!(
+            hint.contains("certificate-authority-data") && hint.contains("--context"),
+            "{hint}"
+        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let (cause, hint) = connection_problem(&kube::Error::Service(Box::new(refused)));
+        assert_eq!(cause, "connection refused");
+        assert!(hint.contains("--kubeconfig"), "{hint}");
     }
 }

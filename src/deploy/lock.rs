@@ -50,6 +50,8 @@ impl Default for LockOptions {
 /// only stops renewing, so the lease expires after its duration.
 pub(crate) struct Lock {
     api: Api<Lease>,
+    /// The API server's address, for errors.
+    server: String,
     name: String,
     identity: String,
     renewal: tokio::task::JoinHandle<()>,
@@ -118,8 +120,14 @@ fn expiry(lease: &Lease) -> Option<Timestamp> {
     renewed.checked_add(duration).ok()
 }
 
-fn api_error(action: &'static str, name: &str, namespace: &str, error: kube::Error) -> DeployError {
-    DeployError::from_kube(action, format!("Lease/{namespace}/{name}"), error)
+fn api_error(
+    server: &str,
+    action: &'static str,
+    name: &str,
+    namespace: &str,
+    error: kube::Error,
+) -> DeployError {
+    DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error)
 }
 
 fn is_conflict(error: &kube::Error) -> bool {
@@ -167,8 +175,10 @@ impl Cluster {
                     ..LeaseSpec::default()
                 }),
             };
-            let current =
-                api.get_opt(&name).await.map_err(|e| api_error("get", &name, namespace, e))?;
+            let current = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| api_error(&self.server, "get", &name, namespace, e))?;
             let (attempt, taken_over) = match &current {
                 None => (api.create(&PostParams::default(), &mine).await, None),
                 Some(held) if expiry(held).is_none_or(|end| end < now) => {
@@ -210,11 +220,18 @@ impl Cluster {
                         identity.clone(),
                         options.duration / 3,
                     ));
-                    return Ok(Lock { api, name, identity, renewal, taken_over });
+                    return Ok(Lock {
+                        api,
+                        server: self.server.clone(),
+                        name,
+                        identity,
+                        renewal,
+                        taken_over,
+                    });
                 }
                 // Someone else created or took it at the same moment: read again.
                 Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(api_error("acquire", &name, namespace, e)),
+                Err(e) => return Err(api_error(&self.server, "acquire", &name, namespace, e)),
             }
         }
     }
@@ -274,14 +291,16 @@ impl Lock {
             .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| api_error("get", &self.name, &namespace, e))?;
+            .map_err(|e| api_error(&self.server, "get", &self.name, &namespace, e))?;
         let ours = current.as_ref().and_then(|l| l.spec.as_ref()?.holder_identity.as_deref())
             == Some(self.identity.as_str());
         if ours {
             match self.api.delete(&self.name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(api_error("release", &self.name, &namespace, e)),
+                Err(e) => {
+                    return Err(api_error(&self.server, "release", &self.name, &namespace, e))
+                }
             }
         }
         Ok(())

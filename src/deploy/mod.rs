@@ -12,11 +12,14 @@ mod cluster;
 mod diff;
 mod generate;
 mod keep;
+mod list;
 mod lock;
+mod logs;
 mod overrides;
 mod plan;
 mod preflight;
 mod record;
+mod restart;
 mod status;
 mod targets;
 mod wait;
@@ -28,11 +31,14 @@ pub use cluster::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use diff::{Changes, ObjectChange};
 pub use generate::GENERATE_MANAGER;
 pub use keep::{Keep, KEEP_MANAGER};
+pub use list::RecordSummary;
 pub use lock::LockOptions;
+pub use logs::{LogLine, LogOptions, LogSink};
 pub use overrides::{DeployedConfig, RecordedSetting};
 pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
 pub use preflight::{PrepareOptions, Prepared};
 pub use record::{RecordStatus, Revision};
+pub use restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
 pub use status::{AppStatus, BundleStatus, Removal, RemoveOptions};
 pub use wait::WaitOptions;
 
@@ -77,15 +83,16 @@ pub enum DeployError {
         /// The server's message.
         message: String,
     },
-    /// The API server could not be reached (after retries).
-    #[error("{action} {object}: {source}")]
-    Transport {
-        /// What was being done.
-        action: &'static str,
-        /// The object concerned.
-        object: String,
-        /// The cause.
-        source: kube::Error,
+    /// The API server could not be reached: refused, unknown host, TLS verification failed
+    /// (never retried), or transient failures that outlasted the retries.
+    #[error("cannot reach the Kubernetes API server at {server}: {cause} (hint: {hint})")]
+    Unreachable {
+        /// The server's address, from the kubeconfig.
+        server: String,
+        /// What went wrong, in a few words.
+        cause: String,
+        /// What to check.
+        hint: String,
     },
     /// A container of a workload is failing in a way waiting will not fix.
     #[error("{object}: pod {pod} container {container}: {reason}: {message}")]
@@ -142,8 +149,47 @@ pub enum DeployError {
         bundle: String,
         /// The namespace.
         namespace: String,
-        /// The revision asked for (0: the previous one).
+        /// The revision asked for.
         revision: u32,
+    },
+    /// `rollback` without `--revision`, and no good revision before the current one.
+    #[error(
+        "bundle {bundle} in namespace {namespace} has no earlier deployed revision to roll back \
+         to (revisions: {revisions})"
+    )]
+    NoEarlierRevision {
+        /// The bundle.
+        bundle: String,
+        /// The namespace.
+        namespace: String,
+        /// The recorded revisions and their states, for the message.
+        revisions: String,
+    },
+    /// The bundle has no application of that name.
+    #[error("bundle {bundle} has no application {app} (applications: {})", known.join(", "))]
+    NoApplication {
+        /// The bundle.
+        bundle: String,
+        /// The name asked for.
+        app: String,
+        /// The bundle's applications.
+        known: Vec<String>,
+    },
+    /// `restart` of an application without Deployments, StatefulSets or DaemonSets.
+    #[error("application {app} runs no Deployment, StatefulSet or DaemonSet to restart")]
+    NothingToRestart {
+        /// The application.
+        app: String,
+    },
+    /// `logs -c` named a container no pod of the application has.
+    #[error("no pod of application {app} has a container {container} (containers: {})", known.join(", "))]
+    NoContainer {
+        /// The application.
+        app: String,
+        /// The container asked for.
+        container: String,
+        /// The containers its pods have.
+        known: Vec<String>,
     },
     /// Another operation holds the bundle's lock in the namespace.
     #[error("bundle {bundle} in namespace {namespace} is locked: {holder} holds it and is still renewing it (wait for it to finish, or pass --wait-for-lock DURATION)")]
@@ -194,7 +240,12 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    fn from_kube(action: &'static str, object: String, error: kube::Error) -> DeployError {
+    fn from_kube(
+        server: &str,
+        action: &'static str,
+        object: String,
+        error: kube::Error,
+    ) -> DeployError {
         match error {
             kube::Error::Api(status) => {
                 let message = if status.message.is_empty() {
@@ -204,7 +255,10 @@ impl DeployError {
                 };
                 DeployError::Api { action, object, code: status.code, message }
             }
-            source => DeployError::Transport { action, object, source },
+            other => {
+                let (cause, hint) = cluster::connection_problem(&other);
+                DeployError::Unreachable { server: server.to_string(), cause, hint }
+            }
         }
     }
 }

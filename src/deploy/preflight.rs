@@ -186,6 +186,10 @@ impl Cluster {
             }
         }
         let Lookup::Served(kind) = kinds.find("v1", "Secret") else { return Ok(Vec::new()) };
+        let mut pull_secrets = BTreeSet::new();
+        for o in &plan.objects {
+            image_pull_secrets(&o.object, &mut pull_secrets);
+        }
         let mut problems = Vec::new();
         for (secret, apps) in wanted {
             let id = ObjectId {
@@ -197,9 +201,20 @@ impl Cluster {
             if namespace_exists && self.get(&kind, &id).await?.is_some() {
                 continue;
             }
+            let ns = &plan.namespace;
+            let create = if pull_secrets.contains(secret) {
+                // A registry login: the Secret must be of type kubernetes.io/dockerconfigjson.
+                format!("kubectl create secret docker-registry {secret} -n {ns} --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD")
+            } else {
+                format!("kubectl create secret generic {secret} -n {ns} --from-literal=KEY=VALUE")
+            };
             problems.push(
-                Problem::new("preflight", id.to_string(), format!("required by {} but missing", apps.join(", ")))
-                    .hint(format!("create it before deploying: kubectl create secret generic {secret} -n {} --from-literal=KEY=VALUE", plan.namespace)),
+                Problem::new(
+                    "preflight",
+                    id.to_string(),
+                    format!("required by {} but missing", apps.join(", ")),
+                )
+                .hint(format!("create it before deploying: {create}")),
             );
         }
         Ok(problems)
@@ -654,6 +669,24 @@ pub(crate) fn namespace_object(namespace: &str) -> Value {
         "kind": "Namespace",
         "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "charmer"}},
     })
+}
+
+/// Adds the names in every `imagePullSecrets` list of `object` (pod specs at any depth).
+fn image_pull_secrets<'a>(object: &'a Value, names: &mut BTreeSet<&'a str>) {
+    match object {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "imagePullSecrets" {
+                    let listed = value.as_array().into_iter().flatten();
+                    names.extend(listed.filter_map(|s| s["name"].as_str()));
+                } else {
+                    image_pull_secrets(value, names);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| image_pull_secrets(i, names)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

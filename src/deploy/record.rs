@@ -18,8 +18,11 @@ use crate::contract::ObjectId;
 /// Label naming the bundle a record belongs to. Records deliberately do not carry
 /// `charmer.io/bundle`: they are not part of the bundle's objects.
 pub(crate) const RECORD_LABEL: &str = "charmer.io/record-of";
-const REVISION_LABEL: &str = "charmer.io/revision";
-const STATUS_LABEL: &str = "charmer.io/status";
+pub(crate) const REVISION_LABEL: &str = "charmer.io/revision";
+pub(crate) const STATUS_LABEL: &str = "charmer.io/status";
+/// Annotation with the time (RFC 3339, UTC) a record was last written: when its revision was
+/// applied, or when it became deployed, failed or superseded.
+pub(crate) const UPDATED_ANNOTATION: &str = "charmer.io/updated-at";
 /// Annotation on a failed or interrupted record: why.
 const REASON_ANNOTATION: &str = "charmer.io/status-reason";
 const RECORD_TYPE: &str = "charmer.io/revision";
@@ -77,6 +80,8 @@ pub struct Revision {
     pub revision: u32,
     /// Its state.
     pub status: RecordStatus,
+    /// When its record was last written (RFC 3339, UTC).
+    pub updated: String,
     /// Why it failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -193,11 +198,14 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
                 STATUS_LABEL: record.status.to_string(),
                 "app.kubernetes.io/managed-by": "charmer",
             },
+            "annotations": {
+                UPDATED_ANNOTATION: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            },
         },
         "data": {DATA_KEY: base64::engine::general_purpose::STANDARD.encode(compressed)},
     });
     if let Some(reason) = &record.reason {
-        secret["metadata"]["annotations"] = json!({REASON_ANNOTATION: reason});
+        secret["metadata"]["annotations"][REASON_ANNOTATION] = json!(reason);
     }
     Ok(secret)
 }

@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::apply::{with_kinds, Deletion};
+use super::cluster::Lookup;
 use super::cluster::{Cluster, Kinds};
 use super::keep::{Keep, KeptObjects};
 use super::lock::LockOptions;
 use super::plan::Plan;
 use super::record::{self, Entry, Record, RecordStatus, Revision};
-use super::wait::{readiness, waits_for, Readiness};
+use super::wait::{pod_selector, readiness, waits_for, Readiness};
 use super::{DeployError, Progress};
 use crate::contract::{object_id, ObjectId, KEPT_FROM_LABEL};
 
@@ -42,12 +43,19 @@ pub struct AppStatus {
     pub version: String,
     /// Images it runs.
     pub images: Vec<String>,
-    /// Objects waited for that are ready.
-    pub ready: usize,
-    /// Objects waited for (workloads, claims, jobs).
-    pub total: usize,
-    /// What is not ready, and why.
+    /// Pods ready, over its Deployments, StatefulSets and DaemonSets.
+    pub ready_pods: i64,
+    /// Pods wanted: the replicas of its Deployments and StatefulSets and the nodes its
+    /// DaemonSets are scheduled on.
+    pub desired_pods: i64,
+    /// Objects waited for that are not ready, and why.
     pub waiting: Vec<String>,
+    /// Why its pods do not run: container waiting reasons (with the image when pulling it
+    /// fails), unschedulable pods; one line per pod, container and reason.
+    pub problems: Vec<String>,
+    /// What it exposes outside the cluster: node ports, load balancer addresses, Ingress
+    /// host names.
+    pub exposes: Vec<String>,
 }
 
 /// How to remove a bundle.
@@ -109,8 +117,17 @@ impl Cluster {
         };
         let entries = with_kinds(
             &kinds,
-            latest.inventory.iter().filter(|e| waits_for(&e.id.kind)).cloned().collect(),
+            latest
+                .inventory
+                .iter()
+                .filter(|e| waits_for(&e.id.kind) || exposing(&e.id.kind))
+                .cloned()
+                .collect(),
         );
+        let pods = match kinds.find("v1", "Pod") {
+            Lookup::Served(kind) => Some(kind),
+            _ => None,
+        };
         let mut apps = Vec::new();
         for app in &latest.plan.apps {
             let mut status = AppStatus {
@@ -118,25 +135,49 @@ impl Cluster {
                 charm: app.charm.clone(),
                 version: app.version.clone(),
                 images: app.images.clone(),
-                ready: 0,
-                total: 0,
+                ready_pods: 0,
+                desired_pods: 0,
                 waiting: Vec::new(),
+                problems: Vec::new(),
+                exposes: Vec::new(),
             };
             for (entry, kind) in entries.iter().filter(|(e, _)| e.app == app.name) {
-                status.total += 1;
-                match self.get(kind, &entry.id).await? {
-                    None => status.waiting.push(format!("{} (missing)", entry.id)),
-                    Some(live) => match readiness(&entry.id.kind, &live) {
-                        Readiness::Ready => status.ready += 1,
-                        Readiness::Pending(why) | Readiness::Failed(why) => {
-                            status.waiting.push(format!("{} ({why})", entry.id))
+                let Some(live) = self.get(kind, &entry.id).await? else {
+                    if waits_for(&entry.id.kind) {
+                        status.waiting.push(format!("{} (missing)", entry.id));
+                    }
+                    continue;
+                };
+                status.exposes.extend(exposed(&entry.id.kind, &entry.id.name, &live));
+                if !waits_for(&entry.id.kind) {
+                    continue;
+                }
+                if let Some((ready, desired)) = pod_counts(&entry.id.kind, &live) {
+                    status.ready_pods += ready;
+                    status.desired_pods += desired;
+                }
+                if let Readiness::Pending(why) | Readiness::Failed(why) =
+                    readiness(&entry.id.kind, &live)
+                {
+                    status.waiting.push(format!("{} ({why})", entry.id));
+                    if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
+                        for pod in self.list(pods, Some(namespace), &selector).await? {
+                            status.problems.extend(pod_problems(&pod));
                         }
-                    },
+                    }
                 }
             }
             status.waiting.sort();
+            status.problems.sort();
+            status.problems.dedup();
             apps.push(status);
         }
+        let times: std::collections::BTreeMap<u32, String> = self
+            .record_summaries(Some(namespace), &format!("{}={bundle}", record::RECORD_LABEL))
+            .await?
+            .into_iter()
+            .map(|s| (s.revision, s.updated))
+            .collect();
         Ok(BundleStatus {
             bundle: bundle.to_string(),
             namespace: namespace.to_string(),
@@ -147,6 +188,7 @@ impl Cluster {
                 .map(|r| Revision {
                     revision: r.revision,
                     status: r.status,
+                    updated: times.get(&r.revision).cloned().unwrap_or_default(),
                     reason: r.reason.clone(),
                 })
                 .collect(),
@@ -270,12 +312,21 @@ impl Cluster {
                     && matches!(r.status, RecordStatus::Deployed | RecordStatus::Superseded)
             }),
         };
-        match found {
-            Some(r) => Ok((r.plan.clone(), r.revision)),
-            None => Err(DeployError::NoRevision {
+        match (found, revision) {
+            (Some(r), _) => Ok((r.plan.clone(), r.revision)),
+            (None, Some(revision)) => Err(DeployError::NoRevision {
                 bundle: bundle.to_string(),
                 namespace: namespace.to_string(),
-                revision: revision.unwrap_or(0),
+                revision,
+            }),
+            (None, None) => Err(DeployError::NoEarlierRevision {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+                revisions: records
+                    .iter()
+                    .map(|r| format!("{} {}", r.revision, r.status))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -283,4 +334,169 @@ impl Cluster {
 
 fn inventory_groups(records: &[Record]) -> BTreeSet<String> {
     records.iter().flat_map(|r| r.inventory.iter().map(|e| e.id.group.clone())).collect()
+}
+
+/// Kinds that can expose an application outside the cluster.
+fn exposing(kind: &str) -> bool {
+    matches!(kind, "Service" | "Ingress")
+}
+
+/// (ready, desired) pods of a workload; `None` for kinds that are not long-running pods.
+fn pod_counts(kind: &str, live: &serde_json::Value) -> Option<(i64, i64)> {
+    let status = &live["status"];
+    let int = |v: &serde_json::Value| v.as_i64().unwrap_or(0);
+    match kind {
+        "Deployment" | "StatefulSet" => {
+            Some((int(&status["readyReplicas"]), live["spec"]["replicas"].as_i64().unwrap_or(1)))
+        }
+        "DaemonSet" => Some((int(&status["numberReady"]), int(&status["desiredNumberScheduled"]))),
+        _ => None,
+    }
+}
+
+/// What a live Service or Ingress exposes outside the cluster, one entry each.
+fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<String> {
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    let mut found = Vec::new();
+    match kind {
+        "Service" => {
+            let service_type = live["spec"]["type"].as_str().unwrap_or("ClusterIP");
+            if !matches!(service_type, "NodePort" | "LoadBalancer") {
+                return found;
+            }
+            for port in list(&live["spec"]["ports"]) {
+                if let Some(node_port) = port["nodePort"].as_i64() {
+                    let protocol = port["protocol"].as_str().unwrap_or("TCP");
+                    found.push(format!(
+                        "node port {node_port} -> {}/{protocol} (Service {name})",
+                        port["port"]
+                    ));
+                }
+            }
+            for ingress in list(&live["status"]["loadBalancer"]["ingress"]) {
+                if let Some(address) = ingress["hostname"].as_str().or(ingress["ip"].as_str()) {
+                    found.push(format!("load balancer {address} (Service {name})"));
+                }
+            }
+        }
+        "Ingress" => {
+            let tls_hosts: BTreeSet<String> = list(&live["spec"]["tls"])
+                .iter()
+                .flat_map(|t| list(&t["hosts"]))
+                .filter_map(|h| h.as_str().map(str::to_string))
+                .collect();
+            for rule in list(&live["spec"]["rules"]) {
+                let host = rule["host"].as_str().unwrap_or("*");
+                let scheme = if tls_hosts.contains(host) { "https" } else { "http" };
+                found.push(format!("{scheme}://{host} (Ingress {name})"));
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+/// Why a pod's containers do not run, and whether it cannot be scheduled.
+fn pod_problems(pod: &serde_json::Value) -> Vec<String> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+    let status = &pod["status"];
+    let mut problems = Vec::new();
+    for c in ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| status[*k].as_array().into_iter().flatten())
+    {
+        let waiting = &c["state"]["waiting"];
+        let Some(reason) = waiting["reason"].as_str() else { continue };
+        if matches!(reason, "ContainerCreating" | "PodInitializing") {
+            continue;
+        }
+        let container = c["name"].as_str().unwrap_or("?");
+        let image = c["image"].as_str().filter(|_| reason.contains("Image"));
+        let mut line = format!("pod {name} container {container}: {reason}");
+        if let Some(image) = image {
+            line.push_str(&format!(" (image {image})"));
+        }
+        if let Some(restarts) = c["restartCount"].as_i64().filter(|n| *n > 0) {
+            line.push_str(&format!(", {restarts} restarts"));
+        }
+        if let Some(message) = waiting["message"].as_str().filter(|m| !m.is_empty()) {
+            line.push_str(&format!(": {message}"));
+        }
+        problems.push(line);
+    }
+    if status["phase"] == "Pending" {
+        let unscheduled = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False");
+        if let Some(c) = unscheduled {
+            problems.push(format!(
+                "pod {name}: Pending, {}: {}",
+                c["reason"].as_str().unwrap_or("not scheduled"),
+                c["message"].as_str().unwrap_or("no reason given")
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pod_problems_name_the_reason_the_image_and_unschedulable_pods() {
+        let pulling = json!({"metadata": {"name": "web-1"}, "status": {"phase": "Pending",
+            "containerStatuses": [{"name": "web", "image": "reg:5000/web:1", "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
+        assert_eq!(
+            pod_problems(&pulling),
+            ["pod web-1 container web: ImagePullBackOff (image reg:5000/web:1): Back-off pulling image"]
+        );
+        let crashing = json!({"metadata": {"name": "db-0"}, "status": {"phase": "Running",
+            "containerStatuses": [{"name": "db", "image": "db:1", "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        assert_eq!(
+            pod_problems(&crashing),
+            ["pod db-0 container db: CrashLoopBackOff, 4 restarts"]
+        );
+        let unscheduled = json!({"metadata": {"name": "big-0"}, "status": {"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient memory."}]}});
+        assert_eq!(
+            pod_problems(&unscheduled),
+            ["pod big-0: Pending, Unschedulable: 0/1 nodes are available: 1 Insufficient memory."]
+        );
+        let creating = json!({"metadata": {"name": "x"}, "status": {"phase": "Pending",
+            "containerStatuses": [{"name": "x", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        assert!(pod_problems(&creating).is_empty());
+    }
+
+    #[test]
+    fn node_ports_load_balancers_and_ingress_hosts_are_exposed() {
+        let service = json!({"spec": {"type": "NodePort", "ports": [{"port": 1883, "nodePort": 31883, "protocol": "TCP"}]}});
+        assert_eq!(
+            exposed("Service", "mqtt", &service),
+            ["node port 31883 -> 1883/TCP (Service mqtt)"]
+        );
+        let internal = json!({"spec": {"ports": [{"port": 80}]}});
+        assert!(exposed("Service", "web", &internal).is_empty());
+        let ingress = json!({"spec": {"tls": [{"hosts": ["shop.example"]}],
+            "rules": [{"host": "shop.example"}, {"host": "admin.example"}]}});
+        assert_eq!(
+            exposed("Ingress", "web", &ingress),
+            ["https://shop.example (Ingress web)", "http://admin.example (Ingress web)"]
+        );
+    }
+
+    #[test]
+    fn pods_are_counted_by_replicas_not_by_objects() {
+        let one = json!({"spec": {"replicas": 1}, "status": {"readyReplicas": 1}});
+        assert_eq!(pod_counts("StatefulSet", &one), Some((1, 1)));
+        let none_ready = json!({"spec": {"replicas": 2}, "status": {}});
+        assert_eq!(pod_counts("Deployment", &none_ready), Some((0, 2)));
+        assert_eq!(pod_counts("PersistentVolumeClaim", &json!({})), None);
+    }
 }

@@ -472,10 +472,7 @@ impl Client {
             if let Some(value) = &authorization {
                 request = request.header(AUTHORIZATION, value);
             }
-            let response = request.send().await.map_err(|e| RegistryError::Transport {
-                what: what.to_string(),
-                message: error_chain(&e),
-            })?;
+            let response = request.send().await.map_err(|e| super::send_error(what, &e))?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
@@ -589,10 +586,7 @@ impl Client {
             request = request.header(AUTHORIZATION, credentials.basic_header());
         }
         let what = "token request".to_string();
-        let response = request.send().await.map_err(|e| RegistryError::Transport {
-            what: what.clone(),
-            message: error_chain(&e),
-        })?;
+        let response = request.send().await.map_err(|e| super::send_error(&what, &e))?;
         match response.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(fail("the token service refused the credentials".into()))

@@ -123,6 +123,9 @@ pub async fn write_tar(
     progress.end(Task::Download);
     downloads?;
 
+    // A temp file is created 0600; the archive is an output like any other (0644).
+    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    file.set_permissions(readable).map_err(io)?;
     file.sync_all().map_err(io)?;
     temp.persist(out).map_err(|e| io(e.error))?;
     Ok(())

@@ -52,6 +52,14 @@ pub enum RegistryError {
         /// The registry's error codes and messages, prefixed with `: `, if it gave any.
         message: String,
     },
+    /// The registry cannot be reached, in a way retrying will not fix (never retried).
+    #[error("cannot reach registry {host}: {cause} (hint: {})", unreachable_hint(host, cause))]
+    Unreachable {
+        /// The registry's host (and port).
+        host: String,
+        /// Why.
+        cause: crate::transport::LastingFailure,
+    },
     /// The connection failed or broke (retried before it is reported).
     #[error("{what}: {message}")]
     Transport {
@@ -90,6 +98,39 @@ impl RegistryError {
             }
             _ => false,
         }
+    }
+}
+
+/// What to check when a registry cannot be reached.
+fn unreachable_hint(host: &str, cause: &crate::transport::LastingFailure) -> String {
+    use crate::transport::LastingFailure;
+    match cause {
+        LastingFailure::Refused => format!("is a registry listening at {host}?"),
+        LastingFailure::UnknownHost => format!("check the host name in {host}"),
+        LastingFailure::Tls { unknown_issuer: true, .. } => {
+            "trust the registry's CA certificate with --ca-file".to_string()
+        }
+        LastingFailure::Tls { .. } => {
+            "check the registry's TLS set-up (--insecure-http only for a registry that speaks \
+             plain HTTP)"
+                .to_string()
+        }
+    }
+}
+
+/// A failed request: [`RegistryError::Unreachable`] when retrying cannot help, otherwise
+/// [`RegistryError::Transport`] (retried).
+pub(crate) fn send_error(what: &str, error: &reqwest::Error) -> RegistryError {
+    let host = error.url().map(|u| {
+        let host = u.host_str().unwrap_or_default();
+        u.port().map_or_else(|| host.to_string(), |p| format!("{host}:{p}"))
+    });
+    match (crate::transport::lasting_failure(error), host) {
+        (Some(cause), Some(host)) => RegistryError::Unreachable { host, cause },
+        _ => RegistryError::Transport {
+            what: what.to_string(),
+            message: crate::transport::error_chain(error),
+        },
     }
 }
 

@@ -83,6 +83,15 @@ pub struct PushReport {
 }
 
 impl PushReport {
+    /// Adds another archive's push to this one.
+    pub fn add(&mut self, other: PushReport) {
+        self.images.extend(other.images);
+        self.blobs_uploaded += other.blobs_uploaded;
+        self.blobs_mounted += other.blobs_mounted;
+        self.blobs_present += other.blobs_present;
+        self.bytes_uploaded += other.bytes_uploaded;
+    }
+
     /// `retagged-images.txt` (seed 001's format, with digests): one pushed image per line,
     /// sorted, so `--image-map` can point manifests at them.
     pub fn retagged_images(&self) -> String {

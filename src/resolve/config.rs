@@ -30,13 +30,26 @@ pub(super) fn effective(
         let key = format!("applications.{app}.options.{name}");
         let Some(option) = charm.config.options.get(name) else {
             let known: Vec<&str> = charm.config.options.keys().map(String::as_str).collect();
-            let hint = match crate::diag::closest(name, &known) {
-                Some(c) => format!(
+            // Juju charms set images as resources; an option of that name is a habit from them.
+            let resource = charm
+                .metadata
+                .resources
+                .keys()
+                .find(|r| r.replace('_', "-") == name.replace('_', "-"));
+            let hint = match (resource, crate::diag::closest(name, &known)) {
+                (Some(r), _) => format!(
+                    "{r} is a resource of charm {}, not an option: set it under \
+                     applications.{app}.resources.{r} (an image reference)",
+                    charm.name()
+                ),
+                (None, Some(c)) => format!(
                     "did you mean {c:?}? (charm {} options: {})",
                     charm.name(),
                     known.join(", ")
                 ),
-                None => format!("charm {} options: {}", charm.name(), known.join(", ")),
+                (None, None) => {
+                    format!("charm {} options: {}", charm.name(), known.join(", "))
+                }
             };
             problems.push(Problem::new(file, key, format!("unknown option {name:?}")).hint(hint));
             continue;
@@ -191,6 +204,23 @@ mod tests {
                  (hint: did you mean \"port\"? (charm backend options: debug, mode, port, theme, \
                  title))",
             ]
+        );
+    }
+
+    #[test]
+    fn an_option_named_like_a_resource_points_to_resources() {
+        let metadata =
+            "resources:\n  proxy-image: {type: oci-image, upstream-source: \"nginx:1\"}\n";
+        let mut spec = app_spec("backend");
+        let setting = OptionSetting { value: yaml("nginx:2"), source: overlay() };
+        spec.options.insert("proxy_image".into(), setting);
+        let mut problems = Problems::default();
+        effective("backend", &spec, &charm("backend", metadata, CONFIG), &mut problems);
+        assert_eq!(
+            lines(&problems),
+            ["overlays/prod.yaml: applications.backend.options.proxy_image: unknown option \
+              \"proxy_image\" (hint: proxy-image is a resource of charm backend, not an option: \
+              set it under applications.backend.resources.proxy-image (an image reference))"]
         );
     }
 }

@@ -87,3 +87,96 @@ pub fn error_chain(error: &reqwest::Error) -> String {
         format!("{head}: {}", parts.join(": "))
     }
 }
+
+/// A connection failure that trying again a moment later will not fix: retried, it would
+/// only make the user wait for the same error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastingFailure {
+    /// Nothing listens at the address.
+    Refused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// The TLS handshake failed: the certificate did not verify, or the two sides share no
+    /// protocol.
+    Tls {
+        /// rustls's account.
+        message: String,
+        /// The certificate's issuer is not a trusted CA.
+        unknown_issuer: bool,
+    },
+}
+
+impl std::fmt::Display for LastingFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LastingFailure::Refused => f.write_str("connection refused"),
+            LastingFailure::UnknownHost => f.write_str("the host name does not resolve (DNS)"),
+            LastingFailure::Tls { message, .. } => write!(f, "TLS: {message}"),
+        }
+    }
+}
+
+/// The lasting failure somewhere in an error's chain of causes, if there is one. Looks inside
+/// `io::Error`s too, which hide the error they wrap (rustls's, for TLS) from `source()`.
+pub fn lasting_failure(error: &(dyn std::error::Error + 'static)) -> Option<LastingFailure> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            let unknown_issuer = matches!(
+                tls,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            );
+            return Some(LastingFailure::Tls { message: tls.to_string(), unknown_issuer });
+        }
+        let io = e.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return Some(LastingFailure::Refused);
+        }
+        // hyper-util's resolver says "dns error"; getaddrinfo "failed to lookup address".
+        let text = e.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            return Some(LastingFailure::UnknownHost);
+        }
+        next = match io.and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Dns;
+    impl std::fmt::Display for Dns {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "dns error: failed to lookup address information: Name or service not known",
+            )
+        }
+    }
+    impl std::error::Error for Dns {}
+
+    #[test]
+    fn refusals_unknown_hosts_and_untrusted_certificates_are_lasting_failures() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // As hyper-util hands it on: rustls's error in tokio-rustls's io::Error in another.
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert_eq!(
+            lasting_failure(&wrapped),
+            Some(LastingFailure::Tls {
+                message: "invalid peer certificate: UnknownIssuer".into(),
+                unknown_issuer: true
+            })
+        );
+        assert_eq!(lasting_failure(&Dns), Some(LastingFailure::UnknownHost));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(lasting_failure(&refused), Some(LastingFailure::Refused));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(lasting_failure(&reset), None);
+    }
+}

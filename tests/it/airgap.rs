@@ -171,6 +171,9 @@ fn export_carry_import_and_tampering_is_caught() {
         .args(connection(&src))
         .assert()
         .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&carried).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "readable like every other output, not a temp file's 0600");
     // The checksums are coreutils' format: checkable without charmer.
     let unpacked = work.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();

@@ -174,6 +174,13 @@ fn variants() -> Vec<(String, Vec<String>)> {
     ];
     overlay.extend(["--registry".to_string(), REGISTRY.to_string()]);
     v.push(("full-nodeport-registry".into(), overlay));
+    for environment in ["local", "production"] {
+        let overlay = format!("bundles/mlops/overlays/{environment}.yaml");
+        v.push((
+            format!("mlops-{environment}"),
+            vec!["bundles/mlops".into(), "--overlay".into(), overlay],
+        ));
+    }
     v
 }
 
@@ -974,4 +981,45 @@ fn the_full_bundle_runs_two_gateway_proxies_with_a_disruption_budget() {
     let pdb = find(&all, "policy/v1", "PodDisruptionBudget", "istio-gateway");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     assert_eq!(pdb["spec"]["selector"]["matchLabels"], proxy["spec"]["selector"]["matchLabels"]);
+}
+
+#[test]
+fn seed_004_environments_are_mlops_overlays() {
+    let local =
+        objects(&render(&["bundles/mlops", "--overlay", "bundles/mlops/overlays/local.yaml"]));
+    let mlflow = find(&local, "apps/v1", "Deployment", "mlflow");
+    let server = containers(pod_template(mlflow).unwrap()).next().unwrap();
+    assert!(server["args"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("--artifacts-destination=s3://shield-demo-local/artifacts")));
+    assert_eq!(env(server, "MLFLOW_S3_ENDPOINT_URL")["value"], "http://10.0.1.1:9000");
+    let claim = find(&local, "v1", "PersistentVolumeClaim", "mlflow-data");
+    assert_eq!(claim["spec"]["storageClassName"], "microk8s-hostpath");
+    assert_eq!(find(&local, "apps/v1", "Deployment", "serving")["spec"]["replicas"], 1);
+
+    let production =
+        objects(&render(&["bundles/mlops", "--overlay", "bundles/mlops/overlays/production.yaml"]));
+    let mlflow = find(&production, "apps/v1", "Deployment", "mlflow");
+    assert_eq!(mlflow["spec"]["replicas"], 2, "no local volume: the server scales out");
+    let pod = pod_template(mlflow).unwrap();
+    let server = containers(pod).next().unwrap();
+    assert!(server["args"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("--artifacts-destination=gs://shield-demo-prod/artifacts")));
+    assert_eq!(
+        env(server, "GOOGLE_APPLICATION_CREDENTIALS")["value"],
+        "/var/secrets/google/credentials.json"
+    );
+    assert_eq!(
+        env(server, "MLFLOW_BACKEND_STORE_URI")["valueFrom"]["secretKeyRef"]["name"],
+        "mlflow-db"
+    );
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["secret"]["secretName"] == "mlflow-gcs"), "{volumes:?}");
+    assert!(
+        !production.iter().any(|o| o["kind"] == "PersistentVolumeClaim"),
+        "nothing on a local volume"
+    );
 }

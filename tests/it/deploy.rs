@@ -611,11 +611,14 @@ async fn status_shows_applications_versions_images_and_readiness() {
     deploy(&emulator, full_shop("a")).await;
     let status = cluster.status("shop", NS).await.unwrap();
     assert_eq!((status.revision, status.state), (1, RecordStatus::Deployed));
-    let apps: Vec<(String, String, usize, usize)> =
-        status.apps.iter().map(|a| (a.name.clone(), a.version.clone(), a.ready, a.total)).collect();
+    let apps: Vec<(String, String, i64, i64)> = status
+        .apps
+        .iter()
+        .map(|a| (a.name.clone(), a.version.clone(), a.ready_pods, a.desired_pods))
+        .collect();
     assert_eq!(
         apps,
-        [("db".to_string(), "1.0.0".to_string(), 1, 1), ("web".into(), "1.0.0".into(), 1, 1)]
+        [("db".to_string(), "1.0.0".to_string(), 2, 2), ("web".into(), "1.0.0".into(), 2, 2)]
     );
     assert_eq!(status.apps[1].images, ["registry.local:5000/web:1"]);
 }
@@ -732,9 +735,16 @@ fn cli_diff_dry_run_deploy_status_rollback_remove() {
     let expected = "bundle demo in namespace demo: revision 2 (deployed)\n\
                     APP   CHARM  VERSION  READY  IMAGES\n\
                     mydb  db     1.0.0    1/1    docker.io/library/mongo:7.0.14\n\
-                    web   web    1.2.0    1/1    docker.io/library/nginx:1.27\n\
-                    revisions: 1 superseded, 2 deployed\n";
-    assert_eq!(status, expected);
+                    web   web    1.2.0    4/4    docker.io/library/nginx:1.27\n\
+                    revisions:\n";
+    assert!(status.starts_with(expected), "{status}");
+    let revisions: Vec<Vec<&str>> =
+        status[expected.len()..].lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(revisions.len(), 2, "{status}");
+    for (row, (n, state)) in revisions.iter().zip([("1", "superseded"), ("2", "deployed")]) {
+        assert_eq!((row[0], row[1]), (n, state), "{status}");
+        assert!(humantime::parse_rfc3339(row[2]).is_ok(), "a time: {status}");
+    }
 
     let (code, out, err) =
         charmer(&emulator, &["rollback", "demo", "-n", "demo", "--timeout", "30s"]);

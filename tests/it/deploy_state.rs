@@ -510,10 +510,8 @@ fn sigint_mid_wait_records_interrupted_releases_the_lock_and_a_rerun_converges()
     let (code, status, err) = crate::deploy::charmer(&emulator, &["status", "demo"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        status.contains("revisions: 1 interrupted\n")
-            && status.contains(
-                "revision 1 interrupted: interrupted while waiting (all 5 objects applied)\n"
-            ),
+        status.contains("revisions:\n  1    interrupted ")
+            && status.ends_with("  interrupted while waiting (all 5 objects applied)\n"),
         "{status}"
     );
 

@@ -173,6 +173,17 @@ fn published_charms_verify_resolve_render_and_draw() {
     );
     let dot = ws.ok(&["graph", "bundles/demo", "--charms", "dist", "--format", "dot"]);
     assert!(dot.contains("\"web\" -> \"mydb\" [label=\"mongodb_client\""), "{dot}");
+
+    // A file name asking for another format is refused before anything is written.
+    let err = ws.fails(&["graph", "bundles/demo", "--charms", "dist", "--out", "demo.png"]);
+    assert_eq!(
+        err,
+        "error: demo.png: --out: charmer graph draws SVG or Graphviz DOT, not PNG (hint: write a \
+         .svg file, or --format dot to a .dot file and convert it with Graphviz (dot -Tpng))\n"
+    );
+    let err = ws.fails(&["graph", "bundles/demo", "--charms", "dist", "--out", "demo.dot"]);
+    assert!(err.contains("the file name asks for DOT") && err.contains("--format dot"), "{err}");
+    assert!(!ws.path("demo.png").exists() && !ws.path("demo.dot").exists());
 }
 
 #[test]

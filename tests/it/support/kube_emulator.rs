@@ -30,12 +30,20 @@
 //!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
 //!   CRDs become established;
 //! - fault injection: the next N requests answer 503, or lose their connection with no
-//!   answer at all; namespace creation can be forbidden (403).
+//!   answer at all; namespace creation can be forbidden (403);
+//! - the `pods/log` subresource, served by the emulator itself from lines it keeps per
+//!   container (a real API server proxies it to the node's kubelet): each container of a
+//!   simulated pod logs `started <image>`, tests add lines with `append_log`; `container`
+//!   (required when a pod has several, as the server requires), `tailLines` and
+//!   `follow=true` are honoured — a followed log answers the lines so far and then ends, as
+//!   for a container that exited;
+//! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
+//!   the workload's generation bumps and its pods are replaced, as the controllers do.
 //!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
 //! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
-//! RBAC, watches,
-//! subresources, list-map merging of SSA (lists are replaced whole), conflicts between
+//! RBAC, watches, subresources other than `pods/log`, `sinceSeconds` of logs (every line
+//! counts as recent), list-map merging of SSA (lists are replaced whole), conflicts between
 //! managers other than value differences on the same leaf.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,6 +121,8 @@ struct State {
     failures_served: u32,
     forbid_namespaces: bool,
     writes: Vec<String>,
+    /// Log lines by (namespace, pod, container).
+    logs: BTreeMap<(String, String, String), Vec<String>>,
 }
 
 const WORKLOADS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
@@ -230,6 +240,23 @@ impl KubeEmulator {
         self.state().writes.clone()
     }
 
+    /// Adds a line to the log of container `container` of pod `pod`.
+    pub fn append_log(&self, namespace: &str, pod: &str, container: &str, line: &str) {
+        let key = (namespace.to_string(), pod.to_string(), container.to_string());
+        self.state().logs.entry(key).or_default().push(line.to_string());
+    }
+
+    /// Names of the stored pods in `namespace`, sorted.
+    pub fn pods(&self, namespace: &str) -> Vec<String> {
+        let state = self.state();
+        state
+            .objects
+            .iter()
+            .filter(|((_, plural, ns, _), _)| plural == "pods" && ns == namespace)
+            .map(|((_, _, _, name), _)| name.clone())
+            .collect()
+    }
+
     /// Stores an object directly, as another tool (manager `kubectl`) would have created it.
     pub fn insert(&self, object: Value) {
         let mut state = self.state();
@@ -331,12 +358,16 @@ async fn handle(
         }
         state.serve(&parts.method, parts.uri.path(), &query, &content_type, &body)
     };
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    // A bare string is a log answer: plain text, as the kubelet sends it.
+    let (body, content_type) = match value {
+        Value::String(text) => (text, "text/plain"),
+        value => (value.to_string(), "application/json"),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     Ok(response)
 }
 
@@ -400,6 +431,7 @@ impl State {
             failures_served: 0,
             forbid_namespaces: false,
             writes: Vec::new(),
+            logs: BTreeMap::new(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),
@@ -486,6 +518,9 @@ impl State {
             (&Method::GET, ["apis"]) => (StatusCode::OK, self.group_list()),
             (&Method::GET, ["api", "v1"]) => self.resource_list("", "v1"),
             (&Method::GET, ["apis", group, version]) => self.resource_list(group, version),
+            (&Method::GET, ["api", "v1", "namespaces", ns, "pods", pod, "log"]) => {
+                self.pod_log(ns, pod, query)
+            }
             (_, ["api", "v1", rest @ ..]) => {
                 self.objects_route(method, "", "v1", rest, query, content_type, body)
             }
@@ -674,6 +709,50 @@ impl State {
                 format!("the emulator does not support {method} here"),
             ),
         }
+    }
+
+    /// `GET .../pods/NAME/log`: the lines kept for the container.
+    fn pod_log(&self, ns: &str, pod: &str, query: &BTreeMap<String, String>) -> Answer {
+        let key = (String::new(), "pods".to_string(), ns.to_string(), pod.to_string());
+        let Some(stored) = self.objects.get(&key) else {
+            return status(404, "NotFound", format!("pods \"{pod}\" not found"));
+        };
+        let containers: Vec<&str> = stored.object["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let container = match query.get("container") {
+            Some(c) if containers.contains(&c.as_str()) => c.clone(),
+            Some(c) => {
+                return status(
+                    400,
+                    "BadRequest",
+                    format!("container {c} is not valid for pod {pod}"),
+                )
+            }
+            None if containers.len() == 1 => containers[0].to_string(),
+            None => {
+                return status(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "a container name must be specified for pod {pod}, choose one of: [{}]",
+                        containers.join(" ")
+                    ),
+                )
+            }
+        };
+        let lines = self
+            .logs
+            .get(&(ns.to_string(), pod.to_string(), container))
+            .cloned()
+            .unwrap_or_default();
+        let tail = query.get("tailLines").and_then(|t| t.parse::<usize>().ok());
+        let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+        let text: String = lines[skip..].iter().map(|l| format!("{l}\n")).collect();
+        (StatusCode::OK, Value::String(text))
     }
 
     /// `PUT`: replaces the whole object if the client's resourceVersion is the stored one.
@@ -1040,10 +1119,16 @@ impl State {
                     "uid": format!("00000000-0000-0000-0000-{:012}", self.uids),
                     "resourceVersion": self.resource_version.to_string(),
                     "ownerReferences": [{"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": name, "uid": uid, "controller": true}],
+                    "creationTimestamp": "2024-01-01T00:00:00Z",
                 },
                 "spec": spec,
                 "status": {"phase": phase, "containerStatuses": statuses},
             });
+            for c in template["spec"]["containers"].as_array().into_iter().flatten() {
+                let container = c["name"].as_str().unwrap_or("?").to_string();
+                let line = format!("started {}", c["image"].as_str().unwrap_or("?"));
+                self.logs.insert((ns.clone(), pod_name.clone(), container), vec![line]);
+            }
             self.objects.insert(
                 (String::new(), "pods".into(), ns.clone(), pod_name),
                 Stored { object: pod, managers: BTreeMap::new(), status_lag: None },

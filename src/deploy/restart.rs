@@ -1,0 +1,98 @@
+//! `restart`: a rollout restart of an application's workloads, as `kubectl rollout restart`
+//! does it (a `kubectl.kubernetes.io/restartedAt` pod-template annotation), applied under its
+//! own field manager so that later deploys, which apply as [`super::FIELD_MANAGER`] and never
+//! name that annotation, leave it in place and do not roll the pods a second time.
+
+use serde_json::{json, Value};
+
+use super::apply::with_kinds;
+use super::record::{self, Entry};
+use super::targets::Target;
+use super::wait::{self, WaitOptions};
+use super::{Cluster, DeployError, Progress};
+use crate::contract::ObjectId;
+
+/// The field manager of the restart annotation.
+pub const RESTART_MANAGER: &str = "charmer-restart";
+/// The pod-template annotation whose change makes the controllers replace every pod.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Kinds whose pods a restart replaces.
+const RESTARTABLE: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
+
+impl Cluster {
+    /// Restarts every Deployment, StatefulSet and DaemonSet of application `app` of the
+    /// latest revision of `bundle`, stamping `restarted_at` (RFC 3339) on their pod templates;
+    /// with `wait`, waits until the new pods are ready. Returns the workloads restarted.
+    pub async fn restart(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        app: &str,
+        restarted_at: &str,
+        wait: Option<&WaitOptions>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<ObjectId>, DeployError> {
+        let workloads = self.app_entries(bundle, namespace, app).await?;
+        let workloads: Vec<Entry> =
+            workloads.into_iter().filter(|e| RESTARTABLE.contains(&e.id.kind.as_str())).collect();
+        if workloads.is_empty() {
+            return Err(DeployError::NothingToRestart { app: app.to_string() });
+        }
+        let kinds = self.kinds(&workloads.iter().map(|e| e.id.group.clone()).collect()).await?;
+        let mut targets = Vec::new();
+        for (entry, kind) in with_kinds(&kinds, workloads) {
+            let api_version = kind.resource.api_version.clone();
+            let patch = restart_patch(&api_version, &entry.id, restarted_at);
+            self.apply_object(&kind, &entry.id, &patch, RESTART_MANAGER, false).await?;
+            targets.push(Target {
+                id: entry.id,
+                app: entry.app,
+                kind,
+                served: true,
+                object: Value::Null,
+            });
+        }
+        if let Some(options) = wait {
+            let waited: Vec<&Target> = targets.iter().collect();
+            wait::wait(self, &kinds, &waited, options, progress).await?;
+        }
+        Ok(targets.into_iter().map(|t| t.id).collect())
+    }
+
+    /// The inventory entries of application `app` in the latest revision of `bundle`; an
+    /// error naming the applications there are when `app` is not one of them.
+    pub(crate) async fn app_entries(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        app: &str,
+    ) -> Result<Vec<Entry>, DeployError> {
+        let core = self.kinds(&Default::default()).await?;
+        let records = record::load(self, &core, bundle, namespace).await?;
+        let Some(latest) = records.last() else {
+            return Err(DeployError::NotDeployed {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+            });
+        };
+        if !latest.plan.apps.iter().any(|a| a.name == app) {
+            return Err(DeployError::NoApplication {
+                bundle: bundle.to_string(),
+                app: app.to_string(),
+                known: latest.plan.apps.iter().map(|a| a.name.clone()).collect(),
+            });
+        }
+        Ok(latest.inventory.iter().filter(|e| e.app == app).cloned().collect())
+    }
+}
+
+/// The partial object that sets only the restart annotation (server-side apply merges it).
+fn restart_patch(api_version: &str, id: &ObjectId, restarted_at: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": id.kind,
+        "metadata": {"name": id.name, "namespace": id.namespace},
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at}}}},
+    })
+}
