@@ -7,6 +7,7 @@
 //! optionally [`Cluster::changes`] (server dry-run, diff) → [`Cluster::apply`] (namespace,
 //! revision record, CRDs, objects, generated secrets, prune, wait, record the outcome).
 
+mod access;
 mod apply;
 mod cluster;
 mod diff;
@@ -152,6 +153,15 @@ pub enum DeployError {
         namespace: String,
         /// Who holds it since when (operation, user@host, pid, start).
         holder: String,
+    },
+    /// The identity may not read or take the Lease that locks the bundle; nothing of the
+    /// bundle was applied.
+    #[error("cannot take the bundle's lock in namespace {namespace}: {message}; nothing of the bundle was applied (the lock needs get, create, update and delete on leases in API group coordination.k8s.io in the namespace: `charmer rbac` prints the Role to grant)")]
+    LockForbidden {
+        /// The namespace.
+        namespace: String,
+        /// The API server's answer.
+        message: String,
     },
     /// Another operation changed the bundle between preflight and taking the lock.
     #[error("bundle {bundle} in namespace {namespace} changed since preflight (now at revision {revision}, by another operation); nothing was applied: run again")]

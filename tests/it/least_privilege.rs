@@ -1,0 +1,133 @@
+//! Deploying as a namespace admin (issue #18): the emulator's RBAC gives the user only the
+//! built-in aggregated `admin` role in the namespace, as shared clusters do for tenants.
+
+use charmer::deploy::{NoProgress, PrepareOptions, RecordStatus, RemoveOptions};
+use serde_json::json;
+
+use crate::deploy::{cluster, deploy_with, full_shop, labels, quick_wait, shop, NS};
+use crate::support::kube_emulator::{namespace_admin, Grant, KubeEmulator};
+
+fn tenant(emulator: &KubeEmulator, leases: bool) {
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    emulator.restrict_to(namespace_admin(NS, leases));
+}
+
+fn with_claim(mut plan: charmer::deploy::Plan) -> charmer::deploy::Plan {
+    plan.objects.push(charmer::deploy::PlanObject {
+        app: "db".into(),
+        object: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "db-data", "labels": labels("db")},
+            "spec": {"storageClassName": "fast", "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}}),
+    });
+    plan
+}
+
+const STORAGE_WARNING: &str = "storage class not verified: no permission to list \
+                               storageclasses.storage.k8s.io at the cluster scope";
+
+#[tokio::test]
+async fn a_namespace_admin_deploys_sees_status_and_removes() {
+    let emulator = KubeEmulator::start();
+    tenant(&emulator, true);
+    let cluster = cluster(&emulator).await;
+    let prepared = cluster.prepare(with_claim(full_shop("a"))).await.expect("preflight passes");
+    assert_eq!(prepared.warnings(), [STORAGE_WARNING]);
+    assert!(prepared.namespace_exists());
+    cluster.apply(&prepared, &quick_wait(), &NoProgress).await.expect("deploy succeeds");
+    assert!(emulator.get("PersistentVolumeClaim", NS, "db-data").is_some());
+
+    let status = cluster.status("shop", NS).await.expect("status works");
+    assert_eq!((status.revision, status.state), (1, RecordStatus::Deployed));
+
+    deploy_with(&emulator, with_claim(full_shop("b")), &quick_wait()).await.expect("redeploy");
+    let removal = cluster
+        .remove("shop", NS, &RemoveOptions::default(), &NoProgress)
+        .await
+        .expect("remove works");
+    assert_eq!(removal.records, ["charmer.shop.v1", "charmer.shop.v2"]);
+    assert!(emulator.get("Deployment", NS, "web").is_none());
+}
+
+#[tokio::test]
+async fn strict_preflight_fails_on_what_it_cannot_verify_and_writes_nothing() {
+    let emulator = KubeEmulator::start();
+    tenant(&emulator, true);
+    let options = PrepareOptions { strict: true, ..Default::default() };
+    let error = cluster(&emulator)
+        .await
+        .prepare_with(with_claim(full_shop("a")), &options)
+        .await
+        .err()
+        .expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: storage class: not verified: storageclasses.storage.k8s.io is forbidden: \
+         User \"deployer\" cannot list resource \"storageclasses\" in API group \"storage.k8s.io\" \
+         at the cluster scope (hint: grant list storageclasses.storage.k8s.io at the cluster scope \
+         (or deploy without --strict-preflight to only warn))"
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_missing_namespace_a_tenant_may_not_create_is_one_problem() {
+    let emulator = KubeEmulator::start();
+    emulator.restrict_to(namespace_admin(NS, true));
+    let error =
+        cluster(&emulator).await.prepare(full_shop("a")).await.err().expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: namespace shop: does not exist and cannot be created: namespaces \"shop\" is \
+         forbidden: User \"deployer\" cannot patch resource \"namespaces\" in API group \"\" in \
+         the namespace \"shop\" (hint: ask an administrator to create it, or deploy into a \
+         namespace you may use with --namespace)"
+    );
+    assert_eq!(emulator.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn without_leases_the_lock_is_a_preflight_problem_naming_the_verbs() {
+    let emulator = KubeEmulator::start();
+    tenant(&emulator, false);
+    let error =
+        cluster(&emulator).await.prepare(full_shop("a")).await.err().expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: Lease/shop/charmer.shop.lock: the bundle's lock needs get, create, update, \
+         delete on leases (coordination.k8s.io) in namespace shop, which this identity may not \
+         do (hint: ask an administrator to grant the Role `charmer rbac` prints (Kubernetes \
+         releases whose built-in edit and admin roles lack Leases need it))"
+    );
+    // Granting exactly the lock's verbs is enough.
+    let mut grants = namespace_admin(NS, false);
+    grants.push(Grant::new(
+        Some(NS),
+        &["coordination.k8s.io"],
+        &["leases"],
+        &["get", "create", "update", "delete"],
+    ));
+    emulator.restrict_to(grants);
+    deploy_with(&emulator, full_shop("a"), &quick_wait()).await.expect("deploy succeeds");
+}
+
+#[tokio::test]
+async fn cluster_scoped_objects_a_tenant_may_not_read_are_named() {
+    let emulator = KubeEmulator::start();
+    tenant(&emulator, true);
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "shop-local", "labels": labels("db")}, "provisioner": "kubernetes.io/no-provisioner"});
+    let error = cluster(&emulator)
+        .await
+        .prepare(shop(vec![("db", class)]))
+        .await
+        .err()
+        .expect("preflight fails");
+    assert_eq!(
+        error.to_string(),
+        "preflight: StorageClass/shop-local: cannot be read: storageclasses.storage.k8s.io \
+         \"shop-local\" is forbidden: User \"deployer\" cannot get resource \"storageclasses\" in \
+         API group \"storage.k8s.io\" at the cluster scope (hint: deploying it needs permissions \
+         this identity lacks; `charmer rbac BUNDLE` prints the Role (and ClusterRole) to grant)"
+    );
+}
