@@ -131,3 +131,56 @@ async fn cluster_scoped_objects_a_tenant_may_not_read_are_named() {
          this identity lacks; `charmer rbac BUNDLE` prints the Role (and ClusterRole) to grant)"
     );
 }
+
+/// The grants a Role or ClusterRole of `charmer rbac` gives when bound (a Role in its
+/// namespace, a ClusterRole by a ClusterRoleBinding).
+fn grants_of(role: &serde_json::Value) -> Vec<Grant> {
+    let namespace = role["metadata"]["namespace"].as_str();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| Grant {
+            groups: strings(&rule["apiGroups"]),
+            resources: strings(&rule["resources"]),
+            verbs: strings(&rule["verbs"]),
+            namespace: namespace.map(str::to_string),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_printed_role_is_enough_to_deploy_see_status_roll_back_and_remove() {
+    let emulator = KubeEmulator::start();
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let plan = with_claim(full_shop("a"));
+    let roles = charmer::deploy::roles(&plan);
+    assert!(roles.cluster_role.is_none(), "a namespaced bundle needs no ClusterRole");
+    emulator.restrict_to(grants_of(&roles.role));
+    let cluster = cluster(&emulator).await;
+    let prepared = cluster.prepare(plan).await.expect("preflight passes");
+    assert_eq!(prepared.warnings(), [STORAGE_WARNING]);
+    cluster.apply(&prepared, &quick_wait(), &NoProgress).await.expect("deploy succeeds");
+    deploy_with(&emulator, with_claim(full_shop("b")), &quick_wait()).await.expect("redeploy");
+    let (plan, _) = cluster.rollback_plan("shop", NS, None).await.expect("rollback plan");
+    let prepared = cluster.prepare(plan).await.expect("rollback preflight");
+    cluster.apply(&prepared, &quick_wait(), &NoProgress).await.expect("rollback");
+    assert_eq!(cluster.status("shop", NS).await.expect("status").revision, 3);
+    let options = RemoveOptions { destroy_storage: true, ..Default::default() };
+    cluster.remove("shop", NS, &options, &NoProgress).await.expect("remove works");
+    assert!(emulator.get("PersistentVolumeClaim", NS, "db-data").is_none());
+
+    // One verb less and deploy stops before writing anything.
+    let mut fewer = grants_of(&roles.role);
+    for grant in &mut fewer {
+        grant.verbs.retain(|v| !(grant.resources.contains(&"leases".to_string()) && v == "update"));
+    }
+    emulator.restrict_to(fewer);
+    let writes = emulator.writes().len();
+    let error = cluster.prepare(full_shop("a")).await.err().expect("preflight fails");
+    assert!(error.to_string().contains("the bundle's lock needs update on leases"), "{error}");
+    assert_eq!(emulator.writes().len(), writes);
+}
