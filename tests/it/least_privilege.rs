@@ -184,3 +184,71 @@ async fn the_printed_role_is_enough_to_deploy_see_status_roll_back_and_remove() 
     assert!(error.to_string().contains("the bundle's lock needs update on leases"), "{error}");
     assert_eq!(emulator.writes().len(), writes);
 }
+
+#[test]
+fn cli_rbac_prints_a_valid_role_that_lets_a_tenant_deploy_the_demo() {
+    let out = crate::support::charmer()
+        .current_dir(crate::deploy::demo())
+        .args(["rbac", "bundles/demo"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr, "", "every kind of the demo is known");
+    let documents: Vec<serde_json::Value> = stdout
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Role"], "no cluster-scoped objects: no ClusterRole");
+    assert_eq!(documents[0]["metadata"]["namespace"], "demo");
+
+    if crate::support::tools_present(&["kubernetes-validate"]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rbac.yaml");
+        std::fs::write(&file, &stdout).unwrap();
+        for version in crate::charms::KUBERNETES_VERSIONS {
+            crate::charms::validate(std::slice::from_ref(&file), version);
+        }
+    }
+
+    let emulator = KubeEmulator::start();
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}));
+    emulator.restrict_to(grants_of(&documents[0]));
+    let args = ["deploy", "bundles/demo", "--timeout", "30s"];
+    let (code, out, err) = crate::deploy::charmer(&emulator, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("demo deployed to namespace demo as revision 1, ready\n"), "{out}");
+    assert!(!err.contains("warning:"), "{err}");
+
+    // Without reading its namespace, deploy warns it could not verify it; strict, it fails.
+    let mut grants = grants_of(&documents[0]);
+    grants.retain(|g| g.resources != ["namespaces"]);
+    emulator.restrict_to(grants);
+    let args = ["deploy", "bundles/demo", "--timeout", "30s", "--config", "web.replicas=4"];
+    let (code, _, err) = crate::deploy::charmer(&emulator, &args);
+    assert_eq!(code, 0, "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(
+        warnings,
+        ["warning: namespace demo not verified: no permission to get namespaces \"demo\" \
+          (assuming it exists)"]
+    );
+    let (code, _, err) =
+        crate::deploy::charmer(&emulator, &[&args[..], &["--strict-preflight"]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "error: preflight: namespace demo: not verified: namespaces \"demo\" is forbidden"
+        ),
+        "{err}"
+    );
+    let (code, out, err) = crate::deploy::charmer(&emulator, &["status", "demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mydb"), "{out}");
+    let (code, _, err) = crate::deploy::charmer(&emulator, &["remove", "demo", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(emulator.get("StatefulSet", "demo", "mydb").is_none());
+}
