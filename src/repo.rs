@@ -6,6 +6,11 @@
 //! With a verify key, only signed charms load: archives from published indexes signed with
 //! it, and `.charm` files with a valid `<file>.sig`; source folders are refused.
 //!
+//! A registry prefix (`oci://HOST[:PORT]/PREFIX`, charms `charmer publish --registry`
+//! pushed as OCI artifacts) is asked for a charm's versions (its tags) the first time the
+//! resolver looks for that name; the archive is pulled and checked against its digest, and
+//! with a verify key its signature artifact must verify.
+//!
 //! A repository is scanned once into candidates (name, version or Charmhub revision,
 //! location); a charm is only fully read and validated when the resolver picks it, and each
 //! pick is loaded once.
@@ -19,6 +24,7 @@ use semver::{Version, VersionReq};
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
 use crate::publish::index::Release;
+use crate::publish::oci::{is_oci, CharmRegistry};
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
 use crate::transport::TlsOptions;
 
@@ -33,6 +39,10 @@ pub enum RepoError {
     Published(#[from] PublishError),
 }
 
+/// The scheme of a registry source (`--charms oci://HOST[:PORT]/PREFIX`); a charm pulled
+/// from one has the origin `oci://HOST/PREFIX/name@<manifest digest>`.
+pub use crate::publish::oci::SCHEME as OCI_SCHEME;
+
 /// A charm the repository can provide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -46,6 +56,8 @@ pub struct Candidate {
     pub path: PathBuf,
     /// The published index it is listed in (an index into the repository's indexes).
     pub index: Option<usize>,
+    /// The registry it is published in (an index into the repository's registries).
+    pub registry: Option<usize>,
 }
 
 impl Candidate {
@@ -78,6 +90,10 @@ pub struct Repository {
     pub dirs: Vec<PathBuf>,
     /// Published indexes opened.
     indexes: Vec<PublishedIndex>,
+    /// Registry prefixes charms are published in.
+    registries: Vec<CharmRegistry>,
+    /// Candidates from the registries, by name, listed on first use.
+    listed: Mutex<BTreeMap<String, Vec<Candidate>>>,
     /// Only charms signed with this key load.
     verify_key: Option<PublicKey>,
     /// SHA-256s of charm archives authenticated another way (see [`Repository::trust`]).
@@ -111,6 +127,13 @@ impl Repository {
         let mut repo = Repository { dirs: sources.to_vec(), verify_key, ..Repository::default() };
         let mut problems = Problems::default();
         for source in sources {
+            if is_oci(source) {
+                match CharmRegistry::open(&source.to_string_lossy(), tls) {
+                    Ok(registry) => repo.registries.push(registry),
+                    Err(e) => problems.extend(e.into_problems()),
+                }
+                continue;
+            }
             if crate::publish::index::is_published(source) {
                 match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone(), tls)
                 {
@@ -154,20 +177,14 @@ impl Repository {
                 revision,
                 path: PathBuf::from(entry.location),
                 index: Some(at),
+                registry: None,
             });
         }
         self.indexes.push(index);
     }
 
     fn add(&mut self, candidate: Candidate) {
-        let list = self.candidates.entry(candidate.name.clone()).or_default();
-        let same =
-            |c: &Candidate| c.version == candidate.version && c.revision == candidate.revision;
-        if !list.iter().any(same) {
-            list.push(candidate);
-            // `Option` sorts `None` first: reversed, versioned charms come first.
-            list.sort_by(|a, b| (&b.version, b.revision).cmp(&(&a.version, a.revision)));
-        }
+        insert(self.candidates.entry(candidate.name.clone()).or_default(), candidate);
     }
 
     /// The charm `name` the bundle wants, loaded and validated: with a revision, the archive
@@ -176,7 +193,10 @@ impl Repository {
     /// such revisions are ambiguous: the bundle must pin one). When nothing fits, the
     /// problem lists what was found.
     pub fn find(&self, name: &str, wanted: Wanted<'_>) -> Result<Arc<Charm>, Problem> {
-        let found = self.candidates.get(name).map(Vec::as_slice).unwrap_or_default();
+        let mut found = self.candidates.get(name).cloned().unwrap_or_default();
+        for candidate in self.published(name)? {
+            insert(&mut found, candidate);
+        }
         let fits: Vec<&Candidate> = found
             .iter()
             .filter(|c| wanted.revision.is_none_or(|r| c.revision == Some(r)))
@@ -266,9 +286,48 @@ impl Repository {
                 .is_ok_and(|bytes| self.trusted.contains(&crate::digest::sha256_hex(&bytes)))
     }
 
-    /// Loads a candidate once: from its published index (checksum and signature checked) or
-    /// by path.
+    /// The candidates of `name` in the registries (their tags that are versions), asked
+    /// once per name; registries given earlier win for the same version.
+    fn published(&self, name: &str) -> Result<Vec<Candidate>, Problem> {
+        if self.registries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut listed = self.listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = listed.get(name) {
+            return Ok(found.clone());
+        }
+        let mut found: Vec<Candidate> = Vec::new();
+        for (at, registry) in self.registries.iter().enumerate() {
+            let versions = registry.versions(name).map_err(|e| {
+                let mut problems = e.into_problems();
+                problems.0.pop().unwrap_or_else(|| Problem::new("", name, "registry error"))
+            })?;
+            for version in versions {
+                let candidate = Candidate {
+                    name: name.to_string(),
+                    path: PathBuf::from(registry.location(name, &version)),
+                    version: Some(version),
+                    revision: None,
+                    index: None,
+                    registry: Some(at),
+                };
+                insert(&mut found, candidate);
+            }
+        }
+        listed.insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Loads a candidate once: from its published index or registry (checksum and
+    /// signature checked) or by path.
     fn load_candidate(&self, candidate: &Candidate) -> Result<Arc<Charm>, RepoError> {
+        if let (Some(registry), Some(version)) =
+            (candidate.registry.and_then(|i| self.registries.get(i)), &candidate.version)
+        {
+            return self.cached(&candidate.path, || {
+                Ok(registry.fetch(&candidate.name, version, self.verify_key.as_ref())?)
+            });
+        }
         match candidate.index.and_then(|i| self.indexes.get(i)) {
             Some(index) => self.cached(&candidate.path, || {
                 let release = match (&candidate.version, candidate.revision) {
@@ -310,6 +369,17 @@ impl Repository {
     }
 }
 
+/// Adds `candidate` to a name's list unless one of the same version and revision is there
+/// (the first source wins), keeping the list in preference order.
+fn insert(list: &mut Vec<Candidate>, candidate: Candidate) {
+    let same = |c: &Candidate| c.version == candidate.version && c.revision == candidate.revision;
+    if !list.iter().any(same) {
+        list.push(candidate);
+        // `Option` sorts `None` first: reversed, versioned charms come first.
+        list.sort_by(|a, b| (&b.version, b.revision).cmp(&(&a.version, a.revision)));
+    }
+}
+
 /// Reads a candidate's name and version cheaply: `metadata.yaml` and `version` of a folder,
 /// the file name of a `<name>_<semver>.charm`, or the archive's own files otherwise.
 /// `None` for paths that are not charms at all.
@@ -326,6 +396,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
                 revision: None,
                 path: path.to_path_buf(),
                 index: None,
+                registry: None,
             }));
         }
         return None;
@@ -342,6 +413,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
                 revision,
                 path: path.to_path_buf(),
                 index: None,
+                registry: None,
             }));
         }
     }
@@ -351,6 +423,7 @@ fn peek(path: &Path) -> Option<Result<Candidate, CharmError>> {
         revision: c.revision,
         path: path.to_path_buf(),
         index: None,
+        registry: None,
     }))
 }
 
@@ -374,5 +447,12 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
         Err(_) if !dir.join("templates").is_dir() => None,
         Err(e) => return Err(e),
     };
-    Ok(Candidate { name: meta.name, version, revision: None, path: dir.to_path_buf(), index: None })
+    Ok(Candidate {
+        name: meta.name,
+        version,
+        revision: None,
+        path: dir.to_path_buf(),
+        index: None,
+        registry: None,
+    })
 }

@@ -20,7 +20,15 @@
 //! (a failure names what failed and nothing is pushed or written), validates the charms,
 //! stages the output folder, pushes the images, and only then moves the folder into place.
 //! The folder keeps the signed manifest under `airgap/` ([`MANIFEST_DIR`]) so the files it
-//! deploys can be checked again later.
+//! deploys can be checked again later. Image blobs are the exception that makes import one
+//! pass over the archive: their names are their digests, and the push hashes each blob as it
+//! uploads it and commits none unless all match (a damaged layer leaves nothing in the
+//! registry and nothing unpacked).
+//!
+//! A delta archive (`export --since OLD.tar`, see [`delta`]) leaves out the blobs and charms
+//! earlier archives had, and says so in `airgap.json`; `SHA256SUMS` lists what it carries.
+
+pub mod delta;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,10 +40,12 @@ pub mod unpacked;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use self::delta::{Base, Delta};
 use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
@@ -66,6 +76,9 @@ pub enum AirgapError {
     /// Moving images failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Publishing the charms to `--charms-registry` failed.
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
 }
 
 impl From<Problems> for AirgapError {
@@ -105,6 +118,10 @@ pub struct Contents {
     pub lock: Option<String>,
     /// The images, by original reference.
     pub images: Vec<Reference>,
+    /// For a delta archive (format `charmer-airgap-delta/1`): what it was made against and
+    /// what it leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
 }
 
 impl Contents {
@@ -164,15 +181,16 @@ pub struct ExportInputs {
 
 impl ExportInputs {
     /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
-    /// (archives as they are, source folders packed), its images, and its lock.
+    /// (local archives as they are; source folders, and archives fetched from a published
+    /// URL or registry, packed: publishing packs them the same way), its images, and its lock.
     pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
             charms.entry((charm.name().to_string(), charm.version_label())).or_insert_with(|| {
                 match &charm.origin {
-                    Origin::Archive { path, .. } => Carried::File(path.clone()),
-                    Origin::Dir(_) => {
+                    Origin::Archive { path, .. } if path.is_file() => Carried::File(path.clone()),
+                    Origin::Archive { .. } | Origin::Dir(_) => {
                         Carried::Bytes { name: charm.archive_name(), bytes: charm.pack() }
                     }
                 }
@@ -193,10 +211,12 @@ impl ExportInputs {
 }
 
 /// Writes the air-gap archive `out` (see the module docs): validates every input (charms
-/// included) and fetches every image manifest before writing anything.
+/// included) and fetches every image manifest before writing anything. With a non-empty
+/// `base` (earlier archives) it writes a delta that leaves out what they had.
 pub async fn export(
     client: &Client,
     inputs: &ExportInputs,
+    base: &Base,
     pull: &PullOptions,
     out: &Path,
     progress: &dyn Progress,
@@ -271,17 +291,20 @@ pub async fn export(
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
         });
     }
-    let contents = Contents {
-        format: FORMAT.to_string(),
-        bundle: bundle.unwrap_or_default(),
-        overlays: overlays.into_iter().flatten().collect(),
-        charms: charms.into_iter().flatten().collect(),
-        lock,
-        images: inputs.images.clone(),
-    };
-    entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
     let pulled = fetch_manifests(client, &inputs.images, pull).await?;
     entries.extend(pulled.layout_entries("images/"));
+    let delta = if base.is_empty() { None } else { Some(base.strip(&mut entries)?) };
+    let carried: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let contents = Contents {
+        format: if delta.is_some() { delta::FORMAT } else { FORMAT }.to_string(),
+        bundle: bundle.unwrap_or_default(),
+        overlays: overlays.into_iter().flatten().collect(),
+        charms: charms.into_iter().flatten().filter(|c| carried.contains(c.as_str())).collect(),
+        lock,
+        images: inputs.images.clone(),
+        delta,
+    };
+    entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
     seal(&mut entries, inputs.sign_key.as_ref())?;
     write_tar(entries, out, client, pull.jobs, progress).await?;
     Ok(contents)
@@ -395,6 +418,10 @@ pub struct ImportOptions {
     pub out: PathBuf,
     /// Accept only an archive signed with this key.
     pub verify_key: Option<PublicKey>,
+    /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
+    pub charms_from: Option<PathBuf>,
+    /// Also publish the charms as OCI artifacts under this registry prefix.
+    pub charms_registry: Option<Registry>,
 }
 
 /// What an import did.
@@ -412,6 +439,8 @@ pub struct ImportReport {
     pub authenticity: Authenticity,
     /// The `juju deploy` script written for a bundle of operator charms.
     pub juju_script: Option<PathBuf>,
+    /// The charms published to `--charms-registry`.
+    pub charms_pushed: Vec<PushedCharm>,
 }
 
 /// Imports an air-gap archive (see the module docs).
@@ -430,7 +459,12 @@ pub async fn import(
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
     let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
     let contents = read_contents(&tar)?;
-    let CarriedCharms { members: charms, operators } = read_charms(&tar, &contents)?;
+    let CarriedCharms { members: mut charms, operators } = read_charms(&tar, &contents)?;
+    let delta = contents.delta.clone().unwrap_or_default();
+    for (member, bytes) in delta.charms_from(tar.label(), options.charms_from.as_deref())? {
+        check_charm(&format!("{}:{member}", tar.label()), &bytes)?;
+        charms.push((member, bytes));
+    }
     // The lock is parsed before anything is pushed, and pinned to the pushed images after.
     let lock = match &contents.lock {
         Some(member) => {
@@ -441,7 +475,12 @@ pub async fn import(
         None => None,
     };
     let images = match tar.member("images/oci-layout") {
-        Some(_) => Some(ImageArchive::from_tar(tar.clone(), "images/", &Limits::default())?),
+        Some(_) => Some(ImageArchive::from_tar_without(
+            tar.clone(),
+            "images/",
+            &Limits::default(),
+            &delta.left_out_sizes(),
+        )?),
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
@@ -471,13 +510,22 @@ pub async fn import(
         .prefix(".charmer-import")
         .tempdir_in(parent)
         .map_err(|e| io(parent, e))?;
+    let mut staged_charms = Vec::new();
     for (name, bytes) in files {
-        let path = staging.path().join(name);
+        let path = staging.path().join(&name);
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder).map_err(|e| io(folder, e))?;
         }
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        if name.starts_with("charms/") {
+            staged_charms.push(path);
+        }
     }
+    // Charm tags are checked for immutability before anything is pushed.
+    let charm_plan = match &options.charms_registry {
+        Some(registry) => Some(crate::publish::oci::plan(client, registry, &staged_charms).await?),
+        None => None,
+    };
     // Operator charms are deployed by Juju, from a script written once the images' digests
     // are known; the bundle is resolved against the unpacked charms first, so a bundle that
     // cannot be deployed stops the import before anything is pushed.
@@ -509,11 +557,17 @@ pub async fn import(
             let push_options = PushOptions {
                 registry: options.registry.clone(),
                 jobs: options.jobs,
-                verified: true,
+                // Blobs are hashed beside their upload, and none is committed unless all match.
+                verified: false,
+                left_out: delta.left_out_repositories(&options.registry),
             };
             push(client, images, &push_options, progress).await?
         }
         None => PushReport::default(),
+    };
+    let charms_pushed = match charm_plan {
+        Some(plan) => plan.push(client, None).await?,
+        None => Vec::new(),
     };
     let lock = lock.map(|mut lock| {
         pin_lock(&mut lock, &push_report, &options.registry);
@@ -536,7 +590,15 @@ pub async fn import(
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
     let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
-    Ok(ImportReport { contents, push: push_report, bundle, overlays, authenticity, juju_script })
+    Ok(ImportReport {
+        contents,
+        push: push_report,
+        bundle,
+        overlays,
+        authenticity,
+        juju_script,
+        charms_pushed,
+    })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -563,9 +625,17 @@ pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> us
     pinned
 }
 
+/// Whether a member is an image blob (`images/blobs/sha256/<hex>`): content-addressed, so
+/// checked against its digest by the push, in the same pass that uploads it.
+fn is_image_blob(name: &str) -> bool {
+    name.strip_prefix("images/blobs/sha256/")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Checks `sums` (the `SHA256SUMS` bytes) against every member: each member listed (but
 /// the checksums and their signature), each listed once, each listed member present, each
-/// checksum right. All problems are reported together.
+/// checksum right (image blobs: their checksum is their name's digest, and the push hashes
+/// them; see [`is_image_blob`]). All problems are reported together.
 fn verify_checksums(
     tar: &TarIndex,
     sums: &[u8],
@@ -612,6 +682,19 @@ fn verify_checksums(
     let mut members = Vec::new();
     for (name, hex) in &listed {
         match tar.member(name) {
+            Some(_) if is_image_blob(name) => {
+                // Hashed as it is pushed (see `import`); its name is its digest.
+                if !name.ends_with(hex.as_str()) {
+                    problems.push(
+                        Problem::new(
+                            &label,
+                            name,
+                            format!("{CHECKSUMS} says {hex}, not the digest its name gives"),
+                        )
+                        .hint("the archive was changed after it was written"),
+                    );
+                }
+            }
             Some(member) => members.push((name, hex, member)),
             None => problems.push(Problem::new(
                 &label,
@@ -659,6 +742,7 @@ fn verify_checksums(
     problems.into_result(()).map_err(AirgapError::from)
 }
 
+/// Reads `airgap.json` and checks it names members the archive has.
 fn read_contents(tar: &TarIndex) -> Result<Contents, AirgapError> {
     let label = tar.label();
     let bytes = tar.read(CONTENTS, Limits::default().max_document_bytes)?;
@@ -684,7 +768,8 @@ pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError
         Problem::new(label, CONTENTS, format!("not an air-gap table of contents: {e}"))
     })?;
     let mut problems = Problems::default();
-    if contents.format != FORMAT {
+    let delta_format = contents.format == delta::FORMAT && contents.delta.is_some();
+    if contents.format != FORMAT && !delta_format {
         problems.push(
             Problem::new(
                 label,
@@ -774,4 +859,24 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, Air
 struct CarriedCharms {
     members: Vec<(String, Vec<u8>)>,
     operators: bool,
+}
+
+/// Validates one charm archive's bytes (the checks for any untrusted `.charm`); `label`
+/// names it in problems.
+fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
+    let limits = CharmLimits::default();
+    let checked = read_zip(label, bytes, &limits).and_then(|files| {
+        let origin = Origin::Archive {
+            path: PathBuf::from(label),
+            sha256: Digest::of(bytes).hex().to_string(),
+        };
+        Charm::from_files(files, origin)
+    });
+    match checked {
+        Ok(_) => Ok(()),
+        Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
+        Err(CharmError::Io { path, source }) => {
+            Err(AirgapError::Io { path: path.display().to_string(), source })
+        }
+    }
 }

@@ -209,6 +209,24 @@ impl Unpacked {
                 charms.insert(crate::digest::sha256_hex(&bytes));
             }
         }
+        // A delta's left-out charms (copied in with --charms-from) are authenticated by the
+        // SHA-256 its signed airgap.json records for them.
+        for left_out in contents.delta.iter().flat_map(|d| &d.charms) {
+            let path = folder.join("charms").join(&left_out.file);
+            match std::fs::read(&path) {
+                Ok(bytes) if crate::digest::sha256_hex(&bytes) == left_out.sha256 => {
+                    charms.insert(left_out.sha256.clone());
+                }
+                _ => problems.push(Problem::new(
+                    path.display().to_string(),
+                    "",
+                    format!(
+                        "is not the charm the signed delta archive names (sha256 {})",
+                        left_out.sha256
+                    ),
+                )),
+            }
+        }
         problems.into_result(())?;
         let bundle = bundle.display().to_string();
         Ok(Unpacked { folder: folder.to_path_buf(), bundle, charms, lock, images })

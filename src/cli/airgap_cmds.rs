@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
 use super::{line, runtime, ResolveArgs};
+use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::publish;
@@ -22,7 +23,7 @@ pub enum AirgapCommand {
     Export(Box<ExportArgs>),
     /// Check an air-gap archive, push its images into the private registry, and unpack the
     /// bundle and charms into a new folder ready to deploy.
-    Import(ImportArgs),
+    Import(Box<ImportArgs>),
 }
 
 /// `airgap export`.
@@ -38,6 +39,10 @@ pub struct ExportArgs {
     /// (PREFIX.key from keygen, or an unencrypted minisign key).
     #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
+    /// Write a delta: leave out the image blobs and charms this earlier archive had (only
+    /// its index is read). Repeatable. Import the delta into a registry that imported it.
+    #[arg(long, value_name = "OLD.tar")]
+    pub since: Vec<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -61,6 +66,14 @@ pub struct ImportArgs {
     /// minisign public key); anything else is refused before anything is pushed or written.
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
+    /// For a delta archive: the folder holding the charms it leaves out (the `charms/`
+    /// folder of the earlier import); each is checked against its recorded checksum.
+    #[arg(long, value_name = "DIR")]
+    pub charms_from: Option<PathBuf>,
+    /// Also publish the charms as OCI artifacts PREFIX/<name>:<version> (as `publish
+    /// --registry` does), so other machines resolve them with --charms oci://...
+    #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = super::images_cmds::parse_registry)]
+    pub charms_registry: Option<Registry>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -72,7 +85,7 @@ pub struct ImportArgs {
 pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCode, Error> {
     match command {
         AirgapCommand::Export(args) => export(out, *args),
-        AirgapCommand::Import(args) => import(out, args),
+        AirgapCommand::Import(args) => import(out, *args),
     }
 }
 
@@ -81,11 +94,12 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
     inputs.sign_key = sign_key;
+    let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
     let contents =
-        runtime()?.block_on(airgap::export(&client, &inputs, &options, &args.out, &bars))?;
+        runtime()?.block_on(airgap::export(&client, &inputs, &base, &options, &args.out, &bars))?;
     bars.clear();
     if !args.connection.quiet {
         line(
@@ -103,6 +117,18 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
                 }
             ),
         )?;
+        if let Some(delta) = &contents.delta {
+            line(
+                out,
+                format_args!(
+                    "delta against {} archives: left out {} blobs ({} bytes) and {} charms",
+                    delta.since.len(),
+                    delta.blobs.len(),
+                    delta.left_out_bytes(),
+                    delta.charms.len()
+                ),
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -116,6 +142,8 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         jobs: args.connection.jobs.into(),
         out: args.out.clone(),
         verify_key,
+        charms_from: args.charms_from,
+        charms_registry: args.charms_registry,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =
@@ -129,6 +157,10 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
             line(out, format_args!("verified: signed by key {id}"))?;
         }
         print_report(out, &report.push)?;
+        for c in &report.charms_pushed {
+            let what = if c.added { "pushed charm" } else { "charm unchanged" };
+            line(out, format_args!("{what} {} {}: {}", c.name, c.version, c.reference))?;
+        }
         line(out, format_args!("unpacked into {}", args.out.display()))?;
         if let Some(script) = &report.juju_script {
             line(out, format_args!("next: juju add-model <name>, then {}", script.display()))?;

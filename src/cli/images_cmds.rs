@@ -235,7 +235,9 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         registry: args.registry,
         jobs: args.connection.jobs.into(),
         verified: verify_key.is_some(),
+        left_out: Default::default(),
     };
+    let bars = Arc::new(Bars::new(args.connection.quiet));
     let report = runtime()?.block_on(push::push(&client, &archive, &options, bars.clone()))?;
     bars.clear();
     write_retagged(&args.retagged_out, &report)?;

@@ -262,11 +262,21 @@ pub enum Command {
         #[arg(required = true)]
         charms: Vec<PathBuf>,
         /// The release folder to write (or add to).
-        #[arg(long)]
-        out: PathBuf,
+        #[arg(long, required_unless_present = "registry")]
+        out: Option<PathBuf>,
+        /// Also (or instead) push each charm to this registry as an OCI artifact
+        /// PREFIX/<name>:<version>: HOST[:PORT]/PREFIX.
+        #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = images_cmds::parse_registry)]
+        registry: Option<crate::images::Registry>,
         /// Secret key to sign with (PREFIX.key from keygen, or an unencrypted minisign key).
         #[arg(long, value_name = "KEY", env = "CHARMER_SIGN_KEY")]
         sign_key: Option<PathBuf>,
+        /// Credentials for --registry.
+        #[command(flatten)]
+        login: images_cmds::Login,
+        /// Connection flags for --registry.
+        #[command(flatten)]
+        connection: images_cmds::Connection,
     },
     /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
     /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
@@ -370,8 +380,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Rollback { deployed, kube, revision, apply } => {
             deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)
         }
-        Command::Publish { charms, out: dir, sign_key } => {
-            publish_cmds::publish(&mut out, &charms, &dir, sign_key.as_deref())
+        Command::Publish { charms, out: dir, registry, sign_key, login, connection } => {
+            let target = publish_cmds::Target { dir, registry, login, connection };
+            publish_cmds::publish(&mut out, &charms, &target, sign_key.as_deref())
         }
         Command::Graph { resolve, tls, format, out: file } => {
             publish_cmds::graph(&mut out, &resolve.with(&tls), format, file.as_deref())

@@ -4,17 +4,41 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{line, stdout_error, GraphFormat, ResolveArgs};
+use super::images_cmds::{client, read_login, Connection, Login};
+use super::{line, runtime, stdout_error, GraphFormat, ResolveArgs};
+use crate::images::Registry;
 use crate::publish;
 use crate::Error;
+
+/// Where `publish` puts charms: a release folder, a registry, or both.
+pub(super) struct Target {
+    pub(super) dir: Option<PathBuf>,
+    pub(super) registry: Option<Registry>,
+    pub(super) login: Login,
+    pub(super) connection: Connection,
+}
 
 pub(super) fn publish(
     out: &mut impl Write,
     charms: &[PathBuf],
-    dir: &Path,
+    target: &Target,
     sign_key: Option<&Path>,
 ) -> Result<ExitCode, Error> {
     let key = sign_key.map(publish::load_secret_key).transpose()?;
+    if let Some(registry) = &target.registry {
+        let credentials = read_login(&target.login)?.map(|c| (registry.host.clone(), c));
+        let client = client(&target.connection, credentials)?;
+        let pushed =
+            runtime()?.block_on(publish::oci::publish(&client, registry, charms, key.as_ref()))?;
+        for c in &pushed {
+            let what = if c.added { "pushed   " } else { "unchanged" };
+            line(out, format_args!("{what}  {} {}  {}", c.name, c.version, c.reference))?;
+        }
+        if let Some(key) = &key {
+            line(out, format_args!("signed with key {}", key.public().id()))?;
+        }
+    }
+    let Some(dir) = &target.dir else { return Ok(ExitCode::SUCCESS) };
     let report = publish::publish(charms, dir, key.as_ref())?;
     for c in &report.charms {
         let what = if c.added { "added    " } else { "unchanged" };

@@ -9,6 +9,7 @@
 
 mod http;
 pub mod index;
+pub mod oci;
 pub mod sign;
 pub mod sums;
 
@@ -58,6 +59,9 @@ pub enum PublishError {
         /// What went wrong.
         message: String,
     },
+    /// Talking to a registry failed (`publish --registry`, `--charms oci://`).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// The operating system gave no random bytes for a new key.
     #[error("cannot get random bytes for a new key: {0}")]
     Random(getrandom::Error),
@@ -120,7 +124,7 @@ pub struct Report {
 }
 
 /// A charm to publish: loaded, packed, and where it came from.
-struct Candidate {
+pub(crate) struct Candidate {
     charm: Charm,
     bytes: Vec<u8>,
     from: PathBuf,
@@ -212,7 +216,7 @@ pub fn publish(
 
 /// Loads and packs every input, keyed by (name, version); the same version given twice
 /// must pack to the same bytes.
-fn load_candidates(
+pub(crate) fn load_candidates(
     inputs: &[PathBuf],
     problems: &mut Problems,
 ) -> BTreeMap<(String, Release), Candidate> {

@@ -97,10 +97,23 @@ impl ImageArchive {
         prefix: &str,
         limits: &Limits,
     ) -> Result<ImageArchive, RegistryError> {
+        Self::from_tar_without(tar, prefix, limits, &BTreeMap::new())
+    }
+
+    /// Like [`ImageArchive::from_tar`], for an archive that leaves some blobs out on purpose
+    /// (a delta air-gap archive): a blob of `left_out` (digest → size) may be missing. Such a
+    /// blob has no [`ImageArchive::blob`]; whoever pushes the archive must find it elsewhere.
+    pub fn from_tar_without(
+        tar: Arc<TarIndex>,
+        prefix: &str,
+        limits: &Limits,
+        left_out: &BTreeMap<Digest, u64>,
+    ) -> Result<ImageArchive, RegistryError> {
         let mut reader = Reader {
             tar: &tar,
             prefix,
             limits,
+            left_out,
             problems: Problems::default(),
             manifests: BTreeMap::new(),
             blobs: BTreeMap::new(),
@@ -198,6 +211,8 @@ struct Reader<'a> {
     tar: &'a TarIndex,
     prefix: &'a str,
     limits: &'a Limits,
+    /// Blobs that may be missing (see [`ImageArchive::from_tar_without`]).
+    left_out: &'a BTreeMap<Digest, u64>,
     problems: Problems,
     manifests: BTreeMap<Digest, ManifestDoc>,
     blobs: BTreeMap<Digest, Blob>,
@@ -369,6 +384,7 @@ impl Reader<'_> {
                                 location.size, doc.digest, blob.size
                             ),
                         ),
+                        None if self.left_out.get(&blob.digest) == Some(&blob.size) => {}
                         None => self
                             .problem(&name, format!("missing (a blob of manifest {})", doc.digest)),
                     }

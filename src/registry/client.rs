@@ -315,6 +315,17 @@ impl Client {
         reference: &str,
         doc: &ManifestDoc,
     ) -> Result<(), RegistryError> {
+        self.put_manifest_headers(repo, reference, doc).await.map(drop)
+    }
+
+    /// [`Client::put_manifest`], returning the response's headers (`OCI-Subject` says the
+    /// registry indexed the manifest's `subject` for the referrers API).
+    pub async fn put_manifest_headers(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        doc: &ManifestDoc,
+    ) -> Result<HeaderMap, RegistryError> {
         let what = format!(
             "PUT manifest {repo}{}{reference}",
             if reference.starts_with("sha256:") { "@" } else { ":" }
@@ -326,7 +337,107 @@ impl Client {
         if response.status() != StatusCode::CREATED {
             return Err(status_error(what, response).await);
         }
-        check_digest_header(&what, response.headers(), &doc.digest)
+        check_digest_header(&what, response.headers(), &doc.digest)?;
+        Ok(response.headers().clone())
+    }
+
+    /// Every tag of a repository (following `Link` pagination); empty when the repository
+    /// does not exist.
+    pub async fn tags(&self, repo: &Repo, max: u64) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("GET tags {repo}");
+        let mut url = self.url(repo, "tags/list");
+        let mut tags = Vec::new();
+        for _ in 0..1000 {
+            let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url)).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !response.status().is_success() {
+                return Err(status_error(what, response).await);
+            }
+            let next = next_link(response.headers());
+            let bytes = read_limited(&what, response, max).await?;
+            let page: TagList =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Transport {
+                    what: what.clone(),
+                    message: format!("not a tag list: {e}"),
+                })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(path) => url = format!("{}://{}{path}", self.scheme, repo.host),
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Transport { what, message: "more than 1000 pages of tags".into() })
+    }
+
+    /// The referrers API (`GET /v2/<name>/referrers/<digest>`): the index listing the
+    /// manifests whose `subject` is `digest`, or `None` when the registry does not offer
+    /// the API (a 404), so the caller falls back to the referrers tag.
+    pub async fn referrers(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Option<ManifestDoc>, RegistryError> {
+        let what = format!("GET referrers {repo}@{digest}");
+        let url = self.url(repo, &format!("referrers/{digest}"));
+        let response = self
+            .send(repo, Access::Pull, &what, &|| {
+                self.http.get(&url).header(ACCEPT, media::OCI_INDEX)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(status_error(what, response).await);
+        }
+        let bytes = read_limited(&what, response, max).await?;
+        ManifestDoc::parse(bytes, Some(media::OCI_INDEX))
+            .map(Some)
+            .map_err(|why| RegistryError::Transport { what, message: why })
+    }
+
+    /// A whole (small) blob, checked against its digest.
+    pub async fn get_blob_bytes(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let what = format!("GET blob {repo}@{digest}");
+        let response = self.get_blob(repo, digest).await?;
+        let bytes = read_limited(&what, response, max).await?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads a (small) blob held in memory, unless the repository has it already.
+    pub async fn put_blob_bytes(&self, repo: &Repo, bytes: &[u8]) -> Result<(), RegistryError> {
+        let digest = Digest::of(bytes);
+        if self.head_blob(repo, &digest).await?.is_some() {
+            return Ok(());
+        }
+        let Started::Session(session) = self.start_upload(repo, None).await? else {
+            return Ok(());
+        };
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        let make = || reqwest::Body::from(body.clone());
+        let next = self.upload(repo, &session, bytes.len() as u64, &make).await?;
+        self.commit_upload(repo, &next, &digest).await
     }
 
     /// The absolute URL of a response's `Location` (registries may send a relative one).
@@ -538,6 +649,14 @@ fn check_digest_header(
         }),
         _ => Ok(()),
     }
+}
+
+/// The path of a `Link: </v2/...?last=x&n=y>; rel="next"` header, if any.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    let (target, rel) = link.split_once(';')?;
+    let path = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    (rel.contains("rel=\"next\"") && path.starts_with("/v2/")).then(|| path.to_string())
 }
 
 /// Reads a whole (small) response body, refusing more than `max` bytes.

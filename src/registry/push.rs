@@ -11,6 +11,11 @@
 //!    mounted.
 //! 4. Manifests go last, children before the index listing them, then the tags.
 //!
+//! A blob the archive leaves out (a delta air-gap archive, [`PushOptions::left_out`]) must
+//! be in the registry already: in its target repository, or in a repository that had it
+//! when the earlier archive was imported, whence it is mounted. Any that is in neither stops
+//! the push after step 2, before a blob or manifest is sent.
+//!
 //! Verification and resumption: while uploads stream, a separate thread hashes every blob
 //! about to be sent; an upload is committed (the final `PUT`) only once all of them have
 //! matched their digests, so a damaged archive leaves nothing in the registry. A transient
@@ -44,6 +49,11 @@ pub struct PushOptions {
     /// The caller has already checked every blob of the archive against its digest (an
     /// air-gap archive's checksums), so the verification pass is skipped.
     pub verified: bool,
+    /// Blobs the archive leaves out on purpose (a delta air-gap archive), each with the
+    /// repositories of the target registry that should hold it already. Every one must be
+    /// found (`HEAD`) in its target repository or one of these, and is mounted from there;
+    /// if any is missing, the push stops before sending anything and names them all.
+    pub left_out: BTreeMap<Digest, BTreeSet<String>>,
 }
 
 /// One image after the push.
@@ -182,6 +192,7 @@ pub async fn push(
         }
     }
     let mut jobs: Vec<BlobJob> = jobs.into_values().filter(|j| !j.targets.is_empty()).collect();
+    find_left_out(client, archive, options, &mut jobs).await?;
     jobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
 
     // 3. Blobs: verification runs beside the uploads and gates their commits.
@@ -226,6 +237,56 @@ pub async fn push(
     .try_collect::<Vec<()>>()
     .await?;
     Ok(report)
+}
+
+/// Gives each blob the archive leaves out a repository to mount it from, or names every one
+/// that the registry does not have (nothing has been sent yet).
+async fn find_left_out(
+    client: &Client,
+    archive: &ImageArchive,
+    options: &PushOptions,
+    jobs: &mut [BlobJob],
+) -> Result<(), RegistryError> {
+    let host = &options.registry.host;
+    let unsourced =
+        jobs.iter_mut().filter(|j| j.source.is_none() && archive.blob(&j.digest).is_none());
+    let found: Vec<(&mut BlobJob, Option<Repo>)> = stream::iter(unsourced.map(|job| async move {
+        let candidates = options.left_out.get(&job.digest).into_iter().flatten();
+        for name in candidates {
+            let repo = Repo { host: host.clone(), name: name.clone() };
+            if job.targets.contains(&repo) {
+                continue; // already asked in step 2
+            }
+            if client.retrying(|| client.head_blob(&repo, &job.digest)).await?.is_some() {
+                return Ok::<_, RegistryError>((job, Some(repo)));
+            }
+        }
+        Ok((job, None))
+    }))
+    .buffer_unordered(HEAD_JOBS)
+    .try_collect()
+    .await?;
+    let mut problems = Problems::default();
+    for (job, source) in found {
+        match source {
+            Some(source) => job.source = Some(source),
+            None => {
+                let needed_by: Vec<String> = job.targets.iter().map(|r| r.name.clone()).collect();
+                problems.push(
+                    Problem::new(
+                        archive.tar().label(),
+                        job.digest.as_str(),
+                        format!(
+                            "blob left out of this delta archive, and registry {host} does not have it (needed by {})",
+                            needed_by.join(", ")
+                        ),
+                    )
+                    .hint("import the archive this delta was made against (airgap.json: delta.since) into the same registry first"),
+                );
+            }
+        }
+    }
+    problems.into_result(()).map_err(RegistryError::from)
 }
 
 /// Where each archive image goes; refuses two different images landing on the same tag.

@@ -38,6 +38,10 @@ pub struct LockedApp {
     pub channel: Option<String>,
     /// SHA-256 of the charm archive.
     pub sha256: String,
+    /// For a charm pulled from a registry: the artifact, pinned by its manifest digest
+    /// (`oci://HOST/PREFIX/name@sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
     /// Images by resource name.
     pub images: BTreeMap<String, LockedImage>,
 }
@@ -81,6 +85,13 @@ impl Lock {
                         revision: app.charm.revision,
                         channel: app.channel.clone(),
                         sha256: app.charm.sha256(),
+                        artifact: app
+                            .charm
+                            .origin
+                            .path()
+                            .to_str()
+                            .filter(|p| p.starts_with(crate::repo::OCI_SCHEME))
+                            .map(str::to_string),
                         images,
                     };
                     (app.name.clone(), locked)

@@ -49,6 +49,30 @@ struct Shop {
     api_digest: String,
 }
 
+/// `work/shop`: the frontend (version `frontend_version`, running `frontend_image`) as a
+/// source folder in charms/, the backend 2.0.0 (running `backend_image`) packed into dist/,
+/// and a bundle of both; returns the bundle and the backend archive.
+fn shop_charms(
+    work: &Path,
+    frontend_version: &str,
+    frontend_image: &str,
+    backend_image: &str,
+) -> (PathBuf, PathBuf) {
+    let shop = work.join("shop");
+    charm_source(&shop.join("charms"), "frontend", frontend_version, frontend_image);
+    let backend_source = charm_source(&work.join("elsewhere"), "backend", "2.0.0", backend_image);
+    charmer(work)
+        .arg("pack")
+        .arg(&backend_source)
+        .arg("--out")
+        .arg(shop.join("dist"))
+        .assert()
+        .success();
+    let bundle = shop.join("bundle.yaml");
+    std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+    (bundle, shop.join("dist/backend_2.0.0.charm"))
+}
+
 impl Shop {
     fn new(work: &Path, src: &Registry) -> Shop {
         let mut layout = Layout::new(&work.join("layout"));
@@ -61,28 +85,9 @@ impl Shop {
         let (_, app_digest) = src.inspect_raw("team/app:1.0");
         let (_, api_digest) = src.inspect_raw("team/api:2.0");
         let shop = work.join("shop");
-        charm_source(
-            &shop.join("charms"),
-            "frontend",
-            "1.2.0",
-            &format!("{}/team/app:1.0", src.host()),
-        );
-        let backend_source = charm_source(
-            &work.join("elsewhere"),
-            "backend",
-            "2.0.0",
-            &format!("{}/team/api:2.0", src.host()),
-        );
-        charmer(work)
-            .arg("pack")
-            .arg(&backend_source)
-            .arg("--out")
-            .arg(shop.join("dist"))
-            .assert()
-            .success();
-        let backend = shop.join("dist/backend_2.0.0.charm");
-        let bundle = shop.join("bundle.yaml");
-        std::fs::write(&bundle, "bundle: kubernetes\nname: shop\napplications:\n  frontend:\n    charm: frontend\n    scale: 1\n  backend:\n    charm: backend\n    scale: 1\n").unwrap();
+        let (app_image, api_image) =
+            (format!("{}/team/app:1.0", src.host()), format!("{}/team/api:2.0", src.host()));
+        let (bundle, backend) = shop_charms(work, "1.2.0", &app_image, &api_image);
         let overlay = shop.join("prod.yaml");
         std::fs::write(&overlay, "applications:\n  frontend:\n    scale: 2\n").unwrap();
         Shop { bundle, overlay, backend, app_digest, api_digest }
@@ -176,15 +181,18 @@ fn export_carry_import_and_tampering_is_caught() {
     let tampered = work.path().join("tampered.tar");
     flip_byte(&carried, &tampered, "charms/backend_2.0.0.charm", 10);
     let out_dir = work.path().join("deploy");
+    let import_tampered = || {
+        let failed = charmer(work.path())
+            .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
+            .arg(&out_dir)
+            .arg(&tampered)
+            .args(connection(&dst))
+            .assert()
+            .failure();
+        String::from_utf8_lossy(&failed.get_output().stderr).to_string()
+    };
     let before = dst.requests().len();
-    let failed = charmer(work.path())
-        .args(["airgap", "import", "--quiet", "--registry", &dst.host(), "--out"])
-        .arg(&out_dir)
-        .arg(&tampered)
-        .args(connection(&dst))
-        .assert()
-        .failure();
-    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    let stderr = import_tampered();
     assert!(
         stderr.contains("tampered.tar: charms/backend_2.0.0.charm: checksum mismatch"),
         "{stderr}"
@@ -192,16 +200,54 @@ fn export_carry_import_and_tampering_is_caught() {
     assert_eq!(dst.requests().len(), before, "nothing may be pushed");
     assert!(!out_dir.exists());
 
-    // Air-gapped side.
+    // A damaged layer is caught in the same pass that uploads it: named, and nothing is
+    // committed (no blob, no manifest) or unpacked.
+    let (layer, _) = members(&carried)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("images/blobs/"))
+        .max_by_key(|(_, bytes)| bytes.len())
+        .unwrap();
+    flip_byte(&carried, &tampered, &layer, 10);
+    let before = dst.requests().len();
+    let stderr = import_tampered();
+    assert!(stderr.contains(&format!("tampered.tar: {layer}: content does not match")), "{stderr}");
+    let committed: Vec<String> =
+        dst.requests().into_iter().skip(before).filter(|r| r.starts_with("PUT ")).collect();
+    assert!(committed.is_empty(), "nothing may be committed: {committed:?}");
+    assert!(!out_dir.exists());
+
+    // Air-gapped side; the charms go into the registry too.
+    let charms_registry = format!("{}/charms", dst.host());
     let imported = charmer(work.path())
         .args(["airgap", "import", "--registry", &format!("{}/airgap", dst.host()), "--out"])
         .arg(&out_dir)
         .arg(&carried)
+        .args(["--charms-registry", &charms_registry])
         .args(connection(&dst))
         .assert()
         .success();
     let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
     assert!(stdout.contains("next: charmer deploy"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("pushed charm backend 2.0.0: {charms_registry}/backend:2.0.0@"))
+            && stdout.contains("pushed charm frontend 1.2.0"),
+        "{stdout}"
+    );
+    // Another machine resolves the imported bundle from the registry alone.
+    let plan = charmer(work.path())
+        .arg("check")
+        .arg(out_dir.join("bundle.yaml"))
+        .args(["--charms", &format!("oci://{charms_registry}")])
+        .args(connection(&dst))
+        .assert()
+        .success();
+    let plan = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    assert!(
+        plan.contains(&format!(
+            "backend: charm backend 2.0.0 (oci://{charms_registry}/backend@sha256:"
+        )),
+        "{plan}"
+    );
     assert_eq!(
         std::fs::read(out_dir.join("bundle.yaml")).unwrap(),
         std::fs::read(&bundle).unwrap()
@@ -268,6 +314,207 @@ fn export_carry_import_and_tampering_is_caught() {
         .assert()
         .success();
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
+}
+
+/// The members of a tar, by name.
+fn member_names(archive: &Path) -> Vec<String> {
+    let mut tar = tar::Archive::new(File::open(archive).unwrap());
+    let entries = tar.entries_with_seek().unwrap();
+    entries.map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+fn blob_member(digest: &str) -> String {
+    format!("images/blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+#[test]
+fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
+    let mut layout = Layout::new(&work.path().join("layout"));
+    let shared = layout.layer(81, 400_000);
+    let (l1, l2, l3) =
+        (layout.layer(82, 20_000), layout.layer(83, 30_000), layout.layer(84, 10_000));
+    let app1 = layout.image("amd64", &[&shared, &l1]);
+    let app2 = layout.image("amd64", &[&shared, &l2]);
+    let worker = layout.image("amd64", &[&shared, &l3]);
+    for (image, name, target) in [
+        (&app1, "app1", "team/app:1.0"),
+        (&app2, "app2", "team/app:2.0"),
+        (&worker, "worker", "team/worker:1.0"),
+    ] {
+        layout.name(image, name);
+        layout.push_with_skopeo(name, &src, target);
+    }
+    // What the registry serves (skopeo compresses layers on the way): manifest digest, and
+    // layer digests.
+    let served = |reference: &str| {
+        let (raw, digest) = src.inspect_raw(reference);
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let layers: Vec<String> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect();
+        (digest, layers)
+    };
+    let (_, app1_layers) = served("team/app:1.0");
+    let (app2, app2_layers) = served("team/app:2.0");
+    let (worker, worker_layers) = served("team/worker:1.0");
+    let (base, v1, v2, worker_layer) =
+        (&app1_layers[0], &app1_layers[1], &app2_layers[1], &worker_layers[1]);
+    assert_eq!(base, &app2_layers[0]);
+
+    // Release 1: frontend 1.0.0 on app:1.0, backend (a .charm file) on the same image (which
+    // release 2 keeps: its blobs and config are left out of the delta).
+    let shop = work.path().join("shop");
+    let frontend = |version: &str, image: &str| {
+        charm_source(&shop.join("charms"), "frontend", version, &format!("{}/{image}", src.host()))
+    };
+    let app1_image = format!("{}/team/app:1.0", src.host());
+    let (bundle, _) = shop_charms(work.path(), "1.0.0", &app1_image, &app1_image);
+    let keys = work.path().join("keys");
+    charmer(work.path()).arg("keygen").arg("--out").arg(keys.join("site")).assert().success();
+    let export = |out: &Path, since: &[&Path]| {
+        let mut command = charmer(work.path());
+        command.args(["airgap", "export"]).arg(&bundle).arg("--out").arg(out);
+        command.arg("--sign-key").arg(keys.join("site.key"));
+        for old in since {
+            command.arg("--since").arg(old);
+        }
+        command.args(connection(&src)).assert().success()
+    };
+    let old = work.path().join("release-1.tar");
+    export(&old, &[]);
+
+    // Release 2: frontend 1.1.0 on app:2.0, plus a worker image in a new repository; the
+    // backend charm is the same file.
+    frontend("1.1.0", "team/app:2.0");
+    std::fs::write(
+        shop.join("charms/frontend/metadata.yaml"),
+        format!("name: frontend\nsummary: test\ndescription: test\nresources:\n  main-image: {{type: oci-image, upstream-source: '{0}/team/app:2.0'}}\n  worker-image: {{type: oci-image, upstream-source: '{0}/team/worker:1.0'}}\ncontainers:\n  main: {{resource: main-image}}\n  worker: {{resource: worker-image}}\n", src.host()),
+    )
+    .unwrap();
+    let new = work.path().join("release-2.tar");
+    let exported = export(&new, &[&old]);
+    let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
+    assert!(stdout.contains("delta against 1 archives: left out 3 blobs"), "{stdout}");
+
+    let carried = member_names(&new);
+    for left_out in [base, v1] {
+        assert!(!carried.contains(&blob_member(left_out)), "{left_out} carried again: {carried:?}");
+    }
+    for needed in [v2, worker_layer, &app2, &worker] {
+        assert!(carried.contains(&blob_member(needed)), "{needed} not carried: {carried:?}");
+    }
+    assert!(!carried.contains(&"charms/backend_2.0.0.charm".to_string()), "{carried:?}");
+    assert!(carried.contains(&"charms/frontend_1.1.0.charm".to_string()), "{carried:?}");
+    let new_size = std::fs::metadata(&new).unwrap().len();
+    assert!(new_size < std::fs::metadata(&old).unwrap().len() / 3, "delta is {new_size} bytes");
+    // It says what it depends on, and is still checkable with coreutils.
+    let unpacked = work.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    run(Command::new("tar").arg("-xf").arg(&new).arg("-C").arg(&unpacked));
+    run(Command::new("sha256sum").args(["--quiet", "-c", "SHA256SUMS"]).current_dir(&unpacked));
+    let contents: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("airgap.json")).unwrap()).unwrap();
+    assert_eq!(contents["format"], "charmer-airgap-delta/1");
+    assert_eq!(contents["delta"]["since"][0]["archive"], "release-1.tar");
+    assert_eq!(contents["delta"]["charms"][0]["file"], "backend_2.0.0.charm");
+    let left_out = contents["delta"]["blobs"].as_array().unwrap();
+    let based = left_out.iter().find(|b| b["digest"] == base.as_str()).unwrap();
+    assert_eq!(based["images"][0], format!("{}/team/app:1.0", src.host()));
+
+    // Into a registry that never got release 1: refused before anything is sent, naming the
+    // missing blobs; nothing tagged, nothing unpacked.
+    let import = |archive: &Path, out: &Path, charms_from: Option<&Path>| {
+        let mut command = charmer(work.path());
+        command
+            .args(["airgap", "import", "--registry", &format!("{}/site", dst.host()), "--out"])
+            .arg(out)
+            .arg(archive)
+            .arg("--verify-key")
+            .arg(keys.join("site.pub"));
+        if let Some(folder) = charms_from {
+            command.arg("--charms-from").arg(folder);
+        }
+        command.args(connection(&dst)).assert()
+    };
+    let out2 = work.path().join("site-2");
+    let failed = import(&new, &out2, None).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("leaves out charms backend_2.0.0.charm")
+            && stderr.contains("--charms-from"),
+        "{stderr}"
+    );
+    let failed = import(&new, &out2, Some(&shop.join("dist"))).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    for missing in [base, v1] {
+        let line = stderr.lines().find(|l| l.contains(missing.as_str()));
+        assert!(
+            line.is_some_and(|l| l.contains("left out of this delta archive")),
+            "{missing} not named: {stderr}"
+        );
+    }
+    let sent: Vec<String> = dst
+        .requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("HEAD ") && !r.starts_with("GET "))
+        .collect();
+    assert!(sent.is_empty(), "nothing may be sent: {sent:?}");
+    assert!(!out2.exists());
+
+    // Over a registry that imported release 1, the delta completes every image.
+    let out1 = work.path().join("site-1");
+    import(&old, &out1, None).success();
+    let imported = import(&new, &out2, Some(&out1.join("charms"))).success();
+    let stdout = String::from_utf8_lossy(&imported.get_output().stdout).to_string();
+    assert!(stdout.contains("next: charmer deploy"), "{stdout}");
+    for (path, want) in [("team/app:2.0", &app2), ("team/worker:1.0", &worker)] {
+        assert_eq!(&dst.inspect_raw(&format!("site/{path}")).1, want);
+        // Every blob is there: skopeo copies the whole image out of the registry.
+        let copy = work.path().join(format!("copy-{}", path.replace([':', '/'], "-")));
+        let mut args = vec!["copy".to_string()];
+        args.extend(dst.skopeo_flags("src"));
+        args.push(format!("docker://{}/site/{path}", dst.host()));
+        args.push(format!("dir:{}", copy.display()));
+        crate::support::registry::skopeo(&args);
+        assert!(copy.join(base.trim_start_matches("sha256:")).exists());
+    }
+    assert_eq!(
+        std::fs::read(out2.join("charms/backend_2.0.0.charm")).unwrap(),
+        std::fs::read(shop.join("dist/backend_2.0.0.charm")).unwrap()
+    );
+    assert!(out2.join("charms/frontend_1.1.0.charm").exists());
+    // The folder checks against the signed delta: the charm it left out by the SHA-256 its
+    // airgap.json records.
+    charmer(work.path())
+        .arg("check")
+        .arg(out2.join("bundle.yaml"))
+        .arg("--verify-key")
+        .arg(keys.join("site.pub"))
+        .args(["--image-map"])
+        .arg(out2.join("retagged-images.txt"))
+        .assert()
+        .success();
+    std::fs::write(out2.join("charms/backend_2.0.0.charm"), b"not the charm").unwrap();
+    let refused = charmer(work.path())
+        .arg("check")
+        .arg(out2.join("bundle.yaml"))
+        .arg("--verify-key")
+        .arg(keys.join("site.pub"))
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("is not the charm the signed delta archive names"), "{stderr}");
+
+    // A delta against the delta (and release 1) carries no layer at all.
+    let again = work.path().join("release-2b.tar");
+    let exported = export(&again, &[&old, &new]);
+    let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
+    assert!(stdout.contains("left out 7 blobs") && stdout.contains("and 2 charms"), "{stdout}");
 }
 
 /// A tar's members: name and content, in order.

@@ -10,10 +10,11 @@ const LAYERS: &[&[&str]] = &[
     &["diag", "digest", "output", "parallel"],
     &["contract", "transport", "images"],
     &["charm"],
-    &["template", "bundle", "publish"],
+    &["template", "bundle", "registry"],
+    &["publish"],
     &["repo"],
     &["resolve"],
-    &["render", "graph", "registry", "juju"],
+    &["render", "graph", "juju"],
     &["airgap", "deploy"],
     &["cli"],
 ];

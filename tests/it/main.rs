@@ -7,6 +7,7 @@ mod airgap;
 mod bad_archives;
 mod charm_format;
 mod charms;
+mod charms_oci;
 mod deploy;
 mod deploy_state;
 mod fixtures;
