@@ -111,6 +111,8 @@ struct UnverifiedCheck {
     what: String,
     /// The permission missing (`list storageclasses.storage.k8s.io at the cluster scope`).
     permission: String,
+    /// What preflight assumed instead (`assuming it exists`), if anything.
+    assumption: Option<String>,
     /// The API server's answer.
     message: String,
 }
@@ -121,8 +123,23 @@ impl Unverified {
         self.checks.push(UnverifiedCheck {
             what: what.to_string(),
             permission: permission.to_string(),
+            assumption: None,
             message,
         });
+    }
+
+    /// [`Unverified::add`] for a check whose answer preflight assumed (`assuming it exists`).
+    pub(crate) fn assume(
+        &mut self,
+        what: &str,
+        permission: &str,
+        assumption: &str,
+        message: String,
+    ) {
+        self.add(what, permission, message);
+        if let Some(check) = self.checks.last_mut() {
+            check.assumption = Some(assumption.to_string());
+        }
     }
 
     /// One warning line per check: "storage class not verified: no permission to list
@@ -130,7 +147,10 @@ impl Unverified {
     pub(crate) fn warnings(&self) -> Vec<String> {
         self.checks
             .iter()
-            .map(|c| format!("{} not verified: no permission to {}", c.what, c.permission))
+            .map(|c| {
+                let assumed = c.assumption.as_ref().map(|a| format!("; {a}")).unwrap_or_default();
+                format!("{} not verified: no permission to {}{assumed}", c.what, c.permission)
+            })
             .collect()
     }
 
@@ -170,12 +190,22 @@ mod tests {
     fn unverified_checks_are_warnings_or_problems() {
         let mut unverified = Unverified::default();
         unverified.add("storage class", "list storageclasses.storage.k8s.io", "forbidden!".into());
+        unverified.assume(
+            "namespace ns",
+            "get namespaces \"ns\"",
+            "assuming it exists",
+            "no".into(),
+        );
         assert_eq!(
             unverified.warnings(),
-            ["storage class not verified: no permission to list storageclasses.storage.k8s.io"]
+            [
+                "storage class not verified: no permission to list storageclasses.storage.k8s.io",
+                "namespace ns not verified: no permission to get namespaces \"ns\"; assuming it exists",
+            ]
         );
         let problems = unverified.problems();
-        assert_eq!(problems.len(), 1);
+        assert_eq!(problems.len(), 2);
+        assert!(problems[1].to_string().contains("(hint: grant get namespaces \"ns\" (or"));
         let text = problems[0].to_string();
         assert!(text.contains("storage class: not verified: forbidden!"), "{text}");
         assert!(text.contains("grant list storageclasses.storage.k8s.io"), "{text}");

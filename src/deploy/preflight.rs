@@ -192,9 +192,10 @@ impl Cluster {
         match access(self.get(&kind, &namespace_id(namespace)).await)? {
             Access::Allowed(found) => Ok(found.is_some()),
             Access::Forbidden(message) => {
-                unverified.add(
+                unverified.assume(
                     &format!("namespace {namespace}"),
-                    &format!("get namespaces \"{namespace}\" (assuming it exists)"),
+                    &format!("get namespaces \"{namespace}\""),
+                    "assuming it exists",
                     message,
                 );
                 Ok(true)

@@ -233,8 +233,8 @@ fn cli_rbac_prints_a_valid_role_that_lets_a_tenant_deploy_the_demo() {
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
     assert_eq!(
         warnings,
-        ["warning: namespace demo not verified: no permission to get namespaces \"demo\" \
-          (assuming it exists)"]
+        ["warning: namespace demo not verified: no permission to get namespaces \"demo\"; \
+          assuming it exists"]
     );
     let (code, _, err) =
         crate::deploy::charmer(&emulator, &[&args[..], &["--strict-preflight"]].concat());
