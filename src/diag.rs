@@ -126,6 +126,28 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// The known name closest to a misspelt one (edit distance at most 2), for "did you mean"
+/// hints.
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known.iter().map(|k| (distance(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+}
+
+/// Levenshtein distance between two names.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

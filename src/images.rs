@@ -128,8 +128,12 @@ impl fmt::Display for Reference {
 
 impl Reference {
     /// The same image in another registry (`host[:port][/prefix]`), keeping path, tag and
-    /// digest.
+    /// digest. Idempotent: an image already in that registry (under its prefix) stays as it
+    /// is, so relocating a relocated image does not add the prefix twice.
     pub fn relocate(&self, target: &Registry) -> Reference {
+        if self.is_in(target) {
+            return self.clone();
+        }
         let repository = match &target.prefix {
             Some(prefix) => format!("{prefix}/{}", self.repository),
             None => self.repository.clone(),
@@ -197,6 +201,18 @@ impl FromStr for Registry {
             || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         {
             return fail("the host must be a name or address with an optional :port");
+        }
+        // The port follows the last ':' outside an IPv6 address's brackets.
+        let name_end = host.rfind(']').map_or(0, |i| i + 1);
+        if let Some(colon) = host[name_end..].rfind(':') {
+            let (name, port) = (&host[..name_end + colon], &host[name_end + colon + 1..]);
+            let unbracketed = &host[name_end..name_end + colon];
+            if name.is_empty()
+                || unbracketed.contains(':')
+                || !matches!(port.parse::<u16>(), Ok(1..))
+            {
+                return fail("the port must be a number from 1 to 65535 after a host name");
+            }
         }
         // Reuse the reference grammar to check the prefix's path components.
         if let Some(prefix) = &prefix {
@@ -340,6 +356,26 @@ mod tests {
         assert_eq!(dst.to_string(), "10.0.0.5:5000/mirror/istio/proxyv2:1.17.3@sha256:1111111111111111111111111111111111111111111111111111111111111111");
         assert!(dst.is_in(&reg) && !src.is_in(&reg));
         assert!("https://x".parse::<Registry>().is_err());
+        for bad in ["host:abc", "host:99999", "host:0", ":5000", "host:", "a:1:2"] {
+            assert!(bad.parse::<Registry>().is_err(), "{bad}");
+        }
+        for good in ["host:5000", "10.0.0.5:65535/p", "[::1]:5000", "[::1]", "localhost"] {
+            assert!(good.parse::<Registry>().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn relocation_is_idempotent() {
+        let reg: Registry = "registry.example:5000/shop".parse().unwrap();
+        let there = r("registry.example:5000/shop/aas-frontend:1.10");
+        assert_eq!(there.relocate(&reg), there);
+        let once = r("aas-frontend:1.10").relocate(&reg);
+        assert_eq!(once.relocate(&reg), once);
+        // Same host, outside the prefix: moved under it.
+        assert_eq!(
+            r("registry.example:5000/other/x:1").relocate(&reg).to_string(),
+            "registry.example:5000/shop/other/x:1"
+        );
     }
 
     #[test]

@@ -175,15 +175,72 @@ pub struct ExportInputs {
     pub images: Vec<Reference>,
     /// The lock, if any.
     pub lock: Option<Carried>,
+    /// An overlay made of the `--config` and `--config-file` values given at export, applied
+    /// after the carried overlays on the air-gapped side (see [`export_overlay`]).
+    pub config_overlay: Option<Vec<u8>>,
     /// Sign the archive's `SHA256SUMS` with this key.
     pub sign_key: Option<SecretKey>,
+}
+
+/// The member name of the overlay holding the values given on the command line at export.
+pub const EXPORT_OVERLAY: &str = "charmer-export-config.yaml";
+
+/// An overlay holding every option value of `model` that came from `--config` or
+/// `--config-file` (already typed and with includes read), so what export was asked for
+/// travels with the bundle; `None` when there is none. A non-empty secret value set by an
+/// overlay, a values file or the command line is refused: it would travel in clear text, so
+/// it must be given on the air-gapped side (an empty one marks the option as set there, which
+/// the Juju script turns into an environment variable to fill in).
+pub fn export_overlay(model: &Model) -> Result<Option<Vec<u8>>, Problems> {
+    use crate::bundle::Source;
+    let mut problems = Problems::default();
+    let mut applications = serde_yaml::Mapping::new();
+    for app in model.applications.values() {
+        let mut options = serde_yaml::Mapping::new();
+        for (name, setting) in &app.config {
+            if !matches!(
+                setting.source,
+                Source::CommandLine | Source::ConfigFile(_) | Source::Overlay(_)
+            ) {
+                continue;
+            }
+            if matches!(&setting.value, crate::charm::ConfigValue::Secret(v) if !v.is_empty()) {
+                problems.push(
+                    Problem::new(
+                        setting.source.file_label(),
+                        format!("applications.{}.options.{name}", app.name),
+                        "a secret value cannot be carried in an air-gap archive",
+                    )
+                    .hint(format!("set it to '' at export and give it on the air-gapped side (--config {}.{name}=@FILE, or the Juju script's environment variable)", app.name)),
+                );
+            } else if !matches!(setting.source, Source::Overlay(_)) {
+                options.insert(name.clone().into(), setting.value.to_yaml());
+            }
+        }
+        if !options.is_empty() {
+            let mut body = serde_yaml::Mapping::new();
+            body.insert("options".into(), options.into());
+            applications.insert(app.name.clone().into(), body.into());
+        }
+    }
+    problems.into_result(())?;
+    if applications.is_empty() {
+        return Ok(None);
+    }
+    let mut top = serde_yaml::Mapping::new();
+    top.insert("applications".into(), applications.into());
+    let body = serde_yaml::to_string(&top).unwrap_or_default();
+    Ok(Some(
+        format!("# Written by charmer airgap export: the --config and --config-file values given there.\n{body}")
+            .into_bytes(),
+    ))
 }
 
 impl ExportInputs {
     /// What to carry for a resolved bundle: its bundle file and `overlays`, each charm once
     /// (local archives as they are; source folders, and archives fetched from a published
     /// URL or registry, packed: publishing packs them the same way), its images, and its lock.
-    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> ExportInputs {
+    pub fn of_model(model: &Model, overlays: &[PathBuf]) -> Result<ExportInputs, Problems> {
         let mut charms: BTreeMap<(String, String), Carried> = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;
@@ -196,7 +253,8 @@ impl ExportInputs {
                 }
             });
         }
-        ExportInputs {
+        Ok(ExportInputs {
+            config_overlay: export_overlay(model)?,
             bundle: model.bundle_file.clone(),
             overlays: overlays.to_vec(),
             charms: charms.into_values().collect(),
@@ -206,7 +264,7 @@ impl ExportInputs {
                 bytes: Lock::of(model).to_yaml().into_bytes(),
             }),
             sign_key: None,
-        }
+        })
     }
 }
 
@@ -250,11 +308,19 @@ pub async fn export(
         "bundle/",
         &mut problems,
     );
-    let overlays: Vec<Option<String>> = inputs
+    let mut overlays: Vec<Option<String>> = inputs
         .overlays
         .iter()
         .map(|o| member(o.display().to_string(), file_name(o), "bundle/", &mut problems))
         .collect();
+    let config_overlay = inputs.config_overlay.as_ref().and_then(|_| {
+        member(
+            EXPORT_OVERLAY.to_string(),
+            Some(EXPORT_OVERLAY.to_string()),
+            "bundle/",
+            &mut problems,
+        )
+    });
     let charms: Vec<Option<String>> = inputs
         .charms
         .iter()
@@ -290,6 +356,10 @@ pub async fn export(
             }
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
         });
+    }
+    if let (Some(bytes), Some(name)) = (&inputs.config_overlay, &config_overlay) {
+        entries.push(Entry::bytes(name.clone(), bytes.clone()));
+        overlays.push(config_overlay.clone());
     }
     let pulled = fetch_manifests(client, &inputs.images, pull).await?;
     entries.extend(pulled.layout_entries("images/"));
@@ -541,7 +611,8 @@ pub async fn import(
             registry: Some(options.registry.clone()),
             ..Default::default()
         };
-        match crate::resolve::load(&inputs) {
+        // Warnings were shown when the archive was exported from the same files.
+        match crate::resolve::load(&inputs, &mut Vec::new()) {
             Ok(model) => Some(model),
             Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
             Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
@@ -603,9 +674,8 @@ pub async fn import(
 
 /// Parses a `bundle.lock`; `label` names it in problems.
 pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
-    crate::contract::check_yaml_bounds(label, text)?;
-    serde_yaml::from_str(text).map_err(|e| {
-        Problem::new(label, "", format!("not a bundle.lock: {e}"))
+    crate::contract::parse_yaml(label, text).map_err(|p| {
+        Problem::new(label, p.key, format!("not a bundle.lock: {}", p.message))
             .hint("give the lock charmer render or airgap export wrote")
             .into()
     })

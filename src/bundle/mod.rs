@@ -27,7 +27,7 @@ pub enum BundleError {
 }
 
 /// Where an option value came from, in merge order (later wins).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "file")]
 pub enum Source {
     /// The charm's `config.yaml` default.
@@ -115,6 +115,25 @@ pub struct AppSpec {
     pub file: PathBuf,
 }
 
+impl AppSpec {
+    /// An application of one unit running `charm`, defined in `file`, with nothing else set.
+    pub fn new(charm: CharmRef, file: PathBuf) -> AppSpec {
+        AppSpec {
+            charm,
+            version: None,
+            channel: None,
+            revision: None,
+            constraints: None,
+            scale: 1,
+            trust: false,
+            options: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            required_secrets: Vec::new(),
+            file,
+        }
+    }
+}
+
 /// How an application names its charm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CharmRef {
@@ -166,6 +185,8 @@ pub struct Bundle {
     pub relations: Vec<RelationSpec>,
     /// Every file read (bundle, overlays, included files, config files), for airgap export.
     pub files_read: Vec<PathBuf>,
+    /// Juju keys the files set that charmer does not act on: shown as warnings.
+    pub warnings: Vec<Problem>,
 }
 
 /// What to load: the bundle and everything merged on top of it.
@@ -204,13 +225,14 @@ impl Bundle {
     pub fn load_partial(input: &BundleInput) -> Result<(Bundle, Problems), BundleError> {
         let file = bundle_file(&input.bundle);
         let mut problems = Problems::default();
-        let base = raw::read_file(&file, raw::Kind::Bundle)?;
+        let mut base = raw::read_file(&file, raw::Kind::Bundle)?;
         let mut bundle = Bundle {
             name: base.name.clone().unwrap_or_default(),
             file: file.clone(),
             applications: BTreeMap::new(),
             relations: Vec::new(),
             files_read: vec![file.clone()],
+            warnings: Vec::new(),
         };
         if bundle.name.is_empty() {
             problems.push(
@@ -227,11 +249,13 @@ impl Bundle {
                 .hint("use lowercase letters, digits and '-'"),
             );
         }
+        bundle.warnings.extend(std::mem::take(&mut base.warnings));
         overlay::apply(&mut bundle, base, &Source::Bundle(file.clone()), &mut problems);
         for path in &input.overlays {
             match raw::read_file(path, raw::Kind::Overlay) {
-                Ok(layer) => {
+                Ok(mut layer) => {
                     bundle.files_read.push(path.clone());
+                    bundle.warnings.extend(std::mem::take(&mut layer.warnings));
                     overlay::apply(
                         &mut bundle,
                         layer,

@@ -4,7 +4,6 @@
 //! replaced, maps merge key by key, an empty map clears); `options: {foo: null}` removes
 //! `foo` so the charm default applies again; relations are appended.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::raw::{RawApp, RawFile};
@@ -25,19 +24,7 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
         let mut app = match existing {
             Some(app) => app,
             None => match &raw.charm {
-                Some(_) => AppSpec {
-                    charm: CharmRef::Name(String::new()),
-                    version: None,
-                    channel: None,
-                    revision: None,
-                    constraints: None,
-                    scale: 1,
-                    trust: false,
-                    options: BTreeMap::new(),
-                    resources: BTreeMap::new(),
-                    required_secrets: Vec::new(),
-                    file: file.path.clone(),
-                },
+                Some(_) => AppSpec::new(CharmRef::Name(String::new()), file.path.clone()),
                 None => {
                     problems.push(
                         Problem::new(&label, format!("{key}.charm"), "missing")

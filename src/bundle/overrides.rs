@@ -2,7 +2,7 @@
 //! `--config-file APP=FILE.yaml`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::{Bundle, OptionSetting, RawValue, Source};
@@ -17,6 +17,9 @@ pub struct ConfigOverride {
     pub key: String,
     /// The value as typed; parsed by the option's type.
     pub value: String,
+    /// The value is taken as it is, never as `@FILE` (a value `deploy --reuse-config` gives
+    /// again was read from its file the first time).
+    pub literal: bool,
 }
 
 impl FromStr for ConfigOverride {
@@ -29,6 +32,7 @@ impl FromStr for ConfigOverride {
                 app: app.into(),
                 key: key.into(),
                 value: value.into(),
+                literal: false,
             })
         });
         parsed.ok_or_else(|| {
@@ -85,6 +89,14 @@ pub(super) fn apply_file(bundle: &mut Bundle, o: &ConfigFileOverride, problems: 
             }
         }
     }
+    // `include-file://` and `include-base64://` are read relative to the values file, as in
+    // bundles and overlays.
+    let dir = o.file.parent().unwrap_or(Path::new("."));
+    for (key, value) in values.iter_mut() {
+        if let Err(p) = super::raw::expand_include(&label, dir, key, value) {
+            problems.push(p);
+        }
+    }
     for (key, value) in values {
         if value.is_null() {
             app.options.remove(&key);
@@ -105,9 +117,38 @@ pub(super) fn apply_one(bundle: &mut Bundle, o: &ConfigOverride, problems: &mut 
         problems.push(unknown_app("--config", &o.app, bundle));
         return;
     };
+    // `KEY=@FILE` takes the value from a file, as `juju config` does.
+    let value = match o.value.strip_prefix('@').filter(|_| !o.literal) {
+        Some(path) => match super::raw::read_bounded(Path::new(path)) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => {
+                    return problems.push(
+                        Problem::new(
+                            "--config",
+                            format!("{}.{}", o.app, o.key),
+                            format!("{path} is not UTF-8 text"),
+                        )
+                        .hint("put binary data in a values file with include-base64://"),
+                    )
+                }
+            },
+            Err(e) => {
+                return problems.push(
+                    Problem::new(
+                        "--config",
+                        format!("{}.{}", o.app, o.key),
+                        format!("cannot read {path}: {e}"),
+                    )
+                    .hint("KEY=@FILE reads the value from FILE (relative to the current folder)"),
+                )
+            }
+        },
+        None => o.value.clone(),
+    };
     app.options.insert(
         o.key.clone(),
-        OptionSetting { value: RawValue::Text(o.value.clone()), source: Source::CommandLine },
+        OptionSetting { value: RawValue::Text(value), source: Source::CommandLine },
     );
 }
 

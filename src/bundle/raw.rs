@@ -25,6 +25,8 @@ pub(super) struct RawFile {
     /// `None` body: the application is removed (overlay null/empty body).
     pub applications: BTreeMap<String, Option<RawApp>>,
     pub relations: Vec<(usize, [RelationEnd; 2])>,
+    /// Juju keys the file sets that charmer does not act on, one warning per key.
+    pub warnings: Vec<Problem>,
 }
 
 /// One application body as written; `None` fields were not set by this file.
@@ -59,6 +61,110 @@ struct FileShape {
 /// The largest file `include-file://` may pull in.
 const MAX_INCLUDE_BYTES: u64 = 4 << 20;
 
+/// What charmer does with one key of Juju's bundle schema.
+enum KeyUse {
+    /// charmer acts on it.
+    Acted,
+    /// Juju's, but changes nothing a deploy does (descriptions, GUI annotations): accepted.
+    Quiet,
+    /// Juju's, and it would change what Juju deploys; charmer does not act on it, so a
+    /// warning says so (once per file and key).
+    Ignored(&'static str),
+}
+
+/// Top-level keys of a bundle or overlay: Juju's `BundleData` (juju/charm bundledata.go),
+/// charmer's `name`, and the Charmhub metadata keys.
+const TOP_LEVEL_KEYS: &[(&str, KeyUse)] = &[
+    ("bundle", KeyUse::Acted),
+    ("name", KeyUse::Acted),
+    ("applications", KeyUse::Acted),
+    ("relations", KeyUse::Acted),
+    ("description", KeyUse::Quiet),
+    ("tags", KeyUse::Quiet),
+    ("docs", KeyUse::Quiet),
+    ("issues", KeyUse::Quiet),
+    ("source", KeyUse::Quiet),
+    ("website", KeyUse::Quiet),
+    ("machines", KeyUse::Ignored("charmer deploys into Kubernetes and has no machines")),
+    (
+        "saas",
+        KeyUse::Ignored("charmer has no cross-model relations; relate applications of one bundle"),
+    ),
+    (
+        "default-base",
+        KeyUse::Ignored("charmer does not choose a charm base; the charm's images decide"),
+    ),
+    ("series", KeyUse::Ignored("charmer does not choose a charm base; the charm's images decide")),
+];
+
+/// Keys of one application: Juju's `ApplicationSpec` plus charmer's `version` and
+/// `required-secrets`.
+const APPLICATION_KEYS: &[(&str, KeyUse)] = &[
+    ("charm", KeyUse::Acted),
+    ("scale", KeyUse::Acted),
+    ("num_units", KeyUse::Acted),
+    ("options", KeyUse::Acted),
+    ("resources", KeyUse::Acted),
+    ("trust", KeyUse::Acted),
+    ("version", KeyUse::Acted),
+    ("required-secrets", KeyUse::Acted),
+    ("annotations", KeyUse::Quiet),
+    ("channel", KeyUse::Acted),
+    ("revision", KeyUse::Acted),
+    ("base", KeyUse::Ignored("charmer does not choose a charm base; the charm's images decide")),
+    ("series", KeyUse::Ignored("charmer does not choose a charm base; the charm's images decide")),
+    ("constraints", KeyUse::Acted),
+    ("storage", KeyUse::Ignored("charmer provisions no Juju storage; size volumes with the charm's options")),
+    ("devices", KeyUse::Ignored("charmer allocates no Juju devices")),
+    ("bindings", KeyUse::Ignored("charmer has no network spaces")),
+    ("expose", KeyUse::Ignored("charmer does not expose applications; use the charm's service options (e.g. service_type)")),
+    ("exposed-endpoints", KeyUse::Ignored("charmer does not expose applications; use the charm's service options (e.g. service_type)")),
+    ("to", KeyUse::Ignored("charmer does not place pods; use the charm's options for node selection")),
+    ("placement", KeyUse::Ignored("charmer does not place pods; use the charm's options for node selection")),
+    ("offers", KeyUse::Ignored("charmer has no cross-model offers")),
+    ("plan", KeyUse::Ignored("charmer has no Juju plans")),
+];
+
+/// Checks the keys of one mapping against a schema: unknown keys are problems with a
+/// did-you-mean hint, keys starting with `_` (CKF's `_github_repo_name`) are skipped, and
+/// the Juju keys charmer ignores are returned with why.
+fn check_keys<'a>(
+    label: &str,
+    prefix: &str,
+    map: &'a serde_yaml::Mapping,
+    schema: &[(&str, KeyUse)],
+    problems: &mut Problems,
+) -> Vec<(&'a str, &'static str)> {
+    let mut ignored = Vec::new();
+    for key in map.keys() {
+        let Some(key) = key.as_str() else {
+            problems.push(Problem::new(label, prefix, format!("key {key:?} is not text")));
+            continue;
+        };
+        if key.starts_with('_') {
+            continue;
+        }
+        match schema.iter().find(|(k, _)| *k == key) {
+            Some((_, KeyUse::Ignored(why))) => ignored.push((key, *why)),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = schema.iter().map(|(k, _)| *k).collect();
+                let full =
+                    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+                let hint = match (crate::diag::closest(key, &known), prefix.is_empty()) {
+                    (_, true) if key == "required-secrets" => {
+                        "required-secrets belongs to an application: applications.<app>.required-secrets".to_string()
+                    }
+                    (Some(c), _) => format!("did you mean {c:?}?"),
+                    (None, _) => format!("known keys: {}", known.join(", ")),
+                };
+                problems.push(Problem::new(label, full, format!("unknown key {key:?}")).hint(hint));
+            }
+        }
+    }
+    ignored
+}
+
 pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError> {
     let label = path.display().to_string();
     let text = crate::contract::read_yaml_file(path).map_err(|e| {
@@ -68,8 +174,19 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
         };
         Problems::from(Problem::new(&label, "", format!("cannot read: {e}")).hint(hint))
     })?;
-    let shape: FileShape = crate::contract::parse_yaml(&label, &text).map_err(Problems::from)?;
+    // Read as a plain value first: its mappings refuse duplicate keys (a second definition
+    // of an application would otherwise silently replace the first).
+    let value: serde_yaml::Value =
+        crate::contract::parse_yaml(&label, &text).map_err(Problems::from)?;
     let mut problems = Problems::default();
+    let mut warnings = Vec::new();
+    if let Some(top) = value.as_mapping() {
+        for (key, why) in check_keys(&label, "", top, TOP_LEVEL_KEYS, &mut problems) {
+            warnings.push(Problem::new(&label, key, format!("ignored: {why}")));
+        }
+    }
+    let shape: FileShape = serde_yaml::from_value(value)
+        .map_err(|e| Problems::from(crate::contract::yaml_problem(&label, &e)))?;
     if let Some(b) = &shape.bundle {
         if b != "kubernetes" {
             problems.push(
@@ -83,6 +200,8 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut applications = BTreeMap::new();
+    // Ignored keys are reported once per file and key, naming the applications that set them.
+    let mut ignored: BTreeMap<(String, &str), Vec<String>> = BTreeMap::new();
     for (app, body) in shape.applications.unwrap_or_default() {
         let key = format!("applications.{app}");
         if !crate::contract::is_valid_name(&app) {
@@ -96,6 +215,21 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
         if removed {
             applications.insert(app, None);
             continue;
+        }
+        if let Some(map) = body.as_mapping() {
+            for (field, why) in check_keys(&label, &key, map, APPLICATION_KEYS, &mut problems) {
+                ignored.entry((field.to_string(), why)).or_default().push(app.clone());
+            }
+            if map.contains_key("scale") && map.contains_key("num_units") {
+                problems.push(
+                    Problem::new(
+                        &label,
+                        format!("{key}.num_units"),
+                        "both scale and num_units are set",
+                    )
+                    .hint("num_units is Juju's alias of scale; keep one"),
+                );
+            }
         }
         match serde_yaml::from_value::<RawApp>(body) {
             Ok(mut raw) => {
@@ -112,6 +246,18 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
             }
             Err(e) => problems.push(Problem::new(&label, &key, e.to_string())),
         }
+    }
+    for ((field, why), apps) in ignored {
+        let on = if apps.len() <= 3 {
+            apps.join(", ")
+        } else {
+            format!("{} and {} more", apps[..3].join(", "), apps.len() - 3)
+        };
+        warnings.push(Problem::new(
+            &label,
+            format!("applications.*.{field}"),
+            format!("ignored (set on {on}): {why}"),
+        ));
     }
     let mut relations = Vec::new();
     for (index, relation) in shape.relations.unwrap_or_default().into_iter().enumerate() {
@@ -133,6 +279,7 @@ pub(super) fn read_file(path: &Path, kind: Kind) -> Result<RawFile, BundleError>
             name: shape.name,
             applications,
             relations,
+            warnings,
         })
         .map_err(BundleError::from)
 }
@@ -156,7 +303,7 @@ fn parse_relation(value: &serde_yaml::Value) -> Option<[RelationEnd; 2]> {
 
 /// Replaces an `include-file://path` or `include-base64://path` string value by the file's
 /// content (as text, or base64-encoded), the path being relative to the bundle or overlay.
-fn expand_include(
+pub(super) fn expand_include(
     label: &str,
     dir: &Path,
     key: &str,
@@ -171,14 +318,7 @@ fn expand_include(
         return Ok(());
     };
     let full = dir.join(path);
-    let read = std::fs::metadata(&full).and_then(|m| {
-        if m.len() > MAX_INCLUDE_BYTES {
-            Err(std::io::Error::other(format!("larger than {MAX_INCLUDE_BYTES} bytes")))
-        } else {
-            std::fs::read(&full)
-        }
-    });
-    let bytes = read.map_err(|e| {
+    let bytes = read_bounded(&full).map_err(|e| {
         Problem::new(label, key, format!("cannot include {}: {e}", full.display()))
             .hint("paths are relative to the file that holds them")
     })?;
@@ -191,4 +331,13 @@ fn expand_include(
         })?
     });
     Ok(())
+}
+
+/// A file's bytes, refusing files larger than an include may be.
+pub(super) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let size = std::fs::metadata(path)?.len();
+    if size > MAX_INCLUDE_BYTES {
+        return Err(std::io::Error::other(format!("larger than {MAX_INCLUDE_BYTES} bytes")));
+    }
+    std::fs::read(path)
 }

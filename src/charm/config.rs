@@ -119,12 +119,18 @@ pub struct OptionSpec {
 pub struct ConfigSchema {
     /// Options by name.
     pub options: BTreeMap<String, OptionSpec>,
+    /// Keys neither Juju nor charmer knows (`options.x.defualt`), kept for warnings: Juju
+    /// ignores them, so they are not errors.
+    pub unknown_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
 struct RawConfig {
     #[serde(default)]
     options: Option<BTreeMap<String, RawOption>>,
+    /// Keys beside `options`: warned about.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +145,9 @@ struct RawOption {
     allowed: Option<Vec<serde_yaml::Value>>,
     #[serde(rename = "secret-ref", default)]
     secret_ref: bool,
+    /// Keys neither Juju nor charmer knows: warned about.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_yaml::Value>,
 }
 
 impl ConfigSchema {
@@ -147,8 +156,10 @@ impl ConfigSchema {
         let raw: RawConfig = parse_yaml(file, text)?;
         let mut problems = Problems::default();
         let mut options = BTreeMap::new();
+        let mut unknown_keys: Vec<String> = raw.unknown.keys().cloned().collect();
         for (name, raw) in raw.options.unwrap_or_default() {
             let key = format!("options.{name}");
+            unknown_keys.extend(raw.unknown.keys().map(|k| format!("{key}.{k}")));
             let kind = match raw.kind.as_deref() {
                 None => OptionType::String,
                 Some(t) => match serde_yaml::from_value(serde_yaml::Value::String(t.to_string())) {
@@ -230,7 +241,7 @@ impl ConfigSchema {
             }
             options.insert(name, spec);
         }
-        problems.into_result(ConfigSchema { options })
+        problems.into_result(ConfigSchema { options, unknown_keys })
     }
 }
 

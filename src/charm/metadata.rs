@@ -42,10 +42,45 @@ pub struct Metadata {
     /// Features the charm assumes of its environment (`k8s-api`, `juju >= 3.1`, ...).
     #[serde(default)]
     pub assumes: Vec<serde_yaml::Value>,
+    /// charmer extension: the most instances (pods) the charm can run, e.g. 1 for a single
+    /// server; a bundle asking for more is refused before anything is rendered.
+    #[serde(rename = "max-scale", default, skip_serializing_if = "Option::is_none")]
+    pub max_scale: Option<u32>,
     /// Every key charmer does not use, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_yaml::Value>,
 }
+
+/// The top-level `metadata.yaml` keys of Juju (and charmcraft) that charmer does not type:
+/// accepted silently. Any other key is kept but warned about (a typo of a known key would
+/// otherwise go unnoticed).
+const JUJU_METADATA_KEYS: &[&str] = &[
+    "display-name",
+    "docs",
+    "maintainer",
+    "maintainers",
+    "website",
+    "issues",
+    "source",
+    "subordinate",
+    "devices",
+    "charm-user",
+    "extra-bindings",
+    "min-juju-version",
+    "series",
+    "tags",
+    "terms",
+    "payloads",
+    "deployment",
+    "links",
+    "platforms",
+    "base",
+    "bases",
+    "build-base",
+    "type",
+    "title",
+    "parts",
+];
 
 /// Which side of a relation an endpoint is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -184,6 +219,36 @@ impl Metadata {
         let meta: Metadata = parse_yaml(file, text)?;
         let problems = meta.validate(file);
         problems.into_result(meta)
+    }
+
+    /// Keys `metadata.yaml` sets that neither Juju nor charmer knows, one warning each
+    /// (Juju ignores unknown keys, so they are not errors).
+    pub fn unknown_keys(&self, file: &str) -> Vec<Problem> {
+        let mut known: Vec<&str> = JUJU_METADATA_KEYS.to_vec();
+        known.extend([
+            "name",
+            "summary",
+            "description",
+            "provides",
+            "requires",
+            "peers",
+            "storage",
+            "resources",
+            "containers",
+            "assumes",
+            "max-scale",
+        ]);
+        self.extra
+            .keys()
+            .filter(|k| !JUJU_METADATA_KEYS.contains(&k.as_str()) && !k.starts_with('_'))
+            .map(|k| {
+                let problem = Problem::new(file, k, "unknown key, ignored");
+                match crate::diag::closest(k, &known) {
+                    Some(c) => problem.hint(format!("did you mean {c:?}?")),
+                    None => problem,
+                }
+            })
+            .collect()
     }
 
     /// Every endpoint with its role, in a stable order (provides, requires, peers; by name).

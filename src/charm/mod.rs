@@ -325,6 +325,17 @@ impl Charm {
         let declared: Vec<Reference> =
             self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
         let file = format!("{}/config.yaml", self.origin.path().display());
+        let mut warnings =
+            self.metadata.unknown_keys(&format!("{}/metadata.yaml", self.origin.path().display()));
+        let option_keys = ["type", "default", "description", "enum", "secret-ref"];
+        warnings.extend(self.config.unknown_keys.iter().map(|key| {
+            let last = key.rsplit('.').next().unwrap_or(key);
+            let problem = Problem::new(&file, key, "unknown key, ignored");
+            match (key.starts_with("options."), crate::diag::closest(last, &option_keys)) {
+                (true, Some(c)) => problem.hint(format!("did you mean {c:?}?")),
+                _ => problem,
+            }
+        }));
         let hidden = self
             .config
             .options
@@ -340,7 +351,7 @@ impl Charm {
                         .hint(format!("declare {image} as a resource of type oci-image with upstream-source, so the air-gap tooling sees it")),
                 )
             });
-        self.notes.iter().cloned().chain(hidden).collect()
+        self.notes.iter().cloned().chain(warnings).chain(hidden).collect()
     }
 
     /// Template files (`templates/**`), by path inside the charm.
@@ -602,5 +613,33 @@ mod tests {
             1,
             "another tag is another image"
         );
+    }
+
+    #[test]
+    fn unknown_metadata_and_config_keys_warn_and_juju_keys_do_not() {
+        let metadata = "name: c\ndisplay-name: C\nsubordinate: false\nsumary: typo\nmax-scale: 1\n";
+        let config = "options:\n  a: {type: int, defualt: 3, description: x}\nextra: 1\n";
+        let c = charm(metadata, config);
+        assert_eq!(c.metadata.max_scale, Some(1));
+        let warnings: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "c/metadata.yaml: sumary: unknown key, ignored (hint: did you mean \"summary\"?)",
+                "c/config.yaml: extra: unknown key, ignored",
+                "c/config.yaml: options.a.defualt: unknown key, ignored (hint: did you mean \"default\"?)",
+            ]
+        );
+        // A known key of the wrong type is an error, not a warning.
+        let file = |text: &str| CharmFile { data: text.as_bytes().to_vec(), executable: false };
+        let files = BTreeMap::from([
+            ("metadata.yaml".to_string(), file("name: c\nmax-scale: many\n")),
+            ("config.yaml".to_string(), file("options:\n  a: {description: [x]}\n")),
+            ("version".to_string(), file("1.0.0")),
+        ]);
+        let err =
+            Charm::from_files(files, Origin::Dir(PathBuf::from("c"))).unwrap_err().to_string();
+        assert!(err.contains("c/metadata.yaml"), "{err}");
+        assert!(err.contains("c/config.yaml"), "{err}");
     }
 }

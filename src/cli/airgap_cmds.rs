@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::images_cmds::{client, print_report, read_login, Bars, Connection, Login, PullFlags};
+use super::images_cmds::{
+    client, print_report, read_login, signed_by, Bars, Connection, Login, PullFlags,
+};
 use super::{line, runtime, ResolveArgs};
 use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
@@ -92,7 +94,7 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
     let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
-    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays);
+    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
@@ -111,10 +113,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
                 contents.charms.len(),
                 contents.images.len(),
                 if contents.lock.is_some() { ", lock" } else { "" },
-                match &inputs.sign_key {
-                    Some(key) => format!("; signed by key {}", key.public().id()),
-                    None => String::new(),
-                }
+                signed_by(inputs.sign_key.as_ref())
             ),
         )?;
         if let Some(delta) = &contents.delta {

@@ -88,11 +88,25 @@ impl ResolveArgs {
             verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
             tls: self.tls.clone(),
         };
-        let model = crate::resolve::load(&inputs)?;
+        let mut warnings = Vec::new();
+        let model = crate::resolve::load(&inputs, &mut warnings);
+        print_warnings(&warnings);
+        let model = model?;
         if let Some(unpacked) = &unpacked {
             unpacked.check(&model)?;
         }
         Ok(model)
+    }
+}
+
+/// Prints each warning on stderr as one `warning: FILE: KEY: ...` line (errors look alike).
+pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for w in warnings {
+        let text = w.to_string();
+        if seen.insert(text.clone()) {
+            eprintln!("warning: {text}");
+        }
     }
 }
 

@@ -169,6 +169,7 @@ pub(super) fn deploy(
     mode: Mode,
     adopt: bool,
     apply: &ApplyArgs,
+    reuse_config: bool,
 ) -> Result<ExitCode, Error> {
     if mode != Mode::Apply {
         let mut problems = Problems::default();
@@ -186,11 +187,20 @@ pub(super) fn deploy(
         problems.into_result(())?;
     }
     let result = (|| {
+        let runtime = runtime()?;
+        let resolve = if reuse_config {
+            runtime.block_on(with_deployed_overrides(resolve, kube))?
+        } else {
+            resolve.clone()
+        };
         let model = resolve.resolve()?;
         let manifests = crate::render::render(&model)?;
         let plan = Plan::from_model(&model, &manifests);
-        runtime()?.block_on(async {
+        runtime.block_on(async {
             let cluster = Cluster::connect(&kube.options()).await?;
+            if let Some(deployed) = cluster.deployed_config(&plan.bundle, &plan.namespace).await? {
+                super::bundle_cmds::print_warnings(&deployed.changed_by(&plan));
+            }
             let prepared = cluster
                 .prepare_with(plan, &PrepareOptions { adopt, strict: apply.strict_preflight })
                 .await?;
@@ -217,6 +227,116 @@ pub(super) fn deploy(
         (Mode::Diff, Err(error)) => Err(Error::Exit { code: 2, source: Box::new(error) }),
         (_, result) => result,
     }
+}
+
+/// `resolve` with the `--config` and `--config-file` values of the deployed revision put
+/// before its own `--config` flags (so those win), for `deploy --reuse-config`. Applications
+/// no longer in the bundle are left out; nothing is added when nothing is deployed.
+async fn with_deployed_overrides(
+    resolve: &ResolveArgs,
+    kube: &KubeArgs,
+) -> Result<ResolveArgs, Error> {
+    let input = crate::bundle::BundleInput { bundle: resolve.bundle.clone(), ..Default::default() };
+    // A bundle that does not load is reported by the resolver, with everything else.
+    let Ok((bundle, _)) = crate::bundle::Bundle::load_partial(&input) else {
+        return Ok(resolve.clone());
+    };
+    let namespace = resolve.namespace.clone().unwrap_or_else(|| bundle.name.clone());
+    let cluster = Cluster::connect(&kube.options()).await?;
+    let mut resolve = resolve.clone();
+    if let Some(deployed) = cluster.deployed_config(&bundle.name, &namespace).await? {
+        let apps = bundle.applications.keys().cloned().collect();
+        let mut config = deployed.reusable(&apps);
+        config.append(&mut resolve.config);
+        resolve.config = config;
+    }
+    Ok(resolve)
+}
+
+/// `config BUNDLE -n NS [APP]`: the deployed revision's configuration, with where each value
+/// came from; secrets masked.
+pub(super) fn config(
+    out: &mut impl Write,
+    deployed: &Deployed,
+    app: Option<&str>,
+    kube: &KubeArgs,
+    output: Output,
+) -> Result<ExitCode, Error> {
+    let namespace = deployed.namespace();
+    let config = runtime()?.block_on(async {
+        let cluster = Cluster::connect(&kube.options()).await?;
+        cluster.deployed_config(&deployed.bundle, namespace).await
+    })?;
+    let Some(mut config) = config else {
+        return Err(crate::deploy::DeployError::NotDeployed {
+            bundle: deployed.bundle.clone(),
+            namespace: namespace.to_string(),
+        }
+        .into());
+    };
+    if let Some(app) = app {
+        if !config.apps.contains_key(app) {
+            let known: Vec<&str> = config.apps.keys().map(String::as_str).collect();
+            return Err(crate::diag::Problem::new(
+                format!("revision {}", config.revision),
+                app,
+                format!("bundle {} has no application named {app:?}", deployed.bundle),
+            )
+            .hint(format!("applications: {}", known.join(", ")))
+            .into());
+        }
+        config.apps.retain(|name, _| name == app);
+    }
+    if output == Output::Json {
+        for setting in config.apps.values_mut().flat_map(|a| a.values_mut()) {
+            if setting.secret {
+                setting.value = serde_json::Value::String(setting.display());
+            }
+        }
+        serde_json::to_writer_pretty(&mut *out, &config).map_err(|e| stdout_error(e.into()))?;
+        return line(out, "").map(|_| ExitCode::SUCCESS);
+    }
+    line(
+        out,
+        format_args!(
+            "bundle {} in namespace {namespace}: revision {}",
+            deployed.bundle, config.revision
+        ),
+    )?;
+    let rows: Vec<[String; 4]> = config
+        .apps
+        .iter()
+        .flat_map(|(app, settings)| {
+            settings
+                .iter()
+                .map(move |(key, s)| [app.clone(), key.clone(), s.display(), s.source.to_string()])
+        })
+        .collect();
+    print_table(out, ["APP", "OPTION", "VALUE", "SOURCE"], &rows)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a table: a header and rows, columns padded to their widest cell, two spaces apart.
+/// A multi-line cell (a certificate) shows its first line only.
+fn print_table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> Result<(), Error> {
+    let header = header.map(String::from);
+    let first_line = |cell: &String| cell.lines().next().unwrap_or_default().to_string();
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(first_line(cell).chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> =
+            row.iter().zip(widths).map(|(cell, w)| format!("{:<w$}", first_line(cell))).collect();
+        line(out, cells.join("  ").trim_end())?;
+    }
+    Ok(())
 }
 
 /// What `deploy` does once preflight passed.
@@ -476,18 +596,7 @@ pub(super) fn status(
             ]
         })
         .collect();
-    let header = ["APP", "CHARM", "VERSION", "READY", "IMAGES"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        line(out, cells.join("  ").trim_end())?;
-    }
+    print_table(out, ["APP", "CHARM", "VERSION", "READY", "IMAGES"], &rows)?;
     for a in &status.apps {
         for waiting in &a.waiting {
             line(out, format_args!("{}: waiting for {waiting}", a.name))?;

@@ -191,10 +191,7 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
                 pulled.images.len(),
                 pulled.blobs.len(),
                 human_bytes(size),
-                match &sign_key {
-                    Some(key) => format!("; signed by key {}", key.public().id()),
-                    None => String::new(),
-                }
+                signed_by(sign_key.as_ref())
             ),
         )?;
     }
@@ -337,6 +334,11 @@ pub(super) fn client(
     let options =
         ClientOptions { tls: connection.tls.options(), retries: connection.retries, keychain };
     Ok(Client::new(options)?)
+}
+
+/// `; signed by key ID` after a summary line, when a signing key was given.
+pub(super) fn signed_by(key: Option<&crate::publish::SecretKey>) -> String {
+    key.map(|key| format!("; signed by key {}", key.public().id())).unwrap_or_default()
 }
 
 /// `1.5 GiB`-style sizes.

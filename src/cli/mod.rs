@@ -206,6 +206,26 @@ pub enum Command {
         /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Keep the --config and --config-file values of the deployed revision (flags given
+        /// now win); without it they revert, with a warning naming each.
+        #[arg(long)]
+        reuse_config: bool,
+    },
+    /// Show the deployed configuration of a bundle (or one application): every option's
+    /// value and where it came from; secrets masked.
+    Config {
+        /// The bundle and namespace.
+        #[command(flatten)]
+        deployed: Deployed,
+        /// Only this application.
+        #[arg(value_name = "APP")]
+        app: Option<String>,
+        /// Which cluster.
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Show a deployed bundle: applications, versions, readiness, images, revisions.
     Status {
@@ -363,13 +383,24 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
         Command::Rbac { resolve, tls } => rbac_cmds::rbac(&mut out, &resolve.with(&tls)),
-        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply } => {
+        Command::Config { deployed, app, kube, output } => {
+            deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)
+        }
+        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply, reuse_config } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
                 _ => deploy_cmds::Mode::Apply,
             };
-            deploy_cmds::deploy(&mut out, &resolve.with(&tls), &kube, mode, adopt, &apply)
+            deploy_cmds::deploy(
+                &mut out,
+                &resolve.with(&tls),
+                &kube,
+                mode,
+                adopt,
+                &apply,
+                reuse_config,
+            )
         }
         Command::Status { deployed, kube, output } => {
             deploy_cmds::status(&mut out, &deployed, &kube, output)

@@ -2,7 +2,7 @@
 //! serializable value: the same value is recorded in every revision, so `rollback` re-applies
 //! exactly what was applied before.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -53,6 +53,9 @@ pub struct PlanApp {
     /// Applications this one requires (the providers of its relations): applied first.
     #[serde(default)]
     pub after: Vec<String>,
+    /// The effective config with provenance (recorded per revision; see `charmer config`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, super::RecordedSetting>,
 }
 
 /// One rendered object and the application it belongs to.
@@ -148,6 +151,7 @@ impl PlanApp {
             required_secrets: Vec::new(),
             images: Vec::new(),
             after: Vec::new(),
+            config: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl Plan {
                     required_secrets: app.required_secrets.clone(),
                     images: images.into_iter().collect(),
                     after: after.into_iter().collect(),
+                    config: super::overrides::recorded_config(app),
                 }
             })
             .collect();

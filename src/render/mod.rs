@@ -3,6 +3,7 @@
 //! air-gap lint, sorted into a deterministic order.
 
 mod lint;
+mod values;
 
 use std::collections::BTreeMap;
 
@@ -151,6 +152,7 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
     }
     check_unique(&objects, &mut problems);
     lint::check(model, &objects, &mut problems);
+    values::check(model, &objects, &mut problems);
     objects.sort_by(|a, b| {
         (&a.app, kind_rank(a.kind()), a.kind(), a.name()).cmp(&(
             &b.app,
@@ -195,7 +197,11 @@ fn parse_documents(
     let mut objects = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let key = format!("application {}: document {}", app.name, index + 1);
-        let value = match Value::deserialize(document) {
+        // Through serde_yaml's own Value first: its mappings refuse a key given twice, which
+        // serde_json's would silently resolve to the last one (two `image:` lines).
+        let value = match serde_yaml::Value::deserialize(document)
+            .and_then(|v| serde_json::to_value(v).map_err(serde::de::Error::custom))
+        {
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {

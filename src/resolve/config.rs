@@ -30,7 +30,7 @@ pub(super) fn effective(
         let key = format!("applications.{app}.options.{name}");
         let Some(option) = charm.config.options.get(name) else {
             let known: Vec<&str> = charm.config.options.keys().map(String::as_str).collect();
-            let hint = match closest(name, &known) {
+            let hint = match crate::diag::closest(name, &known) {
                 Some(c) => format!(
                     "did you mean {c:?}? (charm {} options: {})",
                     charm.name(),
@@ -58,26 +58,6 @@ pub(super) fn effective(
         }
     }
     config
-}
-
-/// The known name closest to a misspelt one (edit distance ≤ 2), for hints.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known.iter().map(|k| (distance(name, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -76,9 +76,12 @@ pub fn default_charm_dirs(bundle_file: &Path) -> Vec<PathBuf> {
     Vec::new()
 }
 
-/// Loads the bundle and its layers, scans the charm folders and resolves.
-pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
+/// Loads the bundle and its layers, scans the charm folders and resolves. What the input
+/// sets that charmer accepts but does not act on is added to `warnings` (also when
+/// resolving fails), for the caller to show.
+pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, ResolveError> {
     let (bundle, mut problems) = Bundle::load_partial(&inputs.bundle)?;
+    warnings.extend(bundle.warnings.iter().cloned());
     let dirs = if inputs.charm_dirs.is_empty() {
         default_charm_dirs(&bundle.file)
     } else {
@@ -110,7 +113,23 @@ pub fn load(inputs: &Inputs) -> Result<Model, ResolveError> {
     };
     let namespace = inputs.namespace.clone().unwrap_or_else(|| bundle.name.clone());
     match resolve(&bundle, &repo, &namespace, inputs.registry.as_ref(), image_map.as_ref()) {
-        Ok(model) => problems.into_result(model).map_err(ResolveError::from),
+        Ok(model) => {
+            for app in model.applications.values() {
+                warnings.extend(app.charm.warnings());
+                // Only Juju acts on constraints (the deploy script of operator charms).
+                let spec = bundle.applications.get(&app.name);
+                if let Some(spec) = spec.filter(|s| s.constraints.is_some()) {
+                    if app.charm.kind() == crate::charm::Kind::Manifests {
+                        warnings.push(Problem::new(
+                            spec.file.display().to_string(),
+                            format!("applications.{}.constraints", app.name),
+                            format!("ignored: charm {} is deployed by charmer, which applies no Juju constraints; set requests and limits with the charm's options", app.charm.name()),
+                        ));
+                    }
+                }
+            }
+            problems.into_result(model).map_err(ResolveError::from)
+        }
         Err(ResolveError::Invalid(more)) => {
             problems.extend(more);
             Err(ResolveError::Invalid(problems))
@@ -193,6 +212,20 @@ pub fn resolve(
                 );
             }
         }
+        if let Some(max) = charm.metadata.max_scale.filter(|max| spec.scale > *max) {
+            problems.push(
+                Problem::new(
+                    &file,
+                    format!("{key}.scale"),
+                    format!(
+                        "charm {} runs at most {max} instance(s), not {}",
+                        charm.name(),
+                        spec.scale
+                    ),
+                )
+                .hint(format!("set scale: {max} (its metadata.yaml says max-scale: {max})")),
+            );
+        }
         let config = config::effective(name, spec, &charm, &mut problems);
         let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);
         let mut required_secrets: Vec<String> = spec.required_secrets.clone();
@@ -223,9 +256,7 @@ pub fn resolve(
         );
     }
     let relations = relations::resolve(bundle, &applications, &mut problems);
-    if problems.is_empty() {
-        relations::check_required(bundle, &applications, &relations, &mut problems);
-    }
+    relations::check_required(bundle, &applications, &relations, &mut problems);
     let mut model = Model {
         name: bundle.name.clone(),
         bundle_file: bundle.file.clone(),
@@ -234,9 +265,7 @@ pub fn resolve(
         applications,
         relations,
     };
-    if problems.is_empty() {
-        relations::publish_data(&mut model, &mut problems);
-    }
+    relations::publish_data(&mut model, &mut problems);
     problems.into_result(model).map_err(ResolveError::from)
 }
 
@@ -282,10 +311,20 @@ fn resolve_images(
                 continue;
             }
         };
-        let target = image_map
-            .and_then(|m| m.lookup(&source))
-            .or_else(|| registry.map(|r| source.relocate(r)))
-            .unwrap_or_else(|| source.clone());
+        let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
+            (Some(mapped), _) => mapped,
+            (None, Some(r)) => source.relocate(r),
+            // Relocation was asked for with the map alone: an image it lacks would be pulled
+            // from its public registry.
+            (None, None) if image_map.is_some() => {
+                problems.push(
+                    Problem::new(&file, origin, format!("image {source} is not in the --image-map"))
+                        .hint("add its retagged line to the image map, or give --registry for the images the map lacks"),
+                );
+                continue;
+            }
+            (None, None) => source.clone(),
+        };
         images.insert(resource.clone(), Image { source, target });
     }
     images

@@ -20,6 +20,9 @@ pub struct Plan {
     pub registry: Option<String>,
     /// Applications.
     pub applications: Vec<AppPlan>,
+    /// Secrets that must exist in the namespace before deploy (`secret-ref` options and
+    /// `required-secrets:`), by name, with the applications needing each.
+    pub required_secrets: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One application of the plan.
@@ -105,7 +108,15 @@ impl Plan {
                 }
             })
             .collect();
+        let mut required_secrets: std::collections::BTreeMap<String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for app in model.applications.values() {
+            for secret in &app.required_secrets {
+                required_secrets.entry(secret.clone()).or_default().push(app.name.clone());
+            }
+        }
         Plan {
+            required_secrets,
             bundle: model.name.clone(),
             namespace: model.namespace.clone(),
             registry: model.registry.as_ref().map(ToString::to_string),
@@ -145,6 +156,16 @@ impl fmt::Display for Plan {
                 for i in &app.images {
                     writeln!(f, "    {i}")?;
                 }
+            }
+        }
+        if !self.required_secrets.is_empty() {
+            writeln!(
+                f,
+                "\nSecrets that must exist in namespace {} before deploy:",
+                self.namespace
+            )?;
+            for (secret, apps) in &self.required_secrets {
+                writeln!(f, "  {secret}  (needed by {})", apps.join(", "))?;
             }
         }
         Ok(())

@@ -175,16 +175,31 @@ fn check_limits(
     }
 }
 
-/// Every non-optional `requires` endpoint must be related.
+/// Every non-optional `requires` endpoint must be related. Runs beside every other check
+/// (a bad option must not hide a missing relation), but skips applications named by a
+/// relation that did not resolve: that relation's problem is already reported, and its
+/// endpoint would only be reported again as unrelated.
 pub(super) fn check_required(
     bundle: &Bundle,
     apps: &BTreeMap<String, Application>,
     relations: &[Relation],
     problems: &mut Problems,
 ) {
+    let resolved = |spec: &RelationSpec| {
+        let [x, y] = [&spec.ends[0].app, &spec.ends[1].app];
+        relations.iter().any(|r| (&r.a.0 == x && &r.b.0 == y) || (&r.a.0 == y && &r.b.0 == x))
+    };
+    let uncertain: Vec<&str> = bundle
+        .relations
+        .iter()
+        .filter(|spec| !resolved(spec))
+        .flat_map(|spec| spec.ends.iter().map(|e| e.app.as_str()))
+        .collect();
     // Juju itself never requires a relation: an operator charm decides what it does without
     // one (it reports a blocked status), so only charmer's own charms are held to this.
-    let manifests = apps.values().filter(|a| a.charm.kind() == crate::charm::Kind::Manifests);
+    let manifests = apps.values().filter(|a| {
+        a.charm.kind() == crate::charm::Kind::Manifests && !uncertain.contains(&a.name.as_str())
+    });
     for app in manifests {
         for (name, endpoint) in &app.charm.metadata.requires {
             if endpoint.optional {
@@ -320,6 +335,7 @@ mod tests {
                 })
                 .collect(),
             files_read: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

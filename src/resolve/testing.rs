@@ -57,19 +57,7 @@ pub(crate) fn model(apps: Vec<Application>, registry: Option<Registry>) -> Model
 /// A bundle application of one unit running charm `charm`, defined in `bundle.yaml`, with
 /// nothing else set.
 pub(crate) fn app_spec(charm: &str) -> AppSpec {
-    AppSpec {
-        charm: CharmRef::Name(charm.to_string()),
-        version: None,
-        channel: None,
-        revision: None,
-        constraints: None,
-        scale: 1,
-        trust: false,
-        options: BTreeMap::new(),
-        resources: BTreeMap::new(),
-        required_secrets: Vec::new(),
-        file: PathBuf::from("bundle.yaml"),
-    }
+    AppSpec::new(CharmRef::Name(charm.to_string()), PathBuf::from("bundle.yaml"))
 }
 
 /// Each problem as the one line a user sees.

@@ -918,8 +918,10 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
         "charms/backend_2.0.0.charm: differs from charms/backend_2.0.0.charm as signed",
     );
     // A newer charm, validly signed with the same key on its own, dropped into charms/: the
-    // resolver would pick it, but the signed lock names 2.0.0.
-    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", "busybox:1.36");
+    // resolver would pick it, but the signed lock names 2.0.0. It runs 2.0.0's image, so the
+    // image map covers it and only the charm differs.
+    let api = format!("{}/team/api:2.0", src.host());
+    let newer = charm_source(&work.path().join("newer"), "backend", "2.0.1", &api);
     let release = work.path().join("release");
     charmer(work.path())
         .arg("publish")
@@ -1004,7 +1006,9 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
     let bundle = shop.join("bundle.yaml");
     std::fs::write(&bundle, fixture("mlflow-operator__releases-2.22-stable__bundle.yaml")).unwrap();
     let overlay = shop.join("site.yaml");
-    std::fs::write(&overlay, "applications:\n  mlflow-server:\n    options:\n      default_artifact_root: team-bucket\n  mlflow-mysql:\n    options:\n      root-password: s3cret\n").unwrap();
+    // A secret travels only as set-but-empty (export refuses a value): the script then asks
+    // for it in an environment variable on the air-gapped side.
+    std::fs::write(&overlay, "applications:\n  mlflow-server:\n    options:\n      default_artifact_root: team-bucket\n  mlflow-mysql:\n    options:\n      root-password: ''\n").unwrap();
 
     let carried = work.path().join("mlflow-airgap.tar");
     charmer(work.path())

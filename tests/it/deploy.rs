@@ -643,6 +643,7 @@ pub(crate) fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo")
 }
 
+/// `charmer ARGS --kubeconfig` against the emulator, in the demo fixture: (exit, stdout, stderr).
 pub(crate) fn charmer(emulator: &KubeEmulator, args: &[&str]) -> (i32, String, String) {
     charmer_in(&demo(), emulator, args)
 }

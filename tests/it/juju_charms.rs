@@ -233,12 +233,18 @@ fn charmhub_archives_are_first_class() {
     assert_eq!(why, "mlflow-server (charm mlflow-server 5be7a7a, resource oci-image)\n");
 
     let lock = charmer::resolve::Lock::of(
-        &charmer::resolve::load(&charmer::resolve::Inputs {
-            bundle: charmer::bundle::BundleInput { bundle: bundle.clone(), ..Default::default() },
-            charm_dirs: vec![charms.clone()],
-            registry: Some("10.0.0.5:5000".parse().unwrap()),
-            ..Default::default()
-        })
+        &charmer::resolve::load(
+            &charmer::resolve::Inputs {
+                bundle: charmer::bundle::BundleInput {
+                    bundle: bundle.clone(),
+                    ..Default::default()
+                },
+                charm_dirs: vec![charms.clone()],
+                registry: Some("10.0.0.5:5000".parse().unwrap()),
+                ..Default::default()
+            },
+            &mut Vec::new(),
+        )
         .unwrap(),
     );
     let locked = &lock.applications["mlflow-server"];

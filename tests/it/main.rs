@@ -21,3 +21,4 @@ mod registry_auth;
 mod registry_fault;
 mod registry_push;
 mod resolve_render;
+mod strict_inputs;
