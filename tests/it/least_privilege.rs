@@ -252,3 +252,29 @@ fn cli_rbac_prints_a_valid_role_that_lets_a_tenant_deploy_the_demo() {
     assert_eq!(code, 0, "{err}");
     assert!(emulator.get("StatefulSet", "demo", "mydb").is_none());
 }
+
+#[tokio::test]
+async fn a_bundle_with_cluster_scoped_objects_needs_and_gets_a_cluster_role() {
+    let emulator = KubeEmulator::start();
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "shop-local", "labels": labels("db")}, "provisioner": "kubernetes.io/no-provisioner"});
+    let plan =
+        || shop(vec![("db", class.clone()), ("web", crate::deploy::config_map("web", "c", "a"))]);
+    let roles = charmer::deploy::roles(&plan());
+    let cluster_role = roles.cluster_role.expect("a ClusterRole for the StorageClass");
+    assert_eq!(
+        cluster_role["rules"],
+        json!([{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+                "verbs": ["create", "delete", "get", "patch"]}])
+    );
+    // The Role alone is not enough; with the ClusterRole bound, deploy and remove work.
+    emulator.restrict_to(grants_of(&roles.role));
+    assert!(cluster(&emulator).await.prepare(plan()).await.is_err());
+    emulator.restrict_to([grants_of(&roles.role), grants_of(&cluster_role)].concat());
+    deploy_with(&emulator, plan(), &quick_wait()).await.expect("deploy succeeds");
+    assert!(emulator.get("StorageClass", "", "shop-local").is_some());
+    let cluster = cluster(&emulator).await;
+    cluster.remove("shop", NS, &RemoveOptions::default(), &NoProgress).await.expect("remove");
+    assert!(emulator.get("StorageClass", "", "shop-local").is_none());
+}
