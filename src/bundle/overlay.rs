@@ -16,6 +16,16 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
     for (name, body) in file.applications {
         let key = format!("applications.{name}");
         let Some(raw) = body else {
+            // Removal is an overlay's way to drop an application; in the bundle itself an
+            // empty application is a mistake Juju refuses too.
+            if matches!(source, Source::Bundle(_)) {
+                problems.push(
+                    Problem::new(&label, &key, "has no body").hint(
+                        "name the charm it runs: charm: <name> (or leave the application out)",
+                    ),
+                );
+                continue;
+            }
             bundle.applications.remove(&name);
             bundle.relations.retain(|r| r.ends.iter().all(|end| end.app != name));
             continue;
@@ -358,7 +368,6 @@ relations:
     }
 
     #[test]
-    #[ignore = "bug: an empty application body in the bundle itself silently drops the application"]
     fn an_empty_application_body_in_the_bundle_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -372,15 +381,14 @@ relations:
     }
 
     #[test]
-    #[ignore = "bug: unknown keys in a bundle or overlay are ignored, so a misspelt key is lost"]
     fn a_misspelt_key_is_reported_not_ignored() {
         let overlay = "applications:\n  frontend: {optoins: {theme: light}}\n\
                        relation:\n  - [frontend, mongodb]\n";
         let dir = folder(&[("o.yaml", overlay)]);
         let (bundle, problems) = load(&dir, &["o.yaml"]);
-        // Today the overlay changes nothing and says nothing.
         assert_eq!(option(&bundle, "frontend", "theme").map(|o| o.0), Some(text("dark")));
         let keys: Vec<&str> = problems.0.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["applications.frontend.optoins", "relation"], "{problems}");
+        assert_eq!(keys, ["relation", "applications.frontend.optoins"], "{problems}");
+        assert!(problems.to_string().contains("did you mean \"options\"?"), "{problems}");
     }
 }
