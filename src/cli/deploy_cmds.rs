@@ -53,6 +53,10 @@ pub struct ApplyArgs {
     /// Do not ask before applying (the question is only asked on a terminal anyway).
     #[arg(short, long)]
     pub yes: bool,
+    /// Fail preflight on checks this identity has no permission to make (a namespace admin
+    /// may not list StorageClasses or PersistentVolumes) instead of warning about each.
+    #[arg(long)]
+    pub strict_preflight: bool,
 }
 
 /// How deploy, rollback and remove take the bundle's lock in the namespace.
@@ -213,7 +217,9 @@ pub(super) fn deploy(
             if let Some(deployed) = cluster.deployed_config(&plan.bundle, &plan.namespace).await? {
                 super::bundle_cmds::print_warnings(&deployed.changed_by(&plan));
             }
-            let prepared = cluster.prepare_with(plan, &PrepareOptions { adopt }).await?;
+            let prepared = cluster
+                .prepare_with(plan, &PrepareOptions { adopt, strict: apply.strict_preflight })
+                .await?;
             match mode {
                 Mode::Diff => {
                     print_notes(&mut std::io::stderr().lock(), &prepared)?;
@@ -373,15 +379,20 @@ pub(super) fn rollback(
             let cluster = Cluster::connect(&kube.options()).await?;
             let (plan, from) =
                 cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
-            let prepared = cluster.prepare(plan).await?;
+            let options = PrepareOptions { adopt: false, strict: apply.strict_preflight };
+            let prepared = cluster.prepare_with(plan, &options).await?;
             print_notes(out, &prepared)?;
             apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
         })
         .map_err(exit_code_of)
 }
 
-/// What preflight noted: claims pre-created volumes will bind, objects adopted.
+/// What preflight noted: claims pre-created volumes will bind, objects adopted; and, on
+/// stderr, the checks it could not make.
 fn print_notes(out: &mut impl Write, prepared: &Prepared) -> Result<(), Error> {
+    for warning in prepared.warnings() {
+        eprintln!("warning: {warning}");
+    }
     for note in prepared.notes() {
         line(out, format_args!("note: {note}"))?;
     }

@@ -8,6 +8,7 @@ mod day2_cmds;
 mod deploy_cmds;
 mod images_cmds;
 mod publish_cmds;
+mod rbac_cmds;
 
 pub use bundle_cmds::ResolveArgs;
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
@@ -169,6 +170,17 @@ pub enum Command {
     /// Carry a bundle into an air gap: one archive with bundle, charms, images and lock.
     #[command(subcommand)]
     Airgap(airgap_cmds::AirgapCommand),
+    /// Print the Role (and, only when the bundle has cluster-scoped objects, the ClusterRole)
+    /// an identity needs to deploy, inspect, roll back and remove this bundle in its
+    /// namespace, for an administrator to grant; nothing touches a cluster.
+    Rbac {
+        /// The bundle and how to resolve it (-n: the namespace the Role is for).
+        #[command(flatten)]
+        resolve: ResolveArgs,
+        /// How to reach published indexes.
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
     /// apply, prune, wait for readiness, record the revision.
     Deploy {
@@ -379,6 +391,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
+        Command::Rbac { resolve, tls } => rbac_cmds::rbac(&mut out, &resolve.with(&tls)),
         Command::Config { deployed, app, kube, output } => {
             deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)
         }

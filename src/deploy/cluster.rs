@@ -129,7 +129,7 @@ impl Cluster {
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts on transient
     /// errors (429, 5xx, dropped connections).
-    pub(super) async fn retried<T, F, Fut>(
+    pub(crate) async fn retried<T, F, Fut>(
         &self,
         action: &'static str,
         object: &dyn Display,

@@ -127,7 +127,14 @@ fn api_error(
     namespace: &str,
     error: kube::Error,
 ) -> DeployError {
-    DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error)
+    match error {
+        // Kubernetes releases whose built-in `edit` and `admin` roles lack Leases: say which
+        // permission the lock needs rather than only "forbidden".
+        kube::Error::Api(status) if status.code == 403 && action != "release" => {
+            DeployError::LockForbidden { namespace: namespace.to_string(), message: status.message }
+        }
+        error => DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error),
+    }
 }
 
 fn is_conflict(error: &kube::Error) -> bool {

@@ -7,6 +7,7 @@
 //! optionally [`Cluster::changes`] (server dry-run, diff) → [`Cluster::apply`] (namespace,
 //! revision record, CRDs, objects, generated secrets, prune, wait, record the outcome).
 
+mod access;
 mod apply;
 mod cluster;
 mod diff;
@@ -18,6 +19,7 @@ mod logs;
 mod overrides;
 mod plan;
 mod preflight;
+mod rbac;
 mod record;
 mod restart;
 mod status;
@@ -37,6 +39,7 @@ pub use logs::{LogLine, LogOptions, LogSink};
 pub use overrides::{DeployedConfig, RecordedSetting};
 pub use plan::{kubernetes_needs, KubeVersion, Plan, PlanApp, PlanObject, VersionNeed, VersionOp};
 pub use preflight::{PrepareOptions, Prepared};
+pub use rbac::{roles, Roles};
 pub use record::{RecordStatus, Revision};
 pub use restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
 pub use status::{AppStatus, BundleStatus, Removal, RemoveOptions};
@@ -200,6 +203,15 @@ pub enum DeployError {
         namespace: String,
         /// Who holds it since when (operation, user@host, pid, start).
         holder: String,
+    },
+    /// The identity may not read or take the Lease that locks the bundle; nothing of the
+    /// bundle was applied.
+    #[error("cannot take the bundle's lock in namespace {namespace}: {message}; nothing of the bundle was applied (the lock needs get, create, update and delete on leases in API group coordination.k8s.io in the namespace: `charmer rbac` prints the Role to grant)")]
+    LockForbidden {
+        /// The namespace.
+        namespace: String,
+        /// The API server's answer.
+        message: String,
     },
     /// Another operation changed the bundle between preflight and taking the lock.
     #[error("bundle {bundle} in namespace {namespace} changed since preflight (now at revision {revision}, by another operation); nothing was applied: run again")]

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::access::{access, Access, Unverified};
 use super::cluster::{Cluster, Kinds, Lookup};
 use super::keep::{kept_from, KEEP_MANAGER};
 use super::plan::{KubeVersion, Plan, VersionNeed, VersionOp};
@@ -25,6 +26,7 @@ pub struct Prepared {
     pub(crate) records: Vec<Record>,
     pub(crate) version: KubeVersion,
     pub(crate) notes: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// How to run preflight.
@@ -33,6 +35,9 @@ pub struct PrepareOptions {
     /// Take over objects that another bundle, or another tool (field manager), manages,
     /// instead of failing preflight naming them.
     pub adopt: bool,
+    /// Fail on checks the identity has no permission to make (reading StorageClasses,
+    /// PersistentVolumes, the Namespace) instead of warning that they were not verified.
+    pub strict: bool,
 }
 
 impl Prepared {
@@ -55,6 +60,13 @@ impl Prepared {
     /// PersistentVolume will bind, objects taken over with `adopt`.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Checks that could not be made for want of a permission, one line each ("storage class
+    /// not verified: no permission to list storageclasses.storage.k8s.io at the cluster
+    /// scope"); empty with `strict`, where they are problems instead.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 }
 
@@ -81,7 +93,9 @@ impl Cluster {
             .collect();
         groups.insert("storage.k8s.io".to_string());
         let mut kinds = self.kinds(&groups).await?;
-        let namespace_exists = self.namespace_exists(&kinds, &plan.namespace).await?;
+        let mut unverified = Unverified::default();
+        let namespace_exists =
+            self.namespace_exists(&kinds, &plan.namespace, &mut unverified).await?;
         let records = if namespace_exists {
             record::load(self, &kinds, &plan.bundle, &plan.namespace).await?
         } else {
@@ -108,11 +122,14 @@ impl Cluster {
                 problems.push(problem);
             }
         }
+        if let Some(problem) = self.check_lock_access(&plan.bundle, &plan.namespace).await? {
+            problems.push(problem);
+        }
         for problem in self.check_secrets(&kinds, &plan, namespace_exists).await? {
             problems.push(problem);
         }
         let mut notes = Vec::new();
-        for problem in self.check_storage(&kinds, &plan, &mut notes).await? {
+        for problem in self.check_storage(&kinds, &plan, &mut notes, &mut unverified).await? {
             problems.push(problem);
         }
         for problem in check_images(&plan) {
@@ -124,7 +141,17 @@ impl Cluster {
         let existing =
             targets.iter().filter(|t| t.served && (namespace_exists || !t.kind.namespaced));
         for target in existing {
-            let Some(live) = self.get(&target.kind, &target.id).await? else { continue };
+            let live = match access(self.get(&target.kind, &target.id).await)? {
+                Access::Allowed(Some(live)) => live,
+                Access::Allowed(None) => continue,
+                Access::Forbidden(message) => {
+                    problems.push(
+                        Problem::new("preflight", target.id.to_string(), format!("cannot be read: {message}"))
+                            .hint("deploying it needs permissions this identity lacks; `charmer rbac BUNDLE` prints the Role (and ClusterRole) to grant"),
+                    );
+                    continue;
+                }
+            };
             let in_inventory = inventory.contains(&target.id);
             match live_problem(&plan.bundle, &target.id, &live, in_inventory) {
                 Some(LiveProblem::Terminating(problem)) => problems.push(problem),
@@ -138,15 +165,42 @@ impl Cluster {
                 None => {}
             }
         }
+        let warnings = if options.strict {
+            for problem in unverified.problems() {
+                problems.push(problem);
+            }
+            Vec::new()
+        } else {
+            unverified.warnings()
+        };
         problems.into_result(())?;
-        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes })
+        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes, warnings })
     }
 
-    async fn namespace_exists(&self, kinds: &Kinds, namespace: &str) -> Result<bool, DeployError> {
+    /// Whether the namespace exists. An identity that may not read it is assumed to work in
+    /// an existing namespace (the check is reported as not verified): a missing one fails the
+    /// first write, naming it.
+    async fn namespace_exists(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+        unverified: &mut Unverified,
+    ) -> Result<bool, DeployError> {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
             return Err(DeployError::NotServed("Namespaces"));
         };
-        Ok(self.get(&kind, &namespace_id(namespace)).await?.is_some())
+        match access(self.get(&kind, &namespace_id(namespace)).await)? {
+            Access::Allowed(found) => Ok(found.is_some()),
+            Access::Forbidden(message) => {
+                unverified.assume(
+                    &format!("namespace {namespace}"),
+                    &format!("get namespaces \"{namespace}\""),
+                    "assuming it exists",
+                    message,
+                );
+                Ok(true)
+            }
+        }
     }
 
     async fn check_namespace_creatable(
@@ -225,13 +279,25 @@ impl Cluster {
         kinds: &Kinds,
         plan: &Plan,
         notes: &mut Vec<String>,
+        unverified: &mut Unverified,
     ) -> Result<Vec<Problem>, DeployError> {
         let claims = claims(plan);
         if claims.is_empty() {
             return Ok(Vec::new());
         }
         let classes = match kinds.find("storage.k8s.io/v1", "StorageClass") {
-            Lookup::Served(kind) => self.list(&kind, None, "").await?,
+            Lookup::Served(kind) => match access(self.list(&kind, None, "").await)? {
+                Access::Allowed(classes) => classes,
+                Access::Forbidden(message) => {
+                    // Without the classes, no claim can be judged.
+                    unverified.add(
+                        "storage class",
+                        "list storageclasses.storage.k8s.io at the cluster scope",
+                        message,
+                    );
+                    return Ok(Vec::new());
+                }
+            },
             _ => Vec::new(),
         };
         let names: BTreeSet<&str> =
@@ -258,13 +324,24 @@ impl Cluster {
             .map(|o| &o.object)
             .collect();
         // Pre-created volumes (seed 000's workaround for clusters with no provisioner).
+        // `None`: the identity may not list them, so a claim no class serves is not verified.
         let (claim_kind, mut cluster_volumes) =
             match (kinds.find("v1", "PersistentVolumeClaim"), kinds.find("v1", "PersistentVolume"))
             {
                 (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
-                    (Some(claim_kind), self.list(&volume_kind, None, "").await?)
+                    match access(self.list(&volume_kind, None, "").await)? {
+                        Access::Allowed(volumes) => (Some(claim_kind), Some(volumes)),
+                        Access::Forbidden(message) => {
+                            unverified.add(
+                                "pre-created PersistentVolumes",
+                                "list persistentvolumes at the cluster scope",
+                                message,
+                            );
+                            (Some(claim_kind), None)
+                        }
+                    }
                 }
-                _ => (None, Vec::new()),
+                _ => (None, Some(Vec::new())),
             };
         let mut problems = Vec::new();
         for claim in claims {
@@ -300,7 +377,8 @@ impl Cluster {
                             }
                         }
                         let claim_ref = (plan.namespace.as_str(), name.as_str());
-                        match take_volume(&mut cluster_volumes, &claim, claim_ref) {
+                        let Some(cluster_volumes) = cluster_volumes.as_mut() else { continue };
+                        match take_volume(cluster_volumes, &claim, claim_ref) {
                             Some(volume) => notes.push(format!(
                                 "{}{}: will bind the pre-created {volume}",
                                 claim.subject,

@@ -16,7 +16,7 @@ const BUNDLES: [&str; 4] = ["ai-appstore", "mlops", "iot", "full"];
 const REGISTRY: &str = "10.0.0.5:5000/mirror";
 /// The oldest and newest Kubernetes versions kubernetes-validate ships schemas for: the
 /// manifests must be valid on both.
-const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+pub(crate) const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
 /// The renders kept as snapshots: each bundle, and the option-dependent branches of each
 /// charm (the other variants differ from these only in image references or one field).
 const SNAPSHOTS: [&str; 7] =
@@ -244,7 +244,7 @@ fn every_bundle_renders_and_passes_the_schemas() {
 
 /// Runs kubernetes-validate once over every file. An unknown kind is only a warning to it,
 /// so that fails here too.
-fn validate(files: &[PathBuf], version: &str) {
+pub(crate) fn validate(files: &[PathBuf], version: &str) {
     let out = std::process::Command::new("kubernetes-validate")
         .args(["--strict", "--quiet", "-k", version])
         .args(files)

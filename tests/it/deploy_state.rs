@@ -373,7 +373,7 @@ async fn objects_of_another_bundle_or_tool_are_not_taken_over_without_adopt() {
     assert_eq!(emulator.get("ConfigMap", NS, "web-config").unwrap()["data"]["setting"], "iot");
 
     let prepared = cluster
-        .prepare_with(full_shop("a"), &PrepareOptions { adopt: true })
+        .prepare_with(full_shop("a"), &PrepareOptions { adopt: true, ..Default::default() })
         .await
         .expect("adopt passes preflight");
     assert_eq!(

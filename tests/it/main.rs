@@ -15,6 +15,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod juju_charms;
 mod layering;
+mod least_privilege;
 mod publish;
 mod registry_archives;
 mod registry_auth;

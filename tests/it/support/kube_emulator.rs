@@ -39,11 +39,24 @@
 //!   for a container that exited;
 //! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
 //!   the workload's generation bumps and its pods are replaced, as the controllers do.
+//! - RBAC for one user (`deployer`, the kubeconfig's): [`KubeEmulator::restrict_to`] gives it
+//!   only the [`Grant`]s listed (verbs on resources of API groups, in one namespace as a
+//!   RoleBinding grants them, or cluster-wide); every other object request answers 403
+//!   `Forbidden` with the API server's message and details, before any existence check, as
+//!   the real authorizer runs first. The request's verb follows the API server's request
+//!   info (`get`, `list`, `create`, `patch`, `update`, `delete`), and a request for a
+//!   Namespace object by name is in that namespace (so a RoleBinding can grant it). Discovery
+//!   and `/version` are open to everyone. [`namespace_admin`] is the built-in aggregated
+//!   `admin` ClusterRole's rules (Kubernetes' bootstrap policy) bound in one namespace.
+//!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
+//!   SelfSubjectRulesReviews are not emulated.
 //!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
 //! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
-//! RBAC, watches, subresources other than `pods/log`, `sinceSeconds` of logs (every line
-//! counts as recent), list-map merging of SSA (lists are replaced whole), conflicts between
+//! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
+//! `resourceNames`, no subresources), watches, subresources other than `pods/log`,
+//! `sinceSeconds` of logs (every line counts as recent), list-map merging of SSA (lists are
+//! replaced whole), conflicts between
 //! managers other than value differences on the same leaf.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,9 +133,141 @@ struct State {
     drop_next: u32,
     failures_served: u32,
     forbid_namespaces: bool,
+    /// The user's permissions; `None`: everything is allowed.
+    grants: Option<Vec<Grant>>,
     writes: Vec<String>,
     /// Log lines by (namespace, pod, container).
     logs: BTreeMap<(String, String, String), Vec<String>>,
+}
+
+/// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
+/// matching any) bound in one namespace, or cluster-wide when `namespace` is `None`.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// API groups (`""` the core group).
+    pub groups: Vec<String>,
+    /// Resources (plurals).
+    pub resources: Vec<String>,
+    /// Verbs.
+    pub verbs: Vec<String>,
+    /// The namespace a RoleBinding grants it in; `None`: a ClusterRoleBinding.
+    pub namespace: Option<String>,
+}
+
+impl Grant {
+    /// A rule bound in `namespace` (or cluster-wide for `None`).
+    pub fn new(
+        namespace: Option<&str>,
+        groups: &[&str],
+        resources: &[&str],
+        verbs: &[&str],
+    ) -> Grant {
+        let owned = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        Grant {
+            groups: owned(groups),
+            resources: owned(resources),
+            verbs: owned(verbs),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    fn allows(&self, verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> bool {
+        let matches = |items: &[String], item: &str| items.iter().any(|i| i == "*" || i == item);
+        matches(&self.verbs, verb)
+            && matches(&self.groups, group)
+            && matches(&self.resources, resource)
+            && (self.namespace.is_none() || self.namespace.as_deref() == namespace)
+    }
+}
+
+/// The built-in aggregated `admin` ClusterRole (admin + edit + view of Kubernetes' bootstrap
+/// policy, plugin/pkg/auth/authorizer/rbac/bootstrappolicy) bound by a RoleBinding in
+/// `namespace`, with `leases`: whether the Kubernetes release grants edit leases.
+pub fn namespace_admin(namespace: &str, leases: bool) -> Vec<Grant> {
+    const READ: &[&str] = &["get", "list", "watch"];
+    const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+    let ns = Some(namespace);
+    let mut grants = vec![
+        Grant::new(ns, &["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+        Grant::new(
+            ns,
+            &["rbac.authorization.k8s.io"],
+            &["roles", "rolebindings"],
+            &[READ, WRITE].concat(),
+        ),
+        Grant::new(
+            ns,
+            &[""],
+            &[
+                "secrets",
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "services/proxy",
+            ],
+            READ,
+        ),
+        Grant::new(
+            ns,
+            &[""],
+            &[
+                "pods",
+                "configmaps",
+                "events",
+                "persistentvolumeclaims",
+                "replicationcontrollers",
+                "secrets",
+                "serviceaccounts",
+                "services",
+            ],
+            WRITE,
+        ),
+        Grant::new(
+            ns,
+            &["apps"],
+            &["daemonsets", "deployments", "replicasets", "statefulsets"],
+            WRITE,
+        ),
+        Grant::new(ns, &["autoscaling"], &["horizontalpodautoscalers"], WRITE),
+        Grant::new(ns, &["batch"], &["cronjobs", "jobs"], WRITE),
+        Grant::new(ns, &["policy"], &["poddisruptionbudgets"], WRITE),
+        Grant::new(ns, &["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
+        Grant::new(
+            ns,
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "persistentvolumeclaims",
+                "pods",
+                "replicationcontrollers",
+                "serviceaccounts",
+                "services",
+                "events",
+                "limitranges",
+                "pods/log",
+                "resourcequotas",
+                "namespaces",
+            ],
+            READ,
+        ),
+        Grant::new(
+            ns,
+            &["apps"],
+            &["controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"],
+            READ,
+        ),
+        Grant::new(ns, &["autoscaling"], &["horizontalpodautoscalers"], READ),
+        Grant::new(ns, &["batch"], &["cronjobs", "jobs"], READ),
+        Grant::new(ns, &["policy"], &["poddisruptionbudgets"], READ),
+        Grant::new(ns, &["networking.k8s.io"], &["ingresses", "networkpolicies"], READ),
+        Grant::new(ns, &["discovery.k8s.io"], &["endpointslices"], READ),
+    ];
+    if leases {
+        grants.push(Grant::new(ns, &["coordination.k8s.io"], &["leases"], &[READ, WRITE].concat()));
+    }
+    grants
 }
 
 const WORKLOADS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
@@ -228,6 +373,11 @@ impl KubeEmulator {
     /// Refuses to create namespaces (403), as a cluster does for users without the right.
     pub fn forbid_namespaces(&self) {
         self.state().forbid_namespaces = true;
+    }
+
+    /// From now on the user may do only what `grants` allow (RBAC); see [`Grant`].
+    pub fn restrict_to(&self, grants: Vec<Grant>) {
+        self.state().grants = Some(grants);
     }
 
     /// How many injected failures (503s and dropped connections) were served.
@@ -430,6 +580,7 @@ impl State {
             drop_next: 0,
             failures_served: 0,
             forbid_namespaces: false,
+            grants: None,
             writes: Vec::new(),
             logs: BTreeMap::new(),
         };
@@ -502,6 +653,12 @@ impl State {
             self.fail_next -= 1;
             self.failures_served += 1;
             return status(503, "ServiceUnavailable", "the emulator was told to fail this request");
+        }
+        if *method == Method::POST
+            && path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+        {
+            // A question, not a write: nothing is stored.
+            return self.access_review(body);
         }
         let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
         if *method != Method::GET && !dry_run {
@@ -614,6 +771,9 @@ impl State {
         };
         if t.namespaced == namespace.is_none() && name.is_some() {
             return status(404, "NotFound", "the server could not find the requested resource");
+        }
+        if let Some(answer) = self.authorize(method, &t, namespace, name, query) {
+            return answer;
         }
         let ns = namespace.unwrap_or("").to_string();
         let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
@@ -753,6 +913,76 @@ impl State {
         let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
         let text: String = lines[skip..].iter().map(|l| format!("{l}\n")).collect();
         (StatusCode::OK, Value::String(text))
+    }
+
+    /// The RBAC authorizer: `None` when the user may make the request, else the 403 the API
+    /// server answers (message and details as `kube-apiserver` words them).
+    fn authorize(
+        &self,
+        method: &Method,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        query: &BTreeMap<String, String>,
+    ) -> Option<Answer> {
+        let grants = self.grants.as_ref()?;
+        let verb = match (method, name) {
+            (&Method::GET, Some(_)) => "get",
+            (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true") => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PATCH, _) => "patch",
+            (&Method::PUT, _) => "update",
+            (&Method::DELETE, Some(_)) => "delete",
+            (&Method::DELETE, None) => "deletecollection",
+            _ => return None,
+        };
+        // The API server's request info puts a Namespace requested by name in itself.
+        let scope = match (t.kind.as_str(), name) {
+            ("Namespace", Some(name)) => Some(name),
+            _ => namespace,
+        };
+        if grants.iter().any(|g| g.allows(verb, &t.group, &t.plural, scope)) {
+            return None;
+        }
+        let qualified =
+            if t.group.is_empty() { t.plural.clone() } else { format!("{}.{}", t.plural, t.group) };
+        let subject = match name {
+            Some(name) => format!("{qualified} \"{name}\""),
+            None => qualified,
+        };
+        let place = match scope {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let (code, mut body) = status(
+            403,
+            "Forbidden",
+            format!(
+                "{subject} is forbidden: User \"deployer\" cannot {verb} resource \"{}\" in API group \"{}\" {place}",
+                t.plural, t.group
+            ),
+        );
+        body["details"] = json!({"name": name.unwrap_or(""), "group": t.group, "kind": t.plural});
+        Some((code, body))
+    }
+
+    /// A SelfSubjectAccessReview (every user may ask): answered from the user's grants.
+    fn access_review(&self, body: &[u8]) -> Answer {
+        let mut review: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return status(400, "BadRequest", e.to_string()),
+        };
+        let attributes = &review["spec"]["resourceAttributes"];
+        let text = |key: &str| attributes[key].as_str().unwrap_or("").to_string();
+        let (verb, group, resource, namespace) =
+            (text("verb"), text("group"), text("resource"), text("namespace"));
+        let namespace = Some(namespace.as_str()).filter(|n| !n.is_empty());
+        let allowed = self.grants.as_ref().is_none_or(|grants| {
+            grants.iter().any(|g| g.allows(&verb, &group, &resource, namespace))
+        });
+        review["status"] = json!({"allowed": allowed});
+        (StatusCode::CREATED, review)
     }
 
     /// `PUT`: replaces the whole object if the client's resourceVersion is the stored one.
