@@ -68,13 +68,14 @@ printf 'backend.port=8080' >corpus/config_value/seed1
 printf 'ghcr.io/org/app:1.2@sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a' >corpus/image_reference/seed1
 
 cargo +nightly fuzz build
+# The binaries cargo-fuzz built, run directly: `cargo fuzz run` would rebuild whenever the
+# sources changed since, and its output hides the fuzzer's own failures.
+bin=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 for target in "${targets[@]}"; do
     echo "== $target: ${seconds} s" >&2
-    mkdir -p "corpus/$target"
-    cargo +nightly fuzz run "$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
-        grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done|#[0-9]+ +DONE)' || true
-    if compgen -G "artifacts/$target/*" >/dev/null; then
-        echo "!! $target: crash inputs in fuzz/artifacts/$target" >&2
-    fi
+    mkdir -p "corpus/$target" "artifacts/$target"
+    "$bin/$target" "corpus/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"$work/$target.log" 2>&1 ||
+        echo "!! $target: the fuzzer failed; crash inputs in fuzz/artifacts/$target" >&2
+    grep -E '^(stat::number_of_executed_units|stat::new_units_added|SUMMARY)' "$work/$target.log" >&2 || true
 done
