@@ -110,75 +110,11 @@ impl TlsFileServer {
     /// Serves the files of `dir` (needs `openssl` and `python3`).
     pub fn serve(dir: &std::path::Path) -> TlsFileServer {
         let certs = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .current_dir(certs.path())
-                .args(args)
-                .output()
-                .expect("openssl is needed by this test");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=charmer test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(
-            certs.path().join("ext"),
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ]);
+        super::registry::certificates(certs.path());
         let mut child = std::process::Command::new("python3")
             .args(["-c", SERVE_TLS])
             .arg(dir)
-            .arg(certs.path().join("server.pem"))
+            .arg(certs.path().join("server.crt"))
             .arg(certs.path().join("server.key"))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -188,7 +124,7 @@ impl TlsFileServer {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
         TlsFileServer {
             url: format!("https://127.0.0.1:{}/", port.trim()),
-            ca_pem: certs.path().join("ca.pem"),
+            ca_pem: certs.path().join("ca.crt"),
             child,
             _certs: certs,
         }
