@@ -63,26 +63,37 @@ impl TemplateSet {
         context: &Value,
         budget: &mut usize,
     ) -> Result<String, Problem> {
-        let mut out = Bounded { text: Vec::new(), limit: *budget, exceeded: false };
-        let result = self
-            .env
-            .get_template(name)
-            .and_then(|t| t.render_captured_to(context, &mut out).map(drop));
-        if out.exceeded {
-            return Err(Problem::new(
-                format!("{}/{name}", self.origin),
-                "",
-                format!(
-                    "renders more than {MAX_RENDERED_BYTES} bytes, the limit for one \
-                     application's templates"
+        let text =
+            render_bounded(self.env.get_template(name), context, *budget).map_err(|e| match e {
+                Some(e) => template_problem(&self.origin, &e),
+                None => Problem::new(
+                    format!("{}/{name}", self.origin),
+                    "",
+                    format!(
+                        "renders more than {MAX_RENDERED_BYTES} bytes, the limit for one \
+                         application's templates"
+                    ),
                 ),
-            ));
-        }
-        result.map_err(|e| template_problem(&self.origin, &e))?;
-        *budget -= out.text.len();
-        // The template's source is UTF-8 and so is everything it can insert.
-        Ok(String::from_utf8_lossy(&out.text).into_owned())
+            })?;
+        *budget -= text.len();
+        Ok(text)
     }
+}
+
+/// Renders `template` into at most `limit` bytes; `Err(None)` when it would write more.
+fn render_bounded(
+    template: Result<minijinja::Template<'_, '_>, minijinja::Error>,
+    context: &Value,
+    limit: usize,
+) -> Result<String, Option<minijinja::Error>> {
+    let mut out = Bounded { text: Vec::new(), limit, exceeded: false };
+    let result = template.and_then(|t| t.render_captured_to(context, &mut out).map(drop));
+    if out.exceeded {
+        return Err(None);
+    }
+    result.map_err(Some)?;
+    // The template's source is UTF-8 and so is everything it can insert.
+    Ok(String::from_utf8_lossy(&out.text).into_owned())
 }
 
 /// A writer that refuses to grow past `limit` bytes.
@@ -111,19 +122,13 @@ impl Write for Bounded {
 /// problems; bounded like a charm's templates.
 pub fn render_str(file: &str, key: &str, source: &str, context: &Value) -> Result<String, Problem> {
     let env = new_environment();
-    let mut out = Bounded { text: Vec::new(), limit: MAX_RENDERED_BYTES, exceeded: false };
-    let result = env
-        .template_from_str(source)
-        .and_then(|t| t.render_captured_to(context, &mut out).map(drop));
-    if out.exceeded {
-        return Err(Problem::new(
-            file,
-            key,
-            format!("renders more than {MAX_RENDERED_BYTES} bytes"),
-        ));
-    }
-    result.map_err(|e| Problem::new(file, key, describe(&e)))?;
-    Ok(String::from_utf8_lossy(&out.text).into_owned())
+    render_bounded(env.template_from_str(source), context, MAX_RENDERED_BYTES).map_err(|e| {
+        let message = match e {
+            Some(e) => describe(&e),
+            None => format!("renders more than {MAX_RENDERED_BYTES} bytes"),
+        };
+        Problem::new(file, key, message)
+    })
 }
 
 fn new_environment() -> Environment<'static> {
