@@ -319,13 +319,6 @@ fn export_carry_import_and_tampering_is_caught() {
     assert_eq!(dst.inspect_raw("again/team/api:2.0").1, api_digest);
 }
 
-/// The members of a tar, by name.
-fn member_names(archive: &Path) -> Vec<String> {
-    let mut tar = tar::Archive::new(File::open(archive).unwrap());
-    let entries = tar.entries_with_seek().unwrap();
-    entries.map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
-}
-
 fn blob_member(digest: &str) -> String {
     format!("images/blobs/sha256/{}", digest.trim_start_matches("sha256:"))
 }
@@ -404,7 +397,7 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
     let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
     assert!(stdout.contains("delta against 1 archives: left out 3 blobs"), "{stdout}");
 
-    let carried = member_names(&new);
+    let carried = crate::support::tar_member_names(&new);
     for left_out in [base, v1] {
         assert!(!carried.contains(&blob_member(left_out)), "{left_out} carried again: {carried:?}");
     }

@@ -7,12 +7,6 @@ use serde_json::Value;
 
 use crate::support::registry::{charmer, connection, skopeo, Kind, Layout, Registry};
 
-/// Members of a tar file, by name.
-fn members(path: &std::path::Path) -> Vec<String> {
-    let mut archive = tar::Archive::new(File::open(path).unwrap());
-    archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect()
-}
-
 fn read_member(path: &std::path::Path, name: &str) -> Vec<u8> {
     let mut archive = tar::Archive::new(File::open(path).unwrap());
     for entry in archive.entries().unwrap() {
@@ -70,7 +64,7 @@ fn save_then_push_keeps_digests_stores_shared_blobs_once_and_repush_sends_nothin
         .success();
 
     // One member per blob, every manifest and blob exactly once, names kept as annotations.
-    let names = members(&archive);
+    let names = crate::support::tar_member_names(&archive);
     let unique: BTreeSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "{names:?}");
     // 3 layers + 4 configs + 4 manifests + 1 index, plus oci-layout and index.json.

@@ -59,6 +59,13 @@ fn on_path(program: &str) -> bool {
     })
 }
 
+/// The names of a tar file's members, in order (their data is skipped, not read).
+pub fn tar_member_names(path: &Path) -> Vec<String> {
+    let mut tar = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let entries = tar.entries_with_seek().unwrap();
+    entries.map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+}
+
 /// Hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
