@@ -267,6 +267,10 @@ pub fn read_zip(
         if is_dir {
             continue;
         }
+        if let Err(p) = check_parsed_yaml_size(archive, &name, declared) {
+            problems.push(p);
+            continue;
+        }
         // The declared size bounds what is inflated, and the bytes really inflated must
         // match it: a bomb is refused from its header, a lying header by its content.
         if declared > limits.max_total_bytes.saturating_sub(total) {
@@ -376,6 +380,10 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
         }
         // The size is checked before the file is read, so a huge file costs nothing.
         let size = entry.metadata().map_err(|e| io(entry.path(), e.into()))?.len();
+        if let Err(p) = check_parsed_yaml_size(&label, &name, size) {
+            problems.push(p);
+            continue;
+        }
         let data = if total + size > limits.max_total_bytes {
             Vec::new()
         } else {
@@ -405,6 +413,24 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFil
         ));
     }
     problems.into_result(files).map_err(CharmError::from)
+}
+
+/// The charm's own YAML files, which charmer parses (other files are only carried).
+const PARSED_YAML: [&str; 5] =
+    ["metadata.yaml", "config.yaml", "manifest.yaml", "actions.yaml", super::charmcraft::FILE];
+
+/// Refuses a parsed YAML file larger than the YAML limit by its size alone, before it is
+/// read or inflated: the charm-wide limit would let one grow to hundreds of MiB first.
+fn check_parsed_yaml_size(label: &str, name: &str, size: u64) -> Result<(), Problem> {
+    let limit = crate::contract::MAX_YAML_BYTES as u64;
+    if PARSED_YAML.contains(&name) && size > limit {
+        return Err(Problem::new(
+            format!("{label}/{name}"),
+            "",
+            format!("{size} bytes, more than the limit of {limit} for a YAML file"),
+        ));
+    }
+    Ok(())
 }
 
 /// Unpacks files into `dest`, which must not exist yet. The files are written to a temporary

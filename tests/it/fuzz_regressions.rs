@@ -49,6 +49,15 @@ fn a_huge_config_yaml_is_refused_not_parsed() {
         err.contains("charms/db/config.yaml: 209715200 bytes, more than the limit of 4194304"),
         "{err}"
     );
+    // Past the charm-wide limit (256 MiB) too: still refused by the YAML limit, by its size,
+    // not read first, and packed into no archive.
+    config.set_len(300 << 20).unwrap();
+    let err = refused(ws.path(), &["pack", "charms/db", "--out", "packed"]);
+    assert!(
+        err.contains("charms/db/config.yaml: 314572800 bytes, more than the limit of 4194304"),
+        "{err}"
+    );
+    assert!(!ws.path().join("packed").exists());
 }
 
 #[test]
