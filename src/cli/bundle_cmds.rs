@@ -105,6 +105,90 @@ impl ResolveArgs {
     }
 }
 
+/// Pinning images by digest, for the commands whose output names images.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DigestArgs {
+    /// Ask each image's source registry which manifest its tag points to now and pin the
+    /// image by that digest (name:tag@sha256:...) in the manifests, the plan and bundle.lock;
+    /// images pinned by digest already are not asked (connected side; --ca-file and
+    /// --insecure-http apply, credentials come from the Docker config).
+    #[arg(long)]
+    pub pin_digests: bool,
+    /// Refuse any image that is not pinned by digest (after --pin-digests), one line per
+    /// application resource: the lint for production deploys.
+    #[arg(long)]
+    pub require_digests: bool,
+}
+
+/// `--mirror` for the commands that reach registries only to pin digests.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PinMirrors {
+    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT] (a mirror, or
+    /// the API host of a registry whose name is not its address; docker.io needs one).
+    /// Repeatable.
+    #[arg(long, value_name = "NAME=HOST", requires = "pin_digests")]
+    pub mirror: Vec<String>,
+}
+
+/// Transient failures retried per lookup with `--pin-digests` (as `images save` defaults).
+const PIN_RETRIES: u32 = 5;
+/// Digest lookups at once.
+const PIN_JOBS: usize = 8;
+
+/// `NAME=HOST` pairs of `--mirror`, each bad one a problem.
+pub(super) fn parse_mirrors(
+    given: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, crate::diag::Problems> {
+    let mut problems = crate::diag::Problems::default();
+    let mut mirrors = std::collections::BTreeMap::new();
+    for mirror in given {
+        match mirror.split_once('=') {
+            Some((name, host)) if !name.is_empty() && !host.is_empty() => {
+                mirrors.insert(name.to_string(), host.to_string());
+            }
+            _ => problems.push(crate::diag::Problem::new(
+                "--mirror",
+                mirror,
+                "give NAME=HOST[:PORT]",
+            )),
+        }
+    }
+    problems.into_result(mirrors)
+}
+
+impl DigestArgs {
+    /// Pins `model`'s images when asked (asking registries through `tls` and `mirrors`),
+    /// then checks that every image is pinned when that is required.
+    pub fn apply(
+        &self,
+        model: &mut Model,
+        tls: &TlsOptions,
+        mirrors: &[String],
+    ) -> Result<(), Error> {
+        if self.pin_digests {
+            let options = crate::resolve::pin::PinOptions {
+                mirrors: parse_mirrors(mirrors)?,
+                jobs: PIN_JOBS,
+            };
+            let client =
+                crate::registry::client::Client::new(crate::registry::client::ClientOptions {
+                    tls: tls.clone(),
+                    retries: PIN_RETRIES,
+                    keychain: crate::registry::auth::Keychain::new(None)?,
+                })?;
+            let pinned = super::runtime()?
+                .block_on(crate::resolve::pin::pin_digests(model, &client, &options))
+                .map_err(crate::resolve::ResolveError::from)?;
+            tracing::info!("pinned {pinned} image(s) by digest");
+        }
+        if self.require_digests {
+            crate::resolve::pin::require_digests(model)
+                .map_err(crate::resolve::ResolveError::from)?;
+        }
+        Ok(())
+    }
+}
+
 /// Prints each warning on stderr as one `warning: FILE: KEY: ...` line (errors look alike).
 pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
     let mut seen = std::collections::BTreeSet::new();
@@ -119,9 +203,12 @@ pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
 pub(super) fn check(
     out: &mut impl Write,
     args: &ResolveArgs,
+    digests: &DigestArgs,
+    mirrors: &PinMirrors,
     output: Output,
 ) -> Result<ExitCode, Error> {
-    let model = args.resolve()?;
+    let mut model = args.resolve()?;
+    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
     // Rendering is part of checking: a template error must fail `check` too. A bundle of
     // operator charms is checked up to what Juju would be given (charms, config, relations).
     let mut plan = crate::resolve::plan::Plan::of(&model);
@@ -142,10 +229,13 @@ pub(super) fn check(
 pub(super) fn render(
     out: &mut impl Write,
     args: &ResolveArgs,
+    digests: &DigestArgs,
+    mirrors: &PinMirrors,
     dest: Option<&Path>,
     lock: Option<&Path>,
 ) -> Result<ExitCode, Error> {
-    let model = args.resolve()?;
+    let mut model = args.resolve()?;
+    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
     let manifests = crate::render::render(&model)?;
     let lock_text = || Lock::of(&model).to_yaml();
     // No --out, or `--out -`: one stream on stdout.
@@ -239,10 +329,13 @@ pub(super) fn juju_script(
 pub(super) fn images_list(
     out: &mut impl Write,
     args: &ResolveArgs,
+    digests: &DigestArgs,
+    mirrors: &PinMirrors,
     output: Output,
     why: Option<&str>,
 ) -> Result<ExitCode, Error> {
-    let model = args.resolve()?;
+    let mut model = args.resolve()?;
+    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
     let list = model.image_list();
     if let Some(image) = why {
         let users = list.why(image);

@@ -181,6 +181,7 @@ fn exit_code_of(error: Error) -> Error {
 pub(super) fn deploy(
     out: &mut impl Write,
     resolve: &ResolveArgs,
+    (digests, mirrors): (&super::DigestArgs, &super::PinMirrors),
     kube: &KubeArgs,
     mode: Mode,
     adopt: bool,
@@ -209,7 +210,8 @@ pub(super) fn deploy(
         } else {
             resolve.clone()
         };
-        let model = resolve.resolve()?;
+        let mut model = resolve.resolve()?;
+        digests.apply(&mut model, &resolve.tls, &mirrors.mirror)?;
         let manifests = crate::render::render(&model)?;
         let plan = Plan::from_model(&model, &manifests);
         runtime.block_on(async {

@@ -181,6 +181,41 @@ impl Client {
         }
     }
 
+    /// The digest of the manifest (or index) a tag points to, as `--pin-digests` records it;
+    /// `None` when the registry has no such tag. A `HEAD` with every manifest type in `Accept`
+    /// (so the registry answers with the stored document, never a converted one) gives it in
+    /// `Docker-Content-Digest`; a registry that leaves the header out (the distribution spec
+    /// allows older ones to) or gives another algorithm is asked with a `GET`, and the body's
+    /// SHA-256 is the digest. The header is trusted as it is: a wrong one cannot run another
+    /// image, since whatever pulls by the digest checks the content against it.
+    pub async fn tag_digest(
+        &self,
+        repo: &Repo,
+        tag: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let what = format!("HEAD manifest {repo}:{tag}");
+        let url = self.url(repo, &format!("manifests/{tag}"));
+        let accept = media::MANIFESTS.join(", ");
+        let response = self
+            .send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept))
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if !s.is_success() => return Err(status_error(what, response).await),
+            _ => {}
+        }
+        let header = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if let Some(digest) = header {
+            return Ok(Some(digest));
+        }
+        let max = super::tarindex::Limits::default().max_document_bytes;
+        Ok(Some(self.get_manifest(repo, tag, max).await?.digest))
+    }
+
     /// Fetches a manifest or index; checks it against `reference` when that is a digest.
     pub async fn get_manifest(
         &self,
