@@ -109,6 +109,8 @@ pub async fn pin_digests(
             Err(e) => report(&mut problems, users, source, &e.to_string()),
         }
     }
+    // By application and resource, however the lookups finished.
+    problems.0.sort_by(|a, b| a.key.cmp(&b.key));
     problems.into_result(())?;
     for app in model.applications.values_mut() {
         for image in app.images.values_mut() {
