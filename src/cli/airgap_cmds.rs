@@ -97,9 +97,12 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
-    let resolve = args.resolve.clone().with(&args.connection.tls);
-    let mut model = resolve.resolve()?;
-    args.digests.apply(&mut model, &resolve.tls, &args.pull.mirror)?;
+    let model = args
+        .resolve
+        .clone()
+        .with(&args.connection.tls)
+        .pinning(&args.digests, &args.pull.mirror)
+        .resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
     let base = Base::read(&args.since)?;

@@ -57,6 +57,13 @@ pub struct ResolveArgs {
     /// --insecure-http (see [`ResolveArgs::with`]).
     #[arg(skip)]
     pub tls: TlsOptions,
+    /// Whether to pin images by digest and require pins: the command's --pin-digests and
+    /// --require-digests (see [`ResolveArgs::pinning`]).
+    #[arg(skip)]
+    pub digests: DigestArgs,
+    /// The `--mirror NAME=HOST` pairs digests are looked up through.
+    #[arg(skip)]
+    pub mirrors: Vec<String>,
 }
 
 impl ResolveArgs {
@@ -66,7 +73,15 @@ impl ResolveArgs {
         self
     }
 
-    /// Loads and resolves the bundle. With `--verify-key` on a folder `airgap import`
+    /// These arguments with the command's --pin-digests, --require-digests and --mirror.
+    pub fn pinning(mut self, digests: &DigestArgs, mirrors: &[String]) -> ResolveArgs {
+        self.digests = digests.clone();
+        self.mirrors = mirrors.to_vec();
+        self
+    }
+
+    /// Loads and resolves the bundle, then pins and checks image digests as asked (see
+    /// [`DigestArgs`]). With `--verify-key` on a folder `airgap import`
     /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
     /// first, and the resolved charms and image digests after (see [`Unpacked`]).
     pub fn resolve(&self) -> Result<Model, Error> {
@@ -97,10 +112,11 @@ impl ResolveArgs {
         let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);
         print_warnings(&warnings);
-        let model = model?;
+        let mut model = model?;
         if let Some(unpacked) = &unpacked {
             unpacked.check(&model)?;
         }
+        self.digests.apply(&mut model, &self.tls, &self.mirrors)?;
         Ok(model)
     }
 }
@@ -159,12 +175,7 @@ pub(super) fn parse_mirrors(
 impl DigestArgs {
     /// Pins `model`'s images when asked (asking registries through `tls` and `mirrors`),
     /// then checks that every image is pinned when that is required.
-    pub fn apply(
-        &self,
-        model: &mut Model,
-        tls: &TlsOptions,
-        mirrors: &[String],
-    ) -> Result<(), Error> {
+    fn apply(&self, model: &mut Model, tls: &TlsOptions, mirrors: &[String]) -> Result<(), Error> {
         if self.pin_digests {
             let options = crate::resolve::pin::PinOptions {
                 mirrors: parse_mirrors(mirrors)?,
@@ -203,12 +214,9 @@ pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
 pub(super) fn check(
     out: &mut impl Write,
     args: &ResolveArgs,
-    digests: &DigestArgs,
-    mirrors: &PinMirrors,
     output: Output,
 ) -> Result<ExitCode, Error> {
-    let mut model = args.resolve()?;
-    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
+    let model = args.resolve()?;
     // Rendering is part of checking: a template error must fail `check` too. A bundle of
     // operator charms is checked up to what Juju would be given (charms, config, relations).
     let mut plan = crate::resolve::plan::Plan::of(&model);
@@ -229,13 +237,10 @@ pub(super) fn check(
 pub(super) fn render(
     out: &mut impl Write,
     args: &ResolveArgs,
-    digests: &DigestArgs,
-    mirrors: &PinMirrors,
     dest: Option<&Path>,
     lock: Option<&Path>,
 ) -> Result<ExitCode, Error> {
-    let mut model = args.resolve()?;
-    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
+    let model = args.resolve()?;
     let manifests = crate::render::render(&model)?;
     let lock_text = || Lock::of(&model).to_yaml();
     // No --out, or `--out -`: one stream on stdout.
@@ -329,13 +334,10 @@ pub(super) fn juju_script(
 pub(super) fn images_list(
     out: &mut impl Write,
     args: &ResolveArgs,
-    digests: &DigestArgs,
-    mirrors: &PinMirrors,
     output: Output,
     why: Option<&str>,
 ) -> Result<ExitCode, Error> {
-    let mut model = args.resolve()?;
-    digests.apply(&mut model, &args.tls, &mirrors.mirror)?;
+    let model = args.resolve()?;
     let list = model.image_list();
     if let Some(image) = why {
         let users = list.why(image);

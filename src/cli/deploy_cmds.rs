@@ -181,7 +181,6 @@ fn exit_code_of(error: Error) -> Error {
 pub(super) fn deploy(
     out: &mut impl Write,
     resolve: &ResolveArgs,
-    (digests, mirrors): (&super::DigestArgs, &super::PinMirrors),
     kube: &KubeArgs,
     mode: Mode,
     adopt: bool,
@@ -210,8 +209,7 @@ pub(super) fn deploy(
         } else {
             resolve.clone()
         };
-        let mut model = resolve.resolve()?;
-        digests.apply(&mut model, &resolve.tls, &mirrors.mirror)?;
+        let model = resolve.resolve()?;
         let manifests = crate::render::render(&model)?;
         let plan = Plan::from_model(&model, &manifests);
         runtime.block_on(async {

@@ -398,16 +398,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
         Command::Check { resolve, tls, digests, mirrors, output } => {
-            bundle_cmds::check(&mut out, &resolve.with(&tls), &digests, &mirrors, output)
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::check(&mut out, &resolve, output)
         }
-        Command::Render { resolve, tls, digests, mirrors, out: dest, lock } => bundle_cmds::render(
-            &mut out,
-            &resolve.with(&tls),
-            &digests,
-            &mirrors,
-            dest.as_deref(),
-            lock.as_deref(),
-        ),
+        Command::Render { resolve, tls, digests, mirrors, out: dest, lock } => {
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref())
+        }
         Command::JujuScript { resolve, tls, lock, out: file } => bundle_cmds::juju_script(
             &mut out,
             &resolve.with(&tls),
@@ -415,14 +412,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             file.as_deref(),
         ),
         Command::Images(ImagesCommand::List { resolve, tls, digests, mirrors, output, why }) => {
-            bundle_cmds::images_list(
-                &mut out,
-                &resolve.with(&tls),
-                &digests,
-                &mirrors,
-                output,
-                why.as_deref(),
-            )
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref())
         }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
@@ -450,8 +441,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             deploy_cmds::deploy(
                 &mut out,
-                &resolve.with(&tls),
-                (&digests, &mirrors),
+                &resolve.with(&tls).pinning(&digests, &mirrors.mirror),
                 &kube,
                 mode,
                 adopt,

@@ -30,6 +30,9 @@ pub struct PinOptions {
 /// Who runs an image: (application, resource).
 type Users = Vec<(String, String)>;
 
+/// One lookup's answer: the image, who runs it, and its digest (`None`: no such tag).
+type Answer<'a> = (&'a Reference, &'a Users, Result<Option<Digest>, RegistryError>);
+
 /// Pins every image of `model` whose source has no digest yet: asks its registry (or its
 /// mirror) for the digest its tag points to and adds it to the source and, unless the target
 /// already names one (from an image map), to the target. Images pinned already are not asked.
@@ -81,7 +84,7 @@ pub async fn pin_digests(
             }
         }
     }
-    let answers: Vec<(&Reference, &Users, Result<Option<Digest>, RegistryError>)> =
+    let answers: Vec<Answer> =
         stream::iter(lookups.into_iter().map(|(source, users, repo)| async move {
             let tag = source.tag_or_latest();
             let answer = client.retrying(|| client.tag_digest(&repo, tag)).await;
