@@ -204,6 +204,22 @@ fn require_digests_refuses_images_by_tag_one_line_each_and_writes_nothing() {
         .arg("--require-digests")
         .assert()
         .success();
+
+    // In the air gap, the retagged-images.txt `images push` wrote pins every target.
+    let retagged = work.join("retagged-images.txt");
+    std::fs::write(
+        &retagged,
+        format!("10.0.0.5:5000/team/app:1.0@{digest}\n10.0.0.5:5000/team/api:2.0@{digest}\n10.0.0.5:5000/team/app@{digest}\n"),
+    )
+    .unwrap();
+    charmer(work)
+        .arg("check")
+        .arg(&bundle)
+        .arg("--image-map")
+        .arg(&retagged)
+        .arg("--require-digests")
+        .assert()
+        .success();
 }
 
 #[test]
