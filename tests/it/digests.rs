@@ -331,11 +331,15 @@ fn airgap_export_carries_the_pinned_images_and_import_keeps_the_pins() {
         ],
     );
     let archive = work.join("shop.tar");
+    let key = work.join("airgap");
+    charmer(work).arg("keygen").arg("--out").arg(&key).assert().success();
     charmer(work)
         .args(["airgap", "export"])
         .arg(&bundle)
         .args(["--pin-digests", "--require-digests", "--quiet"])
         .args(connection(&src))
+        .arg("--sign-key")
+        .arg(key.with_extension("key"))
         .arg("--out")
         .arg(&archive)
         .assert()
@@ -347,9 +351,20 @@ fn airgap_export_carries_the_pinned_images_and_import_keeps_the_pins() {
         .arg("--registry")
         .arg(format!("{}/mirror", dst.host()))
         .args(connection(&dst))
+        .arg("--verify-key")
+        .arg(key.with_extension("pub"))
         .arg("--out")
         .arg(&unpacked)
         .arg("--quiet")
+        .assert()
+        .success();
+    // On the air-gapped side the signed folder (images named with their digests) checks out
+    // against the bundle (images by tag), and the pushed images' map pins every target.
+    charmer(work)
+        .current_dir(&unpacked)
+        .args(["check", "bundle.yaml", "--image-map", "retagged-images.txt", "--require-digests"])
+        .arg("--verify-key")
+        .arg(key.with_extension("pub"))
         .assert()
         .success();
     let lock: serde_yaml::Value =
