@@ -164,21 +164,7 @@ impl Client {
         repo: &Repo,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let what = format!("HEAD manifest {repo}:{reference}");
-        let url = self.url(repo, &format!("manifests/{reference}"));
-        let accept = media::MANIFESTS.join(", ");
-        let response = self
-            .send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept))
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(response
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())),
-            _ => Err(status_error(what, response).await),
-        }
+        Ok(self.head_manifest(repo, reference).await?.and_then(|headers| digest_header(&headers)))
     }
 
     /// The digest of the manifest (or index) a tag points to, as `--pin-digests` records it;
@@ -193,27 +179,32 @@ impl Client {
         repo: &Repo,
         tag: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let what = format!("HEAD manifest {repo}:{tag}");
-        let url = self.url(repo, &format!("manifests/{tag}"));
+        let Some(headers) = self.head_manifest(repo, tag).await? else { return Ok(None) };
+        if let Some(digest) = digest_header(&headers) {
+            return Ok(Some(digest));
+        }
+        let max = super::tarindex::Limits::default().max_document_bytes;
+        Ok(Some(self.get_manifest(repo, tag, max).await?.digest))
+    }
+
+    /// `HEAD` of a manifest with every manifest type in `Accept`: the answer's headers, or
+    /// `None` when the registry has no such manifest.
+    async fn head_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+    ) -> Result<Option<HeaderMap>, RegistryError> {
+        let what = format!("HEAD manifest {repo}:{reference}");
+        let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
         let response = self
             .send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept))
             .await?;
         match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if !s.is_success() => return Err(status_error(what, response).await),
-            _ => {}
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(response.headers().clone())),
+            _ => Err(status_error(what, response).await),
         }
-        let header = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        if let Some(digest) = header {
-            return Ok(Some(digest));
-        }
-        let max = super::tarindex::Limits::default().max_document_bytes;
-        Ok(Some(self.get_manifest(repo, tag, max).await?.digest))
     }
 
     /// Fetches a manifest or index; checks it against `reference` when that is a digest.
@@ -659,6 +650,11 @@ fn scopes(repo: &Repo, access: Access<'_>) -> Vec<String> {
             vec![format!("repository:{}:pull,push", repo.name), format!("repository:{from}:pull")]
         }
     }
+}
+
+/// A `Docker-Content-Digest` header that is a sha256 digest.
+fn digest_header(headers: &HeaderMap) -> Option<Digest> {
+    headers.get("docker-content-digest")?.to_str().ok()?.parse().ok()
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

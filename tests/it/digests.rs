@@ -50,19 +50,51 @@ fn push_images(work: &Path, registry: &Registry) -> (String, String) {
     (registry.inspect_raw("team/app:1.0").1, registry.inspect_raw("team/multi:2.0").1)
 }
 
+/// `images list BUNDLE --pin-digests` with `flags`: what it prints.
+fn pinned_list(work: &Path, bundle: &Path, flags: &[String]) -> String {
+    let listed = charmer(work)
+        .args(["images", "list"])
+        .arg(bundle)
+        .arg("--pin-digests")
+        .args(flags)
+        .assert()
+        .success();
+    String::from_utf8_lossy(&listed.get_output().stdout).to_string()
+}
+
+/// A work folder and a registry of `kind` holding the test images (see [`push_images`]);
+/// `None`, and the test is skipped, without the registry tools.
+struct Source {
+    work: tempfile::TempDir,
+    registry: Registry,
+    /// The digest of `team/app:1.0`.
+    app: String,
+    /// The digest of `team/multi:2.0` (an index).
+    multi: String,
+}
+
+fn source(kind: Kind) -> Option<Source> {
+    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(kind);
+    let (app, multi) = push_images(work.path(), &registry);
+    Some(Source { work, registry, app, multi })
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
 }
 
 #[test]
 fn render_pins_every_image_by_the_digest_the_registry_serves() {
-    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+    let Some(Source { work, registry: src, app: app_digest, multi: multi_digest }) =
+        source(Kind::Plain)
+    else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
+    };
     let work = work.path();
-    let src = Registry::start(Kind::Plain);
-    let (app_digest, multi_digest) = push_images(work, &src);
     let host = src.host();
     // `pinned` names its image by digest already: it must not be asked for.
     let bundle = shop(
@@ -113,14 +145,7 @@ fn render_pins_every_image_by_the_digest_the_registry_serves() {
     assert_eq!(asked, vec!["HEAD /v2/team/app/manifests/1.0", "HEAD /v2/team/multi/manifests/2.0"]);
 
     // images list and check show the same pins.
-    let listed = charmer(work)
-        .args(["images", "list"])
-        .arg(&bundle)
-        .arg("--pin-digests")
-        .args(connection(&src))
-        .assert()
-        .success();
-    let listed = String::from_utf8_lossy(&listed.get_output().stdout).to_string();
+    let listed = pinned_list(work, &bundle, &connection(&src));
     assert_eq!(
         listed.lines().collect::<Vec<_>>(),
         vec![
@@ -224,13 +249,8 @@ fn require_digests_refuses_images_by_tag_one_line_each_and_writes_nothing() {
 
 #[test]
 fn failed_lookups_are_reported_together_and_nothing_is_written() {
-    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
+    let Some(Source { work, registry: src, .. }) = source(Kind::Plain) else { return };
     let work = work.path();
-    let src = Registry::start(Kind::Plain);
-    push_images(work, &src);
     let host = src.host();
     let nobody = format!("127.0.0.1:{}", free_port());
     let bundle = shop(
@@ -272,56 +292,38 @@ fn failed_lookups_are_reported_together_and_nothing_is_written() {
     layout.name(&nginx, "nginx");
     layout.push_with_skopeo("nginx", &src, "library/nginx:1.27");
     let (_, nginx_digest) = src.inspect_raw("library/nginx:1.27");
-    let listed = charmer(work)
-        .args(["images", "list"])
-        .arg(&hub)
-        .arg("--pin-digests")
-        .arg("--mirror")
-        .arg(format!("docker.io={host}"))
-        .args(connection(&src))
-        .assert()
-        .success();
+    let mirror = [vec!["--mirror".to_string(), format!("docker.io={host}")], connection(&src)];
     assert_eq!(
-        String::from_utf8_lossy(&listed.get_output().stdout),
+        pinned_list(work, &hub, &mirror.concat()),
         format!("docker.io/library/nginx:1.27@{nginx_digest}\n")
     );
 }
 
 #[test]
 fn an_https_registry_is_pinned_with_its_ca_file() {
-    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+    let Some(Source { work, registry: src, app: app_digest, .. }) = source(Kind::Tls) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
+    };
     let work = work.path();
-    let src = Registry::start(Kind::Tls);
-    let (app_digest, _) = push_images(work, &src);
     let host = src.host();
     let bundle = shop(work, &[("frontend", &format!("{host}/team/app:1.0"))]);
     let untrusted = charmer(work).arg("check").arg(&bundle).arg("--pin-digests").assert().failure();
     assert!(stderr(untrusted.get_output()).contains("--ca-file"));
-    let listed = charmer(work)
-        .args(["images", "list"])
-        .arg(&bundle)
-        .arg("--pin-digests")
-        .args(connection(&src))
-        .assert()
-        .success();
     assert_eq!(
-        String::from_utf8_lossy(&listed.get_output().stdout),
+        pinned_list(work, &bundle, &connection(&src)),
         format!("{host}/team/app:1.0@{app_digest}\n")
     );
 }
 
 #[test]
 fn airgap_export_carries_the_pinned_images_and_import_keeps_the_pins() {
-    if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
+    let Some(Source { work, registry: src, app: app_digest, multi: multi_digest }) =
+        source(Kind::Plain)
+    else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
+    };
     let work = work.path();
-    let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
-    let (app_digest, multi_digest) = push_images(work, &src);
+    let dst = Registry::start(Kind::Plain);
     let host = src.host();
     let bundle = shop(
         work,
