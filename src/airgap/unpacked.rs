@@ -138,8 +138,15 @@ impl Unpacked {
                 Problem::new(label, IMAGE_INDEX, format!("not an image index: {e}"))
             })?;
             for entry in index.manifests {
-                let name = entry.annotations.get(ANNOTATION_IMAGE_NAME).map(|n| n.parse());
+                let name =
+                    entry.annotations.get(ANNOTATION_IMAGE_NAME).map(|n| n.parse::<Reference>());
                 if let Some(Ok(reference)) = name {
+                    // An image exported with --pin-digests is named with its digest, while
+                    // the bundle unpacked here names it by tag: it is found either way.
+                    if reference.digest.is_some() {
+                        let bare = Reference { digest: None, ..reference.clone() };
+                        images.entry(bare).or_insert_with(|| entry.digest.clone());
+                    }
                     images.insert(reference, entry.digest);
                 }
             }

@@ -45,6 +45,10 @@ pub struct ExportArgs {
     /// its index is read). Repeatable. Import the delta into a registry that imported it.
     #[arg(long, value_name = "OLD.tar")]
     pub since: Vec<PathBuf>,
+    /// Pinning images by digest (--mirror applies to the lookups too): the carried lock
+    /// and image list name every image by digest, and exactly those manifests are carried.
+    #[command(flatten)]
+    pub digests: super::DigestArgs,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -93,7 +97,12 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
-    let model = args.resolve.clone().with(&args.connection.tls).resolve()?;
+    let model = args
+        .resolve
+        .clone()
+        .with(&args.connection.tls)
+        .pinning(&args.digests, &args.pull.mirror)
+        .resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
     let base = Base::read(&args.since)?;

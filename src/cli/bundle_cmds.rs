@@ -57,6 +57,13 @@ pub struct ResolveArgs {
     /// --insecure-http (see [`ResolveArgs::with`]).
     #[arg(skip)]
     pub tls: TlsOptions,
+    /// Whether to pin images by digest and require pins: the command's --pin-digests and
+    /// --require-digests (see [`ResolveArgs::pinning`]).
+    #[arg(skip)]
+    pub digests: DigestArgs,
+    /// The `--mirror NAME=HOST` pairs digests are looked up through.
+    #[arg(skip)]
+    pub mirrors: Vec<String>,
 }
 
 impl ResolveArgs {
@@ -66,7 +73,15 @@ impl ResolveArgs {
         self
     }
 
-    /// Loads and resolves the bundle. With `--verify-key` on a folder `airgap import`
+    /// These arguments with the command's --pin-digests, --require-digests and --mirror.
+    pub fn pinning(mut self, digests: &DigestArgs, mirrors: &[String]) -> ResolveArgs {
+        self.digests = digests.clone();
+        self.mirrors = mirrors.to_vec();
+        self
+    }
+
+    /// Loads and resolves the bundle, then pins and checks image digests as asked (see
+    /// [`DigestArgs`]). With `--verify-key` on a folder `airgap import`
     /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
     /// first, and the resolved charms and image digests after (see [`Unpacked`]).
     pub fn resolve(&self) -> Result<Model, Error> {
@@ -97,11 +112,91 @@ impl ResolveArgs {
         let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);
         print_warnings(&warnings);
-        let model = model?;
+        let mut model = model?;
         if let Some(unpacked) = &unpacked {
             unpacked.check(&model)?;
         }
+        self.digests.apply(&mut model, &self.tls, &self.mirrors)?;
         Ok(model)
+    }
+}
+
+/// Pinning images by digest, for the commands whose output names images.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DigestArgs {
+    /// Ask each image's source registry which manifest its tag points to now and pin the
+    /// image by that digest (name:tag@sha256:...) in the manifests, the plan and bundle.lock;
+    /// images pinned by digest already are not asked (connected side; --ca-file and
+    /// --insecure-http apply, credentials come from the Docker config).
+    #[arg(long)]
+    pub pin_digests: bool,
+    /// Refuse any image that is not pinned by digest (after --pin-digests), one line per
+    /// application resource: the lint for production deploys.
+    #[arg(long)]
+    pub require_digests: bool,
+}
+
+/// `--mirror` for the commands that reach registries only to pin digests.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PinMirrors {
+    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT] (a mirror, or
+    /// the API host of a registry whose name is not its address; docker.io needs one).
+    /// Repeatable.
+    #[arg(long, value_name = "NAME=HOST", requires = "pin_digests")]
+    pub mirror: Vec<String>,
+}
+
+/// Transient failures retried per lookup with `--pin-digests` (as `images save` defaults).
+const PIN_RETRIES: u32 = 5;
+/// Digest lookups at once.
+const PIN_JOBS: usize = 8;
+
+/// `NAME=HOST` pairs of `--mirror`, each bad one a problem.
+pub(super) fn parse_mirrors(
+    given: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, crate::diag::Problems> {
+    let mut problems = crate::diag::Problems::default();
+    let mut mirrors = std::collections::BTreeMap::new();
+    for mirror in given {
+        match mirror.split_once('=') {
+            Some((name, host)) if !name.is_empty() && !host.is_empty() => {
+                mirrors.insert(name.to_string(), host.to_string());
+            }
+            _ => problems.push(crate::diag::Problem::new(
+                "--mirror",
+                mirror,
+                "give NAME=HOST[:PORT]",
+            )),
+        }
+    }
+    problems.into_result(mirrors)
+}
+
+impl DigestArgs {
+    /// Pins `model`'s images when asked (asking registries through `tls` and `mirrors`),
+    /// then checks that every image is pinned when that is required.
+    fn apply(&self, model: &mut Model, tls: &TlsOptions, mirrors: &[String]) -> Result<(), Error> {
+        if self.pin_digests {
+            let options = crate::resolve::pin::PinOptions {
+                mirrors: parse_mirrors(mirrors)?,
+                jobs: PIN_JOBS,
+            };
+            let client =
+                crate::registry::client::Client::new(crate::registry::client::ClientOptions {
+                    tls: tls.clone(),
+                    retries: PIN_RETRIES,
+                    keychain: crate::registry::auth::Keychain::new(None)?,
+                })?;
+            let pinned = super::runtime()?
+                .block_on(crate::resolve::pin::pin_digests(model, &client, &options))
+                .map_err(crate::resolve::ResolveError::from)?;
+            tracing::info!("pinned {pinned} image(s) by digest");
+        }
+        if self.require_digests {
+            crate::resolve::pin::require_digests(model)
+                .map_err(crate::resolve::ResolveError::from)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `images save`, `images push`, and what the transfer commands share: registry connection
 //! flags, credentials from the command line, progress bars.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,17 +99,7 @@ pub struct PullFlags {
 impl PullFlags {
     /// The pull options these flags and `connection` ask for.
     pub(super) fn options(self, connection: &Connection) -> Result<PullOptions, Error> {
-        let mut problems = Problems::default();
-        let mut mirrors = BTreeMap::new();
-        for mirror in &self.mirror {
-            match mirror.split_once('=') {
-                Some((name, host)) if !name.is_empty() && !host.is_empty() => {
-                    mirrors.insert(name.to_string(), host.to_string());
-                }
-                _ => problems.push(Problem::new("--mirror", mirror, "give NAME=HOST[:PORT]")),
-            }
-        }
-        problems.into_result(())?;
+        let mirrors = super::bundle_cmds::parse_mirrors(&self.mirror)?;
         Ok(PullOptions { platform: self.platform, jobs: connection.jobs.into(), mirrors })
     }
 }

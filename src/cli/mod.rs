@@ -10,7 +10,7 @@ mod images_cmds;
 mod publish_cmds;
 mod rbac_cmds;
 
-pub use bundle_cmds::ResolveArgs;
+pub use bundle_cmds::{DigestArgs, PinMirrors, ResolveArgs};
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
 
 use std::io::{IsTerminal, Write};
@@ -122,9 +122,15 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
-        /// How to reach published indexes.
+        /// How to reach published indexes (and, with --pin-digests, registries).
         #[command(flatten)]
         tls: TlsArgs,
+        /// Pinning images by digest.
+        #[command(flatten)]
+        digests: DigestArgs,
+        /// Mirrors to pin through.
+        #[command(flatten)]
+        mirrors: PinMirrors,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -134,9 +140,15 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
-        /// How to reach published indexes.
+        /// How to reach published indexes (and, with --pin-digests, registries).
         #[command(flatten)]
         tls: TlsArgs,
+        /// Pinning images by digest.
+        #[command(flatten)]
+        digests: DigestArgs,
+        /// Mirrors to pin through.
+        #[command(flatten)]
+        mirrors: PinMirrors,
         /// Folder to write <app>.yaml files and bundle.lock into; `-` or absent: one YAML
         /// stream on stdout.
         #[arg(long, value_name = "DIR|-")]
@@ -187,9 +199,15 @@ pub enum Command {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
-        /// How to reach published indexes.
+        /// How to reach published indexes (and, with --pin-digests, registries).
         #[command(flatten)]
         tls: TlsArgs,
+        /// Pinning images by digest.
+        #[command(flatten)]
+        digests: DigestArgs,
+        /// Mirrors to pin through.
+        #[command(flatten)]
+        mirrors: PinMirrors,
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
@@ -345,9 +363,15 @@ pub enum ImagesCommand {
         /// The bundle and how to resolve it.
         #[command(flatten)]
         resolve: ResolveArgs,
-        /// How to reach published indexes.
+        /// How to reach published indexes (and, with --pin-digests, registries).
         #[command(flatten)]
         tls: TlsArgs,
+        /// Pinning images by digest.
+        #[command(flatten)]
+        digests: DigestArgs,
+        /// Mirrors to pin through.
+        #[command(flatten)]
+        mirrors: PinMirrors,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
@@ -373,11 +397,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             charm_cmds::verify(&mut out, &charms, key.as_deref(), &tls)
         }
         Command::Unpack { charm, out: dir } => charm_cmds::unpack(&mut out, &charm, &dir),
-        Command::Check { resolve, tls, output } => {
-            bundle_cmds::check(&mut out, &resolve.with(&tls), output)
+        Command::Check { resolve, tls, digests, mirrors, output } => {
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::check(&mut out, &resolve, output)
         }
-        Command::Render { resolve, tls, out: dest, lock } => {
-            bundle_cmds::render(&mut out, &resolve.with(&tls), dest.as_deref(), lock.as_deref())
+        Command::Render { resolve, tls, digests, mirrors, out: dest, lock } => {
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::render(&mut out, &resolve, dest.as_deref(), lock.as_deref())
         }
         Command::JujuScript { resolve, tls, lock, out: file } => bundle_cmds::juju_script(
             &mut out,
@@ -385,8 +411,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             lock.as_deref(),
             file.as_deref(),
         ),
-        Command::Images(ImagesCommand::List { resolve, tls, output, why }) => {
-            bundle_cmds::images_list(&mut out, &resolve.with(&tls), output, why.as_deref())
+        Command::Images(ImagesCommand::List { resolve, tls, digests, mirrors, output, why }) => {
+            let resolve = resolve.with(&tls).pinning(&digests, &mirrors.mirror);
+            bundle_cmds::images_list(&mut out, &resolve, output, why.as_deref())
         }
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
@@ -395,7 +422,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Config { deployed, app, kube, output } => {
             deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)
         }
-        Command::Deploy { resolve, tls, kube, dry_run, diff, adopt, apply, reuse_config } => {
+        Command::Deploy {
+            resolve,
+            tls,
+            digests,
+            mirrors,
+            kube,
+            dry_run,
+            diff,
+            adopt,
+            apply,
+            reuse_config,
+        } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
                 (true, _) => deploy_cmds::Mode::DryRun,
@@ -403,7 +441,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             deploy_cmds::deploy(
                 &mut out,
-                &resolve.with(&tls),
+                &resolve.with(&tls).pinning(&digests, &mirrors.mirror),
                 &kube,
                 mode,
                 adopt,

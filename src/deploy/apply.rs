@@ -376,7 +376,7 @@ impl Cluster {
         outcome.adopted.extend(self.adopt_set_claims(prepared).await?);
         if let Some(wait) = &options.wait {
             let waited: Vec<&Target> =
-                prepared.targets.iter().filter(|t| wait::waits_for(&t.id.kind)).collect();
+                prepared.targets.iter().filter(|t| wait::waits_for(&t.id)).collect();
             wait::wait(self, &prepared.kinds, &waited, wait, progress).await?;
         }
         Ok(outcome)

@@ -120,7 +120,7 @@ impl Cluster {
             latest
                 .inventory
                 .iter()
-                .filter(|e| waits_for(&e.id.kind) || exposing(&e.id.kind))
+                .filter(|e| waits_for(&e.id) || exposing(&e.id.kind))
                 .cloned()
                 .collect(),
         );
@@ -143,13 +143,13 @@ impl Cluster {
             };
             for (entry, kind) in entries.iter().filter(|(e, _)| e.app == app.name) {
                 let Some(live) = self.get(kind, &entry.id).await? else {
-                    if waits_for(&entry.id.kind) {
+                    if waits_for(&entry.id) {
                         status.waiting.push(format!("{} (missing)", entry.id));
                     }
                     continue;
                 };
                 status.exposes.extend(exposed(&entry.id.kind, &entry.id.name, &live));
-                if !waits_for(&entry.id.kind) {
+                if !waits_for(&entry.id) {
                     continue;
                 }
                 if let Some((ready, desired)) = pod_counts(&entry.id.kind, &live) {
@@ -157,7 +157,7 @@ impl Cluster {
                     status.desired_pods += desired;
                 }
                 if let Readiness::Pending(why) | Readiness::Failed(why) =
-                    readiness(&entry.id.kind, &live)
+                    readiness(&entry.id.group, &entry.id.kind, &live)
                 {
                     status.waiting.push(format!("{} ({why})", entry.id));
                     if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {

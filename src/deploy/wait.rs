@@ -1,6 +1,7 @@
 //! Waiting until applied objects are really ready: generation-aware for workloads (the
 //! controller has seen the new spec and every replica runs it), Bound for claims, Complete
-//! for Jobs, Established for CRDs; and failing fast when a pod cannot start.
+//! for Jobs, Established for CRDs, the `Ready` condition for Knative Services; and failing
+//! fast when a pod cannot start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use super::cluster::{Cluster, Kinds, Lookup};
 use super::targets::Target;
 use super::{DeployError, Event, Progress};
+use crate::contract::ObjectId;
 
 /// How long and how often to poll.
 #[derive(Debug, Clone, Copy)]
@@ -45,30 +47,42 @@ const FATAL_REASONS: &[&str] = &[
     "CreateContainerConfigError",
 ];
 
-/// Whether deploy waits for objects of this kind.
-pub(crate) fn waits_for(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Deployment"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "Job"
-            | "PersistentVolumeClaim"
-            | "CustomResourceDefinition"
-    )
+/// The API group of Knative Serving, whose `Service` deploy waits for.
+const KNATIVE_SERVING: &str = "serving.knative.dev";
+
+/// Whether deploy waits for objects of this kind in this API group.
+pub(crate) fn waits_for(id: &ObjectId) -> bool {
+    match id.group.as_str() {
+        KNATIVE_SERVING => id.kind == "Service",
+        _ => matches!(
+            id.kind.as_str(),
+            "Deployment"
+                | "StatefulSet"
+                | "DaemonSet"
+                | "Job"
+                | "PersistentVolumeClaim"
+                | "CustomResourceDefinition"
+        ),
+    }
 }
 
 fn int(value: &Value) -> i64 {
     value.as_i64().unwrap_or(0)
 }
 
-/// The readiness of a live object of `kind`.
-pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
+/// The readiness of a live object of `kind` in API group `group`.
+pub(crate) fn readiness(group: &str, kind: &str, object: &Value) -> Readiness {
     let status = &object["status"];
     let generation = int(&object["metadata"]["generation"]);
     let observed = int(&status["observedGeneration"]);
     let stale =
         || Readiness::Pending(format!("controller has not seen generation {generation} yet"));
+    if group == KNATIVE_SERVING {
+        if observed < generation {
+            return stale();
+        }
+        return knative_readiness(status);
+    }
     match kind {
         "Deployment" | "StatefulSet" => {
             if observed < generation {
@@ -148,6 +162,29 @@ pub(crate) fn readiness(kind: &str, object: &Value) -> Readiness {
     }
 }
 
+/// A Knative Service by its `Ready` condition: `True` once its latest revision serves,
+/// `Unknown` while it rolls out (a revision whose pods are not ready yet, e.g. a model still
+/// loading), `False` when Knative gave up on it (a revision that failed, an image it cannot
+/// resolve, pods not ready within its progress deadline), with Knative's reason and message.
+fn knative_readiness(status: &Value) -> Readiness {
+    let ready =
+        status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
+    let Some(ready) = ready else {
+        return Readiness::Pending("Knative has not reported readiness yet".into());
+    };
+    let why = [ready["reason"].as_str(), ready["message"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    match ready["status"].as_str() {
+        Some("True") => Readiness::Ready,
+        Some("False") => Readiness::Failed(format!("Knative reports it not ready: {why}")),
+        _ if why.is_empty() => Readiness::Pending("Knative is rolling out a revision".into()),
+        _ => Readiness::Pending(why),
+    }
+}
+
 /// A label selector string for the pods of a workload (`k=v,k2 in (a,b)`), or `None`.
 pub(crate) fn pod_selector(object: &Value) -> Option<String> {
     let selector = &object["spec"]["selector"];
@@ -219,7 +256,7 @@ pub(crate) async fn wait(
             }
             match cluster.get(&t.kind, &t.id).await? {
                 None => pending.push((i, "not found".into())),
-                Some(live) => match readiness(&t.id.kind, &live) {
+                Some(live) => match readiness(&t.id.group, &t.id.kind, &live) {
                     Readiness::Ready => {
                         ready.insert(i);
                     }
@@ -277,38 +314,71 @@ mod tests {
         let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}});
         assert!(
-            matches!(readiness("Deployment", &d), Readiness::Pending(w) if w.contains("generation 2"))
+            matches!(readiness("", "Deployment", &d), Readiness::Pending(w) if w.contains("generation 2"))
         );
         d["status"]["observedGeneration"] = json!(2);
         d["status"]["updatedReplicas"] = json!(1);
         assert_eq!(
-            readiness("Deployment", &d),
+            readiness("", "Deployment", &d),
             Readiness::Pending("2 of 2 replicas ready, 1 updated".into())
         );
         d["status"]["updatedReplicas"] = json!(2);
-        assert_eq!(readiness("Deployment", &d), Readiness::Ready);
+        assert_eq!(readiness("", "Deployment", &d), Readiness::Ready);
         d["status"]["replicas"] = json!(3);
         assert!(
-            matches!(readiness("Deployment", &d), Readiness::Pending(_)),
+            matches!(readiness("", "Deployment", &d), Readiness::Pending(_)),
             "old pods still terminating"
         );
+    }
+
+    #[test]
+    fn knative_services_follow_their_ready_condition_for_the_current_generation() {
+        let service = |generation: i64, status: &str| {
+            json!({"metadata": {"generation": 2}, "status": {"observedGeneration": generation,
+                "conditions": [{"type": "Ready", "status": status, "reason": "RevisionFailed", "message": "it crashed"}]}})
+        };
+        let knative = |o: &Value| readiness(KNATIVE_SERVING, "Service", o);
+        assert!(
+            matches!(knative(&service(1, "True")), Readiness::Pending(w) if w.contains("generation 2"))
+        );
+        assert_eq!(knative(&service(2, "True")), Readiness::Ready);
+        assert_eq!(
+            knative(&service(2, "Unknown")),
+            Readiness::Pending("RevisionFailed: it crashed".into())
+        );
+        assert_eq!(
+            knative(&service(2, "False")),
+            Readiness::Failed("Knative reports it not ready: RevisionFailed: it crashed".into())
+        );
+        // A core Service of the same kind name is not waited for.
+        let id = |group: &str| ObjectId {
+            group: group.into(),
+            kind: "Service".into(),
+            namespace: None,
+            name: "x".into(),
+        };
+        assert!(waits_for(&id(KNATIVE_SERVING)));
+        assert!(!waits_for(&id("")));
     }
 
     #[test]
     fn jobs_claims_and_other_kinds() {
         let failed = json!({"status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
         assert_eq!(
-            readiness("Job", &failed),
+            readiness("", "Job", &failed),
             Readiness::Failed("job failed: BackoffLimitExceeded".into())
         );
         let complete = json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(readiness("Job", &complete), Readiness::Ready);
+        assert_eq!(readiness("", "Job", &complete), Readiness::Ready);
         assert_eq!(
-            readiness("PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})),
+            readiness("", "PersistentVolumeClaim", &json!({"status": {"phase": "Bound"}})),
             Readiness::Ready
         );
-        assert!(matches!(readiness("PersistentVolumeClaim", &json!({})), Readiness::Pending(_)));
-        assert_eq!(readiness("ConfigMap", &json!({})), Readiness::Ready);
+        assert!(matches!(
+            readiness("", "PersistentVolumeClaim", &json!({})),
+            Readiness::Pending(_)
+        ));
+        assert_eq!(readiness("", "ConfigMap", &json!({})), Readiness::Ready);
     }
 
     #[test]

@@ -164,6 +164,36 @@ impl Client {
         repo: &Repo,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
+        Ok(self.head_manifest(repo, reference).await?.and_then(|headers| digest_header(&headers)))
+    }
+
+    /// The digest of the manifest (or index) a tag points to, as `--pin-digests` records it;
+    /// `None` when the registry has no such tag. A `HEAD` with every manifest type in `Accept`
+    /// (so the registry answers with the stored document, never a converted one) gives it in
+    /// `Docker-Content-Digest`; a registry that leaves the header out (the distribution spec
+    /// allows older ones to) or gives another algorithm is asked with a `GET`, and the body's
+    /// SHA-256 is the digest. The header is trusted as it is: a wrong one cannot run another
+    /// image, since whatever pulls by the digest checks the content against it.
+    pub async fn tag_digest(
+        &self,
+        repo: &Repo,
+        tag: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let Some(headers) = self.head_manifest(repo, tag).await? else { return Ok(None) };
+        if let Some(digest) = digest_header(&headers) {
+            return Ok(Some(digest));
+        }
+        let max = super::tarindex::Limits::default().max_document_bytes;
+        Ok(Some(self.get_manifest(repo, tag, max).await?.digest))
+    }
+
+    /// `HEAD` of a manifest with every manifest type in `Accept`: the answer's headers, or
+    /// `None` when the registry has no such manifest.
+    async fn head_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+    ) -> Result<Option<HeaderMap>, RegistryError> {
         let what = format!("HEAD manifest {repo}:{reference}");
         let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
@@ -172,11 +202,7 @@ impl Client {
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(response
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())),
+            s if s.is_success() => Ok(Some(response.headers().clone())),
             _ => Err(status_error(what, response).await),
         }
     }
@@ -624,6 +650,11 @@ fn scopes(repo: &Repo, access: Access<'_>) -> Vec<String> {
             vec![format!("repository:{}:pull,push", repo.name), format!("repository:{from}:pull")]
         }
     }
+}
+
+/// A `Docker-Content-Digest` header that is a sha256 digest.
+fn digest_header(headers: &HeaderMap) -> Option<Digest> {
+    headers.get("docker-content-digest")?.to_str().ok()?.parse().ok()
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

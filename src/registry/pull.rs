@@ -104,17 +104,11 @@ pub async fn fetch_manifests(
     let mut unique: Vec<&Reference> = references.iter().collect();
     unique.sort();
     unique.dedup();
-    // `docker.io` is a name, not the host serving its registry API; charmer does not hard-code
-    // that host, so such images need a mirror. Say so for all of them before any request.
+    // Every image without a host to ask is reported before any request.
     let mut problems = crate::diag::Problems::default();
     for reference in &unique {
-        if reference.registry == crate::images::DEFAULT_REGISTRY
-            && !options.mirrors.contains_key(&reference.registry)
-        {
-            problems.push(
-                Problem::new(reference.to_string(), "", "docker.io images are pulled through a mirror")
-                    .hint("give --mirror docker.io=HOST[:PORT] (a pull-through mirror, or Docker Hub's registry API host)"),
-            );
+        if let Err(problem) = source_repo(reference, &options.mirrors) {
+            problems.push(problem);
         }
     }
     if !problems.is_empty() {
@@ -141,6 +135,28 @@ pub async fn fetch_manifests(
     Ok(pulled)
 }
 
+/// Where to ask for `reference`: its registry, or the host `mirrors` gives for that registry
+/// name. `docker.io` is a name, not the host serving its registry API, and charmer does not
+/// hard-code that host: such an image without a mirror is a problem naming it.
+pub fn source_repo(
+    reference: &Reference,
+    mirrors: &BTreeMap<String, String>,
+) -> Result<Repo, Problem> {
+    let host = match mirrors.get(&reference.registry) {
+        Some(host) => host.clone(),
+        None if reference.registry == crate::images::DEFAULT_REGISTRY => {
+            return Err(Problem::new(
+                reference.to_string(),
+                "",
+                "docker.io images are pulled through a mirror",
+            )
+            .hint("give --mirror docker.io=HOST[:PORT] (a pull-through mirror, or Docker Hub's registry API host)"));
+        }
+        None => reference.registry.clone(),
+    };
+    Ok(Repo { host, name: reference.repository.clone() })
+}
+
 /// One image: its reference, the descriptor naming it in `index.json`, and its manifests
 /// (top first) with the repository they came from.
 type Fetched = (Reference, Descriptor, Vec<(Repo, ManifestDoc)>);
@@ -151,12 +167,7 @@ async fn fetch_one(
     reference: &Reference,
     options: &PullOptions,
 ) -> Result<Fetched, RegistryError> {
-    let host = options
-        .mirrors
-        .get(&reference.registry)
-        .cloned()
-        .unwrap_or_else(|| reference.registry.clone());
-    let repo = Repo { host, name: reference.repository.clone() };
+    let repo = source_repo(reference, &options.mirrors)?;
     let wanted = reference.digest.clone().unwrap_or_else(|| reference.tag_or_latest().to_string());
     let max = Limits::default().max_document_bytes;
     let mut top = client.retrying(|| client.get_manifest(&repo, &wanted, max)).await?;

@@ -6,6 +6,7 @@ mod config;
 pub mod context;
 mod lock;
 pub mod model;
+pub mod pin;
 pub mod plan;
 mod relations;
 

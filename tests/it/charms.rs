@@ -306,11 +306,26 @@ fn custom_kind_problems(o: &Value, all: &[Value]) -> Option<Vec<String>> {
             }]})
         }
         ("serving.knative.dev/v1", "Service") => {
+            // Knative's own rules (pkg/apis/serving/k8s_validation.go): one port across all
+            // containers, on the serving container; the others (sidecars) take no probes.
             let spec = &o["spec"]["template"]["spec"];
-            let containers = spec["containers"].as_array().map(Vec::len).unwrap_or(0);
-            let ports = spec["containers"][0]["ports"].as_array().map(Vec::len).unwrap_or(0);
-            if containers != 1 || ports > 1 {
-                problems.push(format!("Knative serves one container with at most one port, got {containers} containers, {ports} ports"));
+            let list = spec["containers"].as_array().cloned().unwrap_or_default();
+            let ports: usize =
+                list.iter().map(|c| c["ports"].as_array().map(Vec::len).unwrap_or(0)).sum();
+            if list.is_empty() || ports != 1 {
+                problems.push(format!(
+                    "Knative serves exactly one port across its containers, got {ports}"
+                ));
+            }
+            for sidecar in list.iter().filter(|c| c["ports"].is_null()) {
+                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if !sidecar[probe].is_null() {
+                        problems.push(format!(
+                            "Knative refuses {probe} on sidecar {}",
+                            sidecar["name"]
+                        ));
+                    }
+                }
             }
             json!({"!template": {
                 "!metadata": {"labels": "map", "annotations": "map"},
@@ -726,7 +741,13 @@ fn workloads_are_hardened_and_probed() {
                 problems.push(format!("{at}: needs memory requests and limits"));
             }
             let is_init = pod["spec"]["initContainers"].as_array().is_some_and(|l| l.contains(c));
-            if !is_init && (c["readinessProbe"].is_null() || c["livenessProbe"].is_null()) {
+            // Knative refuses probes on sidecars (containers without the serving port).
+            let knative_sidecar =
+                o["apiVersion"] == "serving.knative.dev/v1" && c["ports"].is_null();
+            if !is_init
+                && !knative_sidecar
+                && (c["readinessProbe"].is_null() || c["livenessProbe"].is_null())
+            {
                 problems.push(format!("{at}: needs readiness and liveness probes"));
             }
             if c["image"].as_str().is_some_and(|i| i.ends_with(":latest") || !i.contains(':')) {
@@ -832,29 +853,113 @@ fn a_tls_gateway_gets_a_role_to_read_its_secrets_and_needs_trust() {
     assert!(out.stdout.is_empty(), "nothing half-rendered");
 }
 
-/// MLServer 1.6 exits when a model fails to load at start-up: the server starts without it and
-/// a loader container loads it through the repository API once it is registered.
+/// MLServer 1.6 exits when a model fails to load at start-up: on both backends the server
+/// starts without it, a loader container loads it through the repository API once it is
+/// registered, and the server is ready when the model is loaded or MLflow has none to serve.
 #[test]
 fn serving_starts_without_a_registered_model_and_loads_it_later() {
-    let all = objects(&render(&["bundles/mlops"]));
-    let pod = pod_template(find(&all, "apps/v1", "Deployment", "serving")).unwrap();
-    let server = &pod["spec"]["containers"][0];
-    assert_eq!(env(server, "MLSERVER_LOAD_MODELS_AT_STARTUP")["value"], "false");
-    assert_eq!(server["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
-    let loader = &pod["spec"]["containers"][1];
-    assert_eq!(loader["name"], "model-loader");
-    assert_eq!(loader["image"], server["image"], "no extra image to mirror");
-    assert_eq!(env(loader, "MODEL_NAME")["value"], env(server, "MLSERVER_MODEL_NAME")["value"]);
-    let script = loader["args"][0].as_str().unwrap();
-    assert!(script.contains("/v2/repository/models/{name}/load"), "{script}");
-    assert!(script.contains("/v2/models/{name}/ready"), "{script}");
-    if crate::support::tools_present(&["python3"]) {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import sys; compile(sys.argv[1], 'model-loader', 'exec')", script])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deployment = objects(&render(&["bundles/mlops"]));
+    let knative = objects(&render(&["bundles/mlops", "--config", "serving.backend=knative"]));
+    let pods = [
+        pod_template(find(&deployment, "apps/v1", "Deployment", "serving")).unwrap(),
+        pod_template(find(&knative, "serving.knative.dev/v1", "Service", "serving")).unwrap(),
+    ];
+    for pod in pods {
+        let server = &pod["spec"]["containers"][0];
+        assert_eq!(env(server, "MLSERVER_LOAD_MODELS_AT_STARTUP")["value"], "false");
+        let loader = &pod["spec"]["containers"][1];
+        assert_eq!(loader["name"], "model-loader");
+        assert_eq!(loader["image"], server["image"], "no extra image to mirror");
+        assert!(loader["ports"].is_null(), "Knative allows one port, the server's");
+        assert_eq!(env(loader, "MODEL_NAME")["value"], env(server, "MLSERVER_MODEL_NAME")["value"]);
+        let script = loader["args"][0].as_str().unwrap();
+        assert!(script.contains("/v2/repository/models/{name}/load"), "{script}");
+        assert!(script.contains("/v2/models/{name}/ready"), "{script}");
+        // Knative runs an exec readiness probe with the kubelet, on the serving container.
+        let readiness = server["readinessProbe"]["exec"]["command"].as_array().unwrap();
+        assert_eq!(readiness[..2], [json!("python"), json!("-c")]);
+        if crate::support::tools_present(&["python3"]) {
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import sys; compile(sys.argv[1], 'model-loader', 'exec')", script])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            readiness_follows_the_model(server);
+        }
     }
+}
+
+/// Runs the server's readiness command against stand-ins for MLServer and MLflow (a Python
+/// HTTP server answering fixed statuses and bodies by path) in every state that matters.
+fn readiness_follows_the_model(server: &Value) {
+    let script = server["readinessProbe"]["exec"]["command"][2].as_str().unwrap();
+    let stub = r#"
+import http.server, json, sys
+routes = json.loads(sys.argv[1])
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status, body = routes.get(self.path, [404, ""])
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body.encode())
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let ready = "/v2/models/demo-model/ready";
+    let latest =
+        "/api/2.0/mlflow/registered-models/get-latest-versions?name=demo-model&stages=Production";
+    let alias = "/api/2.0/mlflow/registered-models/alias?name=demo-model&alias=champion";
+    let version = r#"{"model_versions": [{"version": "1"}]}"#;
+    // (routes, model URI, ready?)
+    let cases = [
+        (json!({ready: [200, ""]}), "models:/demo-model/Production", true),
+        (json!({}), "models:/demo-model/Production", true),
+        (json!({latest: [200, "{}"]}), "models:/demo-model/Production", true),
+        (json!({latest: [200, version]}), "models:/demo-model/Production", false),
+        (json!({alias: [200, r#"{"model_version": {}}"#]}), "models:/demo-model@champion", false),
+        (json!({}), "models:/demo-model@champion", true),
+    ];
+    for (routes, uri, want) in cases {
+        let mut stand_in = std::process::Command::new("python3")
+            .args(["-c", stub, &routes.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(stand_in.stdout.as_mut().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let port = port.trim();
+        let status = std::process::Command::new("python3")
+            .args(["-c", script])
+            .env("MLSERVER_MODEL_NAME", "demo-model")
+            .env("MLSERVER_HTTP_PORT", port)
+            .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}/"))
+            .env("MLSERVER_MODEL_URI", uri)
+            .status()
+            .unwrap();
+        stand_in.kill().unwrap();
+        stand_in.wait().unwrap();
+        assert_eq!(status.success(), want, "{uri} with {routes}");
+    }
+    // MLflow out of reach: not ready (the model may exist).
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .env("MLSERVER_MODEL_NAME", "demo-model")
+        .env("MLSERVER_HTTP_PORT", crate::support::registry::free_port().to_string())
+        .env(
+            "MLFLOW_TRACKING_URI",
+            format!("http://127.0.0.1:{}", crate::support::registry::free_port()),
+        )
+        .env("MLSERVER_MODEL_URI", "models:/demo-model/Production")
+        .status()
+        .unwrap();
+    assert!(!status.success(), "an unreachable MLflow is not ready");
 }
 
 /// The app user lives in the app database: the published URI authenticates there.

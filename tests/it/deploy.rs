@@ -112,6 +112,14 @@ pub(crate) async fn deploy_with(
     cluster.apply(&prepared, options, &NoProgress).await
 }
 
+/// [`quick_wait`] with another timeout, polling every 20 ms.
+fn waiting_up_to(timeout: Duration) -> ApplyOptions {
+    ApplyOptions {
+        wait: Some(WaitOptions { timeout, poll: Duration::from_millis(20) }),
+        ..quick_wait()
+    }
+}
+
 pub(crate) async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
     deploy_with(emulator, plan, &quick_wait()).await.expect("deploy succeeds")
 }
@@ -410,13 +418,7 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
 async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
-    let options = ApplyOptions {
-        wait: Some(WaitOptions {
-            timeout: Duration::from_secs(1),
-            poll: Duration::from_millis(20),
-        }),
-        ..quick_wait()
-    };
+    let options = waiting_up_to(Duration::from_secs(1));
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("times out");
     let text = error.to_string();
     assert!(matches!(error, DeployError::Timeout { .. }), "{text}");
@@ -425,17 +427,52 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
     assert_eq!(record_status(&emulator, 1).as_deref(), Some("failed"));
 }
 
+/// Deploy waits for a Knative Service's `Ready` condition: a ready one passes, one still
+/// rolling out times out naming Knative's reason, a failed revision fails at once.
+#[tokio::test]
+async fn knative_services_are_waited_for_by_their_ready_condition() {
+    let knative = || {
+        json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "predict", "labels": labels("web")},
+            "spec": {"template": {"spec": {"containers": [{"name": "model", "image": "registry.local:5000/model:1"}]}}}})
+    };
+    let options = waiting_up_to(Duration::from_secs(1));
+    let emulator = KubeEmulator::start();
+    emulator.serve_group("serving.knative.dev", "v1", &[("Service", "services", true)]);
+    deploy_with(&emulator, shop(vec![("web", knative())]), &options).await.expect("ready");
+
+    let emulator = KubeEmulator::start();
+    emulator.serve_group("serving.knative.dev", "v1", &[("Service", "services", true)]);
+    emulator.set_behaviour("predict", Behaviour::NeverReady);
+    let error = deploy_with(&emulator, shop(vec![("web", knative())]), &options)
+        .await
+        .expect_err("times out");
+    let text = error.to_string();
+    assert!(matches!(error, DeployError::Timeout { .. }), "{text}");
+    assert!(text.contains("Service/shop/predict (RevisionMissing: Configuration"), "{text}");
+
+    let emulator = KubeEmulator::start();
+    emulator.serve_group("serving.knative.dev", "v1", &[("Service", "services", true)]);
+    emulator.set_behaviour("predict", Behaviour::Failing("CrashLoopBackOff"));
+    let options = waiting_up_to(Duration::from_secs(600));
+    let error =
+        deploy_with(&emulator, shop(vec![("web", knative())]), &options).await.expect_err("fails");
+    let text = error.to_string();
+    assert!(matches!(error, DeployError::Failed { .. }), "{text}");
+    assert!(text.contains("Service/shop/predict"), "{text}");
+    assert!(
+        text.contains(
+            "RevisionFailed: Revision \"predict-00001\" failed with message: CrashLoopBackOff."
+        ),
+        "{text}"
+    );
+    assert_eq!(record_status(&emulator, 1).as_deref(), Some("failed"));
+}
+
 #[tokio::test]
 async fn image_pull_backoff_fails_fast_naming_pod_and_container() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::Failing("ImagePullBackOff"));
-    let options = ApplyOptions {
-        wait: Some(WaitOptions {
-            timeout: Duration::from_secs(600),
-            poll: Duration::from_millis(20),
-        }),
-        ..quick_wait()
-    };
+    let options = waiting_up_to(Duration::from_secs(600));
     let error = deploy_with(&emulator, full_shop("a"), &options).await.expect_err("fails");
     match &error {
         DeployError::PodFailing { object, pod, container, reason, message } => {

@@ -11,6 +11,7 @@ mod charms_oci;
 mod day2;
 mod deploy;
 mod deploy_state;
+mod digests;
 mod fixtures;
 mod fuzz_regressions;
 mod juju_charms;

@@ -28,7 +28,9 @@
 //!   ready (one read after each change, so clients must look at `observedGeneration`),
 //!   never become ready, or fail with a container waiting
 //!   reason such as `ImagePullBackOff` (with Pods carrying container statuses); claims bind;
-//!   CRDs become established;
+//!   CRDs become established; a served Knative `Service` gets its `Ready` condition (True,
+//!   Unknown while "waiting for a Revision", or False with `RevisionFailed`) at once, for its
+//!   generation — no revisions, routes or pods of its own;
 //! - fault injection: the next N requests answer 503, or lose their connection with no
 //!   answer at all; namespace creation can be forbidden (403);
 //! - the `pods/log` subresource, served by the emulator itself from lines it keeps per
@@ -1255,6 +1257,25 @@ impl State {
                     self.create_set_claims(&stored.object);
                 }
                 self.replace_pods(&stored.object, behaviour);
+            }
+            // Knative Serving's controller: the Service's `Ready` condition for its current
+            // generation (no revisions, routes or pods are emulated).
+            "Service" if t.group == "serving.knative.dev" => {
+                let generation = stored.object["metadata"]["generation"].as_i64().unwrap_or(1);
+                let name = stored.object["metadata"]["name"].as_str().unwrap_or("?");
+                let ready = match behaviour {
+                    Behaviour::Ready => json!({"type": "Ready", "status": "True"}),
+                    Behaviour::NeverReady => {
+                        json!({"type": "Ready", "status": "Unknown", "reason": "RevisionMissing",
+                        "message": format!("Configuration \"{name}\" is waiting for a Revision to become ready.")})
+                    }
+                    Behaviour::Failing(reason) => {
+                        json!({"type": "Ready", "status": "False", "reason": "RevisionFailed",
+                        "message": format!("Revision \"{name}-{generation:05}\" failed with message: {reason}.")})
+                    }
+                };
+                stored.object["status"] =
+                    json!({"observedGeneration": generation, "conditions": [ready]});
             }
             "PersistentVolumeClaim" => {
                 let phase = if behaviour == Behaviour::Ready { "Bound" } else { "Pending" };
