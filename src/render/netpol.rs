@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 
 use super::RenderedObject;
 use crate::bundle::NetworkPolicies;
-use crate::contract::selector_labels;
+use crate::contract::{selector_labels, INSTANCE_LABEL};
 use crate::resolve::context::standard_labels;
+use crate::resolve::plan::{IngressRule, PolicyPeer, PolicyPort, PolicySummary};
 use crate::resolve::{Application, Model};
 
 /// The template name generated policies are recorded under.
@@ -182,50 +183,41 @@ fn policy_ports(ports: &BTreeSet<PodPort>) -> Value {
     ports.iter().map(|p| json!({"protocol": p.protocol, "port": p.port.0})).collect()
 }
 
-/// One line per NetworkPolicy among `objects` (generated or a charm's own): who its pods
-/// admit, on which ports — for `charmer check`'s plan.
-pub fn summary(objects: &[RenderedObject]) -> Vec<String> {
+/// What each NetworkPolicy among `objects` (generated or a charm's own) admits: who, on
+/// which ports — for `charmer check`'s plan.
+pub fn summary(objects: &[RenderedObject]) -> Vec<PolicySummary> {
+    let list = |v: &Value| v.as_array().map(Vec::as_slice).unwrap_or_default().to_vec();
     objects
         .iter()
         .filter(|o| o.kind() == "NetworkPolicy")
-        .map(|o| {
-            let rules =
-                o.object["spec"]["ingress"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let admits: Vec<String> = rules
+        .map(|o| PolicySummary {
+            name: o.name().to_string(),
+            application: o.app.clone(),
+            ingress: list(&o.object["spec"]["ingress"])
                 .iter()
-                .map(|rule| {
-                    let from = match rule["from"].as_array() {
-                        None => "anyone".to_string(),
-                        Some(peers) => peers
+                .map(|rule| IngressRule {
+                    from: rule["from"].as_array().map(|peers| {
+                        peers
                             .iter()
                             .map(|p| {
-                                p["podSelector"]["matchLabels"][crate::contract::INSTANCE_LABEL]
-                                    .as_str()
-                                    .map_or_else(|| p.to_string(), str::to_string)
+                                match p["podSelector"]["matchLabels"][INSTANCE_LABEL].as_str() {
+                                    Some(app) => {
+                                        PolicyPeer { application: Some(app.into()), peer: None }
+                                    }
+                                    None => PolicyPeer { application: None, peer: Some(p.clone()) },
+                                }
                             })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    };
-                    let ports: Vec<String> = rule["ports"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
+                            .collect()
+                    }),
+                    ports: list(&rule["ports"])
                         .iter()
-                        .map(|p| {
-                            let port = p["port"]
-                                .as_str()
-                                .map_or_else(|| p["port"].to_string(), str::to_string);
-                            format!("{port}/{}", p["protocol"].as_str().unwrap_or("TCP"))
+                        .map(|p| PolicyPort {
+                            port: p["port"].clone(),
+                            protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
                         })
-                        .collect();
-                    format!(
-                        "{from} on {}",
-                        if ports.is_empty() { "any port".into() } else { ports.join(" ") }
-                    )
+                        .collect(),
                 })
-                .collect();
-            let admits = if admits.is_empty() { "nobody".to_string() } else { admits.join("; ") };
-            format!("{} ({}): admits {admits}", o.name(), o.app)
+                .collect(),
         })
         .collect()
 }
