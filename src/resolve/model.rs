@@ -161,13 +161,17 @@ impl Model {
 }
 
 impl ImageList {
-    /// Who needs `image` (matched as a source or a target, in any spelling Docker accepts).
-    pub fn why(&self, image: &str) -> Vec<&ImageUser> {
-        let Ok(wanted) = image.parse::<Reference>() else { return Vec::new() };
-        self.images
-            .iter()
-            .filter(|i| i.source == wanted || i.target == wanted)
-            .flat_map(|i| &i.used_by)
-            .collect()
+    /// The entries of `image` (matched as a source or a target, in any spelling Docker
+    /// accepts), with who needs it: what `images list --why` answers.
+    pub fn matching(&self, image: &str) -> ImageList {
+        let Ok(wanted) = image.parse::<Reference>() else { return ImageList { images: vec![] } };
+        ImageList {
+            images: self
+                .images
+                .iter()
+                .filter(|i| i.source == wanted || i.target == wanted)
+                .cloned()
+                .collect(),
+        }
     }
 }

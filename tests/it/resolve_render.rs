@@ -233,6 +233,27 @@ fn registry_and_image_map_relocate_every_image_and_the_lock_records_them() {
         ok(&["images", "list", "bundles/demo", "--why", "nginx:1.27"]),
         "web (charm web 1.2.0, resource web-image)\n"
     );
+    // --output json is honoured with --why too: the list's own entries for that image.
+    let why: serde_json::Value = serde_json::from_str(&ok(&[
+        "images",
+        "list",
+        "bundles/demo",
+        "--registry",
+        "10.0.0.5:5000/mirror",
+        "--why",
+        "10.0.0.5:5000/mirror/library/nginx:1.27",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        why,
+        serde_json::json!({"images": [{
+            "source": "docker.io/library/nginx:1.27",
+            "target": "10.0.0.5:5000/mirror/library/nginx:1.27",
+            "used_by": [{"app": "web", "charm": "web", "version": "1.2.0", "resource": "web-image"}]
+        }]})
+    );
 }
 
 #[test]
