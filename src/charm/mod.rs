@@ -482,6 +482,8 @@ pub struct Inspection {
     pub kind: Kind,
     /// Summary line.
     pub summary: String,
+    /// `metadata.yaml`'s description, whole.
+    pub description: String,
     /// SHA-256 of the archive (or of the archive the folder packs to).
     pub sha256: String,
     /// Config options.
@@ -510,7 +512,7 @@ pub struct OptionView {
     pub kind: OptionType,
     /// Its default, if any.
     pub default: Option<serde_yaml::Value>,
-    /// Its description.
+    /// Its description, whole.
     pub description: String,
     /// The allowed values, if restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -539,6 +541,7 @@ impl Charm {
             revision: self.revision,
             kind: self.kind(),
             summary: self.metadata.summary.trim().to_string(),
+            description: self.metadata.description.trim().to_string(),
             sha256: self.sha256(),
             options: self
                 .config

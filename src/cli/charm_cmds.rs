@@ -43,6 +43,10 @@ pub(super) fn inspect(
             line(out, format_args!("kind:     {kind}"))?;
             line(out, format_args!("summary:  {}", view.summary))?;
             line(out, format_args!("sha256:   {}", view.sha256))?;
+            if !view.description.is_empty() {
+                line(out, "description:")?;
+                indented(out, "  ", &view.description)?;
+            }
             line(out, "options:")?;
             for o in &view.options {
                 let default =
@@ -52,9 +56,7 @@ pub(super) fn inspect(
                     let allowed: Vec<String> = allowed.iter().map(yaml_inline).collect();
                     line(out, format_args!("      allowed: {}", allowed.join(" | ")))?;
                 }
-                if let Some(first) = o.description.lines().next() {
-                    line(out, format_args!("      {first}"))?;
-                }
+                indented(out, "      ", &o.description)?;
             }
             line(out, "resources:")?;
             for (name, r) in &view.resources {
@@ -181,6 +183,20 @@ fn warn(warnings: &[String]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
+}
+
+/// Writes `text` line by line under `indent`, blank lines kept (without trailing spaces);
+/// [`line`] escapes control characters.
+fn indented(out: &mut impl Write, indent: &str, text: &str) -> Result<(), Error> {
+    for l in text.lines() {
+        let l = l.trim_end();
+        if l.is_empty() {
+            line(out, "")?;
+        } else {
+            line(out, format_args!("{indent}{l}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// A YAML scalar on one line, as it would be written in a values file.
