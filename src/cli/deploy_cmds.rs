@@ -1,5 +1,5 @@
 //! `deploy`, `status`, `remove`, `rollback`: the deploy stage from the command line, with
-//! progress bars, diffs and the "Apply? [y/N]" question (only ever asked on a terminal).
+//! progress bars, diffs and the "Apply? [y/N]" question (asked only when stdin is a terminal).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -50,7 +50,7 @@ pub struct ApplyArgs {
     /// How to take the bundle's lock.
     #[command(flatten)]
     pub lock: LockArgs,
-    /// Do not ask before applying (the question is only asked on a terminal anyway).
+    /// Do not ask before applying (the question is asked only when stdin is a terminal).
     #[arg(short, long)]
     pub yes: bool,
     /// Fail preflight on checks this identity has no permission to make (a namespace admin
@@ -409,12 +409,12 @@ async fn apply_prepared(
     let interrupt = Interrupt::default();
     let operation = if rollback_from.is_some() { "rollback" } else { "deploy" };
     let options = apply.options(operation, &interrupt);
-    if !apply.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    if ask_first(apply.yes) {
         let changes = cluster.changes(prepared, options.prune).await?;
         if !changes.is_empty() {
-            let mut err = std::io::stderr().lock();
-            print_summary(&mut err, prepared, &changes)?;
-            if !confirm("Apply?")? {
+            let mut terminal = prompt_stream();
+            print_summary(&mut terminal, prepared, &changes)?;
+            if !confirm(&mut terminal, "Apply?")? {
                 line(out, "nothing was applied")?;
                 return Ok(ExitCode::FAILURE);
             }
@@ -433,10 +433,30 @@ async fn apply_prepared(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks a yes/no question on stderr; only "y" or "yes" is a yes.
-fn confirm(question: &str) -> Result<bool, Error> {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+/// Whether to ask before changing the cluster: whenever stdin is a terminal (someone is
+/// there to answer), whatever stdout and stderr are (`deploy ... | tee log` still asks);
+/// never without one (CI, pipes, `< /dev/null`), so it never blocks there.
+fn ask_first(yes: bool) -> bool {
+    !yes && std::io::stdin().is_terminal()
+}
+
+/// Where the summary and the question go: stderr when it is a terminal; otherwise the
+/// controlling terminal itself, so the question is seen even with stderr redirected
+/// (`2>&1 | tee log`); stderr again when there is none.
+fn prompt_stream() -> Box<dyn Write> {
+    if !std::io::stderr().is_terminal() {
+        if let Ok(tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+            return Box::new(tty);
+        }
+    }
+    Box::new(std::io::stderr())
+}
+
+/// Asks a yes/no question on `terminal` and reads the answer from stdin; only "y" or "yes"
+/// is a yes (an empty answer or end of input is a no).
+fn confirm(terminal: &mut impl Write, question: &str) -> Result<bool, Error> {
+    let _ = write!(terminal, "{question} [y/N] ");
+    let _ = terminal.flush();
     let mut answer = String::new();
     std::io::stdin()
         .lock()
@@ -653,11 +673,7 @@ pub(super) fn remove(
             deployed.bundle
         )
     };
-    if !yes
-        && std::io::stdin().is_terminal()
-        && std::io::stderr().is_terminal()
-        && !confirm(&question)?
-    {
+    if ask_first(yes) && !confirm(&mut prompt_stream(), &question)? {
         line(out, "nothing was removed")?;
         return Ok(ExitCode::FAILURE);
     }

@@ -265,7 +265,7 @@ pub enum Command {
         /// How to take the bundle's lock.
         #[command(flatten)]
         lock: LockArgs,
-        /// Do not ask first (the question is only asked on a terminal anyway).
+        /// Do not ask first (the question is asked only when stdin is a terminal).
         #[arg(short, long)]
         yes: bool,
     },
