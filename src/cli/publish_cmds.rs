@@ -85,9 +85,15 @@ pub(super) fn graph(
         check_graph_file(path, format)?;
     }
     let model = args.resolve()?;
+    // The rendered objects say how each application is reached; Juju renders operator charms.
+    let manifests = if crate::juju::has_operators(&model) {
+        None
+    } else {
+        Some(crate::render::render(&model)?)
+    };
     let drawing = match format {
-        GraphFormat::Svg => crate::graph::svg(&model),
-        GraphFormat::Dot => crate::graph::dot(&model),
+        GraphFormat::Svg => crate::graph::svg(&model, manifests.as_ref()),
+        GraphFormat::Dot => crate::graph::dot(&model, manifests.as_ref()),
     };
     match file {
         Some(path) => {

@@ -105,11 +105,10 @@ fn related_clients(
     app: &Application,
     services: &[&Value],
 ) -> BTreeMap<String, BTreeSet<PodPort>> {
-    let host_prefix = format!("{}.", app.name);
     let mut clients: BTreeMap<String, BTreeSet<PodPort>> = BTreeMap::new();
     for client in model.applications.values().filter(|c| c.name != app.name) {
         for data in client.relation_data.values().flatten().filter(|d| d.app == app.name) {
-            let published = published_ports(&data.data, &host_prefix);
+            let published = data.published_ports();
             let ports = clients.entry(client.name.clone()).or_default();
             if published.is_empty() {
                 // The endpoint names no port: the relation is to the Service, all of it.
@@ -121,26 +120,6 @@ fn related_clients(
         }
     }
     clients
-}
-
-/// Ports a providing endpoint publishes: `port` and `*-port` values, and the explicit port of
-/// a URL whose host is the provider's own Service.
-fn published_ports(data: &BTreeMap<String, String>, host_prefix: &str) -> BTreeSet<u16> {
-    let mut ports = BTreeSet::new();
-    for (key, value) in data {
-        if key == "port" || key.ends_with("-port") {
-            ports.extend(value.trim().parse::<u16>().ok());
-        } else if let Some((_, rest)) = value.split_once("://") {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let authority = authority.rsplit('@').next().unwrap_or_default();
-            if let Some((host, port)) = authority.rsplit_once(':') {
-                if host.starts_with(host_prefix) {
-                    ports.extend(port.parse::<u16>().ok());
-                }
-            }
-        }
-    }
-    ports
 }
 
 /// The pod port behind Service port `port` (its targetPort), or `port` itself when no

@@ -1,7 +1,7 @@
 //! The resolved model: the one contract every later stage (render, images, deploy, graph,
 //! airgap) reads. Built only by [`super::resolve`]; never re-reads files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -131,6 +131,29 @@ pub struct ImageUser {
     pub version: String,
     /// Resource name.
     pub resource: String,
+}
+
+impl RelationData {
+    /// The ports this data names on the provider: `port` and `*-port` values, and the
+    /// explicit port of a URL whose host is the provider's own Service (`app.` prefix).
+    pub fn published_ports(&self) -> BTreeSet<u16> {
+        let host_prefix = format!("{}.", self.app);
+        let mut ports = BTreeSet::new();
+        for (key, value) in &self.data {
+            if key == "port" || key.ends_with("-port") {
+                ports.extend(value.trim().parse::<u16>().ok());
+            } else if let Some((_, rest)) = value.split_once("://") {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let authority = authority.rsplit('@').next().unwrap_or_default();
+                if let Some((host, port)) = authority.rsplit_once(':') {
+                    if host.starts_with(&host_prefix) {
+                        ports.extend(port.parse::<u16>().ok());
+                    }
+                }
+            }
+        }
+        ports
+    }
 }
 
 impl Model {
