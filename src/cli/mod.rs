@@ -307,8 +307,9 @@ pub enum Command {
         #[command(flatten)]
         connection: images_cmds::Connection,
     },
-    /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
-    /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
+    /// Draw a bundle: applications (charm, version, scale), relations with their interfaces
+    /// and ports, and how each application is reached (exposed Services and their ports,
+    /// gateway hosts, routes), as a self-contained SVG or Graphviz DOT.
     Graph {
         /// The bundle and how to resolve it.
         #[command(flatten)]
