@@ -338,7 +338,7 @@ fn inventory_groups(records: &[Record]) -> BTreeSet<String> {
 
 /// Kinds that can expose an application outside the cluster.
 fn exposing(kind: &str) -> bool {
-    matches!(kind, "Service" | "Ingress")
+    matches!(kind, "Service" | "Ingress" | "Gateway")
 }
 
 /// (ready, desired) pods of a workload; `None` for kinds that are not long-running pods.
@@ -391,9 +391,37 @@ fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<String> {
                 found.push(format!("{scheme}://{host} (Ingress {name})"));
             }
         }
+        // An Istio Gateway's servers (`hosts`, each `[namespace/]name`) or a Gateway API
+        // Gateway's listeners (`hostname`; none: any host).
+        "Gateway" => {
+            let mut hosts = BTreeSet::new();
+            for server in list(&live["spec"]["servers"]) {
+                let scheme = server_scheme(server["port"]["protocol"].as_str());
+                for host in list(&server["hosts"]) {
+                    if let Some(host) = host.as_str() {
+                        let host = host.rsplit('/').next().unwrap_or(host);
+                        hosts.insert(format!("{scheme}://{host}"));
+                    }
+                }
+            }
+            for listener in list(&live["spec"]["listeners"]) {
+                let scheme = server_scheme(listener["protocol"].as_str());
+                let host = listener["hostname"].as_str().unwrap_or("*");
+                hosts.insert(format!("{scheme}://{host}"));
+            }
+            found.extend(hosts.into_iter().map(|h| format!("{h} (Gateway {name})")));
+        }
         _ => {}
     }
     found
+}
+
+/// `https` for a gateway port speaking HTTPS or TLS, `http` otherwise.
+fn server_scheme(protocol: Option<&str>) -> &'static str {
+    match protocol {
+        Some("HTTPS" | "TLS") => "https",
+        _ => "http",
+    }
 }
 
 /// Why a pod's containers do not run, and whether it cannot be scheduled.
@@ -488,6 +516,23 @@ mod tests {
         assert_eq!(
             exposed("Ingress", "web", &ingress),
             ["https://shop.example (Ingress web)", "http://admin.example (Ingress web)"]
+        );
+        let istio = json!({"apiVersion": "networking.istio.io/v1beta1", "spec": {"servers": [
+            {"port": {"number": 80, "protocol": "HTTP"}, "hosts": ["shop.example", "apps/admin.example"]},
+            {"port": {"number": 443, "protocol": "HTTPS"}, "hosts": ["shop.example"]}]}});
+        assert_eq!(
+            exposed("Gateway", "gw", &istio),
+            [
+                "http://admin.example (Gateway gw)",
+                "http://shop.example (Gateway gw)",
+                "https://shop.example (Gateway gw)"
+            ]
+        );
+        let gateway_api = json!({"spec": {"listeners": [{"protocol": "HTTP"},
+            {"protocol": "HTTPS", "hostname": "shop.example"}]}});
+        assert_eq!(
+            exposed("Gateway", "gw", &gateway_api),
+            ["http://* (Gateway gw)", "https://shop.example (Gateway gw)"]
         );
     }
 
