@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{line, stdout_error, Output, TlsArgs};
+use super::{count, line, stdout_error, Output, TlsArgs};
 use crate::charm::metadata::role_key;
 use crate::charm::{archive, Charm, Limits};
 use crate::Error;
@@ -123,9 +123,9 @@ pub(super) fn verify(
                     line(
                         out,
                         format_args!(
-                            "ok  {}  {} charm versions{signed}",
+                            "ok  {}  {}{signed}",
                             published.index_location(),
-                            entries.len()
+                            count(entries.len(), "charm version")
                         ),
                     )?;
                     for e in entries {

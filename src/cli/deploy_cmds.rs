@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, runtime, stdout_error, Output, ResolveArgs};
+use super::{count, line, runtime, stdout_error, Output, ResolveArgs};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
@@ -706,10 +706,10 @@ pub(super) fn remove(
     line(
         out,
         format_args!(
-            "removed {} from namespace {namespace}: {} objects and {} revision records deleted{}",
+            "removed {} from namespace {namespace}: {} and {} deleted{}",
             deployed.bundle,
-            removal.deleted.len() + removal.terminating.len(),
-            removal.records.len(),
+            count(removal.deleted.len() + removal.terminating.len(), "object"),
+            count(removal.records.len(), "revision record"),
             if removal.retained.is_empty() {
                 String::new()
             } else {

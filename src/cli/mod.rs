@@ -496,6 +496,15 @@ fn colours_on(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// `n` and the noun, plural unless `n` is 1: `1 image`, `2 images`, `1 revision record`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Maps a failed write to stdout to an error naming the stream.
 pub(crate) fn stdout_error(source: std::io::Error) -> Error {
     Error::Io { path: "<stdout>".to_string(), source }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::images_cmds::{client, read_login, Connection, Login};
-use super::{line, runtime, stdout_error, GraphFormat, ResolveArgs};
+use super::{count, line, runtime, stdout_error, GraphFormat, ResolveArgs};
 use crate::images::Registry;
 use crate::publish;
 use crate::Error;
@@ -56,7 +56,11 @@ pub(super) fn publish(
     let signed = report.signed_by.map(|id| format!(", signed with key {id}")).unwrap_or_default();
     line(
         out,
-        format_args!("{} lists {} charm versions{signed}", report.index.display(), report.listed),
+        format_args!(
+            "{} lists {}{signed}",
+            report.index.display(),
+            count(report.listed, "charm version")
+        ),
     )?;
     Ok(ExitCode::SUCCESS)
 }
