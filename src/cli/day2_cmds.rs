@@ -49,7 +49,7 @@ pub struct RestartArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for the new pods (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Which cluster.
     #[command(flatten)]

@@ -38,7 +38,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for readiness (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
@@ -192,11 +192,13 @@ pub(super) fn deploy(
         for (set, flag) in [
             (apply.rollback_on_failure, "--rollback-on-failure"),
             (apply.lock.wait_for_lock.is_some(), "--wait-for-lock"),
+            (apply.no_wait, "--no-wait"),
+            (apply.yes, "--yes"),
         ] {
             if set {
                 problems.push(
                     Problem::new("deploy", flag, "has no effect with --dry-run or --diff")
-                        .hint("leave it out: a dry run or diff changes nothing and takes no lock"),
+                        .hint("leave it out: a dry run or diff changes nothing, asks nothing and takes no lock"),
                 );
             }
         }

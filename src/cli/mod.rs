@@ -194,11 +194,11 @@ pub enum Command {
         #[command(flatten)]
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change nothing.
-        #[arg(long, conflicts_with = "diff")]
+        #[arg(long, conflicts_with_all = ["diff", "timeout"])]
         dry_run: bool,
         /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
         /// more than 1 on errors.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "timeout")]
         diff: bool,
         /// Take over objects another bundle or another tool manages (preflight fails naming
         /// them otherwise).
