@@ -530,6 +530,9 @@ pub struct EndpointView {
     pub interface: String,
     /// Whether a requires endpoint may be left unrelated.
     pub optional: bool,
+    /// Its `description:` (a key Juju allows on endpoints), whole; empty without one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 impl Charm {
@@ -567,6 +570,13 @@ impl Charm {
                     role,
                     interface: e.interface.clone(),
                     optional: e.optional,
+                    description: e
+                        .extra
+                        .get("description")
+                        .and_then(serde_yaml::Value::as_str)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 })
                 .collect(),
             storage: self.metadata.storage.clone(),

@@ -62,6 +62,7 @@ pub(super) fn inspect(
             for (name, r) in &view.resources {
                 let source = r.upstream_source.as_deref().or(r.filename.as_deref()).unwrap_or("");
                 line(out, format_args!("  {name} ({}) {source}", r.kind))?;
+                indented(out, "      ", r.description.trim())?;
             }
             line(out, "endpoints:")?;
             for e in &view.endpoints {
@@ -75,6 +76,7 @@ pub(super) fn inspect(
                         e.interface
                     ),
                 )?;
+                indented(out, "      ", &e.description)?;
             }
             line(out, "storage:")?;
             for (name, s) in &view.storage {

@@ -494,6 +494,10 @@ fn inspect_shows_whole_descriptions_with_control_characters_escaped() {
     let metadata = r#"name: webapp
 summary: A web app
 description: "First line.\nSecond line.\n\nAfter a blank line, a bell \a is here.\n"
+provides:
+  http: {interface: http, description: "The UI.\nOn port 8080."}
+resources:
+  web-image: {type: oci-image, upstream-source: "nginx:1.27", description: "The web server."}
 "#;
     let config = r#"options:
   replicas:
@@ -521,7 +525,9 @@ description: "First line.\nSecond line.\n\nAfter a blank line, a bell \a is here
     assert!(
         text.contains(
             "  replicas (int) default 2\n      How many pods.\n      More than one needs the \
-             database\n      \"\\u{1b}[31m\" relation.\nresources:"
+             database\n      \"\\u{1b}[31m\" relation.\nresources:\n  web-image (oci-image) \
+             nginx:1.27\n      The web server.\nendpoints:\n  provides http interface http\n      \
+             The UI.\n      On port 8080.\nstorage:"
         ),
         "{text}"
     );
@@ -535,6 +541,8 @@ description: "First line.\nSecond line.\n\nAfter a blank line, a bell \a is here
         view["description"],
         "First line.\nSecond line.\n\nAfter a blank line, a bell \u{7} is here."
     );
+    assert_eq!(view["endpoints"][0]["description"], "The UI.\nOn port 8080.");
+    assert_eq!(view["resources"]["web-image"]["description"], "The web server.");
     assert_eq!(
         view["options"][0]["description"],
         "How many pods.\nMore than one needs the database\n\"\u{1b}[31m\" relation."
