@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{count, line, runtime, stdout_error, Output, ResolveArgs};
+use super::{count, line, runtime, stdout_error, styled_line, Output, ResolveArgs};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
@@ -516,7 +516,7 @@ fn print_dry_run(
 
 fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error> {
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
-        line(out, console::style(format!("# {} {}", c.id, c.action)).bold())?;
+        styled_line(out, &[(&console::Style::new().bold(), &format!("# {} {}", c.id, c.action))])?;
         write_diff(out, &c.diff)?;
     }
     Ok(if changes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -525,18 +525,19 @@ fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error
 /// Writes a unified diff, coloured when stdout is a terminal (and NO_COLOR is unset).
 fn write_diff(out: &mut impl Write, diff: &str) -> Result<(), Error> {
     for l in diff.lines() {
-        let styled = if l.starts_with("+++") || l.starts_with("---") {
-            console::style(l).bold()
+        let style = console::Style::new();
+        let style = if l.starts_with("+++") || l.starts_with("---") {
+            style.bold()
         } else if l.starts_with('+') {
-            console::style(l).green()
+            style.green()
         } else if l.starts_with('-') {
-            console::style(l).red()
+            style.red()
         } else if l.starts_with("@@") {
-            console::style(l).cyan()
+            style.cyan()
         } else {
-            console::style(l)
+            style
         };
-        line(out, styled)?;
+        styled_line(out, &[(&style, l)])?;
     }
     Ok(())
 }

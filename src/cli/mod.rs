@@ -510,6 +510,21 @@ pub(crate) fn stdout_error(source: std::io::Error) -> Error {
     Error::Io { path: "<stdout>".to_string(), source }
 }
 
+/// Writes one line of styled parts: each part's text has its control characters escaped
+/// first (as [`line`] does), then its style's codes are added, which console emits only when
+/// stdout is a terminal and `NO_COLOR` is unset — so charmer's own colours reach a terminal,
+/// and an untrusted text's escape sequences never do. Parts are joined with a space.
+pub(crate) fn styled_line(
+    out: &mut impl Write,
+    parts: &[(&console::Style, &str)],
+) -> Result<(), Error> {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(style, text)| style.apply_to(crate::diag::escape_controls(text)).to_string())
+        .collect();
+    writeln!(out, "{}", parts.join(" ")).map_err(stdout_error)
+}
+
 /// Writes a line to `out`, mapping failure to [`Error::Io`].
 /// Control characters are escaped: a line may quote an untrusted archive (a charm's summary,
 /// an option's description) and must not send escape sequences to the terminal.

@@ -6,6 +6,7 @@
 //!
 //! The rule (docs/deploy.md): asked whenever stdin is a terminal, whatever stdout and stderr
 //! are; only `y`/`yes` applies; without a terminal on stdin it never asks and never reads.
+//! The same terminal shows that colours appear on it, and only there.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -28,19 +29,36 @@ struct Terminal {
 }
 
 impl Terminal {
-    /// Runs `sh -c "charmer ARGS REDIRECTIONS"` in the demo fixture on a new pty.
+    /// Runs `sh -c "charmer ARGS REDIRECTIONS"` in the demo fixture on a new pty, with
+    /// `NO_COLOR` set.
     fn run(emulator: &KubeEmulator, args: &str, redirections: &str) -> Terminal {
+        Terminal::start(emulator, args, redirections, Some("1"))
+    }
+
+    /// As [`Terminal::run`], with `NO_COLOR` set to `no_color` or unset.
+    fn start(
+        emulator: &KubeEmulator,
+        args: &str,
+        redirections: &str,
+        no_color: Option<&str>,
+    ) -> Terminal {
         let command = format!(
             "{} {args} --kubeconfig {} {redirections}",
             quoted(Path::new(env!("CARGO_BIN_EXE_charmer"))),
             quoted(&emulator.kubeconfig()),
         );
-        let mut child = Command::new("script")
+        let mut script = Command::new("script");
+        match no_color {
+            Some(value) => script.env("NO_COLOR", value),
+            None => script.env_remove("NO_COLOR"),
+        };
+        let mut child = script
             .args(["--quiet", "--return", "--command", &command, "/dev/null"])
             .current_dir(demo())
             .env("SHELL", "/bin/sh")
-            .env("NO_COLOR", "1")
             .env("TERM", "xterm")
+            .env_remove("CLICOLOR")
+            .env_remove("CLICOLOR_FORCE")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -247,4 +265,48 @@ fn without_a_terminal_on_stdin_deploy_never_asks_and_never_reads_it() {
         "{printed}"
     );
     assert!(deployed(&emulator));
+}
+
+/// Colours on a terminal, and only there: `deploy --diff` colours its diff and `logs` its
+/// `pod/container` prefixes when stdout is the terminal; `NO_COLOR` (any value but empty) or
+/// a redirected stdout turns them off. The text itself never sends escape codes.
+#[test]
+fn colours_on_a_terminal_only_and_never_from_the_text() {
+    if !crate::support::tools_present(&["script"]) {
+        return;
+    }
+    let emulator = KubeEmulator::start();
+    let diff = "deploy bundles/demo --diff";
+    let (code, screen) = Terminal::start(&emulator, diff, "", None).finish();
+    assert_eq!(code, 1, "changes to show: {screen}");
+    assert!(screen.contains("\x1b[32m+  replicas: 3"), "green additions: {screen:?}");
+
+    let (code, screen) = Terminal::start(&emulator, diff, "", Some("1")).finish();
+    assert_eq!(code, 1, "{screen}");
+    assert!(screen.contains("+  replicas: 3") && !screen.contains('\x1b'), "{screen:?}");
+
+    let file = tempfile::tempdir().unwrap();
+    let out = file.path().join("diff.txt");
+    let (code, screen) =
+        Terminal::start(&emulator, diff, &format!("> {}", quoted(&out)), None).finish();
+    assert_eq!(code, 1, "{screen}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("+  replicas: 3") && !written.contains('\x1b'), "{written:?}");
+
+    // Logs: the prefix coloured, a log line's own escape sequence shown, not obeyed.
+    // No terminal on stdin: no question.
+    let (code, _, err) = crate::deploy::charmer(&emulator, &DEPLOY.split(' ').collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    emulator.append_log("demo", "web-g1-0", "web", "clear the screen \x1b[2J now");
+    let logs = "logs demo web --tail 1";
+    let (code, screen) = Terminal::start(&emulator, logs, "", None).finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("\x1b[36mweb-g1-0/web\x1b[0m clear the screen \\u{1b}[2J now\r\n"),
+        "{screen:?}"
+    );
+    let (code, screen) = Terminal::start(&emulator, logs, "", Some("1")).finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("web-g1-0/web clear the screen \\u{1b}[2J now\r\n"), "{screen:?}");
+    assert!(!screen.contains('\x1b'), "{screen:?}");
 }
