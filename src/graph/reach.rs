@@ -119,10 +119,7 @@ pub(super) fn reach(manifests: &Manifests) -> BTreeMap<String, Reach> {
             ("networking.istio.io", "VirtualService") => {
                 let hosts = strings(&o.object["spec"]["hosts"]);
                 for http in list(&o.object["spec"]["http"]) {
-                    let prefixes: Vec<String> = list(&http["match"])
-                        .iter()
-                        .filter_map(|m| m["uri"]["prefix"].as_str().map(str::to_string))
-                        .collect();
+                    let prefixes = strings_at(&http["match"], "/uri/prefix");
                     for route in list(&http["route"]) {
                         let Some(app) =
                             route["destination"]["host"].as_str().and_then(&service_app)
@@ -163,10 +160,7 @@ pub(super) fn reach(manifests: &Manifests) -> BTreeMap<String, Reach> {
             ("gateway.networking.k8s.io", "HTTPRoute") => {
                 let hosts = strings(&o.object["spec"]["hostnames"]);
                 for rule in list(&o.object["spec"]["rules"]) {
-                    let paths: Vec<String> = list(&rule["matches"])
-                        .iter()
-                        .filter_map(|m| m["path"]["value"].as_str().map(str::to_string))
-                        .collect();
+                    let paths = strings_at(&rule["matches"], "/path/value");
                     let paths = if paths.is_empty() { vec!["/".to_string()] } else { paths };
                     for backend in list(&rule["backendRefs"]) {
                         let kind = backend["kind"].as_str().unwrap_or("Service");
@@ -249,4 +243,9 @@ fn list(value: &Value) -> Vec<&Value> {
 
 fn strings(value: &Value) -> Vec<String> {
     list(value).iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+}
+
+/// The string at JSON `pointer` in each item of the list `value`, where there is one.
+fn strings_at(value: &Value, pointer: &str) -> Vec<String> {
+    list(value).iter().filter_map(|v| v.pointer(pointer)?.as_str().map(str::to_string)).collect()
 }

@@ -107,20 +107,28 @@ impl Terminal {
     /// Waits for charmer to end (the keyboard stays connected until then): its exit code and
     /// everything the terminal showed.
     fn finish(mut self) -> (i32, String) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                drop(self.keyboard.take());
-                // The reader thread may still hold the last bytes.
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code().unwrap_or(-1), self.screen());
-            }
-            if start.elapsed() > PATIENCE {
-                let _ = self.child.kill();
-                panic!("charmer did not end (blocked on a question?):\n{}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let status = ended(&mut self.child).unwrap_or_else(|| {
+            panic!("charmer did not end (blocked on a question?):\n{}", self.screen())
+        });
+        drop(self.keyboard.take());
+        // The reader thread may still hold the last bytes.
+        std::thread::sleep(Duration::from_millis(100));
+        (status.code().unwrap_or(-1), self.screen())
+    }
+}
+
+/// Waits for `child` to end, at most [`PATIENCE`]; kills it and returns `None` after that.
+fn ended(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
         }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -246,17 +254,7 @@ fn without_a_terminal_on_stdin_deploy_never_asks_and_never_reads_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("deploy blocked reading stdin");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = ended(&mut child).expect("deploy blocked reading stdin");
     let mut printed = String::new();
     child.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
     assert!(status.success(), "{printed}");
