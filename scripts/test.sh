@@ -5,7 +5,8 @@
 #
 # Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
 # apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
-# interoperability test (publish), and PyPI kubernetes-validate
+# interoperability test (publish), bsdutils (`script`, a pseudo-terminal) for the deploy
+# question's tests, and PyPI kubernetes-validate
 # for the schema checks. Installing needs root; when everything is there, it installs and
 # prints nothing.
 set -euo pipefail
@@ -20,6 +21,7 @@ need skopeo skopeo
 need htpasswd apache2-utils
 need openssl openssl
 need minisign minisign
+need script bsdutils # the pseudo-terminal of the Apply? [y/N] tests (Essential on Debian)
 if ! command -v kubernetes-validate >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi

@@ -482,6 +482,8 @@ pub struct Inspection {
     pub kind: Kind,
     /// Summary line.
     pub summary: String,
+    /// `metadata.yaml`'s description, whole.
+    pub description: String,
     /// SHA-256 of the archive (or of the archive the folder packs to).
     pub sha256: String,
     /// Config options.
@@ -510,7 +512,7 @@ pub struct OptionView {
     pub kind: OptionType,
     /// Its default, if any.
     pub default: Option<serde_yaml::Value>,
-    /// Its description.
+    /// Its description, whole.
     pub description: String,
     /// The allowed values, if restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -528,6 +530,9 @@ pub struct EndpointView {
     pub interface: String,
     /// Whether a requires endpoint may be left unrelated.
     pub optional: bool,
+    /// Its `description:` (a key Juju allows on endpoints), whole; empty without one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 impl Charm {
@@ -539,6 +544,7 @@ impl Charm {
             revision: self.revision,
             kind: self.kind(),
             summary: self.metadata.summary.trim().to_string(),
+            description: self.metadata.description.trim().to_string(),
             sha256: self.sha256(),
             options: self
                 .config
@@ -564,6 +570,13 @@ impl Charm {
                     role,
                     interface: e.interface.clone(),
                     optional: e.optional,
+                    description: e
+                        .extra
+                        .get("description")
+                        .and_then(serde_yaml::Value::as_str)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 })
                 .collect(),
             storage: self.metadata.storage.clone(),

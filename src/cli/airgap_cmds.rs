@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::images_cmds::{
     client, print_report, read_login, signed_by, Bars, Connection, Login, PullFlags,
 };
-use super::{line, runtime, ResolveArgs};
+use super::{count, line, runtime, ResolveArgs};
 use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
@@ -116,11 +116,11 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         line(
             out,
             format_args!(
-                "wrote {}: bundle, {} overlays, {} charms, {} images{}{}",
+                "wrote {}: bundle, {}, {}, {}{}{}",
                 args.out.display(),
-                contents.overlays.len(),
-                contents.charms.len(),
-                contents.images.len(),
+                count(contents.overlays.len(), "overlay"),
+                count(contents.charms.len(), "charm"),
+                count(contents.images.len(), "image"),
                 if contents.lock.is_some() { ", lock" } else { "" },
                 signed_by(inputs.sign_key.as_ref())
             ),
@@ -129,11 +129,11 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
             line(
                 out,
                 format_args!(
-                    "delta against {} archives: left out {} blobs ({} bytes) and {} charms",
-                    delta.since.len(),
-                    delta.blobs.len(),
+                    "delta against {}: left out {} ({} bytes) and {}",
+                    count(delta.since.len(), "archive"),
+                    count(delta.blobs.len(), "blob"),
                     delta.left_out_bytes(),
-                    delta.charms.len()
+                    count(delta.charms.len(), "charm")
                 ),
             )?;
         }

@@ -340,8 +340,8 @@ pub(super) fn images_list(
     let model = args.resolve()?;
     let list = model.image_list();
     if let Some(image) = why {
-        let users = list.why(image);
-        if users.is_empty() {
+        let found = list.matching(image);
+        if found.images.is_empty() {
             return Err(crate::diag::Problem::new(
                 args.bundle.display().to_string(),
                 image,
@@ -350,7 +350,11 @@ pub(super) fn images_list(
             .hint("run charmer images list to see them")
             .into());
         }
-        for u in users {
+        if output == Output::Json {
+            serde_json::to_writer_pretty(&mut *out, &found).map_err(|e| stdout_error(e.into()))?;
+            return line(out, "").map(|_| ExitCode::SUCCESS);
+        }
+        for u in found.images.iter().flat_map(|i| &i.used_by) {
             line(
                 out,
                 format_args!(

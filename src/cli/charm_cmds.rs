@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{line, stdout_error, Output, TlsArgs};
+use super::{count, line, stdout_error, Output, TlsArgs};
 use crate::charm::metadata::role_key;
 use crate::charm::{archive, Charm, Limits};
 use crate::Error;
@@ -43,6 +43,10 @@ pub(super) fn inspect(
             line(out, format_args!("kind:     {kind}"))?;
             line(out, format_args!("summary:  {}", view.summary))?;
             line(out, format_args!("sha256:   {}", view.sha256))?;
+            if !view.description.is_empty() {
+                line(out, "description:")?;
+                indented(out, "  ", &view.description)?;
+            }
             line(out, "options:")?;
             for o in &view.options {
                 let default =
@@ -52,14 +56,13 @@ pub(super) fn inspect(
                     let allowed: Vec<String> = allowed.iter().map(yaml_inline).collect();
                     line(out, format_args!("      allowed: {}", allowed.join(" | ")))?;
                 }
-                if let Some(first) = o.description.lines().next() {
-                    line(out, format_args!("      {first}"))?;
-                }
+                indented(out, "      ", &o.description)?;
             }
             line(out, "resources:")?;
             for (name, r) in &view.resources {
                 let source = r.upstream_source.as_deref().or(r.filename.as_deref()).unwrap_or("");
                 line(out, format_args!("  {name} ({}) {source}", r.kind))?;
+                indented(out, "      ", r.description.trim())?;
             }
             line(out, "endpoints:")?;
             for e in &view.endpoints {
@@ -73,6 +76,7 @@ pub(super) fn inspect(
                         e.interface
                     ),
                 )?;
+                indented(out, "      ", &e.description)?;
             }
             line(out, "storage:")?;
             for (name, s) in &view.storage {
@@ -121,9 +125,9 @@ pub(super) fn verify(
                     line(
                         out,
                         format_args!(
-                            "ok  {}  {} charm versions{signed}",
+                            "ok  {}  {}{signed}",
                             published.index_location(),
-                            entries.len()
+                            count(entries.len(), "charm version")
                         ),
                     )?;
                     for e in entries {
@@ -181,6 +185,20 @@ fn warn(warnings: &[String]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
+}
+
+/// Writes `text` line by line under `indent`, blank lines kept (without trailing spaces);
+/// [`line`] escapes control characters.
+fn indented(out: &mut impl Write, indent: &str, text: &str) -> Result<(), Error> {
+    for l in text.lines() {
+        let l = l.trim_end();
+        if l.is_empty() {
+            line(out, "")?;
+        } else {
+            line(out, format_args!("{indent}{l}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// A YAML scalar on one line, as it would be written in a values file.

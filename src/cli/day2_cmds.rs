@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::deploy_cmds::{print_table, Bars, Deployed, KubeArgs};
-use super::{line, runtime, stdout_error, Output};
+use super::{line, runtime, stdout_error, styled_line, Output};
 use crate::deploy::{Cluster, LogLine, LogOptions, LogSink, WaitOptions};
 use crate::Error;
 
@@ -49,7 +49,7 @@ pub struct RestartArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for the new pods (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Which cluster.
     #[command(flatten)]
@@ -81,8 +81,10 @@ struct Printer<'a, W: Write> {
 
 impl<W: Write> LogSink for Printer<'_, W> {
     fn line(&mut self, l: LogLine) -> bool {
-        let prefix = console::style(format!("{}/{}", l.pod, l.container)).cyan();
-        match line(self.out, format_args!("{prefix} {}", l.text)) {
+        let prefix = format!("{}/{}", l.pod, l.container);
+        let parts =
+            [(&console::Style::new().cyan(), prefix.as_str()), (&console::Style::new(), &l.text)];
+        match styled_line(self.out, &parts) {
             Ok(()) => true,
             Err(e) => {
                 self.error = Some(e);

@@ -1,5 +1,5 @@
 //! `deploy`, `status`, `remove`, `rollback`: the deploy stage from the command line, with
-//! progress bars, diffs and the "Apply? [y/N]" question (only ever asked on a terminal).
+//! progress bars, diffs and the "Apply? [y/N]" question (asked only when stdin is a terminal).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, runtime, stdout_error, Output, ResolveArgs};
+use super::{count, line, runtime, stdout_error, styled_line, Output, ResolveArgs};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
@@ -38,7 +38,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for readiness (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
@@ -50,7 +50,7 @@ pub struct ApplyArgs {
     /// How to take the bundle's lock.
     #[command(flatten)]
     pub lock: LockArgs,
-    /// Do not ask before applying (the question is only asked on a terminal anyway).
+    /// Do not ask before applying (the question is asked only when stdin is a terminal).
     #[arg(short, long)]
     pub yes: bool,
     /// Fail preflight on checks this identity has no permission to make (a namespace admin
@@ -192,11 +192,13 @@ pub(super) fn deploy(
         for (set, flag) in [
             (apply.rollback_on_failure, "--rollback-on-failure"),
             (apply.lock.wait_for_lock.is_some(), "--wait-for-lock"),
+            (apply.no_wait, "--no-wait"),
+            (apply.yes, "--yes"),
         ] {
             if set {
                 problems.push(
                     Problem::new("deploy", flag, "has no effect with --dry-run or --diff")
-                        .hint("leave it out: a dry run or diff changes nothing and takes no lock"),
+                        .hint("leave it out: a dry run or diff changes nothing, asks nothing and takes no lock"),
                 );
             }
         }
@@ -409,12 +411,12 @@ async fn apply_prepared(
     let interrupt = Interrupt::default();
     let operation = if rollback_from.is_some() { "rollback" } else { "deploy" };
     let options = apply.options(operation, &interrupt);
-    if !apply.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    if ask_first(apply.yes) {
         let changes = cluster.changes(prepared, options.prune).await?;
         if !changes.is_empty() {
-            let mut err = std::io::stderr().lock();
-            print_summary(&mut err, prepared, &changes)?;
-            if !confirm("Apply?")? {
+            let mut terminal = prompt_stream();
+            print_summary(&mut terminal, prepared, &changes)?;
+            if !confirm(&mut terminal, "Apply?")? {
                 line(out, "nothing was applied")?;
                 return Ok(ExitCode::FAILURE);
             }
@@ -433,10 +435,30 @@ async fn apply_prepared(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks a yes/no question on stderr; only "y" or "yes" is a yes.
-fn confirm(question: &str) -> Result<bool, Error> {
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
+/// Whether to ask before changing the cluster: whenever stdin is a terminal (someone is
+/// there to answer), whatever stdout and stderr are (`deploy ... | tee log` still asks);
+/// never without one (CI, pipes, `< /dev/null`), so it never blocks there.
+fn ask_first(yes: bool) -> bool {
+    !yes && std::io::stdin().is_terminal()
+}
+
+/// Where the summary and the question go: stderr when it is a terminal; otherwise the
+/// controlling terminal itself, so the question is seen even with stderr redirected
+/// (`2>&1 | tee log`); stderr again when there is none.
+fn prompt_stream() -> Box<dyn Write> {
+    if !std::io::stderr().is_terminal() {
+        if let Ok(tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+            return Box::new(tty);
+        }
+    }
+    Box::new(std::io::stderr())
+}
+
+/// Asks a yes/no question on `terminal` and reads the answer from stdin; only "y" or "yes"
+/// is a yes (an empty answer or end of input is a no).
+fn confirm(terminal: &mut impl Write, question: &str) -> Result<bool, Error> {
+    let _ = write!(terminal, "{question} [y/N] ");
+    let _ = terminal.flush();
     let mut answer = String::new();
     std::io::stdin()
         .lock()
@@ -494,7 +516,7 @@ fn print_dry_run(
 
 fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error> {
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
-        line(out, console::style(format!("# {} {}", c.id, c.action)).bold())?;
+        styled_line(out, &[(&console::Style::new().bold(), &format!("# {} {}", c.id, c.action))])?;
         write_diff(out, &c.diff)?;
     }
     Ok(if changes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -503,18 +525,19 @@ fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error
 /// Writes a unified diff, coloured when stdout is a terminal (and NO_COLOR is unset).
 fn write_diff(out: &mut impl Write, diff: &str) -> Result<(), Error> {
     for l in diff.lines() {
-        let styled = if l.starts_with("+++") || l.starts_with("---") {
-            console::style(l).bold()
+        let style = console::Style::new();
+        let style = if l.starts_with("+++") || l.starts_with("---") {
+            style.bold()
         } else if l.starts_with('+') {
-            console::style(l).green()
+            style.green()
         } else if l.starts_with('-') {
-            console::style(l).red()
+            style.red()
         } else if l.starts_with("@@") {
-            console::style(l).cyan()
+            style.cyan()
         } else {
-            console::style(l)
+            style
         };
-        line(out, styled)?;
+        styled_line(out, &[(&style, l)])?;
     }
     Ok(())
 }
@@ -653,11 +676,7 @@ pub(super) fn remove(
             deployed.bundle
         )
     };
-    if !yes
-        && std::io::stdin().is_terminal()
-        && std::io::stderr().is_terminal()
-        && !confirm(&question)?
-    {
+    if ask_first(yes) && !confirm(&mut prompt_stream(), &question)? {
         line(out, "nothing was removed")?;
         return Ok(ExitCode::FAILURE);
     }
@@ -690,10 +709,10 @@ pub(super) fn remove(
     line(
         out,
         format_args!(
-            "removed {} from namespace {namespace}: {} objects and {} revision records deleted{}",
+            "removed {} from namespace {namespace}: {} and {} deleted{}",
             deployed.bundle,
-            removal.deleted.len() + removal.terminating.len(),
-            removal.records.len(),
+            count(removal.deleted.len() + removal.terminating.len(), "object"),
+            count(removal.records.len(), "revision record"),
             if removal.retained.is_empty() {
                 String::new()
             } else {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{line, runtime, ResolveArgs, TlsArgs};
+use super::{count, line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
@@ -177,10 +177,10 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
         line(
             out,
             format_args!(
-                "wrote {}: {} images, {} blobs, {}{}",
+                "wrote {}: {}, {}, {}{}",
                 args.out.display(),
-                pulled.images.len(),
-                pulled.blobs.len(),
+                count(pulled.images.len(), "image"),
+                count(pulled.blobs.len(), "blob"),
                 human_bytes(size),
                 signed_by(sign_key.as_ref())
             ),
@@ -254,8 +254,7 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
         print_report(out, &report)?;
         line(out, format_args!("wrote {}", args.retagged_out.display()))?;
         if let Some((path, pinned)) = pinned {
-            let plural = if pinned == 1 { "" } else { "s" };
-            line(out, format_args!("pinned {pinned} image{plural} in {}", path.display()))?;
+            line(out, format_args!("pinned {} in {}", count(pinned, "image"), path.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -270,10 +269,9 @@ pub(super) fn print_report(out: &mut impl Write, report: &PushReport) -> Result<
     line(
         out,
         format_args!(
-            "{} image{}: {} blobs sent ({}), {} mounted, {} already there",
-            report.images.len(),
-            if report.images.len() == 1 { "" } else { "s" },
-            report.blobs_uploaded,
+            "{}: {} sent ({}), {} mounted, {} already there",
+            count(report.images.len(), "image"),
+            count(report.blobs_uploaded, "blob"),
             human_bytes(report.bytes_uploaded),
             report.blobs_mounted,
             report.blobs_present

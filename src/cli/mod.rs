@@ -212,11 +212,11 @@ pub enum Command {
         #[command(flatten)]
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change nothing.
-        #[arg(long, conflicts_with = "diff")]
+        #[arg(long, conflicts_with_all = ["diff", "timeout"])]
         dry_run: bool,
         /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
         /// more than 1 on errors.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "timeout")]
         diff: bool,
         /// Take over objects another bundle or another tool manages (preflight fails naming
         /// them otherwise).
@@ -283,7 +283,7 @@ pub enum Command {
         /// How to take the bundle's lock.
         #[command(flatten)]
         lock: LockArgs,
-        /// Do not ask first (the question is only asked on a terminal anyway).
+        /// Do not ask first (the question is asked only when stdin is a terminal).
         #[arg(short, long)]
         yes: bool,
     },
@@ -325,8 +325,9 @@ pub enum Command {
         #[command(flatten)]
         connection: images_cmds::Connection,
     },
-    /// Draw a bundle: applications (charm, version, scale), relations with their interfaces,
-    /// and what is exposed outside the cluster, as a self-contained SVG or Graphviz DOT.
+    /// Draw a bundle: applications (charm, version, scale), relations with their interfaces
+    /// and ports, and how each application is reached (exposed Services and their ports,
+    /// gateway hosts, routes), as a self-contained SVG or Graphviz DOT.
     Graph {
         /// The bundle and how to resolve it.
         #[command(flatten)]
@@ -533,9 +534,33 @@ fn colours_on(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// `n` and the noun, plural unless `n` is 1: `1 image`, `2 images`, `1 revision record`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Maps a failed write to stdout to an error naming the stream.
 pub(crate) fn stdout_error(source: std::io::Error) -> Error {
     Error::Io { path: "<stdout>".to_string(), source }
+}
+
+/// Writes one line of styled parts: each part's text has its control characters escaped
+/// first (as [`line`] does), then its style's codes are added, which console emits only when
+/// stdout is a terminal and `NO_COLOR` is unset — so charmer's own colours reach a terminal,
+/// and an untrusted text's escape sequences never do. Parts are joined with a space.
+pub(crate) fn styled_line(
+    out: &mut impl Write,
+    parts: &[(&console::Style, &str)],
+) -> Result<(), Error> {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(style, text)| style.apply_to(crate::diag::escape_controls(text)).to_string())
+        .collect();
+    writeln!(out, "{}", parts.join(" ")).map_err(stdout_error)
 }
 
 /// Writes a line to `out`, mapping failure to [`Error::Io`].

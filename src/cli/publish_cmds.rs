@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::images_cmds::{client, read_login, Connection, Login};
-use super::{line, runtime, stdout_error, GraphFormat, ResolveArgs};
+use super::{count, line, runtime, stdout_error, GraphFormat, ResolveArgs};
 use crate::images::Registry;
 use crate::publish;
 use crate::Error;
@@ -56,7 +56,11 @@ pub(super) fn publish(
     let signed = report.signed_by.map(|id| format!(", signed with key {id}")).unwrap_or_default();
     line(
         out,
-        format_args!("{} lists {} charm versions{signed}", report.index.display(), report.listed),
+        format_args!(
+            "{} lists {}{signed}",
+            report.index.display(),
+            count(report.listed, "charm version")
+        ),
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -85,9 +89,15 @@ pub(super) fn graph(
         check_graph_file(path, format)?;
     }
     let model = args.resolve()?;
+    // The rendered objects say how each application is reached; Juju renders operator charms.
+    let manifests = if crate::juju::has_operators(&model) {
+        None
+    } else {
+        Some(crate::render::render(&model)?)
+    };
     let drawing = match format {
-        GraphFormat::Svg => crate::graph::svg(&model),
-        GraphFormat::Dot => crate::graph::dot(&model),
+        GraphFormat::Svg => crate::graph::svg(&model, manifests.as_ref()),
+        GraphFormat::Dot => crate::graph::dot(&model, manifests.as_ref()),
     };
     match file {
         Some(path) => {

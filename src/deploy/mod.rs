@@ -42,7 +42,7 @@ pub use preflight::{PrepareOptions, Prepared};
 pub use rbac::{roles, Roles};
 pub use record::{RecordStatus, Revision};
 pub use restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
-pub use status::{AppStatus, BundleStatus, Removal, RemoveOptions};
+pub use status::{AppStatus, BundleStatus, Exposure, NotReady, PodProblem, Removal, RemoveOptions};
 pub use wait::WaitOptions;
 
 use crate::contract::ObjectId;

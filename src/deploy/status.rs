@@ -49,13 +49,120 @@ pub struct AppStatus {
     /// DaemonSets are scheduled on.
     pub desired_pods: i64,
     /// Objects waited for that are not ready, and why.
-    pub waiting: Vec<String>,
+    pub waiting: Vec<NotReady>,
     /// Why its pods do not run: container waiting reasons (with the image when pulling it
-    /// fails), unschedulable pods; one line per pod, container and reason.
-    pub problems: Vec<String>,
-    /// What it exposes outside the cluster: node ports, load balancer addresses, Ingress
-    /// host names.
-    pub exposes: Vec<String>,
+    /// fails), unschedulable pods; one per pod, container and reason.
+    pub problems: Vec<PodProblem>,
+    /// What it exposes outside the cluster: node ports, load balancer addresses, the hosts
+    /// of Ingresses and Gateways.
+    pub exposes: Vec<Exposure>,
+}
+
+/// An object waited for that is not ready: `Deployment/shop/web (0 of 2 replicas ready)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct NotReady {
+    /// The object.
+    pub object: ObjectId,
+    /// Why it is not ready (`missing` when it does not exist).
+    pub reason: String,
+}
+
+/// Why a pod does not run: one of its containers waits (`pod web-1 container web:
+/// ImagePullBackOff (image REG/web:1), 4 restarts: message`), or the pod cannot be scheduled
+/// (`pod web-1: Pending, Unschedulable: message`; no container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodProblem {
+    /// The pod.
+    pub pod: String,
+    /// The container; none when the pod is not scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The container's waiting reason (`CrashLoopBackOff`), or the pod's scheduling
+    /// condition's (`Unschedulable`).
+    pub reason: String,
+    /// The image, when pulling it is the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// How often the container restarted, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<i64>,
+    /// Kubernetes' message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One way an application is reached from outside the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Exposure {
+    /// A node port of a NodePort or LoadBalancer Service:
+    /// `node port 31883 -> 1883/TCP (Service mqtt)`.
+    NodePort {
+        /// The Service.
+        service: String,
+        /// The port on every node.
+        node_port: i64,
+        /// The Service port it leads to.
+        port: serde_json::Value,
+        /// `TCP`, `UDP` or `SCTP`.
+        protocol: String,
+    },
+    /// A load balancer's address: `load balancer 203.0.113.7 (Service web)`.
+    LoadBalancer {
+        /// The Service.
+        service: String,
+        /// Its host name or IP address.
+        address: String,
+    },
+    /// A host an Ingress or Gateway serves: `https://shop.example (Ingress web)`.
+    Host {
+        /// `http://host` or `https://host` (`*`: any host).
+        url: String,
+        /// `Ingress` or `Gateway`.
+        via: String,
+        /// The Ingress's or Gateway's name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.object, self.reason)
+    }
+}
+
+impl std::fmt::Display for PodProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(container) = &self.container else {
+            let message = self.message.as_deref().unwrap_or("no reason given");
+            return write!(f, "pod {}: Pending, {}: {message}", self.pod, self.reason);
+        };
+        write!(f, "pod {} container {container}: {}", self.pod, self.reason)?;
+        if let Some(image) = &self.image {
+            write!(f, " (image {image})")?;
+        }
+        if let Some(restarts) = self.restarts {
+            write!(f, ", {restarts} restarts")?;
+        }
+        match &self.message {
+            Some(message) => write!(f, ": {message}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Exposure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exposure::NodePort { service, node_port, port, protocol } => {
+                write!(f, "node port {node_port} -> {port}/{protocol} (Service {service})")
+            }
+            Exposure::LoadBalancer { service, address } => {
+                write!(f, "load balancer {address} (Service {service})")
+            }
+            Exposure::Host { url, via, name } => write!(f, "{url} ({via} {name})"),
+        }
+    }
 }
 
 /// How to remove a bundle.
@@ -144,7 +251,8 @@ impl Cluster {
             for (entry, kind) in entries.iter().filter(|(e, _)| e.app == app.name) {
                 let Some(live) = self.get(kind, &entry.id).await? else {
                     if waits_for(&entry.id) {
-                        status.waiting.push(format!("{} (missing)", entry.id));
+                        let reason = "missing".to_string();
+                        status.waiting.push(NotReady { object: entry.id.clone(), reason });
                     }
                     continue;
                 };
@@ -159,7 +267,7 @@ impl Cluster {
                 if let Readiness::Pending(why) | Readiness::Failed(why) =
                     readiness(&entry.id.group, &entry.id.kind, &live)
                 {
-                    status.waiting.push(format!("{} ({why})", entry.id));
+                    status.waiting.push(NotReady { object: entry.id.clone(), reason: why });
                     if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
                         for pod in self.list(pods, Some(namespace), &selector).await? {
                             status.problems.extend(pod_problems(&pod));
@@ -168,7 +276,7 @@ impl Cluster {
                 }
             }
             status.waiting.sort();
-            status.problems.sort();
+            status.problems.sort_by_key(ToString::to_string);
             status.problems.dedup();
             apps.push(status);
         }
@@ -338,7 +446,7 @@ fn inventory_groups(records: &[Record]) -> BTreeSet<String> {
 
 /// Kinds that can expose an application outside the cluster.
 fn exposing(kind: &str) -> bool {
-    matches!(kind, "Service" | "Ingress")
+    matches!(kind, "Service" | "Ingress" | "Gateway")
 }
 
 /// (ready, desired) pods of a workload; `None` for kinds that are not long-running pods.
@@ -354,9 +462,14 @@ fn pod_counts(kind: &str, live: &serde_json::Value) -> Option<(i64, i64)> {
     }
 }
 
-/// What a live Service or Ingress exposes outside the cluster, one entry each.
-fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<String> {
+/// What a live Service, Ingress or Gateway exposes outside the cluster, one entry each.
+fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<Exposure> {
     let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    let host = |url: String, via: &str| Exposure::Host {
+        url,
+        via: via.to_string(),
+        name: name.to_string(),
+    };
     let mut found = Vec::new();
     match kind {
         "Service" => {
@@ -366,16 +479,20 @@ fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<String> {
             }
             for port in list(&live["spec"]["ports"]) {
                 if let Some(node_port) = port["nodePort"].as_i64() {
-                    let protocol = port["protocol"].as_str().unwrap_or("TCP");
-                    found.push(format!(
-                        "node port {node_port} -> {}/{protocol} (Service {name})",
-                        port["port"]
-                    ));
+                    found.push(Exposure::NodePort {
+                        service: name.to_string(),
+                        node_port,
+                        port: port["port"].clone(),
+                        protocol: port["protocol"].as_str().unwrap_or("TCP").to_string(),
+                    });
                 }
             }
             for ingress in list(&live["status"]["loadBalancer"]["ingress"]) {
                 if let Some(address) = ingress["hostname"].as_str().or(ingress["ip"].as_str()) {
-                    found.push(format!("load balancer {address} (Service {name})"));
+                    found.push(Exposure::LoadBalancer {
+                        service: name.to_string(),
+                        address: address.to_string(),
+                    });
                 }
             }
         }
@@ -386,20 +503,49 @@ fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<String> {
                 .filter_map(|h| h.as_str().map(str::to_string))
                 .collect();
             for rule in list(&live["spec"]["rules"]) {
-                let host = rule["host"].as_str().unwrap_or("*");
-                let scheme = if tls_hosts.contains(host) { "https" } else { "http" };
-                found.push(format!("{scheme}://{host} (Ingress {name})"));
+                let name = rule["host"].as_str().unwrap_or("*");
+                let scheme = if tls_hosts.contains(name) { "https" } else { "http" };
+                found.push(host(format!("{scheme}://{name}"), "Ingress"));
             }
+        }
+        // An Istio Gateway's servers (`hosts`, each `[namespace/]name`) or a Gateway API
+        // Gateway's listeners (`hostname`; none: any host).
+        "Gateway" => {
+            let mut urls = BTreeSet::new();
+            for server in list(&live["spec"]["servers"]) {
+                let scheme = server_scheme(server["port"]["protocol"].as_str());
+                for name in list(&server["hosts"]) {
+                    if let Some(name) = name.as_str() {
+                        let name = name.rsplit('/').next().unwrap_or(name);
+                        urls.insert(format!("{scheme}://{name}"));
+                    }
+                }
+            }
+            for listener in list(&live["spec"]["listeners"]) {
+                let scheme = server_scheme(listener["protocol"].as_str());
+                let name = listener["hostname"].as_str().unwrap_or("*");
+                urls.insert(format!("{scheme}://{name}"));
+            }
+            found.extend(urls.into_iter().map(|url| host(url, "Gateway")));
         }
         _ => {}
     }
     found
 }
 
+/// `https` for a gateway port speaking HTTPS or TLS, `http` otherwise.
+fn server_scheme(protocol: Option<&str>) -> &'static str {
+    match protocol {
+        Some("HTTPS" | "TLS") => "https",
+        _ => "http",
+    }
+}
+
 /// Why a pod's containers do not run, and whether it cannot be scheduled.
-fn pod_problems(pod: &serde_json::Value) -> Vec<String> {
+fn pod_problems(pod: &serde_json::Value) -> Vec<PodProblem> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("?");
     let status = &pod["status"];
+    let text = |v: &serde_json::Value| v.as_str().filter(|m| !m.is_empty()).map(str::to_string);
     let mut problems = Vec::new();
     for c in ["initContainerStatuses", "containerStatuses"]
         .iter()
@@ -410,19 +556,14 @@ fn pod_problems(pod: &serde_json::Value) -> Vec<String> {
         if matches!(reason, "ContainerCreating" | "PodInitializing") {
             continue;
         }
-        let container = c["name"].as_str().unwrap_or("?");
-        let image = c["image"].as_str().filter(|_| reason.contains("Image"));
-        let mut line = format!("pod {name} container {container}: {reason}");
-        if let Some(image) = image {
-            line.push_str(&format!(" (image {image})"));
-        }
-        if let Some(restarts) = c["restartCount"].as_i64().filter(|n| *n > 0) {
-            line.push_str(&format!(", {restarts} restarts"));
-        }
-        if let Some(message) = waiting["message"].as_str().filter(|m| !m.is_empty()) {
-            line.push_str(&format!(": {message}"));
-        }
-        problems.push(line);
+        problems.push(PodProblem {
+            pod: name.to_string(),
+            container: Some(c["name"].as_str().unwrap_or("?").to_string()),
+            reason: reason.to_string(),
+            image: text(&c["image"]).filter(|_| reason.contains("Image")),
+            restarts: c["restartCount"].as_i64().filter(|n| *n > 0),
+            message: text(&waiting["message"]),
+        });
     }
     if status["phase"] == "Pending" {
         let unscheduled = status["conditions"]
@@ -431,11 +572,14 @@ fn pod_problems(pod: &serde_json::Value) -> Vec<String> {
             .flatten()
             .find(|c| c["type"] == "PodScheduled" && c["status"] == "False");
         if let Some(c) = unscheduled {
-            problems.push(format!(
-                "pod {name}: Pending, {}: {}",
-                c["reason"].as_str().unwrap_or("not scheduled"),
-                c["message"].as_str().unwrap_or("no reason given")
-            ));
+            problems.push(PodProblem {
+                pod: name.to_string(),
+                container: None,
+                reason: c["reason"].as_str().unwrap_or("not scheduled").to_string(),
+                image: None,
+                restarts: None,
+                message: text(&c["message"]),
+            });
         }
     }
     problems
@@ -444,6 +588,10 @@ fn pod_problems(pod: &serde_json::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts<T: ToString>(items: Vec<T>) -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    }
     use serde_json::json;
 
     #[test]
@@ -452,21 +600,21 @@ mod tests {
             "containerStatuses": [{"name": "web", "image": "reg:5000/web:1", "restartCount": 0,
                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
         assert_eq!(
-            pod_problems(&pulling),
+            texts(pod_problems(&pulling)),
             ["pod web-1 container web: ImagePullBackOff (image reg:5000/web:1): Back-off pulling image"]
         );
         let crashing = json!({"metadata": {"name": "db-0"}, "status": {"phase": "Running",
             "containerStatuses": [{"name": "db", "image": "db:1", "restartCount": 4,
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
         assert_eq!(
-            pod_problems(&crashing),
+            texts(pod_problems(&crashing)),
             ["pod db-0 container db: CrashLoopBackOff, 4 restarts"]
         );
         let unscheduled = json!({"metadata": {"name": "big-0"}, "status": {"phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/1 nodes are available: 1 Insufficient memory."}]}});
         assert_eq!(
-            pod_problems(&unscheduled),
+            texts(pod_problems(&unscheduled)),
             ["pod big-0: Pending, Unschedulable: 0/1 nodes are available: 1 Insufficient memory."]
         );
         let creating = json!({"metadata": {"name": "x"}, "status": {"phase": "Pending",
@@ -478,7 +626,7 @@ mod tests {
     fn node_ports_load_balancers_and_ingress_hosts_are_exposed() {
         let service = json!({"spec": {"type": "NodePort", "ports": [{"port": 1883, "nodePort": 31883, "protocol": "TCP"}]}});
         assert_eq!(
-            exposed("Service", "mqtt", &service),
+            texts(exposed("Service", "mqtt", &service)),
             ["node port 31883 -> 1883/TCP (Service mqtt)"]
         );
         let internal = json!({"spec": {"ports": [{"port": 80}]}});
@@ -486,8 +634,25 @@ mod tests {
         let ingress = json!({"spec": {"tls": [{"hosts": ["shop.example"]}],
             "rules": [{"host": "shop.example"}, {"host": "admin.example"}]}});
         assert_eq!(
-            exposed("Ingress", "web", &ingress),
+            texts(exposed("Ingress", "web", &ingress)),
             ["https://shop.example (Ingress web)", "http://admin.example (Ingress web)"]
+        );
+        let istio = json!({"apiVersion": "networking.istio.io/v1beta1", "spec": {"servers": [
+            {"port": {"number": 80, "protocol": "HTTP"}, "hosts": ["shop.example", "apps/admin.example"]},
+            {"port": {"number": 443, "protocol": "HTTPS"}, "hosts": ["shop.example"]}]}});
+        assert_eq!(
+            texts(exposed("Gateway", "gw", &istio)),
+            [
+                "http://admin.example (Gateway gw)",
+                "http://shop.example (Gateway gw)",
+                "https://shop.example (Gateway gw)"
+            ]
+        );
+        let gateway_api = json!({"spec": {"listeners": [{"protocol": "HTTP"},
+            {"protocol": "HTTPS", "hostname": "shop.example"}]}});
+        assert_eq!(
+            texts(exposed("Gateway", "gw", &gateway_api)),
+            ["http://* (Gateway gw)", "https://shop.example (Gateway gw)"]
         );
     }
 

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write;
 
 use super::{Diagram, OUTSIDE};
+use crate::render::Manifests;
 use crate::resolve::Model;
 
 const CHAR_W: f64 = 7.2;
@@ -24,7 +25,7 @@ const V_GAP: f64 = 84.0;
 const MARGIN: f64 = 24.0;
 const TITLE_H: f64 = 34.0;
 const LEGEND: [&str; 2] = [
-    "arrows: requiring end → providing end, labelled with the interface",
+    "arrows: requiring end → providing end, labelled with the interface and its ports",
     "dashed: reachable from outside the cluster",
 ];
 const LEGEND_LINE_H: f64 = 15.0;
@@ -50,9 +51,10 @@ struct Arrow {
     dashed: bool,
 }
 
-/// The bundle as a self-contained SVG picture (see the module docs for the layout).
-pub fn svg(model: &Model) -> String {
-    let d = Diagram::new(model);
+/// The bundle as a self-contained SVG picture (see the module docs for the layout);
+/// `manifests` as for [`super::dot`].
+pub fn svg(model: &Model, manifests: Option<&Manifests>) -> String {
+    let d = Diagram::new(model, manifests);
     let (mut nodes, arrows) = boxes_and_arrows(&d);
     let rows = order_rows(&nodes, &arrows);
     let beside = neighbours(&rows, &arrows);
@@ -103,8 +105,8 @@ fn boxes_and_arrows(d: &Diagram) -> (Vec<Node>, Vec<Arrow>) {
     for e in &d.edges {
         if let (Some(&from), Some(&to)) = (index.get(e.from.as_str()), index.get(e.to.as_str())) {
             let [labels, titles] = merged.entry((from, to)).or_default();
-            if !labels.contains(&e.interface.as_str()) {
-                labels.push(&e.interface);
+            if !labels.contains(&e.label.as_str()) {
+                labels.push(&e.label);
             }
             titles.push(&e.detail);
         }
@@ -489,7 +491,7 @@ mod tests {
 
     #[test]
     fn svg_reads_top_down_from_the_entry_point() {
-        let picture = svg(&appstore("NodePort"));
+        let picture = svg(&appstore("NodePort"), None);
         assert!(picture.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(picture.ends_with("</svg>\n"));
         let rows: Vec<f64> = ["istio-gateway", "frontend", "backend", "mongodb"]
@@ -506,12 +508,12 @@ mod tests {
         assert!(
             picture.contains(">charm backend 2.3.1</text>") && picture.contains(">scale 3</text>")
         );
-        assert_eq!(picture, svg(&appstore("NodePort")), "deterministic");
+        assert_eq!(picture, svg(&appstore("NodePort"), None), "deterministic");
     }
 
     #[test]
     fn without_exposure_roots_are_the_apps_no_one_requires() {
-        let picture = svg(&appstore("ClusterIP"));
+        let picture = svg(&appstore("ClusterIP"), None);
         assert!(!picture.contains(">outside the cluster</text>"));
         // Nothing requires the gateway, so it is still the top row.
         assert!(text_y(&picture, "istio-gateway") < text_y(&picture, "frontend"));
@@ -521,7 +523,7 @@ mod tests {
     #[test]
     fn every_relation_spans_at_most_one_row() {
         let model = appstore("LoadBalancer");
-        let d = Diagram::new(&model);
+        let d = Diagram::new(&model, None);
         let (nodes, arrows) = boxes_and_arrows(&d);
         let rows = order_rows(&nodes, &arrows);
         let row_of = |i: usize| rows.iter().position(|r| r.contains(&i)).unwrap();
@@ -541,7 +543,7 @@ mod tests {
             interface: "http-api".into(),
         });
         model.relations.sort();
-        let picture = svg(&model);
+        let picture = svg(&model, None);
         assert_eq!(text_y(&picture, "frontend"), text_y(&picture, "backend"));
         let title = "<title>frontend:api → backend:api (http-api)</title>\n<path d=\"M";
         let path = &picture[picture.find(title).unwrap() + title.len()..];

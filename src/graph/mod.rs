@@ -3,18 +3,25 @@
 //! DOT ([`dot`]) or as a self-contained SVG with its own layered layout ([`svg`]), for
 //! operators' docs on machines without Graphviz. Both are pure and deterministic.
 //!
-//! Arrows point from the requiring end of a relation to the providing end. An application
-//! whose Service type option (`gateway_service_type`, or any option named `*service_type`)
-//! is `LoadBalancer` or `NodePort` gets an arrow from an "outside the cluster" node. With
-//! `network-policies: relations` each box says whom the application admits.
+//! Arrows point from the requiring end of a relation to the providing end, labelled with the
+//! interface and the ports the providing endpoint publishes (`port`, `*-port`, a URL's port).
+//! Given the rendered objects ([`reach`]), each box shows the application's NodePort and
+//! LoadBalancer Services with their ports (node ports where fixed), the host names its
+//! gateway accepts and the routes that reach it; an application with such a Service, or
+//! routed by an Ingress or HTTPRoute, gets an arrow from an "outside the cluster" node.
+//! Without them (a bundle of Juju operator charms is not rendered), the Service type option
+//! (`gateway_service_type`, or any option named `*service_type`) and `*node_port*` options
+//! stand in. With `network-policies: relations` each box says whom the application admits.
 
 mod layout;
+mod reach;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use crate::bundle::NetworkPolicies;
 use crate::charm::{ConfigValue, Role};
+use crate::render::Manifests;
 use crate::resolve::Model;
 
 pub use layout::svg;
@@ -46,13 +53,15 @@ struct AppNode {
 struct Edge {
     from: String,
     to: String,
-    interface: String,
-    /// `app:endpoint → app:endpoint`.
+    /// The interface, and the ports the providing endpoint publishes: `mongodb_client :27017`.
+    label: String,
+    /// `app:endpoint → app:endpoint (interface)`, and the ports.
     detail: String,
 }
 
 impl Diagram {
-    fn new(model: &Model) -> Diagram {
+    fn new(model: &Model, manifests: Option<&Manifests>) -> Diagram {
+        let reach = manifests.map(reach::reach);
         let apps = model
             .applications
             .iter()
@@ -62,25 +71,13 @@ impl Diagram {
                     format!("charm {} {}", app.charm.name(), app.charm.version_label()),
                     format!("scale {}", app.scale),
                 ];
-                let exposure = exposure(&app.config);
-                let external = exposure
-                    .as_ref()
-                    .filter(|(kind, _)| kind == "LoadBalancer" || kind == "NodePort")
-                    .map(|(kind, ports)| {
-                        if ports.is_empty() {
-                            kind.clone()
-                        } else {
-                            format!("{kind} {}", ports.join(", "))
-                        }
-                    });
-                if let Some((kind, ports)) = &exposure {
-                    let ports = if ports.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", ports.join(", "))
-                    };
-                    lines.push(format!("Service {kind}{ports}"));
-                }
+                let external = match &reach {
+                    Some(reach) => {
+                        let reach = reach.get(name).cloned().unwrap_or_default();
+                        reached(&reach, &mut lines)
+                    }
+                    None => configured_exposure(&app.config, &mut lines),
+                };
                 if model.network_policies == NetworkPolicies::Relations {
                     lines.push(
                         if external.is_some() {
@@ -112,11 +109,30 @@ impl Diagram {
                     } else {
                         (&r.a, &r.b)
                     };
+                // What the providing end publishes to the requiring one.
+                let ports: BTreeSet<u16> = model
+                    .applications
+                    .get(&from.0)
+                    .and_then(|a| a.relation_data.get(&from.1))
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| d.app == to.0 && d.endpoint == to.1)
+                    .flat_map(|d| d.published_ports())
+                    .collect();
+                let ports = if ports.is_empty() {
+                    String::new()
+                } else {
+                    let ports: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+                    format!(" {}", ports.join(" "))
+                };
                 Edge {
                     from: from.0.clone(),
                     to: to.0.clone(),
-                    interface: r.interface.clone(),
-                    detail: format!("{}:{} → {}:{} ({})", from.0, from.1, to.0, to.1, r.interface),
+                    label: format!("{}{ports}", r.interface),
+                    detail: format!(
+                        "{}:{} → {}:{} ({}){ports}",
+                        from.0, from.1, to.0, to.1, r.interface
+                    ),
                 }
             })
             .collect();
@@ -131,6 +147,41 @@ impl Diagram {
             edges,
         }
     }
+}
+
+/// Adds what the rendered objects say about reaching an application to its box's lines;
+/// returns the label of its arrow from outside the cluster, if it is reachable from there.
+fn reached(reach: &reach::Reach, lines: &mut Vec<String>) -> Option<String> {
+    lines.extend(reach.services.iter().map(reach::ExposedService::describe));
+    if !reach.hosts.is_empty() {
+        lines.push(format!("hosts: {}", reach.hosts.join(", ")));
+    }
+    lines.extend(reach.routes.iter().cloned());
+    let mut entries: Vec<String> =
+        reach.services.iter().map(reach::ExposedService::entry).collect();
+    if reach.routed_from_outside {
+        entries.push("Ingress".to_string());
+    }
+    (!entries.is_empty()).then(|| entries.join("; "))
+}
+
+/// Without rendered objects: the Service type the application's config asks for, and its
+/// fixed node ports, added to its box's lines; returns the label of its arrow from outside
+/// the cluster for `LoadBalancer` and `NodePort`.
+fn configured_exposure(
+    config: &BTreeMap<String, crate::resolve::Setting>,
+    lines: &mut Vec<String>,
+) -> Option<String> {
+    let (kind, ports) = exposure(config)?;
+    let listed = if ports.is_empty() { String::new() } else { format!(" ({})", ports.join(", ")) };
+    lines.push(format!("Service {kind}{listed}"));
+    (kind == "LoadBalancer" || kind == "NodePort").then(|| {
+        if ports.is_empty() {
+            kind.clone()
+        } else {
+            format!("{kind} {}", ports.join(", "))
+        }
+    })
 }
 
 /// The Service type an application's config asks for, and its fixed node ports: the
@@ -160,9 +211,10 @@ fn exposure(config: &BTreeMap<String, crate::resolve::Setting>) -> Option<(Strin
     Some((kind, ports))
 }
 
-/// The bundle as a Graphviz DOT digraph.
-pub fn dot(model: &Model) -> String {
-    let d = Diagram::new(model);
+/// The bundle as a Graphviz DOT digraph; `manifests`, its rendered objects, give the
+/// hosts, routes and exposed ports (see the module docs).
+pub fn dot(model: &Model, manifests: Option<&Manifests>) -> String {
+    let d = Diagram::new(model, manifests);
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "digraph {} {{", quote(&model.name));
@@ -196,7 +248,7 @@ pub fn dot(model: &Model) -> String {
             "  {} -> {} [label={}, tooltip={}];",
             quote(&e.from),
             quote(&e.to),
-            quote(&e.interface),
+            quote(&e.label),
             quote(&e.detail)
         );
     }
@@ -315,9 +367,9 @@ pub(crate) mod tests {
     #[test]
     fn dot_shows_network_policies_when_relations_become_policies() {
         let mut model = appstore("LoadBalancer");
-        assert!(!dot(&model).contains("admits"), "mode none: nothing to show");
+        assert!(!dot(&model, None).contains("admits"), "mode none: nothing to show");
         model.network_policies = NetworkPolicies::Relations;
-        let text = dot(&model);
+        let text = dot(&model, None);
         assert!(text.contains("network policies: relations"), "{text}");
         assert!(text.contains("admits: related apps, outside on exposed ports"), "{text}");
         assert!(text.contains("admits: related apps only"), "{text}");
@@ -325,7 +377,7 @@ pub(crate) mod tests {
 
     #[test]
     fn dot_shows_apps_relations_and_exposure() {
-        let text = dot(&appstore("LoadBalancer"));
+        let text = dot(&appstore("LoadBalancer"), None);
         assert!(text.starts_with("digraph \"ai-appstore\" {\n"), "{text}");
         assert!(
             text.contains("  \"backend\" [label=\"backend\\ncharm backend 2.3.1\\nscale 3\"];"),
@@ -335,12 +387,12 @@ pub(crate) mod tests {
         assert!(text.contains("  \"backend\" -> \"mongodb\" [label=\"mongodb_client\", tooltip=\"backend:database → mongodb:database (mongodb_client)\"];"), "{text}");
         assert!(text.contains("  \"istio-gateway\" -> \"frontend\" [label=\"http\""), "{text}");
         assert!(text.contains("  \"outside the cluster\" -> \"istio-gateway\" [style=dashed, label=\"LoadBalancer\"];"), "{text}");
-        assert_eq!(text, dot(&appstore("LoadBalancer")));
+        assert_eq!(text, dot(&appstore("LoadBalancer"), None));
     }
 
     #[test]
     fn cluster_internal_services_have_no_outside_arrow_and_node_ports_are_shown() {
-        let text = dot(&appstore("ClusterIP"));
+        let text = dot(&appstore("ClusterIP"), None);
         assert!(!text.contains(OUTSIDE), "{text}");
         assert!(text.contains("Service ClusterIP"), "{text}");
 
@@ -359,11 +411,134 @@ pub(crate) mod tests {
             relations: vec![],
             network_policies: Default::default(),
         };
-        let text = dot(&model);
+        let text = dot(&model, None);
         assert!(text.contains("Service NodePort (30135, 30134)"), "{text}");
         assert!(
             text.contains("-> \"hivemq\" [style=dashed, label=\"NodePort 30135, 30134\"]"),
             "{text}"
+        );
+    }
+
+    fn rendered(app: &str, object: serde_json::Value) -> crate::render::RenderedObject {
+        crate::render::RenderedObject { app: app.into(), template: "t.yaml".into(), object }
+    }
+
+    /// The appstore as rendered: the gateway's NodePort Service (one node port fixed), its
+    /// Gateway's hosts and VirtualService routes, an Ingress and an HTTPRoute to backend.
+    fn appstore_rendered() -> Manifests {
+        let service = |name: &str, kind: &str, ports: serde_json::Value| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                               "spec": {"type": kind, "ports": ports}})
+        };
+        let objects = vec![
+            rendered("backend", service("backend", "ClusterIP", serde_json::json!([{"port": 80}]))),
+            rendered(
+                "frontend",
+                service("frontend", "ClusterIP", serde_json::json!([{"port": 80}])),
+            ),
+            rendered(
+                "istio-gateway",
+                service(
+                    "istio-gateway",
+                    "NodePort",
+                    serde_json::json!([{"name": "http2", "port": 80, "nodePort": 30080}, {"name": "https", "port": 443}]),
+                ),
+            ),
+            rendered(
+                "istio-gateway",
+                serde_json::json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+                    "metadata": {"name": "istio-gateway"},
+                    "spec": {"servers": [{"hosts": ["web.example.com", "api.example.com"]}, {"hosts": ["web.example.com"]}]}}),
+            ),
+            rendered(
+                "istio-gateway",
+                serde_json::json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                "metadata": {"name": "istio-gateway"},
+                "spec": {"hosts": ["web.example.com"], "http": [
+                    {"match": [{"uri": {"prefix": "/"}}], "route": [{"destination": {"host": "frontend.apps.svc.cluster.local"}}]},
+                    {"match": [{"uri": {"prefix": "/x/"}}], "route": [{"destination": {"host": "elsewhere.other.svc.cluster.local"}}]}
+                ]}}),
+            ),
+            rendered(
+                "backend",
+                serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": "backend"},
+                    "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [
+                        {"path": "/v1", "backend": {"service": {"name": "backend"}}}]}}]}}),
+            ),
+            rendered(
+                "backend",
+                serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": {"name": "backend"},
+                    "spec": {"rules": [{"backendRefs": [{"name": "backend.apps"}]}]}}),
+            ),
+        ];
+        Manifests { bundle: "ai-appstore".into(), namespace: "apps".into(), objects }
+    }
+
+    #[test]
+    fn rendered_objects_give_hosts_routes_and_ports() {
+        let model = appstore("LoadBalancer");
+        let text = dot(&model, Some(&appstore_rendered()));
+        assert!(
+            text.contains("  \"istio-gateway\" [label=\"istio-gateway\\ncharm istio-gateway 1.17.0\\nscale 1\\nService NodePort: http2 80 (node 30080), https 443\\nhosts: api.example.com, web.example.com\"];"),
+            "the rendered Service wins over the option; hosts once each, sorted: {text}"
+        );
+        assert!(
+            text.contains("-> \"istio-gateway\" [style=dashed, label=\"NodePort 30080 + 1 picked by Kubernetes\"]"),
+            "{text}"
+        );
+        assert!(text.contains("\\nvia istio-gateway: web.example.com/\"];"), "{text}");
+        assert!(
+            text.contains(
+                "\\nHTTPRoute backend: / (any host)\\nIngress backend: api.example.com/v1\"];"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("-> \"backend\" [style=dashed, label=\"Ingress\"]"), "{text}");
+        assert!(
+            !text.contains("elsewhere") && !text.contains("/x/"),
+            "another namespace's: {text}"
+        );
+        assert!(!text.contains("-> \"mongodb\" [style=dashed"), "{text}");
+    }
+
+    #[test]
+    fn relation_arrows_carry_the_ports_the_provider_publishes() {
+        let mut model = appstore("LoadBalancer");
+        let data =
+            |app: &str, endpoint: &str, pairs: &[(&str, &str)]| crate::resolve::RelationData {
+                app: app.into(),
+                endpoint: endpoint.into(),
+                interface: "i".into(),
+                data: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            };
+        let backend = model.applications.get_mut("backend").unwrap();
+        backend.relation_data.insert(
+            "database".into(),
+            vec![data("mongodb", "database", &[("host", "mongodb.apps"), ("port", "27017")])],
+        );
+        let frontend = model.applications.get_mut("frontend").unwrap();
+        frontend.relation_data.insert(
+            "api".into(),
+            vec![data(
+                "backend",
+                "api",
+                &[("url", "http://backend.apps.svc:8080/v1"), ("metrics-port", "9090")],
+            )],
+        );
+        let text = dot(&model, None);
+        assert!(
+            text.contains("\"backend\" -> \"mongodb\" [label=\"mongodb_client :27017\", tooltip=\"backend:database → mongodb:database (mongodb_client) :27017\"];"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"frontend\" -> \"backend\" [label=\"http-api :8080 :9090\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"istio-gateway\" -> \"frontend\" [label=\"http\", "),
+            "nothing published: {text}"
         );
     }
 

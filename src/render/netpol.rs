@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 
 use super::RenderedObject;
 use crate::bundle::NetworkPolicies;
-use crate::contract::selector_labels;
+use crate::contract::{selector_labels, INSTANCE_LABEL};
 use crate::resolve::context::standard_labels;
+use crate::resolve::plan::{IngressRule, PolicyPeer, PolicyPort, PolicySummary};
 use crate::resolve::{Application, Model};
 
 /// The template name generated policies are recorded under.
@@ -104,11 +105,10 @@ fn related_clients(
     app: &Application,
     services: &[&Value],
 ) -> BTreeMap<String, BTreeSet<PodPort>> {
-    let host_prefix = format!("{}.", app.name);
     let mut clients: BTreeMap<String, BTreeSet<PodPort>> = BTreeMap::new();
     for client in model.applications.values().filter(|c| c.name != app.name) {
         for data in client.relation_data.values().flatten().filter(|d| d.app == app.name) {
-            let published = published_ports(&data.data, &host_prefix);
+            let published = data.published_ports();
             let ports = clients.entry(client.name.clone()).or_default();
             if published.is_empty() {
                 // The endpoint names no port: the relation is to the Service, all of it.
@@ -120,26 +120,6 @@ fn related_clients(
         }
     }
     clients
-}
-
-/// Ports a providing endpoint publishes: `port` and `*-port` values, and the explicit port of
-/// a URL whose host is the provider's own Service.
-fn published_ports(data: &BTreeMap<String, String>, host_prefix: &str) -> BTreeSet<u16> {
-    let mut ports = BTreeSet::new();
-    for (key, value) in data {
-        if key == "port" || key.ends_with("-port") {
-            ports.extend(value.trim().parse::<u16>().ok());
-        } else if let Some((_, rest)) = value.split_once("://") {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            let authority = authority.rsplit('@').next().unwrap_or_default();
-            if let Some((host, port)) = authority.rsplit_once(':') {
-                if host.starts_with(host_prefix) {
-                    ports.extend(port.parse::<u16>().ok());
-                }
-            }
-        }
-    }
-    ports
 }
 
 /// The pod port behind Service port `port` (its targetPort), or `port` itself when no
@@ -182,50 +162,41 @@ fn policy_ports(ports: &BTreeSet<PodPort>) -> Value {
     ports.iter().map(|p| json!({"protocol": p.protocol, "port": p.port.0})).collect()
 }
 
-/// One line per NetworkPolicy among `objects` (generated or a charm's own): who its pods
-/// admit, on which ports — for `charmer check`'s plan.
-pub fn summary(objects: &[RenderedObject]) -> Vec<String> {
+/// What each NetworkPolicy among `objects` (generated or a charm's own) admits: who, on
+/// which ports — for `charmer check`'s plan.
+pub fn summary(objects: &[RenderedObject]) -> Vec<PolicySummary> {
+    let list = |v: &Value| v.as_array().map(Vec::as_slice).unwrap_or_default().to_vec();
     objects
         .iter()
         .filter(|o| o.kind() == "NetworkPolicy")
-        .map(|o| {
-            let rules =
-                o.object["spec"]["ingress"].as_array().map(Vec::as_slice).unwrap_or_default();
-            let admits: Vec<String> = rules
+        .map(|o| PolicySummary {
+            name: o.name().to_string(),
+            application: o.app.clone(),
+            ingress: list(&o.object["spec"]["ingress"])
                 .iter()
-                .map(|rule| {
-                    let from = match rule["from"].as_array() {
-                        None => "anyone".to_string(),
-                        Some(peers) => peers
+                .map(|rule| IngressRule {
+                    from: rule["from"].as_array().map(|peers| {
+                        peers
                             .iter()
                             .map(|p| {
-                                p["podSelector"]["matchLabels"][crate::contract::INSTANCE_LABEL]
-                                    .as_str()
-                                    .map_or_else(|| p.to_string(), str::to_string)
+                                match p["podSelector"]["matchLabels"][INSTANCE_LABEL].as_str() {
+                                    Some(app) => {
+                                        PolicyPeer { application: Some(app.into()), peer: None }
+                                    }
+                                    None => PolicyPeer { application: None, peer: Some(p.clone()) },
+                                }
                             })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    };
-                    let ports: Vec<String> = rule["ports"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
+                            .collect()
+                    }),
+                    ports: list(&rule["ports"])
                         .iter()
-                        .map(|p| {
-                            let port = p["port"]
-                                .as_str()
-                                .map_or_else(|| p["port"].to_string(), str::to_string);
-                            format!("{port}/{}", p["protocol"].as_str().unwrap_or("TCP"))
+                        .map(|p| PolicyPort {
+                            port: p["port"].clone(),
+                            protocol: p["protocol"].as_str().unwrap_or("TCP").to_string(),
                         })
-                        .collect();
-                    format!(
-                        "{from} on {}",
-                        if ports.is_empty() { "any port".into() } else { ports.join(" ") }
-                    )
+                        .collect(),
                 })
-                .collect();
-            let admits = if admits.is_empty() { "nobody".to_string() } else { admits.join("; ") };
-            format!("{} ({}): admits {admits}", o.name(), o.app)
+                .collect(),
         })
         .collect()
 }

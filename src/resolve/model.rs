@@ -1,7 +1,7 @@
 //! The resolved model: the one contract every later stage (render, images, deploy, graph,
 //! airgap) reads. Built only by [`super::resolve`]; never re-reads files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,6 +133,29 @@ pub struct ImageUser {
     pub resource: String,
 }
 
+impl RelationData {
+    /// The ports this data names on the provider: `port` and `*-port` values, and the
+    /// explicit port of a URL whose host is the provider's own Service (`app.` prefix).
+    pub fn published_ports(&self) -> BTreeSet<u16> {
+        let host_prefix = format!("{}.", self.app);
+        let mut ports = BTreeSet::new();
+        for (key, value) in &self.data {
+            if key == "port" || key.ends_with("-port") {
+                ports.extend(value.trim().parse::<u16>().ok());
+            } else if let Some((_, rest)) = value.split_once("://") {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let authority = authority.rsplit('@').next().unwrap_or_default();
+                if let Some((host, port)) = authority.rsplit_once(':') {
+                    if host.starts_with(&host_prefix) {
+                        ports.extend(port.parse::<u16>().ok());
+                    }
+                }
+            }
+        }
+        ports
+    }
+}
+
 impl Model {
     /// Every image the bundle can run, once each, sorted.
     pub fn image_list(&self) -> ImageList {
@@ -161,13 +184,17 @@ impl Model {
 }
 
 impl ImageList {
-    /// Who needs `image` (matched as a source or a target, in any spelling Docker accepts).
-    pub fn why(&self, image: &str) -> Vec<&ImageUser> {
-        let Ok(wanted) = image.parse::<Reference>() else { return Vec::new() };
-        self.images
-            .iter()
-            .filter(|i| i.source == wanted || i.target == wanted)
-            .flat_map(|i| &i.used_by)
-            .collect()
+    /// The entries of `image` (matched as a source or a target, in any spelling Docker
+    /// accepts), with who needs it: what `images list --why` answers.
+    pub fn matching(&self, image: &str) -> ImageList {
+        let Ok(wanted) = image.parse::<Reference>() else { return ImageList { images: vec![] } };
+        ImageList {
+            images: self
+                .images
+                .iter()
+                .filter(|i| i.source == wanted || i.target == wanted)
+                .cloned()
+                .collect(),
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! The short plan `charmer check` prints: each application with its exact charm, the config
 //! that differs from the charm's defaults (and where each value came from), its relations and
-//! its images. Secrets are shown as `<secret>`.
+//! its images. Secrets are shown as `<secret>`. Every part is structured data for
+//! `--output json`; its `Display` is the text `check` prints.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use super::model::{Model, Source};
+use crate::images::Reference;
 
 /// The plan of a resolved model.
 #[derive(Debug, Serialize)]
@@ -25,10 +27,10 @@ pub struct Plan {
     pub required_secrets: std::collections::BTreeMap<String, Vec<String>>,
     /// The bundle's `network-policies:` mode.
     pub network_policies_mode: String,
-    /// One line per NetworkPolicy the render holds (filled by `check` after rendering,
-    /// which comes after this stage).
+    /// Every NetworkPolicy the render holds (filled by `check` after rendering, which comes
+    /// after this stage).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub network_policies: Vec<String>,
+    pub network_policies: Vec<PolicySummary>,
 }
 
 /// One application of the plan.
@@ -46,10 +48,79 @@ pub struct AppPlan {
     pub scale: u32,
     /// Options whose value is not the charm default.
     pub config: Vec<ConfigLine>,
-    /// `endpoint -> app:endpoint (interface)`.
-    pub relations: Vec<String>,
-    /// `resource: source -> target`.
-    pub images: Vec<String>,
+    /// The application's relations, from its own end.
+    pub relations: Vec<RelationLine>,
+    /// The images it runs, by resource.
+    pub images: Vec<ImageLine>,
+}
+
+/// One relation of an application, seen from its own end:
+/// `endpoint -> remote_app:remote_endpoint (interface)`.
+#[derive(Debug, Serialize)]
+pub struct RelationLine {
+    /// The application's own endpoint.
+    pub endpoint: String,
+    /// The application at the other end.
+    pub remote_app: String,
+    /// Its endpoint.
+    pub remote_endpoint: String,
+    /// The shared interface.
+    pub interface: String,
+}
+
+/// One image of an application: `resource: source -> target` (`resource: source` when it is
+/// not relocated).
+#[derive(Debug, Serialize)]
+pub struct ImageLine {
+    /// The charm's resource name.
+    pub resource: String,
+    /// The upstream image.
+    pub source: Reference,
+    /// What the manifests run.
+    pub target: Reference,
+}
+
+/// What one NetworkPolicy admits: `name (application): admits RULE; RULE`.
+#[derive(Debug, Serialize)]
+pub struct PolicySummary {
+    /// The NetworkPolicy's name.
+    pub name: String,
+    /// The application that rendered it.
+    pub application: String,
+    /// Its ingress rules, in order; none admits nobody.
+    pub ingress: Vec<IngressRule>,
+}
+
+/// One ingress rule: who may connect, on which ports. As in Kubernetes, a rule without
+/// `from` admits any source and one with no ports admits every port.
+#[derive(Debug, Serialize)]
+pub struct IngressRule {
+    /// The peers admitted; absent: anyone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Vec<PolicyPeer>>,
+    /// The pod ports admitted; empty: any port.
+    pub ports: Vec<PolicyPort>,
+}
+
+/// A peer of an ingress rule: an application of the bundle (its pods by the instance label),
+/// or any other peer as the policy writes it.
+#[derive(Debug, Serialize)]
+pub struct PolicyPeer {
+    /// The application whose pods are admitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// The peer as written in the policy, when it does not name one application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<serde_json::Value>,
+}
+
+/// A pod port of an ingress rule.
+#[derive(Debug, Serialize)]
+pub struct PolicyPort {
+    /// A number or a named container port (null: every port of the protocol).
+    pub port: serde_json::Value,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
 }
 
 /// One changed option.
@@ -74,13 +145,19 @@ impl Plan {
                     .relations
                     .iter()
                     .filter_map(|r| {
-                        if r.a.0 == app.name {
-                            Some(format!("{} -> {}:{} ({})", r.a.1, r.b.0, r.b.1, r.interface))
+                        let (own, remote) = if r.a.0 == app.name {
+                            (&r.a, &r.b)
                         } else if r.b.0 == app.name {
-                            Some(format!("{} -> {}:{} ({})", r.b.1, r.a.0, r.a.1, r.interface))
+                            (&r.b, &r.a)
                         } else {
-                            None
-                        }
+                            return None;
+                        };
+                        Some(RelationLine {
+                            endpoint: own.1.clone(),
+                            remote_app: remote.0.clone(),
+                            remote_endpoint: remote.1.clone(),
+                            interface: r.interface.clone(),
+                        })
                     })
                     .collect();
                 AppPlan {
@@ -103,12 +180,10 @@ impl Plan {
                     images: app
                         .images
                         .iter()
-                        .map(|(r, i)| {
-                            if i.source == i.target {
-                                format!("{r}: {}", i.source)
-                            } else {
-                                format!("{r}: {} -> {}", i.source, i.target)
-                            }
+                        .map(|(r, i)| ImageLine {
+                            resource: r.clone(),
+                            source: i.source.clone(),
+                            target: i.target.clone(),
                         })
                         .collect(),
                 }
@@ -129,6 +204,70 @@ impl Plan {
             applications,
             network_policies_mode: model.network_policies.to_string(),
             network_policies: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for RelationLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let RelationLine { endpoint, remote_app, remote_endpoint, interface } = self;
+        write!(f, "{endpoint} -> {remote_app}:{remote_endpoint} ({interface})")
+    }
+}
+
+impl fmt::Display for ImageLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.source == self.target {
+            write!(f, "{}: {}", self.resource, self.source)
+        } else {
+            write!(f, "{}: {} -> {}", self.resource, self.source, self.target)
+        }
+    }
+}
+
+impl fmt::Display for PolicySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): admits ", self.name, self.application)?;
+        if self.ingress.is_empty() {
+            return write!(f, "nobody");
+        }
+        for (n, rule) in self.ingress.iter().enumerate() {
+            if n > 0 {
+                write!(f, "; ")?;
+            }
+            match &rule.from {
+                None => write!(f, "anyone")?,
+                Some(peers) => {
+                    let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
+                    write!(f, "{}", peers.join(", "))?;
+                }
+            }
+            if rule.ports.is_empty() {
+                write!(f, " on any port")?;
+            } else {
+                let ports: Vec<String> = rule.ports.iter().map(ToString::to_string).collect();
+                write!(f, " on {}", ports.join(" "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for PolicyPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.application, &self.peer) {
+            (Some(app), _) => write!(f, "{app}"),
+            (None, Some(peer)) => write!(f, "{peer}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for PolicyPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port.as_str() {
+            Some(name) => write!(f, "{name}/{}", self.protocol),
+            None => write!(f, "{}/{}", self.port, self.protocol),
         }
     }
 }

@@ -395,7 +395,7 @@ fn delta_export_carries_only_new_blobs_and_import_needs_the_old_one() {
     let new = work.path().join("release-2.tar");
     let exported = export(&new, &[&old]);
     let stdout = String::from_utf8_lossy(&exported.get_output().stdout).to_string();
-    assert!(stdout.contains("delta against 1 archives: left out 3 blobs"), "{stdout}");
+    assert!(stdout.contains("delta against 1 archive: left out 3 blobs"), "{stdout}");
 
     let carried = crate::support::tar_member_names(&new);
     for left_out in [base, v1] {

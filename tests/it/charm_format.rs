@@ -483,3 +483,68 @@ fn inspect_escapes_terminal_control_characters_from_untrusted_text() {
     );
     assert!(stdout.contains("summary:  ok\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\n"), "{stdout}");
 }
+
+/// `inspect` shows the charm's description and each option's description whole, indented,
+/// with control characters escaped in the text (never sent to the terminal) and kept as they
+/// are in the JSON.
+#[test]
+fn inspect_shows_whole_descriptions_with_control_characters_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    // YAML's double-quoted escapes carry control characters a hostile charm could send.
+    let metadata = r#"name: webapp
+summary: A web app
+description: "First line.\nSecond line.\n\nAfter a blank line, a bell \a is here.\n"
+provides:
+  http: {interface: http, description: "The UI.\nOn port 8080."}
+resources:
+  web-image: {type: oci-image, upstream-source: "nginx:1.27", description: "The web server."}
+"#;
+    let config = r#"options:
+  replicas:
+    type: int
+    default: 2
+    description: "How many pods.\nMore than one needs the database\n\"\e[31m\" relation.\n"
+"#;
+    let src = write_charm(
+        &tmp.path().join("src"),
+        &[
+            file("metadata.yaml", metadata),
+            file("config.yaml", config),
+            file("version", "1.0.0\n"),
+            file("templates/service.yaml", "kind: Service\nmetadata:\n  name: {{ app }}\n"),
+        ],
+    );
+    let text = stdout_of(charmer().arg("inspect").arg(&src));
+    assert!(
+        text.contains(
+            "description:\n  First line.\n  Second line.\n\n  After a blank line, a bell \\u{7} \
+             is here.\noptions:\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  replicas (int) default 2\n      How many pods.\n      More than one needs the \
+             database\n      \"\\u{1b}[31m\" relation.\nresources:\n  web-image (oci-image) \
+             nginx:1.27\n      The web server.\nendpoints:\n  provides http interface http\n      \
+             The UI.\n      On port 8080.\nstorage:"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+
+    let view: Value = serde_json::from_str(&stdout_of(
+        charmer().arg("inspect").arg(&src).args(["--output", "json"]),
+    ))
+    .unwrap();
+    assert_eq!(
+        view["description"],
+        "First line.\nSecond line.\n\nAfter a blank line, a bell \u{7} is here."
+    );
+    assert_eq!(view["endpoints"][0]["description"], "The UI.\nOn port 8080.");
+    assert_eq!(view["resources"]["web-image"]["description"], "The web server.");
+    assert_eq!(
+        view["options"][0]["description"],
+        "How many pods.\nMore than one needs the database\n\"\u{1b}[31m\" relation."
+    );
+}

@@ -1077,6 +1077,54 @@ fn relations_become_network_policies() {
     assert!(plan.contains("serving-relations (serving): admits nobody"), "{plan}");
 }
 
+/// `graph` shows how each application is reached, from the rendered objects: the gateway's
+/// Service with its ports and node ports, the host names it accepts, the routes to each
+/// application, and on every relation arrow the port the provider publishes.
+#[test]
+fn graph_shows_hosts_and_ports() {
+    let args = [
+        "graph",
+        "bundles/ai-appstore",
+        "--format",
+        "dot",
+        "--config",
+        "istio-gateway.hosts=appstore.example.com",
+        "--config",
+        "frontend.hostname=web.appstore.ai",
+        "--config",
+        "istio-gateway.gateway_service_type=NodePort",
+        "--config",
+        "istio-gateway.http_node_port=30080",
+    ];
+    let out = charmer(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dot = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        "\\nService NodePort: status-port 15021, http2 80 (node 30080), https 443\\nhosts: appstore.example.com, web.appstore.ai\"",
+        "-> \"istio-gateway\" [style=dashed, label=\"NodePort 30080 + 2 picked by Kubernetes\"]",
+        "\"frontend\" [label=\"frontend\\ncharm frontend 1.0.0\\nscale 2\\nvia istio-gateway: web.appstore.ai/\"]",
+        "\\nvia istio-gateway: appstore.example.com/api/\"]",
+        "\"backend\" -> \"mongodb\" [label=\"mongodb_client :27017\"",
+        "\"istio-gateway\" -> \"frontend\" [label=\"ingress :80\"",
+    ] {
+        assert!(dot.contains(expected), "graph lacks {expected:?}:\n{dot}");
+    }
+
+    // The SVG says the same; the hivemq of the full bundle shows its fixed node ports.
+    let out = charmer(&["graph", "bundles/full"]);
+    let svg = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        ">Service NodePort: mqtt 1883 (node 30135), websocket 8000 (node 30134)</text>",
+        ">NodePort 30135, 30134</text>",
+        ">Service LoadBalancer: status-port 15021, http2 80, https 443</text>",
+        ">hosts: *</text>",
+        ">via istio-gateway: /api/ (any host)</text>",
+        ">mlflow-tracking :5000</text>",
+    ] {
+        assert!(svg.contains(expected), "SVG lacks {expected:?}:\n{svg}");
+    }
+}
+
 /// The full bundle's single way in survives a drain: two proxies and a PDB keeping one.
 #[test]
 fn the_full_bundle_runs_two_gateway_proxies_with_a_disruption_budget() {

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use charmer::deploy::{
-    DeployError, LogLine, LogOptions, LogSink, NoProgress, RecordStatus, WaitOptions,
+    DeployError, Exposure, LogLine, LogOptions, LogSink, NoProgress, RecordStatus, WaitOptions,
     RESTARTED_AT_ANNOTATION, RESTART_MANAGER,
 };
 use serde_json::{json, Value};
@@ -78,22 +78,55 @@ async fn status_counts_pods_and_says_why_they_do_not_run_and_what_is_exposed() {
         "one pod, not 2/2"
     );
     assert!(db.waiting.is_empty() && db.problems.is_empty(), "{db:?}");
-    assert_eq!(db.exposes, ["node port 31883 -> 1883/TCP (Service db)"]);
+    assert_eq!(
+        db.exposes,
+        [Exposure::NodePort {
+            service: "db".into(),
+            node_port: 31883,
+            port: json!(1883),
+            protocol: "TCP".into()
+        }]
+    );
+    assert_eq!(db.exposes[0].to_string(), "node port 31883 -> 1883/TCP (Service db)");
     let web = &status.apps[1];
     assert_eq!((web.ready_pods, web.desired_pods), (0, 2), "0 of 2, not 0/1");
-    assert_eq!(web.waiting, ["Deployment/shop/web (0 of 2 replicas ready, 2 updated)"]);
+    assert_eq!(texts(&web.waiting), ["Deployment/shop/web (0 of 2 replicas ready, 2 updated)"]);
+    assert_eq!(web.waiting[0].reason, "0 of 2 replicas ready, 2 updated");
     assert_eq!(
-        web.problems,
+        (web.problems[0].container.as_deref(), web.problems[0].reason.as_str()),
+        (Some("web"), "ImagePullBackOff")
+    );
+    assert_eq!(web.problems[0].image.as_deref(), Some("registry.local:5000/web:1"));
+    assert_eq!(
+        texts(&web.problems),
         [
             "pod web-g1-0 container web: ImagePullBackOff (image registry.local:5000/web:1): Back-off pulling image \"registry.local:5000/web:1\"",
             "pod web-g1-1 container web: ImagePullBackOff (image registry.local:5000/web:1): Back-off pulling image \"registry.local:5000/web:1\"",
         ]
     );
-    assert_eq!(web.exposes, ["https://shop.example (Ingress web)"]);
+    assert_eq!(texts(&web.exposes), ["https://shop.example (Ingress web)"]);
+    // `status --output json` is this, as data.
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(
+        json["apps"][0]["exposes"],
+        json!([{"kind": "node-port", "service": "db", "node_port": 31883, "port": 1883, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        json["apps"][1]["exposes"],
+        json!([{"kind": "host", "url": "https://shop.example", "via": "Ingress", "name": "web"}])
+    );
+    assert_eq!(json["apps"][1]["waiting"][0]["object"]["kind"], "Deployment");
+    assert_eq!(json["apps"][1]["problems"][0]["reason"], "ImagePullBackOff");
+    assert_eq!(json["apps"][1]["problems"][0]["image"], "registry.local:5000/web:1");
     let history: Vec<(u32, RecordStatus)> =
         status.revisions.iter().map(|r| (r.revision, r.status)).collect();
     assert_eq!(history, [(1, RecordStatus::Failed)]);
     assert!(humantime::parse_rfc3339(&status.revisions[0].updated).is_ok(), "{status:?}");
+}
+
+/// Each item's text, as `status` prints it.
+fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 /// Collects log lines.

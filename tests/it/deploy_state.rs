@@ -535,7 +535,7 @@ fn cli_remove_lists_what_it_keeps_and_destroy_storage_deletes_it() {
     let (code, out, err) = crate::deploy::charmer(&emulator, &["remove", "demo"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("deleted Secret/demo/mydb-credentials"), "{out}");
-    assert!(out.ends_with("5 objects and 1 revision records deleted\n"), "{out}");
+    assert!(out.ends_with("5 objects and 1 revision record deleted\n"), "{out}");
 
     let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "web-data", "namespace": "demo",
         "labels": {BUNDLE_LABEL: "demo", KEPT_FROM_LABEL: "demo"}}, "spec": {"accessModes": ["ReadWriteOnce"]}});
@@ -551,7 +551,7 @@ fn cli_remove_lists_what_it_keeps_and_destroy_storage_deletes_it() {
     assert_eq!(
         out,
         "deleted PersistentVolumeClaim/demo/web-data (gone once its finalizers let go: kubernetes.io/pvc-protection)\n\
-         removed demo from namespace demo: 1 objects and 0 revision records deleted\n"
+         removed demo from namespace demo: 1 object and 0 revision records deleted\n"
     );
     assert!(emulator.get("PersistentVolumeClaim", "demo", "web-data").is_none());
 }
@@ -607,7 +607,7 @@ fn cli_remove_keeps_the_databases_claims_and_password_and_a_redeploy_uses_them()
         assert!(out.contains(kept), "{kept:?} in:\n{out}");
     }
     assert!(
-        out.ends_with("removed demo from namespace demo: 4 objects and 1 revision records deleted, 3 kept (a later deploy of demo adopts them)\n"),
+        out.ends_with("removed demo from namespace demo: 4 objects and 1 revision record deleted, 3 kept (a later deploy of demo adopts them)\n"),
         "{out}"
     );
 

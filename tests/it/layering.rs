@@ -14,8 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["publish"],
     &["repo"],
     &["resolve"],
-    &["render", "graph", "juju"],
-    &["airgap", "deploy"],
+    &["render", "juju"],
+    &["airgap", "deploy", "graph"],
     &["cli"],
 ];
 

@@ -167,12 +167,12 @@ fn published_charms_verify_resolve_render_and_draw() {
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
     assert!(
         svg.contains(">charm web 1.2.0</text>")
-            && svg.contains(">mongodb_client</text>")
-            && svg.contains(">Service NodePort</text>"),
+            && svg.contains(">mongodb_client :27018</text>")
+            && svg.contains(">Service NodePort: 80</text>"),
         "{svg}"
     );
     let dot = ws.ok(&["graph", "bundles/demo", "--charms", "dist", "--format", "dot"]);
-    assert!(dot.contains("\"web\" -> \"mydb\" [label=\"mongodb_client\""), "{dot}");
+    assert!(dot.contains("\"web\" -> \"mydb\" [label=\"mongodb_client :27018\""), "{dot}");
 
     // A file name asking for another format is refused before anything is written.
     let err = ws.fails(&["graph", "bundles/demo", "--charms", "dist", "--out", "demo.png"]);

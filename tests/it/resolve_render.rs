@@ -68,6 +68,57 @@ fn check_prints_the_plan_with_provenance_and_redacted_secrets() {
     assert!(plan.contains("db -> mydb:database (mongodb_client)"), "{plan}");
 }
 
+/// `check --output json` is data: relations, images and network policies as objects, not
+/// the text lines; the text plan prints the same facts as lines.
+#[test]
+fn check_json_is_structured_and_says_what_the_text_says() {
+    let args = [
+        "check",
+        "bundles/demo",
+        "--network-policies",
+        "relations",
+        "--registry",
+        "reg.local:5000/x",
+    ];
+    let text = ok(&args);
+    assert!(text.contains("\n  relations:\n    db -> mydb:database (mongodb_client)\n"), "{text}");
+    assert!(
+        text.contains(
+            "    web-image: docker.io/library/nginx:1.27 -> reg.local:5000/x/library/nginx:1.27\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\n  mydb-relations (mydb): admits web on 27018/TCP\n"), "{text}");
+    assert!(text.contains("\n  web-relations (web): admits nobody\n"), "{text}");
+
+    let json = ok(&[&args[..], &["--output", "json"]].concat());
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let web = plan["applications"].as_array().unwrap().iter().find(|a| a["name"] == "web").unwrap();
+    assert_eq!(
+        web["relations"],
+        serde_json::json!([{
+            "endpoint": "db", "remote_app": "mydb", "remote_endpoint": "database",
+            "interface": "mongodb_client"
+        }])
+    );
+    assert_eq!(
+        web["images"],
+        serde_json::json!([{
+            "resource": "web-image", "source": "docker.io/library/nginx:1.27",
+            "target": "reg.local:5000/x/library/nginx:1.27"
+        }])
+    );
+    assert_eq!(
+        plan["network_policies"],
+        serde_json::json!([
+            {"name": "mydb-relations", "application": "mydb", "ingress": [
+                {"from": [{"application": "web"}], "ports": [{"port": 27018, "protocol": "TCP"}]}
+            ]},
+            {"name": "web-relations", "application": "web", "ingress": []}
+        ])
+    );
+}
+
 #[test]
 fn merge_order_is_defaults_bundle_overlays_config_files_then_config() {
     let json = ok(&[
@@ -181,6 +232,27 @@ fn registry_and_image_map_relocate_every_image_and_the_lock_records_them() {
     assert_eq!(
         ok(&["images", "list", "bundles/demo", "--why", "nginx:1.27"]),
         "web (charm web 1.2.0, resource web-image)\n"
+    );
+    // --output json is honoured with --why too: the list's own entries for that image.
+    let why: serde_json::Value = serde_json::from_str(&ok(&[
+        "images",
+        "list",
+        "bundles/demo",
+        "--registry",
+        "10.0.0.5:5000/mirror",
+        "--why",
+        "10.0.0.5:5000/mirror/library/nginx:1.27",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        why,
+        serde_json::json!({"images": [{
+            "source": "docker.io/library/nginx:1.27",
+            "target": "10.0.0.5:5000/mirror/library/nginx:1.27",
+            "used_by": [{"app": "web", "charm": "web", "version": "1.2.0", "resource": "web-image"}]
+        }]})
     );
 }
 

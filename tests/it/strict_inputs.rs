@@ -493,3 +493,35 @@ fn a_template_rendering_a_key_twice_fails_instead_of_keeping_the_last() {
     );
     assert!(err.contains("duplicate entry with key \"type\""), "{err}");
 }
+
+/// A flag that cannot take effect is an error before anything is read or touched: waiting
+/// flags without a wait, apply-only flags with `--dry-run` or `--diff`.
+#[test]
+fn flags_that_cannot_take_effect_are_refused() {
+    let run = |args: &[&str]| {
+        let out = crate::support::charmer().args(args).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    for args in [
+        &["deploy", "nowhere", "--no-wait", "--timeout", "5m"][..],
+        &["restart", "shop", "web", "--no-wait", "--timeout", "5m"],
+        &["rollback", "shop", "--no-wait", "--timeout", "5m"],
+        &["deploy", "nowhere", "--diff", "--timeout", "5m"],
+        &["deploy", "nowhere", "--dry-run", "--timeout", "5m"],
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("cannot be used with '--timeout <DURATION>'"), "{args:?}: {err}");
+    }
+    for flag in ["--yes", "--no-wait", "--rollback-on-failure"] {
+        let (code, err) = run(&["deploy", "nowhere", "--dry-run", flag]);
+        assert_eq!(code, Some(1), "{flag}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: deploy: {flag}: has no effect with --dry-run or --diff (hint: leave it \
+                 out: a dry run or diff changes nothing, asks nothing and takes no lock)\n"
+            )
+        );
+    }
+}
