@@ -61,7 +61,8 @@ seed bundle $root/bundles/*/bundle.yaml $root/bundles/*/overlays/*.yaml $root/..
 seed published_index "$work/release/index.yaml" "$work/release/SHA256SUMS"
 seed minisign "$work/key.pub" "$work/key.key" "$work/release/index.yaml.sig"
 seed airgap_contents "$work/airgap.json" $root/tests/it/snapshots/*.yaml
-seed registry_response "$work/manifest.json" "$work/challenge"
+printf '%s' '{"token":"t","expires_in":300}' >"$work/token.json"
+seed registry_response "$work/manifest.json" "$work/challenge" "$work/token.json"
 seed image_archive "$work/images.tar"
 mkdir -p corpus/config_value corpus/image_reference
 printf 'backend.port=8080' >corpus/config_value/seed1

@@ -1,7 +1,7 @@
 //! What a registry answers: manifests and indexes (with and without a declared media type),
-//! digests, platforms, and WWW-Authenticate challenges.
+//! digests, platforms, WWW-Authenticate challenges and token services' answers.
 #![no_main]
-use charmer::registry::auth::Challenge;
+use charmer::registry::auth::{Challenge, TokenAnswer};
 use charmer::registry::manifest::{Digest, ManifestDoc, Platform};
 use libfuzzer_sys::fuzz_target;
 
@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = doc.blobs();
             let _ = doc.descriptor();
         }
+    }
+    // A token service's answer: the lifetime it states is later added to the clock.
+    if let Ok(answer) = TokenAnswer::parse(data) {
+        assert!(std::time::Instant::now().checked_add(answer.lifetime).is_some());
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Challenge::parse(text);

@@ -24,7 +24,7 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Only lines newer than this (`30s`, `10m`, `2h`).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub since: Option<Duration>,
     /// Only the last N lines of each container.
     #[arg(long, value_name = "N")]
@@ -49,7 +49,7 @@ pub struct RestartArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for the new pods (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Which cluster.
     #[command(flatten)]

@@ -38,7 +38,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// How long to wait for readiness (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration, conflicts_with = "no_wait")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration, conflicts_with = "no_wait")]
     pub timeout: Duration,
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
@@ -64,7 +64,7 @@ pub struct ApplyArgs {
 pub struct LockArgs {
     /// When another operation holds the bundle's lock, wait this long for it (`30s`, `5m`)
     /// instead of failing at once.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
     pub wait_for_lock: Option<Duration>,
 }
 

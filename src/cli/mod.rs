@@ -535,6 +535,17 @@ fn colours_on(is_terminal: bool) -> bool {
 }
 
 /// `n` and the noun, plural unless `n` is 1: `1 image`, `2 images`, `1 revision record`.
+/// A duration flag (`90s`, `10m`, `2h`, `7d`) of at most a year: waits and log windows are
+/// never longer, and a far larger one would overflow the clock when added to "now".
+pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
+    const MAX: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > MAX {
+        return Err("longer than the limit of 366 days".to_string());
+    }
+    Ok(duration)
+}
+
 pub(crate) fn count(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")

@@ -239,6 +239,47 @@ impl Challenge {
     }
 }
 
+/// A token service's answer: the bearer token and how long to use it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TokenAnswer {
+    /// The token (`token`, or OAuth2's `access_token`).
+    pub token: String,
+    /// How long to use it before asking again.
+    pub lifetime: std::time::Duration,
+}
+
+impl TokenAnswer {
+    /// Tokens live 60 s unless the answer says otherwise (the spec's default).
+    const DEFAULT_SECONDS: u64 = 60;
+    /// Bounds on a stated lifetime: at least 10 s, and no more than a day, so that a huge
+    /// `expires_in` from a hostile service cannot overflow the clock.
+    const SECONDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+
+    /// Parses the JSON a token service answers; the error says what was wrong, without
+    /// quoting the body (it may hold a token).
+    pub fn parse(body: &[u8]) -> Result<TokenAnswer, &'static str> {
+        #[derive(Deserialize)]
+        struct Answer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let answer: Answer = serde_json::from_slice(body)
+            .map_err(|_| "the token service answered something other than a token")?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or("the token service gave no token")?;
+        let seconds = answer
+            .expires_in
+            .unwrap_or(Self::DEFAULT_SECONDS)
+            .clamp(*Self::SECONDS.start(), *Self::SECONDS.end());
+        // Renewed a little early, so a token never expires between being picked and checked.
+        Ok(TokenAnswer { token, lifetime: std::time::Duration::from_secs(seconds - 5) })
+    }
+}
+
 /// `key="value", key2=token` pairs (RFC 7235 auth-params), keys lowercased.
 fn parse_params(text: &str) -> BTreeMap<String, String> {
     let mut params = BTreeMap::new();
@@ -271,6 +312,7 @@ fn parse_params(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn challenges_parse() {
@@ -287,6 +329,24 @@ mod tests {
         assert_eq!(Challenge::parse("Negotiate"), None);
         let escaped = parse_params(r#"realm="a\"b", x=y"#);
         assert_eq!((escaped["realm"].as_str(), escaped["x"].as_str()), ("a\"b", "y"));
+    }
+
+    #[test]
+    fn token_answers_parse_and_their_lifetimes_are_bounded() {
+        let answer = TokenAnswer::parse(br#"{"access_token":"t","expires_in":300}"#).unwrap();
+        assert_eq!(answer, TokenAnswer { token: "t".into(), lifetime: Duration::from_secs(295) });
+        let answer = TokenAnswer::parse(br#"{"token":"t"}"#).unwrap();
+        assert_eq!(answer.lifetime, Duration::from_secs(55));
+        // A hostile lifetime once overflowed `Instant + Duration` (a panic).
+        let answer = TokenAnswer::parse(br#"{"token":"t","expires_in":18446744073709551615}"#);
+        assert_eq!(answer.unwrap().lifetime, Duration::from_secs(86_395));
+        assert!(std::time::Instant::now().checked_add(Duration::from_secs(86_395)).is_some());
+        assert_eq!(
+            TokenAnswer::parse(br#"{"token":"t","expires_in":0}"#).unwrap().lifetime,
+            Duration::from_secs(5)
+        );
+        assert_eq!(TokenAnswer::parse(br#"{"token":""}"#), Err("the token service gave no token"));
+        assert!(TokenAnswer::parse(b"<html>").is_err());
     }
 
     #[test]

@@ -620,24 +620,9 @@ impl Client {
             s if !s.is_success() => return Err(status_error(what, response).await),
             _ => {}
         }
-        #[derive(Deserialize)]
-        struct Answer {
-            token: Option<String>,
-            access_token: Option<String>,
-            expires_in: Option<u64>,
-        }
         let bytes = read_limited(&what, response, MAX_ERROR_BODY as u64).await?;
-        let answer: Answer = serde_json::from_slice(&bytes)
-            .map_err(|_| fail("the token service answered something other than a token".into()))?;
-        let value = answer
-            .token
-            .or(answer.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| fail("the token service gave no token".into()))?;
-        // Tokens live 60 s unless the answer says otherwise (the spec's default); renew a
-        // little early so a token never expires between being picked and being checked.
-        let lifetime = answer.expires_in.unwrap_or(60).max(10);
-        Ok(Token { value, expires: Instant::now() + Duration::from_secs(lifetime - 5) })
+        let answer = super::auth::TokenAnswer::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+        Ok(Token { value: answer.token, expires: Instant::now() + answer.lifetime })
     }
 }
 

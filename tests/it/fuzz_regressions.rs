@@ -78,3 +78,30 @@ fn runaway_templates_are_stopped_naming_charm_and_template() {
     assert!(err.contains("charms/web/templates/loop.yaml"), "{err}");
     assert!(err.contains("renders more than 16777216 bytes"), "{err}");
 }
+
+/// A far-off duration once reached `Instant + Duration`, which panics on overflow; durations
+/// are refused past a year, as a usage error, before anything else happens.
+#[test]
+fn durations_past_a_year_are_refused_before_they_reach_the_clock() {
+    let ws = demo_copy();
+    for args in [
+        &["deploy", "bundles/demo", "--timeout", "500000000y"][..],
+        &["deploy", "bundles/demo", "--wait-for-lock", "367d"],
+        &["logs", "demo", "web", "--since", "2y"],
+    ] {
+        let out = crate::support::charmer().current_dir(ws.path()).args(args).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "charmer {args:?}: {stderr}");
+        assert!(stderr.contains("longer than the limit of 366 days"), "{stderr}");
+    }
+    // At the limit the flag is taken (the command then fails on the missing cluster).
+    let out = crate::support::charmer()
+        .current_dir(ws.path())
+        .env("KUBECONFIG", ws.path().join("no-such-kubeconfig"))
+        .args(["logs", "demo", "web", "--since", "366d"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("366 days"), "{stderr}");
+}
