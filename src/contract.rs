@@ -283,25 +283,40 @@ fn opens_block_scalar(content: &str) -> bool {
                 .ends_with([':', '-']))
 }
 
-/// Reads a YAML file of at most [`MAX_YAML_BYTES`], refusing a larger one before reading it
-/// (and one that grows past the limit while it is read).
-pub fn read_yaml_file(path: &std::path::Path) -> std::io::Result<String> {
+/// Largest text file of another kind charmer reads whole (image lists, image maps, keys,
+/// signatures): the same as a YAML file.
+pub const MAX_TEXT_BYTES: u64 = MAX_YAML_BYTES as u64;
+
+/// Reads a file of at most `max` bytes, refusing a larger one by its size before reading it
+/// (and one that grows past `max` while it is read): files from elsewhere are untrusted, and
+/// a path may name something endless (`/dev/zero`). `what` names the kind of file in the
+/// error ("a charm archive").
+pub fn read_bounded(path: &std::path::Path, max: u64, what: &str) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let too_big = || {
-        std::io::Error::other(format!(
-            "larger than the limit of {MAX_YAML_BYTES} bytes for a YAML file"
-        ))
-    };
+    let too_big =
+        || std::io::Error::other(format!("larger than the limit of {max} bytes for {what}"));
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > MAX_YAML_BYTES as u64 {
+    if file.metadata()?.len() > max {
         return Err(too_big());
     }
-    let mut text = String::new();
-    file.take(MAX_YAML_BYTES as u64 + 1).read_to_string(&mut text)?;
-    if text.len() > MAX_YAML_BYTES {
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(too_big());
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// [`read_bounded`] for text: a file that is not UTF-8 is an `InvalidData` error.
+pub fn read_bounded_text(path: &std::path::Path, max: u64, what: &str) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, max, what)?).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8")
+    })
+}
+
+/// Reads a YAML file of at most [`MAX_YAML_BYTES`], refusing a larger one before reading it.
+pub fn read_yaml_file(path: &std::path::Path) -> std::io::Result<String> {
+    read_bounded_text(path, MAX_YAML_BYTES as u64, "a YAML file")
 }
 
 /// Parses YAML text into `T`, naming `file` (and the line) in the problem. The text is

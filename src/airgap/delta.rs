@@ -233,7 +233,7 @@ impl Delta {
         let mut found = Vec::new();
         for charm in &self.charms {
             let path = folder.join(&charm.file);
-            match std::fs::read(&path) {
+            match crate::charm::read_untrusted(&path) {
                 Ok(bytes) if Digest::of(&bytes).hex() == charm.sha256 => {
                     found.push((format!("charms/{}", charm.file), bytes))
                 }

@@ -85,7 +85,7 @@ impl Manifest {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, AirgapError> {
-    std::fs::read(path)
+    crate::charm::read_untrusted(path)
         .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })
 }
 
@@ -220,7 +220,7 @@ impl Unpacked {
         // SHA-256 its signed airgap.json records for them.
         for left_out in contents.delta.iter().flat_map(|d| &d.charms) {
             let path = folder.join("charms").join(&left_out.file);
-            match std::fs::read(&path) {
+            match crate::charm::read_untrusted(&path) {
                 Ok(bytes) if crate::digest::sha256_hex(&bytes) == left_out.sha256 => {
                     charms.insert(left_out.sha256.clone());
                 }

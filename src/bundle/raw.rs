@@ -351,9 +351,5 @@ pub(super) fn expand_include(
 
 /// A file's bytes, refusing files larger than an include may be.
 pub(super) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    let size = std::fs::metadata(path)?.len();
-    if size > MAX_INCLUDE_BYTES {
-        return Err(std::io::Error::other(format!("larger than {MAX_INCLUDE_BYTES} bytes")));
-    }
-    std::fs::read(path)
+    crate::contract::read_bounded(path, MAX_INCLUDE_BYTES, "an included file")
 }

@@ -32,6 +32,15 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The largest archive file read: its content (stored, at worst, uncompressed) plus the
+    /// zip's own headers, 64 MiB being over 1 KiB of headers for each of 50,000 entries. A
+    /// larger file is refused by its size before it is read into memory.
+    pub fn max_archive_bytes(&self) -> u64 {
+        self.max_total_bytes + (64 << 20)
+    }
+}
+
 const S_IFMT: u32 = 0o170_000;
 const S_IFLNK: u32 = 0o120_000;
 

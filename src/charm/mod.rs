@@ -23,6 +23,17 @@ pub use metadata::{Endpoint, Metadata, Role};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
 
+/// Reads a file that is a charm archive or travels beside charms (an index, checksums, an
+/// air-gap folder's members) whole, refusing one larger than the largest archive
+/// [`Limits::default`] allows before reading it.
+pub fn read_untrusted(path: &Path) -> std::io::Result<Vec<u8>> {
+    crate::contract::read_bounded(
+        path,
+        Limits::default().max_archive_bytes(),
+        "a charm or a file beside charms",
+    )
+}
+
 /// Errors of loading, reading or packing a charm.
 #[derive(Debug, thiserror::Error)]
 pub enum CharmError {
@@ -156,8 +167,9 @@ impl Charm {
     /// the name in `metadata.yaml` (and the version, when the file name carries one) must
     /// match the file name.
     pub fn from_archive(path: &Path, limits: &Limits) -> Result<Charm, CharmError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
+        let bytes =
+            crate::contract::read_bounded(path, limits.max_archive_bytes(), "a charm archive")
+                .map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
         Charm::from_archive_bytes(path, &bytes, limits)
     }
 

@@ -285,7 +285,7 @@ pub(super) fn render(
 /// application are ever removed; without a readable lock in DIR, nothing is.
 fn previously_rendered(dir: &Path) -> Vec<String> {
     let path = dir.join("bundle.lock");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+    let Ok(text) = crate::contract::read_yaml_file(&path) else { return Vec::new() };
     match crate::airgap::parse_lock(&path.display().to_string(), &text) {
         Ok(lock) => lock.applications.into_keys().collect(),
         Err(e) => {
@@ -314,7 +314,7 @@ pub(super) fn juju_script(
     let lock = match lock {
         Some(path) => {
             let label = path.display().to_string();
-            let text = std::fs::read_to_string(path)
+            let text = crate::contract::read_yaml_file(path)
                 .map_err(|e| crate::diag::Problem::new(&label, "", format!("cannot read: {e}")))?;
             Some(crate::airgap::parse_lock(&label, &text)?)
         }

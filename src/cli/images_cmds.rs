@@ -216,7 +216,7 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
     }
     let lock = match &args.lock {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = crate::contract::read_yaml_file(path)
                 .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
             Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
         }
@@ -291,8 +291,9 @@ fn bundle_images(model: &Model) -> Vec<Reference> {
 }
 
 fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text =
+        crate::contract::read_bounded_text(path, crate::contract::MAX_TEXT_BYTES, "an image list")
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
     if references.is_empty() {
         return Err(Problems::from(Problem::new(

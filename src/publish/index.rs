@@ -474,7 +474,7 @@ impl PublishedIndex {
         match &self.base {
             Base::Dir(dir) => {
                 let path = dir.join(name);
-                match std::fs::read(&path) {
+                match crate::charm::read_untrusted(&path) {
                     Ok(bytes) => Ok(Some(bytes)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(source) => Err(PublishError::Io { path, source }),

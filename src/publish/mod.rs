@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use index::Release;
 
 use crate::charm::{Charm, CharmError};
+use crate::contract::MAX_TEXT_BYTES;
 use crate::diag::{Problem, Problems};
 use crate::output::{write_atomically, write_private, WriteError};
 pub use index::{Entry, Index, IndexEntry, PublishedIndex};
@@ -242,7 +243,7 @@ pub(crate) fn load_candidates(
             crate::charm::Origin::Archive { path, .. }
                 if charm.kind() == crate::charm::Kind::Operator =>
             {
-                match std::fs::read(path) {
+                match crate::charm::read_untrusted(path) {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         problems.push(Problem::new(
@@ -401,14 +402,14 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
 
 /// Reads a secret key file.
 pub fn load_secret_key(path: &Path) -> Result<SecretKey, PublishError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file")
         .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     Ok(SecretKey::parse(&path.display().to_string(), &text)?)
 }
 
 /// Reads a public key file.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, PublishError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file")
         .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     Ok(PublicKey::parse(&path.display().to_string(), &text)?)
 }
@@ -416,12 +417,12 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, PublishError> {
 /// Checks the detached signature `<path>.sig` of a file against `key`.
 pub fn verify_signature(path: &Path, key: &PublicKey) -> Result<(), PublishError> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path)
+    let bytes = crate::charm::read_untrusted(path)
         .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
     let mut sig_path = path.as_os_str().to_owned();
     sig_path.push(SIG_SUFFIX);
     let sig_path = PathBuf::from(sig_path);
-    let sig = match std::fs::read_to_string(&sig_path) {
+    let sig = match crate::contract::read_bounded_text(&sig_path, MAX_TEXT_BYTES, "a signature") {
         Ok(sig) => sig,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Problem::new(

@@ -141,8 +141,9 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
 
 fn read_image_map(path: &Path) -> Result<ImageMap, Problems> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Problem::new(&label, "", format!("cannot read: {e}")))?;
+    let text =
+        crate::contract::read_bounded_text(path, crate::contract::MAX_TEXT_BYTES, "an image map")
+            .map_err(|e| Problem::new(&label, "", format!("cannot read: {e}")))?;
     ImageMap::parse(&label, &text).map_err(Problems)
 }
 

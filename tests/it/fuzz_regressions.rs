@@ -105,3 +105,22 @@ fn durations_past_a_year_are_refused_before_they_reach_the_clock() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("366 days"), "{stderr}");
 }
+
+/// Files read whole are sized first: an archive past the largest a charm may be is refused
+/// without being read, and a path that never ends (`/dev/zero` as a key, an image map) stops
+/// at the limit instead of filling memory.
+#[test]
+fn files_read_whole_are_bounded_before_and_while_reading() {
+    let ws = demo_copy();
+    // Sparse: 400 MB that cost no disk.
+    let archive = std::fs::File::create(ws.path().join("big_1.0.0.charm")).unwrap();
+    archive.set_len(400 << 20).unwrap();
+    let err = refused(ws.path(), &["verify", "big_1.0.0.charm"]);
+    assert!(err.contains("larger than the limit of 335544320 bytes for a charm archive"), "{err}");
+
+    let err = refused(ws.path(), &["verify", "big_1.0.0.charm", "--key", "/dev/zero"]);
+    assert!(err.contains("larger than the limit of 4194304 bytes for a key file"), "{err}");
+
+    let err = refused(ws.path(), &["check", "bundles/demo", "--image-map", "/dev/zero"]);
+    assert!(err.contains("larger than the limit of 4194304 bytes for an image map"), "{err}");
+}
