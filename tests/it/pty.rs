@@ -308,3 +308,35 @@ fn colours_on_a_terminal_only_and_never_from_the_text() {
     assert!(screen.contains("web-g1-0/web clear the screen \\u{1b}[2J now\r\n"), "{screen:?}");
     assert!(!screen.contains('\x1b'), "{screen:?}");
 }
+
+#[test]
+fn remove_asks_by_the_same_rule_and_destroying_storage_says_so() {
+    if !crate::support::tools_present(&["script"]) {
+        return;
+    }
+    let emulator = KubeEmulator::start();
+    let (code, screen) = Terminal::run(&emulator, &format!("{DEPLOY} --yes"), "").finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(deployed(&emulator));
+
+    let mut terminal =
+        Terminal::run(&emulator, "remove bundles/demo --destroy-storage", "> /dev/null");
+    terminal.wait_for("[y/N] ");
+    assert!(
+        terminal.screen().contains("DELETING its PersistentVolumeClaims"),
+        "{}",
+        terminal.screen()
+    );
+    terminal.type_keys("n\n");
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, 1, "{screen}");
+    assert!(deployed(&emulator), "a no keeps the bundle");
+
+    let mut terminal = Terminal::run(&emulator, "remove bundles/demo", "");
+    terminal.wait_for("(its PersistentVolumeClaims and their credentials are kept) [y/N] ");
+    terminal.type_keys("y\n");
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("removed demo from namespace demo"), "{screen}");
+    assert!(!deployed(&emulator));
+}
