@@ -27,7 +27,8 @@ make_layout "$WORK/layout" "$SPEC"
 TOTAL=$(du -sb "$WORK/layout/blobs" | cut -f1)
 IMAGES=$(python3 -c "import json; print(' '.join(m['annotations']['org.opencontainers.image.ref.name'] for m in json.load(open('$WORK/layout/index.json'))['manifests']))")
 
-charmer_push() { "$CHARMER" images push "$WORK/images.tar" --registry "127.0.0.1:$PORT" --insecure-http --quiet --retagged-out "$WORK/retagged.txt"; }
+PUSH_ARGS=(images push "$WORK/images.tar" --registry "127.0.0.1:$PORT" --insecure-http --quiet --retagged-out "$WORK/retagged.txt")
+charmer_push() { "$CHARMER" "${PUSH_ARGS[@]}"; }
 skopeo_push() {
   for ref in $IMAGES; do
     skopeo copy -q --dest-tls-verify=false "oci:$WORK/layout:$ref" "docker://127.0.0.1:$PORT/${ref#bench.example/}"
@@ -44,15 +45,16 @@ for run in $(seq "$RUNS"); do
   S_AGAIN+=("$(timed skopeo_push)")
 done
 
-# peak_rss_mib CMD...: runs CMD under /usr/bin/time -v and prints its peak RSS in MiB.
+# peak_rss_mib PROGRAM ARGS...: runs it under /usr/bin/time -v (a program, not a shell
+# function) and prints its peak RSS in MiB; fails if the program did.
 peak_rss_mib() {
-  /usr/bin/time -v "$@" >/dev/null 2>"$WORK/time.txt"
+  /usr/bin/time -v "$@" >/dev/null 2>"$WORK/time.txt" || { cat "$WORK/time.txt" >&2; exit 1; }
   awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); printf "%.1f", $2 / 1024}' "$WORK/time.txt"
 }
 declare -a C_RSS
 for run in $(seq "$RUNS"); do
   echo "peak RSS: first push of the 10 images, run $run/$RUNS..." >&2
-  start_registry; C_RSS+=("$(peak_rss_mib charmer_push)")
+  start_registry; C_RSS+=("$(peak_rss_mib "$CHARMER" "${PUSH_ARGS[@]}")")
 done
 
 echo "peak RSS: one 2 GiB single-layer image..." >&2
