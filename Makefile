@@ -8,7 +8,7 @@ help:
 	@echo "make fmt         format the tree (rustfmt.toml)"
 	@echo "make snapshots   rewrite tests/it/snapshots from the current renders (review the diff)"
 	@echo "make bench       both benchmarks (render vs kustomize, push vs skopeo); not tests"
-	@echo "make fuzz        every fuzz target for FUZZ_SECONDS (600) each (nightly, cargo-fuzz)"
+	@echo "make fuzz        every fuzz target for FUZZ_SECONDS (600) each, FUZZ_JOBS (1) at a time (nightly, cargo-fuzz)"
 
 test:
 	cargo test --locked --all-targets

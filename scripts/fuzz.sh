@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every parser of untrusted bytes (fuzz/fuzz_targets/*.rs) with
-# cargo-fuzz (libFuzzer, AddressSanitizer), SECONDS each, one after the other. Not a test:
-# CI runs the regression tests (tests/it/fuzz_regressions.rs) instead.
+# cargo-fuzz (libFuzzer, AddressSanitizer), SECONDS each, FUZZ_JOBS targets at a time
+# (default 1; each fuzzer uses one core). Not a test: CI runs the regression tests
+# (tests/it/fuzz_regressions.rs) instead. Exits 1 when any fuzzer failed (found a crash).
 #
 # Needs the nightly toolchain and `cargo install cargo-fuzz`. Seed corpora come from the
 # repository's own fixtures (charms, bundles, overlays, the shared Juju files, a published
 # release and an image archive made here) and grow in fuzz/corpus/<target> between runs.
 # A crash leaves its input in fuzz/artifacts/<target>/: add it to tests/it/fuzz_regressions.rs.
 #
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 600 s, every target)
+# Usage: [FUZZ_JOBS=N] scripts/fuzz.sh [SECONDS] [TARGET...]   (default 600 s, every target)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-600}
@@ -72,11 +73,28 @@ cargo +nightly fuzz build
 # The binaries cargo-fuzz built, run directly: `cargo fuzz run` would rebuild whenever the
 # sources changed since, and its output hides the fuzzer's own failures.
 bin=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
-for target in "${targets[@]}"; do
-    echo "== $target: ${seconds} s" >&2
+# fuzz TARGET: runs one fuzzer; its statistics (and a failure) go to $work/TARGET.summary.
+fuzz() {
+    local target=$1 log="$work/$1.log" summary="$work/$1.summary"
     mkdir -p "corpus/$target" "artifacts/$target"
-    "$bin/$target" "corpus/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"$work/$target.log" 2>&1 ||
-        echo "!! $target: the fuzzer failed; crash inputs in fuzz/artifacts/$target" >&2
-    grep -E '^(stat::number_of_executed_units|stat::new_units_added|SUMMARY)' "$work/$target.log" >&2 || true
+    echo "== $target: ${seconds} s" >&2
+    if ! "$bin/$target" "corpus/$target" -max_total_time="$seconds" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="artifacts/$target/" \
+        >"$log" 2>&1; then
+        echo "!! $target: the fuzzer failed; crash inputs in fuzz/artifacts/$target" >"$summary"
+    fi
+    grep -E '^(stat::number_of_executed_units|stat::new_units_added|SUMMARY)' "$log" \
+        >>"$summary" || true
+}
+for target in "${targets[@]}"; do
+    while (($(jobs -rp | wc -l) >= ${FUZZ_JOBS:-1})); do wait -n || true; done
+    fuzz "$target" &
 done
+wait
+failed=0
+for target in "${targets[@]}"; do
+    echo "== $target" >&2
+    cat "$work/$target.summary" >&2
+    if grep -q '^!!' "$work/$target.summary"; then failed=1; fi
+done
+exit "$failed"
