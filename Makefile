@@ -37,5 +37,6 @@ bench-push:
 	bash scripts/bench-push.sh
 
 FUZZ_SECONDS ?= 600
+FUZZ_JOBS ?= 1
 fuzz:
-	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_JOBS=$(FUZZ_JOBS) bash scripts/fuzz.sh $(FUZZ_SECONDS)
