@@ -50,6 +50,11 @@ const FATAL_REASONS: &[&str] = &[
 /// The API group of Knative Serving, whose `Service` deploy waits for.
 const KNATIVE_SERVING: &str = "serving.knative.dev";
 
+/// Polls in a row on which a Knative Service must report `Ready=False` before deploy fails
+/// (10 s at the default 2 s interval). Knative may report `False` on the way to `True` (its
+/// own client, `kn`, waits a `--wait-window` after a `False` for the same reason).
+const KNATIVE_FALSE_POLLS: u32 = 5;
+
 /// Whether deploy waits for objects of this kind in this API group.
 pub(crate) fn waits_for(id: &ObjectId) -> bool {
     match id.group.as_str() {
@@ -248,6 +253,8 @@ pub(crate) async fn wait(
     }
     let mut ready: BTreeSet<usize> = BTreeSet::new();
     let mut reported: BTreeMap<&str, usize> = BTreeMap::new();
+    // Knative Services reporting `Ready=False`: on how many polls in a row.
+    let mut false_polls: BTreeMap<usize, u32> = BTreeMap::new();
     loop {
         let mut pending: Vec<(usize, String)> = Vec::new();
         for (i, t) in targets.iter().enumerate() {
@@ -261,6 +268,7 @@ pub(crate) async fn wait(
                         ready.insert(i);
                     }
                     Readiness::Pending(why) => {
+                        false_polls.remove(&i);
                         pending.push((i, why));
                         if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
                             for pod in
@@ -279,6 +287,14 @@ pub(crate) async fn wait(
                                 }
                             }
                         }
+                    }
+                    Readiness::Failed(message) if t.id.group == KNATIVE_SERVING => {
+                        let seen = false_polls.entry(i).or_default();
+                        *seen += 1;
+                        if *seen >= KNATIVE_FALSE_POLLS {
+                            return Err(DeployError::Failed { object: t.id.to_string(), message });
+                        }
+                        pending.push((i, message));
                     }
                     Readiness::Failed(message) => {
                         return Err(DeployError::Failed { object: t.id.to_string(), message })

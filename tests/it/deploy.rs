@@ -428,7 +428,8 @@ async fn a_workload_that_never_becomes_ready_fails_at_the_timeout_naming_it() {
 }
 
 /// Deploy waits for a Knative Service's `Ready` condition: a ready one passes, one still
-/// rolling out times out naming Knative's reason, a failed revision fails at once.
+/// rolling out times out naming Knative's reason, one reporting `False` on its way to ready
+/// passes, and a failed revision fails once `False` stays for 5 polls.
 #[tokio::test]
 async fn knative_services_are_waited_for_by_their_ready_condition() {
     let knative = || {
@@ -452,8 +453,16 @@ async fn knative_services_are_waited_for_by_their_ready_condition() {
 
     let emulator = KubeEmulator::start();
     emulator.serve_group("serving.knative.dev", "v1", &[("Service", "services", true)]);
-    emulator.set_behaviour("predict", Behaviour::Failing("CrashLoopBackOff"));
+    emulator.set_behaviour("predict", Behaviour::BrieflyFailing("CrashLoopBackOff"));
     let options = waiting_up_to(Duration::from_secs(600));
+    deploy_with(&emulator, shop(vec![("web", knative())]), &options)
+        .await
+        .expect("a False on the way to True is waited out");
+    assert_eq!(record_status(&emulator, 1).as_deref(), Some("deployed"));
+
+    let emulator = KubeEmulator::start();
+    emulator.serve_group("serving.knative.dev", "v1", &[("Service", "services", true)]);
+    emulator.set_behaviour("predict", Behaviour::Failing("CrashLoopBackOff"));
     let error =
         deploy_with(&emulator, shop(vec![("web", knative())]), &options).await.expect_err("fails");
     let text = error.to_string();

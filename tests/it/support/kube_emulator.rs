@@ -80,6 +80,9 @@ pub enum Behaviour {
     NeverReady,
     /// Containers wait with this reason (`ImagePullBackOff`, `CrashLoopBackOff`, ...).
     Failing(&'static str),
+    /// Knative Services only: `Ready=False` with this reason for the first two reads after a
+    /// change, then `True` (Knative may report `False` on its way to ready).
+    BrieflyFailing(&'static str),
 }
 
 /// A running emulator; stops when dropped.
@@ -1048,7 +1051,12 @@ impl State {
                 let behaviour = self.behaviour_of(&self.objects.get(&k)?.object);
                 let stored = self.objects.get_mut(&k)?;
                 stored.status_lag = None;
-                let status = workload_status(&stored.object, behaviour);
+                let status = if t.group == "serving.knative.dev" {
+                    let generation = stored.object["metadata"]["generation"].clone();
+                    json!({"observedGeneration": generation, "conditions": [knative_ready()]})
+                } else {
+                    workload_status(&stored.object, behaviour)
+                };
                 stored.object["status"] = status;
                 self.resource_version += 1;
                 stored.object["metadata"]["resourceVersion"] =
@@ -1264,16 +1272,19 @@ impl State {
                 let generation = stored.object["metadata"]["generation"].as_i64().unwrap_or(1);
                 let name = stored.object["metadata"]["name"].as_str().unwrap_or("?");
                 let ready = match behaviour {
-                    Behaviour::Ready => json!({"type": "Ready", "status": "True"}),
+                    Behaviour::Ready => knative_ready(),
                     Behaviour::NeverReady => {
                         json!({"type": "Ready", "status": "Unknown", "reason": "RevisionMissing",
                         "message": format!("Configuration \"{name}\" is waiting for a Revision to become ready.")})
                     }
-                    Behaviour::Failing(reason) => {
+                    Behaviour::Failing(reason) | Behaviour::BrieflyFailing(reason) => {
                         json!({"type": "Ready", "status": "False", "reason": "RevisionFailed",
                         "message": format!("Revision \"{name}-{generation:05}\" failed with message: {reason}.")})
                     }
                 };
+                if matches!(behaviour, Behaviour::BrieflyFailing(_)) {
+                    stored.status_lag = Some(2);
+                }
                 stored.object["status"] =
                     json!({"observedGeneration": generation, "conditions": [ready]});
             }
@@ -1332,7 +1343,7 @@ impl State {
                     let container = c["name"].as_str().unwrap_or("?");
                     let image = c["image"].as_str().unwrap_or("?");
                     let (ready, state) = match behaviour {
-                        Behaviour::Ready => (true, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
+                        Behaviour::Ready | Behaviour::BrieflyFailing(_) => (true, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
                         Behaviour::NeverReady => (false, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
                         Behaviour::Failing(reason) => {
                             let message = if reason.contains("Image") {
@@ -1491,6 +1502,11 @@ fn not_found(t: &ResourceType, name: &str) -> Answer {
 }
 
 /// The status the simulated controller publishes for a workload.
+/// A Knative Service's `Ready` condition once its latest revision serves.
+fn knative_ready() -> Value {
+    json!({"type": "Ready", "status": "True"})
+}
+
 fn workload_status(object: &Value, behaviour: Behaviour) -> Value {
     let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
     let ready = behaviour == Behaviour::Ready;
