@@ -164,16 +164,7 @@ pub const MAX_YAML_DEPTH: usize = 64;
 /// Refuses YAML text beyond [`MAX_YAML_BYTES`] or nested deeper than [`MAX_YAML_DEPTH`], in
 /// one linear pass, so hostile input costs no more than reading it.
 pub fn check_yaml_bounds(file: &str, text: &str) -> Result<(), Problem> {
-    if text.len() > MAX_YAML_BYTES {
-        return Err(Problem::new(
-            file,
-            "",
-            format!(
-                "{} bytes, more than the limit of {MAX_YAML_BYTES} for a YAML file",
-                text.len()
-            ),
-        ));
-    }
+    check_yaml_size(file, text.len() as u64)?;
     match yaml_depth_exceeds(text, MAX_YAML_DEPTH) {
         Some(line) => Err(Problem::new(
             file,
@@ -182,6 +173,19 @@ pub fn check_yaml_bounds(file: &str, text: &str) -> Result<(), Problem> {
         )),
         None => Ok(()),
     }
+}
+
+/// Refuses a YAML file of `size` bytes beyond [`MAX_YAML_BYTES`]; callers that know the size
+/// before reading (a file's length, a zip entry's declared size) check it first.
+pub fn check_yaml_size(file: &str, size: u64) -> Result<(), Problem> {
+    if size > MAX_YAML_BYTES as u64 {
+        return Err(Problem::new(
+            file,
+            "",
+            format!("{size} bytes, more than the limit of {MAX_YAML_BYTES} for a YAML file"),
+        ));
+    }
+    Ok(())
 }
 
 /// The first line at which collections nest deeper than `limit`, if any. YAML nests two ways:

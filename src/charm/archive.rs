@@ -431,13 +431,8 @@ const PARSED_YAML: [&str; 5] =
 /// Refuses a parsed YAML file larger than the YAML limit by its size alone, before it is
 /// read or inflated: the charm-wide limit would let one grow to hundreds of MiB first.
 fn check_parsed_yaml_size(label: &str, name: &str, size: u64) -> Result<(), Problem> {
-    let limit = crate::contract::MAX_YAML_BYTES as u64;
-    if PARSED_YAML.contains(&name) && size > limit {
-        return Err(Problem::new(
-            format!("{label}/{name}"),
-            "",
-            format!("{size} bytes, more than the limit of {limit} for a YAML file"),
-        ));
+    if PARSED_YAML.contains(&name) {
+        crate::contract::check_yaml_size(&format!("{label}/{name}"), size)?;
     }
     Ok(())
 }
