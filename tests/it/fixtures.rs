@@ -1,12 +1,13 @@
-//! Real Juju files from Canonical's charms (`shared/fixtures/juju/`, see `support::shared_dir`)
-//! must load unchanged: charmer keeps and ignores the keys it does not use, shows their
-//! options and the images in their `upstream-source`.
+//! Juju's own file shapes must load unchanged: charmer keeps and ignores the keys it does not
+//! use, shows their options and the images in their `upstream-source`. Every check runs on
+//! the files written in this repository (`tests/fixtures/juju-written/`) and again on
+//! Canonical's real files when they are present beside it (`support::upstream_juju_fixtures`).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{charmer, juju_fixtures, sha256_file};
+use crate::support::{charmer, juju_fixture_sets, sha256_file};
 
 /// The charms among the fixtures: file-name prefix of their metadata/config pair, the name
 /// in their metadata, and the version the test gives them.
@@ -16,13 +17,15 @@ const CHARMS: [(&str, &str, &str); 2] = [
 ];
 /// charmcraft's manifest, put into every fixture charm.
 const MANIFEST: &str = "charmcraft__sample-basic-platforms__manifest.yaml";
-/// Fixture files that are not charm files: the provenance table, and the Charmed Kubeflow
-/// bundle (the bundle issue's tests read it).
-const NOT_CHARM_FILES: [&str; 2] = ["SOURCES.md", "bundle-kubeflow__1.8-stable__bundle.yaml"];
+/// The Charmed Kubeflow bundle among the fixtures (`resolve_render` reads it).
+const BUNDLE: &str = "bundle-kubeflow__1.8-stable__bundle.yaml";
+/// Where a fixture set says where its files come from: the written set's README, the real
+/// set's provenance table.
+const PROVENANCE: [&str; 2] = ["README.md", "SOURCES.md"];
 
-/// Builds a charm folder from a fixture pair plus the manifest fixture and a version file.
-fn fixture_charm(root: &Path, prefix: &str, name: &str, version: &str) -> PathBuf {
-    let fixtures = juju_fixtures();
+/// Builds a charm folder from a fixture pair of the set in `fixtures` plus the set's manifest
+/// and a version file.
+fn fixture_charm(fixtures: &Path, root: &Path, prefix: &str, name: &str, version: &str) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     for member in ["metadata.yaml", "config.yaml"] {
@@ -33,12 +36,18 @@ fn fixture_charm(root: &Path, prefix: &str, name: &str, version: &str) -> PathBu
     dir
 }
 
-/// The `CHARMS[index]` fixture charm, in a temporary folder kept alive by the first value.
-fn one_fixture_charm(index: usize) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+/// The `CHARMS[index]` fixture charm of every fixture set, each in a temporary folder kept
+/// alive by the first value.
+fn fixture_charms(index: usize) -> Vec<(tempfile::TempDir, PathBuf)> {
     let (prefix, name, version) = CHARMS[index];
-    let dir = fixture_charm(tmp.path(), prefix, name, version);
-    (tmp, dir)
+    juju_fixture_sets()
+        .iter()
+        .map(|fixtures| {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = fixture_charm(fixtures, tmp.path(), prefix, name, version);
+            (tmp, dir)
+        })
+        .collect()
 }
 
 fn inspect_json(path: &Path) -> (Value, String) {
@@ -66,88 +75,100 @@ fn every_fixture_file_is_covered() {
         .flat_map(|(p, _, _)| [format!("{p}config.yaml"), format!("{p}metadata.yaml")])
         .collect();
     known.push(MANIFEST.to_string());
-    known.extend(NOT_CHARM_FILES.iter().map(ToString::to_string));
-    known.sort();
-    let dir = juju_fixtures();
-    let mut found: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    found.sort();
-    assert_eq!(found, known, "a fixture was added or removed in {}: give it a test", dir.display());
-}
-
-#[test]
-fn every_fixture_charm_packs_verifies_and_inspects() {
-    let tmp = tempfile::tempdir().unwrap();
-    for (prefix, name, version) in CHARMS {
-        let dir = fixture_charm(tmp.path(), prefix, name, version);
-        let out = tmp.path().join("dist");
-        charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
-        let archive = out.join(format!("{name}_{version}.charm"));
-        let verified = charmer().arg("verify").arg(&archive).assert().success();
-        let stdout = String::from_utf8(verified.get_output().stdout.clone()).unwrap();
+    known.push(BUNDLE.to_string());
+    for dir in juju_fixture_sets() {
+        let mut found: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !PROVENANCE.contains(&name.as_str()))
+            .collect();
+        found.sort();
+        known.sort();
         assert_eq!(
-            stdout,
-            format!(
-                "ok  {}  {name} {version}  sha256 {}\n",
-                archive.display(),
-                sha256_file(&archive)
-            )
+            found,
+            known,
+            "a fixture was added or removed in {}: give it a test",
+            dir.display()
         );
-        let (mut from_archive, _) = inspect_json(&archive);
-        let (mut from_dir, _) = inspect_json(&dir);
-        // Warnings name where the charm was read from; the rest is the same.
-        let (a, d) = (from_archive["warnings"].take(), from_dir["warnings"].take());
-        assert_eq!(a.as_array().unwrap().len(), d.as_array().unwrap().len());
-        assert_eq!(from_archive, from_dir, "{name}: the folder and its archive inspect the same");
-        assert_eq!(from_archive["name"], name);
-        assert_eq!(from_archive["version"], version);
     }
 }
 
 #[test]
-fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
-    let (_tmp, dir) = one_fixture_charm(0);
-    let (view, _) = inspect_json(&dir);
-    assert_eq!(view["summary"], "Controls ingress/egress traffic for an Istio service mesh");
-    let names: Vec<&str> =
-        view["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["gateway_service_type", "kind", "proxy-image"]);
-    let service = option(&view, "gateway_service_type");
-    assert_eq!(
-        (service["type"].as_str(), service["default"].as_str()),
-        (Some("string"), Some("LoadBalancer"))
-    );
-    assert!(service["description"]
-        .as_str()
-        .unwrap()
-        .starts_with("Type of service for the ingress gateway"));
-    assert_eq!(option(&view, "kind")["default"], "");
-    let proxy = option(&view, "proxy-image");
-    assert_eq!(
-        (proxy["type"].as_str(), proxy["default"].as_str()),
-        (Some("string"), Some("docker.io/istio/proxyv2:1.17.3"))
-    );
-    assert_eq!(
-        view["resources"],
-        serde_json::json!({}),
-        "the real charm declares no resource for its proxy image"
-    );
-    assert_eq!(
-        view["endpoints"],
-        serde_json::json!([{"name": "istio-pilot", "role": "requires", "interface": "k8s-service", "optional": false}])
-    );
+fn every_fixture_charm_packs_verifies_and_inspects() {
+    for (index, (_, name, version)) in CHARMS.into_iter().enumerate() {
+        for (tmp, dir) in fixture_charms(index) {
+            check_packs_verifies_and_inspects(tmp.path(), &dir, name, version);
+        }
+    }
+}
 
-    let text = String::from_utf8(
-        charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
-    )
-    .unwrap();
-    assert!(text.contains("  gateway_service_type (string) default LoadBalancer\n"), "{text}");
-    assert!(
-        text.contains("  proxy-image (string) default docker.io/istio/proxyv2:1.17.3\n"),
-        "{text}"
+fn check_packs_verifies_and_inspects(tmp: &Path, dir: &Path, name: &str, version: &str) {
+    let out = tmp.join("dist");
+    charmer().arg("pack").arg(dir).arg("--out").arg(&out).assert().success();
+    let archive = out.join(format!("{name}_{version}.charm"));
+    let verified = charmer().arg("verify").arg(&archive).assert().success();
+    let stdout = String::from_utf8(verified.get_output().stdout.clone()).unwrap();
+    assert_eq!(
+        stdout,
+        format!("ok  {}  {name} {version}  sha256 {}\n", archive.display(), sha256_file(&archive))
     );
+    let (mut from_archive, _) = inspect_json(&archive);
+    let (mut from_dir, _) = inspect_json(dir);
+    // Warnings name where the charm was read from; the rest is the same.
+    let (a, d) = (from_archive["warnings"].take(), from_dir["warnings"].take());
+    assert_eq!(a.as_array().unwrap().len(), d.as_array().unwrap().len());
+    assert_eq!(from_archive, from_dir, "{name}: the folder and its archive inspect the same");
+    assert_eq!(from_archive["name"], name);
+    assert_eq!(from_archive["version"], version);
+}
+
+#[test]
+fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
+    for (_tmp, dir) in fixture_charms(0) {
+        let (view, _) = inspect_json(&dir);
+        assert_eq!(view["summary"], "Controls ingress/egress traffic for an Istio service mesh");
+        let names: Vec<&str> = view["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["gateway_service_type", "kind", "proxy-image"]);
+        let service = option(&view, "gateway_service_type");
+        assert_eq!(
+            (service["type"].as_str(), service["default"].as_str()),
+            (Some("string"), Some("LoadBalancer"))
+        );
+        assert!(service["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Type of service for the ingress gateway"));
+        assert_eq!(option(&view, "kind")["default"], "");
+        let proxy = option(&view, "proxy-image");
+        assert_eq!(
+            (proxy["type"].as_str(), proxy["default"].as_str()),
+            (Some("string"), Some("docker.io/istio/proxyv2:1.17.3"))
+        );
+        assert_eq!(
+            view["resources"],
+            serde_json::json!({}),
+            "the real charm declares no resource for its proxy image"
+        );
+        assert_eq!(
+            view["endpoints"],
+            serde_json::json!([{"name": "istio-pilot", "role": "requires", "interface": "k8s-service", "optional": false}])
+        );
+
+        let text = String::from_utf8(
+            charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
+        )
+        .unwrap();
+        assert!(text.contains("  gateway_service_type (string) default LoadBalancer\n"), "{text}");
+        assert!(
+            text.contains("  proxy-image (string) default docker.io/istio/proxyv2:1.17.3\n"),
+            "{text}"
+        );
+    }
 }
 
 /// The issue's rule: every image a charm runs must be a declared resource. Canonical's
@@ -155,80 +176,85 @@ fn istio_gateway_shows_its_options_and_the_image_hidden_in_config() {
 /// (the charm stays usable), in `inspect` and `verify`.
 #[test]
 fn images_hidden_in_config_are_warned_about() {
-    let (tmp, dir) = one_fixture_charm(0);
-    let warning = |file: &Path| {
-        format!(
+    for (tmp, dir) in fixture_charms(0) {
+        let warning = |file: &Path| {
+            format!(
             "{}/config.yaml: options.proxy-image.default: \"docker.io/istio/proxyv2:1.17.3\" looks like a container image hidden in a config option \
              (hint: declare docker.io/istio/proxyv2:1.17.3 as a resource of type oci-image with upstream-source, so the air-gap tooling sees it)",
             file.display()
         )
-    };
-    let (view, stderr) = inspect_json(&dir);
-    assert_eq!(view["warnings"], serde_json::json!([warning(&dir)]));
-    assert_eq!(stderr, "", "JSON carries the warnings itself");
+        };
+        let (view, stderr) = inspect_json(&dir);
+        assert_eq!(view["warnings"], serde_json::json!([warning(&dir)]));
+        assert_eq!(stderr, "", "JSON carries the warnings itself");
 
-    let inspected = charmer().arg("inspect").arg(&dir).assert().success();
-    assert_eq!(
-        String::from_utf8(inspected.get_output().stderr.clone()).unwrap(),
-        format!("warning: {}\n", warning(&dir))
-    );
+        let inspected = charmer().arg("inspect").arg(&dir).assert().success();
+        assert_eq!(
+            String::from_utf8(inspected.get_output().stderr.clone()).unwrap(),
+            format!("warning: {}\n", warning(&dir))
+        );
 
-    let out = tmp.path().join("dist");
-    charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
-    let archive = out.join("istio-gateway_1.17.3.charm");
-    let verified = charmer().arg("verify").arg(&archive).assert().success();
-    let output = verified.get_output();
-    assert!(String::from_utf8(output.stdout.clone()).unwrap().starts_with("ok  "));
-    assert_eq!(
-        String::from_utf8(output.stderr.clone()).unwrap(),
-        format!("warning: {}\n", warning(&archive))
-    );
+        let out = tmp.path().join("dist");
+        charmer().arg("pack").arg(&dir).arg("--out").arg(&out).assert().success();
+        let archive = out.join("istio-gateway_1.17.3.charm");
+        let verified = charmer().arg("verify").arg(&archive).assert().success();
+        let output = verified.get_output();
+        assert!(String::from_utf8(output.stdout.clone()).unwrap().starts_with("ok  "));
+        assert_eq!(
+            String::from_utf8(output.stderr.clone()).unwrap(),
+            format!("warning: {}\n", warning(&archive))
+        );
 
-    // Declaring the image as a resource silences it.
-    let metadata = std::fs::read_to_string(dir.join("metadata.yaml")).unwrap()
+        // Declaring the image as a resource silences it.
+        let metadata = std::fs::read_to_string(dir.join("metadata.yaml")).unwrap()
         + "resources:\n  proxy-image:\n    type: oci-image\n    upstream-source: docker.io/istio/proxyv2:1.17.3\n";
-    std::fs::write(dir.join("metadata.yaml"), metadata).unwrap();
-    let (view, _) = inspect_json(&dir);
-    assert_eq!(view["warnings"], serde_json::json!([]));
+        std::fs::write(dir.join("metadata.yaml"), metadata).unwrap();
+        let (view, _) = inspect_json(&dir);
+        assert_eq!(view["warnings"], serde_json::json!([]));
+    }
 }
 
 #[test]
 fn mongodb_shows_its_options_endpoints_and_pinned_image() {
-    let (_tmp, dir) = one_fixture_charm(1);
-    let (view, stderr) = inspect_json(&dir);
-    assert_eq!(
-        (view["warnings"].clone(), stderr.as_str()),
-        (serde_json::json!([]), ""),
-        "nothing to warn about in mongodb-k8s"
-    );
-    let image = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";
-    assert_eq!(view["resources"]["mongodb-image"]["type"], "oci-image");
-    assert_eq!(view["resources"]["mongodb-image"]["upstream-source"], image);
-    assert_eq!(view["containers"]["mongod"]["resource"], "mongodb-image");
-    assert_eq!(
-        view["containers"]["mongod"]["mounts"],
-        serde_json::json!([{"storage": "mongodb", "location": "/var/lib/mongodb"}])
-    );
-    assert_eq!(
-        view["storage"]["mongodb-logs"],
-        serde_json::json!({"type": "filesystem", "location": "/var/log/mongodb"})
-    );
-    let auto_delete = option(&view, "auto-delete");
-    assert_eq!(
-        (auto_delete["type"].as_str(), auto_delete["default"].as_bool()),
-        (Some("boolean"), Some(false))
-    );
-    assert_eq!(option(&view, "role")["default"], "replication");
-    let endpoints = view["endpoints"].as_array().unwrap();
-    assert_eq!(endpoints.len(), 12);
-    assert!(endpoints.contains(&serde_json::json!({"name": "database", "role": "provides", "interface": "mongodb_client", "optional": false})));
-    assert!(endpoints.contains(&serde_json::json!({"name": "logging", "role": "requires", "interface": "loki_push_api", "optional": true})));
-    assert!(endpoints.contains(&serde_json::json!({"name": "database-peers", "role": "peers", "interface": "mongodb-peers", "optional": false})));
+    for (_tmp, dir) in fixture_charms(1) {
+        let (view, stderr) = inspect_json(&dir);
+        assert_eq!(
+            (view["warnings"].clone(), stderr.as_str()),
+            (serde_json::json!([]), ""),
+            "nothing to warn about in mongodb-k8s"
+        );
+        let image = "ghcr.io/canonical/charmed-mongodb@sha256:b4b3edb805b20de471da57802643bfadbf979f112d738bc540ab148d145ddcfe";
+        assert_eq!(view["resources"]["mongodb-image"]["type"], "oci-image");
+        assert_eq!(view["resources"]["mongodb-image"]["upstream-source"], image);
+        assert_eq!(view["containers"]["mongod"]["resource"], "mongodb-image");
+        assert_eq!(
+            view["containers"]["mongod"]["mounts"],
+            serde_json::json!([{"storage": "mongodb", "location": "/var/lib/mongodb"}])
+        );
+        assert_eq!(
+            view["storage"]["mongodb-logs"],
+            serde_json::json!({"type": "filesystem", "location": "/var/log/mongodb"})
+        );
+        let auto_delete = option(&view, "auto-delete");
+        assert_eq!(
+            (auto_delete["type"].as_str(), auto_delete["default"].as_bool()),
+            (Some("boolean"), Some(false))
+        );
+        assert_eq!(option(&view, "role")["default"], "replication");
+        let endpoints = view["endpoints"].as_array().unwrap();
+        assert_eq!(endpoints.len(), 12);
+        assert!(endpoints.contains(&serde_json::json!({"name": "database", "role": "provides", "interface": "mongodb_client", "optional": false})));
+        assert!(endpoints.contains(&serde_json::json!({"name": "logging", "role": "requires", "interface": "loki_push_api", "optional": true})));
+        assert!(endpoints.contains(&serde_json::json!({"name": "database-peers", "role": "peers", "interface": "mongodb-peers", "optional": false})));
 
-    let text = String::from_utf8(
-        charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
-    )
-    .unwrap();
-    assert!(text.contains(&format!("resources:\n  mongodb-image (oci-image) {image}\n")), "{text}");
-    assert!(text.contains("containers:\n  mongod runs mongodb-image\n"), "{text}");
+        let text = String::from_utf8(
+            charmer().arg("inspect").arg(&dir).assert().success().get_output().stdout.clone(),
+        )
+        .unwrap();
+        assert!(
+            text.contains(&format!("resources:\n  mongodb-image (oci-image) {image}\n")),
+            "{text}"
+        );
+        assert!(text.contains("containers:\n  mongod runs mongodb-image\n"), "{text}");
+    }
 }

@@ -237,29 +237,54 @@ pub fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The shared material (`JUJU-FACTS.md`, `fixtures/`): `$CHARMER_SHARED`, else the nearest
-/// `shared/` folder beside the repository root or one of its ancestors (`../shared` for the
-/// main checkout, `../../shared` for a worktree under `wt/`).
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CHARMER_SHARED") {
-        return PathBuf::from(dir);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .skip(1)
-        .map(|a| a.join("shared"))
-        .find(|s| s.join("fixtures/juju").is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/fixtures/juju beside {} or its parents; set CHARMER_SHARED",
-                root.display()
-            )
-        })
+/// The Juju files written in this repository in the shapes of Canonical's real ones
+/// (`tests/fixtures/juju-written/`, see its README): always present.
+pub fn written_juju_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/juju-written")
 }
 
-/// The real Juju files of `shared/fixtures/juju/`.
-pub fn juju_fixtures() -> PathBuf {
-    shared_dir().join("fixtures/juju")
+/// Canonical's real files with the same names, when they are present beside the repository:
+/// `$CHARMER_SHARED/fixtures/juju`, else the nearest `shared/fixtures/juju` beside the
+/// repository root or one of its ancestors (`../shared` for the main checkout, `../../shared`
+/// for a worktree under `wt/`). The test says on the terminal whether it read them, so a run
+/// without them is never mistaken for one with them. A `CHARMER_SHARED` that holds no such
+/// folder fails the test: it was asked for.
+pub fn upstream_juju_fixtures() -> Option<PathBuf> {
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let found = match std::env::var_os("CHARMER_SHARED") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir).join("fixtures/juju");
+            assert!(dir.is_dir(), "CHARMER_SHARED is set but {} is not a folder", dir.display());
+            Some(dir)
+        }
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .skip(1)
+            .map(|a| a.join("shared/fixtures/juju"))
+            .find(|dir| dir.is_dir()),
+    };
+    // Straight to the process's stderr, as `tools_present` does: the harness shows captured
+    // output only for failed tests.
+    use std::io::Write;
+    let _ = match &found {
+        Some(dir) => writeln!(
+            std::io::stderr(),
+            "UPSTREAM {test}: also checked Canonical's real files in {}",
+            dir.display()
+        ),
+        None => writeln!(
+            std::io::stderr(),
+            "UPSTREAM {test}: no real Juju files beside the repository (set CHARMER_SHARED to \
+             add them); checked the repository's own fixtures only"
+        ),
+    };
+    found
+}
+
+/// Every set of Juju fixture files to run a check on: the repository's own, then the real
+/// ones when present (see `upstream_juju_fixtures`).
+pub fn juju_fixture_sets() -> Vec<PathBuf> {
+    std::iter::once(written_juju_fixtures()).chain(upstream_juju_fixtures()).collect()
 }
 
 /// Copies a folder tree.
