@@ -115,6 +115,13 @@ pub(super) fn verify(
     let signed = key.as_ref().map(|k| format!("  signed by {}", k.id())).unwrap_or_default();
     let mut problems = crate::diag::Problems::default();
     for path in paths {
+        if crate::publish::folder::is_checksummed(path) {
+            match crate::publish::folder::verify(path, key.as_ref()) {
+                Ok(folder) => print_sealed(out, path, &folder)?,
+                Err(e) => problems.extend(e.into_problems()),
+            }
+            continue;
+        }
         // A folder without an index is read as one too, to say that it has none.
         let text = path.to_string_lossy();
         if path.is_dir() || crate::publish::index::is_published(path) {
@@ -168,6 +175,53 @@ pub(super) fn verify(
         }
     }
     problems.into_result(ExitCode::SUCCESS).map_err(Error::from)
+}
+
+/// `ok` lines for a checksummed folder; a signature left unchecked is said on stderr, so a
+/// signed folder is never taken for a verified one.
+fn print_sealed(
+    out: &mut impl Write,
+    path: &Path,
+    folder: &crate::publish::folder::SealedFolder,
+) -> Result<(), Error> {
+    let signed =
+        folder.signed_by.as_ref().map(|id| format!("  signed by {id}")).unwrap_or_default();
+    line(
+        out,
+        format_args!("ok  {}  {}{signed}", path.display(), count(folder.files.len(), "file")),
+    )?;
+    for file in &folder.files {
+        line(out, format_args!("ok  {}  sha256 {}", file.name, file.sha256))?;
+    }
+    if let Some(signature) = &folder.unchecked_signature {
+        warn(&[format!(
+            "{} is signed ({}), but its signature was not checked: give --key with the \
+             publisher's public key",
+            path.display(),
+            signature.display()
+        )]);
+    }
+    Ok(())
+}
+
+/// `charmer checksum DIR [--sign-key KEY]`.
+pub(super) fn checksum(
+    out: &mut impl Write,
+    dir: &Path,
+    sign_key: Option<&Path>,
+) -> Result<ExitCode, Error> {
+    let key = sign_key.map(crate::publish::load_secret_key).transpose()?;
+    let sealed = crate::publish::folder::seal(dir, key.as_ref())?;
+    let signed = sealed.signed_by.map(|id| format!(", signed with key {id}")).unwrap_or_default();
+    line(
+        out,
+        format_args!(
+            "{} lists {}{signed}",
+            dir.join(crate::publish::SUMS_FILE).display(),
+            count(sealed.files.len(), "file")
+        ),
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn unpack(out: &mut impl Write, path: &Path, dest: &Path) -> Result<ExitCode, Error> {

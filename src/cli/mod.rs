@@ -41,10 +41,20 @@ impl TlsArgs {
     }
 }
 
+/// What `--version` prints: the crate version, the commit and the build date (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHARMER_COMMIT"),
+    ", built ",
+    env!("CHARMER_BUILD_DATE"),
+    ")"
+);
+
 /// Package Kubernetes applications as .charm archives and deploy bundles of them into
 /// air-gapped clusters, with no Docker and no internet.
 #[derive(Debug, Parser)]
-#[command(name = "charmer", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "charmer", version = VERSION, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -349,10 +359,26 @@ pub enum Command {
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
+    /// Write SHA256SUMS over every file in a folder (and SHA256SUMS.sig with --sign-key), so
+    /// the folder can be checked after it crossed the gap: `charmer verify DIR --key PUB`,
+    /// `sha256sum -c SHA256SUMS` or `minisign -Vm SHA256SUMS -x SHA256SUMS.sig -p PUB`.
+    Checksum {
+        /// The folder.
+        dir: PathBuf,
+        /// Secret key (PREFIX.key from keygen) to sign SHA256SUMS with.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Write man pages: charmer.1 and one per subcommand (charmer-deploy.1, ...).
+    Man {
+        /// Folder to write the pages into.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -470,12 +496,33 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             publish_cmds::graph(&mut out, &resolve.with(&tls), format, file.as_deref())
         }
         Command::Keygen { out: prefix } => publish_cmds::keygen(&mut out, &prefix),
+        Command::Checksum { dir, sign_key } => {
+            charm_cmds::checksum(&mut out, &dir, sign_key.as_deref())
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "charmer", &mut out);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Man { out: dir } => man_pages(&mut out, &dir),
     }
+}
+
+/// Writes the man pages of charmer and every subcommand into `dir`.
+fn man_pages(out: &mut impl Write, dir: &std::path::Path) -> Result<ExitCode, Error> {
+    use clap::CommandFactory;
+    let io = |source| crate::publish::PublishError::Io { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    clap_mangen::generate_to(Cli::command(), dir).map_err(io)?;
+    // One page per visible command, as generate_to writes them (it leaves out `help`).
+    fn pages(command: &clap::Command) -> usize {
+        let visible =
+            command.get_subcommands().filter(|c| !c.is_hide_set() && c.get_name() != "help");
+        1 + visible.map(pages).sum::<usize>()
+    }
+    let written = pages(&Cli::command());
+    line(out, format_args!("wrote {} into {}", count(written, "man page"), dir.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A pointer from a neighbouring tool's habit to charmer's way, for an unknown option:

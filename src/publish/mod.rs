@@ -7,6 +7,7 @@
 //! file is written, and each file is written atomically; archives go first and the index
 //! last but one (then `SHA256SUMS`), so the index never lists an archive that is not there.
 
+pub mod folder;
 mod http;
 pub mod index;
 pub mod oci;
