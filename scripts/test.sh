@@ -7,8 +7,8 @@
 # apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
 # interoperability test (publish), bsdutils (`script`, a pseudo-terminal) for the deploy
 # question's tests, and PyPI kubernetes-validate
-# for the schema checks. Installing needs root; when everything is there, it installs and
-# prints nothing.
+# for the schema checks, and cargo-deny (crates.io) for the dependency checks. Installing
+# needs root; when everything is there, it installs and prints nothing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -53,6 +53,19 @@ fi
 # Style first: a red format or lint check blocks a landing as a failing test does.
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+
+# The dependency graph: licences, bans and sources offline (deny.toml); advisories only when
+# the advisory database can be fetched, said either way.
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing cargo-deny (crates.io; a few minutes)" >&2
+    cargo install --quiet --locked cargo-deny --version 0.20.2
+fi
+cargo deny --offline check --hide-inclusion-graph licenses bans sources
+if cargo deny fetch db >/dev/null 2>&1; then
+    cargo deny --offline check --hide-inclusion-graph advisories
+else
+    echo "scripts/test.sh: advisories not checked: the advisory database cannot be fetched from here" >&2
+fi
 
 # Everything above was installed, so no test may skip for a missing program.
 export CHARMER_TEST_REQUIRE_TOOLS=1
