@@ -241,6 +241,41 @@ pub struct BundleInput {
     pub network_policies: Option<NetworkPolicies>,
 }
 
+/// An application's `version:` as a semver requirement. A bare full version is that version
+/// exactly (`1.0.0` is `=1.0.0`, as Helm and npm read it, not Cargo's `^1.0.0`); ranges need an
+/// operator (`^1.2`, `~1.2.3`, `>=1.0, <2`, `*`). A bare partial version (`1.0`) or a wildcard
+/// (`1.x`, `1.*`) is refused: whether it means "exactly" or "any compatible" is a guess.
+/// The error is the message after the quoted value, and a hint.
+pub fn version_requirement(text: &str) -> Result<semver::VersionReq, (String, String)> {
+    const HINT: &str = "write \"=1.2.0\" or \"1.2.0\" for exactly that version, \"^1.2\" for any \
+                        compatible one, \">=1.0, <2\" for a range";
+    let mut comparators = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let wildcard = part != "*" && part.contains(['x', 'X', '*']);
+        let bare = part.starts_with(|c: char| c.is_ascii_digit());
+        if wildcard {
+            return Err((
+                "has a wildcard, which charmer does not guess the meaning of".into(),
+                HINT.into(),
+            ));
+        }
+        if bare {
+            let release = part.split(['-', '+']).next().unwrap_or(part);
+            if release.split('.').count() != 3 {
+                return Err((
+                    "is a partial version: exactly which, or any compatible one?".into(),
+                    HINT.into(),
+                ));
+            }
+            comparators.push(format!("={part}"));
+        } else {
+            comparators.push(part.to_string());
+        }
+    }
+    semver::VersionReq::parse(&comparators.join(", "))
+        .map_err(|e| (format!("is not a semver requirement: {e}"), HINT.into()))
+}
+
 /// The bundle file for a path that is a bundle file or a folder holding `bundle.yaml`.
 pub fn bundle_file(path: &Path) -> PathBuf {
     if path.is_dir() {
@@ -319,5 +354,39 @@ impl Bundle {
         bundle.files_read.sort();
         bundle.files_read.dedup();
         Ok((bundle, problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_requirement;
+
+    #[test]
+    fn a_bare_full_version_is_exact_and_ranges_need_an_operator() {
+        let req = version_requirement("1.0.0").unwrap();
+        assert!(req.matches(&"1.0.0".parse().unwrap()));
+        assert!(!req.matches(&"1.1.0".parse().unwrap()), "not Cargo's caret rule");
+        let pre = version_requirement("2.0.0-rc.1").unwrap();
+        assert!(pre.matches(&"2.0.0-rc.1".parse().unwrap()));
+        let caret = version_requirement("^1.0").unwrap();
+        assert!(caret.matches(&"1.4.2".parse().unwrap()));
+        let range = version_requirement(">=1.0, <2").unwrap();
+        assert!(
+            range.matches(&"1.9.0".parse().unwrap()) && !range.matches(&"2.0.0".parse().unwrap())
+        );
+        assert!(version_requirement("*").unwrap().matches(&"7.0.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn partial_versions_and_wildcards_are_refused_with_a_hint() {
+        for text in ["1.0", "1", "1.x", "1.*", "^1.x", ">=1.0, 2.X"] {
+            let (message, hint) = version_requirement(text).unwrap_err();
+            assert!(
+                message.contains("partial") || message.contains("wildcard"),
+                "{text}: {message}"
+            );
+            assert!(hint.contains("\"^1.2\""), "{hint}");
+        }
+        assert!(version_requirement("latest").unwrap_err().0.contains("not a semver requirement"));
     }
 }

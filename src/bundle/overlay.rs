@@ -79,15 +79,11 @@ fn merge_app(
         app.file = Path::new(label).to_path_buf();
     }
     if let Some(version) = raw.version {
-        match semver::VersionReq::parse(&version) {
+        match super::version_requirement(&version) {
             Ok(req) => app.version = Some(req),
-            Err(e) => problems.push(
-                Problem::new(
-                    label,
-                    format!("{key}.version"),
-                    format!("{version:?} is not a semver requirement: {e}"),
-                )
-                .hint("write e.g. \"^1.2\" or \">=1.0, <2\""),
+            Err((message, hint)) => problems.push(
+                Problem::new(label, format!("{key}.version"), format!("{version:?} {message}"))
+                    .hint(hint),
             ),
         }
     }

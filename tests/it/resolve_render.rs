@@ -389,3 +389,56 @@ fn kubeflow_bundles_parse() {
                 && r.ends[1].endpoint.as_deref() == Some("oidc-client")));
     }
 }
+
+/// A bare version in a bundle is that version exactly (as Helm and npm users read it): with
+/// web 1.0.0 and 1.1.0 side by side, `version: "1.0.0"` takes 1.0.0, `^1.0` takes 1.1.0, and
+/// `1.x` is refused with a hint.
+#[test]
+fn a_bare_bundle_version_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&demo(), tmp.path());
+    let archives = tmp.path().join("archives");
+    let web = tmp.path().join("charms/web");
+    for version in ["1.0.0", "1.1.0"] {
+        std::fs::write(web.join("version"), format!("{version}\n")).unwrap();
+        Command::cargo_bin("charmer")
+            .unwrap()
+            .args(["pack"])
+            .arg(&web)
+            .arg("--out")
+            .arg(&archives)
+            .assert()
+            .success();
+    }
+    std::fs::remove_dir_all(&web).unwrap();
+    let bundle = tmp.path().join("bundles/demo/bundle.yaml");
+    let original = std::fs::read_to_string(&bundle).unwrap();
+    let chosen = |requirement: &str| {
+        std::fs::write(&bundle, original.replace("\"^1.0\"", &format!("\"{requirement}\"")))
+            .unwrap();
+        let out = Command::cargo_bin("charmer")
+            .unwrap()
+            .current_dir(tmp.path())
+            .args(["check", "bundles/demo", "--charms", "charms", "--charms", "archives"])
+            .args(["--output", "json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let version = plan["applications"]
+            .as_array()
+            .and_then(|apps| apps.iter().find(|a| a["name"] == "web"))
+            .map(|web| web["version"].as_str().unwrap_or_default().to_string());
+        (version, stderr)
+    };
+    assert_eq!(chosen("1.0.0").0.as_deref(), Some("1.0.0"), "exactly 1.0.0, not ^1.0.0");
+    assert_eq!(chosen("=1.0.0").0.as_deref(), Some("1.0.0"));
+    assert_eq!(chosen("^1.0").0.as_deref(), Some("1.1.0"));
+    let (version, stderr) = chosen("1.x");
+    assert_eq!(version, None);
+    assert!(
+        stderr.contains("applications.web.version: \"1.x\" has a wildcard")
+            && stderr.contains("hint: write"),
+        "{stderr}"
+    );
+}
