@@ -98,6 +98,14 @@ pub struct Repository {
     verify_key: Option<PublicKey>,
     /// SHA-256s of charm archives authenticated another way (see [`Repository::trust`]).
     trusted: BTreeSet<String>,
+    /// Folder candidates with the name and version (or revision) of an earlier one, which
+    /// they lose to: they must hold the same charm (see [`Repository::find`]).
+    shadowed: BTreeMap<String, Vec<Candidate>>,
+    /// `--prefer-source`: a source folder wins over an archive of the same name and version
+    /// (with a warning when they differ) instead of the two being an error.
+    prefer_source: bool,
+    /// What `find` noticed that is worth saying but not an error.
+    warnings: Mutex<Vec<Problem>>,
     loaded: Mutex<BTreeMap<PathBuf, Arc<Charm>>>,
 }
 
@@ -184,7 +192,76 @@ impl Repository {
     }
 
     fn add(&mut self, candidate: Candidate) {
-        insert(self.candidates.entry(candidate.name.clone()).or_default(), candidate);
+        let name = candidate.name.clone();
+        if let Some(lost) = insert(self.candidates.entry(name.clone()).or_default(), candidate) {
+            self.shadowed.entry(name).or_default().push(lost);
+        }
+    }
+
+    /// With `true`, a source folder wins over an archive of the same name and version whose
+    /// content differs, with a warning (`--prefer-source`); without, that is an error.
+    pub fn prefer_source(&mut self, prefer: bool) {
+        self.prefer_source = prefer;
+    }
+
+    /// The warnings `find` collected, for the caller to show.
+    pub fn take_warnings(&self) -> Vec<Problem> {
+        std::mem::take(
+            &mut *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The picked candidate, or the source folder that `--prefer-source` puts before it,
+    /// after checking that every folder candidate of the same name and version holds the same
+    /// charm: an edited source beside the archive published from it, both called 1.0.0, is
+    /// two charms under one version, and picking either silently is a wrong result.
+    fn same_content(&self, picked: &Candidate) -> Result<Candidate, Problem> {
+        let same = |c: &&Candidate| c.version == picked.version && c.revision == picked.revision;
+        let others: Vec<&Candidate> =
+            self.shadowed.get(&picked.name).into_iter().flatten().filter(same).collect();
+        if others.is_empty() {
+            return Ok(picked.clone());
+        }
+        let sha = |c: &Candidate| {
+            self.load_candidate(c)
+                .map(|charm| charm.sha256())
+                .map_err(|e| Problem::new(c.path.display().to_string(), "", e.to_string()))
+        };
+        let picked_sha = sha(picked)?;
+        let mut chosen = picked.clone();
+        for other in others {
+            let other_sha = sha(other)?;
+            if other_sha == picked_sha {
+                continue;
+            }
+            let (source, archive) =
+                if other.path.is_dir() { (other, picked) } else { (picked, other) };
+            let both = format!(
+                "{} {} is in {} (sha256 {}) and in {} (sha256 {}) with different content",
+                picked.name,
+                picked.label(),
+                picked.path.display(),
+                picked_sha,
+                other.path.display(),
+                other_sha
+            );
+            if self.prefer_source && source.path.is_dir() && !archive.path.is_dir() {
+                self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(
+                    Problem::new(
+                        source.path.display().to_string(),
+                        "",
+                        format!("{both}; --prefer-source takes the source folder"),
+                    ),
+                );
+                chosen = source.clone();
+                continue;
+            }
+            return Err(Problem::new("", &picked.name, both).hint(
+                "bump the version in the edited source (published versions are immutable), \
+                 remove the stale copy, or take the source folder with --prefer-source",
+            ));
+        }
+        Ok(chosen)
     }
 
     /// The charm `name` the bundle wants, loaded and validated: with a revision, the archive
@@ -195,7 +272,8 @@ impl Repository {
     pub fn find(&self, name: &str, wanted: Wanted<'_>) -> Result<Arc<Charm>, Problem> {
         let mut found = self.candidates.get(name).cloned().unwrap_or_default();
         for candidate in self.published(name)? {
-            insert(&mut found, candidate);
+            // A registry's charm is checked against its digest; folders come first.
+            let _ = insert(&mut found, candidate);
         }
         let fits: Vec<&Candidate> = found
             .iter()
@@ -220,9 +298,12 @@ impl Repository {
             }
         }
         match fits.first() {
-            Some(candidate) => self
-                .load_candidate(candidate)
-                .map_err(|e| Problem::new(candidate.path.display().to_string(), "", e.to_string())),
+            Some(candidate) => {
+                let candidate = self.same_content(candidate)?;
+                self.load_candidate(&candidate).map_err(|e| {
+                    Problem::new(candidate.path.display().to_string(), "", e.to_string())
+                })
+            }
             None if found.is_empty() => {
                 let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
                 Err(Problem::new(
@@ -311,7 +392,7 @@ impl Repository {
                     index: None,
                     registry: Some(at),
                 };
-                insert(&mut found, candidate);
+                let _ = insert(&mut found, candidate);
             }
         }
         listed.insert(name.to_string(), found.clone());
@@ -371,13 +452,17 @@ impl Repository {
 
 /// Adds `candidate` to a name's list unless one of the same version and revision is there
 /// (the first source wins), keeping the list in preference order.
-fn insert(list: &mut Vec<Candidate>, candidate: Candidate) {
+/// Adds a candidate unless one of the same version and revision is there already; returns
+/// it then (earlier sources win).
+fn insert(list: &mut Vec<Candidate>, candidate: Candidate) -> Option<Candidate> {
     let same = |c: &Candidate| c.version == candidate.version && c.revision == candidate.revision;
-    if !list.iter().any(same) {
-        list.push(candidate);
-        // `Option` sorts `None` first: reversed, versioned charms come first.
-        list.sort_by(|a, b| (&b.version, b.revision).cmp(&(&a.version, a.revision)));
+    if list.iter().any(same) {
+        return Some(candidate);
     }
+    list.push(candidate);
+    // `Option` sorts `None` first: reversed, versioned charms come first.
+    list.sort_by(|a, b| (&b.version, b.revision).cmp(&(&a.version, a.revision)));
+    None
 }
 
 /// Reads a candidate's name and version cheaply: `metadata.yaml` and `version` of a folder,

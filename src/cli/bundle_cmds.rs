@@ -30,6 +30,11 @@ pub struct ResolveArgs {
     /// and image digests.
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
+    /// When a source folder and an archive in the charm folders have the same name and
+    /// version but different content, take the source folder (with a warning) instead of
+    /// refusing both.
+    #[arg(long)]
+    pub prefer_source: bool,
     /// Overlay applied on the bundle (repeatable, in order).
     #[arg(long = "overlay", value_name = "FILE")]
     pub overlays: Vec<PathBuf>,
@@ -108,6 +113,7 @@ impl ResolveArgs {
             verify_key: self.verify_key.clone(),
             verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
             tls: self.tls.clone(),
+            prefer_source: self.prefer_source,
         };
         let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);

@@ -58,6 +58,9 @@ pub struct Inputs {
     pub verified_charms: BTreeSet<String>,
     /// How to reach published indexes given as URLs.
     pub tls: TlsOptions,
+    /// `--prefer-source`: a source folder wins over an archive of the same name and version
+    /// with other content (a warning), instead of the two being an error.
+    pub prefer_source: bool,
 }
 
 /// The default charm folders: `charms/` and `dist/` in the bundle's folder or, failing that,
@@ -103,6 +106,7 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
     }
     let (mut repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
     repo.trust(inputs.verified_charms.clone());
+    repo.prefer_source(inputs.prefer_source);
     problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),
@@ -113,7 +117,10 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         None => None,
     };
     let namespace = inputs.namespace.clone().unwrap_or_else(|| bundle.name.clone());
-    match resolve(&bundle, &repo, &namespace, inputs.registry.as_ref(), image_map.as_ref()) {
+    let resolved =
+        resolve(&bundle, &repo, &namespace, inputs.registry.as_ref(), image_map.as_ref());
+    warnings.extend(repo.take_warnings());
+    match resolved {
         Ok(model) => {
             for app in model.applications.values() {
                 warnings.extend(app.charm.warnings());

@@ -442,3 +442,58 @@ fn a_bare_bundle_version_is_exact() {
         "{stderr}"
     );
 }
+
+/// An edited charm source beside the archive published from it, both 1.0.0: two charms under
+/// one version is an error naming both (a warning with --prefer-source, which takes the source).
+#[test]
+fn two_contents_under_one_version_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&demo(), tmp.path());
+    let web = tmp.path().join("charms/web");
+    let version = std::fs::read_to_string(web.join("version")).unwrap().trim().to_string();
+    let check = |extra: &[&str]| {
+        Command::cargo_bin("charmer")
+            .unwrap()
+            .current_dir(tmp.path())
+            .args(["check", "bundles/demo", "--charms", "charms", "--charms", "dist"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    Command::cargo_bin("charmer")
+        .unwrap()
+        .arg("pack")
+        .arg(&web)
+        .arg("--out")
+        .arg(tmp.path().join("dist"))
+        .assert()
+        .success();
+    // The same content twice is fine.
+    assert!(check(&[]).status.success());
+
+    let config = std::fs::read_to_string(web.join("config.yaml")).unwrap();
+    std::fs::write(web.join("config.yaml"), format!("{config}\n# edited without a version bump\n"))
+        .unwrap();
+    let refused = check(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("web {version} is in "))
+            && stderr.contains("with different content"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("charms/web (sha256 ")
+            && stderr.contains(&format!("web_{version}.charm (sha256 ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--prefer-source"), "{stderr}");
+
+    let preferred = check(&["--prefer-source"]);
+    let stderr = String::from_utf8_lossy(&preferred.stderr);
+    assert!(preferred.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("--prefer-source takes the source folder"),
+        "{stderr}"
+    );
+}
