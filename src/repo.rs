@@ -145,7 +145,15 @@ impl Repository {
             if crate::publish::index::is_published(source) {
                 match PublishedIndex::open(&source.to_string_lossy(), repo.verify_key.clone(), tls)
                 {
-                    Ok(index) => repo.add_index(index),
+                    Ok(index) => {
+                        if let Some(warning) = index.unchecked_signature_warning() {
+                            repo.warnings
+                                .get_mut()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(Problem::new(source.display().to_string(), "", warning));
+                        }
+                        repo.add_index(index);
+                    }
                     Err(e) => problems.extend(e.into_problems()),
                 }
                 continue;

@@ -126,7 +126,13 @@ pub(super) fn verify(
         let text = path.to_string_lossy();
         if path.is_dir() || crate::publish::index::is_published(path) {
             let checked = crate::publish::PublishedIndex::open(&text, key.clone(), &tls.options())
-                .and_then(|p| p.verify_all().map(|e| (p, e)));
+                .and_then(|p| {
+                    // Said even when a check below fails: what was not checked matters then too.
+                    if let Some(warning) = p.unchecked_signature_warning() {
+                        warn(&[format!("{}: {warning}", p.index_location())]);
+                    }
+                    p.verify_all().map(|e| (p, e))
+                });
             match checked {
                 Ok((published, entries)) => {
                     line(

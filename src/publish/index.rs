@@ -271,6 +271,9 @@ pub struct PublishedIndex {
     index: Index,
     key: Option<PublicKey>,
     limits: Limits,
+    /// Opened without a key, the ids of the keys whose signatures lie beside the index and
+    /// its `SHA256SUMS` (`None` for an unreadable signature): signed, but not checked.
+    unchecked_signers: Vec<Option<String>>,
 }
 
 /// True for `http://` and `https://` sources.
@@ -338,6 +341,7 @@ impl PublishedIndex {
             index: Index::default(),
             key,
             limits: Limits::default(),
+            unchecked_signers: Vec::new(),
         };
         opened.index_location = opened.location(index_name);
         let bytes = opened.read(index_name)?.ok_or_else(|| {
@@ -346,11 +350,33 @@ impl PublishedIndex {
             )
         })?;
         opened.check_signature(index_name, &bytes)?;
+        opened.note_unchecked_signature(index_name)?;
         opened.check_sums(index_name, &bytes)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Problem::new(&opened.index_location, "", "is not UTF-8 text"))?;
         opened.index = Index::parse(&opened.index_location, &text)?;
         Ok(opened)
+    }
+
+    /// For an index opened without a key whose folder is signed, a warning (to follow the
+    /// index's location) that says so: a signed folder read without its key is not authenticated, and a rewritten
+    /// `SHA256SUMS` beside stale signatures would otherwise pass as "ok".
+    pub fn unchecked_signature_warning(&self) -> Option<String> {
+        if self.unchecked_signers.is_empty() {
+            return None;
+        }
+        let mut ids: Vec<&str> = self
+            .unchecked_signers
+            .iter()
+            .map(|id| id.as_deref().unwrap_or("(unreadable)"))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Some(format!(
+            "signed by key {}, but the signatures were not checked: its content was not \
+             authenticated (pass the publisher's public key with --verify-key, or --key for verify)",
+            ids.join(" and key ")
+        ))
     }
 
     /// The index itself.
@@ -486,6 +512,18 @@ impl PublishedIndex {
         }
     }
 
+    /// Without a verify key, notes the signer of `<name>.sig` when there is one (see
+    /// [`Self::unchecked_signature_warning`]).
+    fn note_unchecked_signature(&mut self, name: &str) -> Result<(), PublishError> {
+        if self.key.is_none() {
+            if let Some(sig) = self.read(&format!("{name}{SIG_SUFFIX}"))? {
+                let signer = crate::publish::sign::signer_id(&String::from_utf8_lossy(&sig));
+                self.unchecked_signers.push(signer);
+            }
+        }
+        Ok(())
+    }
+
     /// With a verify key, `<name>.sig` must exist and match `bytes`.
     fn check_signature(&self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
         let Some(key) = &self.key else { return Ok(()) };
@@ -512,6 +550,7 @@ impl PublishedIndex {
     fn check_sums(&mut self, name: &str, bytes: &[u8]) -> Result<(), PublishError> {
         let Some(sums_bytes) = self.read(SUMS_FILE)? else { return Ok(()) };
         self.check_signature(SUMS_FILE, &sums_bytes)?;
+        self.note_unchecked_signature(SUMS_FILE)?;
         let sums = sums::parse(&self.location(SUMS_FILE), &String::from_utf8_lossy(&sums_bytes))?;
         if let Some(expected) = sums.get(name) {
             self.check_digest(name, bytes, expected, SUMS_FILE)?;

@@ -105,9 +105,15 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         return Err(problems.into());
     }
     let (mut repo, more) = Repository::open(&dirs, verify_key, &inputs.tls);
+    warnings.extend(repo.take_warnings());
+    if !more.is_empty() {
+        // A source that failed to open (TLS, checksum, signature) would make every charm it
+        // holds "not found": say the cause once, not once per application.
+        problems.extend(more);
+        return Err(problems.into());
+    }
     repo.trust(inputs.verified_charms.clone());
     repo.prefer_source(inputs.prefer_source);
-    problems.extend(more);
     let image_map = match inputs.image_map.as_deref().map(read_image_map) {
         Some(Ok(map)) => Some(map),
         Some(Err(p)) => {

@@ -492,3 +492,49 @@ fn https_sources_are_checked_against_the_trusted_roots() {
         ws.ok(&["render", "bundles/demo", "--charms", "charms"])
     );
 }
+
+/// A signed folder read without a key says it is signed and was not checked (its SHA256SUMS
+/// may have been rewritten beside stale signatures), and a source that fails to open is
+/// reported once, not as "no charm named ..." for every application it held.
+#[test]
+fn a_signed_folder_read_without_a_key_says_so_and_a_broken_source_is_reported_once() {
+    let ws = Workspace::new();
+    ws.signed_release("dist");
+    // An attacker rewrites one archive and SHA256SUMS to match; the signatures are now stale.
+    ws.tamper("dist/web_1.2.0.charm");
+    let sums = std::fs::read_to_string(ws.path("dist/SHA256SUMS")).unwrap();
+    let old = sums
+        .lines()
+        .find(|l| l.ends_with("web_1.2.0.charm"))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        ws.path("dist/SHA256SUMS"),
+        sums.replace(&old, &ws.sha256("dist/web_1.2.0.charm")),
+    )
+    .unwrap();
+
+    let out = ws.run(&["verify", "dist"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: dist/index.yaml: signed by key ")
+            && stderr.contains("but the signatures were not checked"),
+        "{stderr}"
+    );
+    let out = ws.run(&["check", "bundles/demo", "--charms", "dist"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: dist: signed by key ") && stderr.contains("--verify-key"),
+        "{stderr}"
+    );
+
+    // With the key the rewrite is caught, once, with no "no charm named" noise after it.
+    let err =
+        ws.fails(&["check", "bundles/demo", "--charms", "dist", "--verify-key", "keys/rel.pub"]);
+    assert!(err.contains("dist/SHA256SUMS"), "{err}");
+    assert!(!err.contains("no charm named"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
