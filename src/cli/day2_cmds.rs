@@ -69,7 +69,7 @@ pub struct ListArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short, long, value_enum, default_value_t)]
     pub output: Output,
 }
 

@@ -102,7 +102,7 @@ pub enum Command {
         /// A .charm archive or a charm source folder.
         charm: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Check .charm archives for structure and safety, and published folders (or their
@@ -142,7 +142,7 @@ pub enum Command {
         #[command(flatten)]
         mirrors: PinMirrors,
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Render a bundle's Kubernetes manifests (one file per application) and bundle.lock.
@@ -253,7 +253,7 @@ pub enum Command {
         #[command(flatten)]
         kube: KubeArgs,
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Show a deployed bundle: applications, versions, readiness, images, revisions.
@@ -265,7 +265,7 @@ pub enum Command {
         #[command(flatten)]
         kube: KubeArgs,
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
     /// Print the logs of every pod of a deployed application, each line prefixed with its
@@ -400,7 +400,7 @@ pub enum ImagesCommand {
         #[command(flatten)]
         mirrors: PinMirrors,
         /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(short, long, value_enum, default_value_t)]
         output: Output,
         /// Name the applications, charms and resources that need this image.
         #[arg(long, value_name = "IMAGE")]

@@ -305,6 +305,31 @@ fn existing_index(
         return Ok(Index::default());
     }
     let verify_key = key.filter(|_| signed).map(SecretKey::public);
+    if let Some(given) = &verify_key {
+        let sig_path = out.join(format!("{INDEX_FILE}{SIG_SUFFIX}"));
+        let signer = crate::contract::read_bounded_text(&sig_path, MAX_TEXT_BYTES, "a signature")
+            .ok()
+            .and_then(|sig| sign::signer_id(&sig));
+        if let Some(signer) = signer.filter(|id| *id != given.id()) {
+            // A publisher with the wrong key file at hand, not a verifier: say what to publish with.
+            problems.push(
+                Problem::new(
+                    out.join(INDEX_FILE).display().to_string(),
+                    "signature",
+                    format!(
+                        "the folder is signed with key {signer}, not with the --sign-key given (key {})",
+                        given.id()
+                    ),
+                )
+                .hint(format!(
+                    "publish with the secret key of key {signer}, or into a new folder to start \
+                     a release line signed with key {}",
+                    given.id()
+                )),
+            );
+            return Ok(Index::default());
+        }
+    }
     match PublishedIndex::open_dir(out, verify_key).and_then(|p| p.verify_all().map(|_| p)) {
         Ok(published) => Ok(published.index().clone()),
         Err(e) => {

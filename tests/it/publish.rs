@@ -538,3 +538,50 @@ fn a_signed_folder_read_without_a_key_says_so_and_a_broken_source_is_reported_on
     assert!(!err.contains("no charm named"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Publishing into a folder signed with another key names both keys and what to publish with,
+/// and writes nothing.
+#[test]
+fn publishing_with_another_key_into_a_signed_folder_names_both_keys() {
+    let ws = Workspace::new();
+    ws.signed_release("dist");
+    let before = ws.files("dist");
+    ws.ok(&["keygen", "--out", "keys/other"]);
+    let err = ws.fails(&["publish", "charms/web", "--out", "dist", "--sign-key", "keys/other.key"]);
+    assert!(
+        err.contains("dist/index.yaml: signature: the folder is signed with key ")
+            && err.contains("not with the --sign-key given")
+            && err.contains("hint: publish with the secret key of key "),
+        "{err}"
+    );
+    assert_eq!(ws.files("dist"), before, "nothing written");
+}
+
+/// `-o` is `--output` on every command that has it, as kubectl users type it.
+#[test]
+fn dash_o_is_output_everywhere() {
+    let ws = Workspace::new();
+    for args in [
+        vec!["inspect", "charms/web", "-o", "json"],
+        vec!["check", "bundles/demo", "-o", "json"],
+        vec!["images", "list", "bundles/demo", "-o", "json"],
+    ] {
+        let out = ws.ok(&args);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+    }
+    // The commands that need a cluster take it too: a usage error would exit 2 before connecting.
+    for args in [
+        vec!["status", "demo", "-o", "json"],
+        vec!["list", "-o", "json"],
+        vec!["config", "demo", "-o", "json"],
+    ] {
+        let out = ws.run(&[&args[..], &["--kubeconfig", "/nonexistent"]].concat());
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
