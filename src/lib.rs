@@ -62,6 +62,10 @@ pub enum Error {
         /// The error.
         source: Box<Error>,
     },
+    /// A signal (SIGINT, SIGTERM) stopped a command that leaves nothing behind: what it
+    /// cleaned up. Exits 130, as shells report SIGINT.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// Publishing, signing or reading published charms failed.
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
@@ -86,6 +90,7 @@ impl Error {
             // The reader went away (`charmer render | head`): not a failure of charmer's.
             _ if self.is_broken_pipe() => ExitCode::SUCCESS,
             Error::Exit { code, .. } => ExitCode::from(*code),
+            Error::Interrupted(_) => ExitCode::from(130),
             _ => ExitCode::from(1),
         }
     }

@@ -70,3 +70,69 @@ fn write_files_with_mode<B: AsRef<[u8]>>(
     }
     Ok(())
 }
+
+/// The name prefix of a large temporary file or folder of one `kind` ("export", "import")
+/// made by this process beside its destination: `.charmer-<kind>-<pid>-`. The process id
+/// lets a later run tell a leftover of a killed run from the live one of a concurrent run
+/// (see [`remove_stale_leftovers`]).
+pub fn leftover_prefix(kind: &str) -> String {
+    format!(".charmer-{kind}-{}-", std::process::id())
+}
+
+/// Removes from `dir` the temporary files and folders of `kind` whose process is gone: what a
+/// killed run (SIGKILL, a power cut) left, since it could not clean up after itself. Those of
+/// live processes (a concurrent run) are left alone. Returns what was removed, for the
+/// caller to say. Only where `/proc` tells whether a process lives (Linux); elsewhere
+/// nothing is removed.
+pub fn remove_stale_leftovers(dir: &Path, kind: &str) -> Vec<PathBuf> {
+    let prefix = format!(".charmer-{kind}-");
+    let proc = Path::new("/proc");
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    if !proc.join("self").exists() {
+        return Vec::new();
+    }
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix).and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || proc.join(pid).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_dead_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has id 4294967295 (above pid_max); this one is alive.
+        let dead = dir.path().join(".charmer-export-4294967295-abc.tmp");
+        let dead_dir = dir.path().join(".charmer-import-4294967295-xyz");
+        let live = dir.path().join(format!("{}abc.tmp", leftover_prefix("export")));
+        let other_kind = dir.path().join(".charmer-import-4294967295-keep.tmp");
+        let unrelated = dir.path().join("archive.tar");
+        for file in [&dead, &live, &other_kind, &unrelated] {
+            std::fs::write(file, b"x").unwrap();
+        }
+        std::fs::create_dir(&dead_dir).unwrap();
+        assert_eq!(remove_stale_leftovers(dir.path(), "export"), [dead.clone()]);
+        assert!(!dead.exists() && live.exists() && other_kind.exists() && unrelated.exists());
+        assert_eq!(remove_stale_leftovers(dir.path(), "import"), [other_kind, dead_dir.clone()]);
+    }
+}

@@ -577,7 +577,7 @@ pub async fn import(
     let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let staging = tempfile::Builder::new()
-        .prefix(".charmer-import")
+        .prefix(&crate::output::leftover_prefix("import"))
         .tempdir_in(parent)
         .map_err(|e| io(parent, e))?;
     let mut staged_charms = Vec::new();

@@ -1,7 +1,7 @@
 //! `airgap export`, `airgap import`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::images_cmds::{
     client, print_report, read_login, signed_by, Bars, Connection, Login, PullFlags,
 };
-use super::{count, line, runtime, ResolveArgs};
+use super::{count, line, remove_stale_leftovers, until_signalled, ResolveArgs};
 use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
@@ -109,9 +109,16 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
-    let contents =
-        runtime()?.block_on(airgap::export(&client, &inputs, &base, &options, &args.out, &bars))?;
+    remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "export");
+    let exported =
+        until_signalled(airgap::export(&client, &inputs, &base, &options, &args.out, &bars));
     bars.clear();
+    let Some(contents) = exported? else {
+        return Err(Error::Interrupted(format!(
+            "{} was not written; the unfinished archive was removed",
+            args.out.display()
+        )));
+    };
     if !args.connection.quiet {
         line(
             out,
@@ -154,9 +161,16 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         charms_registry: args.charms_registry,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
-    let report =
-        runtime()?.block_on(airgap::import(&client, &args.archive, &options, bars.clone()))?;
+    remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "import");
+    let imported = until_signalled(airgap::import(&client, &args.archive, &options, bars.clone()));
     bars.clear();
+    let Some(report) = imported? else {
+        return Err(Error::Interrupted(format!(
+            "{} was not written; the staging folder was removed (images pushed so far stay in \
+             the registry: a re-run skips them)",
+            args.out.display()
+        )));
+    };
     if let Some(warning) = report.authenticity.warning(&args.archive.display().to_string()) {
         eprintln!("warning: {}", crate::diag::escape_controls(&warning));
     }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{count, line, runtime, stdout_error, styled_line, Output, ResolveArgs};
+use super::{
+    count, line, runtime, signalled, stdout_error, styled_line, Output, ResolveArgs,
+    INTERRUPTED_EXIT,
+};
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
@@ -146,26 +149,6 @@ fn on_signals(interrupt: &Interrupt) -> tokio::task::JoinHandle<()> {
         }
     })
 }
-
-/// Waits for SIGINT or SIGTERM; `false` when they cannot be listened for.
-async fn signalled() -> bool {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else { return false };
-        tokio::select! {
-            caught = tokio::signal::ctrl_c() => caught.is_ok(),
-            _ = term.recv() => true,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.is_ok()
-    }
-}
-
-/// Exit code of an operation a signal stopped (as shells report SIGINT).
-const INTERRUPTED_EXIT: u8 = 130;
 
 fn exit_code_of(error: Error) -> Error {
     match error {

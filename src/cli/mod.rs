@@ -554,6 +554,52 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
 }
 
+/// Waits for SIGINT or SIGTERM; `false` when they cannot be listened for.
+pub(super) async fn signalled() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else { return false };
+        tokio::select! {
+            caught = tokio::signal::ctrl_c() => caught.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
+}
+
+/// Exit code of an operation a signal stopped (as shells report SIGINT).
+pub(super) const INTERRUPTED_EXIT: u8 = 130;
+
+/// Runs `work` on a new runtime until it ends, or until SIGINT or SIGTERM arrives: then the
+/// work is dropped, so the temporary files and folders it holds are removed by their
+/// destructors (a killed process cannot do that: see `output::remove_stale_leftovers`), and
+/// the result is `None`.
+fn until_signalled<T, E>(
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<Option<T>, Error>
+where
+    Error: From<E>,
+{
+    runtime()?.block_on(async {
+        tokio::select! {
+            done = work => Ok(Some(done?)),
+            true = signalled() => Ok(None),
+        }
+    })
+}
+
+/// Says which leftovers of killed runs `output::remove_stale_leftovers` removed from `dir`.
+fn remove_stale_leftovers(dir: &std::path::Path, kind: &str) {
+    let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+    for path in crate::output::remove_stale_leftovers(dir, kind) {
+        eprintln!("removed {}, left by an {kind} that was killed", path.display());
+    }
+}
+
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
 /// Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(verbose: u8) {

@@ -80,8 +80,12 @@ pub async fn write_tar(
     let headers = headers(&label, &entries)?;
     let io = |source| RegistryError::Io { path: label.clone(), source };
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp =
-        tempfile::Builder::new().prefix(".charmer-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    // Named for this process, so a later run can tell a killed run's leftover from a live one.
+    let temp = tempfile::Builder::new()
+        .prefix(&crate::output::leftover_prefix("export"))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
     let file = temp.as_file();
 
     let mut offset = 0u64;

@@ -1092,3 +1092,56 @@ fn operator_charms_cross_with_their_images_and_a_juju_script() {
     // The script is valid POSIX shell.
     run(Command::new("sh").arg("-n").arg(&script_path));
 }
+
+/// A killed export's leftover beside `--out` (its process is gone) is removed by the next run,
+/// which says so; SIGTERM stops an export cleanly: exit 130, one line saying what was not
+/// written, and nothing left beside `--out`.
+#[test]
+fn interrupted_exports_leave_nothing_and_killed_ones_are_cleaned_up_later() {
+    let work = tempfile::tempdir().unwrap();
+    // A "registry" that accepts connections and never answers: the export waits on it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let image = format!("127.0.0.1:{}/app:1", silent.local_addr().unwrap().port());
+    let (bundle, _) = shop_charms(work.path(), "1.0.0", &image, &image);
+    let out_dir = work.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // No process has id 4294967295 (above Linux's pid_max): a killed export's leftover.
+    let leftover = out_dir.join(".charmer-export-4294967295-abc.tmp");
+    std::fs::write(&leftover, vec![0u8; 4096]).unwrap();
+
+    let mut export = Command::new(assert_cmd::cargo::cargo_bin("charmer"))
+        .current_dir(work.path())
+        .args(["airgap", "export"])
+        .arg(&bundle)
+        .arg("--out")
+        .arg(out_dir.join("shop.tar"))
+        .args(["--insecure-http", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is talking to the silent registry, then stop it as a service manager would.
+    let (_connection, _) = silent.accept().unwrap();
+    let status = Command::new("kill").args(["-TERM", &export.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    export.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let code = export.wait().unwrap().code();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "removed {}, left by an export that was killed",
+            leftover.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: interrupted: ") && stderr.contains("shop.tar was not written"),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::support::entries(&out_dir),
+        Vec::<String>::new(),
+        "nothing left beside --out"
+    );
+}
