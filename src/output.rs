@@ -131,8 +131,8 @@ mod tests {
             std::fs::write(file, b"x").unwrap();
         }
         std::fs::create_dir(&dead_dir).unwrap();
-        assert_eq!(remove_stale_leftovers(dir.path(), "export"), [dead.clone()]);
+        assert_eq!(remove_stale_leftovers(dir.path(), "export"), std::slice::from_ref(&dead));
         assert!(!dead.exists() && live.exists() && other_kind.exists() && unrelated.exists());
-        assert_eq!(remove_stale_leftovers(dir.path(), "import"), [other_kind, dead_dir.clone()]);
+        assert_eq!(remove_stale_leftovers(dir.path(), "import"), [other_kind, dead_dir]);
     }
 }
