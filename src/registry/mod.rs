@@ -107,6 +107,7 @@ fn unreachable_hint(host: &str, cause: &crate::transport::LastingFailure) -> Str
     match cause {
         LastingFailure::Refused => format!("is a registry listening at {host}?"),
         LastingFailure::UnknownHost => format!("check the host name in {host}"),
+        LastingFailure::Tls { hint: Some(hint), .. } => hint.clone(),
         LastingFailure::Tls { unknown_issuer: true, .. } => {
             "trust the registry's CA certificate with --ca-file".to_string()
         }
