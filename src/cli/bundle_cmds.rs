@@ -151,10 +151,9 @@ const PIN_RETRIES: u32 = 5;
 /// Digest lookups at once.
 const PIN_JOBS: usize = 8;
 
-/// `NAME=HOST` pairs of `--mirror`, each bad one a problem.
-pub(super) fn parse_mirrors(
-    given: &[String],
-) -> Result<std::collections::BTreeMap<String, String>, crate::diag::Problems> {
+/// The mirror table: registries.conf's entries with the `NAME=HOST` pairs of `--mirror` over
+/// them, each bad pair a problem.
+pub(super) fn parse_mirrors(given: &[String]) -> Result<crate::registry::mirrors::Mirrors, Error> {
     let mut problems = crate::diag::Problems::default();
     let mut mirrors = std::collections::BTreeMap::new();
     for mirror in given {
@@ -165,11 +164,11 @@ pub(super) fn parse_mirrors(
             _ => problems.push(crate::diag::Problem::new(
                 "--mirror",
                 mirror,
-                "give NAME=HOST[:PORT]",
+                "give NAME=HOST[:PORT][/PATH]",
             )),
         }
     }
-    problems.into_result(mirrors)
+    Ok(crate::registry::mirrors::table(problems.into_result(mirrors)?)?)
 }
 
 impl DigestArgs {

@@ -110,25 +110,38 @@ impl Keychain {
     pub fn get(&self, host: &str) -> Result<Option<Credentials>, RegistryError> {
         if let Some((explicit_host, credentials)) = &self.explicit {
             if explicit_host == host {
+                tracing::info!("{host}: credentials from the command line");
                 return Ok(Some(credentials.clone()));
             }
         }
-        let Some(config) = &self.config else { return Ok(None) };
+        let Some(config) = &self.config else {
+            tracing::info!("{host}: no credentials (no Docker config.json)");
+            return Ok(None);
+        };
+        let file = config.path.display();
         if let Some(helper) =
             config.cred_helpers.iter().find(|(key, _)| config_host(key) == host).map(|(_, h)| h)
         {
+            tracing::info!(
+                "{host}: credentials from docker-credential-{helper} ({file} credHelpers)"
+            );
             return run_helper(helper, host);
         }
         if let Some(store) = &config.creds_store {
             if let Some(found) = run_helper(store, host)? {
+                tracing::info!(
+                    "{host}: credentials from docker-credential-{store} ({file} credsStore)"
+                );
                 return Ok(Some(found));
             }
         }
         let Some(entry) =
             config.auths.iter().find(|(key, _)| config_host(key) == host).map(|(_, e)| e)
         else {
+            tracing::info!("{host}: no credentials in {file}");
             return Ok(None);
         };
+        tracing::info!("{host}: credentials from {file} auths");
         let bad = || {
             Problem::new(
                 config.path.display().to_string(),

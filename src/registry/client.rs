@@ -512,6 +512,12 @@ impl Client {
                 request = request.header(AUTHORIZATION, value);
             }
             let response = request.send().await.map_err(|e| super::send_error(what, &e))?;
+            if self.insecure_http && transport::is_tls_refusing_http(&response) {
+                return Err(RegistryError::Unreachable {
+                    host: repo.host.clone(),
+                    cause: transport::LastingFailure::HttpToTls,
+                });
+            }
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }

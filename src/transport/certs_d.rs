@@ -41,6 +41,14 @@ pub fn roots() -> Vec<PathBuf> {
     roots
 }
 
+/// The `certs.d` root hints name: the first of `CHARMER_CERTS_D`, else containers' system one.
+pub fn suggested_root() -> PathBuf {
+    match std::env::var_os(ENV) {
+        Some(_) => roots().into_iter().next().unwrap_or_default(),
+        None => PathBuf::from("/etc/containers/certs.d"),
+    }
+}
+
 /// The `certs.d` folder of `site` (`HOST[:PORT]`, as images name it) under the first of
 /// `roots` that has one, read; `None` when none has.
 pub fn load(roots: &[PathBuf], site: &str) -> Result<Option<HostCerts>, TransportError> {

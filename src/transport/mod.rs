@@ -43,7 +43,7 @@ pub enum TransportError {
 /// own read timeout and pool settings. Reads `--ca-file` now, so a bad file fails before any
 /// transfer. For servers that are not registries (published indexes): no `certs.d`.
 pub fn client_builder(options: &TlsOptions) -> Result<reqwest::ClientBuilder, TransportError> {
-    builder(tls::TlsSetup { trusted: ca_file(options)?, client: None, site: None })
+    builder(tls::TlsSetup { trusted: ca_file(options)?, client: None, certs_d: None })
 }
 
 /// [`client_builder`] for one registry, `site` (`HOST[:PORT]` as images name it): its
@@ -76,7 +76,8 @@ pub fn site_client_builder(
             None => tracing::debug!("{site}: no certs.d folder in {:?}", certs_d::roots()),
         }
     }
-    builder(tls::TlsSetup { trusted, client, site: Some(site.to_string()) })
+    let certs_d = Some(certs_d::suggested_root().join(site));
+    builder(tls::TlsSetup { trusted, client, certs_d })
 }
 
 /// Reads `--ca-file` (if given), so that a bad file fails before anything is done.
@@ -142,6 +143,8 @@ pub enum LastingFailure {
     Refused,
     /// The host name does not resolve.
     UnknownHost,
+    /// Plain HTTP was spoken to a server that speaks only HTTPS.
+    HttpToTls,
     /// The TLS handshake failed: the certificate did not verify, or the two sides share no
     /// protocol.
     Tls {
@@ -159,6 +162,9 @@ impl std::fmt::Display for LastingFailure {
         match self {
             LastingFailure::Refused => f.write_str("connection refused"),
             LastingFailure::UnknownHost => f.write_str("the host name does not resolve (DNS)"),
+            LastingFailure::HttpToTls => {
+                f.write_str("plain HTTP was sent, and the server speaks HTTPS")
+            }
             LastingFailure::Tls { message, .. } => write!(f, "TLS: {message}"),
         }
     }
@@ -187,6 +193,16 @@ pub fn lasting_failure(error: &(dyn std::error::Error + 'static)) -> Option<Last
         };
     }
     None
+}
+
+/// Whether an answer to a plain-HTTP request is a TLS server's refusal of it: Go's TLS
+/// servers (the distribution registry's) answer a bare `HTTP/1.0 400` with no headers, where
+/// an HTTP server would answer in HTTP/1.1 with at least a length or a type.
+pub fn is_tls_refusing_http(response: &reqwest::Response) -> bool {
+    response.status() == reqwest::StatusCode::BAD_REQUEST
+        && response.version() == reqwest::Version::HTTP_10
+        && response.headers().get(reqwest::header::CONTENT_TYPE).is_none()
+        && response.headers().get(reqwest::header::CONTENT_LENGTH).is_none()
 }
 
 /// A failed handshake as a [`LastingFailure`], explained when charmer knows the cause.
@@ -220,11 +236,11 @@ fn tls_failure(error: &rustls::Error) -> LastingFailure {
                 "the server refused the handshake ({alert:?}): it requires a client certificate, \
                  or does not accept the one given"
             ),
-            Some(
+            Some(format!(
                 "put the client certificate and its key (PEM) in the registry's certs.d folder \
-                 as client.cert and client.key"
-                    .to_string(),
-            ),
+                 as client.cert and client.key ({}/HOST:PORT/)",
+                certs_d::suggested_root().display()
+            )),
         ),
         other => (other.to_string(), None),
     };

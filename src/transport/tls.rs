@@ -72,8 +72,8 @@ pub struct TlsSetup {
     pub trusted: Vec<Trusted>,
     /// The client certificate to present when asked for one.
     pub client: Option<ClientCert>,
-    /// The `HOST[:PORT]` these settings are for (hints name its `certs.d` folder).
-    pub site: Option<String>,
+    /// The `certs.d` folder of the server these settings are for, named in hints.
+    pub certs_d: Option<std::path::PathBuf>,
 }
 
 /// The client TLS configuration for `setup`: the platform's verifier (system roots and the
@@ -83,7 +83,7 @@ pub fn client_config(setup: TlsSetup) -> Result<rustls::ClientConfig, String> {
     let verifier = Arc::new(LazyVerifier {
         provider: provider.clone(),
         trusted: setup.trusted,
-        site: setup.site,
+        certs_d: setup.certs_d,
         inner: OnceLock::new(),
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -106,7 +106,7 @@ pub fn client_config(setup: TlsSetup) -> Result<rustls::ClientConfig, String> {
 struct LazyVerifier {
     provider: Arc<CryptoProvider>,
     trusted: Vec<Trusted>,
-    site: Option<String>,
+    certs_d: Option<std::path::PathBuf>,
     inner: OnceLock<Result<Verifier, rustls::Error>>,
 }
 
@@ -131,10 +131,8 @@ impl LazyVerifier {
 
     /// Where charmer would look for certificates for this server, for hints.
     fn where_to_trust(&self) -> String {
-        match &self.site {
-            Some(site) => {
-                format!("with --ca-file FILE, or as ca.crt in its certs.d folder ({site}/)")
-            }
+        match &self.certs_d {
+            Some(dir) => format!("with --ca-file FILE, or as {}", dir.join("ca.crt").display()),
             None => "with --ca-file FILE".to_string(),
         }
     }
