@@ -139,9 +139,9 @@ pub struct DigestArgs {
 /// `--mirror` for the commands that reach registries only to pin digests.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PinMirrors {
-    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT] (a mirror, or
-    /// the API host of a registry whose name is not its address; docker.io needs one).
-    /// Repeatable.
+    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT][/PATH] (a mirror,
+    /// or the API host of a registry whose name is not its address; docker.io needs one).
+    /// Repeatable; wins over registries.conf's mirrors.
     #[arg(long, value_name = "NAME=HOST", requires = "pin_digests")]
     pub mirror: Vec<String>,
 }

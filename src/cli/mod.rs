@@ -25,7 +25,8 @@ use crate::Error;
 /// How to reach servers over HTTP(S): registries and published indexes alike.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {
-    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA.
+    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA, or
+    /// a registry's own self-signed certificate. Registries' certs.d folders are read too.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Speak plain HTTP, without TLS (only for servers that offer nothing else; an http://

@@ -417,6 +417,85 @@ mod tests {
         assert!(client_config(TlsSetup::default()).is_ok());
     }
 
+    /// `openssl req -x509 -newkey ec ... -days 3650 -subj /CN=registry.test -addext
+    /// "subjectAltName=DNS:registry.test,IP:10.0.0.5"`: self-signed, `CA:TRUE`, valid from
+    /// 2026-12-06T06:00:01Z to 2036-12-03T06:00:01Z.
+    const SELF_SIGNED: &str = "-----BEGIN CERTIFICATE-----
+MIIBpTCCAUugAwIBAgIUf9lQkzZZmgNsrMzh4raOMAw22LYwCgYIKoZIzj0EAwIw
+GDEWMBQGA1UEAwwNcmVnaXN0cnkudGVzdDAeFw0yNjEyMDYwNjAwMDFaFw0zNjEy
+MDMwNjAwMDFaMBgxFjAUBgNVBAMMDXJlZ2lzdHJ5LnRlc3QwWTATBgcqhkjOPQIB
+BggqhkjOPQMBBwNCAAToYAiql5vSAxCvYxd+rNS1twmZ72rkzkrJfOKAVOTcwia/
+7PBNV1CJ5FDQOI5IPwAYSpIQEPr/Z8DuGI9phUnMo3MwcTAdBgNVHQ4EFgQUVY+V
+kNiEELzyTRVy6/QwEvm4LfgwHwYDVR0jBBgwFoAUVY+VkNiEELzyTRVy6/QwEvm4
+LfgwDwYDVR0TAQH/BAUwAwEB/zAeBgNVHREEFzAVgg1yZWdpc3RyeS50ZXN0hwQK
+AAAFMAoGCCqGSM49BAMCA0gAMEUCIQDEyqhKGRKsLBL+DazvCxCcxqegrLaYzRpJ
+mfBK0Go0TgIgFBHtSypEz8o6qsI+xW+x+NyvuiRiwhqxLtMJk3Vva6c=
+-----END CERTIFICATE-----";
+
+    fn verifier(trusted: bool) -> (LazyVerifier, CertificateDer<'static>) {
+        let cert = parse_pem_bundle(SELF_SIGNED.as_bytes()).unwrap().remove(0);
+        let trusted = if trusted {
+            vec![Trusted { cert: cert.clone(), source: "tls.crt".into() }]
+        } else {
+            Vec::new()
+        };
+        let verifier = LazyVerifier {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            trusted,
+            certs_d: Some("/etc/containers/certs.d/registry.test:5443".into()),
+            inner: OnceLock::new(),
+        };
+        (verifier, cert)
+    }
+
+    /// The verifier's answer for the test certificate, reached as `name` at Unix time `at`.
+    fn verify(trusted: bool, name: &str, at: u64) -> Result<(), TlsProblem> {
+        let (verifier, cert) = verifier(trusted);
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(at));
+        match verifier.verify_server_cert(&cert, &[], &name, &[], now) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                Err(TlsProblem::of(&e).cloned().unwrap_or_else(|| panic!("unexplained: {e}")))
+            }
+        }
+    }
+
+    const VALID: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_self_signed_ca_certificate_is_trusted_only_as_given_and_with_its_name_and_dates() {
+        assert_eq!(verify(true, "registry.test", VALID), Ok(()));
+        assert_eq!(verify(true, "10.0.0.5", VALID), Ok(()));
+
+        let not_given = verify(false, "registry.test", VALID).unwrap_err();
+        assert_eq!(not_given.kind, TlsProblemKind::CaAsServer);
+        assert!(not_given.message.contains("(CN=registry.test) is a CA certificate (CA:TRUE"));
+        assert_eq!(
+            not_given.hint,
+            "give the registry's own certificate with --ca-file FILE, or as \
+             /etc/containers/certs.d/registry.test:5443/ca.crt"
+        );
+
+        let wrong_name = verify(true, "10.0.0.6", VALID).unwrap_err();
+        assert_eq!(wrong_name.kind, TlsProblemKind::WrongName);
+        assert_eq!(
+            wrong_name.message,
+            "the certificate of 10.0.0.6 is for DNS:registry.test, IP:10.0.0.5, not 10.0.0.6"
+        );
+        assert!(wrong_name.hint.ends_with("subjectAltName=IP:10.0.0.6"), "{}", wrong_name.hint);
+
+        let expired = verify(true, "registry.test", 2_200_000_000).unwrap_err();
+        assert_eq!(expired.kind, TlsProblemKind::Expired);
+        assert_eq!(
+            expired.message,
+            "the certificate of registry.test is expired (valid from 2026-12-06T06:00:01Z to \
+             2036-12-03T06:00:01Z; now is 2039-09-18T23:06:40Z)"
+        );
+        let early = verify(true, "registry.test", 1_700_000_000).unwrap_err();
+        assert!(early.message.contains("is not valid yet"), "{}", early.message);
+    }
+
     #[test]
     fn dates_read_as_utc() {
         assert_eq!(date(0), "1970-01-01T00:00:00Z");
