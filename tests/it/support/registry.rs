@@ -259,40 +259,47 @@ pub fn certificates(dir: &Path) {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]));
-    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    sign_with_test_ca(
+        dir,
+        "server",
+        "server.crt",
         "/CN=127.0.0.1",
-    ]));
-    std::fs::write(
-        dir.join("server.ext"),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
-    )
-    .expect("ext file");
+    );
+    // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
+    // for a client certificate: give it a folder with the CA only.
+    std::fs::create_dir_all(dir.join("skopeo")).expect("skopeo certs dir");
+    std::fs::copy(dir.join("ca.crt"), dir.join("skopeo/ca.crt")).expect("ca copy");
+}
+
+/// A new EC key `dir/NAME.key` and its certificate `dir/CERT` for `subject`, signed by the
+/// test CA of [`certificates`] (in `dir`), with the X.509 `extensions` (openssl's syntax).
+fn sign_with_test_ca(dir: &Path, name: &str, cert: &str, subject: &str, extensions: &str) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (key, csr, ext) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .arg("req")
+        .args(ec)
+        .args(["-keyout", &key, "-out", &csr, "-subj", subject]));
+    std::fs::write(dir.join(&ext), extensions).expect("ext file");
     run(Command::new("openssl").current_dir(dir).args([
         "x509",
         "-req",
         "-in",
-        "server.csr",
+        &csr,
         "-CA",
         "ca.crt",
         "-CAkey",
         "ca.key",
         "-CAcreateserial",
         "-out",
-        "server.crt",
+        cert,
         "-days",
         "2",
         "-extfile",
-        "server.ext",
+        &ext,
     ]));
-    // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
-    // for a client certificate: give it a folder with the CA only.
-    std::fs::create_dir_all(dir.join("skopeo")).expect("skopeo certs dir");
-    std::fs::copy(dir.join("ca.crt"), dir.join("skopeo/ca.crt")).expect("ca copy");
 }
 
 /// A self-signed certificate for 127.0.0.1 made the way most private registries' are:
@@ -323,37 +330,13 @@ pub fn self_signed(dir: &Path, cert: &str, key: &str) {
 /// A client certificate the test CA of [`certificates`] signs (`client.cert`, `client.key`),
 /// and a certs.d folder `dir/certs.d/` holding the CA and it, as skopeo and charmer read them.
 pub fn client_certificate(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=charmer test client",
-    ]));
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .expect("ext file");
-    run(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
+    sign_with_test_ca(
+        dir,
+        "client",
         "client.cert",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-    ]));
+        "/CN=charmer test client",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
     let certs_d = dir.join("certs.d");
     std::fs::create_dir_all(&certs_d).expect("certs.d");
     for file in ["ca.crt", "client.cert", "client.key"] {
