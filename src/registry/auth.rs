@@ -211,7 +211,16 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>, RegistryE
     let output =
         child.wait_with_output().map_err(|e| fail(format!("credential helper {program}: {e}")))?;
     if !output.status.success() {
-        return Ok(None);
+        // The helper protocol's answer for a host it holds nothing for; any other failure is
+        // an error, as Docker makes it (going on anonymously would hide a broken helper).
+        // Its output is not quoted: it may hold a secret.
+        if String::from_utf8_lossy(&output.stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!(
+            "the credential helper {program} failed ({}); run `echo {host} | {program} get` to see why",
+            output.status
+        )));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| {
         fail(format!("credential helper {program} printed something other than credentials"))

@@ -328,4 +328,29 @@ fn a_credential_helper_named_in_cred_helpers_as_skopeo_uses_it() {
     assert!(ok.text.contains("credentials from docker-credential-sitetest"), "{}", ok.text);
     assert!(!ok.text.contains(PASSWORD));
     assert_eq!(registry.inspect_raw("helper/team/app:1.0").1, digest);
+
+    // A helper that holds nothing for the host says so: anonymous, and the registry asks.
+    // A helper failing otherwise is an error naming it, not an anonymous try.
+    for (script, says) in [
+        (
+            "echo 'credentials not found in native keychain'; exit 1",
+            "the registry asks for a login",
+        ),
+        (
+            "echo \"{\\\"Secret\\\":\\\"leak\\\"\"; exit 3",
+            "docker-credential-sitetest failed (exit status: 3)",
+        ),
+    ] {
+        std::fs::write(&helper, format!("#!/bin/sh\n{script}\n")).unwrap();
+        let assert = charmer(work.path())
+            .args(["images", "push", "--quiet", "--retries", "0", "--registry"])
+            .arg(format!("{}/other", registry.host()))
+            .arg(&archive)
+            .args(connection(&registry))
+            .env("PATH", &path)
+            .current_dir(work.path())
+            .assert();
+        let out = Output::of(assert.get_output());
+        assert!(!out.ok && out.text.contains(says) && !out.text.contains("leak"), "{}", out.text);
+    }
 }
