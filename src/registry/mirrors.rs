@@ -51,12 +51,18 @@ pub fn table(flags: Mirrors) -> Result<Mirrors, RegistryError> {
             table.insert(prefix, location);
         }
     }
+    Ok(merge(table, flags))
+}
+
+/// `files`' entries with `flags` over them: a flag's name drops the files' entries for it
+/// and for the prefixes under it, so that a flag decides for its whole registry.
+fn merge(mut files: Mirrors, flags: Mirrors) -> Mirrors {
     for name in flags.keys() {
         let under = format!("{name}/");
-        table.retain(|prefix, _| prefix != name && !prefix.starts_with(&under));
+        files.retain(|prefix, _| prefix != name && !prefix.starts_with(&under));
     }
-    table.extend(flags);
-    Ok(table)
+    files.extend(flags);
+    files
 }
 
 /// Where `reference`-style `registry/repository` is reached through `mirrors`: the host
@@ -317,6 +323,23 @@ colour = "blue"
         assert!(read("r.conf", "registry = [").is_err());
         let v1 = read("r.conf", "[registries.search]\nregistries = []\n").unwrap();
         assert!(v1.warnings[0].contains("version 1 format"), "{:?}", v1.warnings);
+    }
+
+    #[test]
+    fn flags_decide_for_their_whole_registry() {
+        let pairs = |items: &[(&str, &str)]| -> Mirrors {
+            items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        let files = pairs(&[
+            ("upstream.test", "file-mirror:5000"),
+            ("upstream.test/team", "file-mirror:5000/team"),
+            ("upstream.testing", "kept:5000"),
+        ]);
+        let merged = merge(files, pairs(&[("upstream.test", "flag-mirror:5000")]));
+        assert_eq!(
+            merged,
+            pairs(&[("upstream.test", "flag-mirror:5000"), ("upstream.testing", "kept:5000")])
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! images to a plain-HTTP registry, which then never needs them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +86,7 @@ pub fn client_config(setup: TlsSetup) -> Result<rustls::ClientConfig, String> {
         trusted: setup.trusted,
         certs_d: setup.certs_d,
         inner: OnceLock::new(),
+        announced: AtomicBool::new(false),
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -108,6 +110,8 @@ struct LazyVerifier {
     trusted: Vec<Trusted>,
     certs_d: Option<std::path::PathBuf>,
     inner: OnceLock<Result<Verifier, rustls::Error>>,
+    /// Whether the exact-match acceptance was logged (once, not per connection).
+    announced: AtomicBool,
 }
 
 impl fmt::Debug for LazyVerifier {
@@ -162,6 +166,9 @@ impl ServerCertVerifier for LazyVerifier {
             return Err(explain(error, end_entity, server_name, now, &self.where_to_trust()));
         };
         check_pinned(end_entity, server_name, now)?;
+        if self.announced.swap(true, Ordering::Relaxed) {
+            return Ok(ServerCertVerified::assertion());
+        }
         let host = server_name.to_str();
         tracing::info!(
             "{host}: accepted the server's certificate as trusted because it is \
@@ -444,6 +451,7 @@ mfBK0Go0TgIgFBHtSypEz8o6qsI+xW+x+NyvuiRiwhqxLtMJk3Vva6c=
             trusted,
             certs_d: Some("/etc/containers/certs.d/registry.test:5443".into()),
             inner: OnceLock::new(),
+            announced: AtomicBool::new(false),
         };
         (verifier, cert)
     }
