@@ -284,4 +284,20 @@ mod tests {
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(lasting_failure(&reset), None);
     }
+
+    #[test]
+    fn a_plain_http_answer_and_a_refused_client_certificate_are_explained() {
+        let failure = |e: rustls::Error| match tls_failure(&e) {
+            LastingFailure::Tls { message, hint: Some(hint), .. } => (message, hint),
+            other => panic!("unexplained: {other:?}"),
+        };
+        let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let (message, hint) = failure(not_tls);
+        assert!(message.contains("seems to speak plain HTTP"), "{message}");
+        assert!(hint.contains("--insecure-http"), "{hint}");
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let (message, hint) = failure(alert);
+        assert!(message.contains("requires a client certificate"), "{message}");
+        assert!(hint.contains("client.cert and client.key"), "{hint}");
+    }
 }
