@@ -307,24 +307,18 @@ fn sign_with_test_ca(dir: &Path, name: &str, cert: &str, subject: &str, extensio
 /// `dir/certs.d/` as `ca.crt` (skopeo's cert dir).
 pub fn self_signed(dir: &Path, cert: &str, key: &str) {
     std::fs::create_dir_all(dir.join("certs.d")).expect("certs dir");
-    run(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-    ]));
+    rsa_self_signed(dir, key, cert, "/CN=127.0.0.1", &["-addext", "subjectAltName=IP:127.0.0.1"]);
     std::fs::copy(dir.join(cert), dir.join("certs.d/ca.crt")).expect("cert copy");
+}
+
+/// `openssl req -x509` with a new RSA key: `dir/KEY` and `dir/CERT` for `subject`, valid two
+/// days, with `extra` arguments.
+fn rsa_self_signed(dir: &Path, key: &str, cert: &str, subject: &str, extra: &[&str]) {
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert])
+        .args(["-days", "2", "-subj", subject])
+        .args(extra));
 }
 
 /// A client certificate the test CA of [`certificates`] signs (`client.cert`, `client.key`),
@@ -606,21 +600,7 @@ impl TokenServer {
     /// Makes the signing key and certificate in `dir` (`token.key`, `token.crt`) and starts
     /// serving.
     fn start(dir: &Path) -> TokenServer {
-        run(Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=charmer test tokens",
-        ]));
+        rsa_self_signed(dir, "token.key", "token.crt", "/CN=charmer test tokens", &[]);
         let der = run(Command::new("openssl").current_dir(dir).args([
             "x509",
             "-in",
