@@ -145,9 +145,9 @@ pub struct DigestArgs {
 /// `--mirror` for the commands that reach registries only to pin digests.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PinMirrors {
-    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT] (a mirror, or
-    /// the API host of a registry whose name is not its address; docker.io needs one).
-    /// Repeatable.
+    /// With --pin-digests, ask a registry at another host: NAME=HOST[:PORT][/PATH] (a mirror,
+    /// or the API host of a registry whose name is not its address; docker.io needs one).
+    /// Repeatable; wins over registries.conf's mirrors.
     #[arg(long, value_name = "NAME=HOST", requires = "pin_digests")]
     pub mirror: Vec<String>,
 }
@@ -157,10 +157,9 @@ const PIN_RETRIES: u32 = 5;
 /// Digest lookups at once.
 const PIN_JOBS: usize = 8;
 
-/// `NAME=HOST` pairs of `--mirror`, each bad one a problem.
-pub(super) fn parse_mirrors(
-    given: &[String],
-) -> Result<std::collections::BTreeMap<String, String>, crate::diag::Problems> {
+/// The mirror table: registries.conf's entries with the `NAME=HOST` pairs of `--mirror` over
+/// them, each bad pair a problem.
+pub(super) fn parse_mirrors(given: &[String]) -> Result<crate::registry::mirrors::Mirrors, Error> {
     let mut problems = crate::diag::Problems::default();
     let mut mirrors = std::collections::BTreeMap::new();
     for mirror in given {
@@ -171,11 +170,11 @@ pub(super) fn parse_mirrors(
             _ => problems.push(crate::diag::Problem::new(
                 "--mirror",
                 mirror,
-                "give NAME=HOST[:PORT]",
+                "give NAME=HOST[:PORT][/PATH]",
             )),
         }
     }
-    problems.into_result(mirrors)
+    Ok(crate::registry::mirrors::table(problems.into_result(mirrors)?)?)
 }
 
 impl DigestArgs {

@@ -90,8 +90,9 @@ pub struct PullFlags {
     /// Keep only this platform of multi-platform images (os/arch[/variant]); default: all.
     #[arg(long, value_parser = parse_platform)]
     pub platform: Option<Platform>,
-    /// Reach a registry at another host: NAME=HOST[:PORT] (a mirror, or the API host of a
-    /// registry whose name is not its address). Repeatable.
+    /// Reach a registry at another host: NAME=HOST[:PORT][/PATH] (a mirror, or the API host
+    /// of a registry whose name is not its address). Repeatable; wins over registries.conf's
+    /// mirrors.
     #[arg(long, value_name = "NAME=HOST")]
     pub mirror: Vec<String>,
 }

@@ -25,7 +25,8 @@ use crate::Error;
 /// How to reach servers over HTTP(S): registries and published indexes alike.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {
-    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA.
+    /// Also trust this CA certificate (PEM) for HTTPS: a private registry's or mirror's CA, or
+    /// a registry's own self-signed certificate. Registries' certs.d folders are read too.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Speak plain HTTP, without TLS (only for servers that offer nothing else; an http://
@@ -600,15 +601,18 @@ fn remove_stale_leftovers(dir: &std::path::Path, kind: &str) {
     }
 }
 
-/// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
+/// Sends logs to stderr: charmer's warnings by default, `-v` info (and libraries' warnings),
+/// `-vv` debug; `RUST_LOG` overrides.
 /// Colours only when stderr is a terminal and `NO_COLOR` is unset.
 pub fn init_logging(verbose: u8) {
-    // kube's client logs every failed request, and the platform verifier every rejected
-    // certificate, as an ERROR; charmer reports the failure itself,
-    // once, so those lines show only with -vv.
+    // Only charmer's own lines by default: a library's (kube's, rustls's...) would repeat
+    // what charmer reports itself, or say it in the library's words (kube's "Server cert
+    // bypassed" for an insecure kubeconfig, which charmer words once). With -v they show too,
+    // except kube's and the platform verifier's ERROR lines for every failed request and
+    // rejected certificate, which charmer reports once: those only with -vv.
     let level = match verbose {
-        0 => "warn,kube_client::client::builder=off,rustls_platform_verifier=off",
-        1 => "info,kube_client::client::builder=off,rustls_platform_verifier=off",
+        0 => "charmer=warn",
+        1 => "charmer=info,warn,kube_client::client::builder=off,rustls_platform_verifier=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

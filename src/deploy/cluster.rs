@@ -110,6 +110,13 @@ impl Cluster {
         // An address nothing answers at fails within seconds, not after minutes.
         config.connect_timeout = Some(Duration::from_secs(10));
         let server = config.cluster_url.to_string();
+        if config.accept_invalid_certs {
+            tracing::warn!(
+                "the kubeconfig turns off TLS verification for {server} \
+                 (insecure-skip-tls-verify): the API server is not authenticated; give the \
+                 cluster's CA in certificate-authority(-data) instead"
+            );
+        }
         let client = Client::try_from(config).map_err(|e| config_error(&e))?;
         Ok(Cluster { server, ..Cluster::from_client(client) })
     }

@@ -110,25 +110,38 @@ impl Keychain {
     pub fn get(&self, host: &str) -> Result<Option<Credentials>, RegistryError> {
         if let Some((explicit_host, credentials)) = &self.explicit {
             if explicit_host == host {
+                tracing::info!("{host}: credentials from the command line");
                 return Ok(Some(credentials.clone()));
             }
         }
-        let Some(config) = &self.config else { return Ok(None) };
+        let Some(config) = &self.config else {
+            tracing::info!("{host}: no credentials (no Docker config.json)");
+            return Ok(None);
+        };
+        let file = config.path.display();
         if let Some(helper) =
             config.cred_helpers.iter().find(|(key, _)| config_host(key) == host).map(|(_, h)| h)
         {
+            tracing::info!(
+                "{host}: credentials from docker-credential-{helper} ({file} credHelpers)"
+            );
             return run_helper(helper, host);
         }
         if let Some(store) = &config.creds_store {
             if let Some(found) = run_helper(store, host)? {
+                tracing::info!(
+                    "{host}: credentials from docker-credential-{store} ({file} credsStore)"
+                );
                 return Ok(Some(found));
             }
         }
         let Some(entry) =
             config.auths.iter().find(|(key, _)| config_host(key) == host).map(|(_, e)| e)
         else {
+            tracing::info!("{host}: no credentials in {file}");
             return Ok(None);
         };
+        tracing::info!("{host}: credentials from {file} auths");
         let bad = || {
             Problem::new(
                 config.path.display().to_string(),
@@ -198,7 +211,16 @@ fn run_helper(helper: &str, host: &str) -> Result<Option<Credentials>, RegistryE
     let output =
         child.wait_with_output().map_err(|e| fail(format!("credential helper {program}: {e}")))?;
     if !output.status.success() {
-        return Ok(None);
+        // The helper protocol's answer for a host it holds nothing for; any other failure is
+        // an error, as Docker makes it (going on anonymously would hide a broken helper).
+        // Its output is not quoted: it may hold a secret.
+        if String::from_utf8_lossy(&output.stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!(
+            "the credential helper {program} failed ({}); run `echo {host} | {program} get` to see why",
+            output.status
+        )));
     }
     let answer: HelperAnswer = serde_json::from_slice(&output.stdout).map_err(|_| {
         fail(format!("credential helper {program} printed something other than credentials"))

@@ -1,7 +1,8 @@
 //! The OCI distribution API over HTTP: the dozen endpoints charmer needs, authentication
 //! (anonymous, basic, bearer tokens from the `WWW-Authenticate` challenge), and retries.
 //!
-//! TLS certificates are verified against the system's trust store plus `--ca-file`; plain
+//! TLS certificates are verified against the system's trust store plus `--ca-file` and the
+//! registry's `certs.d` folder (one HTTP client per registry host, made on first use); plain
 //! HTTP is spoken only when the caller asks for it ([`TlsOptions::insecure_http`]), and
 //! credentials are then sent only because the user chose that. Upload URLs, tokens and
 //! passwords never appear in errors or logs.
@@ -74,7 +75,9 @@ struct Token {
 
 /// A registry client shared by every task of one command.
 pub struct Client {
-    http: reqwest::Client,
+    tls: TlsOptions,
+    /// One HTTP client per registry host (its `certs.d` settings), made on first use.
+    http: Mutex<HashMap<String, reqwest::Client>>,
     scheme: &'static str,
     insecure_http: bool,
     retries: u32,
@@ -89,32 +92,41 @@ pub struct Client {
 const MAX_ERROR_BODY: usize = 64 << 10;
 
 impl Client {
-    /// A client; reads `--ca-file` now so a bad file fails before any transfer.
+    /// A client; reads `--ca-file` now so a bad file fails before any transfer (a
+    /// registry's `certs.d` folder is read when the registry is first asked).
     pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
-        let builder = transport::client_builder(&options.tls)
-            .map_err(|e| match e {
-                TransportError::CaFile(problem) => RegistryError::from(problem),
-                TransportError::Io { path, source } => RegistryError::Io { path, source },
-                TransportError::Setup(message) => {
-                    RegistryError::Transport { what: "setting up HTTPS".into(), message }
-                }
-            })?
-            .read_timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(64);
-        let http = builder.build().map_err(|e| RegistryError::Transport {
-            what: "setting up HTTPS".into(),
-            message: error_chain(&e),
-        })?;
+        transport::check(&options.tls).map_err(transport_error)?;
         Ok(Client {
-            http,
             scheme: if options.tls.insecure_http { "http" } else { "https" },
             insecure_http: options.tls.insecure_http,
+            tls: options.tls,
+            http: Mutex::default(),
             retries: options.retries,
             keychain: options.keychain,
             credentials: Mutex::default(),
             challenges: Mutex::default(),
             tokens: Mutex::default(),
         })
+    }
+
+    /// The HTTP client for `site` (`HOST[:PORT]`), made with its `certs.d` settings the
+    /// first time.
+    fn http(&self, site: &str) -> Result<reqwest::Client, RegistryError> {
+        let mut clients = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(site) {
+            return Ok(client.clone());
+        }
+        let client = transport::site_client_builder(&self.tls, site)
+            .map_err(transport_error)?
+            .read_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| RegistryError::Transport {
+                what: "setting up HTTPS".into(),
+                message: error_chain(&e),
+            })?;
+        clients.insert(site.to_string(), client.clone());
+        Ok(client)
     }
 
     fn url(&self, repo: &Repo, path: &str) -> String {
@@ -150,7 +162,7 @@ impl Client {
     ) -> Result<Option<u64>, RegistryError> {
         let what = format!("HEAD blob {repo}@{digest}");
         let url = self.url(repo, &format!("blobs/{digest}"));
-        let response = self.send(repo, Access::Pull, &what, &|| self.http.head(&url)).await?;
+        let response = self.send(repo, Access::Pull, &what, &|http| http.head(&url)).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(content_length(response.headers()).unwrap_or(0))),
@@ -198,7 +210,7 @@ impl Client {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
         let response = self
-            .send(repo, Access::Pull, &what, &|| self.http.head(&url).header(ACCEPT, &accept))
+            .send(repo, Access::Pull, &what, &|http| http.head(&url).header(ACCEPT, &accept))
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -221,7 +233,7 @@ impl Client {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let accept = media::MANIFESTS.join(", ");
         let response = self
-            .send(repo, Access::Pull, &what, &|| self.http.get(&url).header(ACCEPT, &accept))
+            .send(repo, Access::Pull, &what, &|http| http.get(&url).header(ACCEPT, &accept))
             .await?;
         if !response.status().is_success() {
             return Err(status_error(what, response).await);
@@ -248,7 +260,7 @@ impl Client {
     pub async fn get_blob(&self, repo: &Repo, digest: &Digest) -> Result<Response, RegistryError> {
         let what = format!("GET blob {repo}@{digest}");
         let url = self.url(repo, &format!("blobs/{digest}"));
-        let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url)).await?;
+        let response = self.send(repo, Access::Pull, &what, &|http| http.get(&url)).await?;
         if !response.status().is_success() {
             return Err(status_error(what, response).await);
         }
@@ -271,7 +283,7 @@ impl Client {
             None => (format!("start upload to {repo}"), Access::Push),
         };
         let response = self
-            .send(repo, access, &what, &|| self.http.post(&url).header(CONTENT_LENGTH, 0))
+            .send(repo, access, &what, &|http| http.post(&url).header(CONTENT_LENGTH, 0))
             .await?;
         match response.status() {
             StatusCode::CREATED if mount.is_some() => Ok(Started::Mounted),
@@ -290,9 +302,8 @@ impl Client {
         body: &(dyn Fn() -> reqwest::Body + Send + Sync),
     ) -> Result<Url, RegistryError> {
         let what = format!("upload to {repo}");
-        let make = || {
-            self.http
-                .patch(session.clone())
+        let make = |http: &reqwest::Client| {
+            http.patch(session.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
                 .body(body())
@@ -315,8 +326,8 @@ impl Client {
         let mut url = session.clone();
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let response = self
-            .send(repo, Access::Push, &what, &|| {
-                self.http.put(url.clone()).header(CONTENT_LENGTH, 0)
+            .send(repo, Access::Push, &what, &|http| {
+                http.put(url.clone()).header(CONTENT_LENGTH, 0)
             })
             .await?;
         if response.status() != StatusCode::CREATED {
@@ -329,7 +340,7 @@ impl Client {
     pub async fn cancel_upload(&self, repo: &Repo, session: &Url) {
         let what = format!("cancel upload to {repo}");
         let _ = self
-            .send(repo, Access::Push, &what, &|| self.http.request(Method::DELETE, session.clone()))
+            .send(repo, Access::Push, &what, &|http| http.request(Method::DELETE, session.clone()))
             .await;
     }
 
@@ -357,8 +368,9 @@ impl Client {
             if reference.starts_with("sha256:") { "@" } else { ":" }
         );
         let url = self.url(repo, &format!("manifests/{reference}"));
-        let make =
-            || self.http.put(&url).header(CONTENT_TYPE, &doc.media_type).body(doc.bytes.clone());
+        let make = |http: &reqwest::Client| {
+            http.put(&url).header(CONTENT_TYPE, &doc.media_type).body(doc.bytes.clone())
+        };
         let response = self.send(repo, Access::Push, &what, &make).await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(what, response).await);
@@ -379,7 +391,7 @@ impl Client {
         let mut url = self.url(repo, "tags/list");
         let mut tags = Vec::new();
         for _ in 0..1000 {
-            let response = self.send(repo, Access::Pull, &what, &|| self.http.get(&url)).await?;
+            let response = self.send(repo, Access::Pull, &what, &|http| http.get(&url)).await?;
             if response.status() == StatusCode::NOT_FOUND {
                 return Ok(tags);
             }
@@ -414,8 +426,8 @@ impl Client {
         let what = format!("GET referrers {repo}@{digest}");
         let url = self.url(repo, &format!("referrers/{digest}"));
         let response = self
-            .send(repo, Access::Pull, &what, &|| {
-                self.http.get(&url).header(ACCEPT, media::OCI_INDEX)
+            .send(repo, Access::Pull, &what, &|http| {
+                http.get(&url).header(ACCEPT, media::OCI_INDEX)
             })
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
@@ -488,17 +500,24 @@ impl Client {
         repo: &Repo,
         access: Access<'_>,
         what: &str,
-        make: &(dyn Fn() -> RequestBuilder + Send + Sync),
+        make: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
     ) -> Result<Response, RegistryError> {
         let scopes = scopes(repo, access);
+        let http = self.http(&repo.host)?;
         let mut tries = 0;
         loop {
             let authorization = self.authorization(&repo.host, &scopes).await?;
-            let mut request = make();
+            let mut request = make(&http);
             if let Some(value) = &authorization {
                 request = request.header(AUTHORIZATION, value);
             }
             let response = request.send().await.map_err(|e| super::send_error(what, &e))?;
+            if self.insecure_http && transport::is_tls_refusing_http(&response) {
+                return Err(RegistryError::Unreachable {
+                    host: repo.host.clone(),
+                    cause: transport::LastingFailure::HttpToTls,
+                });
+            }
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
@@ -607,7 +626,9 @@ impl Client {
                 query.append_pair("scope", scope);
             }
         }
-        let mut request = self.http.get(url);
+        let host = url.host_str().unwrap_or_default();
+        let site = url.port().map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
+        let mut request = self.http(&site)?.get(url);
         if let Some(credentials) = &credentials {
             request = request.header(AUTHORIZATION, credentials.basic_header());
         }
@@ -623,6 +644,17 @@ impl Client {
         let bytes = read_limited(&what, response, MAX_ERROR_BODY as u64).await?;
         let answer = super::auth::TokenAnswer::parse(&bytes).map_err(|e| fail(e.to_string()))?;
         Ok(Token { value: answer.token, expires: Instant::now() + answer.lifetime })
+    }
+}
+
+/// A client set-up failure as the registry's error.
+fn transport_error(error: TransportError) -> RegistryError {
+    match error {
+        TransportError::CaFile(problem) => RegistryError::from(problem),
+        TransportError::Io { path, source } => RegistryError::Io { path, source },
+        TransportError::Setup(message) => {
+            RegistryError::Transport { what: "setting up HTTPS".into(), message }
+        }
     }
 }
 

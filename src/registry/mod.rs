@@ -21,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod layout;
 pub mod manifest;
+pub mod mirrors;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -107,6 +108,10 @@ fn unreachable_hint(host: &str, cause: &crate::transport::LastingFailure) -> Str
     match cause {
         LastingFailure::Refused => format!("is a registry listening at {host}?"),
         LastingFailure::UnknownHost => format!("check the host name in {host}"),
+        LastingFailure::HttpToTls => "leave out --insecure-http: the registry speaks HTTPS \
+            (trust its certificate with --ca-file or its certs.d folder if it is private)"
+            .to_string(),
+        LastingFailure::Tls { hint: Some(hint), .. } => hint.clone(),
         LastingFailure::Tls { unknown_issuer: true, .. } => {
             "trust the registry's CA certificate with --ca-file".to_string()
         }

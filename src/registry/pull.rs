@@ -18,6 +18,7 @@ use super::manifest::{
     media, Contents, Descriptor, Digest, ManifestDoc, Platform, ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
 };
+use super::mirrors::Mirrors;
 use super::progress::Progress;
 use super::tarindex::Limits;
 use super::RegistryError;
@@ -32,9 +33,9 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Transfers at once.
     pub jobs: usize,
-    /// Registry name → host to reach it at (a mirror, or the API host of a registry whose
-    /// reference name is not its address).
-    pub mirrors: BTreeMap<String, String>,
+    /// Registry name (or prefix) → where to reach it (a mirror, or the API host of a
+    /// registry whose reference name is not its address).
+    pub mirrors: Mirrors,
 }
 
 /// Manifests of the images to save, and where each blob can be fetched from.
@@ -135,26 +136,25 @@ pub async fn fetch_manifests(
     Ok(pulled)
 }
 
-/// Where to ask for `reference`: its registry, or the host `mirrors` gives for that registry
-/// name. `docker.io` is a name, not the host serving its registry API, and charmer does not
-/// hard-code that host: such an image without a mirror is a problem naming it.
-pub fn source_repo(
-    reference: &Reference,
-    mirrors: &BTreeMap<String, String>,
-) -> Result<Repo, Problem> {
-    let host = match mirrors.get(&reference.registry) {
-        Some(host) => host.clone(),
-        None if reference.registry == crate::images::DEFAULT_REGISTRY => {
-            return Err(Problem::new(
-                reference.to_string(),
-                "",
-                "docker.io images are pulled through a mirror",
-            )
-            .hint("give --mirror docker.io=HOST[:PORT] (a pull-through mirror, or Docker Hub's registry API host)"));
-        }
-        None => reference.registry.clone(),
-    };
-    Ok(Repo { host, name: reference.repository.clone() })
+/// Where to ask for `reference`: its registry, or where the mirror table sends it (the
+/// longest matching prefix, [`super::mirrors::lookup`]). `docker.io` is a name, not the host
+/// serving its registry API, and charmer does not hard-code that host: such an image without
+/// a mirror is a problem naming it.
+pub fn source_repo(reference: &Reference, mirrors: &Mirrors) -> Result<Repo, Problem> {
+    if let Some((host, name)) =
+        super::mirrors::lookup(mirrors, &reference.registry, &reference.repository)
+    {
+        return Ok(Repo { host, name });
+    }
+    if reference.registry == crate::images::DEFAULT_REGISTRY {
+        return Err(Problem::new(
+            reference.to_string(),
+            "",
+            "docker.io images are pulled through a mirror",
+        )
+        .hint("give --mirror docker.io=HOST[:PORT][/PATH] (a pull-through mirror, or Docker Hub's registry API host), or a [[registry.mirror]] for docker.io in registries.conf"));
+    }
+    Ok(Repo { host: reference.registry.clone(), name: reference.repository.clone() })
 }
 
 /// One image: its reference, the descriptor naming it in `index.json`, and its manifests

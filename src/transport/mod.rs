@@ -1,7 +1,9 @@
 //! The one HTTP(S) client set-up every stage that talks to a server shares (registries,
-//! published indexes): TLS with the system trust store plus `--ca-file`, plain HTTP only on
-//! the user's explicit `--insecure-http`, the same timeouts and user agent.
+//! published indexes): TLS with the system trust store plus `--ca-file` (and, for a
+//! registry, its `certs.d` folder: [`certs_d`]), plain HTTP only on the user's explicit
+//! `--insecure-http`, the same timeouts and user agent.
 
+pub mod certs_d;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -21,10 +23,10 @@ pub struct TlsOptions {
 /// Why a client could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// `--ca-file` is not a PEM bundle of certificates.
+    /// A certificate or key file (`--ca-file`, a `certs.d` folder's) is not usable.
     #[error("{0}")]
     CaFile(Problem),
-    /// `--ca-file` could not be read.
+    /// A certificate or key file could not be read.
     #[error("{path}: {source}")]
     Io {
         /// The file.
@@ -39,21 +41,66 @@ pub enum TransportError {
 
 /// A client builder with charmer's TLS, user agent and connect timeout; callers add their
 /// own read timeout and pool settings. Reads `--ca-file` now, so a bad file fails before any
-/// transfer.
+/// transfer. For servers that are not registries (published indexes): no `certs.d`.
 pub fn client_builder(options: &TlsOptions) -> Result<reqwest::ClientBuilder, TransportError> {
-    let mut extra_roots = Vec::new();
-    if let Some(path) = &options.ca_file {
-        let label = path.display().to_string();
-        let pem = std::fs::read(path)
-            .map_err(|source| TransportError::Io { path: label.clone(), source })?;
-        extra_roots = tls::parse_pem_bundle(&pem).map_err(|why| {
-            TransportError::CaFile(
-                Problem::new(&label, "", why)
-                    .hint("give the server's CA certificate (BEGIN CERTIFICATE)"),
-            )
-        })?;
+    builder(tls::TlsSetup { trusted: ca_file(options)?, client: None, certs_d: None })
+}
+
+/// [`client_builder`] for one registry, `site` (`HOST[:PORT]` as images name it): its
+/// `certs.d` folder's CA certificates are trusted beside `--ca-file`'s, and its client
+/// certificate presented. What was read is logged at `-v`.
+pub fn site_client_builder(
+    options: &TlsOptions,
+    site: &str,
+) -> Result<reqwest::ClientBuilder, TransportError> {
+    let mut trusted = ca_file(options)?;
+    let mut client = None;
+    if !options.insecure_http {
+        match certs_d::load(&certs_d::roots(), site)? {
+            Some(found) => {
+                let files: std::collections::BTreeSet<&str> =
+                    found.trusted.iter().map(|t| t.source.as_str()).collect();
+                tracing::info!(
+                    "{site}: certs.d folder {}: trusting {}; client certificate: {}",
+                    found.dir.display(),
+                    if files.is_empty() {
+                        "no CA file".to_string()
+                    } else {
+                        files.into_iter().collect::<Vec<_>>().join(", ")
+                    },
+                    found.client_file.as_deref().unwrap_or("none"),
+                );
+                trusted.extend(found.trusted);
+                client = found.client;
+            }
+            None => tracing::debug!("{site}: no certs.d folder in {:?}", certs_d::roots()),
+        }
     }
-    let tls = tls::client_config(extra_roots).map_err(TransportError::Setup)?;
+    let certs_d = Some(certs_d::suggested_root().join(site));
+    builder(tls::TlsSetup { trusted, client, certs_d })
+}
+
+/// Reads `--ca-file` (if given), so that a bad file fails before anything is done.
+pub fn check(options: &TlsOptions) -> Result<(), TransportError> {
+    ca_file(options).map(drop)
+}
+
+/// The certificates of `--ca-file`, if given.
+fn ca_file(options: &TlsOptions) -> Result<Vec<tls::Trusted>, TransportError> {
+    let Some(path) = &options.ca_file else { return Ok(Vec::new()) };
+    let label = path.display().to_string();
+    let pem =
+        std::fs::read(path).map_err(|source| TransportError::Io { path: label.clone(), source })?;
+    let certs = tls::parse_pem_bundle(&pem).map_err(|why| {
+        TransportError::CaFile(Problem::new(&label, "", why).hint(
+            "give the server's CA certificate, or its own self-signed one (BEGIN CERTIFICATE)",
+        ))
+    })?;
+    Ok(certs.into_iter().map(|cert| tls::Trusted { cert, source: label.clone() }).collect())
+}
+
+fn builder(setup: tls::TlsSetup) -> Result<reqwest::ClientBuilder, TransportError> {
+    let tls = tls::client_config(setup).map_err(TransportError::Setup)?;
     Ok(reqwest::Client::builder()
         .http1_only()
         .tls_backend_preconfigured(tls)
@@ -96,13 +143,17 @@ pub enum LastingFailure {
     Refused,
     /// The host name does not resolve.
     UnknownHost,
+    /// Plain HTTP was spoken to a server that speaks only HTTPS.
+    HttpToTls,
     /// The TLS handshake failed: the certificate did not verify, or the two sides share no
     /// protocol.
     Tls {
-        /// rustls's account.
+        /// What failed: charmer's explanation ([`tls::TlsProblem`]) or rustls's account.
         message: String,
         /// The certificate's issuer is not a trusted CA.
         unknown_issuer: bool,
+        /// The fix, when the failure is one charmer recognises.
+        hint: Option<String>,
     },
 }
 
@@ -111,6 +162,9 @@ impl std::fmt::Display for LastingFailure {
         match self {
             LastingFailure::Refused => f.write_str("connection refused"),
             LastingFailure::UnknownHost => f.write_str("the host name does not resolve (DNS)"),
+            LastingFailure::HttpToTls => {
+                f.write_str("plain HTTP was sent, and the server speaks HTTPS")
+            }
             LastingFailure::Tls { message, .. } => write!(f, "TLS: {message}"),
         }
     }
@@ -122,11 +176,7 @@ pub fn lasting_failure(error: &(dyn std::error::Error + 'static)) -> Option<Last
     let mut next = Some(error);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            let unknown_issuer = matches!(
-                tls,
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-            );
-            return Some(LastingFailure::Tls { message: tls.to_string(), unknown_issuer });
+            return Some(tls_failure(tls));
         }
         let io = e.downcast_ref::<std::io::Error>();
         if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
@@ -143,6 +193,60 @@ pub fn lasting_failure(error: &(dyn std::error::Error + 'static)) -> Option<Last
         };
     }
     None
+}
+
+/// Whether an answer to a plain-HTTP request is a TLS server's refusal of it: Go's TLS
+/// servers (the distribution registry's) answer a bare `HTTP/1.0 400` with no headers, where
+/// an HTTP server would answer in HTTP/1.1 with at least a length or a type.
+pub fn is_tls_refusing_http(response: &reqwest::Response) -> bool {
+    response.status() == reqwest::StatusCode::BAD_REQUEST
+        && response.version() == reqwest::Version::HTTP_10
+        && response.headers().get(reqwest::header::CONTENT_TYPE).is_none()
+        && response.headers().get(reqwest::header::CONTENT_LENGTH).is_none()
+}
+
+/// A failed handshake as a [`LastingFailure`], explained when charmer knows the cause.
+fn tls_failure(error: &rustls::Error) -> LastingFailure {
+    use rustls::AlertDescription as Alert;
+    if let Some(problem) = tls::TlsProblem::of(error) {
+        return LastingFailure::Tls {
+            message: problem.message.clone(),
+            unknown_issuer: problem.kind == tls::TlsProblemKind::UnknownIssuer,
+            hint: Some(problem.hint.clone()),
+        };
+    }
+    let (message, hint) = match error {
+        // The first bytes back were not a TLS record: an HTTP answer, most likely.
+        rustls::Error::InvalidMessage(_) => (
+            "the server did not answer in TLS; it seems to speak plain HTTP".to_string(),
+            Some(
+                "give --insecure-http if this registry really has no TLS (nothing is then \
+                 encrypted), or check the port"
+                    .to_string(),
+            ),
+        ),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::HandshakeFailure),
+        ) => (
+            format!(
+                "the server refused the handshake ({alert:?}): it requires a client certificate, \
+                 or does not accept the one given"
+            ),
+            Some(format!(
+                "put the client certificate and its key (PEM) in the registry's certs.d folder \
+                 as client.cert and client.key ({}/HOST:PORT/)",
+                certs_d::suggested_root().display()
+            )),
+        ),
+        other => (other.to_string(), None),
+    };
+    let unknown_issuer =
+        matches!(error, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+    LastingFailure::Tls { message, unknown_issuer, hint }
 }
 
 #[cfg(test)]
@@ -170,7 +274,8 @@ mod tests {
             lasting_failure(&wrapped),
             Some(LastingFailure::Tls {
                 message: "invalid peer certificate: UnknownIssuer".into(),
-                unknown_issuer: true
+                unknown_issuer: true,
+                hint: None
             })
         );
         assert_eq!(lasting_failure(&Dns), Some(LastingFailure::UnknownHost));
@@ -178,5 +283,21 @@ mod tests {
         assert_eq!(lasting_failure(&refused), Some(LastingFailure::Refused));
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(lasting_failure(&reset), None);
+    }
+
+    #[test]
+    fn a_plain_http_answer_and_a_refused_client_certificate_are_explained() {
+        let failure = |e: rustls::Error| match tls_failure(&e) {
+            LastingFailure::Tls { message, hint: Some(hint), .. } => (message, hint),
+            other => panic!("unexplained: {other:?}"),
+        };
+        let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let (message, hint) = failure(not_tls);
+        assert!(message.contains("seems to speak plain HTTP"), "{message}");
+        assert!(hint.contains("--insecure-http"), "{hint}");
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let (message, hint) = failure(alert);
+        assert!(message.contains("requires a client certificate"), "{message}");
+        assert!(hint.contains("client.cert and client.key"), "{hint}");
     }
 }

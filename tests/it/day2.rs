@@ -375,3 +375,21 @@ fn cli_logs_restart_list_and_status_by_path() {
          (revisions: 1 deployed)\n"
     );
 }
+
+#[test]
+fn an_insecure_kubeconfig_gets_one_warning_in_charmers_words() {
+    let emulator = KubeEmulator::start();
+    let text = std::fs::read_to_string(emulator.kubeconfig()).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("server: ")).unwrap();
+    let server = format!("{line}\n");
+    let insecure = emulator.kubeconfig().with_file_name("insecure-kubeconfig");
+    let skip = format!("{server}    insecure-skip-tls-verify: true\n");
+    std::fs::write(&insecure, text.replace(&server, &skip)).unwrap();
+    let out =
+        crate::support::charmer().arg("list").arg("--kubeconfig").arg(&insecure).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("insecure-skip-tls-verify") && lines[0].contains("charmer"), "{err}");
+}

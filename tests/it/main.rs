@@ -23,6 +23,7 @@ mod registry_archives;
 mod registry_auth;
 mod registry_fault;
 mod registry_push;
+mod registry_sites;
 mod release;
 mod resolve_render;
 mod strict_inputs;

@@ -126,9 +126,12 @@ fn a_registry_certificate_from_an_unknown_ca_points_to_ca_file() {
     assert_eq!(
         errors,
         [format!(
-            "error: cannot reach registry {}: TLS: invalid peer certificate: UnknownIssuer (hint: \
-             trust the registry's CA certificate with --ca-file)",
-            registry.host()
+            "error: cannot reach registry {host}: TLS: the certificate of 127.0.0.1 (CN=127.0.0.1) \
+             is issued by CN=charmer test CA, which charmer does not trust (hint: trust that CA's \
+             certificate (or the registry's own self-signed one) with --ca-file FILE, or as \
+             {}/certs.d/{host}/ca.crt)",
+            crate::support::NO_SITE_FILES,
+            host = registry.host()
         )],
         "{err}"
     );

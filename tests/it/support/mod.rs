@@ -18,8 +18,14 @@ pub fn charmer() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_charmer"));
     // Logs would interleave with the output the tests read.
     cmd.env_remove("RUST_LOG");
+    // The machine's registry settings (certs.d folders, registries.conf) are not the tests'.
+    cmd.env("CHARMER_CERTS_D", format!("{NO_SITE_FILES}/certs.d"))
+        .env("CONTAINERS_REGISTRIES_CONF", format!("{NO_SITE_FILES}/registries.conf"));
     cmd
 }
+
+/// A folder that does not exist, standing in for the machine's registry settings.
+pub const NO_SITE_FILES: &str = "/nonexistent/charmer-tests";
 
 /// The programs the registry tests drive: the real registry, skopeo as the independent peer,
 /// htpasswd and openssl for logins and certificates.

@@ -32,6 +32,12 @@ pub enum Kind {
     TlsAuth,
     /// Plain HTTP and bearer tokens from a [`TokenServer`] (the flow public registries use).
     Token,
+    /// HTTPS with one self-signed certificate marked `CA:TRUE`, made as most private
+    /// registries' are (`openssl req -x509 ... -addext subjectAltName=IP:127.0.0.1`).
+    SelfSigned,
+    /// HTTPS with a certificate signed by the test CA, and a client certificate the test CA
+    /// signed required (mutual TLS: `http.tls.clientcas`).
+    ClientCert,
 }
 
 /// A running `docker-registry` on 127.0.0.1, killed on drop.
@@ -56,13 +62,28 @@ impl Registry {
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("storage").display()
         );
-        if matches!(kind, Kind::Tls | Kind::TlsAuth) {
+        if matches!(kind, Kind::Tls | Kind::TlsAuth | Kind::ClientCert) {
             let certs = dir.path().join("certs");
             certificates(&certs);
             config.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 certs.join("server.crt").display(),
                 certs.join("server.key").display()
+            ));
+        }
+        if kind == Kind::ClientCert {
+            let certs = dir.path().join("certs");
+            client_certificate(&certs);
+            config
+                .push_str(&format!("    clientcas:\n      - {}\n", certs.join("ca.crt").display()));
+        }
+        if kind == Kind::SelfSigned {
+            let certs = dir.path().join("certs");
+            self_signed(&certs, "self.crt", "self.key");
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certs.join("self.crt").display(),
+                certs.join("self.key").display()
             ));
         }
         if kind == Kind::TlsAuth {
@@ -184,6 +205,11 @@ impl Registry {
                 format!("--{side}-tls-verify=false"),
                 format!("--{side}-creds={USER}:{PASSWORD}"),
             ],
+            // skopeo's cert dir is a certs.d folder: the self-signed certificate as a CA, or
+            // the CA with the client certificate and key.
+            Kind::SelfSigned | Kind::ClientCert => {
+                vec![format!("--{side}-cert-dir={}", self.certs().join("certs.d").display())]
+            }
         }
     }
 
@@ -233,40 +259,83 @@ pub fn certificates(dir: &Path) {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]));
-    run(Command::new("openssl").current_dir(dir).arg("req").args(ec).args([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    sign_with_test_ca(
+        dir,
+        "server",
+        "server.crt",
         "/CN=127.0.0.1",
-    ]));
-    std::fs::write(
-        dir.join("server.ext"),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n",
-    )
-    .expect("ext file");
+    );
+    // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
+    // for a client certificate: give it a folder with the CA only.
+    std::fs::create_dir_all(dir.join("skopeo")).expect("skopeo certs dir");
+    std::fs::copy(dir.join("ca.crt"), dir.join("skopeo/ca.crt")).expect("ca copy");
+}
+
+/// A new EC key `dir/NAME.key` and its certificate `dir/CERT` for `subject`, signed by the
+/// test CA of [`certificates`] (in `dir`), with the X.509 `extensions` (openssl's syntax).
+fn sign_with_test_ca(dir: &Path, name: &str, cert: &str, subject: &str, extensions: &str) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (key, csr, ext) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .arg("req")
+        .args(ec)
+        .args(["-keyout", &key, "-out", &csr, "-subj", subject]));
+    std::fs::write(dir.join(&ext), extensions).expect("ext file");
     run(Command::new("openssl").current_dir(dir).args([
         "x509",
         "-req",
         "-in",
-        "server.csr",
+        &csr,
         "-CA",
         "ca.crt",
         "-CAkey",
         "ca.key",
         "-CAcreateserial",
         "-out",
-        "server.crt",
+        cert,
         "-days",
         "2",
         "-extfile",
-        "server.ext",
+        &ext,
     ]));
-    // skopeo's --cert-dir reads CA certificates from *.crt files, and would take server.crt
-    // for a client certificate: give it a folder with the CA only.
-    std::fs::create_dir_all(dir.join("skopeo")).expect("skopeo certs dir");
-    std::fs::copy(dir.join("ca.crt"), dir.join("skopeo/ca.crt")).expect("ca copy");
+}
+
+/// A self-signed certificate for 127.0.0.1 made the way most private registries' are:
+/// `openssl req -x509` with no extensions file, so it is marked `CA:TRUE`. Also put in
+/// `dir/certs.d/` as `ca.crt` (skopeo's cert dir).
+pub fn self_signed(dir: &Path, cert: &str, key: &str) {
+    std::fs::create_dir_all(dir.join("certs.d")).expect("certs dir");
+    rsa_self_signed(dir, key, cert, "/CN=127.0.0.1", &["-addext", "subjectAltName=IP:127.0.0.1"]);
+    std::fs::copy(dir.join(cert), dir.join("certs.d/ca.crt")).expect("cert copy");
+}
+
+/// `openssl req -x509` with a new RSA key: `dir/KEY` and `dir/CERT` for `subject`, valid two
+/// days, with `extra` arguments.
+fn rsa_self_signed(dir: &Path, key: &str, cert: &str, subject: &str, extra: &[&str]) {
+    run(Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert])
+        .args(["-days", "2", "-subj", subject])
+        .args(extra));
+}
+
+/// A client certificate the test CA of [`certificates`] signs (`client.cert`, `client.key`),
+/// and a certs.d folder `dir/certs.d/` holding the CA and it, as skopeo and charmer read them.
+pub fn client_certificate(dir: &Path) {
+    sign_with_test_ca(
+        dir,
+        "client",
+        "client.cert",
+        "/CN=charmer test client",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
+    let certs_d = dir.join("certs.d");
+    std::fs::create_dir_all(&certs_d).expect("certs.d");
+    for file in ["ca.crt", "client.cert", "client.key"] {
+        std::fs::copy(dir.join(file), certs_d.join(file)).expect("certs.d copy");
+    }
 }
 
 /// Runs a command, panicking with its output unless it succeeds.
@@ -483,10 +552,17 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The `charmer` binary, with a clean Docker config (no credentials from the machine).
+/// The `charmer` binary, with a clean Docker config (no credentials from the machine), and
+/// none of the machine's certs.d folders or registries.conf: `HOME/certs.d` and
+/// `HOME/registries.conf` stand in for them.
 pub fn charmer(home: &Path) -> assert_cmd::Command {
     let mut command = assert_cmd::Command::cargo_bin("charmer").expect("charmer binary");
-    command.env("DOCKER_CONFIG", home.join("docker")).env("HOME", home).env_remove("RUST_LOG");
+    command
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("HOME", home)
+        .env("CHARMER_CERTS_D", home.join("certs.d"))
+        .env("CONTAINERS_REGISTRIES_CONF", home.join("registries.conf"))
+        .env_remove("RUST_LOG");
     command
 }
 
@@ -494,8 +570,11 @@ pub fn charmer(home: &Path) -> assert_cmd::Command {
 pub fn connection(registry: &Registry) -> Vec<String> {
     match registry.kind {
         Kind::Plain | Kind::Token => vec!["--insecure-http".into()],
-        Kind::Tls | Kind::TlsAuth => {
+        Kind::Tls | Kind::TlsAuth | Kind::ClientCert => {
             vec!["--ca-file".into(), registry.certs().join("ca.crt").display().to_string()]
+        }
+        Kind::SelfSigned => {
+            vec!["--ca-file".into(), registry.certs().join("self.crt").display().to_string()]
         }
     }
 }
@@ -521,21 +600,7 @@ impl TokenServer {
     /// Makes the signing key and certificate in `dir` (`token.key`, `token.crt`) and starts
     /// serving.
     fn start(dir: &Path) -> TokenServer {
-        run(Command::new("openssl").current_dir(dir).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=charmer test tokens",
-        ]));
+        rsa_self_signed(dir, "token.key", "token.crt", "/CN=charmer test tokens", &[]);
         let der = run(Command::new("openssl").current_dir(dir).args([
             "x509",
             "-in",
