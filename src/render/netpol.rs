@@ -77,6 +77,15 @@ pub(super) fn policies(model: &Model, objects: &[RenderedObject]) -> Vec<Rendere
         if !exposed.is_empty() {
             rules.push(json!({"ports": policy_ports(&exposed)}));
         }
+        let mut spec = json!({
+            "podSelector": {"matchLabels": selector_labels(app.charm.name(), &app.name)},
+            "policyTypes": ["Ingress"],
+        });
+        // No rules means no ingress at all (policyTypes says so). `ingress: []` would mean
+        // the same, but the API server stores it as absent, so every apply would see a change.
+        if !rules.is_empty() {
+            spec["ingress"] = Value::Array(rules);
+        }
         out.push(RenderedObject {
             app: app.name.clone(),
             template: SOURCE.to_string(),
@@ -88,11 +97,7 @@ pub(super) fn policies(model: &Model, objects: &[RenderedObject]) -> Vec<Rendere
                     "namespace": model.namespace,
                     "labels": standard_labels(model, app),
                 },
-                "spec": {
-                    "podSelector": {"matchLabels": selector_labels(app.charm.name(), &app.name)},
-                    "policyTypes": ["Ingress"],
-                    "ingress": rules,
-                },
+                "spec": spec,
             }),
         });
     }
