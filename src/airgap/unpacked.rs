@@ -41,6 +41,46 @@ pub fn imported_folder(bundle: &Path) -> Option<PathBuf> {
     folder.join(MANIFEST_DIR).join(CHECKSUMS).is_file().then(|| folder.to_path_buf())
 }
 
+/// Without `--verify-key` nothing of an imported folder is checked, but one mistake is
+/// cheap to catch: resolving its bundle without the overlays it was exported with (they carry
+/// the export's `--config` values), which silently reverts those values to the defaults.
+/// Returns a warning naming the overlays left out, read from the folder's `airgap.json`
+/// (unauthenticated here: a warning, never a decision).
+pub fn missing_overlays(folder: &Path, overlays: &[PathBuf]) -> Option<Problem> {
+    let kept = folder.join(MANIFEST_DIR).join(CONTENTS);
+    let bytes =
+        crate::contract::read_bounded(&kept, crate::contract::MAX_TEXT_BYTES, "airgap.json")
+            .ok()?;
+    let contents = super::parse_contents(&kept.display().to_string(), &bytes).ok()?;
+    let missing: Vec<String> = contents
+        .overlays
+        .iter()
+        .map(|member| folder.join(member.strip_prefix("bundle/").unwrap_or(member)))
+        .filter(|carried| !overlays.iter().any(|given| same_file(given, carried)))
+        .map(|carried| carried.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(
+        Problem::new(
+            folder.display().to_string(),
+            "",
+            format!(
+                "was exported with {} that {} not given now: the values {} set (the export's \
+                 --config among them) do not apply",
+                if missing.len() == 1 { "an overlay" } else { "overlays" },
+                if missing.len() == 1 { "is" } else { "are" },
+                if missing.len() == 1 { "it" } else { "they" },
+            ),
+        )
+        .hint(format!(
+            "add {}",
+            missing.iter().map(|m| format!("--overlay {m}")).collect::<Vec<_>>().join(" ")
+        )),
+    )
+}
+
 /// The `index.json` fields that name the carried images.
 #[derive(Deserialize)]
 struct ImageIndex {

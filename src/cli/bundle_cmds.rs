@@ -91,10 +91,15 @@ impl ResolveArgs {
     /// first, and the resolved charms and image digests after (see [`Unpacked`]).
     pub fn resolve(&self) -> Result<Model, Error> {
         let bundle = crate::bundle::bundle_file(&self.bundle);
+        let mut warnings = Vec::new();
         let unpacked = match (&self.verify_key, unpacked::imported_folder(&bundle)) {
             (Some(key), Some(folder)) => {
                 let key = crate::publish::load_public_key(key)?;
                 Some(Unpacked::open(&folder, &key, &bundle, &self.overlays)?)
+            }
+            (None, Some(folder)) => {
+                warnings.extend(unpacked::missing_overlays(&folder, &self.overlays));
+                None
             }
             _ => None,
         };
@@ -115,7 +120,6 @@ impl ResolveArgs {
             tls: self.tls.clone(),
             prefer_source: self.prefer_source,
         };
-        let mut warnings = Vec::new();
         let model = crate::resolve::load(&inputs, &mut warnings);
         print_warnings(&warnings);
         let mut model = model?;

@@ -875,6 +875,20 @@ fn deploy_with_verify_key_rechecks_the_imported_folder() {
         &["--image-map", "retagged-images.txt"],
         "the signed archive applies overlay prod.yaml; it was not given",
     );
+    // Without --verify-key nothing is authenticated, but the overlay left out is still said.
+    let unchecked = charmer(work.path())
+        .current_dir(&imported)
+        .args(["check", "bundle.yaml", "--image-map", "retagged-images.txt"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unchecked.stderr);
+    assert!(unchecked.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("was exported with an overlay that is not given now")
+            && stderr.contains("hint: add --overlay ")
+            && stderr.contains("prod.yaml"),
+        "{stderr}"
+    );
     refused(
         "no-map",
         &|_| {},
