@@ -1,7 +1,9 @@
 //! The Juju side of an air-gapped install of operator charms: a POSIX shell script of
 //! `juju deploy ./charms/<file> <app> --resource <name>=<private image@digest> --config ...
 //! --trust --num-units N` lines and `juju integrate` lines for the bundle's relations, in
-//! place of a hand-edited deploy script.
+//! place of a hand-edited deploy script. An option that names images (istio-gateway's
+//! `proxy-image`, istio-pilot's `image-configuration`; see [`crate::images::config`]) is
+//! always set, to the same value with every image at the private registry.
 //!
 //! Only applications running [`Kind::Operator`] charms get lines: charmer deploys its own
 //! charms itself (a mixed bundle's script names them, and the relations Juju cannot make, in
@@ -82,14 +84,25 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
                 .and_then(|l| l.applications.get(&app.name))
                 .and_then(|a| a.images.get(resource))
                 .map(|i| &i.target);
-            let target = locked.unwrap_or(&image.target);
-            let reference = match &target.digest {
-                Some(digest) => format!("{}/{}@{digest}", target.registry, target.repository),
-                None => target.to_string(),
-            };
+            let reference = locked.unwrap_or(&image.target).pinned_form();
             args.push(format!("--resource {}", quote(&format!("{resource}={reference}"))));
         }
+        let pinned = lock.and_then(|l| l.applications.get(&app.name)).map(|a| &a.config_images);
         for (key, setting) in &app.config {
+            // An option naming images is always set: its default names the public ones.
+            if let (Some(images), ConfigValue::String(value)) =
+                (app.config_images.get(key), &setting.value)
+            {
+                match images.rewrite(key, value, pinned) {
+                    Ok(value) => {
+                        args.push(format!("--config {}", quote(&format!("{key}={value}"))))
+                    }
+                    Err(why) => {
+                        let _ = writeln!(out, "# {}: set {key} by hand: {why}", app.name);
+                    }
+                }
+                continue;
+            }
             if setting.source == Source::Default {
                 continue;
             }

@@ -685,7 +685,11 @@ pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
 /// records the registry; returns how many images were pinned.
 pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> usize {
     let mut pinned = 0;
-    for image in lock.applications.values_mut().flat_map(|app| app.images.values_mut()) {
+    let images = lock
+        .applications
+        .values_mut()
+        .flat_map(|app| app.images.values_mut().chain(app.config_images.values_mut()));
+    for image in images {
         if let Some(pushed) = report.images.iter().find(|p| p.source == image.source) {
             image.target = pushed.target.clone();
             pinned += 1;
