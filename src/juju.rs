@@ -166,6 +166,22 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
     out
 }
 
+/// The end of the script for an archive that carried images no charm names (`airgap export
+/// --image`): a comment listing them where they were pushed, for whoever deploys what needs
+/// them (Juju's agent images, a base image). Empty when there are none.
+pub fn extra_images(pushed: &[&crate::images::Reference]) -> String {
+    if pushed.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n# Images carried beside the charms (airgap export --image), no charm names them:\n",
+    );
+    for image in pushed {
+        let _ = writeln!(out, "#   {image}");
+    }
+    out
+}
+
 /// The environment variable the script reads a secret option from:
 /// `CHARMER_SECRET_<APP>_<OPTION>`, upper case, other characters as `_`.
 fn secret_variable(app: &str, key: &str) -> String {

@@ -115,7 +115,13 @@ fn by_hand(app: &Application, option: &str, value: &str, registry: Option<&Regis
         }
     }
     flush(&mut word, &mut rewritten);
-    let line = format!("--config '{}'", format!("{option}={rewritten}").replace('\'', "'\\''"));
+    let line = if rewritten.contains('\n') {
+        // One line to copy: printf puts the newlines back (and $(...) drops the last ones).
+        let escaped = rewritten.replace('\\', "\\\\").replace('\n', "\\n").replace('\'', "'\\''");
+        format!("--config \"{option}=$(printf '%b' '{escaped}')\"")
+    } else {
+        format!("--config '{}'", format!("{option}={rewritten}").replace('\'', "'\\''"))
+    };
     let carry = if images.is_empty() {
         "carry its images with airgap export --image REF".to_string()
     } else {
