@@ -125,6 +125,31 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
         assert!(!stderr.contains(option), "the images it reads are no warning: {stderr}");
     }
 
+    // --pin-digests pins them too; Istio's hub + tag form cannot run by digest, which
+    // --require-digests says.
+    let pinning = |require: bool| {
+        let mut command = charmer(work.path());
+        command.args(["images", "list"]).arg(&bundle).arg("--overlay").arg(&overlay);
+        command.args(["--pin-digests", "--insecure-http"]);
+        if require {
+            command.arg("--require-digests");
+        }
+        command.assert()
+    };
+    let pinned_list = text(&pinning(false).success().get_output().stdout);
+    assert!(
+        pinned_list.contains(&format!(
+            "{host}/istio/proxyv2:1.17.3@{}  # config: istio-ingressgateway proxy-image\n",
+            digest("istio/proxyv2:1.17.3")
+        )),
+        "{pinned_list}"
+    );
+    let refused = text(&pinning(true).failure().get_output().stderr);
+    let by_tag: Vec<&str> = refused.lines().filter(|l| l.contains("runs by tag")).collect();
+    assert_eq!(by_tag.len(), 3, "{refused}");
+    assert!(by_tag[2].starts_with(&format!("error: {}: applications.istio-pilot.options.image-configuration[pilot-image]: runs by tag: the option combines global-hub and global-tag, which cannot name a digest (--require-digests)", bundle.display())), "{refused}");
+    assert!(!refused.contains("not pinned by digest"), "{refused}");
+
     // --why takes a repository name or a path suffix, and says when several match.
     let why = |needle: &str, json: bool| {
         let mut command = charmer(work.path());
