@@ -259,6 +259,56 @@ mod tests {
     }
 
     #[test]
+    fn options_naming_images_are_always_set_at_the_private_registry() {
+        use crate::images::config::{find, Found};
+        use crate::resolve::testing::{app, model};
+        use crate::resolve::{ConfigImages, Image, Lock, Setting, Source};
+        let file =
+            |text: &str, executable| CharmFile { data: text.as_bytes().to_vec(), executable };
+        let default = "docker.io/istio/proxyv2:1.17.3";
+        let files = std::collections::BTreeMap::from([
+            ("metadata.yaml".to_string(), file("name: gw\n", false)),
+            (
+                "config.yaml".to_string(),
+                file(
+                    &format!("options:\n  proxy-image: {{type: string, default: '{default}'}}\n"),
+                    false,
+                ),
+            ),
+            ("dispatch".to_string(), file("#!/bin/sh\n", true)),
+        ]);
+        let origin = Origin::Archive { path: "charms/gw_r1.charm".into(), sha256: "cd".repeat(32) };
+        let mut gw = app("gw", std::sync::Arc::new(Charm::from_files(files, origin).unwrap()));
+        let value = ConfigValue::String(default.to_string());
+        gw.config.insert("proxy-image".into(), Setting { value, source: Source::Default });
+        let Found::Images(found) = find("proxy-image", default) else { panic!() };
+        let registry: crate::images::Registry = "reg.internal:5000/ckf".parse().unwrap();
+        let source = found.parts[""].clone();
+        let image = Image { target: source.relocate(&registry), source };
+        let images = std::collections::BTreeMap::from([(String::new(), image)]);
+        gw.config_images.insert("proxy-image".into(), ConfigImages { found, images });
+        let gateway = model(vec![gw], Some(registry));
+        let script = deploy_script(&gateway, None);
+        assert!(
+            script.contains(
+                "juju deploy ./charms/gw_r1.charm gw \\\n  --config proxy-image=reg.internal:5000/ckf/istio/proxyv2:1.17.3 \\\n"
+            ),
+            "a default naming an image is set all the same: {script}"
+        );
+        let mut lock = Lock::of(&gateway);
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let locked = lock.applications.get_mut("gw").unwrap();
+        locked.config_images.get_mut("proxy-image").unwrap().target.digest = Some(digest.clone());
+        let script = deploy_script(&gateway, Some(&lock));
+        assert!(
+            script.contains(&format!(
+                "  --config proxy-image=reg.internal:5000/ckf/istio/proxyv2@{digest} \\\n"
+            )),
+            "the lock's pinned target wins: {script}"
+        );
+    }
+
+    #[test]
     fn secret_variables_are_shell_names() {
         assert_eq!(
             secret_variable("kfp-db", "root.password"),
