@@ -379,15 +379,8 @@ pub(super) fn images_list(
         }
         Output::Text => {
             for entry in &list.images {
-                // Images only config options name say which (a comment `--from-list` skips).
-                let options: Vec<String> = entry
-                    .used_by
-                    .iter()
-                    .filter_map(|u| match &u.need {
-                        crate::resolve::Need::Config(label) => Some(format!("{} {label}", u.app)),
-                        crate::resolve::Need::Resource(_) => None,
-                    })
-                    .collect();
+                // Images config options name say which (a comment `--from-list` skips).
+                let options = entry.options();
                 let note = match options.len() {
                     0 => String::new(),
                     _ => format!("  # config: {}", options.join(", ")),

@@ -243,6 +243,19 @@ impl Model {
     }
 }
 
+impl ImageUse {
+    /// The config options that name this image, as `APP OPTION[PART]`, in order.
+    pub fn options(&self) -> Vec<String> {
+        self.used_by
+            .iter()
+            .filter_map(|u| match &u.need {
+                Need::Config(label) => Some(format!("{} {label}", u.app)),
+                Need::Resource(_) => None,
+            })
+            .collect()
+    }
+}
+
 impl ImageList {
     /// The entries `needle` names, with who needs them: what `images list --why` answers.
     /// A whole reference (in any spelling Docker accepts) matches its source or target;
