@@ -59,6 +59,9 @@ pub enum Found {
     Images(OptionImages),
     /// The option is named for images but its value fits no known shape; why.
     Unreadable(String),
+    /// A map of images whose values are all empty (kfp-profile-controller's `custom_images`
+    /// default), by key: the charm then runs built-in images, which its config does not name.
+    Defaulted(Vec<String>),
 }
 
 /// The label of one image of an option: `OPTION` for a plain value, `OPTION[PART]` for a
@@ -146,6 +149,7 @@ fn collect<'a>(
     named: bool,
 ) -> Found {
     let mut parts = BTreeMap::new();
+    let mut empty = Vec::new();
     for (key, value) in entries {
         let nested =
             matches!(value, serde_yaml::Value::Mapping(_) | serde_yaml::Value::Sequence(_));
@@ -156,6 +160,7 @@ fn collect<'a>(
             continue;
         };
         if text.trim().is_empty() {
+            empty.push(key);
             continue;
         }
         match text.trim().parse::<Reference>() {
@@ -167,10 +172,10 @@ fn collect<'a>(
             Err(_) => {}
         }
     }
-    if parts.is_empty() {
-        Found::Nothing
-    } else {
-        Found::Images(OptionImages { shape, parts })
+    match (parts.is_empty(), named && shape == Shape::Map && !empty.is_empty()) {
+        (false, _) => Found::Images(OptionImages { shape, parts }),
+        (true, true) => Found::Defaulted(empty),
+        (true, false) => Found::Nothing,
     }
 }
 
@@ -390,6 +395,10 @@ mod tests {
 
     #[test]
     fn maps_and_lists_of_references_are_rewritten_whole() {
+        assert_eq!(
+            find("custom_images", "visualization_server : ''\nfrontend : ''\n"),
+            Found::Defaulted(vec!["visualization_server".into(), "frontend".into()])
+        );
         let custom =
             "activator: gcr.io/knative-releases/activator:v1\nautoscaler: ''\nreplicas: 3\n";
         let found = images(find("custom_images", custom));

@@ -70,19 +70,26 @@ fn whence(app: &str, charm: &Charm, option: &str, source: &Source) -> (String, S
     }
 }
 
-/// One warning per option of an operator charm that names images charmer cannot read: its
-/// images are not carried, and the hint gives the `--config` line to write by hand.
+/// One warning per option of an operator charm that names images charmer cannot read (its
+/// images are not carried, and the hint gives the `--config` line to write by hand), or that
+/// leaves every image of a map empty for the charm to pick its own.
 pub(super) fn warnings(model: &Model) -> Vec<Problem> {
     let mut warnings = Vec::new();
     for app in model.applications.values().filter(|a| a.charm.kind() == Kind::Operator) {
         for (option, setting) in &app.config {
             let ConfigValue::String(value) = &setting.value else { continue };
-            let Found::Unreadable(why) = find(option, value) else { continue };
             let (file, key) = whence(&app.name, &app.charm, option, &setting.source);
-            warnings.push(
-                Problem::new(file, key, format!("charm {} names images in this option in a form charmer cannot read ({why}); they are not carried and the Juju script does not set it", app.charm.name()))
-                    .hint(by_hand(app, option, value, model.registry.as_ref())),
-            );
+            match find(option, value) {
+                Found::Unreadable(why) => warnings.push(
+                    Problem::new(file, key, format!("charm {} names images in this option in a form charmer cannot read ({why}); they are not carried and the Juju script does not set it", app.charm.name()))
+                        .hint(by_hand(app, option, value, model.registry.as_ref())),
+                ),
+                Found::Defaulted(keys) => warnings.push(
+                    Problem::new(file, key, format!("charm {} is left to pick its own images for {}: charmer cannot see them, so they are not carried", app.charm.name(), keys.join(", ")))
+                        .hint(format!("set {option} to the images (a YAML map of {} to references) and carry them with airgap export --image REF", keys.join(", "))),
+                ),
+                Found::Nothing | Found::Images(_) => {}
+            }
         }
     }
     warnings

@@ -203,6 +203,30 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
         [format!("warning: --config: applications.istio-pilot.options.image-configuration: charm istio-pilot names images in this option in a form charmer cannot read (pilot-image: \"pilot\" is combined with global-hub and global-tag, and global-tag is missing); they are not carried and the Juju script does not set it (hint: carry its images with airgap export --image {host}/istio/ztunnel:1.28.0, and add to istio-pilot's juju deploy line: --config \"image-configuration=$(printf '%b' 'global-hub: {host}/istio\\npilot-image: pilot\\nextra: 10.0.0.5:5000/ckf/istio/ztunnel:1.28.0\\n')\")")]
     );
 
+    // A map left empty: the charm picks images charmer cannot see, which it says.
+    charmhub_archive(
+        &shop.join("charms"),
+        "kfp-profile-controller",
+        1000,
+        "name: kfp-profile-controller\nsummary: s\n",
+        &fixture("kfp-operators__kfp-profile-controller__config.yaml"),
+    );
+    let kfp = shop.join("kfp.yaml");
+    std::fs::write(&kfp, "applications:\n  kfp-profile-controller:\n    charm: kfp-profile-controller\n    scale: 1\n").unwrap();
+    let defaulted = charmer(work.path())
+        .args(["images", "list"])
+        .arg(&bundle)
+        .arg("--overlay")
+        .arg(&kfp)
+        .assert()
+        .success();
+    let stderr = text(&defaulted.get_output().stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("custom_images")).collect();
+    assert_eq!(
+        warnings,
+        [format!("warning: {}/kfp-profile-controller_r1000.charm/config.yaml: options.custom_images.default: charm kfp-profile-controller is left to pick its own images for visualization_server, frontend: charmer cannot see them, so they are not carried (hint: set custom_images to the images (a YAML map of visualization_server, frontend to references) and carry them with airgap export --image REF)", shop.join("charms").display())]
+    );
+
     // Export carries them all, and the extra images apart.
     let list = work.path().join("retagged-images.txt");
     std::fs::write(&list, format!("# Juju's agent\n{host}/jujusolutions/jujud-operator:3.6.0\n"))
