@@ -6,7 +6,7 @@
 //! | shape | example | the images |
 //! |---|---|---|
 //! | one reference | istio-gateway's `proxy-image: docker.io/istio/proxyv2:1.17.3`, argo-controller's `executor-image` | the value |
-//! | YAML/JSON map of references | katib's, kserve's, knative's `custom_images` (`activator: gcr.io/...`) | every non-empty value |
+//! | YAML/JSON map of references | katib's, kserve's, knative's `custom_images` (`activator: ghcr.io/...`) | every non-empty value |
 //! | YAML/JSON list of references | jupyter-ui's `jupyter-images` (`['kubeflownotebookswg/jupyter-scipy:v1.8.0', ...]`) | every item |
 //! | Istio's hub + tag map | istio-pilot's `image-configuration` (`global-hub`, `global-tag`, `pilot-image: pilot`, ...) | a `*-image` value without `/` is `<global-hub>/<value>:<global-tag>` (Istio's own rule: a value with `/` is a whole reference); another value that is a reference with a tag or digest (`grpc-bootstrap-init: busybox:1.28`) is taken whole |
 //!
@@ -16,7 +16,7 @@
 //! images that fits none of the shapes is [`Found::Unreadable`]: the caller warns about it.
 //!
 //! A rewritten map or list is written as one line of JSON (which YAML readers take too), with
-//! every key kept in order. Istio's hub + tag shape cannot name a digest: its images are
+//! every key kept in order (as YAML when a key is not text, which JSON cannot hold). Istio's hub + tag shape cannot name a digest: its images are
 //! rewritten to the private registry's hub and keep their tag (which the push keeps).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,7 +269,10 @@ impl OptionImages {
             }
             _ => return Err("the value changed shape".to_string()),
         }
-        serde_json::to_string(&parsed).map_err(|e| e.to_string())
+        // JSON cannot hold every YAML map (keys that are not text): those stay YAML.
+        serde_json::to_string(&parsed)
+            .or_else(|_| serde_yaml::to_string(&parsed))
+            .map_err(|e| e.to_string())
     }
 
     /// The hub every combined part's target is under (`None` when no part has a target).
@@ -382,10 +385,10 @@ mod tests {
         let error = found.rewrite(ISTIO, &targets).unwrap_err();
         assert!(error.contains("not under the hub 10.0.0.5:5000/ckf/istio"), "{error}");
         // JSON works the same, and a whole reference is Istio's rule too.
-        let json = r#"{"global-hub": "quay.io/x", "global-tag": "1.0", "pilot-image": "gcr.io/p/pilot:2"}"#;
+        let json = r#"{"global-hub": "quay.io/x", "global-tag": "1.0", "pilot-image": "ghcr.io/p/pilot:2"}"#;
         assert_eq!(
             images(find("image-configuration", json)).parts["pilot-image"],
-            r("gcr.io/p/pilot:2")
+            r("ghcr.io/p/pilot:2")
         );
         assert!(matches!(
             find("image-configuration", "global-hub: docker.io/istio\npilot-image: pilot\n"),
@@ -400,7 +403,7 @@ mod tests {
             Found::Defaulted(vec!["visualization_server".into(), "frontend".into()])
         );
         let custom =
-            "activator: gcr.io/knative-releases/activator:v1\nautoscaler: ''\nreplicas: 3\n";
+            "activator: ghcr.io/knative-releases/activator:v1\nautoscaler: ''\nreplicas: 3\n";
         let found = images(find("custom_images", custom));
         assert_eq!(found.shape, Shape::Map);
         assert_eq!(found.parts.keys().collect::<Vec<_>>(), ["activator"]);
@@ -426,8 +429,15 @@ mod tests {
                 r#"["kubeflownotebookswg/jupyter-scipy:v1.8.0","reg:5000/kubeflownotebookswg/rstudio@{digest}"]"#
             )
         );
+        // A key JSON cannot hold keeps the value YAML.
+        let odd = images(find("settings", "{[1]: x, a: ghcr.io/x/y:1}"));
+        let targets = BTreeMap::from([("a".to_string(), r("reg:5000/x/y:1"))]);
+        assert_eq!(
+            odd.rewrite("{[1]: x, a: ghcr.io/x/y:1}", &targets).unwrap(),
+            "? - 1\n: x\na: reg:5000/x/y:1\n"
+        );
         // Another option's map: only what looks like an image counts.
-        let other = images(find("settings", "{a: gcr.io/x/y:1, b: some/path, c: text}"));
+        let other = images(find("settings", "{a: ghcr.io/x/y:1, b: some/path, c: text}"));
         assert_eq!(other.parts.keys().collect::<Vec<_>>(), ["a"]);
         // An option named for images that fits no shape is unreadable, and says why.
         for (value, why) in [
