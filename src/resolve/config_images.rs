@@ -103,10 +103,18 @@ fn by_hand(app: &Application, option: &str, value: &str, registry: Option<&Regis
     let mut rewritten = String::new();
     let mut word = String::new();
     let mut flush = |word: &mut String, out: &mut String| {
-        match looks_like_image(word) {
+        // Flow brackets around a word are YAML's; a template's `{{ }}` make it no image.
+        let core = if word.contains("{{") || word.contains("}}") {
+            word.as_str()
+        } else {
+            word.trim_matches(['[', ']', '{', '}'])
+        };
+        let at = word.find(core).unwrap_or(0);
+        match looks_like_image(core) {
             Some(image) => {
-                let moved = registry.map(|r| image.relocate(r).to_string());
-                out.push_str(moved.as_deref().unwrap_or(word));
+                let moved =
+                    registry.map_or_else(|| core.to_string(), |r| image.relocate(r).to_string());
+                out.push_str(&format!("{}{moved}{}", &word[..at], &word[at + core.len()..]));
                 images.push(image.to_string());
             }
             None => out.push_str(word),
@@ -114,7 +122,7 @@ fn by_hand(app: &Application, option: &str, value: &str, registry: Option<&Regis
         word.clear();
     };
     for c in value.chars() {
-        if c.is_whitespace() || "'\",[]{}".contains(c) {
+        if c.is_whitespace() || "'\",".contains(c) {
             flush(&mut word, &mut rewritten);
             rewritten.push(c);
         } else {
@@ -142,4 +150,42 @@ fn by_hand(app: &Application, option: &str, value: &str, registry: Option<&Regis
         None => " (with each image at your private registry)".to_string(),
     };
     format!("{carry}, and add to {}'s juju deploy line{target}: {line}", app.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::testing::{app, charm};
+
+    #[test]
+    fn only_operator_charms_are_read_and_the_hand_written_line_is_one_shell_word() {
+        let config =
+            "options:\n  proxy-image: {type: string, default: 'docker.io/istio/proxyv2:1.17.3'}\n";
+        let own = charm("gw", "", config);
+        let settings = BTreeMap::from([(
+            "proxy-image".to_string(),
+            Setting {
+                value: ConfigValue::String("docker.io/istio/proxyv2:1.17.3".into()),
+                source: Source::Default,
+            },
+        )]);
+        let mut problems = Problems::default();
+        let found = resolve("gw", &own, &settings, (None, None), &mut problems);
+        assert!(
+            found.is_empty() && problems.0.is_empty(),
+            "charmer's own charms declare resources"
+        );
+
+        let gw = app("gw", own);
+        let value = "a: docker.io/istio/proxyv2:1.17.3\nb: it's";
+        assert_eq!(
+            by_hand(&gw, "custom_images", value, None),
+            "carry its images with airgap export --image docker.io/istio/proxyv2:1.17.3, and add to gw's juju deploy line (with each image at your private registry): --config \"custom_images=$(printf '%b' 'a: docker.io/istio/proxyv2:1.17.3\\nb: it'\\''s')\""
+        );
+        let registry: Registry = "reg:5000/ckf".parse().unwrap();
+        assert_eq!(
+            by_hand(&gw, "tpl-image", "docker.io/istio/proxyv2:1.17.3-{{ arch }}", Some(&registry)),
+            "carry its images with airgap export --image REF, and add to gw's juju deploy line: --config 'tpl-image=docker.io/istio/proxyv2:1.17.3-{{ arch }}'"
+        );
+    }
 }
