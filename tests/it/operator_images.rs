@@ -99,14 +99,17 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
     )
     .unwrap();
 
+    // `images list BUNDLE [--overlay OVERLAY]`.
+    let list = |overlay: Option<&Path>| {
+        let mut command = charmer(work.path());
+        command.args(["images", "list"]).arg(&bundle);
+        if let Some(overlay) = overlay {
+            command.arg("--overlay").arg(overlay);
+        }
+        command
+    };
     // images list: every image, those only options name marked with the option.
-    let listed = charmer(work.path())
-        .args(["images", "list"])
-        .arg(&bundle)
-        .arg("--overlay")
-        .arg(&overlay)
-        .assert()
-        .success();
+    let listed = list(Some(&overlay)).assert().success();
     let (stdout, stderr) = (text(&listed.get_output().stdout), text(&listed.get_output().stderr));
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
@@ -128,8 +131,7 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
     // --pin-digests pins them too; Istio's hub + tag form cannot run by digest, which
     // --require-digests says.
     let pinning = |require: bool| {
-        let mut command = charmer(work.path());
-        command.args(["images", "list"]).arg(&bundle).arg("--overlay").arg(&overlay);
+        let mut command = list(Some(&overlay));
         command.args(["--pin-digests", "--insecure-http"]);
         if require {
             command.arg("--require-digests");
@@ -152,8 +154,7 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
 
     // --why takes a repository name or a path suffix, and says when several match.
     let why = |needle: &str, json: bool| {
-        let mut command = charmer(work.path());
-        command.args(["images", "list"]).arg(&bundle).args(["--overlay"]).arg(&overlay);
+        let mut command = list(Some(&overlay));
         command.args(["--why", needle]);
         if json {
             command.args(["--output", "json"]);
@@ -177,20 +178,13 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
         json["images"][0]["used_by"],
         serde_json::json!([{"app": "istio-ingressgateway", "charm": "istio-gateway", "version": "5be7a7a", "config": "proxy-image"}])
     );
-    let missing = charmer(work.path())
-        .args(["images", "list"])
-        .arg(&bundle)
-        .args(["--why", "proxyv3"])
-        .assert()
-        .failure();
+    let missing = list(None).args(["--why", "proxyv3"]).assert().failure();
     assert!(
         text(&missing.get_output().stderr).contains("no application of the bundle uses this image")
     );
 
     // A value charmer cannot read: one warning for the option, with the line to write.
-    let unreadable = charmer(work.path())
-        .args(["images", "list"])
-        .arg(&bundle)
+    let unreadable = list(None)
         .args(["--registry", "10.0.0.5:5000/ckf", "--config"])
         .arg(format!("istio-pilot.image-configuration=global-hub: {host}/istio\npilot-image: pilot\nextra: {host}/istio/ztunnel:1.28.0\n"))
         .assert()
@@ -213,13 +207,7 @@ fn config_images_of_operator_charms_and_extra_images_cross_the_gap() {
     );
     let kfp = shop.join("kfp.yaml");
     std::fs::write(&kfp, "applications:\n  kfp-profile-controller:\n    charm: kfp-profile-controller\n    scale: 1\n").unwrap();
-    let defaulted = charmer(work.path())
-        .args(["images", "list"])
-        .arg(&bundle)
-        .arg("--overlay")
-        .arg(&kfp)
-        .assert()
-        .success();
+    let defaulted = list(Some(&kfp)).assert().success();
     let stderr = text(&defaulted.get_output().stderr);
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("custom_images")).collect();
     assert_eq!(
