@@ -5,6 +5,8 @@
 //! and a one-component path there is under `library/` (so `nginx` is
 //! `docker.io/library/nginx`).
 
+pub mod config;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -146,6 +148,15 @@ impl Reference {
         }
     }
 
+    /// How Juju is given the image: `registry/repository@digest` when pinned (the tag would
+    /// only be ignored), else the reference as it is.
+    pub fn pinned_form(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}/{}@{digest}", self.registry, self.repository),
+            None => self.to_string(),
+        }
+    }
+
     /// The tag or, lacking one, `latest` (what a registry serves for a bare name).
     pub fn tag_or_latest(&self) -> &str {
         self.tag.as_deref().unwrap_or("latest")
@@ -232,11 +243,15 @@ impl fmt::Display for Registry {
     }
 }
 
-/// Parses an image list (`images.txt`, or what `charmer images list` prints): one image per
-/// line, `source` or `source -> target` (the source is taken); blank lines and `#` comments
-/// are skipped. `file` names it in problems.
+/// Parses an image list (`images.txt`, Canonical's `retagged-images.txt`, or what `charmer
+/// images list` prints): one image per line, `source` or `source -> target` (the source is
+/// taken); blank lines and `#` comments (whole lines, or after a space) are skipped. `file` names it in problems.
 pub fn parse_list(file: &str, text: &str) -> Result<Vec<Reference>, Vec<Problem>> {
-    parse_lines(file, text, |line| line.split_once("->").map_or(line, |(source, _)| source.trim()))
+    parse_lines(file, text, |line| {
+        // `images list` ends the lines of images config options name with `  # config: ...`.
+        let line = line.split_once(" #").map_or(line, |(image, _)| image);
+        line.split_once("->").map_or(line, |(source, _)| source).trim()
+    })
 }
 
 /// The reference on each line of `text` (the part `pick` takes of it), skipping blank lines
@@ -382,10 +397,10 @@ mod tests {
     fn image_lists_take_the_source_side() {
         let list = parse_list(
             "images.txt",
-            "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\n",
+            "# images\nnginx:1.27\n\nquay.io/a/b:1 -> 10.0.0.5:5000/a/b:1\nistio/proxyv2:1.17.3  # config: gw proxy-image\n",
         )
         .unwrap();
-        assert_eq!(list, vec![r("nginx:1.27"), r("quay.io/a/b:1")]);
+        assert_eq!(list, vec![r("nginx:1.27"), r("quay.io/a/b:1"), r("istio/proxyv2:1.17.3")]);
         let bad = parse_list("images.txt", "ok:1\nNOT OK\n").unwrap_err();
         assert_eq!(bad[0].to_string(), "images.txt: line 2: \"NOT OK\" is not a valid image reference: empty, too long or containing spaces");
     }

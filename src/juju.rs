@@ -1,7 +1,9 @@
 //! The Juju side of an air-gapped install of operator charms: a POSIX shell script of
 //! `juju deploy ./charms/<file> <app> --resource <name>=<private image@digest> --config ...
 //! --trust --num-units N` lines and `juju integrate` lines for the bundle's relations, in
-//! place of a hand-edited deploy script.
+//! place of a hand-edited deploy script. An option that names images (istio-gateway's
+//! `proxy-image`, istio-pilot's `image-configuration`; see [`crate::images::config`]) is
+//! always set, to the same value with every image at the private registry.
 //!
 //! Only applications running [`Kind::Operator`] charms get lines: charmer deploys its own
 //! charms itself (a mixed bundle's script names them, and the relations Juju cannot make, in
@@ -82,14 +84,25 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
                 .and_then(|l| l.applications.get(&app.name))
                 .and_then(|a| a.images.get(resource))
                 .map(|i| &i.target);
-            let target = locked.unwrap_or(&image.target);
-            let reference = match &target.digest {
-                Some(digest) => format!("{}/{}@{digest}", target.registry, target.repository),
-                None => target.to_string(),
-            };
+            let reference = locked.unwrap_or(&image.target).pinned_form();
             args.push(format!("--resource {}", quote(&format!("{resource}={reference}"))));
         }
+        let pinned = lock.and_then(|l| l.applications.get(&app.name)).map(|a| &a.config_images);
         for (key, setting) in &app.config {
+            // An option naming images is always set: its default names the public ones.
+            if let (Some(images), ConfigValue::String(value)) =
+                (app.config_images.get(key), &setting.value)
+            {
+                match images.rewrite(key, value, pinned) {
+                    Ok(value) => {
+                        args.push(format!("--config {}", quote(&format!("{key}={value}"))))
+                    }
+                    Err(why) => {
+                        let _ = writeln!(out, "# {}: set {key} by hand: {why}", app.name);
+                    }
+                }
+                continue;
+            }
             if setting.source == Source::Default {
                 continue;
             }
@@ -149,6 +162,22 @@ pub fn deploy_script(model: &Model, lock: Option<&Lock>) -> String {
                 ends.1
             );
         }
+    }
+    out
+}
+
+/// The end of the script for an archive that carried images no charm names (`airgap export
+/// --image`): a comment listing them where they were pushed, for whoever deploys what needs
+/// them (Juju's agent images, a base image). Empty when there are none.
+pub fn extra_images(pushed: &[&crate::images::Reference]) -> String {
+    if pushed.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n# Images carried beside the charms (airgap export --image), no charm names them:\n",
+    );
+    for image in pushed {
+        let _ = writeln!(out, "#   {image}");
     }
     out
 }
@@ -227,6 +256,56 @@ mod tests {
             "{script}"
         );
         assert!(!script.contains("juju integrate"), "{script}");
+    }
+
+    #[test]
+    fn options_naming_images_are_always_set_at_the_private_registry() {
+        use crate::images::config::{find, Found};
+        use crate::resolve::testing::{app, model};
+        use crate::resolve::{ConfigImages, Image, Lock, Setting, Source};
+        let file =
+            |text: &str, executable| CharmFile { data: text.as_bytes().to_vec(), executable };
+        let default = "docker.io/istio/proxyv2:1.17.3";
+        let files = std::collections::BTreeMap::from([
+            ("metadata.yaml".to_string(), file("name: gw\n", false)),
+            (
+                "config.yaml".to_string(),
+                file(
+                    &format!("options:\n  proxy-image: {{type: string, default: '{default}'}}\n"),
+                    false,
+                ),
+            ),
+            ("dispatch".to_string(), file("#!/bin/sh\n", true)),
+        ]);
+        let origin = Origin::Archive { path: "charms/gw_r1.charm".into(), sha256: "cd".repeat(32) };
+        let mut gw = app("gw", std::sync::Arc::new(Charm::from_files(files, origin).unwrap()));
+        let value = ConfigValue::String(default.to_string());
+        gw.config.insert("proxy-image".into(), Setting { value, source: Source::Default });
+        let Found::Images(found) = find("proxy-image", default) else { panic!() };
+        let registry: crate::images::Registry = "reg.internal:5000/ckf".parse().unwrap();
+        let source = found.parts[""].clone();
+        let image = Image { target: source.relocate(&registry), source };
+        let images = std::collections::BTreeMap::from([(String::new(), image)]);
+        gw.config_images.insert("proxy-image".into(), ConfigImages { found, images });
+        let gateway = model(vec![gw], Some(registry));
+        let script = deploy_script(&gateway, None);
+        assert!(
+            script.contains(
+                "juju deploy ./charms/gw_r1.charm gw \\\n  --config proxy-image=reg.internal:5000/ckf/istio/proxyv2:1.17.3 \\\n"
+            ),
+            "a default naming an image is set all the same: {script}"
+        );
+        let mut lock = Lock::of(&gateway);
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let locked = lock.applications.get_mut("gw").unwrap();
+        locked.config_images.get_mut("proxy-image").unwrap().target.digest = Some(digest.clone());
+        let script = deploy_script(&gateway, Some(&lock));
+        assert!(
+            script.contains(&format!(
+                "  --config proxy-image=reg.internal:5000/ckf/istio/proxyv2@{digest} \\\n"
+            )),
+            "the lock's pinned target wins: {script}"
+        );
     }
 
     #[test]

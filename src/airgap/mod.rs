@@ -118,6 +118,10 @@ pub struct Contents {
     pub lock: Option<String>,
     /// The images, by original reference.
     pub images: Vec<Reference>,
+    /// Images carried beside the bundle's (`export --image`, `--images-from`): no charm
+    /// names them (Juju's agent images, a base image the charms pull at run time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_images: Vec<Reference>,
     /// For a delta archive (format `charmer-airgap-delta/1`): what it was made against and
     /// what it leaves out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +177,9 @@ pub struct ExportInputs {
     pub charms: Vec<Carried>,
     /// Every image the charms run.
     pub images: Vec<Reference>,
+    /// Images to carry beside them (see [`Contents::extra_images`]); one the charms run
+    /// already is carried once, as theirs.
+    pub extra_images: Vec<Reference>,
     /// The lock, if any.
     pub lock: Option<Carried>,
     /// An overlay made of the `--config` and `--config-file` values given at export, applied
@@ -259,6 +266,7 @@ impl ExportInputs {
             overlays: overlays.to_vec(),
             charms: charms.into_values().collect(),
             images: model.image_list().images.into_iter().map(|i| i.source).collect(),
+            extra_images: Vec::new(),
             lock: Some(Carried::Bytes {
                 name: "bundle.lock".into(),
                 bytes: Lock::of(model).to_yaml().into_bytes(),
@@ -361,7 +369,14 @@ pub async fn export(
         entries.push(Entry::bytes(name.clone(), bytes.clone()));
         overlays.push(config_overlay.clone());
     }
-    let pulled = fetch_manifests(client, &inputs.images, pull).await?;
+    let mut extra_images: Vec<Reference> = Vec::new();
+    for image in &inputs.extra_images {
+        if !inputs.images.contains(image) && !extra_images.contains(image) {
+            extra_images.push(image.clone());
+        }
+    }
+    let every: Vec<Reference> = inputs.images.iter().chain(&extra_images).cloned().collect();
+    let pulled = fetch_manifests(client, &every, pull).await?;
     entries.extend(pulled.layout_entries("images/"));
     let delta = if base.is_empty() { None } else { Some(base.strip(&mut entries)?) };
     let carried: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -372,6 +387,7 @@ pub async fn export(
         charms: charms.into_iter().flatten().filter(|c| carried.contains(c.as_str())).collect(),
         lock,
         images: inputs.images.clone(),
+        extra_images,
         delta,
     };
     entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
@@ -651,8 +667,20 @@ pub async fn import(
     if let Some(model) = &juju_model {
         use std::os::unix::fs::PermissionsExt;
         let path = staging.path().join(crate::juju::SCRIPT);
-        std::fs::write(&path, crate::juju::deploy_script(model, lock.as_ref()))
-            .map_err(|e| io(&path, e))?;
+        let extra: Vec<&Reference> = contents
+            .extra_images
+            .iter()
+            .map(|source| {
+                push_report
+                    .images
+                    .iter()
+                    .find(|p| &p.source == source)
+                    .map_or(source, |p| &p.target)
+            })
+            .collect();
+        let script =
+            crate::juju::deploy_script(model, lock.as_ref()) + &crate::juju::extra_images(&extra);
+        std::fs::write(&path, script).map_err(|e| io(&path, e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| io(&path, e))?;
     }
@@ -685,7 +713,11 @@ pub fn parse_lock(label: &str, text: &str) -> Result<Lock, AirgapError> {
 /// records the registry; returns how many images were pinned.
 pub fn pin_lock(lock: &mut Lock, report: &PushReport, registry: &Registry) -> usize {
     let mut pinned = 0;
-    for image in lock.applications.values_mut().flat_map(|app| app.images.values_mut()) {
+    let images = lock
+        .applications
+        .values_mut()
+        .flat_map(|app| app.images.values_mut().chain(app.config_images.values_mut()));
+    for image in images {
         if let Some(pushed) = report.images.iter().find(|p| p.source == image.source) {
             image.target = pushed.target.clone();
             pinned += 1;
@@ -880,7 +912,8 @@ fn check_images(
     contents: &Contents,
     images: Option<&ImageArchive>,
 ) -> Result<(), AirgapError> {
-    let listed: BTreeSet<&Reference> = contents.images.iter().collect();
+    let listed: BTreeSet<&Reference> =
+        contents.images.iter().chain(&contents.extra_images).collect();
     let held: BTreeSet<&Reference> =
         images.iter().flat_map(|i| i.images.iter().map(|n| &n.reference)).collect();
     let mut problems = Problems::default();

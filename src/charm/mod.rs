@@ -329,10 +329,12 @@ impl Charm {
 
     /// What is worth fixing but does not make the charm invalid, one [`Problem`] per line.
     ///
-    /// Today: a string option whose default is an image reference that no `oci-image`
-    /// resource declares (istio-gateway's `proxy-image`). Such an image is invisible to the
-    /// air-gap tooling, which only reads resources; but real charms do this, so it cannot be
-    /// an error without refusing them.
+    /// Today: a string option of one of charmer's own charms whose default is an image
+    /// reference that no `oci-image` resource declares. Such an image is invisible to the
+    /// air-gap tooling, which reads resources; but real charms do this, so it cannot be
+    /// an error without refusing them. An operator charm (istio-gateway's `proxy-image`) is
+    /// not told to declare it, which its users cannot do: the resolver reads the images in
+    /// its options instead (`resolve::config_images`).
     pub fn warnings(&self) -> Vec<Problem> {
         let declared: Vec<Reference> =
             self.metadata.images().filter_map(|(_, source)| source.parse().ok()).collect();
@@ -348,13 +350,15 @@ impl Charm {
                 _ => problem,
             }
         }));
+        let operator = self.kind() == Kind::Operator;
         let hidden = self
             .config
             .options
             .iter()
+            .filter(|_| !operator)
             .filter_map(|(name, option)| {
                 let Some(ConfigValue::String(text)) = &option.default else { return None };
-                let image = hidden_image(text)?;
+                let image = crate::images::config::looks_like_image(text)?;
                 if declared.iter().any(|d| same_image(d, &image)) {
                     return None;
                 }
@@ -406,15 +410,6 @@ impl Charm {
         }
         Ok(rest.and_then(parse_revision))
     }
-}
-
-/// `text` as an image reference when it looks like one: it parses as a reference, has a
-/// registry or organisation path (a `/`), and a tag or digest. Plain words, versions and
-/// `host:port` pairs never qualify; a bare `nginx:1.27` is missed on purpose, as it reads
-/// the same as a host and port.
-fn hidden_image(text: &str) -> Option<Reference> {
-    let image: Reference = text.parse().ok()?;
-    (text.contains('/') && (image.tag.is_some() || image.digest.is_some())).then_some(image)
 }
 
 /// Whether a declared image covers one found in config: same repository, and the same tag

@@ -13,7 +13,7 @@ use super::images_cmds::{
 use super::{count, line, remove_stale_leftovers, until_signalled, ResolveArgs};
 use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
-use crate::images::Registry;
+use crate::images::{Reference, Registry};
 use crate::publish;
 use crate::Error;
 
@@ -45,6 +45,14 @@ pub struct ExportArgs {
     /// its index is read). Repeatable. Import the delta into a registry that imported it.
     #[arg(long, value_name = "OLD.tar")]
     pub since: Vec<PathBuf>,
+    /// Also carry this image, which no charm names (Juju's agent images, a base image).
+    /// Repeatable; airgap.json lists these apart, and import pushes them.
+    #[arg(long = "image", value_name = "REF", value_parser = parse_reference)]
+    pub images: Vec<Reference>,
+    /// Also carry the images of this file: one reference a line (`#` comments, `images list`
+    /// output and Canonical's retagged-images.txt work).
+    #[arg(long, value_name = "FILE")]
+    pub images_from: Vec<PathBuf>,
     /// Pinning images by digest (--mirror applies to the lookups too): the carried lock
     /// and image list name every image by digest, and exactly those manifests are carried.
     #[command(flatten)]
@@ -88,6 +96,10 @@ pub struct ImportArgs {
     pub connection: Connection,
 }
 
+fn parse_reference(text: &str) -> Result<Reference, String> {
+    text.parse().map_err(|e: crate::images::ReferenceError| e.why)
+}
+
 pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCode, Error> {
     match command {
         AirgapCommand::Export(args) => export(out, *args),
@@ -105,6 +117,10 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         .resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
+    inputs.extra_images = args.images.clone();
+    for file in &args.images_from {
+        inputs.extra_images.extend(super::images_cmds::read_list(file)?);
+    }
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
@@ -123,11 +139,15 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         line(
             out,
             format_args!(
-                "wrote {}: bundle, {}, {}, {}{}{}",
+                "wrote {}: bundle, {}, {}, {}{}{}{}",
                 args.out.display(),
                 count(contents.overlays.len(), "overlay"),
                 count(contents.charms.len(), "charm"),
                 count(contents.images.len(), "image"),
+                match contents.extra_images.len() {
+                    0 => String::new(),
+                    n => format!(" (+{n} extra)"),
+                },
                 if contents.lock.is_some() { ", lock" } else { "" },
                 signed_by(inputs.sign_key.as_ref())
             ),

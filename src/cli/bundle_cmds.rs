@@ -363,14 +363,21 @@ pub(super) fn images_list(
             serde_json::to_writer_pretty(&mut *out, &found).map_err(|e| stdout_error(e.into()))?;
             return line(out, "").map(|_| ExitCode::SUCCESS);
         }
-        for u in found.images.iter().flat_map(|i| &i.used_by) {
-            line(
-                out,
-                format_args!(
-                    "{} (charm {} {}, resource {})",
-                    u.app, u.charm, u.version, u.resource
-                ),
-            )?;
+        let several = found.images.len() > 1;
+        if several {
+            line(out, format_args!("{image:?} matches {} images:", found.images.len()))?;
+        }
+        for entry in &found.images {
+            if several {
+                line(out, &entry.source)?;
+            }
+            for u in &entry.used_by {
+                let indent = if several { "  " } else { "" };
+                line(
+                    out,
+                    format_args!("{indent}{} (charm {} {}, {})", u.app, u.charm, u.version, u.need),
+                )?;
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -381,10 +388,16 @@ pub(super) fn images_list(
         }
         Output::Text => {
             for entry in &list.images {
+                // Images config options name say which (a comment `--from-list` skips).
+                let options = entry.options();
+                let note = match options.len() {
+                    0 => String::new(),
+                    _ => format!("  # config: {}", options.join(", ")),
+                };
                 if model.registry.is_some() || entry.source != entry.target {
-                    line(out, format_args!("{} -> {}", entry.source, entry.target))?;
+                    line(out, format_args!("{} -> {}{note}", entry.source, entry.target))?;
                 } else {
-                    line(out, &entry.source)?;
+                    line(out, format_args!("{}{note}", entry.source))?;
                 }
             }
         }

@@ -291,7 +291,7 @@ fn bundle_images(model: &Model) -> Vec<Reference> {
     model.image_list().images.into_iter().map(|i| i.source).collect()
 }
 
-fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
+pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
     let text =
         crate::contract::read_bounded_text(path, crate::contract::MAX_TEXT_BYTES, "an image list")
             .map_err(|source| Error::Io { path: path.display().to_string(), source })?;

@@ -403,7 +403,9 @@ pub enum ImagesCommand {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
-        /// Name the applications, charms and resources that need this image.
+        /// Name the applications, charms and resources (or config options) that need this
+        /// image: a reference, or a repository name or path suffix (`mongo`,
+        /// `istio/proxyv2:1.17.3`), which may match several images.
         #[arg(long, value_name = "IMAGE")]
         why: Option<String>,
     },

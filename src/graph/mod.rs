@@ -308,6 +308,7 @@ pub(crate) mod tests {
             constraints: None,
             config,
             images: BTreeMap::new(),
+            config_images: BTreeMap::new(),
             relation_data: BTreeMap::new(),
             required_secrets: Vec::new(),
         };

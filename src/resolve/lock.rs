@@ -44,6 +44,10 @@ pub struct LockedApp {
     pub artifact: Option<String>,
     /// Images by resource name.
     pub images: BTreeMap<String, LockedImage>,
+    /// Images an operator charm names in config options, by `OPTION` or `OPTION[PART]`
+    /// (see [`crate::images::config::label`]).
+    #[serde(default, rename = "config-images", skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_images: BTreeMap<String, LockedImage>,
 }
 
 /// One image in the lock.
@@ -69,14 +73,18 @@ impl Lock {
                 .applications
                 .values()
                 .map(|app| {
-                    let images = app
-                        .images
+                    let locked = |i: &super::Image| LockedImage {
+                        source: i.source.clone(),
+                        target: i.target.clone(),
+                    };
+                    let images = app.images.iter().map(|(r, i)| (r.clone(), locked(i))).collect();
+                    let config_images = app
+                        .config_images
                         .iter()
-                        .map(|(r, i)| {
-                            (
-                                r.clone(),
-                                LockedImage { source: i.source.clone(), target: i.target.clone() },
-                            )
+                        .flat_map(|(option, found)| {
+                            found.images.iter().map(move |(part, i)| {
+                                (crate::images::config::label(option, part), locked(i))
+                            })
                         })
                         .collect();
                     let locked = LockedApp {
@@ -93,6 +101,7 @@ impl Lock {
                             .filter(|p| p.starts_with(crate::repo::OCI_SCHEME))
                             .map(str::to_string),
                         images,
+                        config_images,
                     };
                     (app.name.clone(), locked)
                 })

@@ -3,6 +3,7 @@
 //! Every problem in the input is reported at once, each naming file, application and key.
 
 mod config;
+mod config_images;
 pub mod context;
 mod lock;
 pub mod model;
@@ -16,8 +17,8 @@ use std::sync::Arc;
 
 pub use lock::{Lock, LockedApp, LockedImage};
 pub use model::{
-    Application, Image, ImageList, ImageUse, ImageUser, Model, Relation, RelationData, Setting,
-    Source,
+    Application, ConfigImages, Image, ImageList, ImageUse, ImageUser, Model, Need, Relation,
+    RelationData, Setting, Source,
 };
 
 use crate::bundle::{Bundle, BundleError, BundleInput, CharmRef};
@@ -128,6 +129,7 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
     warnings.extend(repo.take_warnings());
     match resolved {
         Ok(model) => {
+            warnings.extend(config_images::warnings(&model));
             for app in model.applications.values() {
                 warnings.extend(app.charm.warnings());
                 // Only Juju acts on constraints (the deploy script of operator charms).
@@ -243,6 +245,8 @@ pub fn resolve(
         }
         let config = config::effective(name, spec, &charm, &mut problems);
         let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);
+        let config_images =
+            config_images::resolve(name, &charm, &config, (registry, image_map), &mut problems);
         let mut required_secrets: Vec<String> = spec.required_secrets.clone();
         for (option, setting) in &config {
             let is_ref = charm.config.options.get(option).is_some_and(|o| o.secret_ref);
@@ -265,6 +269,7 @@ pub fn resolve(
                 constraints: spec.constraints.clone(),
                 config,
                 images,
+                config_images,
                 relation_data: BTreeMap::new(),
                 required_secrets,
             },
@@ -327,23 +332,37 @@ fn resolve_images(
                 continue;
             }
         };
-        let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
-            (Some(mapped), _) => mapped,
-            (None, Some(r)) => source.relocate(r),
-            // Relocation was asked for with the map alone: an image it lacks would be pulled
-            // from its public registry.
-            (None, None) if image_map.is_some() => {
-                problems.push(
-                    Problem::new(&file, origin, format!("image {source} is not in the --image-map"))
-                        .hint("add its retagged line to the image map, or give --registry for the images the map lacks"),
-                );
-                continue;
-            }
-            (None, None) => source.clone(),
-        };
-        images.insert(resource.clone(), Image { source, target });
+        if let Some(image) = relocated(source, registry, image_map, &file, origin, problems) {
+            images.insert(resource.clone(), image);
+        }
     }
     images
+}
+
+/// `source` with its target: from the image map, else relocated to `registry`, else itself.
+/// Relocation asked for with the map alone and an image it lacks is a problem at
+/// `file`/`key` (the image would be pulled from its public registry).
+fn relocated(
+    source: Reference,
+    registry: Option<&Registry>,
+    image_map: Option<&ImageMap>,
+    file: &str,
+    key: String,
+    problems: &mut Problems,
+) -> Option<Image> {
+    let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
+        (Some(mapped), _) => mapped,
+        (None, Some(r)) => source.relocate(r),
+        (None, None) if image_map.is_some() => {
+            problems.push(
+                Problem::new(file, key, format!("image {source} is not in the --image-map"))
+                    .hint("add its retagged line to the image map, or give --registry for the images the map lacks"),
+            );
+            return None;
+        }
+        (None, None) => source.clone(),
+    };
+    Some(Image { source, target })
 }
 
 /// A Kubernetes DNS label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.

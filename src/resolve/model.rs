@@ -9,6 +9,7 @@ use serde::Serialize;
 
 pub use crate::bundle::{NetworkPolicies, Source};
 use crate::charm::{Charm, ConfigValue};
+use crate::images::config::{label, OptionImages};
 use crate::images::{Reference, Registry};
 
 /// A bundle resolved against a charm repository: exact charms, typed config with
@@ -51,6 +52,9 @@ pub struct Application {
     pub config: BTreeMap<String, Setting>,
     /// Images by resource name.
     pub images: BTreeMap<String, Image>,
+    /// Images an operator charm names in config options, by option (see
+    /// [`crate::images::config`]); empty for charmer's own charms, which must declare them.
+    pub config_images: BTreeMap<String, ConfigImages>,
     /// Relation data this application receives, by its own endpoint name: one entry per
     /// related application, sorted by that application's name.
     pub relation_data: BTreeMap<String, Vec<RelationData>>,
@@ -76,6 +80,36 @@ pub struct Image {
     /// What manifests use: the source relocated to the private registry (or taken from the
     /// image map), or the source itself when no registry is given.
     pub target: Reference,
+}
+
+/// The images one config option names, before and after relocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigImages {
+    /// How the option's value names them (what rewrites it).
+    pub found: OptionImages,
+    /// Each image by its part of the value (see [`OptionImages::parts`]).
+    pub images: BTreeMap<String, Image>,
+}
+
+impl ConfigImages {
+    /// The option's value `value` with every image replaced by its target (`pinned` first:
+    /// a lock's targets by label, then the model's).
+    pub fn rewrite(
+        &self,
+        option: &str,
+        value: &str,
+        pinned: Option<&BTreeMap<String, crate::resolve::LockedImage>>,
+    ) -> Result<String, String> {
+        let targets = self
+            .images
+            .iter()
+            .map(|(part, image)| {
+                let locked = pinned.and_then(|p| p.get(&label(option, part)));
+                (part.clone(), locked.map_or(&image.target, |l| &l.target).clone())
+            })
+            .collect();
+        self.found.rewrite(value, &targets)
+    }
 }
 
 /// Data a providing endpoint publishes to one related application.
@@ -120,7 +154,7 @@ pub struct ImageUse {
     pub used_by: Vec<ImageUser>,
 }
 
-/// An application resource that needs an image.
+/// An application resource or config option that needs an image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageUser {
     /// Application name.
@@ -129,8 +163,29 @@ pub struct ImageUser {
     pub charm: String,
     /// Charm version.
     pub version: String,
-    /// Resource name.
-    pub resource: String,
+    /// What names the image: `"resource": NAME` or `"config": OPTION[PART]` in JSON.
+    #[serde(flatten)]
+    pub need: Need,
+}
+
+/// What of an application names an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Need {
+    /// A resource, by name.
+    Resource(String),
+    /// A config option of an operator charm (`OPTION`, or `OPTION[PART]` for one image of a
+    /// map or list).
+    Config(String),
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Need::Resource(name) => write!(f, "resource {name}"),
+            Need::Config(label) => write!(f, "config: {label}"),
+        }
+    }
 }
 
 impl RelationData {
@@ -161,12 +216,17 @@ impl Model {
     pub fn image_list(&self) -> ImageList {
         let mut by_source: BTreeMap<(&Reference, &Reference), Vec<ImageUser>> = BTreeMap::new();
         for app in self.applications.values() {
-            for (resource, image) in &app.images {
+            let resources =
+                app.images.iter().map(|(name, image)| (Need::Resource(name.clone()), image));
+            let options = app.config_images.iter().flat_map(|(option, found)| {
+                found.images.iter().map(|(part, image)| (Need::Config(label(option, part)), image))
+            });
+            for (need, image) in resources.chain(options) {
                 by_source.entry((&image.source, &image.target)).or_default().push(ImageUser {
                     app: app.name.clone(),
                     charm: app.charm.name().to_string(),
                     version: app.charm.version_label(),
-                    resource: resource.clone(),
+                    need,
                 });
             }
         }
@@ -183,18 +243,59 @@ impl Model {
     }
 }
 
+impl ImageUse {
+    /// The config options that name this image, as `APP OPTION[PART]`, in order.
+    pub fn options(&self) -> Vec<String> {
+        self.used_by
+            .iter()
+            .filter_map(|u| match &u.need {
+                Need::Config(label) => Some(format!("{} {label}", u.app)),
+                Need::Resource(_) => None,
+            })
+            .collect()
+    }
+}
+
 impl ImageList {
-    /// The entries of `image` (matched as a source or a target, in any spelling Docker
-    /// accepts), with who needs it: what `images list --why` answers.
-    pub fn matching(&self, image: &str) -> ImageList {
-        let Ok(wanted) = image.parse::<Reference>() else { return ImageList { images: vec![] } };
-        ImageList {
+    /// The entries `needle` names, with who needs them: what `images list --why` answers.
+    /// A whole reference (in any spelling Docker accepts) matches its source or target;
+    /// failing that, a repository path or a suffix of it made of whole components
+    /// (`mongo`, `istio/proxyv2`, with `:tag` or `@digest` if given) matches every image
+    /// whose source or target path ends so — maybe several.
+    pub fn matching(&self, needle: &str) -> ImageList {
+        let pick = |keep: &dyn Fn(&Reference) -> bool| ImageList {
             images: self
                 .images
                 .iter()
-                .filter(|i| i.source == wanted || i.target == wanted)
+                .filter(|i| keep(&i.source) || keep(&i.target))
                 .cloned()
                 .collect(),
+        };
+        if let Ok(wanted) = needle.parse::<Reference>() {
+            let exact = pick(&|r| *r == wanted);
+            if !exact.images.is_empty() {
+                return exact;
+            }
         }
+        let (name, digest) = match needle.split_once('@') {
+            Some((name, digest)) => (name, Some(digest)),
+            None => (needle, None),
+        };
+        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+        let (path, tag) = match name[last_slash..].rfind(':') {
+            Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+            None => (name, None),
+        };
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            return ImageList { images: vec![] };
+        }
+        let suffix = format!("/{path}");
+        pick(&|r| {
+            let full = format!("{}/{}", r.registry, r.repository);
+            (full == path || full.ends_with(&suffix))
+                && tag.is_none_or(|t| r.tag.as_deref() == Some(t))
+                && digest.is_none_or(|d| r.digest.as_deref() == Some(d))
+        })
     }
 }

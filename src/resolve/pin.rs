@@ -13,6 +13,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::Model;
 use crate::diag::{Problem, Problems};
+use crate::images::config::{label, Shape};
 use crate::images::Reference;
 use crate::registry::client::Client;
 use crate::registry::manifest::Digest;
@@ -27,7 +28,7 @@ pub struct PinOptions {
     pub jobs: usize,
 }
 
-/// Who runs an image: (application, resource).
+/// Who runs an image: (application, `resources.NAME` or `options.OPTION[PART]`).
 type Users = Vec<(String, String)>;
 
 /// One lookup's answer: the image, who runs it, and its digest (`None`: no such tag).
@@ -46,23 +47,20 @@ pub async fn pin_digests(
 ) -> Result<usize, Problems> {
     let mut wanted: BTreeMap<Reference, Users> = BTreeMap::new();
     for app in model.applications.values() {
-        for (resource, image) in &app.images {
+        for (need, image) in app_images(app) {
             if image.source.digest.is_none() {
-                wanted
-                    .entry(image.source.clone())
-                    .or_default()
-                    .push((app.name.clone(), resource.clone()));
+                wanted.entry(image.source.clone()).or_default().push((app.name.clone(), need));
             }
         }
     }
     let file = model.bundle_file.display().to_string();
     let mut problems = Problems::default();
     let report = |problems: &mut Problems, users: &Users, source: &Reference, why: &str| {
-        for (app, resource) in users {
+        for (app, need) in users {
             problems.push(
                 Problem::new(
                     &file,
-                    format!("applications.{app}.resources.{resource}"),
+                    format!("applications.{app}.{need}"),
                     format!("cannot pin {source} by digest: {why}"),
                 )
                 .hint(format!(
@@ -116,7 +114,8 @@ pub async fn pin_digests(
     problems.0.sort_by(|a, b| a.key.cmp(&b.key));
     problems.into_result(())?;
     for app in model.applications.values_mut() {
-        for image in app.images.values_mut() {
+        let options = app.config_images.values_mut().flat_map(|c| c.images.values_mut());
+        for image in app.images.values_mut().chain(options) {
             if let Some(digest) = digests.get(&image.source) {
                 let digest = digest.to_string();
                 if image.target.digest.is_none() {
@@ -135,23 +134,51 @@ pub fn require_digests(model: &Model) -> Result<(), Problems> {
     let file = model.bundle_file.display().to_string();
     let mut problems = Problems::default();
     for app in model.applications.values() {
-        for (resource, image) in &app.images {
-            if image.target.digest.is_none() {
+        // Istio's hub + tag form names images by tag whatever the lock pins.
+        let mut by_tag = Vec::new();
+        for (option, found) in &app.config_images {
+            if let Shape::IstioHub { combined } = &found.found.shape {
+                by_tag.extend(combined.iter().map(|part| (option, part)));
+            }
+        }
+        let by_tag_needs: Vec<String> =
+            by_tag.iter().map(|(o, p)| format!("options.{}", label(o, p))).collect();
+        for (need, image) in app_images(app) {
+            if image.target.digest.is_none() && !by_tag_needs.contains(&need) {
                 problems.push(
                     Problem::new(
                         &file,
-                        format!("applications.{}.resources.{resource}", app.name),
+                        format!("applications.{}.{need}", app.name),
                         format!("image {} is not pinned by digest (--require-digests)", image.target),
                     )
                     .hint(format!(
-                        "render with --pin-digests, or write {}@sha256:... in the charm's upstream-source or the bundle's resources:",
+                        "render with --pin-digests, or write {}@sha256:... in the charm's upstream-source or the bundle's resources: or options:",
                         image.source
                     )),
                 );
             }
         }
+        for (option, part) in by_tag {
+            problems.push(
+                Problem::new(&file, format!("applications.{}.options.{}", app.name, label(option, part)), "runs by tag: the option combines global-hub and global-tag, which cannot name a digest (--require-digests)")
+                    .hint(format!("set {part} to a whole reference with its digest (Istio takes a value with a / whole), or leave --require-digests off")),
+            );
+        }
     }
     problems.into_result(())
+}
+
+/// Every image of an application with what names it: `resources.NAME` or
+/// `options.OPTION[PART]`.
+fn app_images(app: &super::Application) -> impl Iterator<Item = (String, &super::Image)> {
+    let resources = app.images.iter().map(|(name, image)| (format!("resources.{name}"), image));
+    let options = app.config_images.iter().flat_map(|(option, found)| {
+        found
+            .images
+            .iter()
+            .map(move |(part, image)| (format!("options.{}", label(option, part)), image))
+    });
+    resources.chain(options)
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub(crate) fn app(name: &str, charm: Arc<Charm>) -> Application {
         constraints: None,
         config: BTreeMap::new(),
         images: BTreeMap::new(),
+        config_images: BTreeMap::new(),
         relation_data: BTreeMap::new(),
         required_secrets: Vec::new(),
     }
