@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::cluster::{Kind, Kinds, Lookup};
+use super::kinds::{Kind, Kinds, Lookup};
 use super::plan::Plan;
 use crate::contract::{group_of, object_id, ObjectId};
 use crate::diag::Problem;

@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use serde_json::Value;
 
-use super::cluster::{Cluster, Lookup};
-use super::wait::pod_selector;
-use super::DeployError;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::health::pods::pod_selector;
+use crate::deploy::model::kinds::Lookup;
+use crate::deploy::state::record::with_kinds;
 
 /// Which lines `logs` shows.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +66,7 @@ impl Cluster {
             return Err(DeployError::NotServed("Pods"));
         };
         let mut selectors = Vec::new();
-        for (entry, kind) in super::apply::with_kinds(&kinds, entries) {
+        for (entry, kind) in with_kinds(&kinds, entries) {
             if let Some(live) = self.get(&kind, &entry.id).await? {
                 selectors.extend(pod_selector(&live).filter(|_| has_pods(&entry.id.kind)));
             }

@@ -2,7 +2,6 @@
 //! operations deploy needs, each retried on transient failures and failing with the object
 //! named.
 
-use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,13 +12,12 @@ use kube::api::{
     ValidationDirective,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::{ApiResource, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
 
-use super::plan::KubeVersion;
-use super::DeployError;
-use crate::contract::{group_of, version_of, ObjectId};
+use crate::contract::ObjectId;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::Kind;
 use crate::transport::{lasting_failure, LastingFailure};
 
 /// The field manager every object of a bundle is applied with.
@@ -38,9 +36,9 @@ pub struct ClientOptions {
 /// A connected cluster.
 #[derive(Clone)]
 pub struct Cluster {
-    pub(super) client: Client,
+    pub(crate) client: Client,
     /// The API server's address, for errors.
-    pub(super) server: String,
+    pub(crate) server: String,
     retry: Retry,
 }
 
@@ -52,18 +50,6 @@ struct Retry {
     max_delay: Duration,
 }
 
-/// A kind as the cluster serves it: where to send requests and whether it is namespaced.
-#[derive(Debug, Clone)]
-pub(crate) struct Kind {
-    pub resource: ApiResource,
-    pub namespaced: bool,
-}
-
-/// What discovery found for the API groups a deploy touches.
-pub(crate) struct Kinds {
-    discovery: Discovery,
-}
-
 /// What a delete did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Removed {
@@ -72,16 +58,6 @@ pub(crate) enum Removed {
     /// Marked for deletion; these finalizers keep it until their controllers let go.
     Terminating(Vec<String>),
     /// Was not there.
-    Missing,
-}
-
-/// The answer to "is this kind served at this version".
-pub(crate) enum Lookup {
-    /// Served.
-    Served(Kind),
-    /// The kind is served, but only at these other versions.
-    OtherVersions(Vec<String>),
-    /// Not served at all.
     Missing,
 }
 
@@ -160,25 +136,6 @@ impl Cluster {
                 }
             }
         }
-    }
-
-    /// The cluster's Kubernetes version.
-    pub async fn version(&self) -> Result<KubeVersion, DeployError> {
-        let info =
-            self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
-        format!("{}.{}", info.major, info.minor).parse().map_err(DeployError::ServerVersion)
-    }
-
-    /// Discovers the kinds of the given API groups (the core group is always included).
-    pub(crate) async fn kinds(&self, groups: &BTreeSet<String>) -> Result<Kinds, DeployError> {
-        let mut wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
-        wanted.push("");
-        let discovery = self
-            .retried("discover", &"API groups", || {
-                Discovery::new(self.client.clone()).filter(&wanted).run()
-            })
-            .await?;
-        Ok(Kinds { discovery })
     }
 
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -285,6 +242,31 @@ impl Cluster {
     }
 }
 
+impl DeployError {
+    /// A failed request as an error: the server's answer, or why it could not be reached.
+    pub(crate) fn from_kube(
+        server: &str,
+        action: &'static str,
+        object: String,
+        error: kube::Error,
+    ) -> DeployError {
+        match error {
+            kube::Error::Api(status) => {
+                let message = if status.message.is_empty() {
+                    status.reason.clone()
+                } else {
+                    status.message.clone()
+                };
+                DeployError::Api { action, object, code: status.code, message }
+            }
+            other => {
+                let (cause, hint) = connection_problem(&other);
+                DeployError::Unreachable { server: server.to_string(), cause, hint }
+            }
+        }
+    }
+}
+
 fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> {
     serde_json::to_value(object).map_err(|e| DeployError::Api {
         action: "read",
@@ -356,49 +338,6 @@ pub(crate) fn connection_problem(error: &kube::Error) -> (String, String) {
             }
             (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
         }
-    }
-}
-
-impl Kinds {
-    /// Looks up `kind` at `api_version`.
-    pub(crate) fn find(&self, api_version: &str, kind: &str) -> Lookup {
-        let group = group_of(api_version);
-        let version = version_of(api_version);
-        let Some(api_group) = self.discovery.get(group) else {
-            return Lookup::Missing;
-        };
-        let found =
-            api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind);
-        if let Some((resource, caps)) = found {
-            return Lookup::Served(Kind { resource, namespaced: caps.scope == Scope::Namespaced });
-        }
-        let others: Vec<String> = api_group
-            .versions()
-            .filter(|v| api_group.versioned_resources(v).iter().any(|(r, _)| r.kind == kind))
-            .map(str::to_string)
-            .collect();
-        if others.is_empty() {
-            Lookup::Missing
-        } else {
-            Lookup::OtherVersions(others)
-        }
-    }
-
-    /// The group's preferred version of `kind`, for objects known only by group and kind
-    /// (inventory entries).
-    pub(crate) fn preferred(&self, group: &str, kind: &str) -> Option<Kind> {
-        let (resource, caps) = self.discovery.get(group)?.recommended_kind(kind)?;
-        Some(Kind { resource, namespaced: caps.scope == Scope::Namespaced })
-    }
-}
-
-impl Kind {
-    /// A kind the cluster does not serve yet, described by a CustomResourceDefinition of the
-    /// same deploy.
-    pub(crate) fn from_crd(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
-        let gvk =
-            kube::api::GroupVersionKind::gvk(group_of(api_version), version_of(api_version), kind);
-        Kind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced }
     }
 }
 

@@ -8,9 +8,8 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use super::cluster::Cluster;
-use super::lock::lease_name;
-use super::DeployError;
+use super::client::Cluster;
+use crate::deploy::error::DeployError;
 use crate::diag::Problem;
 
 /// The verbs the bundle's lock uses on its Lease.
@@ -66,36 +65,6 @@ impl Cluster {
             Err(DeployError::Api { code: 403 | 404, .. }) => Ok(None),
             Err(error) => Err(error),
         }
-    }
-
-    /// The bundle's lock needs its Lease; a problem names each verb the identity lacks.
-    pub(crate) async fn check_lock_access(
-        &self,
-        bundle: &str,
-        namespace: &str,
-    ) -> Result<Option<Problem>, DeployError> {
-        let mut missing = Vec::new();
-        for verb in LOCK_VERBS {
-            if self.may(verb, "coordination.k8s.io", "leases", Some(namespace)).await?
-                == Some(false)
-            {
-                missing.push(*verb);
-            }
-        }
-        if missing.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            Problem::new(
-                "preflight",
-                format!("Lease/{namespace}/{}", lease_name(bundle)),
-                format!(
-                    "the bundle's lock needs {} on leases (coordination.k8s.io) in namespace {namespace}, which this identity may not do",
-                    missing.join(", ")
-                ),
-            )
-            .hint("ask an administrator to grant the Role `charmer rbac` prints (Kubernetes releases whose built-in edit and admin roles lack Leases need it)"),
-        ))
     }
 }
 

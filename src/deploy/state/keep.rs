@@ -10,14 +10,15 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::cluster::{Cluster, Kind};
-use super::plan::Plan;
 use super::record::Record;
-use super::DeployError;
 use crate::contract::{
-    group_of, ObjectId, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
+    group_of, ObjectId, BUNDLE_LABEL, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
     RESOURCE_POLICY_ANNOTATION,
 };
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::Kind;
+use crate::deploy::model::plan::Plan;
 
 /// The field manager owning the kept marks, so marking and unmarking never touch the fields
 /// the bundle applied.
@@ -191,10 +192,17 @@ impl Cluster {
     }
 }
 
+/// Whether a live object carries the bundle's label, or was kept from it (the inventory's
+/// second safety check).
+pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
+    live["metadata"]["labels"][BUNDLE_LABEL].as_str() == Some(bundle)
+        || kept_from(live) == Some(bundle)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::plan::PlanObject;
     use super::*;
+    use crate::deploy::model::plan::PlanObject;
 
     fn plan(objects: Vec<(&str, Value)>) -> Plan {
         Plan {

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::access::LOCK_VERBS;
-use super::plan::Plan;
 use crate::contract::group_of;
+use crate::deploy::model::plan::Plan;
 
 /// Verbs on every object of the bundle: server-side apply creates (`create` and `patch`),
 /// preflight and waits read (`get`), status and prune find objects (`list`), prune and
@@ -194,8 +194,8 @@ fn guess_resource(kind: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::{PlanApp, PlanObject};
     use super::*;
+    use crate::deploy::model::plan::{PlanApp, PlanObject};
 
     fn plan(objects: Vec<Value>) -> Plan {
         Plan {

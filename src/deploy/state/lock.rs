@@ -15,8 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams};
 
-use super::cluster::Cluster;
-use super::DeployError;
+use crate::deploy::cluster::access::LOCK_VERBS;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::diag::Problem;
 
 const LOCK_LABEL: &str = "charmer.io/lock-of";
 const USER_ANNOTATION: &str = "charmer.io/lock-user";
@@ -142,6 +144,36 @@ fn is_conflict(error: &kube::Error) -> bool {
 }
 
 impl Cluster {
+    /// The bundle's lock needs its Lease; a problem names each verb the identity lacks.
+    pub(crate) async fn check_lock_access(
+        &self,
+        bundle: &str,
+        namespace: &str,
+    ) -> Result<Option<Problem>, DeployError> {
+        let mut missing = Vec::new();
+        for verb in LOCK_VERBS {
+            if self.may(verb, "coordination.k8s.io", "leases", Some(namespace)).await?
+                == Some(false)
+            {
+                missing.push(*verb);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Problem::new(
+                "preflight",
+                format!("Lease/{namespace}/{}", lease_name(bundle)),
+                format!(
+                    "the bundle's lock needs {} on leases (coordination.k8s.io) in namespace {namespace}, which this identity may not do",
+                    missing.join(", ")
+                ),
+            )
+            .hint("ask an administrator to grant the Role `charmer rbac` prints (Kubernetes releases whose built-in edit and admin roles lack Leases need it)"),
+        ))
+    }
+
     /// Takes the bundle's lock in `namespace` (which must exist), waiting at most
     /// `options.wait` for a live holder.
     pub(crate) async fn lock(
