@@ -9,7 +9,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 use super::client::Cluster;
-use crate::deploy::error::DeployError;
+use crate::deploy::error::{answer, DeployError};
 use crate::diag::Problem;
 
 /// The verbs the bundle's lock uses on its Lease.
@@ -28,7 +28,9 @@ pub(crate) enum Access<T> {
 pub(crate) fn access<T>(result: Result<T, DeployError>) -> Result<Access<T>, DeployError> {
     match result {
         Ok(value) => Ok(Access::Allowed(value)),
-        Err(DeployError::Api { code: 403, message, .. }) => Ok(Access::Forbidden(message)),
+        Err(DeployError::Forbidden { source, .. }) => {
+            Ok(Access::Forbidden(answer(&source).to_string()))
+        }
         Err(error) => Err(error),
     }
 }
@@ -62,7 +64,7 @@ impl Cluster {
         let params = PostParams::default();
         match self.retried("ask", &what, || api.create(&params, &review)).await {
             Ok(answer) => Ok(answer.status.map(|s| s.allowed)),
-            Err(DeployError::Api { code: 403 | 404, .. }) => Ok(None),
+            Err(DeployError::Forbidden { .. } | DeployError::NotFound { .. }) => Ok(None),
             Err(error) => Err(error),
         }
     }
@@ -144,7 +146,8 @@ mod tests {
     use super::*;
 
     fn api(code: u16) -> DeployError {
-        DeployError::Api { action: "list", object: "x".into(), code, message: "no".into() }
+        let status = kube::core::Status::failure("no", "Refused").with_code(code).boxed();
+        DeployError::from_kube("server", "list", "x".into(), kube::Error::Api(status))
     }
 
     #[test]

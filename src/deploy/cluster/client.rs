@@ -18,7 +18,6 @@ use serde_json::Value;
 use crate::contract::ObjectId;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::Kind;
-use crate::transport::{lasting_failure, LastingFailure};
 
 /// The field manager every object of a bundle is applied with.
 pub const FIELD_MANAGER: &str = "charmer";
@@ -64,21 +63,26 @@ pub(crate) enum Removed {
 impl Cluster {
     /// Connects using kubeconfig (or in-cluster) settings. Nothing is requested yet.
     pub async fn connect(options: &ClientOptions) -> Result<Cluster, DeployError> {
-        let config_error = |e: &dyn Display| DeployError::Config(e.to_string());
+        let config_error = |e: kube::config::KubeconfigError| DeployError::Config {
+            path: None,
+            source: Box::new(e),
+        };
         let kube_options =
             KubeConfigOptions { context: options.context.clone(), ..Default::default() };
         let mut config = match (&options.kubeconfig, &options.context) {
             (Some(path), _) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| DeployError::Config(format!("{}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(file, &kube_options)
-                    .await
-                    .map_err(|e| config_error(&e))?
+                let file = Kubeconfig::read_from(path).map_err(|e| DeployError::Config {
+                    path: Some(path.clone()),
+                    source: Box::new(e),
+                })?;
+                Config::from_custom_kubeconfig(file, &kube_options).await.map_err(config_error)?
             }
             (None, Some(_)) => {
-                Config::from_kubeconfig(&kube_options).await.map_err(|e| config_error(&e))?
+                Config::from_kubeconfig(&kube_options).await.map_err(config_error)?
             }
-            (None, None) => Config::infer().await.map_err(|e| config_error(&e))?,
+            (None, None) => Config::infer()
+                .await
+                .map_err(|e| DeployError::Config { path: None, source: Box::new(e) })?,
         };
         // kube's own retry layer waits up to minutes; deploy retries each call itself, briefly,
         // and also on connection resets and other 5xx answers.
@@ -86,7 +90,8 @@ impl Cluster {
         // An address nothing answers at fails within seconds, not after minutes.
         config.connect_timeout = Some(Duration::from_secs(10));
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| config_error(&e))?;
+        let client = Client::try_from(config)
+            .map_err(|e| DeployError::Config { path: None, source: Box::new(e) })?;
         Ok(Cluster { server, ..Cluster::from_client(client) })
     }
 
@@ -191,7 +196,7 @@ impl Cluster {
                 }
                 _ => Ok(Removed::Deleted),
             },
-            Err(DeployError::Api { code: 404, .. }) => Ok(Removed::Missing),
+            Err(DeployError::NotFound { .. }) => Ok(Removed::Missing),
             Err(e) => Err(e),
         }
     }
@@ -205,13 +210,8 @@ impl Cluster {
     ) -> Result<(), DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let object: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(|e| DeployError::Api {
-                action: "create",
-                object: id.to_string(),
-                code: 0,
-                message: e.to_string(),
-            })?;
+        let object: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|source| DeployError::Encode { what: format!("create {id}"), source })?;
         self.retried("create", id, || api.create(&params, &object)).await?;
         Ok(())
     }
@@ -242,38 +242,9 @@ impl Cluster {
     }
 }
 
-impl DeployError {
-    /// A failed request as an error: the server's answer, or why it could not be reached.
-    pub(crate) fn from_kube(
-        server: &str,
-        action: &'static str,
-        object: String,
-        error: kube::Error,
-    ) -> DeployError {
-        match error {
-            kube::Error::Api(status) => {
-                let message = if status.message.is_empty() {
-                    status.reason.clone()
-                } else {
-                    status.message.clone()
-                };
-                DeployError::Api { action, object, code: status.code, message }
-            }
-            other => {
-                let (cause, hint) = connection_problem(&other);
-                DeployError::Unreachable { server: server.to_string(), cause, hint }
-            }
-        }
-    }
-}
-
 fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> {
-    serde_json::to_value(object).map_err(|e| DeployError::Api {
-        action: "read",
-        object: id.to_string(),
-        code: 0,
-        message: e.to_string(),
-    })
+    serde_json::to_value(object)
+        .map_err(|source| DeployError::Encode { what: format!("read {id}"), source })
 }
 
 /// Whether an error is worth another try: throttling, server-side failures, and connections
@@ -307,43 +278,10 @@ fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
-/// Why a request never got an answer, in a few words, and what to check: (cause, hint).
-pub(crate) fn connection_problem(error: &kube::Error) -> (String, String) {
-    let choose = "check the cluster chosen with --kubeconfig / --context";
-    match lasting_failure(error) {
-        Some(failure @ LastingFailure::Refused) => {
-            (failure.to_string(), format!("is the API server running at that address? {choose}"))
-        }
-        Some(failure @ LastingFailure::UnknownHost) => (
-            failure.to_string(),
-            format!("check the server's host name in the kubeconfig; {choose}"),
-        ),
-        Some(failure @ LastingFailure::Tls { unknown_issuer: true, .. }) => (
-            failure.to_string(),
-            format!(
-                "the server's certificate is not issued by the cluster's CA in the kubeconfig \
-                 (certificate-authority / certificate-authority-data); {choose}"
-            ),
-        ),
-        Some(failure) => (failure.to_string(), choose.to_string()),
-        None => {
-            let mut messages: Vec<String> = Vec::new();
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-            while let Some(e) = source {
-                let text = e.to_string();
-                if !messages.iter().any(|m| m.contains(&text)) {
-                    messages.push(text);
-                }
-                source = e.source();
-            }
-            (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::error::tests::unknown_issuer;
 
     fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(
@@ -370,26 +308,5 @@ mod tests {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(!is_transient(&kube::Error::Service(Box::new(refused))));
         assert!(!is_transient(&unknown_issuer()));
-    }
-
-    /// A TLS failure as tokio-rustls reports it: rustls's error inside an io::Error.
-    fn unknown_issuer() -> kube::Error {
-        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
-        kube::Error::Service(Box::new(io))
-    }
-
-    #[test]
-    fn connection_problems_name_the_cause_and_what_to_check() {
-        let (cause, hint) = connection_problem(&unknown_issuer());
-        assert_eq!(cause, "TLS: invalid peer certificate: UnknownIssuer");
-        assert!(
-            hint.contains("certificate-authority-data") && hint.contains("--context"),
-            "{hint}"
-        );
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let (cause, hint) = connection_problem(&kube::Error::Service(Box::new(refused)));
-        assert_eq!(cause, "connection refused");
-        assert!(hint.contains("--kubeconfig"), "{hint}");
     }
 }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::error::UnreadableVersion;
+
 /// A `major.minor` Kubernetes version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KubeVersion {
@@ -42,7 +44,7 @@ impl fmt::Display for KubeVersion {
 }
 
 impl FromStr for KubeVersion {
-    type Err = String;
+    type Err = UnreadableVersion;
 
     /// Accepts `1.20`, `v1.20.3` and the `28+` minor some providers report.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -54,7 +56,7 @@ impl FromStr for KubeVersion {
         };
         match (number(parts.next()), number(parts.next())) {
             (Some(major), Some(minor)) => Ok(KubeVersion { major, minor }),
-            _ => Err(format!("{text:?} is not a Kubernetes version like 1.20")),
+            _ => Err(UnreadableVersion(text.to_string())),
         }
     }
 }

@@ -129,18 +129,14 @@ fn api_error(
     namespace: &str,
     error: kube::Error,
 ) -> DeployError {
-    match error {
+    match DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error) {
         // Kubernetes releases whose built-in `edit` and `admin` roles lack Leases: say which
         // permission the lock needs rather than only "forbidden".
-        kube::Error::Api(status) if status.code == 403 && action != "release" => {
-            DeployError::LockForbidden { namespace: namespace.to_string(), message: status.message }
+        DeployError::Forbidden { source, .. } if action != "release" => {
+            DeployError::LockForbidden { namespace: namespace.to_string(), source }
         }
-        error => DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error),
+        error => error,
     }
-}
-
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code == 409)
 }
 
 impl Cluster {
@@ -269,8 +265,10 @@ impl Cluster {
                     });
                 }
                 // Someone else created or took it at the same moment: read again.
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(api_error(&self.server, "acquire", &name, namespace, e)),
+                Err(e) => match api_error(&self.server, "acquire", &name, namespace, e) {
+                    DeployError::Conflict { .. } => continue,
+                    error => return Err(error),
+                },
             }
         }
     }
@@ -336,10 +334,10 @@ impl Lock {
         if ours {
             match self.api.delete(&self.name, &DeleteParams::default()).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(api_error(&self.server, "release", &self.name, &namespace, e))
-                }
+                Err(e) => match api_error(&self.server, "release", &self.name, &namespace, e) {
+                    DeployError::NotFound { .. } => {}
+                    error => return Err(error),
+                },
             }
         }
         Ok(())

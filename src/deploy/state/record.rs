@@ -227,7 +227,7 @@ pub(crate) async fn create(
 ) -> Result<(), DeployError> {
     let (kind, id, secret) = secret_of(kinds, record)?;
     match cluster.create(&kind, &id, &secret).await {
-        Err(DeployError::Api { code: 409, .. }) => Err(DeployError::Record {
+        Err(DeployError::Conflict { .. }) => Err(DeployError::Record {
             name: id.name,
             message: "another operation recorded this revision first; run again".into(),
         }),

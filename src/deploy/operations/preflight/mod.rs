@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::contract::{group_of, ObjectId};
 use crate::deploy::cluster::access::{access, Access, Unverified};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
-use crate::deploy::error::DeployError;
+use crate::deploy::error::{answer, DeployError};
 use crate::deploy::model::kinds::{Kinds, Lookup};
 use crate::deploy::model::plan::Plan;
 use crate::deploy::model::targets::{self, Target};
@@ -199,11 +199,13 @@ impl Cluster {
         let Lookup::Served(kind) = kinds.find("v1", "Namespace") else { return Ok(None) };
         match self.apply_object(&kind, &namespace_id(namespace), &namespace_object(namespace), FIELD_MANAGER, true).await {
             Ok(_) => Ok(None),
-            Err(DeployError::Api { message, .. }) => Ok(Some(
-                Problem::new("preflight", format!("namespace {namespace}"), format!("does not exist and cannot be created: {message}"))
-                    .hint("ask an administrator to create it, or deploy into a namespace you may use with --namespace"),
-            )),
-            Err(e) => Err(e),
+            Err(error) => match error.status() {
+                Some(status) => Ok(Some(
+                    Problem::new("preflight", format!("namespace {namespace}"), format!("does not exist and cannot be created: {}", answer(status)))
+                        .hint("ask an administrator to create it, or deploy into a namespace you may use with --namespace"),
+                )),
+                None => Err(error),
+            },
         }
     }
 
