@@ -499,13 +499,7 @@ pub fn habit_hint(error: &clap::Error) -> Option<String> {
     }
 }
 
-/// The async runtime every command that talks to a server (registry, cluster) runs on.
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
-}
+use crate::ops::runtime;
 
 /// Sends logs to stderr: warnings by default, `-v` info, `-vv` debug; `RUST_LOG` overrides.
 /// Colours only when stderr is a terminal and `NO_COLOR` is unset.

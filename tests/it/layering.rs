@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["resolve"],
     &["render", "juju"],
     &["airgap", "deploy", "graph"],
+    &["ops"],
     &["cli"],
 ];
 
