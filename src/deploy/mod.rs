@@ -3,7 +3,7 @@
 //! revision records for `status`, `remove` and `rollback`.
 //!
 //! The flow for one deploy (see docs/deploy.md):
-//! [`Plan`] → [`Cluster::prepare`] (discovery + every preflight problem at once, no writes) →
+//! [`DeployPlan`] → [`Cluster::prepare`] (discovery + every preflight problem at once, no writes) →
 //! optionally [`Cluster::changes`] (server dry-run, diff) → [`Cluster::apply`] (namespace,
 //! revision record, CRDs, objects, generated secrets, prune, wait, record the outcome).
 //!
@@ -32,7 +32,7 @@ pub use cluster::rbac::{roles, Roles};
 pub use error::{DeployError, UnreadableVersion};
 pub use health::pods::PodProblem;
 pub use model::events::{Action, Event, NoProgress, Progress};
-pub use model::plan::{Plan, PlanApp, PlanObject};
+pub use model::plan::{DeployPlan, PlanApp, PlanObject};
 pub use model::settings::RecordedSetting;
 pub use model::versions::{kubernetes_needs, KubeVersion, VersionNeed, VersionOp};
 pub use operations::apply::{Applied, ApplyOptions, Interrupt, Outcome};

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride, NetworkPolicies};
 use crate::deploy::{
-    ApplyOptions, BundleStatus, Changes, ClientOptions, Cluster, DeployError, DeployedConfig,
-    Outcome, Plan, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
+    ApplyOptions, BundleStatus, Changes, ClientOptions, Cluster, DeployError, DeployPlan,
+    DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
 };
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;
@@ -200,7 +200,7 @@ pub fn preflight(
         options.resolve.clone()
     };
     let rendered = render(&resolve_options, warnings)?;
-    let plan = Plan::from_model(&rendered.model, &rendered.manifests);
+    let plan = DeployPlan::from_model(&rendered.model, &rendered.manifests);
     runtime.block_on(async {
         let cluster = Cluster::connect(&options.client).await?;
         if let Some(deployed) = cluster.deployed_config(&plan.bundle, &plan.namespace).await? {

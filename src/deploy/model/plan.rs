@@ -18,7 +18,7 @@ use crate::resolve::Model;
 
 /// Everything one deploy applies: the bundle's applications and rendered objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
+pub struct DeployPlan {
     /// The bundle name (inventory and revision records are kept per bundle and namespace).
     pub bundle: String,
     /// The namespace namespaced objects go into.
@@ -83,9 +83,9 @@ impl PlanApp {
     }
 }
 
-impl Plan {
+impl DeployPlan {
     /// Builds the plan from a resolved model and its rendered manifests.
-    pub fn from_model(model: &Model, manifests: &Manifests) -> Plan {
+    pub fn from_model(model: &Model, manifests: &Manifests) -> DeployPlan {
         let apps = model
             .applications
             .values()
@@ -95,13 +95,7 @@ impl Plan {
                     .iter()
                     .filter_map(|r| {
                         // The end on this application's `requires` side waits for the other end.
-                        let (mine, theirs) = if r.a.0 == app.name {
-                            (&r.a, &r.b)
-                        } else if r.b.0 == app.name {
-                            (&r.b, &r.a)
-                        } else {
-                            return None;
-                        };
+                        let (mine, theirs) = r.ends_of(&app.name)?;
                         let role = app.charm.metadata.endpoint(&mine.1).map(|(role, _)| role);
                         (role == Some(Role::Requires) && theirs.0 != app.name)
                             .then(|| theirs.0.clone())
@@ -121,7 +115,7 @@ impl Plan {
                 }
             })
             .collect();
-        Plan {
+        DeployPlan {
             bundle: manifests.bundle.clone(),
             namespace: manifests.namespace.clone(),
             registry: model.registry.clone(),
@@ -237,8 +231,8 @@ mod tests {
         }
     }
 
-    fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> Plan {
-        Plan {
+    fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> DeployPlan {
+        DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,
@@ -284,7 +278,7 @@ mod tests {
     fn plan_round_trips_through_json_with_its_registry() {
         let mut p = plan(vec![app("web", &[])], vec![]);
         p.registry = Some("registry.local:5000/mirror".parse().unwrap());
-        let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        let back: DeployPlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::state::record::RecordStatus;
 
 impl Cluster {
@@ -16,7 +16,7 @@ impl Cluster {
         bundle: &str,
         namespace: &str,
         revision: Option<u32>,
-    ) -> Result<(Plan, u32), DeployError> {
+    ) -> Result<(DeployPlan, u32), DeployError> {
         let (records, _) = self.records(bundle, namespace, |_| BTreeSet::new()).await?;
         let current = records
             .iter()

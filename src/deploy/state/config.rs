@@ -14,7 +14,7 @@ use super::record::{self, RecordStatus};
 use crate::bundle::{ConfigOverride, Source};
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::model::settings::RecordedSetting;
 use crate::diag::Problem;
 
@@ -53,7 +53,7 @@ impl DeployedConfig {
 
     /// One warning per value an override set in this revision that `next` changes (to
     /// another value, or back to the charm's or bundle's).
-    pub fn changed_by(&self, next: &Plan) -> Vec<Problem> {
+    pub fn changed_by(&self, next: &DeployPlan) -> Vec<Problem> {
         let mut warnings = Vec::new();
         for (app, settings) in &self.apps {
             let Some(next_app) = next.app(app) else { continue };
@@ -157,7 +157,7 @@ mod tests {
             ("b".to_string(), setting(5.into(), Source::Default)),
             ("c".to_string(), setting(4.into(), Source::Bundle("b.yaml".into()))),
         ]);
-        let plan = Plan {
+        let plan = DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

@@ -18,7 +18,7 @@ use crate::contract::{
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::Kind;
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 
 /// The field manager owning the kept marks, so marking and unmarking never touch the fields
 /// the bundle applied.
@@ -51,7 +51,7 @@ impl fmt::Display for Keep {
 type Key = (String, String, String);
 
 /// Why a rendered object of `plan` is kept, if it is.
-fn reason(plan: &Plan, app: &str, object: &Value) -> Option<Keep> {
+fn reason(plan: &DeployPlan, app: &str, object: &Value) -> Option<Keep> {
     let annotations = &object["metadata"]["annotations"];
     if annotations[RESOURCE_POLICY_ANNOTATION].as_str() == Some("keep") {
         return Some(Keep::ResourcePolicy);
@@ -66,7 +66,7 @@ fn reason(plan: &Plan, app: &str, object: &Value) -> Option<Keep> {
 }
 
 /// Whether an application renders a claim or a StatefulSet with claim templates.
-fn has_storage(plan: &Plan, app: &str) -> bool {
+fn has_storage(plan: &DeployPlan, app: &str) -> bool {
     plan.objects.iter().filter(|o| o.app == app).any(|o| match o.object["kind"].as_str() {
         Some("PersistentVolumeClaim") => true,
         Some("StatefulSet") => o.object["spec"]["volumeClaimTemplates"]
@@ -204,8 +204,8 @@ mod tests {
     use super::*;
     use crate::deploy::model::plan::PlanObject;
 
-    fn plan(objects: Vec<(&str, Value)>) -> Plan {
-        Plan {
+    fn plan(objects: Vec<(&str, Value)>) -> DeployPlan {
+        DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

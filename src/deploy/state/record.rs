@@ -14,7 +14,7 @@ use crate::contract::ObjectId;
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kind, Kinds, Lookup};
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::render::kind_rank;
 
 /// Label naming the bundle a record belongs to. Records deliberately do not carry
@@ -102,7 +102,7 @@ pub(crate) struct Entry {
 pub(crate) struct Record {
     pub revision: u32,
     pub status: RecordStatus,
-    pub plan: Plan,
+    pub plan: DeployPlan,
     pub inventory: Vec<Entry>,
     /// Why it failed or was interrupted (kept in an annotation, outside the body).
     pub reason: Option<String>,
@@ -110,7 +110,7 @@ pub(crate) struct Record {
 
 #[derive(Serialize, Deserialize)]
 struct Body {
-    plan: Plan,
+    plan: DeployPlan,
     inventory: Vec<Entry>,
 }
 
@@ -368,7 +368,7 @@ mod tests {
     use super::*;
 
     fn record(revision: u32, status: RecordStatus, names: &[&str]) -> Record {
-        let plan = Plan {
+        let plan = DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::contract::object_id;
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::diag::Problem;
 use crate::images::Reference;
 
-pub(super) fn check(plan: &Plan) -> Vec<Problem> {
+pub(super) fn check(plan: &DeployPlan) -> Vec<Problem> {
     let mut problems = Vec::new();
     for o in &plan.objects {
         let subject = object_id(&o.object, Some(&plan.namespace))

@@ -15,7 +15,7 @@ use crate::deploy::cluster::access::{access, Access, Unverified};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
 use crate::deploy::error::{answer, DeployError};
 use crate::deploy::model::kinds::{Kinds, Lookup};
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::model::targets::{self, Target};
 use crate::deploy::model::versions::KubeVersion;
 use crate::deploy::state::record::{self, Record};
@@ -24,7 +24,7 @@ use crate::diag::{Problem, Problems};
 /// A plan checked against the cluster: every kind mapped, every preflight check passed.
 /// Only [`Cluster::prepare`] makes one.
 pub struct Prepared {
-    pub(crate) plan: Plan,
+    pub(crate) plan: DeployPlan,
     pub(crate) targets: Vec<Target>,
     pub(crate) kinds: Kinds,
     pub(crate) namespace_exists: bool,
@@ -47,7 +47,7 @@ pub struct PrepareOptions {
 
 impl Prepared {
     /// The plan.
-    pub fn plan(&self) -> &Plan {
+    pub fn plan(&self) -> &DeployPlan {
         &self.plan
     }
 
@@ -79,14 +79,14 @@ impl Cluster {
     /// Validates the plan, discovers the kinds it uses and runs every preflight check; only
     /// reads from the cluster (and one dry-run namespace create when the namespace is
     /// missing). Fails with every problem found.
-    pub async fn prepare(&self, plan: Plan) -> Result<Prepared, DeployError> {
+    pub async fn prepare(&self, plan: DeployPlan) -> Result<Prepared, DeployError> {
         self.prepare_with(plan, &PrepareOptions::default()).await
     }
 
     /// [`Cluster::prepare`] with options.
     pub async fn prepare_with(
         &self,
-        plan: Plan,
+        plan: DeployPlan,
         options: &PrepareOptions,
     ) -> Result<Prepared, DeployError> {
         plan.validate()?;
@@ -212,7 +212,7 @@ impl Cluster {
     async fn check_secrets(
         &self,
         kinds: &Kinds,
-        plan: &Plan,
+        plan: &DeployPlan,
         namespace_exists: bool,
     ) -> Result<Vec<Problem>, DeployError> {
         let rendered: BTreeSet<&str> = plan
@@ -289,13 +289,13 @@ pub(crate) fn namespace_object(namespace: &str) -> Value {
 pub(crate) mod testing {
     use serde_json::Value;
 
-    use crate::deploy::model::plan::{Plan, PlanApp, PlanObject};
+    use crate::deploy::model::plan::{DeployPlan, PlanApp, PlanObject};
     use crate::deploy::model::versions::kubernetes_needs;
 
     /// A plan of application `web` (needing Kubernetes 1.20) in namespace `ns` with a
     /// registry, rendering `objects`.
-    pub(crate) fn plan(objects: Vec<Value>) -> Plan {
-        Plan {
+    pub(crate) fn plan(objects: Vec<Value>) -> DeployPlan {
+        DeployPlan {
             bundle: "b".into(),
             namespace: "ns".into(),
             registry: Some("registry.local:5000".parse().unwrap()),

@@ -10,14 +10,14 @@ use crate::deploy::cluster::access::{access, Access, Unverified};
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kinds, Lookup};
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::diag::Problem;
 
 impl Cluster {
     pub(super) async fn check_storage(
         &self,
         kinds: &Kinds,
-        plan: &Plan,
+        plan: &DeployPlan,
         notes: &mut Vec<String>,
         unverified: &mut Unverified,
     ) -> Result<Vec<Problem>, DeployError> {
@@ -273,7 +273,7 @@ fn claim(spec: &Value, subject: String, names: Vec<String>) -> Claim<'_> {
     }
 }
 
-fn claims(plan: &Plan) -> Vec<Claim<'_>> {
+fn claims(plan: &DeployPlan) -> Vec<Claim<'_>> {
     let mut claims = Vec::new();
     for o in &plan.objects {
         let object = &o.object;

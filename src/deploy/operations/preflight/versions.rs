@@ -2,11 +2,11 @@
 //! every `charmer.io/min-kubernetes` annotation.
 
 use crate::contract::{object_id, MIN_KUBERNETES_ANNOTATION};
-use crate::deploy::model::plan::Plan;
+use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::model::versions::{KubeVersion, VersionNeed, VersionOp};
 use crate::diag::Problem;
 
-pub(super) fn check(plan: &Plan, version: KubeVersion) -> Vec<Problem> {
+pub(super) fn check(plan: &DeployPlan, version: KubeVersion) -> Vec<Problem> {
     let mut problems = Vec::new();
     let report = |problems: &mut Vec<Problem>, subject: String, need: &VersionNeed| {
         if !need.allows(version) {
