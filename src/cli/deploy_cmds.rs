@@ -16,7 +16,6 @@ use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
 };
-use crate::diag::{Problem, Problems};
 use crate::Error;
 
 /// How to reach the cluster.
@@ -196,23 +195,6 @@ pub(super) fn deploy(
     apply: &ApplyArgs,
     reuse_config: bool,
 ) -> Result<ExitCode, Error> {
-    if mode != Mode::Apply {
-        let mut problems = Problems::default();
-        for (set, flag) in [
-            (apply.rollback_on_failure, "--rollback-on-failure"),
-            (apply.lock.wait_for_lock.is_some(), "--wait-for-lock"),
-            (apply.no_wait, "--no-wait"),
-            (apply.yes, "--yes"),
-        ] {
-            if set {
-                problems.push(
-                    Problem::new("deploy", flag, "has no effect with --dry-run or --diff")
-                        .hint("leave it out: a dry run or diff changes nothing, asks nothing and takes no lock"),
-                );
-            }
-        }
-        problems.into_result(())?;
-    }
     let options = crate::ops::DeployOptions {
         resolve: resolve.options(),
         client: kube.options(),
