@@ -149,14 +149,10 @@ pub(super) fn check(
     args: &ResolveArgs,
     output: Output,
 ) -> Result<ExitCode, Error> {
-    let model = args.resolve()?;
-    // Rendering is part of checking: a template error must fail `check` too. A bundle of
-    // operator charms is checked up to what Juju would be given (charms, config, relations).
-    let mut plan = crate::resolve::plan::Plan::of(&model);
-    if !crate::juju::has_operators(&model) {
-        let manifests = crate::render::render(&model)?;
-        plan.network_policies = crate::render::network_policy_summary(&manifests.objects);
-    }
+    let mut warnings = Vec::new();
+    let plan = crate::ops::check(&args.options(), &mut warnings);
+    print_warnings(&warnings);
+    let plan = plan?;
     match output {
         Output::Json => {
             serde_json::to_writer_pretty(&mut *out, &plan).map_err(|e| stdout_error(e.into()))?;

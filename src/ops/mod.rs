@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride, NetworkPolicies};
+use crate::contract::ObjectId;
+use crate::deploy::WaitOptions;
 use crate::deploy::{
     ApplyOptions, BundleStatus, Changes, ClientOptions, Cluster, DeployError, DeployPlan,
     DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
@@ -335,4 +337,34 @@ pub async fn config(target: &Target, app: Option<&str>) -> Result<DeployedConfig
         config.apps.retain(|name, _| name == app);
     }
     Ok(config)
+}
+
+/// `restart`: a rollout restart of application `app`'s workloads, stamped `restarted_at`
+/// (RFC 3339); with `wait`, until the new pods are ready. Returns the workloads restarted.
+pub async fn restart(
+    target: &Target,
+    app: &str,
+    restarted_at: &str,
+    wait: Option<&WaitOptions>,
+    progress: &dyn Progress,
+) -> Result<Vec<ObjectId>, Error> {
+    let cluster = Cluster::connect(&target.client).await?;
+    Ok(cluster
+        .restart(&target.bundle, &target.namespace, app, restarted_at, wait, progress)
+        .await?)
+}
+
+/// `check`: resolves the bundle and renders it (a template error fails the check too; a
+/// bundle of operator charms is checked up to what Juju would be given), and summarises it.
+pub fn check(
+    options: &ResolveOptions,
+    warnings: &mut Vec<Problem>,
+) -> Result<crate::resolve::plan::Plan, Error> {
+    let model = resolve(options, warnings)?;
+    let mut plan = crate::resolve::plan::Plan::of(&model);
+    if !crate::juju::has_operators(&model) {
+        let manifests = crate::render::render(&model)?;
+        plan.network_policies = crate::render::network_policy_summary(&manifests.objects);
+    }
+    Ok(plan)
 }
