@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{line, stdout_error, Output, TlsArgs};
-use crate::airgap::unpacked::{self, Unpacked};
-use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride};
+use crate::bundle::{ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
-use crate::resolve::{Inputs, Lock, Model};
+use crate::resolve::{Lock, Model};
 use crate::transport::TlsOptions;
 use crate::Error;
 
@@ -85,49 +84,33 @@ impl ResolveArgs {
         self
     }
 
-    /// Loads and resolves the bundle, then pins and checks image digests as asked (see
-    /// [`DigestArgs`]). With `--verify-key` on a folder `airgap import`
-    /// unpacked, the folder's signed manifest authenticates the bundle, overlays and charms
-    /// first, and the resolved charms and image digests after (see [`Unpacked`]).
-    pub fn resolve(&self) -> Result<Model, Error> {
-        let bundle = crate::bundle::bundle_file(&self.bundle);
-        let mut warnings = Vec::new();
-        let unpacked = match (&self.verify_key, unpacked::imported_folder(&bundle)) {
-            (Some(key), Some(folder)) => {
-                let key = crate::publish::load_public_key(key)?;
-                Some(Unpacked::open(&folder, &key, &bundle, &self.overlays)?)
-            }
-            (None, Some(folder)) => {
-                warnings.extend(unpacked::missing_overlays(&folder, &self.overlays));
-                None
-            }
-            _ => None,
-        };
-        let inputs = Inputs {
-            bundle: BundleInput {
-                bundle: self.bundle.clone(),
-                overlays: self.overlays.clone(),
-                config_files: self.config_files.clone(),
-                config: self.config.clone(),
-                network_policies: self.network_policies,
-            },
+    /// The library's options for these arguments.
+    pub fn options(&self) -> crate::ops::ResolveOptions {
+        crate::ops::ResolveOptions {
+            bundle: self.bundle.clone(),
             charm_dirs: self.charm_dirs.clone(),
-            namespace: self.namespace.clone(),
+            verify_key: self.verify_key.clone(),
+            overlays: self.overlays.clone(),
+            config: self.config.clone(),
+            config_files: self.config_files.clone(),
             registry: self.registry.clone(),
             image_map: self.image_map.clone(),
-            verify_key: self.verify_key.clone(),
-            verified_charms: unpacked.as_ref().map(Unpacked::verified_charms).unwrap_or_default(),
+            namespace: self.namespace.clone(),
+            network_policies: self.network_policies,
             tls: self.tls.clone(),
             prefer_source: self.prefer_source,
-        };
-        let model = crate::resolve::load(&inputs, &mut warnings);
-        print_warnings(&warnings);
-        let mut model = model?;
-        if let Some(unpacked) = &unpacked {
-            unpacked.check(&model)?;
+            pin_digests: self.digests.pin_digests,
+            require_digests: self.digests.require_digests,
+            mirrors: self.mirrors.clone(),
         }
-        self.digests.apply(&mut model, &self.tls, &self.mirrors)?;
-        Ok(model)
+    }
+
+    /// Resolves the bundle ([`crate::ops::resolve`]), printing its warnings.
+    pub fn resolve(&self) -> Result<Model, Error> {
+        let mut warnings = Vec::new();
+        let model = crate::ops::resolve(&self.options(), &mut warnings);
+        print_warnings(&warnings);
+        model
     }
 }
 
@@ -156,59 +139,6 @@ pub struct PinMirrors {
     pub mirror: Vec<String>,
 }
 
-/// Transient failures retried per lookup with `--pin-digests` (as `images save` defaults).
-const PIN_RETRIES: u32 = 5;
-/// Digest lookups at once.
-const PIN_JOBS: usize = 8;
-
-/// The mirror table: registries.conf's entries with the `NAME=HOST` pairs of `--mirror` over
-/// them, each bad pair a problem.
-pub(super) fn parse_mirrors(given: &[String]) -> Result<crate::registry::mirrors::Mirrors, Error> {
-    let mut problems = crate::diag::Problems::default();
-    let mut mirrors = std::collections::BTreeMap::new();
-    for mirror in given {
-        match mirror.split_once('=') {
-            Some((name, host)) if !name.is_empty() && !host.is_empty() => {
-                mirrors.insert(name.to_string(), host.to_string());
-            }
-            _ => problems.push(crate::diag::Problem::new(
-                "--mirror",
-                mirror,
-                "give NAME=HOST[:PORT][/PATH]",
-            )),
-        }
-    }
-    Ok(crate::registry::mirrors::table(problems.into_result(mirrors)?)?)
-}
-
-impl DigestArgs {
-    /// Pins `model`'s images when asked (asking registries through `tls` and `mirrors`),
-    /// then checks that every image is pinned when that is required.
-    fn apply(&self, model: &mut Model, tls: &TlsOptions, mirrors: &[String]) -> Result<(), Error> {
-        if self.pin_digests {
-            let options = crate::resolve::pin::PinOptions {
-                mirrors: parse_mirrors(mirrors)?,
-                jobs: PIN_JOBS,
-            };
-            let client =
-                crate::registry::client::Client::new(crate::registry::client::ClientOptions {
-                    tls: tls.clone(),
-                    retries: PIN_RETRIES,
-                    keychain: crate::registry::auth::Keychain::new(None)?,
-                })?;
-            let pinned = super::runtime()?
-                .block_on(crate::resolve::pin::pin_digests(model, &client, &options))
-                .map_err(crate::resolve::ResolveError::from)?;
-            tracing::info!("pinned {pinned} image(s) by digest");
-        }
-        if self.require_digests {
-            crate::resolve::pin::require_digests(model)
-                .map_err(crate::resolve::ResolveError::from)?;
-        }
-        Ok(())
-    }
-}
-
 /// Prints each warning on stderr as one `warning: FILE: KEY: ...` line (errors look alike).
 pub(crate) fn print_warnings(warnings: &[crate::diag::Problem]) {
     let mut seen = std::collections::BTreeSet::new();
@@ -225,14 +155,10 @@ pub(super) fn check(
     args: &ResolveArgs,
     output: Output,
 ) -> Result<ExitCode, Error> {
-    let model = args.resolve()?;
-    // Rendering is part of checking: a template error must fail `check` too. A bundle of
-    // operator charms is checked up to what Juju would be given (charms, config, relations).
-    let mut plan = crate::resolve::plan::Plan::of(&model);
-    if !crate::juju::has_operators(&model) {
-        let manifests = crate::render::render(&model)?;
-        plan.network_policies = crate::render::network_policy_summary(&manifests.objects);
-    }
+    let mut warnings = Vec::new();
+    let plan = crate::ops::check(&args.options(), &mut warnings);
+    print_warnings(&warnings);
+    let plan = plan?;
     match output {
         Output::Json => {
             serde_json::to_writer_pretty(&mut *out, &plan).map_err(|e| stdout_error(e.into()))?;

@@ -136,12 +136,14 @@ pub(super) fn restart(out: &mut impl Write, args: &RestartArgs) -> Result<ExitCo
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let namespace = args.deployed.namespace();
     let progress = Bars::new();
-    let result = runtime()?.block_on(async {
-        let cluster = Cluster::connect(&args.kube.options()).await?;
-        cluster
-            .restart(&args.deployed.bundle, namespace, &args.app, &now, wait.as_ref(), &progress)
-            .await
-    });
+    let target = args.deployed.target(&args.kube);
+    let result = runtime()?.block_on(crate::ops::restart(
+        &target,
+        &args.app,
+        &now,
+        wait.as_ref(),
+        &progress,
+    ));
     progress.clear();
     for id in result? {
         line(out, format_args!("restarted {id}"))?;

@@ -17,9 +17,8 @@ use super::{
 };
 use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
-    LockOptions, Outcome, Plan, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
+    LockOptions, Outcome, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
 };
-use crate::diag::{Problem, Problems};
 use crate::Error;
 
 /// How to reach the cluster.
@@ -96,6 +95,15 @@ impl Deployed {
     pub(super) fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.bundle)
     }
+
+    /// The deployed bundle in the cluster `kube` names, for the operations.
+    pub(super) fn target(&self, kube: &KubeArgs) -> crate::ops::Target {
+        crate::ops::Target {
+            bundle: self.bundle.clone(),
+            namespace: self.namespace().to_string(),
+            client: kube.options(),
+        }
+    }
 }
 
 /// A deployed bundle's name from the command line: a path (anything with a `/`, a `.yaml`
@@ -170,57 +178,30 @@ pub(super) fn deploy(
     apply: &ApplyArgs,
     reuse_config: bool,
 ) -> Result<ExitCode, Error> {
-    if mode != Mode::Apply {
-        let mut problems = Problems::default();
-        for (set, flag) in [
-            (apply.rollback_on_failure, "--rollback-on-failure"),
-            (apply.lock.wait_for_lock.is_some(), "--wait-for-lock"),
-            (apply.no_wait, "--no-wait"),
-            (apply.yes, "--yes"),
-        ] {
-            if set {
-                problems.push(
-                    Problem::new("deploy", flag, "has no effect with --dry-run or --diff")
-                        .hint("leave it out: a dry run or diff changes nothing, asks nothing and takes no lock"),
-                );
-            }
-        }
-        problems.into_result(())?;
-    }
+    let options = crate::ops::DeployOptions {
+        resolve: resolve.options(),
+        client: kube.options(),
+        reuse_config,
+        prepare: PrepareOptions { adopt, strict: apply.strict_preflight },
+    };
     let result = (|| {
         let runtime = runtime()?;
-        let resolve = if reuse_config {
-            runtime.block_on(with_deployed_overrides(resolve, kube))?
-        } else {
-            resolve.clone()
-        };
-        let model = resolve.resolve()?;
-        let manifests = crate::render::render(&model)?;
-        let plan = Plan::from_model(&model, &manifests);
-        runtime.block_on(async {
-            let cluster = Cluster::connect(&kube.options()).await?;
-            if let Some(deployed) = cluster.deployed_config(&plan.bundle, &plan.namespace).await? {
-                super::bundle_cmds::print_warnings(&deployed.changed_by(&plan));
+        let mut warnings = Vec::new();
+        if mode != Mode::Apply {
+            let diff = crate::ops::diff(&runtime, &options, !apply.no_prune, &mut warnings);
+            super::bundle_cmds::print_warnings(&warnings);
+            let (prepared, changes) = diff?;
+            if mode == Mode::DryRun {
+                return print_dry_run(out, &prepared, &changes);
             }
-            let prepared = cluster
-                .prepare_with(plan, &PrepareOptions { adopt, strict: apply.strict_preflight })
-                .await?;
-            match mode {
-                Mode::Diff => {
-                    print_notes(&mut std::io::stderr().lock(), &prepared)?;
-                    print_diff(out, &cluster.changes(&prepared, !apply.no_prune).await?)
-                }
-                Mode::DryRun => print_dry_run(
-                    out,
-                    &prepared,
-                    &cluster.changes(&prepared, !apply.no_prune).await?,
-                ),
-                Mode::Apply => {
-                    print_notes(out, &prepared)?;
-                    apply_prepared(out, &cluster, &prepared, apply, None).await
-                }
-            }
-        })
+            print_notes(&mut std::io::stderr().lock(), &prepared)?;
+            return print_diff(out, &changes);
+        }
+        let preflighted = crate::ops::preflight(&runtime, &options, &mut warnings);
+        super::bundle_cmds::print_warnings(&warnings);
+        let crate::ops::Preflighted { cluster, prepared } = preflighted?;
+        print_notes(out, &prepared)?;
+        runtime.block_on(apply_prepared(out, &cluster, &prepared, apply, None))
     })()
     .map_err(exit_code_of);
     // Like `kubectl diff`: 0 no change, 1 changes, above 1 trouble.
@@ -228,30 +209,6 @@ pub(super) fn deploy(
         (Mode::Diff, Err(error)) => Err(Error::Exit { code: 2, source: Box::new(error) }),
         (_, result) => result,
     }
-}
-
-/// `resolve` with the `--config` and `--config-file` values of the deployed revision put
-/// before its own `--config` flags (so those win), for `deploy --reuse-config`. Applications
-/// no longer in the bundle are left out; nothing is added when nothing is deployed.
-async fn with_deployed_overrides(
-    resolve: &ResolveArgs,
-    kube: &KubeArgs,
-) -> Result<ResolveArgs, Error> {
-    let input = crate::bundle::BundleInput { bundle: resolve.bundle.clone(), ..Default::default() };
-    // A bundle that does not load is reported by the resolver, with everything else.
-    let Ok((bundle, _)) = crate::bundle::Bundle::load_partial(&input) else {
-        return Ok(resolve.clone());
-    };
-    let namespace = resolve.namespace.clone().unwrap_or_else(|| bundle.name.clone());
-    let cluster = Cluster::connect(&kube.options()).await?;
-    let mut resolve = resolve.clone();
-    if let Some(deployed) = cluster.deployed_config(&bundle.name, &namespace).await? {
-        let apps = bundle.applications.keys().cloned().collect();
-        let mut config = deployed.reusable(&apps);
-        config.append(&mut resolve.config);
-        resolve.config = config;
-    }
-    Ok(resolve)
 }
 
 /// `config BUNDLE -n NS [APP]`: the deployed revision's configuration, with where each value
@@ -264,30 +221,7 @@ pub(super) fn config(
     output: Output,
 ) -> Result<ExitCode, Error> {
     let namespace = deployed.namespace();
-    let config = runtime()?.block_on(async {
-        let cluster = Cluster::connect(&kube.options()).await?;
-        cluster.deployed_config(&deployed.bundle, namespace).await
-    })?;
-    let Some(mut config) = config else {
-        return Err(crate::deploy::DeployError::NotDeployed {
-            bundle: deployed.bundle.clone(),
-            namespace: namespace.to_string(),
-        }
-        .into());
-    };
-    if let Some(app) = app {
-        if !config.apps.contains_key(app) {
-            let known: Vec<&str> = config.apps.keys().map(String::as_str).collect();
-            return Err(crate::diag::Problem::new(
-                format!("revision {}", config.revision),
-                app,
-                format!("bundle {} has no application named {app:?}", deployed.bundle),
-            )
-            .hint(format!("applications: {}", known.join(", ")))
-            .into());
-        }
-        config.apps.retain(|name, _| name == app);
-    }
+    let mut config = runtime()?.block_on(crate::ops::config(&deployed.target(kube), app))?;
     if output == Output::Json {
         for setting in config.apps.values_mut().flat_map(|a| a.values_mut()) {
             if setting.secret {
@@ -361,11 +295,9 @@ pub(super) fn rollback(
 ) -> Result<ExitCode, Error> {
     runtime()?
         .block_on(async {
-            let cluster = Cluster::connect(&kube.options()).await?;
-            let (plan, from) =
-                cluster.rollback_plan(&deployed.bundle, deployed.namespace(), revision).await?;
             let options = PrepareOptions { adopt: false, strict: apply.strict_preflight };
-            let prepared = cluster.prepare_with(plan, &options).await?;
+            let (crate::ops::Preflighted { cluster, prepared }, from) =
+                crate::ops::rollback(&deployed.target(kube), revision, &options).await?;
             print_notes(out, &prepared)?;
             apply_prepared(out, &cluster, &prepared, apply, Some(from)).await
         })
@@ -590,10 +522,7 @@ pub(super) fn status(
     kube: &KubeArgs,
     output: Output,
 ) -> Result<ExitCode, Error> {
-    let status = runtime()?.block_on(async {
-        let cluster = Cluster::connect(&kube.options()).await?;
-        cluster.status(&deployed.bundle, deployed.namespace()).await
-    })?;
+    let status = runtime()?.block_on(crate::ops::status(&deployed.target(kube)))?;
     if output == Output::Json {
         serde_json::to_writer_pretty(&mut *out, &status).map_err(|e| stdout_error(e.into()))?;
         return line(out, "").map(|_| ExitCode::SUCCESS);
@@ -664,10 +593,9 @@ pub(super) fn remove(
         return Ok(ExitCode::FAILURE);
     }
     let options = RemoveOptions { destroy_storage, lock: lock.options("remove") };
-    let removal = runtime()?.block_on(async {
-        let cluster = Cluster::connect(&kube.options()).await?;
-        cluster.remove(&deployed.bundle, namespace, &options, &crate::deploy::NoProgress).await
-    })?;
+    let target = deployed.target(kube);
+    let removal =
+        runtime()?.block_on(crate::ops::remove(&target, &options, &crate::deploy::NoProgress))?;
     for warning in &removal.warnings {
         eprintln!("warning: {warning}");
     }

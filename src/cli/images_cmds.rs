@@ -100,7 +100,7 @@ pub struct PullFlags {
 impl PullFlags {
     /// The pull options these flags and `connection` ask for.
     pub(super) fn options(self, connection: &Connection) -> Result<PullOptions, Error> {
-        let mirrors = super::bundle_cmds::parse_mirrors(&self.mirror)?;
+        let mirrors = crate::ops::parse_mirrors(&self.mirror)?;
         Ok(PullOptions { platform: self.platform, jobs: connection.jobs.into(), mirrors })
     }
 }

@@ -222,12 +222,13 @@ pub enum Command {
         /// Which cluster and namespace.
         #[command(flatten)]
         kube: KubeArgs,
-        /// Ask the API server what would change (server-side dry run) and print it; change nothing.
-        #[arg(long, conflicts_with_all = ["diff", "timeout"])]
+        /// Ask the API server what would change (server-side dry run) and print it; change
+        /// nothing (so nothing is asked, waited for or locked).
+        #[arg(long, conflicts_with_all = ["diff", "timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         dry_run: bool,
         /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
         /// more than 1 on errors.
-        #[arg(long, conflicts_with = "timeout")]
+        #[arg(long, conflicts_with_all = ["timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         diff: bool,
         /// Take over objects another bundle or another tool manages (preflight fails naming
         /// them otherwise).
@@ -549,13 +550,7 @@ pub fn habit_hint(error: &clap::Error) -> Option<String> {
     }
 }
 
-/// The async runtime every command that talks to a server (registry, cluster) runs on.
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
-}
+use crate::ops::runtime;
 
 /// Waits for SIGINT or SIGTERM; `false` when they cannot be listened for.
 pub(super) async fn signalled() -> bool {

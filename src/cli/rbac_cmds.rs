@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::bundle_cmds::ResolveArgs;
 use super::stdout_error;
-use crate::deploy::{roles, Plan};
+use crate::deploy::{roles, DeployPlan};
 use crate::Error;
 
 /// Resolves and renders the bundle (nothing touches a cluster), then prints the roles; kinds
@@ -15,7 +15,7 @@ use crate::Error;
 pub(super) fn rbac(out: &mut impl Write, resolve: &ResolveArgs) -> Result<ExitCode, Error> {
     let model = resolve.resolve()?;
     let manifests = crate::render::render(&model)?;
-    let roles = roles(&Plan::from_model(&model, &manifests));
+    let roles = roles(&DeployPlan::from_model(&model, &manifests));
     for guess in &roles.guessed {
         eprintln!("warning: {guess}");
     }

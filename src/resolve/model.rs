@@ -136,6 +136,23 @@ pub struct Relation {
     pub interface: String,
 }
 
+/// One end of a relation: (application, endpoint).
+pub type RelationEnd = (String, String);
+
+impl Relation {
+    /// The relation's ends as seen from application `app`: (its own, the remote one); `None`
+    /// when `app` is at neither end.
+    pub fn ends_of(&self, app: &str) -> Option<(&RelationEnd, &RelationEnd)> {
+        if self.a.0 == app {
+            Some((&self.a, &self.b))
+        } else if self.b.0 == app {
+            Some((&self.b, &self.a))
+        } else {
+            None
+        }
+    }
+}
+
 /// Every image of a model, once each, with who needs it (`charmer images list`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageList {

@@ -145,13 +145,7 @@ impl Plan {
                     .relations
                     .iter()
                     .filter_map(|r| {
-                        let (own, remote) = if r.a.0 == app.name {
-                            (&r.a, &r.b)
-                        } else if r.b.0 == app.name {
-                            (&r.b, &r.a)
-                        } else {
-                            return None;
-                        };
+                        let (own, remote) = r.ends_of(&app.name)?;
                         Some(RelationLine {
                             endpoint: own.1.clone(),
                             remote_app: remote.0.clone(),

@@ -55,7 +55,7 @@ fn web_ingress() -> Value {
            "spec": {"tls": [{"hosts": ["shop.example"]}], "rules": [{"host": "shop.example"}]}})
 }
 
-fn broker_and_web() -> charmer::deploy::Plan {
+fn broker_and_web() -> charmer::deploy::DeployPlan {
     let mut objects = broker();
     objects.push(("web", deployment("web", "registry.local:5000/web:1")));
     objects.push(("web", web_ingress()));

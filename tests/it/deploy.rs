@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use charmer::contract::{BUNDLE_LABEL, GENERATE_ANNOTATION, MIN_KUBERNETES_ANNOTATION};
 use charmer::deploy::{
-    Action, ApplyOptions, Cluster, DeployError, NoProgress, Outcome, Plan, PlanApp, PlanObject,
-    Prepared, RecordStatus, RemoveOptions, WaitOptions, GENERATE_MANAGER,
+    Action, ApplyOptions, Cluster, DeployError, DeployPlan, NoProgress, Outcome, PlanApp,
+    PlanObject, Prepared, RecordStatus, RemoveOptions, WaitOptions, GENERATE_MANAGER,
 };
 use serde_json::{json, Value};
 
@@ -55,10 +55,10 @@ pub(crate) fn app(name: &str, after: &[&str]) -> PlanApp {
 }
 
 /// The shop bundle: `db` (a provider) and `web` (requires db), or only the apps listed.
-pub(crate) fn shop(objects: Vec<(&str, Value)>) -> Plan {
+pub(crate) fn shop(objects: Vec<(&str, Value)>) -> DeployPlan {
     let mut apps = vec![app("db", &[]), app("web", &["db"])];
     apps.retain(|a| objects.iter().any(|(o, _)| *o == a.name));
-    Plan {
+    DeployPlan {
         bundle: "shop".into(),
         namespace: NS.into(),
         registry: Some("registry.local:5000".parse().unwrap()),
@@ -70,7 +70,7 @@ pub(crate) fn shop(objects: Vec<(&str, Value)>) -> Plan {
     }
 }
 
-pub(crate) fn full_shop(setting: &str) -> Plan {
+pub(crate) fn full_shop(setting: &str) -> DeployPlan {
     shop(vec![
         ("web", deployment("web", "registry.local:5000/web:1")),
         ("web", config_map("web", "web-config", setting)),
@@ -96,7 +96,7 @@ pub(crate) async fn cluster(emulator: &KubeEmulator) -> Cluster {
     Cluster::connect(&emulator.client_options()).await.expect("connect to the emulator")
 }
 
-pub(crate) async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Prepared) {
+pub(crate) async fn prepare(emulator: &KubeEmulator, plan: DeployPlan) -> (Cluster, Prepared) {
     let cluster = cluster(emulator).await;
     let prepared = cluster.prepare(plan).await.expect("preflight passes");
     (cluster, prepared)
@@ -104,7 +104,7 @@ pub(crate) async fn prepare(emulator: &KubeEmulator, plan: Plan) -> (Cluster, Pr
 
 pub(crate) async fn deploy_with(
     emulator: &KubeEmulator,
-    plan: Plan,
+    plan: DeployPlan,
     options: &ApplyOptions,
 ) -> Result<Outcome, DeployError> {
     let cluster = cluster(emulator).await;
@@ -120,7 +120,7 @@ fn waiting_up_to(timeout: Duration) -> ApplyOptions {
     }
 }
 
-pub(crate) async fn deploy(emulator: &KubeEmulator, plan: Plan) -> Outcome {
+pub(crate) async fn deploy(emulator: &KubeEmulator, plan: DeployPlan) -> Outcome {
     deploy_with(emulator, plan, &quick_wait()).await.expect("deploy succeeds")
 }
 

@@ -9,7 +9,7 @@ use charmer::contract::{
     ObjectId, BUNDLE_LABEL, KEPT_ANNOTATION, KEPT_FROM_LABEL, RESOURCE_POLICY_ANNOTATION,
 };
 use charmer::deploy::{
-    Action, ApplyOptions, DeployError, Event, Interrupt, Keep, LockOptions, NoProgress, Plan,
+    Action, ApplyOptions, DeployError, DeployPlan, Event, Interrupt, Keep, LockOptions, NoProgress,
     PlanObject, PrepareOptions, Progress, RecordStatus, RemoveOptions, WaitOptions, KEEP_MANAGER,
 };
 use serde_json::{json, Value};
@@ -46,7 +46,7 @@ fn stateful_db() -> Value {
 
 /// `db` with storage (a StatefulSet with a claim template, a backup claim, generated
 /// credentials) and `web` without (its generated credentials are not kept).
-fn with_storage() -> Plan {
+fn with_storage() -> DeployPlan {
     shop(vec![
         ("db", stateful_db()),
         ("db", generated_secret("db", "admin")),

@@ -12,7 +12,7 @@ fn tenant(emulator: &KubeEmulator, leases: bool) {
     emulator.restrict_to(namespace_admin(NS, leases));
 }
 
-fn with_claim(mut plan: charmer::deploy::Plan) -> charmer::deploy::Plan {
+fn with_claim(mut plan: charmer::deploy::DeployPlan) -> charmer::deploy::DeployPlan {
     plan.objects.push(charmer::deploy::PlanObject {
         app: "db".into(),
         object: json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",

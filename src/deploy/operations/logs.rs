@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use serde_json::Value;
 
-use super::cluster::{Cluster, Lookup};
-use super::wait::pod_selector;
-use super::DeployError;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::health::pods::pod_selector;
+use crate::deploy::model::kinds::Lookup;
+use crate::deploy::state::record::with_kinds;
 
 /// Which lines `logs` shows.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +66,7 @@ impl Cluster {
             return Err(DeployError::NotServed("Pods"));
         };
         let mut selectors = Vec::new();
-        for (entry, kind) in super::apply::with_kinds(&kinds, entries) {
+        for (entry, kind) in with_kinds(&kinds, entries) {
             if let Some(live) = self.get(&kind, &entry.id).await? {
                 selectors.extend(pod_selector(&live).filter(|_| has_pods(&entry.id.kind)));
             }
@@ -74,6 +76,9 @@ impl Cluster {
         let (sender, mut receiver) =
             tokio::sync::mpsc::channel::<Result<LogLine, DeployError>>(256);
         let mut first_round = true;
+        // One task per followed container; dropping the set (whenever this returns) aborts
+        // those still running, so none outlives the call.
+        let mut followers = tokio::task::JoinSet::new();
         loop {
             let mut streams = Vec::new();
             let mut all_containers = BTreeSet::new();
@@ -129,7 +134,7 @@ impl Cluster {
                 let api = pods_api.clone();
                 let server = self.server.clone();
                 let sender = sender.clone();
-                tokio::spawn(async move {
+                followers.spawn(async move {
                     let what = format!("pod {pod} container {container}");
                     let stream = match api.log_stream(&pod, &lp).await {
                         Ok(stream) => stream,
@@ -165,6 +170,8 @@ impl Cluster {
             loop {
                 tokio::select! {
                     _ = &mut next_look => break,
+                    // Reap followers whose stream ended, so the set holds only live ones.
+                    Some(_) = followers.join_next(), if !followers.is_empty() => {}
                     received = receiver.recv() => match received {
                         Some(Ok(line)) => if !sink.line(line) { return Ok(seen.len()) },
                         Some(Err(e)) => return Err(e),

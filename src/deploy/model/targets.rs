@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::cluster::{Kind, Kinds, Lookup};
-use super::plan::Plan;
+use super::kinds::{Kind, Kinds, Lookup};
+use super::plan::DeployPlan;
 use crate::contract::{group_of, object_id, ObjectId};
 use crate::diag::Problem;
 pub(crate) use crate::render::kind_rank;
@@ -36,7 +36,7 @@ pub(crate) enum Phase {
 
 /// Maps every plan object onto a served kind (or one a CRD of the plan defines), in apply
 /// order. Kinds the cluster does not serve come back as problems naming what to install.
-pub(crate) fn resolve(plan: &Plan, kinds: &Kinds) -> (Vec<Target>, Vec<Problem>) {
+pub(crate) fn resolve(plan: &DeployPlan, kinds: &Kinds) -> (Vec<Target>, Vec<Problem>) {
     let from_crds = crd_kinds(plan);
     let mut targets = Vec::new();
     let mut problems = Vec::new();
@@ -62,7 +62,7 @@ pub(crate) fn resolve(plan: &Plan, kinds: &Kinds) -> (Vec<Target>, Vec<Problem>)
                 meta.remove("namespace");
             }
         }
-        // Plan::validate has checked that every object has a kind and a name.
+        // DeployPlan::validate has checked that every object has a kind and a name.
         let Ok(id) = object_id(&object, namespace) else { continue };
         targets.push(Target { id, app: o.app.clone(), kind, served, object });
     }
@@ -100,7 +100,7 @@ fn is_builtin_group(group: &str) -> bool {
 }
 
 /// Kinds defined by CustomResourceDefinitions in the plan, by (apiVersion, kind).
-fn crd_kinds(plan: &Plan) -> BTreeMap<(String, String), Kind> {
+fn crd_kinds(plan: &DeployPlan) -> BTreeMap<(String, String), Kind> {
     let mut found = BTreeMap::new();
     for o in &plan.objects {
         let object = &o.object;
@@ -131,7 +131,7 @@ fn crd_kinds(plan: &Plan) -> BTreeMap<(String, String), Kind> {
 
 /// Sorts targets in apply order: namespace, CRDs, then applications providers-first, and
 /// within an application the kinds other kinds depend on first (Helm's install order).
-pub(crate) fn sort(plan: &Plan, targets: &mut [Target]) {
+pub(crate) fn sort(plan: &DeployPlan, targets: &mut [Target]) {
     let app_rank: BTreeMap<String, usize> =
         plan.app_order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
     targets.sort_by_cached_key(|t| {

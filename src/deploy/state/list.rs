@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cluster::{Cluster, Lookup};
 use super::record::{RecordStatus, RECORD_LABEL, REVISION_LABEL, STATUS_LABEL, UPDATED_ANNOTATION};
-use super::DeployError;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::Lookup;
 
 /// One revision record as its labels describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

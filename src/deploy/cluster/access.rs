@@ -8,9 +8,8 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use super::cluster::Cluster;
-use super::lock::lease_name;
-use super::DeployError;
+use super::client::Cluster;
+use crate::deploy::error::{answer, DeployError};
 use crate::diag::Problem;
 
 /// The verbs the bundle's lock uses on its Lease.
@@ -29,7 +28,9 @@ pub(crate) enum Access<T> {
 pub(crate) fn access<T>(result: Result<T, DeployError>) -> Result<Access<T>, DeployError> {
     match result {
         Ok(value) => Ok(Access::Allowed(value)),
-        Err(DeployError::Api { code: 403, message, .. }) => Ok(Access::Forbidden(message)),
+        Err(DeployError::Forbidden { source, .. }) => {
+            Ok(Access::Forbidden(answer(&source).to_string()))
+        }
         Err(error) => Err(error),
     }
 }
@@ -63,39 +64,9 @@ impl Cluster {
         let params = PostParams::default();
         match self.retried("ask", &what, || api.create(&params, &review)).await {
             Ok(answer) => Ok(answer.status.map(|s| s.allowed)),
-            Err(DeployError::Api { code: 403 | 404, .. }) => Ok(None),
+            Err(DeployError::Forbidden { .. } | DeployError::NotFound { .. }) => Ok(None),
             Err(error) => Err(error),
         }
-    }
-
-    /// The bundle's lock needs its Lease; a problem names each verb the identity lacks.
-    pub(crate) async fn check_lock_access(
-        &self,
-        bundle: &str,
-        namespace: &str,
-    ) -> Result<Option<Problem>, DeployError> {
-        let mut missing = Vec::new();
-        for verb in LOCK_VERBS {
-            if self.may(verb, "coordination.k8s.io", "leases", Some(namespace)).await?
-                == Some(false)
-            {
-                missing.push(*verb);
-            }
-        }
-        if missing.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            Problem::new(
-                "preflight",
-                format!("Lease/{namespace}/{}", lease_name(bundle)),
-                format!(
-                    "the bundle's lock needs {} on leases (coordination.k8s.io) in namespace {namespace}, which this identity may not do",
-                    missing.join(", ")
-                ),
-            )
-            .hint("ask an administrator to grant the Role `charmer rbac` prints (Kubernetes releases whose built-in edit and admin roles lack Leases need it)"),
-        ))
     }
 }
 
@@ -175,7 +146,8 @@ mod tests {
     use super::*;
 
     fn api(code: u16) -> DeployError {
-        DeployError::Api { action: "list", object: "x".into(), code, message: "no".into() }
+        let status = kube::core::Status::failure("no", "Refused").with_code(code).boxed();
+        DeployError::from_kube("server", "list", "x".into(), kube::Error::Api(status))
     }
 
     #[test]

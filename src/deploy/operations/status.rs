@@ -1,19 +1,16 @@
-//! `status`, `remove` and the plan `rollback` re-applies, all read from revision records.
+//! `status`: a deployed bundle as its latest revision record and the live objects say.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::apply::{with_kinds, Deletion};
-use super::cluster::Lookup;
-use super::cluster::{Cluster, Kinds};
-use super::keep::{Keep, KeptObjects};
-use super::lock::LockOptions;
-use super::plan::Plan;
-use super::record::{self, Entry, Record, RecordStatus, Revision};
-use super::wait::{pod_selector, readiness, waits_for, Readiness};
-use super::{DeployError, Progress};
-use crate::contract::{object_id, ObjectId, KEPT_FROM_LABEL};
+use crate::contract::ObjectId;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::health::pods::{pod_problems, pod_selector, PodProblem};
+use crate::deploy::health::readiness::{readiness, waits_for, Readiness};
+use crate::deploy::model::kinds::Lookup;
+use crate::deploy::state::record::{self, inventory_groups, with_kinds, RecordStatus, Revision};
 
 /// A deployed bundle as the cluster has it now.
 #[derive(Debug, Clone, Serialize)]
@@ -67,30 +64,6 @@ pub struct NotReady {
     pub reason: String,
 }
 
-/// Why a pod does not run: one of its containers waits (`pod web-1 container web:
-/// ImagePullBackOff (image REG/web:1), 4 restarts: message`), or the pod cannot be scheduled
-/// (`pod web-1: Pending, Unschedulable: message`; no container).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PodProblem {
-    /// The pod.
-    pub pod: String,
-    /// The container; none when the pod is not scheduled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// The container's waiting reason (`CrashLoopBackOff`), or the pod's scheduling
-    /// condition's (`Unschedulable`).
-    pub reason: String,
-    /// The image, when pulling it is the problem.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// How often the container restarted, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restarts: Option<i64>,
-    /// Kubernetes' message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
 /// One way an application is reached from outside the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -131,26 +104,6 @@ impl std::fmt::Display for NotReady {
     }
 }
 
-impl std::fmt::Display for PodProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(container) = &self.container else {
-            let message = self.message.as_deref().unwrap_or("no reason given");
-            return write!(f, "pod {}: Pending, {}: {message}", self.pod, self.reason);
-        };
-        write!(f, "pod {} container {container}: {}", self.pod, self.reason)?;
-        if let Some(image) = &self.image {
-            write!(f, " (image {image})")?;
-        }
-        if let Some(restarts) = self.restarts {
-            write!(f, ", {restarts} restarts")?;
-        }
-        match &self.message {
-            Some(message) => write!(f, ": {message}"),
-            None => Ok(()),
-        }
-    }
-}
-
 impl std::fmt::Display for Exposure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -165,54 +118,7 @@ impl std::fmt::Display for Exposure {
     }
 }
 
-/// How to remove a bundle.
-#[derive(Debug, Clone, Default)]
-pub struct RemoveOptions {
-    /// Also delete what is otherwise kept: claims (the data), generated credentials of
-    /// applications with storage, objects annotated `charmer.io/resource-policy: keep`, and
-    /// objects kept from the bundle by earlier prunes and removes.
-    pub destroy_storage: bool,
-    /// How to take the bundle's lock.
-    pub lock: LockOptions,
-}
-
-/// What `remove` did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Removal {
-    /// Objects deleted.
-    pub deleted: Vec<ObjectId>,
-    /// Objects deleted that finalizers still hold, with the finalizers (every claim has
-    /// `kubernetes.io/pvc-protection`, which lets go once no pod mounts it).
-    pub terminating: Vec<(ObjectId, Vec<String>)>,
-    /// Inventory objects not deleted, and why.
-    pub kept: Vec<(ObjectId, String)>,
-    /// Objects left in place with their data, marked as kept from the bundle.
-    pub retained: Vec<(ObjectId, Keep)>,
-    /// Revision records deleted.
-    pub records: Vec<String>,
-    /// Things the user should know (a lock taken over from a holder that died).
-    pub warnings: Vec<String>,
-}
-
 impl Cluster {
-    async fn records(
-        &self,
-        bundle: &str,
-        namespace: &str,
-        groups: impl Fn(&[Record]) -> BTreeSet<String>,
-    ) -> Result<(Vec<Record>, Kinds), DeployError> {
-        let core = self.kinds(&BTreeSet::new()).await?;
-        let records = record::load(self, &core, bundle, namespace).await?;
-        if records.is_empty() {
-            return Err(DeployError::NotDeployed {
-                bundle: bundle.to_string(),
-                namespace: namespace.to_string(),
-            });
-        }
-        let kinds = self.kinds(&groups(&records)).await?;
-        Ok((records, kinds))
-    }
-
     /// The bundle's applications, versions, images and readiness.
     pub async fn status(&self, bundle: &str, namespace: &str) -> Result<BundleStatus, DeployError> {
         let (records, kinds) = self.records(bundle, namespace, inventory_groups).await?;
@@ -303,145 +209,6 @@ impl Cluster {
             apps,
         })
     }
-
-    /// Deletes exactly the bundle's inventory (objects still labelled with the bundle; never
-    /// CRDs or the namespace), then its revision records, under the bundle's lock. Claims,
-    /// generated credentials of applications with storage and objects marked keep are left in
-    /// place, marked as kept from the bundle, unless `destroy_storage`, which also deletes
-    /// what earlier prunes and removes kept.
-    pub async fn remove(
-        &self,
-        bundle: &str,
-        namespace: &str,
-        options: &RemoveOptions,
-        progress: &dyn Progress,
-    ) -> Result<Removal, DeployError> {
-        let core = self.kinds(&BTreeSet::new()).await?;
-        if record::load(self, &core, bundle, namespace).await?.is_empty() {
-            let kept = self.kept_objects(&core, bundle, namespace).await?;
-            let (bundle, namespace) = (bundle.to_string(), namespace.to_string());
-            if kept.is_empty() {
-                return Err(DeployError::NotDeployed { bundle, namespace });
-            }
-            if !options.destroy_storage {
-                let kept = kept.iter().map(ToString::to_string).collect();
-                return Err(DeployError::OnlyKept { bundle, namespace, kept });
-            }
-        }
-        let lock = self.lock(bundle, namespace, &options.lock).await?;
-        let result = self.remove_locked(&core, bundle, namespace, options, progress).await;
-        let (mut removal, taken_over) = lock.release_after(result).await?;
-        removal.warnings.extend(taken_over);
-        Ok(removal)
-    }
-
-    /// `remove` once the lock is held: the records are read again, as they may have changed
-    /// while waiting for it.
-    async fn remove_locked(
-        &self,
-        core: &Kinds,
-        bundle: &str,
-        namespace: &str,
-        options: &RemoveOptions,
-        progress: &dyn Progress,
-    ) -> Result<Removal, DeployError> {
-        let records = record::load(self, core, bundle, namespace).await?;
-        let kinds = self.kinds(&inventory_groups(&records)).await?;
-        let kept = KeptObjects::of(&records);
-        let mut entries = record::current_inventory(&records);
-        if options.destroy_storage {
-            let known: BTreeSet<ObjectId> = entries.iter().map(|e| e.id.clone()).collect();
-            for id in self.kept_objects(core, bundle, namespace).await? {
-                if !known.contains(&id) {
-                    entries.push(Entry { app: String::new(), id });
-                }
-            }
-        }
-        let mut removal = Removal::default();
-        let entries = with_kinds(&kinds, entries);
-        let destroy = options.destroy_storage;
-        for (id, deletion) in
-            self.dispose(&kinds, entries, bundle, namespace, &kept, destroy, progress).await?
-        {
-            match deletion {
-                Deletion::Deleted => removal.deleted.push(id),
-                Deletion::Terminating(finalizers) => removal.terminating.push((id, finalizers)),
-                Deletion::Gone => {}
-                Deletion::Kept(why) => removal.kept.push((id, why)),
-                Deletion::Retained(keep) => removal.retained.push((id, keep)),
-            }
-        }
-        for r in &records {
-            record::delete(self, &kinds, bundle, namespace, r.revision).await?;
-            removal.records.push(record::name(bundle, r.revision));
-        }
-        Ok(removal)
-    }
-
-    /// Objects earlier prunes and removes kept from the bundle (claims, Secrets and
-    /// ConfigMaps: the kinds data and credentials live in).
-    async fn kept_objects(
-        &self,
-        kinds: &Kinds,
-        bundle: &str,
-        namespace: &str,
-    ) -> Result<Vec<ObjectId>, DeployError> {
-        let mut found = Vec::new();
-        for kind_name in ["PersistentVolumeClaim", "Secret", "ConfigMap"] {
-            let Some(kind) = kinds.preferred("", kind_name) else { continue };
-            let selector = format!("{KEPT_FROM_LABEL}={bundle}");
-            for object in self.list(&kind, Some(namespace), &selector).await? {
-                if let Ok(id) = object_id(&object, Some(namespace)) {
-                    found.push(id);
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// The plan of revision `revision`, or of the last good revision before the current one
-    /// when `None`, with the revision number.
-    pub async fn rollback_plan(
-        &self,
-        bundle: &str,
-        namespace: &str,
-        revision: Option<u32>,
-    ) -> Result<(Plan, u32), DeployError> {
-        let (records, _) = self.records(bundle, namespace, |_| BTreeSet::new()).await?;
-        let current = records
-            .iter()
-            .rev()
-            .find(|r| r.status == RecordStatus::Deployed)
-            .map_or(u32::MAX, |r| r.revision);
-        let found = match revision {
-            Some(n) => records.iter().find(|r| r.revision == n),
-            None => records.iter().rev().find(|r| {
-                r.revision < current
-                    && matches!(r.status, RecordStatus::Deployed | RecordStatus::Superseded)
-            }),
-        };
-        match (found, revision) {
-            (Some(r), _) => Ok((r.plan.clone(), r.revision)),
-            (None, Some(revision)) => Err(DeployError::NoRevision {
-                bundle: bundle.to_string(),
-                namespace: namespace.to_string(),
-                revision,
-            }),
-            (None, None) => Err(DeployError::NoEarlierRevision {
-                bundle: bundle.to_string(),
-                namespace: namespace.to_string(),
-                revisions: records
-                    .iter()
-                    .map(|r| format!("{} {}", r.revision, r.status))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
-    }
-}
-
-fn inventory_groups(records: &[Record]) -> BTreeSet<String> {
-    records.iter().flat_map(|r| r.inventory.iter().map(|e| e.id.group.clone())).collect()
 }
 
 /// Kinds that can expose an application outside the cluster.
@@ -541,50 +308,6 @@ fn server_scheme(protocol: Option<&str>) -> &'static str {
     }
 }
 
-/// Why a pod's containers do not run, and whether it cannot be scheduled.
-fn pod_problems(pod: &serde_json::Value) -> Vec<PodProblem> {
-    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
-    let status = &pod["status"];
-    let text = |v: &serde_json::Value| v.as_str().filter(|m| !m.is_empty()).map(str::to_string);
-    let mut problems = Vec::new();
-    for c in ["initContainerStatuses", "containerStatuses"]
-        .iter()
-        .flat_map(|k| status[*k].as_array().into_iter().flatten())
-    {
-        let waiting = &c["state"]["waiting"];
-        let Some(reason) = waiting["reason"].as_str() else { continue };
-        if matches!(reason, "ContainerCreating" | "PodInitializing") {
-            continue;
-        }
-        problems.push(PodProblem {
-            pod: name.to_string(),
-            container: Some(c["name"].as_str().unwrap_or("?").to_string()),
-            reason: reason.to_string(),
-            image: text(&c["image"]).filter(|_| reason.contains("Image")),
-            restarts: c["restartCount"].as_i64().filter(|n| *n > 0),
-            message: text(&waiting["message"]),
-        });
-    }
-    if status["phase"] == "Pending" {
-        let unscheduled = status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False");
-        if let Some(c) = unscheduled {
-            problems.push(PodProblem {
-                pod: name.to_string(),
-                container: None,
-                reason: c["reason"].as_str().unwrap_or("not scheduled").to_string(),
-                image: None,
-                restarts: None,
-                message: text(&c["message"]),
-            });
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,34 +316,6 @@ mod tests {
         items.iter().map(ToString::to_string).collect()
     }
     use serde_json::json;
-
-    #[test]
-    fn pod_problems_name_the_reason_the_image_and_unschedulable_pods() {
-        let pulling = json!({"metadata": {"name": "web-1"}, "status": {"phase": "Pending",
-            "containerStatuses": [{"name": "web", "image": "reg:5000/web:1", "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
-        assert_eq!(
-            texts(pod_problems(&pulling)),
-            ["pod web-1 container web: ImagePullBackOff (image reg:5000/web:1): Back-off pulling image"]
-        );
-        let crashing = json!({"metadata": {"name": "db-0"}, "status": {"phase": "Running",
-            "containerStatuses": [{"name": "db", "image": "db:1", "restartCount": 4,
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
-        assert_eq!(
-            texts(pod_problems(&crashing)),
-            ["pod db-0 container db: CrashLoopBackOff, 4 restarts"]
-        );
-        let unscheduled = json!({"metadata": {"name": "big-0"}, "status": {"phase": "Pending",
-            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": "0/1 nodes are available: 1 Insufficient memory."}]}});
-        assert_eq!(
-            texts(pod_problems(&unscheduled)),
-            ["pod big-0: Pending, Unschedulable: 0/1 nodes are available: 1 Insufficient memory."]
-        );
-        let creating = json!({"metadata": {"name": "x"}, "status": {"phase": "Pending",
-            "containerStatuses": [{"name": "x", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
-        assert!(pod_problems(&creating).is_empty());
-    }
 
     #[test]
     fn node_ports_load_balancers_and_ingress_hosts_are_exposed() {

@@ -3,12 +3,12 @@
 //! exactly what was applied before.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::settings::{recorded_config, RecordedSetting};
+use super::versions::{kubernetes_needs, VersionNeed};
 use crate::charm::metadata::Role;
 use crate::contract::{object_id, GENERATE_ANNOTATION};
 use crate::diag::{Problem, Problems};
@@ -18,7 +18,7 @@ use crate::resolve::Model;
 
 /// Everything one deploy applies: the bundle's applications and rendered objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
+pub struct DeployPlan {
     /// The bundle name (inventory and revision records are kept per bundle and namespace).
     pub bundle: String,
     /// The namespace namespaced objects go into.
@@ -55,7 +55,7 @@ pub struct PlanApp {
     pub after: Vec<String>,
     /// The effective config with provenance (recorded per revision; see `charmer config`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub config: BTreeMap<String, super::RecordedSetting>,
+    pub config: BTreeMap<String, RecordedSetting>,
 }
 
 /// One rendered object and the application it belongs to.
@@ -65,79 +65,6 @@ pub struct PlanObject {
     pub app: String,
     /// The full object.
     pub object: Value,
-}
-
-/// A `major.minor` Kubernetes version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct KubeVersion {
-    /// Major version (1).
-    pub major: u32,
-    /// Minor version.
-    pub minor: u32,
-}
-
-/// A constraint on the cluster's Kubernetes version and where it comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionNeed {
-    /// `>=` or `<`.
-    pub op: VersionOp,
-    /// The version compared with.
-    pub version: KubeVersion,
-    /// What asked for it, for the preflight message (`assumes: k8s-api >= 1.20`).
-    pub source: String,
-}
-
-/// The comparisons Juju's `assumes` allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum VersionOp {
-    /// `>=`
-    AtLeast,
-    /// `<`
-    Below,
-}
-
-impl fmt::Display for KubeVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
-    }
-}
-
-impl FromStr for KubeVersion {
-    type Err = String;
-
-    /// Accepts `1.20`, `v1.20.3` and the `28+` minor some providers report.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let trimmed = text.trim().trim_start_matches('v');
-        let mut parts = trimmed.split('.');
-        let number = |part: Option<&str>| -> Option<u32> {
-            let digits: String = part?.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        };
-        match (number(parts.next()), number(parts.next())) {
-            (Some(major), Some(minor)) => Ok(KubeVersion { major, minor }),
-            _ => Err(format!("{text:?} is not a Kubernetes version like 1.20")),
-        }
-    }
-}
-
-impl VersionNeed {
-    /// Whether `version` satisfies this need.
-    pub fn allows(&self, version: KubeVersion) -> bool {
-        match self.op {
-            VersionOp::AtLeast => version >= self.version,
-            VersionOp::Below => version < self.version,
-        }
-    }
-}
-
-impl fmt::Display for VersionNeed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
-            VersionOp::AtLeast => ">=",
-            VersionOp::Below => "<",
-        };
-        write!(f, "Kubernetes {op} {}", self.version)
-    }
 }
 
 impl PlanApp {
@@ -156,9 +83,9 @@ impl PlanApp {
     }
 }
 
-impl Plan {
+impl DeployPlan {
     /// Builds the plan from a resolved model and its rendered manifests.
-    pub fn from_model(model: &Model, manifests: &Manifests) -> Plan {
+    pub fn from_model(model: &Model, manifests: &Manifests) -> DeployPlan {
         let apps = model
             .applications
             .values()
@@ -168,13 +95,7 @@ impl Plan {
                     .iter()
                     .filter_map(|r| {
                         // The end on this application's `requires` side waits for the other end.
-                        let (mine, theirs) = if r.a.0 == app.name {
-                            (&r.a, &r.b)
-                        } else if r.b.0 == app.name {
-                            (&r.b, &r.a)
-                        } else {
-                            return None;
-                        };
+                        let (mine, theirs) = r.ends_of(&app.name)?;
                         let role = app.charm.metadata.endpoint(&mine.1).map(|(role, _)| role);
                         (role == Some(Role::Requires) && theirs.0 != app.name)
                             .then(|| theirs.0.clone())
@@ -190,11 +111,11 @@ impl Plan {
                     required_secrets: app.required_secrets.clone(),
                     images: images.into_iter().collect(),
                     after: after.into_iter().collect(),
-                    config: super::overrides::recorded_config(app),
+                    config: recorded_config(app),
                 }
             })
             .collect();
-        Plan {
+        DeployPlan {
             bundle: manifests.bundle.clone(),
             namespace: manifests.namespace.clone(),
             registry: model.registry.clone(),
@@ -278,41 +199,6 @@ impl Plan {
     }
 }
 
-/// Kubernetes version constraints in a charm's `assumes:`: `k8s-api >= 1.20` and `k8s-api <
-/// 1.30`, at the top level or inside `all-of` blocks. `any-of` blocks are alternatives deploy
-/// cannot choose between, so they are left to the charm.
-pub fn kubernetes_needs(assumes: &[serde_yaml::Value]) -> Vec<VersionNeed> {
-    let mut needs = Vec::new();
-    for item in assumes {
-        match item {
-            serde_yaml::Value::String(text) => needs.extend(parse_assumption(text)),
-            serde_yaml::Value::Mapping(map) => {
-                if let Some(serde_yaml::Value::Sequence(all)) = map.get("all-of") {
-                    needs.extend(kubernetes_needs(all));
-                }
-            }
-            _ => {}
-        }
-    }
-    needs
-}
-
-fn parse_assumption(text: &str) -> Option<VersionNeed> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let [feature, op, version] = words.as_slice() else {
-        return None;
-    };
-    if *feature != "k8s-api" {
-        return None;
-    }
-    let op = match *op {
-        ">=" => VersionOp::AtLeast,
-        "<" => VersionOp::Below,
-        _ => return None,
-    };
-    Some(VersionNeed { op, version: version.parse().ok()?, source: format!("assumes: {text}") })
-}
-
 /// Serializes `Option<Registry>` as its `host[:port][/prefix]` text.
 mod registry_text {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -345,8 +231,8 @@ mod tests {
         }
     }
 
-    fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> Plan {
-        Plan {
+    fn plan(apps: Vec<PlanApp>, objects: Vec<(&str, Value)>) -> DeployPlan {
+        DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,
@@ -372,25 +258,6 @@ mod tests {
     }
 
     #[test]
-    fn assumes_gives_kubernetes_needs() {
-        let assumes: Vec<serde_yaml::Value> =
-            serde_yaml::from_str("[k8s-api, 'k8s-api >= 1.20', 'juju >= 3.1', {all-of: ['k8s-api < 1.40']}, {any-of: ['k8s-api >= 1.99']}]").unwrap();
-        let needs = kubernetes_needs(&assumes);
-        assert_eq!(needs.len(), 2);
-        assert_eq!(needs[0].to_string(), "Kubernetes >= 1.20");
-        assert!(needs[0].allows(KubeVersion { major: 1, minor: 20 }));
-        assert!(!needs[0].allows(KubeVersion { major: 1, minor: 19 }));
-        assert!(!needs[1].allows(KubeVersion { major: 1, minor: 40 }));
-    }
-
-    #[test]
-    fn versions_parse_like_clusters_report_them() {
-        assert_eq!("1.28+".parse::<KubeVersion>().unwrap(), KubeVersion { major: 1, minor: 28 });
-        assert_eq!("v1.20.3".parse::<KubeVersion>().unwrap(), KubeVersion { major: 1, minor: 20 });
-        assert!("one".parse::<KubeVersion>().is_err());
-    }
-
-    #[test]
     fn validate_reports_every_bad_object() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}});
         let p = plan(
@@ -411,7 +278,7 @@ mod tests {
     fn plan_round_trips_through_json_with_its_registry() {
         let mut p = plan(vec![app("web", &[])], vec![]);
         p.registry = Some("registry.local:5000/mirror".parse().unwrap());
-        let back: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        let back: DeployPlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
     }
 }

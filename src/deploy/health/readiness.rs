@@ -1,32 +1,10 @@
-//! Waiting until applied objects are really ready: generation-aware for workloads (the
-//! controller has seen the new spec and every replica runs it), Bound for claims, Complete
-//! for Jobs, Established for CRDs, the `Ready` condition for Knative Services; and failing
-//! fast when a pod cannot start.
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+//! Whether a live object is ready: generation-aware for workloads (the controller has seen
+//! the new spec and every replica runs it), Bound for claims, Complete for Jobs, Established
+//! for CRDs, the `Ready` condition for Knative Services.
 
 use serde_json::Value;
 
-use super::cluster::{Cluster, Kinds, Lookup};
-use super::targets::Target;
-use super::{DeployError, Event, Progress};
 use crate::contract::ObjectId;
-
-/// How long and how often to poll.
-#[derive(Debug, Clone, Copy)]
-pub struct WaitOptions {
-    /// Give up after this long, naming what never became ready.
-    pub timeout: Duration,
-    /// Time between polls.
-    pub poll: Duration,
-}
-
-impl Default for WaitOptions {
-    fn default() -> Self {
-        WaitOptions { timeout: Duration::from_secs(600), poll: Duration::from_secs(2) }
-    }
-}
 
 /// Where an object stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,22 +16,8 @@ pub(crate) enum Readiness {
     Failed(String),
 }
 
-/// Waiting reasons of a container that waiting will not fix.
-const FATAL_REASONS: &[&str] = &[
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "CrashLoopBackOff",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-];
-
 /// The API group of Knative Serving, whose `Service` deploy waits for.
-const KNATIVE_SERVING: &str = "serving.knative.dev";
-
-/// Polls in a row on which a Knative Service must report `Ready=False` before deploy fails
-/// (10 s at the default 2 s interval). Knative may report `False` on the way to `True` (its
-/// own client, `kn`, waits a `--wait-window` after a `False` for the same reason).
-const KNATIVE_FALSE_POLLS: u32 = 5;
+pub(crate) const KNATIVE_SERVING: &str = "serving.knative.dev";
 
 /// Whether deploy waits for objects of this kind in this API group.
 pub(crate) fn waits_for(id: &ObjectId) -> bool {
@@ -190,136 +154,6 @@ fn knative_readiness(status: &Value) -> Readiness {
     }
 }
 
-/// A label selector string for the pods of a workload (`k=v,k2 in (a,b)`), or `None`.
-pub(crate) fn pod_selector(object: &Value) -> Option<String> {
-    let selector = &object["spec"]["selector"];
-    let mut terms: Vec<String> = selector["matchLabels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
-        .collect();
-    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
-        let key = e["key"].as_str()?;
-        let values: Vec<&str> =
-            e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        terms.push(match e["operator"].as_str()? {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => return None,
-        });
-    }
-    (!terms.is_empty()).then(|| terms.join(","))
-}
-
-/// The first container of a pod stuck in a state waiting will not fix:
-/// (container, reason, message).
-pub(crate) fn pod_failure(pod: &Value) -> Option<(String, String, String)> {
-    let status = &pod["status"];
-    ["initContainerStatuses", "containerStatuses"]
-        .iter()
-        .flat_map(|k| status[*k].as_array().into_iter().flatten())
-        .find_map(|c| {
-            let waiting = &c["state"]["waiting"];
-            let reason = waiting["reason"].as_str()?;
-            FATAL_REASONS.contains(&reason).then(|| {
-                (
-                    c["name"].as_str().unwrap_or("?").to_string(),
-                    reason.to_string(),
-                    waiting["message"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-        })
-}
-
-/// Polls `targets` until all are ready, one fails, or the timeout passes.
-pub(crate) async fn wait(
-    cluster: &Cluster,
-    kinds: &Kinds,
-    targets: &[&Target],
-    options: &WaitOptions,
-    progress: &dyn Progress,
-) -> Result<(), DeployError> {
-    let deadline = tokio::time::Instant::now() + options.timeout;
-    let pods = match kinds.find("v1", "Pod") {
-        Lookup::Served(kind) => Some(kind),
-        _ => None,
-    };
-    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in targets {
-        *totals.entry(t.app.as_str()).or_default() += 1;
-    }
-    let mut ready: BTreeSet<usize> = BTreeSet::new();
-    let mut reported: BTreeMap<&str, usize> = BTreeMap::new();
-    // Knative Services reporting `Ready=False`: on how many polls in a row.
-    let mut false_polls: BTreeMap<usize, u32> = BTreeMap::new();
-    loop {
-        let mut pending: Vec<(usize, String)> = Vec::new();
-        for (i, t) in targets.iter().enumerate() {
-            if ready.contains(&i) {
-                continue;
-            }
-            match cluster.get(&t.kind, &t.id).await? {
-                None => pending.push((i, "not found".into())),
-                Some(live) => match readiness(&t.id.group, &t.id.kind, &live) {
-                    Readiness::Ready => {
-                        ready.insert(i);
-                    }
-                    Readiness::Pending(why) => {
-                        false_polls.remove(&i);
-                        pending.push((i, why));
-                        if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
-                            for pod in
-                                cluster.list(pods, t.id.namespace.as_deref(), &selector).await?
-                            {
-                                if let Some((container, reason, message)) = pod_failure(&pod) {
-                                    let pod =
-                                        pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
-                                    return Err(DeployError::PodFailing {
-                                        object: t.id.to_string(),
-                                        pod,
-                                        container,
-                                        reason,
-                                        message,
-                                    });
-                                }
-                            }
-                        }
-                    }
-                    Readiness::Failed(message) if t.id.group == KNATIVE_SERVING => {
-                        let seen = false_polls.entry(i).or_default();
-                        *seen += 1;
-                        if *seen >= KNATIVE_FALSE_POLLS {
-                            return Err(DeployError::Failed { object: t.id.to_string(), message });
-                        }
-                        pending.push((i, message));
-                    }
-                    Readiness::Failed(message) => {
-                        return Err(DeployError::Failed { object: t.id.to_string(), message })
-                    }
-                },
-            }
-        }
-        for (app, total) in &totals {
-            let done = ready.iter().filter(|i| targets[**i].app == *app).count();
-            if reported.insert(app, done) != Some(done) {
-                progress.event(Event::Waiting { app: app.to_string(), ready: done, total: *total });
-            }
-        }
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let pending =
-                pending.into_iter().map(|(i, why)| format!("{} ({why})", targets[i].id)).collect();
-            return Err(DeployError::Timeout { timeout: options.timeout, pending });
-        }
-        tokio::time::sleep(options.poll).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,24 +229,5 @@ mod tests {
             Readiness::Pending(_)
         ));
         assert_eq!(readiness("", "ConfigMap", &json!({})), Readiness::Ready);
-    }
-
-    #[test]
-    fn selectors_and_pod_failures() {
-        let d = json!({"spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": "web", "app.kubernetes.io/name": "nginx"},
-            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
-        assert_eq!(
-            pod_selector(&d).unwrap(),
-            "app.kubernetes.io/instance=web,app.kubernetes.io/name=nginx,tier in (a,b)"
-        );
-        let pod = json!({"status": {"containerStatuses": [
-            {"name": "ok", "state": {"running": {}}},
-            {"name": "app", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
-        assert_eq!(
-            pod_failure(&pod),
-            Some(("app".into(), "ImagePullBackOff".into(), "Back-off pulling image".into()))
-        );
-        let starting = json!({"status": {"containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
-        assert_eq!(pod_failure(&starting), None);
     }
 }

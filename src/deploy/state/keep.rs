@@ -10,14 +10,15 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::cluster::{Cluster, Kind};
-use super::plan::Plan;
 use super::record::Record;
-use super::DeployError;
 use crate::contract::{
-    group_of, ObjectId, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
+    group_of, ObjectId, BUNDLE_LABEL, GENERATE_ANNOTATION, KEPT_ANNOTATION, KEPT_FROM_LABEL,
     RESOURCE_POLICY_ANNOTATION,
 };
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::Kind;
+use crate::deploy::model::plan::DeployPlan;
 
 /// The field manager owning the kept marks, so marking and unmarking never touch the fields
 /// the bundle applied.
@@ -50,7 +51,7 @@ impl fmt::Display for Keep {
 type Key = (String, String, String);
 
 /// Why a rendered object of `plan` is kept, if it is.
-fn reason(plan: &Plan, app: &str, object: &Value) -> Option<Keep> {
+fn reason(plan: &DeployPlan, app: &str, object: &Value) -> Option<Keep> {
     let annotations = &object["metadata"]["annotations"];
     if annotations[RESOURCE_POLICY_ANNOTATION].as_str() == Some("keep") {
         return Some(Keep::ResourcePolicy);
@@ -65,7 +66,7 @@ fn reason(plan: &Plan, app: &str, object: &Value) -> Option<Keep> {
 }
 
 /// Whether an application renders a claim or a StatefulSet with claim templates.
-fn has_storage(plan: &Plan, app: &str) -> bool {
+fn has_storage(plan: &DeployPlan, app: &str) -> bool {
     plan.objects.iter().filter(|o| o.app == app).any(|o| match o.object["kind"].as_str() {
         Some("PersistentVolumeClaim") => true,
         Some("StatefulSet") => o.object["spec"]["volumeClaimTemplates"]
@@ -191,13 +192,20 @@ impl Cluster {
     }
 }
 
+/// Whether a live object carries the bundle's label, or was kept from it (the inventory's
+/// second safety check).
+pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
+    live["metadata"]["labels"][BUNDLE_LABEL].as_str() == Some(bundle)
+        || kept_from(live) == Some(bundle)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::plan::PlanObject;
     use super::*;
+    use crate::deploy::model::plan::PlanObject;
 
-    fn plan(objects: Vec<(&str, Value)>) -> Plan {
-        Plan {
+    fn plan(objects: Vec<(&str, Value)>) -> DeployPlan {
+        DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

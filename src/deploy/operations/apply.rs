@@ -2,22 +2,25 @@
 //! server-side apply; generated credentials; adoption of kept objects; prune (keeping data);
 //! wait; and the record's final state (deployed, failed or interrupted).
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use super::cluster::{Cluster, Kind, Kinds, Lookup, Removed};
-use super::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects};
-use super::lock::LockOptions;
+use super::generate;
 use super::preflight::{namespace_id, namespace_object, Prepared};
-use super::record::{self, Entry, Record, RecordStatus};
-use super::targets::{kind_rank, phase, Phase, Target};
+use super::prune::{stale_entries, Deletion};
 use super::wait::{self, WaitOptions};
-use super::{generate, Action, DeployError, Event, Progress, FIELD_MANAGER};
-use crate::contract::{generated_keys, object_id, ObjectId, BUNDLE_LABEL, KEPT_FROM_LABEL};
+use crate::contract::{generated_keys, object_id, ObjectId, KEPT_FROM_LABEL};
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::error::DeployError;
+use crate::deploy::health::readiness::waits_for;
+use crate::deploy::model::events::{Action, Event, NoProgress, Progress};
+use crate::deploy::model::kinds::Lookup;
+use crate::deploy::model::targets::{phase, Phase, Target};
+use crate::deploy::state::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects};
+use crate::deploy::state::lock::LockOptions;
+use crate::deploy::state::record::{self, Entry, Record, RecordStatus};
 
 /// How to apply.
 #[derive(Debug, Clone, Default)]
@@ -113,28 +116,6 @@ impl Outcome {
         !self.pruned.is_empty()
             || !self.retained.is_empty()
             || self.applied.iter().any(|a| a.action != Action::Unchanged)
-    }
-}
-
-/// What happened when deleting an inventory entry.
-pub(crate) enum Deletion {
-    Deleted,
-    /// Deleted, but these finalizers hold it until their controllers let go (a claim stays
-    /// while a pod mounts it).
-    Terminating(Vec<String>),
-    Gone,
-    Kept(String),
-    /// Left in place and marked as kept from the bundle.
-    Retained(Keep),
-}
-
-impl From<Removed> for Deletion {
-    fn from(removed: Removed) -> Deletion {
-        match removed {
-            Removed::Deleted => Deletion::Deleted,
-            Removed::Terminating(finalizers) => Deletion::Terminating(finalizers),
-            Removed::Missing => Deletion::Gone,
-        }
     }
 }
 
@@ -315,7 +296,7 @@ impl Cluster {
             if !established && phase(&t.id) == Phase::Objects {
                 // Custom resources can only be applied once their definitions are served.
                 let wait = options.wait.unwrap_or_default();
-                wait::wait(self, &prepared.kinds, &crds, &wait, &super::NoProgress).await?;
+                wait::wait(self, &prepared.kinds, &crds, &wait, &NoProgress).await?;
                 established = true;
             }
             let before = self.get(&t.kind, &t.id).await?;
@@ -376,91 +357,14 @@ impl Cluster {
         outcome.adopted.extend(self.adopt_set_claims(prepared).await?);
         if let Some(wait) = &options.wait {
             let waited: Vec<&Target> =
-                prepared.targets.iter().filter(|t| wait::waits_for(&t.id)).collect();
+                prepared.targets.iter().filter(|t| waits_for(&t.id)).collect();
             wait::wait(self, &prepared.kinds, &waited, wait, progress).await?;
         }
         Ok(outcome)
     }
-
-    /// Deletes an inventory object if it still carries the bundle's label; CRDs and
-    /// namespaces are never deleted. An object with a `keep` reason is left in place and
-    /// marked as kept from the bundle instead (pass `None` to destroy it).
-    pub(crate) async fn delete_owned(
-        &self,
-        kind: &Kind,
-        id: &ObjectId,
-        bundle: &str,
-        keep: Option<Keep>,
-    ) -> Result<Deletion, DeployError> {
-        if let Some(why) = never_deleted(&id.kind) {
-            return Ok(Deletion::Kept(why.to_string()));
-        }
-        let Some(live) = self.get(kind, id).await? else { return Ok(Deletion::Gone) };
-        if !owned_by(&live, bundle) {
-            return Ok(Deletion::Kept(format!("it is no longer labelled {BUNDLE_LABEL}={bundle}")));
-        }
-        if let Some(keep) = keep {
-            self.mark_kept(kind, id, bundle, keep).await?;
-            return Ok(Deletion::Retained(keep));
-        }
-        Ok(self.delete(kind, id).await?.into())
-    }
 }
 
 impl Cluster {
-    /// Deletes inventory entries (in the order given) with [`Cluster::delete_owned`], keeping
-    /// what `kept` says is kept unless `destroy`; then the claims the StatefulSet controller
-    /// made for the StatefulSets among them, which Kubernetes leaves behind: marked as kept,
-    /// or deleted with `destroy`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn dispose(
-        &self,
-        kinds: &Kinds,
-        entries: Vec<(Entry, Kind)>,
-        bundle: &str,
-        namespace: &str,
-        kept: &KeptObjects,
-        destroy: bool,
-        progress: &dyn Progress,
-    ) -> Result<Vec<(ObjectId, Deletion)>, DeployError> {
-        let mut done = Vec::new();
-        let mut sets = Vec::new();
-        for (entry, kind) in entries {
-            let keep = kept.reason(&entry.id).filter(|_| !destroy);
-            let deletion = self.delete_owned(&kind, &entry.id, bundle, keep).await?;
-            if entry.id.kind == "StatefulSet"
-                && matches!(deletion, Deletion::Deleted | Deletion::Terminating(_) | Deletion::Gone)
-            {
-                sets.push(entry.id.name.clone());
-            }
-            done.push((entry.id, deletion));
-        }
-        let Some(claim_kind) = kinds.preferred("", "PersistentVolumeClaim") else {
-            return Ok(done);
-        };
-        if !sets.is_empty() {
-            for claim in self.list(&claim_kind, Some(namespace), "").await? {
-                let Ok(id) = object_id(&claim, Some(namespace)) else { continue };
-                if !kept.is_claim_of(&id.name, &sets) {
-                    continue;
-                }
-                let deletion = if destroy {
-                    self.delete(&claim_kind, &id).await?.into()
-                } else {
-                    self.mark_kept(&claim_kind, &id, bundle, Keep::Data).await?;
-                    Deletion::Retained(Keep::Data)
-                };
-                done.push((id, deletion));
-            }
-        }
-        for (id, deletion) in &done {
-            if matches!(deletion, Deletion::Deleted | Deletion::Terminating(_)) {
-                progress.event(Event::Pruned { id: id.clone() });
-            }
-        }
-        Ok(done)
-    }
-
     /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
     /// uses them again, with their data.
     async fn adopt_set_claims(
@@ -505,41 +409,4 @@ fn rolls_back(error: &DeployError) -> bool {
             | DeployError::Locked { .. }
             | DeployError::Invalid(_)
     )
-}
-
-/// Why objects of a kind are never deleted by prune or remove, if they are not.
-fn never_deleted(kind: &str) -> Option<&'static str> {
-    match kind {
-        "CustomResourceDefinition" => Some("CustomResourceDefinitions are never deleted: that would delete every resource of the kind in the cluster"),
-        "Namespace" => Some("namespaces are never deleted: that would delete everything in them"),
-        _ => None,
-    }
-}
-
-/// Whether a live object carries the bundle's label, or was kept from it (the inventory's
-/// second safety check).
-pub(crate) fn owned_by(live: &Value, bundle: &str) -> bool {
-    live["metadata"]["labels"][BUNDLE_LABEL].as_str() == Some(bundle)
-        || kept_from(live) == Some(bundle)
-}
-
-/// Inventory entries of earlier revisions that the prepared plan no longer renders, with
-/// their kinds, in deletion order (workloads before what they use).
-pub(crate) fn stale_entries(prepared: &Prepared) -> Vec<(Entry, Kind)> {
-    let rendered: BTreeSet<&ObjectId> = prepared.targets.iter().map(|t| &t.id).collect();
-    let stale: Vec<Entry> = record::current_inventory(&prepared.records)
-        .into_iter()
-        .filter(|e| !rendered.contains(&e.id))
-        .collect();
-    with_kinds(&prepared.kinds, stale)
-}
-
-/// Inventory entries with the kinds to address them by, in deletion order; entries whose
-/// kind the cluster no longer serves are left out (there is nothing to delete).
-pub(crate) fn with_kinds(kinds: &Kinds, mut entries: Vec<Entry>) -> Vec<(Entry, Kind)> {
-    entries.sort_by_key(|e| (std::cmp::Reverse(kind_rank(&e.id.kind)), e.id.clone()));
-    entries
-        .into_iter()
-        .filter_map(|e| kinds.preferred(&e.id.group, &e.id.kind).map(|k| (e, k)))
-        .collect()
 }

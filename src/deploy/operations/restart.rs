@@ -1,16 +1,17 @@
 //! `restart`: a rollout restart of an application's workloads, as `kubectl rollout restart`
 //! does it (a `kubectl.kubernetes.io/restartedAt` pod-template annotation), applied under its
-//! own field manager so that later deploys, which apply as [`super::FIELD_MANAGER`] and never
+//! own field manager so that later deploys, which apply as [`FIELD_MANAGER`](crate::deploy::cluster::client::FIELD_MANAGER) and never
 //! name that annotation, leave it in place and do not roll the pods a second time.
 
 use serde_json::{json, Value};
 
-use super::apply::with_kinds;
-use super::record::{self, Entry};
-use super::targets::Target;
 use super::wait::{self, WaitOptions};
-use super::{Cluster, DeployError, Progress};
 use crate::contract::ObjectId;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::events::Progress;
+use crate::deploy::model::targets::Target;
+use crate::deploy::state::record::{with_kinds, Entry};
 
 /// The field manager of the restart annotation.
 pub const RESTART_MANAGER: &str = "charmer-restart";
@@ -58,32 +59,6 @@ impl Cluster {
             wait::wait(self, &kinds, &waited, options, progress).await?;
         }
         Ok(targets.into_iter().map(|t| t.id).collect())
-    }
-
-    /// The inventory entries of application `app` in the latest revision of `bundle`; an
-    /// error naming the applications there are when `app` is not one of them.
-    pub(crate) async fn app_entries(
-        &self,
-        bundle: &str,
-        namespace: &str,
-        app: &str,
-    ) -> Result<Vec<Entry>, DeployError> {
-        let core = self.kinds(&Default::default()).await?;
-        let records = record::load(self, &core, bundle, namespace).await?;
-        let Some(latest) = records.last() else {
-            return Err(DeployError::NotDeployed {
-                bundle: bundle.to_string(),
-                namespace: namespace.to_string(),
-            });
-        };
-        if !latest.plan.apps.iter().any(|a| a.name == app) {
-            return Err(DeployError::NoApplication {
-                bundle: bundle.to_string(),
-                app: app.to_string(),
-                known: latest.plan.apps.iter().map(|a| a.name.clone()).collect(),
-            });
-        }
-        Ok(latest.inventory.iter().filter(|e| e.app == app).cloned().collect())
     }
 }
 

@@ -5,10 +5,10 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::cluster::Cluster;
-use super::targets::Target;
-use super::DeployError;
 use crate::contract::generated_keys;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::targets::Target;
 
 /// The field manager owning generated keys.
 pub const GENERATE_MANAGER: &str = "charmer-generate";

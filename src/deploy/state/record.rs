@@ -10,10 +10,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cluster::{Cluster, Kind, Kinds, Lookup};
-use super::plan::Plan;
-use super::DeployError;
 use crate::contract::ObjectId;
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::{Kind, Kinds, Lookup};
+use crate::deploy::model::plan::DeployPlan;
+use crate::render::kind_rank;
 
 /// Label naming the bundle a record belongs to. Records deliberately do not carry
 /// `charmer.io/bundle`: they are not part of the bundle's objects.
@@ -100,7 +102,7 @@ pub(crate) struct Entry {
 pub(crate) struct Record {
     pub revision: u32,
     pub status: RecordStatus,
-    pub plan: Plan,
+    pub plan: DeployPlan,
     pub inventory: Vec<Entry>,
     /// Why it failed or was interrupted (kept in an annotation, outside the body).
     pub reason: Option<String>,
@@ -108,7 +110,7 @@ pub(crate) struct Record {
 
 #[derive(Serialize, Deserialize)]
 struct Body {
-    plan: Plan,
+    plan: DeployPlan,
     inventory: Vec<Entry>,
 }
 
@@ -225,7 +227,7 @@ pub(crate) async fn create(
 ) -> Result<(), DeployError> {
     let (kind, id, secret) = secret_of(kinds, record)?;
     match cluster.create(&kind, &id, &secret).await {
-        Err(DeployError::Api { code: 409, .. }) => Err(DeployError::Record {
+        Err(DeployError::Conflict { .. }) => Err(DeployError::Record {
             name: id.name,
             message: "another operation recorded this revision first; run again".into(),
         }),
@@ -240,7 +242,7 @@ pub(crate) async fn save(
     record: &Record,
 ) -> Result<(), DeployError> {
     let (kind, id, secret) = secret_of(kinds, record)?;
-    cluster.apply_object(&kind, &id, &secret, super::FIELD_MANAGER, false).await?;
+    cluster.apply_object(&kind, &id, &secret, FIELD_MANAGER, false).await?;
     Ok(())
 }
 
@@ -299,12 +301,74 @@ pub(crate) fn current_inventory(records: &[Record]) -> Vec<Entry> {
     entries
 }
 
+/// Inventory entries with the kinds to address them by, in deletion order; entries whose
+/// kind the cluster no longer serves are left out (there is nothing to delete).
+pub(crate) fn with_kinds(kinds: &Kinds, mut entries: Vec<Entry>) -> Vec<(Entry, Kind)> {
+    entries.sort_by_key(|e| (std::cmp::Reverse(kind_rank(&e.id.kind)), e.id.clone()));
+    entries
+        .into_iter()
+        .filter_map(|e| kinds.preferred(&e.id.group, &e.id.kind).map(|k| (e, k)))
+        .collect()
+}
+
+pub(crate) fn inventory_groups(records: &[Record]) -> BTreeSet<String> {
+    records.iter().flat_map(|r| r.inventory.iter().map(|e| e.id.group.clone())).collect()
+}
+
+impl Cluster {
+    /// The bundle's revision records (an error when there are none) and the kinds of the
+    /// API groups `groups` picks from them.
+    pub(crate) async fn records(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        groups: impl Fn(&[Record]) -> BTreeSet<String>,
+    ) -> Result<(Vec<Record>, Kinds), DeployError> {
+        let core = self.kinds(&BTreeSet::new()).await?;
+        let records = load(self, &core, bundle, namespace).await?;
+        if records.is_empty() {
+            return Err(DeployError::NotDeployed {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+            });
+        }
+        let kinds = self.kinds(&groups(&records)).await?;
+        Ok((records, kinds))
+    }
+
+    /// The inventory entries of application `app` in the latest revision of `bundle`; an
+    /// error naming the applications there are when `app` is not one of them.
+    pub(crate) async fn app_entries(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        app: &str,
+    ) -> Result<Vec<Entry>, DeployError> {
+        let core = self.kinds(&Default::default()).await?;
+        let records = load(self, &core, bundle, namespace).await?;
+        let Some(latest) = records.last() else {
+            return Err(DeployError::NotDeployed {
+                bundle: bundle.to_string(),
+                namespace: namespace.to_string(),
+            });
+        };
+        if !latest.plan.apps.iter().any(|a| a.name == app) {
+            return Err(DeployError::NoApplication {
+                bundle: bundle.to_string(),
+                app: app.to_string(),
+                known: latest.plan.apps.iter().map(|a| a.name.clone()).collect(),
+            });
+        }
+        Ok(latest.inventory.iter().filter(|e| e.app == app).cloned().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(revision: u32, status: RecordStatus, names: &[&str]) -> Record {
-        let plan = Plan {
+        let plan = DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

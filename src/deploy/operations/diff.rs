@@ -5,12 +5,13 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::apply::stale_entries;
-use super::cluster::Cluster;
-use super::keep::KeptObjects;
 use super::preflight::Prepared;
-use super::{Action, DeployError, FIELD_MANAGER};
+use super::prune::stale_entries;
 use crate::contract::ObjectId;
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::error::DeployError;
+use crate::deploy::model::events::Action;
+use crate::deploy::state::keep::{owned_by, KeptObjects};
 
 /// What a deploy would do, object by object, in apply order (then prunes).
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +65,7 @@ impl Cluster {
             let kept = KeptObjects::of(&prepared.records);
             for (entry, kind) in stale_entries(prepared) {
                 if let Some(live) = self.get(&kind, &entry.id).await? {
-                    if super::apply::owned_by(&live, &prepared.plan.bundle) {
+                    if owned_by(&live, &prepared.plan.bundle) {
                         let (action, diff) = match kept.reason(&entry.id) {
                             // Only marks are added; its content stays.
                             Some(_) => (Action::Kept, String::new()),

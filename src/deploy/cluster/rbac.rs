@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::access::LOCK_VERBS;
-use super::plan::Plan;
 use crate::contract::group_of;
+use crate::deploy::model::plan::DeployPlan;
 
 /// Verbs on every object of the bundle: server-side apply creates (`create` and `patch`),
 /// preflight and waits read (`get`), status and prune find objects (`list`), prune and
@@ -91,7 +91,7 @@ fn grant(rules: &mut Rules, group: &str, resource: &str, verbs: &[&'static str])
 
 /// What `plan` needs: its objects' kinds, its records and kept data, its lock, the pods waits
 /// watch, and reading its namespace.
-pub fn roles(plan: &Plan) -> Roles {
+pub fn roles(plan: &DeployPlan) -> Roles {
     let mut namespaced = Rules::new();
     let mut cluster = Rules::new();
     for resource in ["secrets", "configmaps", "persistentvolumeclaims"] {
@@ -194,11 +194,11 @@ fn guess_resource(kind: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::{PlanApp, PlanObject};
     use super::*;
+    use crate::deploy::model::plan::{PlanApp, PlanObject};
 
-    fn plan(objects: Vec<Value>) -> Plan {
-        Plan {
+    fn plan(objects: Vec<Value>) -> DeployPlan {
+        DeployPlan {
             bundle: "shop".into(),
             namespace: "tenant".into(),
             registry: None,

@@ -15,8 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams};
 
-use super::cluster::Cluster;
-use super::DeployError;
+use crate::deploy::cluster::access::LOCK_VERBS;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::diag::Problem;
 
 const LOCK_LABEL: &str = "charmer.io/lock-of";
 const USER_ANNOTATION: &str = "charmer.io/lock-user";
@@ -127,21 +129,47 @@ fn api_error(
     namespace: &str,
     error: kube::Error,
 ) -> DeployError {
-    match error {
+    match DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error) {
         // Kubernetes releases whose built-in `edit` and `admin` roles lack Leases: say which
         // permission the lock needs rather than only "forbidden".
-        kube::Error::Api(status) if status.code == 403 && action != "release" => {
-            DeployError::LockForbidden { namespace: namespace.to_string(), message: status.message }
+        DeployError::Forbidden { source, .. } if action != "release" => {
+            DeployError::LockForbidden { namespace: namespace.to_string(), source }
         }
-        error => DeployError::from_kube(server, action, format!("Lease/{namespace}/{name}"), error),
+        error => error,
     }
 }
 
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(s) if s.code == 409)
-}
-
 impl Cluster {
+    /// The bundle's lock needs its Lease; a problem names each verb the identity lacks.
+    pub(crate) async fn check_lock_access(
+        &self,
+        bundle: &str,
+        namespace: &str,
+    ) -> Result<Option<Problem>, DeployError> {
+        let mut missing = Vec::new();
+        for verb in LOCK_VERBS {
+            if self.may(verb, "coordination.k8s.io", "leases", Some(namespace)).await?
+                == Some(false)
+            {
+                missing.push(*verb);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            Problem::new(
+                "preflight",
+                format!("Lease/{namespace}/{}", lease_name(bundle)),
+                format!(
+                    "the bundle's lock needs {} on leases (coordination.k8s.io) in namespace {namespace}, which this identity may not do",
+                    missing.join(", ")
+                ),
+            )
+            .hint("ask an administrator to grant the Role `charmer rbac` prints (Kubernetes releases whose built-in edit and admin roles lack Leases need it)"),
+        ))
+    }
+
     /// Takes the bundle's lock in `namespace` (which must exist), waiting at most
     /// `options.wait` for a live holder.
     pub(crate) async fn lock(
@@ -237,8 +265,10 @@ impl Cluster {
                     });
                 }
                 // Someone else created or took it at the same moment: read again.
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(api_error(&self.server, "acquire", &name, namespace, e)),
+                Err(e) => match api_error(&self.server, "acquire", &name, namespace, e) {
+                    DeployError::Conflict { .. } => continue,
+                    error => return Err(error),
+                },
             }
         }
     }
@@ -304,10 +334,10 @@ impl Lock {
         if ours {
             match self.api.delete(&self.name, &DeleteParams::default()).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(api_error(&self.server, "release", &self.name, &namespace, e))
-                }
+                Err(e) => match api_error(&self.server, "release", &self.name, &namespace, e) {
+                    DeployError::NotFound { .. } => {}
+                    error => return Err(error),
+                },
             }
         }
         Ok(())

@@ -2,7 +2,6 @@
 //! operations deploy needs, each retried on transient failures and failing with the object
 //! named.
 
-use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,14 +12,12 @@ use kube::api::{
     ValidationDirective,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::{ApiResource, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::Value;
 
-use super::plan::KubeVersion;
-use super::DeployError;
-use crate::contract::{group_of, version_of, ObjectId};
-use crate::transport::{lasting_failure, LastingFailure};
+use crate::contract::ObjectId;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::Kind;
 
 /// The field manager every object of a bundle is applied with.
 pub const FIELD_MANAGER: &str = "charmer";
@@ -38,9 +35,9 @@ pub struct ClientOptions {
 /// A connected cluster.
 #[derive(Clone)]
 pub struct Cluster {
-    pub(super) client: Client,
+    pub(crate) client: Client,
     /// The API server's address, for errors.
-    pub(super) server: String,
+    pub(crate) server: String,
     retry: Retry,
 }
 
@@ -50,18 +47,6 @@ struct Retry {
     attempts: u32,
     first_delay: Duration,
     max_delay: Duration,
-}
-
-/// A kind as the cluster serves it: where to send requests and whether it is namespaced.
-#[derive(Debug, Clone)]
-pub(crate) struct Kind {
-    pub resource: ApiResource,
-    pub namespaced: bool,
-}
-
-/// What discovery found for the API groups a deploy touches.
-pub(crate) struct Kinds {
-    discovery: Discovery,
 }
 
 /// What a delete did.
@@ -75,34 +60,29 @@ pub(crate) enum Removed {
     Missing,
 }
 
-/// The answer to "is this kind served at this version".
-pub(crate) enum Lookup {
-    /// Served.
-    Served(Kind),
-    /// The kind is served, but only at these other versions.
-    OtherVersions(Vec<String>),
-    /// Not served at all.
-    Missing,
-}
-
 impl Cluster {
     /// Connects using kubeconfig (or in-cluster) settings. Nothing is requested yet.
     pub async fn connect(options: &ClientOptions) -> Result<Cluster, DeployError> {
-        let config_error = |e: &dyn Display| DeployError::Config(e.to_string());
+        let config_error = |e: kube::config::KubeconfigError| DeployError::Config {
+            path: None,
+            source: Box::new(e),
+        };
         let kube_options =
             KubeConfigOptions { context: options.context.clone(), ..Default::default() };
         let mut config = match (&options.kubeconfig, &options.context) {
             (Some(path), _) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| DeployError::Config(format!("{}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(file, &kube_options)
-                    .await
-                    .map_err(|e| config_error(&e))?
+                let file = Kubeconfig::read_from(path).map_err(|e| DeployError::Config {
+                    path: Some(path.clone()),
+                    source: Box::new(e),
+                })?;
+                Config::from_custom_kubeconfig(file, &kube_options).await.map_err(config_error)?
             }
             (None, Some(_)) => {
-                Config::from_kubeconfig(&kube_options).await.map_err(|e| config_error(&e))?
+                Config::from_kubeconfig(&kube_options).await.map_err(config_error)?
             }
-            (None, None) => Config::infer().await.map_err(|e| config_error(&e))?,
+            (None, None) => Config::infer()
+                .await
+                .map_err(|e| DeployError::Config { path: None, source: Box::new(e) })?,
         };
         // kube's own retry layer waits up to minutes; deploy retries each call itself, briefly,
         // and also on connection resets and other 5xx answers.
@@ -117,7 +97,8 @@ impl Cluster {
                  cluster's CA in certificate-authority(-data) instead"
             );
         }
-        let client = Client::try_from(config).map_err(|e| config_error(&e))?;
+        let client = Client::try_from(config)
+            .map_err(|e| DeployError::Config { path: None, source: Box::new(e) })?;
         Ok(Cluster { server, ..Cluster::from_client(client) })
     }
 
@@ -167,25 +148,6 @@ impl Cluster {
                 }
             }
         }
-    }
-
-    /// The cluster's Kubernetes version.
-    pub async fn version(&self) -> Result<KubeVersion, DeployError> {
-        let info =
-            self.retried("get", &"the server version", || self.client.apiserver_version()).await?;
-        format!("{}.{}", info.major, info.minor).parse().map_err(DeployError::ServerVersion)
-    }
-
-    /// Discovers the kinds of the given API groups (the core group is always included).
-    pub(crate) async fn kinds(&self, groups: &BTreeSet<String>) -> Result<Kinds, DeployError> {
-        let mut wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
-        wanted.push("");
-        let discovery = self
-            .retried("discover", &"API groups", || {
-                Discovery::new(self.client.clone()).filter(&wanted).run()
-            })
-            .await?;
-        Ok(Kinds { discovery })
     }
 
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -241,7 +203,7 @@ impl Cluster {
                 }
                 _ => Ok(Removed::Deleted),
             },
-            Err(DeployError::Api { code: 404, .. }) => Ok(Removed::Missing),
+            Err(DeployError::NotFound { .. }) => Ok(Removed::Missing),
             Err(e) => Err(e),
         }
     }
@@ -255,13 +217,8 @@ impl Cluster {
     ) -> Result<(), DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
         let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
-        let object: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(|e| DeployError::Api {
-                action: "create",
-                object: id.to_string(),
-                code: 0,
-                message: e.to_string(),
-            })?;
+        let object: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|source| DeployError::Encode { what: format!("create {id}"), source })?;
         self.retried("create", id, || api.create(&params, &object)).await?;
         Ok(())
     }
@@ -293,12 +250,8 @@ impl Cluster {
 }
 
 fn to_value(id: &ObjectId, object: DynamicObject) -> Result<Value, DeployError> {
-    serde_json::to_value(object).map_err(|e| DeployError::Api {
-        action: "read",
-        object: id.to_string(),
-        code: 0,
-        message: e.to_string(),
-    })
+    serde_json::to_value(object)
+        .map_err(|source| DeployError::Encode { what: format!("read {id}"), source })
 }
 
 /// Whether an error is worth another try: throttling, server-side failures, and connections
@@ -332,86 +285,10 @@ fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
-/// Why a request never got an answer, in a few words, and what to check: (cause, hint).
-pub(crate) fn connection_problem(error: &kube::Error) -> (String, String) {
-    let choose = "check the cluster chosen with --kubeconfig / --context";
-    match lasting_failure(error) {
-        Some(failure @ LastingFailure::Refused) => {
-            (failure.to_string(), format!("is the API server running at that address? {choose}"))
-        }
-        Some(failure @ LastingFailure::UnknownHost) => (
-            failure.to_string(),
-            format!("check the server's host name in the kubeconfig; {choose}"),
-        ),
-        Some(failure @ LastingFailure::Tls { unknown_issuer: true, .. }) => (
-            failure.to_string(),
-            format!(
-                "the server's certificate is not issued by the cluster's CA in the kubeconfig \
-                 (certificate-authority / certificate-authority-data); {choose}"
-            ),
-        ),
-        Some(failure) => (failure.to_string(), choose.to_string()),
-        None => {
-            let mut messages: Vec<String> = Vec::new();
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-            while let Some(e) = source {
-                let text = e.to_string();
-                if !messages.iter().any(|m| m.contains(&text)) {
-                    messages.push(text);
-                }
-                source = e.source();
-            }
-            (messages.last().cloned().unwrap_or_else(|| error.to_string()), choose.to_string())
-        }
-    }
-}
-
-impl Kinds {
-    /// Looks up `kind` at `api_version`.
-    pub(crate) fn find(&self, api_version: &str, kind: &str) -> Lookup {
-        let group = group_of(api_version);
-        let version = version_of(api_version);
-        let Some(api_group) = self.discovery.get(group) else {
-            return Lookup::Missing;
-        };
-        let found =
-            api_group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == kind);
-        if let Some((resource, caps)) = found {
-            return Lookup::Served(Kind { resource, namespaced: caps.scope == Scope::Namespaced });
-        }
-        let others: Vec<String> = api_group
-            .versions()
-            .filter(|v| api_group.versioned_resources(v).iter().any(|(r, _)| r.kind == kind))
-            .map(str::to_string)
-            .collect();
-        if others.is_empty() {
-            Lookup::Missing
-        } else {
-            Lookup::OtherVersions(others)
-        }
-    }
-
-    /// The group's preferred version of `kind`, for objects known only by group and kind
-    /// (inventory entries).
-    pub(crate) fn preferred(&self, group: &str, kind: &str) -> Option<Kind> {
-        let (resource, caps) = self.discovery.get(group)?.recommended_kind(kind)?;
-        Some(Kind { resource, namespaced: caps.scope == Scope::Namespaced })
-    }
-}
-
-impl Kind {
-    /// A kind the cluster does not serve yet, described by a CustomResourceDefinition of the
-    /// same deploy.
-    pub(crate) fn from_crd(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
-        let gvk =
-            kube::api::GroupVersionKind::gvk(group_of(api_version), version_of(api_version), kind);
-        Kind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::error::tests::unknown_issuer;
 
     fn api_error(code: u16) -> kube::Error {
         kube::Error::Api(
@@ -438,26 +315,5 @@ mod tests {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(!is_transient(&kube::Error::Service(Box::new(refused))));
         assert!(!is_transient(&unknown_issuer()));
-    }
-
-    /// A TLS failure as tokio-rustls reports it: rustls's error inside an io::Error.
-    fn unknown_issuer() -> kube::Error {
-        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
-        kube::Error::Service(Box::new(io))
-    }
-
-    #[test]
-    fn connection_problems_name_the_cause_and_what_to_check() {
-        let (cause, hint) = connection_problem(&unknown_issuer());
-        assert_eq!(cause, "TLS: invalid peer certificate: UnknownIssuer");
-        assert!(
-            hint.contains("certificate-authority-data") && hint.contains("--context"),
-            "{hint}"
-        );
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let (cause, hint) = connection_problem(&kube::Error::Service(Box::new(refused)));
-        assert_eq!(cause, "connection refused");
-        assert!(hint.contains("--kubeconfig"), "{hint}");
     }
 }

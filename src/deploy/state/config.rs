@@ -8,66 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::cluster::Cluster;
-use super::plan::Plan;
 use super::record::{self, RecordStatus};
-use super::DeployError;
 use crate::bundle::{ConfigOverride, Source};
-use crate::charm::config::REDACTED;
-use crate::charm::ConfigValue;
+use crate::deploy::cluster::client::Cluster;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::plan::DeployPlan;
+use crate::deploy::model::settings::RecordedSetting;
 use crate::diag::Problem;
-use crate::resolve::Application;
-
-/// One option value of a deployed application.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedSetting {
-    /// The value as YAML/JSON typed it (secrets included: records are Secrets).
-    pub value: serde_json::Value,
-    /// Where it came from.
-    pub source: Source,
-    /// The option is of type `secret`: never shown.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub secret: bool,
-}
-
-impl RecordedSetting {
-    /// The value as it may be shown: secrets masked, text as is, others as YAML writes them.
-    pub fn display(&self) -> String {
-        match (&self.value, self.secret) {
-            (_, true) => REDACTED.to_string(),
-            (serde_json::Value::String(s), _) => s.clone(),
-            (other, _) => other.to_string(),
-        }
-    }
-
-    /// The value as `--config` text, parsed again by the option's type.
-    fn as_text(&self) -> String {
-        match &self.value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }
-    }
-
-    /// Set by an overlay, a values file or the command line rather than by the charm or
-    /// the bundle.
-    fn is_override(&self) -> bool {
-        matches!(self.source, Source::Overlay(_) | Source::ConfigFile(_) | Source::CommandLine)
-    }
-}
-
-/// The effective config of an application, for its revision record.
-pub(crate) fn recorded_config(app: &Application) -> BTreeMap<String, RecordedSetting> {
-    app.config
-        .iter()
-        .map(|(name, setting)| {
-            let value = serde_json::to_value(setting.value.to_yaml()).unwrap_or_default();
-            let secret = matches!(setting.value, ConfigValue::Secret(_));
-            (name.clone(), RecordedSetting { value, source: setting.source.clone(), secret })
-        })
-        .collect()
-}
 
 /// The configuration of the deployed revision of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,7 +53,7 @@ impl DeployedConfig {
 
     /// One warning per value an override set in this revision that `next` changes (to
     /// another value, or back to the charm's or bundle's).
-    pub fn changed_by(&self, next: &Plan) -> Vec<Problem> {
+    pub fn changed_by(&self, next: &DeployPlan) -> Vec<Problem> {
         let mut warnings = Vec::new();
         for (app, settings) in &self.apps {
             let Some(next_app) = next.app(app) else { continue };
@@ -152,7 +101,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::PlanApp;
+    use crate::deploy::model::plan::PlanApp;
 
     fn setting(value: serde_json::Value, source: Source) -> RecordedSetting {
         RecordedSetting { value, source, secret: false }
@@ -208,7 +157,7 @@ mod tests {
             ("b".to_string(), setting(5.into(), Source::Default)),
             ("c".to_string(), setting(4.into(), Source::Bundle("b.yaml".into()))),
         ]);
-        let plan = Plan {
+        let plan = DeployPlan {
             bundle: "shop".into(),
             namespace: "shop".into(),
             registry: None,

@@ -1,0 +1,7 @@
+//! The cluster-access layer: the client (connection, retries, errors naming the object),
+//! discovery, what the deploying identity may do, and the Role a bundle needs.
+
+pub(crate) mod access;
+pub(crate) mod client;
+pub(crate) mod discovery;
+pub(crate) mod rbac;

@@ -1,0 +1,74 @@
+//! What an operation reports as it goes ([`Event`], [`Progress`]) and what it did to each
+//! object ([`Action`]).
+
+use crate::contract::ObjectId;
+
+/// What happened (or would happen) to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Did not exist; created.
+    Created,
+    /// Existed and changed.
+    Configured,
+    /// Existed and stayed the same.
+    Unchanged,
+    /// No longer rendered; deleted.
+    Pruned,
+    /// No longer rendered, but data, credentials or marked keep: left in place, marked as
+    /// kept from the bundle.
+    Kept,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Pruned => "pruned",
+            Action::Kept => "kept",
+        })
+    }
+}
+
+/// Something a running deploy reports as it goes, for a progress display.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An object was applied.
+    Applied {
+        /// The application.
+        app: String,
+        /// The object.
+        id: ObjectId,
+        /// What the apply did.
+        action: Action,
+    },
+    /// An object of an earlier revision was deleted.
+    Pruned {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Waiting: how many of an application's objects are ready.
+    Waiting {
+        /// The application.
+        app: String,
+        /// Objects ready.
+        ready: usize,
+        /// Objects waited for.
+        total: usize,
+    },
+}
+
+/// Receives [`Event`]s; the CLI draws progress bars from them. Nothing in this module prints.
+pub trait Progress: Sync {
+    /// Called for each event, in order.
+    fn event(&self, event: Event);
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: Event) {}
+}

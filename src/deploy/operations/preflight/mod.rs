@@ -1,0 +1,314 @@
+//! Preflight: everything that would make a deploy fail half-way is checked before the first
+//! write, and every problem is reported at once with its fix.
+
+mod images;
+mod ownership;
+mod storage;
+mod versions;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::contract::{group_of, ObjectId};
+use crate::deploy::cluster::access::{access, Access, Unverified};
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::error::{answer, DeployError};
+use crate::deploy::model::kinds::{Kinds, Lookup};
+use crate::deploy::model::plan::DeployPlan;
+use crate::deploy::model::targets::{self, Target};
+use crate::deploy::model::versions::KubeVersion;
+use crate::deploy::state::record::{self, Record};
+use crate::diag::{Problem, Problems};
+
+/// A plan checked against the cluster: every kind mapped, every preflight check passed.
+/// Only [`Cluster::prepare`] makes one.
+pub struct Prepared {
+    pub(crate) plan: DeployPlan,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) kinds: Kinds,
+    pub(crate) namespace_exists: bool,
+    pub(crate) records: Vec<Record>,
+    pub(crate) version: KubeVersion,
+    pub(crate) notes: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// How to run preflight.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrepareOptions {
+    /// Take over objects that another bundle, or another tool (field manager), manages,
+    /// instead of failing preflight naming them.
+    pub adopt: bool,
+    /// Fail on checks the identity has no permission to make (reading StorageClasses,
+    /// PersistentVolumes, the Namespace) instead of warning that they were not verified.
+    pub strict: bool,
+}
+
+impl Prepared {
+    /// The plan.
+    pub fn plan(&self) -> &DeployPlan {
+        &self.plan
+    }
+
+    /// The cluster's Kubernetes version.
+    pub fn cluster_version(&self) -> KubeVersion {
+        self.version
+    }
+
+    /// Whether the namespace already exists (deploy creates it otherwise).
+    pub fn namespace_exists(&self) -> bool {
+        self.namespace_exists
+    }
+
+    /// What preflight found worth saying that is not a problem: claims a pre-created
+    /// PersistentVolume will bind, objects taken over with `adopt`.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Checks that could not be made for want of a permission, one line each ("storage class
+    /// not verified: no permission to list storageclasses.storage.k8s.io at the cluster
+    /// scope"); empty with `strict`, where they are problems instead.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+}
+
+impl Cluster {
+    /// Validates the plan, discovers the kinds it uses and runs every preflight check; only
+    /// reads from the cluster (and one dry-run namespace create when the namespace is
+    /// missing). Fails with every problem found.
+    pub async fn prepare(&self, plan: DeployPlan) -> Result<Prepared, DeployError> {
+        self.prepare_with(plan, &PrepareOptions::default()).await
+    }
+
+    /// [`Cluster::prepare`] with options.
+    pub async fn prepare_with(
+        &self,
+        plan: DeployPlan,
+        options: &PrepareOptions,
+    ) -> Result<Prepared, DeployError> {
+        plan.validate()?;
+        let version = self.version().await?;
+        let mut groups: BTreeSet<String> = plan
+            .objects
+            .iter()
+            .filter_map(|o| o.object.get("apiVersion")?.as_str().map(|v| group_of(v).to_string()))
+            .collect();
+        groups.insert("storage.k8s.io".to_string());
+        let mut kinds = self.kinds(&groups).await?;
+        let mut unverified = Unverified::default();
+        let namespace_exists =
+            self.namespace_exists(&kinds, &plan.namespace, &mut unverified).await?;
+        let records = if namespace_exists {
+            record::load(self, &kinds, &plan.bundle, &plan.namespace).await?
+        } else {
+            Vec::new()
+        };
+        // Pruning needs the kinds of earlier revisions' objects too.
+        let inventory_groups: BTreeSet<String> =
+            record::current_inventory(&records).into_iter().map(|e| e.id.group).collect();
+        if !inventory_groups.is_subset(&groups) {
+            groups.extend(inventory_groups);
+            kinds = self.kinds(&groups).await?;
+        }
+
+        let mut problems = Problems::default();
+        for problem in versions::check(&plan, version) {
+            problems.push(problem);
+        }
+        let (targets, kind_problems) = targets::resolve(&plan, &kinds);
+        for problem in kind_problems {
+            problems.push(problem);
+        }
+        if !namespace_exists {
+            if let Some(problem) = self.check_namespace_creatable(&kinds, &plan.namespace).await? {
+                problems.push(problem);
+            }
+        }
+        if let Some(problem) = self.check_lock_access(&plan.bundle, &plan.namespace).await? {
+            problems.push(problem);
+        }
+        for problem in self.check_secrets(&kinds, &plan, namespace_exists).await? {
+            problems.push(problem);
+        }
+        let mut notes = Vec::new();
+        for problem in self.check_storage(&kinds, &plan, &mut notes, &mut unverified).await? {
+            problems.push(problem);
+        }
+        for problem in images::check(&plan) {
+            problems.push(problem);
+        }
+        for problem in self
+            .check_ownership(
+                &plan.bundle,
+                &targets,
+                &records,
+                namespace_exists,
+                options.adopt,
+                &mut notes,
+            )
+            .await?
+        {
+            problems.push(problem);
+        }
+        let warnings = if options.strict {
+            for problem in unverified.problems() {
+                problems.push(problem);
+            }
+            Vec::new()
+        } else {
+            unverified.warnings()
+        };
+        problems.into_result(())?;
+        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes, warnings })
+    }
+
+    /// Whether the namespace exists. An identity that may not read it is assumed to work in
+    /// an existing namespace (the check is reported as not verified): a missing one fails the
+    /// first write, naming it.
+    async fn namespace_exists(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+        unverified: &mut Unverified,
+    ) -> Result<bool, DeployError> {
+        let Lookup::Served(kind) = kinds.find("v1", "Namespace") else {
+            return Err(DeployError::NotServed("Namespaces"));
+        };
+        match access(self.get(&kind, &namespace_id(namespace)).await)? {
+            Access::Allowed(found) => Ok(found.is_some()),
+            Access::Forbidden(message) => {
+                unverified.assume(
+                    &format!("namespace {namespace}"),
+                    &format!("get namespaces \"{namespace}\""),
+                    "assuming it exists",
+                    message,
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    async fn check_namespace_creatable(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+    ) -> Result<Option<Problem>, DeployError> {
+        let Lookup::Served(kind) = kinds.find("v1", "Namespace") else { return Ok(None) };
+        match self.apply_object(&kind, &namespace_id(namespace), &namespace_object(namespace), FIELD_MANAGER, true).await {
+            Ok(_) => Ok(None),
+            Err(error) => match error.status() {
+                Some(status) => Ok(Some(
+                    Problem::new("preflight", format!("namespace {namespace}"), format!("does not exist and cannot be created: {}", answer(status)))
+                        .hint("ask an administrator to create it, or deploy into a namespace you may use with --namespace"),
+                )),
+                None => Err(error),
+            },
+        }
+    }
+
+    async fn check_secrets(
+        &self,
+        kinds: &Kinds,
+        plan: &DeployPlan,
+        namespace_exists: bool,
+    ) -> Result<Vec<Problem>, DeployError> {
+        let rendered: BTreeSet<&str> = plan
+            .objects
+            .iter()
+            .filter(|o| o.object["kind"] == "Secret")
+            .filter_map(|o| o.object["metadata"]["name"].as_str())
+            .collect();
+        let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for app in &plan.apps {
+            for secret in &app.required_secrets {
+                if !rendered.contains(secret.as_str()) {
+                    wanted.entry(secret).or_default().push(&app.name);
+                }
+            }
+        }
+        let Lookup::Served(kind) = kinds.find("v1", "Secret") else { return Ok(Vec::new()) };
+        let mut pull_secrets = BTreeSet::new();
+        for o in &plan.objects {
+            images::pull_secrets(&o.object, &mut pull_secrets);
+        }
+        let mut problems = Vec::new();
+        for (secret, apps) in wanted {
+            let id = ObjectId {
+                group: String::new(),
+                kind: "Secret".into(),
+                namespace: Some(plan.namespace.clone()),
+                name: secret.to_string(),
+            };
+            if namespace_exists && self.get(&kind, &id).await?.is_some() {
+                continue;
+            }
+            let ns = &plan.namespace;
+            let create = if pull_secrets.contains(secret) {
+                // A registry login: the Secret must be of type kubernetes.io/dockerconfigjson.
+                format!("kubectl create secret docker-registry {secret} -n {ns} --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD")
+            } else {
+                format!("kubectl create secret generic {secret} -n {ns} --from-literal=KEY=VALUE")
+            };
+            problems.push(
+                Problem::new(
+                    "preflight",
+                    id.to_string(),
+                    format!("required by {} but missing", apps.join(", ")),
+                )
+                .hint(format!("create it before deploying: {create}")),
+            );
+        }
+        Ok(problems)
+    }
+}
+
+pub(crate) fn namespace_id(namespace: &str) -> ObjectId {
+    ObjectId {
+        group: String::new(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: namespace.to_string(),
+    }
+}
+
+/// The namespace deploy creates when it is missing (not part of any inventory: removing a
+/// bundle never deletes its namespace).
+pub(crate) fn namespace_object(namespace: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "charmer"}},
+    })
+}
+
+/// A plan for the preflight checks' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::Value;
+
+    use crate::deploy::model::plan::{DeployPlan, PlanApp, PlanObject};
+    use crate::deploy::model::versions::kubernetes_needs;
+
+    /// A plan of application `web` (needing Kubernetes 1.20) in namespace `ns` with a
+    /// registry, rendering `objects`.
+    pub(crate) fn plan(objects: Vec<Value>) -> DeployPlan {
+        DeployPlan {
+            bundle: "b".into(),
+            namespace: "ns".into(),
+            registry: Some("registry.local:5000".parse().unwrap()),
+            apps: vec![PlanApp {
+                kubernetes: kubernetes_needs(&[serde_yaml::Value::String(
+                    "k8s-api >= 1.20".into(),
+                )]),
+                ..PlanApp::new("web", "web", "1.0.0")
+            }],
+            objects: objects
+                .into_iter()
+                .map(|object| PlanObject { app: "web".into(), object })
+                .collect(),
+        }
+    }
+}
