@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["publish"],
     &["repo"],
     &["resolve"],
-    &["render", "juju"],
+    &["render", "juju", "sbom"],
     &["airgap", "deploy", "graph"],
     &["cli"],
 ];
