@@ -6,9 +6,10 @@
 # Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
 # apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
 # interoperability test (publish), bsdutils (`script`, a pseudo-terminal) for the deploy
-# question's tests, and PyPI kubernetes-validate
-# for the schema checks. Installing needs root; when everything is there, it installs and
-# prints nothing.
+# question's tests, PyPI kubernetes-validate for the schema checks, and PyPI cyclonedx-bom,
+# cyclonedx-python-lib and spdx-tools for the SBOM checks (a Go toolchain is optional: without
+# one, the SBOM test skips its Go binary visibly). Installing needs root; when everything is
+# there, it installs and prints nothing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,6 +43,16 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages kubernetes-validate 2>/dev/null ||
         python3 -m pip install --quiet kubernetes-validate
     # A pyenv Python only gets a shim for the new command after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
+# The official CycloneDX and SPDX libraries check the bills of materials charmer writes
+# (tests/it/sbom.rs); pinned, so a new schema release cannot change a test's verdict.
+if ! command -v cyclonedx-py >/dev/null 2>&1 || ! command -v pyspdxtools >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing cyclonedx-bom, cyclonedx-python-lib and spdx-tools (PyPI)" >&2
+    sbom_tools=("cyclonedx-bom==7.5.0" "cyclonedx-python-lib[json-validation]==11.12.0" "spdx-tools==0.8.5")
+    python3 -m pip install --quiet --break-system-packages "${sbom_tools[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet "${sbom_tools[@]}"
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 

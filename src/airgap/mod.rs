@@ -12,7 +12,10 @@
 //! images/oci-layout          the images, as an OCI image layout (what `images save` writes)
 //! images/index.json
 //! images/blobs/sha256/<hex>
+//! sbom.cdx.json              after the sorted members: the bill of materials (see [`sbom`])
 //! ```
+//! The SBOM, then `SHA256SUMS.sig` and `SHA256SUMS`, come last: they are made from the
+//! archive as written.
 //! `tar -xf` then `sha256sum -c SHA256SUMS` checks it without charmer; `charmer images push`
 //! takes the archive as is (it finds the layout under `images/`).
 //!
@@ -34,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod sbom;
 pub mod signature;
 pub mod unpacked;
 
@@ -49,7 +53,7 @@ use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
-use crate::registry::layout::{write_tar, Content, Entry};
+use crate::registry::layout::{write_tar, write_tar_with_tail, Content, Entry};
 use crate::registry::manifest::Digest;
 use crate::registry::progress::{Progress, Task};
 use crate::registry::pull::{fetch_manifests, PullOptions};
@@ -375,19 +379,45 @@ pub async fn export(
         delta,
     };
     entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
-    seal(&mut entries, inputs.sign_key.as_ref())?;
-    write_tar(entries, out, client, pull.jobs, progress).await?;
+    // The SBOM is made from the archive as written (no layer is downloaded twice), then
+    // sealed with everything else.
+    let mut to_seal = entries.clone();
+    let tail = |written: &Path| -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+        let tar = Arc::new(TarIndex::open(written, &Limits::default())?);
+        let images = sbom::carried_images(&tar, &contents)?;
+        let bom = sbom::of_archive(&tar, &contents, images.as_ref())?;
+        for warning in &bom.warnings {
+            tracing::warn!("{}", crate::diag::escape_controls(warning));
+        }
+        let document = crate::sbom::cyclonedx::write(&bom);
+        to_seal.push(Entry::bytes(sbom::SBOM, document.clone()));
+        let mut tail = vec![(sbom::SBOM.to_string(), document)];
+        tail.extend(seals(&to_seal, inputs.sign_key.as_ref())?);
+        Ok(tail)
+    };
+    write_tar_with_tail(entries, out, client, pull.jobs, progress, tail).await?;
     Ok(contents)
 }
 
 /// Adds `SHA256SUMS` for `entries` and, with `key`, its signature.
 fn seal(entries: &mut Vec<Entry>, key: Option<&SecretKey>) -> Result<(), AirgapError> {
-    let sums = checksums(entries)?.into_bytes();
-    if let Some(key) = key {
-        entries.push(Entry::bytes(SIGNATURE, signature::sign(key, &sums)));
-    }
-    entries.push(Entry::bytes(CHECKSUMS, sums));
+    let sealed = seals(entries, key)?;
+    entries.extend(sealed.into_iter().map(|(name, bytes)| Entry::bytes(name, bytes)));
     Ok(())
+}
+
+/// `SHA256SUMS` for `entries` and, with `key`, its signature, as `(member, bytes)`.
+fn seals(
+    entries: &[Entry],
+    key: Option<&SecretKey>,
+) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+    let sums = checksums(entries)?.into_bytes();
+    let mut sealed = Vec::new();
+    if let Some(key) = key {
+        sealed.push((SIGNATURE.to_string(), signature::sign(key, &sums)));
+    }
+    sealed.push((CHECKSUMS.to_string(), sums));
+    Ok(sealed)
 }
 
 /// Pulls `references` into an image archive at `out`, as [`crate::registry::pull::save`]
@@ -492,6 +522,9 @@ pub struct ImportOptions {
     pub charms_from: Option<PathBuf>,
     /// Also publish the charms as OCI artifacts under this registry prefix.
     pub charms_registry: Option<Registry>,
+    /// Write the archive's bill of materials (CycloneDX) here once it is checked, before
+    /// anything is pushed.
+    pub sbom_out: Option<PathBuf>,
 }
 
 /// What an import did.
@@ -554,6 +587,22 @@ pub async fn import(
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
+    let bom = sbom::check_carried(&tar, &contents, images.as_ref())?;
+    if let Some(path) = &options.sbom_out {
+        let Some(bom) = &bom else {
+            return Err(Problem::new(
+                tar.label(),
+                sbom::SBOM,
+                "missing: the archive carries no bill of materials",
+            )
+            .hint("export it again with this charmer, or make one with charmer sbom ARCHIVE")
+            .into());
+        };
+        crate::output::write_atomically(path, bom).map_err(|e| AirgapError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        })?;
+    }
 
     // Everything the folder will hold is read (and so bounded) before the first write.
     let max = Limits::default().max_document_bytes;
@@ -563,7 +612,7 @@ pub async fn import(
         files.push((in_bundle(member), tar.read(member, max)?));
     }
     files.extend(charms);
-    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX]
+    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX, sbom::SBOM]
         .into_iter()
         .chain(contents.lock.as_deref())
         .filter(|member| tar.member(member).is_some());
@@ -933,7 +982,7 @@ struct CarriedCharms {
 
 /// Validates one charm archive's bytes (the checks for any untrusted `.charm`); `label`
 /// names it in problems.
-fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
+fn check_charm(label: &str, bytes: &[u8]) -> Result<Charm, AirgapError> {
     let limits = CharmLimits::default();
     let checked = read_zip(label, bytes, &limits).and_then(|files| {
         let origin = Origin::Archive {
@@ -943,7 +992,7 @@ fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
         Charm::from_files(files, origin)
     });
     match checked {
-        Ok(_) => Ok(()),
+        Ok(charm) => Ok(charm),
         Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
         Err(CharmError::Io { path, source }) => {
             Err(AirgapError::Io { path: path.display().to_string(), source })

@@ -80,6 +80,11 @@ pub struct ImportArgs {
     /// --registry` does), so other machines resolve them with --charms oci://...
     #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = super::images_cmds::parse_registry)]
     pub charms_registry: Option<Registry>,
+    /// Write the archive's bill of materials (CycloneDX JSON) to FILE once the archive is
+    /// checked, before anything is pushed. Import refuses an archive whose bill of materials
+    /// does not match its contents, with or without this flag.
+    #[arg(long, value_name = "FILE")]
+    pub sbom_out: Option<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -152,6 +157,7 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         verify_key,
         charms_from: args.charms_from,
         charms_registry: args.charms_registry,
+        sbom_out: args.sbom_out,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =

@@ -356,8 +356,9 @@ pub fn go_buildinfo(info: &[u8]) -> Option<Vec<Found>> {
         let parts: Vec<&str> = line.split('\t').collect();
         match parts.as_slice() {
             ["mod" | "dep", path, version, ..] => found.push(go_module(path, version)),
-            ["=>", path, version, ..] if found.len() > 1 => {
-                // A replacement of the line above: what was built is the replacement.
+            // A replacement of the line above: what was built is the replacement, unless it
+            // is a local folder (`../x`), which has no version of its own.
+            ["=>", path, version, ..] if found.len() > 1 && !path.starts_with(['.', '/']) => {
                 found.pop();
                 found.push(go_module(path, version));
             }

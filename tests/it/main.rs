@@ -24,5 +24,6 @@ mod registry_auth;
 mod registry_fault;
 mod registry_push;
 mod resolve_render;
+mod sbom;
 mod strict_inputs;
 mod terminal;
