@@ -53,6 +53,7 @@ use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
+use crate::registry::cosign;
 use crate::registry::layout::{write_tar, write_tar_with_tail, Content, Entry};
 use crate::registry::manifest::Digest;
 use crate::registry::progress::{Progress, Task};
@@ -184,6 +185,8 @@ pub struct ExportInputs {
     pub config_overlay: Option<Vec<u8>>,
     /// Sign the archive's `SHA256SUMS` with this key.
     pub sign_key: Option<SecretKey>,
+    /// Refuse any image without a cosign signature by one of these keys.
+    pub verify_images: Vec<cosign::PublicKey>,
 }
 
 /// The member name of the overlay holding the values given on the command line at export.
@@ -268,6 +271,7 @@ impl ExportInputs {
                 bytes: Lock::of(model).to_yaml().into_bytes(),
             }),
             sign_key: None,
+            verify_images: Vec::new(),
         })
     }
 }
@@ -385,6 +389,7 @@ pub async fn export(
     let tail = |written: &Path| -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
         let tar = Arc::new(TarIndex::open(written, &Limits::default())?);
         let images = sbom::carried_images(&tar, &contents)?;
+        verify_images(images.as_ref(), &inputs.verify_images)?;
         let bom = sbom::of_archive(&tar, &contents, images.as_ref())?;
         for warning in &bom.warnings {
             tracing::warn!("{}", crate::diag::escape_controls(warning));
@@ -525,6 +530,8 @@ pub struct ImportOptions {
     /// Write the archive's bill of materials (CycloneDX) here once it is checked, before
     /// anything is pushed.
     pub sbom_out: Option<PathBuf>,
+    /// Refuse the archive unless every image has a cosign signature by one of these keys.
+    pub verify_images: Vec<cosign::PublicKey>,
 }
 
 /// What an import did.
@@ -587,6 +594,7 @@ pub async fn import(
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
+    verify_images(images.as_ref(), &options.verify_images)?;
     let bom = sbom::check_carried(&tar, &contents, images.as_ref())?;
     if let Some(path) = &options.sbom_out {
         let Some(bom) = &bom else {
@@ -923,6 +931,18 @@ pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError
     problems.into_result(contents).map_err(AirgapError::from)
 }
 
+/// With `keys`, checks that every image carried has a cosign signature by one of them (see
+/// [`cosign::verify`]).
+pub fn verify_images(
+    images: Option<&ImageArchive>,
+    keys: &[cosign::PublicKey],
+) -> Result<(), AirgapError> {
+    match images {
+        Some(images) if !keys.is_empty() => Ok(cosign::verify(images, keys)?),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that the images `airgap.json` lists are the ones the archive holds.
 fn check_images(
     tar: &TarIndex,
@@ -930,8 +950,12 @@ fn check_images(
     images: Option<&ImageArchive>,
 ) -> Result<(), AirgapError> {
     let listed: BTreeSet<&Reference> = contents.images.iter().collect();
-    let held: BTreeSet<&Reference> =
-        images.iter().flat_map(|i| i.images.iter().map(|n| &n.reference)).collect();
+    // Cosign signatures travel beside the images they sign, unlisted.
+    let held: BTreeSet<&Reference> = images
+        .iter()
+        .flat_map(|i| i.images.iter().map(|n| &n.reference))
+        .filter(|r| !crate::registry::cosign::is_signature(r))
+        .collect();
     let mut problems = Problems::default();
     for missing in listed.difference(&held) {
         let problem = format!("lists {missing}, which is not under images/");

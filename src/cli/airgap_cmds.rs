@@ -15,6 +15,7 @@ use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::Registry;
 use crate::publish;
+use crate::registry::cosign;
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -49,6 +50,11 @@ pub struct ExportArgs {
     /// and image list name every image by digest, and exactly those manifests are carried.
     #[command(flatten)]
     pub digests: super::DigestArgs,
+    /// Refuse (and write nothing) unless every image has a cosign signature, carried from
+    /// its source registry, made by one of these keys (cosign's ECDSA P-256 cosign.pub;
+    /// repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -85,6 +91,10 @@ pub struct ImportArgs {
     /// does not match its contents, with or without this flag.
     #[arg(long, value_name = "FILE")]
     pub sbom_out: Option<PathBuf>,
+    /// Refuse the archive, before anything is pushed, unless every image has a cosign
+    /// signature by one of these keys (cosign's ECDSA P-256 cosign.pub; repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -110,6 +120,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
         .resolve()?;
     let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
     inputs.sign_key = sign_key;
+    inputs.verify_images = cosign_keys(&args.verify_images)?;
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
@@ -146,6 +157,11 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cosign public keys of `--verify-images`.
+pub(super) fn cosign_keys(paths: &[PathBuf]) -> Result<Vec<cosign::PublicKey>, Error> {
+    Ok(paths.iter().map(|p| cosign::load_public_key(p)).collect::<Result<_, _>>()?)
+}
+
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
@@ -158,6 +174,7 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         charms_from: args.charms_from,
         charms_registry: args.charms_registry,
         sbom_out: args.sbom_out,
+        verify_images: cosign_keys(&args.verify_images)?,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     let report =

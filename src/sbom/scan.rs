@@ -83,7 +83,11 @@ struct Target<'a> {
 pub fn scan(archive: &ImageArchive, limits: &ScanLimits) -> (Vec<ImageEntry>, Vec<String>) {
     let tar = archive.tar();
     let mut targets = Vec::new();
-    for named in &archive.images {
+    // Cosign signatures and attestations travel as images of their own; they hold no
+    // filesystem.
+    let images =
+        archive.images.iter().filter(|n| !crate::registry::cosign::is_signature(&n.reference));
+    for named in images {
         let Some(top) = archive.manifest(&named.digest) else { continue };
         match &top.contents {
             Contents::Image { .. } => targets.push(Target {

@@ -8,6 +8,7 @@ mod bad_archives;
 mod charm_format;
 mod charms;
 mod charms_oci;
+mod cosign;
 mod day2;
 mod deploy;
 mod deploy_state;
