@@ -6,9 +6,11 @@
 # Needs, beyond Rust (>= the crate's rust-version): Debian packages docker-registry, skopeo,
 # apache2-utils (htpasswd) and openssl for the registry tests, minisign for the signature
 # interoperability test (publish), bsdutils (`script`, a pseudo-terminal) for the deploy
-# question's tests, and PyPI kubernetes-validate
-# for the schema checks, and cargo-deny (crates.io) for the dependency checks. Installing
-# needs root; when everything is there, it installs and prints nothing.
+# question's tests, PyPI kubernetes-validate for the schema checks, PyPI cyclonedx-bom,
+# cyclonedx-python-lib and spdx-tools for the SBOM checks, Debian's golang-go for the Go binary
+# the SBOM test builds (optional elsewhere: without it that part is SKIPPED, named), and cargo-deny (crates.io) for the
+# dependency checks. Installing needs root; when everything is there, it installs and prints
+# nothing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +24,7 @@ need htpasswd apache2-utils
 need openssl openssl
 need minisign minisign
 need script bsdutils # the pseudo-terminal of the Apply? [y/N] tests (Essential on Debian)
+need go golang-go   # a Go binary whose build information the SBOM test reads
 if ! command -v kubernetes-validate >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=(python3-pip)
 fi
@@ -42,6 +45,16 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages kubernetes-validate 2>/dev/null ||
         python3 -m pip install --quiet kubernetes-validate
     # A pyenv Python only gets a shim for the new command after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
+# The official CycloneDX and SPDX libraries check the bills of materials charmer writes
+# (tests/it/sbom.rs); pinned, so a new schema release cannot change a test's verdict.
+if ! command -v cyclonedx-py >/dev/null 2>&1 || ! command -v pyspdxtools >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing cyclonedx-bom, cyclonedx-python-lib and spdx-tools (PyPI)" >&2
+    sbom_tools=("cyclonedx-bom==7.5.0" "cyclonedx-python-lib[json-validation]==11.12.0" "spdx-tools==0.8.5")
+    python3 -m pip install --quiet --break-system-packages "${sbom_tools[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet "${sbom_tools[@]}"
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod render;
 pub mod repo;
 pub mod resolve;
+pub mod sbom;
 pub mod template;
 pub mod transport;
 
@@ -51,6 +52,9 @@ pub enum Error {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] render::RenderError),
+    /// Making or reading a bill of materials failed.
+    #[error(transparent)]
+    Sbom(#[from] sbom::SbomError),
     /// An output file could not be written.
     #[error(transparent)]
     Write(#[from] output::WriteError),

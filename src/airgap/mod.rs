@@ -12,7 +12,10 @@
 //! images/oci-layout          the images, as an OCI image layout (what `images save` writes)
 //! images/index.json
 //! images/blobs/sha256/<hex>
+//! sbom.cdx.json              after the sorted members: the bill of materials (see [`sbom`])
 //! ```
+//! The SBOM, then `SHA256SUMS.sig` and `SHA256SUMS`, come last: they are made from the
+//! archive as written.
 //! `tar -xf` then `sha256sum -c SHA256SUMS` checks it without charmer; `charmer images push`
 //! takes the archive as is (it finds the layout under `images/`).
 //!
@@ -34,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod sbom;
 pub mod signature;
 pub mod unpacked;
 
@@ -49,7 +53,8 @@ use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
 use crate::registry::client::Client;
-use crate::registry::layout::{write_tar, Content, Entry};
+use crate::registry::cosign;
+use crate::registry::layout::{write_tar, write_tar_with_tail, Content, Entry};
 use crate::registry::manifest::Digest;
 use crate::registry::progress::{Progress, Task};
 use crate::registry::pull::{fetch_manifests, PullOptions};
@@ -187,6 +192,8 @@ pub struct ExportInputs {
     pub config_overlay: Option<Vec<u8>>,
     /// Sign the archive's `SHA256SUMS` with this key.
     pub sign_key: Option<SecretKey>,
+    /// Refuse any image without a cosign signature by one of these keys.
+    pub verify_images: Vec<cosign::PublicKey>,
 }
 
 /// The member name of the overlay holding the values given on the command line at export.
@@ -272,6 +279,7 @@ impl ExportInputs {
                 bytes: Lock::of(model).to_yaml().into_bytes(),
             }),
             sign_key: None,
+            verify_images: Vec::new(),
         })
     }
 }
@@ -391,19 +399,46 @@ pub async fn export(
         delta,
     };
     entries.push(Entry::bytes(CONTENTS, serde_json::to_vec_pretty(&contents).unwrap_or_default()));
-    seal(&mut entries, inputs.sign_key.as_ref())?;
-    write_tar(entries, out, client, pull.jobs, progress).await?;
+    // The SBOM is made from the archive as written (no layer is downloaded twice), then
+    // sealed with everything else.
+    let mut to_seal = entries.clone();
+    let tail = |written: &Path| -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+        let tar = Arc::new(TarIndex::open(written, &Limits::default())?);
+        let images = sbom::carried_images(&tar, &contents)?;
+        verify_images(images.as_ref(), &inputs.verify_images)?;
+        let bom = sbom::of_archive(&tar, &contents, images.as_ref())?;
+        for warning in &bom.warnings {
+            tracing::warn!("{}", crate::diag::escape_controls(warning));
+        }
+        let document = crate::sbom::cyclonedx::write(&bom);
+        to_seal.push(Entry::bytes(sbom::SBOM, document.clone()));
+        let mut tail = vec![(sbom::SBOM.to_string(), document)];
+        tail.extend(seals(&to_seal, inputs.sign_key.as_ref())?);
+        Ok(tail)
+    };
+    write_tar_with_tail(entries, out, client, pull.jobs, progress, tail).await?;
     Ok(contents)
 }
 
 /// Adds `SHA256SUMS` for `entries` and, with `key`, its signature.
 fn seal(entries: &mut Vec<Entry>, key: Option<&SecretKey>) -> Result<(), AirgapError> {
-    let sums = checksums(entries)?.into_bytes();
-    if let Some(key) = key {
-        entries.push(Entry::bytes(SIGNATURE, signature::sign(key, &sums)));
-    }
-    entries.push(Entry::bytes(CHECKSUMS, sums));
+    let sealed = seals(entries, key)?;
+    entries.extend(sealed.into_iter().map(|(name, bytes)| Entry::bytes(name, bytes)));
     Ok(())
+}
+
+/// `SHA256SUMS` for `entries` and, with `key`, its signature, as `(member, bytes)`.
+fn seals(
+    entries: &[Entry],
+    key: Option<&SecretKey>,
+) -> Result<Vec<(String, Vec<u8>)>, AirgapError> {
+    let sums = checksums(entries)?.into_bytes();
+    let mut sealed = Vec::new();
+    if let Some(key) = key {
+        sealed.push((SIGNATURE.to_string(), signature::sign(key, &sums)));
+    }
+    sealed.push((CHECKSUMS.to_string(), sums));
+    Ok(sealed)
 }
 
 /// Pulls `references` into an image archive at `out`, as [`crate::registry::pull::save`]
@@ -508,6 +543,11 @@ pub struct ImportOptions {
     pub charms_from: Option<PathBuf>,
     /// Also publish the charms as OCI artifacts under this registry prefix.
     pub charms_registry: Option<Registry>,
+    /// Write the archive's bill of materials (CycloneDX) here once it is checked, before
+    /// anything is pushed.
+    pub sbom_out: Option<PathBuf>,
+    /// Refuse the archive unless every image has a cosign signature by one of these keys.
+    pub verify_images: Vec<cosign::PublicKey>,
 }
 
 /// What an import did.
@@ -570,6 +610,23 @@ pub async fn import(
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
+    verify_images(images.as_ref(), &options.verify_images)?;
+    let bom = sbom::check_carried(&tar, &contents, images.as_ref())?;
+    if let Some(path) = &options.sbom_out {
+        let Some(bom) = &bom else {
+            return Err(Problem::new(
+                tar.label(),
+                sbom::SBOM,
+                "missing: the archive carries no bill of materials",
+            )
+            .hint("export it again with this charmer, or make one with charmer sbom ARCHIVE")
+            .into());
+        };
+        crate::output::write_atomically(path, bom).map_err(|e| AirgapError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        })?;
+    }
 
     // Everything the folder will hold is read (and so bounded) before the first write.
     let max = Limits::default().max_document_bytes;
@@ -579,7 +636,7 @@ pub async fn import(
         files.push((in_bundle(member), tar.read(member, max)?));
     }
     files.extend(charms);
-    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX]
+    let manifest = [CHECKSUMS, SIGNATURE, CONTENTS, IMAGE_INDEX, sbom::SBOM]
         .into_iter()
         .chain(contents.lock.as_deref())
         .filter(|member| tar.member(member).is_some());
@@ -906,6 +963,18 @@ pub fn parse_contents(label: &str, bytes: &[u8]) -> Result<Contents, AirgapError
     problems.into_result(contents).map_err(AirgapError::from)
 }
 
+/// With `keys`, checks that every image carried has a cosign signature by one of them (see
+/// [`cosign::verify`]).
+pub fn verify_images(
+    images: Option<&ImageArchive>,
+    keys: &[cosign::PublicKey],
+) -> Result<(), AirgapError> {
+    match images {
+        Some(images) if !keys.is_empty() => Ok(cosign::verify(images, keys)?),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that the images `airgap.json` lists are the ones the archive holds.
 fn check_images(
     tar: &TarIndex,
@@ -914,8 +983,12 @@ fn check_images(
 ) -> Result<(), AirgapError> {
     let listed: BTreeSet<&Reference> =
         contents.images.iter().chain(&contents.extra_images).collect();
-    let held: BTreeSet<&Reference> =
-        images.iter().flat_map(|i| i.images.iter().map(|n| &n.reference)).collect();
+    // Cosign signatures travel beside the images they sign, unlisted.
+    let held: BTreeSet<&Reference> = images
+        .iter()
+        .flat_map(|i| i.images.iter().map(|n| &n.reference))
+        .filter(|r| !crate::registry::cosign::is_signature(r))
+        .collect();
     let mut problems = Problems::default();
     for missing in listed.difference(&held) {
         let problem = format!("lists {missing}, which is not under images/");
@@ -966,7 +1039,7 @@ struct CarriedCharms {
 
 /// Validates one charm archive's bytes (the checks for any untrusted `.charm`); `label`
 /// names it in problems.
-fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
+fn check_charm(label: &str, bytes: &[u8]) -> Result<Charm, AirgapError> {
     let limits = CharmLimits::default();
     let checked = read_zip(label, bytes, &limits).and_then(|files| {
         let origin = Origin::Archive {
@@ -976,7 +1049,7 @@ fn check_charm(label: &str, bytes: &[u8]) -> Result<(), AirgapError> {
         Charm::from_files(files, origin)
     });
     match checked {
-        Ok(_) => Ok(()),
+        Ok(charm) => Ok(charm),
         Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
         Err(CharmError::Io { path, source }) => {
             Err(AirgapError::Io { path: path.display().to_string(), source })

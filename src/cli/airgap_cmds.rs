@@ -15,6 +15,7 @@ use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::{Reference, Registry};
 use crate::publish;
+use crate::registry::cosign;
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -57,6 +58,11 @@ pub struct ExportArgs {
     /// and image list name every image by digest, and exactly those manifests are carried.
     #[command(flatten)]
     pub digests: super::DigestArgs,
+    /// Refuse (and write nothing) unless every image has a cosign signature, carried from
+    /// its source registry, made by one of these keys (cosign's ECDSA P-256 cosign.pub;
+    /// repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
     /// What to pull.
     #[command(flatten)]
     pub pull: PullFlags,
@@ -88,6 +94,15 @@ pub struct ImportArgs {
     /// --registry` does), so other machines resolve them with --charms oci://...
     #[arg(long, value_name = "HOST[:PORT]/PREFIX", value_parser = super::images_cmds::parse_registry)]
     pub charms_registry: Option<Registry>,
+    /// Write the archive's bill of materials (CycloneDX JSON) to FILE once the archive is
+    /// checked, before anything is pushed. Import refuses an archive whose bill of materials
+    /// does not match its contents, with or without this flag.
+    #[arg(long, value_name = "FILE")]
+    pub sbom_out: Option<PathBuf>,
+    /// Refuse the archive, before anything is pushed, unless every image has a cosign
+    /// signature by one of these keys (cosign's ECDSA P-256 cosign.pub; repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -121,6 +136,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     for file in &args.images_from {
         inputs.extra_images.extend(super::images_cmds::read_list(file)?);
     }
+    inputs.verify_images = cosign_keys(&args.verify_images)?;
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
@@ -168,6 +184,11 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cosign public keys of `--verify-images`.
+pub(super) fn cosign_keys(paths: &[PathBuf]) -> Result<Vec<cosign::PublicKey>, Error> {
+    Ok(paths.iter().map(|p| cosign::load_public_key(p)).collect::<Result<_, _>>()?)
+}
+
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
@@ -179,6 +200,8 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         verify_key,
         charms_from: args.charms_from,
         charms_registry: args.charms_registry,
+        sbom_out: args.sbom_out,
+        verify_images: cosign_keys(&args.verify_images)?,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "import");

@@ -126,6 +126,10 @@ pub struct PushArgs {
     /// pushed or written.
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
+    /// Refuse, before anything is pushed, any image without a cosign signature in the
+    /// archive by one of these keys (cosign's ECDSA P-256 cosign.pub; repeatable).
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
     /// Credentials.
     #[command(flatten)]
     pub login: Login,
@@ -214,6 +218,10 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
                 archive
             }
         });
+    }
+    let cosign_keys = super::airgap_cmds::cosign_keys(&args.verify_images)?;
+    for archive in &archives {
+        airgap::verify_images(Some(archive), &cosign_keys)?;
     }
     let lock = match &args.lock {
         Some(path) => {

@@ -9,6 +9,7 @@ mod deploy_cmds;
 mod images_cmds;
 mod publish_cmds;
 mod rbac_cmds;
+mod sbom_cmds;
 
 pub use bundle_cmds::{DigestArgs, PinMirrors, ResolveArgs};
 pub use deploy_cmds::{ApplyArgs, Deployed, KubeArgs, LockArgs};
@@ -193,6 +194,11 @@ pub enum Command {
     /// Carry a bundle into an air gap: one archive with bundle, charms, images and lock.
     #[command(subcommand)]
     Airgap(airgap_cmds::AirgapCommand),
+    /// Write a bill of materials (CycloneDX 1.6 or SPDX 2.3 JSON) of a bundle or an archive:
+    /// the bundle, every charm, every image and, for an archive, the packages inside each
+    /// image read from its layers; `sbom diff OLD NEW` shows what changed between two.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sbom(Box<sbom_cmds::SbomArgs>),
     /// Print the Role (and, only when the bundle has cluster-scoped objects, the ClusterRole)
     /// an identity needs to deploy, inspect, roll back and remove this bundle in its
     /// namespace, for an administrator to grant; nothing touches a cluster.
@@ -449,6 +455,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Save(args)) => images_cmds::save(&mut out, args),
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
+        Command::Sbom(args) => sbom_cmds::run(&mut out, *args),
         Command::Rbac { resolve, tls } => rbac_cmds::rbac(&mut out, &resolve.with(&tls)),
         Command::Config { deployed, app, kube, output } => {
             deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)

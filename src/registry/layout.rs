@@ -69,12 +69,28 @@ fn padded(size: u64) -> u64 {
 /// Writes `entries` as a tar at `out` (replacing it): local members first, then registry
 /// blobs, `jobs` at a time, through `client`.
 pub async fn write_tar(
-    mut entries: Vec<Entry>,
+    entries: Vec<Entry>,
     out: &Path,
     client: &Client,
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<(), RegistryError> {
+    let no_tail = |_: &Path| Ok::<_, RegistryError>(Vec::new());
+    write_tar_with_tail(entries, out, client, jobs, progress, no_tail).await
+}
+
+/// Like [`write_tar`], then, before the archive is moved into place, `tail` reads the
+/// complete archive (at the path it is given) and returns members made from it, `(name,
+/// bytes)`, which are appended after the sorted ones: what can only be computed from the
+/// rest, as an air-gap archive's bill of materials and the checksums that cover it.
+pub async fn write_tar_with_tail<E: From<RegistryError>>(
+    mut entries: Vec<Entry>,
+    out: &Path,
+    client: &Client,
+    jobs: usize,
+    progress: &dyn Progress,
+    tail: impl FnOnce(&Path) -> Result<Vec<(String, Vec<u8>)>, E>,
+) -> Result<(), E> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let label = out.display().to_string();
     let headers = headers(&label, &entries)?;
@@ -126,6 +142,24 @@ pub async fn write_tar(
     .await;
     progress.end(Task::Download);
     downloads?;
+
+    let tail: Vec<Entry> =
+        tail(temp.path())?.into_iter().map(|(name, bytes)| Entry::bytes(name, bytes)).collect();
+    if !tail.is_empty() {
+        let names: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        if let Some(clash) = tail.iter().find(|e| names.contains(e.name.as_str())) {
+            return Err(
+                RegistryError::from(Problem::new(&label, &clash.name, "duplicate member")).into()
+            );
+        }
+        for (entry, header) in tail.iter().zip(self::headers(&label, &tail)?) {
+            let Content::Bytes(bytes) = &entry.content else { continue };
+            file.write_all_at(&header, offset).map_err(io)?;
+            file.write_all_at(bytes, offset + BLOCK).map_err(io)?;
+            offset += BLOCK + padded(entry.size);
+        }
+        file.set_len(offset + 2 * BLOCK).map_err(io)?;
+    }
 
     // A temp file is created 0600; the archive is an output like any other (0644).
     let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);

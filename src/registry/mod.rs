@@ -14,11 +14,13 @@
 //! Module map: [`manifest`] (digests, media types, documents), [`tarindex`] (hostile tar
 //! reading), [`archive`] (image archives → images), [`layout`] (writing tars), [`auth`]
 //! (credentials, challenges, tokens), [`tls`], [`client`] (HTTP, retries), [`pull`], [`push`],
+//! [`cosign`] (image signatures carried and checked),
 //! [`progress`] (what the CLI draws bars from).
 
 pub mod archive;
 pub mod auth;
 pub mod client;
+pub mod cosign;
 pub mod layout;
 pub mod manifest;
 pub mod mirrors;

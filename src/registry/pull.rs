@@ -96,8 +96,21 @@ impl Pulled {
     }
 }
 
-/// Fetches the manifests of `references` (deduplicated), keeping one platform if asked.
+/// Fetches the manifests of `references` (deduplicated), keeping one platform if asked, and
+/// the cosign signatures and attestations their registries hold for them (see
+/// [`super::cosign`]).
 pub async fn fetch_manifests(
+    client: &Client,
+    references: &[Reference],
+    options: &PullOptions,
+) -> Result<Pulled, RegistryError> {
+    let mut pulled = fetch_images(client, references, options).await?;
+    super::cosign::add_signatures(client, &mut pulled, options).await?;
+    Ok(pulled)
+}
+
+/// Fetches the manifests of `references` (deduplicated), keeping one platform if asked.
+pub(super) async fn fetch_images(
     client: &Client,
     references: &[Reference],
     options: &PullOptions,

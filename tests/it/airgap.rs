@@ -9,7 +9,7 @@ use crate::support::kube_emulator::KubeEmulator;
 use crate::support::registry::{charmer, connection, run, sha256, Kind, Layout, Registry};
 
 /// A charm source folder running `image` (one container); returns its folder.
-fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
+pub(crate) fn charm_source(dir: &Path, name: &str, version: &str, image: &str) -> PathBuf {
     let source = dir.join(name);
     std::fs::create_dir_all(&source).unwrap();
     let metadata = format!(
@@ -603,7 +603,13 @@ fn signed_archives_are_checked_before_anything_is_pushed_or_written() {
     };
     let node_port = forged("node-port.tar", &|members| {
         let (_, bundle) = members.iter_mut().find(|(n, _)| n == "bundle/bundle.yaml").unwrap();
+        let was = sha256(bundle);
         *bundle = String::from_utf8_lossy(bundle).replace("scale: 1", "scale: 9").into_bytes();
+        let now = sha256(bundle);
+        // A careful forger makes the bill of materials match too: only the signature
+        // catches this one.
+        let (_, sbom) = members.iter_mut().find(|(n, _)| n == "sbom.cdx.json").unwrap();
+        *sbom = String::from_utf8_lossy(sbom).replace(&was[7..], &now[7..]).into_bytes();
     });
     let layer = forged("swapped-layer.tar", &|members| {
         // The two largest members are the two layers: each gets the other's bytes.

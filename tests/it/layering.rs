@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["publish"],
     &["repo"],
     &["resolve"],
-    &["render", "juju"],
+    &["render", "juju", "sbom"],
     &["airgap", "deploy", "graph"],
     &["ops"],
     &["cli"],

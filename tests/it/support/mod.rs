@@ -55,6 +55,19 @@ pub fn tools_present(tools: &[&str]) -> bool {
     false
 }
 
+/// Whether `tool` is installed, for a part of a test that is optional even in CI (a Go
+/// toolchain): when it is missing, one `SKIPPED` line names the test, the part and the tool,
+/// and the test goes on without that part.
+pub fn optional_tool(tool: &str, part: &str) -> bool {
+    if on_path(tool) {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {part}: needs {tool}");
+    false
+}
+
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
