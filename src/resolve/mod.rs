@@ -117,6 +117,7 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
         Ok(model) => {
             for app in model.applications.values() {
                 warnings.extend(app.charm.warnings());
+                warnings.extend(config::ignored(app));
                 // Only Juju acts on constraints (the deploy script of operator charms).
                 let spec = bundle.applications.get(&app.name);
                 if let Some(spec) = spec.filter(|s| s.constraints.is_some()) {
@@ -156,7 +157,7 @@ pub fn resolve(
     image_map: Option<&ImageMap>,
 ) -> Result<Model, ResolveError> {
     let mut problems = Problems::default();
-    if !is_dns_label(namespace) {
+    if !crate::kube_rules::is_dns_label(namespace) {
         problems.push(
             Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace"))
                 .hint("use at most 63 lowercase letters, digits and '-'"),
@@ -230,8 +231,18 @@ pub fn resolve(
         }
         let config = config::effective(name, spec, &charm, &mut problems);
         let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);
+        for (i, secret) in spec.required_secrets.iter().enumerate() {
+            if let Some(why) = crate::kube_rules::dns_subdomain_problem(secret) {
+                problems.push(
+                    Problem::new(&file, format!("{key}.required-secrets[{i}]"), why)
+                        .hint("list the names of Secrets (kubectl get secrets), e.g. mlflow-db"),
+                );
+            }
+        }
         let mut required_secrets: Vec<String> = spec.required_secrets.clone();
-        for (option, setting) in &config {
+        // An option that does not take effect names no Secret that must exist.
+        let inactive = config::inactive(&charm, &config);
+        for (option, setting) in config.iter().filter(|(o, _)| !inactive.contains(o)) {
             let is_ref = charm.config.options.get(option).is_some_and(|o| o.secret_ref);
             if let (true, crate::charm::ConfigValue::String(s)) = (is_ref, &setting.value) {
                 if !s.is_empty() {
@@ -331,15 +342,6 @@ fn resolve_images(
         images.insert(resource.clone(), Image { source, target });
     }
     images
-}
-
-/// A Kubernetes DNS label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 // Last in the file: tests/it/layering.rs reads only what comes before the first cfg(test).
