@@ -4,6 +4,7 @@
 
 mod lint;
 mod netpol;
+mod validate;
 mod values;
 
 pub use netpol::summary as network_policy_summary;
@@ -146,6 +147,7 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
                 }
             }
         }
+        validate::check(app, &objects, &mut problems);
         (objects, problems)
     });
     let mut objects = Vec::new();
