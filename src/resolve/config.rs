@@ -36,7 +36,21 @@ pub(super) fn effective(
                 .resources
                 .keys()
                 .find(|r| r.replace('_', "-") == name.replace('_', "-"));
+            let helm_image = name == "image"
+                && matches!(&setting.value, RawValue::Yaml(serde_yaml::Value::Mapping(_)));
+            let from_file = matches!(setting.source, Source::ConfigFile(_));
+            let resources: Vec<&str> =
+                charm.metadata.resources.keys().map(String::as_str).collect();
             let hint = match (resource, crate::diag::closest(name, &known)) {
+                // A Helm values file given to --config-file: point to where its parts go.
+                _ if from_file && name == "applications" => format!(
+                    "{file} looks like an overlay (it has applications:); give it with --overlay {file}, not --config-file"
+                ),
+                _ if helm_image => format!(
+                    "this looks like a Helm values file; charmer sets images as resources: in an overlay, applications.{app}.resources.<resource>: <image reference> (charm {} resources: {})",
+                    charm.name(),
+                    resources.join(", ")
+                ),
                 (Some(r), _) => format!(
                     "{r} is a resource of charm {}, not an option: set it under \
                      applications.{app}.resources.{r} (an image reference)",

@@ -326,6 +326,14 @@ fn resolve_images(
             }
         };
         let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
+            // The map and the registry disagree: the map's line is the cause, not a template.
+            (Some(mapped), Some(r)) if !mapped.is_in(r) => {
+                problems.push(
+                    Problem::new(&file, origin, format!("the --image-map sends image {source} to {mapped}, which is not in the --registry {r}"))
+                        .hint("make them agree: retag into the --registry (charmer images push writes such a map), or leave out --registry to use the map as it is"),
+                );
+                continue;
+            }
             (Some(mapped), _) => mapped,
             (None, Some(r)) => source.relocate(r),
             // Relocation was asked for with the map alone: an image it lacks would be pulled

@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod juju_charms;
 mod layering;
 mod least_privilege;
+mod option_constraints;
 mod pty;
 mod publish;
 mod registry_archives;
