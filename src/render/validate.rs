@@ -46,7 +46,7 @@ impl Finding {
         Finding { field: field.into(), message: message.into(), value: None, instead: "" }
     }
 
-    fn from_option(mut self, value: &Value, instead: &'static str) -> Finding {
+    fn set_by_option(mut self, value: &Value, instead: &'static str) -> Finding {
         self.value = match value {
             Value::String(s) => Some(ConfigValue::String(s.clone())),
             Value::Number(n) => n.as_i64().map(ConfigValue::Int),
@@ -256,7 +256,7 @@ fn check_metadata(kind: &str, meta: &Value, at: &str, found: &mut Vec<Finding>) 
         if let Some(message) = problem {
             found.push(
                 Finding::new(format!("{at}.name"), message)
-                    .from_option(&meta["name"], "a lowercase name (letters, digits, '-')"),
+                    .set_by_option(&meta["name"], "a lowercase name (letters, digits, '-')"),
             );
         }
     }
@@ -272,7 +272,7 @@ fn check_labels(map: &Value, at: &str, values_too: bool, found: &mut Vec<Finding
         }
         if let (true, Some(text)) = (values_too, value.as_str()) {
             if let Some(message) = rules::label_value_problem(text) {
-                found.push(Finding::new(format!("{at}.{key}"), message).from_option(
+                found.push(Finding::new(format!("{at}.{key}"), message).set_by_option(
                     value,
                     "a label value (at most 63 letters, digits, '-', '_', '.')",
                 ));
@@ -331,7 +331,7 @@ fn check_pod(pod: &Value, at: &str, names_required: bool, found: &mut Vec<Findin
                     if let Some(m) = rules::port_problem(n) {
                         found.push(
                             Finding::new(format!("{field}.containerPort"), m)
-                                .from_option(&p["containerPort"], "a port from 1 to 65535"),
+                                .set_by_option(&p["containerPort"], "a port from 1 to 65535"),
                         );
                     }
                 }
@@ -365,7 +365,7 @@ fn check_service(spec: &Value, found: &mut Vec<Finding>) {
             if let Some(m) = rules::port_problem(n) {
                 found.push(
                     Finding::new(format!("{at}.port"), m)
-                        .from_option(&p["port"], "a port from 1 to 65535"),
+                        .set_by_option(&p["port"], "a port from 1 to 65535"),
                 );
             } else if let Some(j) = seen_ports.insert((n, protocol), i) {
                 found.push(
@@ -373,7 +373,7 @@ fn check_service(spec: &Value, found: &mut Vec<Finding>) {
                         format!("{at}.port"),
                         format!("port {n}/{protocol} is also spec.ports[{j}]"),
                     )
-                    .from_option(&p["port"], "another port"),
+                    .set_by_option(&p["port"], "another port"),
                 );
             }
         }
@@ -382,7 +382,7 @@ fn check_service(spec: &Value, found: &mut Vec<Finding>) {
                 if let Some(m) = n.as_i64().and_then(rules::port_problem) {
                     found.push(
                         Finding::new(format!("{at}.targetPort"), m)
-                            .from_option(&p["targetPort"], "a port from 1 to 65535"),
+                            .set_by_option(&p["targetPort"], "a port from 1 to 65535"),
                     );
                 }
             }
@@ -415,7 +415,7 @@ fn check_service(spec: &Value, found: &mut Vec<Finding>) {
             if let Some(j) = seen_node_ports.insert(n, i) {
                 found.push(
                     Finding::new(format!("{at}.nodePort"), format!("node port {n} is also spec.ports[{j}]'s in this Service (the API server answers \"provided port is already allocated\")"))
-                        .from_option(&p["nodePort"], "another free node port"),
+                        .set_by_option(&p["nodePort"], "another free node port"),
                 );
             }
         }
@@ -472,7 +472,7 @@ fn check_quantity(q: &Value, at: &str, found: &mut Vec<Finding>) {
     };
     if let Err(m) = rules::parse_quantity(&text) {
         found.push(
-            Finding::new(at, m).from_option(q, "a Kubernetes quantity such as 512Mi or 250m"),
+            Finding::new(at, m).set_by_option(q, "a Kubernetes quantity such as 512Mi or 250m"),
         );
     }
 }
@@ -513,11 +513,9 @@ fn check_shape(value: &Value, shape: &Value, at: &str, found: &mut Vec<Finding>)
             }
             None => found.push(Finding::new(at, "expected a list")),
         },
-        Value::Array(allowed) => {
-            if !allowed.contains(value) {
-                let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-                found.push(Finding::new(at, format!("{value} is not one of {}", list.join(", "))));
-            }
+        Value::Array(allowed) if !allowed.contains(value) => {
+            let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            found.push(Finding::new(at, format!("{value} is not one of {}", list.join(", "))));
         }
         Value::String(leaf) => {
             let problem = match (leaf.as_str(), value) {
@@ -552,7 +550,7 @@ fn check_shape(value: &Value, shape: &Value, at: &str, found: &mut Vec<Finding>)
                     "duration" => "a duration such as 30s",
                     _ => "",
                 };
-                found.push(Finding::new(at, message).from_option(value, instead));
+                found.push(Finding::new(at, message).set_by_option(value, instead));
             }
         }
         _ => {}
