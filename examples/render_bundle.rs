@@ -15,7 +15,10 @@ fn main() -> ExitCode {
     }
     match rendered {
         Ok(rendered) => {
-            print!("{}", rendered.manifests.to_yaml_stream());
+            // One application's YAML at a time, as `charmer render` writes it.
+            for (_app, yaml) in rendered.manifests.by_app() {
+                print!("{yaml}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -1,16 +1,26 @@
 #!/usr/bin/env python3
 """Benchmark: `charmer render --registry` vs `kubectl kustomize` with its `images:` transformer.
 
-Generates bundles of N applications (each its own charm with its own image, a Deployment, a
-Service and a ConfigMap), renders them with charmer (relocating every image to a private
+Generates bundles of N applications, each its own charm with its own image, in two shapes:
+`three` (a Deployment, a Service and a ConfigMap) and `four` (the same plus a ServiceAccount
+the Deployment runs as), renders them with charmer (relocating every image to a private
 registry), and runs `kubectl kustomize` on an equivalent kustomization: the same manifests
 rendered without a registry, plus one `images:` entry per image doing the same relocation.
 Reports median wall time over several runs, the ratio, and charmer's peak RSS.
 
-Usage: scripts/bench-render.py [--runs 5] [--sizes 7,100,500] [--charmer target/release/charmer]
+Usage: scripts/bench-render.py [--runs 5] [--sizes 7,100,500] [--shapes three,four]
+                               [--charmer target/release/charmer]
 This is a benchmark, not a test: it asserts nothing and never runs in CI.
 """
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+
+SERVICE_ACCOUNT = """apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ app }}
+automountServiceAccountToken: false
+---
+"""
 
 CHARM_TEMPLATE = """apiVersion: apps/v1
 kind: Deployment
@@ -24,6 +34,7 @@ spec:
     metadata:
       labels: {{ labels | tojson }}
     spec:
+      serviceAccountName: {{ app }}
       containers:
         - name: main
           image: {{ images.image }}
@@ -46,7 +57,7 @@ data:
 """
 
 
-def make_bundle(root, n):
+def make_bundle(root, n, shape):
     charms = os.path.join(root, "charms")
     for i in range(n):
         d = os.path.join(charms, f"svc{i}")
@@ -61,7 +72,10 @@ def make_bundle(root, n):
         with open(os.path.join(d, "version"), "w") as f:
             f.write("1.0.0\n")
         with open(os.path.join(d, "templates", "app.yaml"), "w") as f:
-            f.write(CHARM_TEMPLATE)
+            if shape == "four":
+                f.write(SERVICE_ACCOUNT + CHARM_TEMPLATE)
+            else:
+                f.write(CHARM_TEMPLATE.replace("      serviceAccountName: {{ app }}\n", ""))
     with open(os.path.join(root, "bundle.yaml"), "w") as f:
         f.write(f"bundle: kubernetes\nname: bench{n}\napplications:\n")
         for i in range(n):
@@ -89,15 +103,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="7,100,500")
+    ap.add_argument("--shapes", default="three,four")
     ap.add_argument("--charmer", default="target/release/charmer")
     args = ap.parse_args()
     charmer = os.path.abspath(args.charmer)
     kubectl = shutil.which("kubectl")
     registry = "10.0.0.5:5000"
-    print(f"{'apps':>5} {'charmer s':>10} {'kustomize s':>12} {'ratio':>8} {'charmer RSS MiB':>16}")
-    for n in [int(s) for s in args.sizes.split(",")]:
+    print(f"{'shape':>6} {'apps':>5} {'charmer s':>10} {'kustomize s':>12} {'ratio':>8} {'charmer RSS MiB':>16}")
+    for shape, n in [(shape, int(s)) for shape in args.shapes.split(",") for s in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as root:
-            make_bundle(root, n)
+            make_bundle(root, n, shape)
             out = os.path.join(root, "out")
             cmd = [charmer, "render", os.path.join(root, "bundle.yaml"), "--registry", registry, "--out", out]
             c = timed(cmd, args.runs)
@@ -115,7 +130,7 @@ def main():
                         f.write(f"  - name: quay.io/example/team{i % 13}/svc{i}\n    newName: {registry}/example/team{i % 13}/svc{i}\n")
                 k = timed([kubectl, "kustomize", base], max(1, args.runs if n < 500 else 1))
             ratio = k / c if c else float("nan")
-            print(f"{n:>5} {c:>10.4f} {k:>12.3f} {ratio:>7.0f}x {rss:>16.1f}")
+            print(f"{shape:>6} {n:>5} {c:>10.4f} {k:>12.3f} {ratio:>7.0f}x {rss:>16.1f}")
             sys.stdout.flush()
     if not kubectl:
         print("kubectl is not installed: kustomize column not measured")

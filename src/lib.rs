@@ -17,6 +17,7 @@ pub mod digest;
 pub mod graph;
 pub mod images;
 pub mod juju;
+pub mod kube_rules;
 pub mod ops;
 pub mod output;
 pub mod parallel;

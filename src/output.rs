@@ -40,11 +40,30 @@ pub fn write_files<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)]) -> Result
     write_files_with_mode(dir, files, 0o644)
 }
 
-/// [`write_files`] with the files' mode: temporary files start private (0600), which is
-/// what would be left on released files without setting it.
+/// [`write_files`] with the files' mode.
 fn write_files_with_mode<B: AsRef<[u8]>>(
     dir: &Path,
     files: &[(PathBuf, B)],
+    mode: u32,
+) -> Result<(), WriteError> {
+    write_each(dir, files.iter().map(|(path, bytes)| (path.clone(), bytes)), mode)
+}
+
+/// [`write_files`] for contents made one at a time: each is written to its temporary file
+/// and dropped before the next is made, so a large output never sits in memory whole.
+pub fn write_files_from<B: AsRef<[u8]>>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (PathBuf, B)>,
+) -> Result<(), WriteError> {
+    write_each(dir, files, 0o644)
+}
+
+/// Writes every file to a temporary file beside it, then renames them all into place:
+/// temporary files start private (0600), which is what would be left on released files
+/// without setting the mode.
+fn write_each<B: AsRef<[u8]>>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (PathBuf, B)>,
     mode: u32,
 ) -> Result<(), WriteError> {
     use std::os::unix::fs::PermissionsExt;
@@ -53,20 +72,21 @@ fn write_files_with_mode<B: AsRef<[u8]>>(
         move |source| WriteError { path, source }
     };
     std::fs::create_dir_all(dir).map_err(err(dir))?;
-    let mut staged = Vec::with_capacity(files.len());
+    let mut staged = Vec::new();
     for (path, bytes) in files {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
+        let folder = folder.to_path_buf();
         // Mode 0666 less the umask, as for any created file (a temp file is 0600 by default).
         let mut tmp = tempfile::Builder::new()
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(folder)
-            .map_err(err(path))?;
-        tmp.write_all(bytes.as_ref()).map_err(err(path))?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err(path))?;
+            .tempfile_in(&folder)
+            .map_err(err(&path))?;
+        tmp.write_all(bytes.as_ref()).map_err(err(&path))?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err(&path))?;
         staged.push((tmp, path));
     }
     for (tmp, path) in staged {
-        tmp.persist(path).map_err(|e| WriteError { path: path.clone(), source: e.error })?;
+        tmp.persist(&path).map_err(|e| WriteError { path, source: e.error })?;
     }
     Ok(())
 }

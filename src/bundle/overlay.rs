@@ -39,10 +39,14 @@ pub(super) fn apply(bundle: &mut Bundle, file: RawFile, source: &Source, problem
             None => match &raw.charm {
                 Some(_) => AppSpec::new(CharmRef::Name(String::new()), file.path.clone()),
                 None => {
-                    problems.push(
-                        Problem::new(&label, format!("{key}.charm"), "missing")
-                            .hint("name the charm this application runs: charm: <name>"),
-                    );
+                    // Most often a misspelt application (`servng:`), not a new one.
+                    let known: Vec<&str> = bundle.applications.keys().map(String::as_str).collect();
+                    let hint = match crate::diag::closest(&name, &known) {
+                        Some(close) => format!("did you mean {close:?}? (an overlay adds a new application only with charm: <name>; applications: {})", known.join(", ")),
+                        None => "name the charm this application runs: charm: <name>".to_string(),
+                    };
+                    problems
+                        .push(Problem::new(&label, format!("{key}.charm"), "missing").hint(hint));
                     continue;
                 }
             },

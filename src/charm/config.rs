@@ -2,7 +2,11 @@
 //! command-line strings into typed [`ConfigValue`]s.
 //!
 //! Juju's types are `string`, `int`, `float`, `boolean` and `secret` (a missing type means
-//! `string`). charmer adds one key Juju ignores: `enum:`, the list of allowed values.
+//! `string`). charmer adds keys Juju ignores (its config.yaml reader skips unknown keys, and
+//! `charmcraft analyse` has no lint on them): `enum:` (the allowed values), `secret-ref:`, and
+//! the constraints of [`Constraints`] (`minimum`, `maximum`, `pattern`, `format`, `required`,
+//! `at-least`, `only-when`), so a value the cluster, the image or another option would refuse
+//! is refused at resolve time, naming where it was set.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +81,17 @@ impl ConfigValue {
     }
 }
 
+impl ConfigValue {
+    /// An int or float as a float (to compare with `minimum`/`maximum`), else `None`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            ConfigValue::Int(i) => Some(*i as f64),
+            ConfigValue::Float(x) => Some(*x),
+            _ => None,
+        }
+    }
+}
+
 /// What is printed in place of a secret value.
 pub const REDACTED: &str = "<secret>";
 
@@ -112,6 +127,193 @@ pub struct OptionSpec {
     /// charmer's `secret-ref: true` extension: a non-empty value names a Kubernetes Secret
     /// in the target namespace that must exist before deploying (checked by `deploy`).
     pub secret_ref: bool,
+    /// charmer's constraints on the value.
+    pub constraints: Constraints,
+}
+
+/// charmer's constraints on an option's value, beside `enum`. `pattern` and `format` judge
+/// non-empty text only: Juju's empty string means "unset", which `required` refuses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    /// `minimum:` (int and float options): the smallest value allowed.
+    pub minimum: Option<ConfigValue>,
+    /// `maximum:` (int and float options): the largest value allowed.
+    pub maximum: Option<ConfigValue>,
+    /// `pattern:` (string options): a regular expression the whole value must match.
+    pub pattern: Option<Pattern>,
+    /// `format:`: one of the [`Format`]s.
+    pub format: Option<Format>,
+    /// `required: true` (string options): the empty string is refused.
+    pub required: bool,
+    /// `at-least: OPTION` (int and float options): the value must not be below that
+    /// option's (`max_scale` at least `min_scale`).
+    pub at_least: Option<String>,
+    /// `only-when: {OPTION: VALUE or [VALUES]}`: the option takes effect only while each
+    /// named option has one of those values; set otherwise, it is reported as ignored.
+    pub only_when: BTreeMap<String, Vec<ConfigValue>>,
+}
+
+/// A `pattern:` regular expression, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    regex: regex::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Pattern {
+    /// The expression as written in `config.yaml`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// The value formats `format:` names; each is the API server's (or the image's) own rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Any Kubernetes resource quantity (`2Gi`, `500m`).
+    Quantity,
+    /// A CPU quantity: positive, at most millicore precision (`250m`, `1.5`).
+    CpuQuantity,
+    /// A memory quantity: a positive whole number of bytes (`512Mi`, not `512m` or `512MB`).
+    MemoryQuantity,
+    /// A storage size, as a memory quantity (`10Gi`).
+    StorageQuantity,
+    /// A port number, 1-65535 (int options).
+    Port,
+    /// A node port, 30000-32767, or 0 for "Kubernetes picks" (int options).
+    NodePort,
+    /// A DNS-1123 label (`web-1`).
+    DnsLabel,
+    /// A DNS-1123 subdomain (`db.example.com`).
+    DnsSubdomain,
+    /// A bare, lowercase host name: no scheme, port or path.
+    Hostname,
+    /// Comma-separated host names, `*` or `*.domain` wildcards allowed (a Gateway's hosts).
+    Hostnames,
+    /// The name of a Secret (a DNS-1123 subdomain).
+    SecretName,
+    /// The name of a ConfigMap (a DNS-1123 subdomain).
+    ConfigmapName,
+    /// An absolute URL with a host (`http://minio.storage:9000`).
+    Url,
+    /// One or more PEM X.509 certificates, parsed; a private key is refused.
+    PemCertificate,
+    /// A Go duration (`30s`, `1m30s`).
+    Duration,
+}
+
+impl Format {
+    /// Every format with its name in `config.yaml`, for hints and docs.
+    pub const ALL: &'static [(&'static str, Format)] = &[
+        ("quantity", Format::Quantity),
+        ("cpu-quantity", Format::CpuQuantity),
+        ("memory-quantity", Format::MemoryQuantity),
+        ("storage-quantity", Format::StorageQuantity),
+        ("port", Format::Port),
+        ("node-port", Format::NodePort),
+        ("dns-label", Format::DnsLabel),
+        ("dns-subdomain", Format::DnsSubdomain),
+        ("hostname", Format::Hostname),
+        ("hostnames", Format::Hostnames),
+        ("secret-name", Format::SecretName),
+        ("configmap-name", Format::ConfigmapName),
+        ("url", Format::Url),
+        ("pem-certificate", Format::PemCertificate),
+        ("duration", Format::Duration),
+    ];
+
+    /// The name `config.yaml` uses.
+    pub fn name(self) -> &'static str {
+        Format::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or_default()
+    }
+
+    /// The type the format applies to.
+    fn kind(self) -> OptionType {
+        match self {
+            Format::Port | Format::NodePort => OptionType::Int,
+            _ => OptionType::String,
+        }
+    }
+
+    /// Why `text` is not of this format, or `None`.
+    fn check_text(self, text: &str) -> Option<String> {
+        use crate::kube_rules as k;
+        let quantity = |what: &str, ok: &dyn Fn(f64) -> bool| match k::parse_quantity(text) {
+            Err(e) => Some(e),
+            Ok(q) if !ok(q.0) => Some(format!("{text:?} is not {what}")),
+            Ok(_) => None,
+        };
+        match self {
+            Format::Quantity => k::parse_quantity(text).err(),
+            Format::CpuQuantity => quantity(
+                "a CPU amount (positive, at most millicore precision: 250m, 0.5, 2)",
+                &|v| v > 0.0 && ((v * 1000.0).round() - v * 1000.0).abs() < 1e-6,
+            ),
+            Format::MemoryQuantity | Format::StorageQuantity => quantity(
+                "a size in whole bytes (positive, binary suffixes: 512Mi, 2Gi; m means thousandths)",
+                &|v| v >= 1.0 && (v.round() - v).abs() < 1e-6,
+            ),
+            Format::Port | Format::NodePort => Some(format!("{text:?} is not a number")),
+            Format::DnsLabel => k::dns_label_problem(text),
+            Format::DnsSubdomain | Format::SecretName | Format::ConfigmapName => {
+                k::dns_subdomain_problem(text)
+            }
+            Format::Hostname => k::hostname_problem(text),
+            Format::Hostnames => text.split(',').map(str::trim).find_map(|host| {
+                let bare = host.strip_prefix("*.").unwrap_or(host);
+                (host != "*").then(|| k::hostname_problem(bare)).flatten()
+            }),
+            Format::Url => k::url_problem(text),
+            Format::PemCertificate => k::pem_certificate_problem(text).map(|why| format!("the value {why}")),
+            Format::Duration => k::parse_duration(text).err(),
+        }
+    }
+
+    /// Why the int `value` is not of this format, or `None`.
+    fn check_int(self, value: i64) -> Option<String> {
+        match self {
+            Format::Port => crate::kube_rules::port_problem(value),
+            Format::NodePort => crate::kube_rules::node_port_problem(value),
+            _ => None,
+        }
+    }
+}
+
+impl Constraints {
+    /// One short phrase per constraint, for `inspect` and the charms' READMEs.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.required {
+            out.push("required (not empty)".to_string());
+        }
+        if let Some(v) = &self.minimum {
+            out.push(format!("minimum {v}"));
+        }
+        if let Some(v) = &self.maximum {
+            out.push(format!("maximum {v}"));
+        }
+        if let Some(o) = &self.at_least {
+            out.push(format!("at least {o}"));
+        }
+        if let Some(f) = self.format {
+            out.push(format!("format {}", f.name()));
+        }
+        if let Some(p) = &self.pattern {
+            out.push(format!("pattern {:?}", p.as_str()));
+        }
+        for (option, values) in &self.only_when {
+            let values: Vec<String> = values.iter().map(ToString::to_string).collect();
+            out.push(format!("only when {option} is {}", values.join(" or ")));
+        }
+        out
+    }
 }
 
 /// The options of a charm, by name (sorted, so every listing is stable).
@@ -145,6 +347,20 @@ struct RawOption {
     allowed: Option<Vec<serde_yaml::Value>>,
     #[serde(rename = "secret-ref", default)]
     secret_ref: bool,
+    #[serde(default)]
+    minimum: Option<serde_yaml::Value>,
+    #[serde(default)]
+    maximum: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(rename = "at-least", default)]
+    at_least: Option<String>,
+    #[serde(rename = "only-when", default)]
+    only_when: Option<BTreeMap<String, serde_yaml::Value>>,
     /// Keys neither Juju nor charmer knows: warned about.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_yaml::Value>,
@@ -157,7 +373,9 @@ impl ConfigSchema {
         let mut problems = Problems::default();
         let mut options = BTreeMap::new();
         let mut unknown_keys: Vec<String> = raw.unknown.keys().cloned().collect();
-        for (name, raw) in raw.options.unwrap_or_default() {
+        let mut pending_only_when: BTreeMap<String, BTreeMap<String, Vec<serde_yaml::Value>>> =
+            BTreeMap::new();
+        for (name, mut raw) in raw.options.unwrap_or_default() {
             let key = format!("options.{name}");
             unknown_keys.extend(raw.unknown.keys().map(|k| format!("{key}.{k}")));
             let kind = match raw.kind.as_deref() {
@@ -177,7 +395,7 @@ impl ConfigSchema {
                     }
                 },
             };
-            let allowed = match raw.allowed {
+            let allowed = match raw.allowed.take() {
                 None => None,
                 Some(values) if values.is_empty() => {
                     problems.push(Problem::new(
@@ -223,12 +441,15 @@ impl ConfigSchema {
                     .hint("set type: string"),
                 );
             }
+            let (constraints, only_when) = parse_constraints(file, &key, kind, &raw, &mut problems);
+            pending_only_when.insert(name.clone(), only_when);
             let spec = OptionSpec {
                 kind,
                 default,
                 description: raw.description.unwrap_or_default(),
                 allowed,
                 secret_ref: raw.secret_ref,
+                constraints,
             };
             if let Some(default) = &spec.default {
                 // Juju lets a string default be '' meaning "unset"; an enum must still allow it.
@@ -238,11 +459,245 @@ impl ConfigSchema {
                         problems.push(Problem::new(file, format!("{key}.default"), msg));
                     }
                 }
+                if let Err(msg) = spec.check_constraints(default) {
+                    problems.push(Problem::new(file, format!("{key}.default"), msg));
+                }
             }
             options.insert(name, spec);
         }
+        // `at-least` and `only-when` name other options: checked once all are known.
+        let kinds: BTreeMap<String, OptionType> =
+            options.iter().map(|(n, o)| (n.clone(), o.kind)).collect();
+        let names: Vec<&str> = kinds.keys().map(String::as_str).collect();
+        for (name, spec) in options.iter_mut() {
+            let key = format!("options.{name}");
+            if let Some(other) = &spec.constraints.at_least {
+                match kinds.get(other) {
+                    Some(k) if *k == spec.kind => {}
+                    Some(_) => problems.push(Problem::new(
+                        file,
+                        format!("{key}.at-least"),
+                        format!("option {other:?} is not of type {}", spec.kind),
+                    )),
+                    None => problems.push(unknown_option(
+                        file,
+                        &format!("{key}.at-least"),
+                        other,
+                        &names,
+                    )),
+                }
+            }
+            for (other, values) in pending_only_when.remove(name).unwrap_or_default() {
+                let okey = format!("{key}.only-when.{other}");
+                let Some(kind) = kinds.get(&other) else {
+                    problems.push(unknown_option(file, &okey, &other, &names));
+                    continue;
+                };
+                let mut typed = Vec::new();
+                for value in &values {
+                    match check_yaml_value(*kind, value) {
+                        Ok(Some(value)) => typed.push(value),
+                        Ok(None) => problems.push(Problem::new(file, &okey, "null is not a value")),
+                        Err(msg) => problems.push(Problem::new(file, &okey, msg)),
+                    }
+                }
+                spec.constraints.only_when.insert(other, typed);
+            }
+        }
         problems.into_result(ConfigSchema { options, unknown_keys })
     }
+}
+
+/// A problem between options of one application's effective config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossProblem {
+    /// The option the problem is about.
+    pub option: String,
+    /// What is wrong, with the other option's value and where it was set.
+    pub message: String,
+    /// `false`: an error (`at-least`); `true`: the option is set but does not take effect
+    /// (`only-when`), a warning.
+    pub ignored: bool,
+}
+
+impl ConfigSchema {
+    /// The `at-least` and `only-when` rules over an effective config: `value_of(option)` gives
+    /// an option's value and where it was set, `None` when it is unset. `only-when` results
+    /// are given for every option whose condition fails; the caller keeps those a user set.
+    pub fn cross_check<'a>(
+        &self,
+        value_of: impl Fn(&str) -> Option<(&'a ConfigValue, String)>,
+    ) -> Vec<CrossProblem> {
+        let mut out = Vec::new();
+        for (name, spec) in &self.options {
+            let c = &spec.constraints;
+            if let (Some(other), Some((value, _))) = (&c.at_least, value_of(name)) {
+                if let Some((bound, source)) = value_of(other) {
+                    if value.as_f64() < bound.as_f64() {
+                        out.push(CrossProblem {
+                            option: name.clone(),
+                            message: format!("{name}={value} is below {other}={bound} (set by {source}); {name} must be at least {other}"),
+                            ignored: false,
+                        });
+                    }
+                }
+            }
+            for (other, values) in &c.only_when {
+                let current = value_of(other);
+                if current.as_ref().is_some_and(|(v, _)| values.contains(v)) {
+                    continue;
+                }
+                let wanted: Vec<String> = values.iter().map(ToString::to_string).collect();
+                let now = match &current {
+                    Some((v, source)) => format!("it is {v}, set by {source}"),
+                    None => "it is unset".to_string(),
+                };
+                out.push(CrossProblem {
+                    option: name.clone(),
+                    message: format!(
+                        "ignored: {name} takes effect only when {other} is {} ({now})",
+                        wanted.join(" or ")
+                    ),
+                    ignored: true,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// An unknown option named by `at-least` or `only-when`.
+fn unknown_option(file: &str, key: &str, name: &str, known: &[&str]) -> Problem {
+    let problem = Problem::new(file, key, format!("no option {name:?}"));
+    match crate::diag::closest(name, known) {
+        Some(c) => problem.hint(format!("did you mean {c:?}?")),
+        None => problem,
+    }
+}
+
+/// Reads an option's constraint keys; `only-when` values stay YAML until every option's type
+/// is known (they are typed by the option they name).
+fn parse_constraints(
+    file: &str,
+    key: &str,
+    kind: OptionType,
+    raw: &RawOption,
+    problems: &mut Problems,
+) -> (Constraints, BTreeMap<String, Vec<serde_yaml::Value>>) {
+    let mut c = Constraints { required: raw.required, ..Constraints::default() };
+    let numeric = matches!(kind, OptionType::Int | OptionType::Float);
+    for (name, given, slot) in
+        [("minimum", &raw.minimum, &mut c.minimum), ("maximum", &raw.maximum, &mut c.maximum)]
+    {
+        let Some(value) = given else { continue };
+        if !numeric {
+            problems.push(Problem::new(
+                file,
+                format!("{key}.{name}"),
+                format!("only int and float options have a {name}"),
+            ));
+            continue;
+        }
+        match check_yaml_value(kind, value) {
+            Ok(v) => *slot = v,
+            Err(msg) => problems.push(Problem::new(file, format!("{key}.{name}"), msg)),
+        }
+    }
+    if let (Some(ConfigValue::Int(lo)), Some(ConfigValue::Int(hi))) = (&c.minimum, &c.maximum) {
+        if lo > hi {
+            problems.push(Problem::new(
+                file,
+                format!("{key}.maximum"),
+                format!("{hi} is below the minimum {lo}"),
+            ));
+        }
+    }
+    let text = matches!(kind, OptionType::String | OptionType::Secret);
+    if let Some(pattern) = &raw.pattern {
+        if !text {
+            problems.push(Problem::new(
+                file,
+                format!("{key}.pattern"),
+                "only string and secret options have a pattern",
+            ));
+        } else {
+            // Anchored: the whole value must match, as JSON Schema users expect of a `pattern`
+            // for names and identifiers (unanchored, `[a-z]+` would accept `Bad_Name`).
+            match regex::Regex::new(&format!("^(?:{pattern})$")) {
+                Ok(regex) => c.pattern = Some(Pattern { text: pattern.clone(), regex }),
+                // regex's message draws a caret under the error on several lines; its last line
+                // says what is wrong.
+                Err(e) => {
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    problems.push(Problem::new(
+                        file,
+                        format!("{key}.pattern"),
+                        format!("invalid regular expression: {why}"),
+                    ))
+                }
+            }
+        }
+    }
+    if raw.required && !text {
+        problems.push(Problem::new(
+            file,
+            format!("{key}.required"),
+            "only string and secret options can be required (not empty)",
+        ));
+    }
+    if let Some(name) = &raw.format {
+        match Format::ALL.iter().find(|(n, _)| n == name) {
+            Some((_, f))
+                if f.kind() == kind
+                    || (f.kind() == OptionType::String && kind == OptionType::Secret) =>
+            {
+                c.format = Some(*f)
+            }
+            Some((_, f)) => problems.push(Problem::new(
+                file,
+                format!("{key}.format"),
+                format!("format {name} applies to {} options, not {kind}", f.kind()),
+            )),
+            None => {
+                let names: Vec<&str> = Format::ALL.iter().map(|(n, _)| *n).collect();
+                let problem =
+                    Problem::new(file, format!("{key}.format"), format!("unknown format {name:?}"));
+                problems.push(match crate::diag::closest(name, &names) {
+                    Some(close) => problem
+                        .hint(format!("did you mean {close:?}? (formats: {})", names.join(", "))),
+                    None => problem.hint(format!("formats: {}", names.join(", "))),
+                });
+            }
+        }
+    }
+    if raw.at_least.is_some() && !numeric {
+        problems.push(Problem::new(
+            file,
+            format!("{key}.at-least"),
+            "only int and float options can be bounded by another",
+        ));
+    } else {
+        c.at_least = raw.at_least.clone();
+    }
+    let only_when = raw
+        .only_when
+        .iter()
+        .flatten()
+        .map(|(option, value)| {
+            let values = match value {
+                serde_yaml::Value::Sequence(values) => values.clone(),
+                one => vec![one.clone()],
+            };
+            (option.clone(), values)
+        })
+        .collect();
+    (c, only_when)
 }
 
 impl OptionSpec {
@@ -252,6 +707,7 @@ impl OptionSpec {
         let typed = check_yaml_value(self.kind, value)?;
         if let Some(v) = &typed {
             self.check_allowed(v)?;
+            self.check_constraints(v)?;
         }
         Ok(typed)
     }
@@ -279,7 +735,72 @@ impl OptionSpec {
             }),
         };
         self.check_allowed(&value)?;
+        self.check_constraints(&value)?;
         Ok(value)
+    }
+
+    /// Checks a typed value against the option's own constraints (not those naming other
+    /// options: see [`ConfigSchema::cross_check`]) and refuses a credential in a plain option.
+    /// A secret's value is never quoted in the message.
+    pub fn check_constraints(&self, value: &ConfigValue) -> Result<(), String> {
+        let c = &self.constraints;
+        match value {
+            ConfigValue::Int(_) | ConfigValue::Float(_) => {
+                let x = value.as_f64().unwrap_or_default();
+                if let Some(min) = c.minimum.as_ref().filter(|m| x < m.as_f64().unwrap_or_default())
+                {
+                    return Err(format!("{value} is below the minimum {min}"));
+                }
+                if let Some(max) = c.maximum.as_ref().filter(|m| x > m.as_f64().unwrap_or_default())
+                {
+                    return Err(format!("{value} is above the maximum {max}"));
+                }
+                if let (ConfigValue::Int(i), Some(f)) = (value, c.format) {
+                    if let Some(why) = f.check_int(*i) {
+                        return Err(why);
+                    }
+                }
+                Ok(())
+            }
+            ConfigValue::String(text) => {
+                if let Some(what) = crate::kube_rules::credential_kind(text) {
+                    // The value is not quoted: it is the credential.
+                    let fix = match self.secret_ref || c.format == Some(Format::SecretName) {
+                        true => "put it in a Secret (kubectl create secret generic NAME --from-literal=...) and give the Secret's name",
+                        false => "keep credentials in Secrets or `type: secret` options",
+                    };
+                    return Err(format!("the value looks like {what}, which a plain option must not hold (it would show in plans, logs and archives); {fix}"));
+                }
+                self.check_text(text, &|why| why)
+            }
+            ConfigValue::Secret(text) => self.check_text(text, &|_| {
+                "the value (not shown) does not have the option's format".to_string()
+            }),
+            ConfigValue::Boolean(_) => Ok(()),
+        }
+    }
+
+    /// The text checks: `required`, then, on non-empty text, `format` and `pattern`.
+    /// `shown` turns a message into what may be printed.
+    fn check_text(&self, text: &str, shown: &dyn Fn(String) -> String) -> Result<(), String> {
+        let c = &self.constraints;
+        if text.is_empty() {
+            return match c.required {
+                true => Err("the value must not be empty".to_string()),
+                false => Ok(()),
+            };
+        }
+        // A `secret-ref` value is a Secret's name, whatever `format` says.
+        let format = c.format.or(self.secret_ref.then_some(Format::SecretName));
+        if let Some(why) = format.and_then(|f| f.check_text(text)) {
+            return Err(shown(why));
+        }
+        match &c.pattern {
+            Some(p) if !p.regex.is_match(text) => {
+                Err(shown(format!("{text:?} does not match the pattern {:?}", p.text)))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_allowed(&self, value: &ConfigValue) -> Result<(), String> {
@@ -346,7 +867,121 @@ mod tests {
             description: String::new(),
             allowed: None,
             secret_ref: false,
+            constraints: Constraints::default(),
         }
+    }
+
+    fn schema(options: &str) -> ConfigSchema {
+        ConfigSchema::parse("config.yaml", &format!("options:\n{options}")).unwrap()
+    }
+
+    #[test]
+    fn minimum_maximum_and_formats_refuse_what_the_cluster_would() {
+        let s = schema(
+            "  replicas: {type: int, minimum: 0}\n  port: {type: int, default: 8080, format: port}\n  \
+             np: {type: int, default: 0, format: node-port}\n  \
+             mem: {type: string, default: 512Mi, format: memory-quantity}\n  \
+             cpu: {type: string, default: '', format: cpu-quantity}\n  \
+             host: {type: string, default: '', format: hostname}\n  \
+             name: {type: string, default: model, required: true}\n  \
+             sec: {type: string, default: '', format: secret-name, secret-ref: true}\n  \
+             wait: {type: string, default: 30s, format: duration}\n  \
+             ratio: {type: float, default: 0.5, minimum: 0, maximum: 1}\n  \
+             id: {type: string, default: '', pattern: '[a-z]+'}\n",
+        );
+        let o = |n: &str| &s.options[n];
+        assert_eq!(o("replicas").parse_str("-1").unwrap_err(), "-1 is below the minimum 0");
+        assert_eq!(o("port").parse_str("70000").unwrap_err(), "70000 is not a port (1-65535)");
+        assert!(o("np").parse_str("8080").unwrap_err().contains("node port range 30000-32767"));
+        assert!(o("np").parse_str("0").is_ok());
+        assert!(o("mem").parse_str("512MB").unwrap_err().contains("not a Kubernetes quantity"));
+        assert!(o("mem").parse_str("512m").unwrap_err().contains("whole bytes"));
+        assert!(o("cpu").parse_str("250m").is_ok());
+        assert!(o("cpu").parse_str("").is_ok(), "empty means unset");
+        assert!(o("cpu").parse_str("0.0001").is_err());
+        assert!(o("host").parse_str("https://web.appstore.ai/").unwrap_err().contains("bare host"));
+        assert_eq!(o("name").parse_str("").unwrap_err(), "the value must not be empty");
+        assert!(o("sec").parse_str("Bad_Name").unwrap_err().contains("DNS-1123 subdomain"));
+        assert!(o("wait").parse_str("30").is_err());
+        assert_eq!(o("ratio").parse_str("1.5").unwrap_err(), "1.5 is above the maximum 1.0");
+        assert!(o("id").parse_str("abc").is_ok());
+        assert!(o("id").parse_str("abc1").unwrap_err().contains("does not match the pattern"));
+        assert_eq!(o("port").constraints.describe(), ["format port"],);
+    }
+
+    #[test]
+    fn credentials_are_refused_in_plain_options_without_showing_them() {
+        let s = schema("  uri: {type: string, default: '', format: secret-name}\n  pw: {type: secret, default: ''}\n");
+        let err =
+            s.options["uri"].parse_str("postgresql://mlflow:pw@10.20.0.3:5432/mlflow").unwrap_err();
+        assert!(err.contains("looks like a URL with a password"), "{err}");
+        assert!(!err.contains("pw@"), "{err}");
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n";
+        assert!(s.options["uri"].parse_str(key).unwrap_err().contains("PEM private key"));
+        // A secret option is where credentials belong.
+        assert!(s.options["pw"].parse_str("postgresql://u:pw@h/db").is_ok());
+    }
+
+    #[test]
+    fn pem_certificate_options_take_certificates_only() {
+        let s = schema("  ca: {type: string, default: '', format: pem-certificate}\n");
+        let ca = &s.options["ca"];
+        assert!(ca.parse_str(crate::kube_rules::tests::TEST_CA).is_ok());
+        assert!(ca.parse_str("ca.pem").unwrap_err().contains("@ca.pem"));
+        let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQA=\n-----END PRIVATE KEY-----\n";
+        assert!(ca.parse_str(key).unwrap_err().contains("PEM private key"));
+    }
+
+    #[test]
+    fn bad_constraints_and_defaults_outside_them_are_errors_in_the_charm() {
+        let text = "options:\n  a: {type: string, minimum: 1}\n  b: {type: int, format: hostname}\n  \
+                    c: {type: string, format: hostnme}\n  d: {type: int, default: -1, minimum: 0}\n  \
+                    e: {type: int, at-least: zzz}\n  g: {type: int, only-when: {kind: x}}\n  \
+                    h: {type: string, pattern: '('}\n";
+        let lines: Vec<String> = ConfigSchema::parse("config.yaml", text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "config.yaml: options.a.minimum: only int and float options have a minimum",
+                "config.yaml: options.b.format: format hostname applies to string options, not int",
+                "config.yaml: options.c.format: unknown format \"hostnme\" (hint: did you mean \"hostname\"? (formats: quantity, cpu-quantity, memory-quantity, storage-quantity, port, node-port, dns-label, dns-subdomain, hostname, hostnames, secret-name, configmap-name, url, pem-certificate, duration))",
+                "config.yaml: options.d.default: -1 is below the minimum 0",
+                "config.yaml: options.h.pattern: invalid regular expression: unclosed group",
+                "config.yaml: options.e.at-least: no option \"zzz\"",
+                "config.yaml: options.g.only-when.kind: no option \"kind\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn cross_checks_bound_one_option_by_another_and_find_ignored_ones() {
+        let s = schema(
+            "  min_scale: {type: int, default: 0, only-when: {backend: knative}}\n  \
+             max_scale: {type: int, default: 3, at-least: min_scale, only-when: {backend: knative}}\n  \
+             backend: {type: string, default: deployment, enum: [deployment, knative]}\n",
+        );
+        let values: BTreeMap<&str, ConfigValue> = [
+            ("min_scale", ConfigValue::Int(5)),
+            ("max_scale", ConfigValue::Int(1)),
+            ("backend", ConfigValue::String("deployment".into())),
+        ]
+        .into();
+        let found = s.cross_check(|n| values.get(n).map(|v| (v, "--config".to_string())));
+        let lines: Vec<(bool, &str)> =
+            found.iter().map(|c| (c.ignored, c.message.as_str())).collect();
+        assert_eq!(
+            lines,
+            [
+                (false, "max_scale=1 is below min_scale=5 (set by --config); max_scale must be at least min_scale"),
+                (true, "ignored: max_scale takes effect only when backend is \"knative\" (it is \"deployment\", set by --config)"),
+                (true, "ignored: min_scale takes effect only when backend is \"knative\" (it is \"deployment\", set by --config)"),
+            ]
+        );
     }
 
     #[test]

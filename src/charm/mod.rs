@@ -17,7 +17,9 @@ use semver::Version;
 use serde::Serialize;
 
 pub use archive::Limits;
-pub use config::{ConfigSchema, ConfigValue, OptionSpec, OptionType};
+pub use config::{
+    ConfigSchema, ConfigValue, Constraints, CrossProblem, Format, OptionSpec, OptionType,
+};
 pub use metadata::{Endpoint, Metadata, Role};
 
 use crate::diag::{Problem, Problems};
@@ -524,6 +526,9 @@ pub struct OptionView {
     /// The allowed values, if restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<Vec<serde_yaml::Value>>,
+    /// charmer's other constraints, one phrase each (`minimum 0`, `format port`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
 }
 
 /// One endpoint as `inspect` shows it.
@@ -566,6 +571,7 @@ impl Charm {
                         .allowed
                         .as_ref()
                         .map(|a| a.iter().map(ConfigValue::to_display_yaml).collect()),
+                    constraints: o.constraints.describe(),
                 })
                 .collect(),
             resources: self.metadata.resources.clone(),

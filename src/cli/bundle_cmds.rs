@@ -180,23 +180,30 @@ pub(super) fn render(
     let lock_text = || Lock::of(&model).to_yaml();
     // No --out, or `--out -`: one stream on stdout.
     match dest.filter(|d| *d != Path::new("-")) {
-        None => write!(out, "{}", manifests.to_yaml_stream()).map_err(stdout_error)?,
+        None => {
+            for (_, text) in manifests.by_app() {
+                out.write_all(text.as_bytes()).map_err(stdout_error)?;
+            }
+        }
         Some(dir) => {
-            let mut files: Vec<(PathBuf, String)> = manifests
-                .by_app()
-                .into_iter()
-                .map(|(app, text)| (dir.join(format!("{app}.yaml")), text))
-                .collect();
+            let mut paths: Vec<PathBuf> =
+                manifests.by_app().map(|(app, _)| dir.join(format!("{app}.yaml"))).collect();
             let stale: Vec<PathBuf> = previously_rendered(dir)
                 .into_iter()
                 .map(|app| dir.join(format!("{app}.yaml")))
-                .filter(|path| path.is_file() && !files.iter().any(|(p, _)| p == path))
+                .filter(|path| path.is_file() && !paths.contains(path))
                 .collect();
+            // Each application's file is made and written in turn (memory: one at a time).
+            let lock_file = lock.is_none().then(|| (dir.join("bundle.lock"), lock_text()));
+            let files = manifests
+                .by_app()
+                .map(|(app, text)| (dir.join(format!("{app}.yaml")), text))
+                .chain(lock_file);
+            crate::output::write_files_from(dir, files)?;
             if lock.is_none() {
-                files.push((dir.join("bundle.lock"), lock_text()));
+                paths.push(dir.join("bundle.lock"));
             }
-            crate::output::write_files(dir, &files)?;
-            for (path, _) in &files {
+            for path in &paths {
                 line(out, path.display())?;
             }
             for path in stale {

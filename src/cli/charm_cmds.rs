@@ -56,6 +56,9 @@ pub(super) fn inspect(
                     let allowed: Vec<String> = allowed.iter().map(yaml_inline).collect();
                     line(out, format_args!("      allowed: {}", allowed.join(" | ")))?;
                 }
+                if !o.constraints.is_empty() {
+                    line(out, format_args!("      constraints: {}", o.constraints.join(", ")))?;
+                }
                 indented(out, "      ", &o.description)?;
             }
             line(out, "resources:")?;

@@ -4,6 +4,7 @@
 
 mod lint;
 mod netpol;
+mod validate;
 mod values;
 
 pub use netpol::summary as network_policy_summary;
@@ -67,20 +68,12 @@ impl RenderedObject {
 }
 
 impl Manifests {
-    /// Every object as one multi-document YAML stream.
-    pub fn to_yaml_stream(&self) -> String {
-        documents(self.objects.iter())
-    }
-
-    /// One multi-document YAML stream per application.
-    pub fn by_app(&self) -> BTreeMap<String, String> {
-        let mut apps: BTreeMap<&str, Vec<&RenderedObject>> = BTreeMap::new();
-        for o in &self.objects {
-            apps.entry(&o.app).or_default().push(o);
-        }
-        apps.into_iter()
-            .map(|(app, objects)| (app.to_string(), documents(objects.into_iter())))
-            .collect()
+    /// One multi-document YAML stream per application, in application order, each made only
+    /// when asked for (objects are sorted by application: each is one run of them).
+    pub fn by_app(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+        self.objects
+            .chunk_by(|a, b| a.app == b.app)
+            .map(|objects| (objects[0].app.as_str(), documents(objects.iter())))
     }
 }
 
@@ -111,43 +104,23 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
         )
         .into());
     }
-    // Each distinct charm's templates are compiled once, however many applications use it.
-    let mut charms: BTreeMap<(String, String), &Application> = BTreeMap::new();
+    // Each distinct charm's templates are compiled once, however many applications use it,
+    // and dropped once they are rendered and validated: a bundle of 500 charms never holds 500
+    // compiled template sets at once (scripts/bench-render.py measures the peak).
+    let mut groups: BTreeMap<(String, String), Vec<&Application>> = BTreeMap::new();
     for app in model.applications.values() {
-        charms.entry(set_key(app)).or_insert(app);
+        groups.entry(set_key(app)).or_default().push(app);
     }
-    let charms: Vec<_> = charms.into_iter().collect();
-    let compiled = crate::parallel::map(&charms, |(_, app)| TemplateSet::for_charm(&app.charm));
-    let mut sets: BTreeMap<(String, String), TemplateSet> = BTreeMap::new();
-    for ((key, _), set) in charms.into_iter().zip(compiled) {
-        match set {
-            Ok(set) => {
-                sets.insert(key, set);
-            }
-            Err(p) => problems.extend(p),
-        }
-    }
-    let apps: Vec<&Application> = model.applications.values().collect();
-    let rendered = crate::parallel::map(&apps, |app| {
-        let mut problems = Problems::default();
-        let mut objects = Vec::new();
-        if let Some(set) = sets.get(&set_key(app)) {
-            let ctx = template_context(model, app, true);
-            let mut budget = crate::template::MAX_RENDERED_BYTES;
-            for name in &set.documents {
-                match set.render(name, &ctx, &mut budget) {
-                    Ok(text) => {
-                        objects.extend(parse_documents(model, app, name, &text, &mut problems))
-                    }
-                    Err(p) => problems.push(Problem {
-                        key: join_key(&format!("application {}", app.name), &p.key),
-                        ..p
-                    }),
-                }
-            }
-        }
-        (objects, problems)
+    let groups: Vec<Vec<&Application>> = groups.into_values().collect();
+    let rendered = crate::parallel::map(&groups, |apps| {
+        let set = match apps.first().map(|app| TemplateSet::for_charm(&app.charm)) {
+            Some(Ok(set)) => set,
+            Some(Err(p)) => return vec![(Vec::new(), p)],
+            None => return Vec::new(),
+        };
+        apps.iter().map(|app| render_app(model, app, &set)).collect::<Vec<_>>()
     });
+    let rendered = rendered.into_iter().flatten();
     let mut objects = Vec::new();
     for (app_objects, app_problems) in rendered {
         objects.extend(app_objects);
@@ -175,6 +148,27 @@ pub fn render(model: &Model) -> Result<Manifests, RenderError> {
             objects,
         })
         .map_err(RenderError::from)
+}
+
+/// One application's objects, rendered with its charm's compiled templates and validated.
+fn render_app(
+    model: &Model,
+    app: &Application,
+    set: &TemplateSet,
+) -> (Vec<RenderedObject>, Problems) {
+    let mut problems = Problems::default();
+    let mut objects = Vec::new();
+    let ctx = template_context(model, app, true);
+    let mut budget = crate::template::MAX_RENDERED_BYTES;
+    for name in &set.documents {
+        match set.render(name, &ctx, &mut budget) {
+            Ok(text) => objects.extend(parse_documents(model, app, name, &text, &mut problems)),
+            Err(p) => problems
+                .push(Problem { key: join_key(&format!("application {}", app.name), &p.key), ..p }),
+        }
+    }
+    validate::check(app, &objects, &mut problems);
+    (objects, problems)
 }
 
 /// Applications running the same charm (same name, same folder or archive) share templates.

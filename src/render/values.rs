@@ -60,6 +60,7 @@ pub(super) fn check(model: &Model, objects: &[RenderedObject], problems: &mut Pr
                     continue;
                 }
                 match taken.get(&n) {
+                    // Twice in the same Service is render::validate's (one object's rule).
                     Some((other_app, other)) if (*other_app, *other) != (o.app.as_str(), o.name()) => {
                         problems.push(
                             Problem::new(
@@ -99,7 +100,7 @@ pub(super) fn check(model: &Model, objects: &[RenderedObject], problems: &mut Pr
 
 /// A hint naming the options whose value is `value` (where a bad rendered value most
 /// likely came from), and what to set instead.
-fn set_by(app: &Application, value: &ConfigValue, instead: &str) -> String {
+pub(super) fn set_by(app: &Application, value: &ConfigValue, instead: &str) -> String {
     let options: Vec<String> = app
         .config
         .iter()

@@ -36,7 +36,21 @@ pub(super) fn effective(
                 .resources
                 .keys()
                 .find(|r| r.replace('_', "-") == name.replace('_', "-"));
+            let helm_image = name == "image"
+                && matches!(&setting.value, RawValue::Yaml(serde_yaml::Value::Mapping(_)));
+            let from_file = matches!(setting.source, Source::ConfigFile(_));
+            let resources: Vec<&str> =
+                charm.metadata.resources.keys().map(String::as_str).collect();
             let hint = match (resource, crate::diag::closest(name, &known)) {
+                // A Helm values file given to --config-file: point to where its parts go.
+                _ if from_file && name == "applications" => format!(
+                    "{file} looks like an overlay (it has applications:); give it with --overlay {file}, not --config-file"
+                ),
+                _ if helm_image => format!(
+                    "this looks like a Helm values file; charmer sets images as resources: in an overlay, applications.{app}.resources.<resource>: <image reference> (charm {} resources: {})",
+                    charm.name(),
+                    resources.join(", ")
+                ),
                 (Some(r), _) => format!(
                     "{r} is a resource of charm {}, not an option: set it under \
                      applications.{app}.resources.{r} (an image reference)",
@@ -63,14 +77,66 @@ pub(super) fn effective(
                 config.insert(name.clone(), Setting { value, source: setting.source.clone() });
             }
             Ok(None) => {}
-            Err(message) => problems.push(Problem::new(
-                file,
-                key,
-                format!("{message} (option type {})", option.kind),
-            )),
+            Err(message) => {
+                let problem =
+                    Problem::new(file, key, format!("{message} (option type {})", option.kind));
+                let rules = option.constraints.describe();
+                problems.push(match rules.is_empty() {
+                    true => problem,
+                    false => problem.hint(format!("{name}: {}", rules.join(", "))),
+                });
+            }
         }
     }
+    for cross in charm.config.cross_check(value_of(&config)).into_iter().filter(|c| !c.ignored) {
+        let file = config.get(&cross.option).map(|s| source_file(charm, &s.source));
+        problems.push(Problem::new(
+            file.unwrap_or_default(),
+            format!("applications.{app}.options.{}", cross.option),
+            cross.message,
+        ));
+    }
     config
+}
+
+/// Options a user set (not charm defaults) that do not take effect under the values of the
+/// options they depend on (`only-when`): warnings, one per option.
+pub(super) fn ignored(app: &super::Application) -> Vec<Problem> {
+    app.charm
+        .config
+        .cross_check(value_of(&app.config))
+        .into_iter()
+        .filter(|c| c.ignored)
+        .filter_map(|c| {
+            let setting = app.config.get(&c.option).filter(|s| s.source != Source::Default)?;
+            Some(Problem::new(
+                source_file(&app.charm, &setting.source),
+                format!("applications.{}.options.{}", app.name, c.option),
+                c.message,
+            ))
+        })
+        .collect()
+}
+
+/// The options that do not take effect under the others' values (`only-when`).
+pub(super) fn inactive(charm: &Charm, config: &BTreeMap<String, Setting>) -> Vec<String> {
+    let found = charm.config.cross_check(value_of(config));
+    found.into_iter().filter(|c| c.ignored).map(|c| c.option).collect()
+}
+
+/// An option's value and where it was set, for [`crate::charm::ConfigSchema::cross_check`].
+fn value_of<'a>(
+    config: &'a BTreeMap<String, Setting>,
+) -> impl Fn(&str) -> Option<(&'a crate::charm::ConfigValue, String)> {
+    move |name: &str| config.get(name).map(|s| (&s.value, s.source.to_string()))
+}
+
+/// The file to name for a value: a charm default is the charm's `config.yaml`.
+fn source_file(charm: &Charm, source: &Source) -> String {
+    match source {
+        Source::Default => format!("{}/config.yaml", charm.origin.path().display()),
+        other => other.file_label(),
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +269,32 @@ mod tests {
                 "overlays/prod.yaml: applications.backend.options.prot: unknown option \"prot\" \
                  (hint: did you mean \"port\"? (charm backend options: debug, mode, port, theme, \
                  title))",
+            ]
+        );
+    }
+
+    #[test]
+    fn constraints_name_the_source_of_the_value_and_bounds_between_options_are_checked() {
+        let config = "options:\n  port: {type: int, default: 8080, format: port}\n  \
+                      min_scale: {type: int, default: 0, minimum: 0}\n  \
+                      max_scale: {type: int, default: 3, at-least: min_scale}\n";
+        let mut spec = app_spec("serving");
+        for (name, value, source) in [
+            ("port", RawValue::Text("70000".into()), Source::CommandLine),
+            ("min_scale", yaml("5"), overlay()),
+        ] {
+            spec.options.insert(name.into(), OptionSetting { value, source });
+        }
+        let mut problems = Problems::default();
+        effective("serving", &spec, &charm("serving", "", config), &mut problems);
+        assert_eq!(
+            lines(&problems),
+            [
+                "--config: applications.serving.options.port: 70000 is not a port (1-65535) \
+                 (option type int) (hint: port: format port)",
+                "charms/serving/config.yaml: applications.serving.options.max_scale: max_scale=3 \
+                 is below min_scale=5 (set by overlay overlays/prod.yaml); max_scale must be at \
+                 least min_scale",
             ]
         );
     }

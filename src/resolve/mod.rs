@@ -132,6 +132,7 @@ pub fn load(inputs: &Inputs, warnings: &mut Vec<Problem>) -> Result<Model, Resol
             warnings.extend(config_images::warnings(&model));
             for app in model.applications.values() {
                 warnings.extend(app.charm.warnings());
+                warnings.extend(config::ignored(app));
                 // Only Juju acts on constraints (the deploy script of operator charms).
                 let spec = bundle.applications.get(&app.name);
                 if let Some(spec) = spec.filter(|s| s.constraints.is_some()) {
@@ -171,7 +172,7 @@ pub fn resolve(
     image_map: Option<&ImageMap>,
 ) -> Result<Model, ResolveError> {
     let mut problems = Problems::default();
-    if !is_dns_label(namespace) {
+    if !crate::kube_rules::is_dns_label(namespace) {
         problems.push(
             Problem::new("--namespace", "", format!("{namespace:?} is not a valid namespace"))
                 .hint("use at most 63 lowercase letters, digits and '-'"),
@@ -245,10 +246,20 @@ pub fn resolve(
         }
         let config = config::effective(name, spec, &charm, &mut problems);
         let images = resolve_images(name, spec, &charm, registry, image_map, &mut problems);
+        for (i, secret) in spec.required_secrets.iter().enumerate() {
+            if let Some(why) = crate::kube_rules::dns_subdomain_problem(secret) {
+                problems.push(
+                    Problem::new(&file, format!("{key}.required-secrets[{i}]"), why)
+                        .hint("list the names of Secrets (kubectl get secrets), e.g. mlflow-db"),
+                );
+            }
+        }
         let config_images =
             config_images::resolve(name, &charm, &config, (registry, image_map), &mut problems);
         let mut required_secrets: Vec<String> = spec.required_secrets.clone();
-        for (option, setting) in &config {
+        // An option that does not take effect names no Secret that must exist.
+        let inactive = config::inactive(&charm, &config);
+        for (option, setting) in config.iter().filter(|(o, _)| !inactive.contains(o)) {
             let is_ref = charm.config.options.get(option).is_some_and(|o| o.secret_ref);
             if let (true, crate::charm::ConfigValue::String(s)) = (is_ref, &setting.value) {
                 if !s.is_empty() {
@@ -351,6 +362,14 @@ fn relocated(
     problems: &mut Problems,
 ) -> Option<Image> {
     let target = match (image_map.and_then(|m| m.lookup(&source)), registry) {
+        // The map and the registry disagree: the map's line is the cause, not a template.
+        (Some(mapped), Some(r)) if !mapped.is_in(r) => {
+            problems.push(
+                Problem::new(file, key, format!("the --image-map sends image {source} to {mapped}, which is not in the --registry {r}"))
+                    .hint("make them agree: retag into the --registry (charmer images push writes such a map), or leave out --registry to use the map as it is"),
+            );
+            return None;
+        }
         (Some(mapped), _) => mapped,
         (None, Some(r)) => source.relocate(r),
         (None, None) if image_map.is_some() => {
@@ -363,15 +382,6 @@ fn relocated(
         (None, None) => source.clone(),
     };
     Some(Image { source, target })
-}
-
-/// A Kubernetes DNS label: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 // Last in the file: tests/it/layering.rs reads only what comes before the first cfg(test).

@@ -12,6 +12,10 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::{json, Value};
 
+/// A self-signed P-256 CA certificate made for these tests (valid until 2126): `ca_cert`
+/// takes certificates only, parsed.
+pub(crate) const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBjDCCATGgAwIBAgIULj9tQ0qIx2RY97hsqsscf26UOacwCgYIKoZIzj0EAwIw\nGjEYMBYGA1UEAwwPY2hhcm1lciB0ZXN0IENBMCAXDTI2MTIwNjA1MTk1NloYDzIx\nMjYxMTEyMDUxOTU2WjAaMRgwFgYDVQQDDA9jaGFybWVyIHRlc3QgQ0EwWTATBgcq\nhkjOPQIBBggqhkjOPQMBBwNCAAQnFaVdG7PrlYZGtHX5x+4jurLJpAT4+c6pvtnI\n6xtVkcZPV2ZiNgsgqTH9k7T5/tYZpcFd8o4jIXv65ozcLP9bo1MwUTAdBgNVHQ4E\nFgQUhN3xn8NMdGONeWUswAEENjPVy2cwHwYDVR0jBBgwFoAUhN3xn8NMdGONeWUs\nwAEENjPVy2cwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAreGt\nHmnRPStyjog2XjBOmX63HWT4P7k7ubJ8JkqbfyYCIQDKeyNL8KN9WVP2YCt/wADr\nd3MxfUQPAxS5mPyc7GG/Qw==\n-----END CERTIFICATE-----\n";
+
 const BUNDLES: [&str; 4] = ["ai-appstore", "mlops", "iot", "full"];
 const REGISTRY: &str = "10.0.0.5:5000/mirror";
 /// The oldest and newest Kubernetes versions kubernetes-validate ships schemas for: the
@@ -120,14 +124,27 @@ fn variants() -> Vec<(String, Vec<String>)> {
         }
         args
     };
-    v.push(("ai-appstore-options".into(), with("ai-appstore", &[
-        "mongodb.host_path=/bitnami/mongodb", "mongodb.host_path_node=node-1", "mongodb.cache_size_gb=0.5",
-        "backend.ca_cert=-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUX\n-----END CERTIFICATE-----\n",
-        "backend.extra_env_secret=aas-settings", "backend.cors_origins=https://web.appstore.ai",
-        "backend.hostname=api.appstore.ai", "frontend.hostname=web.appstore.ai",
-        "istio-gateway.tls_secret=appstore-tls", "istio-gateway.gateway_service_type=NodePort",
-        "istio-gateway.http_node_port=30080", "frontend.image_pull_secret=registry-login", "frontend.replicas=1",
-    ])));
+    v.push((
+        "ai-appstore-options".into(),
+        with(
+            "ai-appstore",
+            &[
+                "mongodb.host_path=/bitnami/mongodb",
+                "mongodb.host_path_node=node-1",
+                "mongodb.cache_size_gb=0.5",
+                &format!("backend.ca_cert={TEST_CA}"),
+                "backend.extra_env_secret=aas-settings",
+                "backend.cors_origins=https://web.appstore.ai",
+                "backend.hostname=api.appstore.ai",
+                "frontend.hostname=web.appstore.ai",
+                "istio-gateway.tls_secret=appstore-tls",
+                "istio-gateway.gateway_service_type=NodePort",
+                "istio-gateway.http_node_port=30080",
+                "frontend.image_pull_secret=registry-login",
+                "frontend.replicas=1",
+            ],
+        ),
+    ));
     v.push((
         "mlops-options".into(),
         with(
@@ -649,7 +666,7 @@ fn option_dependent_objects_follow_their_options() {
         "--config",
         "mongodb.host_path=/bitnami/mongodb",
         "--config",
-        "backend.ca_cert=PEM",
+        &format!("backend.ca_cert={TEST_CA}"),
     ]));
     let pv = find(&all, "v1", "PersistentVolume", "ai-appstore-mongodb-data");
     assert!(pv["metadata"].get("namespace").is_none(), "PersistentVolumes are cluster-wide");
@@ -671,7 +688,9 @@ fn option_dependent_objects_follow_their_options() {
 
     // ca_cert: a Secret holding the PEM, mounted, and pointed at.
     let ca = find(&all, "v1", "Secret", "backend-ca");
-    assert_eq!(ca["data"]["ca.crt"], "UEVN", "base64 of the option's text");
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(TEST_CA);
+    assert_eq!(ca["data"]["ca.crt"], encoded.as_str(), "base64 of the option's text");
     let backend = &pod_template(find(&all, "apps/v1", "Deployment", "backend")).unwrap()["spec"];
     assert_eq!(
         env(&backend["containers"][0], "REQUESTS_CA_BUNDLE")["value"],

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Layers, lowest first: a module may use modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
     &["diag", "digest", "output", "parallel"],
-    &["contract", "transport", "images"],
+    &["contract", "transport", "images", "kube_rules"],
     &["charm"],
     &["template", "bundle", "registry"],
     &["publish"],

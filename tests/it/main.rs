@@ -19,6 +19,7 @@ mod juju_charms;
 mod layering;
 mod least_privilege;
 mod operator_images;
+mod option_constraints;
 mod pty;
 mod publish;
 mod registry_archives;
