@@ -57,8 +57,9 @@ use crate::registry::cosign;
 use crate::registry::layout::{write_tar, write_tar_with_tail, Content, Entry};
 use crate::registry::manifest::Digest;
 use crate::registry::progress::{Progress, Task};
-use crate::registry::pull::{fetch_manifests, PullOptions};
+use crate::registry::pull::PullOptions;
 use crate::registry::push::{push, PushOptions, PushReport};
+use crate::registry::save::fetch_manifests;
 use crate::registry::tarindex::{Limits, TarIndex};
 use crate::registry::RegistryError;
 use crate::resolve::{Lock, Model};
@@ -441,7 +442,7 @@ fn seals(
     Ok(sealed)
 }
 
-/// Pulls `references` into an image archive at `out`, as [`crate::registry::pull::save`]
+/// Pulls `references` into an image archive at `out`, as [`crate::registry::save::save`]
 /// does; with `key`, the archive also gets `SHA256SUMS` and its signature, checked by
 /// [`open_verified`].
 pub async fn save_images(
@@ -453,7 +454,7 @@ pub async fn save_images(
     progress: &dyn Progress,
 ) -> Result<crate::registry::pull::Pulled, AirgapError> {
     let Some(key) = key else {
-        return Ok(crate::registry::pull::save(client, references, pull, out, progress).await?);
+        return Ok(crate::registry::save::save(client, references, pull, out, progress).await?);
     };
     let pulled = fetch_manifests(client, references, pull).await?;
     let mut entries = pulled.layout_entries("");

@@ -15,7 +15,6 @@ use crate::airgap::delta::Base;
 use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
 use crate::images::{Reference, Registry};
 use crate::publish;
-use crate::registry::cosign;
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -136,7 +135,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     for file in &args.images_from {
         inputs.extra_images.extend(super::images_cmds::read_list(file)?);
     }
-    inputs.verify_images = cosign_keys(&args.verify_images)?;
+    inputs.verify_images = super::images_cmds::cosign_keys(&args.verify_images)?;
     let base = Base::read(&args.since)?;
     let options = args.pull.options(&args.connection)?;
     let client = client(&args.connection, None)?;
@@ -184,11 +183,6 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The cosign public keys of `--verify-images`.
-pub(super) fn cosign_keys(paths: &[PathBuf]) -> Result<Vec<cosign::PublicKey>, Error> {
-    Ok(paths.iter().map(|p| cosign::load_public_key(p)).collect::<Result<_, _>>()?)
-}
-
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
@@ -201,7 +195,7 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
         charms_from: args.charms_from,
         charms_registry: args.charms_registry,
         sbom_out: args.sbom_out,
-        verify_images: cosign_keys(&args.verify_images)?,
+        verify_images: super::images_cmds::cosign_keys(&args.verify_images)?,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "import");

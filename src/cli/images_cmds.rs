@@ -219,7 +219,7 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
             }
         });
     }
-    let cosign_keys = super::airgap_cmds::cosign_keys(&args.verify_images)?;
+    let cosign_keys = cosign_keys(&args.verify_images)?;
     for archive in &archives {
         airgap::verify_images(Some(archive), &cosign_keys)?;
     }
@@ -423,4 +423,14 @@ impl Progress for Bars {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The cosign public keys of `--verify-images`.
+pub(super) fn cosign_keys(
+    paths: &[PathBuf],
+) -> Result<Vec<crate::registry::cosign::PublicKey>, Error> {
+    Ok(paths
+        .iter()
+        .map(|p| crate::registry::cosign::load_public_key(p))
+        .collect::<Result<_, _>>()?)
 }

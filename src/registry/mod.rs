@@ -27,6 +27,7 @@ pub mod mirrors;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod save;
 pub mod tarindex;
 
 use crate::diag::{Problem, Problems};

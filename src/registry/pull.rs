@@ -7,19 +7,17 @@
 //! containerd and `docker save` name them. Blobs shared between images are stored once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::client::{Client, Repo};
-use super::layout::{write_tar, Content, Entry};
+use super::layout::{Content, Entry};
 use super::manifest::{
     media, Contents, Descriptor, Digest, ManifestDoc, Platform, ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
 };
 use super::mirrors::Mirrors;
-use super::progress::Progress;
 use super::tarindex::Limits;
 use super::RegistryError;
 use crate::diag::Problem;
@@ -65,7 +63,7 @@ impl Pulled {
             media_type: &'static str,
             manifests: Vec<&'a Descriptor>,
         }
-        // `images` is sorted by reference (see fetch_manifests), so index.json is too.
+        // `images` is sorted by reference (see `super::save::fetch_manifests`), so index.json is too.
         let named: Vec<&Descriptor> = self.images.iter().map(|(_, d)| d).collect();
         let index = Index { schema_version: 2, media_type: media::OCI_INDEX, manifests: named };
         let mut entries = vec![
@@ -94,19 +92,6 @@ impl Pulled {
         }
         entries
     }
-}
-
-/// Fetches the manifests of `references` (deduplicated), keeping one platform if asked, and
-/// the cosign signatures and attestations their registries hold for them (see
-/// [`super::cosign`]).
-pub async fn fetch_manifests(
-    client: &Client,
-    references: &[Reference],
-    options: &PullOptions,
-) -> Result<Pulled, RegistryError> {
-    let mut pulled = fetch_images(client, references, options).await?;
-    super::cosign::add_signatures(client, &mut pulled, options).await?;
-    Ok(pulled)
 }
 
 /// Fetches the manifests of `references` (deduplicated), keeping one platform if asked.
@@ -230,17 +215,4 @@ async fn fetch_one(
         docs.push((repo.clone(), doc));
     }
     Ok((reference.clone(), descriptor, docs))
-}
-
-/// Pulls `references` into an OCI image layout archive at `out`.
-pub async fn save(
-    client: &Client,
-    references: &[Reference],
-    options: &PullOptions,
-    out: &Path,
-    progress: &dyn Progress,
-) -> Result<Pulled, RegistryError> {
-    let pulled = fetch_manifests(client, references, options).await?;
-    write_tar(pulled.layout_entries(""), out, client, options.jobs, progress).await?;
-    Ok(pulled)
 }

@@ -207,30 +207,10 @@ fn take_volume(
     ))
 }
 
-/// A Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`) in bytes.
+/// A Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`) in bytes, by the API server's
+/// grammar (`kube_rules`, which option checks use too).
 fn quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split =
-        text.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
+    crate::kube_rules::parse_quantity(text.trim()).ok().map(|q| q.0)
 }
 
 fn storage_hint(existing: &BTreeSet<&str>, class: Option<&str>) -> String {
