@@ -63,7 +63,7 @@ impl Pulled {
             media_type: &'static str,
             manifests: Vec<&'a Descriptor>,
         }
-        // `images` is sorted by reference (see `super::save::fetch_manifests`), so index.json is too.
+        // `images` is sorted by reference (as `fetch_manifests` in save.rs sorts it), so index.json is too.
         let named: Vec<&Descriptor> = self.images.iter().map(|(_, d)| d).collect();
         let index = Index { schema_version: 2, media_type: media::OCI_INDEX, manifests: named };
         let mut entries = vec![
