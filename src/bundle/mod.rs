@@ -341,6 +341,24 @@ impl Bundle {
                 Err(BundleError::Invalid(p)) => problems.extend(p),
             }
         }
+        if bundle.applications.is_empty() && !input.overlays.is_empty() {
+            // Deploying it would prune every object of the bundle: that is `remove`, which asks
+            // first and keeps the data, not a deploy.
+            let overlays: Vec<String> =
+                input.overlays.iter().map(|o| o.display().to_string()).collect();
+            problems.push(
+                Problem::new(
+                    file.display().to_string(),
+                    "applications",
+                    format!("the overlays ({}) remove every application", overlays.join(", ")),
+                )
+                .hint(format!(
+                    "to take the bundle out of a cluster, use `charmer remove {}`; an overlay \
+                     removes one application with `APP: null`",
+                    bundle.name
+                )),
+            );
+        }
         for o in &input.config_files {
             bundle.files_read.push(o.file.clone());
             overrides::apply_file(&mut bundle, o, &mut problems);

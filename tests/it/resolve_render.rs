@@ -497,3 +497,21 @@ fn two_contents_under_one_version_are_refused() {
         "{stderr}"
     );
 }
+
+/// Overlays that remove every application would make deploy prune the whole bundle: refused,
+/// pointing to `charmer remove`.
+#[test]
+fn overlays_that_remove_every_application_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let overlay = tmp.path().join("none.yaml");
+    std::fs::write(&overlay, "applications:\n  web: null\n  mydb: null\n").unwrap();
+    let err = fails(&["check", "bundles/demo", "--overlay", overlay.to_str().unwrap()]);
+    assert!(
+        err.contains("applications: the overlays (") && err.contains("remove every application"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: to take the bundle out of a cluster, use `charmer remove demo`"),
+        "{err}"
+    );
+}
