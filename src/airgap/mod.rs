@@ -42,7 +42,6 @@ pub mod signature;
 pub mod unpacked;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use self::delta::{Base, Delta};
 use crate::charm::archive::{read_zip, unsafe_name_reason};
@@ -514,13 +513,8 @@ fn checksums(entries: &[Entry]) -> Result<String, AirgapError> {
     for entry in entries {
         let hex = match &entry.content {
             Content::Bytes(bytes) => Digest::of(bytes).hex().to_string(),
-            Content::File(path) => {
-                let io = |source| AirgapError::Io { path: path.display().to_string(), source };
-                let mut hasher = Sha256::new();
-                std::io::copy(&mut std::fs::File::open(path).map_err(io)?, &mut hasher)
-                    .map_err(io)?;
-                Digest::from_hasher(hasher).hex().to_string()
-            }
+            Content::File(path) => crate::digest::sha256_file_hex(path)
+                .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?,
             Content::Remote { digest, .. } => digest.hex().to_string(),
         };
         lines.push(format!("{hex}  {}\n", entry.name));

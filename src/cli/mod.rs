@@ -522,7 +522,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 /// Writes the man pages of charmer and every subcommand into `dir`.
 fn man_pages(out: &mut impl Write, dir: &std::path::Path) -> Result<ExitCode, Error> {
     use clap::CommandFactory;
-    let io = |source| crate::publish::PublishError::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io { path: dir.display().to_string(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     clap_mangen::generate_to(Cli::command(), dir).map_err(io)?;
     // One page per visible command, as generate_to writes them (it leaves out `help`).

@@ -6,10 +6,7 @@
 //! list does not name (a file slipped in beside signed ones is as suspect as a changed one).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Component, Path, PathBuf};
-
-use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 use super::{sums, verify_signature, PublicKey, PublishError, SecretKey, SIG_SUFFIX, SUMS_FILE};
 use crate::diag::{Problem, Problems};
@@ -95,12 +92,13 @@ pub fn verify(path: &Path, key: Option<&PublicKey>) -> Result<SealedFolder, Publ
         .map_err(|source| PublishError::Io { path: sums_path.clone(), source })?;
     let listed = sums::parse(&label, &text)?;
     let mut problems = Problems::default();
+    // The same rule as for archive members: the list is as untrusted as an archive.
     for name in listed.keys() {
-        if !is_safe_relative(name) {
+        if let Some(why) = crate::charm::archive::unsafe_name_reason(name) {
             problems.push(Problem::new(
                 &label,
                 name,
-                "names a file outside the folder (absolute, `..` or empty parts)",
+                format!("is not a path inside the folder: {why}"),
             ));
         }
     }
@@ -165,32 +163,11 @@ fn hash_tree(dir: &Path) -> Result<Vec<FolderFile>, PublishError> {
         {
             continue;
         }
-        let sha256 = hash_file(entry.path())?;
+        let sha256 = crate::digest::sha256_file_hex(entry.path())
+            .map_err(|source| PublishError::Io { path: entry.path().to_path_buf(), source })?;
         files.push(FolderFile { name, sha256 });
     }
     Ok(problems.into_result(files)?)
-}
-
-/// Streams a file through SHA-256 (release binaries and archives may be large).
-fn hash_file(path: &Path) -> Result<String, PublishError> {
-    let io = |source| PublishError::Io { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn is_safe_relative(name: &str) -> bool {
-    !name.is_empty()
-        && !name.split('/').any(str::is_empty)
-        && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 fn remove_if_present(path: &Path) -> Result<(), PublishError> {
@@ -254,7 +231,10 @@ mod tests {
         let listed = format!("{}  ../outside\n", sha(b"x"));
         std::fs::write(tmp.path().join("SHA256SUMS"), listed).unwrap();
         let err = verify(tmp.path(), None).unwrap_err().to_string();
-        assert!(err.contains("../outside: names a file outside the folder"), "{err}");
+        assert!(
+            err.contains("../outside: is not a path inside the folder: path traversal"),
+            "{err}"
+        );
     }
 
     fn sha(bytes: &[u8]) -> String {
