@@ -61,6 +61,18 @@ pub struct ApplyArgs {
     pub strict_preflight: bool,
 }
 
+/// What `deploy` checks of the images before applying.
+#[derive(Debug, Clone, Args)]
+pub struct ImageTrustArgs {
+    /// Before anything is applied, refuse (naming every image and why) any image without a
+    /// cosign signature by one of these keys over its digest, or with an attestation that does
+    /// not verify, in the registry it will be pulled from (after --registry); cosign's ECDSA
+    /// P-256 cosign.pub; repeatable. --ca-file and --insecure-http apply; credentials come
+    /// from the Docker config.
+    #[arg(long, value_name = "KEY.pub")]
+    pub verify_images: Vec<PathBuf>,
+}
+
 /// How deploy, rollback and remove take the bundle's lock in the namespace.
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
@@ -169,6 +181,8 @@ fn exit_code_of(error: Error) -> Error {
 
 /// `deploy BUNDLE`: resolve and render first (any error: nothing touches the cluster), then
 /// preflight, and diff, dry-run or apply.
+// One parameter per flag group of the command: bundling them would only rename the groups.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn deploy(
     out: &mut impl Write,
     resolve: &ResolveArgs,
@@ -177,12 +191,14 @@ pub(super) fn deploy(
     adopt: bool,
     apply: &ApplyArgs,
     reuse_config: bool,
+    trust: &ImageTrustArgs,
 ) -> Result<ExitCode, Error> {
     let options = crate::ops::DeployOptions {
         resolve: resolve.options(),
         client: kube.options(),
         reuse_config,
         prepare: PrepareOptions { adopt, strict: apply.strict_preflight },
+        verify_images: trust.verify_images.clone(),
     };
     let result = (|| {
         let runtime = runtime()?;

@@ -247,6 +247,9 @@ pub enum Command {
         /// now win); without it they revert, with a warning naming each.
         #[arg(long)]
         reuse_config: bool,
+        /// Image signatures to check first.
+        #[command(flatten)]
+        trust: deploy_cmds::ImageTrustArgs,
     },
     /// Show the deployed configuration of a bundle (or one application): every option's
     /// value and where it came from; secrets masked.
@@ -471,6 +474,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             adopt,
             apply,
             reuse_config,
+            trust,
         } => {
             let mode = match (dry_run, diff) {
                 (_, true) => deploy_cmds::Mode::Diff,
@@ -485,6 +489,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 adopt,
                 &apply,
                 reuse_config,
+                &trust,
             )
         }
         Command::Status { deployed, kube, output } => {

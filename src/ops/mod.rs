@@ -19,7 +19,8 @@ use crate::deploy::{
     DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
 };
 use crate::diag::{Problem, Problems};
-use crate::images::Registry;
+use crate::images::{Reference, Registry};
+use crate::registry::cosign;
 use crate::render::Manifests;
 use crate::resolve::{Inputs, Model};
 use crate::transport::TlsOptions;
@@ -141,12 +142,7 @@ fn pin(model: &mut Model, options: &ResolveOptions) -> Result<(), Error> {
             mirrors: parse_mirrors(&options.mirrors)?,
             jobs: PIN_JOBS,
         };
-        let client =
-            crate::registry::client::Client::new(crate::registry::client::ClientOptions {
-                tls: options.tls.clone(),
-                retries: PIN_RETRIES,
-                keychain: crate::registry::auth::Keychain::new(None)?,
-            })?;
+        let client = registry_client(&options.tls)?;
         let pinned = runtime()?
             .block_on(crate::resolve::pin::pin_digests(model, &client, &pin_options))
             .map_err(crate::resolve::ResolveError::from)?;
@@ -155,6 +151,40 @@ fn pin(model: &mut Model, options: &ResolveOptions) -> Result<(), Error> {
     if options.require_digests {
         crate::resolve::pin::require_digests(model).map_err(crate::resolve::ResolveError::from)?;
     }
+    Ok(())
+}
+
+/// A client for the registries images are pinned in and checked in: `tls`, credentials from
+/// the Docker config, retries as `images save` defaults.
+fn registry_client(tls: &TlsOptions) -> Result<crate::registry::client::Client, Error> {
+    Ok(crate::registry::client::Client::new(crate::registry::client::ClientOptions {
+        tls: tls.clone(),
+        retries: PIN_RETRIES,
+        keychain: crate::registry::auth::Keychain::new(None)?,
+    })?)
+}
+
+/// `deploy --verify-images KEY.pub...`: every image `model` runs (its target: what the
+/// manifests name, after relocation to the deploy's registry) must have, in the registry it
+/// will be pulled from, a cosign signature by one of the keys over its digest, and every
+/// attestation there for it must verify (see [`cosign::verify_in_registry`]). Every refused
+/// image is named with its reasons at once. Nothing is checked without keys.
+fn verify_images(
+    runtime: &tokio::runtime::Runtime,
+    model: &Model,
+    options: &ResolveOptions,
+    keys: &[PathBuf],
+) -> Result<(), Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<cosign::PublicKey> =
+        keys.iter().map(|k| cosign::load_public_key(k)).collect::<Result<_, _>>()?;
+    let images: Vec<Reference> =
+        model.image_list().images.into_iter().map(|image| image.target).collect();
+    let mirrors = parse_mirrors(&options.mirrors)?;
+    let client = registry_client(&options.tls)?;
+    runtime.block_on(cosign::verify_in_registry(&client, &images, &mirrors, &keys))?;
     Ok(())
 }
 
@@ -186,6 +216,9 @@ pub struct DeployOptions {
     pub reuse_config: bool,
     /// Preflight's options.
     pub prepare: PrepareOptions,
+    /// Cosign public keys (`--verify-images`): before anything touches the cluster, every
+    /// image must be signed by one of them in the registry it is pulled from.
+    pub verify_images: Vec<PathBuf>,
 }
 
 /// A bundle checked against its cluster, ready to diff or apply.
@@ -197,7 +230,8 @@ pub struct Preflighted {
 }
 
 /// The first half of `deploy` (and all of `deploy --diff` and `--dry-run` but the
-/// comparison): resolve and render (any error: nothing touches the cluster), connect, warn
+/// comparison): resolve and render, check image signatures when asked (any error: nothing
+/// touches the cluster), connect, warn
 /// about override values the deployed revision had that this deploy changes, preflight.
 /// Runs on `runtime`, which the cluster then belongs to.
 pub fn preflight(
@@ -211,6 +245,7 @@ pub fn preflight(
         options.resolve.clone()
     };
     let rendered = render(&resolve_options, warnings)?;
+    verify_images(runtime, &rendered.model, &resolve_options, &options.verify_images)?;
     let plan = DeployPlan::from_model(&rendered.model, &rendered.manifests);
     runtime.block_on(async {
         let cluster = Cluster::connect(&options.client).await?;

@@ -48,6 +48,23 @@ pub struct Pulled {
 }
 
 impl Pulled {
+    /// Adds an image: its reference, the descriptor naming it, and its manifests with the
+    /// repository each came from.
+    pub(super) fn add(
+        &mut self,
+        reference: Reference,
+        descriptor: Descriptor,
+        docs: Vec<(Repo, ManifestDoc)>,
+    ) {
+        for (repo, doc) in docs {
+            for blob in doc.blobs() {
+                self.blobs.entry(blob.digest.clone()).or_insert_with(|| (repo.clone(), blob.size));
+            }
+            self.manifests.insert(doc.digest.clone(), doc);
+        }
+        self.images.push((reference, descriptor));
+    }
+
     /// Total bytes of blobs (what will be downloaded).
     pub fn blob_bytes(&self) -> u64 {
         self.blobs.values().map(|(_, size)| size).sum()
@@ -120,16 +137,7 @@ pub(super) async fn fetch_images(
             .await?;
     let mut pulled = Pulled::default();
     for (reference, descriptor, docs) in fetched {
-        for (repo, doc) in docs {
-            for blob in doc.blobs() {
-                pulled
-                    .blobs
-                    .entry(blob.digest.clone())
-                    .or_insert_with(|| (repo.clone(), blob.size));
-            }
-            pulled.manifests.insert(doc.digest.clone(), doc);
-        }
-        pulled.images.push((reference, descriptor));
+        pulled.add(reference, descriptor, docs);
     }
     Ok(pulled)
 }
@@ -189,12 +197,32 @@ async fn fetch_one(
         let digest = child.digest.to_string();
         top = client.retrying(|| client.get_manifest(&repo, &digest, max)).await?;
     }
-    let mut descriptor = top.descriptor();
+    let mut descriptor = named(&top, reference);
     descriptor.platform = platform;
+    let docs = with_children(client, &repo, top, reference).await?;
+    Ok((reference.clone(), descriptor, docs))
+}
+
+/// The descriptor naming `top` as `reference` in an archive's `index.json` (full name and
+/// tag, as containerd names images).
+pub(super) fn named(top: &ManifestDoc, reference: &Reference) -> Descriptor {
+    let mut descriptor = top.descriptor();
     descriptor.annotations.insert(ANNOTATION_IMAGE_NAME.to_string(), reference.to_string());
     if let Some(tag) = &reference.tag {
         descriptor.annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.clone());
     }
+    descriptor
+}
+
+/// `top` and, when it is an index, every manifest under it (fetched from `repo` by digest),
+/// top first; at most 64 (a bound on hostile nesting).
+pub(super) async fn with_children(
+    client: &Client,
+    repo: &Repo,
+    top: ManifestDoc,
+    reference: &Reference,
+) -> Result<Vec<(Repo, ManifestDoc)>, RegistryError> {
+    let max = Limits::default().max_document_bytes;
     let mut docs = Vec::new();
     let mut pending = vec![top];
     while let Some(doc) = pending.pop() {
@@ -209,10 +237,10 @@ async fn fetch_one(
             }
             for child in children {
                 let digest = child.digest.to_string();
-                pending.push(client.retrying(|| client.get_manifest(&repo, &digest, max)).await?);
+                pending.push(client.retrying(|| client.get_manifest(repo, &digest, max)).await?);
             }
         }
         docs.push((repo.clone(), doc));
     }
-    Ok((reference.clone(), descriptor, docs))
+    Ok(docs)
 }

@@ -31,4 +31,5 @@ mod release;
 mod resolve_render;
 mod sbom;
 mod strict_inputs;
+mod supply_deploy;
 mod terminal;

@@ -5,6 +5,7 @@
 pub mod file_server;
 pub mod kube_emulator;
 pub mod rawzip;
+pub mod referrers_registry;
 pub mod registry;
 
 use std::collections::BTreeMap;
