@@ -387,7 +387,7 @@ pub fn verify(archive: &ImageArchive, keys: &[PublicKey]) -> Result<(), Problems
             format!("no cosign signature ({sig}, or an OCI referrer) was carried with it");
         for why in judge(&named.digest, &checked, keys, &missing) {
             problems.push(Problem::new(&label, r.to_string(), why).hint(
-                "sign it with cosign and save it again, or leave out --verify-images; nothing was pushed",
+                "sign (and attest) it with one of the keys and save it again, or leave out --verify-images; nothing was pushed",
             ));
         }
     }
@@ -408,7 +408,7 @@ pub async fn verify_in_registry(
     let mut problems = Problems::default();
     let mut refuse = |reference: &Reference, why: String| {
         problems.push(Problem::new("--verify-images", reference.to_string(), why).hint(
-            "sign it with cosign and publish the signature beside it (charmer images push carries it), or leave out --verify-images; nothing was applied",
+            "sign (and attest) it with one of the keys and publish that beside it (charmer images push carries it), or leave out --verify-images; nothing was applied",
         ))
     };
     for reference in unique {
