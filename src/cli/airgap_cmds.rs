@@ -58,8 +58,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub digests: super::DigestArgs,
     /// Refuse (and write nothing) unless every image has a cosign signature, carried from
-    /// its source registry, made by one of these keys (cosign's ECDSA P-256 cosign.pub;
-    /// repeatable).
+    /// its source registry, made by one of these keys, and every attestation carried for it
+    /// verifies with them (cosign's ECDSA P-256 cosign.pub; repeatable).
     #[arg(long, value_name = "KEY.pub")]
     pub verify_images: Vec<PathBuf>,
     /// What to pull.
@@ -99,7 +99,8 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub sbom_out: Option<PathBuf>,
     /// Refuse the archive, before anything is pushed, unless every image has a cosign
-    /// signature by one of these keys (cosign's ECDSA P-256 cosign.pub; repeatable).
+    /// signature by one of these keys and every attestation carried for it verifies with
+    /// them (cosign's ECDSA P-256 cosign.pub; repeatable).
     #[arg(long, value_name = "KEY.pub")]
     pub verify_images: Vec<PathBuf>,
     /// Credentials.

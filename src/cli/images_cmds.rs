@@ -127,7 +127,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "PUB")]
     pub verify_key: Option<PathBuf>,
     /// Refuse, before anything is pushed, any image without a cosign signature in the
-    /// archive by one of these keys (cosign's ECDSA P-256 cosign.pub; repeatable).
+    /// archive by one of these keys, or with an attestation that does not verify with them
+    /// (cosign's ECDSA P-256 cosign.pub; repeatable).
     #[arg(long, value_name = "KEY.pub")]
     pub verify_images: Vec<PathBuf>,
     /// Credentials.

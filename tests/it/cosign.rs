@@ -245,14 +245,7 @@ fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() 
     // --verify-images names every image that is not signed by the key, and why; nothing is
     // pushed.
     let before = dst.requests().len();
-    let refused = charmer(work.path())
-        .args(["images", "push", "--quiet", "--registry", &dst.host(), "--verify-images"])
-        .arg(&public)
-        .arg(&saved)
-        .args(connection(&dst))
-        .current_dir(work.path())
-        .assert()
-        .failure();
+    let refused = push_verified(work.path(), &dst, &public, &saved).failure();
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(
         stderr.contains(&format!(
@@ -271,26 +264,9 @@ fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() 
     assert!(!stderr.contains(&format!("{}: not signed", image("signed"))), "{stderr}");
     assert_eq!(dst.requests().len(), before, "nothing may be pushed");
     // The right image, the wrong key: refused too.
-    let (bundle, charms) = (work.path().join("shop/bundle.yaml"), work.path().join("shop/charms"));
-    crate::airgap::charm_source(&charms, "web", "1.0.0", &image("signed"));
-    std::fs::write(
-        &bundle,
-        "bundle: kubernetes\nname: shop\napplications:\n  web:\n    charm: web\n    scale: 1\n",
-    )
-    .unwrap();
+    let bundle = shop_bundle(work.path(), &image("signed"));
     let carried = work.path().join("shop.tar");
-    let export = |key: &Path| {
-        let mut command = charmer(work.path());
-        command
-            .args(["airgap", "export", "--quiet"])
-            .arg(&bundle)
-            .arg("--out")
-            .arg(&carried)
-            .arg("--verify-images")
-            .arg(key)
-            .args(connection(&src));
-        command.assert()
-    };
+    let export = |key: &Path| export_verified(work.path(), &src, &bundle, &carried, key);
     let refused = export(&other).failure();
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(
@@ -349,6 +325,54 @@ fn named_digest(archive: &Path, member: &str, name: &str) -> Option<String> {
         .map(|m| m["digest"].as_str().unwrap().to_string())
 }
 
+/// A bundle `dir/shop/bundle.yaml` of one application, `web`, whose charm (a source folder in
+/// `dir/shop/charms`) runs `image` in a Deployment; returns the bundle file.
+pub(crate) fn shop_bundle(dir: &Path, image: &str) -> PathBuf {
+    crate::supply_deploy::deployable_charm(&dir.join("shop/charms"), "web", image);
+    let bundle = dir.join("shop/bundle.yaml");
+    std::fs::write(
+        &bundle,
+        "bundle: kubernetes\nname: shop\napplications:\n  web:\n    charm: web\n    scale: 1\n",
+    )
+    .unwrap();
+    bundle
+}
+
+/// `images push ARCHIVE --registry DST --verify-images KEY`, run in `work`.
+fn push_verified(
+    work: &Path,
+    dst: &Registry,
+    key: &Path,
+    archive: &Path,
+) -> assert_cmd::assert::Assert {
+    charmer(work)
+        .args(["images", "push", "--quiet", "--registry", &dst.host(), "--verify-images"])
+        .arg(key)
+        .arg(archive)
+        .args(connection(dst))
+        .current_dir(work)
+        .assert()
+}
+
+/// `airgap export BUNDLE --out OUT --verify-images KEY` from `src`, run in `work`.
+fn export_verified(
+    work: &Path,
+    src: &Registry,
+    bundle: &Path,
+    out: &Path,
+    key: &Path,
+) -> assert_cmd::assert::Assert {
+    charmer(work)
+        .args(["airgap", "export", "--quiet"])
+        .arg(bundle)
+        .arg("--out")
+        .arg(out)
+        .arg("--verify-images")
+        .arg(key)
+        .args(connection(src))
+        .assert()
+}
+
 #[test]
 fn referrers_and_attestations_cross_the_gap_and_are_checked() {
     if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
@@ -377,24 +401,9 @@ fn referrers_and_attestations_cross_the_gap_and_are_checked() {
     let image = |name: &str| format!("{}/team/{name}:1.0", src.host());
 
     // Exported with the check; the archive carries the referrers index and the attestation.
-    let (bundle, charms) = (work.path().join("shop/bundle.yaml"), work.path().join("shop/charms"));
-    crate::airgap::charm_source(&charms, "web", "1.0.0", &image("app"));
-    std::fs::write(
-        &bundle,
-        "bundle: kubernetes\nname: shop\napplications:\n  web:\n    charm: web\n    scale: 1\n",
-    )
-    .unwrap();
+    let bundle = shop_bundle(work.path(), &image("app"));
     let carried = work.path().join("shop.tar");
-    charmer(work.path())
-        .args(["airgap", "export", "--quiet"])
-        .arg(&bundle)
-        .arg("--out")
-        .arg(&carried)
-        .arg("--verify-images")
-        .arg(&public)
-        .args(connection(&src))
-        .assert()
-        .success();
+    export_verified(work.path(), &src, &bundle, &carried, &public).success();
     let (_, src_referrers) = src.inspect_raw(&format!("team/app:{referrers}"));
     let (_, src_att) = src.inspect_raw(&format!("team/app:{att}"));
     let carried_name = |tag: &str| format!("{}/team/app:{tag}", src.host());
@@ -439,14 +448,7 @@ fn referrers_and_attestations_cross_the_gap_and_are_checked() {
         .assert()
         .success();
     let before = dst.requests().len();
-    let refused = charmer(work.path())
-        .args(["images", "push", "--quiet", "--registry", &dst.host(), "--verify-images"])
-        .arg(&public)
-        .arg(&saved)
-        .args(connection(&dst))
-        .current_dir(work.path())
-        .assert()
-        .failure();
+    let refused = push_verified(work.path(), &dst, &public, &saved).failure();
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(
         stderr.contains(&format!("{}: attestation sha256:", image("forged")))
@@ -498,14 +500,7 @@ fn signatures_listed_by_the_referrers_api_are_carried_and_checked() {
         named_digest(&saved, "index.json", &format!("{}/team/app:{referrers}", served.host))
             .expect("the API's index is carried under the fallback tag");
 
-    charmer(work.path())
-        .args(["images", "push", "--quiet", "--registry", &dst.host(), "--verify-images"])
-        .arg(&public)
-        .arg(&saved)
-        .args(connection(&dst))
-        .current_dir(work.path())
-        .assert()
-        .success();
+    push_verified(work.path(), &dst, &public, &saved).success();
     let (index, published) = dst.inspect_raw(&format!("team/app:{referrers}"));
     assert_eq!(published, carried);
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
@@ -516,14 +511,9 @@ fn signatures_listed_by_the_referrers_api_are_carried_and_checked() {
 
     // deploy checks the image where it is pulled from, through the referrers API.
     let emulator = crate::support::kube_emulator::KubeEmulator::start();
-    crate::supply_deploy::deployable_charm(&work.path().join("charms"), "web", &name);
-    std::fs::write(
-        work.path().join("bundle.yaml"),
-        "bundle: kubernetes\nname: shop\napplications:\n  web:\n    charm: web\n    scale: 1\n",
-    )
-    .unwrap();
+    shop_bundle(work.path(), &name);
     let deploy = |key: &Path| {
-        let args = ["deploy", "bundle.yaml", "--charms", "charms", "--insecure-http", "--no-wait"];
+        let args = ["deploy", "shop/bundle.yaml", "--insecure-http", "--no-wait"];
         let mut args: Vec<&str> = args.to_vec();
         args.extend(["--verify-images", key.to_str().unwrap()]);
         crate::deploy::charmer_in(work.path(), &emulator, &args)

@@ -40,17 +40,21 @@ impl FileServer {
     }
 }
 
-fn answer(mut stream: TcpStream, dir: &std::path::Path, requests: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+/// The request line of the request on `stream` (`GET /path HTTP/1.1`), its headers read
+/// and skipped.
+pub fn request_line(stream: &TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    // Skip the headers.
+    reader.read_line(&mut request).ok()?;
     let mut header = String::new();
     while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
         header.clear();
     }
+    Some(request)
+}
+
+fn answer(mut stream: TcpStream, dir: &std::path::Path, requests: &Mutex<Vec<String>>) {
+    let Some(request) = request_line(&stream) else { return };
     let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
     requests.lock().unwrap().push(path.clone());
     let file =

@@ -6,7 +6,7 @@
 //! namespace for every repository (the folder is content-addressed). Stops when dropped.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,15 +45,7 @@ impl ReferrersRegistry {
 }
 
 fn answer(mut stream: TcpStream, dir: &Path, tags: &BTreeMap<String, String>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    let mut header = String::new();
-    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-        header.clear();
-    }
+    let Some(request) = super::file_server::request_line(&stream) else { return };
     let mut words = request.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
     let found = route(dir, tags, path);
