@@ -197,6 +197,46 @@ fn vouch(
     (index, format!("sha256-{hex}"))
 }
 
+/// Builds a small image for each of `names` (each its own random layer) and pushes it to
+/// `registry` as `PREFIX/NAME:1.0`; returns the digests the registry serves them by, in order.
+pub(crate) fn push_images(
+    work: &Path,
+    registry: &Registry,
+    prefix: &str,
+    names: &[&str],
+) -> Vec<String> {
+    let mut layout = Layout::new(&work.join("images-layout"));
+    let mut digests = Vec::new();
+    for (seed, name) in (1..).zip(names) {
+        let layer = layout.layer(seed, 10_000);
+        let image = layout.image("amd64", &[&layer]);
+        layout.name(&image, name);
+        let target = format!("{prefix}/{name}:1.0");
+        layout.push_with_skopeo(name, registry, &target);
+        digests.push(registry.inspect_raw(&target).1);
+    }
+    digests
+}
+
+/// `airgap import ARCHIVE --registry DST/mirror --out WORK/imported --verify-images KEY`.
+fn import_verified(
+    work: &Path,
+    dst: &Registry,
+    archive: &Path,
+    key: &Path,
+) -> assert_cmd::assert::Assert {
+    charmer(work)
+        .args(["airgap", "import", "--quiet", "--registry"])
+        .arg(format!("{}/mirror", dst.host()))
+        .arg("--out")
+        .arg(work.join("imported"))
+        .arg("--verify-images")
+        .arg(key)
+        .arg(archive)
+        .args(connection(dst))
+        .assert()
+}
+
 #[test]
 fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() {
     if !crate::support::tools_present(crate::support::REGISTRY_TOOLS) {
@@ -204,13 +244,7 @@ fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() 
     }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
-    let mut layout = Layout::new(&work.path().join("layout"));
-    for (seed, name) in [(81, "signed"), (82, "tampered"), (83, "unsigned")] {
-        let layer = layout.layer(seed, 20_000);
-        let image = layout.image("amd64", &[&layer]);
-        layout.name(&image, name);
-        layout.push_with_skopeo(name, &src, &format!("team/{name}:1.0"));
-    }
+    push_images(work.path(), &src, "team", &["signed", "tampered", "unsigned"]);
     let (key, public) = key_pair(work.path(), "cosign");
     let (_, other) = key_pair(work.path(), "other");
     let (_, signed_digest) = src.inspect_raw("team/signed:1.0");
@@ -220,22 +254,10 @@ fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() 
     let sig_tag = format!("sha256-{}.sig", &signed_digest[7..]);
 
     // images save carries the signatures the source registry holds.
-    let list = work.path().join("images.txt");
     let image = |name: &str| format!("{}/team/{name}:1.0", src.host());
-    std::fs::write(
-        &list,
-        format!("{}\n{}\n{}\n", image("signed"), image("tampered"), image("unsigned")),
-    )
-    .unwrap();
     let saved = work.path().join("images.tar");
-    charmer(work.path())
-        .args(["images", "save", "--quiet", "--from-list"])
-        .arg(&list)
-        .arg("--out")
-        .arg(&saved)
-        .args(connection(&src))
-        .assert()
-        .success();
+    let images = [image("signed"), image("tampered"), image("unsigned")];
+    save_list(work.path(), &images, &connection(&src), &saved);
     let index = String::from_utf8(
         run(Command::new("tar").arg("-xOf").arg(&saved).arg("index.json")).stdout,
     )
@@ -281,22 +303,7 @@ fn signatures_travel_with_images_and_verify_images_refuses_what_is_not_signed() 
     // Signed by the key: exported, imported with the same check, and the signature is
     // published beside the image, under the same digest, where cosign looks for it.
     export(&public).success();
-    charmer(work.path())
-        .args([
-            "airgap",
-            "import",
-            "--quiet",
-            "--registry",
-            &format!("{}/mirror", dst.host()),
-            "--out",
-        ])
-        .arg(work.path().join("imported"))
-        .arg("--verify-images")
-        .arg(&public)
-        .arg(&carried)
-        .args(connection(&dst))
-        .assert()
-        .success();
+    import_verified(work.path(), &dst, &carried, &public).success();
     let (_, at_source) = src.inspect_raw(&format!("team/signed:{sig_tag}"));
     let (_, published) = dst.inspect_raw(&format!("mirror/team/signed:{sig_tag}"));
     assert_eq!(published, at_source);
@@ -336,6 +343,20 @@ pub(crate) fn shop_bundle(dir: &Path, image: &str) -> PathBuf {
     )
     .unwrap();
     bundle
+}
+
+/// `images save --from-list` of `images` into `out`, with `connection`'s flags, run in `work`.
+fn save_list(work: &Path, images: &[String], connection: &[String], out: &Path) {
+    let list = out.with_extension("txt");
+    std::fs::write(&list, images.iter().map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+    charmer(work)
+        .args(["images", "save", "--quiet", "--from-list"])
+        .arg(&list)
+        .arg("--out")
+        .arg(out)
+        .args(connection)
+        .assert()
+        .success();
 }
 
 /// `images push ARCHIVE --registry DST --verify-images KEY`, run in `work`.
@@ -380,13 +401,7 @@ fn referrers_and_attestations_cross_the_gap_and_are_checked() {
     }
     let work = tempfile::tempdir().unwrap();
     let (src, dst) = (Registry::start(Kind::Plain), Registry::start(Kind::Plain));
-    let mut layout = Layout::new(&work.path().join("layout"));
-    for (seed, name) in [(71, "app"), (72, "forged")] {
-        let layer = layout.layer(seed, 20_000);
-        let image = layout.image("amd64", &[&layer]);
-        layout.name(&image, name);
-        layout.push_with_skopeo(name, &src, &format!("team/{name}:1.0"));
-    }
+    push_images(work.path(), &src, "team", &["app", "forged"]);
     let (key, public) = key_pair(work.path(), "cosign");
     let (_, app) = src.inspect_raw("team/app:1.0");
     let (_, forged) = src.inspect_raw("team/forged:1.0");
@@ -414,17 +429,7 @@ fn referrers_and_attestations_cross_the_gap_and_are_checked() {
 
     // Imported with the check: the referrers index (so the signature it lists) and the
     // attestation are published beside the image, under the same digests.
-    charmer(work.path())
-        .args(["airgap", "import", "--quiet", "--registry"])
-        .arg(format!("{}/mirror", dst.host()))
-        .arg("--out")
-        .arg(work.path().join("imported"))
-        .arg("--verify-images")
-        .arg(&public)
-        .arg(&carried)
-        .args(connection(&dst))
-        .assert()
-        .success();
+    import_verified(work.path(), &dst, &carried, &public).success();
     let (index, published) = dst.inspect_raw(&format!("mirror/team/app:{referrers}"));
     assert_eq!(published, src_referrers);
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
@@ -436,17 +441,8 @@ fn referrers_and_attestations_cross_the_gap_and_are_checked() {
 
     // A tampered attestation is refused, naming it, though the image is signed; nothing is
     // pushed.
-    let list = work.path().join("forged.txt");
-    std::fs::write(&list, format!("{}\n", image("forged"))).unwrap();
     let saved = work.path().join("forged.tar");
-    charmer(work.path())
-        .args(["images", "save", "--quiet", "--from-list"])
-        .arg(&list)
-        .arg("--out")
-        .arg(&saved)
-        .args(connection(&src))
-        .assert()
-        .success();
+    save_list(work.path(), &[image("forged")], &connection(&src), &saved);
     let before = dst.requests().len();
     let refused = push_verified(work.path(), &dst, &public, &saved).failure();
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
@@ -486,16 +482,8 @@ fn signatures_listed_by_the_referrers_api_are_carried_and_checked() {
     let tags = [("1.0".to_string(), image.digest.clone())].into();
     let served = ReferrersRegistry::serve(layout.dir.clone(), tags);
     let name = format!("{}/team/app:1.0", served.host);
-    let list = work.path().join("images.txt");
-    std::fs::write(&list, format!("{name}\n")).unwrap();
     let saved = work.path().join("images.tar");
-    charmer(work.path())
-        .args(["images", "save", "--quiet", "--insecure-http", "--from-list"])
-        .arg(&list)
-        .arg("--out")
-        .arg(&saved)
-        .assert()
-        .success();
+    save_list(work.path(), std::slice::from_ref(&name), &["--insecure-http".into()], &saved);
     let carried =
         named_digest(&saved, "index.json", &format!("{}/team/app:{referrers}", served.host))
             .expect("the API's index is carried under the fallback tag");

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::cosign::{attest, key_pair, sign, Laid};
+use crate::cosign::{attest, key_pair, push_images, sign, Laid};
 use crate::deploy::charmer_in;
 use crate::support::kube_emulator::KubeEmulator;
-use crate::support::registry::{Kind, Layout, Registry};
+use crate::support::registry::{Kind, Registry};
 
 /// The images of the test, each pushed to `REGISTRY/mirror/team/NAME:1.0` and vouched for
 /// as its name says.
@@ -51,20 +51,14 @@ fn deploy_verify_images_checks_the_registry_the_deploy_pulls_from() {
     }
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(Kind::Plain);
-    let mut layout = Layout::new(&work.path().join("layout"));
     let (key, public) = key_pair(work.path(), "cosign");
     let (other_key, other) = key_pair(work.path(), "other");
     let charms = work.path().join("charms");
-    let mut digests = std::collections::BTreeMap::new();
-    for (seed, name) in (90..).zip(IMAGES) {
-        let layer = layout.layer(seed, 10_000);
-        let image = layout.image("amd64", &[&layer]);
-        layout.name(&image, name);
-        let repo = format!("mirror/team/{name}");
-        layout.push_with_skopeo(name, &registry, &format!("{repo}:1.0"));
-        let (_, digest) = registry.inspect_raw(&format!("{repo}:1.0"));
+    let pushed = push_images(work.path(), &registry, "mirror/team", IMAGES);
+    let digests: std::collections::BTreeMap<&str, String> =
+        IMAGES.iter().copied().zip(pushed).collect();
+    for name in IMAGES {
         deployable_charm(&charms, name, &format!("upstream.invalid/team/{name}:1.0"));
-        digests.insert(*name, digest);
     }
     let (w, r) = (work.path(), &registry);
     let repo = |name: &str| format!("mirror/team/{name}");
