@@ -430,7 +430,7 @@ pub async fn verify_in_registry(
                 {
                     Some(digest) => digest,
                     None => {
-                        refuse(reference, format!("not signed by a trusted key: the registry has no such image ({repo})"));
+                        refuse(reference, format!("{repo} has no such image: nothing to check"));
                         continue;
                     }
                 }
