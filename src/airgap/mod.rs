@@ -48,6 +48,7 @@ use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::io_error::{IoError, IoResultExt};
 use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
@@ -71,13 +72,8 @@ pub enum AirgapError {
     #[error("{0}")]
     Invalid(Problems),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// Moving images failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -347,9 +343,7 @@ pub async fn export(
         match Charm::from_archive(path, &CharmLimits::default()) {
             Ok(_) => {}
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => {
-                return Err(AirgapError::Io { path: path.display().to_string(), source })
-            }
+            Err(CharmError::Io(e)) => return Err(AirgapError::Io(e)),
         }
     }
     problems.into_result(())?;
@@ -365,9 +359,7 @@ pub async fn export(
         let Some(name) = name else { continue };
         entries.push(match source {
             Carried::File(path) => {
-                let size = std::fs::metadata(&path)
-                    .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?
-                    .len();
+                let size = std::fs::metadata(&path).at(&path)?.len();
                 Entry { name: name.clone(), size, content: Content::File(path) }
             }
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
@@ -513,8 +505,7 @@ fn checksums(entries: &[Entry]) -> Result<String, AirgapError> {
     for entry in entries {
         let hex = match &entry.content {
             Content::Bytes(bytes) => Digest::of(bytes).hex().to_string(),
-            Content::File(path) => crate::digest::sha256_file_hex(path)
-                .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?,
+            Content::File(path) => crate::digest::sha256_file_hex(path).at(path)?,
             Content::Remote { digest, .. } => digest.hex().to_string(),
         };
         lines.push(format!("{hex}  {}\n", entry.name));
@@ -617,10 +608,7 @@ pub async fn import(
             .hint("export it again with this charmer, or make one with charmer sbom ARCHIVE")
             .into());
         };
-        crate::output::write_atomically(path, bom).map_err(|e| AirgapError::Io {
-            path: e.path.display().to_string(),
-            source: e.source,
-        })?;
+        crate::output::write_atomically(path, bom)?;
     }
 
     // Everything the folder will hold is read (and so bounded) before the first write.
@@ -642,7 +630,7 @@ pub async fn import(
     let overlays: Vec<PathBuf> = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| AirgapError::Io(IoError::new(path, source));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let staging = tempfile::Builder::new()
         .prefix(&crate::output::leftover_prefix("import"))
@@ -890,7 +878,7 @@ fn verify_checksums(
         match result {
             Ok(Some(problem)) => problems.push(problem),
             Ok(None) => {}
-            Err(source) => return Err(AirgapError::Io { path: label, source }),
+            Err(source) => return Err(AirgapError::Io(IoError::new(label, source))),
         }
     }
     problems.into_result(()).map_err(AirgapError::from)
@@ -1018,9 +1006,7 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, Air
                 charms.push((member.clone(), bytes));
             }
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => {
-                return Err(AirgapError::Io { path: path.display().to_string(), source })
-            }
+            Err(CharmError::Io(e)) => return Err(AirgapError::Io(e)),
         }
     }
     problems.into_result(CarriedCharms { members: charms, operators }).map_err(AirgapError::from)
@@ -1046,8 +1032,6 @@ fn check_charm(label: &str, bytes: &[u8]) -> Result<Charm, AirgapError> {
     match checked {
         Ok(charm) => Ok(charm),
         Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
-        Err(CharmError::Io { path, source }) => {
-            Err(AirgapError::Io { path: path.display().to_string(), source })
-        }
+        Err(CharmError::Io(e)) => Err(AirgapError::Io(e)),
     }
 }

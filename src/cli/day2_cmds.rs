@@ -118,8 +118,7 @@ pub(super) fn logs(out: &mut impl Write, args: &LogsArgs) -> Result<ExitCode, Er
     })?;
     if let Some(error) = printer.error {
         // A closed pipe (`charmer logs ... | head`) is the reader's choice, not a failure.
-        if matches!(&error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
-        {
+        if error.is_broken_pipe() {
             return Ok(ExitCode::SUCCESS);
         }
         return Err(error);

@@ -14,6 +14,7 @@ use super::{count, line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
+use crate::io_error::IoResultExt;
 use crate::publish;
 use crate::registry::archive::ImageArchive;
 use crate::registry::auth::{Credentials, Keychain};
@@ -225,8 +226,7 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
     }
     let lock = match &args.lock {
         Some(path) => {
-            let text = crate::contract::read_yaml_file(path)
-                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            let text = crate::contract::read_yaml_file(path).at(path)?;
             Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
         }
         None => None,
@@ -302,7 +302,7 @@ fn bundle_images(model: &Model) -> Vec<Reference> {
 pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
     let text =
         crate::contract::read_bounded_text(path, crate::contract::MAX_TEXT_BYTES, "an image list")
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            .at(path)?;
     let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
     if references.is_empty() {
         return Err(Problems::from(Problem::new(
@@ -320,9 +320,7 @@ pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error>
 pub(super) fn read_login(login: &Login) -> Result<Option<Credentials>, Error> {
     let Some(username) = &login.username else { return Ok(None) };
     let mut password = String::new();
-    std::io::stdin()
-        .read_to_string(&mut password)
-        .map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    std::io::stdin().read_to_string(&mut password).at("<stdin>")?;
     let password =
         password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     if password.is_empty() {

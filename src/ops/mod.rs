@@ -20,6 +20,7 @@ use crate::deploy::{
 };
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;
+use crate::io_error::IoResultExt;
 use crate::render::Manifests;
 use crate::resolve::{Inputs, Model};
 use crate::transport::TlsOptions;
@@ -69,10 +70,7 @@ pub struct ResolveOptions {
 
 /// The async runtime every operation that talks to a server (registry, cluster) runs on.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().at("<async runtime>")?)
 }
 
 /// The mirror table: registries.conf's entries with the `NAME=HOST` pairs of `--mirror` over

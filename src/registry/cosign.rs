@@ -32,6 +32,7 @@ use super::tarindex::Limits;
 use super::RegistryError;
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
+use crate::io_error::IoResultExt;
 
 /// The layer annotation holding a signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -104,8 +105,7 @@ pub struct PublicKey {
 /// Reads a cosign public key file.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, RegistryError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| RegistryError::Io { path: label.clone(), source })?;
+    let text = std::fs::read_to_string(path).at(&label)?;
     let key = VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| {
         Problem::new(&label, "", format!("not an ECDSA P-256 public key in PEM: {e}")).hint(
             "give the cosign.pub `cosign generate-key-pair` wrote (-----BEGIN PUBLIC KEY-----)",

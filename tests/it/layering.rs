@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Layers, lowest first: a module may use modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
-    &["diag", "digest", "output", "parallel"],
-    &["contract", "transport", "images", "kube_rules"],
+    &["diag", "digest", "io_error", "parallel"],
+    &["contract", "transport", "images", "kube_rules", "output"],
     &["charm"],
     &["template", "bundle", "registry"],
     &["publish"],
