@@ -20,8 +20,11 @@
 //! takes the archive as is (it finds the layout under `images/`).
 //!
 //! Import checks the signature (with a verify key) and every checksum before anything else
-//! (a failure names what failed and nothing is pushed or written), validates the charms,
-//! stages the output folder, pushes the images, and only then moves the folder into place.
+//! (a failure names what failed and nothing is pushed or written), validates the charms and
+//! stages the output folder ([`stage`]); then it pushes the images, and only then moves the
+//! folder into place ([`finish`]). Between the two, the caller resolves a staged bundle of
+//! operator charms (`ops::airgap::import` does), so one that cannot be deployed stops the
+//! import before anything is pushed: this module resolves nothing itself.
 //! The folder keeps the signed manifest under `airgap/` ([`MANIFEST_DIR`]) so the files it
 //! deploys can be checked again later. Image blobs are the exception that makes import one
 //! pass over the archive: their names are their digests, and the push hashes each blob as it
@@ -555,13 +558,48 @@ pub struct ImportReport {
     pub charms_pushed: Vec<PushedCharm>,
 }
 
-/// Imports an air-gap archive (see the module docs).
-pub async fn import(
+/// An archive checked and unpacked into a staging folder beside `out`, nothing pushed yet
+/// (the first half of an import, see the module docs). Dropping it removes the folder.
+pub struct Staged {
+    authenticity: Authenticity,
+    contents: Contents,
+    delta: Delta,
+    lock: Option<Lock>,
+    images: Option<ImageArchive>,
+    charm_plan: Option<crate::publish::oci::Plan>,
+    staging: tempfile::TempDir,
+    bundle: PathBuf,
+    overlays: Vec<PathBuf>,
+    operator_bundle: Option<StagedBundle>,
+}
+
+/// A staged bundle of operator charms, to resolve before anything is pushed: Juju deploys it
+/// from a script written once the images' digests are known.
+#[derive(Debug, Clone)]
+pub struct StagedBundle {
+    /// The staged bundle file.
+    pub bundle: PathBuf,
+    /// Its staged overlays, in order.
+    pub overlays: Vec<PathBuf>,
+    /// The staged charms.
+    pub charms: PathBuf,
+}
+
+impl Staged {
+    /// The staged bundle when it is one of operator charms (see [`StagedBundle`]).
+    pub fn operator_bundle(&self) -> Option<&StagedBundle> {
+        self.operator_bundle.as_ref()
+    }
+}
+
+/// The first half of an import: checks the archive (signature with a verify key, checksums,
+/// charms, images, bill of materials) and stages the output folder. Nothing is pushed.
+pub async fn stage(
     client: &Client,
     archive: &Path,
     options: &ImportOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<ImportReport, AirgapError> {
+    progress: &dyn Progress,
+) -> Result<Staged, AirgapError> {
     let out = &options.out;
     if out.exists() {
         return Err(Problem::new(out.display().to_string(), "", "already exists")
@@ -569,7 +607,7 @@ pub async fn import(
             .into());
     }
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
-    let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
+    let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress)?;
     let contents = read_contents(&tar)?;
     let CarriedCharms { members: mut charms, operators } = read_charms(&tar, &contents)?;
     let delta = contents.delta.clone().unwrap_or_default();
@@ -652,33 +690,50 @@ pub async fn import(
         Some(registry) => Some(crate::publish::oci::plan(client, registry, &staged_charms).await?),
         None => None,
     };
-    // Operator charms are deployed by Juju, from a script written once the images' digests
-    // are known; the bundle is resolved against the unpacked charms first, so a bundle that
-    // cannot be deployed stops the import before anything is pushed.
-    let juju_model = if operators {
-        let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
-        let inputs = crate::resolve::Inputs {
-            bundle: crate::bundle::BundleInput {
-                bundle: staged(&bundle),
-                overlays: overlays.iter().map(|o| staged(o)).collect(),
-                ..Default::default()
-            },
-            charm_dirs: vec![staging.path().join("charms")],
-            registry: Some(options.registry.clone()),
-            ..Default::default()
-        };
-        // Warnings were shown when the archive was exported from the same files.
-        match crate::resolve::load(&inputs, &mut Vec::new()) {
-            Ok(model) => Some(model),
-            Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
-            Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
-                return Err(p.into())
-            }
-        }
-    } else {
-        None
-    };
+    let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
+    let operator_bundle = operators.then(|| StagedBundle {
+        bundle: staged(&bundle),
+        overlays: overlays.iter().map(|o| staged(o)).collect(),
+        charms: staging.path().join("charms"),
+    });
+    Ok(Staged {
+        authenticity,
+        contents,
+        delta,
+        lock,
+        images,
+        charm_plan,
+        staging,
+        bundle,
+        overlays,
+        operator_bundle,
+    })
+}
 
+/// The second half of an import: pushes the images (and the charms to
+/// `--charms-registry`), pins the lock, writes the Juju script from `model` (the
+/// [`Staged::operator_bundle`] resolved) and `retagged-images.txt`, and moves the folder into
+/// place.
+pub async fn finish(
+    staged: Staged,
+    client: &Client,
+    options: &ImportOptions,
+    model: Option<&Model>,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport, AirgapError> {
+    let Staged {
+        authenticity,
+        contents,
+        delta,
+        lock,
+        images,
+        charm_plan,
+        staging,
+        bundle,
+        overlays,
+        operator_bundle: _,
+    } = staged;
+    let out = &options.out;
     let push_report = match &images {
         Some(images) => {
             let push_options = PushOptions {
@@ -702,9 +757,9 @@ pub async fn import(
     });
     if let Some(lock) = &lock {
         let path = staging.path().join("bundle.lock");
-        std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
+        std::fs::write(&path, lock.to_yaml()).at(&path)?;
     }
-    if let Some(model) = &juju_model {
+    if let Some(model) = model {
         use std::os::unix::fs::PermissionsExt;
         let path = staging.path().join(crate::juju::SCRIPT);
         let extra: Vec<&Reference> = contents
@@ -720,15 +775,14 @@ pub async fn import(
             .collect();
         let script =
             crate::juju::deploy_script(model, lock.as_ref()) + &crate::juju::extra_images(&extra);
-        std::fs::write(&path, script).map_err(|e| io(&path, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| io(&path, e))?;
+        std::fs::write(&path, script).at(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).at(&path)?;
     }
     let retagged = staging.path().join("retagged-images.txt");
-    std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
+    std::fs::write(&retagged, push_report.retagged_images()).at(&retagged)?;
     let staged = staging.keep();
-    std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
+    std::fs::rename(&staged, out).at(out)?;
+    let juju_script = model.map(|_| out.join(crate::juju::SCRIPT));
     Ok(ImportReport {
         contents,
         push: push_report,

@@ -591,9 +591,12 @@ where
     Error: From<E>,
 {
     runtime()?.block_on(async {
+        // The signal handlers are installed (first poll) before the work starts: a signal
+        // right after the work's first request still stops it cleanly.
         tokio::select! {
-            done = work => Ok(Some(done?)),
+            biased;
             true = signalled() => Ok(None),
+            done = work => Ok(Some(done?)),
         }
     })
 }

@@ -7,6 +7,10 @@
 //! Warnings go into the `warnings` list each function is given (the caller shows them, even
 //! when the operation then fails); nothing here prints.
 
+pub mod airgap;
+pub mod logs;
+pub mod publish;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

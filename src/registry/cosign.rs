@@ -17,7 +17,7 @@
 //! image's digest. OCI referrers (the referrers API) are not looked up.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Verifier as _;
@@ -112,6 +112,11 @@ pub fn load_public_key(path: &Path) -> Result<PublicKey, RegistryError> {
         )
     })?;
     Ok(PublicKey { label, key })
+}
+
+/// Reads cosign public key files (`--verify-images`), in order.
+pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, RegistryError> {
+    paths.iter().map(|path| load_public_key(path)).collect()
 }
 
 /// Why one signature does not vouch for an image.
