@@ -22,7 +22,7 @@
 //! Import checks the signature (with a verify key) and every checksum before anything else
 //! (a failure names what failed and nothing is pushed or written), validates the charms and
 //! stages the output folder ([`stage`]); then it pushes the images, and only then moves the
-//! folder into place ([`finish`]). Between the two, the caller resolves a staged bundle of
+//! folder into place ([`Staged::finish`]). Between the two, the caller resolves a staged bundle of
 //! operator charms (`ops::airgap::import` does), so one that cannot be deployed stops the
 //! import before anything is pushed: this module resolves nothing itself.
 //! The folder keeps the signed manifest under `airgap/` ([`MANIFEST_DIR`]) so the files it
@@ -526,8 +526,6 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// The folder to create (it must not exist).
     pub out: PathBuf,
-    /// Accept only an archive signed with this key.
-    pub verify_key: Option<PublicKey>,
     /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
     pub charms_from: Option<PathBuf>,
     /// Also publish the charms as OCI artifacts under this registry prefix.
@@ -535,6 +533,13 @@ pub struct ImportOptions {
     /// Write the archive's bill of materials (CycloneDX) here once it is checked, before
     /// anything is pushed.
     pub sbom_out: Option<PathBuf>,
+}
+
+/// The keys an archive is checked with before anything is pushed.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Accept only an archive signed with this key.
+    pub verify_key: Option<PublicKey>,
     /// Refuse the archive unless every image has a cosign signature by one of these keys.
     pub verify_images: Vec<cosign::PublicKey>,
 }
@@ -598,6 +603,7 @@ pub async fn stage(
     client: &Client,
     archive: &Path,
     options: &ImportOptions,
+    trust: &Trust,
     progress: &dyn Progress,
 ) -> Result<Staged, AirgapError> {
     let out = &options.out;
@@ -607,7 +613,7 @@ pub async fn stage(
             .into());
     }
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
-    let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress)?;
+    let authenticity = check_manifest(&tar, trust.verify_key.as_ref(), progress)?;
     let contents = read_contents(&tar)?;
     let CarriedCharms { members: mut charms, operators } = read_charms(&tar, &contents)?;
     let delta = contents.delta.clone().unwrap_or_default();
@@ -634,7 +640,7 @@ pub async fn stage(
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
-    verify_images(images.as_ref(), &options.verify_images)?;
+    verify_images(images.as_ref(), &trust.verify_images)?;
     let bom = sbom::check_carried(&tar, &contents, images.as_ref())?;
     if let Some(path) = &options.sbom_out {
         let Some(bom) = &bom else {
@@ -710,88 +716,79 @@ pub async fn stage(
     })
 }
 
-/// The second half of an import: pushes the images (and the charms to
-/// `--charms-registry`), pins the lock, writes the Juju script from `model` (the
-/// [`Staged::operator_bundle`] resolved) and `retagged-images.txt`, and moves the folder into
-/// place.
-pub async fn finish(
-    staged: Staged,
-    client: &Client,
-    options: &ImportOptions,
-    model: Option<&Model>,
-    progress: Arc<dyn Progress>,
-) -> Result<ImportReport, AirgapError> {
-    let Staged {
-        authenticity,
-        contents,
-        delta,
-        lock,
-        images,
-        charm_plan,
-        staging,
-        bundle,
-        overlays,
-        operator_bundle: _,
-    } = staged;
-    let out = &options.out;
-    let push_report = match &images {
-        Some(images) => {
-            let push_options = PushOptions {
-                registry: options.registry.clone(),
-                jobs: options.jobs,
-                // Blobs are hashed beside their upload, and none is committed unless all match.
-                verified: false,
-                left_out: delta.left_out_repositories(&options.registry),
-            };
-            push(client, images, &push_options, progress).await?
+impl Staged {
+    /// The second half of an import: pushes the images (and the charms to
+    /// `--charms-registry`), pins the lock, writes the Juju script from `model` (the
+    /// [`Staged::operator_bundle`] resolved) and `retagged-images.txt`, and moves the folder
+    /// into place.
+    pub async fn finish(
+        self,
+        client: &Client,
+        options: &ImportOptions,
+        model: Option<&Model>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<ImportReport, AirgapError> {
+        let out = &options.out;
+        let push_report = match &self.images {
+            Some(images) => {
+                let push_options = PushOptions {
+                    registry: options.registry.clone(),
+                    jobs: options.jobs,
+                    // Blobs are hashed beside their upload, and none is committed unless all match.
+                    verified: false,
+                    left_out: self.delta.left_out_repositories(&options.registry),
+                };
+                push(client, images, &push_options, progress).await?
+            }
+            None => PushReport::default(),
+        };
+        let charms_pushed = match self.charm_plan {
+            Some(plan) => plan.push(client, None).await?,
+            None => Vec::new(),
+        };
+        let lock = self.lock.map(|mut lock| {
+            pin_lock(&mut lock, &push_report, &options.registry);
+            lock
+        });
+        if let Some(lock) = &lock {
+            let path = self.staging.path().join("bundle.lock");
+            std::fs::write(&path, lock.to_yaml()).at(&path)?;
         }
-        None => PushReport::default(),
-    };
-    let charms_pushed = match charm_plan {
-        Some(plan) => plan.push(client, None).await?,
-        None => Vec::new(),
-    };
-    let lock = lock.map(|mut lock| {
-        pin_lock(&mut lock, &push_report, &options.registry);
-        lock
-    });
-    if let Some(lock) = &lock {
-        let path = staging.path().join("bundle.lock");
-        std::fs::write(&path, lock.to_yaml()).at(&path)?;
+        if let Some(model) = model {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.staging.path().join(crate::juju::SCRIPT);
+            let extra: Vec<&Reference> = self
+                .contents
+                .extra_images
+                .iter()
+                .map(|source| {
+                    push_report
+                        .images
+                        .iter()
+                        .find(|p| &p.source == source)
+                        .map_or(source, |p| &p.target)
+                })
+                .collect();
+            let script = crate::juju::deploy_script(model, lock.as_ref())
+                + &crate::juju::extra_images(&extra);
+            std::fs::write(&path, script).at(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).at(&path)?;
+        }
+        let retagged = self.staging.path().join("retagged-images.txt");
+        std::fs::write(&retagged, push_report.retagged_images()).at(&retagged)?;
+        let staged = self.staging.keep();
+        std::fs::rename(&staged, out).at(out)?;
+        let juju_script = model.map(|_| out.join(crate::juju::SCRIPT));
+        Ok(ImportReport {
+            contents: self.contents,
+            push: push_report,
+            bundle: self.bundle,
+            overlays: self.overlays,
+            authenticity: self.authenticity,
+            juju_script,
+            charms_pushed,
+        })
     }
-    if let Some(model) = model {
-        use std::os::unix::fs::PermissionsExt;
-        let path = staging.path().join(crate::juju::SCRIPT);
-        let extra: Vec<&Reference> = contents
-            .extra_images
-            .iter()
-            .map(|source| {
-                push_report
-                    .images
-                    .iter()
-                    .find(|p| &p.source == source)
-                    .map_or(source, |p| &p.target)
-            })
-            .collect();
-        let script =
-            crate::juju::deploy_script(model, lock.as_ref()) + &crate::juju::extra_images(&extra);
-        std::fs::write(&path, script).at(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).at(&path)?;
-    }
-    let retagged = staging.path().join("retagged-images.txt");
-    std::fs::write(&retagged, push_report.retagged_images()).at(&retagged)?;
-    let staged = staging.keep();
-    std::fs::rename(&staged, out).at(out)?;
-    let juju_script = model.map(|_| out.join(crate::juju::SCRIPT));
-    Ok(ImportReport {
-        contents,
-        push: push_report,
-        bundle,
-        overlays,
-        authenticity,
-        juju_script,
-        charms_pushed,
-    })
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.

@@ -188,14 +188,16 @@ fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
     let client = client(&args.connection, credentials)?;
     let options = ImportOptions {
         archive: args.archive.clone(),
-        registry: args.registry,
-        out: args.out.clone(),
+        target: crate::airgap::ImportOptions {
+            registry: args.registry,
+            jobs: args.connection.jobs.into(),
+            out: args.out.clone(),
+            charms_from: args.charms_from,
+            charms_registry: args.charms_registry,
+            sbom_out: args.sbom_out,
+        },
         verify_key: args.verify_key.clone(),
-        charms_from: args.charms_from,
-        charms_registry: args.charms_registry,
-        sbom_out: args.sbom_out,
         verify_images: args.verify_images,
-        jobs: args.connection.jobs.into(),
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "import");

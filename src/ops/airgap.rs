@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use super::ResolveOptions;
 use crate::airgap::delta::Base;
-use crate::airgap::{self, Contents, ExportInputs, ImportReport};
+use crate::airgap::{self, Contents, ExportInputs, ImportReport, Trust};
 use crate::diag::{Problem, Problems};
-use crate::images::{Reference, Registry};
+use crate::images::Reference;
 use crate::io_error::IoResultExt;
 use crate::registry::client::Client;
 use crate::registry::manifest::Platform;
@@ -114,59 +114,45 @@ pub fn read_image_list(path: &Path) -> Result<Vec<Reference>, Error> {
     Ok(references)
 }
 
-/// Where to push and unpack an air-gap archive.
+/// An air-gap archive to import, and the keys to check it with.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
     /// The archive `airgap export` wrote.
     pub archive: PathBuf,
-    /// The private registry.
-    pub registry: Registry,
-    /// The folder to create (it must not exist).
-    pub out: PathBuf,
+    /// Where to push and unpack it.
+    pub target: airgap::ImportOptions,
     /// Accept only an archive signed with this public key file.
     pub verify_key: Option<PathBuf>,
-    /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
-    pub charms_from: Option<PathBuf>,
-    /// Also publish the charms as OCI artifacts under this registry prefix.
-    pub charms_registry: Option<Registry>,
-    /// Write the archive's bill of materials here once it is checked.
-    pub sbom_out: Option<PathBuf>,
     /// Refuse unless every image has a cosign signature by one of these public key files.
     pub verify_images: Vec<PathBuf>,
-    /// Uploads at once.
-    pub jobs: usize,
 }
 
 /// `airgap import`: checks and stages the archive ([`airgap::stage`]); a bundle of operator
 /// charms is resolved against its staged charms then, so one that cannot be deployed stops
 /// the import before anything is pushed; then pushes and moves the folder into place
-/// ([`airgap::finish`]). Dropped, it removes the staging folder.
+/// ([`airgap::Staged::finish`]). Dropped, it removes the staging folder.
 pub async fn import(
     client: &Client,
     options: &ImportOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<ImportReport, Error> {
-    let verify_key =
-        options.verify_key.as_deref().map(crate::publish::load_public_key).transpose()?;
-    let archive_options = airgap::ImportOptions {
-        registry: options.registry.clone(),
-        jobs: options.jobs,
-        out: options.out.clone(),
-        verify_key,
-        charms_from: options.charms_from.clone(),
-        charms_registry: options.charms_registry.clone(),
-        sbom_out: options.sbom_out.clone(),
+    let trust = Trust {
+        verify_key: options
+            .verify_key
+            .as_deref()
+            .map(crate::publish::load_public_key)
+            .transpose()?,
         verify_images: crate::registry::cosign::load_public_keys(&options.verify_images)?,
     };
-    let staged =
-        airgap::stage(client, &options.archive, &archive_options, progress.as_ref()).await?;
+    let target = &options.target;
+    let staged = airgap::stage(client, &options.archive, target, &trust, progress.as_ref()).await?;
     let model = match staged.operator_bundle() {
         Some(staged_bundle) => {
             let resolve = ResolveOptions {
                 bundle: staged_bundle.bundle.clone(),
                 overlays: staged_bundle.overlays.clone(),
                 charm_dirs: vec![staged_bundle.charms.clone()],
-                registry: Some(options.registry.clone()),
+                registry: Some(target.registry.clone()),
                 ..Default::default()
             };
             // Warnings were shown when the archive was exported from the same files.
@@ -174,5 +160,5 @@ pub async fn import(
         }
         None => None,
     };
-    Ok(airgap::finish(staged, client, &archive_options, model.as_ref(), progress).await?)
+    Ok(staged.finish(client, target, model.as_ref(), progress).await?)
 }
