@@ -16,6 +16,7 @@ pub mod diag;
 pub mod digest;
 pub mod graph;
 pub mod images;
+pub mod io_error;
 pub mod juju;
 pub mod kube_rules;
 pub mod ops;
@@ -56,9 +57,6 @@ pub enum Error {
     /// Making or reading a bill of materials failed.
     #[error(transparent)]
     Sbom(#[from] sbom::SbomError),
-    /// An output file could not be written.
-    #[error(transparent)]
-    Write(#[from] output::WriteError),
     /// An error that ends the process with its own exit code (`deploy --diff` exits 2 on
     /// errors, as `kubectl diff` does, because 1 means "changes").
     #[error("{source}")]
@@ -78,14 +76,9 @@ pub enum Error {
     /// The input is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(#[from] diag::Problems),
-    /// Output could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or stream.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// A file or stream could not be read or written.
+    #[error(transparent)]
+    Io(#[from] io_error::IoError),
 }
 
 impl Error {
@@ -106,7 +99,7 @@ impl Error {
     /// True when writing to stdout failed because its reader closed the pipe; the binary
     /// then exits quietly, as other Unix tools do.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Io(e) if e.source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

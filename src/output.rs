@@ -5,38 +5,30 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A file that could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct WriteError {
-    /// The file or folder.
-    pub path: PathBuf,
-    /// The cause.
-    pub source: std::io::Error,
-}
+use crate::io_error::{IoError, IoResultExt};
 
 /// Writes `bytes` to `path` atomically, readable by everyone (mode 0644).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     write_files_with_mode(dir, &[(path.to_path_buf(), bytes)], 0o644)
 }
 
 /// Writes `bytes` to `path` atomically, readable and runnable by everyone (mode 0755): for
 /// scripts.
-pub fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     write_files_with_mode(dir, &[(path.to_path_buf(), bytes)], 0o755)
 }
 
 /// Writes `bytes` to `path` atomically, readable by its owner only (mode 0600): for keys.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     write_files_with_mode(dir, &[(path.to_path_buf(), bytes)], 0o600)
 }
 
 /// Creates `dir` if needed, then writes every file (paths inside `dir`, mode 0644), renaming
 /// them into place only once all were written.
-pub fn write_files<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)]) -> Result<(), WriteError> {
+pub fn write_files<B: AsRef<[u8]>>(dir: &Path, files: &[(PathBuf, B)]) -> Result<(), IoError> {
     write_files_with_mode(dir, files, 0o644)
 }
 
@@ -45,7 +37,7 @@ fn write_files_with_mode<B: AsRef<[u8]>>(
     dir: &Path,
     files: &[(PathBuf, B)],
     mode: u32,
-) -> Result<(), WriteError> {
+) -> Result<(), IoError> {
     write_each(dir, files.iter().map(|(path, bytes)| (path.clone(), bytes)), mode)
 }
 
@@ -54,7 +46,7 @@ fn write_files_with_mode<B: AsRef<[u8]>>(
 pub fn write_files_from<B: AsRef<[u8]>>(
     dir: &Path,
     files: impl IntoIterator<Item = (PathBuf, B)>,
-) -> Result<(), WriteError> {
+) -> Result<(), IoError> {
     write_each(dir, files, 0o644)
 }
 
@@ -65,13 +57,9 @@ fn write_each<B: AsRef<[u8]>>(
     dir: &Path,
     files: impl IntoIterator<Item = (PathBuf, B)>,
     mode: u32,
-) -> Result<(), WriteError> {
+) -> Result<(), IoError> {
     use std::os::unix::fs::PermissionsExt;
-    let err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WriteError { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    std::fs::create_dir_all(dir).at(dir)?;
     let mut staged = Vec::new();
     for (path, bytes) in files {
         let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir);
@@ -80,13 +68,13 @@ fn write_each<B: AsRef<[u8]>>(
         let mut tmp = tempfile::Builder::new()
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&folder)
-            .map_err(err(&path))?;
-        tmp.write_all(bytes.as_ref()).map_err(err(&path))?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err(&path))?;
+            .at(&path)?;
+        tmp.write_all(bytes.as_ref()).at(&path)?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).at(&path)?;
         staged.push((tmp, path));
     }
     for (tmp, path) in staged {
-        tmp.persist(&path).map_err(|e| WriteError { path, source: e.error })?;
+        tmp.persist(&path).map_err(|e| IoError::new(path, e.error))?;
     }
     Ok(())
 }

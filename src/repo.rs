@@ -23,6 +23,7 @@ use semver::{Version, VersionReq};
 
 use crate::charm::{Charm, CharmError};
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoResultExt;
 use crate::publish::index::Release;
 use crate::publish::oci::{is_oci, CharmRegistry};
 use crate::publish::{PublicKey, PublishError, PublishedIndex};
@@ -525,20 +526,17 @@ fn peek_dir(dir: &Path) -> Result<Candidate, CharmError> {
     struct NameOnly {
         name: String,
     }
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .map_err(|source| CharmError::Io { path: dir.join(name), source })
-    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).at(dir.join(name));
     let label = dir.join("metadata.yaml").display().to_string();
-    let text = crate::contract::read_yaml_file(&dir.join("metadata.yaml"))
-        .map_err(|source| CharmError::Io { path: dir.join("metadata.yaml"), source })?;
+    let text =
+        crate::contract::read_yaml_file(&dir.join("metadata.yaml")).at(dir.join("metadata.yaml"))?;
     let meta: NameOnly = crate::contract::parse_yaml(&label, &text).map_err(CharmError::from)?;
     // An operator charm's version file is optional and free text; a charm with templates/
     // needs a semver one, which loading it checks.
     let version = match read("version") {
         Ok(text) => Version::parse(text.lines().next().unwrap_or("").trim()).ok(),
         Err(_) if !dir.join("templates").is_dir() => None,
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     Ok(Candidate {
         name: meta.name,

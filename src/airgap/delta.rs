@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{read_contents, AirgapError, CHECKSUMS};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::io_error::{IoError, IoResultExt};
 use crate::registry::archive::ImageArchive;
 use crate::registry::layout::{Content, Entry};
 use crate::registry::manifest::Digest;
@@ -114,9 +115,7 @@ impl Base {
         let earlier = contents.delta.unwrap_or_default();
         for member in &contents.charms {
             let Some(location) = tar.member(member) else { continue };
-            let sha = tar
-                .sha256(location, &|_| {})
-                .map_err(|source| AirgapError::Io { path: tar.label().to_string(), source })?;
+            let sha = tar.sha256(location, &|_| {}).at(tar.label())?;
             let file = member.strip_prefix("charms/").unwrap_or(member).to_string();
             self.charms.insert((file, sha.hex().to_string()));
         }
@@ -178,7 +177,7 @@ fn entry_sha256(entry: &Entry) -> Result<String, AirgapError> {
     match &entry.content {
         Content::Bytes(bytes) => Ok(Digest::of(bytes).hex().to_string()),
         Content::File(path) => {
-            let io = |source| AirgapError::Io { path: path.display().to_string(), source };
+            let io = |source| AirgapError::Io(IoError::new(path, source));
             let bytes = std::fs::read(path).map_err(io)?;
             Ok(Digest::of(&bytes).hex().to_string())
         }
@@ -256,9 +255,7 @@ impl Delta {
                     )
                     .hint("give --charms-from the folder of the earlier import"),
                 ),
-                Err(source) => {
-                    return Err(AirgapError::Io { path: path.display().to_string(), source })
-                }
+                Err(source) => return Err(AirgapError::Io(IoError::new(path, source))),
             }
         }
         problems.into_result(found).map_err(AirgapError::from)

@@ -20,8 +20,11 @@
 //! takes the archive as is (it finds the layout under `images/`).
 //!
 //! Import checks the signature (with a verify key) and every checksum before anything else
-//! (a failure names what failed and nothing is pushed or written), validates the charms,
-//! stages the output folder, pushes the images, and only then moves the folder into place.
+//! (a failure names what failed and nothing is pushed or written), validates the charms and
+//! stages the output folder ([`stage`]); then it pushes the images, and only then moves the
+//! folder into place ([`Staged::finish`]). Between the two, the caller resolves a staged bundle of
+//! operator charms (`ops::airgap::import` does), so one that cannot be deployed stops the
+//! import before anything is pushed: this module resolves nothing itself.
 //! The folder keeps the signed manifest under `airgap/` ([`MANIFEST_DIR`]) so the files it
 //! deploys can be checked again later. Image blobs are the exception that makes import one
 //! pass over the archive: their names are their digests, and the push hashes each blob as it
@@ -48,6 +51,7 @@ use crate::charm::archive::{read_zip, unsafe_name_reason};
 use crate::charm::{Charm, CharmError, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::io_error::{IoError, IoResultExt};
 use crate::publish::oci::PushedCharm;
 use crate::publish::{PublicKey, SecretKey};
 use crate::registry::archive::ImageArchive;
@@ -71,13 +75,8 @@ pub enum AirgapError {
     #[error("{0}")]
     Invalid(Problems),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// Moving images failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -347,9 +346,7 @@ pub async fn export(
         match Charm::from_archive(path, &CharmLimits::default()) {
             Ok(_) => {}
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => {
-                return Err(AirgapError::Io { path: path.display().to_string(), source })
-            }
+            Err(CharmError::Io(e)) => return Err(AirgapError::Io(e)),
         }
     }
     problems.into_result(())?;
@@ -365,9 +362,7 @@ pub async fn export(
         let Some(name) = name else { continue };
         entries.push(match source {
             Carried::File(path) => {
-                let size = std::fs::metadata(&path)
-                    .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?
-                    .len();
+                let size = std::fs::metadata(&path).at(&path)?.len();
                 Entry { name: name.clone(), size, content: Content::File(path) }
             }
             Carried::Bytes { bytes, .. } => Entry::bytes(name.clone(), bytes),
@@ -513,8 +508,7 @@ fn checksums(entries: &[Entry]) -> Result<String, AirgapError> {
     for entry in entries {
         let hex = match &entry.content {
             Content::Bytes(bytes) => Digest::of(bytes).hex().to_string(),
-            Content::File(path) => crate::digest::sha256_file_hex(path)
-                .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })?,
+            Content::File(path) => crate::digest::sha256_file_hex(path).at(path)?,
             Content::Remote { digest, .. } => digest.hex().to_string(),
         };
         lines.push(format!("{hex}  {}\n", entry.name));
@@ -532,8 +526,6 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// The folder to create (it must not exist).
     pub out: PathBuf,
-    /// Accept only an archive signed with this key.
-    pub verify_key: Option<PublicKey>,
     /// Where the charms a delta archive leaves out are (the earlier import's `charms/`).
     pub charms_from: Option<PathBuf>,
     /// Also publish the charms as OCI artifacts under this registry prefix.
@@ -541,6 +533,13 @@ pub struct ImportOptions {
     /// Write the archive's bill of materials (CycloneDX) here once it is checked, before
     /// anything is pushed.
     pub sbom_out: Option<PathBuf>,
+}
+
+/// The keys an archive is checked with before anything is pushed.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// Accept only an archive signed with this key.
+    pub verify_key: Option<PublicKey>,
     /// Refuse the archive unless every image has a cosign signature by one of these keys.
     pub verify_images: Vec<cosign::PublicKey>,
 }
@@ -564,13 +563,49 @@ pub struct ImportReport {
     pub charms_pushed: Vec<PushedCharm>,
 }
 
-/// Imports an air-gap archive (see the module docs).
-pub async fn import(
+/// An archive checked and unpacked into a staging folder beside `out`, nothing pushed yet
+/// (the first half of an import, see the module docs). Dropping it removes the folder.
+pub struct Staged {
+    authenticity: Authenticity,
+    contents: Contents,
+    delta: Delta,
+    lock: Option<Lock>,
+    images: Option<ImageArchive>,
+    charm_plan: Option<crate::publish::oci::Plan>,
+    staging: tempfile::TempDir,
+    bundle: PathBuf,
+    overlays: Vec<PathBuf>,
+    operator_bundle: Option<StagedBundle>,
+}
+
+/// A staged bundle of operator charms, to resolve before anything is pushed: Juju deploys it
+/// from a script written once the images' digests are known.
+#[derive(Debug, Clone)]
+pub struct StagedBundle {
+    /// The staged bundle file.
+    pub bundle: PathBuf,
+    /// Its staged overlays, in order.
+    pub overlays: Vec<PathBuf>,
+    /// The staged charms.
+    pub charms: PathBuf,
+}
+
+impl Staged {
+    /// The staged bundle when it is one of operator charms (see [`StagedBundle`]).
+    pub fn operator_bundle(&self) -> Option<&StagedBundle> {
+        self.operator_bundle.as_ref()
+    }
+}
+
+/// The first half of an import: checks the archive (signature with a verify key, checksums,
+/// charms, images, bill of materials) and stages the output folder. Nothing is pushed.
+pub async fn stage(
     client: &Client,
     archive: &Path,
     options: &ImportOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<ImportReport, AirgapError> {
+    trust: &Trust,
+    progress: &dyn Progress,
+) -> Result<Staged, AirgapError> {
     let out = &options.out;
     if out.exists() {
         return Err(Problem::new(out.display().to_string(), "", "already exists")
@@ -578,7 +613,7 @@ pub async fn import(
             .into());
     }
     let tar = Arc::new(TarIndex::open(archive, &Limits::default())?);
-    let authenticity = check_manifest(&tar, options.verify_key.as_ref(), progress.as_ref())?;
+    let authenticity = check_manifest(&tar, trust.verify_key.as_ref(), progress)?;
     let contents = read_contents(&tar)?;
     let CarriedCharms { members: mut charms, operators } = read_charms(&tar, &contents)?;
     let delta = contents.delta.clone().unwrap_or_default();
@@ -605,7 +640,7 @@ pub async fn import(
         None => None,
     };
     check_images(&tar, &contents, images.as_ref())?;
-    verify_images(images.as_ref(), &options.verify_images)?;
+    verify_images(images.as_ref(), &trust.verify_images)?;
     let bom = sbom::check_carried(&tar, &contents, images.as_ref())?;
     if let Some(path) = &options.sbom_out {
         let Some(bom) = &bom else {
@@ -617,10 +652,7 @@ pub async fn import(
             .hint("export it again with this charmer, or make one with charmer sbom ARCHIVE")
             .into());
         };
-        crate::output::write_atomically(path, bom).map_err(|e| AirgapError::Io {
-            path: e.path.display().to_string(),
-            source: e.source,
-        })?;
+        crate::output::write_atomically(path, bom)?;
     }
 
     // Everything the folder will hold is read (and so bounded) before the first write.
@@ -642,7 +674,7 @@ pub async fn import(
     let overlays: Vec<PathBuf> = contents.overlays.iter().map(|o| out.join(in_bundle(o))).collect();
 
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let io = |path: &Path, source| AirgapError::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| AirgapError::Io(IoError::new(path, source));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let staging = tempfile::Builder::new()
         .prefix(&crate::output::leftover_prefix("import"))
@@ -664,92 +696,99 @@ pub async fn import(
         Some(registry) => Some(crate::publish::oci::plan(client, registry, &staged_charms).await?),
         None => None,
     };
-    // Operator charms are deployed by Juju, from a script written once the images' digests
-    // are known; the bundle is resolved against the unpacked charms first, so a bundle that
-    // cannot be deployed stops the import before anything is pushed.
-    let juju_model = if operators {
-        let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
-        let inputs = crate::resolve::Inputs {
-            bundle: crate::bundle::BundleInput {
-                bundle: staged(&bundle),
-                overlays: overlays.iter().map(|o| staged(o)).collect(),
-                ..Default::default()
-            },
-            charm_dirs: vec![staging.path().join("charms")],
-            registry: Some(options.registry.clone()),
-            ..Default::default()
-        };
-        // Warnings were shown when the archive was exported from the same files.
-        match crate::resolve::load(&inputs, &mut Vec::new()) {
-            Ok(model) => Some(model),
-            Err(crate::resolve::ResolveError::Invalid(p)) => return Err(p.into()),
-            Err(crate::resolve::ResolveError::Bundle(crate::bundle::BundleError::Invalid(p))) => {
-                return Err(p.into())
-            }
-        }
-    } else {
-        None
-    };
-
-    let push_report = match &images {
-        Some(images) => {
-            let push_options = PushOptions {
-                registry: options.registry.clone(),
-                jobs: options.jobs,
-                // Blobs are hashed beside their upload, and none is committed unless all match.
-                verified: false,
-                left_out: delta.left_out_repositories(&options.registry),
-            };
-            push(client, images, &push_options, progress).await?
-        }
-        None => PushReport::default(),
-    };
-    let charms_pushed = match charm_plan {
-        Some(plan) => plan.push(client, None).await?,
-        None => Vec::new(),
-    };
-    let lock = lock.map(|mut lock| {
-        pin_lock(&mut lock, &push_report, &options.registry);
-        lock
+    let staged = |path: &Path| staging.path().join(path.strip_prefix(out).unwrap_or(path));
+    let operator_bundle = operators.then(|| StagedBundle {
+        bundle: staged(&bundle),
+        overlays: overlays.iter().map(|o| staged(o)).collect(),
+        charms: staging.path().join("charms"),
     });
-    if let Some(lock) = &lock {
-        let path = staging.path().join("bundle.lock");
-        std::fs::write(&path, lock.to_yaml()).map_err(|e| io(&path, e))?;
-    }
-    if let Some(model) = &juju_model {
-        use std::os::unix::fs::PermissionsExt;
-        let path = staging.path().join(crate::juju::SCRIPT);
-        let extra: Vec<&Reference> = contents
-            .extra_images
-            .iter()
-            .map(|source| {
-                push_report
-                    .images
-                    .iter()
-                    .find(|p| &p.source == source)
-                    .map_or(source, |p| &p.target)
-            })
-            .collect();
-        let script =
-            crate::juju::deploy_script(model, lock.as_ref()) + &crate::juju::extra_images(&extra);
-        std::fs::write(&path, script).map_err(|e| io(&path, e))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| io(&path, e))?;
-    }
-    let retagged = staging.path().join("retagged-images.txt");
-    std::fs::write(&retagged, push_report.retagged_images()).map_err(|e| io(&retagged, e))?;
-    let staged = staging.keep();
-    std::fs::rename(&staged, out).map_err(|e| io(out, e))?;
-    let juju_script = juju_model.map(|_| out.join(crate::juju::SCRIPT));
-    Ok(ImportReport {
+    Ok(Staged {
+        authenticity,
         contents,
-        push: push_report,
+        delta,
+        lock,
+        images,
+        charm_plan,
+        staging,
         bundle,
         overlays,
-        authenticity,
-        juju_script,
-        charms_pushed,
+        operator_bundle,
     })
+}
+
+impl Staged {
+    /// The second half of an import: pushes the images (and the charms to
+    /// `--charms-registry`), pins the lock, writes the Juju script from `model` (the
+    /// [`Staged::operator_bundle`] resolved) and `retagged-images.txt`, and moves the folder
+    /// into place.
+    pub async fn finish(
+        self,
+        client: &Client,
+        options: &ImportOptions,
+        model: Option<&Model>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<ImportReport, AirgapError> {
+        let out = &options.out;
+        let push_report = match &self.images {
+            Some(images) => {
+                let push_options = PushOptions {
+                    registry: options.registry.clone(),
+                    jobs: options.jobs,
+                    // Blobs are hashed beside their upload, and none is committed unless all match.
+                    verified: false,
+                    left_out: self.delta.left_out_repositories(&options.registry),
+                };
+                push(client, images, &push_options, progress).await?
+            }
+            None => PushReport::default(),
+        };
+        let charms_pushed = match self.charm_plan {
+            Some(plan) => plan.push(client, None).await?,
+            None => Vec::new(),
+        };
+        let lock = self.lock.map(|mut lock| {
+            pin_lock(&mut lock, &push_report, &options.registry);
+            lock
+        });
+        if let Some(lock) = &lock {
+            let path = self.staging.path().join("bundle.lock");
+            std::fs::write(&path, lock.to_yaml()).at(&path)?;
+        }
+        if let Some(model) = model {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.staging.path().join(crate::juju::SCRIPT);
+            let extra: Vec<&Reference> = self
+                .contents
+                .extra_images
+                .iter()
+                .map(|source| {
+                    push_report
+                        .images
+                        .iter()
+                        .find(|p| &p.source == source)
+                        .map_or(source, |p| &p.target)
+                })
+                .collect();
+            let script = crate::juju::deploy_script(model, lock.as_ref())
+                + &crate::juju::extra_images(&extra);
+            std::fs::write(&path, script).at(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).at(&path)?;
+        }
+        let retagged = self.staging.path().join("retagged-images.txt");
+        std::fs::write(&retagged, push_report.retagged_images()).at(&retagged)?;
+        let staged = self.staging.keep();
+        std::fs::rename(&staged, out).at(out)?;
+        let juju_script = model.map(|_| out.join(crate::juju::SCRIPT));
+        Ok(ImportReport {
+            contents: self.contents,
+            push: push_report,
+            bundle: self.bundle,
+            overlays: self.overlays,
+            authenticity: self.authenticity,
+            juju_script,
+            charms_pushed,
+        })
+    }
 }
 
 /// Parses a `bundle.lock`; `label` names it in problems.
@@ -890,7 +929,7 @@ fn verify_checksums(
         match result {
             Ok(Some(problem)) => problems.push(problem),
             Ok(None) => {}
-            Err(source) => return Err(AirgapError::Io { path: label, source }),
+            Err(source) => return Err(AirgapError::Io(IoError::new(label, source))),
         }
     }
     problems.into_result(()).map_err(AirgapError::from)
@@ -1018,9 +1057,7 @@ fn read_charms(tar: &TarIndex, contents: &Contents) -> Result<CarriedCharms, Air
                 charms.push((member.clone(), bytes));
             }
             Err(CharmError::Invalid(p)) => problems.extend(p),
-            Err(CharmError::Io { path, source }) => {
-                return Err(AirgapError::Io { path: path.display().to_string(), source })
-            }
+            Err(CharmError::Io(e)) => return Err(AirgapError::Io(e)),
         }
     }
     problems.into_result(CarriedCharms { members: charms, operators }).map_err(AirgapError::from)
@@ -1046,8 +1083,6 @@ fn check_charm(label: &str, bytes: &[u8]) -> Result<Charm, AirgapError> {
     match checked {
         Ok(charm) => Ok(charm),
         Err(CharmError::Invalid(p)) => Err(AirgapError::Invalid(p)),
-        Err(CharmError::Io { path, source }) => {
-            Err(AirgapError::Io { path: path.display().to_string(), source })
-        }
+        Err(CharmError::Io(e)) => Err(AirgapError::Io(e)),
     }
 }

@@ -20,6 +20,7 @@ use super::{parse_lock, signature, AirgapError, CHECKSUMS, CONTENTS, IMAGE_INDEX
 use super::{MANIFEST_DIR, SIGNATURE};
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
+use crate::io_error::IoResultExt;
 use crate::publish::{sums, PublicKey};
 use crate::registry::manifest::ANNOTATION_IMAGE_NAME;
 use crate::resolve::{Lock, Model};
@@ -125,8 +126,7 @@ impl Manifest {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, AirgapError> {
-    crate::charm::read_untrusted(path)
-        .map_err(|source| AirgapError::Io { path: path.display().to_string(), source })
+    Ok(crate::charm::read_untrusted(path).at(path)?)
 }
 
 /// Whether two paths name the same existing file.

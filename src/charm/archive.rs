@@ -14,6 +14,7 @@ use zip::ZipArchive;
 
 use super::{CharmError, CharmFile};
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoError;
 
 /// Bounds on what a charm may hold, against zip bombs and runaway folders.
 #[derive(Debug, Clone, Copy)]
@@ -329,8 +330,7 @@ pub fn read_zip(
 
 /// Reads a charm source folder (see [`super::Charm::from_dir`]) within `limits`.
 pub fn read_dir(dir: &Path, limits: &Limits) -> Result<BTreeMap<String, CharmFile>, CharmError> {
-    let io =
-        |path: &Path, source: std::io::Error| CharmError::Io { path: path.to_path_buf(), source };
+    let io = |path: &Path, source: std::io::Error| CharmError::Io(IoError::new(path, source));
     let root = dir.canonicalize().map_err(|e| io(dir, e))?;
     let label = dir.display().to_string();
     let mut problems = Problems::default();
@@ -441,7 +441,7 @@ fn check_parsed_yaml_size(label: &str, name: &str, size: u64) -> Result<(), Prob
 /// sibling folder first and renamed into place, so nothing half-done is left behind.
 pub fn unpack(files: &BTreeMap<String, CharmFile>, dest: &Path) -> Result<PathBuf, CharmError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |path: &Path, source| CharmError::Io { path: path.to_path_buf(), source };
+    let io = |path: &Path, source| CharmError::Io(IoError::new(path, source));
     if dest.exists() {
         return Err(Problem::new(dest.display().to_string(), "", "already exists")
             .hint("unpack into a new folder")

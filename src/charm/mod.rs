@@ -24,6 +24,7 @@ pub use metadata::{Endpoint, Metadata, Role};
 
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
+use crate::io_error::IoResultExt;
 
 /// Reads a file that is a charm archive or travels beside charms (an index, checksums, an
 /// air-gap folder's members) whole, refusing one larger than the largest archive
@@ -43,13 +44,8 @@ pub enum CharmError {
     #[error("{0}")]
     Invalid(Problems),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
 }
 
 impl From<Problems> for CharmError {
@@ -171,7 +167,7 @@ impl Charm {
     pub fn from_archive(path: &Path, limits: &Limits) -> Result<Charm, CharmError> {
         let bytes =
             crate::contract::read_bounded(path, limits.max_archive_bytes(), "a charm archive")
-                .map_err(|source| CharmError::Io { path: path.to_path_buf(), source })?;
+                .at(path)?;
         Charm::from_archive_bytes(path, &bytes, limits)
     }
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
+use super::bundle_cmds::print_warnings;
 use super::images_cmds::{
     client, print_report, read_login, signed_by, Bars, Connection, Login, PullFlags,
 };
 use super::{count, line, remove_stale_leftovers, until_signalled, ResolveArgs};
-use crate::airgap::delta::Base;
-use crate::airgap::{self, Authenticity, ExportInputs, ImportOptions};
+use crate::airgap::Authenticity;
 use crate::images::{Reference, Registry};
-use crate::publish;
+use crate::ops::airgap::{Export, ExportOptions, Exported, ImportOptions};
 use crate::Error;
 
 /// `charmer airgap ...`.
@@ -123,29 +123,29 @@ pub(super) fn run(out: &mut impl Write, command: AirgapCommand) -> Result<ExitCo
 }
 
 fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
-    let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
-    let model = args
-        .resolve
-        .clone()
-        .with(&args.connection.tls)
-        .pinning(&args.digests, &args.pull.mirror)
-        .resolve()?;
-    let mut inputs = ExportInputs::of_model(&model, &args.resolve.overlays)?;
-    inputs.sign_key = sign_key;
-    inputs.extra_images = args.images.clone();
-    for file in &args.images_from {
-        inputs.extra_images.extend(super::images_cmds::read_list(file)?);
-    }
-    inputs.verify_images = super::images_cmds::cosign_keys(&args.verify_images)?;
-    let base = Base::read(&args.since)?;
-    let options = args.pull.options(&args.connection)?;
+    let resolve =
+        args.resolve.clone().with(&args.connection.tls).pinning(&args.digests, &args.pull.mirror);
+    let options = ExportOptions {
+        resolve: resolve.options(),
+        out: args.out.clone(),
+        sign_key: args.sign_key.clone(),
+        since: args.since.clone(),
+        extra_images: args.images.clone(),
+        images_from: args.images_from.clone(),
+        verify_images: args.verify_images.clone(),
+        platform: args.pull.platform.clone(),
+        jobs: args.connection.jobs.into(),
+    };
+    let mut warnings = Vec::new();
+    let export = Export::prepare(&options, &mut warnings);
+    print_warnings(&warnings);
+    let export = export?;
     let client = client(&args.connection, None)?;
     let bars = Bars::new(args.connection.quiet);
     remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "export");
-    let exported =
-        until_signalled(airgap::export(&client, &inputs, &base, &options, &args.out, &bars));
+    let exported = until_signalled(export.write(&client, &bars));
     bars.clear();
-    let Some(contents) = exported? else {
+    let Some(Exported { contents, signed_by: key_id }) = exported? else {
         return Err(Error::Interrupted(format!(
             "{} was not written; the unfinished archive was removed",
             args.out.display()
@@ -165,7 +165,7 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
                     n => format!(" (+{n} extra)"),
                 },
                 if contents.lock.is_some() { ", lock" } else { "" },
-                signed_by(inputs.sign_key.as_ref())
+                signed_by(key_id.as_deref())
             ),
         )?;
         if let Some(delta) = &contents.delta {
@@ -185,22 +185,24 @@ fn export(out: &mut impl Write, args: ExportArgs) -> Result<ExitCode, Error> {
 }
 
 fn import(out: &mut impl Write, args: ImportArgs) -> Result<ExitCode, Error> {
-    let verify_key = args.verify_key.as_deref().map(publish::load_public_key).transpose()?;
     let credentials = read_login(&args.login)?.map(|c| (args.registry.host.clone(), c));
     let client = client(&args.connection, credentials)?;
     let options = ImportOptions {
-        registry: args.registry,
-        jobs: args.connection.jobs.into(),
-        out: args.out.clone(),
-        verify_key,
-        charms_from: args.charms_from,
-        charms_registry: args.charms_registry,
-        sbom_out: args.sbom_out,
-        verify_images: super::images_cmds::cosign_keys(&args.verify_images)?,
+        archive: args.archive.clone(),
+        target: crate::airgap::ImportOptions {
+            registry: args.registry,
+            jobs: args.connection.jobs.into(),
+            out: args.out.clone(),
+            charms_from: args.charms_from,
+            charms_registry: args.charms_registry,
+            sbom_out: args.sbom_out,
+        },
+        verify_key: args.verify_key.clone(),
+        verify_images: args.verify_images,
     };
     let bars = Arc::new(Bars::new(args.connection.quiet));
     remove_stale_leftovers(args.out.parent().unwrap_or(Path::new(".")), "import");
-    let imported = until_signalled(airgap::import(&client, &args.archive, &options, bars.clone()));
+    let imported = until_signalled(crate::ops::airgap::import(&client, &options, bars.clone()));
     bars.clear();
     let Some(report) = imported? else {
         return Err(Error::Interrupted(format!(

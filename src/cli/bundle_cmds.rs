@@ -9,6 +9,7 @@ use clap::Args;
 use super::{line, stdout_error, Output, TlsArgs};
 use crate::bundle::{ConfigFileOverride, ConfigOverride};
 use crate::images::Registry;
+use crate::io_error::IoResultExt;
 use crate::resolve::{Lock, Model};
 use crate::transport::TlsOptions;
 use crate::Error;
@@ -207,8 +208,7 @@ pub(super) fn render(
                 line(out, path.display())?;
             }
             for path in stale {
-                std::fs::remove_file(&path)
-                    .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+                std::fs::remove_file(&path).at(&path)?;
                 line(out, format_args!("removed {} (no longer in the bundle)", path.display()))?;
             }
         }

@@ -104,27 +104,17 @@ pub(super) fn logs(out: &mut impl Write, args: &LogsArgs) -> Result<ExitCode, Er
         poll: Duration::from_secs(2),
     };
     let mut printer = Printer { out, error: None };
-    let containers = runtime()?.block_on(async {
-        let cluster = Cluster::connect(&args.kube.options()).await?;
-        cluster
-            .logs(
-                &args.deployed.bundle,
-                args.deployed.namespace(),
-                &args.app,
-                &options,
-                &mut printer,
-            )
-            .await
-    })?;
+    let target = args.deployed.target(&args.kube);
+    let logged =
+        runtime()?.block_on(crate::ops::logs::logs(&target, &args.app, &options, &mut printer))?;
     if let Some(error) = printer.error {
         // A closed pipe (`charmer logs ... | head`) is the reader's choice, not a failure.
-        if matches!(&error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
-        {
+        if error.is_broken_pipe() {
             return Ok(ExitCode::SUCCESS);
         }
         return Err(error);
     }
-    if containers == 0 {
+    if logged.containers == 0 {
         eprintln!("application {} has no pods", args.app);
     }
     Ok(ExitCode::SUCCESS)

@@ -19,6 +19,7 @@ use crate::deploy::{
     Action, ApplyOptions, Changes, ClientOptions, Cluster, DeployError, Event, Interrupt,
     LockOptions, Outcome, PrepareOptions, Prepared, Progress, RemoveOptions, WaitOptions,
 };
+use crate::io_error::IoResultExt;
 use crate::Error;
 
 /// How to reach the cluster.
@@ -391,10 +392,7 @@ fn confirm(terminal: &mut impl Write, question: &str) -> Result<bool, Error> {
     let _ = write!(terminal, "{question} [y/N] ");
     let _ = terminal.flush();
     let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    std::io::stdin().lock().read_line(&mut answer).at("<stdin>")?;
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 

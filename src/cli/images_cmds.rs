@@ -14,6 +14,7 @@ use super::{count, line, runtime, ResolveArgs, TlsArgs};
 use crate::airgap;
 use crate::diag::{Problem, Problems};
 use crate::images::{self, Reference, Registry};
+use crate::io_error::IoResultExt;
 use crate::publish;
 use crate::registry::archive::ImageArchive;
 use crate::registry::auth::{Credentials, Keychain};
@@ -150,7 +151,7 @@ pub(super) fn parse_registry(text: &str) -> Result<Registry, String> {
 pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Error> {
     let sign_key = args.sign_key.as_deref().map(publish::load_secret_key).transpose()?;
     let references = match (&args.from_list, &args.resolve) {
-        (Some(list), _) => read_list(list)?,
+        (Some(list), _) => crate::ops::airgap::read_image_list(list)?,
         (None, Some(resolve)) => {
             bundle_images(&resolve.clone().with(&args.connection.tls).resolve()?)
         }
@@ -188,7 +189,7 @@ pub(super) fn save(out: &mut impl Write, args: SaveArgs) -> Result<ExitCode, Err
                 count(pulled.images.len(), "image"),
                 count(pulled.blobs.len(), "blob"),
                 human_bytes(size),
-                signed_by(sign_key.as_ref())
+                signed_by(sign_key.as_ref().map(|key| key.public().id()).as_deref())
             ),
         )?;
     }
@@ -220,14 +221,13 @@ pub(super) fn push(out: &mut impl Write, args: PushArgs) -> Result<ExitCode, Err
             }
         });
     }
-    let cosign_keys = cosign_keys(&args.verify_images)?;
+    let cosign_keys = crate::registry::cosign::load_public_keys(&args.verify_images)?;
     for archive in &archives {
         airgap::verify_images(Some(archive), &cosign_keys)?;
     }
     let lock = match &args.lock {
         Some(path) => {
-            let text = crate::contract::read_yaml_file(path)
-                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            let text = crate::contract::read_yaml_file(path).at(path)?;
             Some((path, airgap::parse_lock(&path.display().to_string(), &text)?))
         }
         None => None,
@@ -300,30 +300,12 @@ fn bundle_images(model: &Model) -> Vec<Reference> {
     model.image_list().images.into_iter().map(|i| i.source).collect()
 }
 
-pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<Reference>, Error> {
-    let text =
-        crate::contract::read_bounded_text(path, crate::contract::MAX_TEXT_BYTES, "an image list")
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    let references = images::parse_list(&path.display().to_string(), &text).map_err(Problems)?;
-    if references.is_empty() {
-        return Err(Problems::from(Problem::new(
-            path.display().to_string(),
-            "",
-            "lists no images",
-        ))
-        .into());
-    }
-    Ok(references)
-}
-
 /// The password from standard input when `--password-stdin` is given (one trailing newline
 /// removed, as `echo` adds it).
 pub(super) fn read_login(login: &Login) -> Result<Option<Credentials>, Error> {
     let Some(username) = &login.username else { return Ok(None) };
     let mut password = String::new();
-    std::io::stdin()
-        .read_to_string(&mut password)
-        .map_err(|source| Error::Io { path: "<stdin>".into(), source })?;
+    std::io::stdin().read_to_string(&mut password).at("<stdin>")?;
     let password =
         password.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&password);
     if password.is_empty() {
@@ -349,8 +331,8 @@ pub(super) fn client(
 }
 
 /// `; signed by key ID` after a summary line, when a signing key was given.
-pub(super) fn signed_by(key: Option<&crate::publish::SecretKey>) -> String {
-    key.map(|key| format!("; signed by key {}", key.public().id())).unwrap_or_default()
+pub(super) fn signed_by(key_id: Option<&str>) -> String {
+    key_id.map(|id| format!("; signed by key {id}")).unwrap_or_default()
 }
 
 /// `1.5 GiB`-style sizes.
@@ -424,14 +406,4 @@ impl Progress for Bars {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The cosign public keys of `--verify-images`.
-pub(super) fn cosign_keys(
-    paths: &[PathBuf],
-) -> Result<Vec<crate::registry::cosign::PublicKey>, Error> {
-    Ok(paths
-        .iter()
-        .map(|p| crate::registry::cosign::load_public_key(p))
-        .collect::<Result<_, _>>()?)
 }

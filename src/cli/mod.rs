@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::io_error::IoError;
 use crate::transport::TlsOptions;
 use crate::Error;
 
@@ -527,7 +528,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
 /// Writes the man pages of charmer and every subcommand into `dir`.
 fn man_pages(out: &mut impl Write, dir: &std::path::Path) -> Result<ExitCode, Error> {
     use clap::CommandFactory;
-    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    let io = |source| Error::Io(IoError::new(dir, source));
     std::fs::create_dir_all(dir).map_err(io)?;
     clap_mangen::generate_to(Cli::command(), dir).map_err(io)?;
     // One page per visible command, as generate_to writes them (it leaves out `help`).
@@ -595,9 +596,12 @@ where
     Error: From<E>,
 {
     runtime()?.block_on(async {
+        // The signal handlers are installed (first poll) before the work starts: a signal
+        // right after the work's first request still stops it cleanly.
         tokio::select! {
-            done = work => Ok(Some(done?)),
+            biased;
             true = signalled() => Ok(None),
+            done = work => Ok(Some(done?)),
         }
     })
 }
@@ -662,7 +666,7 @@ pub(crate) fn count(n: usize, noun: &str) -> String {
 
 /// Maps a failed write to stdout to an error naming the stream.
 pub(crate) fn stdout_error(source: std::io::Error) -> Error {
-    Error::Io { path: "<stdout>".to_string(), source }
+    Error::Io(IoError::new("<stdout>", source))
 }
 
 /// Writes one line of styled parts: each part's text has its control characters escaped

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::images_cmds::{client, read_login, Connection, Login};
 use super::{count, line, runtime, stdout_error, GraphFormat, ResolveArgs};
 use crate::images::Registry;
+use crate::ops::publish::{PublishOptions, Publisher};
 use crate::publish;
 use crate::Error;
 
@@ -24,22 +25,23 @@ pub(super) fn publish(
     target: &Target,
     sign_key: Option<&Path>,
 ) -> Result<ExitCode, Error> {
-    let key = sign_key.map(publish::load_secret_key).transpose()?;
+    let options =
+        PublishOptions { charms: charms.to_vec(), sign_key: sign_key.map(Path::to_path_buf) };
+    let publisher = Publisher::new(&options)?;
     if let Some(registry) = &target.registry {
         let credentials = read_login(&target.login)?.map(|c| (registry.host.clone(), c));
         let client = client(&target.connection, credentials)?;
-        let pushed =
-            runtime()?.block_on(publish::oci::publish(&client, registry, charms, key.as_ref()))?;
+        let pushed = runtime()?.block_on(publisher.to_registry(&client, registry))?;
         for c in &pushed {
             let what = if c.added { "pushed   " } else { "unchanged" };
             line(out, format_args!("{what}  {} {}  {}", c.name, c.version, c.reference))?;
         }
-        if let Some(key) = &key {
-            line(out, format_args!("signed with key {}", key.public().id()))?;
+        if let Some(id) = publisher.key_id() {
+            line(out, format_args!("signed with key {id}"))?;
         }
     }
     let Some(dir) = &target.dir else { return Ok(ExitCode::SUCCESS) };
-    let report = publish::publish(charms, dir, key.as_ref())?;
+    let report = publisher.to_folder(dir)?;
     for c in &report.charms {
         let what = if c.added { "added    " } else { "unchanged" };
         line(

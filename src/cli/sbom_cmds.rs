@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::images_cmds::Bars;
 use super::{line, stdout_error, DigestArgs, Output, PinMirrors, ResolveArgs, TlsArgs};
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoResultExt;
 use crate::sbom::{self, Sbom};
 use crate::Error;
 
@@ -155,7 +156,7 @@ fn load(path: &Path) -> Result<Sbom, Error> {
         return Ok(bom);
     }
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: label.clone(), source })?;
+    let bytes = std::fs::read(path).at(&label)?;
     Ok(sbom::cyclonedx::read(&label, &bytes)?)
 }
 

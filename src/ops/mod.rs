@@ -7,6 +7,10 @@
 //! Warnings go into the `warnings` list each function is given (the caller shows them, even
 //! when the operation then fails); nothing here prints.
 
+pub mod airgap;
+pub mod logs;
+pub mod publish;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -20,6 +24,7 @@ use crate::deploy::{
 };
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::io_error::IoResultExt;
 use crate::registry::cosign;
 use crate::render::Manifests;
 use crate::resolve::{Inputs, Model};
@@ -70,10 +75,7 @@ pub struct ResolveOptions {
 
 /// The async runtime every operation that talks to a server (registry, cluster) runs on.
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { path: "<async runtime>".into(), source })
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build().at("<async runtime>")?)
 }
 
 /// The mirror table: registries.conf's entries with the `NAME=HOST` pairs of `--mirror` over
@@ -178,8 +180,7 @@ fn verify_images(
     if keys.is_empty() {
         return Ok(());
     }
-    let keys: Vec<cosign::PublicKey> =
-        keys.iter().map(|k| cosign::load_public_key(k)).collect::<Result<_, _>>()?;
+    let keys = cosign::load_public_keys(keys)?;
     let images: Vec<Reference> =
         model.image_list().images.into_iter().map(|image| image.target).collect();
     let mirrors = parse_mirrors(&options.mirrors)?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{sums, verify_signature, PublicKey, PublishError, SecretKey, SIG_SUFFIX, SUMS_FILE};
 use crate::diag::{Problem, Problems};
+use crate::io_error::{IoError, IoResultExt};
 
 /// The most a `SHA256SUMS` file may hold (it lists file names and hashes, nothing else).
 const MAX_SUMS_BYTES: u64 = 4 << 20;
@@ -89,7 +90,7 @@ pub fn verify(path: &Path, key: Option<&PublicKey>) -> Result<SealedFolder, Publ
         None => (None, signature.is_file().then_some(signature)),
     };
     let text = crate::contract::read_bounded_text(&sums_path, MAX_SUMS_BYTES, "a SHA256SUMS file")
-        .map_err(|source| PublishError::Io { path: sums_path.clone(), source })?;
+        .at(&sums_path)?;
     let listed = sums::parse(&label, &text)?;
     let mut problems = Problems::default();
     // The same rule as for archive members: the list is as untrusted as an archive.
@@ -140,9 +141,11 @@ fn hash_tree(dir: &Path) -> Result<Vec<FolderFile>, PublishError> {
     let mut problems = Problems::default();
     let label = dir.display().to_string();
     for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
-        let entry = entry.map_err(|e| PublishError::Io {
-            path: e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
-            source: e.into(),
+        let entry = entry.map_err(|e| {
+            PublishError::Io(IoError::new(
+                e.path().map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+                e.into(),
+            ))
         })?;
         let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
         let name = relative
@@ -163,8 +166,7 @@ fn hash_tree(dir: &Path) -> Result<Vec<FolderFile>, PublishError> {
         {
             continue;
         }
-        let sha256 = crate::digest::sha256_file_hex(entry.path())
-            .map_err(|source| PublishError::Io { path: entry.path().to_path_buf(), source })?;
+        let sha256 = crate::digest::sha256_file_hex(entry.path()).at(entry.path())?;
         files.push(FolderFile { name, sha256 });
     }
     Ok(problems.into_result(files)?)
@@ -173,7 +175,7 @@ fn hash_tree(dir: &Path) -> Result<Vec<FolderFile>, PublishError> {
 fn remove_if_present(path: &Path) -> Result<(), PublishError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(PublishError::Io { path: path.to_path_buf(), source: e })
+            Err(PublishError::Io(IoError::new(path, e)))
         }
         _ => Ok(()),
     }

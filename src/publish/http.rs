@@ -26,9 +26,7 @@ impl Http {
         let client = transport::client_builder(tls)
             .map_err(|e| match e {
                 TransportError::CaFile(problem) => PublishError::from(problem),
-                TransportError::Io { path, source } => {
-                    PublishError::Io { path: path.into(), source }
-                }
+                TransportError::Io(e) => PublishError::Io(e),
                 TransportError::Setup(message) => error(message),
             })?
             .read_timeout(Duration::from_secs(60))

@@ -17,6 +17,7 @@ use super::{sums, PublishError, INDEX_FILE, SIG_SUFFIX, SUMS_FILE};
 use crate::charm::{Charm, Limits};
 use crate::contract::is_valid_name;
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoError;
 use crate::transport::TlsOptions;
 
 /// `apiVersion` of the index format.
@@ -503,7 +504,7 @@ impl PublishedIndex {
                 match crate::charm::read_untrusted(&path) {
                     Ok(bytes) => Ok(Some(bytes)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(PublishError::Io { path, source }),
+                    Err(source) => Err(PublishError::Io(IoError::new(path, source))),
                 }
             }
             Base::Url(prefix, http) => {

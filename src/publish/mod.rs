@@ -22,7 +22,8 @@ use index::Release;
 use crate::charm::{Charm, CharmError};
 use crate::contract::MAX_TEXT_BYTES;
 use crate::diag::{Problem, Problems};
-use crate::output::{write_atomically, write_private, WriteError};
+use crate::io_error::{IoError, IoResultExt};
+use crate::output::{write_atomically, write_private};
 pub use index::{Entry, Index, IndexEntry, PublishedIndex};
 pub use sign::{PublicKey, SecretKey};
 
@@ -43,16 +44,8 @@ pub enum PublishError {
     #[error(transparent)]
     Charm(#[from] CharmError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// An output file could not be written.
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Io(#[from] crate::io_error::IoError),
     /// A URL could not be fetched.
     #[error("{url}: {message}")]
     Http {
@@ -87,8 +80,8 @@ impl PublishError {
     pub fn into_problems(self) -> Problems {
         match self {
             PublishError::Invalid(p) | PublishError::Charm(CharmError::Invalid(p)) => p,
-            PublishError::Charm(CharmError::Io { path, source })
-            | PublishError::Io { path, source } => {
+            PublishError::Charm(CharmError::Io(IoError { path, source }))
+            | PublishError::Io(IoError { path, source }) => {
                 Problem::new(path.display().to_string(), "", source.to_string()).into()
             }
             PublishError::Http { url, message } => Problem::new(url, "", message).into(),
@@ -158,7 +151,7 @@ pub fn publish(
             None => match std::fs::read(&file) {
                 Ok(bytes) => Some(crate::digest::sha256_hex(&bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(source) => return Err(PublishError::Io { path: file, source }),
+                Err(source) => return Err(PublishError::Io(IoError::new(file, source))),
             },
         };
         if let Some(old) = &published {
@@ -182,8 +175,7 @@ pub fn publish(
         return Err(problems.into());
     }
 
-    std::fs::create_dir_all(out)
-        .map_err(|source| PublishError::Io { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).at(out)?;
     for ((name, version), c) in &candidates {
         write_if_changed(&out.join(c.charm.archive_name()), &c.bytes)?;
         if index.get(name, version).is_none() {
@@ -197,8 +189,7 @@ pub fn publish(
     let index_text = index.to_yaml();
     if let Some(key) = key {
         for entry in index.charms.values().flatten() {
-            let bytes = std::fs::read(out.join(&entry.file))
-                .map_err(|source| PublishError::Io { path: out.join(&entry.file), source })?;
+            let bytes = std::fs::read(out.join(&entry.file)).at(out.join(&entry.file))?;
             write_if_changed(
                 &out.join(format!("{}{SIG_SUFFIX}", entry.file)),
                 key.sign(&entry.file, &bytes).as_bytes(),
@@ -368,7 +359,7 @@ fn write_signed(
 /// `SHA256SUMS` for every regular file in `out` but itself and its signature (hidden files
 /// and folders are left out), so release assets added next to the charms are covered too.
 fn checksums(out: &Path) -> Result<String, PublishError> {
-    let io = |path: &Path, source| PublishError::Io { path: path.to_path_buf(), source };
+    let io = |path: &Path, source| PublishError::Io(IoError::new(path, source));
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(out).map_err(|e| io(out, e))? {
         let entry = entry.map_err(|e| io(out, e))?;
@@ -416,8 +407,7 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
     }
     problems.into_result(())?;
     if let Some(dir) = secret_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| PublishError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).at(dir)?;
     }
     let secret = SecretKey::generate().map_err(PublishError::Random)?;
     let key = secret.public();
@@ -428,23 +418,20 @@ pub fn keygen(prefix: &Path) -> Result<KeyPair, PublishError> {
 
 /// Reads a secret key file.
 pub fn load_secret_key(path: &Path) -> Result<SecretKey, PublishError> {
-    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file")
-        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file").at(path)?;
     Ok(SecretKey::parse(&path.display().to_string(), &text)?)
 }
 
 /// Reads a public key file.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, PublishError> {
-    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file")
-        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let text = crate::contract::read_bounded_text(path, MAX_TEXT_BYTES, "a key file").at(path)?;
     Ok(PublicKey::parse(&path.display().to_string(), &text)?)
 }
 
 /// Checks the detached signature `<path>.sig` of a file against `key`.
 pub fn verify_signature(path: &Path, key: &PublicKey) -> Result<(), PublishError> {
     let label = path.display().to_string();
-    let bytes = crate::charm::read_untrusted(path)
-        .map_err(|source| PublishError::Io { path: path.to_path_buf(), source })?;
+    let bytes = crate::charm::read_untrusted(path).at(path)?;
     let mut sig_path = path.as_os_str().to_owned();
     sig_path.push(SIG_SUFFIX);
     let sig_path = PathBuf::from(sig_path);
@@ -459,7 +446,7 @@ pub fn verify_signature(path: &Path, key: &PublicKey) -> Result<(), PublishError
             .hint("publish with --sign-key")
             .into())
         }
-        Err(source) => return Err(PublishError::Io { path: sig_path, source }),
+        Err(source) => return Err(PublishError::Io(IoError::new(sig_path, source))),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(key.verify(&label, &name, &bytes, &sig)?)

@@ -38,6 +38,7 @@ use super::{load_candidates, IndexEntry, PublicKey, PublishError, SecretKey};
 use crate::charm::{Charm, Limits as CharmLimits, Origin};
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;
+use crate::io_error::IoError;
 use crate::registry::auth::Keychain;
 use crate::registry::client::{Client, ClientOptions, Repo};
 use crate::registry::manifest::{media, Contents, Descriptor, Digest, ManifestDoc};
@@ -466,9 +467,10 @@ impl CharmRegistry {
             retries: 3,
             keychain: Keychain::new(None)?,
         })?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(
-            |source| PublishError::Io { path: PathBuf::from(source_label(&registry)), source },
-        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| PublishError::Io(IoError::new(source_label(&registry), source)))?;
         Ok(CharmRegistry { registry, client, runtime })
     }
 

@@ -27,6 +27,7 @@ use super::tarindex::{Limits, Member, TarIndex};
 use super::RegistryError;
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
+use crate::io_error::IoResultExt;
 
 /// An image the archive names: the reference it had, and its top manifest (or index).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,9 +192,7 @@ pub fn check_blob(
     blob: &Blob,
     progress: &dyn Fn(u64),
 ) -> Result<(), RegistryError> {
-    let actual = tar
-        .sha256(blob.location, progress)
-        .map_err(|source| RegistryError::Io { path: tar.label().to_string(), source })?;
+    let actual = tar.sha256(blob.location, progress).at(tar.label())?;
     if &actual != digest {
         let problem = Problem::new(
             tar.label(),

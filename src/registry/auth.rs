@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::RegistryError;
 use crate::diag::Problem;
+use crate::io_error::IoError;
 
 /// A user name and password (or token) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,9 +170,7 @@ impl DockerConfig {
         let text = match std::fs::read(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(RegistryError::Io { path: path.display().to_string(), source })
-            }
+            Err(source) => return Err(RegistryError::Io(IoError::new(path, source))),
         };
         // The parse error is reported by line and column only: serde's message could quote
         // part of the file, which holds secrets.

@@ -651,7 +651,7 @@ impl Client {
 fn transport_error(error: TransportError) -> RegistryError {
     match error {
         TransportError::CaFile(problem) => RegistryError::from(problem),
-        TransportError::Io { path, source } => RegistryError::Io { path, source },
+        TransportError::Io(e) => RegistryError::Io(e),
         TransportError::Setup(message) => {
             RegistryError::Transport { what: "setting up HTTPS".into(), message }
         }

@@ -31,7 +31,7 @@
 //! over a statement whose subject is the image.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Verifier as _;
@@ -47,6 +47,7 @@ use super::tarindex::Limits;
 use super::RegistryError;
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
+use crate::io_error::IoResultExt;
 
 /// The layer annotation holding a signature.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -163,14 +164,18 @@ pub struct PublicKey {
 /// Reads a cosign public key file.
 pub fn load_public_key(path: &Path) -> Result<PublicKey, RegistryError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| RegistryError::Io { path: label.clone(), source })?;
+    let text = std::fs::read_to_string(path).at(&label)?;
     let key = VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| {
         Problem::new(&label, "", format!("not an ECDSA P-256 public key in PEM: {e}")).hint(
             "give the cosign.pub `cosign generate-key-pair` wrote (-----BEGIN PUBLIC KEY-----)",
         )
     })?;
     Ok(PublicKey { label, key })
+}
+
+/// Reads cosign public key files (`--verify-images`), in order.
+pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>, RegistryError> {
+    paths.iter().map(|path| load_public_key(path)).collect()
 }
 
 /// What a layer of a vouching manifest is checked as.

@@ -25,6 +25,7 @@ use super::tarindex::CHUNK;
 use super::RegistryError;
 use crate::charm::archive::unsafe_name_reason;
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoError;
 
 /// Where a member's bytes come from.
 #[derive(Debug, Clone)]
@@ -94,7 +95,7 @@ pub async fn write_tar_with_tail<E: From<RegistryError>>(
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let label = out.display().to_string();
     let headers = headers(&label, &entries)?;
-    let io = |source| RegistryError::Io { path: label.clone(), source };
+    let io = |source| RegistryError::Io(IoError::new(&label, source));
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // Named for this process, so a later run can tell a killed run's leftover from a live one.
     let temp = tempfile::Builder::new()
@@ -212,7 +213,7 @@ fn copy_file(
     progress: &dyn Progress,
 ) -> Result<(), RegistryError> {
     let label = path.display().to_string();
-    let io = |source| RegistryError::Io { path: label.clone(), source };
+    let io = |source| RegistryError::Io(IoError::new(&label, source));
     let mut input = File::open(path).map_err(io)?.take(size + 1);
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
@@ -264,9 +265,8 @@ async fn download(
         }
         hasher.update(&chunk);
         // A write to the page cache: brief enough to do on the async worker.
-        out.write_all_at(&chunk, at + done).map_err(|source| RegistryError::Io {
-            path: "the archive being written".into(),
-            source,
+        out.write_all_at(&chunk, at + done).map_err(|source| {
+            RegistryError::Io(IoError::new("the archive being written", source))
         })?;
         done += chunk.len() as u64;
         progress.advance(Task::Download, chunk.len() as u64);

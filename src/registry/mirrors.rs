@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::RegistryError;
 use crate::diag::Problem;
+use crate::io_error::IoError;
 
 /// Registry name (or `NAME/PATH` prefix) → `HOST[:PORT][/PATH]` to reach it at.
 pub type Mirrors = BTreeMap<String, String>;
@@ -37,9 +38,7 @@ pub fn table(flags: Mirrors) -> Result<Mirrors, RegistryError> {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(RegistryError::Io { path: path.display().to_string(), source })
-            }
+            Err(source) => return Err(RegistryError::Io(IoError::new(path, source))),
         };
         let label = path.display().to_string();
         let read = read(&label, &text)?;

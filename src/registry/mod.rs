@@ -39,13 +39,8 @@ pub enum RegistryError {
     #[error("{0}")]
     Invalid(Problems),
     /// A local file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// The registry answered with an error status.
     #[error("{what}: registry answered {status}{message}")]
     Http {

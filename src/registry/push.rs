@@ -38,6 +38,7 @@ use super::tarindex::{Member, TarIndex, CHUNK};
 use super::RegistryError;
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
+use crate::io_error::IoError;
 
 /// Where and how to push.
 #[derive(Debug, Clone)]
@@ -501,9 +502,8 @@ impl Gate {
                 None => Err(Problem::new(tar.label(), digest.as_str(), "missing blob").into()),
             })
             .await
-            .map_err(|e| RegistryError::Io {
-                path: archive.tar().label().to_string(),
-                source: std::io::Error::other(e),
+            .map_err(|e| {
+                RegistryError::Io(IoError::new(archive.tar().label(), std::io::Error::other(e)))
             })?;
         }
         let mut state = self.state.clone();
@@ -523,9 +523,8 @@ impl Gate {
     /// The verifier's own result (its error names the damaged member).
     async fn finish(self) -> Result<(), RegistryError> {
         match self.verifier {
-            Some(handle) => handle.await.map_err(|e| RegistryError::Io {
-                path: "verification".into(),
-                source: std::io::Error::other(e),
+            Some(handle) => handle.await.map_err(|e| {
+                RegistryError::Io(IoError::new("verification", std::io::Error::other(e)))
             })?,
             None => Ok(()),
         }

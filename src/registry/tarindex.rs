@@ -22,6 +22,7 @@ use super::manifest::Digest;
 use super::RegistryError;
 use crate::charm::archive::unsafe_name_reason;
 use crate::diag::{Problem, Problems};
+use crate::io_error::{IoError, IoResultExt};
 
 /// Bounds on what an archive may hold.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +69,7 @@ impl TarIndex {
     /// Opens and indexes `path` (a tar, or a gzip'd tar).
     pub fn open(path: &Path, limits: &Limits) -> Result<TarIndex, RegistryError> {
         let label = path.display().to_string();
-        let io = |source| RegistryError::Io { path: label.clone(), source };
+        let io = |source| RegistryError::Io(IoError::new(&label, source));
         let mut file = File::open(path).map_err(io)?;
         let mut magic = [0u8; 2];
         let gzip = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
@@ -78,7 +79,7 @@ impl TarIndex {
     }
 
     fn index(label: String, file: File, limits: &Limits) -> Result<TarIndex, RegistryError> {
-        let io = |source| RegistryError::Io { path: label.clone(), source };
+        let io = |source| RegistryError::Io(IoError::new(&label, source));
         let length = file.metadata().map_err(io)?.len();
         let mut problems = Problems::default();
         let mut members = BTreeMap::new();
@@ -216,9 +217,7 @@ impl TarIndex {
             .into());
         }
         let mut bytes = vec![0; member.size as usize];
-        self.file
-            .read_exact_at(&mut bytes, member.offset)
-            .map_err(|source| RegistryError::Io { path: self.label.clone(), source })?;
+        self.file.read_exact_at(&mut bytes, member.offset).at(&self.label)?;
         Ok(bytes)
     }
 
@@ -245,9 +244,8 @@ impl TarIndex {
 
 /// Inflates a gzip'd archive into an anonymous temporary file, within the limit.
 fn inflate(label: &str, file: File, limits: &Limits) -> Result<File, RegistryError> {
-    let io = |source| RegistryError::Io { path: label.to_string(), source };
-    let mut out = tempfile::tempfile()
-        .map_err(|source| RegistryError::Io { path: "temporary file".into(), source })?;
+    let io = |source| RegistryError::Io(IoError::new(label, source));
+    let mut out = tempfile::tempfile().at("temporary file")?;
     let decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(CHUNK, file));
     let copied = io::copy(&mut decoder.take(limits.max_inflated_bytes + 1), &mut out);
     match copied {

@@ -21,6 +21,7 @@ pub mod spdx;
 use std::collections::BTreeMap;
 
 use crate::diag::{Problem, Problems};
+use crate::io_error::IoResultExt;
 use crate::registry::archive::ImageArchive;
 use crate::resolve::Model;
 pub use catalog::{Ecosystem, Found};
@@ -32,13 +33,8 @@ pub enum SbomError {
     #[error("{0}")]
     Invalid(Problems),
     /// A file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
 }
 
 impl From<Problem> for SbomError {
@@ -140,8 +136,7 @@ impl Sbom {
     /// a warning says so.
     pub fn of_model(model: &Model) -> Result<Sbom, SbomError> {
         let path = &model.bundle_file;
-        let bytes = std::fs::read(path)
-            .map_err(|source| SbomError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).at(path)?;
         let mut charms = BTreeMap::new();
         for app in model.applications.values() {
             let charm = &app.charm;

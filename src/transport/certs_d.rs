@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::tls::{self, ClientCert, Trusted};
 use super::TransportError;
 use crate::diag::Problem;
+use crate::io_error::IoError;
 
 /// The environment variable that replaces the default `certs.d` roots.
 pub const ENV: &str = "CHARMER_CERTS_D";
@@ -60,7 +61,7 @@ pub fn load(roots: &[PathBuf], site: &str) -> Result<Option<HostCerts>, Transpor
     let Some(dir) = roots.iter().map(|root| root.join(site)).find(|dir| dir.is_dir()) else {
         return Ok(None);
     };
-    let io = |path: &Path, source| TransportError::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| TransportError::Io(IoError::new(path, source));
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| io(&dir, e))?
         .map(|entry| entry.map(|e| e.path()).map_err(|e| io(&dir, e)))

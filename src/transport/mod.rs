@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::diag::Problem;
+use crate::io_error::IoResultExt;
 
 /// How to reach servers: the flags `--ca-file` and `--insecure-http`.
 #[derive(Debug, Clone, Default)]
@@ -27,13 +28,8 @@ pub enum TransportError {
     #[error("{0}")]
     CaFile(Problem),
     /// A certificate or key file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// TLS or the HTTP client could not be initialised.
     #[error("setting up HTTPS: {0}")]
     Setup(String),
@@ -89,8 +85,7 @@ pub fn check(options: &TlsOptions) -> Result<(), TransportError> {
 fn ca_file(options: &TlsOptions) -> Result<Vec<tls::Trusted>, TransportError> {
     let Some(path) = &options.ca_file else { return Ok(Vec::new()) };
     let label = path.display().to_string();
-    let pem =
-        std::fs::read(path).map_err(|source| TransportError::Io { path: label.clone(), source })?;
+    let pem = std::fs::read(path).at(&label)?;
     let certs = tls::parse_pem_bundle(&pem).map_err(|why| {
         TransportError::CaFile(Problem::new(&label, "", why).hint(
             "give the server's CA certificate, or its own self-signed one (BEGIN CERTIFICATE)",

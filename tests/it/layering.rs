@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Layers, lowest first: a module may use modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
-    &["diag", "digest", "output", "parallel"],
-    &["contract", "transport", "images", "kube_rules"],
+    &["diag", "digest", "io_error", "parallel"],
+    &["contract", "transport", "images", "kube_rules", "output"],
     &["charm"],
     &["template", "bundle", "registry"],
     &["publish"],
@@ -252,6 +252,20 @@ fn deploy_layers_only_import_their_own_and_lower_layers() {
     }
     assert!(wrong.is_empty(), "imports against deploy's layers:\n{}", wrong.join("\n"));
     assert_eq!(seen, DEPLOY_LAYERS.iter().map(|l| l.to_string()).collect(), "deploy's folders");
+}
+
+/// Resolving a bundle is orchestration: only `ops::resolve` calls the resolver, so the
+/// imported-folder verification around it is never skipped (`airgap` import used to resolve
+/// a staged bundle itself).
+#[test]
+fn only_ops_runs_the_resolver() {
+    let callers: Vec<String> = files()
+        .into_iter()
+        .filter(|f| !matches!(f.module[0].as_str(), "ops" | "resolve"))
+        .filter(|f| used_paths(f).iter().any(|p| p.starts_with(&["resolve".into(), "load".into()])))
+        .map(|f| format!("src/{}", f.relative))
+        .collect();
+    assert!(callers.is_empty(), "call crate::ops::resolve instead of resolve::load: {callers:?}");
 }
 
 #[test]
