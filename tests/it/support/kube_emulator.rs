@@ -53,6 +53,10 @@
 //!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
 //!   SelfSubjectRulesReviews are not emulated.
 //!
+//! - racing writers (kube_emulator_race.rs): [`KubeEmulator::hold_next`] holds one request
+//!   until the test releases it; an apply naming `metadata.resourceVersion` is made only on
+//!   that version (409 `Conflict` otherwise), a precondition as the API server has it.
+//!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
 //! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
 //! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
@@ -65,6 +69,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+#[path = "kube_emulator_race.rs"]
+mod race;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -143,6 +150,7 @@ struct State {
     writes: Vec<String>,
     /// Log lines by (namespace, pod, container).
     logs: BTreeMap<(String, String, String), Vec<String>>,
+    holds: race::Holds,
 }
 
 /// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
@@ -414,6 +422,11 @@ impl KubeEmulator {
 
     /// Stores an object directly, as another tool (manager `kubectl`) would have created it.
     pub fn insert(&self, object: Value) {
+        self.insert_as("kubectl", object);
+    }
+
+    /// Stores an object directly, applied (forced) by field manager `manager`.
+    pub fn insert_as(&self, manager: &str, object: Value) {
         let mut state = self.state();
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
@@ -429,7 +442,7 @@ impl KubeEmulator {
             String::new()
         };
         let name = object["metadata"]["name"].as_str().expect("a name").to_string();
-        state.apply(&t, &ns, &name, "kubectl", object, false, true).expect("insert");
+        state.apply(&t, &ns, &name, manager, object, false, true).expect("insert");
     }
 
     /// Deletes a stored object as another client would (finalizers apply).
@@ -504,6 +517,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let hold =
+        state.lock().unwrap_or_else(|e| e.into_inner()).holds.take(&parts.method, parts.uri.path());
+    if let Some(release) = hold {
+        let _ = release.await;
+    }
     let (status, value) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         if state.drop_next > 0 {
@@ -588,6 +606,7 @@ impl State {
             grants: None,
             writes: Vec::new(),
             logs: BTreeMap::new(),
+            holds: race::Holds::default(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),
@@ -813,6 +832,10 @@ impl State {
                         }
                     };
                 let force = query.get("force").is_some_and(|v| v == "true");
+                let stored = self.objects.get(&key(&t, &ns, name));
+                if let Some(answer) = race::outdated(&t.plural, name, &config, stored) {
+                    return answer;
+                }
                 let creating = !self.objects.contains_key(&key(&t, &ns, name));
                 if t.kind == "Namespace" && creating && self.forbid_namespaces {
                     return status(403, "Forbidden", "namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope");
