@@ -23,6 +23,7 @@ mod option_constraints;
 mod ownership_race;
 mod pty;
 mod publish;
+mod rbac_names;
 mod registry_archives;
 mod registry_auth;
 mod registry_fault;
