@@ -18,6 +18,7 @@ mod fuzz_regressions;
 mod juju_charms;
 mod layering;
 mod least_privilege;
+mod logs_follow;
 mod operator_images;
 mod option_constraints;
 mod ownership_race;

@@ -38,7 +38,9 @@
 //!   simulated pod logs `started <image>`, tests add lines with `append_log`; `container`
 //!   (required when a pod has several, as the server requires), `tailLines` and
 //!   `follow=true` are honoured — a followed log answers the lines so far and then ends, as
-//!   for a container that exited;
+//!   for a container that exited; [`KubeEmulator::start_late`] makes a pod answer its first
+//!   log reads with 400 "waiting to start: ContainerCreating", as a pod still being created
+//!   does (kube_emulator_logs.rs);
 //! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
 //!   the workload's generation bumps and its pods are replaced, as the controllers do.
 //! - RBAC for one user (`deployer`, the kubeconfig's): [`KubeEmulator::restrict_to`] gives it
@@ -70,6 +72,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+#[path = "kube_emulator_logs.rs"]
+mod late;
 #[path = "kube_emulator_race.rs"]
 mod race;
 
@@ -151,6 +155,7 @@ struct State {
     /// Log lines by (namespace, pod, container).
     logs: BTreeMap<(String, String, String), Vec<String>>,
     holds: race::Holds,
+    late_starts: late::LateStarts,
 }
 
 /// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
@@ -607,6 +612,7 @@ impl State {
             writes: Vec::new(),
             logs: BTreeMap::new(),
             holds: race::Holds::default(),
+            late_starts: late::LateStarts::default(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),
@@ -700,7 +706,11 @@ impl State {
             (&Method::GET, ["api", "v1"]) => self.resource_list("", "v1"),
             (&Method::GET, ["apis", group, version]) => self.resource_list(group, version),
             (&Method::GET, ["api", "v1", "namespaces", ns, "pods", pod, "log"]) => {
-                self.pod_log(ns, pod, query)
+                let container = query.get("container").map(String::as_str);
+                match self.late_starts.waiting(ns, pod, container) {
+                    Some(answer) => answer,
+                    None => self.pod_log(ns, pod, query),
+                }
             }
             (_, ["api", "v1", rest @ ..]) => {
                 self.objects_route(method, "", "v1", rest, query, content_type, body)
