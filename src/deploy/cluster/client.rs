@@ -181,29 +181,20 @@ impl Cluster {
         manager: &str,
         dry_run: bool,
     ) -> Result<Value, DeployError> {
-        self.apply_with(kind, id, object, manager, dry_run, true).await
+        self.apply_with(kind, id, object, &apply_params(manager, dry_run, true)).await
     }
 
-    /// [`Cluster::apply_object`], forcing ownership only with `force`: without, the server
-    /// refuses (409) to change a field another manager holds with another value.
+    /// [`Cluster::apply_object`] with the given [`apply_params`].
     pub(crate) async fn apply_with(
         &self,
         kind: &Kind,
         id: &ObjectId,
         object: &Value,
-        manager: &str,
-        dry_run: bool,
-        force: bool,
+        params: &PatchParams,
     ) -> Result<Value, DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
-        let params = PatchParams {
-            dry_run,
-            force,
-            field_manager: Some(manager.to_string()),
-            field_validation: Some(ValidationDirective::Strict),
-        };
         let patch = Patch::Apply(object);
-        let applied = self.retried("apply", id, || api.patch(&id.name, &params, &patch)).await?;
+        let applied = self.retried("apply", id, || api.patch(&id.name, params, &patch)).await?;
         to_value(id, applied)
     }
 
@@ -279,6 +270,18 @@ impl Cluster {
                     .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
             })
             .collect()
+    }
+}
+
+/// A server-side apply as `manager` with strict field validation, forcing ownership only with
+/// `force`: without, the server refuses (409) to change a field another manager holds with
+/// another value.
+pub(crate) fn apply_params(manager: &str, dry_run: bool, force: bool) -> PatchParams {
+    PatchParams {
+        dry_run,
+        force,
+        field_manager: Some(manager.to_string()),
+        field_validation: Some(ValidationDirective::Strict),
     }
 }
 

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use super::client::{Cluster, FIELD_MANAGER};
+use super::client::{apply_params, Cluster, FIELD_MANAGER};
 use crate::contract::{ObjectId, BUNDLE_LABEL};
 use crate::deploy::error::{DeployError, OwnedBy};
 use crate::deploy::model::kinds::Kind;
@@ -62,7 +62,10 @@ impl Cluster {
     ) -> Result<Value, DeployError> {
         let (kind, id, object) = (&target.kind, &target.id, &target.object);
         let manager = bundle_manager(bundle);
-        let refused = match self.apply_with(kind, id, object, &manager, dry_run, false).await {
+        let refused = match self
+            .apply_with(kind, id, object, &apply_params(&manager, dry_run, false))
+            .await
+        {
             Ok(applied) => return self.release_legacy(kind, id, applied, dry_run).await,
             Err(DeployError::Conflict { source, .. })
                 if !conflicting_managers(&source).is_empty() =>
@@ -93,7 +96,8 @@ impl Cluster {
         if let Some(version) = live["metadata"]["resourceVersion"].as_str() {
             object["metadata"]["resourceVersion"] = Value::from(version);
         }
-        let applied = self.apply_with(kind, id, &object, &manager, dry_run, true).await?;
+        let applied =
+            self.apply_with(kind, id, &object, &apply_params(&manager, dry_run, true)).await?;
         self.release_legacy(kind, id, applied, dry_run).await
     }
 
