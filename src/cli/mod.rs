@@ -202,7 +202,8 @@ pub enum Command {
     Sbom(Box<sbom_cmds::SbomArgs>),
     /// Print the Role (and, only when the bundle has cluster-scoped objects, the ClusterRole)
     /// an identity needs to deploy, inspect, roll back and remove this bundle in its
-    /// namespace, for an administrator to grant; nothing touches a cluster.
+    /// namespace, for an administrator to grant; nothing touches a cluster unless
+    /// `--discover` is given.
     Rbac {
         /// The bundle and how to resolve it (-n: the namespace the Role is for).
         #[command(flatten)]
@@ -210,6 +211,13 @@ pub enum Command {
         /// How to reach published indexes.
         #[command(flatten)]
         tls: TlsArgs,
+        /// Take resource names from the cluster's discovery (the kubeconfig's, or
+        /// --kubeconfig/--context) instead of charmer's tables and the bundle's CRDs.
+        #[arg(long)]
+        discover: bool,
+        /// The cluster to discover (with --discover only).
+        #[command(flatten)]
+        kube: deploy_cmds::KubeArgs,
     },
     /// Deploy a bundle into a namespace: resolve and render, preflight checks, server-side
     /// apply, prune, wait for readiness, record the revision.
@@ -460,7 +468,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(ImagesCommand::Push(args)) => images_cmds::push(&mut out, args),
         Command::Airgap(command) => airgap_cmds::run(&mut out, command),
         Command::Sbom(args) => sbom_cmds::run(&mut out, *args),
-        Command::Rbac { resolve, tls } => rbac_cmds::rbac(&mut out, &resolve.with(&tls)),
+        Command::Rbac { resolve, tls, discover, kube } => {
+            rbac_cmds::rbac(&mut out, &resolve.with(&tls), discover, &kube)
+        }
         Command::Config { deployed, app, kube, output } => {
             deploy_cmds::config(&mut out, &deployed, app.as_deref(), &kube, output)
         }

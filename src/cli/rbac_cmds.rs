@@ -6,19 +6,33 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::bundle_cmds::ResolveArgs;
+use super::deploy_cmds::KubeArgs;
 use super::stdout_error;
-use crate::deploy::{roles, DeployPlan};
+use crate::deploy::DeployPlan;
+use crate::diag::Problem;
 use crate::Error;
 
-/// Resolves and renders the bundle (nothing touches a cluster), then prints the roles; kinds
-/// whose resource had to be guessed are warnings on stderr.
-pub(super) fn rbac(out: &mut impl Write, resolve: &ResolveArgs) -> Result<ExitCode, Error> {
+/// Resolves and renders the bundle, then prints the roles (with `discover`, the resource
+/// names come from the cluster's discovery).
+pub(super) fn rbac(
+    out: &mut impl Write,
+    resolve: &ResolveArgs,
+    discover: bool,
+    kube: &KubeArgs,
+) -> Result<ExitCode, Error> {
+    if !discover && (kube.kubeconfig.is_some() || kube.context.is_some()) {
+        return Err(Problem::new(
+            "command line",
+            "--kubeconfig/--context",
+            "only used with --discover: without it nothing touches a cluster",
+        )
+        .hint("add --discover to take the resource names from that cluster")
+        .into());
+    }
     let model = resolve.resolve()?;
     let manifests = crate::render::render(&model)?;
-    let roles = roles(&DeployPlan::from_model(&model, &manifests));
-    for guess in &roles.guessed {
-        eprintln!("warning: {guess}");
-    }
+    let plan = DeployPlan::from_model(&model, &manifests);
+    let roles = crate::ops::roles(&plan, discover.then(|| kube.options()).as_ref())?;
     for role in std::iter::once(&roles.role).chain(roles.cluster_role.as_ref()) {
         let text = serde_yaml::to_string(role).unwrap_or_default();
         write!(out, "---\n{text}").map_err(stdout_error)?;

@@ -244,6 +244,10 @@ pub enum DeployError {
         /// The revision recorded meanwhile.
         revision: u32,
     },
+    /// Another bundle's field manager holds objects this deploy would write: server-side
+    /// apply refused to take them over (two bundles deployed into one namespace at once).
+    #[error("{0}")]
+    OwnedByBundle(Box<OwnedBy>),
     /// A signal (Ctrl-C, SIGTERM) stopped the operation; the revision is recorded as
     /// interrupted and the lock released.
     #[error("interrupted {during}: run the same command again to converge")]
@@ -270,6 +274,26 @@ pub enum DeployError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Objects another bundle manages, which a deploy would have taken over.
+#[derive(Debug, thiserror::Error)]
+#[error("{} managed by bundle {other} (field manager {manager}): charmer does not take over another bundle's objects; {applied} of {total} objects of bundle {bundle} were applied before (hint: remove bundle {other} from namespace {namespace} first, deploy into another namespace, or rename the applications)", is_are(objects))]
+pub struct OwnedBy {
+    /// The bundle being deployed.
+    pub bundle: String,
+    /// The bundle that manages the objects.
+    pub other: String,
+    /// Its field manager.
+    pub manager: String,
+    /// The objects it manages, the one refused first.
+    pub objects: Vec<String>,
+    /// The namespace.
+    pub namespace: String,
+    /// How many objects of the deploy were applied before the refusal.
+    pub applied: usize,
+    /// How many objects the deploy has.
+    pub total: usize,
 }
 
 /// A text that is not a Kubernetes version.
@@ -318,6 +342,14 @@ impl DeployError {
             | DeployError::LockForbidden { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// `X is` or `X, Y are`.
+fn is_are(objects: &[String]) -> String {
+    match objects {
+        [one] => format!("{one} is"),
+        many => format!("{} are", many.join(", ")),
     }
 }
 

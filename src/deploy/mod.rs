@@ -29,7 +29,7 @@ mod state;
 
 pub use cluster::client::{ClientOptions, Cluster, FIELD_MANAGER};
 pub use cluster::rbac::{roles, Roles};
-pub use error::{DeployError, UnreadableVersion};
+pub use error::{DeployError, OwnedBy, UnreadableVersion};
 pub use health::pods::PodProblem;
 pub use model::events::{Action, Event, NoProgress, Progress};
 pub use model::plan::{DeployPlan, PlanApp, PlanObject};

@@ -357,6 +357,19 @@ pub async fn remove(
     Ok(cluster.remove(&target.bundle, &target.namespace, options, progress).await?)
 }
 
+/// `rbac`: the roles the bundle's plan needs; with `discover`, resource names as that
+/// cluster's discovery reports them.
+pub fn roles(
+    plan: &DeployPlan,
+    discover: Option<&ClientOptions>,
+) -> Result<crate::deploy::Roles, Error> {
+    let Some(client) = discover else { return Ok(crate::deploy::roles(plan)?) };
+    runtime()?.block_on(async {
+        let cluster = Cluster::connect(client).await?;
+        Ok(cluster.discovered_roles(plan).await?)
+    })
+}
+
 /// `config`: the deployed revision's configuration with where each value came from; only
 /// application `app`'s when given.
 pub async fn config(target: &Target, app: Option<&str>) -> Result<DeployedConfig, Error> {

@@ -32,12 +32,12 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn charmer(args: &[&str]) -> Output {
+pub(crate) fn charmer(args: &[&str]) -> Output {
     Command::cargo_bin("charmer").unwrap().current_dir(root()).args(args).output().unwrap()
 }
 
 /// `charmer render ARGS` to stdout; the YAML stream.
-fn render(args: &[&str]) -> String {
+pub(crate) fn render(args: &[&str]) -> String {
     let out = charmer(&[&["render"], args].concat());
     assert!(
         out.status.success(),
@@ -47,7 +47,7 @@ fn render(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn objects(stream: &str) -> Vec<Value> {
+pub(crate) fn objects(stream: &str) -> Vec<Value> {
     use serde::Deserialize;
     serde_yaml::Deserializer::from_str(stream)
         .map(|d| Value::deserialize(d).unwrap())
@@ -73,7 +73,12 @@ fn name(o: &Value) -> &str {
     o["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-fn find<'a>(objects: &'a [Value], api_version: &str, kind: &str, name_: &str) -> &'a Value {
+pub(crate) fn find<'a>(
+    objects: &'a [Value],
+    api_version: &str,
+    kind: &str,
+    name_: &str,
+) -> &'a Value {
     objects
         .iter()
         .find(|o| o["apiVersion"] == api_version && o["kind"] == kind && name(o) == name_)
@@ -173,6 +178,11 @@ fn variants() -> Vec<(String, Vec<String>)> {
             ],
         ),
     ));
+    v.push((
+        "iot-host-path".into(),
+        with("iot", &["hivemq.host_path=/var/lib/hivemq-data", "hivemq.host_path_node=node-1"]),
+    ));
+    v.push(("mlops-host-path".into(), with("mlops", &["mlflow.host_path=/var/lib/mlflow-data"])));
     v.push((
         "egress".into(),
         with(
@@ -660,31 +670,12 @@ fn option_dependent_objects_follow_their_options() {
         "the Deployment backend needs no minimum version"
     );
 
-    // hostPath storage (seed 000's aas-mongodb-pv): a volume reserved for the claim, same class.
+    // hostPath storage: tests/it/host_path_storage.rs.
     let all = objects(&render(&[
         "bundles/ai-appstore",
         "--config",
-        "mongodb.host_path=/bitnami/mongodb",
-        "--config",
         &format!("backend.ca_cert={TEST_CA}"),
     ]));
-    let pv = find(&all, "v1", "PersistentVolume", "ai-appstore-mongodb-data");
-    assert!(pv["metadata"].get("namespace").is_none(), "PersistentVolumes are cluster-wide");
-    assert_eq!(
-        pv["spec"]["claimRef"],
-        json!({"namespace": "ai-appstore", "name": "data-mongodb-0"})
-    );
-    assert_eq!(pv["spec"]["hostPath"]["path"], "/bitnami/mongodb");
-    assert_eq!(pv["spec"]["capacity"]["storage"], "8Gi");
-    let sts = find(&all, "apps/v1", "StatefulSet", "mongodb");
-    assert_eq!(
-        sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"],
-        pv["spec"]["storageClassName"]
-    );
-    assert_eq!(
-        sts["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]["capabilities"],
-        json!({"drop": ["ALL"], "add": ["CHOWN"]})
-    );
 
     // ca_cert: a Secret holding the PEM, mounted, and pointed at.
     let ca = find(&all, "v1", "Secret", "backend-ca");
@@ -702,7 +693,7 @@ fn option_dependent_objects_follow_their_options() {
         .iter()
         .any(|v| v["secret"]["secretName"] == "backend-ca"));
     let without = objects(&render(&["bundles/ai-appstore"]));
-    assert!(!without.iter().any(|o| o["kind"] == "PersistentVolume" || name(o) == "backend-ca"));
+    assert!(!without.iter().any(|o| name(o) == "backend-ca"));
 }
 
 #[test]

@@ -195,7 +195,7 @@ async fn first_deploy_creates_namespace_then_objects_providers_first_and_records
         .iter()
         .map(|m| m["manager"].as_str().unwrap())
         .collect();
-    assert_eq!(managers, ["charmer"]);
+    assert_eq!(managers, ["charmer/shop"], "the bundle's own field manager");
     assert_eq!(record_status(&emulator, 1).as_deref(), Some("deployed"));
     let record = emulator.get("Secret", NS, "charmer.shop.v1").unwrap();
     assert_eq!(record["type"], "charmer.io/revision");
@@ -629,7 +629,7 @@ async fn generated_credentials_are_created_once_and_kept() {
         .iter()
         .map(|m| m["manager"].as_str().unwrap())
         .collect();
-    assert_eq!(owners, ["charmer", GENERATE_MANAGER]);
+    assert_eq!(owners, [GENERATE_MANAGER, "charmer/shop"]);
 
     let again = deploy(&emulator, full_shop("a")).await;
     assert!(again.generated.is_empty());

@@ -157,7 +157,7 @@ async fn the_printed_role_is_enough_to_deploy_see_status_roll_back_and_remove() 
     let emulator = KubeEmulator::start();
     emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
     let plan = with_claim(full_shop("a"));
-    let roles = charmer::deploy::roles(&plan);
+    let roles = charmer::deploy::roles(&plan).unwrap();
     assert!(roles.cluster_role.is_none(), "a namespaced bundle needs no ClusterRole");
     emulator.restrict_to(grants_of(&roles.role));
     let cluster = cluster(&emulator).await;
@@ -264,7 +264,7 @@ async fn a_bundle_with_cluster_scoped_objects_needs_and_gets_a_cluster_role() {
         "metadata": {"name": "shop-local", "labels": labels("db")}, "provisioner": "kubernetes.io/no-provisioner"});
     let plan =
         || shop(vec![("db", class.clone()), ("web", crate::deploy::config_map("web", "c", "a"))]);
-    let roles = charmer::deploy::roles(&plan());
+    let roles = charmer::deploy::roles(&plan()).unwrap();
     let cluster_role = roles.cluster_role.expect("a ClusterRole for the StorageClass");
     assert_eq!(
         cluster_role["rules"],

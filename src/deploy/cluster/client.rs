@@ -13,13 +13,15 @@ use kube::api::{
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::contract::ObjectId;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::Kind;
 
-/// The field manager every object of a bundle is applied with.
+/// The field manager of what no single bundle owns (the namespace, revision records); the
+/// prefix of each bundle's own manager (`charmer/<bundle>`, cluster::ownership), and the manager every object was
+/// applied with before charmer had one per bundle.
 pub const FIELD_MANAGER: &str = "charmer";
 
 /// Where the cluster's connection settings come from. Both unset: `KUBECONFIG` or
@@ -169,7 +171,8 @@ impl Cluster {
     }
 
     /// Server-side applies `object` as `manager` (forcing ownership, strict field validation);
-    /// with `dry_run` the server only answers what it would store.
+    /// with `dry_run` the server only answers what it would store. A bundle's own objects
+    /// go through `Cluster::apply_owned` (cluster::ownership) instead, which does not force.
     pub(crate) async fn apply_object(
         &self,
         kind: &Kind,
@@ -178,16 +181,37 @@ impl Cluster {
         manager: &str,
         dry_run: bool,
     ) -> Result<Value, DeployError> {
+        self.apply_with(kind, id, object, &apply_params(manager, dry_run, true)).await
+    }
+
+    /// [`Cluster::apply_object`] with the given [`apply_params`].
+    pub(crate) async fn apply_with(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        object: &Value,
+        params: &PatchParams,
+    ) -> Result<Value, DeployError> {
         let api = self.api(kind, id.namespace.as_deref());
-        let params = PatchParams {
-            dry_run,
-            force: true,
-            field_manager: Some(manager.to_string()),
-            field_validation: Some(ValidationDirective::Strict),
-        };
         let patch = Patch::Apply(object);
-        let applied = self.retried("apply", id, || api.patch(&id.name, &params, &patch)).await?;
+        let applied = self.retried("apply", id, || api.patch(&id.name, params, &patch)).await?;
         to_value(id, applied)
+    }
+
+    /// Gives up every field `manager` holds (it applies nothing), so the server drops those
+    /// no other manager holds. Answers the object as it is now.
+    pub(crate) async fn release_fields(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+        manager: &str,
+    ) -> Result<Value, DeployError> {
+        let nothing = json!({
+            "apiVersion": kind.resource.api_version,
+            "kind": id.kind,
+            "metadata": {"name": id.name, "namespace": id.namespace},
+        });
+        self.apply_object(kind, id, &nothing, manager, false).await
     }
 
     /// Deletes an object (background propagation).
@@ -246,6 +270,18 @@ impl Cluster {
                     .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
             })
             .collect()
+    }
+}
+
+/// A server-side apply as `manager` with strict field validation, forcing ownership only with
+/// `force`: without, the server refuses (409) to change a field another manager holds with
+/// another value.
+pub(crate) fn apply_params(manager: &str, dry_run: bool, force: bool) -> PatchParams {
+    PatchParams {
+        dry_run,
+        force,
+        field_manager: Some(manager.to_string()),
+        field_validation: Some(ValidationDirective::Strict),
     }
 }
 

@@ -4,4 +4,5 @@
 pub(crate) mod access;
 pub(crate) mod client;
 pub(crate) mod discovery;
+pub(crate) mod ownership;
 pub(crate) mod rbac;

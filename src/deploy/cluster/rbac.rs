@@ -1,17 +1,24 @@
 //! The permissions deploy, status, rollback and remove need for one bundle, as a Role for
 //! the namespace and, only when the bundle has cluster-scoped objects, a ClusterRole: what an
-//! administrator grants a deploying identity (`charmer rbac`). Worked out offline from the
-//! plan, so kinds are mapped to resources by a table of built-in kinds and the bundle's own
-//! CustomResourceDefinitions; any other kind is guessed as the API server guesses it and
-//! reported.
+//! administrator grants a deploying identity (`charmer rbac`). A Role names resources, not
+//! kinds, and a resource name cannot be worked out from a kind (Istio's `Gateway` is
+//! `gateways`, an English plural rule would say `gatewaies`), so each name comes from a
+//! source that knows it: the API server's discovery when connected (`--discover`), the
+//! bundle's own CustomResourceDefinitions (`spec.names.plural`), the built-in kinds, or a
+//! table of well-known add-on kinds copied from their projects' CRDs. A kind none of them
+//! knows is an error naming it, never a guess.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
 use super::access::LOCK_VERBS;
+use super::client::Cluster;
 use crate::contract::group_of;
+use crate::deploy::error::DeployError;
+use crate::deploy::model::kinds::{Kinds, Lookup};
 use crate::deploy::model::plan::DeployPlan;
+use crate::diag::{Problem, Problems};
 
 /// Verbs on every object of the bundle: server-side apply creates (`create` and `patch`),
 /// preflight and waits read (`get`), status and prune find objects (`list`), prune and
@@ -70,6 +77,24 @@ const BUILT_IN: &[(&str, &str, &str, bool)] = &[
     ("storage.k8s.io", "StorageClass", "storageclasses", false),
 ];
 
+/// Add-on kinds the charms render, with the resource names their projects' own
+/// CustomResourceDefinitions give them (`spec.names.plural`, all namespaced): Istio's
+/// `manifests/charts/base/files/crd-all.gen.yaml` (istio/istio) and Knative Serving's
+/// `config/core/300-resources/` (knative/serving). Used when the bundle does not carry the
+/// CRD and no cluster was asked.
+const WELL_KNOWN: &[(&str, &str, &str, bool)] = &[
+    ("networking.istio.io", "DestinationRule", "destinationrules", true),
+    ("networking.istio.io", "Gateway", "gateways", true),
+    ("networking.istio.io", "ServiceEntry", "serviceentries", true),
+    ("networking.istio.io", "VirtualService", "virtualservices", true),
+    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies", true),
+    ("security.istio.io", "PeerAuthentication", "peerauthentications", true),
+    ("serving.knative.dev", "Configuration", "configurations", true),
+    ("serving.knative.dev", "Revision", "revisions", true),
+    ("serving.knative.dev", "Route", "routes", true),
+    ("serving.knative.dev", "Service", "services", true),
+];
+
 /// The roles a deploying identity needs for one bundle.
 #[derive(Debug, Clone)]
 pub struct Roles {
@@ -77,9 +102,6 @@ pub struct Roles {
     pub role: Value,
     /// The ClusterRole, when the bundle has cluster-scoped objects.
     pub cluster_role: Option<Value>,
-    /// Kinds neither built in nor defined by a CRD of the bundle: their resource name and
-    /// scope were guessed, one line each saying how.
-    pub guessed: Vec<String>,
 }
 
 /// (group, resource) → verbs.
@@ -90,8 +112,53 @@ fn grant(rules: &mut Rules, group: &str, resource: &str, verbs: &[&'static str])
 }
 
 /// What `plan` needs: its objects' kinds, its records and kept data, its lock, the pods waits
-/// watch, and reading its namespace.
-pub fn roles(plan: &DeployPlan) -> Roles {
+/// watch, and reading its namespace; worked out offline. Fails naming each kind whose
+/// resource name no table and no CustomResourceDefinition of the bundle gives.
+pub fn roles(plan: &DeployPlan) -> Result<Roles, Problems> {
+    roles_from(plan, None)
+}
+
+impl Cluster {
+    /// [`roles`] with the resource names and scopes the API server's discovery reports for
+    /// the kinds it serves.
+    pub async fn discovered_roles(&self, plan: &DeployPlan) -> Result<Roles, DeployError> {
+        let groups = plan
+            .objects
+            .iter()
+            .filter_map(|o| o.object["apiVersion"].as_str().map(|v| group_of(v).to_string()))
+            .collect();
+        let kinds = self.kinds(&groups).await?;
+        Ok(roles_from(plan, Some(&kinds))?)
+    }
+}
+
+/// The resource name and scope of `kind`: from discovery, the bundle's CRDs, then the tables.
+fn resource_of(
+    served: Option<&Kinds>,
+    crds: &BTreeMap<(String, String), (String, bool)>,
+    api_version: &str,
+    kind: &str,
+) -> Option<(String, bool)> {
+    let group = group_of(api_version);
+    let discovered = served.and_then(|kinds| match kinds.find(api_version, kind) {
+        Lookup::Served(found) => Some(found),
+        // The name is the same at every version; the Role has no version.
+        Lookup::OtherVersions(_) => kinds.preferred(group, kind),
+        Lookup::Missing => None,
+    });
+    if let Some(found) = discovered {
+        return Some((found.resource.plural, found.namespaced));
+    }
+    crds.get(&(group.to_string(), kind.to_string())).cloned().or_else(|| {
+        BUILT_IN
+            .iter()
+            .chain(WELL_KNOWN)
+            .find(|(g, k, _, _)| *g == group && *k == kind)
+            .map(|(_, _, resource, namespaced)| (resource.to_string(), *namespaced))
+    })
+}
+
+fn roles_from(plan: &DeployPlan, served: Option<&Kinds>) -> Result<Roles, Problems> {
     let mut namespaced = Rules::new();
     let mut cluster = Rules::new();
     for resource in ["secrets", "configmaps", "persistentvolumeclaims"] {
@@ -117,7 +184,8 @@ pub fn roles(plan: &DeployPlan) -> Roles {
             ))
         })
         .collect();
-    let mut guessed = BTreeSet::new();
+    let mut problems = Problems::default();
+    let mut unknown = BTreeSet::new();
     for o in &plan.objects {
         let (Some(api_version), Some(kind)) =
             (o.object["apiVersion"].as_str(), o.object["kind"].as_str())
@@ -125,24 +193,23 @@ pub fn roles(plan: &DeployPlan) -> Roles {
             continue;
         };
         let group = group_of(api_version);
-        let known = BUILT_IN
-            .iter()
-            .find(|(g, k, _, _)| *g == group && *k == kind)
-            .map(|(_, _, resource, namespaced)| (resource.to_string(), *namespaced))
-            .or_else(|| crds.get(&(group.to_string(), kind.to_string())).cloned());
-        let (resource, is_namespaced) = known.unwrap_or_else(|| {
-            let resource = guess_resource(kind);
-            guessed.insert(format!(
-                "{kind} ({api_version}) is neither built in nor defined by a CustomResourceDefinition of the bundle: its resource is taken as {resource:?}, namespaced (check with kubectl api-resources --api-group={group})"
-            ));
-            (resource, true)
-        });
+        let Some((resource, is_namespaced)) = resource_of(served, &crds, api_version, kind) else {
+            if unknown.insert((api_version, kind)) {
+                let asked = if served.is_some() { "not served by the cluster, " } else { "" };
+                problems.push(
+                    Problem::new("rbac", format!("{kind} ({api_version})"), format!("its resource name is not known: {asked}not built into Kubernetes, not defined by a CustomResourceDefinition of the bundle, and not in charmer's table of well-known kinds"))
+                        .hint(format!("run `charmer rbac --discover` against a cluster that serves it, or add its CustomResourceDefinition to the bundle (kubectl api-resources --api-group={group} shows the name)")),
+                );
+            }
+            continue;
+        };
         if is_namespaced {
             grant(&mut namespaced, group, &resource, OBJECT_VERBS);
         } else {
             grant(&mut cluster, group, &resource, CLUSTER_OBJECT_VERBS);
         }
     }
+    problems.into_result(())?;
     let name = format!("charmer-deploy-{}", plan.bundle);
     let role = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -158,7 +225,7 @@ pub fn roles(plan: &DeployPlan) -> Roles {
             "rules": policy_rules(&cluster),
         })
     });
-    Roles { role, cluster_role, guessed: guessed.into_iter().collect() }
+    Ok(Roles { role, cluster_role })
 }
 
 /// One rule per group and verb set, listing its resources; sorted by group, then verbs, so
@@ -177,19 +244,6 @@ fn policy_rules(rules: &Rules) -> Vec<Value> {
             json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
         })
         .collect()
-}
-
-/// The resource name the API server's own fallback guesses for a kind (lower case, plural
-/// by English rules), as `kubectl` does for kinds discovery does not know.
-fn guess_resource(kind: &str) -> String {
-    let lower = kind.to_ascii_lowercase();
-    if lower.ends_with('s') {
-        format!("{lower}es")
-    } else if let Some(stem) = lower.strip_suffix('y') {
-        format!("{stem}ies")
-    } else {
-        format!("{lower}s")
-    }
 }
 
 #[cfg(test)]
@@ -215,9 +269,9 @@ mod tests {
         let roles = roles(&plan(vec![
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
-        ]));
+        ]))
+        .unwrap();
         assert!(roles.cluster_role.is_none());
-        assert!(roles.guessed.is_empty());
         assert_eq!(
             roles.role["metadata"],
             json!({"name": "charmer-deploy-shop", "namespace": "tenant"})
@@ -236,36 +290,57 @@ mod tests {
     }
 
     #[test]
-    fn cluster_scoped_objects_and_crds_need_a_cluster_role_unknown_kinds_are_reported() {
+    fn cluster_scoped_objects_and_crds_need_a_cluster_role() {
         let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
-            "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget", "plural": "widgets"}}});
+            "spec": {"group": "example.com", "scope": "Cluster", "names": {"kind": "Widget", "plural": "widgetries"}}});
         let roles = roles(&plan(vec![
             crd,
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
-            json!({"apiVersion": "other.io/v1", "kind": "Policy", "metadata": {"name": "p"}}),
-        ]));
+        ]))
+        .unwrap();
         let cluster_role = roles.cluster_role.expect("a ClusterRole");
         assert_eq!(cluster_role["metadata"]["name"], "charmer-deploy-shop-tenant");
         assert_eq!(
             cluster_role["rules"],
             json!([
                 {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["create", "delete", "get", "patch"]},
-                {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["create", "delete", "get", "patch"]},
+                {"apiGroups": ["example.com"], "resources": ["widgetries"], "verbs": ["create", "delete", "get", "patch"]},
             ])
         );
-        assert_eq!(roles.guessed.len(), 1);
-        assert!(
-            roles.guessed[0].starts_with("Policy (other.io/v1) is neither built in"),
-            "{}",
-            roles.guessed[0]
-        );
-        assert!(roles.guessed[0].contains("\"policies\""), "{}", roles.guessed[0]);
     }
 
     #[test]
-    fn guessed_resources_follow_the_api_servers_rule() {
-        assert_eq!(guess_resource("Widget"), "widgets");
-        assert_eq!(guess_resource("Policy"), "policies");
-        assert_eq!(guess_resource("Ingress"), "ingresses");
+    fn the_istio_gateway_and_knative_services_get_their_projects_resource_names() {
+        let roles = roles(&plan(vec![
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "g"}}),
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "metadata": {"name": "v"}}),
+            json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "s"}}),
+        ]))
+        .unwrap();
+        let rules = roles.role["rules"].as_array().unwrap();
+        let resources = |group: &str| -> Vec<&str> {
+            rules
+                .iter()
+                .filter(|r| r["apiGroups"][0] == group)
+                .flat_map(|r| r["resources"].as_array().unwrap())
+                .filter_map(Value::as_str)
+                .collect()
+        };
+        assert_eq!(resources("networking.istio.io"), ["gateways", "virtualservices"]);
+        assert_eq!(resources("serving.knative.dev"), ["services"]);
+    }
+
+    #[test]
+    fn kinds_nobody_names_are_errors_naming_them_never_guesses() {
+        let problems = roles(&plan(vec![
+            json!({"apiVersion": "other.io/v1", "kind": "Policy", "metadata": {"name": "p"}}),
+            json!({"apiVersion": "other.io/v1", "kind": "Policy", "metadata": {"name": "q"}}),
+        ]))
+        .expect_err("an unknown kind");
+        let text = problems.to_string();
+        assert_eq!(text.lines().count(), 1, "one line per kind: {text}");
+        assert!(text.contains("Policy (other.io/v1): its resource name is not known"), "{text}");
+        assert!(text.contains("charmer rbac --discover"), "{text}");
+        assert!(!text.contains("policies"), "no guess: {text}");
     }
 }

@@ -13,6 +13,7 @@ use super::prune::{stale_entries, Deletion};
 use super::wait::{self, WaitOptions};
 use crate::contract::{generated_keys, object_id, ObjectId, KEPT_FROM_LABEL};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::ownership::{managers, managing_bundle};
 use crate::deploy::error::DeployError;
 use crate::deploy::health::readiness::waits_for;
 use crate::deploy::model::events::{Action, Event, NoProgress, Progress};
@@ -300,8 +301,22 @@ impl Cluster {
                 established = true;
             }
             let before = self.get(&t.kind, &t.id).await?;
-            let mut after =
-                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
+            let plan = &prepared.plan;
+            let mut after = match self
+                .apply_owned(&plan.bundle, &plan.namespace, t, prepared.adopt, false)
+                .await
+            {
+                Ok(after) => after,
+                Err(DeployError::OwnedByBundle(mut owned)) => {
+                    let done = applied.load(Ordering::SeqCst);
+                    let rest = &prepared.targets[done + 1..];
+                    owned.objects.extend(self.managed_by(&owned.other, rest).await?);
+                    owned.applied = done;
+                    owned.total = prepared.targets.len();
+                    return Err(DeployError::OwnedByBundle(owned));
+                }
+                Err(error) => return Err(error),
+            };
             if let Some(from) = before.as_ref().and_then(kept_from) {
                 // Kept by an earlier remove or prune (preflight checked whose): it is this
                 // deploy's again, with its data and credentials.
@@ -365,6 +380,22 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// The targets another bundle manages too, for an error that names them all.
+    async fn managed_by(
+        &self,
+        other: &str,
+        targets: &[Target],
+    ) -> Result<Vec<String>, DeployError> {
+        let mut found = Vec::new();
+        for t in targets {
+            let live = self.get(&t.kind, &t.id).await?;
+            if live.is_some_and(|l| managers(&l).any(|m| managing_bundle(m) == Some(other))) {
+                found.push(t.id.to_string());
+            }
+        }
+        Ok(found)
+    }
+
     /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
     /// uses them again, with their data.
     async fn adopt_set_claims(
@@ -406,6 +437,7 @@ fn rolls_back(error: &DeployError) -> bool {
         error,
         DeployError::Interrupted { .. }
             | DeployError::Changed { .. }
+            | DeployError::OwnedByBundle(_)
             | DeployError::Locked { .. }
             | DeployError::Invalid(_)
     )

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::preflight::Prepared;
 use super::prune::stale_entries;
 use crate::contract::ObjectId;
-use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::events::Action;
 use crate::deploy::state::keep::{owned_by, KeptObjects};
@@ -54,7 +54,8 @@ impl Cluster {
             let reachable = !t.kind.namespaced || prepared.namespace_exists;
             let live = if reachable { self.get(&t.kind, &t.id).await? } else { None };
             let intended = if reachable && t.served {
-                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, true).await?
+                let plan = &prepared.plan;
+                self.apply_owned(&plan.bundle, &plan.namespace, t, prepared.adopt, true).await?
             } else {
                 t.object.clone()
             };

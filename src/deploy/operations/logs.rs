@@ -1,6 +1,10 @@
 //! `logs`: the logs of every pod of an application (the pods its workloads select), each line
 //! labelled with its pod and container, like stern; following keeps looking for new pods (a
-//! rollout, a restart) and follows them too.
+//! rollout, a restart) and follows them too. A new pod's container is often still being
+//! created when it is first seen (the server answers 400, "waiting to start"): it is looked
+//! at again at each poll until it starts, never dropped (#31: after a restart, one new pod in
+//! three was never followed). A pod deleted meanwhile (404) ends quietly; any other failure
+//! ends the command with it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -73,8 +77,7 @@ impl Cluster {
         }
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        let (sender, mut receiver) =
-            tokio::sync::mpsc::channel::<Result<LogLine, DeployError>>(256);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Followed>(256);
         let mut first_round = true;
         // One task per followed container; dropping the set (whenever this returns) aborts
         // those still running, so none outlives the call.
@@ -134,32 +137,7 @@ impl Cluster {
                 let api = pods_api.clone();
                 let server = self.server.clone();
                 let sender = sender.clone();
-                followers.spawn(async move {
-                    let what = format!("pod {pod} container {container}");
-                    let stream = match api.log_stream(&pod, &lp).await {
-                        Ok(stream) => stream,
-                        // A pod that went away or has not started yet: nothing to follow.
-                        Err(kube::Error::Api(_)) => return,
-                        Err(e) => {
-                            let _ = sender
-                                .send(Err(DeployError::from_kube(
-                                    &server,
-                                    "follow the log of",
-                                    what,
-                                    e,
-                                )))
-                                .await;
-                            return;
-                        }
-                    };
-                    let mut lines = stream.lines();
-                    while let Ok(Some(text)) = lines.try_next().await {
-                        let line = LogLine { pod: pod.clone(), container: container.clone(), text };
-                        if sender.send(Ok(line)).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                followers.spawn(follow(api, server, pod, container, lp, sender));
             }
             if !options.follow {
                 return Ok(seen.len());
@@ -171,14 +149,85 @@ impl Cluster {
                 tokio::select! {
                     _ = &mut next_look => break,
                     // Reap followers whose stream ended, so the set holds only live ones.
-                    Some(_) = followers.join_next(), if !followers.is_empty() => {}
+                    Some(joined) = followers.join_next(), if !followers.is_empty() => {
+                        // A follower that panicked is a bug: surface it, never lose it quietly.
+                        if let Err(e) = joined {
+                            if e.is_panic() {
+                                std::panic::resume_unwind(e.into_panic());
+                            }
+                        }
+                    }
                     received = receiver.recv() => match received {
-                        Some(Ok(line)) => if !sink.line(line) { return Ok(seen.len()) },
-                        Some(Err(e)) => return Err(e),
+                        Some(Followed::Line(line)) => if !sink.line(line) { return Ok(seen.len()) },
+                        Some(Followed::NotStarted { pod, container, answer }) => {
+                            tracing::debug!("pod {pod} container {container}: {answer}; looking again at the next poll");
+                            seen.remove(&(pod, container));
+                        }
+                        Some(Followed::Failed(e)) => return Err(e),
                         None => break,
                     },
                 }
             }
+        }
+    }
+}
+
+/// What a follower reports.
+enum Followed {
+    /// A line.
+    Line(LogLine),
+    /// The container has not started yet (or the pod is not scheduled): follow it later.
+    NotStarted {
+        /// The pod.
+        pod: String,
+        /// The container.
+        container: String,
+        /// What the server said.
+        answer: String,
+    },
+    /// Following failed for good.
+    Failed(DeployError),
+}
+
+/// Follows one container until its log ends (it exited, its pod went away) or the receiver
+/// stops listening.
+async fn follow(
+    api: Api<Pod>,
+    server: String,
+    pod: String,
+    container: String,
+    params: LogParams,
+    sender: tokio::sync::mpsc::Sender<Followed>,
+) {
+    let what = || format!("pod {pod} container {container}");
+    let failed =
+        |e| Followed::Failed(DeployError::from_kube(&server, "follow the log of", what(), e));
+    let stream = match api.log_stream(&pod, &params).await {
+        Ok(stream) => stream,
+        // The pod went away before its log was read: nothing left to follow.
+        Err(kube::Error::Api(status)) if status.code == 404 => return,
+        Err(kube::Error::Api(status)) if status.code == 400 => {
+            let answer = status.message.clone();
+            let _ = sender.send(Followed::NotStarted { pod, container, answer }).await;
+            return;
+        }
+        Err(e) => {
+            let _ = sender.send(failed(e)).await;
+            return;
+        }
+    };
+    let mut lines = stream.lines();
+    loop {
+        let report = match lines.try_next().await {
+            Ok(Some(text)) => {
+                Followed::Line(LogLine { pod: pod.clone(), container: container.clone(), text })
+            }
+            Ok(None) => return,
+            Err(e) => failed(kube::Error::ReadEvents(e)),
+        };
+        let last = matches!(report, Followed::Failed(_));
+        if sender.send(report).await.is_err() || last {
+            return;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `restart`: a rollout restart of an application's workloads, as `kubectl rollout restart`
 //! does it (a `kubectl.kubernetes.io/restartedAt` pod-template annotation), applied under its
-//! own field manager so that later deploys, which apply as [`FIELD_MANAGER`](crate::deploy::cluster::client::FIELD_MANAGER) and never
+//! own field manager so that later deploys, which apply as the bundle's manager ([`bundle_manager`](crate::deploy::cluster::ownership::bundle_manager)) and never
 //! name that annotation, leave it in place and do not roll the pods a second time.
 
 use serde_json::{json, Value};

@@ -183,12 +183,7 @@ impl Cluster {
         kind: &Kind,
         id: &ObjectId,
     ) -> Result<Value, DeployError> {
-        let nothing = json!({
-            "apiVersion": kind.resource.api_version,
-            "kind": id.kind,
-            "metadata": {"name": id.name, "namespace": id.namespace},
-        });
-        self.apply_object(kind, id, &nothing, KEEP_MANAGER, false).await
+        self.release_fields(kind, id, KEEP_MANAGER).await
     }
 }
 

@@ -38,7 +38,9 @@
 //!   simulated pod logs `started <image>`, tests add lines with `append_log`; `container`
 //!   (required when a pod has several, as the server requires), `tailLines` and
 //!   `follow=true` are honoured — a followed log answers the lines so far and then ends, as
-//!   for a container that exited;
+//!   for a container that exited; [`KubeEmulator::start_late`] makes a pod answer its first
+//!   log reads with 400 "waiting to start: ContainerCreating", as a pod still being created
+//!   does (kube_emulator_logs.rs);
 //! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
 //!   the workload's generation bumps and its pods are replaced, as the controllers do.
 //! - RBAC for one user (`deployer`, the kubeconfig's): [`KubeEmulator::restrict_to`] gives it
@@ -53,6 +55,10 @@
 //!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
 //!   SelfSubjectRulesReviews are not emulated.
 //!
+//! - racing writers (kube_emulator_race.rs): [`KubeEmulator::hold_next`] holds one request
+//!   until the test releases it; an apply naming `metadata.resourceVersion` is made only on
+//!   that version (409 `Conflict` otherwise), a precondition as the API server has it.
+//!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
 //! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
 //! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
@@ -65,6 +71,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+#[path = "kube_emulator_logs.rs"]
+mod late;
+#[path = "kube_emulator_race.rs"]
+mod race;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -143,6 +154,8 @@ struct State {
     writes: Vec<String>,
     /// Log lines by (namespace, pod, container).
     logs: BTreeMap<(String, String, String), Vec<String>>,
+    holds: race::Holds,
+    late_starts: late::LateStarts,
 }
 
 /// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
@@ -414,6 +427,11 @@ impl KubeEmulator {
 
     /// Stores an object directly, as another tool (manager `kubectl`) would have created it.
     pub fn insert(&self, object: Value) {
+        self.insert_as("kubectl", object);
+    }
+
+    /// Stores an object directly, applied (forced) by field manager `manager`.
+    pub fn insert_as(&self, manager: &str, object: Value) {
         let mut state = self.state();
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
@@ -429,7 +447,7 @@ impl KubeEmulator {
             String::new()
         };
         let name = object["metadata"]["name"].as_str().expect("a name").to_string();
-        state.apply(&t, &ns, &name, "kubectl", object, false, true).expect("insert");
+        state.apply(&t, &ns, &name, manager, object, false, true).expect("insert");
     }
 
     /// Deletes a stored object as another client would (finalizers apply).
@@ -504,6 +522,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let hold =
+        state.lock().unwrap_or_else(|e| e.into_inner()).holds.take(&parts.method, parts.uri.path());
+    if let Some(release) = hold {
+        let _ = release.await;
+    }
     let (status, value) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         if state.drop_next > 0 {
@@ -588,6 +611,8 @@ impl State {
             grants: None,
             writes: Vec::new(),
             logs: BTreeMap::new(),
+            holds: race::Holds::default(),
+            late_starts: late::LateStarts::default(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),
@@ -681,7 +706,11 @@ impl State {
             (&Method::GET, ["api", "v1"]) => self.resource_list("", "v1"),
             (&Method::GET, ["apis", group, version]) => self.resource_list(group, version),
             (&Method::GET, ["api", "v1", "namespaces", ns, "pods", pod, "log"]) => {
-                self.pod_log(ns, pod, query)
+                let container = query.get("container").map(String::as_str);
+                match self.late_starts.waiting(ns, pod, container) {
+                    Some(answer) => answer,
+                    None => self.pod_log(ns, pod, query),
+                }
             }
             (_, ["api", "v1", rest @ ..]) => {
                 self.objects_route(method, "", "v1", rest, query, content_type, body)
@@ -813,6 +842,10 @@ impl State {
                         }
                     };
                 let force = query.get("force").is_some_and(|v| v == "true");
+                let stored = self.objects.get(&key(&t, &ns, name));
+                if let Some(answer) = race::outdated(&t.plural, name, &config, stored) {
+                    return answer;
+                }
                 let creating = !self.objects.contains_key(&key(&t, &ns, name));
                 if t.kind == "Namespace" && creating && self.forbid_namespaces {
                     return status(403, "Forbidden", "namespaces is forbidden: User \"deployer\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope");

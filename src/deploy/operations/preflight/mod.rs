@@ -32,6 +32,8 @@ pub struct Prepared {
     pub(crate) version: KubeVersion,
     pub(crate) notes: Vec<String>,
     pub(crate) warnings: Vec<String>,
+    /// Objects other bundles manage may be taken over (`--adopt`), also at write time.
+    pub(crate) adopt: bool,
 }
 
 /// How to run preflight.
@@ -162,7 +164,18 @@ impl Cluster {
             unverified.warnings()
         };
         problems.into_result(())?;
-        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes, warnings })
+        let adopt = options.adopt;
+        Ok(Prepared {
+            plan,
+            targets,
+            kinds,
+            namespace_exists,
+            records,
+            version,
+            notes,
+            warnings,
+            adopt,
+        })
     }
 
     /// Whether the namespace exists. An identity that may not read it is assumed to work in

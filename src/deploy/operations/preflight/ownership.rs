@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::contract::{ObjectId, BUNDLE_LABEL};
 use crate::deploy::cluster::access::{access, Access};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::ownership::{bundle_manager, managers, managing_bundle};
 use crate::deploy::error::DeployError;
 use crate::deploy::model::targets::Target;
 use crate::deploy::operations::generate::GENERATE_MANAGER;
@@ -108,15 +109,18 @@ fn live_problem(
     if let Some(other) = kept_from(live).filter(|b| *b != bundle) {
         return Some(LiveProblem::Owned(format!("it holds data kept from bundle {other}")));
     }
+    if let Some(other) = managers(live).find_map(managing_bundle).filter(|b| *b != bundle) {
+        return Some(LiveProblem::Owned(format!(
+            "bundle {other} manages it (field manager {})",
+            bundle_manager(other)
+        )));
+    }
     if in_inventory || label.is_some() || kept_from(live).is_some() {
         return None;
     }
-    let foreign: BTreeSet<&str> = meta["managedFields"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["manager"].as_str())
+    let foreign: BTreeSet<&str> = managers(live)
         .filter(|m| ![FIELD_MANAGER, GENERATE_MANAGER, KEEP_MANAGER].contains(m))
+        .filter(|m| managing_bundle(m).is_none())
         .collect();
     (!foreign.is_empty()).then(|| {
         let managers: Vec<&str> = foreign.into_iter().collect();
@@ -150,6 +154,11 @@ mod tests {
         };
         assert_eq!(owned(&managed(FIELD_MANAGER), false), None);
         assert_eq!(owned(&managed(GENERATE_MANAGER), false), None);
+        assert_eq!(owned(&managed("charmer/b"), false), None);
+        assert_eq!(
+            owned(&managed("charmer/iot"), true).as_deref(),
+            Some("bundle iot manages it (field manager charmer/iot)")
+        );
         assert_eq!(
             owned(&managed("helm"), false).as_deref(),
             Some("it exists and is managed by another tool (field manager helm), not by charmer")
