@@ -52,9 +52,15 @@
 //!   `admin` ClusterRole's rules (Kubernetes' bootstrap policy) bound in one namespace.
 //!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
 //!   SelfSubjectRulesReviews are not emulated.
+//! - update validation of immutable fields (StatefulSet spec beyond replicas/template/...,
+//!   Deployment selector, a set Service clusterIP, claims) with the API server's 422 causes,
+//!   claim expansion only where the StorageClass has `allowVolumeExpansion` (403 from the resize
+//!   admission plugin otherwise), `propagationPolicy: Orphan` deletes, and a re-created
+//!   StatefulSet adopting its orphaned pods: see kube_emulator_admission.rs. Claims made from a
+//!   claim template carry the set's selector labels, as the controller makes them.
 //!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
-//! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
+//! finalizer and claim resize), finalizers of other controllers, graceful pod termination (pods go at once),
 //! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
 //! `resourceNames`, no subresources), watches, subresources other than `pods/log`,
 //! `sinceSeconds` of logs (every line counts as recent), list-map merging of SSA (lists are
@@ -70,6 +76,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
+
+#[path = "kube_emulator_admission.rs"]
+mod admission;
 
 /// How the simulated controllers treat a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -862,6 +871,10 @@ impl State {
                 if dry_run {
                     return (StatusCode::OK, success(name, &t));
                 }
+                let options: Value = serde_json::from_slice(body).unwrap_or_default();
+                if options["propagationPolicy"] == "Orphan" {
+                    self.orphan_dependents(&t, &ns, name);
+                }
                 match self.delete(&t, &ns, name) {
                     // Held by a finalizer: the API server answers the object, now terminating.
                     Some(terminating) => (StatusCode::OK, terminating),
@@ -1181,6 +1194,9 @@ impl State {
             managers.insert(manager.to_string(), new_paths);
         }
         if let Some(old) = &existing {
+            self.admit_update(t, &old.object, &object)?;
+        }
+        if let Some(old) = &existing {
             if old.managers == managers
                 && without_managed_fields(&old.object) == without_managed_fields(&object)
             {
@@ -1264,7 +1280,12 @@ impl State {
                 if kind == "StatefulSet" {
                     self.create_set_claims(&stored.object);
                 }
-                self.replace_pods(&stored.object, behaviour);
+                let adopted = kind == "StatefulSet"
+                    && stored.object["metadata"]["generation"] == 1
+                    && self.adopt_orphans(&stored.object);
+                if !adopted {
+                    self.replace_pods(&stored.object, behaviour);
+                }
             }
             // Knative Serving's controller: the Service's `Ready` condition for its current
             // generation (no revisions, routes or pods are emulated).
@@ -1470,10 +1491,17 @@ impl State {
                 if self.objects.contains_key(&key(&t, &ns, &claim_name)) {
                     continue;
                 }
+                // The controller labels each claim with the template's labels and the set's
+                // selector.
+                let mut labels = template["metadata"]["labels"].clone();
+                for (k, v) in
+                    set["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten()
+                {
+                    labels[k] = v.clone();
+                }
                 let claim = json!({
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": claim_name, "namespace": ns,
-                                 "labels": template["metadata"]["labels"].clone()},
+                    "metadata": {"name": claim_name, "namespace": ns, "labels": labels},
                     "spec": template["spec"].clone(),
                 });
                 let _ =
