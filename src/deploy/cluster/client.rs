@@ -208,6 +208,21 @@ impl Cluster {
         }
     }
 
+    /// Deletes an object leaving its dependents in place (`propagationPolicy: Orphan`, as
+    /// `kubectl delete --cascade=orphan`): a StatefulSet's pods keep running.
+    pub(crate) async fn delete_orphaning(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+    ) -> Result<(), DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let params = DeleteParams::orphan();
+        match self.retried("delete", id, || api.delete(&id.name, &params)).await {
+            Ok(_) | Err(DeployError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates an object; fails (409) when the name is taken, never overwriting anything.
     pub(crate) async fn create(
         &self,

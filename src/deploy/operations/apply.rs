@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::gate::Gate;
 use super::generate;
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::{stale_entries, Deletion};
@@ -95,6 +96,8 @@ pub struct Outcome {
     pub adopted: Vec<(ObjectId, String)>,
     /// Secrets whose generated keys were created now, with the key names.
     pub generated: Vec<(ObjectId, Vec<String>)>,
+    /// Claims expanded because their StatefulSet's claim template grew: (claim, from, to).
+    pub expanded: Vec<(ObjectId, String, String)>,
     /// Things the user should know (a lock taken over from a holder that died).
     pub warnings: Vec<String>,
 }
@@ -130,6 +133,8 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
+        // The dry-run gate: nothing is written unless the server accepts every object.
+        let mut gate = self.gate(prepared, prepared.namespace_exists).await?;
         if !prepared.namespace_exists {
             // The lock lives in the namespace, so it comes first.
             if let Lookup::Served(kind) = prepared.kinds.find("v1", "Namespace") {
@@ -142,13 +147,21 @@ impl Cluster {
                 )
                 .await?;
             }
+            // Objects in the namespace can only be dry-run now that it exists.
+            gate = self.gate(prepared, true).await.map_err(|error| match error {
+                DeployError::Refused { problems, .. } => DeployError::Refused {
+                    problems,
+                    created_namespace: Some(plan.namespace.clone()),
+                },
+                other => other,
+            })?;
         }
         let locking = self.lock(&plan.bundle, &plan.namespace, &options.lock);
         let lock = Interrupt::around(options.interrupt.as_ref(), locking, || {
             "while waiting for the lock; nothing was applied".to_string()
         })
         .await?;
-        let result = match self.apply_locked(prepared, options, progress).await {
+        let result = match self.apply_locked(prepared, &gate, options, progress).await {
             Err(error) if options.rollback_on_failure && rolls_back(&error) => {
                 self.roll_back(prepared, options, progress, error).await
             }
@@ -156,12 +169,14 @@ impl Cluster {
         };
         let (mut outcome, taken_over) = lock.release_after(result).await?;
         outcome.warnings.extend(taken_over);
+        outcome.warnings.extend(gate.warnings());
         Ok(outcome)
     }
 
     async fn apply_locked(
         &self,
         prepared: &Prepared,
+        gate: &Gate,
         options: &ApplyOptions,
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
@@ -193,7 +208,7 @@ impl Cluster {
             record::create(self, kinds, r).await?;
         }
         let applied = AtomicUsize::new(0);
-        let work = self.apply_targets(prepared, options, progress, &applied);
+        let work = self.apply_targets(prepared, gate, options, progress, &applied);
         let result = Interrupt::around(options.interrupt.as_ref(), work, || {
             let total = prepared.targets.len();
             match applied.load(Ordering::SeqCst) {
@@ -272,8 +287,9 @@ impl Cluster {
         };
         tracing::warn!("{error}; rolling back to revision {}", previous.revision);
         let prepared = self.prepare(previous.plan.clone()).await?;
+        let gate = self.gate(&prepared, true).await?;
         let options = ApplyOptions { rollback_on_failure: false, ..options.clone() };
-        let outcome = Box::pin(self.apply_locked(&prepared, &options, progress)).await?;
+        let outcome = Box::pin(self.apply_locked(&prepared, &gate, &options, progress)).await?;
         Err(DeployError::RolledBack {
             error: Box::new(error),
             to: previous.revision,
@@ -284,6 +300,7 @@ impl Cluster {
     async fn apply_targets(
         &self,
         prepared: &Prepared,
+        gate: &Gate,
         options: &ApplyOptions,
         progress: &dyn Progress,
         applied: &AtomicUsize,
@@ -299,6 +316,13 @@ impl Cluster {
                 wait::wait(self, &prepared.kinds, &crds, &wait, &NoProgress).await?;
                 established = true;
             }
+            let recreated = gate.recreate.get(&t.id);
+            if let Some(expansions) = recreated {
+                self.recreate_set(t, expansions, progress).await?;
+                outcome.expanded.extend(
+                    expansions.iter().map(|e| (e.claim.clone(), e.from.clone(), e.to.clone())),
+                );
+            }
             let before = self.get(&t.kind, &t.id).await?;
             let mut after =
                 self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, false).await?;
@@ -309,6 +333,7 @@ impl Cluster {
                 after = self.unmark_kept(&t.kind, &t.id).await?;
             }
             let mut action = match &before {
+                None if recreated.is_some() => Action::Recreated,
                 None => Action::Created,
                 Some(b)
                     if b["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] =>

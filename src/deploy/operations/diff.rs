@@ -5,10 +5,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::preflight::Prepared;
+use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::stale_entries;
 use crate::contract::ObjectId;
-use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::events::Action;
 use crate::deploy::state::keep::{owned_by, KeptObjects};
@@ -16,8 +16,12 @@ use crate::deploy::state::keep::{owned_by, KeptObjects};
 /// What a deploy would do, object by object, in apply order (then prunes).
 #[derive(Debug, Clone, Serialize)]
 pub struct Changes {
-    /// One entry per rendered object and per object that would be pruned.
+    /// One entry per rendered object and per object that would be pruned, after the
+    /// Namespace when it would be created.
     pub objects: Vec<ObjectChange>,
+    /// Objects the server could not dry-run yet, with why (a deploy checks them before
+    /// writing anything but their namespace).
+    pub unchecked: Vec<(ObjectId, String)>,
 }
 
 /// The change to one object.
@@ -46,19 +50,32 @@ impl Changes {
 }
 
 impl Cluster {
-    /// Computes what applying `prepared` would change, writing nothing (server-side dry-run).
-    /// Objects whose namespace or kind does not exist yet are shown as created as rendered.
+    /// Computes what applying `prepared` would change, writing nothing: the deploy's dry-run
+    /// gate, so every refusal fails it as it would fail the deploy. The Namespace comes first
+    /// when it would be created; objects whose namespace or kind does not exist yet are shown
+    /// as created as rendered; StatefulSets the immutable-field strategy re-creates as
+    /// recreated.
     pub async fn changes(&self, prepared: &Prepared, prune: bool) -> Result<Changes, DeployError> {
+        let gate = self.gate(prepared, prepared.namespace_exists).await?;
         let mut objects = Vec::new();
-        for t in &prepared.targets {
+        if !prepared.namespace_exists {
+            let namespace = &prepared.plan.namespace;
+            let (action, diff) = compare(None, Some(&namespace_object(namespace)));
+            objects.push(ObjectChange {
+                app: String::new(),
+                id: namespace_id(namespace),
+                action,
+                diff,
+            });
+        }
+        for (t, answer) in prepared.targets.iter().zip(&gate.answers) {
             let reachable = !t.kind.namespaced || prepared.namespace_exists;
             let live = if reachable { self.get(&t.kind, &t.id).await? } else { None };
-            let intended = if reachable && t.served {
-                self.apply_object(&t.kind, &t.id, &t.object, FIELD_MANAGER, true).await?
-            } else {
-                t.object.clone()
-            };
-            let (action, diff) = compare(live.as_ref(), Some(&intended));
+            let (mut action, diff) =
+                compare(live.as_ref(), Some(answer.as_ref().unwrap_or(&t.object)));
+            if gate.recreate.contains_key(&t.id) {
+                action = Action::Recreated;
+            }
             objects.push(ObjectChange { app: t.app.clone(), id: t.id.clone(), action, diff });
         }
         if prune {
@@ -76,7 +93,8 @@ impl Cluster {
                 }
             }
         }
-        Ok(Changes { objects })
+        let unchecked = gate.unchecked.into_iter().map(|(id, why)| (id, why.to_string())).collect();
+        Ok(Changes { objects, unchecked })
     }
 }
 

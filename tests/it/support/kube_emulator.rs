@@ -147,6 +147,7 @@ struct State {
     drop_next: u32,
     failures_served: u32,
     forbid_namespaces: bool,
+    webhooks: Vec<admission::Webhook>,
     /// The user's permissions; `None`: everything is allowed.
     grants: Option<Vec<Grant>>,
     writes: Vec<String>,
@@ -389,6 +390,12 @@ impl KubeEmulator {
         self.state().forbid_namespaces = true;
     }
 
+    /// Installs a validating admission webhook `name` for objects of `kind`: `check` answers
+    /// why an object is denied, or `None` (see kube_emulator_admission.rs).
+    pub fn validating_webhook(&self, name: &str, kind: &str, check: fn(&Value) -> Option<String>) {
+        self.state().webhooks.push(admission::Webhook::new(name, kind, check));
+    }
+
     /// From now on the user may do only what `grants` allow (RBAC); see [`Grant`].
     pub fn restrict_to(&self, grants: Vec<Grant>) {
         self.state().grants = Some(grants);
@@ -594,6 +601,7 @@ impl State {
             drop_next: 0,
             failures_served: 0,
             forbid_namespaces: false,
+            webhooks: Vec::new(),
             grants: None,
             writes: Vec::new(),
             logs: BTreeMap::new(),
@@ -1196,6 +1204,7 @@ impl State {
         if let Some(old) = &existing {
             self.admit_update(t, &old.object, &object)?;
         }
+        self.call_webhooks(t, &object)?;
         if let Some(old) = &existing {
             if old.managers == managers
                 && without_managed_fields(&old.object) == without_managed_fields(&object)
