@@ -881,7 +881,9 @@ impl State {
                 }
                 let options: Value = serde_json::from_slice(body).unwrap_or_default();
                 if options["propagationPolicy"] == "Orphan" {
-                    self.orphan_dependents(&t, &ns, name);
+                    let answer = self.orphan_dependents(&t, &ns, name);
+                    self.delete(&t, &ns, name);
+                    return (StatusCode::OK, answer);
                 }
                 match self.delete(&t, &ns, name) {
                     // Held by a finalizer: the API server answers the object, now terminating.
@@ -1319,8 +1321,20 @@ impl State {
                     json!({"observedGeneration": generation, "conditions": [ready]});
             }
             "PersistentVolumeClaim" => {
-                let phase = if behaviour == Behaviour::Ready { "Bound" } else { "Pending" };
-                stored.object["status"] = json!({"phase": phase});
+                stored.object["status"] = match behaviour {
+                    // The volume's size, as provisioned: an expansion of the request does not
+                    // change it (a resize controller would, later).
+                    Behaviour::Ready => {
+                        let capacity = match &stored.object["status"]["capacity"] {
+                            Value::Null => {
+                                json!({"storage": stored.object["spec"]["resources"]["requests"]["storage"]})
+                            }
+                            capacity => capacity.clone(),
+                        };
+                        json!({"phase": "Bound", "capacity": capacity})
+                    }
+                    _ => json!({"phase": "Pending"}),
+                };
             }
             "CustomResourceDefinition" => {
                 let spec = stored.object["spec"].clone();

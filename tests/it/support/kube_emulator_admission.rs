@@ -10,7 +10,10 @@
 //! - Deployment: `spec.selector` is 422 `field is immutable`;
 //! - Service: a `spec.clusterIP` that was set may not change (422 on `spec.clusterIPs[0]`);
 //! - PersistentVolumeClaim: only `resources.requests` may change, and only once the claim is
-//!   bound (422 otherwise); a smaller storage request is 422; a larger one needs the claim's
+//!   bound (422 otherwise, without the Go diff of the spec the API server appends); a smaller
+//!   storage request is 422 unless it stays above `status.capacity` (which the emulator sets
+//!   to the request when the claim binds, and an expansion leaves alone, as an external resizer
+//!   has not run yet); a larger one needs the claim's
 //!   StorageClass (its `storageClassName`, else the default class) to have
 //!   `allowVolumeExpansion: true`, else the resize admission plugin answers 403;
 //! - validating admission webhooks a test installs (as Istio's `validation.istio.io` refuses a
@@ -75,9 +78,7 @@ impl State {
     ) -> Result<(), Answer> {
         let causes = match t.kind.as_str() {
             "StatefulSet" if t.group == "apps" => set_causes(old, new),
-            "Deployment" if t.group == "apps" => {
-                immutable(old, new, &["selector"], "field is immutable")
-            }
+            "Deployment" if t.group == "apps" => deployment_causes(old, new),
             "Service" if t.group.is_empty() => service_causes(old, new),
             "PersistentVolumeClaim" if t.group.is_empty() => {
                 let causes = claim_causes(old, new);
@@ -132,13 +133,16 @@ impl State {
     }
 
     /// `propagationPolicy: Orphan`: the dependents of the object lose their owner reference
-    /// to it (and so outlive it).
-    pub(super) fn orphan_dependents(&mut self, t: &ResourceType, ns: &str, name: &str) {
-        let Some(uid) =
-            self.objects.get(&key(t, ns, name)).map(|s| s.object["metadata"]["uid"].clone())
-        else {
-            return;
+    /// to it (and so outlive it). Answers what the API server answers: the object marked for
+    /// deletion with the `orphan` finalizer (the garbage collector then deletes it, here at
+    /// once; in a cluster about a second later).
+    pub(super) fn orphan_dependents(&mut self, t: &ResourceType, ns: &str, name: &str) -> Value {
+        let Some(mut answer) = self.objects.get(&key(t, ns, name)).map(|s| s.object.clone()) else {
+            return Value::Null;
         };
+        answer["metadata"]["finalizers"] = json!(["orphan"]);
+        answer["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        let uid = answer["metadata"]["uid"].clone();
         for stored in self.objects.values_mut() {
             let meta = &mut stored.object["metadata"];
             if let Some(owners) = meta.get_mut("ownerReferences").and_then(Value::as_array_mut) {
@@ -150,6 +154,7 @@ impl State {
                 }
             }
         }
+        answer
     }
 
     /// A StatefulSet controller adopting orphaned pods: true when it took every pod it needs
@@ -221,17 +226,24 @@ fn forbidden(field: &str, message: &str) -> Cause {
     }
 }
 
-/// `spec.<field>` of `fields` that differ between old and new, each refused with `message`.
-fn immutable(old: &Value, new: &Value, fields: &[&str], message: &str) -> Vec<Cause> {
-    fields
-        .iter()
-        .filter(|f| old["spec"][**f] != new["spec"][**f])
-        .map(|f| Cause {
-            reason: "FieldValueInvalid",
-            field: format!("spec.{f}"),
-            message: format!("Invalid value: {}: {message}", new["spec"][*f]),
-        })
-        .collect()
+/// A Deployment's selector may not change; the API server prints the new one as Go does.
+fn deployment_causes(old: &Value, new: &Value) -> Vec<Cause> {
+    let selector = &new["spec"]["selector"];
+    if old["spec"]["selector"] == *selector {
+        return Vec::new();
+    }
+    let labels: Vec<String> = selector["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k:?}:{}", v))
+        .collect();
+    let go = format!("v1.LabelSelector{{MatchLabels:map[string]string{{{}}}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}", labels.join(", "));
+    vec![Cause {
+        reason: "FieldValueInvalid",
+        field: "spec.selector".into(),
+        message: format!("Invalid value: {go}: field is immutable"),
+    }]
 }
 
 fn set_causes(old: &Value, new: &Value) -> Vec<Cause> {
@@ -288,10 +300,16 @@ fn claim_causes(old: &Value, new: &Value) -> Vec<Cause> {
             "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
         )];
     }
-    if storage(new) < storage(old) {
+    // RecoverVolumeExpansionFailure (on by default in 1.32): a smaller request is allowed
+    // down to just above the volume's size.
+    let capacity = old["status"]["capacity"]["storage"]
+        .as_str()
+        .and_then(|c| charmer::kube_rules::parse_quantity(c).ok())
+        .map(|q| q.0);
+    if storage(new) < storage(old) && storage(new) <= capacity {
         return vec![forbidden(
             "spec.resources.requests.storage",
-            "field can not be less than previous value",
+            "field can not be less than status.capacity",
         )];
     }
     Vec::new()
