@@ -324,3 +324,29 @@ fn cli_diff_and_dry_run_list_the_namespace_they_would_create() {
     assert!(dry.contains("created    Namespace/demo\n"), "{dry}");
     assert_eq!(emulator.writes(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn restart_goes_through_the_gate() {
+    let emulator = KubeEmulator::start();
+    deploy(&emulator, crate::deploy::full_shop("a")).await;
+    // A policy webhook that refuses restarts of web (as a change-freeze admission would).
+    emulator.validating_webhook("freeze.example.io", "Deployment", |d| {
+        let restarted =
+            &d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+        (d["metadata"]["name"] == "web" && restarted.is_string())
+            .then(|| "changes are frozen".to_string())
+    });
+    let pods = emulator.pods(NS);
+    let writes = emulator.writes();
+    let cluster = cluster(&emulator).await;
+    let error = cluster
+        .restart("shop", NS, "web", "2026-01-02T03:04:05Z", None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusals(&error),
+        ["application web: Deployment/shop/web: admission webhook \"freeze.example.io\" denied the request: changes are frozen"]
+    );
+    assert_eq!(emulator.writes(), writes, "nothing restarted");
+    assert_eq!(emulator.pods(NS), pods);
+}

@@ -269,12 +269,12 @@ mod tests {
                 to: "2Gi".into()
             }])
         );
-        assert_eq!(set_verdict(&live, &set("1024Mi", None, "db")), SetVerdict::Refuse(vec![Change {
-            field: "spec".into(),
-            message: "the API server refuses this StatefulSet change (a field other than replicas, template, updateStrategy, minReadySeconds, ordinals or persistentVolumeClaimRetentionPolicy)".into(),
-            back_to: None,
-            otherwise: REMOVE,
-        }]), "an equal size written differently changes nothing charmer can name");
+        // The server refused something this comparison does not see: named as such.
+        let SetVerdict::Refuse(unknown) = set_verdict(&live, &live.clone()) else {
+            panic!("refused")
+        };
+        assert_eq!(unknown[0].field, "spec");
+        assert_eq!(unknown[0].back_to, None);
     }
 
     #[test]
