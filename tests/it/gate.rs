@@ -225,42 +225,34 @@ async fn a_growing_claim_template_expands_the_claims_and_recreates_the_set_keepi
     assert_eq!(record_status(&emulator, 2).as_deref(), Some("deployed"));
 }
 
+/// Deploys the database at `first`, then at `second`, which the gate must refuse: its refusals,
+/// once checked that nothing was written and the claim kept its size.
+async fn refused_resize(expandable: bool, first: &str, second: (&str, Source)) -> Vec<String> {
+    let emulator = KubeEmulator::start();
+    storage_class(&emulator, expandable);
+    deploy(&emulator, database(first, Source::CommandLine)).await;
+    let writes = emulator.writes();
+    let error =
+        deploy_with(&emulator, database(second.0, second.1), &quick_wait()).await.unwrap_err();
+    assert_eq!(emulator.writes(), writes, "nothing written: {error}");
+    assert_eq!(claim_size(&emulator), first);
+    refusals(&error)
+}
+
 #[tokio::test]
 async fn a_growing_claim_whose_class_cannot_expand_is_refused_before_any_write() {
-    let emulator = KubeEmulator::start();
-    storage_class(&emulator, false);
-    deploy(&emulator, database("1Gi", Source::Default)).await;
-    let writes = emulator.writes();
-    let error = deploy_with(&emulator, database("2Gi", Source::CommandLine), &quick_wait())
-        .await
-        .unwrap_err();
     assert_eq!(
-        refusals(&error),
+        refused_resize(false, "1Gi", ("2Gi", Source::CommandLine)).await,
         ["application db: StatefulSet/shop/db spec.volumeClaimTemplates[0].spec.resources.requests.storage: claim template data grows from 1Gi to 2Gi, but claim data-db-0 cannot be expanded: persistentvolumeclaims \"data-db-0\" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize; the value of option db.storage_size (set by --config) (hint: set db.storage_size back to 1Gi, or have the claim's StorageClass allow expansion (allowVolumeExpansion: true))"]
     );
-    assert_eq!(emulator.writes(), writes, "nothing written");
-    assert_eq!(claim_size(&emulator), "1Gi");
 }
 
 #[tokio::test]
 async fn a_shrinking_claim_template_is_refused_naming_the_option_and_the_way_forward() {
-    let emulator = KubeEmulator::start();
-    storage_class(&emulator, true);
-    deploy(&emulator, database("2Gi", Source::CommandLine)).await;
-    let writes = emulator.writes();
-    let error = deploy_with(
-        &emulator,
-        database("1Gi", Source::Overlay("small.yaml".into())),
-        &quick_wait(),
-    )
-    .await
-    .unwrap_err();
     assert_eq!(
-        refusals(&error),
+        refused_resize(true, "2Gi", ("1Gi", Source::Overlay("small.yaml".into()))).await,
         ["application db: StatefulSet/shop/db spec.volumeClaimTemplates[0].spec.resources.requests.storage: claim template data: storage cannot shrink from 2Gi to 1Gi (volumes only grow); the value of option db.storage_size (set by overlay small.yaml) (hint: set db.storage_size back to 2Gi, or `charmer remove` the bundle with --destroy-storage (its data is lost) and deploy again)"]
     );
-    assert_eq!(emulator.writes(), writes);
-    assert_eq!(claim_size(&emulator), "2Gi");
 }
 
 #[tokio::test]
