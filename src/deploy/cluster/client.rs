@@ -257,8 +257,19 @@ impl Cluster {
         list.items
             .into_iter()
             .map(|o| {
-                serde_json::to_value(o)
-                    .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
+                let mut item = serde_json::to_value(o).map_err(|source| DeployError::Decode {
+                    what: format!("list {what}"),
+                    source,
+                })?;
+                // The API server leaves apiVersion and kind out of the items of a built-in
+                // kind's list; every reader of an item wants them (object ids).
+                if let Some(map) = item.as_object_mut() {
+                    let (api_version, kind_name) =
+                        (&kind.resource.api_version, &kind.resource.kind);
+                    map.entry("apiVersion").or_insert_with(|| Value::String(api_version.clone()));
+                    map.entry("kind").or_insert_with(|| Value::String(kind_name.clone()));
+                }
+                Ok(item)
             })
             .collect()
     }

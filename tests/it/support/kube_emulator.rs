@@ -1103,8 +1103,11 @@ impl State {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let items: Vec<Value> =
-            keys.iter().filter_map(|(_, _, ns, name)| self.read(t, ns, name)).collect();
+        let items: Vec<Value> = keys
+            .iter()
+            .filter_map(|(_, _, ns, name)| self.read(t, ns, name))
+            .map(|o| admission::list_item(t, o))
+            .collect();
         let rv = self.resource_version.to_string();
         (
             StatusCode::OK,

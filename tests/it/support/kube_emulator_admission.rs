@@ -20,6 +20,8 @@
 //!   VirtualService with a bad host), called for writes and dry runs alike (their
 //!   `sideEffects: None`), their denial answered as the API server does: 400 with the message
 //!   `admission webhook "NAME" denied the request: ...` and no field causes;
+//! - list items of built-in kinds without `apiVersion` and `kind`, as a real API server
+//!   sends them (custom resources keep theirs);
 //! - `DELETE` with `propagationPolicy: Orphan` takes the object's dependents' owner
 //!   references off instead of deleting them (the garbage collector's orphan finalizer, done
 //!   at once); a new StatefulSet adopts orphaned pods its selector matches whose containers
@@ -195,6 +197,31 @@ impl State {
         }
         true
     }
+}
+
+/// The API groups built into the API server (not from CustomResourceDefinitions).
+const BUILT_IN_GROUPS: &[&str] = &[
+    "",
+    "apps",
+    "batch",
+    "storage.k8s.io",
+    "apiextensions.k8s.io",
+    "networking.k8s.io",
+    "rbac.authorization.k8s.io",
+    "policy",
+    "coordination.k8s.io",
+];
+
+/// An object as an item of a list: the API server leaves `apiVersion` and `kind` out of the
+/// items of a built-in kind's list (typed lists), and keeps them for custom resources.
+pub(super) fn list_item(t: &ResourceType, mut object: Value) -> Value {
+    if BUILT_IN_GROUPS.contains(&t.group.as_str()) {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+    }
+    object
 }
 
 /// A 422 `Invalid` answer with its causes, as the API server words it.
