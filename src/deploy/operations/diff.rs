@@ -71,11 +71,14 @@ impl Cluster {
         for (t, answer) in prepared.targets.iter().zip(&gate.answers) {
             let reachable = !t.kind.namespaced || prepared.namespace_exists;
             let live = if reachable { self.get(&t.kind, &t.id).await? } else { None };
-            let (mut action, diff) =
-                compare(live.as_ref(), Some(answer.as_ref().unwrap_or(&t.object)));
-            if gate.recreate.contains_key(&t.id) {
-                action = Action::Recreated;
-            }
+            let (action, diff) = match (gate.recreate.contains_key(&t.id), &live) {
+                // No dry run can answer for a set that must go first: the rendered fields over
+                // the live object, so the server's defaults do not show up as removals.
+                (true, Some(live)) => {
+                    (Action::Recreated, compare(Some(live), Some(&overlaid(live, &t.object))).1)
+                }
+                _ => compare(live.as_ref(), Some(answer.as_ref().unwrap_or(&t.object))),
+            };
             objects.push(ObjectChange { app: t.app.clone(), id: t.id.clone(), action, diff });
         }
         if prune {
@@ -122,6 +125,29 @@ pub(crate) fn compare(live: Option<&Value>, intended: Option<&Value>) -> (Action
         .header("live", "intended")
         .to_string();
     (action, diff)
+}
+
+/// `rendered` merged over `live` about as server-side apply merges an object's fields: maps
+/// key by key, lists of the same length item by item (containers, claim templates), other
+/// lists whole.
+fn overlaid(live: &Value, rendered: &Value) -> Value {
+    match (live, rendered) {
+        (Value::Array(old), Value::Array(new)) if old.len() == new.len() => {
+            Value::Array(old.iter().zip(new).map(|(o, n)| overlaid(o, n)).collect())
+        }
+        (Value::Object(old), Value::Object(new)) => {
+            let mut merged = old.clone();
+            for (key, value) in new {
+                let value = match old.get(key) {
+                    Some(before) => overlaid(before, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), value);
+            }
+            Value::Object(merged)
+        }
+        (_, new) => new.clone(),
+    }
 }
 
 /// The object without what the server maintains: managed fields, resource version, uid,
