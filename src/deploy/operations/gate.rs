@@ -251,6 +251,11 @@ impl Cluster {
                     .as_str()
                     .unwrap_or(&growth.from)
                     .to_string();
+                let size = |q: &str| crate::kube_rules::parse_quantity(q).map(|q| q.0).ok();
+                if size(&from) >= size(&growth.to) {
+                    // Already as big (expanded by hand): nothing to ask of it.
+                    continue;
+                }
                 let patch = expansion_patch(&id, &growth.to);
                 if let Err(error) = self.apply_object(&kind, &id, &patch, FIELD_MANAGER, true).await
                 {
