@@ -16,6 +16,8 @@ impl Progress for Print {
         match event {
             Event::Applied { id, action, .. } => eprintln!("{action} {id}"),
             Event::Pruned { id } => eprintln!("pruned {id}"),
+            Event::Expanded { id, from, to } => eprintln!("expanded {id} from {from} to {to}"),
+            Event::Recreating { id, .. } => eprintln!("re-creating {id} (pods and claims kept)"),
             Event::Waiting { app, ready, total } => eprintln!("{app}: {ready}/{total} ready"),
         }
     }

@@ -402,16 +402,17 @@ fn print_summary(
     changes: &Changes,
 ) -> Result<(), Error> {
     let plan = prepared.plan();
-    if !prepared.namespace_exists() {
-        line(out, format_args!("namespace {} will be created", plan.namespace))?;
-    }
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
         line(out, format_args!("{:<10} {}", c.action, c.id))?;
     }
-    let kept = match changes.count(Action::Kept) {
+    let mut kept = match changes.count(Action::Kept) {
         0 => String::new(),
         n => format!(", {n} to keep"),
     };
+    if let n @ 1.. = changes.count(Action::Recreated) {
+        kept.push_str(&format!(", {n} to re-create (claims kept)"));
+    }
+    print_unchecked(changes);
     line(
         out,
         format_args!(
@@ -443,7 +444,15 @@ fn print_dry_run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// On stderr: the objects the dry run could not check yet.
+fn print_unchecked(changes: &Changes) {
+    for (id, why) in &changes.unchecked {
+        eprintln!("note: {id}: the API server checks it when deploying, not now ({why})");
+    }
+}
+
 fn print_diff(out: &mut impl Write, changes: &Changes) -> Result<ExitCode, Error> {
+    print_unchecked(changes);
     for c in changes.objects.iter().filter(|c| c.action != Action::Unchanged) {
         styled_line(out, &[(&console::Style::new().bold(), &format!("# {} {}", c.id, c.action))])?;
         write_diff(out, &c.diff)?;
@@ -480,8 +489,15 @@ fn print_outcome(
 ) -> Result<(), Error> {
     let generated: BTreeMap<String, String> =
         outcome.generated.iter().map(|(id, keys)| (id.to_string(), keys.join(", "))).collect();
+    for (id, from, to) in &outcome.expanded {
+        line(out, format_args!("{:<10} {id} (storage {from} -> {to})", "expanded"))?;
+    }
     for a in &outcome.applied {
         let id = a.id.to_string();
+        if a.action == Action::Recreated {
+            line(out, format_args!("{:<10} {id} (its claim templates grew: deleted with its pods and claims kept, as --cascade=orphan, and created again)", a.action))?;
+            continue;
+        }
         match generated.get(&id) {
             Some(keys) => line(out, format_args!("{:<10} {id} (generated {keys})", a.action))?,
             None => line(out, format_args!("{:<10} {id}", a.action))?,
@@ -696,6 +712,12 @@ impl Progress for Bars {
                 self.bar(&app).set_message(format!("{action} {id}"))
             }
             Event::Pruned { id } => self.bar("(pruned)").set_message(format!("pruned {id}")),
+            Event::Expanded { id, from, to } => {
+                self.bar("(storage)").set_message(format!("expanded {id} from {from} to {to}"))
+            }
+            Event::Recreating { app, id } => self
+                .bar(&app)
+                .set_message(format!("re-creating {id} (pods and claims kept: --cascade=orphan)")),
             Event::Waiting { app, ready, total } => {
                 let bar = self.bar(&app);
                 if ready == total {

@@ -16,6 +16,16 @@ pub enum DeployError {
     /// The plan is malformed, or preflight found problems; every one is listed.
     #[error("{0}")]
     Invalid(#[from] Problems),
+    /// The API server refused objects of the plan in the dry run before the first write;
+    /// every refusal is listed, nothing of the bundle was applied.
+    #[error("the API server refused the deploy in a dry run; nothing of the bundle was applied{}:\n{problems}", created_namespace.as_ref().map(|ns| format!(" (namespace {ns} was created to check the objects that go into it, and is left empty)")).unwrap_or_default())]
+    Refused {
+        /// Each refused field: application, object, field, why, where the value came from,
+        /// and the way forward.
+        problems: Problems,
+        /// The namespace created before its objects could be checked, when it was.
+        created_namespace: Option<String>,
+    },
     /// The client configuration (kubeconfig, context, in-cluster) could not be loaded.
     #[error("Kubernetes client configuration: {}{source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
     Config {

@@ -396,7 +396,8 @@ async fn a_crd_and_its_custom_resources_deploy_together() {
     let plan = shop(vec![("web", gateway), ("web", crd)]);
     let (cluster, prepared) = prepare(&emulator, plan.clone()).await;
     let changes = cluster.changes(&prepared, true).await.unwrap();
-    assert_eq!(changes.count(Action::Created), 2, "a kind not served yet shows as created");
+    assert_eq!(changes.count(Action::Created), 3, "a kind not served yet shows as created");
+    assert_eq!(changes.objects[0].id.to_string(), "Namespace/shop", "the namespace too");
     let outcome = cluster.apply(&prepared, &quick_wait(), &NoProgress).await.unwrap();
     assert_eq!(
         applied(&outcome)[0].0,
@@ -531,8 +532,8 @@ async fn api_errors_name_the_object() {
     let error =
         deploy_with(&emulator, shop(vec![("web", bad)]), &quick_wait()).await.expect_err("fails");
     assert!(
-        error.to_string().starts_with(
-            "apply ConfigMap/elsewhere/web-config: namespaces \"elsewhere\" not found"
+        error.to_string().ends_with(
+            ":\napplication web: ConfigMap/elsewhere/web-config: namespaces \"elsewhere\" not found"
         ),
         "{error}"
     );
@@ -571,7 +572,7 @@ async fn dry_run_writes_nothing_and_masks_secret_values() {
     let emulator = KubeEmulator::start();
     let (cluster, prepared) = prepare(&emulator, full_shop("a")).await;
     let changes = cluster.changes(&prepared, true).await.unwrap();
-    assert_eq!(changes.count(Action::Created), 6);
+    assert_eq!(changes.count(Action::Created), 7, "6 objects and their namespace");
     assert_eq!(emulator.writes(), Vec::<String>::new());
     cluster.apply(&prepared, &quick_wait(), &NoProgress).await.unwrap();
 
@@ -733,8 +734,8 @@ fn cli_diff_dry_run_deploy_status_rollback_remove() {
     let (code, dry, err) = charmer(&emulator, &["deploy", "bundles/demo", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        dry.contains("namespace demo will be created")
-            && dry.contains("5 to create, 0 to change, 0 to prune, 0 unchanged"),
+        dry.contains("created    Namespace/demo\n")
+            && dry.contains("6 to create, 0 to change, 0 to prune, 0 unchanged"),
         "{dry}"
     );
     assert!(dry.ends_with("dry run: nothing was changed\n"), "{dry}");

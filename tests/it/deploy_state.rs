@@ -22,7 +22,7 @@ use crate::support::kube_emulator::{Behaviour, KubeEmulator};
 
 const LEASE: &str = "charmer.shop.lock";
 
-fn default_storage_class(emulator: &KubeEmulator) {
+pub(crate) fn default_storage_class(emulator: &KubeEmulator) {
     emulator.insert(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard",
         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "x"}));
 }
@@ -33,7 +33,7 @@ fn claim(app: &str, name: &str) -> Value {
 }
 
 /// A database StatefulSet with a claim template `data` (its controller makes `data-db-0`).
-fn stateful_db() -> Value {
+pub(crate) fn stateful_db() -> Value {
     let selector = json!({"app.kubernetes.io/name": "db", "app.kubernetes.io/instance": "db"});
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "labels": labels("db")},
@@ -669,7 +669,8 @@ async fn a_node_port_another_bundle_holds_fails_naming_the_object() {
     let error = deploy_with(&emulator, other, &quick_wait()).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        "apply Service/iot/web: Service \"web\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        "the API server refused the deploy in a dry run; nothing of the bundle was applied (namespace iot was created to check the objects that go into it, and is left empty):\n\
+         application web: Service/iot/web: Service \"web\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated; made by the charm's templates (no option of web was set explicitly)"
     );
     assert!(emulator.get("Lease", "iot", "charmer.iot.lock").is_none(), "lock released");
 }

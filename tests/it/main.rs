@@ -15,6 +15,7 @@ mod deploy_state;
 mod digests;
 mod fixtures;
 mod fuzz_regressions;
+mod gate;
 mod host_path_storage;
 mod juju_charms;
 mod layering;

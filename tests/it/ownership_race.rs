@@ -43,7 +43,8 @@ async fn the_second_of_two_bundles_racing_for_one_namespace_fails_naming_the_obj
     let mut held = emulator
         .hold_next(Method::PATCH, &format!("/api/v1/namespaces/{NS}/configmaps/web-config"));
 
-    // shop passes pre-flight (nothing exists yet) and is held at its first write.
+    // shop passes pre-flight (nothing exists yet) and is held at its first write request:
+    // the dry-run gate's, so the gate is what must refuse (and it answers for all three).
     let shop = cluster(&emulator).await;
     let shop_prepared = shop.prepare(web("shop", "shop")).await.expect("preflight");
     let options = quick_wait();

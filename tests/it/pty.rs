@@ -152,7 +152,7 @@ fn on_a_terminal_deploy_shows_the_changes_and_applies_only_after_yes() {
     let mut terminal = Terminal::run(&emulator, DEPLOY, "");
     terminal.wait_for("Apply? [y/N] ");
     let asked = terminal.screen();
-    assert!(asked.contains("namespace demo will be created"), "{asked}");
+    assert!(asked.contains("created    Namespace/demo"), "{asked}");
     assert!(asked.contains("created    StatefulSet/demo/mydb"), "{asked}");
     assert!(asked.contains("to create, 0 to change, 0 to prune"), "{asked}");
     assert!(!deployed(&emulator), "nothing is applied while the question waits");

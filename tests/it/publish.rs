@@ -430,7 +430,7 @@ fn charms_are_fetched_over_http_and_checked_on_every_read() {
         &kubeconfig,
     ]);
     assert!(
-        dry.contains("5 to create, 0 to change") && dry.ends_with("dry run: nothing was changed\n"),
+        dry.contains("6 to create, 0 to change") && dry.ends_with("dry run: nothing was changed\n"),
         "{dry}"
     );
     assert_eq!(emulator.writes(), Vec::<String>::new());

@@ -232,6 +232,21 @@ impl Cluster {
         }
     }
 
+    /// Deletes an object leaving its dependents in place (`propagationPolicy: Orphan`, as
+    /// `kubectl delete --cascade=orphan`): a StatefulSet's pods keep running.
+    pub(crate) async fn delete_orphaning(
+        &self,
+        kind: &Kind,
+        id: &ObjectId,
+    ) -> Result<(), DeployError> {
+        let api = self.api(kind, id.namespace.as_deref());
+        let params = DeleteParams::orphan();
+        match self.retried("delete", id, || api.delete(&id.name, &params)).await {
+            Ok(_) | Err(DeployError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates an object; fails (409) when the name is taken, never overwriting anything.
     pub(crate) async fn create(
         &self,
@@ -266,8 +281,19 @@ impl Cluster {
         list.items
             .into_iter()
             .map(|o| {
-                serde_json::to_value(o)
-                    .map_err(|source| DeployError::Decode { what: format!("list {what}"), source })
+                let mut item = serde_json::to_value(o).map_err(|source| DeployError::Decode {
+                    what: format!("list {what}"),
+                    source,
+                })?;
+                // The API server leaves apiVersion and kind out of the items of a built-in
+                // kind's list; every reader of an item wants them (object ids).
+                if let Some(map) = item.as_object_mut() {
+                    let (api_version, kind_name) =
+                        (&kind.resource.api_version, &kind.resource.kind);
+                    map.entry("apiVersion").or_insert_with(|| Value::String(api_version.clone()));
+                    map.entry("kind").or_insert_with(|| Value::String(kind_name.clone()));
+                }
+                Ok(item)
             })
             .collect()
     }

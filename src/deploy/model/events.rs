@@ -18,6 +18,9 @@ pub enum Action {
     /// No longer rendered, but data, credentials or marked keep: left in place, marked as
     /// kept from the bundle.
     Kept,
+    /// Deleted with its pods and claims orphaned and created again (a StatefulSet whose claim
+    /// templates grew: Kubernetes does not change them in place).
+    Recreated,
 }
 
 impl std::fmt::Display for Action {
@@ -28,6 +31,7 @@ impl std::fmt::Display for Action {
             Action::Unchanged => "unchanged",
             Action::Pruned => "pruned",
             Action::Kept => "kept",
+            Action::Recreated => "recreated",
         })
     }
 }
@@ -47,6 +51,22 @@ pub enum Event {
     /// An object of an earlier revision was deleted.
     Pruned {
         /// The object.
+        id: ObjectId,
+    },
+    /// A claim was expanded (its StatefulSet's claim template grew).
+    Expanded {
+        /// The claim.
+        id: ObjectId,
+        /// Its storage request before.
+        from: String,
+        /// Its storage request now.
+        to: String,
+    },
+    /// A StatefulSet is deleted with its pods and claims orphaned, to be created again.
+    Recreating {
+        /// The application.
+        app: String,
+        /// The StatefulSet.
         id: ObjectId,
     },
     /// Waiting: how many of an application's objects are ready.

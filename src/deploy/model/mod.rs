@@ -4,6 +4,7 @@
 
 pub(crate) mod events;
 pub(crate) mod kinds;
+pub(crate) mod origin;
 pub(crate) mod plan;
 pub(crate) mod settings;
 pub(crate) mod targets;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::gate::Gate;
 use super::generate;
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::{stale_entries, Deletion};
 use super::wait::{self, WaitOptions};
 use crate::contract::{generated_keys, object_id, ObjectId, KEPT_FROM_LABEL};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
-use crate::deploy::cluster::ownership::{managers, managing_bundle};
 use crate::deploy::error::DeployError;
 use crate::deploy::health::readiness::waits_for;
 use crate::deploy::model::events::{Action, Event, NoProgress, Progress};
@@ -96,6 +96,8 @@ pub struct Outcome {
     pub adopted: Vec<(ObjectId, String)>,
     /// Secrets whose generated keys were created now, with the key names.
     pub generated: Vec<(ObjectId, Vec<String>)>,
+    /// Claims expanded because their StatefulSet's claim template grew: (claim, from, to).
+    pub expanded: Vec<(ObjectId, String, String)>,
     /// Things the user should know (a lock taken over from a holder that died).
     pub warnings: Vec<String>,
 }
@@ -131,6 +133,8 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
+        // The dry-run gate: nothing is written unless the server accepts every object.
+        let mut gate = self.gate(prepared, prepared.namespace_exists).await?;
         if !prepared.namespace_exists {
             // The lock lives in the namespace, so it comes first.
             if let Lookup::Served(kind) = prepared.kinds.find("v1", "Namespace") {
@@ -143,13 +147,21 @@ impl Cluster {
                 )
                 .await?;
             }
+            // Objects in the namespace can only be dry-run now that it exists.
+            gate = self.gate(prepared, true).await.map_err(|error| match error {
+                DeployError::Refused { problems, .. } => DeployError::Refused {
+                    problems,
+                    created_namespace: Some(plan.namespace.clone()),
+                },
+                other => other,
+            })?;
         }
         let locking = self.lock(&plan.bundle, &plan.namespace, &options.lock);
         let lock = Interrupt::around(options.interrupt.as_ref(), locking, || {
             "while waiting for the lock; nothing was applied".to_string()
         })
         .await?;
-        let result = match self.apply_locked(prepared, options, progress).await {
+        let result = match self.apply_locked(prepared, &gate, options, progress).await {
             Err(error) if options.rollback_on_failure && rolls_back(&error) => {
                 self.roll_back(prepared, options, progress, error).await
             }
@@ -157,12 +169,14 @@ impl Cluster {
         };
         let (mut outcome, taken_over) = lock.release_after(result).await?;
         outcome.warnings.extend(taken_over);
+        outcome.warnings.extend(gate.warnings());
         Ok(outcome)
     }
 
     async fn apply_locked(
         &self,
         prepared: &Prepared,
+        gate: &Gate,
         options: &ApplyOptions,
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
@@ -194,7 +208,7 @@ impl Cluster {
             record::create(self, kinds, r).await?;
         }
         let applied = AtomicUsize::new(0);
-        let work = self.apply_targets(prepared, options, progress, &applied);
+        let work = self.apply_targets(prepared, gate, options, progress, &applied);
         let result = Interrupt::around(options.interrupt.as_ref(), work, || {
             let total = prepared.targets.len();
             match applied.load(Ordering::SeqCst) {
@@ -273,8 +287,9 @@ impl Cluster {
         };
         tracing::warn!("{error}; rolling back to revision {}", previous.revision);
         let prepared = self.prepare(previous.plan.clone()).await?;
+        let gate = self.gate(&prepared, true).await?;
         let options = ApplyOptions { rollback_on_failure: false, ..options.clone() };
-        let outcome = Box::pin(self.apply_locked(&prepared, &options, progress)).await?;
+        let outcome = Box::pin(self.apply_locked(&prepared, &gate, &options, progress)).await?;
         Err(DeployError::RolledBack {
             error: Box::new(error),
             to: previous.revision,
@@ -285,6 +300,7 @@ impl Cluster {
     async fn apply_targets(
         &self,
         prepared: &Prepared,
+        gate: &Gate,
         options: &ApplyOptions,
         progress: &dyn Progress,
         applied: &AtomicUsize,
@@ -299,6 +315,13 @@ impl Cluster {
                 let wait = options.wait.unwrap_or_default();
                 wait::wait(self, &prepared.kinds, &crds, &wait, &NoProgress).await?;
                 established = true;
+            }
+            let recreated = gate.recreate.get(&t.id);
+            if let Some(expansions) = recreated {
+                self.recreate_set(t, expansions, progress).await?;
+                outcome.expanded.extend(
+                    expansions.iter().map(|e| (e.claim.clone(), e.from.clone(), e.to.clone())),
+                );
             }
             let before = self.get(&t.kind, &t.id).await?;
             let plan = &prepared.plan;
@@ -324,6 +347,7 @@ impl Cluster {
                 after = self.unmark_kept(&t.kind, &t.id).await?;
             }
             let mut action = match &before {
+                None if recreated.is_some() => Action::Recreated,
                 None => Action::Created,
                 Some(b)
                     if b["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] =>
@@ -380,22 +404,6 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// The targets another bundle manages too, for an error that names them all.
-    async fn managed_by(
-        &self,
-        other: &str,
-        targets: &[Target],
-    ) -> Result<Vec<String>, DeployError> {
-        let mut found = Vec::new();
-        for t in targets {
-            let live = self.get(&t.kind, &t.id).await?;
-            if live.is_some_and(|l| managers(&l).any(|m| managing_bundle(m) == Some(other))) {
-                found.push(t.id.to_string());
-            }
-        }
-        Ok(found)
-    }
-
     /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
     /// uses them again, with their data.
     async fn adopt_set_claims(

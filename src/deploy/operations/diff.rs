@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::preflight::Prepared;
+use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::stale_entries;
 use crate::contract::ObjectId;
 use crate::deploy::cluster::client::Cluster;
@@ -16,8 +16,12 @@ use crate::deploy::state::keep::{owned_by, KeptObjects};
 /// What a deploy would do, object by object, in apply order (then prunes).
 #[derive(Debug, Clone, Serialize)]
 pub struct Changes {
-    /// One entry per rendered object and per object that would be pruned.
+    /// One entry per rendered object and per object that would be pruned, after the
+    /// Namespace when it would be created.
     pub objects: Vec<ObjectChange>,
+    /// Objects the server could not dry-run yet, with why (a deploy checks them before
+    /// writing anything but their namespace).
+    pub unchecked: Vec<(ObjectId, String)>,
 }
 
 /// The change to one object.
@@ -46,20 +50,35 @@ impl Changes {
 }
 
 impl Cluster {
-    /// Computes what applying `prepared` would change, writing nothing (server-side dry-run).
-    /// Objects whose namespace or kind does not exist yet are shown as created as rendered.
+    /// Computes what applying `prepared` would change, writing nothing: the deploy's dry-run
+    /// gate, so every refusal fails it as it would fail the deploy. The Namespace comes first
+    /// when it would be created; objects whose namespace or kind does not exist yet are shown
+    /// as created as rendered; StatefulSets the immutable-field strategy re-creates as
+    /// recreated.
     pub async fn changes(&self, prepared: &Prepared, prune: bool) -> Result<Changes, DeployError> {
+        let gate = self.gate(prepared, prepared.namespace_exists).await?;
         let mut objects = Vec::new();
-        for t in &prepared.targets {
+        if !prepared.namespace_exists {
+            let namespace = &prepared.plan.namespace;
+            let (action, diff) = compare(None, Some(&namespace_object(namespace)));
+            objects.push(ObjectChange {
+                app: String::new(),
+                id: namespace_id(namespace),
+                action,
+                diff,
+            });
+        }
+        for (t, answer) in prepared.targets.iter().zip(&gate.answers) {
             let reachable = !t.kind.namespaced || prepared.namespace_exists;
             let live = if reachable { self.get(&t.kind, &t.id).await? } else { None };
-            let intended = if reachable && t.served {
-                let plan = &prepared.plan;
-                self.apply_owned(&plan.bundle, &plan.namespace, t, prepared.adopt, true).await?
-            } else {
-                t.object.clone()
+            let (action, diff) = match (gate.recreate.contains_key(&t.id), &live) {
+                // No dry run can answer for a set that must go first: the rendered fields over
+                // the live object, so the server's defaults do not show up as removals.
+                (true, Some(live)) => {
+                    (Action::Recreated, compare(Some(live), Some(&overlaid(live, &t.object))).1)
+                }
+                _ => compare(live.as_ref(), Some(answer.as_ref().unwrap_or(&t.object))),
             };
-            let (action, diff) = compare(live.as_ref(), Some(&intended));
             objects.push(ObjectChange { app: t.app.clone(), id: t.id.clone(), action, diff });
         }
         if prune {
@@ -77,7 +96,8 @@ impl Cluster {
                 }
             }
         }
-        Ok(Changes { objects })
+        let unchecked = gate.unchecked.into_iter().map(|(id, why)| (id, why.to_string())).collect();
+        Ok(Changes { objects, unchecked })
     }
 }
 
@@ -105,6 +125,29 @@ pub(crate) fn compare(live: Option<&Value>, intended: Option<&Value>) -> (Action
         .header("live", "intended")
         .to_string();
     (action, diff)
+}
+
+/// `rendered` merged over `live` about as server-side apply merges an object's fields: maps
+/// key by key, lists of the same length item by item (containers, claim templates), other
+/// lists whole.
+fn overlaid(live: &Value, rendered: &Value) -> Value {
+    match (live, rendered) {
+        (Value::Array(old), Value::Array(new)) if old.len() == new.len() => {
+            Value::Array(old.iter().zip(new).map(|(o, n)| overlaid(o, n)).collect())
+        }
+        (Value::Object(old), Value::Object(new)) => {
+            let mut merged = old.clone();
+            for (key, value) in new {
+                let value = match old.get(key) {
+                    Some(before) => overlaid(before, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), value);
+            }
+            Value::Object(merged)
+        }
+        (_, new) => new.clone(),
+    }
 }
 
 /// The object without what the server maintains: managed fields, resource version, uid,

@@ -93,7 +93,7 @@ impl Cluster {
         if !sets.is_empty() {
             for claim in self.list(&claim_kind, Some(namespace), "").await? {
                 let Ok(id) = object_id(&claim, Some(namespace)) else { continue };
-                if !kept.is_claim_of(&id.name, &sets) {
+                if !kept.is_claim_of(&claim, &sets, bundle) {
                     continue;
                 }
                 let deletion = if destroy {

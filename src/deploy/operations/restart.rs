@@ -41,10 +41,18 @@ impl Cluster {
             return Err(DeployError::NothingToRestart { app: app.to_string() });
         }
         let kinds = self.kinds(&workloads.iter().map(|e| e.id.group.clone()).collect()).await?;
+        let patches: Vec<_> = with_kinds(&kinds, workloads)
+            .into_iter()
+            .map(|(entry, kind)| {
+                let patch = restart_patch(&kind.resource.api_version, &entry.id, restarted_at);
+                (entry.app, kind, entry.id, patch)
+            })
+            .collect();
+        // The dry-run gate: no workload restarts unless the server accepts every patch.
+        self.gate_patches(&patches, RESTART_MANAGER).await?;
         let mut targets = Vec::new();
-        for (entry, kind) in with_kinds(&kinds, workloads) {
-            let api_version = kind.resource.api_version.clone();
-            let patch = restart_patch(&api_version, &entry.id, restarted_at);
+        for (app, kind, id, patch) in patches {
+            let entry = Entry { app, id };
             self.apply_object(&kind, &entry.id, &patch, RESTART_MANAGER, false).await?;
             targets.push(Target {
                 id: entry.id,

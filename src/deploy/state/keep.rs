@@ -80,8 +80,8 @@ fn has_storage(plan: &DeployPlan, app: &str) -> bool {
 /// templates of their StatefulSets.
 pub(crate) struct KeptObjects {
     kept: BTreeMap<Key, Keep>,
-    /// StatefulSet name → its claim templates' names.
-    set_templates: BTreeMap<String, BTreeSet<String>>,
+    /// StatefulSet name → its selector's labels and its claim templates' names.
+    set_templates: BTreeMap<String, (Value, BTreeSet<String>)>,
 }
 
 /// The claim template names of a StatefulSet object.
@@ -104,20 +104,50 @@ pub(crate) fn is_set_claim(claim: &str, set: &str, templates: &BTreeSet<String>)
     })
 }
 
+/// The label selector of the claims the StatefulSet controller made for `set`: it labels
+/// each with the set's `selector.matchLabels` (`None` when the set has none to select by).
+pub(crate) fn set_claim_selector(set: &Value) -> Option<String> {
+    let labels = set["spec"]["selector"]["matchLabels"].as_object()?;
+    let pairs: Vec<String> =
+        labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+    (!pairs.is_empty()).then(|| pairs.join(","))
+}
+
+/// Whether a live claim is one set `set` (named `set_name`, selector labels `selector`) made
+/// from one of `templates` and not one another bundle kept: its name is
+/// `<template>-<set>-<ordinal>`, it carries the selector's labels, and it is not marked as
+/// kept from another bundle.
+pub(crate) fn is_claim_of_set(
+    claim: &Value,
+    set_name: &str,
+    selector: &Value,
+    templates: &BTreeSet<String>,
+    bundle: &str,
+) -> bool {
+    let name = claim["metadata"]["name"].as_str().unwrap_or_default();
+    let labels = &claim["metadata"]["labels"];
+    let selected = selector
+        .as_object()
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    is_set_claim(name, set_name, templates)
+        && selected
+        && kept_from(claim).is_none_or(|from| from == bundle)
+}
+
 impl KeptObjects {
     /// Collects the keep reasons of every plan the records hold (an object any of them keeps
     /// is kept: inventories span several revisions).
     pub(crate) fn of(records: &[Record]) -> KeptObjects {
         let mut kept = BTreeMap::new();
-        let mut set_templates: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut set_templates: BTreeMap<String, (Value, BTreeSet<String>)> = BTreeMap::new();
         for record in records {
             for o in &record.plan.objects {
                 if o.object["kind"] == "StatefulSet" {
                     let name = o.object["metadata"]["name"].as_str().unwrap_or_default();
-                    set_templates
-                        .entry(name.to_string())
-                        .or_default()
-                        .extend(claim_templates(&o.object));
+                    let entry = set_templates.entry(name.to_string()).or_default();
+                    // The latest revision's selector is the live set's.
+                    entry.0 = o.object["spec"]["selector"]["matchLabels"].clone();
+                    entry.1.extend(claim_templates(&o.object));
                 }
                 let Some(keep) = reason(&record.plan, &o.app, &o.object) else { continue };
                 let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -140,10 +170,13 @@ impl KeptObjects {
         self.kept.get(&key).copied().or((id.kind == "PersistentVolumeClaim").then_some(Keep::Data))
     }
 
-    /// Whether a claim was made by the controller of one of `sets` (StatefulSet names).
-    pub(crate) fn is_claim_of(&self, claim: &str, sets: &[String]) -> bool {
+    /// Whether a live claim was made by the controller of one of `sets` (StatefulSet names)
+    /// of `bundle` ([`is_claim_of_set`]).
+    pub(crate) fn is_claim_of(&self, claim: &Value, sets: &[String], bundle: &str) -> bool {
         sets.iter().any(|set| {
-            self.set_templates.get(set).is_some_and(|templates| is_set_claim(claim, set, templates))
+            self.set_templates.get(set).is_some_and(|(selector, templates)| {
+                is_claim_of_set(claim, set, selector, templates, bundle)
+            })
         })
     }
 }

@@ -54,13 +54,19 @@
 //!   `admin` ClusterRole's rules (Kubernetes' bootstrap policy) bound in one namespace.
 //!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
 //!   SelfSubjectRulesReviews are not emulated.
+//! - update validation of immutable fields (StatefulSet spec beyond replicas/template/...,
+//!   Deployment selector, a set Service clusterIP, claims) with the API server's 422 causes,
+//!   claim expansion only where the StorageClass has `allowVolumeExpansion` (403 from the resize
+//!   admission plugin otherwise), `propagationPolicy: Orphan` deletes, and a re-created
+//!   StatefulSet adopting its orphaned pods: see kube_emulator_admission.rs. Claims made from a
+//!   claim template carry the set's selector labels, as the controller makes them.
 //!
 //! - racing writers (kube_emulator_race.rs): [`KubeEmulator::hold_next`] holds one request
 //!   until the test releases it; an apply naming `metadata.resourceVersion` is made only on
 //!   that version (409 `Conflict` otherwise), a precondition as the API server has it.
 //!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
-//! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
+//! finalizer and claim resize), finalizers of other controllers, graceful pod termination (pods go at once),
 //! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
 //! `resourceNames`, no subresources), watches, subresources other than `pods/log`,
 //! `sinceSeconds` of logs (every line counts as recent), list-map merging of SSA (lists are
@@ -81,6 +87,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
+
+#[path = "kube_emulator_admission.rs"]
+mod admission;
 
 /// How the simulated controllers treat a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +158,7 @@ struct State {
     drop_next: u32,
     failures_served: u32,
     forbid_namespaces: bool,
+    webhooks: Vec<admission::Webhook>,
     /// The user's permissions; `None`: everything is allowed.
     grants: Option<Vec<Grant>>,
     writes: Vec<String>,
@@ -393,6 +403,12 @@ impl KubeEmulator {
         self.state().forbid_namespaces = true;
     }
 
+    /// Installs a validating admission webhook `name` for objects of `kind`: `check` answers
+    /// why an object is denied, or `None` (see kube_emulator_admission.rs).
+    pub fn validating_webhook(&self, name: &str, kind: &str, check: fn(&Value) -> Option<String>) {
+        self.state().webhooks.push(admission::Webhook::new(name, kind, check));
+    }
+
     /// From now on the user may do only what `grants` allow (RBAC); see [`Grant`].
     pub fn restrict_to(&self, grants: Vec<Grant>) {
         self.state().grants = Some(grants);
@@ -608,6 +624,7 @@ impl State {
             drop_next: 0,
             failures_served: 0,
             forbid_namespaces: false,
+            webhooks: Vec::new(),
             grants: None,
             writes: Vec::new(),
             logs: BTreeMap::new(),
@@ -895,6 +912,12 @@ impl State {
                 if dry_run {
                     return (StatusCode::OK, success(name, &t));
                 }
+                let options: Value = serde_json::from_slice(body).unwrap_or_default();
+                if options["propagationPolicy"] == "Orphan" {
+                    let answer = self.orphan_dependents(&t, &ns, name);
+                    self.delete(&t, &ns, name);
+                    return (StatusCode::OK, answer);
+                }
                 match self.delete(&t, &ns, name) {
                     // Held by a finalizer: the API server answers the object, now terminating.
                     Some(terminating) => (StatusCode::OK, terminating),
@@ -1113,8 +1136,11 @@ impl State {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        let items: Vec<Value> =
-            keys.iter().filter_map(|(_, _, ns, name)| self.read(t, ns, name)).collect();
+        let items: Vec<Value> = keys
+            .iter()
+            .filter_map(|(_, _, ns, name)| self.read(t, ns, name))
+            .map(|o| admission::list_item(t, o))
+            .collect();
         let rv = self.resource_version.to_string();
         (
             StatusCode::OK,
@@ -1214,6 +1240,10 @@ impl State {
             managers.insert(manager.to_string(), new_paths);
         }
         if let Some(old) = &existing {
+            self.admit_update(t, &old.object, &object)?;
+        }
+        self.call_webhooks(t, &object)?;
+        if let Some(old) = &existing {
             if old.managers == managers
                 && without_managed_fields(&old.object) == without_managed_fields(&object)
             {
@@ -1297,7 +1327,12 @@ impl State {
                 if kind == "StatefulSet" {
                     self.create_set_claims(&stored.object);
                 }
-                self.replace_pods(&stored.object, behaviour);
+                let adopted = kind == "StatefulSet"
+                    && stored.object["metadata"]["generation"] == 1
+                    && self.adopt_orphans(&stored.object);
+                if !adopted {
+                    self.replace_pods(&stored.object, behaviour);
+                }
             }
             // Knative Serving's controller: the Service's `Ready` condition for its current
             // generation (no revisions, routes or pods are emulated).
@@ -1322,8 +1357,20 @@ impl State {
                     json!({"observedGeneration": generation, "conditions": [ready]});
             }
             "PersistentVolumeClaim" => {
-                let phase = if behaviour == Behaviour::Ready { "Bound" } else { "Pending" };
-                stored.object["status"] = json!({"phase": phase});
+                stored.object["status"] = match behaviour {
+                    // The volume's size, as provisioned: an expansion of the request does not
+                    // change it (a resize controller would, later).
+                    Behaviour::Ready => {
+                        let capacity = match &stored.object["status"]["capacity"] {
+                            Value::Null => {
+                                json!({"storage": stored.object["spec"]["resources"]["requests"]["storage"]})
+                            }
+                            capacity => capacity.clone(),
+                        };
+                        json!({"phase": "Bound", "capacity": capacity})
+                    }
+                    _ => json!({"phase": "Pending"}),
+                };
             }
             "CustomResourceDefinition" => {
                 let spec = stored.object["spec"].clone();
@@ -1503,10 +1550,17 @@ impl State {
                 if self.objects.contains_key(&key(&t, &ns, &claim_name)) {
                     continue;
                 }
+                // The controller labels each claim with the template's labels and the set's
+                // selector.
+                let mut labels = template["metadata"]["labels"].clone();
+                for (k, v) in
+                    set["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten()
+                {
+                    labels[k] = v.clone();
+                }
                 let claim = json!({
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                    "metadata": {"name": claim_name, "namespace": ns,
-                                 "labels": template["metadata"]["labels"].clone()},
+                    "metadata": {"name": claim_name, "namespace": ns, "labels": labels},
                     "spec": template["spec"].clone(),
                 });
                 let _ =
