@@ -158,6 +158,28 @@ fn pin(model: &mut Model, options: &ResolveOptions) -> Result<(), Error> {
     Ok(())
 }
 
+/// Transient failures retried per image lookup in preflight (an unreachable registry is
+/// only warned about, so it should not hold the deploy up).
+const IMAGE_CHECK_RETRIES: u32 = 1;
+
+/// How preflight looks images up in their registries: the TLS settings and credentials
+/// `images push` uses (`--ca-file`, `--insecure-http`, certs.d folders, Docker's config.json)
+/// and the mirror table (`--mirror` over registries.conf).
+pub fn registry_access(
+    tls: &TlsOptions,
+    mirrors: &[String],
+) -> Result<crate::deploy::RegistryAccess, Error> {
+    let client = crate::registry::client::Client::new(crate::registry::client::ClientOptions {
+        tls: tls.clone(),
+        retries: IMAGE_CHECK_RETRIES,
+        keychain: crate::registry::auth::Keychain::new(None)?,
+    })?;
+    Ok(crate::deploy::RegistryAccess {
+        client: std::sync::Arc::new(client),
+        mirrors: parse_mirrors(mirrors)?,
+    })
+}
+
 /// A resolved bundle and its rendered manifests.
 #[derive(Debug)]
 pub struct Rendered {

@@ -113,6 +113,11 @@ impl Unverified {
         }
     }
 
+    /// Adds the checks `other` could not make.
+    pub(crate) fn append(&mut self, mut other: Unverified) {
+        self.checks.append(&mut other.checks);
+    }
+
     /// One warning line per check: "storage class not verified: no permission to list
     /// storageclasses.storage.k8s.io at the cluster scope".
     pub(crate) fn warnings(&self) -> Vec<String> {
