@@ -20,6 +20,7 @@ mod layering;
 mod least_privilege;
 mod operator_images;
 mod option_constraints;
+mod preflight_cluster;
 mod pty;
 mod publish;
 mod registry_archives;

@@ -23,8 +23,10 @@ pub(super) fn config_error(
         objects.get(&key).map(|s| &s.object)
     };
     // (field, plural, what the kubelet calls it in "couldn't find key", in "not found")
-    const SOURCES: [(&str, &str, &str, &str); 2] =
-        [("secret", "secrets", "Secret", "secret"), ("configMap", "configmaps", "ConfigMap", "configmap")];
+    const SOURCES: [(&str, &str, &str, &str); 2] = [
+        ("secret", "secrets", "Secret", "secret"),
+        ("configMap", "configmaps", "ConfigMap", "configmap"),
+    ];
     for env in container["env"].as_array().into_iter().flatten() {
         for (field, plural, kind, lower) in SOURCES {
             let reference = &env["valueFrom"][format!("{field}KeyRef")];

@@ -84,39 +84,38 @@ pub(super) async fn check_presence(plan: &DeployPlan, access: &RegistryAccess) -
     }
     // Once a registry fails to answer, its other images are not asked (each would wait).
     let dead: Mutex<BTreeSet<String>> = Mutex::default();
-    let answers: Vec<Lookup<'_>> =
-        stream::iter(lookups)
-            .map(|(reference, repo)| {
-                let dead = &dead;
-                async move {
-                    if dead.lock().unwrap_or_else(|e| e.into_inner()).contains(&repo.host) {
-                        return (reference, repo, None);
-                    }
-                    let wanted = reference
-                        .digest
-                        .clone()
-                        .unwrap_or_else(|| reference.tag_or_latest().to_string());
-                    let client = &access.client;
-                    let lookup = client.retrying(|| client.manifest_digest(&repo, &wanted));
-                    let answer = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-                        Ok(answer) => answer.map(|digest| digest.is_some()),
-                        Err(_) => Err(RegistryError::Transport {
-                            what: format!("HEAD manifest {repo}:{wanted}"),
-                            message: format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
-                        }),
-                    };
-                    if matches!(
-                        answer,
-                        Err(RegistryError::Unreachable { .. } | RegistryError::Transport { .. })
-                    ) {
-                        dead.lock().unwrap_or_else(|e| e.into_inner()).insert(repo.host.clone());
-                    }
-                    (reference, repo, Some(answer))
+    let answers: Vec<Lookup<'_>> = stream::iter(lookups)
+        .map(|(reference, repo)| {
+            let dead = &dead;
+            async move {
+                if dead.lock().unwrap_or_else(|e| e.into_inner()).contains(&repo.host) {
+                    return (reference, repo, None);
                 }
-            })
-            .buffer_unordered(LOOKUPS)
-            .collect()
-            .await;
+                let wanted = reference
+                    .digest
+                    .clone()
+                    .unwrap_or_else(|| reference.tag_or_latest().to_string());
+                let client = &access.client;
+                let lookup = client.retrying(|| client.manifest_digest(&repo, &wanted));
+                let answer = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                    Ok(answer) => answer.map(|digest| digest.is_some()),
+                    Err(_) => Err(RegistryError::Transport {
+                        what: format!("HEAD manifest {repo}:{wanted}"),
+                        message: format!("no answer within {} s", LOOKUP_TIMEOUT.as_secs()),
+                    }),
+                };
+                if matches!(
+                    answer,
+                    Err(RegistryError::Unreachable { .. } | RegistryError::Transport { .. })
+                ) {
+                    dead.lock().unwrap_or_else(|e| e.into_inner()).insert(repo.host.clone());
+                }
+                (reference, repo, Some(answer))
+            }
+        })
+        .buffer_unordered(LOOKUPS)
+        .collect()
+        .await;
     let mut missing: BTreeMap<&Reference, String> = BTreeMap::new();
     let mut login: BTreeSet<String> = BTreeSet::new();
     for (reference, repo, answer) in answers {
