@@ -4,6 +4,7 @@
 mod support;
 
 mod airgap;
+mod bench_emulator;
 mod bad_archives;
 mod charm_format;
 mod charms;
