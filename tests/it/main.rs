@@ -4,8 +4,8 @@
 mod support;
 
 mod airgap;
-mod bench_emulator;
 mod bad_archives;
+mod bench_emulator;
 mod charm_format;
 mod charms;
 mod charms_oci;

@@ -170,7 +170,7 @@ async fn the_emulated_kubelet_reports_create_container_config_error_for_a_missin
     // Someone replaces the Secret between preflight and the pods' start.
     emulator.delete("Secret", NS, "mlflow-s3");
     emulator.insert(s3_secret(&["AWS_ACCESS_KEY", "AWS_SECRET_KEY"]));
-    let error = cluster.apply(&prepared, &quick_wait(), &NoProgress).await.err().expect("refused");
+    let error = cluster.apply(&prepared, &quick_wait(), &NoProgress).await.expect_err("refused");
     let text = error.to_string();
     assert!(
         text.contains(

@@ -46,7 +46,7 @@ struct ImageUse<'a> {
     /// `Deployment/ns/web container app`.
     subject: String,
     app: &'a str,
-    reference: Reference,
+    image: &'a str,
     pull_secret: bool,
 }
 
@@ -66,8 +66,15 @@ pub(super) struct Presence {
 /// could not be asked (unreachable from here, a login charmer lacks), and for each
 /// application whose pods have no pull secret while their registry asks for a login.
 pub(super) async fn check_presence(plan: &DeployPlan, access: &RegistryAccess) -> Presence {
-    let uses = image_uses(plan);
-    let references: BTreeSet<&Reference> = uses.iter().map(|u| &u.reference).collect();
+    // Images that do not parse are `check`'s problems.
+    let uses: Vec<(ImageUse<'_>, Reference)> = image_uses(plan)
+        .into_iter()
+        .filter_map(|u| {
+            let reference = u.image.parse::<Reference>().ok()?;
+            Some((u, reference))
+        })
+        .collect();
+    let references: BTreeSet<&Reference> = uses.iter().map(|(_, r)| r).collect();
     let mut not_checked: BTreeMap<String, String> = BTreeMap::new();
     let mut lookups = Vec::new();
     for reference in references {
@@ -144,15 +151,15 @@ pub(super) async fn check_presence(plan: &DeployPlan, access: &RegistryAccess) -
         }
     }
     let mut presence = Presence::default();
-    for u in &uses {
-        if let Some(host) = missing.get(&u.reference) {
-            let via = if *host == u.reference.registry {
+    for (u, reference) in &uses {
+        if let Some(host) = missing.get(reference) {
+            let via = if *host == reference.registry {
                 String::new()
             } else {
                 format!(" (asked at {host})")
             };
             presence.problems.push(
-                Problem::new("preflight", &u.subject, format!("image {} is not in its registry {}{via}: the pods would wait in ImagePullBackOff", u.reference, u.reference.registry))
+                Problem::new("preflight", &u.subject, format!("image {reference} is not in its registry {}{via}: the pods would wait in ImagePullBackOff", reference.registry))
                     .hint("push it first (`charmer images push ARCHIVE --registry REGISTRY`, or `charmer airgap import`), or deploy with --skip-image-check when the cluster pulls from elsewhere"),
             );
         }
@@ -161,18 +168,19 @@ pub(super) async fn check_presence(plan: &DeployPlan, access: &RegistryAccess) -
         presence.warnings.push(format!("images in registry {registry} not checked: {why}"));
     }
     let mut warned = BTreeSet::new();
-    for u in uses.iter().filter(|u| !u.pull_secret && login.contains(&u.reference.registry)) {
-        if warned.insert((u.app, &u.reference.registry)) {
+    for (u, reference) in uses.iter().filter(|(u, r)| !u.pull_secret && login.contains(&r.registry))
+    {
+        if warned.insert((u.app, &reference.registry)) {
             presence.warnings.push(format!(
                 "registry {} asks for a login, but the pods of application {} name no image pull secret ({}): the cluster's pulls are refused unless its nodes hold credentials for it; set the application's image_pull_secret option (a Secret made with `kubectl create secret docker-registry`)",
-                u.reference.registry, u.app, u.subject
+                reference.registry, u.app, u.subject
             ));
         }
     }
     presence
 }
 
-/// Every container image of the plan that parses (the others are [`check`]'s problems).
+/// Every container of the plan with its image (`Deployment/ns/web container app`).
 fn image_uses(plan: &DeployPlan) -> Vec<ImageUse<'_>> {
     let mut uses = Vec::new();
     for o in &plan.objects {
@@ -184,14 +192,12 @@ fn image_uses(plan: &DeployPlan) -> Vec<ImageUse<'_>> {
         let mut images = Vec::new();
         container_images(&o.object, &mut images);
         for (container, image) in images {
-            if let Ok(reference) = image.parse::<Reference>() {
-                uses.push(ImageUse {
-                    subject: format!("{subject} container {container}"),
-                    app: &o.app,
-                    reference,
-                    pull_secret: !names.is_empty(),
-                });
-            }
+            uses.push(ImageUse {
+                subject: format!("{subject} container {container}"),
+                app: &o.app,
+                image,
+                pull_secret: !names.is_empty(),
+            });
         }
     }
     uses
@@ -246,26 +252,15 @@ pub(super) fn registry_changes(
 
 pub(super) fn check(plan: &DeployPlan) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for o in &plan.objects {
-        let subject = object_id(&o.object, Some(&plan.namespace))
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        let mut images = Vec::new();
-        container_images(&o.object, &mut images);
-        for (container, image) in images {
-            match image.parse::<Reference>() {
-                Err(e) => problems.push(Problem::new(
-                    "preflight",
-                    format!("{subject} container {container}"),
-                    e.to_string(),
-                )),
-                Ok(reference) => {
-                    if let Some(registry) = plan.registry.as_ref().filter(|r| !reference.is_in(r)) {
-                        problems.push(
-                            Problem::new("preflight", format!("{subject} container {container}"), format!("image {reference} is not in the registry {registry}"))
-                                .hint("render with --registry so images are relocated, and push them with `charmer images push`"),
-                        );
-                    }
+    for u in image_uses(plan) {
+        match u.image.parse::<Reference>() {
+            Err(e) => problems.push(Problem::new("preflight", u.subject, e.to_string())),
+            Ok(reference) => {
+                if let Some(registry) = plan.registry.as_ref().filter(|r| !reference.is_in(r)) {
+                    problems.push(
+                        Problem::new("preflight", u.subject, format!("image {reference} is not in the registry {registry}"))
+                            .hint("render with --registry so images are relocated, and push them with `charmer images push`"),
+                    );
                 }
             }
         }

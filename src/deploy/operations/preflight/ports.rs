@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::deploy::cluster::access::{access, Access, Unverified};
+use crate::deploy::cluster::access::Unverified;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kinds, Lookup};
@@ -31,13 +31,11 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let Lookup::Served(kind) = kinds.find("v1", "Service") else { return Ok(Vec::new()) };
-        let live = match access(self.list(&kind, None, "").await)? {
-            Access::Allowed(services) => services,
-            Access::Forbidden(message) => {
-                unverified.add("node ports", "list services at the cluster scope", message);
-                Vec::new()
-            }
-        };
+        let permission = "list services at the cluster scope";
+        let live = self
+            .list_all_or_note(&kind, "node ports", permission, unverified)
+            .await?
+            .unwrap_or_default();
         let mut holders: BTreeMap<i64, ServiceId> = BTreeMap::new();
         for service in &live {
             let id = service_id(service, "");

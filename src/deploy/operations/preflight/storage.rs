@@ -6,12 +6,15 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::contract::ObjectId;
-use crate::deploy::cluster::access::{access, Access, Unverified};
+use crate::deploy::cluster::access::Unverified;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kinds, Lookup};
 use crate::deploy::model::plan::DeployPlan;
 use crate::diag::Problem;
+
+/// The permission listing PersistentVolumes needs.
+const VOLUMES_PERMISSION: &str = "list persistentvolumes at the cluster scope";
 
 impl Cluster {
     pub(super) async fn check_storage(
@@ -26,18 +29,14 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let classes = match kinds.find("storage.k8s.io/v1", "StorageClass") {
-            Lookup::Served(kind) => match access(self.list(&kind, None, "").await)? {
-                Access::Allowed(classes) => classes,
-                Access::Forbidden(message) => {
-                    // Without the classes, no claim can be judged.
-                    unverified.add(
-                        "storage class",
-                        "list storageclasses.storage.k8s.io at the cluster scope",
-                        message,
-                    );
-                    return Ok(Vec::new());
-                }
-            },
+            Lookup::Served(kind) => {
+                let permission = "list storageclasses.storage.k8s.io at the cluster scope";
+                let listed =
+                    self.list_all_or_note(&kind, "storage class", permission, unverified).await?;
+                // Without the classes, no claim can be judged.
+                let Some(classes) = listed else { return Ok(Vec::new()) };
+                classes
+            }
             _ => Vec::new(),
         };
         let names: BTreeSet<&str> =
@@ -69,17 +68,11 @@ impl Cluster {
             match (kinds.find("v1", "PersistentVolumeClaim"), kinds.find("v1", "PersistentVolume"))
             {
                 (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
-                    match access(self.list(&volume_kind, None, "").await)? {
-                        Access::Allowed(volumes) => (Some(claim_kind), Some(volumes)),
-                        Access::Forbidden(message) => {
-                            unverified.add(
-                                "pre-created PersistentVolumes",
-                                "list persistentvolumes at the cluster scope",
-                                message,
-                            );
-                            (Some(claim_kind), None)
-                        }
-                    }
+                    let what = "pre-created PersistentVolumes";
+                    let listed = self
+                        .list_all_or_note(&volume_kind, what, VOLUMES_PERMISSION, unverified)
+                        .await?;
+                    (Some(claim_kind), listed)
                 }
                 _ => (None, Some(Vec::new())),
             };
@@ -174,16 +167,10 @@ impl Cluster {
         let Lookup::Served(kind) = kinds.find("v1", "PersistentVolume") else {
             return Ok(Vec::new());
         };
-        let live = match access(self.list(&kind, None, "").await)? {
-            Access::Allowed(volumes) => volumes,
-            Access::Forbidden(message) => {
-                unverified.add(
-                    "host paths of PersistentVolumes",
-                    "list persistentvolumes at the cluster scope",
-                    message,
-                );
-                return Ok(Vec::new());
-            }
+        let what = "host paths of PersistentVolumes";
+        let Some(live) = self.list_all_or_note(&kind, what, VOLUMES_PERMISSION, unverified).await?
+        else {
+            return Ok(Vec::new());
         };
         let mut problems = Vec::new();
         for (i, (name, dir)) in wanted.iter().enumerate() {
