@@ -8,7 +8,8 @@
 #      debug build, shared by both sides; kubectl with --validate=false, as the emulator
 #      serves no OpenAPI documents);
 #   2. when KUBECONFIG names a real cluster and kubectl is installed, against it too
-#      (namespaces bench-deploy-*, deleted afterwards).
+#      (namespaces $BENCH_NS_PREFIX-c1..., -k1..., deleted afterwards; default prefix
+#      bench-deploy).
 #
 # charmer's time includes resolving, rendering and every pre-flight read (ownership, Secrets,
 # storage, node ports, host paths, the revision records); images are not looked up
@@ -20,6 +21,7 @@ set -euo pipefail
 
 RUNS=${1:-5}
 APPS=${2:-100}
+PREFIX=${BENCH_NS_PREFIX:-bench-deploy}
 source "$(dirname "$0")/bench-lib.sh"
 bench_start
 command -v kubectl >/dev/null || { echo "kubectl is needed" >&2; exit 1; }
@@ -71,11 +73,11 @@ compare() {
 }
 
 echo "deploying $APPS applications, $RUNS runs per tool..." >&2
-compare emulator "$EMULATOR_KUBECONFIG" bench-deploy --validate=false
+compare emulator "$EMULATOR_KUBECONFIG" "$PREFIX" --validate=false
 if [ -n "${KUBECONFIG:-}" ] && kubectl version >/dev/null 2>&1; then
-  compare cluster "$KUBECONFIG" bench-deploy
+  compare cluster "$KUBECONFIG" "$PREFIX"
   for run in $(seq "$RUNS"); do
-    kubectl delete namespace "bench-deploy-c$run" "bench-deploy-k$run" --wait=false >/dev/null 2>&1 || true
+    kubectl delete namespace "$PREFIX-c$run" "$PREFIX-k$run" --wait=false >/dev/null 2>&1 || true
   done
 else
   echo "no real cluster (KUBECONFIG unset or unreachable): emulator figures only" >&2
