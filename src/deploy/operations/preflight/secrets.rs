@@ -22,6 +22,10 @@ use crate::diag::Problem;
 /// Reads from the cluster at once.
 const READS: usize = 8;
 
+/// ConfigMaps the control plane publishes in every namespace (the root CA bundle pods'
+/// service account token projections read), created with the namespace itself.
+const PUBLISHED_IN_EVERY_NAMESPACE: &[&str] = &["kube-root-ca.crt"];
+
 /// What the plan's pods read from one Secret or ConfigMap.
 #[derive(Default)]
 struct Wanted<'a> {
@@ -202,6 +206,9 @@ fn wanted(plan: &DeployPlan) -> BTreeMap<Source<'_>, Wanted<'_>> {
         let mut reads = Vec::new();
         pod_reads(&o.object, &mut reads);
         for (source, key) in reads {
+            if source.0 == "ConfigMap" && PUBLISHED_IN_EVERY_NAMESPACE.contains(&source.1) {
+                continue;
+            }
             let entry = wanted.entry(source).or_default();
             entry.apps.insert(&o.app);
             entry.keys.extend(key);
@@ -377,6 +384,16 @@ mod tests {
                 "Deployment/ns/web: ConfigMap/extra/x",
             ]
         );
+    }
+
+    #[test]
+    fn the_root_ca_every_namespace_gets_is_not_wanted() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}],
+            "volumes": [{"name": "token", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                                                                  {"secret": {"name": "own", "items": [{"key": "k", "path": "k"}]}}]}}]}});
+        let p = plan(vec![pod]);
+        let found: Vec<Source<'_>> = wanted(&p).into_keys().collect();
+        assert_eq!(found, [("Secret", "own")]);
     }
 
     #[test]
