@@ -60,6 +60,14 @@ pub struct ApplyArgs {
     /// may not list StorageClasses or PersistentVolumes) instead of warning about each.
     #[arg(long)]
     pub strict_preflight: bool,
+    /// Do not look images up in their registries before applying (preflight asks each
+    /// registry for every image's manifest otherwise, as `images push` reaches it).
+    #[arg(long)]
+    pub skip_image_check: bool,
+    /// Let images move to another registry than the deployed revision used (a deploy that
+    /// would switch them, say after forgetting --registry, is refused otherwise).
+    #[arg(long)]
+    pub allow_registry_change: bool,
 }
 
 /// What `deploy` checks of the images before applying.
@@ -141,6 +149,27 @@ impl KubeArgs {
 }
 
 impl ApplyArgs {
+    /// Preflight's options: images looked up through `tls` and `mirrors` unless
+    /// --skip-image-check.
+    fn prepare(
+        &self,
+        adopt: bool,
+        tls: &crate::transport::TlsOptions,
+        mirrors: &[String],
+    ) -> Result<PrepareOptions, Error> {
+        let registries = if self.skip_image_check {
+            None
+        } else {
+            Some(crate::ops::registry_access(tls, mirrors)?)
+        };
+        Ok(PrepareOptions {
+            adopt,
+            strict: self.strict_preflight,
+            registries,
+            allow_registry_change: self.allow_registry_change,
+        })
+    }
+
     fn options(&self, operation: &str, interrupt: &Interrupt) -> ApplyOptions {
         ApplyOptions {
             prune: !self.no_prune,
@@ -194,11 +223,12 @@ pub(super) fn deploy(
     reuse_config: bool,
     trust: &ImageTrustArgs,
 ) -> Result<ExitCode, Error> {
+    let resolve = resolve.options();
     let options = crate::ops::DeployOptions {
-        resolve: resolve.options(),
+        prepare: apply.prepare(adopt, &resolve.tls, &resolve.mirrors)?,
+        resolve,
         client: kube.options(),
         reuse_config,
-        prepare: PrepareOptions { adopt, strict: apply.strict_preflight },
         verify_images: trust.verify_images.clone(),
     };
     let result = (|| {
@@ -309,10 +339,11 @@ pub(super) fn rollback(
     kube: &KubeArgs,
     revision: Option<u32>,
     apply: &ApplyArgs,
+    tls: &crate::transport::TlsOptions,
 ) -> Result<ExitCode, Error> {
+    let options = apply.prepare(false, tls, &[])?;
     runtime()?
         .block_on(async {
-            let options = PrepareOptions { adopt: false, strict: apply.strict_preflight };
             let (crate::ops::Preflighted { cluster, prepared }, from) =
                 crate::ops::rollback(&deployed.target(kube), revision, &options).await?;
             print_notes(out, &prepared)?;

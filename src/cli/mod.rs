@@ -331,6 +331,9 @@ pub enum Command {
         /// How to apply and wait.
         #[command(flatten)]
         apply: ApplyArgs,
+        /// How to reach registries (preflight looks the revision's images up).
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Publish charms as release assets: <name>_<version>.charm archives, SHA256SUMS and
     /// index.yaml (and .sig signatures with --sign-key). Published versions are immutable.
@@ -512,8 +515,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Remove { deployed, kube, destroy_storage, lock, yes } => {
             deploy_cmds::remove(&mut out, &deployed, &kube, destroy_storage, &lock, yes)
         }
-        Command::Rollback { deployed, kube, revision, apply } => {
-            deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply)
+        Command::Rollback { deployed, kube, revision, apply, tls } => {
+            deploy_cmds::rollback(&mut out, &deployed, &kube, revision, &apply, &tls.options())
         }
         Command::Publish { charms, out: dir, registry, sign_key, login, connection } => {
             let target = publish_cmds::Target { dir, registry, login, connection };

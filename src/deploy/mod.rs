@@ -39,7 +39,7 @@ pub use operations::apply::{Applied, ApplyOptions, Interrupt, Outcome};
 pub use operations::diff::{Changes, ObjectChange};
 pub use operations::generate::GENERATE_MANAGER;
 pub use operations::logs::{LogLine, LogOptions, LogSink};
-pub use operations::preflight::{PrepareOptions, Prepared};
+pub use operations::preflight::{PrepareOptions, Prepared, RegistryAccess};
 pub use operations::remove::{Removal, RemoveOptions};
 pub use operations::restart::{RESTARTED_AT_ANNOTATION, RESTART_MANAGER};
 pub use operations::status::{AppStatus, BundleStatus, Exposure, NotReady};

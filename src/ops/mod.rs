@@ -144,7 +144,7 @@ fn pin(model: &mut Model, options: &ResolveOptions) -> Result<(), Error> {
             mirrors: parse_mirrors(&options.mirrors)?,
             jobs: PIN_JOBS,
         };
-        let client = registry_client(&options.tls)?;
+        let client = registry_client(&options.tls, PIN_RETRIES)?;
         let pinned = runtime()?
             .block_on(crate::resolve::pin::pin_digests(model, &client, &pin_options))
             .map_err(crate::resolve::ResolveError::from)?;
@@ -157,11 +157,14 @@ fn pin(model: &mut Model, options: &ResolveOptions) -> Result<(), Error> {
 }
 
 /// A client for the registries images are pinned in and checked in: `tls`, credentials from
-/// the Docker config, retries as `images save` defaults.
-fn registry_client(tls: &TlsOptions) -> Result<crate::registry::client::Client, Error> {
+/// the Docker config, transient failures retried `retries` times.
+fn registry_client(
+    tls: &TlsOptions,
+    retries: u32,
+) -> Result<crate::registry::client::Client, Error> {
     Ok(crate::registry::client::Client::new(crate::registry::client::ClientOptions {
         tls: tls.clone(),
-        retries: PIN_RETRIES,
+        retries,
         keychain: crate::registry::auth::Keychain::new(None)?,
     })?)
 }
@@ -184,9 +187,27 @@ fn verify_images(
     let images: Vec<Reference> =
         model.image_list().images.into_iter().map(|image| image.target).collect();
     let mirrors = parse_mirrors(&options.mirrors)?;
-    let client = registry_client(&options.tls)?;
+    let client = registry_client(&options.tls, PIN_RETRIES)?;
     runtime.block_on(cosign::verify_in_registry(&client, &images, &mirrors, &keys))?;
     Ok(())
+}
+
+/// Transient failures retried per image lookup in preflight (an unreachable registry is
+/// only warned about, so it should not hold the deploy up).
+const IMAGE_CHECK_RETRIES: u32 = 1;
+
+/// How preflight looks images up in their registries: the TLS settings and credentials
+/// `images push` uses (`--ca-file`, `--insecure-http`, certs.d folders, Docker's config.json)
+/// and the mirror table (`--mirror` over registries.conf).
+pub fn registry_access(
+    tls: &TlsOptions,
+    mirrors: &[String],
+) -> Result<crate::deploy::RegistryAccess, Error> {
+    let client = registry_client(tls, IMAGE_CHECK_RETRIES)?;
+    Ok(crate::deploy::RegistryAccess {
+        client: std::sync::Arc::new(client),
+        mirrors: parse_mirrors(mirrors)?,
+    })
 }
 
 /// A resolved bundle and its rendered manifests.

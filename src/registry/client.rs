@@ -561,6 +561,14 @@ impl Client {
         }
     }
 
+    /// Whether `host` refused an anonymous request with a `Basic` challenge: a pull without
+    /// a login (a kubelet's with no pull secret) is refused there. A bearer challenge does
+    /// not say: token services hand anonymous tokens for public repositories.
+    pub fn asked_for_login(&self, host: &str) -> bool {
+        let challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(challenges.get(host), Some(Challenge::Basic))
+    }
+
     fn credentials(&self, host: &str) -> Result<Option<Credentials>, RegistryError> {
         if let Some(found) = self.credentials.lock().unwrap_or_else(|e| e.into_inner()).get(host) {
             return Ok(found.clone());

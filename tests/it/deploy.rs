@@ -336,7 +336,7 @@ async fn a_failing_preflight_reports_every_problem_and_writes_nothing() {
         "preflight: application web ConfigMap/serving-backend: annotation charmer.io/min-kubernetes needs Kubernetes >= 1.20",
         "preflight: VirtualService (networking.istio.io/v1beta1) of application web: the cluster does not serve this kind",
         "install the CustomResourceDefinition for VirtualService in group networking.istio.io",
-        "preflight: Secret/shop/tls-cert: required by web but missing (hint: create it before deploying: kubectl create secret generic tls-cert -n shop",
+        "preflight: Secret/shop/tls-cert: required by web but missing (hint: create it before deploying: kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f - && kubectl create secret generic tls-cert -n shop",
         "preflight: PersistentVolumeClaim/shop/data: storage class \"fast\" does not exist in the cluster, and no pre-created PersistentVolume of that class fits it",
         "preflight: PersistentVolumeClaim/shop/logs: no storage class is set, the cluster has no default storage class, and no pre-created PersistentVolume without a class fits it",
         "preflight: Deployment/shop/cache container cache: image docker.io/library/redis:7 is not in the registry registry.local:5000",
@@ -841,7 +841,8 @@ fn cli_preflight_failure_touches_nothing() {
     assert_eq!(
         err,
         "error: preflight: Secret/demo/tls-cert: required by web but missing \
-         (hint: create it before deploying: kubectl create secret generic tls-cert -n demo --from-literal=KEY=VALUE)\n"
+         (hint: create it before deploying: kubectl create namespace demo --dry-run=client -o yaml \
+         | kubectl apply -f - && kubectl create secret generic tls-cert -n demo --from-literal=KEY=VALUE)\n"
     );
     assert_eq!(emulator.writes(), Vec::<String>::new());
 }

@@ -654,7 +654,7 @@ async fn a_revision_number_taken_by_another_operation_is_never_overwritten() {
 }
 
 #[tokio::test]
-async fn a_node_port_another_bundle_holds_fails_naming_the_object() {
+async fn a_node_port_another_bundle_holds_fails_preflight_naming_the_service_that_holds_it() {
     let emulator = KubeEmulator::start();
     let node_port = |name: &str| {
         let mut s = service(name);
@@ -669,10 +669,9 @@ async fn a_node_port_another_bundle_holds_fails_naming_the_object() {
     let error = deploy_with(&emulator, other, &quick_wait()).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        "the API server refused the deploy in a dry run; nothing of the bundle was applied (namespace iot was created to check the objects that go into it, and is left empty):\n\
-         application web: Service/iot/web: Service \"web\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated; made by the charm's templates (no option of web was set explicitly)"
+        "preflight: Service/iot/web: node port 30080 is already allocated: another Service, shop/web, holds it (node ports are unique in the whole cluster) (hint: set another node port for this application (or leave it unset for one the cluster picks), or free the port first)"
     );
-    assert!(emulator.get("Lease", "iot", "charmer.iot.lock").is_none(), "lock released");
+    assert!(emulator.get("Namespace", "", "iot").is_none(), "nothing written");
 }
 
 #[tokio::test]

@@ -217,7 +217,7 @@ fn cli_rbac_prints_a_valid_role_that_lets_a_tenant_deploy_the_demo() {
     let emulator = KubeEmulator::start();
     emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}));
     emulator.restrict_to(grants_of(&documents[0]));
-    let args = ["deploy", "bundles/demo", "--timeout", "30s"];
+    let args = ["deploy", "bundles/demo", "--timeout", "30s", "--skip-image-check"];
     let (code, out, err) = crate::deploy::charmer(&emulator, &args);
     assert_eq!(code, 0, "{err}");
     assert!(out.ends_with("demo deployed to namespace demo as revision 1, ready\n"), "{out}");
@@ -230,7 +230,15 @@ fn cli_rbac_prints_a_valid_role_that_lets_a_tenant_deploy_the_demo() {
     }
     grants.retain(|g| !g.resources.is_empty());
     emulator.restrict_to(grants);
-    let args = ["deploy", "bundles/demo", "--timeout", "30s", "--config", "web.replicas=4"];
+    let args = [
+        "deploy",
+        "bundles/demo",
+        "--timeout",
+        "30s",
+        "--config",
+        "web.replicas=4",
+        "--skip-image-check",
+    ];
     let (code, _, err) = crate::deploy::charmer(&emulator, &args);
     assert_eq!(code, 0, "{err}");
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();

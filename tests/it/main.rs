@@ -5,6 +5,7 @@ mod support;
 
 mod airgap;
 mod bad_archives;
+mod bench_emulator;
 mod charm_format;
 mod charms;
 mod charms_oci;
@@ -24,6 +25,7 @@ mod logs_follow;
 mod operator_images;
 mod option_constraints;
 mod ownership_race;
+mod preflight_cluster;
 mod pty;
 mod publish;
 mod rbac_names;

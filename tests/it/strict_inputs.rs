@@ -473,8 +473,10 @@ fn deploy_records_overrides_config_shows_them_and_reuse_config_keeps_them() {
     );
     assert!(!err.contains("hunter2") && !diff.contains("hunter2"), "{err}{diff}");
     // ...and --reuse-config keeps them, secrets included: nothing changes.
-    let (code, diff, err) =
-        on_cluster(&emulator, &["deploy", "bundles/demo", "--diff", "--reuse-config"]);
+    let (code, diff, err) = on_cluster(
+        &emulator,
+        &["deploy", "bundles/demo", "--diff", "--reuse-config", "--skip-image-check"],
+    );
     assert_eq!((code, diff.as_str(), err.as_str()), (0, "", ""));
     // Flags given now win over the reused ones.
     let (code, diff, err) = on_cluster(

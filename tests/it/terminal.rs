@@ -154,7 +154,8 @@ async fn a_missing_image_pull_secret_is_created_with_kubectl_create_secret_docke
     assert_eq!(
         error.to_string(),
         "preflight: Secret/shop/registry-login: required by web but missing (hint: create it \
-         before deploying: kubectl create secret docker-registry registry-login -n shop \
+         before deploying: kubectl create namespace shop --dry-run=client -o yaml | kubectl apply \
+         -f - && kubectl create secret docker-registry registry-login -n shop \
          --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD)"
     );
 }

@@ -8,8 +8,11 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
+use serde_json::Value;
+
 use super::client::Cluster;
 use crate::deploy::error::{answer, DeployError};
+use crate::deploy::model::kinds::Kind;
 use crate::diag::Problem;
 
 /// The verbs the bundle's lock uses on its Lease.
@@ -36,6 +39,24 @@ pub(crate) fn access<T>(result: Result<T, DeployError>) -> Result<Access<T>, Dep
 }
 
 impl Cluster {
+    /// Every object of `kind` in the whole cluster; `None` when the identity may not list
+    /// them, recorded in `unverified` as `what` not verified for want of `permission`.
+    pub(crate) async fn list_all_or_note(
+        &self,
+        kind: &Kind,
+        what: &str,
+        permission: &str,
+        unverified: &mut Unverified,
+    ) -> Result<Option<Vec<Value>>, DeployError> {
+        match access(self.list(kind, None, "").await)? {
+            Access::Allowed(items) => Ok(Some(items)),
+            Access::Forbidden(message) => {
+                unverified.add(what, permission, message);
+                Ok(None)
+            }
+        }
+    }
+
     /// Whether the identity may `verb` `resource` of `group` (in `namespace`, or cluster-wide),
     /// as the API server's SelfSubjectAccessReview answers it (every authenticated user may
     /// ask); `None` when the server does not answer the question (no such API, or forbidden).
@@ -111,6 +132,11 @@ impl Unverified {
         if let Some(check) = self.checks.last_mut() {
             check.assumption = Some(assumption.to_string());
         }
+    }
+
+    /// Adds the checks `other` could not make.
+    pub(crate) fn append(&mut self, mut other: Unverified) {
+        self.checks.append(&mut other.checks);
     }
 
     /// One warning line per check: "storage class not verified: no permission to list

@@ -19,8 +19,9 @@
 //!   but gets `metadata.deletionTimestamp` (and the delete answers the object, not a Status).
 //!   Every claim gets the `kubernetes.io/pvc-protection` finalizer when created, which the
 //!   simulated controller removes (deleting the claim) once no Pod mounts it any more;
-//! - the NodePort allocator: a Service asking for a node port another Service holds is
-//!   refused with 422 `Invalid` (`provided port is already allocated`);
+//! - the NodePort allocator: a Service asking for a node port another Service holds, in any
+//!   namespace (node ports are cluster-wide), is refused with 422 `Invalid` (`provided port
+//!   is already allocated`);
 //! - `coordination.k8s.io/v1` Leases (plain objects: nothing expires them, as in a cluster);
 //! - StatefulSet claim templates: the simulated controller creates claim `<template>-<set>-<i>`
 //!   for each replica (bound, not owned by the set, so they outlive it, as in a cluster);
@@ -41,6 +42,10 @@
 //!   for a container that exited; [`KubeEmulator::start_late`] makes a pod answer its first
 //!   log reads with 400 "waiting to start: ContainerCreating", as a pod still being created
 //!   does (kube_emulator_logs.rs);
+//! - the kubelet's CreateContainerConfigError (`kube_emulator_pods.rs`): a simulated pod's
+//!   container whose `env` reads a missing Secret or ConfigMap key (or whose `envFrom` names a
+//!   missing object), not optional, waits with that reason and the kubelet's message
+//!   (`couldn't find key KEY in Secret NS/NAME`), and its workload never becomes ready;
 //! - a pod-template annotation change (such as the one `restart` applies) is a spec change:
 //!   the workload's generation bumps and its pods are replaced, as the controllers do.
 //! - RBAC for one user (`deployer`, the kubeconfig's): [`KubeEmulator::restrict_to`] gives it
@@ -80,6 +85,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 #[path = "kube_emulator_logs.rs"]
 mod late;
+#[path = "kube_emulator_pods.rs"]
+mod pods;
 #[path = "kube_emulator_race.rs"]
 mod race;
 
@@ -1315,6 +1322,11 @@ impl State {
             .flatten()
             .find_map(|c| self.image_behaviours.get(c["image"].as_str()?).copied());
         let name = workload["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = workload["metadata"]["namespace"].as_str().unwrap_or("default");
+        let template = &workload["spec"]["template"];
+        if pods::template_error(&self.objects, ns, template).is_some() {
+            return Behaviour::Failing("CreateContainerConfigError");
+        }
         by_image.or_else(|| self.behaviours.get(name).copied()).unwrap_or(self.default_behaviour)
     }
 
@@ -1426,7 +1438,10 @@ impl State {
                         Behaviour::Ready | Behaviour::BrieflyFailing(_) => (true, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
                         Behaviour::NeverReady => (false, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
                         Behaviour::Failing(reason) => {
-                            let message = if reason.contains("Image") {
+                            let config_error = pods::config_error(&self.objects, &ns, c);
+                            let message = if let Some(error) = config_error {
+                                error
+                            } else if reason.contains("Image") {
                                 format!("Back-off pulling image \"{image}\"")
                             } else {
                                 format!("back-off 10s restarting failed container={container} pod={pod_name}")

@@ -3,10 +3,14 @@
 
 mod images;
 mod ownership;
+mod ports;
+mod secrets;
 mod storage;
 mod versions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+pub use images::RegistryAccess;
 
 use serde_json::Value;
 
@@ -37,7 +41,7 @@ pub struct Prepared {
 }
 
 /// How to run preflight.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {
     /// Take over objects that another bundle, or another tool (field manager), manages,
     /// instead of failing preflight naming them.
@@ -45,6 +49,11 @@ pub struct PrepareOptions {
     /// Fail on checks the identity has no permission to make (reading StorageClasses,
     /// PersistentVolumes, the Namespace) instead of warning that they were not verified.
     pub strict: bool,
+    /// Look every image up in the registry it is pulled from (a `HEAD` of its manifest)
+    /// through this access; `None`: images are not looked up (`--skip-image-check`).
+    pub registries: Option<RegistryAccess>,
+    /// Let images move to another registry than the deployed revision's (refused otherwise).
+    pub allow_registry_change: bool,
 }
 
 impl Prepared {
@@ -117,6 +126,7 @@ impl Cluster {
         }
 
         let mut problems = Problems::default();
+        let mut notes = Vec::new();
         for problem in versions::check(&plan, version) {
             problems.push(problem);
         }
@@ -124,36 +134,91 @@ impl Cluster {
         for problem in kind_problems {
             problems.push(problem);
         }
-        if !namespace_exists {
-            if let Some(problem) = self.check_namespace_creatable(&kinds, &plan.namespace).await? {
-                problems.push(problem);
-            }
-        }
-        if let Some(problem) = self.check_lock_access(&plan.bundle, &plan.namespace).await? {
-            problems.push(problem);
-        }
-        for problem in self.check_secrets(&kinds, &plan, namespace_exists).await? {
-            problems.push(problem);
-        }
-        let mut notes = Vec::new();
-        for problem in self.check_storage(&kinds, &plan, &mut notes, &mut unverified).await? {
-            problems.push(problem);
-        }
         for problem in images::check(&plan) {
             problems.push(problem);
         }
-        for problem in self
-            .check_ownership(
-                &plan.bundle,
-                &targets,
-                &records,
-                namespace_exists,
-                options.adopt,
-                &mut notes,
-            )
-            .await?
+        let (moved, moved_notes) =
+            images::registry_changes(&plan, &records, options.allow_registry_change);
+        moved.into_iter().for_each(|p| problems.push(p));
+        notes.extend(moved_notes);
+        // The checks only read (but for one dry-run namespace create), each on its own: they
+        // run at once, each with its own notes and unverified checks, merged in a fixed order.
+        let namespace_check = async {
+            if namespace_exists {
+                return Ok(None);
+            }
+            self.check_namespace_creatable(&kinds, &plan.namespace).await
+        };
+        let secrets = async {
+            let mut unverified = Unverified::default();
+            let found = self.check_secrets(&kinds, &plan, namespace_exists, &mut unverified).await;
+            found.map(|p| (p, unverified))
+        };
+        let storage = async {
+            let (mut notes, mut unverified) = (Vec::new(), Unverified::default());
+            let found = self.check_storage(&kinds, &plan, &mut notes, &mut unverified).await;
+            found.map(|p| (p, notes, unverified))
+        };
+        let host_paths = async {
+            let mut unverified = Unverified::default();
+            let found = self.check_host_paths(&kinds, &plan, &mut unverified).await;
+            found.map(|p| (p, unverified))
+        };
+        let node_ports = async {
+            let mut unverified = Unverified::default();
+            let found = self.check_node_ports(&kinds, &plan, &mut unverified).await;
+            found.map(|p| (p, unverified))
+        };
+        let ownership = async {
+            let mut notes = Vec::new();
+            let found = self
+                .check_ownership(
+                    &plan.bundle,
+                    &targets,
+                    &records,
+                    namespace_exists,
+                    options.adopt,
+                    &mut notes,
+                )
+                .await;
+            found.map(|p| (p, notes))
+        };
+        let presence = async {
+            match &options.registries {
+                Some(access) => images::check_presence(&plan, access).await,
+                None => images::Presence::default(),
+            }
+        };
+        let lock = self.check_lock_access(&plan.bundle, &plan.namespace);
+        let (namespace_check, lock, secrets, storage, host_paths, node_ports, ownership, presence) = tokio::join!(
+            namespace_check,
+            lock,
+            secrets,
+            storage,
+            host_paths,
+            node_ports,
+            ownership,
+            presence
+        );
+        namespace_check?.into_iter().for_each(|p| problems.push(p));
+        lock?.into_iter().for_each(|p| problems.push(p));
+        let (found, secrets_unverified) = secrets?;
+        found.into_iter().for_each(|p| problems.push(p));
+        let (found, storage_notes, storage_unverified) = storage?;
+        found.into_iter().for_each(|p| problems.push(p));
+        notes.extend(storage_notes);
+        let (found, host_paths_unverified) = host_paths?;
+        found.into_iter().for_each(|p| problems.push(p));
+        let (found, ports_unverified) = node_ports?;
+        found.into_iter().for_each(|p| problems.push(p));
+        presence.problems.into_iter().for_each(|p| problems.push(p));
+        let (found, ownership_notes) = ownership?;
+        found.into_iter().for_each(|p| problems.push(p));
+        notes.extend(ownership_notes);
+        for checks in
+            [secrets_unverified, storage_unverified, host_paths_unverified, ports_unverified]
         {
-            problems.push(problem);
+            unverified.append(checks);
         }
         let warnings = if options.strict {
             for problem in unverified.problems() {
@@ -163,6 +228,7 @@ impl Cluster {
         } else {
             unverified.warnings()
         };
+        let warnings = [warnings, presence.warnings].concat();
         problems.into_result(())?;
         let adopt = options.adopt;
         Ok(Prepared {
@@ -220,61 +286,6 @@ impl Cluster {
                 None => Err(error),
             },
         }
-    }
-
-    async fn check_secrets(
-        &self,
-        kinds: &Kinds,
-        plan: &DeployPlan,
-        namespace_exists: bool,
-    ) -> Result<Vec<Problem>, DeployError> {
-        let rendered: BTreeSet<&str> = plan
-            .objects
-            .iter()
-            .filter(|o| o.object["kind"] == "Secret")
-            .filter_map(|o| o.object["metadata"]["name"].as_str())
-            .collect();
-        let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for app in &plan.apps {
-            for secret in &app.required_secrets {
-                if !rendered.contains(secret.as_str()) {
-                    wanted.entry(secret).or_default().push(&app.name);
-                }
-            }
-        }
-        let Lookup::Served(kind) = kinds.find("v1", "Secret") else { return Ok(Vec::new()) };
-        let mut pull_secrets = BTreeSet::new();
-        for o in &plan.objects {
-            images::pull_secrets(&o.object, &mut pull_secrets);
-        }
-        let mut problems = Vec::new();
-        for (secret, apps) in wanted {
-            let id = ObjectId {
-                group: String::new(),
-                kind: "Secret".into(),
-                namespace: Some(plan.namespace.clone()),
-                name: secret.to_string(),
-            };
-            if namespace_exists && self.get(&kind, &id).await?.is_some() {
-                continue;
-            }
-            let ns = &plan.namespace;
-            let create = if pull_secrets.contains(secret) {
-                // A registry login: the Secret must be of type kubernetes.io/dockerconfigjson.
-                format!("kubectl create secret docker-registry {secret} -n {ns} --docker-server=REGISTRY --docker-username=USER --docker-password=PASSWORD")
-            } else {
-                format!("kubectl create secret generic {secret} -n {ns} --from-literal=KEY=VALUE")
-            };
-            problems.push(
-                Problem::new(
-                    "preflight",
-                    id.to_string(),
-                    format!("required by {} but missing", apps.join(", ")),
-                )
-                .hint(format!("create it before deploying: {create}")),
-            );
-        }
-        Ok(problems)
     }
 }
 

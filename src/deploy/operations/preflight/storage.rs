@@ -6,12 +6,15 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::contract::ObjectId;
-use crate::deploy::cluster::access::{access, Access, Unverified};
+use crate::deploy::cluster::access::Unverified;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kinds, Lookup};
 use crate::deploy::model::plan::DeployPlan;
 use crate::diag::Problem;
+
+/// The permission listing PersistentVolumes needs.
+const VOLUMES_PERMISSION: &str = "list persistentvolumes at the cluster scope";
 
 impl Cluster {
     pub(super) async fn check_storage(
@@ -26,18 +29,14 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let classes = match kinds.find("storage.k8s.io/v1", "StorageClass") {
-            Lookup::Served(kind) => match access(self.list(&kind, None, "").await)? {
-                Access::Allowed(classes) => classes,
-                Access::Forbidden(message) => {
-                    // Without the classes, no claim can be judged.
-                    unverified.add(
-                        "storage class",
-                        "list storageclasses.storage.k8s.io at the cluster scope",
-                        message,
-                    );
-                    return Ok(Vec::new());
-                }
-            },
+            Lookup::Served(kind) => {
+                let permission = "list storageclasses.storage.k8s.io at the cluster scope";
+                let listed =
+                    self.list_all_or_note(&kind, "storage class", permission, unverified).await?;
+                // Without the classes, no claim can be judged.
+                let Some(classes) = listed else { return Ok(Vec::new()) };
+                classes
+            }
             _ => Vec::new(),
         };
         let names: BTreeSet<&str> =
@@ -69,17 +68,11 @@ impl Cluster {
             match (kinds.find("v1", "PersistentVolumeClaim"), kinds.find("v1", "PersistentVolume"))
             {
                 (Lookup::Served(claim_kind), Lookup::Served(volume_kind)) => {
-                    match access(self.list(&volume_kind, None, "").await)? {
-                        Access::Allowed(volumes) => (Some(claim_kind), Some(volumes)),
-                        Access::Forbidden(message) => {
-                            unverified.add(
-                                "pre-created PersistentVolumes",
-                                "list persistentvolumes at the cluster scope",
-                                message,
-                            );
-                            (Some(claim_kind), None)
-                        }
-                    }
+                    let what = "pre-created PersistentVolumes";
+                    let listed = self
+                        .list_all_or_note(&volume_kind, what, VOLUMES_PERMISSION, unverified)
+                        .await?;
+                    (Some(claim_kind), listed)
                 }
                 _ => (None, Some(Vec::new())),
             };
@@ -150,6 +143,78 @@ impl Cluster {
         }
         Ok(problems)
     }
+}
+
+impl Cluster {
+    /// A problem for each host directory a PersistentVolume of the plan (`hostPath` or
+    /// `local`) shares with another PersistentVolume: two volumes on one directory are two
+    /// applications (say, two mongod processes) writing one data directory.
+    pub(super) async fn check_host_paths(
+        &self,
+        kinds: &Kinds,
+        plan: &DeployPlan,
+        unverified: &mut Unverified,
+    ) -> Result<Vec<Problem>, DeployError> {
+        let wanted: Vec<(&str, HostDir<'_>)> = plan
+            .objects
+            .iter()
+            .filter(|o| o.object["kind"] == "PersistentVolume")
+            .filter_map(|o| Some((o.object["metadata"]["name"].as_str()?, host_dir(&o.object)?)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Lookup::Served(kind) = kinds.find("v1", "PersistentVolume") else {
+            return Ok(Vec::new());
+        };
+        let what = "host paths of PersistentVolumes";
+        let Some(live) = self.list_all_or_note(&kind, what, VOLUMES_PERMISSION, unverified).await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut problems = Vec::new();
+        for (i, (name, dir)) in wanted.iter().enumerate() {
+            let same_dir = |other: &HostDir<'_>| {
+                other.path.trim_end_matches('/') == dir.path.trim_end_matches('/')
+                    && (other.node.is_null() || dir.node.is_null() || other.node == dir.node)
+            };
+            let taken = live.iter().find_map(|v| {
+                let other = v["metadata"]["name"].as_str()?;
+                (other != *name && same_dir(&host_dir(v)?)).then(|| {
+                    let claim = &v["spec"]["claimRef"];
+                    match (claim["namespace"].as_str(), claim["name"].as_str()) {
+                        (Some(ns), Some(c)) => format!("PersistentVolume {other} (claim {ns}/{c})"),
+                        _ => format!("PersistentVolume {other} (no claim)"),
+                    }
+                })
+            });
+            let twin = wanted[..i]
+                .iter()
+                .find(|(_, d)| same_dir(d))
+                .map(|(other, _)| format!("PersistentVolume {other} of this deploy"));
+            if let Some(other) = taken.or(twin) {
+                problems.push(
+                    Problem::new("preflight", format!("PersistentVolume/{name}"), format!("host path {} is already used by {other}; two volumes on one directory mix two applications' data", dir.path))
+                        .hint("give this application another host directory (its host path option), or remove the other volume first if its data is no longer needed"),
+                );
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// A directory on a node a PersistentVolume stores its data in.
+struct HostDir<'a> {
+    path: &'a str,
+    /// `spec.nodeAffinity` (null: any node).
+    node: &'a Value,
+}
+
+/// The host directory of a `hostPath` or `local` PersistentVolume.
+fn host_dir(volume: &Value) -> Option<HostDir<'_>> {
+    let spec = &volume["spec"];
+    let path = spec["hostPath"]["path"].as_str().or_else(|| spec["local"]["path"].as_str())?;
+    Some(HostDir { path, node: &spec["nodeAffinity"] })
 }
 
 /// Takes the smallest pre-created volume the claim can bind: free (or reserved for this
