@@ -39,9 +39,13 @@ pub struct ApplyArgs {
     /// Return once everything is applied, without waiting for readiness.
     #[arg(long)]
     pub no_wait: bool,
-    /// How long to wait for readiness (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration, conflicts_with = "no_wait")]
+    /// How long to wait for readiness (`90s`, `10m`, `1h`; at least 1s).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::wait_timeout, conflicts_with = "no_wait")]
     pub timeout: Duration,
+    /// How long a pod may stay unschedulable (the scheduler's reason is shown meanwhile)
+    /// before the wait fails.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::duration, conflicts_with = "no_wait")]
+    pub unschedulable_grace: Duration,
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
     pub no_prune: bool,
@@ -131,8 +135,11 @@ impl ApplyArgs {
     fn options(&self, operation: &str, interrupt: &Interrupt) -> ApplyOptions {
         ApplyOptions {
             prune: !self.no_prune,
-            wait: (!self.no_wait)
-                .then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }),
+            wait: (!self.no_wait).then(|| WaitOptions {
+                timeout: self.timeout,
+                unschedulable_grace: self.unschedulable_grace,
+                ..WaitOptions::default()
+            }),
             lock: self.lock.options(operation),
             interrupt: Some(interrupt.clone()),
             rollback_on_failure: self.rollback_on_failure,
@@ -492,6 +499,9 @@ fn print_outcome(
     for (id, from) in &outcome.adopted {
         line(out, format_args!("{:<10} {id} (kept from bundle {from})", "adopted"))?;
     }
+    for note in &outcome.replaced {
+        line(out, format_args!("{note}"))?;
+    }
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {
         (Some(n), Some(from)) => line(
@@ -562,7 +572,7 @@ pub(super) fn status(
     for r in &status.revisions {
         let reason = r.reason.as_deref().map(|why| format!("  {why}")).unwrap_or_default();
         let state = r.status.to_string();
-        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.updated))?;
+        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.applied))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -682,12 +692,11 @@ impl Progress for Bars {
                 self.bar(&app).set_message(format!("{action} {id}"))
             }
             Event::Pruned { id } => self.bar("(pruned)").set_message(format!("pruned {id}")),
-            Event::Waiting { app, ready, total } => {
+            Event::Waiting { app, ready, total, why } => {
                 let bar = self.bar(&app);
-                if ready == total {
-                    bar.finish_with_message(format!("ready ({ready}/{total})"));
-                } else {
-                    bar.set_message(format!("waiting: {ready}/{total} ready"));
+                match why {
+                    None => bar.finish_with_message(format!("ready ({ready}/{total})")),
+                    Some(why) => bar.set_message(format!("waiting: {ready}/{total} ready; {why}")),
                 }
             }
         }

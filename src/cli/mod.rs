@@ -647,6 +647,14 @@ pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
+/// A wait's `--timeout`: a duration no shorter than a wait can take, so a value that can
+/// only fail (`0s`) is refused before anything is applied.
+pub(crate) fn wait_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = duration(text)?;
+    let check = crate::deploy::WaitOptions { timeout, ..Default::default() }.check();
+    check.map(|()| timeout).map_err(|e| e.to_string())
+}
+
 pub(crate) fn count(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")

@@ -86,7 +86,7 @@ pub(crate) fn quick_wait() -> ApplyOptions {
         prune: true,
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(30),
-            poll: Duration::from_millis(20),
+            ..WaitOptions::default()
         }),
         ..ApplyOptions::default()
     }
@@ -115,7 +115,7 @@ pub(crate) async fn deploy_with(
 /// [`quick_wait`] with another timeout, polling every 20 ms.
 fn waiting_up_to(timeout: Duration) -> ApplyOptions {
     ApplyOptions {
-        wait: Some(WaitOptions { timeout, poll: Duration::from_millis(20) }),
+        wait: Some(WaitOptions { timeout, ..WaitOptions::default() }),
         ..quick_wait()
     }
 }

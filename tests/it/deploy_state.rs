@@ -306,7 +306,7 @@ async fn the_lock_is_renewed_while_a_long_deploy_runs() {
     let slow = ApplyOptions {
         wait: Some(WaitOptions {
             timeout: Duration::from_secs(7),
-            poll: Duration::from_millis(50),
+            ..WaitOptions::default()
         }),
         lock: LockOptions { duration: Duration::from_secs(2), ..LockOptions::default() },
         ..quick_wait()

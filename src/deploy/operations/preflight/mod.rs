@@ -2,6 +2,7 @@
 //! write, and every problem is reported at once with its fix.
 
 mod images;
+mod istiod;
 mod ownership;
 mod storage;
 mod versions;
@@ -32,6 +33,8 @@ pub struct Prepared {
     pub(crate) version: KubeVersion,
     pub(crate) notes: Vec<String>,
     pub(crate) warnings: Vec<String>,
+    /// Per application, what the wait says about it while it is not ready (a dependency).
+    pub(crate) wait_notes: BTreeMap<String, String>,
 }
 
 /// How to run preflight.
@@ -72,6 +75,11 @@ impl Prepared {
     /// scope"); empty with `strict`, where they are problems instead.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Per application, what the wait adds while it is not ready.
+    pub(crate) fn wait_notes(&self) -> BTreeMap<String, String> {
+        self.wait_notes.clone()
     }
 }
 
@@ -153,7 +161,7 @@ impl Cluster {
         {
             problems.push(problem);
         }
-        let warnings = if options.strict {
+        let mut warnings = if options.strict {
             for problem in unverified.problems() {
                 problems.push(problem);
             }
@@ -161,8 +169,20 @@ impl Cluster {
         } else {
             unverified.warnings()
         };
+        let (istiod, wait_notes) = self.check_istiod(&kinds, &plan).await?;
+        warnings.extend(istiod);
         problems.into_result(())?;
-        Ok(Prepared { plan, targets, kinds, namespace_exists, records, version, notes, warnings })
+        Ok(Prepared {
+            plan,
+            targets,
+            kinds,
+            namespace_exists,
+            records,
+            version,
+            notes,
+            warnings,
+            wait_notes,
+        })
     }
 
     /// Whether the namespace exists. An identity that may not read it is assumed to work in
