@@ -15,8 +15,7 @@ use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride, NetworkPoli
 use crate::deploy::WaitOptions;
 use crate::deploy::{
     ApplyOptions, BundleStatus, Changes, ClientOptions, Cluster, DeployError, DeployPlan,
-    DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
-    Restarted,
+    DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions, Restarted,
 };
 use crate::diag::{Problem, Problems};
 use crate::images::Registry;

@@ -43,7 +43,7 @@ fn broker() -> Vec<(&'static str, Value)> {
 }
 
 /// An emulator with a default storage class, for the broker's claim.
-fn emulator_with_storage() -> KubeEmulator {
+pub(crate) fn emulator_with_storage() -> KubeEmulator {
     let emulator = KubeEmulator::start();
     emulator.insert(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard",
         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "x"}));

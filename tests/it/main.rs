@@ -15,6 +15,7 @@ mod deploy_state;
 mod digests;
 mod fixtures;
 mod fuzz_regressions;
+mod health;
 mod juju_charms;
 mod layering;
 mod least_privilege;

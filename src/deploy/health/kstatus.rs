@@ -108,8 +108,7 @@ pub(crate) fn health(group: &str, kind: &str, object: &Value) -> Health {
                 "controller has not seen generation {generation} yet"
             ));
         }
-    } else if matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") && builtin_group(group)
-    {
+    } else if matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet") && builtin_group(group) {
         return Health::InProgress(format!("controller has not seen generation {generation} yet"));
     }
     if !builtin_group(group) {
@@ -188,9 +187,8 @@ fn stateful_set(object: &Value) -> Health {
     if strategy == "OnDelete" {
         return Health::Current;
     }
-    if let Some(partition) = object["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
-        .as_i64()
-        .filter(|p| *p > 0)
+    if let Some(partition) =
+        object["spec"]["updateStrategy"]["rollingUpdate"]["partition"].as_i64().filter(|p| *p > 0)
     {
         if updated < desired - partition {
             return Health::InProgress(counts);
@@ -294,7 +292,9 @@ mod tests {
         d["status"]["replicas"] = json!(2);
         d["status"]["conditions"] = json!([{"type": "Progressing", "status": "False",
             "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]);
-        assert!(matches!(health("apps", "Deployment", &d), Health::Failed(w) if w.contains("timed out")));
+        assert!(
+            matches!(health("apps", "Deployment", &d), Health::Failed(w) if w.contains("timed out"))
+        );
         d["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
         assert_eq!(health("apps", "Deployment", &d), Health::Terminating);
     }
@@ -320,13 +320,18 @@ mod tests {
     fn custom_resources_follow_stalled_reconciling_and_ready() {
         let cr = |conditions: Value| json!({"metadata": {"generation": 1}, "status": {"conditions": conditions}});
         assert_eq!(health("example.io", "Cert", &json!({})), Health::Current);
-        let not_ready = cr(json!([{"type": "Ready", "status": "False", "reason": "Pending", "message": "issuing"}]));
+        let not_ready = cr(
+            json!([{"type": "Ready", "status": "False", "reason": "Pending", "message": "issuing"}]),
+        );
         assert_eq!(
             health("example.io", "Cert", &not_ready),
             Health::InProgress("not ready: Pending: issuing".into())
         );
         let stalled = cr(json!([{"type": "Stalled", "status": "True", "reason": "BadConfig"}]));
-        assert_eq!(health("example.io", "Cert", &stalled), Health::Failed("stalled: BadConfig".into()));
+        assert_eq!(
+            health("example.io", "Cert", &stalled),
+            Health::Failed("stalled: BadConfig".into())
+        );
         let knative = |status: &str| {
             json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2,
                 "conditions": [{"type": "Ready", "status": status, "reason": "RevisionFailed", "message": "it crashed"}]}})

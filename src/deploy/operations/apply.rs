@@ -375,6 +375,7 @@ impl Cluster {
                 prepared.targets.iter().filter(|t| waits_for(&t.id)).collect();
             outcome.replaced =
                 wait::wait(self, &prepared.kinds, &waited, &scope, wait, progress).await?;
+            outcome.warnings.extend(self.pending_load_balancers(&prepared.targets).await?);
         }
         Ok(outcome)
     }

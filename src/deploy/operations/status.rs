@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::contract::ObjectId;
+use crate::contract::BUNDLE_LABEL;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
-use crate::contract::BUNDLE_LABEL;
 use crate::deploy::health::kstatus::{health, waits_for, Health};
 use crate::deploy::health::pods::{pod_problems, PodProblem};
 use crate::deploy::health::revision;
@@ -129,7 +129,11 @@ impl std::fmt::Display for Exposure {
                     [] => Ok(()),
                     ports => {
                         let ports: Vec<String> = ports.iter().map(i64::to_string).collect();
-                        write!(f, "; meanwhile reach it on node port {} of any node", ports.join(", "))
+                        write!(
+                            f,
+                            "; meanwhile reach it on node port {} of any node",
+                            ports.join(", ")
+                        )
                     }
                 }
             }
@@ -244,6 +248,31 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The LoadBalancer Services among `targets` still without an external address, as
+    /// `status` words them (with their node ports, the fallback); read after a wait, when a
+    /// load-balancer controller, if there is one, has had time to answer.
+    pub(crate) async fn pending_load_balancers(
+        &self,
+        targets: &[crate::deploy::model::targets::Target],
+    ) -> Result<Vec<String>, DeployError> {
+        let mut pending = Vec::new();
+        for t in targets.iter().filter(|t| {
+            t.id.group.is_empty()
+                && t.id.kind == "Service"
+                && t.object["spec"]["type"] == "LoadBalancer"
+        }) {
+            let Some(live) = self.get(&t.kind, &t.id).await? else { continue };
+            for exposure in exposed("Service", &t.id.name, &live) {
+                if matches!(exposure, Exposure::PendingLoadBalancer { .. }) {
+                    pending.push(format!("application {}: {exposure}", t.app));
+                }
+            }
+        }
+        Ok(pending)
+    }
+}
+
 /// Kinds that can expose an application outside the cluster.
 fn exposing(kind: &str) -> bool {
     matches!(kind, "Service" | "Ingress" | "Gateway")
@@ -292,8 +321,10 @@ fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<Exposure> {
                 .filter_map(|i| i["hostname"].as_str().or(i["ip"].as_str()).map(str::to_string))
                 .collect();
             if service_type == "LoadBalancer" && addresses.is_empty() {
-                let node_ports =
-                    list(&live["spec"]["ports"]).iter().filter_map(|p| p["nodePort"].as_i64()).collect();
+                let node_ports = list(&live["spec"]["ports"])
+                    .iter()
+                    .filter_map(|p| p["nodePort"].as_i64())
+                    .collect();
                 found.push(Exposure::PendingLoadBalancer { service: name.to_string(), node_ports });
             }
             for address in addresses {

@@ -108,9 +108,9 @@ impl Baseline {
     /// since (a crash loop that restarted again is a new failure).
     fn predates(&self, pod: &serde_json::Value, problem: &PodProblem) -> bool {
         let Some(uid) = pod["metadata"]["uid"].as_str() else { return false };
-        self.failing
-            .get(uid)
-            .is_some_and(|(reasons, before)| reasons.contains(&problem.reason) && restarts(pod) <= *before)
+        self.failing.get(uid).is_some_and(|(reasons, before)| {
+            reasons.contains(&problem.reason) && restarts(pod) <= *before
+        })
     }
 }
 
@@ -283,8 +283,7 @@ pub(crate) async fn wait(
             }
         }
         for pod in stale {
-            if let (true, Lookup::Served(kind)) =
-                (deleted.insert(pod.uid), kinds.find("v1", "Pod"))
+            if let (true, Lookup::Served(kind)) = (deleted.insert(pod.uid), kinds.find("v1", "Pod"))
             {
                 cluster.delete(&kind, &pod.id).await?;
                 tracing::info!("{}", pod.note);
@@ -313,7 +312,8 @@ pub(crate) async fn wait(
                 .into_iter()
                 .map(|(i, why)| {
                     let t = targets[i];
-                    let note = scope.notes.get(&t.app).map(|n| format!("; {n}")).unwrap_or_default();
+                    let note =
+                        scope.notes.get(&t.app).map(|n| format!("; {n}")).unwrap_or_default();
                     format!("{} ({why}){note}", t.id)
                 })
                 .collect();
@@ -389,8 +389,9 @@ fn judge(
     };
     let namespace = t.id.namespace.clone().filter(|_| t.kind.namespaced);
     let Some(pods) = set(plan.pods.get(&namespace)) else { return Verdict::Pending(why) };
-    let replica_sets: Vec<serde_json::Value> =
-        set(plan.replica_sets.get(&namespace)).map(|s| s.values().cloned().collect()).unwrap_or_default();
+    let replica_sets: Vec<serde_json::Value> = set(plan.replica_sets.get(&namespace))
+        .map(|s| s.values().cloned().collect())
+        .unwrap_or_default();
     let Some(current) = revision::current(live, &replica_sets) else {
         return Verdict::Pending(why);
     };

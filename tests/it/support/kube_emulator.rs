@@ -89,6 +89,8 @@ pub enum Behaviour {
     /// Knative Services only: `Ready=False` with this reason for the first two reads after a
     /// change, then `True` (Knative may report `False` on its way to ready).
     BrieflyFailing(&'static str),
+    /// Pods stay Pending: the scheduler finds no node, with this message.
+    Unschedulable(&'static str),
 }
 
 /// A running emulator; stops when dropped.
@@ -1295,7 +1297,7 @@ impl State {
                 if kind == "StatefulSet" {
                     self.create_set_claims(&stored.object);
                 }
-                if !self.roll_out(&stored.object, behaviour) {
+                if !self.roll_out(&mut stored.object, behaviour) {
                     self.replace_pods(&stored.object, behaviour);
                 }
             }
@@ -1310,7 +1312,9 @@ impl State {
                         json!({"type": "Ready", "status": "Unknown", "reason": "RevisionMissing",
                         "message": format!("Configuration \"{name}\" is waiting for a Revision to become ready.")})
                     }
-                    Behaviour::Failing(reason) | Behaviour::BrieflyFailing(reason) => {
+                    Behaviour::Unschedulable(reason)
+                    | Behaviour::Failing(reason)
+                    | Behaviour::BrieflyFailing(reason) => {
                         json!({"type": "Ready", "status": "False", "reason": "RevisionFailed",
                         "message": format!("Revision \"{name}-{generation:05}\" failed with message: {reason}.")})
                     }

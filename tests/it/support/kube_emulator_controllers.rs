@@ -87,7 +87,6 @@ impl State {
             .flatten()
             .map(|c| container_status(c, behaviour, pod_name))
             .collect();
-        let phase = if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
         let mut spec = template["spec"].clone();
         if let Some(i) = ordinal {
             // Each replica mounts its own claim of every claim template.
@@ -117,7 +116,7 @@ impl State {
                 "creationTimestamp": "2024-01-01T00:00:00Z",
             },
             "spec": spec,
-            "status": {"phase": phase, "containerStatuses": statuses},
+            "status": pod_status(behaviour, statuses),
         });
         for c in template["spec"]["containers"].as_array().into_iter().flatten() {
             let container = c["name"].as_str().unwrap_or("?").to_string();
@@ -132,9 +131,12 @@ impl State {
 
     /// The Deployment and StatefulSet controllers' answer to a spec change; `false` for
     /// other kinds.
-    pub(super) fn roll_out(&mut self, workload: &Value, behaviour: Behaviour) -> bool {
+    pub(super) fn roll_out(&mut self, workload: &mut Value, behaviour: Behaviour) -> bool {
         match workload["kind"].as_str() {
-            Some("Deployment") => self.roll_out_deployment(workload, behaviour),
+            Some("Deployment") => {
+                let revision = self.roll_out_deployment(workload, behaviour);
+                workload["metadata"]["annotations"][DEPLOYMENT_REVISION] = json!(revision);
+            }
             Some("StatefulSet") => self.roll_out_set(workload, behaviour),
             _ => return false,
         }
@@ -158,19 +160,24 @@ impl State {
             .collect()
     }
 
-    fn roll_out_deployment(&mut self, d: &Value, behaviour: Behaviour) {
+    /// Rolls a Deployment out to its template's ReplicaSet; returns the rollout revision.
+    fn roll_out_deployment(&mut self, d: &Value, behaviour: Behaviour) -> String {
         let ns = d["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = d["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let hash = template_hash(&d["spec"]["template"]);
         let sets = self.replica_sets_of(d);
         let revision = sets
             .iter()
-            .filter_map(|rs| rs["metadata"]["annotations"][DEPLOYMENT_REVISION].as_str()?.parse::<i64>().ok())
+            .filter_map(|rs| {
+                rs["metadata"]["annotations"][DEPLOYMENT_REVISION].as_str()?.parse::<i64>().ok()
+            })
             .max()
             .unwrap_or(0)
             + 1;
         let rs_name = format!("{name}-{hash}");
-        let Some(t) = self.types.iter().find(|t| t.kind == "ReplicaSet").cloned() else { return };
+        let Some(t) = self.types.iter().find(|t| t.kind == "ReplicaSet").cloned() else {
+            return revision.to_string();
+        };
         let existing = sets.iter().find(|rs| rs["metadata"]["name"] == rs_name.as_str()).cloned();
         let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
         labels[POD_TEMPLATE_HASH] = json!(hash);
@@ -218,6 +225,7 @@ impl State {
         for i in i64::try_from(pods.len()).unwrap_or(0)..desired {
             self.add_pod(d, &rs, &format!("{name}-g{generation}-{i}"), behaviour, &extra, None);
         }
+        revision.to_string()
     }
 
     /// Rewrites a pod's container statuses for `behaviour`.
@@ -231,8 +239,7 @@ impl State {
             .flatten()
             .map(|c| container_status(c, behaviour, &k.3))
             .collect();
-        let phase = if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
-        let status = json!({"phase": phase, "containerStatuses": statuses});
+        let status = pod_status(behaviour, statuses);
         if stored.object["status"] != status {
             stored.object["status"] = status;
             stored.object["metadata"]["resourceVersion"] = json!(rv);
@@ -245,7 +252,12 @@ impl State {
         for pod in self.pods_of(set) {
             // A ready pod of another revision is replaced; a broken one is waited on.
             if pod["metadata"]["labels"][REVISION_HASH] != revision.as_str() && is_ready(&pod) {
-                let k = (String::new(), "pods".to_string(), pod["metadata"]["namespace"].as_str().unwrap_or("").to_string(), pod["metadata"]["name"].as_str().unwrap_or("").to_string());
+                let k = (
+                    String::new(),
+                    "pods".to_string(),
+                    pod["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+                    pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                );
                 self.objects.remove(&k);
             }
         }
@@ -260,7 +272,14 @@ impl State {
             let pod_name = format!("{name}-{i}");
             let k = (String::new(), "pods".to_string(), ns.clone(), pod_name.clone());
             if !self.objects.contains_key(&k) {
-                self.add_pod(set, set, &pod_name, behaviour, &json!({REVISION_HASH: revision}), Some(i));
+                self.add_pod(
+                    set,
+                    set,
+                    &pod_name,
+                    behaviour,
+                    &json!({REVISION_HASH: revision}),
+                    Some(i),
+                );
             }
         }
     }
@@ -270,12 +289,16 @@ impl State {
         let generation = workload["metadata"]["generation"].as_i64().unwrap_or(1);
         let desired = workload["spec"]["replicas"].as_i64().unwrap_or(1);
         let count = |pods: &[Value]| i64::try_from(pods.len()).unwrap_or(0);
-        let ready = |pods: &[Value]| count(&pods.iter().filter(|p| is_ready(p)).cloned().collect::<Vec<_>>());
+        let ready = |pods: &[Value]| {
+            count(&pods.iter().filter(|p| is_ready(p)).cloned().collect::<Vec<_>>())
+        };
         match workload["kind"].as_str()? {
             "Deployment" => {
                 let hash = template_hash(&workload["spec"]["template"]);
                 let sets = self.replica_sets_of(workload);
-                let current = sets.iter().find(|rs| rs["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str())?;
+                let current = sets
+                    .iter()
+                    .find(|rs| rs["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str())?;
                 let all: Vec<Value> = sets.iter().flat_map(|rs| self.pods_of(rs)).collect();
                 let new = self.pods_of(current);
                 let ready_all = ready(&all);
@@ -290,14 +313,21 @@ impl State {
                 let name = workload["metadata"]["name"].as_str().unwrap_or_default();
                 let update = format!("{name}-{}", template_hash(&workload["spec"]["template"]));
                 let pods = self.pods_of(workload);
-                let updated: Vec<Value> = pods.iter().filter(|p| p["metadata"]["labels"][REVISION_HASH] == update.as_str()).cloned().collect();
+                let updated: Vec<Value> = pods
+                    .iter()
+                    .filter(|p| p["metadata"]["labels"][REVISION_HASH] == update.as_str())
+                    .cloned()
+                    .collect();
                 let previous = workload["status"]["currentRevision"].as_str().map(str::to_string);
                 let current = if count(&updated) == desired && count(&pods) == desired {
                     update.clone()
                 } else {
                     previous.unwrap_or_else(|| update.clone())
                 };
-                let at_current = pods.iter().filter(|p| p["metadata"]["labels"][REVISION_HASH] == current.as_str()).count();
+                let at_current = pods
+                    .iter()
+                    .filter(|p| p["metadata"]["labels"][REVISION_HASH] == current.as_str())
+                    .count();
                 Some(json!({
                     "observedGeneration": generation, "replicas": count(&pods), "readyReplicas": ready(&pods),
                     "availableReplicas": ready(&pods), "currentReplicas": at_current, "updatedReplicas": count(&updated),
@@ -311,7 +341,12 @@ impl State {
     /// One pass of every controller: statuses, StatefulSet pods, rollouts finishing,
     /// terminating pods, kubelet retries.
     pub(super) fn tick(&mut self) {
-        let lagging: Vec<super::Key> = self.objects.iter().filter(|(_, s)| s.status_lag.is_some()).map(|(k, _)| k.clone()).collect();
+        let lagging: Vec<super::Key> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| s.status_lag.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         for (group, plural, ns, name) in lagging {
             let t = self.types.iter().find(|t| t.group == group && t.plural == plural).cloned();
             if let Some(t) = t {
@@ -322,12 +357,19 @@ impl State {
         let workloads: Vec<Value> = self
             .objects
             .values()
-            .filter(|s| s.status_lag.is_none() && matches!(s.object["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+            .filter(|s| {
+                s.status_lag.is_none()
+                    && matches!(s.object["kind"].as_str(), Some("Deployment" | "StatefulSet"))
+            })
             .map(|s| s.object.clone())
             .collect();
         for w in workloads {
             if w["kind"] == "StatefulSet" {
-                let revision = format!("{}-{}", w["metadata"]["name"].as_str().unwrap_or(""), template_hash(&w["spec"]["template"]));
+                let revision = format!(
+                    "{}-{}",
+                    w["metadata"]["name"].as_str().unwrap_or(""),
+                    template_hash(&w["spec"]["template"])
+                );
                 let behaviour = self.behaviour_of(&w);
                 self.create_set_pods(&w, &revision, behaviour);
             } else {
@@ -342,26 +384,17 @@ impl State {
         let Some(status) = self.controller_status(workload) else { return };
         let ns = workload["metadata"]["namespace"].as_str().unwrap_or("").to_string();
         let name = workload["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let Some(t) = self.types.iter().find(|t| Some(t.kind.as_str()) == workload["kind"].as_str()).cloned() else { return };
-        let hash = template_hash(&workload["spec"]["template"]);
-        let revision = self
-            .replica_sets_of(workload)
-            .iter()
-            .find(|rs| rs["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str())
-            .and_then(|rs| rs["metadata"]["annotations"][DEPLOYMENT_REVISION].as_str().map(str::to_string));
+        let Some(t) =
+            self.types.iter().find(|t| Some(t.kind.as_str()) == workload["kind"].as_str()).cloned()
+        else {
+            return;
+        };
         self.resource_version += 1;
         let rv = self.resource_version.to_string();
         let Some(stored) = self.objects.get_mut(&key(&t, &ns, &name)) else { return };
-        let annotated = match &revision {
-            Some(r) => stored.object["metadata"]["annotations"][DEPLOYMENT_REVISION] != r.as_str(),
-            None => false,
-        };
-        if stored.object["status"] == status && !annotated {
+        if stored.object["status"] == status {
             self.resource_version -= 1;
             return;
-        }
-        if let Some(r) = revision {
-            stored.object["metadata"]["annotations"][DEPLOYMENT_REVISION] = json!(r);
         }
         stored.object["status"] = status;
         stored.object["metadata"]["resourceVersion"] = json!(rv);
@@ -371,7 +404,11 @@ impl State {
     fn retire_old_replica_sets(&mut self, d: &Value) {
         let hash = template_hash(&d["spec"]["template"]);
         let sets = self.replica_sets_of(d);
-        let Some(current) = sets.iter().find(|rs| rs["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str()) else { return };
+        let Some(current) =
+            sets.iter().find(|rs| rs["metadata"]["labels"][POD_TEMPLATE_HASH] == hash.as_str())
+        else {
+            return;
+        };
         let new = self.pods_of(current);
         let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
         if i64::try_from(new.iter().filter(|p| is_ready(p)).count()).unwrap_or(0) < desired {
@@ -413,7 +450,8 @@ impl State {
     /// Kubelet retries that are due: the workload's failing pods start.
     fn kubelet(&mut self) {
         let now = Instant::now();
-        let due: Vec<String> = self.retries.iter().filter(|r| r.at <= now).map(|r| r.workload.clone()).collect();
+        let due: Vec<String> =
+            self.retries.iter().filter(|r| r.at <= now).map(|r| r.workload.clone()).collect();
         self.retries.retain(|r| r.at > now);
         for workload in due {
             let pods: Vec<super::Key> = self
@@ -463,6 +501,16 @@ fn pod_key(pod: &Value) -> super::Key {
     )
 }
 
+/// A pod's status in `behaviour`, with its containers' statuses.
+fn pod_status(behaviour: Behaviour, statuses: Vec<Value>) -> Value {
+    match behaviour {
+        Behaviour::Unschedulable(message) => json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}),
+        Behaviour::Failing(_) => json!({"phase": "Pending", "containerStatuses": statuses}),
+        _ => json!({"phase": "Running", "containerStatuses": statuses}),
+    }
+}
+
 /// A container's status in a pod of `behaviour`.
 fn container_status(c: &Value, behaviour: Behaviour, pod_name: &str) -> Value {
     let container = c["name"].as_str().unwrap_or("?");
@@ -470,7 +518,7 @@ fn container_status(c: &Value, behaviour: Behaviour, pod_name: &str) -> Value {
     let running = json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}});
     let (ready, state) = match behaviour {
         Behaviour::Ready | Behaviour::BrieflyFailing(_) => (true, running),
-        Behaviour::NeverReady => (false, running),
+        Behaviour::NeverReady | Behaviour::Unschedulable(_) => (false, running),
         Behaviour::Failing(reason) => {
             let message = if reason.contains("Image") {
                 format!("Back-off pulling image \"{image}\"")

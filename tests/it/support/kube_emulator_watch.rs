@@ -186,7 +186,11 @@ pub(super) fn serve(
         let guard = lock(&state);
         let Some((t, namespace)) = guard.collection(path) else {
             drop(guard);
-            return answer(super::status(404, "NotFound", "the server could not find the requested resource"));
+            return answer(super::status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
         };
         if let Some(denied) = guard.authorize(&Method::GET, &t, namespace.as_deref(), None, query) {
             drop(guard);
@@ -200,7 +204,8 @@ pub(super) fn serve(
         .get("timeoutSeconds")
         .and_then(|s| s.parse().ok())
         .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let start: Option<u64> = query.get("resourceVersion").and_then(|v| v.parse().ok()).filter(|v| *v > 0);
+    let start: Option<u64> =
+        query.get("resourceVersion").and_then(|v| v.parse().ok()).filter(|v| *v > 0);
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;

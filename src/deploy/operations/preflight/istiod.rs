@@ -85,10 +85,7 @@ mod tests {
     #[test]
     fn cluster_service_addresses_name_their_service() {
         assert_eq!(service_of("istiod.istio-system.svc:15012"), Some(("istiod", "istio-system")));
-        assert_eq!(
-            service_of("istiod.mesh.svc.cluster.local:15012"),
-            Some(("istiod", "mesh"))
-        );
+        assert_eq!(service_of("istiod.mesh.svc.cluster.local:15012"), Some(("istiod", "mesh")));
         assert_eq!(service_of("10.0.0.7:15012"), None);
         assert_eq!(service_of("istiod.example.com:15012"), None);
     }
