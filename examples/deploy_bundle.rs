@@ -16,7 +16,12 @@ impl Progress for Print {
         match event {
             Event::Applied { id, action, .. } => eprintln!("{action} {id}"),
             Event::Pruned { id } => eprintln!("pruned {id}"),
-            Event::Waiting { app, ready, total } => eprintln!("{app}: {ready}/{total} ready"),
+            Event::Waiting { app, ready, total, why: None } => {
+                eprintln!("{app}: {ready}/{total} ready")
+            }
+            Event::Waiting { app, ready, total, why: Some(why) } => {
+                eprintln!("{app}: {ready}/{total} ready; waiting for {why}")
+            }
         }
     }
 }
