@@ -356,3 +356,76 @@ async fn a_pending_load_balancer_is_reported_with_its_node_port() {
         ]
     );
 }
+
+/// The wait benchmark (`scripts/bench-health.sh` runs it; it asserts nothing): `N`
+/// applications of a Deployment (2 replicas), a Service and a ConfigMap, whose pods start
+/// only when told to; prints how long the deploy took to return after the emulator reported
+/// the last Deployment ready, and the requests it made by verb and resource.
+#[tokio::test]
+#[ignore = "a benchmark: scripts/bench-health.sh"]
+async fn bench_wait() {
+    for n in [7, 100] {
+        let emulator = std::sync::Arc::new(KubeEmulator::start());
+        let names: Vec<String> = (0..n).map(|i| format!("app{i:03}")).collect();
+        let mut objects = Vec::new();
+        for name in &names {
+            emulator.set_behaviour(name, Behaviour::NeverReady);
+            let mut d = deployment(name, &format!("registry.local:5000/{name}:1"));
+            d["metadata"]["labels"] = labels(name);
+            objects.push((name.as_str(), d));
+            objects.push((name.as_str(), crate::deploy::service(name)));
+            objects.push((name.as_str(), config_map(name, &format!("{name}-config"), "a")));
+        }
+        let mut plan = shop(vec![]);
+        plan.apps = names.iter().map(|n| app(n, &[])).collect();
+        plan.objects = objects
+            .into_iter()
+            .map(|(app, object)| charmer::deploy::PlanObject { app: app.into(), object })
+            .collect();
+        let cluster = cluster(&emulator).await;
+        let prepared = cluster.prepare(plan).await.unwrap();
+        let before = emulator.requests();
+        let ready_at = std::sync::Arc::new(Mutex::new(None::<Instant>));
+        let (background, at) = (emulator.clone(), ready_at.clone());
+        let starter = std::thread::spawn(move || {
+            // Once every Deployment exists and the wait has begun, all pods start at once.
+            while background.get("Deployment", NS, &format!("app{:03}", n - 1)).is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            for i in 0..n {
+                background.kubelet_retry(&format!("app{i:03}"), Duration::ZERO);
+            }
+            // The moment the emulator's controllers report the last Deployment ready.
+            while (0..n).any(|i| {
+                background.get("Deployment", NS, &format!("app{i:03}")).unwrap()["status"]
+                    ["readyReplicas"]
+                    != 2
+            }) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            *at.lock().unwrap() = Some(Instant::now());
+        });
+        let options =
+            with_wait(WaitOptions { timeout: Duration::from_secs(120), ..WaitOptions::default() });
+        cluster.apply(&prepared, &options, &NoProgress).await.expect("deployed");
+        let returned = Instant::now();
+        starter.join().unwrap();
+        let ready = ready_at.lock().unwrap().expect("pods ready");
+        let after = emulator.requests();
+        let mut made: Vec<String> = after
+            .iter()
+            .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0)))
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        made.sort();
+        let total: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+        println!(
+            "apps={n} objects={} returned_after_pods_ready={:.3}s requests={total} ({})",
+            3 * n,
+            returned.saturating_duration_since(ready).as_secs_f64(),
+            made.join(" ")
+        );
+    }
+}

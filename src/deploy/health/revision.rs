@@ -51,6 +51,14 @@ pub(crate) enum Revision {
 }
 
 impl Revision {
+    /// The uid of the object that owns this revision's pods.
+    pub(crate) fn owner(&self) -> &Value {
+        match self {
+            Revision::ReplicaSet { uid, .. } => uid,
+            Revision::Label { owner, .. } | Revision::Any { owner } => owner,
+        }
+    }
+
     /// Whether `pod` runs this revision.
     pub(crate) fn has(&self, pod: &Value) -> bool {
         let owners = &pod["metadata"]["ownerReferences"];
@@ -73,7 +81,10 @@ impl Revision {
 /// The current revision of workload `object` (`replica_sets`: ReplicaSets of its
 /// namespace, needed for Deployments), or `None` when it is not yet known or the kind has no
 /// pods.
-pub(crate) fn current(object: &Value, replica_sets: &[Value]) -> Option<Revision> {
+pub(crate) fn current<'a>(
+    object: &Value,
+    replica_sets: impl IntoIterator<Item = &'a Value>,
+) -> Option<Revision> {
     let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
     let observed = object["status"]["observedGeneration"].as_i64().unwrap_or(0);
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -83,7 +94,7 @@ pub(crate) fn current(object: &Value, replica_sets: &[Value]) -> Option<Revision
     match kind {
         "Deployment" => {
             let revision = object["metadata"]["annotations"][DEPLOYMENT_REVISION].as_str()?;
-            let rs = replica_sets.iter().find(|rs| {
+            let rs = replica_sets.into_iter().find(|rs| {
                 owned_by(rs, object)
                     && rs["metadata"]["annotations"][DEPLOYMENT_REVISION].as_str() == Some(revision)
             })?;

@@ -266,12 +266,24 @@ pub(crate) async fn wait(
             continue;
         }
         let now = Instant::now();
+        let owned = by_owner(&plan, &sets);
         let mut pending: Vec<(usize, String)> = Vec::new();
         let mut stale = Vec::new();
         wake = None;
         for (i, t) in targets.iter().enumerate() {
-            let verdict =
-                judge(i, t, &plan, &sets, scope, options, &mut clocks, started, now, &mut stale);
+            let verdict = judge(
+                i,
+                t,
+                &plan,
+                &sets,
+                &owned,
+                scope,
+                options,
+                &mut clocks,
+                started,
+                now,
+                &mut stale,
+            );
             match verdict {
                 Verdict::Done => {}
                 Verdict::Pending(why) => pending.push((i, why)),
@@ -350,12 +362,31 @@ fn absorb(
     Ok(())
 }
 
+/// The watched pods by the uid of their controller, so each workload's are found at once.
+fn by_owner<'a>(
+    plan: &Plan,
+    sets: &'a [Option<BTreeMap<String, serde_json::Value>>],
+) -> BTreeMap<String, Vec<&'a serde_json::Value>> {
+    let mut owned: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for set in plan.pods.values().filter_map(|s| sets[*s].as_ref()) {
+        for pod in set.values() {
+            for owner in pod["metadata"]["ownerReferences"].as_array().into_iter().flatten() {
+                if let Some(uid) = owner["uid"].as_str() {
+                    owned.entry(uid.to_string()).or_default().push(pod);
+                }
+            }
+        }
+    }
+    owned
+}
+
 #[allow(clippy::too_many_arguments)]
 fn judge(
     i: usize,
     t: &Target,
     plan: &Plan,
     sets: &[Option<BTreeMap<String, serde_json::Value>>],
+    owned: &BTreeMap<String, Vec<&serde_json::Value>>,
     scope: &Scope,
     options: &WaitOptions,
     clocks: &mut Clocks,
@@ -388,19 +419,26 @@ fn judge(
         }
     };
     let namespace = t.id.namespace.clone().filter(|_| t.kind.namespaced);
-    let Some(pods) = set(plan.pods.get(&namespace)) else { return Verdict::Pending(why) };
-    let replica_sets: Vec<serde_json::Value> = set(plan.replica_sets.get(&namespace))
-        .map(|s| s.values().cloned().collect())
-        .unwrap_or_default();
-    let Some(current) = revision::current(live, &replica_sets) else {
+    if set(plan.pods.get(&namespace)).is_none() {
+        return Verdict::Pending(why);
+    }
+    let pods_of = |uid: &serde_json::Value| {
+        uid.as_str().and_then(|u| owned.get(u)).map(Vec::as_slice).unwrap_or_default()
+    };
+    let replica_sets = set(plan.replica_sets.get(&namespace)).into_iter().flat_map(|s| s.values());
+    let Some(current) = revision::current(live, replica_sets) else {
         return Verdict::Pending(why);
     };
     if t.id.kind == "StatefulSet" {
-        stale.extend(stale_failing(live, &current, pods.values()));
+        stale.extend(stale_failing(
+            live,
+            &current,
+            pods_of(&live["metadata"]["uid"]).iter().copied(),
+        ));
     }
     let mut later: Option<(String, Instant)> = None;
     let mut noted: Option<String> = None;
-    for pod in pods.values().filter(|p| current.has(p)) {
+    for pod in pods_of(current.owner()).iter().filter(|p| current.has(p)) {
         if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
             continue;
         }

@@ -163,11 +163,13 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(format!("{}\n", json!({"type": kind, "object": object})))
 }
 
-fn expired(rv: u64) -> Bytes {
+/// The API server's answer to a watch from before its history: one ERROR event (the
+/// second number is the oldest resourceVersion it still has).
+fn expired(rv: u64, oldest: u64) -> Bytes {
     event_line(
         "ERROR",
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("too old resource version: {rv}"), "reason": "Expired", "code": 410}),
+            "message": format!("too old resource version: {rv} ({oldest})"), "reason": "Expired", "code": 410}),
     )
 }
 
@@ -221,12 +223,11 @@ pub(super) fn serve(
                 let state = lock(&state);
                 let w = &state.watches;
                 if w.epoch != epoch || last < w.floor {
-                    (vec![expired(last)], true)
+                    (vec![expired(last, w.floor)], true)
                 } else {
-                    let lines: Vec<Bytes> = w
-                        .history
+                    let from = w.history.partition_point(|c| c.rv <= last);
+                    let lines: Vec<Bytes> = w.history[from..]
                         .iter()
-                        .filter(|c| c.rv > last)
                         .filter(|c| c.key.0 == t.group && c.key.1 == t.plural)
                         .filter(|c| namespace.as_ref().is_none_or(|ns| *ns == c.key.2))
                         .filter(|c| matches(&selector, &c.object["metadata"]["labels"]))
