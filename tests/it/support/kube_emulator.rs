@@ -53,10 +53,24 @@
 //!   SelfSubjectAccessReviews are answered from the same grants (and not counted as writes);
 //!   SelfSubjectRulesReviews are not emulated.
 //!
+//! - watches and the Deployment → ReplicaSet → Pod and StatefulSet revision controllers, in
+//!   kube_emulator_watch.rs and kube_emulator_controllers.rs (see their module docs): list +
+//!   watch with resourceVersion, bookmarks, 410 `Expired`, request counts; ReplicaSets with
+//!   `pod-template-hash`, old-revision pods kept until the new ones are ready, StatefulSet
+//!   `currentRevision`/`updateRevision` and `controller-revision-hash`, a broken pod not
+//!   replaced when the template is reverted; a 20 ms controller ticker. Checked against
+//!   /work/notes/real-cluster.md (kube-apiserver 1.32 with its controllers); what differs:
+//!   Deployment pods are named `<name>-g<generation>-<i>` (real: `<replicaset>-<random>`) and a
+//!   rollout creates every new pod at once (real: surge steps), StatefulSet pods of a ready
+//!   revision are all replaced at once (real: highest ordinal first, one at a time), no
+//!   `Progressing` condition, bookmarks every second (real: about every minute), a watch
+//!   without resourceVersion starts now (1.32 with bookmarks sends the existing objects
+//!   first), and DaemonSets and Jobs still replace their pods on each change.
+//!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
-//! finalizer), finalizers of other controllers, graceful pod termination (pods go at once),
-//! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
-//! `resourceNames`, no subresources), watches, subresources other than `pods/log`,
+//! finalizer), finalizers of other controllers, graceful termination of pods other than a
+//! Deployment's old ones, RBAC beyond one user's grants (no roles or bindings as objects, no
+//! groups, no `resourceNames`, no subresources), subresources other than `pods/log`,
 //! `sinceSeconds` of logs (every line counts as recent), list-map merging of SSA (lists are
 //! replaced whole), conflicts between
 //! managers other than value differences on the same leaf.
