@@ -266,6 +266,10 @@ fn a_timeout_of_zero_is_refused_before_applying() {
         crate::deploy::charmer(&emulator, &["deploy", "bundles/demo", "--timeout", "0s"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--timeout 0s cannot succeed: waiting takes at least 1s"), "{err}");
+    let (code, _, err) =
+        crate::deploy::charmer(&emulator, &["restart", "demo", "web", "--timeout", "0s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot succeed"), "{err}");
     assert!(emulator.writes().is_empty(), "{:?}", emulator.writes());
 }
 

@@ -74,6 +74,11 @@ fn int(value: &Value) -> i64 {
     value.as_i64().unwrap_or(0)
 }
 
+/// The counters `keys` of a status (0 when missing).
+fn counters<const N: usize>(status: &Value, keys: [&str; N]) -> [i64; N] {
+    keys.map(|k| int(&status[k]))
+}
+
 /// The condition of `type` in a status, if reported.
 pub(crate) fn condition<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
     status["conditions"].as_array()?.iter().find(|c| c["type"] == kind)
@@ -146,12 +151,8 @@ fn deployment(object: &Value) -> Health {
         }
     }
     let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
-    let (total, updated, ready, available) = (
-        int(&status["replicas"]),
-        int(&status["updatedReplicas"]),
-        int(&status["readyReplicas"]),
-        int(&status["availableReplicas"]),
-    );
+    let [total, updated, ready, available] =
+        counters(status, ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"]);
     let counts = format!("{ready} of {desired} replicas ready, {updated} updated");
     if desired > total || desired > updated || desired > ready || updated > available {
         return Health::InProgress(counts);
@@ -171,12 +172,8 @@ fn stateful_set(object: &Value) -> Health {
     let status = &object["status"];
     let strategy = object["spec"]["updateStrategy"]["type"].as_str().unwrap_or("RollingUpdate");
     let desired = object["spec"]["replicas"].as_i64().unwrap_or(1);
-    let (total, ready, current, updated) = (
-        int(&status["replicas"]),
-        int(&status["readyReplicas"]),
-        int(&status["currentReplicas"]),
-        int(&status["updatedReplicas"]),
-    );
+    let [total, ready, current, updated] =
+        counters(status, ["replicas", "readyReplicas", "currentReplicas", "updatedReplicas"]);
     let counts = format!("{ready} of {desired} replicas ready, {updated} updated");
     if desired > total || desired > ready {
         return Health::InProgress(counts);
@@ -213,11 +210,9 @@ fn daemon_set(status: &Value) -> Health {
     let Some(desired) = status["desiredNumberScheduled"].as_i64() else {
         return Health::InProgress("controller has not scheduled it yet".into());
     };
-    let (current, updated, available, ready) = (
-        int(&status["currentNumberScheduled"]),
-        int(&status["updatedNumberScheduled"]),
-        int(&status["numberAvailable"]),
-        int(&status["numberReady"]),
+    let [current, updated, available, ready] = counters(
+        status,
+        ["currentNumberScheduled", "updatedNumberScheduled", "numberAvailable", "numberReady"],
     );
     if desired > current || desired > updated || desired > available || desired > ready {
         return Health::InProgress(format!("{ready} of {desired} pods ready, {updated} updated"));

@@ -144,20 +144,21 @@ impl State {
         true
     }
 
-    fn pods_of(&self, owner: &Value) -> Vec<Value> {
+    /// The objects of `kind` `owner` controls.
+    fn owned(&self, kind: &str, owner: &Value) -> Vec<Value> {
         self.objects
             .values()
-            .filter(|s| s.object["kind"] == "Pod" && owned_by(&s.object, owner))
+            .filter(|s| s.object["kind"] == kind && owned_by(&s.object, owner))
             .map(|s| s.object.clone())
             .collect()
     }
 
+    fn pods_of(&self, owner: &Value) -> Vec<Value> {
+        self.owned("Pod", owner)
+    }
+
     fn replica_sets_of(&self, deployment: &Value) -> Vec<Value> {
-        self.objects
-            .values()
-            .filter(|s| s.object["kind"] == "ReplicaSet" && owned_by(&s.object, deployment))
-            .map(|s| s.object.clone())
-            .collect()
+        self.owned("ReplicaSet", deployment)
     }
 
     /// Rolls a Deployment out to its template's ReplicaSet; returns the rollout revision.
