@@ -230,11 +230,11 @@ pub enum Command {
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change
         /// nothing (so nothing is asked, waited for or locked).
-        #[arg(long, conflicts_with_all = ["diff", "timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
+        #[arg(long, conflicts_with_all = ["diff", "timeout", "unschedulable_grace", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         dry_run: bool,
         /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
         /// more than 1 on errors.
-        #[arg(long, conflicts_with_all = ["timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
+        #[arg(long, conflicts_with_all = ["timeout", "unschedulable_grace", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         diff: bool,
         /// Take over objects another bundle or another tool manages (preflight fails naming
         /// them otherwise).
