@@ -18,7 +18,12 @@ impl Progress for Print {
             Event::Pruned { id } => eprintln!("pruned {id}"),
             Event::Expanded { id, from, to } => eprintln!("expanded {id} from {from} to {to}"),
             Event::Recreating { id, .. } => eprintln!("re-creating {id} (pods and claims kept)"),
-            Event::Waiting { app, ready, total } => eprintln!("{app}: {ready}/{total} ready"),
+            Event::Waiting { app, ready, total, why: None } => {
+                eprintln!("{app}: {ready}/{total} ready")
+            }
+            Event::Waiting { app, ready, total, why: Some(why) } => {
+                eprintln!("{app}: {ready}/{total} ready; waiting for {why}")
+            }
         }
     }
 }

@@ -48,9 +48,12 @@ pub struct RestartArgs {
     /// Return once the restart is requested, without waiting for the new pods.
     #[arg(long)]
     pub no_wait: bool,
-    /// How long to wait for the new pods (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration, conflicts_with = "no_wait")]
+    /// How long to wait for the new pods (`90s`, `10m`, `1h`; at least 1s).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::wait_timeout, conflicts_with = "no_wait")]
     pub timeout: Duration,
+    /// How long a new pod may stay unschedulable before the wait fails.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::duration, conflicts_with = "no_wait")]
+    pub unschedulable_grace: Duration,
     /// Which cluster.
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -122,7 +125,11 @@ pub(super) fn logs(out: &mut impl Write, args: &LogsArgs) -> Result<ExitCode, Er
 
 /// `restart BUNDLE APP`.
 pub(super) fn restart(out: &mut impl Write, args: &RestartArgs) -> Result<ExitCode, Error> {
-    let wait = (!args.no_wait).then(|| WaitOptions { timeout: args.timeout, ..Default::default() });
+    let wait = (!args.no_wait).then(|| WaitOptions {
+        timeout: args.timeout,
+        unschedulable_grace: args.unschedulable_grace,
+        ..Default::default()
+    });
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let namespace = args.deployed.namespace();
     let progress = Bars::new();
@@ -135,8 +142,12 @@ pub(super) fn restart(out: &mut impl Write, args: &RestartArgs) -> Result<ExitCo
         &progress,
     ));
     progress.clear();
-    for id in result? {
+    let restarted = result?;
+    for id in &restarted.workloads {
         line(out, format_args!("restarted {id}"))?;
+    }
+    for note in &restarted.replaced {
+        line(out, format_args!("{note}"))?;
     }
     let waited = if wait.is_some() { ", ready" } else { "" };
     line(out, format_args!("{} in namespace {namespace} restarted{waited}", args.app))?;

@@ -40,9 +40,13 @@ pub struct ApplyArgs {
     /// Return once everything is applied, without waiting for readiness.
     #[arg(long)]
     pub no_wait: bool,
-    /// How long to wait for readiness (`90s`, `10m`, `1h`).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::duration, conflicts_with = "no_wait")]
+    /// How long to wait for readiness (`90s`, `10m`, `1h`; at least 1s).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::wait_timeout, conflicts_with = "no_wait")]
     pub timeout: Duration,
+    /// How long a pod may stay unschedulable (the scheduler's reason is shown meanwhile)
+    /// before the wait fails.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = super::duration, conflicts_with = "no_wait")]
+    pub unschedulable_grace: Duration,
     /// Keep objects of earlier revisions that are no longer rendered.
     #[arg(long)]
     pub no_prune: bool,
@@ -173,8 +177,11 @@ impl ApplyArgs {
     fn options(&self, operation: &str, interrupt: &Interrupt) -> ApplyOptions {
         ApplyOptions {
             prune: !self.no_prune,
-            wait: (!self.no_wait)
-                .then(|| WaitOptions { timeout: self.timeout, ..WaitOptions::default() }),
+            wait: (!self.no_wait).then(|| WaitOptions {
+                timeout: self.timeout,
+                unschedulable_grace: self.unschedulable_grace,
+                ..WaitOptions::default()
+            }),
             lock: self.lock.options(operation),
             interrupt: Some(interrupt.clone()),
             rollback_on_failure: self.rollback_on_failure,
@@ -553,6 +560,9 @@ fn print_outcome(
     for (id, from) in &outcome.adopted {
         line(out, format_args!("{:<10} {id} (kept from bundle {from})", "adopted"))?;
     }
+    for note in &outcome.replaced {
+        line(out, format_args!("{note}"))?;
+    }
     let waited = if waited { ", ready" } else { "" };
     match (outcome.revision, rollback_from) {
         (Some(n), Some(from)) => line(
@@ -623,7 +633,7 @@ pub(super) fn status(
     for r in &status.revisions {
         let reason = r.reason.as_deref().map(|why| format!("  {why}")).unwrap_or_default();
         let state = r.status.to_string();
-        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.updated))?;
+        line(out, format_args!("  {:<4} {state:<11} {}{reason}", r.revision, r.applied))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -749,12 +759,11 @@ impl Progress for Bars {
             Event::Recreating { app, id } => self
                 .bar(&app)
                 .set_message(format!("re-creating {id} (pods and claims kept: --cascade=orphan)")),
-            Event::Waiting { app, ready, total } => {
+            Event::Waiting { app, ready, total, why } => {
                 let bar = self.bar(&app);
-                if ready == total {
-                    bar.finish_with_message(format!("ready ({ready}/{total})"));
-                } else {
-                    bar.set_message(format!("waiting: {ready}/{total} ready"));
+                match why {
+                    None => bar.finish_with_message(format!("ready ({ready}/{total})")),
+                    Some(why) => bar.set_message(format!("waiting: {ready}/{total} ready; {why}")),
                 }
             }
         }

@@ -239,11 +239,11 @@ pub enum Command {
         kube: KubeArgs,
         /// Ask the API server what would change (server-side dry run) and print it; change
         /// nothing (so nothing is asked, waited for or locked).
-        #[arg(long, conflicts_with_all = ["diff", "timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
+        #[arg(long, conflicts_with_all = ["diff", "timeout", "unschedulable_grace", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         dry_run: bool,
         /// Print a diff of live and intended objects; exit 0 with no changes, 1 with changes,
         /// more than 1 on errors.
-        #[arg(long, conflicts_with_all = ["timeout", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
+        #[arg(long, conflicts_with_all = ["timeout", "unschedulable_grace", "rollback_on_failure", "wait_for_lock", "no_wait", "yes"])]
         diff: bool,
         /// Take over objects another bundle or another tool manages (preflight fails naming
         /// them otherwise).
@@ -667,6 +667,14 @@ pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("longer than the limit of 366 days".to_string());
     }
     Ok(duration)
+}
+
+/// A wait's `--timeout`: a duration no shorter than a wait can take, so a value that can
+/// only fail (`0s`) is refused before anything is applied.
+pub(crate) fn wait_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = duration(text)?;
+    let check = crate::deploy::WaitOptions { timeout, ..Default::default() }.check();
+    check.map(|()| timeout).map_err(|e| e.to_string())
 }
 
 pub(crate) fn count(n: usize, noun: &str) -> String {

@@ -141,6 +141,29 @@ pub enum DeployError {
         /// The kubelet's message.
         message: String,
     },
+    /// A pod of a workload's current revision stayed unschedulable past its grace.
+    #[error("{object}: pod {pod} could not be scheduled for {}: {message} (raise --unschedulable-grace to wait longer)", humantime::format_duration(*grace))]
+    Unschedulable {
+        /// The workload.
+        object: String,
+        /// The pod.
+        pod: String,
+        /// How long it was given.
+        grace: Duration,
+        /// The scheduler's reason.
+        message: String,
+    },
+    /// A wait timeout that cannot succeed, refused before anything is applied.
+    #[error("--timeout {} cannot succeed: waiting takes at least {} (use --no-wait to return once applied)", humantime::format_duration(*timeout), humantime::format_duration(*minimum))]
+    WaitTimeout {
+        /// The timeout asked for.
+        timeout: Duration,
+        /// The shortest accepted.
+        minimum: Duration,
+    },
+    /// Every watch of a wait ended without an error (the wait cannot see changes any more).
+    #[error("the watches of the wait ended unexpectedly")]
+    WatchEnded,
     /// A workload reported failure (a Job's `Failed` condition).
     #[error("{object}: {message}")]
     Failed {

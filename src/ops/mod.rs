@@ -16,11 +16,10 @@ use std::path::PathBuf;
 
 use crate::airgap::unpacked::{self, Unpacked};
 use crate::bundle::{BundleInput, ConfigFileOverride, ConfigOverride, NetworkPolicies};
-use crate::contract::ObjectId;
 use crate::deploy::WaitOptions;
 use crate::deploy::{
     ApplyOptions, BundleStatus, Changes, ClientOptions, Cluster, DeployError, DeployPlan,
-    DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions,
+    DeployedConfig, Outcome, PrepareOptions, Prepared, Progress, Removal, RemoveOptions, Restarted,
 };
 use crate::diag::{Problem, Problems};
 use crate::images::{Reference, Registry};
@@ -419,14 +418,15 @@ pub async fn config(target: &Target, app: Option<&str>) -> Result<DeployedConfig
 }
 
 /// `restart`: a rollout restart of application `app`'s workloads, stamped `restarted_at`
-/// (RFC 3339); with `wait`, until the new pods are ready. Returns the workloads restarted.
+/// (RFC 3339); with `wait`, until the new pods are ready. Returns the workloads restarted
+/// and the failing pods of earlier StatefulSet revisions replaced on the way.
 pub async fn restart(
     target: &Target,
     app: &str,
     restarted_at: &str,
     wait: Option<&WaitOptions>,
     progress: &dyn Progress,
-) -> Result<Vec<ObjectId>, Error> {
+) -> Result<Restarted, Error> {
     let cluster = Cluster::connect(&target.client).await?;
     Ok(cluster
         .restart(&target.bundle, &target.namespace, app, restarted_at, wait, progress)

@@ -43,7 +43,7 @@ fn broker() -> Vec<(&'static str, Value)> {
 }
 
 /// An emulator with a default storage class, for the broker's claim.
-fn emulator_with_storage() -> KubeEmulator {
+pub(crate) fn emulator_with_storage() -> KubeEmulator {
     let emulator = KubeEmulator::start();
     emulator.insert(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard",
         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "x"}));
@@ -154,16 +154,16 @@ async fn logs(
 async fn logs_show_every_pod_and_container_of_an_application() {
     let emulator = emulator_with_storage();
     deploy(&emulator, broker_and_web()).await;
-    emulator.append_log(NS, "db-g1-0", "broker", "listening on 1883");
+    emulator.append_log(NS, "db-0", "broker", "listening on 1883");
     emulator.append_log(NS, "web-g1-1", "web", "GET / 200");
 
     let all = logs(&emulator, "db", &LogOptions::default()).await.unwrap();
     assert_eq!(
         all,
         [
-            "db-g1-0/broker started registry.local:5000/db:1",
-            "db-g1-0/broker listening on 1883",
-            "db-g1-0/exporter started registry.local:5000/exporter:1",
+            "db-0/broker started registry.local:5000/db:1",
+            "db-0/broker listening on 1883",
+            "db-0/exporter started registry.local:5000/exporter:1",
         ]
     );
     let tail = LogOptions { tail: Some(1), ..LogOptions::default() };
@@ -174,7 +174,7 @@ async fn logs_show_every_pod_and_container_of_an_application() {
     let one = LogOptions { container: Some("exporter".into()), ..LogOptions::default() };
     assert_eq!(
         logs(&emulator, "db", &one).await.unwrap(),
-        ["db-g1-0/exporter started registry.local:5000/exporter:1"]
+        ["db-0/exporter started registry.local:5000/exporter:1"]
     );
 
     let wrong = LogOptions { container: Some("sidecar".into()), ..LogOptions::default() };
@@ -198,14 +198,14 @@ async fn restart_replaces_the_pods_and_a_later_deploy_keeps_the_restart() {
     deploy(&emulator, plan.clone()).await;
     assert_eq!(emulator.pods(NS), ["web-g1-0", "web-g1-1"]);
 
-    let wait = WaitOptions { timeout: Duration::from_secs(30), poll: Duration::from_millis(20) };
+    let wait = WaitOptions { timeout: Duration::from_secs(30), ..WaitOptions::default() };
     let restarted = cluster(&emulator)
         .await
         .restart("shop", NS, "web", "2026-01-02T03:04:05Z", Some(&wait), &NoProgress)
         .await
         .unwrap();
     assert_eq!(
-        restarted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        restarted.workloads.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["Deployment/shop/web"]
     );
     let live = emulator.get("Deployment", NS, "web").unwrap();

@@ -84,10 +84,7 @@ pub(crate) fn full_shop(setting: &str) -> DeployPlan {
 pub(crate) fn quick_wait() -> ApplyOptions {
     ApplyOptions {
         prune: true,
-        wait: Some(WaitOptions {
-            timeout: Duration::from_secs(30),
-            poll: Duration::from_millis(20),
-        }),
+        wait: Some(WaitOptions { timeout: Duration::from_secs(30), ..WaitOptions::default() }),
         ..ApplyOptions::default()
     }
 }
@@ -114,10 +111,7 @@ pub(crate) async fn deploy_with(
 
 /// [`quick_wait`] with another timeout, polling every 20 ms.
 fn waiting_up_to(timeout: Duration) -> ApplyOptions {
-    ApplyOptions {
-        wait: Some(WaitOptions { timeout, poll: Duration::from_millis(20) }),
-        ..quick_wait()
-    }
+    ApplyOptions { wait: Some(WaitOptions { timeout, ..WaitOptions::default() }), ..quick_wait() }
 }
 
 pub(crate) async fn deploy(emulator: &KubeEmulator, plan: DeployPlan) -> Outcome {

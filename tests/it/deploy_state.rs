@@ -304,10 +304,7 @@ async fn the_lock_is_renewed_while_a_long_deploy_runs() {
     let emulator = KubeEmulator::start();
     emulator.set_behaviour("web", Behaviour::NeverReady);
     let slow = ApplyOptions {
-        wait: Some(WaitOptions {
-            timeout: Duration::from_secs(7),
-            poll: Duration::from_millis(50),
-        }),
+        wait: Some(WaitOptions { timeout: Duration::from_secs(7), ..WaitOptions::default() }),
         lock: LockOptions { duration: Duration::from_secs(2), ..LockOptions::default() },
         ..quick_wait()
     };

@@ -277,7 +277,7 @@ async fn a_bundle_with_cluster_scoped_objects_needs_and_gets_a_cluster_role() {
     assert_eq!(
         cluster_role["rules"],
         json!([{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-                "verbs": ["create", "delete", "get", "patch"]}])
+                "verbs": ["create", "delete", "get", "list", "patch", "watch"]}])
     );
     // The Role alone is not enough; with the ClusterRole bound, deploy and remove work.
     emulator.restrict_to(grants_of(&roles.role));

@@ -40,8 +40,7 @@ async fn following_picks_up_every_pod_a_restart_brings_also_one_still_starting()
     let restarting = async {
         // Restart once the first pods are being followed.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let wait =
-            WaitOptions { timeout: Duration::from_secs(30), poll: Duration::from_millis(20) };
+        let wait = WaitOptions { timeout: Duration::from_secs(30), ..WaitOptions::default() };
         cluster.restart("shop", NS, "web", "2026-01-02T03:04:05Z", Some(&wait), &NoProgress).await
     };
     let (followed, restarted) = tokio::time::timeout(Duration::from_secs(30), async {

@@ -17,6 +17,7 @@ mod digests;
 mod fixtures;
 mod fuzz_regressions;
 mod gate;
+mod health;
 mod host_path_storage;
 mod juju_charms;
 mod layering;

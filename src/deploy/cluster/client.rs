@@ -122,7 +122,7 @@ impl Cluster {
     pub(crate) async fn retried<T, F, Fut>(
         &self,
         action: &'static str,
-        object: &dyn Display,
+        object: &(dyn Display + Sync),
         mut call: F,
     ) -> Result<T, DeployError>
     where

@@ -1,8 +1,9 @@
 //! The cluster-access layer: the client (connection, retries, errors naming the object),
-//! discovery, what the deploying identity may do, and the Role a bundle needs.
+//! discovery, list + watch, what the deploying identity may do, and the Role a bundle needs.
 
 pub(crate) mod access;
 pub(crate) mod client;
 pub(crate) mod discovery;
 pub(crate) mod ownership;
 pub(crate) mod rbac;
+pub(crate) mod watch;

@@ -21,11 +21,12 @@ use crate::deploy::model::plan::DeployPlan;
 use crate::diag::{Problem, Problems};
 
 /// Verbs on every object of the bundle: server-side apply creates (`create` and `patch`),
-/// preflight and waits read (`get`), status and prune find objects (`list`), prune and
-/// remove delete.
-const OBJECT_VERBS: &[&str] = &["create", "delete", "get", "list", "patch"];
-/// Verbs on cluster-scoped objects: as above but found by inventory, never listed.
-const CLUSTER_OBJECT_VERBS: &[&str] = &["create", "delete", "get", "patch"];
+/// preflight reads (`get`), status and prune find objects (`list`), waits list and watch
+/// them, prune and remove delete.
+const OBJECT_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "watch"];
+/// Verbs on cluster-scoped objects: as above (found by inventory; listed and watched only by
+/// waits).
+const CLUSTER_OBJECT_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "watch"];
 /// Verbs on kinds kept data may live in (claims, Secrets, ConfigMaps), found by label and
 /// marked or deleted by status, prune and remove, even when this revision renders none.
 const KEPT_VERBS: &[&str] = &["delete", "get", "list", "patch"];
@@ -166,7 +167,11 @@ fn roles_from(plan: &DeployPlan, served: Option<&Kinds>) -> Result<Roles, Proble
     }
     // Revision records are Secrets, created once each.
     grant(&mut namespaced, "", "secrets", &["create"]);
-    grant(&mut namespaced, "", "pods", &["get", "list"]);
+    // Waits watch the bundle's pods, and a Deployment's ReplicaSets (its current revision).
+    grant(&mut namespaced, "", "pods", &["get", "list", "watch"]);
+    if plan.objects.iter().any(|o| o.object["kind"] == "Deployment") {
+        grant(&mut namespaced, "apps", "replicasets", &["list", "watch"]);
+    }
     // `charmer logs` reads the pods' logs; `restart` patches the workloads, which deploy needs.
     grant(&mut namespaced, "", "pods/log", &["get"]);
     grant(&mut namespaced, "", "namespaces", &["get"]);
@@ -279,11 +284,13 @@ mod tests {
         assert_eq!(
             roles.role["rules"],
             json!([
-                {"apiGroups": [""], "resources": ["secrets", "services"], "verbs": ["create", "delete", "get", "list", "patch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete", "get", "list", "patch"]},
+                {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get", "list", "patch", "watch"]},
                 {"apiGroups": [""], "resources": ["configmaps", "persistentvolumeclaims"], "verbs": ["delete", "get", "list", "patch"]},
                 {"apiGroups": [""], "resources": ["namespaces", "pods/log"], "verbs": ["get"]},
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "delete", "get", "list", "patch"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create", "delete", "get", "list", "patch", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "delete", "get", "update"]},
             ])
         );
@@ -303,8 +310,8 @@ mod tests {
         assert_eq!(
             cluster_role["rules"],
             json!([
-                {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["create", "delete", "get", "patch"]},
-                {"apiGroups": ["example.com"], "resources": ["widgetries"], "verbs": ["create", "delete", "get", "patch"]},
+                {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["create", "delete", "get", "list", "patch", "watch"]},
+                {"apiGroups": ["example.com"], "resources": ["widgetries"], "verbs": ["create", "delete", "get", "list", "patch", "watch"]},
             ])
         );
     }

@@ -1,5 +1,7 @@
-//! The health layer: whether live objects are ready, and what is wrong with their pods, in
-//! one place for `deploy`'s wait and `status`.
+//! The health layer, one place for `deploy`'s wait, `rollback`, `restart`, `status` and
+//! `logs`: where a live object stands (kstatus' rules), which pods run a workload's current
+//! revision, and what is wrong with a pod.
 
+pub(crate) mod kstatus;
 pub(crate) mod pods;
-pub(crate) mod readiness;
+pub(crate) mod revision;

@@ -1,18 +1,43 @@
-//! What is wrong with a workload's pods: containers waiting (and whether waiting will fix
-//! it), pods that cannot be scheduled. `deploy`'s wait fails on the first fatal problem;
-//! `status` lists them all.
+//! What is wrong with a pod, in one diagnosis `deploy`'s wait, `status` and `restart` share:
+//! each problem names the pod, the container, the reason and Kubernetes' message, and says
+//! how a wait treats it ([`Severity`]): states the kubelet retries, states no retry fixes,
+//! pods the scheduler cannot place, and other waiting states that are only reported.
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// Waiting reasons of a container that waiting will not fix.
-const FATAL_REASONS: &[&str] = &[
+/// Waiting reasons the kubelet retries on its own (with a back-off): the image may be pushed,
+/// the Secret fixed, the crash be caused by a dependency not up yet.
+const RETRIED: &[&str] = &[
     "ImagePullBackOff",
     "ErrImagePull",
+    "ErrImageNeverPull",
     "CrashLoopBackOff",
-    "InvalidImageName",
     "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
 ];
+
+/// Waiting reasons no retry fixes: the pod spec itself must change.
+const FATAL: &[&str] = &["InvalidImageName"];
+
+/// Waiting reasons of a container that is on its way up.
+const STARTING: &[&str] = &["ContainerCreating", "PodInitializing"];
+
+/// How a wait treats a [`PodProblem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// The kubelet retries it (image pulls, configuration errors, crash loops): a wait fails
+    /// on it at once when it arose during the operation, after one retry window otherwise.
+    Retried,
+    /// No retry fixes it (an invalid image name): a wait fails on it at once.
+    Fatal,
+    /// The scheduler finds no node for the pod: a wait fails after its unschedulable grace.
+    Unschedulable,
+    /// Another state worth saying; a wait does not fail on it.
+    Waiting,
+}
 
 /// A label selector string for the pods of a workload (`k=v,k2 in (a,b)`), or `None`.
 pub(crate) fn pod_selector(object: &Value) -> Option<String> {
@@ -60,6 +85,8 @@ pub struct PodProblem {
     /// Kubernetes' message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How a wait treats it.
+    pub severity: Severity,
 }
 
 impl std::fmt::Display for PodProblem {
@@ -82,7 +109,8 @@ impl std::fmt::Display for PodProblem {
     }
 }
 
-/// Why a pod's containers do not run, and whether it cannot be scheduled.
+/// Everything wrong with a pod: each container waiting in a state other than starting up,
+/// and the pod itself when it cannot be scheduled.
 pub(crate) fn pod_problems(pod: &Value) -> Vec<PodProblem> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("?");
     let status = &pod["status"];
@@ -94,9 +122,16 @@ pub(crate) fn pod_problems(pod: &Value) -> Vec<PodProblem> {
     {
         let waiting = &c["state"]["waiting"];
         let Some(reason) = waiting["reason"].as_str() else { continue };
-        if matches!(reason, "ContainerCreating" | "PodInitializing") {
+        if STARTING.contains(&reason) {
             continue;
         }
+        let severity = if RETRIED.contains(&reason) {
+            Severity::Retried
+        } else if FATAL.contains(&reason) {
+            Severity::Fatal
+        } else {
+            Severity::Waiting
+        };
         problems.push(PodProblem {
             pod: name.to_string(),
             container: Some(c["name"].as_str().unwrap_or("?").to_string()),
@@ -104,6 +139,7 @@ pub(crate) fn pod_problems(pod: &Value) -> Vec<PodProblem> {
             image: text(&c["image"]).filter(|_| reason.contains("Image")),
             restarts: c["restartCount"].as_i64().filter(|n| *n > 0),
             message: text(&waiting["message"]),
+            severity,
         });
     }
     if status["phase"] == "Pending" {
@@ -120,17 +156,21 @@ pub(crate) fn pod_problems(pod: &Value) -> Vec<PodProblem> {
                 image: None,
                 restarts: None,
                 message: text(&c["message"]),
+                severity: Severity::Unschedulable,
             });
         }
     }
     problems
 }
 
-/// The first container of a pod stuck in a state waiting will not fix.
-pub(crate) fn pod_failure(pod: &Value) -> Option<PodProblem> {
-    pod_problems(pod)
-        .into_iter()
-        .find(|p| p.container.is_some() && FATAL_REASONS.contains(&p.reason.as_str()))
+/// How often the containers of a pod restarted in all: a crash loop that keeps failing
+/// after a kubelet retry restarts again.
+pub(crate) fn restarts(pod: &Value) -> i64 {
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| pod["status"][*k].as_array().into_iter().flatten())
+        .filter_map(|c| c["restartCount"].as_i64())
+        .sum()
 }
 
 #[cfg(test)]
@@ -171,26 +211,23 @@ mod tests {
     }
 
     #[test]
-    fn selectors_and_pod_failures() {
+    fn selectors_and_severities() {
         let d = json!({"spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": "web", "app.kubernetes.io/name": "nginx"},
             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}});
         assert_eq!(
             pod_selector(&d).unwrap(),
             "app.kubernetes.io/instance=web,app.kubernetes.io/name=nginx,tier in (a,b)"
         );
-        let pod = json!({"status": {"containerStatuses": [
-            {"name": "ok", "state": {"running": {}}},
-            {"name": "app", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
-        let failure = pod_failure(&pod).map(|p| (p.container, p.reason, p.message));
-        assert_eq!(
-            failure,
-            Some((
-                Some("app".into()),
-                "ImagePullBackOff".into(),
-                Some("Back-off pulling image".into())
-            ))
-        );
-        let starting = json!({"status": {"containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
-        assert_eq!(pod_failure(&starting), None);
+        let pod = |reason: &str| {
+            json!({"status": {"containerStatuses": [
+                {"name": "ok", "state": {"running": {}}, "restartCount": 2},
+                {"name": "app", "state": {"waiting": {"reason": reason}}, "restartCount": 1}]}})
+        };
+        let severity = |reason: &str| pod_problems(&pod(reason)).first().map(|p| p.severity);
+        assert_eq!(severity("CreateContainerConfigError"), Some(Severity::Retried));
+        assert_eq!(severity("InvalidImageName"), Some(Severity::Fatal));
+        assert_eq!(severity("SomethingNew"), Some(Severity::Waiting));
+        assert_eq!(severity("ContainerCreating"), None);
+        assert_eq!(restarts(&pod("CrashLoopBackOff")), 3);
     }
 }

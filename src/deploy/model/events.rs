@@ -77,6 +77,9 @@ pub enum Event {
         ready: usize,
         /// Objects waited for.
         total: usize,
+        /// The first object not ready yet and why (`Deployment/shop/web (0 of 2 replicas
+        /// ready, 2 updated; pod web-1: Pending, Unschedulable: ...)`); `None` when all are.
+        why: Option<String>,
     },
 }
 

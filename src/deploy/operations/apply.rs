@@ -11,11 +11,11 @@ use super::gate::Gate;
 use super::generate;
 use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::{stale_entries, Deletion};
-use super::wait::{self, WaitOptions};
+use super::wait::{self, Baseline, Scope, WaitOptions};
 use crate::contract::{generated_keys, object_id, ObjectId, KEPT_FROM_LABEL};
 use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
 use crate::deploy::error::DeployError;
-use crate::deploy::health::readiness::waits_for;
+use crate::deploy::health::kstatus::waits_for;
 use crate::deploy::model::events::{Action, Event, NoProgress, Progress};
 use crate::deploy::model::kinds::Lookup;
 use crate::deploy::model::targets::{phase, Phase, Target};
@@ -100,6 +100,9 @@ pub struct Outcome {
     pub expanded: Vec<(ObjectId, String, String)>,
     /// Things the user should know (a lock taken over from a holder that died).
     pub warnings: Vec<String>,
+    /// Failing pods of earlier StatefulSet revisions the wait deleted so their controller
+    /// re-creates them from the current template (forced rollback), one line each.
+    pub replaced: Vec<String>,
 }
 
 /// One applied object.
@@ -133,6 +136,9 @@ impl Cluster {
         progress: &dyn Progress,
     ) -> Result<Outcome, DeployError> {
         let plan = &prepared.plan;
+        if let Some(wait) = &options.wait {
+            wait.check()?;
+        }
         // The dry-run gate: nothing is written unless the server accepts every object.
         let mut gate = self.gate(prepared, prepared.namespace_exists).await?;
         if !prepared.namespace_exists {
@@ -203,6 +209,7 @@ impl Cluster {
             plan: plan.clone(),
             inventory,
             reason: None,
+            applied: Some(record::now()),
         });
         if let Some(r) = &record {
             record::create(self, kinds, r).await?;
@@ -306,6 +313,15 @@ impl Cluster {
         applied: &AtomicUsize,
     ) -> Result<Outcome, DeployError> {
         let mut outcome = Outcome::default();
+        let plan = &prepared.plan;
+        // Which pods already fail before anything changes: they get a kubelet retry window.
+        let baseline = match (&options.wait, prepared.namespace_exists) {
+            (Some(_), true) => {
+                Baseline::read(self, &prepared.kinds, &plan.bundle, &plan.namespace).await?
+            }
+            _ => Baseline::default(),
+        };
+        let scope = Scope { bundle: plan.bundle.clone(), baseline, notes: prepared.wait_notes() };
         let crds: Vec<&Target> =
             prepared.targets.iter().filter(|t| phase(&t.id) == Phase::Definitions).collect();
         let mut established = crds.is_empty();
@@ -313,7 +329,7 @@ impl Cluster {
             if !established && phase(&t.id) == Phase::Objects {
                 // Custom resources can only be applied once their definitions are served.
                 let wait = options.wait.unwrap_or_default();
-                wait::wait(self, &prepared.kinds, &crds, &wait, &NoProgress).await?;
+                wait::wait(self, &prepared.kinds, &crds, &scope, &wait, &NoProgress).await?;
                 established = true;
             }
             let recreated = gate.recreate.get(&t.id);
@@ -371,7 +387,6 @@ impl Cluster {
         }
         if options.prune {
             let kept = KeptObjects::of(&prepared.records);
-            let plan = &prepared.plan;
             let stale = stale_entries(prepared);
             let disposed = self
                 .dispose(
@@ -397,7 +412,9 @@ impl Cluster {
         if let Some(wait) = &options.wait {
             let waited: Vec<&Target> =
                 prepared.targets.iter().filter(|t| waits_for(&t.id)).collect();
-            wait::wait(self, &prepared.kinds, &waited, wait, progress).await?;
+            outcome.replaced =
+                wait::wait(self, &prepared.kinds, &waited, &scope, wait, progress).await?;
+            outcome.warnings.extend(self.pending_load_balancers(&prepared.targets).await?);
         }
         Ok(outcome)
     }

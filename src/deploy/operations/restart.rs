@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::wait::{self, WaitOptions};
+use super::wait::{self, Baseline, Scope, WaitOptions};
 use crate::contract::ObjectId;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
@@ -18,13 +18,24 @@ pub const RESTART_MANAGER: &str = "charmer-restart";
 /// The pod-template annotation whose change makes the controllers replace every pod.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
+/// What a restart did.
+#[derive(Debug, Clone, Default)]
+pub struct Restarted {
+    /// The workloads restarted.
+    pub workloads: Vec<ObjectId>,
+    /// Failing pods of earlier StatefulSet revisions the wait deleted so their controller
+    /// re-creates them (see `Outcome::replaced`).
+    pub replaced: Vec<String>,
+}
+
 /// Kinds whose pods a restart replaces.
 const RESTARTABLE: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 
 impl Cluster {
     /// Restarts every Deployment, StatefulSet and DaemonSet of application `app` of the
     /// latest revision of `bundle`, stamping `restarted_at` (RFC 3339) on their pod templates;
-    /// with `wait`, waits until the new pods are ready. Returns the workloads restarted.
+    /// with `wait`, waits until the new pods are ready (deleting failing pods of earlier
+    /// StatefulSet revisions, which their controller would wait on for ever).
     pub async fn restart(
         &self,
         bundle: &str,
@@ -33,7 +44,10 @@ impl Cluster {
         restarted_at: &str,
         wait: Option<&WaitOptions>,
         progress: &dyn Progress,
-    ) -> Result<Vec<ObjectId>, DeployError> {
+    ) -> Result<Restarted, DeployError> {
+        if let Some(wait) = wait {
+            wait.check()?;
+        }
         let workloads = self.app_entries(bundle, namespace, app).await?;
         let workloads: Vec<Entry> =
             workloads.into_iter().filter(|e| RESTARTABLE.contains(&e.id.kind.as_str())).collect();
@@ -50,6 +64,10 @@ impl Cluster {
             .collect();
         // The dry-run gate: no workload restarts unless the server accepts every patch.
         self.gate_patches(&patches, RESTART_MANAGER).await?;
+        let baseline = match wait {
+            Some(_) => Baseline::read(self, &kinds, bundle, namespace).await?,
+            None => Baseline::default(),
+        };
         let mut targets = Vec::new();
         for (app, kind, id, patch) in patches {
             let entry = Entry { app, id };
@@ -62,11 +80,13 @@ impl Cluster {
                 object: Value::Null,
             });
         }
+        let mut replaced = Vec::new();
         if let Some(options) = wait {
             let waited: Vec<&Target> = targets.iter().collect();
-            wait::wait(self, &kinds, &waited, options, progress).await?;
+            let scope = Scope { bundle: bundle.to_string(), baseline, ..Scope::default() };
+            replaced = wait::wait(self, &kinds, &waited, &scope, options, progress).await?;
         }
-        Ok(targets.into_iter().map(|t| t.id).collect())
+        Ok(Restarted { workloads: targets.into_iter().map(|t| t.id).collect(), replaced })
     }
 }
 

@@ -9,8 +9,10 @@ use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::state::record::RecordStatus;
 
 impl Cluster {
-    /// The plan of revision `revision`, or of the last good revision before the current one
-    /// when `None`, with the revision number.
+    /// The plan of revision `revision`, or when `None` of the last revision that deployed
+    /// successfully (deployed or superseded) and is not what the cluster runs now (the
+    /// latest revision's plan, whether that one succeeded or not; as `helm rollback`
+    /// picks), with the revision number.
     pub async fn rollback_plan(
         &self,
         bundle: &str,
@@ -18,15 +20,11 @@ impl Cluster {
         revision: Option<u32>,
     ) -> Result<(DeployPlan, u32), DeployError> {
         let (records, _) = self.records(bundle, namespace, |_| BTreeSet::new()).await?;
-        let current = records
-            .iter()
-            .rev()
-            .find(|r| r.status == RecordStatus::Deployed)
-            .map_or(u32::MAX, |r| r.revision);
+        let running = records.last().map(|r| &r.plan);
         let found = match revision {
             Some(n) => records.iter().find(|r| r.revision == n),
             None => records.iter().rev().find(|r| {
-                r.revision < current
+                Some(&r.plan) != running
                     && matches!(r.status, RecordStatus::Deployed | RecordStatus::Superseded)
             }),
         };

@@ -5,10 +5,12 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::contract::ObjectId;
+use crate::contract::BUNDLE_LABEL;
 use crate::deploy::cluster::client::Cluster;
 use crate::deploy::error::DeployError;
-use crate::deploy::health::pods::{pod_problems, pod_selector, PodProblem};
-use crate::deploy::health::readiness::{readiness, waits_for, Readiness};
+use crate::deploy::health::kstatus::{health, waits_for, Health};
+use crate::deploy::health::pods::{pod_problems, PodProblem};
+use crate::deploy::health::revision;
 use crate::deploy::model::kinds::Lookup;
 use crate::deploy::state::record::{self, inventory_groups, with_kinds, RecordStatus, Revision};
 
@@ -87,6 +89,14 @@ pub enum Exposure {
         /// Its host name or IP address.
         address: String,
     },
+    /// A LoadBalancer Service with no external address yet (no load-balancer controller
+    /// answered): reachable meanwhile through its node ports.
+    PendingLoadBalancer {
+        /// The Service.
+        service: String,
+        /// Its node ports, the fallback.
+        node_ports: Vec<i64>,
+    },
     /// A host an Ingress or Gateway serves: `https://shop.example (Ingress web)`.
     Host {
         /// `http://host` or `https://host` (`*`: any host).
@@ -113,6 +123,20 @@ impl std::fmt::Display for Exposure {
             Exposure::LoadBalancer { service, address } => {
                 write!(f, "load balancer {address} (Service {service})")
             }
+            Exposure::PendingLoadBalancer { service, node_ports } => {
+                write!(f, "load balancer pending for Service {service}: no external address yet (does the cluster run a load-balancer controller?)")?;
+                match node_ports.as_slice() {
+                    [] => Ok(()),
+                    ports => {
+                        let ports: Vec<String> = ports.iter().map(i64::to_string).collect();
+                        write!(
+                            f,
+                            "; meanwhile reach it on node port {} of any node",
+                            ports.join(", ")
+                        )
+                    }
+                }
+            }
             Exposure::Host { url, via, name } => write!(f, "{url} ({via} {name})"),
         }
     }
@@ -137,10 +161,21 @@ impl Cluster {
                 .cloned()
                 .collect(),
         );
-        let pods = match kinds.find("v1", "Pod") {
-            Lookup::Served(kind) => Some(kind),
-            _ => None,
+        // The bundle's pods and ReplicaSets, read once: pods are judged only when they run
+        // their workload's current revision, as the wait judges them.
+        let selector = format!("{BUNDLE_LABEL}={bundle}");
+        let read = |api_version: &'static str, kind: &'static str| {
+            let selector = selector.clone();
+            let kinds = &kinds;
+            async move {
+                match kinds.find(api_version, kind) {
+                    Lookup::Served(kind) => self.list(&kind, Some(namespace), &selector).await,
+                    _ => Ok(Vec::new()),
+                }
+            }
         };
+        let pods = read("v1", "Pod").await?;
+        let replica_sets = read("apps/v1", "ReplicaSet").await?;
         let mut apps = Vec::new();
         for app in &latest.plan.apps {
             let mut status = AppStatus {
@@ -170,13 +205,13 @@ impl Cluster {
                     status.ready_pods += ready;
                     status.desired_pods += desired;
                 }
-                if let Readiness::Pending(why) | Readiness::Failed(why) =
-                    readiness(&entry.id.group, &entry.id.kind, &live)
-                {
-                    status.waiting.push(NotReady { object: entry.id.clone(), reason: why });
-                    if let (Some(pods), Some(selector)) = (&pods, pod_selector(&live)) {
-                        for pod in self.list(pods, Some(namespace), &selector).await? {
-                            status.problems.extend(pod_problems(&pod));
+                let health = health(&entry.id.group, &entry.id.kind, &live);
+                if health != Health::Current {
+                    let reason = health.to_string();
+                    status.waiting.push(NotReady { object: entry.id.clone(), reason });
+                    if let Some(current) = revision::current(&live, &replica_sets) {
+                        for pod in pods.iter().filter(|p| current.has(p)) {
+                            status.problems.extend(pod_problems(pod));
                         }
                     }
                 }
@@ -192,6 +227,7 @@ impl Cluster {
             .into_iter()
             .map(|s| (s.revision, s.updated))
             .collect();
+        // A revision's apply time is in its record; `updated` is when the record last changed.
         Ok(BundleStatus {
             bundle: bundle.to_string(),
             namespace: namespace.to_string(),
@@ -202,12 +238,38 @@ impl Cluster {
                 .map(|r| Revision {
                     revision: r.revision,
                     status: r.status,
+                    applied: r.applied.clone().unwrap_or_default(),
                     updated: times.get(&r.revision).cloned().unwrap_or_default(),
                     reason: r.reason.clone(),
                 })
                 .collect(),
             apps,
         })
+    }
+}
+
+impl Cluster {
+    /// The LoadBalancer Services among `targets` still without an external address, as
+    /// `status` words them (with their node ports, the fallback); read after a wait, when a
+    /// load-balancer controller, if there is one, has had time to answer.
+    pub(crate) async fn pending_load_balancers(
+        &self,
+        targets: &[crate::deploy::model::targets::Target],
+    ) -> Result<Vec<String>, DeployError> {
+        let mut pending = Vec::new();
+        for t in targets.iter().filter(|t| {
+            t.id.group.is_empty()
+                && t.id.kind == "Service"
+                && t.object["spec"]["type"] == "LoadBalancer"
+        }) {
+            let Some(live) = self.get(&t.kind, &t.id).await? else { continue };
+            for exposure in exposed("Service", &t.id.name, &live) {
+                if matches!(exposure, Exposure::PendingLoadBalancer { .. }) {
+                    pending.push(format!("application {}: {exposure}", t.app));
+                }
+            }
+        }
+        Ok(pending)
     }
 }
 
@@ -254,13 +316,19 @@ fn exposed(kind: &str, name: &str, live: &serde_json::Value) -> Vec<Exposure> {
                     });
                 }
             }
-            for ingress in list(&live["status"]["loadBalancer"]["ingress"]) {
-                if let Some(address) = ingress["hostname"].as_str().or(ingress["ip"].as_str()) {
-                    found.push(Exposure::LoadBalancer {
-                        service: name.to_string(),
-                        address: address.to_string(),
-                    });
-                }
+            let addresses: Vec<String> = list(&live["status"]["loadBalancer"]["ingress"])
+                .iter()
+                .filter_map(|i| i["hostname"].as_str().or(i["ip"].as_str()).map(str::to_string))
+                .collect();
+            if service_type == "LoadBalancer" && addresses.is_empty() {
+                let node_ports = list(&live["spec"]["ports"])
+                    .iter()
+                    .filter_map(|p| p["nodePort"].as_i64())
+                    .collect();
+                found.push(Exposure::PendingLoadBalancer { service: name.to_string(), node_ports });
+            }
+            for address in addresses {
+                found.push(Exposure::LoadBalancer { service: name.to_string(), address });
             }
         }
         "Ingress" => {

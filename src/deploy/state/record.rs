@@ -25,6 +25,9 @@ pub(crate) const STATUS_LABEL: &str = "charmer.io/status";
 /// Annotation with the time (RFC 3339, UTC) a record was last written: when its revision was
 /// applied, or when it became deployed, failed or superseded.
 pub(crate) const UPDATED_ANNOTATION: &str = "charmer.io/updated-at";
+/// Annotation with the time (RFC 3339, UTC) the revision was applied: written when its
+/// record is created and kept when its state changes.
+pub(crate) const APPLIED_ANNOTATION: &str = "charmer.io/applied-at";
 /// Annotation on a failed or interrupted record: why.
 const REASON_ANNOTATION: &str = "charmer.io/status-reason";
 const RECORD_TYPE: &str = "charmer.io/revision";
@@ -82,7 +85,10 @@ pub struct Revision {
     pub revision: u32,
     /// Its state.
     pub status: RecordStatus,
-    /// When its record was last written (RFC 3339, UTC).
+    /// When it was applied (RFC 3339, UTC).
+    pub applied: String,
+    /// When its record was last written (RFC 3339, UTC): applied, then deployed, failed or
+    /// superseded.
     pub updated: String,
     /// Why it failed or was interrupted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +112,8 @@ pub(crate) struct Record {
     pub inventory: Vec<Entry>,
     /// Why it failed or was interrupted (kept in an annotation, outside the body).
     pub reason: Option<String>,
+    /// When it was applied (RFC 3339); `None` for a record not written yet (now, then).
+    pub applied: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,8 +179,14 @@ fn decode(secret: &Value) -> Result<Record, DeployError> {
         .read_to_end(&mut json)
         .map_err(|e| fail(e.to_string()))?;
     let body: Body = serde_json::from_slice(&json).map_err(|e| fail(e.to_string()))?;
-    let reason = secret["metadata"]["annotations"][REASON_ANNOTATION].as_str().map(str::to_string);
-    Ok(Record { revision, status, plan: body.plan, inventory: body.inventory, reason })
+    let annotations = &secret["metadata"]["annotations"];
+    let reason = annotations[REASON_ANNOTATION].as_str().map(str::to_string);
+    // Records written before the annotation existed: the Secret's creation is the apply.
+    let applied = annotations[APPLIED_ANNOTATION]
+        .as_str()
+        .or(secret["metadata"]["creationTimestamp"].as_str())
+        .map(str::to_string);
+    Ok(Record { revision, status, plan: body.plan, inventory: body.inventory, reason, applied })
 }
 
 fn encode(record: &Record) -> Result<Value, DeployError> {
@@ -187,6 +201,7 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&json).map_err(|e| fail(e.to_string()))?;
     let compressed = gz.finish().map_err(|e| fail(e.to_string()))?;
+    let now = now();
     let mut secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -201,7 +216,8 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
                 "app.kubernetes.io/managed-by": "charmer",
             },
             "annotations": {
-                UPDATED_ANNOTATION: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                UPDATED_ANNOTATION: now.clone(),
+                APPLIED_ANNOTATION: record.applied.clone().unwrap_or(now),
             },
         },
         "data": {DATA_KEY: base64::engine::general_purpose::STANDARD.encode(compressed)},
@@ -210,6 +226,11 @@ fn encode(record: &Record) -> Result<Value, DeployError> {
         secret["metadata"]["annotations"][REASON_ANNOTATION] = json!(reason);
     }
     Ok(secret)
+}
+
+/// The time now as records keep it (RFC 3339, UTC, seconds).
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// A record as the Secret to write, with where it goes.
@@ -387,7 +408,7 @@ mod tests {
                 },
             })
             .collect();
-        Record { revision, status, plan, inventory, reason: None }
+        Record { revision, status, plan, inventory, reason: None, applied: None }
     }
 
     #[test]

@@ -70,10 +70,24 @@
 //!   until the test releases it; an apply naming `metadata.resourceVersion` is made only on
 //!   that version (409 `Conflict` otherwise), a precondition as the API server has it.
 //!
+//! - watches and the Deployment → ReplicaSet → Pod and StatefulSet revision controllers, in
+//!   kube_emulator_watch.rs and kube_emulator_controllers.rs (see their module docs): list +
+//!   watch with resourceVersion, bookmarks, 410 `Expired`, request counts; ReplicaSets with
+//!   `pod-template-hash`, old-revision pods kept until the new ones are ready, StatefulSet
+//!   `currentRevision`/`updateRevision` and `controller-revision-hash`, a broken pod not
+//!   replaced when the template is reverted; a 20 ms controller ticker. Checked against
+//!   /work/notes/real-cluster.md (kube-apiserver 1.32 with its controllers); what differs:
+//!   Deployment pods are named `<name>-g<generation>-<i>` (real: `<replicaset>-<random>`) and a
+//!   rollout creates every new pod at once (real: surge steps), StatefulSet pods of a ready
+//!   revision are all replaced at once (real: highest ordinal first, one at a time), no
+//!   `Progressing` condition, bookmarks every second (real: about every minute), a watch
+//!   without resourceVersion starts now (1.32 with bookmarks sends the existing objects
+//!   first), and DaemonSets and Jobs still replace their pods on each change.
+//!
 //! Not emulated: schemas and strict field validation, defaulting, admission (beyond the claim
-//! finalizer and claim resize), finalizers of other controllers, graceful pod termination (pods go at once),
-//! RBAC beyond one user's grants (no roles or bindings as objects, no groups, no
-//! `resourceNames`, no subresources), watches, subresources other than `pods/log`,
+//! finalizer and claim resize), finalizers of other controllers, graceful termination of pods
+//! other than a Deployment's old ones, RBAC beyond one user's grants (no roles or bindings as
+//! objects, no groups, no `resourceNames`, no subresources), subresources other than `pods/log`,
 //! `sinceSeconds` of logs (every line counts as recent), list-map merging of SSA (lists are
 //! replaced whole), conflicts between
 //! managers other than value differences on the same leaf.
@@ -90,6 +104,7 @@ mod pods;
 #[path = "kube_emulator_race.rs"]
 mod race;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -97,6 +112,10 @@ use serde_json::{json, Map, Value};
 
 #[path = "kube_emulator_admission.rs"]
 mod admission;
+#[path = "kube_emulator_controllers.rs"]
+mod controllers;
+#[path = "kube_emulator_watch.rs"]
+mod watch;
 
 /// How the simulated controllers treat a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +129,8 @@ pub enum Behaviour {
     /// Knative Services only: `Ready=False` with this reason for the first two reads after a
     /// change, then `True` (Knative may report `False` on its way to ready).
     BrieflyFailing(&'static str),
+    /// Pods stay Pending: the scheduler finds no node, with this message.
+    Unschedulable(&'static str),
 }
 
 /// A running emulator; stops when dropped.
@@ -173,6 +194,10 @@ struct State {
     logs: BTreeMap<(String, String, String), Vec<String>>,
     holds: race::Holds,
     late_starts: late::LateStarts,
+    watches: watch::Watches,
+    /// Pods being terminated, with the controller ticks left before they are gone.
+    terminating: BTreeMap<Key, u32>,
+    retries: Vec<controllers::Retry>,
 }
 
 /// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
@@ -323,6 +348,15 @@ impl KubeEmulator {
                 .expect("emulator runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let ticked = served.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(controllers::TICK).await;
+                        let mut state = ticked.lock().unwrap_or_else(|e| e.into_inner());
+                        state.tick();
+                        state.record_changes();
+                    }
+                });
                 loop {
                     tokio::select! {
                         _ = &mut stop => break,
@@ -534,7 +568,7 @@ impl std::error::Error for Dropped {}
 async fn handle(
     state: Arc<Mutex<State>>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+) -> Result<Response<BoxBody<Bytes, std::convert::Infallible>>, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let query: BTreeMap<String, String> =
@@ -550,21 +584,29 @@ async fn handle(
     if let Some(release) = hold {
         let _ = release.await;
     }
+    let watching = watch::is_watch(&parts.method, &query);
     let (status, value) = {
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.drop_next > 0 {
-            state.drop_next -= 1;
-            state.failures_served += 1;
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.drop_next > 0 {
+            guard.drop_next -= 1;
+            guard.failures_served += 1;
             return Err(Dropped);
         }
-        state.serve(&parts.method, parts.uri.path(), &query, &content_type, &body)
+        guard.count_request(&parts.method, parts.uri.path(), watching);
+        if watching && guard.fail_next == 0 {
+            drop(guard);
+            return Ok(watch::serve(state.clone(), parts.uri.path(), &query));
+        }
+        let answer = guard.serve(&parts.method, parts.uri.path(), &query, &content_type, &body);
+        guard.record_changes();
+        answer
     };
     // A bare string is a log answer: plain text, as the kubelet sends it.
     let (body, content_type) = match value {
         Value::String(text) => (text, "text/plain"),
         value => (value.to_string(), "application/json"),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -637,6 +679,9 @@ impl State {
             logs: BTreeMap::new(),
             holds: race::Holds::default(),
             late_starts: late::LateStarts::default(),
+            watches: Default::default(),
+            terminating: BTreeMap::new(),
+            retries: Vec::new(),
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),
@@ -1112,13 +1157,14 @@ impl State {
         match lag {
             Some(0) => {
                 let behaviour = self.behaviour_of(&self.objects.get(&k)?.object);
+                let controlled = self.controller_status(&self.objects.get(&k)?.object);
                 let stored = self.objects.get_mut(&k)?;
                 stored.status_lag = None;
                 let status = if t.group == "serving.knative.dev" {
                     let generation = stored.object["metadata"]["generation"].clone();
                     json!({"observedGeneration": generation, "conditions": [knative_ready()]})
                 } else {
-                    workload_status(&stored.object, behaviour)
+                    controlled.unwrap_or_else(|| workload_status(&stored.object, behaviour))
                 };
                 stored.object["status"] = status;
                 self.resource_version += 1;
@@ -1339,10 +1385,12 @@ impl State {
                 if kind == "StatefulSet" {
                     self.create_set_claims(&stored.object);
                 }
-                let adopted = kind == "StatefulSet"
-                    && stored.object["metadata"]["generation"] == 1
-                    && self.adopt_orphans(&stored.object);
-                if !adopted {
+                if kind == "StatefulSet" && stored.object["metadata"]["generation"] == 1 {
+                    // A set re-created over its orphaned pods adopts them; its controller then
+                    // keeps those of the current revision.
+                    self.adopt_orphans(&stored.object);
+                }
+                if !self.roll_out(&mut stored.object, behaviour) {
                     self.replace_pods(&stored.object, behaviour);
                 }
             }
@@ -1357,7 +1405,9 @@ impl State {
                         json!({"type": "Ready", "status": "Unknown", "reason": "RevisionMissing",
                         "message": format!("Configuration \"{name}\" is waiting for a Revision to become ready.")})
                     }
-                    Behaviour::Failing(reason) | Behaviour::BrieflyFailing(reason) => {
+                    Behaviour::Unschedulable(reason)
+                    | Behaviour::Failing(reason)
+                    | Behaviour::BrieflyFailing(reason) => {
                         json!({"type": "Ready", "status": "False", "reason": "RevisionFailed",
                         "message": format!("Revision \"{name}-{generation:05}\" failed with message: {reason}.")})
                     }
@@ -1409,87 +1459,24 @@ impl State {
         }
     }
 
-    /// Deletes a workload's pods and creates new ones for its current spec.
+    /// Deletes a workload's pods and creates new ones for its current spec (DaemonSets,
+    /// Jobs, bare ReplicaSets; Deployments and StatefulSets roll out revisions, see
+    /// kube_emulator_controllers.rs).
     fn replace_pods(&mut self, workload: &Value, behaviour: Behaviour) {
         let uid = workload["metadata"]["uid"].clone();
         self.objects.retain(|_, s| {
             s.object["kind"] != "Pod" || s.object["metadata"]["ownerReferences"][0]["uid"] != uid
         });
-        let ns = workload["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = workload["metadata"]["name"].as_str().unwrap_or_default();
         let generation = workload["metadata"]["generation"].as_i64().unwrap_or(1);
         let count = match workload["kind"].as_str() {
-            Some("Deployment" | "StatefulSet" | "ReplicaSet") => {
-                workload["spec"]["replicas"].as_i64().unwrap_or(1)
-            }
+            Some("ReplicaSet") => workload["spec"]["replicas"].as_i64().unwrap_or(1),
             _ => 1,
         };
-        let template = &workload["spec"]["template"];
+        let labels = json!({"pod-template-generation": generation.to_string()});
         for i in 0..count {
             let pod_name = format!("{name}-g{generation}-{i}");
-            let statuses: Vec<Value> = template["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    let container = c["name"].as_str().unwrap_or("?");
-                    let image = c["image"].as_str().unwrap_or("?");
-                    let (ready, state) = match behaviour {
-                        Behaviour::Ready | Behaviour::BrieflyFailing(_) => (true, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
-                        Behaviour::NeverReady => (false, json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}})),
-                        Behaviour::Failing(reason) => {
-                            let config_error = pods::config_error(&self.objects, &ns, c);
-                            let message = if let Some(error) = config_error {
-                                error
-                            } else if reason.contains("Image") {
-                                format!("Back-off pulling image \"{image}\"")
-                            } else {
-                                format!("back-off 10s restarting failed container={container} pod={pod_name}")
-                            };
-                            (false, json!({"waiting": {"reason": reason, "message": message}}))
-                        }
-                    };
-                    json!({"name": container, "image": image, "ready": ready, "restartCount": 0, "state": state})
-                })
-                .collect();
-            let phase =
-                if matches!(behaviour, Behaviour::Failing(_)) { "Pending" } else { "Running" };
-            let mut spec = template["spec"].clone();
-            if workload["kind"] == "StatefulSet" {
-                // Each replica mounts its own claim of every claim template.
-                for t in workload["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
-                    let claim =
-                        format!("{}-{name}-{i}", t["metadata"]["name"].as_str().unwrap_or("?"));
-                    let volume = json!({"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim}});
-                    match spec["volumes"].as_array_mut() {
-                        Some(volumes) => volumes.push(volume),
-                        None => spec["volumes"] = json!([volume]),
-                    }
-                }
-            }
-            self.resource_version += 1;
-            self.uids += 1;
-            let pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": pod_name, "namespace": ns, "labels": template["metadata"]["labels"].clone(),
-                    "uid": format!("00000000-0000-0000-0000-{:012}", self.uids),
-                    "resourceVersion": self.resource_version.to_string(),
-                    "ownerReferences": [{"apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": name, "uid": uid, "controller": true}],
-                    "creationTimestamp": "2024-01-01T00:00:00Z",
-                },
-                "spec": spec,
-                "status": {"phase": phase, "containerStatuses": statuses},
-            });
-            for c in template["spec"]["containers"].as_array().into_iter().flatten() {
-                let container = c["name"].as_str().unwrap_or("?").to_string();
-                let line = format!("started {}", c["image"].as_str().unwrap_or("?"));
-                self.logs.insert((ns.clone(), pod_name.clone(), container), vec![line]);
-            }
-            self.objects.insert(
-                (String::new(), "pods".into(), ns.clone(), pod_name),
-                Stored { object: pod, managers: BTreeMap::new(), status_lag: None },
-            );
+            self.add_pod(workload, workload, &pod_name, behaviour, &labels, None);
         }
         self.release_claims();
     }
@@ -1515,8 +1502,7 @@ impl State {
             return Some(answer);
         }
         let stored = self.objects.remove(&k)?;
-        let uid = stored.object["metadata"]["uid"].clone();
-        self.objects.retain(|_, s| s.object["metadata"]["ownerReferences"][0]["uid"] != uid);
+        self.cascade(&stored.object["metadata"]["uid"]);
         if t.kind == "Namespace" {
             self.objects.retain(|(_, _, object_ns, _), _| object_ns != name);
         }

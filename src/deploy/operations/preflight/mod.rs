@@ -2,13 +2,14 @@
 //! write, and every problem is reported at once with its fix.
 
 mod images;
+mod istiod;
 mod ownership;
 mod ports;
 mod secrets;
 mod storage;
 mod versions;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use images::RegistryAccess;
 
@@ -38,6 +39,8 @@ pub struct Prepared {
     pub(crate) warnings: Vec<String>,
     /// Objects other bundles manage may be taken over (`--adopt`), also at write time.
     pub(crate) adopt: bool,
+    /// Per application, what the wait says about it while it is not ready (a dependency).
+    pub(crate) wait_notes: BTreeMap<String, String>,
 }
 
 /// How to run preflight.
@@ -83,6 +86,11 @@ impl Prepared {
     /// scope"); empty with `strict`, where they are problems instead.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Per application, what the wait adds while it is not ready.
+    pub(crate) fn wait_notes(&self) -> BTreeMap<String, String> {
+        self.wait_notes.clone()
     }
 }
 
@@ -220,7 +228,7 @@ impl Cluster {
         {
             unverified.append(checks);
         }
-        let warnings = if options.strict {
+        let mut warnings = if options.strict {
             for problem in unverified.problems() {
                 problems.push(problem);
             }
@@ -228,7 +236,9 @@ impl Cluster {
         } else {
             unverified.warnings()
         };
-        let warnings = [warnings, presence.warnings].concat();
+        warnings.extend(presence.warnings);
+        let (istiod, wait_notes) = self.check_istiod(&kinds, &plan).await?;
+        warnings.extend(istiod);
         problems.into_result(())?;
         let adopt = options.adopt;
         Ok(Prepared {
@@ -241,6 +251,7 @@ impl Cluster {
             notes,
             warnings,
             adopt,
+            wait_notes,
         })
     }
 
