@@ -278,25 +278,26 @@ impl Cluster {
         let params = ListParams::default().labels(selector);
         let what = format!("{} in {}", kind.resource.plural, namespace.unwrap_or("the cluster"));
         let list = self.retried("list", &what, || api.list(&params)).await?;
-        list.items
-            .into_iter()
-            .map(|o| {
-                let mut item = serde_json::to_value(o).map_err(|source| DeployError::Decode {
-                    what: format!("list {what}"),
-                    source,
-                })?;
-                // The API server leaves apiVersion and kind out of the items of a built-in
-                // kind's list; every reader of an item wants them (object ids).
-                if let Some(map) = item.as_object_mut() {
-                    let (api_version, kind_name) =
-                        (&kind.resource.api_version, &kind.resource.kind);
-                    map.entry("apiVersion").or_insert_with(|| Value::String(api_version.clone()));
-                    map.entry("kind").or_insert_with(|| Value::String(kind_name.clone()));
-                }
-                Ok(item)
-            })
-            .collect()
+        list.items.into_iter().map(|o| item_value(kind, &format!("list {what}"), o)).collect()
     }
+}
+
+/// An object of `kind` read from a list or a watch, as JSON with its `apiVersion` and `kind`:
+/// the API server leaves those out of the items of a built-in kind's list, and every reader
+/// of an object wants them (object ids).
+pub(crate) fn item_value(
+    kind: &Kind,
+    what: &str,
+    object: DynamicObject,
+) -> Result<Value, DeployError> {
+    let mut item = serde_json::to_value(object)
+        .map_err(|source| DeployError::Decode { what: what.to_string(), source })?;
+    if let Some(map) = item.as_object_mut() {
+        let resource = &kind.resource;
+        map.entry("apiVersion").or_insert_with(|| Value::String(resource.api_version.clone()));
+        map.entry("kind").or_insert_with(|| Value::String(resource.kind.clone()));
+    }
+    Ok(item)
 }
 
 /// A server-side apply as `manager` with strict field validation, forcing ownership only with

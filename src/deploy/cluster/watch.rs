@@ -12,7 +12,7 @@ use kube::api::{Api, DynamicObject, ListParams, WatchEvent, WatchParams};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::deploy::cluster::client::Cluster;
+use crate::deploy::cluster::client::{item_value, Cluster};
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::Kind;
 
@@ -72,7 +72,8 @@ impl Cluster {
                 }
             };
             let mut version = list.metadata.resource_version.clone().unwrap_or_default();
-            let items = match list.items.into_iter().map(|o| value(&what, o)).collect() {
+            let items = match list.items.into_iter().map(|o| value(&spec.kind, &what, o)).collect()
+            {
                 Ok(items) => items,
                 Err(e) => {
                     send(Err(e));
@@ -105,11 +106,11 @@ impl Cluster {
                             let (update, seen) = match event {
                                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                                     let seen = o.metadata.resource_version.clone();
-                                    (value(&what, o).map(Update::Applied), seen)
+                                    (value(&spec.kind, &what, o).map(Update::Applied), seen)
                                 }
                                 WatchEvent::Deleted(o) => {
                                     let seen = o.metadata.resource_version.clone();
-                                    (value(&what, o).map(Update::Deleted), seen)
+                                    (value(&spec.kind, &what, o).map(Update::Deleted), seen)
                                 }
                                 WatchEvent::Bookmark(b) => {
                                     version = b.metadata.resource_version;
@@ -166,7 +167,6 @@ fn gone(error: &DeployError) -> bool {
     error.status().is_some_and(|s| s.code == 410)
 }
 
-fn value(what: &str, object: DynamicObject) -> Result<Value, DeployError> {
-    serde_json::to_value(object)
-        .map_err(|source| DeployError::Decode { what: format!("watch {what}"), source })
+fn value(kind: &Kind, what: &str, object: DynamicObject) -> Result<Value, DeployError> {
+    item_value(kind, &format!("watch {what}"), object)
 }

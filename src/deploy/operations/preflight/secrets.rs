@@ -22,9 +22,11 @@ use crate::diag::Problem;
 /// Reads from the cluster at once.
 const READS: usize = 8;
 
-/// ConfigMaps the control plane publishes in every namespace (the root CA bundle pods'
-/// service account token projections read), created with the namespace itself.
-const PUBLISHED_IN_EVERY_NAMESPACE: &[&str] = &["kube-root-ca.crt"];
+/// ConfigMaps controllers publish in every namespace once it exists: the control plane's
+/// root CA bundle (`kube-root-ca.crt`, which service account token projections read) and
+/// istiod's (`istio-ca-root-cert`, which Istio gateways mount). A fresh namespace cannot hold
+/// them before the deploy creates it; whether istiod runs at all is `istiod`'s warning.
+const PUBLISHED_IN_EVERY_NAMESPACE: &[&str] = &["kube-root-ca.crt", "istio-ca-root-cert"];
 
 /// What the plan's pods read from one Secret or ConfigMap.
 #[derive(Default)]
