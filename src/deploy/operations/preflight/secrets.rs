@@ -389,10 +389,11 @@ mod tests {
     }
 
     #[test]
-    fn the_root_ca_every_namespace_gets_is_not_wanted() {
+    fn the_root_cas_every_namespace_gets_are_not_wanted() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}],
             "volumes": [{"name": "token", "projected": {"sources": [{"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                                                                  {"secret": {"name": "own", "items": [{"key": "k", "path": "k"}]}}]}}]}});
+                                                                  {"secret": {"name": "own", "items": [{"key": "k", "path": "k"}]}}]}},
+                        {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}]}});
         let p = plan(vec![pod]);
         let found: Vec<Source<'_>> = wanted(&p).into_keys().collect();
         assert_eq!(found, [("Secret", "own")]);
