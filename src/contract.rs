@@ -95,6 +95,38 @@ impl fmt::Display for ObjectId {
     }
 }
 
+/// Every (container name, image) of an object: any `containers`, `initContainers` or
+/// `ephemeralContainers` list at any depth, so pod templates of custom resources count too.
+/// A container without a string `image` gives `""` (the render lint reports it; deploy's
+/// checks skip it). Shared by render's air-gap lint and deploy's image pre-flight.
+pub fn container_images(object: &Value) -> Vec<(&str, &str)> {
+    fn walk<'a>(value: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if matches!(
+                        key.as_str(),
+                        "containers" | "initContainers" | "ephemeralContainers"
+                    ) {
+                        for c in child.as_array().into_iter().flatten() {
+                            out.push((
+                                c["name"].as_str().unwrap_or("?"),
+                                c["image"].as_str().unwrap_or(""),
+                            ));
+                        }
+                    }
+                    walk(child, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(object, &mut found);
+    found
+}
+
 /// The identity of a rendered object; namespaced objects lacking a namespace get `default_ns`
 /// (pass `None` when the object is cluster-scoped).
 pub fn object_id(object: &Value, default_ns: Option<&str>) -> Result<ObjectId, String> {

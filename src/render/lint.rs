@@ -6,9 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
-
 use super::RenderedObject;
+use crate::contract::container_images;
 use crate::diag::{Problem, Problems};
 use crate::images::Reference;
 use crate::resolve::Model;
@@ -17,9 +16,7 @@ pub(super) fn check(model: &Model, objects: &[RenderedObject], problems: &mut Pr
     for o in objects {
         let Some(app) = model.applications.get(&o.app) else { continue };
         let allowed: BTreeSet<&Reference> = app.images.values().map(|i| &i.target).collect();
-        let mut found = Vec::new();
-        collect_images(&o.object, &mut found);
-        for (container, image) in found {
+        for (container, image) in container_images(&o.object) {
             let file = format!("{}/{}", app.charm.origin.path().display(), o.template);
             let key =
                 format!("application {}: {} {}: container {container}", o.app, o.kind(), o.name());
@@ -42,30 +39,9 @@ pub(super) fn check(model: &Model, objects: &[RenderedObject], problems: &mut Pr
     }
 }
 
-fn collect_images<'a>(value: &'a Value, found: &mut Vec<(&'a str, &'a str)>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if matches!(key.as_str(), "containers" | "initContainers" | "ephemeralContainers") {
-                    for container in child.as_array().into_iter().flatten() {
-                        let name = container["name"].as_str().unwrap_or("?");
-                        match container.get("image") {
-                            Some(Value::String(image)) => found.push((name, image)),
-                            _ => found.push((name, "")),
-                        }
-                    }
-                }
-                collect_images(child, found);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| collect_images(i, found)),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::images::Registry;

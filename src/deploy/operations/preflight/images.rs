@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 
-use crate::contract::object_id;
+use crate::contract::{container_images, object_id};
 use crate::deploy::model::plan::DeployPlan;
 use crate::deploy::state::record::{Record, RecordStatus};
 use crate::diag::Problem;
@@ -189,9 +189,10 @@ fn image_uses(plan: &DeployPlan) -> Vec<ImageUse<'_>> {
             .unwrap_or_default();
         let mut names = BTreeSet::new();
         pull_secrets(&o.object, &mut names);
-        let mut images = Vec::new();
-        container_images(&o.object, &mut images);
-        for (container, image) in images {
+        // A container without an image is render's lint's to report.
+        for (container, image) in
+            container_images(&o.object).into_iter().filter(|(_, i)| !i.is_empty())
+        {
             uses.push(ImageUse {
                 subject: format!("{subject} container {container}"),
                 app: &o.app,
@@ -266,28 +267,6 @@ pub(super) fn check(plan: &DeployPlan) -> Vec<Problem> {
         }
     }
     problems
-}
-
-/// Every (container name, image) in an object: any `containers`, `initContainers` or
-/// `ephemeralContainers` list at any depth, so pod templates of custom resources count too.
-fn container_images<'a>(value: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if matches!(key.as_str(), "containers" | "initContainers" | "ephemeralContainers") {
-                    for c in child.as_array().into_iter().flatten() {
-                        if let Some(image) = c["image"].as_str() {
-                            out.push((c["name"].as_str().unwrap_or("?"), image));
-                        }
-                    }
-                } else {
-                    container_images(child, out);
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| container_images(i, out)),
-        _ => {}
-    }
 }
 
 /// Adds the names in every `imagePullSecrets` list of `object` (pod specs at any depth).
