@@ -9,6 +9,7 @@ use charmer::deploy::{
     Action, ApplyOptions, Cluster, DeployError, DeployPlan, NoProgress, Outcome, PlanApp,
     PlanObject, Prepared, RecordStatus, RemoveOptions, WaitOptions, GENERATE_MANAGER,
 };
+use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::support::kube_emulator::{Behaviour, KubeEmulator};
@@ -140,6 +141,65 @@ pub(crate) fn decoded(secret: &Value, key: &str) -> String {
         .decode(secret["data"][key].as_str().expect("key present"))
         .unwrap();
     String::from_utf8(bytes).unwrap()
+}
+
+/// Applications that need nothing of each other are applied at once, one kind rank after
+/// the other: while the first Deployment of a wave is held on its way in, the next one of the
+/// same wave is applied; the application requiring one of them gets nothing applied until
+/// all of its provider's objects are through.
+#[tokio::test]
+async fn independent_applications_are_applied_at_once_and_providers_still_first() {
+    let emulator = KubeEmulator::start();
+    emulator.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let mut plan = shop(vec![
+        ("db", config_map("db", "db-config", "a")),
+        ("db", deployment("db", "registry.local:5000/db:1")),
+        ("web", config_map("web", "web-config", "a")),
+        ("web", deployment("web", "registry.local:5000/web:1")),
+        ("cache", config_map("cache", "cache-config", "a")),
+        ("cache", deployment("cache", "registry.local:5000/cache:1")),
+    ]);
+    plan.apps.push(app("cache", &[]));
+    let cluster = cluster(&emulator).await;
+    let prepared = cluster.prepare(plan).await.unwrap();
+    let held_path = format!("/apis/apps/v1/namespaces/{NS}/deployments/cache");
+    let mut dry_run = emulator.hold_next(Method::PATCH, &held_path);
+    let options = ApplyOptions::default();
+    let deploying = cluster.apply(&prepared, &options, &NoProgress);
+    let watching = async {
+        // The gate's dry run comes first; the real apply is armed before it may go on.
+        dry_run.caught().await;
+        let mut held = emulator.hold_next(Method::PATCH, &held_path);
+        dry_run.release();
+        held.caught().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while emulator.get("Deployment", NS, "db").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "db's Deployment was not applied while cache's was held: one at a time"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            emulator.get("ConfigMap", NS, "web-config").is_none(),
+            "web requires db: nothing of it before all of db is applied"
+        );
+        held.release();
+    };
+    let (outcome, ()) = tokio::join!(deploying, watching);
+    let order: Vec<String> = applied(&outcome.unwrap()).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        order,
+        [
+            "ConfigMap/shop/cache-config",
+            "ConfigMap/shop/db-config",
+            "Deployment/shop/cache",
+            "Deployment/shop/db",
+            "ConfigMap/shop/web-config",
+            "Deployment/shop/web",
+        ],
+        "reported in apply order"
+    );
 }
 
 #[tokio::test]

@@ -24,6 +24,11 @@ use crate::deploy::model::kinds::Kind;
 /// applied with before charmer had one per bundle.
 pub const FIELD_MANAGER: &str = "charmer";
 
+/// How many requests one step of an operation keeps in flight at once (pre-flight's reads,
+/// the gate's dry runs, the applies of one wave): enough to hide each request's round trip,
+/// few enough not to crowd an API server that also serves the cluster's controllers.
+pub(crate) const REQUESTS_AT_ONCE: usize = 8;
+
 /// Where the cluster's connection settings come from. Both unset: `KUBECONFIG` or
 /// `~/.kube/config`, then the in-cluster service account.
 #[derive(Debug, Clone, Default)]

@@ -197,6 +197,20 @@ impl DeployPlan {
         }
         order
     }
+
+    /// Each application's depth in [`DeployPlan::app_order`]: 0 for one that requires none
+    /// of the others, else one more than the deepest it requires (cycles broken as there).
+    /// Applications of one depth need nothing of each other, so they can be applied at once.
+    pub fn app_levels(&self) -> BTreeMap<String, usize> {
+        let mut levels: BTreeMap<String, usize> = BTreeMap::new();
+        for name in self.app_order() {
+            let providers = self.app(&name).map(|a| a.after.as_slice()).unwrap_or_default();
+            let level =
+                providers.iter().filter_map(|p| levels.get(p)).map(|l| l + 1).max().unwrap_or(0);
+            levels.insert(name, level);
+        }
+        levels
+    }
 }
 
 /// Serializes `Option<Registry>` as its `host[:port][/prefix]` text.
@@ -255,6 +269,28 @@ mod tests {
     fn cycles_and_unknown_providers_still_give_every_app_once() {
         let p = plan(vec![app("a", &["b"]), app("b", &["a"]), app("c", &["gone"])], vec![]);
         assert_eq!(p.app_order(), ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn levels_put_each_app_one_past_its_deepest_provider() {
+        let p = plan(
+            vec![
+                app("web", &["db", "cache"]),
+                app("db", &[]),
+                app("cache", &["db"]),
+                app("log", &[]),
+            ],
+            vec![],
+        );
+        let levels: Vec<(String, usize)> = p.app_levels().into_iter().collect();
+        assert_eq!(
+            levels,
+            [("cache".into(), 1), ("db".into(), 0), ("log".into(), 0), ("web".into(), 2)]
+        );
+        // A cycle is broken where app_order breaks it; an unknown provider counts for nothing.
+        let p = plan(vec![app("a", &["b"]), app("b", &["a"]), app("c", &["gone"])], vec![]);
+        let levels: Vec<(String, usize)> = p.app_levels().into_iter().collect();
+        assert_eq!(levels, [("a".into(), 0), ("b".into(), 1), ("c".into(), 0)]);
     }
 
     #[test]

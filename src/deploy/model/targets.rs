@@ -1,6 +1,7 @@
 //! Plan objects mapped onto the cluster's kinds, in apply order.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde_json::Value;
 
@@ -129,19 +130,41 @@ fn crd_kinds(plan: &DeployPlan) -> BTreeMap<(String, String), Kind> {
     found
 }
 
-/// Sorts targets in apply order: namespace, CRDs, then applications providers-first, and
-/// within an application the kinds other kinds depend on first (Helm's install order).
+/// Sorts targets in apply order: the namespace, CRDs, then applications providers-first by
+/// depth (see [`waves`]), and within a depth the kinds other kinds depend on first (Helm's
+/// install order), then by application.
 pub(crate) fn sort(plan: &DeployPlan, targets: &mut [Target]) {
     let app_rank: BTreeMap<String, usize> =
         plan.app_order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
+    let levels = plan.app_levels();
     targets.sort_by_cached_key(|t| {
-        (
-            phase(&t.id),
-            app_rank.get(&t.app).copied().unwrap_or(usize::MAX),
-            kind_rank(&t.id.kind),
-            t.id.clone(),
-        )
+        (wave_key(&levels, t), app_rank.get(&t.app).copied().unwrap_or(usize::MAX), t.id.clone())
     });
+}
+
+/// Targets sorted by [`sort`] split into waves: runs of objects that may be applied at once.
+/// A wave holds one kind rank of the applications of one depth, so every provider's
+/// objects are applied before those of the applications requiring it, and within an
+/// application ConfigMaps and Secrets before the workloads that read them, as one at a time
+/// would; but a hundred independent applications go in a few waves, not a hundred steps.
+pub(crate) fn waves(plan: &DeployPlan, targets: &[Target]) -> Vec<Range<usize>> {
+    let levels = plan.app_levels();
+    let mut waves: Vec<Range<usize>> = Vec::new();
+    let mut previous = None;
+    for (i, t) in targets.iter().enumerate() {
+        let key = wave_key(&levels, t);
+        match waves.last_mut() {
+            Some(wave) if previous == Some(key) => wave.end = i + 1,
+            _ => waves.push(i..i + 1),
+        }
+        previous = Some(key);
+    }
+    waves
+}
+
+/// What orders waves: phase, application depth, kind rank.
+fn wave_key(levels: &BTreeMap<String, usize>, t: &Target) -> (Phase, usize, usize) {
+    (phase(&t.id), levels.get(&t.app).copied().unwrap_or(usize::MAX), kind_rank(&t.id.kind))
 }
 
 pub(crate) fn phase(id: &ObjectId) -> Phase {
@@ -149,5 +172,63 @@ pub(crate) fn phase(id: &ObjectId) -> Phase {
         "Namespace" => Phase::Namespace,
         "CustomResourceDefinition" => Phase::Definitions,
         _ => Phase::Objects,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::deploy::model::plan::{PlanApp, PlanObject};
+
+    fn object(kind: &str, name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}})
+    }
+
+    fn target(app: &str, kind: &str, name: &str) -> Target {
+        let object = object(kind, name);
+        let id = object_id(&object, Some("ns")).unwrap();
+        let kind = Kind::from_crd("v1", kind, &format!("{}s", kind.to_lowercase()), true);
+        Target { id, app: app.into(), kind, served: true, object }
+    }
+
+    #[test]
+    fn waves_apply_providers_first_and_each_kind_rank_of_a_depth_at_once() {
+        let app = |name: &str, after: &[&str]| PlanApp {
+            after: after.iter().map(|s| s.to_string()).collect(),
+            ..PlanApp::new(name, name, "1.0.0")
+        };
+        let plan = DeployPlan {
+            bundle: "b".into(),
+            namespace: "ns".into(),
+            registry: None,
+            apps: vec![app("web", &["db"]), app("db", &[]), app("cache", &[])],
+            objects: Vec::<PlanObject>::new(),
+        };
+        let mut targets = vec![
+            target("web", "Deployment", "web"),
+            target("web", "ConfigMap", "web"),
+            target("db", "Deployment", "db"),
+            target("cache", "Deployment", "cache"),
+            target("db", "Secret", "db"),
+            target("cache", "ConfigMap", "cache"),
+        ];
+        sort(&plan, &mut targets);
+        let order: Vec<String> = targets.iter().map(|t| t.id.to_string()).collect();
+        assert_eq!(
+            order,
+            [
+                "Secret/ns/db",
+                "ConfigMap/ns/cache",
+                "Deployment/ns/cache",
+                "Deployment/ns/db",
+                "ConfigMap/ns/web",
+                "Deployment/ns/web",
+            ]
+        );
+        // db and cache need nothing of each other: their Deployments go together, after
+        // their Secrets and ConfigMaps; web, which requires db, after all of db's.
+        assert_eq!(waves(&plan, &targets), [0..1, 1..2, 2..4, 4..5, 5..6]);
     }
 }

@@ -1,11 +1,14 @@
 //! Applying a prepared plan: namespace, lock, revision record, CRDs, then every object with
-//! server-side apply; generated credentials; adoption of kept objects; prune (keeping data);
-//! wait; and the record's final state (deployed, failed or interrupted).
+//! server-side apply, wave by wave (`targets::waves`: the objects of one wave at once, a
+//! bounded number in flight); generated credentials; adoption of kept objects; prune
+//! (keeping data); wait; and the record's final state (deployed, failed or interrupted).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::gate::Gate;
 use super::generate;
@@ -13,12 +16,12 @@ use super::preflight::{namespace_id, namespace_object, Prepared};
 use super::prune::{stale_entries, Deletion};
 use super::wait::{self, Baseline, Scope, WaitOptions};
 use crate::contract::{generated_keys, object_id, ObjectId, KEPT_FROM_LABEL};
-use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER, REQUESTS_AT_ONCE};
 use crate::deploy::error::DeployError;
 use crate::deploy::health::kstatus::waits_for;
 use crate::deploy::model::events::{Action, Event, NoProgress, Progress};
 use crate::deploy::model::kinds::Lookup;
-use crate::deploy::model::targets::{phase, Phase, Target};
+use crate::deploy::model::targets::{phase, waves, Phase, Target};
 use crate::deploy::state::keep::{claim_templates, is_set_claim, kept_from, Keep, KeptObjects};
 use crate::deploy::state::lock::LockOptions;
 use crate::deploy::state::record::{self, Entry, Record, RecordStatus};
@@ -325,65 +328,44 @@ impl Cluster {
         let crds: Vec<&Target> =
             prepared.targets.iter().filter(|t| phase(&t.id) == Phase::Definitions).collect();
         let mut established = crds.is_empty();
-        for t in &prepared.targets {
-            if !established && phase(&t.id) == Phase::Objects {
+        // Each wave's objects are applied at once, a bounded number in flight; results are
+        // taken in apply order, so events and the outcome read as if one at a time.
+        for wave in waves(plan, &prepared.targets) {
+            if !established && phase(&prepared.targets[wave.start].id) == Phase::Objects {
                 // Custom resources can only be applied once their definitions are served.
                 let wait = options.wait.unwrap_or_default();
                 wait::wait(self, &prepared.kinds, &crds, &scope, &wait, &NoProgress).await?;
                 established = true;
             }
-            let recreated = gate.recreate.get(&t.id);
-            if let Some(expansions) = recreated {
-                self.recreate_set(t, expansions, progress).await?;
-                outcome.expanded.extend(
-                    expansions.iter().map(|e| (e.claim.clone(), e.from.clone(), e.to.clone())),
-                );
-            }
-            let before = self.get(&t.kind, &t.id).await?;
-            let plan = &prepared.plan;
-            let mut after = match self
-                .apply_owned(&plan.bundle, &plan.namespace, t, prepared.adopt, false)
-                .await
-            {
-                Ok(after) => after,
-                Err(DeployError::OwnedByBundle(mut owned)) => {
-                    let done = applied.load(Ordering::SeqCst);
-                    let rest = &prepared.targets[done + 1..];
-                    owned.objects.extend(self.managed_by(&owned.other, rest).await?);
-                    owned.applied = done;
-                    owned.total = prepared.targets.len();
-                    return Err(DeployError::OwnedByBundle(owned));
-                }
-                Err(error) => return Err(error),
-            };
-            if let Some(from) = before.as_ref().and_then(kept_from) {
-                // Kept by an earlier remove or prune (preflight checked whose): it is this
-                // deploy's again, with its data and credentials.
-                outcome.adopted.push((t.id.clone(), from.to_string()));
-                after = self.unmark_kept(&t.kind, &t.id).await?;
-            }
-            let mut action = match &before {
-                None if recreated.is_some() => Action::Recreated,
-                None => Action::Created,
-                Some(b)
-                    if b["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"] =>
-                {
-                    Action::Configured
-                }
-                Some(_) => Action::Unchanged,
-            };
-            if t.id.kind == "Secret" && !generated_keys(&t.object).is_empty() {
-                let generated = generate::ensure(self, t, &after).await?;
-                if !generated.is_empty() {
-                    if action == Action::Unchanged {
-                        action = Action::Configured;
+            let mut results = stream::iter(wave)
+                .map(|i| async move { (i, self.apply_target(prepared, gate, i, progress).await) })
+                .buffered(REQUESTS_AT_ONCE);
+            while let Some((i, result)) = results.next().await {
+                let t = &prepared.targets[i];
+                let done = match result {
+                    Ok(done) => done,
+                    Err(DeployError::OwnedByBundle(mut owned)) => {
+                        drop(results);
+                        let rest = &prepared.targets[i + 1..];
+                        owned.objects.extend(self.managed_by(&owned.other, rest).await?);
+                        owned.applied = applied.load(Ordering::SeqCst);
+                        owned.total = prepared.targets.len();
+                        return Err(DeployError::OwnedByBundle(owned));
                     }
-                    outcome.generated.push((t.id.clone(), generated));
+                    Err(error) => return Err(error),
+                };
+                outcome.expanded.extend(done.expanded);
+                if let Some(from) = done.adopted_from {
+                    outcome.adopted.push((t.id.clone(), from));
                 }
+                if !done.generated.is_empty() {
+                    outcome.generated.push((t.id.clone(), done.generated));
+                }
+                applied.fetch_add(1, Ordering::SeqCst);
+                let action = done.action;
+                progress.event(Event::Applied { app: t.app.clone(), id: t.id.clone(), action });
+                outcome.applied.push(Applied { app: t.app.clone(), id: t.id.clone(), action });
             }
-            applied.fetch_add(1, Ordering::SeqCst);
-            progress.event(Event::Applied { app: t.app.clone(), id: t.id.clone(), action });
-            outcome.applied.push(Applied { app: t.app.clone(), id: t.id.clone(), action });
         }
         if options.prune {
             let kept = KeptObjects::of(&prepared.records);
@@ -420,7 +402,73 @@ impl Cluster {
     }
 }
 
+/// What applying one target did.
+struct TargetApplied {
+    action: Action,
+    /// Claims expanded before its StatefulSet was re-created: (claim, from, to).
+    expanded: Vec<(ObjectId, String, String)>,
+    /// The bundle an earlier remove or prune kept it from, now adopted.
+    adopted_from: Option<String>,
+    /// Keys generated into it now (a Secret's credentials).
+    generated: Vec<String>,
+}
+
 impl Cluster {
+    /// Applies target `i` of `prepared`: re-creates it first when the gate said so, adopts it
+    /// when it was kept from the bundle, generates its credentials.
+    async fn apply_target(
+        &self,
+        prepared: &Prepared,
+        gate: &Gate,
+        i: usize,
+        progress: &dyn Progress,
+    ) -> Result<TargetApplied, DeployError> {
+        let t = &prepared.targets[i];
+        let plan = &prepared.plan;
+        let mut expanded = Vec::new();
+        let recreated = gate.recreate.get(&t.id);
+        if let Some(expansions) = recreated {
+            self.recreate_set(t, expansions, progress).await?;
+            expanded = expansions
+                .iter()
+                .map(|e| (e.claim.clone(), e.from.clone(), e.to.clone()))
+                .collect();
+        }
+        // The version the object had before, for what the apply did: the gate's dry run
+        // answered it (none when the apply creates the object), so only targets the gate did
+        // not check are read.
+        let before: Option<Option<String>> = if recreated.is_some() {
+            None
+        } else if let Some(Some(answer)) = gate.answers.get(i) {
+            resource_version(answer).map(Some)
+        } else {
+            self.get(&t.kind, &t.id).await?.map(|live| resource_version(&live))
+        };
+        let mut after =
+            self.apply_owned(&plan.bundle, &plan.namespace, t, prepared.adopt, false).await?;
+        // The keep manager's label outlives the bundle's apply, which does not set it.
+        let adopted_from = kept_from(&after).map(str::to_string);
+        if adopted_from.is_some() {
+            // Kept by an earlier remove or prune (preflight checked whose): it is this
+            // deploy's again, with its data and credentials.
+            after = self.unmark_kept(&t.kind, &t.id).await?;
+        }
+        let mut action = match before {
+            None if recreated.is_some() => Action::Recreated,
+            None => Action::Created,
+            Some(version) if version != resource_version(&after) => Action::Configured,
+            Some(_) => Action::Unchanged,
+        };
+        let mut generated = Vec::new();
+        if t.id.kind == "Secret" && !generated_keys(&t.object).is_empty() {
+            generated = generate::ensure(self, t, &after).await?;
+            if !generated.is_empty() && action == Action::Unchanged {
+                action = Action::Configured;
+            }
+        }
+        Ok(TargetApplied { action, expanded, adopted_from, generated })
+    }
+
     /// Takes the kept marks off the claims of the rendered StatefulSets: their controller
     /// uses them again, with their data.
     async fn adopt_set_claims(
@@ -466,4 +514,9 @@ fn rolls_back(error: &DeployError) -> bool {
             | DeployError::Locked { .. }
             | DeployError::Invalid(_)
     )
+}
+
+/// An object's resourceVersion (`None` in a dry run's answer for an object it would create).
+fn resource_version(object: &Value) -> Option<String> {
+    object["metadata"]["resourceVersion"].as_str().map(str::to_string)
 }

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::immutable::{fixed_field, set_verdict, template_storage_path, Change, SetVerdict};
 use super::preflight::Prepared;
 use crate::contract::{object_id, ObjectId};
-use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER, REQUESTS_AT_ONCE};
 use crate::deploy::cluster::ownership::{managers, managing_bundle};
 use crate::deploy::error::{answer, DeployError, OwnedBy};
 use crate::deploy::model::events::{Event, Progress};
@@ -30,9 +30,6 @@ use crate::deploy::model::plan::PlanApp;
 use crate::deploy::model::targets::Target;
 use crate::deploy::state::keep::{is_claim_of_set, set_claim_selector};
 use crate::diag::{Problem, Problems};
-
-/// How many dry runs are in flight at once.
-const GATE_JOBS: usize = 8;
 
 /// How long a StatefulSet deleted with its pods orphaned may take to go (the garbage
 /// collector takes the owner references off its pods first).
@@ -98,7 +95,7 @@ impl Cluster {
                     .await
                     .map(Some)
             })
-            .buffered(GATE_JOBS)
+            .buffered(REQUESTS_AT_ONCE)
             .collect()
             .await;
         let mut gate = Gate::default();
@@ -171,7 +168,7 @@ impl Cluster {
     ) -> Result<(), DeployError> {
         let answers: Vec<Result<Value, DeployError>> = stream::iter(patches)
             .map(|(_, kind, id, patch)| self.apply_object(kind, id, patch, manager, true))
-            .buffered(GATE_JOBS)
+            .buffered(REQUESTS_AT_ONCE)
             .collect()
             .await;
         let mut problems = Problems::default();

@@ -198,6 +198,8 @@ struct State {
     /// Pods being terminated, with the controller ticks left before they are gone.
     terminating: BTreeMap<Key, u32>,
     retries: Vec<controllers::Retry>,
+    /// The last change the controllers' previous pass had seen.
+    ticked: u64,
 }
 
 /// One permission of the emulated user: an RBAC rule (verbs on resources of API groups, `*`
@@ -682,6 +684,7 @@ impl State {
             watches: Default::default(),
             terminating: BTreeMap::new(),
             retries: Vec::new(),
+            ticked: 0,
         };
         let builtin: &[(&str, &str, &str, &str, bool)] = &[
             ("", "v1", "Namespace", "namespaces", false),

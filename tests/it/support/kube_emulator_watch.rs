@@ -11,7 +11,7 @@
 //! forcing clients to re-list. Also counts requests per verb and resource, for the
 //! benchmark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,11 +52,20 @@ pub(super) struct Watches {
     notify: Arc<tokio::sync::Notify>,
     /// Requests served, by `verb resource` (`watch pods`, `get deployments`).
     requests: BTreeMap<String, u64>,
+    /// The state's resourceVersion counter and object count when changes were last
+    /// recorded: every write and every new object bumps the counter, every removal changes
+    /// the count, so while both stay the same there is nothing to compare (reads and dry
+    /// runs, most requests, skip the pass over every object).
+    recorded: (u64, usize),
 }
 
 impl State {
     /// Records every change since the last call as watch events; wakes watches when any.
     pub(super) fn record_changes(&mut self) {
+        let now = (self.resource_version, self.objects.len());
+        if self.watches.recorded == now {
+            return;
+        }
         let mut changes = Vec::new();
         for (key, stored) in &self.objects {
             let rv = stored.object["metadata"]["resourceVersion"].as_str().unwrap_or("");
@@ -85,6 +94,7 @@ impl State {
             object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
             changes.push((key, "DELETED", object));
         }
+        self.watches.recorded = (self.resource_version, self.objects.len());
         if changes.is_empty() {
             return;
         }
@@ -105,6 +115,22 @@ impl State {
             self.watches.history.drain(..cut);
         }
         self.watches.notify.notify_waiters();
+    }
+
+    /// The namespaces of the changes recorded after resourceVersion `rv`; `None` when the
+    /// history no longer reaches back that far (every namespace may have changed).
+    pub(super) fn namespaces_changed_after(&self, rv: u64) -> Option<BTreeSet<String>> {
+        if self.watches.floor > rv {
+            return None;
+        }
+        let history = &self.watches.history;
+        let from = history.partition_point(|c| c.rv <= rv);
+        Some(history[from..].iter().map(|c| c.key.2.clone()).collect())
+    }
+
+    /// The resourceVersion of the last recorded change.
+    pub(super) fn last_change(&self) -> u64 {
+        self.watches.history.last().map_or(self.watches.floor, |c| c.rv)
     }
 
     /// Counts a request as `verb resource`.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::contract::{ObjectId, BUNDLE_LABEL};
 use crate::deploy::cluster::access::{access, Access};
-use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER};
+use crate::deploy::cluster::client::{Cluster, FIELD_MANAGER, REQUESTS_AT_ONCE};
 use crate::deploy::cluster::ownership::{bundle_manager, managers, managing_bundle};
 use crate::deploy::error::DeployError;
 use crate::deploy::model::targets::Target;
@@ -16,9 +16,6 @@ use crate::deploy::operations::generate::GENERATE_MANAGER;
 use crate::deploy::state::keep::{kept_from, KEEP_MANAGER};
 use crate::deploy::state::record::{self, Record};
 use crate::diag::Problem;
-
-/// Reads from the cluster at once.
-const READS: usize = 8;
 
 impl Cluster {
     /// A problem for each target that exists and is not the bundle's (or cannot be read);
@@ -41,7 +38,7 @@ impl Cluster {
         // One read per target, a few at once (a bundle of 100 applications has hundreds).
         let answers: Vec<_> = stream::iter(existing)
             .map(|target| async move { (target, access(self.get(&target.kind, &target.id).await)) })
-            .buffered(READS)
+            .buffered(REQUESTS_AT_ONCE)
             .collect()
             .await;
         for (target, answer) in answers {

@@ -13,14 +13,11 @@ use serde_json::Value;
 use super::images;
 use crate::contract::{generated_keys, ObjectId};
 use crate::deploy::cluster::access::{access, Access, Unverified};
-use crate::deploy::cluster::client::Cluster;
+use crate::deploy::cluster::client::{Cluster, REQUESTS_AT_ONCE};
 use crate::deploy::error::DeployError;
 use crate::deploy::model::kinds::{Kinds, Lookup};
 use crate::deploy::model::plan::DeployPlan;
 use crate::diag::Problem;
-
-/// Reads from the cluster at once.
-const READS: usize = 8;
 
 /// ConfigMaps controllers publish in every namespace once it exists: the control plane's
 /// root CA bundle (`kube-root-ca.crt`, which service account token projections read) and
@@ -59,7 +56,7 @@ impl Cluster {
                     let found = self.live_keys(kinds, &plan.namespace, source).await;
                     access(found).map(|a| (source, a))
                 })
-                .buffered(READS)
+                .buffered(REQUESTS_AT_ONCE)
                 .collect::<Vec<_>>()
                 .await
                 .into_iter()
