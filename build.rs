@@ -3,20 +3,32 @@
 //! release script sets it to the commit's time, so a release rebuilds byte for byte), else
 //! today's. Outside a git checkout (a source tarball) the commit is "unknown".
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     // A new commit or branch re-stamps the build; paths come from git, so worktrees work too.
+    // Cargo treats a watched path that does not exist as changed on every build, which
+    // rebuilt the crate each time in a repository without packed-refs: only existing files
+    // are named. A branch held only in packed-refs is watched through its directory, where
+    // the next commit writes it as a file (packing refs deletes the files watched, which
+    // re-runs this script to watch packed-refs).
     for path in ["HEAD", "packed-refs"] {
         if let Some(file) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={file}");
+            if Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
         }
     }
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         if let Some(file) = git(&["rev-parse", "--git-path", &branch]) {
-            println!("cargo:rerun-if-changed={file}");
+            let file = Path::new(&file);
+            let watched = if file.exists() { Some(file) } else { file.parent() };
+            if let Some(watched) = watched.filter(|w| w.exists()) {
+                println!("cargo:rerun-if-changed={}", watched.display());
+            }
         }
     }
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());

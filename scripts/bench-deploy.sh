@@ -5,8 +5,10 @@
 # fresh namespace:
 #
 #   1. against the in-repo Kubernetes API emulator (tests/it/bench_emulator.rs serves it; a
-#      debug build, shared by both sides; kubectl with --validate=false, as the emulator
-#      serves no OpenAPI documents);
+#      release build, so the time is the clients' rather than the unoptimized emulator's — the
+#      first build of the test binary in release takes minutes; a fresh emulator for each run
+#      of each tool; kubectl with --validate=false, as the emulator serves no OpenAPI
+#      documents);
 #   2. when KUBECONFIG names a real cluster and kubectl is installed, against it too
 #      (namespaces $BENCH_NS_PREFIX-c1..., -k1..., deleted afterwards; default prefix
 #      bench-deploy).
@@ -36,33 +38,49 @@ module.make_bundle(sys.argv[2], int(sys.argv[3]), "three")
 EOF
 BUNDLE=("$WORK/bundle/bundle.yaml" --charms "$WORK/bundle/charms")
 
-echo "starting the emulator (building the test binary if needed)..." >&2
-EMULATOR_OUT="$WORK/emulator-kubeconfig"
-STOP="$WORK/stop-emulator"
-(cd "$ROOT" && CHARMER_BENCH_KUBECONFIG="$EMULATOR_OUT" CHARMER_BENCH_STOP="$STOP" \
-  cargo test --quiet --test it -- --ignored --exact bench_emulator::serve_emulator_for_benchmarks \
-  >"$WORK/emulator.log" 2>&1) &
-EMULATOR_JOB=$!
-stop_emulator() { touch "$STOP"; wait "$EMULATOR_JOB" 2>/dev/null || true; bench_cleanup; }
-trap stop_emulator EXIT
-for _ in $(seq 1200); do [ -s "$EMULATOR_OUT" ] && break; sleep 0.5; done
-[ -s "$EMULATOR_OUT" ] || { cat "$WORK/emulator.log" >&2; exit 1; }
-EMULATOR_KUBECONFIG=$(cat "$EMULATOR_OUT")
+# Each run of each tool gets an emulator of its own: the emulator keeps every object of
+# earlier runs (it has no namespace deletion) and its controllers and watch history cost
+# time per stored object, so runs on one emulator would each be slower than the last.
+EMULATOR_JOB=
+start_emulator() { # sets KUBECONFIG_FOR_RUN to a fresh emulator's kubeconfig
+  local out="$WORK/emulator-kubeconfig" stop="$WORK/stop-emulator"
+  rm -f "$out" "$stop"
+  (cd "$ROOT" && CHARMER_BENCH_KUBECONFIG="$out" CHARMER_BENCH_STOP="$stop" \
+    cargo test --release --quiet --test it -- --ignored --exact bench_emulator::serve_emulator_for_benchmarks \
+    >"$WORK/emulator.log" 2>&1) &
+  EMULATOR_JOB=$!
+  for _ in $(seq 1200); do [ -s "$out" ] && break; sleep 0.5; done
+  [ -s "$out" ] || { cat "$WORK/emulator.log" >&2; exit 1; }
+  KUBECONFIG_FOR_RUN=$(cat "$out")
+}
+stop_emulator() {
+  [ -n "$EMULATOR_JOB" ] || return 0
+  touch "$WORK/stop-emulator"; wait "$EMULATOR_JOB" 2>/dev/null || true; EMULATOR_JOB=
+}
+use_cluster() { KUBECONFIG_FOR_RUN=$KUBECONFIG; }
+trap 'stop_emulator; bench_cleanup' EXIT
+echo "building the emulator (the test binary) if needed..." >&2
+start_emulator && stop_emulator
 
-# compare LABEL KUBECONFIG PREFIX KUBECTL_FLAGS...: RUNS deploys with each tool, each into its
-# own new namespace; prints the medians and the ratio.
+# compare LABEL SETUP PREFIX KUBECTL_FLAGS...: RUNS deploys with each tool, each into its own
+# new namespace (on what SETUP gives: start_emulator or use_cluster); prints the medians and
+# the ratio.
 compare() {
-  local label=$1 kubeconfig=$2 prefix=$3; shift 3
+  local label=$1 setup=$2 prefix=$3; shift 3
   local -a c_times=() k_times=()
   for run in $(seq "$RUNS"); do
     local ns="$prefix-c$run"
+    "$setup"
     c_times+=("$(timed "$CHARMER" deploy "${BUNDLE[@]}" -n "$ns" --no-wait --yes \
-      --skip-image-check --kubeconfig "$kubeconfig")")
+      --skip-image-check --kubeconfig "$KUBECONFIG_FOR_RUN")")
+    stop_emulator
     ns="$prefix-k$run"
+    "$setup"
     rm -rf "$WORK/rendered" && "$CHARMER" render "${BUNDLE[@]}" -n "$ns" --out "$WORK/rendered" >/dev/null
     rm -f "$WORK/rendered/bundle.lock"
-    kubectl --kubeconfig "$kubeconfig" create namespace "$ns" >/dev/null
-    k_times+=("$(timed kubectl --kubeconfig "$kubeconfig" apply --server-side "$@" -n "$ns" -f "$WORK/rendered")")
+    kubectl --kubeconfig "$KUBECONFIG_FOR_RUN" create namespace "$ns" >/dev/null
+    k_times+=("$(timed kubectl --kubeconfig "$KUBECONFIG_FOR_RUN" apply --server-side "$@" -n "$ns" -f "$WORK/rendered")")
+    stop_emulator
     echo "  $label run $run/$RUNS: charmer ${c_times[-1]} s, kubectl ${k_times[-1]} s" >&2
   done
   local c k
@@ -73,9 +91,9 @@ compare() {
 }
 
 echo "deploying $APPS applications, $RUNS runs per tool..." >&2
-compare emulator "$EMULATOR_KUBECONFIG" "$PREFIX" --validate=false
+compare emulator start_emulator "$PREFIX" --validate=false
 if [ -n "${KUBECONFIG:-}" ] && kubectl version >/dev/null 2>&1; then
-  compare cluster "$KUBECONFIG" "$PREFIX"
+  compare cluster use_cluster "$PREFIX"
   for run in $(seq "$RUNS"); do
     kubectl delete namespace "$PREFIX-c$run" "$PREFIX-k$run" --wait=false >/dev/null 2>&1 || true
   done

@@ -75,7 +75,8 @@
 //!   watch with resourceVersion, bookmarks, 410 `Expired`, request counts; ReplicaSets with
 //!   `pod-template-hash`, old-revision pods kept until the new ones are ready, StatefulSet
 //!   `currentRevision`/`updateRevision` and `controller-revision-hash`, a broken pod not
-//!   replaced when the template is reverted; a 20 ms controller ticker. Checked against
+//!   replaced when the template is reverted; a 20 ms controller ticker (over the namespaces
+//!   that changed since its last pass). Checked against
 //!   /work/notes/real-cluster.md (kube-apiserver 1.32 with its controllers); what differs:
 //!   Deployment pods are named `<name>-g<generation>-<i>` (real: `<replicaset>-<random>`) and a
 //!   rollout creates every new pod at once (real: surge steps), StatefulSet pods of a ready
