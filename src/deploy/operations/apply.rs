@@ -337,8 +337,16 @@ impl Cluster {
                 wait::wait(self, &prepared.kinds, &crds, &scope, &wait, &NoProgress).await?;
                 established = true;
             }
+            // Counted as each apply is answered, for an interrupt's message: the objects
+            // known to be applied, whatever order their answers came in.
             let mut results = stream::iter(wave)
-                .map(|i| async move { (i, self.apply_target(prepared, gate, i, progress).await) })
+                .map(|i| async move {
+                    let result = self.apply_target(prepared, gate, i, progress).await;
+                    if result.is_ok() {
+                        applied.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (i, result)
+                })
                 .buffered(REQUESTS_AT_ONCE);
             while let Some((i, result)) = results.next().await {
                 let t = &prepared.targets[i];
@@ -361,7 +369,6 @@ impl Cluster {
                 if !done.generated.is_empty() {
                     outcome.generated.push((t.id.clone(), done.generated));
                 }
-                applied.fetch_add(1, Ordering::SeqCst);
                 let action = done.action;
                 progress.event(Event::Applied { app: t.app.clone(), id: t.id.clone(), action });
                 outcome.applied.push(Applied { app: t.app.clone(), id: t.id.clone(), action });
