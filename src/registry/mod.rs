@@ -128,7 +128,15 @@ pub(crate) fn send_error(what: &str, error: &reqwest::Error) -> RegistryError {
         let host = u.host_str().unwrap_or_default();
         u.port().map_or_else(|| host.to_string(), |p| format!("{host}:{p}"))
     });
-    match (crate::transport::lasting_failure(error), host) {
+    let cause = crate::transport::lasting_failure(error).or_else(|| {
+        // No answer came back, from a server that asked for the client certificate charmer
+        // does not have.
+        let unanswered = !error.is_body() && !error.is_decode() && error.status().is_none();
+        host.as_deref()
+            .filter(|_| unanswered)
+            .and_then(crate::transport::missing_client_certificate)
+    });
+    match (cause, host) {
         (Some(cause), Some(host)) => RegistryError::Unreachable { host, cause },
         _ => RegistryError::Transport {
             what: what.to_string(),

@@ -39,7 +39,7 @@ pub enum TransportError {
 /// own read timeout and pool settings. Reads `--ca-file` now, so a bad file fails before any
 /// transfer. For servers that are not registries (published indexes): no `certs.d`.
 pub fn client_builder(options: &TlsOptions) -> Result<reqwest::ClientBuilder, TransportError> {
-    builder(tls::TlsSetup { trusted: ca_file(options)?, client: None, certs_d: None })
+    builder(tls::TlsSetup { trusted: ca_file(options)?, client: None, certs_d: None, site: None })
 }
 
 /// [`client_builder`] for one registry, `site` (`HOST[:PORT]` as images name it): its
@@ -73,7 +73,7 @@ pub fn site_client_builder(
         }
     }
     let certs_d = Some(certs_d::suggested_root().join(site));
-    builder(tls::TlsSetup { trusted, client, certs_d })
+    builder(tls::TlsSetup { trusted, client, certs_d, site: Some(site.to_string()) })
 }
 
 /// Reads `--ca-file` (if given), so that a bad file fails before anything is done.
@@ -231,17 +231,35 @@ fn tls_failure(error: &rustls::Error) -> LastingFailure {
                 "the server refused the handshake ({alert:?}): it requires a client certificate, \
                  or does not accept the one given"
             ),
-            Some(format!(
-                "put the client certificate and its key (PEM) in the registry's certs.d folder \
-                 as client.cert and client.key ({}/HOST:PORT/)",
-                certs_d::suggested_root().display()
-            )),
+            Some(client_certificate_hint()),
         ),
         other => (other.to_string(), None),
     };
     let unknown_issuer =
         matches!(error, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
     LastingFailure::Tls { message, unknown_issuer, hint }
+}
+
+/// Where a registry's client certificate goes.
+fn client_certificate_hint() -> String {
+    format!(
+        "put the client certificate and its key (PEM) in the registry's certs.d folder as \
+         client.cert and client.key ({}/HOST:PORT/)",
+        certs_d::suggested_root().display()
+    )
+}
+
+/// The cause of a connection to `site` that closed without an answer, when its server had
+/// asked for a client certificate and there was none to give (see
+/// [`tls::asked_for_client_certificate`]): the refusal's alert did not reach the request.
+pub fn missing_client_certificate(site: &str) -> Option<LastingFailure> {
+    tls::asked_for_client_certificate(site).then(|| LastingFailure::Tls {
+        message: "the server asked for a client certificate, none is configured for it, and \
+                  it closed the connection"
+            .to_string(),
+        unknown_issuer: false,
+        hint: Some(client_certificate_hint()),
+    })
 }
 
 #[cfg(test)]

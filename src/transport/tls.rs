@@ -18,15 +18,18 @@
 //! reading and parsing its few hundred certificates takes longer than a whole re-push of ten
 //! images to a plain-HTTP registry, which then never needs them.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use rustls_platform_verifier::Verifier;
 use x509_parser::extensions::GeneralName;
@@ -75,6 +78,41 @@ pub struct TlsSetup {
     pub client: Option<ClientCert>,
     /// The `certs.d` folder of the server these settings are for, named in hints.
     pub certs_d: Option<std::path::PathBuf>,
+    /// The registry these settings are for (`HOST[:PORT]`): noted when its server asks for a
+    /// client certificate and there is none ([`asked_for_client_certificate`]).
+    pub site: Option<String>,
+}
+
+/// Sites whose server asked for a client certificate when charmer had none to give. A Go
+/// TLS 1.3 server (the distribution registry's) refuses such a client only after the
+/// handshake, with an alert; when that alert arrives before the request is sent, the HTTP
+/// client reports a closed connection ("connection was not ready") instead of the alert, and
+/// this is how the failure is still explained.
+static ASKED_WITHOUT_CERTIFICATE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Whether the server of `site` asked for a client certificate while charmer had none.
+pub fn asked_for_client_certificate(site: &str) -> bool {
+    ASKED_WITHOUT_CERTIFICATE.lock().unwrap_or_else(|e| e.into_inner()).contains(site)
+}
+
+/// No client certificate, but a note of the site whose server asks for one.
+#[derive(Debug)]
+struct NoClientCertificate {
+    site: String,
+}
+
+impl ResolvesClientCert for NoClientCertificate {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        ASKED_WITHOUT_CERTIFICATE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.site.clone());
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 /// The client TLS configuration for `setup`: the platform's verifier (system roots and the
@@ -95,11 +133,14 @@ pub fn client_config(setup: TlsSetup) -> Result<rustls::ClientConfig, String> {
         // platform verifier's construction and adds only the exact-match exception.
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    match setup.client {
-        Some(client) => builder
+    match (setup.client, setup.site) {
+        (Some(client), _) => builder
             .with_client_auth_cert(client.chain, client.key)
             .map_err(|e| format!("the client certificate and key do not go together: {e}")),
-        None => Ok(builder.with_no_client_auth()),
+        (None, Some(site)) => {
+            Ok(builder.with_client_cert_resolver(Arc::new(NoClientCertificate { site })))
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
     }
 }
 
@@ -508,5 +549,15 @@ mfBK0Go0TgIgFBHtSypEz8o6qsI+xW+x+NyvuiRiwhqxLtMJk3Vva6c=
     fn dates_read_as_utc() {
         assert_eq!(date(0), "1970-01-01T00:00:00Z");
         assert_eq!(date(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn a_site_asked_for_a_client_certificate_it_lacks_is_noted() {
+        let resolver = NoClientCertificate { site: "asks.example:5000".into() };
+        assert!(!asked_for_client_certificate("asks.example:5000"));
+        assert!(resolver.resolve(&[], &[]).is_none(), "none to give");
+        assert!(!resolver.has_certs());
+        assert!(asked_for_client_certificate("asks.example:5000"));
+        assert!(!asked_for_client_certificate("other.example:5000"));
     }
 }
