@@ -149,17 +149,15 @@ pub(crate) fn sort(plan: &DeployPlan, targets: &mut [Target]) {
 /// would; but a hundred independent applications go in a few waves, not a hundred steps.
 pub(crate) fn waves(plan: &DeployPlan, targets: &[Target]) -> Vec<Range<usize>> {
     let levels = plan.app_levels();
-    let mut waves: Vec<Range<usize>> = Vec::new();
-    let mut previous = None;
-    for (i, t) in targets.iter().enumerate() {
-        let key = wave_key(&levels, t);
-        match waves.last_mut() {
-            Some(wave) if previous == Some(key) => wave.end = i + 1,
-            _ => waves.push(i..i + 1),
-        }
-        previous = Some(key);
-    }
-    waves
+    let mut start = 0;
+    targets
+        .chunk_by(|a, b| wave_key(&levels, a) == wave_key(&levels, b))
+        .map(|wave| {
+            let range = start..start + wave.len();
+            start = range.end;
+            range
+        })
+        .collect()
 }
 
 /// What orders waves: phase, application depth, kind rank.
